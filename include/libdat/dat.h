@@ -1,0 +1,15 @@
+/**
+ * @file dat.h
+ * @brief libdat: distributed adversarial training of deep networks.
+ *
+ * The umbrella header: include this one. It includes no CUDA, MPI or NCCL
+ * header; the MPI entry points have their own header, dat_mpi.h.
+ */
+#ifndef LIBDAT_DAT_H
+#define LIBDAT_DAT_H
+
+#include "dat_common.h"
+#include "dat_ctx.h"
+#include "dat_tensor.h"
+
+#endif

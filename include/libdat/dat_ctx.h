@@ -1,0 +1,110 @@
+/**
+ * @file dat_ctx.h
+ * @brief The context: which device libdat computes on, its threads, its seed
+ *        and where its log messages go.
+ *
+ * Every other libdat object is created from a context and must be destroyed
+ * before it. A context is not thread-safe: use one per host thread, or
+ * serialize calls.
+ */
+#ifndef LIBDAT_DAT_CTX_H
+#define LIBDAT_DAT_CTX_H
+
+#include "dat_common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** @brief Opaque context. */
+typedef struct dat_ctx dat_ctx;
+
+/** @brief Kind of device a context computes on. Values are fixed. */
+typedef enum dat_device_kind {
+    DAT_DEVICE_CPU = 0,   /**< The host CPU (OpenMP threads, OpenBLAS). */
+    DAT_DEVICE_CUDA = 1,  /**< A CUDA GPU, chosen by dat_ctx_options::device_ordinal. */
+    DAT_DEVICE_FORCE_32BIT = 0x7fffffff
+} dat_device_kind;
+
+/**
+ * @brief Options of dat_ctx_create(). Fill with dat_ctx_options_init() and
+ *        then change the fields you need; fields are only ever appended.
+ */
+typedef struct dat_ctx_options {
+    uint32_t size;            /**< sizeof(dat_ctx_options), set by dat_ctx_options_init(). */
+    dat_device_kind device;   /**< Default DAT_DEVICE_CPU. */
+    int32_t device_ordinal;   /**< CUDA device index; default 0; ignored on the CPU. */
+    int32_t num_threads;      /**< Host threads for compute; 0 (default) = all online cores. */
+    uint64_t seed;            /**< Key of the context's Philox generator; default 0. */
+    dat_log_fn log_fn;        /**< Receives log messages; NULL (default) = silent. */
+    void *log_user;           /**< Passed to log_fn unchanged. */
+    dat_log_level log_level;  /**< Most verbose level passed on; default DAT_LOG_WARN. */
+} dat_ctx_options;
+
+/**
+ * @brief Fills @p opts with the defaults and sets its size field.
+ * @return DAT_ERR_INVALID_ARG if @p opts is NULL.
+ */
+DAT_API dat_status dat_ctx_options_init(dat_ctx_options *opts);
+
+/**
+ * @brief Creates a context.
+ * @param[out] out  receives the context, to be freed with dat_ctx_destroy();
+ *                  set to NULL on failure.
+ * @param opts  options from dat_ctx_options_init(), or NULL for the defaults.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for a NULL @p out, a wrong opts->size
+ *         or a field out of range; DAT_ERR_NO_DEVICE when a CUDA device is
+ *         asked for and none (or not that ordinal) is present;
+ *         DAT_ERR_UNSUPPORTED when libdat was built without CUDA;
+ *         DAT_ERR_OUT_OF_MEMORY.
+ */
+DAT_API dat_status dat_ctx_create(dat_ctx **out, const dat_ctx_options *opts);
+
+/**
+ * @brief Destroys a context. Every object created from it must be destroyed
+ *        first. NULL is a no-op.
+ */
+DAT_API void dat_ctx_destroy(dat_ctx *ctx);
+
+/**
+ * @brief Waits until all work queued on the context's device has finished.
+ * @return DAT_ERR_CUDA with the CUDA message if queued work failed.
+ */
+DAT_API dat_status dat_ctx_synchronize(dat_ctx *ctx);
+
+/**
+ * @brief Device of a context.
+ * @param[out] kind  receives the device kind (may be NULL).
+ * @param[out] ordinal  receives the CUDA ordinal, -1 on the CPU (may be NULL).
+ */
+DAT_API dat_status dat_ctx_device(const dat_ctx *ctx, dat_device_kind *kind, int32_t *ordinal);
+
+/**
+ * @brief Number of host threads the context computes with (never 0).
+ */
+DAT_API dat_status dat_ctx_num_threads(const dat_ctx *ctx, int32_t *num_threads);
+
+/**
+ * @brief Seed (Philox key) of the context.
+ */
+DAT_API dat_status dat_ctx_seed(const dat_ctx *ctx, uint64_t *seed);
+
+/**
+ * @brief Whether this build of libdat has the CUDA backend.
+ * @return 1 if built with CUDA, 0 otherwise.
+ */
+DAT_API int dat_has_cuda(void);
+
+/**
+ * @brief Number of CUDA devices visible to this process.
+ * @param[out] count  receives the count: 0 when built without CUDA, when no
+ *                    driver is installed or no GPU is present.
+ * @return DAT_OK whenever @p count is not NULL: a missing GPU is a count of 0.
+ */
+DAT_API dat_status dat_cuda_device_count(int32_t *count);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

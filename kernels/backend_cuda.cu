@@ -1,0 +1,253 @@
+/* The CUDA backend: memory, copies, fills, conversions and the Philox kernels. */
+#include <stdlib.h>
+
+#include "cuda_common.h"
+#include "../lib/core/bf16.h"
+#include "../lib/core/philox.h"
+
+/* Ops run on the context's device, whatever the calling thread last selected. */
+static dat_status use_device(dat_ctx *ctx)
+{
+    DAT_CUDA_TRY(cudaSetDevice(dat_cuda(ctx)->device));
+    return DAT_OK;
+}
+
+static dat_status cuda_init(dat_ctx *ctx)
+{
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count == 0) {
+        (void)cudaGetLastError(); /* clear the sticky-free error for later calls */
+        return dat_error(DAT_ERR_NO_DEVICE, "dat_ctx_create",
+                         "a CUDA context was asked for, but no CUDA device is present (%s)",
+                         e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+    }
+    int ordinal = ctx->opts.device_ordinal;
+    if (ordinal >= count)
+        return dat_error(DAT_ERR_NO_DEVICE, "dat_ctx_create",
+                         "device_ordinal = %d, but only %d CUDA device(s) are present", ordinal,
+                         count);
+    dat_cuda_state *st = (dat_cuda_state *)calloc(1, sizeof *st);
+    if (!st)
+        return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_ctx_create", "cannot allocate CUDA state");
+    st->device = ordinal;
+    ctx->backend_state = st;
+    DAT_CUDA_TRY(cudaSetDevice(ordinal));
+    DAT_CUDA_TRY(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking));
+    return DAT_OK;
+}
+
+static void cuda_fini(dat_ctx *ctx)
+{
+    dat_cuda_state *st = dat_cuda(ctx);
+    if (!st)
+        return;
+    cudaSetDevice(st->device);
+    if (st->stream) {
+        cudaStreamSynchronize(st->stream);
+        cudaStreamDestroy(st->stream);
+    }
+    free(st);
+    ctx->backend_state = NULL;
+}
+
+static dat_status cuda_synchronize(dat_ctx *ctx)
+{
+    DAT_TRY(use_device(ctx));
+    DAT_CUDA_TRY(cudaStreamSynchronize(dat_cuda(ctx)->stream));
+    return DAT_OK;
+}
+
+static dat_status cuda_alloc(dat_ctx *ctx, size_t nbytes, void **ptr)
+{
+    *ptr = NULL;
+    DAT_TRY(use_device(ctx));
+    void *p = NULL;
+    DAT_CUDA_TRY(cudaMalloc(&p, nbytes ? nbytes : 1));
+    cudaError_t e = cudaMemsetAsync(p, 0, nbytes, dat_cuda(ctx)->stream);
+    if (e != cudaSuccess) {
+        cudaFree(p);
+        return dat_cuda_error(e, __func__, "cudaMemsetAsync");
+    }
+    *ptr = p;
+    return DAT_OK;
+}
+
+static void cuda_free(dat_ctx *ctx, void *ptr)
+{
+    if (!ptr)
+        return;
+    cudaSetDevice(dat_cuda(ctx)->device);
+    cudaFree(ptr); /* synchronizes with pending work on the buffer */
+}
+
+static dat_status cuda_copy_from_host(dat_ctx *ctx, void *dst, const void *src, size_t nbytes)
+{
+    DAT_TRY(use_device(ctx));
+    cudaStream_t s = dat_cuda(ctx)->stream;
+    DAT_CUDA_TRY(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, s));
+    /* The caller may free or reuse its buffer as soon as we return. */
+    DAT_CUDA_TRY(cudaStreamSynchronize(s));
+    return DAT_OK;
+}
+
+static dat_status cuda_copy_to_host(dat_ctx *ctx, void *dst, const void *src, size_t nbytes)
+{
+    DAT_TRY(use_device(ctx));
+    cudaStream_t s = dat_cuda(ctx)->stream;
+    DAT_CUDA_TRY(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, s));
+    DAT_CUDA_TRY(cudaStreamSynchronize(s));
+    return DAT_OK;
+}
+
+static dat_status cuda_copy(dat_ctx *ctx, void *dst, const void *src, size_t nbytes)
+{
+    DAT_TRY(use_device(ctx));
+    DAT_CUDA_TRY(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToDevice, dat_cuda(ctx)->stream));
+    return DAT_OK;
+}
+
+template <typename T>
+__global__ void fill_kernel(T *dst, size_t n, T v)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = v;
+}
+
+static dat_status cuda_fill(dat_ctx *ctx, void *dst, size_t count, const void *pattern,
+                            size_t elem_size)
+{
+    DAT_TRY(use_device(ctx));
+    cudaStream_t s = dat_cuda(ctx)->stream;
+    switch (elem_size) {
+    case 1:
+        DAT_CUDA_TRY(cudaMemsetAsync(dst, *(const uint8_t *)pattern, count, s));
+        return DAT_OK;
+    case 2:
+        fill_kernel<<<dat_cuda_grid(count, 256), 256, 0, s>>>((uint16_t *)dst, count,
+                                                             *(const uint16_t *)pattern);
+        break;
+    case 4:
+        fill_kernel<<<dat_cuda_grid(count, 256), 256, 0, s>>>((uint32_t *)dst, count,
+                                                             *(const uint32_t *)pattern);
+        break;
+    default:
+        return dat_error(DAT_ERR_INTERNAL, __func__, "element size %zu", elem_size);
+    }
+    DAT_CUDA_CHECK_LAUNCH("fill_kernel");
+    return DAT_OK;
+}
+
+__global__ void f32_to_bf16_kernel(uint16_t *dst, const float *src, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = dat_f32_to_bf16_bits(src[i]);
+}
+
+__global__ void bf16_to_f32_kernel(float *dst, const uint16_t *src, size_t n)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        dst[i] = dat_bf16_bits_to_f32(src[i]);
+}
+
+static dat_status cuda_f32_to_bf16(dat_ctx *ctx, uint16_t *dst, const float *src, size_t n)
+{
+    DAT_TRY(use_device(ctx));
+    f32_to_bf16_kernel<<<dat_cuda_grid(n, 256), 256, 0, dat_cuda(ctx)->stream>>>(dst, src, n);
+    DAT_CUDA_CHECK_LAUNCH("f32_to_bf16_kernel");
+    return DAT_OK;
+}
+
+static dat_status cuda_bf16_to_f32(dat_ctx *ctx, float *dst, const uint16_t *src, size_t n)
+{
+    DAT_TRY(use_device(ctx));
+    bf16_to_f32_kernel<<<dat_cuda_grid(n, 256), 256, 0, dat_cuda(ctx)->stream>>>(dst, src, n);
+    DAT_CUDA_CHECK_LAUNCH("bf16_to_f32_kernel");
+    return DAT_OK;
+}
+
+/* One thread per Philox block of 4 stream positions, as the CPU backend does. */
+__global__ void rng_kernel(int normal, float *dst, size_t n, float a, float b, uint64_t seed,
+                           uint64_t stream, uint64_t offset, uint64_t first, uint64_t nblocks)
+{
+    for (uint64_t k = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; k < nblocks;
+         k += (uint64_t)gridDim.x * blockDim.x) {
+        uint64_t blk = first + k;
+        dat_philox_ctr c = dat_philox_block(seed, stream, blk);
+        float v[4];
+        if (normal) {
+            dat_box_muller(c.v[0], c.v[1], &v[0], &v[1]);
+            dat_box_muller(c.v[2], c.v[3], &v[2], &v[3]);
+            for (int j = 0; j < 4; ++j)
+                v[j] = dat_normal_affine(v[j], a, b);
+        } else {
+            for (int j = 0; j < 4; ++j)
+                v[j] = dat_uniform_from_u32(c.v[j], a, b);
+        }
+        for (int j = 0; j < 4; ++j) {
+            uint64_t pos = blk * 4 + (uint64_t)j;
+            if (pos >= offset && pos - offset < n)
+                dst[pos - offset] = v[j];
+        }
+    }
+}
+
+static dat_status rng_launch(dat_ctx *ctx, int normal, float *dst, size_t n, float a, float b,
+                             uint64_t seed, uint64_t stream, uint64_t offset)
+{
+    if (n == 0)
+        return DAT_OK;
+    DAT_TRY(use_device(ctx));
+    uint64_t first = offset >> 2, last = (offset + n - 1) >> 2, nblocks = last - first + 1;
+    rng_kernel<<<dat_cuda_grid(nblocks, 256), 256, 0, dat_cuda(ctx)->stream>>>(
+        normal, dst, n, a, b, seed, stream, offset, first, nblocks);
+    DAT_CUDA_CHECK_LAUNCH("rng_kernel");
+    return DAT_OK;
+}
+
+static dat_status cuda_rng_uniform(dat_ctx *ctx, float *dst, size_t n, float low, float high,
+                                   uint64_t seed, uint64_t stream, uint64_t offset)
+{
+    return rng_launch(ctx, 0, dst, n, low, high, seed, stream, offset);
+}
+
+static dat_status cuda_rng_normal(dat_ctx *ctx, float *dst, size_t n, float mean, float std,
+                                  uint64_t seed, uint64_t stream, uint64_t offset)
+{
+    return rng_launch(ctx, 1, dst, n, mean, std, seed, stream, offset);
+}
+
+extern "C" int dat_cuda_count_devices(void)
+{
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess) {
+        (void)cudaGetLastError();
+        return 0;
+    }
+    return count;
+}
+
+static dat_backend make_cuda_backend(void)
+{
+    dat_backend be = {};
+    be.name = "cuda";
+    be.init = cuda_init;
+    be.fini = cuda_fini;
+    be.synchronize = cuda_synchronize;
+    be.alloc = cuda_alloc;
+    be.free = cuda_free;
+    be.copy_from_host = cuda_copy_from_host;
+    be.copy_to_host = cuda_copy_to_host;
+    be.copy = cuda_copy;
+    be.fill = cuda_fill;
+    be.f32_to_bf16 = cuda_f32_to_bf16;
+    be.bf16_to_f32 = cuda_bf16_to_f32;
+    be.rng_uniform = cuda_rng_uniform;
+    be.rng_normal = cuda_rng_normal;
+    return be;
+}
+
+extern "C" const dat_backend dat_backend_cuda = make_cuda_backend();

@@ -1,0 +1,172 @@
+#include "ctx.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "error.h"
+
+/* The first released layout of dat_ctx_options: every field up to log_level. */
+#define DAT_CTX_OPTIONS_MIN_SIZE sizeof(dat_ctx_options)
+
+dat_status dat_ctx_options_init(dat_ctx_options *opts)
+{
+    DAT_CHECK_NOT_NULL(opts);
+    *opts = (dat_ctx_options){
+        .size = sizeof(dat_ctx_options),
+        .device = DAT_DEVICE_CPU,
+        .device_ordinal = 0,
+        .num_threads = 0,
+        .seed = 0,
+        .log_fn = NULL,
+        .log_user = NULL,
+        .log_level = DAT_LOG_WARN,
+    };
+    return DAT_OK;
+}
+
+static int32_t online_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int32_t)n : 1;
+}
+
+static dat_status check_options(const dat_ctx_options *o)
+{
+    if (o->device != DAT_DEVICE_CPU && o->device != DAT_DEVICE_CUDA)
+        return dat_error(DAT_ERR_INVALID_ARG, "dat_ctx_create",
+                         "opts->device = %d is not a dat_device_kind", (int)o->device);
+    if (o->device_ordinal < 0)
+        return dat_error(DAT_ERR_INVALID_ARG, "dat_ctx_create",
+                         "opts->device_ordinal = %d must be >= 0", (int)o->device_ordinal);
+    if (o->num_threads < 0 || o->num_threads > 4096)
+        return dat_error(DAT_ERR_INVALID_ARG, "dat_ctx_create",
+                         "opts->num_threads = %d must be in [0, 4096] (0 = all cores)",
+                         (int)o->num_threads);
+    if (o->log_level < DAT_LOG_ERROR || o->log_level > DAT_LOG_DEBUG)
+        return dat_error(DAT_ERR_INVALID_ARG, "dat_ctx_create",
+                         "opts->log_level = %d is not a dat_log_level", (int)o->log_level);
+    return DAT_OK;
+}
+
+static dat_status pick_backend(const dat_ctx_options *o, const dat_backend **be)
+{
+    if (o->device == DAT_DEVICE_CPU) {
+        *be = &dat_backend_cpu;
+        return DAT_OK;
+    }
+#if DAT_HAVE_CUDA
+    *be = &dat_backend_cuda;
+    return DAT_OK;
+#else
+    *be = NULL;
+    return dat_error(DAT_ERR_UNSUPPORTED, "dat_ctx_create",
+                     "a CUDA context was asked for, but this libdat was built without "
+                     "CUDA (configure with -Dcuda=enabled)");
+#endif
+}
+
+dat_status dat_ctx_create(dat_ctx **out, const dat_ctx_options *opts)
+{
+    DAT_CHECK_NOT_NULL(out);
+    *out = NULL;
+    dat_ctx_options o;
+    dat_ctx_options_init(&o);
+    if (opts) {
+        DAT_CHECK_OPTIONS_SIZE(opts, dat_ctx_options, DAT_CTX_OPTIONS_MIN_SIZE);
+        o = *opts;
+        o.size = sizeof o;
+    }
+    DAT_TRY(check_options(&o));
+    if (o.num_threads == 0)
+        o.num_threads = online_cores();
+    if (o.device == DAT_DEVICE_CPU)
+        o.device_ordinal = -1;
+
+    const dat_backend *be;
+    DAT_TRY(pick_backend(&o, &be));
+    dat_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return dat_error(DAT_ERR_OUT_OF_MEMORY, __func__, "cannot allocate a context");
+    ctx->opts = o;
+    ctx->be = be;
+    dat_status s = be->init(ctx);
+    if (s != DAT_OK) {
+        be->fini(ctx);
+        free(ctx);
+        return s;
+    }
+    dat_log(ctx, DAT_LOG_DEBUG, "context created: backend %s, %d threads, seed %llu", be->name,
+            (int)o.num_threads, (unsigned long long)o.seed);
+    *out = ctx;
+    return DAT_OK;
+}
+
+void dat_ctx_destroy(dat_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    ctx->be->fini(ctx);
+    free(ctx);
+}
+
+dat_status dat_ctx_synchronize(dat_ctx *ctx)
+{
+    DAT_CHECK_NOT_NULL(ctx);
+    return ctx->be->synchronize(ctx);
+}
+
+dat_status dat_ctx_device(const dat_ctx *ctx, dat_device_kind *kind, int32_t *ordinal)
+{
+    DAT_CHECK_NOT_NULL(ctx);
+    if (kind)
+        *kind = ctx->opts.device;
+    if (ordinal)
+        *ordinal = ctx->opts.device_ordinal;
+    return DAT_OK;
+}
+
+dat_status dat_ctx_num_threads(const dat_ctx *ctx, int32_t *num_threads)
+{
+    DAT_CHECK_NOT_NULL(ctx);
+    DAT_CHECK_NOT_NULL(num_threads);
+    *num_threads = ctx->opts.num_threads;
+    return DAT_OK;
+}
+
+dat_status dat_ctx_seed(const dat_ctx *ctx, uint64_t *seed)
+{
+    DAT_CHECK_NOT_NULL(ctx);
+    DAT_CHECK_NOT_NULL(seed);
+    *seed = ctx->opts.seed;
+    return DAT_OK;
+}
+
+int dat_has_cuda(void)
+{
+    return DAT_HAVE_CUDA ? 1 : 0;
+}
+
+dat_status dat_cuda_device_count(int32_t *count)
+{
+    DAT_CHECK_NOT_NULL(count);
+#if DAT_HAVE_CUDA
+    *count = dat_cuda_count_devices();
+#else
+    *count = 0;
+#endif
+    return DAT_OK;
+}
+
+void dat_log(const dat_ctx *ctx, dat_log_level level, const char *fmt, ...)
+{
+    if (!ctx || !ctx->opts.log_fn || level > ctx->opts.log_level)
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    ctx->opts.log_fn(level, line, ctx->opts.log_user);
+}

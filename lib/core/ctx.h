@@ -1,0 +1,21 @@
+/* The context as libdat sees it inside. */
+#ifndef LIBDAT_CORE_CTX_H
+#define LIBDAT_CORE_CTX_H
+
+#include "backend.h"
+#include "libdat/dat_ctx.h"
+
+struct dat_ctx {
+    dat_ctx_options opts;      /* as given, with defaults resolved */
+    const dat_backend *be;     /* the backend every op of this context goes through */
+    void *backend_state;       /* owned by the backend: streams, handles, scratch */
+};
+
+/* Passes a message to the context's log callback if the level allows it. */
+void dat_log(const dat_ctx *ctx, dat_log_level level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+#endif

@@ -1,0 +1,45 @@
+/* Shared by the Check unit tests: a runner and assertions on libdat statuses. */
+#ifndef LIBDAT_TESTS_CHECK_UTIL_H
+#define LIBDAT_TESTS_CHECK_UTIL_H
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "libdat/dat.h"
+
+/* Fails with the status name and libdat's message unless s == DAT_OK. */
+#define ck_assert_dat_ok(expr)                                                          \
+    do {                                                                                \
+        dat_status ck_s_ = (expr);                                                      \
+        ck_assert_msg(ck_s_ == DAT_OK, "%s returned %s: %s", #expr,                     \
+                      dat_status_string(ck_s_), dat_last_error());                      \
+    } while (0)
+
+/* Asserts a status and that the error message mentions `needle`. */
+#define ck_assert_dat_err(expr, want, needle)                                           \
+    do {                                                                                \
+        dat_clear_error();                                                              \
+        dat_status ck_s_ = (expr);                                                      \
+        ck_assert_msg(ck_s_ == (want), "%s returned %s, expected %s (%s)", #expr,       \
+                      dat_status_string(ck_s_), dat_status_string(want), dat_last_error()); \
+        ck_assert_msg(strstr(dat_last_error(), (needle)) != NULL,                       \
+                      "%s: message \"%s\" does not mention \"%s\"", #expr,              \
+                      dat_last_error(), (needle));                                      \
+    } while (0)
+
+/* Runs a suite; exit status 0 when every test passed. */
+static inline int dat_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+/* Exit status that tells meson (and scripts/test) a test was skipped. */
+#define DAT_TEST_SKIP 77
+
+#endif

@@ -1,0 +1,194 @@
+/*
+ * Every public function with NULL handles, NULL outputs, wrong options sizes,
+ * wrong dtypes and shapes: the status must say so, dat_last_error() must name
+ * the problem, nothing may crash, and a failing create leaves *out == NULL.
+ * tests/abi/check_symbols.sh fails if an exported function is missing here.
+ */
+#include <math.h>
+
+#include "check_util.h"
+
+static dat_ctx *ctx;
+static dat_tensor *f32; /* 2 x 3 float32 */
+
+static void setup(void)
+{
+    ck_assert_dat_ok(dat_ctx_create(&ctx, NULL));
+    int64_t shape[2] = {2, 3};
+    ck_assert_dat_ok(dat_tensor_create(&f32, ctx, DAT_FLOAT32, 2, shape));
+}
+
+static void teardown(void)
+{
+    dat_tensor_destroy(f32);
+    dat_ctx_destroy(ctx);
+}
+
+START_TEST(test_infallible_functions)
+{
+    ck_assert_str_eq(dat_status_string((dat_status)-5), "DAT_ERR_UNKNOWN");
+    ck_assert_ptr_nonnull(dat_last_error());
+    dat_clear_error();
+    ck_assert_uint_gt(dat_version(), 0);
+    ck_assert_ptr_nonnull(dat_version_string());
+    ck_assert_uint_eq(dat_dtype_size((dat_dtype)-1), 0);
+    ck_assert_str_eq(dat_dtype_name((dat_dtype)77), "unknown");
+    ck_assert(dat_has_cuda() == 0 || dat_has_cuda() == 1);
+    dat_ctx_destroy(NULL);
+    dat_tensor_destroy(NULL);
+}
+END_TEST
+
+START_TEST(test_ctx_misuse)
+{
+    ck_assert_dat_err(dat_ctx_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
+    ck_assert_dat_err(dat_ctx_create(NULL, NULL), DAT_ERR_INVALID_ARG, "out");
+
+    dat_ctx_options o;
+    dat_ctx_options_init(&o);
+    dat_ctx *c = (dat_ctx *)0x1;
+    o.size = 3;
+    ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "size");
+    ck_assert_ptr_null(c);
+    o.size = sizeof o + 8;
+    c = (dat_ctx *)0x1;
+    ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "dat_ctx_options_init");
+    ck_assert_ptr_null(c);
+
+    dat_ctx_options_init(&o);
+    o.device = (dat_device_kind)9;
+    ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "device");
+    dat_ctx_options_init(&o);
+    o.device_ordinal = -1;
+    ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "device_ordinal");
+    dat_ctx_options_init(&o);
+    o.num_threads = -2;
+    ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "num_threads");
+    dat_ctx_options_init(&o);
+    o.log_level = (dat_log_level)17;
+    ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "log_level");
+    ck_assert_ptr_null(c);
+
+    ck_assert_dat_err(dat_ctx_synchronize(NULL), DAT_ERR_INVALID_ARG, "ctx");
+    ck_assert_dat_err(dat_ctx_device(NULL, NULL, NULL), DAT_ERR_INVALID_ARG, "ctx");
+    ck_assert_dat_err(dat_ctx_num_threads(NULL, NULL), DAT_ERR_INVALID_ARG, "ctx");
+    ck_assert_dat_err(dat_ctx_num_threads(ctx, NULL), DAT_ERR_INVALID_ARG, "num_threads");
+    ck_assert_dat_err(dat_ctx_seed(NULL, NULL), DAT_ERR_INVALID_ARG, "ctx");
+    ck_assert_dat_err(dat_ctx_seed(ctx, NULL), DAT_ERR_INVALID_ARG, "seed");
+    ck_assert_dat_err(dat_cuda_device_count(NULL), DAT_ERR_INVALID_ARG, "count");
+}
+END_TEST
+
+START_TEST(test_tensor_create_misuse)
+{
+    int64_t good[2] = {2, 3};
+    dat_tensor *t = (dat_tensor *)0x1;
+    ck_assert_dat_err(dat_tensor_create(NULL, ctx, DAT_FLOAT32, 2, good), DAT_ERR_INVALID_ARG,
+                      "out");
+    ck_assert_dat_err(dat_tensor_create(&t, NULL, DAT_FLOAT32, 2, good), DAT_ERR_INVALID_ARG,
+                      "ctx");
+    ck_assert_ptr_null(t);
+    t = (dat_tensor *)0x1;
+    ck_assert_dat_err(dat_tensor_create(&t, ctx, (dat_dtype)12, 2, good), DAT_ERR_INVALID_ARG,
+                      "dtype");
+    ck_assert_ptr_null(t);
+    ck_assert_dat_err(dat_tensor_create(&t, ctx, DAT_FLOAT32, -1, good), DAT_ERR_INVALID_ARG,
+                      "ndim");
+    ck_assert_dat_err(dat_tensor_create(&t, ctx, DAT_FLOAT32, DAT_TENSOR_MAX_DIMS + 1, good),
+                      DAT_ERR_INVALID_ARG, "ndim");
+    ck_assert_dat_err(dat_tensor_create(&t, ctx, DAT_FLOAT32, 2, NULL), DAT_ERR_INVALID_ARG,
+                      "shape");
+    int64_t zero[2] = {2, 0}, neg[2] = {-1, 3}, huge[3] = {1 << 20, 1 << 20, 1 << 20};
+    ck_assert_dat_err(dat_tensor_create(&t, ctx, DAT_FLOAT32, 2, zero), DAT_ERR_INVALID_ARG,
+                      "shape[1] = 0");
+    ck_assert_dat_err(dat_tensor_create(&t, ctx, DAT_FLOAT32, 2, neg), DAT_ERR_INVALID_ARG,
+                      "shape[0] = -1");
+    ck_assert_dat_err(dat_tensor_create(&t, ctx, DAT_UINT8, 3, huge), DAT_ERR_INVALID_ARG,
+                      "overflows");
+    ck_assert_ptr_null(t);
+}
+END_TEST
+
+START_TEST(test_tensor_query_misuse)
+{
+    int32_t nd;
+    int64_t n;
+    size_t nb;
+    dat_dtype dt;
+    ck_assert_dat_err(dat_tensor_shape(NULL, &nd, NULL), DAT_ERR_INVALID_ARG, "tensor");
+    ck_assert_dat_err(dat_tensor_dtype(NULL, &dt), DAT_ERR_INVALID_ARG, "tensor");
+    ck_assert_dat_err(dat_tensor_dtype(f32, NULL), DAT_ERR_INVALID_ARG, "dtype");
+    ck_assert_dat_err(dat_tensor_numel(NULL, &n), DAT_ERR_INVALID_ARG, "tensor");
+    ck_assert_dat_err(dat_tensor_numel(f32, NULL), DAT_ERR_INVALID_ARG, "numel");
+    ck_assert_dat_err(dat_tensor_nbytes(NULL, &nb), DAT_ERR_INVALID_ARG, "tensor");
+    ck_assert_dat_err(dat_tensor_nbytes(f32, NULL), DAT_ERR_INVALID_ARG, "nbytes");
+    void *p;
+    ck_assert_dat_err(dat_tensor_host_data(NULL, &p), DAT_ERR_INVALID_ARG, "tensor");
+    ck_assert_dat_err(dat_tensor_host_data(f32, NULL), DAT_ERR_INVALID_ARG, "data");
+
+    int64_t five[1] = {5}, six[1] = {6};
+    ck_assert_dat_err(dat_tensor_reshape(NULL, 1, six), DAT_ERR_INVALID_ARG, "tensor");
+    ck_assert_dat_err(dat_tensor_reshape(f32, 1, five), DAT_ERR_INVALID_ARG, "6");
+    ck_assert_dat_err(dat_tensor_reshape(f32, 1, NULL), DAT_ERR_INVALID_ARG, "shape");
+    ck_assert_dat_ok(dat_tensor_shape(f32, &nd, NULL));
+    ck_assert_int_eq(nd, 2); /* a refused reshape changes nothing */
+}
+END_TEST
+
+START_TEST(test_tensor_data_misuse)
+{
+    float buf[6] = {1, 2, 3, 4, 5, 6}, back[6];
+    ck_assert_dat_ok(dat_tensor_write(f32, buf, sizeof buf));
+    ck_assert_dat_err(dat_tensor_write(NULL, buf, sizeof buf), DAT_ERR_INVALID_ARG, "tensor");
+    ck_assert_dat_err(dat_tensor_write(f32, NULL, sizeof buf), DAT_ERR_INVALID_ARG, "src");
+    float zeros[7] = {0};
+    ck_assert_dat_err(dat_tensor_write(f32, zeros, sizeof zeros), DAT_ERR_INVALID_ARG, "24 bytes");
+    ck_assert_dat_err(dat_tensor_read(NULL, back, sizeof back), DAT_ERR_INVALID_ARG, "tensor");
+    ck_assert_dat_err(dat_tensor_read(f32, NULL, sizeof back), DAT_ERR_INVALID_ARG, "dst");
+    ck_assert_dat_err(dat_tensor_read(f32, back, 4), DAT_ERR_INVALID_ARG, "nbytes = 4");
+    ck_assert_dat_ok(dat_tensor_read(f32, back, sizeof back));
+    ck_assert_mem_eq(buf, back, sizeof buf); /* the refused write lost nothing */
+
+    int64_t shape23[2] = {2, 3}, shape32[2] = {3, 2};
+    dat_tensor *i32 = NULL, *other = NULL;
+    ck_assert_dat_ok(dat_tensor_create(&i32, ctx, DAT_INT32, 2, shape23));
+    ck_assert_dat_ok(dat_tensor_create(&other, ctx, DAT_FLOAT32, 2, shape32));
+    ck_assert_dat_err(dat_tensor_copy(NULL, f32), DAT_ERR_INVALID_ARG, "dst");
+    ck_assert_dat_err(dat_tensor_copy(f32, NULL), DAT_ERR_INVALID_ARG, "src");
+    ck_assert_dat_err(dat_tensor_copy(i32, f32), DAT_ERR_INVALID_ARG, "dtypes differ");
+    ck_assert_dat_err(dat_tensor_copy(other, f32), DAT_ERR_INVALID_ARG, "shapes differ");
+
+    ck_assert_dat_err(dat_tensor_fill(NULL, 0), DAT_ERR_INVALID_ARG, "tensor");
+    ck_assert_dat_err(dat_tensor_fill(i32, 0.5), DAT_ERR_INVALID_ARG, "int32");
+    ck_assert_dat_err(dat_tensor_fill(i32, NAN), DAT_ERR_INVALID_ARG, "int32");
+    ck_assert_dat_err(dat_tensor_fill(i32, 3e9), DAT_ERR_INVALID_ARG, "int32");
+
+    ck_assert_dat_err(dat_tensor_fill_uniform(NULL, 0, 1, 0, 0), DAT_ERR_INVALID_ARG, "tensor");
+    ck_assert_dat_err(dat_tensor_fill_uniform(i32, 0, 1, 0, 0), DAT_ERR_INVALID_ARG, "int32");
+    ck_assert_dat_err(dat_tensor_fill_uniform(f32, 1, 0, 0, 0), DAT_ERR_INVALID_ARG, "low <= high");
+    ck_assert_dat_err(dat_tensor_fill_uniform(f32, NAN, 1, 0, 0), DAT_ERR_INVALID_ARG, "finite");
+    ck_assert_dat_err(dat_tensor_fill_normal(NULL, 0, 1, 0, 0), DAT_ERR_INVALID_ARG, "tensor");
+    ck_assert_dat_err(dat_tensor_fill_normal(i32, 0, 1, 0, 0), DAT_ERR_INVALID_ARG, "int32");
+    ck_assert_dat_err(dat_tensor_fill_normal(f32, 0, -1, 0, 0), DAT_ERR_INVALID_ARG, "std");
+    ck_assert_dat_err(dat_tensor_fill_normal(f32, INFINITY, 1, 0, 0), DAT_ERR_INVALID_ARG,
+                      "finite");
+    ck_assert_dat_ok(dat_tensor_read(f32, back, sizeof back));
+    ck_assert_mem_eq(buf, back, sizeof buf);
+    dat_tensor_destroy(i32);
+    dat_tensor_destroy(other);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("api_misuse");
+    TCase *tc = tcase_create("api_misuse");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_infallible_functions);
+    tcase_add_test(tc, test_ctx_misuse);
+    tcase_add_test(tc, test_tensor_create_misuse);
+    tcase_add_test(tc, test_tensor_query_misuse);
+    tcase_add_test(tc, test_tensor_data_misuse);
+    suite_add_tcase(s, tc);
+    return dat_run_suite(s);
+}

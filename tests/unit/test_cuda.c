@@ -1,0 +1,133 @@
+/* The CUDA backend against the CPU: tensors, fills and bit-identical Philox
+ * streams. Exits 77 (skipped) where no GPU is present. */
+#include <stdio.h>
+
+#include "check_util.h"
+
+static dat_ctx *make_ctx(dat_device_kind kind, uint64_t seed)
+{
+    dat_ctx_options o;
+    dat_ctx_options_init(&o);
+    o.device = kind;
+    o.seed = seed;
+    dat_ctx *ctx = NULL;
+    ck_assert_dat_ok(dat_ctx_create(&ctx, &o));
+    return ctx;
+}
+
+START_TEST(test_roundtrip_and_fill)
+{
+    dat_ctx *g = make_ctx(DAT_DEVICE_CUDA, 0);
+    int64_t shape[2] = {3, 1000};
+    dat_tensor *t = NULL, *u = NULL;
+    ck_assert_dat_ok(dat_tensor_create(&t, g, DAT_FLOAT32, 2, shape));
+    ck_assert_dat_ok(dat_tensor_create(&u, g, DAT_FLOAT32, 2, shape));
+    static float in[3000], out[3000];
+    ck_assert_dat_ok(dat_tensor_read(t, out, sizeof out));
+    for (int i = 0; i < 3000; ++i) {
+        ck_assert_float_eq(out[i], 0.0f);
+        in[i] = (float)i - 1500.5f;
+    }
+    ck_assert_dat_ok(dat_tensor_write(t, in, sizeof in));
+    ck_assert_dat_ok(dat_tensor_copy(u, t));
+    ck_assert_dat_ok(dat_tensor_read(u, out, sizeof out));
+    ck_assert_mem_eq(in, out, sizeof in);
+    ck_assert_dat_ok(dat_tensor_fill(u, -0.75));
+    ck_assert_dat_ok(dat_tensor_read(u, out, sizeof out));
+    ck_assert_float_eq(out[2999], -0.75f);
+    void *p = NULL;
+    ck_assert_dat_err(dat_tensor_host_data(u, &p), DAT_ERR_UNSUPPORTED, "dat_tensor_read");
+
+    /* Across contexts: CUDA -> CPU -> CUDA. */
+    dat_ctx *c = make_ctx(DAT_DEVICE_CPU, 0);
+    dat_tensor *h = NULL;
+    ck_assert_dat_ok(dat_tensor_create(&h, c, DAT_FLOAT32, 2, shape));
+    ck_assert_dat_ok(dat_tensor_copy(h, t));
+    ck_assert_dat_ok(dat_tensor_fill(t, 0));
+    ck_assert_dat_ok(dat_tensor_copy(t, h));
+    ck_assert_dat_ok(dat_tensor_read(t, out, sizeof out));
+    ck_assert_mem_eq(in, out, sizeof in);
+    dat_tensor_destroy(h);
+    dat_tensor_destroy(t);
+    dat_tensor_destroy(u);
+    dat_ctx_destroy(c);
+    dat_ctx_destroy(g);
+}
+END_TEST
+
+/* Every fill must give the same bits on both backends. */
+static void compare_fill(dat_dtype dtype, int normal, int64_t n, uint64_t stream,
+                         uint64_t offset)
+{
+    dat_ctx *c = make_ctx(DAT_DEVICE_CPU, 0x1234567890abcdefull);
+    dat_ctx *g = make_ctx(DAT_DEVICE_CUDA, 0x1234567890abcdefull);
+    dat_tensor *tc = NULL, *tg = NULL;
+    ck_assert_dat_ok(dat_tensor_create(&tc, c, dtype, 1, &n));
+    ck_assert_dat_ok(dat_tensor_create(&tg, g, dtype, 1, &n));
+    if (normal) {
+        ck_assert_dat_ok(dat_tensor_fill_normal(tc, 0.5f, 2.0f, stream, offset));
+        ck_assert_dat_ok(dat_tensor_fill_normal(tg, 0.5f, 2.0f, stream, offset));
+    } else {
+        ck_assert_dat_ok(dat_tensor_fill_uniform(tc, -1.0f, 3.0f, stream, offset));
+        ck_assert_dat_ok(dat_tensor_fill_uniform(tg, -1.0f, 3.0f, stream, offset));
+    }
+    size_t nbytes;
+    dat_tensor_nbytes(tc, &nbytes);
+    unsigned char *a = malloc(nbytes), *b = malloc(nbytes);
+    ck_assert_dat_ok(dat_tensor_read(tc, a, nbytes));
+    ck_assert_dat_ok(dat_tensor_read(tg, b, nbytes));
+    size_t esize = dat_dtype_size(dtype);
+    for (size_t i = 0; i < nbytes; i += esize)
+        ck_assert_msg(memcmp(a + i, b + i, esize) == 0,
+                      "%s %s fill differs at element %zu (n %lld, stream %llu, offset %llu)",
+                      dat_dtype_name(dtype), normal ? "normal" : "uniform", i / esize,
+                      (long long)n, (unsigned long long)stream, (unsigned long long)offset);
+    free(a);
+    free(b);
+    dat_tensor_destroy(tc);
+    dat_tensor_destroy(tg);
+    dat_ctx_destroy(c);
+    dat_ctx_destroy(g);
+}
+
+START_TEST(test_philox_parity)
+{
+    for (int normal = 0; normal < 2; ++normal) {
+        compare_fill(DAT_FLOAT32, normal, 1 << 22, 0, 0);
+        compare_fill(DAT_FLOAT32, normal, 1001, 7, 3);
+        compare_fill(DAT_FLOAT32, normal, 5, ~0ull, (1ull << 40) + 1);
+        compare_fill(DAT_BFLOAT16, normal, 4099, 2, 1);
+    }
+}
+END_TEST
+
+START_TEST(test_bad_ordinal)
+{
+    int32_t count = 0;
+    ck_assert_dat_ok(dat_cuda_device_count(&count));
+    dat_ctx_options o;
+    dat_ctx_options_init(&o);
+    o.device = DAT_DEVICE_CUDA;
+    o.device_ordinal = count;
+    dat_ctx *ctx = (dat_ctx *)0x1;
+    ck_assert_dat_err(dat_ctx_create(&ctx, &o), DAT_ERR_NO_DEVICE, "device_ordinal");
+    ck_assert_ptr_null(ctx);
+}
+END_TEST
+
+int main(void)
+{
+    int32_t count = 0;
+    if (dat_cuda_device_count(&count) != DAT_OK || count == 0) {
+        printf("no CUDA device: skipped\n");
+        return DAT_TEST_SKIP;
+    }
+    Suite *s = suite_create("cuda");
+    TCase *tc = tcase_create("cuda");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_roundtrip_and_fill);
+    tcase_add_test(tc, test_philox_parity);
+    tcase_add_test(tc, test_bad_ordinal);
+    suite_add_tcase(s, tc);
+    return dat_run_suite(s);
+}
