@@ -16,6 +16,33 @@
 
 #include "libdat/dat_ctx.h"
 
+/*
+ * Shapes of the layer ops. All tensors are float32, row-major, NCHW; the
+ * output sizes are filled in by dat_conv_desc_init / dat_pool_desc_init
+ * (lib/core/descs.c) so every backend agrees on them.
+ */
+typedef struct dat_conv_desc {
+    int n, c_in, h_in, w_in;       /* input */
+    int c_out, k_h, k_w;           /* weight: c_out x c_in x k_h x k_w */
+    int stride, pad;               /* same in both spatial dimensions */
+    int h_out, w_out;              /* derived */
+} dat_conv_desc;
+
+typedef enum dat_pool_kind { DAT_POOL_MAX = 0, DAT_POOL_AVG = 1 } dat_pool_kind;
+
+typedef struct dat_pool_desc {
+    dat_pool_kind kind;
+    int n, c, h_in, w_in;
+    int k, stride, pad;            /* average pooling counts padding (PyTorch's default) */
+    int h_out, w_out;              /* derived */
+} dat_pool_desc;
+
+typedef struct dat_bn_desc {
+    int n, c, hw;                  /* x is n x c x hw */
+    float eps;                     /* PyTorch default 1e-5 */
+    float momentum;                /* running = (1 - m) running + m batch; PyTorch default 0.1 */
+} dat_bn_desc;
+
 typedef struct dat_backend {
     const char *name;
 
@@ -46,7 +73,113 @@ typedef struct dat_backend {
                               uint64_t seed, uint64_t stream, uint64_t offset);
     dat_status (*rng_normal)(dat_ctx *ctx, float *dst, size_t n, float mean, float std,
                              uint64_t seed, uint64_t stream, uint64_t offset);
+
+    /*
+     * Layer ops (the Models issue). Gradient outputs of parameters take a
+     * `beta`: out = beta * out + new, so 0 overwrites and 1 accumulates.
+     * Ops take scratch memory from the backend's own per-context workspace,
+     * which grows to the largest shape seen and is then reused (no allocation
+     * per step once shapes are known).
+     */
+
+    /* C = alpha * op(A) * op(B) + beta * C, row-major; op transposes when trans_* != 0.
+     * op(A) is m x k, op(B) is k x n, C is m x n with leading dimension ldc. */
+    dat_status (*gemm)(dat_ctx *ctx, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                       const float *a, int lda, const float *b, int ldb, float beta, float *c,
+                       int ldc);
+
+    /* y = conv(x, w) + bias (bias may be NULL). */
+    dat_status (*conv2d_fwd)(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
+                             const float *w, const float *bias, float *y);
+    /* dx = conv_transpose(dy, w); overwrites dx. */
+    dat_status (*conv2d_bwd_data)(dat_ctx *ctx, const dat_conv_desc *d, const float *dy,
+                                  const float *w, float *dx);
+    /* dw = beta dw + corr(x, dy); dbias = beta dbias + sum(dy) (dbias may be NULL). */
+    dat_status (*conv2d_bwd_filter)(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
+                                    const float *dy, float *dw, float *dbias, float beta);
+
+    /* y = x W^T + b for x: n x in, W: out x in, b: out (may be NULL). */
+    dat_status (*linear_fwd)(dat_ctx *ctx, int n, int in, int out, const float *x,
+                             const float *w, const float *b, float *y);
+    /* dx = dy W (overwrites; dx may be NULL); dW = beta dW + dy^T x; db = beta db + sum dy
+     * (dW, db may be NULL: the input-gradient-only backward). */
+    dat_status (*linear_bwd)(dat_ctx *ctx, int n, int in, int out, const float *x,
+                             const float *w, const float *dy, float *dx, float *dw, float *db,
+                             float beta);
+
+    /* Batch norm, train mode: batch statistics; updates running_mean / running_var
+     * (unbiased variance, as PyTorch) unless they are NULL; saves mean and 1/sqrt(var+eps)
+     * (biased) for the backward. */
+    dat_status (*bn_fwd_train)(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                               const float *gamma, const float *beta_, float *running_mean,
+                               float *running_var, float *save_mean, float *save_invstd,
+                               float *y);
+    /* Batch norm, eval mode: running statistics. */
+    dat_status (*bn_fwd_eval)(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                              const float *gamma, const float *beta_, const float *running_mean,
+                              const float *running_var, float *y);
+    /* Backward of bn_fwd_train: dx overwritten; dgamma / dbeta = beta dgamma + ... (may be NULL). */
+    dat_status (*bn_bwd_train)(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                               const float *dy, const float *gamma, const float *save_mean,
+                               const float *save_invstd, float *dx, float *dgamma, float *dbeta,
+                               float beta);
+    /* Backward of bn_fwd_eval (an affine map): dx = dy gamma / sqrt(running_var + eps);
+     * dgamma / dbeta as above (may be NULL). */
+    dat_status (*bn_bwd_eval)(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                              const float *dy, const float *gamma, const float *running_mean,
+                              const float *running_var, float *dx, float *dgamma, float *dbeta,
+                              float beta);
+
+    /* y = max(x, 0); dx = dy * (y > 0). y may alias x, dx may alias dy. */
+    dat_status (*relu_fwd)(dat_ctx *ctx, size_t n, const float *x, float *y);
+    dat_status (*relu_bwd)(dat_ctx *ctx, size_t n, const float *y, const float *dy, float *dx);
+
+    /* Pooling; max pooling records the argmax (index into the input plane) in idx. */
+    dat_status (*pool_fwd)(dat_ctx *ctx, const dat_pool_desc *d, const float *x, float *y,
+                           int32_t *idx);
+    /* dx overwritten. */
+    dat_status (*pool_bwd)(dat_ctx *ctx, const dat_pool_desc *d, const float *dy,
+                           const int32_t *idx, float *dx);
+
+    /* Per-channel affine map y = x * scale[c] + shift[c] on n x c x hw (the model's input
+     * normalization, and with shift NULL its backward). y may alias x. */
+    dat_status (*channel_affine)(dat_ctx *ctx, int n, int c, int hw, const float *x,
+                                 const float *scale, const float *shift, float *y);
+
+    /* y = a + b; y may alias a or b (residual add). dx accumulation: y += x with a == y. */
+    dat_status (*add)(dat_ctx *ctx, size_t n, const float *a, const float *b, float *y);
+    /* y = alpha * x + y. */
+    dat_status (*axpy)(dat_ctx *ctx, size_t n, float alpha, const float *x, float *y);
+    /* x = alpha * x. */
+    dat_status (*scale)(dat_ctx *ctx, size_t n, float alpha, float *x);
+
+    /*
+     * Softmax cross-entropy over n rows of `classes` logits, fused forward and
+     * backward: loss[i] = -log softmax(z_i)[y_i] (loss may be NULL); when dz is
+     * not NULL, dz_i = scale * w_i * (softmax(z_i) - onehot(y_i)) with w_i =
+     * weights[i] (weights may be NULL: all 1). Labels must be in [0, classes):
+     * the caller checks.
+     */
+    dat_status (*softmax_xent)(dat_ctx *ctx, int n, int classes, const float *z,
+                               const int32_t *labels, const float *weights, float *loss,
+                               float *dz, float scale);
+    /*
+     * TRADES' KL(p_clean || p_adv) per row, p = softmax: loss[i] = sum_j p_j (log p_j - log q_j)
+     * (loss may be NULL); gradients times `scale` w.r.t. the adversarial logits (dz_adv)
+     * and the clean logits (dz_clean); either may be NULL.
+     */
+    dat_status (*kl_div)(dat_ctx *ctx, int n, int classes, const float *z_clean,
+                         const float *z_adv, float *loss, float *dz_clean, float *dz_adv,
+                         float scale);
+    /* argmax of each row (ties: the lowest index). */
+    dat_status (*argmax)(dat_ctx *ctx, int n, int classes, const float *z, int32_t *out);
+    /* Sets *bad to 1 if any of the n values is NaN or Inf, else 0 (host int). */
+    dat_status (*check_finite)(dat_ctx *ctx, size_t n, const float *x, int *bad);
 } dat_backend;
+
+/* Derive output sizes; fail with a message naming `func` on impossible shapes. */
+dat_status dat_conv_desc_init(const char *func, dat_conv_desc *d);
+dat_status dat_pool_desc_init(const char *func, dat_pool_desc *d);
 
 /* The CPU backend, always built. */
 extern const dat_backend dat_backend_cpu;
