@@ -1,0 +1,71 @@
+"""The libdat context: device, threads, seed."""
+from __future__ import annotations
+
+import ctypes
+from enum import IntEnum
+
+from ._lib import CtxOptions, c_ctx_p, lib
+from .errors import check
+
+
+class Device(IntEnum):
+    CPU = 0
+    CUDA = 1
+
+
+class Context:
+    """A dat_ctx. Close it with close() or a `with` block; garbage collection closes
+    it too. Tensors made from a context keep it alive."""
+
+    def __init__(self, device: Device = Device.CPU, device_ordinal: int = 0,
+                 num_threads: int = 0, seed: int = 0):
+        opts = CtxOptions()
+        check(lib.dat_ctx_options_init(ctypes.byref(opts)))
+        opts.device = int(device)
+        opts.device_ordinal = device_ordinal
+        opts.num_threads = num_threads
+        opts.seed = seed
+        handle = c_ctx_p()
+        check(lib.dat_ctx_create(ctypes.byref(handle), ctypes.byref(opts)))
+        self._handle = handle
+
+    @property
+    def handle(self) -> c_ctx_p:
+        if self._handle is None:
+            raise ValueError("libdat: the context is closed")
+        return self._handle
+
+    def close(self) -> None:
+        if getattr(self, "_handle", None) is not None:
+            lib.dat_ctx_destroy(self._handle)
+            self._handle = None
+
+    def __enter__(self) -> "Context":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    @property
+    def num_threads(self) -> int:
+        n = ctypes.c_int32()
+        check(lib.dat_ctx_num_threads(self.handle, ctypes.byref(n)))
+        return n.value
+
+    @property
+    def seed(self) -> int:
+        s = ctypes.c_uint64()
+        check(lib.dat_ctx_seed(self.handle, ctypes.byref(s)))
+        return s.value
+
+    @property
+    def device(self) -> tuple[Device, int]:
+        kind, ordinal = ctypes.c_int32(), ctypes.c_int32()
+        check(lib.dat_ctx_device(self.handle, ctypes.byref(kind), ctypes.byref(ordinal)))
+        return Device(kind.value), ordinal.value
+
+    def synchronize(self) -> None:
+        check(lib.dat_ctx_synchronize(self.handle))
