@@ -177,6 +177,14 @@ typedef struct dat_backend {
     dat_status (*check_finite)(dat_ctx *ctx, size_t n, const float *x, int *bad);
 } dat_backend;
 
+/* Calls backend op `op` of ctx, or fails with DAT_ERR_UNSUPPORTED naming the op
+ * and the backend where that backend does not have it (yet). */
+#define DAT_OP(ctx, op, ...)                                                          \
+    ((ctx)->be->op ? (ctx)->be->op((ctx), __VA_ARGS__)                                \
+                   : dat_error(DAT_ERR_UNSUPPORTED, __func__,                         \
+                               "op " #op " is not implemented on the %s backend",     \
+                               (ctx)->be->name))
+
 /* Derive output sizes; fail with a message naming `func` on impossible shapes. */
 dat_status dat_conv_desc_init(const char *func, dat_conv_desc *d);
 dat_status dat_pool_desc_init(const char *func, dat_pool_desc *d);

@@ -7,11 +7,12 @@ from ._lib import lib as _lib
 from .context import Context, Device
 from .errors import (DatError, FormatError, InvalidArgumentError, NoDeviceError,
                      NumericError)
+from .model import Mode, Model, Objective, Reduction
 from .tensor import DType, Tensor
 
 __all__ = ["Context", "Device", "DType", "Tensor", "DatError", "InvalidArgumentError",
            "NoDeviceError", "FormatError", "NumericError", "version", "has_cuda",
-           "cuda_device_count"]
+           "cuda_device_count", "Model", "Mode", "Objective", "Reduction"]
 
 
 def version() -> str:

@@ -103,3 +103,77 @@ _declare("dat_tensor_fill_uniform", c_status, c_tensor_p, ctypes.c_float, ctypes
          ctypes.c_uint64, ctypes.c_uint64)
 _declare("dat_tensor_fill_normal", c_status, c_tensor_p, ctypes.c_float, ctypes.c_float,
          ctypes.c_uint64, ctypes.c_uint64)
+
+c_model_p = ctypes.c_void_p
+c_builder_p = ctypes.c_void_p
+
+
+class Segment(ctypes.Structure):
+    """Mirror of dat_segment (include/libdat/dat_segment.h)."""
+    _fields_ = [("size", ctypes.c_uint32), ("name", ctypes.c_char_p),
+                ("offset", ctypes.c_int64), ("length", ctypes.c_int64),
+                ("kind", ctypes.c_int32)]
+
+
+class LayerSpec(ctypes.Structure):
+    """Mirror of dat_layer_spec (include/libdat/dat_model.h)."""
+    _fields_ = [("size", ctypes.c_uint32), ("kind", ctypes.c_int32), ("name", ctypes.c_char_p),
+                ("out_features", ctypes.c_int32), ("kernel", ctypes.c_int32),
+                ("stride", ctypes.c_int32), ("padding", ctypes.c_int32),
+                ("bias", ctypes.c_int32), ("bn_eps", ctypes.c_float),
+                ("bn_momentum", ctypes.c_float)]
+
+
+class ModelOptions(ctypes.Structure):
+    """Mirror of dat_model_options."""
+    _fields_ = [("size", ctypes.c_uint32), ("num_classes", ctypes.c_int32),
+                ("in_channels", ctypes.c_int32), ("in_height", ctypes.c_int32),
+                ("in_width", ctypes.c_int32), ("mean", ctypes.POINTER(ctypes.c_float)),
+                ("std", ctypes.POINTER(ctypes.c_float)), ("init_seed", ctypes.c_uint64)]
+
+
+class LossOptions(ctypes.Structure):
+    """Mirror of dat_loss_options."""
+    _fields_ = [("size", ctypes.c_uint32), ("adv_weight", ctypes.c_float),
+                ("clean_weight", ctypes.c_float), ("kl_weight", ctypes.c_float),
+                ("x_clean", c_tensor_p), ("sample_weights", c_tensor_p),
+                ("reduction", ctypes.c_int32), ("accumulate", ctypes.c_int32)]
+
+
+class InputGradOptions(ctypes.Structure):
+    """Mirror of dat_input_grad_options."""
+    _fields_ = [("size", ctypes.c_uint32), ("objective", ctypes.c_int32),
+                ("target_logits", c_tensor_p), ("reduction", ctypes.c_int32),
+                ("sample_losses", c_tensor_p), ("logits", c_tensor_p)]
+
+
+_I32P = _P(ctypes.c_int32)
+_declare("dat_layer_spec_init", c_status, _P(LayerSpec), ctypes.c_int32)
+_declare("dat_model_builder_create", c_status, _P(c_builder_p), c_ctx_p, ctypes.c_int32,
+         ctypes.c_int32, ctypes.c_int32)
+_declare("dat_model_builder_destroy", None, c_builder_p)
+_declare("dat_model_builder_set_normalization", c_status, c_builder_p, _P(ctypes.c_float),
+         _P(ctypes.c_float))
+_declare("dat_model_builder_add", c_status, c_builder_p, _P(LayerSpec), ctypes.c_int32,
+         ctypes.c_int32, _I32P)
+_declare("dat_model_builder_finish", c_status, c_builder_p, ctypes.c_int32, ctypes.c_uint64,
+         _P(c_model_p))
+_declare("dat_model_options_init", c_status, _P(ModelOptions))
+_declare("dat_model_create_preset", c_status, _P(c_model_p), c_ctx_p, ctypes.c_char_p,
+         _P(ModelOptions))
+_declare("dat_model_destroy", None, c_model_p)
+_declare("dat_model_set_mode", c_status, c_model_p, ctypes.c_int32)
+_declare("dat_model_mode_get", c_status, c_model_p, _I32P)
+_declare("dat_model_shape", c_status, c_model_p, _I32P, _I32P, _I32P, _I32P)
+_declare("dat_model_forward", c_status, c_model_p, c_tensor_p, c_tensor_p)
+_declare("dat_loss_options_init", c_status, _P(LossOptions))
+_declare("dat_model_loss_backward", c_status, c_model_p, c_tensor_p, c_tensor_p,
+         _P(LossOptions), _P(ctypes.c_float))
+_declare("dat_input_grad_options_init", c_status, _P(InputGradOptions))
+_declare("dat_model_input_grad", c_status, c_model_p, c_tensor_p, c_tensor_p,
+         _P(InputGradOptions), c_tensor_p, _P(ctypes.c_float))
+_declare("dat_model_params", c_status, c_model_p, _P(c_tensor_p))
+_declare("dat_model_grads", c_status, c_model_p, _P(c_tensor_p))
+_declare("dat_model_buffers", c_status, c_model_p, _P(c_tensor_p))
+_declare("dat_model_num_segments", c_status, c_model_p, _I32P)
+_declare("dat_model_segment", c_status, c_model_p, ctypes.c_int32, _P(Segment))

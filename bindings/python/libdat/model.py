@@ -1,0 +1,172 @@
+"""dat_model from Python: presets, forward, loss + backward, input gradients,
+and numpy views of the flat parameter, gradient and buffer storage."""
+from __future__ import annotations
+
+import ctypes
+from enum import IntEnum
+from typing import Optional
+
+import numpy as np
+
+from ._lib import (InputGradOptions, LossOptions, ModelOptions, Segment, c_model_p, c_tensor_p,
+                   lib)
+from .context import Context
+from .errors import check
+from .tensor import Tensor
+
+
+class Mode(IntEnum):
+    TRAIN = 0
+    EVAL = 1
+
+
+class Reduction(IntEnum):
+    MEAN = 0
+    SUM = 1
+
+
+class Objective(IntEnum):
+    CE = 0
+    KL = 1
+
+
+class _Borrowed(Tensor):
+    """A tensor owned by a model: never destroyed from Python."""
+
+    def __init__(self, owner, handle):  # noqa: D401 - not Tensor's constructor
+        self._ctx = owner._ctx
+        self._owner = owner
+        self._handle = handle
+
+    def close(self) -> None:
+        self._handle = None
+
+
+class Model:
+    """A dat_model. Closed by close(), a `with` block or garbage collection."""
+
+    def __init__(self, ctx: Context, preset: str, num_classes: int = 0, mean=None, std=None,
+                 init_seed: int = 0, input_shape: Optional[tuple[int, int, int]] = None):
+        self._ctx = ctx
+        opts = ModelOptions()
+        check(lib.dat_model_options_init(ctypes.byref(opts)))
+        opts.num_classes = num_classes
+        opts.init_seed = init_seed
+        if input_shape:
+            opts.in_channels, opts.in_height, opts.in_width = input_shape
+        if mean is not None:
+            self._mean = (ctypes.c_float * len(mean))(*mean)
+            self._std = (ctypes.c_float * len(std))(*std)
+            opts.mean = self._mean
+            opts.std = self._std
+        handle = c_model_p()
+        check(lib.dat_model_create_preset(ctypes.byref(handle), ctx.handle, preset.encode(),
+                                          ctypes.byref(opts)))
+        self._handle = handle
+
+    @property
+    def handle(self) -> c_model_p:
+        if self._handle is None:
+            raise ValueError("libdat: the model is closed")
+        return self._handle
+
+    def close(self) -> None:
+        if getattr(self, "_handle", None) is not None:
+            lib.dat_model_destroy(self._handle)
+            self._handle = None
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def _flat(self, fn) -> Optional[Tensor]:
+        h = c_tensor_p()
+        check(fn(self.handle, ctypes.byref(h)))
+        return _Borrowed(self, h) if h.value else None
+
+    @property
+    def params(self) -> Tensor:
+        return self._flat(lib.dat_model_params)
+
+    @property
+    def grads(self) -> Tensor:
+        return self._flat(lib.dat_model_grads)
+
+    @property
+    def buffers(self) -> Optional[Tensor]:
+        return self._flat(lib.dat_model_buffers)
+
+    def segments(self) -> list[tuple[str, int, int, int]]:
+        """(name, offset, length, kind) of every parameter tensor."""
+        n = ctypes.c_int32()
+        check(lib.dat_model_num_segments(self.handle, ctypes.byref(n)))
+        out = []
+        for i in range(n.value):
+            s = Segment()
+            s.size = ctypes.sizeof(Segment)
+            check(lib.dat_model_segment(self.handle, i, ctypes.byref(s)))
+            out.append((s.name.decode(), s.offset, s.length, s.kind))
+        return out
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """(channels, height, width, classes)."""
+        v = [ctypes.c_int32() for _ in range(4)]
+        check(lib.dat_model_shape(self.handle, *[ctypes.byref(x) for x in v]))
+        return tuple(x.value for x in v)
+
+    @property
+    def mode(self) -> Mode:
+        m = ctypes.c_int32()
+        check(lib.dat_model_mode_get(self.handle, ctypes.byref(m)))
+        return Mode(m.value)
+
+    @mode.setter
+    def mode(self, mode: Mode) -> None:
+        check(lib.dat_model_set_mode(self.handle, int(mode)))
+
+    def forward(self, x: Tensor, logits: Tensor) -> None:
+        check(lib.dat_model_forward(self.handle, x.handle, logits.handle))
+
+    def loss_backward(self, x: Tensor, y: Optional[Tensor], adv_weight: float = 1.0,
+                      clean_weight: float = 0.0, kl_weight: float = 0.0,
+                      x_clean: Optional[Tensor] = None, sample_weights: Optional[Tensor] = None,
+                      reduction: Reduction = Reduction.MEAN, accumulate: bool = False) -> float:
+        o = LossOptions()
+        check(lib.dat_loss_options_init(ctypes.byref(o)))
+        o.adv_weight, o.clean_weight, o.kl_weight = adv_weight, clean_weight, kl_weight
+        o.x_clean = x_clean.handle if x_clean is not None else None
+        o.sample_weights = sample_weights.handle if sample_weights is not None else None
+        o.reduction = int(reduction)
+        o.accumulate = int(accumulate)
+        loss = ctypes.c_float()
+        check(lib.dat_model_loss_backward(self.handle, x.handle,
+                                          y.handle if y is not None else None, ctypes.byref(o),
+                                          ctypes.byref(loss)))
+        return loss.value
+
+    def input_grad(self, x: Tensor, y: Optional[Tensor], dx: Tensor,
+                   objective: Objective = Objective.CE, target_logits: Optional[Tensor] = None,
+                   reduction: Reduction = Reduction.SUM, sample_losses: Optional[Tensor] = None,
+                   logits: Optional[Tensor] = None) -> float:
+        o = InputGradOptions()
+        check(lib.dat_input_grad_options_init(ctypes.byref(o)))
+        o.objective = int(objective)
+        o.target_logits = target_logits.handle if target_logits is not None else None
+        o.reduction = int(reduction)
+        o.sample_losses = sample_losses.handle if sample_losses is not None else None
+        o.logits = logits.handle if logits is not None else None
+        loss = ctypes.c_float()
+        check(lib.dat_model_input_grad(self.handle, x.handle, y.handle if y is not None else None,
+                                       ctypes.byref(o), dx.handle, ctypes.byref(loss)))
+        return loss.value
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter, by state_dict name (flat, 1-D)."""
+        p = self.params.numpy()
+        return {name: p[off:off + n].copy() for name, off, n, _ in self.segments()}

@@ -1,0 +1,262 @@
+/**
+ * @file dat_model.h
+ * @brief Models: a layer graph with all parameters in one flat buffer, its
+ *        forward pass, the training loss with its backward pass, and the
+ *        input-gradient-only backward that attacks use.
+ *
+ * A model is made from a preset (dat_model_create_preset()) or layer by
+ * layer with a builder. Inputs are float32 NCHW tensors in pixel space (the
+ * per-channel normalization happens inside the model), labels are int32
+ * tensors of shape [N], logits float32 [N, classes]. Buffers for activations
+ * are sized by the largest batch seen and then reused: a training step
+ * allocates nothing once shapes are known.
+ */
+#ifndef LIBDAT_DAT_MODEL_H
+#define LIBDAT_DAT_MODEL_H
+
+#include "dat_segment.h"
+#include "dat_tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** @brief Opaque model. */
+typedef struct dat_model dat_model;
+/** @brief Opaque model builder. */
+typedef struct dat_model_builder dat_model_builder;
+
+/** @brief Batch-norm behaviour. Values are fixed. */
+typedef enum dat_model_mode {
+    DAT_MODE_TRAIN = 0, /**< batch statistics; running statistics are updated */
+    DAT_MODE_EVAL = 1,  /**< running statistics */
+    DAT_MODE_FORCE_32BIT = 0x7fffffff
+} dat_model_mode;
+
+/** @brief Layer kinds of the builder. Values are fixed. */
+typedef enum dat_layer_kind {
+    DAT_LAYER_CONV2D = 0,         /**< out_features channels, kernel x kernel, stride, padding, bias */
+    DAT_LAYER_LINEAR = 1,         /**< out_features outputs; the input is flattened */
+    DAT_LAYER_BATCHNORM = 2,      /**< BatchNorm2d (or 1d on [N, F]); bn_eps, bn_momentum */
+    DAT_LAYER_RELU = 3,
+    DAT_LAYER_MAXPOOL = 4,        /**< kernel, stride, padding */
+    DAT_LAYER_AVGPOOL = 5,        /**< kernel, stride, padding (padding counted, as PyTorch) */
+    DAT_LAYER_GLOBAL_AVGPOOL = 6, /**< mean over H x W: [N, C, H, W] -> [N, C, 1, 1] */
+    DAT_LAYER_FLATTEN = 7,        /**< [N, C, H, W] -> [N, C*H*W] */
+    DAT_LAYER_ADD = 8,            /**< element-wise sum of two nodes of the same shape */
+    DAT_LAYER_KIND_FORCE_32BIT = 0x7fffffff
+} dat_layer_kind;
+
+/** @brief One layer for dat_model_builder_add(); fill with dat_layer_spec_init(). */
+typedef struct dat_layer_spec {
+    uint32_t size;          /**< sizeof(dat_layer_spec), set by dat_layer_spec_init(). */
+    dat_layer_kind kind;
+    const char *name;       /**< state_dict prefix of its parameters, e.g. "layer1.0.conv1";
+                                 required for layers with parameters; copied. */
+    int32_t out_features;   /**< conv: output channels; linear: outputs */
+    int32_t kernel;         /**< conv and pools; default 3 */
+    int32_t stride;         /**< default 1 */
+    int32_t padding;        /**< default 0 */
+    int32_t bias;           /**< conv / linear: 1 (default) adds a bias */
+    float bn_eps;           /**< default 1e-5 */
+    float bn_momentum;      /**< default 0.1 (PyTorch's convention) */
+} dat_layer_spec;
+
+/**
+ * @brief Fills @p spec with the defaults for @p kind and sets its size.
+ * @return DAT_ERR_INVALID_ARG for NULL or an unknown kind.
+ */
+DAT_API dat_status dat_layer_spec_init(dat_layer_spec *spec, dat_layer_kind kind);
+
+/**
+ * @brief Starts a model whose input is [N, channels, height, width]. The
+ *        input is node 0.
+ * @param[out] out  receives the builder, freed with dat_model_builder_destroy().
+ */
+DAT_API dat_status dat_model_builder_create(dat_model_builder **out, dat_ctx *ctx,
+                                            int32_t channels, int32_t height, int32_t width);
+
+/** @brief Destroys a builder; NULL is a no-op. Models made from it stay valid. */
+DAT_API void dat_model_builder_destroy(dat_model_builder *builder);
+
+/**
+ * @brief Per-channel input normalization, (x - mean[c]) / std[c], applied
+ *        inside the model so that attacks work in pixel space.
+ * @param mean, std  one value per input channel each; std > 0. Copied.
+ */
+DAT_API dat_status dat_model_builder_set_normalization(dat_model_builder *builder,
+                                                       const float *mean, const float *std);
+
+/**
+ * @brief Appends a layer fed by node @p input (and @p input2 for DAT_LAYER_ADD;
+ *        -1 otherwise).
+ * @param[out] node  receives the new node's id (may be NULL).
+ * @return DAT_ERR_INVALID_ARG if an input does not exist, shapes do not fit
+ *         (the message gives both), or a parameter name repeats.
+ */
+DAT_API dat_status dat_model_builder_add(dat_model_builder *builder, const dat_layer_spec *spec,
+                                         int32_t input, int32_t input2, int32_t *node);
+
+/**
+ * @brief Makes a model whose output (the logits, [N, classes]) is node @p output.
+ *        Parameters are initialized as PyTorch does by default (uniform with
+ *        bound 1/sqrt(fan_in) for weights and biases; BN scale 1, shift 0),
+ *        drawn from the context's Philox generator with @p init_seed.
+ * @param[out] out  receives the model, freed with dat_model_destroy().
+ */
+DAT_API dat_status dat_model_builder_finish(dat_model_builder *builder, int32_t output,
+                                            uint64_t init_seed, dat_model **out);
+
+/** @brief Options of dat_model_create_preset(); fill with dat_model_options_init(). */
+typedef struct dat_model_options {
+    uint32_t size;         /**< sizeof(dat_model_options), set by dat_model_options_init(). */
+    int32_t num_classes;   /**< 0 (default): the preset's (10; 1000 for resnet50) */
+    int32_t in_channels;   /**< 0 (default): the preset's */
+    int32_t in_height;     /**< 0 (default): the preset's */
+    int32_t in_width;      /**< 0 (default): the preset's */
+    const float *mean;     /**< per-channel normalization, NULL (default) for none; copied */
+    const float *std;      /**< with mean */
+    uint64_t init_seed;    /**< default 0 */
+} dat_model_options;
+
+/** @brief Fills @p opts with the defaults and sets its size. */
+DAT_API dat_status dat_model_options_init(dat_model_options *opts);
+
+/**
+ * @brief Makes a model from a preset: "mlp" (1x28x28: 784-256-256-classes),
+ *        "cnn_small" (1x28x28), "preact_resnet18" (3x32x32), "wrn_28_10"
+ *        (3x32x32), "resnet50" (3x224x224). Parameter names are those of the
+ *        PyTorch definitions in tests/python/models.py.
+ * @param opts  NULL for the defaults.
+ * @return DAT_ERR_INVALID_ARG for an unknown name (the message lists the presets).
+ */
+DAT_API dat_status dat_model_create_preset(dat_model **out, dat_ctx *ctx, const char *preset,
+                                           const dat_model_options *opts);
+
+/** @brief Destroys a model; NULL is a no-op. */
+DAT_API void dat_model_destroy(dat_model *model);
+
+/** @brief Sets train or eval mode (batch norm). New models are in train mode. */
+DAT_API dat_status dat_model_set_mode(dat_model *model, dat_model_mode mode);
+/** @brief Current mode. */
+DAT_API dat_status dat_model_mode_get(const dat_model *model, dat_model_mode *mode);
+
+/**
+ * @brief Shape of one input sample and number of classes.
+ * @param[out] channels, height, width, num_classes  each may be NULL.
+ */
+DAT_API dat_status dat_model_shape(const dat_model *model, int32_t *channels, int32_t *height,
+                                   int32_t *width, int32_t *num_classes);
+
+/**
+ * @brief Forward pass: @p logits [N, classes] of the inputs @p x [N, C, H, W].
+ *        In train mode batch statistics are used and the running statistics updated.
+ * @return DAT_ERR_INVALID_ARG for shapes that do not fit the model (the message
+ *         gives both); DAT_ERR_NUMERIC if @p x holds NaN or Inf.
+ */
+DAT_API dat_status dat_model_forward(dat_model *model, const dat_tensor *x, dat_tensor *logits);
+
+/** @brief How per-sample losses are combined. Values are fixed. */
+typedef enum dat_reduction {
+    DAT_REDUCE_MEAN = 0,
+    DAT_REDUCE_SUM = 1,
+    DAT_REDUCTION_FORCE_32BIT = 0x7fffffff
+} dat_reduction;
+
+/**
+ * @brief The training objective of dat_model_loss_backward():
+ *
+ *     loss = adv_weight * CE(f(x), y) + clean_weight * CE(f(x_clean), y)
+ *          + kl_weight * KL(p(x_clean) || p(x))
+ *
+ * reduced over the batch, with x the (adversarial) input. adv_weight = 1 alone
+ * is Madry AT; clean_weight = lambda adds the clean loss of the DAT reference
+ * code; adv_weight = 0, clean_weight = 1, kl_weight = beta is TRADES (no
+ * labels needed for the KL term). Fill with dat_loss_options_init().
+ */
+typedef struct dat_loss_options {
+    uint32_t size;                   /**< set by dat_loss_options_init() */
+    float adv_weight;                /**< default 1 */
+    float clean_weight;              /**< default 0; needs x_clean */
+    float kl_weight;                 /**< default 0; needs x_clean */
+    const dat_tensor *x_clean;       /**< clean inputs, same shape as x; default NULL */
+    const dat_tensor *sample_weights;/**< float32 [N] weights of the CE terms; default NULL */
+    dat_reduction reduction;         /**< default DAT_REDUCE_MEAN */
+    int32_t accumulate;              /**< 1: add to the gradient buffer; 0 (default): overwrite */
+} dat_loss_options;
+
+/** @brief Fills @p opts with the defaults and sets its size. */
+DAT_API dat_status dat_loss_options_init(dat_loss_options *opts);
+
+/**
+ * @brief Loss and its gradient w.r.t. every parameter, written into the flat
+ *        gradient buffer (dat_model_grads()).
+ * @param y  int32 labels [N] in [0, classes); may be NULL when only kl_weight is set.
+ * @param opts  NULL for the defaults (CE on x, mean).
+ * @param[out] loss  receives the reduced loss (may be NULL).
+ * @return DAT_ERR_INVALID_ARG for shapes or labels out of range (nothing is
+ *         changed then); DAT_ERR_NUMERIC for NaN / Inf in the inputs or the loss.
+ */
+DAT_API dat_status dat_model_loss_backward(dat_model *model, const dat_tensor *x,
+                                           const dat_tensor *y, const dat_loss_options *opts,
+                                           float *loss);
+
+/** @brief Objective of the input-gradient-only backward. Values are fixed. */
+typedef enum dat_objective {
+    DAT_OBJECTIVE_CE = 0,  /**< cross-entropy against the labels */
+    DAT_OBJECTIVE_KL = 1,  /**< KL(softmax(target_logits) || softmax(f(x))), TRADES */
+    DAT_OBJECTIVE_FORCE_32BIT = 0x7fffffff
+} dat_objective;
+
+/** @brief Options of dat_model_input_grad(); fill with dat_input_grad_options_init(). */
+typedef struct dat_input_grad_options {
+    uint32_t size;                 /**< set by dat_input_grad_options_init() */
+    dat_objective objective;       /**< default DAT_OBJECTIVE_CE */
+    const dat_tensor *target_logits; /**< [N, classes] for DAT_OBJECTIVE_KL */
+    dat_reduction reduction;       /**< default DAT_REDUCE_SUM: per-sample gradients unscaled */
+    dat_tensor *sample_losses;     /**< optional output: float32 [N] per-sample losses */
+    dat_tensor *logits;            /**< optional output: float32 [N, classes] */
+} dat_input_grad_options;
+
+/** @brief Fills @p opts with the defaults and sets its size. */
+DAT_API dat_status dat_input_grad_options_init(dat_input_grad_options *opts);
+
+/**
+ * @brief Gradient of the objective w.r.t. the input only: no parameter
+ *        gradient is computed or changed. Batch norm follows the model's mode
+ *        (the caller chooses: eval by default in attacks).
+ * @param[out] dx  float32, same shape as @p x.
+ * @param[out] loss  the reduced objective (may be NULL).
+ */
+DAT_API dat_status dat_model_input_grad(dat_model *model, const dat_tensor *x,
+                                        const dat_tensor *y,
+                                        const dat_input_grad_options *opts, dat_tensor *dx,
+                                        float *loss);
+
+/**
+ * @brief The flat parameter buffer, float32 [count]. The tensor is owned by
+ *        the model (do not destroy it); it stays valid until the model is
+ *        destroyed. Writing to it changes the model.
+ */
+DAT_API dat_status dat_model_params(dat_model *model, dat_tensor **params);
+/** @brief The flat gradient buffer, laid out as the parameters; owned by the model. */
+DAT_API dat_status dat_model_grads(dat_model *model, dat_tensor **grads);
+/**
+ * @brief The flat buffer of batch-norm running statistics (each BN layer's
+ *        running_mean then running_var), float32; owned by the model.
+ */
+DAT_API dat_status dat_model_buffers(dat_model *model, dat_tensor **buffers);
+
+/** @brief Number of parameter segments (tensors). */
+DAT_API dat_status dat_model_num_segments(const dat_model *model, int32_t *count);
+/**
+ * @brief Segment @p index of the parameters (its name stays valid while the model lives).
+ * @param[in,out] seg  seg->size must be set to sizeof(dat_segment).
+ */
+DAT_API dat_status dat_model_segment(const dat_model *model, int32_t index, dat_segment *seg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

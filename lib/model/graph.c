@@ -1,0 +1,353 @@
+/* Running the layer graph: activation buffers, the forward pass and the
+ * backward pass, op by op through the context's backend. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/error.h"
+#include "model.h"
+
+static void free_runtime(dat_model *m)
+{
+    dat_ctx *ctx = m->ctx;
+    for (int32_t i = 0; i < m->n_nodes; ++i) {
+        dat_node *n = &m->nodes[i];
+        if (i > 0)
+            ctx->be->free(ctx, n->y);
+        ctx->be->free(ctx, n->dy);
+        ctx->be->free(ctx, n->save_mean);
+        ctx->be->free(ctx, n->save_invstd);
+        ctx->be->free(ctx, n->idx);
+        n->y = n->dy = n->save_mean = n->save_invstd = NULL;
+        n->idx = NULL;
+    }
+    ctx->be->free(ctx, m->scratch);
+    ctx->be->free(ctx, m->z_clean);
+    ctx->be->free(ctx, m->dz);
+    ctx->be->free(ctx, m->dz_clean);
+    ctx->be->free(ctx, m->sample_loss);
+    ctx->be->free(ctx, m->x_norm);
+    m->scratch = m->z_clean = m->dz = m->dz_clean = m->sample_loss = m->x_norm = NULL;
+    free(m->host_loss);
+    free(m->host_weights);
+    free(m->host_labels);
+    free(m->grad_ready);
+    m->host_loss = m->host_weights = NULL;
+    m->host_labels = NULL;
+    m->grad_ready = NULL;
+    m->capacity = 0;
+}
+
+static dat_status alloc_floats(dat_ctx *ctx, int64_t count, float **p)
+{
+    return ctx->be->alloc(ctx, (size_t)count * sizeof(float), (void **)p);
+}
+
+static dat_status alloc_node(dat_model *m, dat_node *n, int32_t cap)
+{
+    dat_ctx *ctx = m->ctx;
+    int64_t len = (int64_t)cap * dat_node_numel(n);
+    if (n->kind != DAT_NODE_INPUT)
+        DAT_TRY(alloc_floats(ctx, len, &n->y));
+    DAT_TRY(alloc_floats(ctx, len, &n->dy));
+    if (n->kind == DAT_LAYER_BATCHNORM) {
+        DAT_TRY(alloc_floats(ctx, n->c, &n->save_mean));
+        DAT_TRY(alloc_floats(ctx, n->c, &n->save_invstd));
+    }
+    if (n->kind == DAT_LAYER_MAXPOOL)
+        DAT_TRY(ctx->be->alloc(ctx, (size_t)len * sizeof(int32_t), (void **)&n->idx));
+    return DAT_OK;
+}
+
+static dat_status alloc_runtime(dat_model *m, int32_t cap)
+{
+    dat_ctx *ctx = m->ctx;
+    int64_t largest = 0;
+    for (int32_t i = 0; i < m->n_nodes; ++i) {
+        DAT_TRY(alloc_node(m, &m->nodes[i], cap));
+        int64_t len = (int64_t)cap * dat_node_numel(&m->nodes[i]);
+        largest = len > largest ? len : largest;
+    }
+    int64_t logits = (int64_t)cap * m->classes;
+    /* Scratch also holds the two logit gradients of the TRADES term. */
+    if (largest < 2 * logits)
+        largest = 2 * logits;
+    DAT_TRY(alloc_floats(ctx, largest, &m->scratch));
+    DAT_TRY(alloc_floats(ctx, logits, &m->z_clean));
+    DAT_TRY(alloc_floats(ctx, logits, &m->dz));
+    DAT_TRY(alloc_floats(ctx, logits, &m->dz_clean));
+    DAT_TRY(alloc_floats(ctx, cap, &m->sample_loss));
+    if (m->norm_scale)
+        DAT_TRY(alloc_floats(ctx, (int64_t)cap * dat_node_numel(&m->nodes[0]), &m->x_norm));
+    m->host_loss = malloc((size_t)cap * sizeof *m->host_loss);
+    m->host_weights = malloc((size_t)cap * sizeof *m->host_weights);
+    m->host_labels = malloc((size_t)cap * sizeof *m->host_labels);
+    m->grad_ready = malloc((size_t)m->n_nodes);
+    if (!m->host_loss || !m->host_weights || !m->host_labels || !m->grad_ready)
+        return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_model_reserve", "host scratch");
+    m->capacity = cap;
+    return DAT_OK;
+}
+
+dat_status dat_model_reserve(dat_model *m, int32_t n)
+{
+    if (n <= m->capacity)
+        return DAT_OK;
+    free_runtime(m);
+    dat_status s = alloc_runtime(m, n);
+    if (s != DAT_OK)
+        free_runtime(m);
+    return s;
+}
+
+static const float *param(const dat_model *m, int64_t off)
+{
+    return off < 0 ? NULL : (const float *)m->params->data + off;
+}
+
+static float *grad(const dat_model *m, int64_t off, float beta)
+{
+    return off < 0 || beta < 0 ? NULL : (float *)m->grads->data + off;
+}
+
+static dat_conv_desc conv_desc(const dat_model *m, const dat_node *n, int32_t batch)
+{
+    const dat_node *in = &m->nodes[n->in[0]];
+    dat_conv_desc d = {.n = batch, .c_in = in->c, .h_in = in->h, .w_in = in->w, .c_out = n->c,
+                       .k_h = n->spec.kernel, .k_w = n->spec.kernel, .stride = n->spec.stride,
+                       .pad = n->spec.padding, .h_out = n->h, .w_out = n->w};
+    return d;
+}
+
+static dat_pool_desc pool_desc(const dat_model *m, const dat_node *n, int32_t batch)
+{
+    const dat_node *in = &m->nodes[n->in[0]];
+    int global = n->kind == DAT_LAYER_GLOBAL_AVGPOOL;
+    dat_pool_desc d = {.kind = n->kind == DAT_LAYER_MAXPOOL ? DAT_POOL_MAX : DAT_POOL_AVG,
+                       .n = batch, .c = in->c, .h_in = in->h, .w_in = in->w,
+                       .k = global ? in->h : n->spec.kernel, .stride = global ? 1 : n->spec.stride,
+                       .pad = global ? 0 : n->spec.padding, .h_out = n->h, .w_out = n->w};
+    return d;
+}
+
+static dat_bn_desc bn_desc(const dat_node *n, int32_t batch)
+{
+    dat_bn_desc d = {.n = batch, .c = n->c, .hw = n->h * n->w, .eps = n->spec.bn_eps,
+                     .momentum = n->spec.bn_momentum};
+    return d;
+}
+
+static dat_status forward_bn(dat_model *m, dat_node *n, const float *x, int32_t batch,
+                             int update_running)
+{
+    dat_ctx *ctx = m->ctx;
+    dat_bn_desc d = bn_desc(n, batch);
+    float *rm = (float *)m->buffers->data + n->buf_off, *rv = rm + n->c;
+    if (m->mode == DAT_MODE_EVAL)
+        return DAT_OP(ctx, bn_fwd_eval, &d, x, param(m, n->w_off), param(m, n->b_off), rm, rv,
+                      n->y);
+    if (update_running)
+        m->num_batches_tracked[n->bn_index]++;
+    return DAT_OP(ctx, bn_fwd_train, &d, x, param(m, n->w_off), param(m, n->b_off),
+                  update_running ? rm : NULL, update_running ? rv : NULL, n->save_mean,
+                  n->save_invstd, n->y);
+}
+
+static dat_status forward_node(dat_model *m, dat_node *n, int32_t batch, int update_running)
+{
+    dat_ctx *ctx = m->ctx;
+    const float *x = m->nodes[n->in[0]].y;
+    size_t len = (size_t)batch * (size_t)dat_node_numel(n);
+    switch (n->kind) {
+    case DAT_LAYER_CONV2D: {
+        dat_conv_desc d = conv_desc(m, n, batch);
+        return DAT_OP(ctx, conv2d_fwd, &d, x, param(m, n->w_off), param(m, n->b_off), n->y);
+    }
+    case DAT_LAYER_LINEAR:
+        return DAT_OP(ctx, linear_fwd, batch, n->in_features, n->c, x, param(m, n->w_off),
+                      param(m, n->b_off), n->y);
+    case DAT_LAYER_BATCHNORM:
+        return forward_bn(m, n, x, batch, update_running);
+    case DAT_LAYER_RELU:
+        return DAT_OP(ctx, relu_fwd, len, x, n->y);
+    case DAT_LAYER_MAXPOOL:
+    case DAT_LAYER_AVGPOOL:
+    case DAT_LAYER_GLOBAL_AVGPOOL: {
+        dat_pool_desc d = pool_desc(m, n, batch);
+        return DAT_OP(ctx, pool_fwd, &d, x, n->y, n->idx);
+    }
+    case DAT_LAYER_FLATTEN:
+        return ctx->be->copy(ctx, n->y, x, len * sizeof(float));
+    case DAT_LAYER_ADD:
+        return DAT_OP(ctx, add, len, x, m->nodes[n->in[1]].y, n->y);
+    default:
+        return dat_error(DAT_ERR_INTERNAL, __func__, "node kind %d", (int)n->kind);
+    }
+}
+
+dat_status dat_graph_forward(dat_model *m, const float *x, int32_t n, int update_running)
+{
+    dat_ctx *ctx = m->ctx;
+    dat_node *in = &m->nodes[0];
+    if (m->norm_scale) {
+        DAT_TRY(DAT_OP(ctx, channel_affine, n, m->in_c, m->in_h * m->in_w, x, m->norm_scale,
+                       m->norm_shift, m->x_norm));
+        in->y = m->x_norm;
+    } else {
+        in->y = (float *)x;
+    }
+    for (int32_t i = 1; i < m->n_nodes; ++i)
+        DAT_TRY(forward_node(m, &m->nodes[i], n, update_running));
+    return DAT_OK;
+}
+
+/* Gradients flowing into node j: the first contribution is written into its dy
+ * directly; later ones (a node with several consumers) go through scratch and
+ * are added. */
+static float *grad_target(dat_model *m, int32_t j)
+{
+    return m->grad_ready[j] ? m->scratch : m->nodes[j].dy;
+}
+
+static dat_status grad_commit(dat_model *m, int32_t j, int32_t batch)
+{
+    dat_node *n = &m->nodes[j];
+    if (m->grad_ready[j])
+        DAT_TRY(DAT_OP(m->ctx, add, (size_t)batch * (size_t)dat_node_numel(n), n->dy,
+                       m->scratch, n->dy));
+    m->grad_ready[j] = 1;
+    return DAT_OK;
+}
+
+typedef struct backward_pass {
+    int32_t batch;
+    float beta;   /* < 0: no parameter gradients */
+    int want_dx;  /* whether the model input's gradient is needed */
+} backward_pass;
+
+static int needs_grad(const backward_pass *bp, int32_t j)
+{
+    return j != 0 || bp->want_dx;
+}
+
+static dat_status backward_bn(dat_model *m, dat_node *n, const backward_pass *bp, float *dx)
+{
+    dat_ctx *ctx = m->ctx;
+    dat_bn_desc d = bn_desc(n, bp->batch);
+    const float *x = m->nodes[n->in[0]].y;
+    float *dg = grad(m, n->w_off, bp->beta), *db = grad(m, n->b_off, bp->beta);
+    float beta = bp->beta < 0 ? 0.0f : bp->beta;
+    if (m->mode == DAT_MODE_EVAL) {
+        const float *rm = (const float *)m->buffers->data + n->buf_off;
+        return DAT_OP(ctx, bn_bwd_eval, &d, x, n->dy, param(m, n->w_off), rm, rm + n->c, dx, dg,
+                      db, beta);
+    }
+    return DAT_OP(ctx, bn_bwd_train, &d, x, n->dy, param(m, n->w_off), n->save_mean,
+                  n->save_invstd, dx, dg, db, beta);
+}
+
+static dat_status backward_node(dat_model *m, dat_node *n, const backward_pass *bp)
+{
+    dat_ctx *ctx = m->ctx;
+    int32_t j = n->in[0];
+    const float *x = m->nodes[j].y;
+    int need = needs_grad(bp, j);
+    float *dx = need ? grad_target(m, j) : NULL;
+    size_t len = (size_t)bp->batch * (size_t)dat_node_numel(n);
+    float beta = bp->beta < 0 ? 0.0f : bp->beta;
+    switch (n->kind) {
+    case DAT_LAYER_CONV2D: {
+        dat_conv_desc d = conv_desc(m, n, bp->batch);
+        if (bp->beta >= 0)
+            DAT_TRY(DAT_OP(ctx, conv2d_bwd_filter, &d, x, n->dy, grad(m, n->w_off, bp->beta),
+                           grad(m, n->b_off, bp->beta), beta));
+        if (need)
+            DAT_TRY(DAT_OP(ctx, conv2d_bwd_data, &d, n->dy, param(m, n->w_off), dx));
+        break;
+    }
+    case DAT_LAYER_LINEAR:
+        DAT_TRY(DAT_OP(ctx, linear_bwd, bp->batch, n->in_features, n->c, x, param(m, n->w_off),
+                       n->dy, dx, grad(m, n->w_off, bp->beta), grad(m, n->b_off, bp->beta),
+                       beta));
+        break;
+    case DAT_LAYER_BATCHNORM:
+        /* The batch-norm backward always produces dx; without a consumer it goes to scratch. */
+        DAT_TRY(backward_bn(m, n, bp, need ? dx : m->scratch));
+        break;
+    case DAT_LAYER_RELU:
+        if (need)
+            DAT_TRY(DAT_OP(ctx, relu_bwd, len, n->y, n->dy, dx));
+        break;
+    case DAT_LAYER_MAXPOOL:
+    case DAT_LAYER_AVGPOOL:
+    case DAT_LAYER_GLOBAL_AVGPOOL: {
+        dat_pool_desc d = pool_desc(m, n, bp->batch);
+        if (need)
+            DAT_TRY(DAT_OP(ctx, pool_bwd, &d, n->dy, n->idx, dx));
+        break;
+    }
+    case DAT_LAYER_FLATTEN:
+        if (need)
+            DAT_TRY(ctx->be->copy(ctx, dx, n->dy, len * sizeof(float)));
+        break;
+    case DAT_LAYER_ADD:
+        for (int k = 0; k < 2; ++k) {
+            int32_t jk = n->in[k];
+            if (!needs_grad(bp, jk))
+                continue;
+            DAT_TRY(ctx->be->copy(ctx, grad_target(m, jk), n->dy, len * sizeof(float)));
+            DAT_TRY(grad_commit(m, jk, bp->batch));
+        }
+        return DAT_OK;
+    default:
+        return dat_error(DAT_ERR_INTERNAL, __func__, "node kind %d", (int)n->kind);
+    }
+    return need ? grad_commit(m, j, bp->batch) : DAT_OK;
+}
+
+dat_status dat_graph_backward(dat_model *m, const float *dz, int32_t n, float param_beta,
+                              float *dx)
+{
+    dat_ctx *ctx = m->ctx;
+    backward_pass bp = {.batch = n, .beta = param_beta, .want_dx = dx != NULL};
+    memset(m->grad_ready, 0, (size_t)m->n_nodes);
+    dat_node *out = &m->nodes[m->output];
+    DAT_TRY(ctx->be->copy(ctx, out->dy, dz, (size_t)n * (size_t)m->classes * sizeof(float)));
+    m->grad_ready[m->output] = 1;
+    for (int32_t i = m->n_nodes - 1; i >= 1; --i) {
+        /* A node that does not lead to the output gets no gradient. */
+        if (m->grad_ready[i])
+            DAT_TRY(backward_node(m, &m->nodes[i], &bp));
+    }
+    if (!dx)
+        return DAT_OK;
+    size_t in_len = (size_t)n * (size_t)dat_node_numel(&m->nodes[0]);
+    if (!m->grad_ready[0]) {
+        float zero = 0.0f;
+        return ctx->be->fill(ctx, dx, in_len, &zero, sizeof zero);
+    }
+    if (m->norm_scale) /* d/dx of (x - mean) / std */
+        return DAT_OP(ctx, channel_affine, n, m->in_c, m->in_h * m->in_w, m->nodes[0].dy,
+                      m->norm_scale, NULL, dx);
+    return ctx->be->copy(ctx, dx, m->nodes[0].dy, in_len * sizeof(float));
+}
+
+void dat_model_free(dat_model *m)
+{
+    if (!m)
+        return;
+    free_runtime(m);
+    dat_ctx *ctx = m->ctx;
+    ctx->be->free(ctx, m->norm_scale);
+    ctx->be->free(ctx, m->norm_shift);
+    for (int32_t i = 0; m->nodes && i < m->n_nodes; ++i)
+        free(m->nodes[i].name);
+    free(m->nodes);
+    for (int32_t i = 0; m->segs && i < m->n_segs; ++i)
+        free(m->segs[i].name);
+    free(m->segs);
+    free(m->num_batches_tracked);
+    dat_tensor_destroy(m->params);
+    dat_tensor_destroy(m->grads);
+    dat_tensor_destroy(m->buffers);
+    free(m);
+}

@@ -1,0 +1,93 @@
+/* The model as libdat sees it inside: a list of nodes in topological order
+ * over flat parameter, gradient and buffer storage. */
+#ifndef LIBDAT_MODEL_MODEL_H
+#define LIBDAT_MODEL_MODEL_H
+
+#include "../core/tensor.h"
+#include "libdat/dat_model.h"
+
+/* Node 0 is the input; it is not a layer. */
+#define DAT_NODE_INPUT ((dat_layer_kind)-1)
+
+typedef struct dat_node {
+    dat_layer_kind kind;
+    char *name;            /* state_dict prefix; NULL for layers without parameters */
+    int32_t in[2];         /* input node ids; -1 where unused */
+    int32_t c, h, w;       /* output shape of one sample (linear: c = features, h = w = 1) */
+    dat_layer_spec spec;   /* as given (name pointer not kept) */
+    int32_t in_features;   /* linear: c * h * w of the input */
+    int64_t w_off, b_off;  /* parameter offsets (weight / gamma, bias / beta); -1 if none */
+    int64_t buf_off;       /* BN: running_mean at buf_off, running_var at buf_off + c */
+    int32_t bn_index;      /* BN: index into num_batches_tracked */
+    /* Run-time buffers in device memory, for `capacity` samples. */
+    float *y;              /* output */
+    float *dy;             /* gradient of the output */
+    float *save_mean, *save_invstd; /* BN (c each) */
+    int32_t *idx;          /* max pooling: argmax per output element */
+} dat_node;
+
+typedef struct dat_seg_entry {
+    char *name;
+    int64_t offset, length;
+    dat_segment_kind kind;
+} dat_seg_entry;
+
+struct dat_model {
+    dat_ctx *ctx;
+    int32_t in_c, in_h, in_w, classes;
+    dat_node *nodes;
+    int32_t n_nodes, output;
+    float *norm_scale, *norm_shift;   /* device, in_c each; NULL without normalization */
+    dat_tensor *params, *grads, *buffers;
+    dat_seg_entry *segs;
+    int32_t n_segs;
+    int64_t *num_batches_tracked;     /* host, one per BN layer */
+    int32_t n_bn;
+    dat_model_mode mode;
+
+    /* Run-time scratch, sized for `capacity` samples (grown, never per step). */
+    int32_t capacity;
+    float *scratch;                   /* largest activation: gradient contributions to add */
+    float *z_clean, *dz, *dz_clean;   /* logits-sized */
+    float *sample_loss;               /* [capacity] */
+    float *x_norm;                    /* normalized input, when the model normalizes */
+    float *host_loss;                 /* host copy of sample_loss */
+    float *host_weights;              /* host copy of per-sample weights */
+    int32_t *host_labels;             /* host copy of labels, for range checks */
+    unsigned char *grad_ready;        /* per node: dy holds a contribution already */
+};
+
+/* Number of floats of one sample's output of node i. */
+static inline int64_t dat_node_numel(const dat_node *n)
+{
+    return (int64_t)n->c * n->h * n->w;
+}
+
+/* Grows the run-time buffers to hold batches of n samples. */
+dat_status dat_model_reserve(dat_model *m, int32_t n);
+
+/* Forward pass of n samples (device memory x, the model's input shape).
+ * update_running: in train mode, whether BN running statistics are updated
+ * (0 when recomputing activations of a batch already seen). */
+dat_status dat_graph_forward(dat_model *m, const float *x, int32_t n, int update_running);
+
+/* Backward pass from dz (the gradient of the logits) through the activations
+ * of the last forward. param_beta < 0: no parameter gradients; else they are
+ * written as grads = param_beta * grads + new. dx (may be NULL) receives the
+ * gradient of the model's input in pixel space. */
+dat_status dat_graph_backward(dat_model *m, const float *dz, int32_t n, float param_beta,
+                              float *dx);
+
+/* Logits of the last forward: n x classes, device memory. */
+static inline float *dat_model_logits(dat_model *m)
+{
+    return m->nodes[m->output].y;
+}
+
+/* Parameter and buffer layout, initialization (init.c). */
+dat_status dat_model_layout(dat_model *m);
+dat_status dat_model_init_params(dat_model *m, uint64_t seed);
+
+void dat_model_free(dat_model *m);
+
+#endif

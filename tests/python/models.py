@@ -1,0 +1,113 @@
+"""PyTorch twins of libdat's presets, with the same state_dict names, for the
+parity tests (and for moving weights between the two)."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class MLP(nn.Module):
+    def __init__(self, classes=10, in_features=784):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, 256)
+        self.fc2 = nn.Linear(256, 256)
+        self.fc3 = nn.Linear(256, classes)
+
+    def forward(self, x):
+        x = torch.flatten(x, 1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+class CNNSmall(nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, 3, stride=2, padding=1)
+        self.conv3 = nn.Conv2d(64, 64, 3, stride=2, padding=1)
+        self.fc1 = nn.Linear(3136, 128)
+        self.fc2 = nn.Linear(128, classes)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.relu(self.conv3(x))
+        return self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))
+
+
+class PreActBlock(nn.Module):
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if hasattr(self, "shortcut") else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActResNet18(nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        in_planes = 64
+        for i, (planes, stride) in enumerate([(64, 1), (128, 2), (256, 2), (512, 2)]):
+            blocks = []
+            for s in (stride, 1):
+                blocks.append(PreActBlock(in_planes, planes, s))
+                in_planes = planes
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+        self.bn = nn.BatchNorm2d(512)
+        self.linear = nn.Linear(512, classes)
+
+    def forward(self, x):
+        out = self.conv1(x)
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        out = F.relu(self.bn(out))
+        out = F.avg_pool2d(out, 4)
+        return self.linear(torch.flatten(out, 1))
+
+
+PRESETS = {"mlp": MLP, "cnn_small": CNNSmall, "preact_resnet18": PreActResNet18}
+
+
+def load_flat(model, segments, flat):
+    """Copies libdat's flat parameters (segments: (name, offset, length, kind)) into a
+    torch model; every parameter of the model must be covered."""
+    state = model.state_dict()
+    seen = set()
+    for name, off, n, _ in segments:
+        t = state[name]
+        assert t.numel() == n, f"{name}: libdat has {n} values, torch {t.numel()}"
+        t.copy_(torch.from_numpy(flat[off:off + n].copy()).view_as(t))
+        seen.add(name)
+    params = {k for k, _ in model.named_parameters()}
+    assert params == seen, f"not covered: {sorted(params - seen)}"
+
+
+def flat_grads(model, segments):
+    """torch's parameter gradients laid out as libdat's flat gradient buffer."""
+    named = dict(model.named_parameters())
+    total = sum(n for _, _, n, _ in segments)
+    out = torch.zeros(total, dtype=torch.float64)
+    for name, off, n, _ in segments:
+        g = named[name].grad
+        if g is not None:
+            out[off:off + n] = g.detach().double().flatten()
+    return out.numpy()
+
+
+def bn_buffers(model):
+    """Running means and variances in libdat's buffer order (per BN layer: mean, var),
+    for the BN layers in libdat's node order = module registration order of the
+    presets' forward."""
+    parts = []
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            parts += [m.running_mean.detach().double(), m.running_var.detach().double()]
+    return torch.cat(parts).numpy() if parts else None
