@@ -179,6 +179,201 @@ START_TEST(test_tensor_data_misuse)
 }
 END_TEST
 
+START_TEST(test_model_builder_misuse)
+{
+    dat_layer_spec spec;
+    ck_assert_dat_err(dat_layer_spec_init(NULL, DAT_LAYER_RELU), DAT_ERR_INVALID_ARG, "spec");
+    ck_assert_dat_err(dat_layer_spec_init(&spec, (dat_layer_kind)99), DAT_ERR_INVALID_ARG, "kind");
+    dat_model_builder *b = (dat_model_builder *)0x1;
+    ck_assert_dat_err(dat_model_builder_create(NULL, ctx, 1, 4, 4), DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_model_builder_create(&b, NULL, 1, 4, 4), DAT_ERR_INVALID_ARG, "ctx");
+    ck_assert_ptr_null(b);
+    ck_assert_dat_err(dat_model_builder_create(&b, ctx, 0, 4, 4), DAT_ERR_INVALID_ARG,
+                      "input shape");
+    ck_assert_dat_ok(dat_model_builder_create(&b, ctx, 1, 4, 4));
+    float mean[1] = {0.5f}, bad_std[1] = {0.0f};
+    ck_assert_dat_err(dat_model_builder_set_normalization(NULL, mean, mean), DAT_ERR_INVALID_ARG,
+                      "builder");
+    ck_assert_dat_err(dat_model_builder_set_normalization(b, NULL, mean), DAT_ERR_INVALID_ARG,
+                      "mean");
+    ck_assert_dat_err(dat_model_builder_set_normalization(b, mean, bad_std), DAT_ERR_INVALID_ARG,
+                      "std > 0");
+
+    dat_layer_spec_init(&spec, DAT_LAYER_CONV2D);
+    int32_t node = -7;
+    ck_assert_dat_err(dat_model_builder_add(NULL, &spec, 0, -1, &node), DAT_ERR_INVALID_ARG,
+                      "builder");
+    ck_assert_dat_err(dat_model_builder_add(b, NULL, 0, -1, &node), DAT_ERR_INVALID_ARG, "spec");
+    spec.name = "conv";
+    spec.out_features = 2;
+    spec.size = 4;
+    ck_assert_dat_err(dat_model_builder_add(b, &spec, 0, -1, &node), DAT_ERR_INVALID_ARG, "size");
+    spec.size = sizeof spec;
+    ck_assert_dat_err(dat_model_builder_add(b, &spec, 3, -1, &node), DAT_ERR_INVALID_ARG,
+                      "input = 3");
+    ck_assert_dat_err(dat_model_builder_add(b, &spec, 0, 0, &node), DAT_ERR_INVALID_ARG,
+                      "only add");
+    spec.name = NULL;
+    ck_assert_dat_err(dat_model_builder_add(b, &spec, 0, -1, &node), DAT_ERR_INVALID_ARG, "name");
+    spec.name = "conv";
+    spec.kernel = 9;
+    ck_assert_dat_err(dat_model_builder_add(b, &spec, 0, -1, &node), DAT_ERR_INVALID_ARG,
+                      "larger than the padded input");
+    spec.kernel = 3;
+    spec.out_features = 0;
+    ck_assert_dat_err(dat_model_builder_add(b, &spec, 0, -1, &node), DAT_ERR_INVALID_ARG,
+                      "out_features");
+    ck_assert_int_eq(node, -7);
+    spec.out_features = 2;
+    ck_assert_dat_ok(dat_model_builder_add(b, &spec, 0, -1, &node));
+    ck_assert_dat_err(dat_model_builder_add(b, &spec, 1, -1, &node), DAT_ERR_INVALID_ARG,
+                      "already used");
+    dat_layer_spec add;
+    dat_layer_spec_init(&add, DAT_LAYER_ADD);
+    ck_assert_dat_err(dat_model_builder_add(b, &add, 0, 1, &node), DAT_ERR_INVALID_ARG,
+                      "shapes differ");
+    dat_model *m = (dat_model *)0x1;
+    ck_assert_dat_err(dat_model_builder_finish(NULL, 1, 0, &m), DAT_ERR_INVALID_ARG, "builder");
+    ck_assert_ptr_null(m);
+    ck_assert_dat_err(dat_model_builder_finish(b, 1, 0, NULL), DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_model_builder_finish(b, 5, 0, &m), DAT_ERR_INVALID_ARG, "output = 5");
+    ck_assert_dat_err(dat_model_builder_finish(b, 1, 0, &m), DAT_ERR_INVALID_ARG, "logits");
+    ck_assert_ptr_null(m);
+    dat_model_builder_destroy(b);
+    dat_model_builder_destroy(NULL);
+}
+END_TEST
+
+START_TEST(test_model_misuse)
+{
+    dat_model_options mo;
+    ck_assert_dat_err(dat_model_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
+    dat_model_options_init(&mo);
+    dat_model *m = (dat_model *)0x1;
+    ck_assert_dat_err(dat_model_create_preset(NULL, ctx, "mlp", NULL), DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_model_create_preset(&m, NULL, "mlp", NULL), DAT_ERR_INVALID_ARG, "ctx");
+    ck_assert_ptr_null(m);
+    ck_assert_dat_err(dat_model_create_preset(&m, ctx, NULL, NULL), DAT_ERR_INVALID_ARG, "preset");
+    ck_assert_dat_err(dat_model_create_preset(&m, ctx, "resnet9000", NULL), DAT_ERR_INVALID_ARG,
+                      "cnn_small");
+    mo.size = 1;
+    ck_assert_dat_err(dat_model_create_preset(&m, ctx, "mlp", &mo), DAT_ERR_INVALID_ARG, "size");
+    dat_model_options_init(&mo);
+    mo.num_classes = -1;
+    ck_assert_dat_err(dat_model_create_preset(&m, ctx, "mlp", &mo), DAT_ERR_INVALID_ARG,
+                      "num_classes");
+    dat_model_options_init(&mo);
+    float one = 1.0f;
+    mo.mean = &one;
+    ck_assert_dat_err(dat_model_create_preset(&m, ctx, "mlp", &mo), DAT_ERR_INVALID_ARG,
+                      "together");
+    ck_assert_ptr_null(m);
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "mlp", NULL));
+
+    ck_assert_dat_err(dat_model_set_mode(NULL, DAT_MODE_EVAL), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_model_set_mode(m, (dat_model_mode)5), DAT_ERR_INVALID_ARG, "mode");
+    dat_model_mode mode;
+    ck_assert_dat_err(dat_model_mode_get(NULL, &mode), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_model_mode_get(m, NULL), DAT_ERR_INVALID_ARG, "mode");
+    ck_assert_dat_err(dat_model_shape(NULL, NULL, NULL, NULL, NULL), DAT_ERR_INVALID_ARG, "model");
+    dat_tensor *p;
+    ck_assert_dat_err(dat_model_params(NULL, &p), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_model_params(m, NULL), DAT_ERR_INVALID_ARG, "params");
+    ck_assert_dat_err(dat_model_grads(NULL, &p), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_model_grads(m, NULL), DAT_ERR_INVALID_ARG, "grads");
+    ck_assert_dat_err(dat_model_buffers(NULL, &p), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_model_buffers(m, NULL), DAT_ERR_INVALID_ARG, "buffers");
+    int32_t count;
+    ck_assert_dat_err(dat_model_num_segments(NULL, &count), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_model_num_segments(m, NULL), DAT_ERR_INVALID_ARG, "count");
+    dat_segment seg = {.size = sizeof seg};
+    ck_assert_dat_err(dat_model_segment(NULL, 0, &seg), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_model_segment(m, 0, NULL), DAT_ERR_INVALID_ARG, "seg");
+    ck_assert_dat_err(dat_model_segment(m, 6, &seg), DAT_ERR_INVALID_ARG, "index = 6");
+    seg.size = 2;
+    ck_assert_dat_err(dat_model_segment(m, 0, &seg), DAT_ERR_INVALID_ARG, "size");
+
+    /* Inputs of the wrong shape, dtype or content, and labels out of range. */
+    int64_t xs[4] = {2, 1, 28, 28}, bad_xs[4] = {2, 3, 28, 28}, ys[1] = {2}, zs[2] = {2, 10};
+    dat_tensor *x, *bad_x, *y, *z, *f;
+    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&bad_x, ctx, DAT_FLOAT32, 4, bad_xs));
+    ck_assert_dat_ok(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
+    ck_assert_dat_ok(dat_tensor_create(&z, ctx, DAT_FLOAT32, 2, zs));
+    ck_assert_dat_ok(dat_tensor_create(&f, ctx, DAT_FLOAT32, 1, ys));
+    ck_assert_dat_err(dat_model_forward(NULL, x, z), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_model_forward(m, NULL, z), DAT_ERR_INVALID_ARG, "x");
+    ck_assert_dat_err(dat_model_forward(m, x, NULL), DAT_ERR_INVALID_ARG, "logits");
+    ck_assert_dat_err(dat_model_forward(m, bad_x, z), DAT_ERR_INVALID_ARG, "[N, 1, 28, 28]");
+    ck_assert_dat_err(dat_model_forward(m, x, f), DAT_ERR_INVALID_ARG, "[2, 10]");
+
+    dat_loss_options lo;
+    ck_assert_dat_err(dat_loss_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
+    dat_loss_options_init(&lo);
+    ck_assert_dat_err(dat_model_loss_backward(NULL, x, y, &lo, NULL), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_model_loss_backward(m, NULL, y, &lo, NULL), DAT_ERR_INVALID_ARG, "x");
+    ck_assert_dat_err(dat_model_loss_backward(m, x, NULL, &lo, NULL), DAT_ERR_INVALID_ARG,
+                      "labels y are NULL");
+    int32_t labels[2] = {1, 10};
+    ck_assert_dat_ok(dat_tensor_write(y, labels, sizeof labels));
+    ck_assert_dat_err(dat_model_loss_backward(m, x, y, &lo, NULL), DAT_ERR_INVALID_ARG,
+                      "label 10 of sample 1");
+    labels[1] = 3;
+    ck_assert_dat_ok(dat_tensor_write(y, labels, sizeof labels));
+    lo.size = 3;
+    ck_assert_dat_err(dat_model_loss_backward(m, x, y, &lo, NULL), DAT_ERR_INVALID_ARG, "size");
+    dat_loss_options_init(&lo);
+    lo.kl_weight = 1.0f;
+    ck_assert_dat_err(dat_model_loss_backward(m, x, y, &lo, NULL), DAT_ERR_INVALID_ARG, "x_clean");
+    dat_loss_options_init(&lo);
+    lo.adv_weight = -1.0f;
+    ck_assert_dat_err(dat_model_loss_backward(m, x, y, &lo, NULL), DAT_ERR_INVALID_ARG, ">= 0");
+    dat_loss_options_init(&lo);
+    lo.reduction = (dat_reduction)7;
+    ck_assert_dat_err(dat_model_loss_backward(m, x, y, &lo, NULL), DAT_ERR_INVALID_ARG,
+                      "reduction");
+    dat_loss_options_init(&lo);
+    lo.sample_weights = z;
+    ck_assert_dat_err(dat_model_loss_backward(m, x, y, &lo, NULL), DAT_ERR_INVALID_ARG,
+                      "sample_weights");
+
+    dat_input_grad_options io;
+    ck_assert_dat_err(dat_input_grad_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
+    dat_input_grad_options_init(&io);
+    ck_assert_dat_err(dat_model_input_grad(NULL, x, y, &io, x, NULL), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_model_input_grad(m, NULL, y, &io, x, NULL), DAT_ERR_INVALID_ARG, "x");
+    ck_assert_dat_err(dat_model_input_grad(m, x, y, &io, NULL, NULL), DAT_ERR_INVALID_ARG, "dx");
+    ck_assert_dat_err(dat_model_input_grad(m, x, y, &io, z, NULL), DAT_ERR_INVALID_ARG,
+                      "dx must be float32");
+    ck_assert_dat_err(dat_model_input_grad(m, x, NULL, &io, bad_x, NULL), DAT_ERR_INVALID_ARG,
+                      "dx must be");
+    io.objective = DAT_OBJECTIVE_KL;
+    ck_assert_dat_err(dat_model_input_grad(m, x, NULL, &io, x, NULL), DAT_ERR_INVALID_ARG,
+                      "target_logits");
+    io.objective = (dat_objective)9;
+    ck_assert_dat_err(dat_model_input_grad(m, x, y, &io, x, NULL), DAT_ERR_INVALID_ARG,
+                      "objective");
+    dat_input_grad_options_init(&io);
+    io.size = 0;
+    ck_assert_dat_err(dat_model_input_grad(m, x, y, &io, x, NULL), DAT_ERR_INVALID_ARG, "size");
+
+    /* NaN input: a status, not a silent result. */
+    float *xh;
+    ck_assert_dat_ok(dat_tensor_host_data(x, (void **)&xh));
+    xh[100] = NAN;
+    ck_assert_dat_err(dat_model_forward(m, x, z), DAT_ERR_NUMERIC, "NaN");
+    ck_assert_dat_err(dat_model_loss_backward(m, x, y, NULL, NULL), DAT_ERR_NUMERIC, "NaN");
+
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(bad_x);
+    dat_tensor_destroy(y);
+    dat_tensor_destroy(z);
+    dat_tensor_destroy(f);
+    dat_model_destroy(m);
+    dat_model_destroy(NULL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("api_misuse");
@@ -189,6 +384,8 @@ int main(void)
     tcase_add_test(tc, test_tensor_create_misuse);
     tcase_add_test(tc, test_tensor_query_misuse);
     tcase_add_test(tc, test_tensor_data_misuse);
+    tcase_add_test(tc, test_model_builder_misuse);
+    tcase_add_test(tc, test_model_misuse);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }

@@ -1,0 +1,184 @@
+/* Models: preset layouts (parameter counts are PyTorch's), seeded initialization,
+ * the segment table, and a finite-difference check of a whole small graph. */
+#include <math.h>
+#include <stdio.h>
+
+#include "check_util.h"
+
+static dat_ctx *ctx;
+
+static void setup(void)
+{
+    dat_ctx_options o;
+    dat_ctx_options_init(&o);
+    o.num_threads = 2;
+    ck_assert_dat_ok(dat_ctx_create(&ctx, &o));
+}
+
+static void teardown(void)
+{
+    dat_ctx_destroy(ctx);
+}
+
+static int64_t param_count(dat_model *m)
+{
+    dat_tensor *p;
+    int64_t n;
+    ck_assert_dat_ok(dat_model_params(m, &p));
+    ck_assert_dat_ok(dat_tensor_numel(p, &n));
+    return n;
+}
+
+START_TEST(test_preset_parameter_counts)
+{
+    /* The counts of the PyTorch definitions (torchvision's ResNet-50, the
+     * TRADES WideResNet-28-10, PreActResNet-18 with its final BN). */
+    static const struct {
+        const char *name;
+        int64_t params;
+        int32_t segments, classes;
+    } want[] = {
+        {"mlp", 269322, 6, 10},
+        {"cnn_small", 458570, 10, 10},
+        {"preact_resnet18", 11172170, 56, 10},
+        {"wrn_28_10", 36479194, 80, 10},
+        {"resnet50", 25557032, 161, 1000},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; ++i) {
+        dat_model *m = NULL;
+        ck_assert_dat_ok(dat_model_create_preset(&m, ctx, want[i].name, NULL));
+        ck_assert_msg(param_count(m) == want[i].params, "%s: %lld parameters, expected %lld",
+                      want[i].name, (long long)param_count(m), (long long)want[i].params);
+        int32_t nseg, classes;
+        ck_assert_dat_ok(dat_model_num_segments(m, &nseg));
+        ck_assert_int_eq(nseg, want[i].segments);
+        ck_assert_dat_ok(dat_model_shape(m, NULL, NULL, NULL, &classes));
+        ck_assert_int_eq(classes, want[i].classes);
+        /* Segments tile the flat buffer in order, without gaps. */
+        int64_t next = 0;
+        for (int32_t s = 0; s < nseg; ++s) {
+            dat_segment seg = {.size = sizeof seg};
+            ck_assert_dat_ok(dat_model_segment(m, s, &seg));
+            ck_assert_int_eq(seg.offset, next);
+            next += seg.length;
+        }
+        ck_assert_int_eq(next, want[i].params);
+        dat_model_destroy(m);
+    }
+}
+END_TEST
+
+START_TEST(test_segment_names_and_kinds)
+{
+    dat_model *m = NULL;
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "preact_resnet18", NULL));
+    dat_segment seg = {.size = sizeof seg};
+    ck_assert_dat_ok(dat_model_segment(m, 0, &seg));
+    ck_assert_str_eq(seg.name, "conv1.weight");
+    ck_assert_int_eq(seg.kind, DAT_SEGMENT_WEIGHT);
+    ck_assert_dat_ok(dat_model_segment(m, 1, &seg));
+    ck_assert_str_eq(seg.name, "layer1.0.bn1.weight");
+    ck_assert_int_eq(seg.kind, DAT_SEGMENT_BN_WEIGHT);
+    int found_shortcut = 0;
+    int32_t nseg;
+    dat_model_num_segments(m, &nseg);
+    for (int32_t s = 0; s < nseg; ++s) {
+        ck_assert_dat_ok(dat_model_segment(m, s, &seg));
+        if (strcmp(seg.name, "layer2.0.shortcut.0.weight") == 0) {
+            found_shortcut = 1;
+            ck_assert_int_eq(seg.length, 128 * 64);
+        }
+    }
+    ck_assert(found_shortcut);
+    ck_assert_dat_ok(dat_model_segment(m, nseg - 1, &seg));
+    ck_assert_str_eq(seg.name, "linear.bias");
+    ck_assert_int_eq(seg.kind, DAT_SEGMENT_BIAS);
+    dat_model_destroy(m);
+}
+END_TEST
+
+static void read_params(dat_model *m, float *out, size_t n)
+{
+    dat_tensor *p;
+    ck_assert_dat_ok(dat_model_params(m, &p));
+    ck_assert_dat_ok(dat_tensor_read(p, out, n * sizeof *out));
+}
+
+START_TEST(test_seeded_initialization)
+{
+    dat_model_options o;
+    dat_model_options_init(&o);
+    o.init_seed = 17;
+    dat_model *a, *b, *c;
+    ck_assert_dat_ok(dat_model_create_preset(&a, ctx, "cnn_small", &o));
+    ck_assert_dat_ok(dat_model_create_preset(&b, ctx, "cnn_small", &o));
+    o.init_seed = 18;
+    ck_assert_dat_ok(dat_model_create_preset(&c, ctx, "cnn_small", &o));
+    size_t n = 458570;
+    float *pa = malloc(n * 4), *pb = malloc(n * 4), *pc = malloc(n * 4);
+    read_params(a, pa, n);
+    read_params(b, pb, n);
+    read_params(c, pc, n);
+    ck_assert_mem_eq(pa, pb, n * 4);
+    ck_assert(memcmp(pa, pc, n * 4) != 0);
+    /* conv1: fan_in 9, bound 1/3; fc1: fan_in 3136, bound 1/56. */
+    float max1 = 0, max_fc1 = 0;
+    for (int i = 0; i < 288; ++i)
+        max1 = fmaxf(max1, fabsf(pa[i]));
+    for (size_t i = 320 + 18496 + 36928; i < 320 + 18496 + 36928 + 3136 * 128; ++i)
+        max_fc1 = fmaxf(max_fc1, fabsf(pa[i]));
+    ck_assert(max1 <= 1.0f / 3 && max1 > 0.3f);
+    ck_assert(max_fc1 <= 1.0f / 56 && max_fc1 > 0.017f);
+    free(pa);
+    free(pb);
+    free(pc);
+    dat_model_destroy(a);
+    dat_model_destroy(b);
+    dat_model_destroy(c);
+}
+END_TEST
+
+START_TEST(test_bn_buffers_start_at_zero_mean_unit_variance)
+{
+    dat_model *m;
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "preact_resnet18", NULL));
+    dat_tensor *buf;
+    ck_assert_dat_ok(dat_model_buffers(m, &buf));
+    float first[128];
+    int64_t n;
+    ck_assert_dat_ok(dat_tensor_numel(buf, &n));
+    /* Every BN layer contributes mean and variance: 2 x (sum of its channels), per
+     * stage bn1 + bn2 of two blocks (the first block's bn1 sees the previous width),
+     * plus the final 512-channel BN. */
+    int64_t channels = (64 * 4) + (64 + 128 * 3) + (128 + 256 * 3) + (256 + 512 * 3) + 512;
+    ck_assert_int_eq(n, 2 * channels);
+    float *all = malloc((size_t)n * sizeof *all);
+    ck_assert_dat_ok(dat_tensor_read(buf, all, (size_t)n * sizeof *all));
+    memcpy(first, all, sizeof first);
+    for (int i = 0; i < 64; ++i) {
+        ck_assert_float_eq(first[i], 0.0f);
+        ck_assert_float_eq(first[64 + i], 1.0f);
+    }
+    free(all);
+    dat_model_destroy(m);
+
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "cnn_small", NULL));
+    ck_assert_dat_ok(dat_model_buffers(m, &buf));
+    ck_assert_ptr_null(buf); /* no batch norm, no buffers */
+    dat_model_destroy(m);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("model");
+    TCase *tc = tcase_create("model");
+    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_preset_parameter_counts);
+    tcase_add_test(tc, test_segment_names_and_kinds);
+    tcase_add_test(tc, test_seeded_initialization);
+    tcase_add_test(tc, test_bn_buffers_start_at_zero_mean_unit_variance);
+    suite_add_tcase(s, tc);
+    return dat_run_suite(s);
+}
