@@ -175,6 +175,23 @@ typedef struct dat_backend {
     dat_status (*argmax)(dat_ctx *ctx, int n, int classes, const float *z, int32_t *out);
     /* Sets *bad to 1 if any of the n values is NaN or Inf, else 0 (host int). */
     dat_status (*check_finite)(dat_ctx *ctx, size_t n, const float *x, int *bad);
+
+    /*
+     * Attack steps (the Attack issue), in one pass each. x0 is the clean input,
+     * x_adv the iterate; both n samples of d values.
+     * linf: x_adv = clip(clip(x_adv + alpha sign(g), x0 - eps, x0 + eps), lo, hi);
+     *       with g NULL only the projections (after a random start).
+     * l2:   x_adv += alpha g_i / ||g_i|| per sample (no step where ||g_i|| = 0), then
+     *       delta_i = x_adv_i - x0_i is scaled down to norm eps if longer, then clipped
+     *       to [lo, hi]; with g NULL only the projections.
+     */
+    dat_status (*attack_linf_step)(dat_ctx *ctx, size_t n, float *x_adv, const float *g,
+                                   const float *x0, float alpha, float eps, float lo, float hi);
+    dat_status (*attack_l2_step)(dat_ctx *ctx, int n, size_t d, float *x_adv, const float *g,
+                                 const float *x0, float alpha, float eps, float lo, float hi);
+    /* Scales each of the n rows of d values to the l2 norm norms[i] (host array;
+     * rows of norm 0 stay 0). */
+    dat_status (*rows_renorm)(dat_ctx *ctx, int n, size_t d, float *x, const float *norms);
 } dat_backend;
 
 /* Calls backend op `op` of ctx, or fails with DAT_ERR_UNSUPPORTED naming the op

@@ -179,4 +179,7 @@ const dat_backend dat_backend_cpu = {
     .bf16_to_f32 = cpu_bf16_to_f32,
     .rng_uniform = cpu_rng_uniform,
     .rng_normal = cpu_rng_normal,
+    .attack_linf_step = dat_cpu_attack_linf_step,
+    .attack_l2_step = dat_cpu_attack_l2_step,
+    .rows_renorm = dat_cpu_rows_renorm,
 };
