@@ -13,5 +13,6 @@
 #include "dat_tensor.h"
 #include "dat_segment.h"
 #include "dat_model.h"
+#include "dat_attack.h"
 
 #endif

@@ -192,6 +192,8 @@ typedef struct dat_backend {
     /* Scales each of the n rows of d values to the l2 norm norms[i] (host array;
      * rows of norm 0 stay 0). */
     dat_status (*rows_renorm)(dat_ctx *ctx, int n, size_t d, float *x, const float *norms);
+    /* Smallest and largest of n values into host floats (NaN is ignored). */
+    dat_status (*minmax)(dat_ctx *ctx, size_t n, const float *x, float *lo, float *hi);
 } dat_backend;
 
 /* Calls backend op `op` of ctx, or fails with DAT_ERR_UNSUPPORTED naming the op

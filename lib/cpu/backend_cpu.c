@@ -182,4 +182,5 @@ const dat_backend dat_backend_cpu = {
     .attack_linf_step = dat_cpu_attack_linf_step,
     .attack_l2_step = dat_cpu_attack_l2_step,
     .rows_renorm = dat_cpu_rows_renorm,
+    .minmax = dat_cpu_minmax,
 };

@@ -14,5 +14,6 @@ dat_status dat_cpu_attack_linf_step(dat_ctx *ctx, size_t n, float *x_adv, const 
 dat_status dat_cpu_attack_l2_step(dat_ctx *ctx, int n, size_t d, float *x_adv, const float *g,
                                   const float *x0, float alpha, float eps, float lo, float hi);
 dat_status dat_cpu_rows_renorm(dat_ctx *ctx, int n, size_t d, float *x, const float *norms);
+dat_status dat_cpu_minmax(dat_ctx *ctx, size_t n, const float *x, float *lo, float *hi);
 
 #endif

@@ -77,3 +77,17 @@ dat_status dat_cpu_rows_renorm(dat_ctx *ctx, int n, size_t d, float *x, const fl
     }
     return DAT_OK;
 }
+
+dat_status dat_cpu_minmax(dat_ctx *ctx, size_t n, const float *x, float *lo, float *hi)
+{
+    float mn = INFINITY, mx = -INFINITY;
+    int nt = dat_cpu_threads(ctx, n);
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(min : mn) reduction(max : mx)
+    for (size_t i = 0; i < n; ++i) {
+        mn = fminf(mn, x[i]);
+        mx = fmaxf(mx, x[i]);
+    }
+    *lo = mn;
+    *hi = mx;
+    return DAT_OK;
+}

@@ -47,7 +47,7 @@ dat_status dat_model_shape(const dat_model *model, int32_t *channels, int32_t *h
 }
 
 /* x must be float32 [N, C, H, W] of the model's sample shape, in its context. */
-static dat_status check_input(const char *func, const dat_model *m, const char *what,
+dat_status dat_model_check_input(const char *func, const dat_model *m, const char *what,
                               const dat_tensor *x, int32_t *n)
 {
     if (x->ctx != m->ctx)
@@ -71,7 +71,7 @@ static dat_status check_input(const char *func, const dat_model *m, const char *
 }
 
 /* A float32 tensor of exactly [n, k] (k = 0: [n]) in the model's context. */
-static dat_status check_matrix(const char *func, const dat_model *m, const char *what,
+dat_status dat_model_check_matrix(const char *func, const dat_model *m, const char *what,
                                const dat_tensor *t, int32_t n, int32_t k)
 {
     int ok = t->ctx == m->ctx && t->dtype == DAT_FLOAT32 && t->ndim == (k ? 2 : 1) &&
@@ -91,7 +91,7 @@ static dat_status check_matrix(const char *func, const dat_model *m, const char 
 }
 
 /* Labels int32 [n], each in [0, classes); read to the host for the check. */
-static dat_status check_labels(const char *func, dat_model *m, const dat_tensor *y, int32_t n)
+dat_status dat_model_check_labels(const char *func, dat_model *m, const dat_tensor *y, int32_t n)
 {
     if (y->ctx != m->ctx || y->dtype != DAT_INT32 || y->ndim != 1 || y->shape[0] != n)
         return dat_error(DAT_ERR_INVALID_ARG, func,
@@ -113,8 +113,8 @@ dat_status dat_model_forward(dat_model *model, const dat_tensor *x, dat_tensor *
     DAT_CHECK_NOT_NULL(x);
     DAT_CHECK_NOT_NULL(logits);
     int32_t n;
-    DAT_TRY(check_input(__func__, model, "x", x, &n));
-    DAT_TRY(check_matrix(__func__, model, "logits", logits, n, model->classes));
+    DAT_TRY(dat_model_check_input(__func__, model, "x", x, &n));
+    DAT_TRY(dat_model_check_matrix(__func__, model, "logits", logits, n, model->classes));
     DAT_TRY(dat_model_reserve(model, n));
     DAT_TRY(dat_graph_forward(model, x->data, n, 1));
     return model->ctx->be->copy(model->ctx, logits->data, dat_model_logits(model),
@@ -168,7 +168,7 @@ static dat_status check_loss_options(dat_model *m, const dat_loss_options *o,
                          "clean_weight or kl_weight is set, but x_clean is NULL");
     if (o->x_clean) {
         int32_t nc;
-        DAT_TRY(check_input(f, m, "x_clean", o->x_clean, &nc));
+        DAT_TRY(dat_model_check_input(f, m, "x_clean", o->x_clean, &nc));
         if (nc != n)
             return dat_error(DAT_ERR_INVALID_ARG, f, "x_clean has %d samples, x has %d",
                              (int)nc, (int)n);
@@ -177,10 +177,10 @@ static dat_status check_loss_options(dat_model *m, const dat_loss_options *o,
         if (!y)
             return dat_error(DAT_ERR_INVALID_ARG, f,
                              "labels y are NULL, but a cross-entropy term has weight > 0");
-        DAT_TRY(check_labels(f, m, y, n));
+        DAT_TRY(dat_model_check_labels(f, m, y, n));
     }
     if (o->sample_weights) {
-        DAT_TRY(check_matrix(f, m, "sample_weights", o->sample_weights, n, 0));
+        DAT_TRY(dat_model_check_matrix(f, m, "sample_weights", o->sample_weights, n, 0));
         DAT_TRY(m->ctx->be->copy_to_host(m->ctx, m->host_weights, o->sample_weights->data,
                                          (size_t)n * sizeof(float)));
     }
@@ -258,7 +258,7 @@ dat_status dat_model_loss_backward(dat_model *model, const dat_tensor *x, const 
         o = *opts;
     }
     int32_t n;
-    DAT_TRY(check_input(__func__, model, "x", x, &n));
+    DAT_TRY(dat_model_check_input(__func__, model, "x", x, &n));
     DAT_TRY(dat_model_reserve(model, n));
     DAT_TRY(check_loss_options(model, &o, y, n));
     double acc = 0;
@@ -280,19 +280,19 @@ static dat_status check_input_grad_options(dat_model *m, const dat_input_grad_op
     if (o->objective == DAT_OBJECTIVE_CE) {
         if (!y)
             return dat_error(DAT_ERR_INVALID_ARG, f, "the CE objective needs labels y");
-        DAT_TRY(check_labels(f, m, y, n));
+        DAT_TRY(dat_model_check_labels(f, m, y, n));
     } else if (o->objective == DAT_OBJECTIVE_KL) {
         if (!o->target_logits)
             return dat_error(DAT_ERR_INVALID_ARG, f, "the KL objective needs target_logits");
-        DAT_TRY(check_matrix(f, m, "target_logits", o->target_logits, n, m->classes));
+        DAT_TRY(dat_model_check_matrix(f, m, "target_logits", o->target_logits, n, m->classes));
     } else {
         return dat_error(DAT_ERR_INVALID_ARG, f, "objective = %d is not a dat_objective",
                          (int)o->objective);
     }
     if (o->sample_losses)
-        DAT_TRY(check_matrix(f, m, "sample_losses", o->sample_losses, n, 0));
+        DAT_TRY(dat_model_check_matrix(f, m, "sample_losses", o->sample_losses, n, 0));
     if (o->logits)
-        DAT_TRY(check_matrix(f, m, "logits", o->logits, n, m->classes));
+        DAT_TRY(dat_model_check_matrix(f, m, "logits", o->logits, n, m->classes));
     return DAT_OK;
 }
 
@@ -308,6 +308,21 @@ static dat_status input_grad_outputs(dat_model *m, const dat_input_grad_options 
     return DAT_OK;
 }
 
+dat_status dat_model_objective(dat_model *m, const float *x, int32_t n, const int32_t *y,
+                               const float *target, dat_objective objective, float scale,
+                               float *dx)
+{
+    DAT_TRY(dat_graph_forward(m, x, n, m->mode == DAT_MODE_TRAIN));
+    float *dz = dx ? m->dz : NULL;
+    if (objective == DAT_OBJECTIVE_CE)
+        DAT_TRY(DAT_OP(m->ctx, softmax_xent, n, m->classes, dat_model_logits(m), y, NULL,
+                       m->sample_loss, dz, scale));
+    else
+        DAT_TRY(DAT_OP(m->ctx, kl_div, n, m->classes, target, dat_model_logits(m),
+                       m->sample_loss, NULL, dz, scale));
+    return dx ? dat_graph_backward(m, m->dz, n, -1.0f, dx) : DAT_OK;
+}
+
 dat_status dat_model_input_grad(dat_model *model, const dat_tensor *x, const dat_tensor *y,
                                 const dat_input_grad_options *opts, dat_tensor *dx, float *loss)
 {
@@ -321,25 +336,20 @@ dat_status dat_model_input_grad(dat_model *model, const dat_tensor *x, const dat
         o = *opts;
     }
     int32_t n;
-    DAT_TRY(check_input(__func__, model, "x", x, &n));
+    DAT_TRY(dat_model_check_input(__func__, model, "x", x, &n));
     if (dx->ctx != model->ctx || dx->dtype != DAT_FLOAT32 || dx->numel != x->numel)
         return dat_error(DAT_ERR_INVALID_ARG, __func__,
                          "dx must be float32 with the %lld elements of x, in the model's context",
                          (long long)x->numel);
     DAT_TRY(dat_model_reserve(model, n));
     DAT_TRY(check_input_grad_options(model, &o, y, n));
-    DAT_TRY(dat_graph_forward(model, x->data, n, model->mode == DAT_MODE_TRAIN));
     float s = o.reduction == DAT_REDUCE_MEAN ? 1.0f / (float)n : 1.0f;
-    if (o.objective == DAT_OBJECTIVE_CE)
-        DAT_TRY(DAT_OP(model->ctx, softmax_xent, n, model->classes, dat_model_logits(model),
-                       y->data, NULL, model->sample_loss, model->dz, s));
-    else
-        DAT_TRY(DAT_OP(model->ctx, kl_div, n, model->classes, o.target_logits->data,
-                       dat_model_logits(model), model->sample_loss, NULL, model->dz, s));
+    DAT_TRY(dat_model_objective(model, x->data, n, y ? y->data : NULL,
+                                o.target_logits ? o.target_logits->data : NULL, o.objective, s,
+                                dx->data));
     double acc = 0;
     DAT_TRY(accumulate_loss(model, n, s, 0, &acc));
     DAT_TRY(input_grad_outputs(model, &o, n));
-    DAT_TRY(dat_graph_backward(model, model->dz, n, -1.0f, dx->data));
     if (loss)
         *loss = (float)acc;
     return DAT_OK;

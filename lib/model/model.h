@@ -84,6 +84,25 @@ static inline float *dat_model_logits(dat_model *m)
     return m->nodes[m->output].y;
 }
 
+/* Forward pass and per-sample objective (left in m->sample_loss, the logits in
+ * the output node); with dx, also the input gradient (scaled by `scale`).
+ * No parameter gradient is touched. Arguments are trusted: callers check. */
+dat_status dat_model_objective(dat_model *m, const float *x, int32_t n, const int32_t *y,
+                               const float *target, dat_objective objective, float scale,
+                               float *dx);
+
+/* Argument checks shared with the attacks; each fails with a message naming func.
+ * check_input: x is float32 [N, C, H, W] of the model, finite; *n = N.
+ * check_labels: y is int32 [n] with values in [0, classes) (read into host_labels:
+ *   call dat_model_reserve(m, n) first).
+ * check_matrix: t is float32 [n, k] (k = 0: [n]). */
+dat_status dat_model_check_input(const char *func, const dat_model *m, const char *what,
+                                 const dat_tensor *x, int32_t *n);
+dat_status dat_model_check_labels(const char *func, dat_model *m, const dat_tensor *y,
+                                  int32_t n);
+dat_status dat_model_check_matrix(const char *func, const dat_model *m, const char *what,
+                                  const dat_tensor *t, int32_t n, int32_t k);
+
 /* Parameter and buffer layout, initialization (init.c). */
 dat_status dat_model_layout(dat_model *m);
 dat_status dat_model_init_params(dat_model *m, uint64_t seed);

@@ -1,0 +1,60 @@
+/* The attack as libdat sees it inside, shared by the algorithm files. */
+#ifndef LIBDAT_ATTACK_ATTACK_H
+#define LIBDAT_ATTACK_ATTACK_H
+
+#include "../model/model.h"
+#include "libdat/dat_attack.h"
+
+struct dat_attack {
+    dat_ctx *ctx;
+    dat_attack_options o;   /* with defaults resolved (alpha, steps) */
+    uint64_t step;          /* Philox stream = rank * 2^32 + step */
+    /* Scratch in device memory, grown to the largest batch seen. */
+    size_t cap;             /* elements of x (N * d) the buffers hold */
+    int32_t cap_rows;       /* rows of the smoothing buffers (N * m) */
+    float *g;               /* input gradient, N * d */
+    float *work;            /* the iterate when restarts compete, N * d */
+    float *clean_logits;    /* TRADES target, N * classes */
+    float *noisy, *dnoisy;  /* SMOOTH_PGD: N * m * d each */
+    float *weights;         /* SMOOTH_PGD: N * m */
+    int32_t *labels_rep;    /* SMOOTH_PGD: N * m */
+    float *host_best, *host_loss, *host_w; /* host, N (host_w: N * m) */
+    int32_t *host_pred;     /* host, N */
+};
+
+/* A validated batch: n samples of d values in device memory. */
+typedef struct dat_attack_batch {
+    int32_t n;
+    size_t d;
+    const float *x;
+    const int32_t *y;       /* NULL for TRADES without labels */
+} dat_attack_batch;
+
+/* Philox stream of the current call. */
+static inline uint64_t dat_attack_stream(const dat_attack *a)
+{
+    return ((uint64_t)(uint32_t)a->o.rank << 32) | (a->step & 0xffffffffu);
+}
+
+/* Grows the scratch for a batch (and, for smoothing, n * m rows). */
+dat_status dat_attack_reserve(dat_attack *a, dat_model *m, int32_t n, size_t d);
+
+/* Runs one restart (index r of this call) of PGD / FGSM / TRADES / SMOOTH_PGD
+ * from x into x_adv (device, n * d). */
+dat_status dat_attack_run_once(dat_attack *a, dat_model *m, const dat_attack_batch *b,
+                               int32_t r, float *x_adv);
+
+/* SMOOTH_PGD's iterations (smooth.c): x_adv holds the start on entry. */
+dat_status dat_attack_smooth_iterate(dat_attack *a, dat_model *m, const dat_attack_batch *b,
+                                     float *x_adv);
+
+/* TRADES maximizes the divergence from the clean prediction: keeps its logits
+ * in a->clean_logits (other kinds: nothing to do). */
+dat_status dat_attack_prepare_target(dat_attack *a, dat_model *m, const dat_attack_batch *b);
+
+/* Validates model, x, y (and an output of x's shape) for an attack call, and
+ * fills the batch. y may be NULL only for TRADES. */
+dat_status dat_attack_check(const char *func, dat_attack *a, dat_model *m, const dat_tensor *x,
+                            const dat_tensor *y, const dat_tensor *out, dat_attack_batch *b);
+
+#endif
