@@ -374,6 +374,91 @@ START_TEST(test_model_misuse)
 }
 END_TEST
 
+START_TEST(test_attack_misuse)
+{
+    dat_attack_options o;
+    ck_assert_dat_err(dat_attack_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
+    dat_attack *a = (dat_attack *)0x1;
+    ck_assert_dat_err(dat_attack_create(NULL, ctx, NULL), DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_attack_create(&a, NULL, NULL), DAT_ERR_INVALID_ARG, "ctx");
+    ck_assert_ptr_null(a);
+    static const struct {
+        const char *field, *needle;
+    } bad[] = {{"eps", "eps"},         {"steps", "steps"}, {"alpha", "alpha"},
+               {"noise", "noise_samples"}, {"sigma", "sigma"}, {"range", "lo < hi"},
+               {"kind", "kind"},       {"norm", "norm"},   {"restarts", "restarts"},
+               {"mode", "mode"},       {"size", "size"},   {"rank", "rank"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
+        dat_attack_options_init(&o);
+        const char *f = bad[i].field;
+        if (!strcmp(f, "eps")) o.eps = -0.1f;
+        if (!strcmp(f, "steps")) o.steps = -1;
+        if (!strcmp(f, "alpha")) o.alpha = NAN;
+        if (!strcmp(f, "noise")) o.noise_samples = 0;
+        if (!strcmp(f, "sigma")) o.sigma = -1.0f;
+        if (!strcmp(f, "range")) o.lo = 1.0f;
+        if (!strcmp(f, "kind")) o.kind = (dat_attack_kind)42;
+        if (!strcmp(f, "norm")) o.norm = (dat_norm)3;
+        if (!strcmp(f, "restarts")) o.restarts = 0;
+        if (!strcmp(f, "mode")) o.mode = (dat_model_mode)4;
+        if (!strcmp(f, "size")) o.size = 8;
+        if (!strcmp(f, "rank")) o.rank = -1;
+        a = (dat_attack *)0x1;
+        ck_assert_dat_err(dat_attack_create(&a, ctx, &o), DAT_ERR_INVALID_ARG, bad[i].needle);
+        ck_assert_ptr_null(a);
+    }
+    ck_assert_dat_ok(dat_attack_create(&a, ctx, NULL));
+    uint64_t step;
+    ck_assert_dat_err(dat_attack_set_step(NULL, 1), DAT_ERR_INVALID_ARG, "attack");
+    ck_assert_dat_err(dat_attack_get_step(NULL, &step), DAT_ERR_INVALID_ARG, "attack");
+    ck_assert_dat_err(dat_attack_get_step(a, NULL), DAT_ERR_INVALID_ARG, "step");
+
+    dat_model *m;
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "mlp", NULL));
+    int64_t xs[4] = {2, 1, 28, 28}, ys[1] = {2};
+    dat_tensor *x, *xa, *y;
+    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&xa, ctx, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
+    ck_assert_dat_err(dat_attack_perturb(NULL, m, x, y, xa), DAT_ERR_INVALID_ARG, "attack");
+    ck_assert_dat_err(dat_attack_perturb(a, NULL, x, y, xa), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_attack_perturb(a, m, NULL, y, xa), DAT_ERR_INVALID_ARG, "x");
+    ck_assert_dat_err(dat_attack_perturb(a, m, x, y, NULL), DAT_ERR_INVALID_ARG, "x_adv");
+    ck_assert_dat_err(dat_attack_perturb(a, m, x, y, x), DAT_ERR_INVALID_ARG, "alias");
+    ck_assert_dat_err(dat_attack_perturb(a, m, x, NULL, xa), DAT_ERR_INVALID_ARG, "TRADES");
+    ck_assert_dat_ok(dat_tensor_fill(x, 1.5));
+    ck_assert_dat_err(dat_attack_perturb(a, m, x, y, xa), DAT_ERR_INVALID_ARG, "input range");
+    ck_assert_dat_ok(dat_tensor_fill(x, 0.5));
+    ck_assert_dat_ok(dat_tensor_fill(y, 10));
+    ck_assert_dat_err(dat_attack_perturb(a, m, x, y, xa), DAT_ERR_INVALID_ARG, "outside [0, 10)");
+    ck_assert_dat_err(dat_attack_gaussian_copies(NULL, x, y, xa, NULL), DAT_ERR_INVALID_ARG,
+                      "attack");
+    ck_assert_dat_err(dat_attack_gaussian_copies(a, NULL, y, xa, NULL), DAT_ERR_INVALID_ARG, "x");
+    ck_assert_dat_err(dat_attack_gaussian_copies(a, x, y, NULL, NULL), DAT_ERR_INVALID_ARG,
+                      "x_out");
+    ck_assert_dat_err(dat_attack_gaussian_copies(a, x, NULL, xa, y), DAT_ERR_INVALID_ARG,
+                      "y must be int32");
+    int32_t c, r;
+    ck_assert_dat_err(dat_eval_robust_accuracy(NULL, m, x, y, &c, &r, NULL), DAT_ERR_INVALID_ARG,
+                      "attack");
+    ck_assert_dat_err(dat_eval_robust_accuracy(a, NULL, x, y, &c, &r, NULL), DAT_ERR_INVALID_ARG,
+                      "model");
+    ck_assert_dat_err(dat_eval_robust_accuracy(a, m, NULL, y, &c, &r, NULL), DAT_ERR_INVALID_ARG,
+                      "x");
+    ck_assert_dat_err(dat_eval_robust_accuracy(a, m, x, NULL, &c, &r, NULL), DAT_ERR_INVALID_ARG,
+                      "y");
+    ck_assert_dat_ok(dat_tensor_fill(y, 1));
+    ck_assert_dat_err(dat_eval_robust_accuracy(a, m, x, y, &c, &r, x), DAT_ERR_INVALID_ARG,
+                      "robust_mask");
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(xa);
+    dat_tensor_destroy(y);
+    dat_model_destroy(m);
+    dat_attack_destroy(a);
+    dat_attack_destroy(NULL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("api_misuse");
@@ -386,6 +471,7 @@ int main(void)
     tcase_add_test(tc, test_tensor_data_misuse);
     tcase_add_test(tc, test_model_builder_misuse);
     tcase_add_test(tc, test_model_misuse);
+    tcase_add_test(tc, test_attack_misuse);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }
