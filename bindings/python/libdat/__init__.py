@@ -4,6 +4,7 @@ The shared library is found through $LIBDAT_LIBRARY, then the repository's
 build folder, then the system's library path.
 """
 from ._lib import lib as _lib
+from .attack import Attack, AttackKind, Norm
 from .context import Context, Device
 from .errors import (DatError, FormatError, InvalidArgumentError, NoDeviceError,
                      NumericError)
@@ -12,7 +13,7 @@ from .tensor import DType, Tensor
 
 __all__ = ["Context", "Device", "DType", "Tensor", "DatError", "InvalidArgumentError",
            "NoDeviceError", "FormatError", "NumericError", "version", "has_cuda",
-           "cuda_device_count", "Model", "Mode", "Objective", "Reduction"]
+           "cuda_device_count", "Model", "Mode", "Objective", "Reduction", "Attack", "AttackKind", "Norm"]
 
 
 def version() -> str:

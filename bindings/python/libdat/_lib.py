@@ -177,3 +177,28 @@ _declare("dat_model_grads", c_status, c_model_p, _P(c_tensor_p))
 _declare("dat_model_buffers", c_status, c_model_p, _P(c_tensor_p))
 _declare("dat_model_num_segments", c_status, c_model_p, _I32P)
 _declare("dat_model_segment", c_status, c_model_p, ctypes.c_int32, _P(Segment))
+
+c_attack_p = ctypes.c_void_p
+
+
+class AttackOptions(ctypes.Structure):
+    """Mirror of dat_attack_options (include/libdat/dat_attack.h)."""
+    _fields_ = [("size", ctypes.c_uint32), ("kind", ctypes.c_int32), ("norm", ctypes.c_int32),
+                ("eps", ctypes.c_float), ("alpha", ctypes.c_float), ("steps", ctypes.c_int32),
+                ("random_start", ctypes.c_int32), ("restarts", ctypes.c_int32),
+                ("mode", ctypes.c_int32), ("lo", ctypes.c_float), ("hi", ctypes.c_float),
+                ("sigma", ctypes.c_float), ("noise_samples", ctypes.c_int32),
+                ("seed", ctypes.c_uint64), ("rank", ctypes.c_int32)]
+
+
+_declare("dat_attack_options_init", c_status, _P(AttackOptions))
+_declare("dat_attack_create", c_status, _P(c_attack_p), c_ctx_p, _P(AttackOptions))
+_declare("dat_attack_destroy", None, c_attack_p)
+_declare("dat_attack_set_step", c_status, c_attack_p, ctypes.c_uint64)
+_declare("dat_attack_get_step", c_status, c_attack_p, _P(ctypes.c_uint64))
+_declare("dat_attack_perturb", c_status, c_attack_p, c_model_p, c_tensor_p, c_tensor_p,
+         c_tensor_p)
+_declare("dat_attack_gaussian_copies", c_status, c_attack_p, c_tensor_p, c_tensor_p, c_tensor_p,
+         c_tensor_p)
+_declare("dat_eval_robust_accuracy", c_status, c_attack_p, c_model_p, c_tensor_p, c_tensor_p,
+         _I32P, _I32P, c_tensor_p)
