@@ -8,6 +8,7 @@ from typing import Optional
 from ._lib import AttackOptions, c_attack_p, lib
 from .context import Context
 from .errors import check
+from .handle import Handle
 from .model import Mode, Model
 from .tensor import Tensor
 
@@ -24,8 +25,11 @@ class Norm(IntEnum):
     L2 = 1
 
 
-class Attack:
+class Attack(Handle):
     """A dat_attack; keyword arguments are the fields of dat_attack_options."""
+
+    _what = "attack"
+    _destroy = staticmethod(lib.dat_attack_destroy)
 
     def __init__(self, ctx: Context, kind: AttackKind = AttackKind.PGD, norm: Norm = Norm.LINF,
                  eps: float = 8 / 255, alpha: float = 0.0, steps: int = 10,
@@ -43,25 +47,6 @@ class Attack:
         check(lib.dat_attack_create(ctypes.byref(handle), ctx.handle, ctypes.byref(o)))
         self._handle = handle
 
-    @property
-    def handle(self) -> c_attack_p:
-        if self._handle is None:
-            raise ValueError("libdat: the attack is closed")
-        return self._handle
-
-    def close(self) -> None:
-        if getattr(self, "_handle", None) is not None:
-            lib.dat_attack_destroy(self._handle)
-            self._handle = None
-
-    def __enter__(self) -> "Attack":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        self.close()
 
     @property
     def step(self) -> int:

@@ -6,6 +6,7 @@ from enum import IntEnum
 
 from ._lib import CtxOptions, c_ctx_p, lib
 from .errors import check
+from .handle import Handle
 
 
 class Device(IntEnum):
@@ -13,9 +14,12 @@ class Device(IntEnum):
     CUDA = 1
 
 
-class Context:
+class Context(Handle):
     """A dat_ctx. Close it with close() or a `with` block; garbage collection closes
     it too. Tensors made from a context keep it alive."""
+
+    _what = "context"
+    _destroy = staticmethod(lib.dat_ctx_destroy)
 
     def __init__(self, device: Device = Device.CPU, device_ordinal: int = 0,
                  num_threads: int = 0, seed: int = 0):
@@ -29,25 +33,6 @@ class Context:
         check(lib.dat_ctx_create(ctypes.byref(handle), ctypes.byref(opts)))
         self._handle = handle
 
-    @property
-    def handle(self) -> c_ctx_p:
-        if self._handle is None:
-            raise ValueError("libdat: the context is closed")
-        return self._handle
-
-    def close(self) -> None:
-        if getattr(self, "_handle", None) is not None:
-            lib.dat_ctx_destroy(self._handle)
-            self._handle = None
-
-    def __enter__(self) -> "Context":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        self.close()
 
     @property
     def num_threads(self) -> int:

@@ -12,6 +12,7 @@ from ._lib import (InputGradOptions, LossOptions, ModelOptions, Segment, c_model
                    lib)
 from .context import Context
 from .errors import check
+from .handle import Handle
 from .tensor import Tensor
 
 
@@ -33,17 +34,19 @@ class Objective(IntEnum):
 class _Borrowed(Tensor):
     """A tensor owned by a model: never destroyed from Python."""
 
+    _destroy = None
+
     def __init__(self, owner, handle):  # noqa: D401 - not Tensor's constructor
         self._ctx = owner._ctx
         self._owner = owner
         self._handle = handle
 
-    def close(self) -> None:
-        self._handle = None
 
-
-class Model:
+class Model(Handle):
     """A dat_model. Closed by close(), a `with` block or garbage collection."""
+
+    _what = "model"
+    _destroy = staticmethod(lib.dat_model_destroy)
 
     def __init__(self, ctx: Context, preset: str, num_classes: int = 0, mean=None, std=None,
                  init_seed: int = 0, input_shape: Optional[tuple[int, int, int]] = None):
@@ -63,26 +66,6 @@ class Model:
         check(lib.dat_model_create_preset(ctypes.byref(handle), ctx.handle, preset.encode(),
                                           ctypes.byref(opts)))
         self._handle = handle
-
-    @property
-    def handle(self) -> c_model_p:
-        if self._handle is None:
-            raise ValueError("libdat: the model is closed")
-        return self._handle
-
-    def close(self) -> None:
-        if getattr(self, "_handle", None) is not None:
-            lib.dat_model_destroy(self._handle)
-            self._handle = None
-
-    def __enter__(self) -> "Model":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        self.close()
 
     def _flat(self, fn) -> Optional[Tensor]:
         h = c_tensor_p()

@@ -10,6 +10,7 @@ import numpy as np
 from ._lib import c_tensor_p, lib
 from .context import Context
 from .errors import check
+from .handle import Handle
 
 MAX_DIMS = 8
 
@@ -27,9 +28,12 @@ _FROM_NUMPY = {np.dtype(np.float32): DType.FLOAT32, np.dtype(np.int32): DType.IN
                np.dtype(np.uint8): DType.UINT8}
 
 
-class Tensor:
+class Tensor(Handle):
     """A dat_tensor on a context's device. Closed by close(), a `with` block or
     garbage collection."""
+
+    _what = "tensor"
+    _destroy = staticmethod(lib.dat_tensor_destroy)
 
     def __init__(self, ctx: Context, shape: Sequence[int], dtype: DType = DType.FLOAT32):
         self._ctx = ctx  # keeps the context alive as long as the tensor
@@ -53,25 +57,6 @@ class Tensor:
         t.write(array)
         return t
 
-    @property
-    def handle(self) -> c_tensor_p:
-        if self._handle is None:
-            raise ValueError("libdat: the tensor is closed")
-        return self._handle
-
-    def close(self) -> None:
-        if getattr(self, "_handle", None) is not None:
-            lib.dat_tensor_destroy(self._handle)
-            self._handle = None
-
-    def __enter__(self) -> "Tensor":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        self.close()
 
     @property
     def shape(self) -> tuple[int, ...]:
