@@ -1,4 +1,5 @@
 /* The CPU backend: the reference implementation of every op. */
+#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +14,8 @@
 
 static dat_status cpu_init(dat_ctx *ctx)
 {
-    (void)ctx;
+    /* BLAS threads and OpenMP threads must not oversubscribe the cores. */
+    openblas_set_num_threads(ctx->opts.num_threads);
     return DAT_OK;
 }
 
@@ -179,6 +181,23 @@ const dat_backend dat_backend_cpu = {
     .bf16_to_f32 = cpu_bf16_to_f32,
     .rng_uniform = cpu_rng_uniform,
     .rng_normal = cpu_rng_normal,
+    .gemm = dat_cpu_gemm,
+    .linear_fwd = dat_cpu_linear_fwd,
+    .linear_bwd = dat_cpu_linear_bwd,
+    .bn_fwd_train = dat_cpu_bn_fwd_train,
+    .bn_fwd_eval = dat_cpu_bn_fwd_eval,
+    .bn_bwd_train = dat_cpu_bn_bwd_train,
+    .bn_bwd_eval = dat_cpu_bn_bwd_eval,
+    .relu_fwd = dat_cpu_relu_fwd,
+    .relu_bwd = dat_cpu_relu_bwd,
+    .channel_affine = dat_cpu_channel_affine,
+    .add = dat_cpu_add,
+    .axpy = dat_cpu_axpy,
+    .scale = dat_cpu_scale,
+    .softmax_xent = dat_cpu_softmax_xent,
+    .kl_div = dat_cpu_kl_div,
+    .argmax = dat_cpu_argmax,
+    .check_finite = dat_cpu_check_finite,
     .attack_linf_step = dat_cpu_attack_linf_step,
     .attack_l2_step = dat_cpu_attack_l2_step,
     .rows_renorm = dat_cpu_rows_renorm,

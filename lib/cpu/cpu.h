@@ -8,6 +8,49 @@
 
 /* Threads to use for `work` elements: 1 for small work, else the context's count. */
 int dat_cpu_threads(const dat_ctx *ctx, size_t work);
+/* GEMM and linear layers (ops_gemm.c). */
+dat_status dat_cpu_gemm(dat_ctx *ctx, int trans_a, int trans_b, int m, int n, int k,
+                        float alpha, const float *a, int lda, const float *b, int ldb,
+                        float beta, float *c, int ldc);
+dat_status dat_cpu_linear_fwd(dat_ctx *ctx, int n, int in, int out, const float *x,
+                              const float *w, const float *b, float *y);
+dat_status dat_cpu_linear_bwd(dat_ctx *ctx, int n, int in, int out, const float *x,
+                              const float *w, const float *dy, float *dx, float *dw, float *db,
+                              float beta);
+
+/* Element-wise ops (ops_eltwise.c), batch norm (ops_bn.c), losses (ops_loss.c);
+ * semantics in lib/core/backend.h. */
+dat_status dat_cpu_relu_fwd(dat_ctx *ctx, size_t n, const float *x, float *y);
+dat_status dat_cpu_relu_bwd(dat_ctx *ctx, size_t n, const float *y, const float *dy, float *dx);
+dat_status dat_cpu_channel_affine(dat_ctx *ctx, int n, int c, int hw, const float *x,
+                                  const float *scale, const float *shift, float *y);
+dat_status dat_cpu_add(dat_ctx *ctx, size_t n, const float *a, const float *b, float *y);
+dat_status dat_cpu_axpy(dat_ctx *ctx, size_t n, float alpha, const float *x, float *y);
+dat_status dat_cpu_scale(dat_ctx *ctx, size_t n, float alpha, float *x);
+dat_status dat_cpu_check_finite(dat_ctx *ctx, size_t n, const float *x, int *bad);
+dat_status dat_cpu_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                                const float *gamma, const float *beta, float *running_mean,
+                                float *running_var, float *save_mean, float *save_invstd,
+                                float *y);
+dat_status dat_cpu_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                               const float *gamma, const float *beta, const float *running_mean,
+                               const float *running_var, float *y);
+dat_status dat_cpu_bn_bwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                                const float *dy, const float *gamma, const float *save_mean,
+                                const float *save_invstd, float *dx, float *dgamma, float *dbeta,
+                                float beta);
+dat_status dat_cpu_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                               const float *dy, const float *gamma, const float *running_mean,
+                               const float *running_var, float *dx, float *dgamma, float *dbeta,
+                               float beta);
+dat_status dat_cpu_softmax_xent(dat_ctx *ctx, int n, int classes, const float *z,
+                                const int32_t *labels, const float *weights, float *loss,
+                                float *dz, float scale);
+dat_status dat_cpu_kl_div(dat_ctx *ctx, int n, int classes, const float *z_clean,
+                          const float *z_adv, float *loss, float *dz_clean, float *dz_adv,
+                          float scale);
+dat_status dat_cpu_argmax(dat_ctx *ctx, int n, int classes, const float *z, int32_t *out);
+
 /* Attack steps (ops_attack.c); semantics in lib/core/backend.h. */
 dat_status dat_cpu_attack_linf_step(dat_ctx *ctx, size_t n, float *x_adv, const float *g,
                                     const float *x0, float alpha, float eps, float lo, float hi);

@@ -1,0 +1,382 @@
+#include "options.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+    "usage: dat-train [OPTIONS]\n"
+    "\n"
+    "Distributed adversarial training (Zhang et al., UAI 2022) with libdat. Run M\n"
+    "workers with `mpirun -np M dat-train ...`; each trains on its shard.\n"
+    "\n"
+    "Data\n"
+    "  --data-format F      idx | cifar10 | cifar100 | npy                  [idx]\n"
+    "  --data DIR           folder of the dataset files\n"
+    "                       [/usr/share/datasets/fashion-mnist, from the Debian\n"
+    "                        package dataset-fashion-mnist]\n"
+    "  --train-subset N     train on the first N training images only      [all]\n"
+    "  --classes LIST       class subset, e.g. 0-4 or 1,3,5; relabeled 0..k-1 [all]\n"
+    "  --val N              hold out N training images for validation       [0]\n"
+    "  --augment on|off     random crop (pad 4) and horizontal flip         [off]\n"
+    "  --unlabeled N        use N of the training images without labels,\n"
+    "                       pseudo-labeled by --teacher                       [0]\n"
+    "  --unlabeled-data F   .npy images to use unlabeled (with --teacher)\n"
+    "  --teacher CKPT       checkpoint of a standard model for pseudo-labels\n"
+    "\n"
+    "Model\n"
+    "  --model NAME         mlp | cnn_small | preact_resnet18 | wrn_28_10 |\n"
+    "                       resnet50                                  [cnn_small]\n"
+    "  --init-from CKPT     start from a checkpoint; a classifier of another size\n"
+    "                       is re-initialized (transfer learning)\n"
+    "  --freeze K           train only the last K parameter tensors          [0]\n"
+    "\n"
+    "Attack (inner maximization)\n"
+    "  --attack A           pgd | fgsm | trades | none                      [pgd]\n"
+    "  --eps E              l-inf radius                                    [0.1]\n"
+    "  --alpha A            step size; 0 = 2.5 eps / k (fgsm: 1.25 eps)      [0]\n"
+    "  --steps K            PGD / TRADES steps                               [10]\n"
+    "  --lambda L           weight of the clean loss (0 = Madry AT)          [0]\n"
+    "  --beta B             TRADES weight of the KL term                     [6]\n"
+    "  --smooth-sigma S     Smooth-AT: Gaussian noise std (0 = off)          [0]\n"
+    "  --noise-copies N     Smooth-AT: noisy copies per image                 [1]\n"
+    "\n"
+    "Optimizer\n"
+    "  --optimizer O        sgd | momentum | nesterov | adam | adamw   [momentum]\n"
+    "  --lalr on|off        layer-wise adaptive rate (LARS / LAMB)          [off]\n"
+    "  --c-l X, --c-u X     LALR trust-ratio clipping bounds             [0, 10]\n"
+    "  --lr X               base learning rate                             [0.05]\n"
+    "  --head-lr X          learning rate of a re-initialized classifier  [= lr]\n"
+    "  --momentum X         momentum / Adam beta1                           [0.9]\n"
+    "  --weight-decay X                                                    [5e-4]\n"
+    "  --schedule S         const | piecewise | cosine | onecycle     [piecewise]\n"
+    "  --warmup-epochs X    linear warm-up                                    [0]\n"
+    "  --milestones LIST    piecewise decay epochs, e.g. 5,8      [50%,75% of run]\n"
+    "  --gamma X            piecewise decay factor                          [0.1]\n"
+    "  --lr-scaling S       none | linear | sqrt scaling with the global batch\n"
+    "                       (M x batch) against --ref-batch                [none]\n"
+    "  --ref-batch N        batch the base learning rate is meant for       [128]\n"
+    "  --baseline lsgd      DAT-LSGD: momentum SGD, linear scaling, 5 warm-up\n"
+    "                       epochs, no LALR\n"
+    "\n"
+    "Distribution and quantization\n"
+    "  --batch N            per-rank batch                                  [128]\n"
+    "  --epochs N                                                             [5]\n"
+    "  --bits B             gradient quantization bits, 2..16, 32 = off      [32]\n"
+    "  --quant-mode M       one-sided | two-sided                     [one-sided]\n"
+    "  --bucket N           quantization bucket size                        [512]\n"
+    "\n"
+    "Run\n"
+    "  --seed N                                                               [0]\n"
+    "  --threads N          compute threads per rank (0 = all cores)          [0]\n"
+    "  --checkpoint-dir D   write last.safetensors (and best.safetensors) here\n"
+    "  --resume             continue from D/last.safetensors bit-exactly\n"
+    "  --keep-best          keep the checkpoint of the best validation RA\n"
+    "  --eval-every N       evaluate TA and RA every N epochs (0: at the end) [1]\n"
+    "  --eval-count N       test images to evaluate (0: all)                  [0]\n"
+    "  --eval-steps K       PGD-K of the robust accuracy                     [20]\n"
+    "  --metrics FILE       append one JSON object per epoch\n"
+    "  --progress P         auto | bar | lines | none                      [auto]\n"
+    "  --help               this text\n"
+    "\n"
+    "The last line printed is a JSON object with ta, ra, images_per_s, epochs, ranks.\n";
+
+static void defaults(train_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->data_format = "idx";
+    o->data_dir = "/usr/share/datasets/fashion-mnist";
+    o->model = "cnn_small";
+    o->attack = "pgd";
+    o->eps = 0.1f;
+    o->steps = 10;
+    o->beta = 6.0f;
+    o->noise_copies = 1;
+    o->optimizer = "momentum";
+    o->lr = 0.05f;
+    o->head_lr = -1.0f;
+    o->momentum = 0.9f;
+    o->weight_decay = 5e-4f;
+    o->c_l = 0.0f;
+    o->c_u = 10.0f;
+    o->schedule = "piecewise";
+    o->gamma = 0.1f;
+    o->lr_scaling = "none";
+    o->ref_batch = 128;
+    o->batch = 128;
+    o->epochs = 5;
+    o->bits = 32;
+    o->quant_mode = "one-sided";
+    o->bucket = 512;
+    o->eval_every = 1;
+    o->eval_steps = 20;
+    o->progress = "auto";
+}
+
+static int bad(const char *opt, const char *val, const char *why)
+{
+    fprintf(stderr, "dat-train: %s %s: %s (see --help)\n", opt, val ? val : "", why);
+    return -1;
+}
+
+static int parse_int(const char *opt, const char *v, long lo, long hi, int32_t *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || end == v || x < lo || x > hi) {
+        char why[96];
+        snprintf(why, sizeof why, "expected an integer in [%ld, %ld]", lo, hi);
+        return bad(opt, v, why);
+    }
+    *out = (int32_t)x;
+    return 0;
+}
+
+static int parse_float(const char *opt, const char *v, double lo, double hi, float *out)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || *end || end == v || !(x >= lo && x <= hi)) {
+        char why[96];
+        snprintf(why, sizeof why, "expected a number in [%g, %g]", lo, hi);
+        return bad(opt, v, why);
+    }
+    *out = (float)x;
+    return 0;
+}
+
+static int parse_choice(const char *opt, const char *v, const char *const *choices,
+                        const char **out)
+{
+    for (int i = 0; choices[i]; ++i)
+        if (strcmp(v, choices[i]) == 0) {
+            *out = choices[i];
+            return 0;
+        }
+    return bad(opt, v, "not one of the listed values");
+}
+
+static int parse_onoff(const char *opt, const char *v, int *out)
+{
+    if (strcmp(v, "on") == 0 || strcmp(v, "off") == 0) {
+        *out = strcmp(v, "on") == 0;
+        return 0;
+    }
+    return bad(opt, v, "expected on or off");
+}
+
+/* "0-4" or "1,3,5" (ranges allowed in lists): classes in [0, 1000). */
+static int parse_classes(const char *opt, const char *v, train_options *o)
+{
+    o->num_classes_subset = 0;
+    const char *p = v;
+    while (*p) {
+        char *end;
+        long a = strtol(p, &end, 10), b = a;
+        if (end == p)
+            return bad(opt, v, "expected a list such as 0-4 or 1,3,5");
+        p = end;
+        if (*p == '-') {
+            b = strtol(p + 1, &end, 10);
+            if (end == p + 1)
+                return bad(opt, v, "a range needs an end, e.g. 0-4");
+            p = end;
+        }
+        if (a < 0 || b < a || b >= MAX_CLASSES)
+            return bad(opt, v, "classes must be in [0, 1000) and ranges ascending");
+        for (long c = a; c <= b; ++c) {
+            for (int i = 0; i < o->num_classes_subset; ++i)
+                if (o->classes[i] == c)
+                    return bad(opt, v, "a class is listed twice");
+            o->classes[o->num_classes_subset++] = (int32_t)c;
+        }
+        if (*p == ',')
+            ++p;
+        else if (*p)
+            return bad(opt, v, "unexpected character");
+    }
+    return o->num_classes_subset ? 0 : bad(opt, v, "empty list");
+}
+
+static int parse_milestones(const char *opt, const char *v, train_options *o)
+{
+    o->num_milestones = 0;
+    const char *p = v;
+    while (*p) {
+        char *end;
+        double x = strtod(p, &end);
+        if (end == p || !(x > 0) || o->num_milestones == MAX_MILESTONES)
+            return bad(opt, v, "expected up to 16 positive epochs, e.g. 5,8");
+        if (o->num_milestones && x <= o->milestones[o->num_milestones - 1])
+            return bad(opt, v, "milestones must increase");
+        o->milestones[o->num_milestones++] = (float)x;
+        p = end;
+        if (*p == ',')
+            ++p;
+        else if (*p)
+            return bad(opt, v, "unexpected character");
+    }
+    return 0;
+}
+
+static const char *const formats[] = {"idx", "cifar10", "cifar100", "npy", NULL};
+static const char *const models[] = {"mlp", "cnn_small", "preact_resnet18", "wrn_28_10",
+                                     "resnet50", NULL};
+static const char *const attacks[] = {"pgd", "fgsm", "trades", "none", NULL};
+static const char *const optimizers[] = {"sgd", "momentum", "nesterov", "adam", "adamw", NULL};
+static const char *const schedules[] = {"const", "piecewise", "cosine", "onecycle", NULL};
+static const char *const scalings[] = {"none", "linear", "sqrt", NULL};
+static const char *const qmodes[] = {"one-sided", "two-sided", NULL};
+static const char *const progresses[] = {"auto", "bar", "lines", "none", NULL};
+static const char *const baselines[] = {"lsgd", NULL};
+
+/* One option with its value; returns 0, or -1 after printing the problem. */
+static int parse_one(train_options *o, const char *k, const char *v)
+{
+#define IS(name) (strcmp(k, name) == 0)
+    if (IS("--data-format")) return parse_choice(k, v, formats, &o->data_format);
+    if (IS("--data")) return (o->data_dir = v, 0);
+    if (IS("--train-subset")) return parse_int(k, v, 1, INT_MAX, &o->train_subset);
+    if (IS("--classes")) return parse_classes(k, v, o);
+    if (IS("--val")) return parse_int(k, v, 0, INT_MAX, &o->val_count);
+    if (IS("--augment")) return parse_onoff(k, v, &o->augment);
+    if (IS("--unlabeled")) return parse_int(k, v, 0, INT_MAX, &o->unlabeled_count);
+    if (IS("--unlabeled-data")) return (o->unlabeled_path = v, 0);
+    if (IS("--teacher")) return (o->teacher = v, 0);
+    if (IS("--model")) return parse_choice(k, v, models, &o->model);
+    if (IS("--init-from")) return (o->init_from = v, 0);
+    if (IS("--freeze")) return parse_int(k, v, 0, INT_MAX, &o->freeze);
+    if (IS("--attack")) return parse_choice(k, v, attacks, &o->attack);
+    if (IS("--eps")) return parse_float(k, v, 0, 1e6, &o->eps);
+    if (IS("--alpha")) return parse_float(k, v, 0, 1e6, &o->alpha);
+    if (IS("--steps")) return parse_int(k, v, 0, 100000, &o->steps);
+    if (IS("--lambda")) return parse_float(k, v, 0, 1e6, &o->lambda);
+    if (IS("--beta")) return parse_float(k, v, 0, 1e6, &o->beta);
+    if (IS("--smooth-sigma")) return parse_float(k, v, 0, 1e6, &o->smooth_sigma);
+    if (IS("--noise-copies")) return parse_int(k, v, 1, 1024, &o->noise_copies);
+    if (IS("--optimizer")) return parse_choice(k, v, optimizers, &o->optimizer);
+    if (IS("--lalr")) return parse_onoff(k, v, &o->lalr);
+    if (IS("--c-l")) return parse_float(k, v, 0, 1e30, &o->c_l);
+    if (IS("--c-u")) return parse_float(k, v, 0, 1e30, &o->c_u);
+    if (IS("--lr")) return parse_float(k, v, 0, 1e6, &o->lr);
+    if (IS("--head-lr")) return parse_float(k, v, 0, 1e6, &o->head_lr);
+    if (IS("--momentum")) return parse_float(k, v, 0, 0.999999, &o->momentum);
+    if (IS("--weight-decay")) return parse_float(k, v, 0, 1e6, &o->weight_decay);
+    if (IS("--schedule")) return parse_choice(k, v, schedules, &o->schedule);
+    if (IS("--warmup-epochs")) return parse_float(k, v, 0, 1e6, &o->warmup_epochs);
+    if (IS("--milestones")) return parse_milestones(k, v, o);
+    if (IS("--gamma")) return parse_float(k, v, 0, 1e6, &o->gamma);
+    if (IS("--lr-scaling")) return parse_choice(k, v, scalings, &o->lr_scaling);
+    if (IS("--ref-batch")) return parse_int(k, v, 1, INT_MAX, &o->ref_batch);
+    if (IS("--baseline")) return parse_choice(k, v, baselines, &o->baseline);
+    if (IS("--batch")) return parse_int(k, v, 1, 1 << 20, &o->batch);
+    if (IS("--epochs")) return parse_int(k, v, 1, 1000000, &o->epochs);
+    if (IS("--bits")) return parse_int(k, v, 2, 32, &o->bits);
+    if (IS("--quant-mode")) return parse_choice(k, v, qmodes, &o->quant_mode);
+    if (IS("--bucket")) return parse_int(k, v, 1, 1 << 24, &o->bucket);
+    if (IS("--seed")) {
+        int32_t s;
+        int r = parse_int(k, v, 0, INT_MAX, &s);
+        o->seed = (uint64_t)s;
+        return r;
+    }
+    if (IS("--threads")) return parse_int(k, v, 0, 4096, &o->threads);
+    if (IS("--checkpoint-dir")) return (o->checkpoint_dir = v, 0);
+    if (IS("--eval-every")) return parse_int(k, v, 0, INT_MAX, &o->eval_every);
+    if (IS("--eval-count")) return parse_int(k, v, 0, INT_MAX, &o->eval_count);
+    if (IS("--eval-steps")) return parse_int(k, v, 0, 100000, &o->eval_steps);
+    if (IS("--metrics")) return (o->metrics = v, 0);
+    if (IS("--progress")) return parse_choice(k, v, progresses, &o->progress);
+#undef IS
+    return bad(k, NULL, "unknown option");
+}
+
+/* Checks between options, and what --baseline lsgd implies. */
+static int finish(train_options *o)
+{
+    if (o->bits > 16 && o->bits != 32)
+        return bad("--bits", NULL, "must be 2..16, or 32 for no quantization");
+    if (o->c_l > o->c_u)
+        return bad("--c-l", NULL, "must not exceed --c-u");
+    if (o->resume && !o->checkpoint_dir)
+        return bad("--resume", NULL, "needs --checkpoint-dir");
+    if (o->keep_best && (!o->checkpoint_dir || o->val_count == 0))
+        return bad("--keep-best", NULL, "needs --checkpoint-dir and --val N");
+    if (o->unlabeled_count && !o->teacher)
+        return bad("--unlabeled", NULL, "needs --teacher CKPT for the pseudo-labels");
+    if (o->baseline) { /* Goyal et al.: linear scaling with warm-up, plain momentum SGD */
+        o->optimizer = "momentum";
+        o->lalr = 0;
+        o->lr_scaling = "linear";
+        if (o->warmup_epochs == 0)
+            o->warmup_epochs = 5 < o->epochs ? 5 : o->epochs / 2.0f;
+    }
+    if (o->head_lr < 0)
+        o->head_lr = o->lr;
+    if (o->num_milestones == 0 && strcmp(o->schedule, "piecewise") == 0) {
+        o->milestones[0] = 0.5f * (float)o->epochs;
+        o->milestones[1] = 0.75f * (float)o->epochs;
+        o->num_milestones = 2;
+    }
+    return 0;
+}
+
+int train_options_parse(train_options *o, int argc, char **argv)
+{
+    defaults(o);
+    for (int i = 1; i < argc; ++i) {
+        const char *k = argv[i];
+        if (strcmp(k, "--help") == 0 || strcmp(k, "-h") == 0) {
+            fputs(usage, stdout);
+            return 1;
+        }
+        if (strcmp(k, "--resume") == 0) {
+            o->resume = 1;
+            continue;
+        }
+        if (strcmp(k, "--keep-best") == 0) {
+            o->keep_best = 1;
+            continue;
+        }
+        if (strncmp(k, "--", 2) != 0)
+            return bad(k, NULL, "expected an option starting with --");
+        if (i + 1 >= argc)
+            return bad(k, NULL, "needs a value");
+        if (parse_one(o, k, argv[++i]) != 0)
+            return -1;
+    }
+    return finish(o);
+}
+
+int train_options_json(const train_options *o, char *buf, size_t size)
+{
+    char classes[4096] = "";
+    size_t used = 0;
+    for (int i = 0; i < o->num_classes_subset && used + 12 < sizeof classes; ++i)
+        used += (size_t)snprintf(classes + used, sizeof classes - used, "%s%d", i ? "," : "",
+                                 (int)o->classes[i]);
+    int n = snprintf(
+        buf, size,
+        "{\"data_format\":\"%s\",\"model\":\"%s\",\"attack\":\"%s\",\"eps\":%g,\"alpha\":%g,"
+        "\"steps\":%d,\"lambda\":%g,\"beta\":%g,\"smooth_sigma\":%g,\"noise_copies\":%d,"
+        "\"optimizer\":\"%s\",\"lalr\":%d,\"c_l\":%g,\"c_u\":%g,\"lr\":%g,\"head_lr\":%g,"
+        "\"momentum\":%g,\"weight_decay\":%g,\"schedule\":\"%s\",\"warmup_epochs\":%g,"
+        "\"gamma\":%g,\"lr_scaling\":\"%s\",\"ref_batch\":%d,\"baseline\":\"%s\",\"batch\":%d,"
+        "\"epochs\":%d,\"bits\":%d,\"quant_mode\":\"%s\",\"bucket\":%d,\"seed\":%llu,"
+        "\"train_subset\":%d,\"val\":%d,\"classes\":[%s],\"unlabeled\":%d,\"augment\":%d,"
+        "\"freeze\":%d}",
+        o->data_format, o->model, o->attack, (double)o->eps, (double)o->alpha, (int)o->steps,
+        (double)o->lambda, (double)o->beta, (double)o->smooth_sigma, (int)o->noise_copies,
+        o->optimizer, o->lalr, (double)o->c_l, (double)o->c_u, (double)o->lr,
+        (double)o->head_lr, (double)o->momentum, (double)o->weight_decay, o->schedule,
+        (double)o->warmup_epochs, (double)o->gamma, o->lr_scaling, (int)o->ref_batch,
+        o->baseline ? o->baseline : "", (int)o->batch, (int)o->epochs, (int)o->bits,
+        o->quant_mode, (int)o->bucket, (unsigned long long)o->seed, (int)o->train_subset,
+        (int)o->val_count, classes, (int)o->unlabeled_count, o->augment, (int)o->freeze);
+    return n > 0 && (size_t)n < size ? 0 : -1;
+}

@@ -1,0 +1,158 @@
+/* Batch normalization of the CPU backend, with PyTorch's semantics: batch
+ * statistics with the biased variance in train mode, running statistics
+ * updated with the unbiased one, running statistics in eval mode. Sums are
+ * accumulated in double. */
+#include <math.h>
+
+#include "cpu.h"
+
+static inline size_t at(const dat_bn_desc *d, int i, int c)
+{
+    return ((size_t)i * (size_t)d->c + (size_t)c) * (size_t)d->hw;
+}
+
+/* Per-channel mean and biased variance of x (two passes, for accuracy). */
+static void channel_moments(const dat_bn_desc *d, const float *x, int c, double *mean,
+                            double *var)
+{
+    double s = 0;
+    for (int i = 0; i < d->n; ++i) {
+        const float *p = x + at(d, i, c);
+        for (int k = 0; k < d->hw; ++k)
+            s += p[k];
+    }
+    double count = (double)d->n * d->hw, m = s / count, q = 0;
+    for (int i = 0; i < d->n; ++i) {
+        const float *p = x + at(d, i, c);
+        for (int k = 0; k < d->hw; ++k)
+            q += ((double)p[k] - m) * ((double)p[k] - m);
+    }
+    *mean = m;
+    *var = q / count;
+}
+
+dat_status dat_cpu_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                                const float *gamma, const float *beta, float *running_mean,
+                                float *running_var, float *save_mean, float *save_invstd,
+                                float *y)
+{
+    int nt = dat_cpu_threads(ctx, (size_t)d->n * (size_t)d->c * (size_t)d->hw);
+    double count = (double)d->n * d->hw;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int c = 0; c < d->c; ++c) {
+        double mean, var;
+        channel_moments(d, x, c, &mean, &var);
+        double invstd = 1.0 / sqrt(var + (double)d->eps);
+        save_mean[c] = (float)mean;
+        save_invstd[c] = (float)invstd;
+        if (running_mean) {
+            double unbiased = count > 1 ? var * count / (count - 1) : var;
+            running_mean[c] = (float)((1.0 - d->momentum) * running_mean[c] + d->momentum * mean);
+            running_var[c] = (float)((1.0 - d->momentum) * running_var[c] + d->momentum * unbiased);
+        }
+        float s = (float)(gamma[c] * invstd), b = (float)(beta[c] - gamma[c] * invstd * mean);
+        for (int i = 0; i < d->n; ++i) {
+            const float *p = x + at(d, i, c);
+            float *q = y + at(d, i, c);
+            for (int k = 0; k < d->hw; ++k)
+                q[k] = p[k] * s + b;
+        }
+    }
+    return DAT_OK;
+}
+
+dat_status dat_cpu_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                               const float *gamma, const float *beta, const float *running_mean,
+                               const float *running_var, float *y)
+{
+    int nt = dat_cpu_threads(ctx, (size_t)d->n * (size_t)d->c * (size_t)d->hw);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int c = 0; c < d->c; ++c) {
+        double invstd = 1.0 / sqrt((double)running_var[c] + (double)d->eps);
+        float s = (float)(gamma[c] * invstd);
+        float b = (float)(beta[c] - gamma[c] * invstd * running_mean[c]);
+        for (int i = 0; i < d->n; ++i) {
+            const float *p = x + at(d, i, c);
+            float *q = y + at(d, i, c);
+            for (int k = 0; k < d->hw; ++k)
+                q[k] = p[k] * s + b;
+        }
+    }
+    return DAT_OK;
+}
+
+/* sum(dy) and sum(dy * xhat) of one channel, xhat = (x - mean) * invstd. */
+static void channel_grad_sums(const dat_bn_desc *d, const float *x, const float *dy, int c,
+                              double mean, double invstd, double *sdy, double *sdyx)
+{
+    double a = 0, b = 0;
+    for (int i = 0; i < d->n; ++i) {
+        const float *p = x + at(d, i, c), *g = dy + at(d, i, c);
+        for (int k = 0; k < d->hw; ++k) {
+            a += g[k];
+            b += (double)g[k] * (((double)p[k] - mean) * invstd);
+        }
+    }
+    *sdy = a;
+    *sdyx = b;
+}
+
+static void param_grads(float *dgamma, float *dbeta, float beta_acc, int c, double sdy,
+                        double sdyx)
+{
+    if (dgamma)
+        dgamma[c] = (float)(beta_acc * dgamma[c] + sdyx);
+    if (dbeta)
+        dbeta[c] = (float)(beta_acc * dbeta[c] + sdy);
+}
+
+dat_status dat_cpu_bn_bwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                                const float *dy, const float *gamma, const float *save_mean,
+                                const float *save_invstd, float *dx, float *dgamma, float *dbeta,
+                                float beta)
+{
+    int nt = dat_cpu_threads(ctx, (size_t)d->n * (size_t)d->c * (size_t)d->hw);
+    double count = (double)d->n * d->hw;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int c = 0; c < d->c; ++c) {
+        double mean = save_mean[c], invstd = save_invstd[c], sdy, sdyx;
+        channel_grad_sums(d, x, dy, c, mean, invstd, &sdy, &sdyx);
+        param_grads(dgamma, dbeta, beta, c, sdy, sdyx);
+        /* dx = gamma invstd (dy - mean(dy) - xhat mean(dy xhat)) */
+        double k = gamma[c] * invstd, mdy = sdy / count, mdyx = sdyx / count;
+        for (int i = 0; i < d->n; ++i) {
+            const float *p = x + at(d, i, c), *g = dy + at(d, i, c);
+            float *q = dx + at(d, i, c);
+            for (int j = 0; j < d->hw; ++j) {
+                double xhat = ((double)p[j] - mean) * invstd;
+                q[j] = (float)(k * ((double)g[j] - mdy - xhat * mdyx));
+            }
+        }
+    }
+    return DAT_OK;
+}
+
+dat_status dat_cpu_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                               const float *dy, const float *gamma, const float *running_mean,
+                               const float *running_var, float *dx, float *dgamma, float *dbeta,
+                               float beta)
+{
+    int nt = dat_cpu_threads(ctx, (size_t)d->n * (size_t)d->c * (size_t)d->hw);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int c = 0; c < d->c; ++c) {
+        double invstd = 1.0 / sqrt((double)running_var[c] + (double)d->eps);
+        if (dgamma || dbeta) {
+            double sdy, sdyx;
+            channel_grad_sums(d, x, dy, c, running_mean[c], invstd, &sdy, &sdyx);
+            param_grads(dgamma, dbeta, beta, c, sdy, sdyx);
+        }
+        float k = (float)(gamma[c] * invstd);
+        for (int i = 0; i < d->n; ++i) {
+            const float *g = dy + at(d, i, c);
+            float *q = dx + at(d, i, c);
+            for (int j = 0; j < d->hw; ++j)
+                q[j] = g[j] * k;
+        }
+    }
+    return DAT_OK;
+}

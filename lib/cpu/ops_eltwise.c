@@ -1,0 +1,76 @@
+/* Element-wise ops of the CPU backend: ReLU, per-channel affine maps, sums,
+ * scaling, and the finiteness check. */
+#include <math.h>
+
+#include "cpu.h"
+
+dat_status dat_cpu_relu_fwd(dat_ctx *ctx, size_t n, const float *x, float *y)
+{
+    int nt = dat_cpu_threads(ctx, n);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < n; ++i)
+        y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    return DAT_OK;
+}
+
+dat_status dat_cpu_relu_bwd(dat_ctx *ctx, size_t n, const float *y, const float *dy, float *dx)
+{
+    int nt = dat_cpu_threads(ctx, n);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < n; ++i)
+        dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    return DAT_OK;
+}
+
+dat_status dat_cpu_channel_affine(dat_ctx *ctx, int n, int c, int hw, const float *x,
+                                  const float *scale, const float *shift, float *y)
+{
+    int nt = dat_cpu_threads(ctx, (size_t)n * (size_t)c * (size_t)hw);
+#pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
+    for (int i = 0; i < n; ++i)
+        for (int ch = 0; ch < c; ++ch) {
+            size_t base = ((size_t)i * (size_t)c + (size_t)ch) * (size_t)hw;
+            float s = scale[ch], b = shift ? shift[ch] : 0.0f;
+            for (int k = 0; k < hw; ++k)
+                y[base + (size_t)k] = x[base + (size_t)k] * s + b;
+        }
+    return DAT_OK;
+}
+
+dat_status dat_cpu_add(dat_ctx *ctx, size_t n, const float *a, const float *b, float *y)
+{
+    int nt = dat_cpu_threads(ctx, n);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < n; ++i)
+        y[i] = a[i] + b[i];
+    return DAT_OK;
+}
+
+dat_status dat_cpu_axpy(dat_ctx *ctx, size_t n, float alpha, const float *x, float *y)
+{
+    int nt = dat_cpu_threads(ctx, n);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < n; ++i)
+        y[i] += alpha * x[i];
+    return DAT_OK;
+}
+
+dat_status dat_cpu_scale(dat_ctx *ctx, size_t n, float alpha, float *x)
+{
+    int nt = dat_cpu_threads(ctx, n);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < n; ++i)
+        x[i] *= alpha;
+    return DAT_OK;
+}
+
+dat_status dat_cpu_check_finite(dat_ctx *ctx, size_t n, const float *x, int *bad)
+{
+    int found = 0;
+    int nt = dat_cpu_threads(ctx, n);
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(| : found)
+    for (size_t i = 0; i < n; ++i)
+        found |= !isfinite(x[i]);
+    *bad = found;
+    return DAT_OK;
+}
