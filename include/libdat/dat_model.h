@@ -255,6 +255,28 @@ DAT_API dat_status dat_model_num_segments(const dat_model *model, int32_t *count
  */
 DAT_API dat_status dat_model_segment(const dat_model *model, int32_t index, dat_segment *seg);
 
+/** @brief Number of nodes of the model's graph (node 0 is the input). */
+DAT_API dat_status dat_model_num_nodes(const dat_model *model, int32_t *count);
+
+/**
+ * @brief Kind and per-sample output shape of node @p node (for node 0, the
+ *        input, @p kind receives -1).
+ * @param[out] kind, channels, height, width  each may be NULL.
+ */
+DAT_API dat_status dat_model_node_info(const dat_model *model, int32_t node, int32_t *kind,
+                                       int32_t *channels, int32_t *height, int32_t *width);
+
+/**
+ * @brief Copies the output of node @p node from the last forward pass (any call
+ *        that ran one: forward, loss, input gradient, attack), for feature
+ *        extraction and inspection.
+ * @param[out] out  float32 with N x channels x height x width elements, N the
+ *                  batch of that pass.
+ * @return DAT_ERR_STATE before any forward pass; DAT_ERR_INVALID_ARG for a bad
+ *         node or an output of the wrong size.
+ */
+DAT_API dat_status dat_model_activation(dat_model *model, int32_t node, dat_tensor *out);
+
 #ifdef __cplusplus
 }
 #endif

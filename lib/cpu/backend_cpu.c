@@ -16,12 +16,12 @@ static dat_status cpu_init(dat_ctx *ctx)
 {
     /* BLAS threads and OpenMP threads must not oversubscribe the cores. */
     openblas_set_num_threads(ctx->opts.num_threads);
-    return DAT_OK;
+    return dat_cpu_state_init(ctx);
 }
 
 static void cpu_fini(dat_ctx *ctx)
 {
-    (void)ctx;
+    dat_cpu_state_fini(ctx);
 }
 
 static dat_status cpu_synchronize(dat_ctx *ctx)
@@ -182,6 +182,11 @@ const dat_backend dat_backend_cpu = {
     .rng_uniform = cpu_rng_uniform,
     .rng_normal = cpu_rng_normal,
     .gemm = dat_cpu_gemm,
+    .conv2d_fwd = dat_cpu_conv2d_fwd,
+    .conv2d_bwd_data = dat_cpu_conv2d_bwd_data,
+    .conv2d_bwd_filter = dat_cpu_conv2d_bwd_filter,
+    .pool_fwd = dat_cpu_pool_fwd,
+    .pool_bwd = dat_cpu_pool_bwd,
     .linear_fwd = dat_cpu_linear_fwd,
     .linear_bwd = dat_cpu_linear_bwd,
     .bn_fwd_train = dat_cpu_bn_fwd_train,

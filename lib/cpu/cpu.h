@@ -8,6 +8,32 @@
 
 /* Threads to use for `work` elements: 1 for small work, else the context's count. */
 int dat_cpu_threads(const dat_ctx *ctx, size_t work);
+/* Propagates a failing status (the message is set already). */
+#define DAT_TRY_CPU(expr)                \
+    do {                                 \
+        dat_status dat_cpu_s_ = (expr);  \
+        if (dat_cpu_s_ != DAT_OK)        \
+            return dat_cpu_s_;           \
+    } while (0)
+
+/* Backend state and the per-context workspace (workspace.c): returns at least
+ * `floats` floats of scratch, valid until the next call on this context. */
+dat_status dat_cpu_state_init(dat_ctx *ctx);
+void dat_cpu_state_fini(dat_ctx *ctx);
+dat_status dat_cpu_workspace(dat_ctx *ctx, size_t floats, float **ws);
+
+/* Convolution (ops_conv.c) and pooling (ops_pool.c). */
+dat_status dat_cpu_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
+                              const float *w, const float *bias, float *y);
+dat_status dat_cpu_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const float *dy,
+                                   const float *w, float *dx);
+dat_status dat_cpu_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
+                                     const float *dy, float *dw, float *dbias, float beta);
+dat_status dat_cpu_pool_fwd(dat_ctx *ctx, const dat_pool_desc *d, const float *x, float *y,
+                            int32_t *idx);
+dat_status dat_cpu_pool_bwd(dat_ctx *ctx, const dat_pool_desc *d, const float *dy,
+                            const int32_t *idx, float *dx);
+
 /* GEMM and linear layers (ops_gemm.c). */
 dat_status dat_cpu_gemm(dat_ctx *ctx, int trans_a, int trans_b, int m, int n, int k,
                         float alpha, const float *a, int lda, const float *b, int ldb,

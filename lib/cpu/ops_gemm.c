@@ -37,7 +37,7 @@ dat_status dat_cpu_linear_bwd(dat_ctx *ctx, int n, int in, int out, const float 
             double s = 0;
             for (int i = 0; i < n; ++i)
                 s += dy[(size_t)i * (size_t)out + (size_t)j];
-            db[j] = (float)(beta * db[j] + s);
+            db[j] = (float)(beta == 0.0f ? s : beta * db[j] + s); /* beta 0 overwrites */
         }
     return DAT_OK;
 }

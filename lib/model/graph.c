@@ -195,6 +195,7 @@ dat_status dat_graph_forward(dat_model *m, const float *x, int32_t n, int update
     } else {
         in->y = (float *)x;
     }
+    m->last_batch = n;
     for (int32_t i = 1; i < m->n_nodes; ++i)
         DAT_TRY(forward_node(m, &m->nodes[i], n, update_running));
     return DAT_OK;

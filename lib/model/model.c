@@ -402,3 +402,50 @@ dat_status dat_model_segment(const dat_model *model, int32_t index, dat_segment 
     seg->kind = e->kind;
     return DAT_OK;
 }
+
+dat_status dat_model_num_nodes(const dat_model *model, int32_t *count)
+{
+    DAT_CHECK_NOT_NULL(model);
+    DAT_CHECK_NOT_NULL(count);
+    *count = model->n_nodes;
+    return DAT_OK;
+}
+
+dat_status dat_model_node_info(const dat_model *model, int32_t node, int32_t *kind,
+                               int32_t *channels, int32_t *height, int32_t *width)
+{
+    DAT_CHECK_NOT_NULL(model);
+    if (node < 0 || node >= model->n_nodes)
+        return dat_error(DAT_ERR_INVALID_ARG, __func__, "node = %d outside [0, %d)", (int)node,
+                         (int)model->n_nodes);
+    const dat_node *n = &model->nodes[node];
+    if (kind)
+        *kind = (int32_t)n->kind;
+    if (channels)
+        *channels = n->c;
+    if (height)
+        *height = n->h;
+    if (width)
+        *width = n->w;
+    return DAT_OK;
+}
+
+dat_status dat_model_activation(dat_model *model, int32_t node, dat_tensor *out)
+{
+    DAT_CHECK_NOT_NULL(model);
+    DAT_CHECK_NOT_NULL(out);
+    if (node < 1 || node >= model->n_nodes)
+        return dat_error(DAT_ERR_INVALID_ARG, __func__,
+                         "node = %d outside [1, %d) (node 0 is the caller's input)", (int)node,
+                         (int)model->n_nodes);
+    if (model->last_batch == 0)
+        return dat_error(DAT_ERR_STATE, __func__, "no forward pass has run yet");
+    const dat_node *n = &model->nodes[node];
+    int64_t want = (int64_t)model->last_batch * dat_node_numel(n);
+    if (out->ctx != model->ctx || out->dtype != DAT_FLOAT32 || out->numel != want)
+        return dat_error(DAT_ERR_INVALID_ARG, __func__,
+                         "out must be float32 with %lld elements (%d samples of %d x %d x %d)",
+                         (long long)want, (int)model->last_batch, (int)n->c, (int)n->h,
+                         (int)n->w);
+    return model->ctx->be->copy(model->ctx, out->data, n->y, (size_t)want * sizeof(float));
+}

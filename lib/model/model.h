@@ -44,6 +44,7 @@ struct dat_model {
     int64_t *num_batches_tracked;     /* host, one per BN layer */
     int32_t n_bn;
     dat_model_mode mode;
+    int32_t last_batch;               /* samples of the last forward pass; 0 before any */
 
     /* Run-time scratch, sized for `capacity` samples (grown, never per step). */
     int32_t capacity;

@@ -1,5 +1,7 @@
 """PyTorch twins of libdat's presets, with the same state_dict names, for the
 parity tests (and for moving weights between the two)."""
+import contextlib
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -111,3 +113,27 @@ def bn_buffers(model):
         if isinstance(m, nn.BatchNorm2d):
             parts += [m.running_mean.detach().double(), m.running_var.detach().double()]
     return torch.cat(parts).numpy() if parts else None
+
+
+@contextlib.contextmanager
+def relu_branch(masks):
+    """Makes every F.relu of these models follow the given 0/1 masks, in call order:
+    the float64 reference then computes the very branch of the piecewise-linear
+    network that a float32 run took. Without it, an activation within rounding of
+    0 may take the other side, which changes gradients legitimately and makes a
+    tight parity check impossible."""
+    queue = list(masks)
+    original = F.relu
+
+    def masked(v, inplace=False):
+        m = queue.pop(0)
+        assert m.size == v.numel(), f"mask {m.shape} for a relu of {tuple(v.shape)}"
+        m = m.reshape(tuple(v.shape))
+        return v * torch.from_numpy(m.astype(float)).to(v.dtype)
+
+    F.relu = masked
+    try:
+        yield
+    finally:
+        F.relu = original
+    assert not queue, f"{len(queue)} masks were not used"

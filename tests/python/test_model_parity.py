@@ -1,10 +1,14 @@
 """libdat's presets against their PyTorch twins (tests/python/models.py) on identical
 weights and inputs: logits, loss, every parameter gradient, the input gradient and the
 BN running statistics, in train and eval mode. PyTorch computes in float64 on the
-float32 weights and inputs, so the reference carries no rounding of its own.
+float32 weights and inputs, so the reference carries no rounding of its own, and it
+follows the ReLU branch libdat's float32 run took (models.relu_branch): a ResNet has
+millions of pre-activations, a few of which lie within float32 rounding of 0, and one
+that lands on the other side changes the gradient legitimately (PyTorch float32
+against float64 shows the same effect).
 
-Error measure: norm-wise relative error ||a - b||_2 / ||b||_2 over the whole tensor;
-tolerance 1e-4 (the issue's bound)."""
+Error measure: norm-wise relative error ||a - b||_2 / ||b||_2 over the whole tensor
+(and over each parameter tensor); tolerance 1e-4 (the issue's bound)."""
 import numpy as np
 import pytest
 import torch
@@ -12,7 +16,7 @@ import torch.nn.functional as F
 
 import libdat
 from libdat import Context, DType, Mode, Model, Reduction, Tensor
-from models import PRESETS, bn_buffers, flat_grads, load_flat
+from models import PRESETS, bn_buffers, flat_grads, load_flat, relu_branch
 
 TOL = 1e-4
 torch.set_num_threads(2)
@@ -26,6 +30,14 @@ def rel(a, b):
 def assert_close(what, got, ref, tol=TOL):
     e = rel(got, ref)
     assert e <= tol, f"{what}: relative error {e:.3g} > {tol:g}"
+
+
+RELU = 3  # DAT_LAYER_RELU
+
+
+def masks(m, n):
+    """0/1 masks of every ReLU of libdat's last forward pass, in node order."""
+    return [m.activation(i, n) > 0 for i, (kind, _) in enumerate(m.nodes()) if kind == RELU]
 
 
 def make_pair(ctx, preset, mean=None, std=None, seed=3):
@@ -82,7 +94,8 @@ def test_step_matches_pytorch(preset, n, mean, std, mode):
         loss = m.loss_backward(xd, yd)
         t.zero_grad()
         _, xn = torch_in(x, mean, std)
-        ref = F.cross_entropy(t(xn), torch.from_numpy(y).long())
+        with relu_branch(masks(m, n)):
+            ref = F.cross_entropy(t(xn), torch.from_numpy(y).long())
         ref.backward()
         assert_close("loss", loss, ref.item())
         segs = m.segments()
@@ -90,14 +103,14 @@ def test_step_matches_pytorch(preset, n, mean, std, mode):
         g = m.grads.numpy()
         assert_close("all gradients", g, g_ref)
         for name, off, ln, _ in segs:
-            assert_close(f"gradient {name}", g[off:off + ln], g_ref[off:off + ln], 5 * TOL)
+            assert_close(f"gradient {name}", g[off:off + ln], g_ref[off:off + ln])
         if bn_buffers(t) is not None:
             assert_close("BN running statistics", m.buffers.numpy(), bn_buffers(t))
 
         # Logits.
         logits = Tensor(ctx, (n, m.shape[3]))
         m.forward(xd, logits)
-        with torch.no_grad():
+        with torch.no_grad(), relu_branch(masks(m, n)):
             z_ref = t(torch_in(x, mean, std)[1])
         assert_close("logits", logits.numpy(), z_ref.numpy())
 
@@ -106,8 +119,9 @@ def test_step_matches_pytorch(preset, n, mean, std, mode):
         dx = Tensor(ctx, x.shape)
         lsum = m.input_grad(xd, yd, dx, reduction=Reduction.SUM)
         xt = torch.from_numpy(x).double().requires_grad_(True)
-        l_ref = F.cross_entropy(t(normalize(xt, mean, std)), torch.from_numpy(y).long(),
-                                reduction="sum")
+        with relu_branch(masks(m, n)):
+            l_ref = F.cross_entropy(t(normalize(xt, mean, std)), torch.from_numpy(y).long(),
+                                    reduction="sum")
         dx_ref, = torch.autograd.grad(l_ref, xt)
         assert_close("input-gradient loss", lsum, l_ref.item())
         assert_close("input gradient", dx.numpy(), dx_ref.numpy())
@@ -123,6 +137,7 @@ def test_combined_objectives(objective):
     each with the clean pass first, as a PyTorch loop calls model(x) before model(x_adv)."""
     with Context(num_threads=2) as ctx:
         m, t = make_pair(ctx, "preact_resnet18", seed=11)
+        twin = Model(ctx, "preact_resnet18", init_seed=11)  # records each pass's ReLU branch
         n = 4
         x, y = batch(m, n, 5)
         xa = np.clip(x + np.random.default_rng(1).uniform(-0.03, 0.03, x.shape), 0, 1)
@@ -132,14 +147,21 @@ def test_combined_objectives(objective):
         xt, xat = torch.from_numpy(x).double(), torch.from_numpy(xa).double()
         t.train()
         t.zero_grad()
+        z = Tensor(ctx, (n, 10))
+        twin.forward(xd, z)
+        mask_clean = masks(twin, n)
+        twin.forward(xad, z)
+        mask_adv = masks(twin, n)
         if objective == "clean+adv":
             loss = m.loss_backward(xad, yd, adv_weight=1.0, clean_weight=0.5, x_clean=xd)
-            ref = 0.5 * F.cross_entropy(t(xt), yt) + F.cross_entropy(t(xat), yt)
+            with relu_branch(mask_clean + mask_adv):
+                ref = 0.5 * F.cross_entropy(t(xt), yt) + F.cross_entropy(t(xat), yt)
         else:
             loss = m.loss_backward(xad, yd, adv_weight=0.0, clean_weight=1.0, kl_weight=6.0,
                                    x_clean=xd)
-            zc = t(xt)
-            za = t(xat)
+            with relu_branch(mask_clean + mask_adv):
+                zc = t(xt)
+                za = t(xat)
             ref = F.cross_entropy(zc, yt) + 6.0 * F.kl_div(
                 F.log_softmax(za, 1), F.softmax(zc, 1), reduction="batchmean")
         ref.backward()

@@ -293,6 +293,17 @@ START_TEST(test_model_misuse)
     seg.size = 2;
     ck_assert_dat_err(dat_model_segment(m, 0, &seg), DAT_ERR_INVALID_ARG, "size");
 
+    int32_t nodes, kind;
+    ck_assert_dat_err(dat_model_num_nodes(NULL, &nodes), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_model_num_nodes(m, NULL), DAT_ERR_INVALID_ARG, "count");
+    ck_assert_dat_ok(dat_model_num_nodes(m, &nodes));
+    ck_assert_dat_err(dat_model_node_info(NULL, 0, &kind, NULL, NULL, NULL), DAT_ERR_INVALID_ARG,
+                      "model");
+    ck_assert_dat_err(dat_model_node_info(m, nodes, &kind, NULL, NULL, NULL), DAT_ERR_INVALID_ARG,
+                      "outside");
+    ck_assert_dat_err(dat_model_activation(NULL, 1, NULL), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_model_activation(m, 1, NULL), DAT_ERR_INVALID_ARG, "out");
+
     /* Inputs of the wrong shape, dtype or content, and labels out of range. */
     int64_t xs[4] = {2, 1, 28, 28}, bad_xs[4] = {2, 3, 28, 28}, ys[1] = {2}, zs[2] = {2, 10};
     dat_tensor *x, *bad_x, *y, *z, *f;
@@ -356,6 +367,13 @@ START_TEST(test_model_misuse)
     dat_input_grad_options_init(&io);
     io.size = 0;
     ck_assert_dat_err(dat_model_input_grad(m, x, y, &io, x, NULL), DAT_ERR_INVALID_ARG, "size");
+
+    ck_assert_dat_err(dat_model_activation(m, 1, f), DAT_ERR_STATE, "no forward pass");
+    int32_t ok_labels[2] = {1, 2};
+    ck_assert_dat_ok(dat_tensor_write(y, ok_labels, sizeof ok_labels));
+    ck_assert_dat_ok(dat_model_forward(m, x, z));
+    ck_assert_dat_err(dat_model_activation(m, 0, f), DAT_ERR_INVALID_ARG, "caller's input");
+    ck_assert_dat_err(dat_model_activation(m, 2, f), DAT_ERR_INVALID_ARG, "elements");
 
     /* NaN input: a status, not a silent result. */
     float *xh;

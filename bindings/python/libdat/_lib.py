@@ -202,3 +202,6 @@ _declare("dat_attack_gaussian_copies", c_status, c_attack_p, c_tensor_p, c_tenso
          c_tensor_p)
 _declare("dat_eval_robust_accuracy", c_status, c_attack_p, c_model_p, c_tensor_p, c_tensor_p,
          _I32P, _I32P, c_tensor_p)
+_declare("dat_model_num_nodes", c_status, c_model_p, _I32P)
+_declare("dat_model_node_info", c_status, c_model_p, ctypes.c_int32, _I32P, _I32P, _I32P, _I32P)
+_declare("dat_model_activation", c_status, c_model_p, ctypes.c_int32, c_tensor_p)

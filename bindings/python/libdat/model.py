@@ -149,6 +149,24 @@ class Model(Handle):
                                        ctypes.byref(o), dx.handle, ctypes.byref(loss)))
         return loss.value
 
+    def nodes(self) -> list[tuple[int, tuple[int, int, int]]]:
+        """(layer kind, (C, H, W)) of every node; node 0 is the input (kind -1)."""
+        n = ctypes.c_int32()
+        check(lib.dat_model_num_nodes(self.handle, ctypes.byref(n)))
+        out = []
+        for i in range(n.value):
+            v = [ctypes.c_int32() for _ in range(4)]
+            check(lib.dat_model_node_info(self.handle, i, *[ctypes.byref(x) for x in v]))
+            out.append((v[0].value, (v[1].value, v[2].value, v[3].value)))
+        return out
+
+    def activation(self, node: int, batch: int) -> np.ndarray:
+        """Output of `node` in the last forward pass of `batch` samples."""
+        _, shape = self.nodes()[node]
+        t = Tensor(self._ctx, (batch, *shape))
+        check(lib.dat_model_activation(self.handle, node, t.handle))
+        return t.numpy()
+
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every parameter, by state_dict name (flat, 1-D)."""
         p = self.params.numpy()

@@ -1,0 +1,192 @@
+/*
+ * 2-D convolution of the CPU backend: im2col over a chunk of samples, then one
+ * large GEMM per chunk, so OpenBLAS sees big matrices even for the small
+ * spatial sizes of deep layers. Layout of a chunk of s samples:
+ *   col [K][s * hw_out] with K = c_in * kh * kw,  Y' [c_out][s * hw_out],
+ * and Y' is transposed into NCHW. The chunk is sized so the workspace stays
+ * below DAT_CONV_WS_FLOATS.
+ */
+#include <string.h>
+
+#include "cpu.h"
+
+#define DAT_CONV_WS_FLOATS ((size_t)12 << 20) /* 48 MiB */
+
+typedef struct conv_geom {
+    int K, hw_in, hw_out;
+} conv_geom;
+
+static conv_geom geom(const dat_conv_desc *d)
+{
+    conv_geom g = {d->c_in * d->k_h * d->k_w, d->h_in * d->w_in, d->h_out * d->w_out};
+    return g;
+}
+
+/* Samples per chunk: col (K x s*hw) and Y' (c_out x s*hw) must fit the budget. */
+static int chunk_samples(const dat_conv_desc *d, const conv_geom *g)
+{
+    size_t per = (size_t)(g->K + d->c_out) * (size_t)g->hw_out;
+    size_t s = DAT_CONV_WS_FLOATS / (per ? per : 1);
+    if (s < 1)
+        s = 1;
+    return s > (size_t)d->n ? d->n : (int)s;
+}
+
+/* col[k][j * hw_out + p] for samples x0 .. x0+s-1; k = (ci, ky, kx). */
+static void im2col(dat_ctx *ctx, const dat_conv_desc *d, const conv_geom *g, const float *x,
+                   int s, float *col)
+{
+    size_t row = (size_t)s * (size_t)g->hw_out;
+    int nt = dat_cpu_threads(ctx, (size_t)g->K * row);
+#pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
+    for (int k = 0; k < g->K; ++k)
+        for (int j = 0; j < s; ++j) {
+            int ci = k / (d->k_h * d->k_w), ky = (k / d->k_w) % d->k_h, kx = k % d->k_w;
+            const float *xp = x + ((size_t)j * (size_t)d->c_in + (size_t)ci) * (size_t)g->hw_in;
+            float *out = col + (size_t)k * row + (size_t)j * (size_t)g->hw_out;
+            for (int oy = 0; oy < d->h_out; ++oy) {
+                int iy = oy * d->stride - d->pad + ky;
+                float *o = out + (size_t)oy * (size_t)d->w_out;
+                if (iy < 0 || iy >= d->h_in) {
+                    memset(o, 0, (size_t)d->w_out * sizeof *o);
+                    continue;
+                }
+                const float *xr = xp + (size_t)iy * (size_t)d->w_in;
+                for (int ox = 0; ox < d->w_out; ++ox) {
+                    int ix = ox * d->stride - d->pad + kx;
+                    o[ox] = (ix >= 0 && ix < d->w_in) ? xr[ix] : 0.0f;
+                }
+            }
+        }
+}
+
+/* dx (samples x0 ..) += col2im(dcol); dx must be zeroed by the caller. Parallel
+ * over input channels: each thread owns whole planes of dx. */
+static void col2im(dat_ctx *ctx, const dat_conv_desc *d, const conv_geom *g, const float *col,
+                   int s, float *dx)
+{
+    size_t row = (size_t)s * (size_t)g->hw_out;
+    int kk = d->k_h * d->k_w;
+    int nt = dat_cpu_threads(ctx, (size_t)g->K * row);
+#pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
+    for (int j = 0; j < s; ++j)
+        for (int ci = 0; ci < d->c_in; ++ci) {
+            float *xp = dx + ((size_t)j * (size_t)d->c_in + (size_t)ci) * (size_t)g->hw_in;
+            for (int r = 0; r < kk; ++r) {
+                int ky = r / d->k_w, kx = r % d->k_w;
+                const float *in = col + (size_t)(ci * kk + r) * row + (size_t)j * (size_t)g->hw_out;
+                for (int oy = 0; oy < d->h_out; ++oy) {
+                    int iy = oy * d->stride - d->pad + ky;
+                    if (iy < 0 || iy >= d->h_in)
+                        continue;
+                    float *xr = xp + (size_t)iy * (size_t)d->w_in;
+                    const float *c = in + (size_t)oy * (size_t)d->w_out;
+                    for (int ox = 0; ox < d->w_out; ++ox) {
+                        int ix = ox * d->stride - d->pad + kx;
+                        if (ix >= 0 && ix < d->w_in)
+                            xr[ix] += c[ox];
+                    }
+                }
+            }
+        }
+}
+
+/* Between NCHW (s samples, c channels, hw) and [c][s * hw]. */
+static void to_channel_major(dat_ctx *ctx, const float *src, int s, int c, int hw, float *dst)
+{
+    int nt = dat_cpu_threads(ctx, (size_t)s * (size_t)c * (size_t)hw);
+#pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
+    for (int ch = 0; ch < c; ++ch)
+        for (int j = 0; j < s; ++j)
+            memcpy(dst + ((size_t)ch * (size_t)s + (size_t)j) * (size_t)hw,
+                   src + ((size_t)j * (size_t)c + (size_t)ch) * (size_t)hw,
+                   (size_t)hw * sizeof(float));
+}
+
+static void to_sample_major(dat_ctx *ctx, const float *src, int s, int c, int hw,
+                            const float *bias, float *dst)
+{
+    int nt = dat_cpu_threads(ctx, (size_t)s * (size_t)c * (size_t)hw);
+#pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
+    for (int j = 0; j < s; ++j)
+        for (int ch = 0; ch < c; ++ch) {
+            const float *in = src + ((size_t)ch * (size_t)s + (size_t)j) * (size_t)hw;
+            float *out = dst + ((size_t)j * (size_t)c + (size_t)ch) * (size_t)hw;
+            float b = bias ? bias[ch] : 0.0f;
+            for (int p = 0; p < hw; ++p)
+                out[p] = in[p] + b;
+        }
+}
+
+dat_status dat_cpu_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
+                              const float *w, const float *bias, float *y)
+{
+    conv_geom g = geom(d);
+    int chunk = chunk_samples(d, &g);
+    float *ws;
+    size_t col_floats = (size_t)g.K * (size_t)chunk * (size_t)g.hw_out;
+    DAT_TRY_CPU(dat_cpu_workspace(ctx, col_floats + (size_t)d->c_out * chunk * g.hw_out, &ws));
+    float *col = ws, *yt = ws + col_floats;
+    for (int n0 = 0; n0 < d->n; n0 += chunk) {
+        int s = d->n - n0 < chunk ? d->n - n0 : chunk;
+        int cols = s * g.hw_out;
+        im2col(ctx, d, &g, x + (size_t)n0 * d->c_in * g.hw_in, s, col);
+        dat_cpu_gemm(ctx, 0, 0, d->c_out, cols, g.K, 1.0f, w, g.K, col, cols, 0.0f, yt, cols);
+        to_sample_major(ctx, yt, s, d->c_out, g.hw_out, bias,
+                        y + (size_t)n0 * d->c_out * g.hw_out);
+    }
+    return DAT_OK;
+}
+
+dat_status dat_cpu_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const float *dy,
+                                   const float *w, float *dx)
+{
+    conv_geom g = geom(d);
+    int chunk = chunk_samples(d, &g);
+    float *ws;
+    size_t col_floats = (size_t)g.K * (size_t)chunk * (size_t)g.hw_out;
+    DAT_TRY_CPU(dat_cpu_workspace(ctx, col_floats + (size_t)d->c_out * chunk * g.hw_out, &ws));
+    float *col = ws, *dyt = ws + col_floats;
+    memset(dx, 0, (size_t)d->n * d->c_in * g.hw_in * sizeof *dx);
+    for (int n0 = 0; n0 < d->n; n0 += chunk) {
+        int s = d->n - n0 < chunk ? d->n - n0 : chunk;
+        int cols = s * g.hw_out;
+        to_channel_major(ctx, dy + (size_t)n0 * d->c_out * g.hw_out, s, d->c_out, g.hw_out, dyt);
+        /* dcol [K][cols] = W^T [K][c_out] x dY' [c_out][cols] */
+        dat_cpu_gemm(ctx, 1, 0, g.K, cols, d->c_out, 1.0f, w, g.K, dyt, cols, 0.0f, col, cols);
+        col2im(ctx, d, &g, col, s, dx + (size_t)n0 * d->c_in * g.hw_in);
+    }
+    return DAT_OK;
+}
+
+dat_status dat_cpu_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
+                                     const float *dy, float *dw, float *dbias, float beta)
+{
+    conv_geom g = geom(d);
+    int chunk = chunk_samples(d, &g);
+    float *ws;
+    size_t col_floats = (size_t)g.K * (size_t)chunk * (size_t)g.hw_out;
+    DAT_TRY_CPU(dat_cpu_workspace(ctx, col_floats + (size_t)d->c_out * chunk * g.hw_out, &ws));
+    float *col = ws, *dyt = ws + col_floats;
+    if (dbias)
+        for (int c = 0; c < d->c_out; ++c)
+            dbias[c] = beta == 0.0f ? 0.0f : beta * dbias[c]; /* beta 0 overwrites */
+    for (int n0 = 0; n0 < d->n; n0 += chunk) {
+        int s = d->n - n0 < chunk ? d->n - n0 : chunk;
+        int cols = s * g.hw_out;
+        im2col(ctx, d, &g, x + (size_t)n0 * d->c_in * g.hw_in, s, col);
+        to_channel_major(ctx, dy + (size_t)n0 * d->c_out * g.hw_out, s, d->c_out, g.hw_out, dyt);
+        /* dW [c_out][K] (+)= dY' [c_out][cols] x col^T [cols][K] */
+        dat_cpu_gemm(ctx, 0, 1, d->c_out, g.K, cols, 1.0f, dyt, cols, col, cols,
+                     n0 == 0 ? beta : 1.0f, dw, g.K);
+        if (dbias)
+            for (int c = 0; c < d->c_out; ++c) {
+                double sum = 0;
+                const float *r = dyt + (size_t)c * (size_t)cols;
+                for (int p = 0; p < cols; ++p)
+                    sum += r[p];
+                dbias[c] += (float)sum;
+            }
+    }
+    return DAT_OK;
+}
