@@ -11,5 +11,7 @@
 #include "dat_common.h"
 #include "dat_ctx.h"
 #include "dat_tensor.h"
+#include "dat_quant.h"
+#include "dat_comm.h"
 
 #endif
