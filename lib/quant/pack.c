@@ -1,4 +1,5 @@
-/* Bit packing of quantizer codes; fast paths where codes never straddle a word. */
+/* Bit packing of quantizer codes; fast paths where codes never straddle a word.
+ * Little-endian hosts only, as the rest of libdat. */
 #include "pack.h"
 
 void dat_packer_init(dat_packer *p, uint32_t *out, int bits)
@@ -17,14 +18,17 @@ static size_t pack_aligned(dat_packer *p, const uint32_t *codes, size_t m)
         return 0;
     size_t per = (size_t)(32 / b), words = m / per;
     uint32_t *out = p->out;
+    /* Bytes and half-words: the little-endian layout is plain narrowing. */
     if (b == 8) {
-        for (size_t w = 0; w < words; ++w) {
-            const uint32_t *c = codes + 4 * w;
-            out[w] = c[0] | (c[1] << 8) | (c[2] << 16) | (c[3] << 24);
-        }
+        uint8_t *o = (uint8_t *)out;
+#pragma omp simd
+        for (size_t k = 0; k < words * 4; ++k)
+            o[k] = (uint8_t)codes[k];
     } else if (b == 16) {
-        for (size_t w = 0; w < words; ++w)
-            out[w] = codes[2 * w] | (codes[2 * w + 1] << 16);
+        uint16_t *o = (uint16_t *)out;
+#pragma omp simd
+        for (size_t k = 0; k < words * 2; ++k)
+            o[k] = (uint16_t)codes[k];
     } else {
         for (size_t w = 0; w < words; ++w) {
             uint32_t word = 0;
@@ -79,18 +83,15 @@ static size_t unpack_aligned(dat_unpacker *u, uint32_t *codes, size_t m)
     size_t per = (size_t)(32 / b), words = m / per;
     const uint32_t *in = u->in;
     if (b == 8) {
-        for (size_t w = 0; w < words; ++w) {
-            uint32_t x = in[w];
-            codes[4 * w] = x & 0xffu;
-            codes[4 * w + 1] = (x >> 8) & 0xffu;
-            codes[4 * w + 2] = (x >> 16) & 0xffu;
-            codes[4 * w + 3] = x >> 24;
-        }
+        const uint8_t *i8 = (const uint8_t *)in;
+#pragma omp simd
+        for (size_t k = 0; k < words * 4; ++k)
+            codes[k] = i8[k];
     } else if (b == 16) {
-        for (size_t w = 0; w < words; ++w) {
-            codes[2 * w] = in[w] & 0xffffu;
-            codes[2 * w + 1] = in[w] >> 16;
-        }
+        const uint16_t *i16 = (const uint16_t *)in;
+#pragma omp simd
+        for (size_t k = 0; k < words * 2; ++k)
+            codes[k] = i16[k];
     } else {
         uint32_t mask = b == 32 ? 0xffffffffu : (1u << b) - 1u;
         for (size_t w = 0; w < words; ++w)

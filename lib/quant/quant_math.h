@@ -70,20 +70,18 @@ DAT_HD dat_quant_scale dat_quant_make_scale(float norm, uint32_t s)
  * Code of one value (norm > 0): level xi = floor(r) or floor(r) + 1 with
  * r = s |v| / norm, rounding up when the word's 24-bit uniform u < r - floor(r);
  * the sign in bit b - 1 (only for xi > 0, so a code 0 is always +0).
- * r is clamped to s: a rounded norm may sit an ulp below max |v|.
+ * r is clamped to s (then frac = 0 and xi = s): a rounded norm may sit an ulp
+ * below max |v|. Written without branches so that loops over it vectorize.
  */
 DAT_HD uint32_t dat_quant_code(float v, dat_quant_scale k, uint32_t s, uint32_t word, int bits)
 {
     float a = v < 0.0f ? -v : v;
     float r = DAT_RN_FMUL(DAT_RN_FMUL(a, k.pre), k.scale);
-    uint32_t xi;
-    if (r >= (float)s) {
-        xi = s;
-    } else {
-        uint32_t l = (uint32_t)r;
-        float frac = r - (float)l; /* exact: both below 2^16 */
-        xi = l + (dat_u32_to_unit(word) < frac ? 1u : 0u);
-    }
+    float sf = (float)s;
+    float rc = r < sf ? r : sf;
+    uint32_t l = (uint32_t)(int32_t)rc; /* rc <= 32767 */
+    float frac = rc - (float)(int32_t)l; /* exact: r - floor(r) always is */
+    uint32_t xi = l + (dat_u32_to_unit(word) < frac ? 1u : 0u);
     uint32_t sign = (v < 0.0f && xi != 0u) ? (1u << (bits - 1)) : 0u;
     return sign | xi;
 }

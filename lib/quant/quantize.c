@@ -11,7 +11,17 @@
 
 #include "../core/error.h"
 #include "pack.h"
+#include "philox_simd.h"
 #include "quant_math.h"
+
+/* The hot loops are compiled for AVX-512 and AVX2 too, picked at load time
+ * (GCC function multiversioning). Every clone gives the same bits: integer
+ * Philox, element-wise float ops without contraction (-ffp-contract=off). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define DAT_QUANT_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define DAT_QUANT_CLONES
+#endif
 
 #define DAT_QUANT_CHUNK 256
 #define DAT_QUANT_LANES 16
@@ -36,15 +46,15 @@ size_t dat_quant_encoded_bytes(const dat_quant_config *c, size_t n)
     return full * bucket_bytes(c, b) + (r ? bucket_bytes(c, r) : 0);
 }
 
-/* v = x + e (e may be NULL) for one chunk. */
-static void load_chunk(const float *x, const float *e, size_t len, float *v)
+/* v = x + e for one chunk: in buf with a residual, else x itself. */
+static const float *load_chunk(const float *x, const float *e, size_t len, float *buf)
 {
-    if (e) {
-        for (size_t k = 0; k < len; ++k)
-            v[k] = x[k] + e[k];
-    } else {
-        memcpy(v, x, len * sizeof *v);
-    }
+    if (!e)
+        return x;
+#pragma omp simd
+    for (size_t k = 0; k < len; ++k)
+        buf[k] = x[k] + e[k];
+    return buf;
 }
 
 /* Index of the first NaN / Inf of v[0..len), or len. */
@@ -62,31 +72,43 @@ typedef struct lanes {
     float a[DAT_QUANT_LANES];
 } lanes;
 
+DAT_QUANT_CLONES
 static void lanes_add_chunk(lanes *acc, lanes *chk, const float *v, size_t len, int max_norm)
 {
-    size_t k = 0;
-    for (; k + DAT_QUANT_LANES <= len; k += DAT_QUANT_LANES) {
-        for (int j = 0; j < DAT_QUANT_LANES; ++j) {
-            float x = v[k + j];
-            if (max_norm) {
-                float a = fabsf(x);
-                acc->a[j] = a > acc->a[j] ? a : acc->a[j];
-            } else {
-                acc->a[j] += x * x;
+    size_t full = len / DAT_QUANT_LANES * DAT_QUANT_LANES;
+    float a[DAT_QUANT_LANES], c[DAT_QUANT_LANES];
+    memcpy(a, acc->a, sizeof a);
+    memcpy(c, chk->a, sizeof c);
+    if (max_norm) {
+        for (size_t k = 0; k < full; k += DAT_QUANT_LANES) {
+#pragma omp simd
+            for (int j = 0; j < DAT_QUANT_LANES; ++j) {
+                float x = v[k + (size_t)j], ax = x < 0.0f ? -x : x;
+                a[j] = ax > a[j] ? ax : a[j];
+                c[j] += x * 0.0f; /* NaN if any x is NaN or Inf */
             }
-            chk->a[j] += x * 0.0f; /* NaN if any x is NaN or Inf */
+        }
+    } else {
+        for (size_t k = 0; k < full; k += DAT_QUANT_LANES) {
+#pragma omp simd
+            for (int j = 0; j < DAT_QUANT_LANES; ++j) {
+                float x = v[k + (size_t)j];
+                a[j] += x * x;
+                c[j] += x * 0.0f;
+            }
         }
     }
-    for (int j = 0; k < len; ++k, ++j) {
-        float x = v[k];
-        if (max_norm) {
-            float a = fabsf(x);
-            acc->a[j] = a > acc->a[j] ? a : acc->a[j];
-        } else {
-            acc->a[j] += x * x;
-        }
-        chk->a[j] += x * 0.0f;
+    for (size_t k = full; k < len; ++k) {
+        int j = (int)(k - full);
+        float x = v[k], ax = x < 0.0f ? -x : x;
+        if (max_norm)
+            a[j] = ax > a[j] ? ax : a[j];
+        else
+            a[j] += x * x;
+        c[j] += x * 0.0f;
     }
+    memcpy(acc->a, a, sizeof a);
+    memcpy(chk->a, c, sizeof c);
 }
 
 /* Pairwise combination of the lanes, in a fixed tree. */
@@ -116,15 +138,14 @@ static int bucket_norm(const dat_quant_config *c, const float *x, const float *e
     float v[DAT_QUANT_CHUNK];
     for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK) {
         size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
-        load_chunk(x + k0, e ? e + k0 : NULL, len, v);
-        lanes_add_chunk(&acc, &chk, v, len, max_norm);
+        lanes_add_chunk(&acc, &chk, load_chunk(x + k0, e ? e + k0 : NULL, len, v), len,
+                        max_norm);
     }
     float r = lanes_reduce(&acc, max_norm);
     if (lanes_reduce(&chk, 0) != 0.0f) { /* NaN: some element is not finite */
         for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK) {
             size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
-            load_chunk(x + k0, e ? e + k0 : NULL, len, v);
-            size_t i = first_nonfinite(v, len);
+            size_t i = first_nonfinite(load_chunk(x + k0, e ? e + k0 : NULL, len, v), len);
             if (i < len) {
                 *bad = k0 + i;
                 return NORM_NONFINITE;
@@ -139,9 +160,9 @@ static int bucket_norm(const dat_quant_config *c, const float *x, const float *e
         double s = 0.0;
         for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK) {
             size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
-            load_chunk(x + k0, e ? e + k0 : NULL, len, v);
+            const float *vv = load_chunk(x + k0, e ? e + k0 : NULL, len, v);
             for (size_t k = 0; k < len; ++k)
-                s += (double)v[k] * (double)v[k];
+                s += (double)vv[k] * (double)vv[k];
         }
         double n = sqrt(s);
         if (n > FLT_MAX) {
@@ -155,22 +176,31 @@ static int bucket_norm(const dat_quant_config *c, const float *x, const float *e
     return NORM_OK;
 }
 
-/* Words g0 .. g0 + len - 1 of the stream. */
+/* Words g0 .. g0 + len - 1 of the stream (len <= DAT_QUANT_CHUNK). */
 static void stream_words(uint64_t key, uint64_t stream, uint64_t g0, size_t len, uint32_t *w)
 {
-    if ((g0 & 3) == 0 && (len & 3) == 0) {
-        uint64_t b0 = g0 >> 2;
-        for (size_t i = 0; i < len / 4; ++i) {
-            dat_philox_ctr c = dat_philox_block(key, stream, b0 + i);
-            w[4 * i] = c.v[0];
-            w[4 * i + 1] = c.v[1];
-            w[4 * i + 2] = c.v[2];
-            w[4 * i + 3] = c.v[3];
-        }
+    const size_t span = 4 * DAT_PHILOX_BULK;
+    if ((g0 & 3) == 0 && len % span == 0) {
+        dat_philox_blocks_bulk(key, stream, g0 >> 2, len / 4, w);
         return;
     }
     for (size_t i = 0; i < len; ++i)
         w[i] = dat_philox_word(key, stream, g0 + i);
+}
+
+/* Codes of one chunk; with e, also the new residual e = v - q(v). */
+DAT_QUANT_CLONES
+static void chunk_codes(const float *v, const uint32_t *w, size_t len, dat_quant_scale ks,
+                        uint32_t s, float step, int bits, uint32_t *code, float *e)
+{
+#pragma omp simd
+    for (size_t k = 0; k < len; ++k)
+        code[k] = dat_quant_code(v[k], ks, s, w[k], bits);
+    if (e) {
+#pragma omp simd
+        for (size_t k = 0; k < len; ++k)
+            e[k] = v[k] - dat_quant_value(code[k], step, bits);
+    }
 }
 
 /* Quantizes, packs and (with e) updates the residual of one bucket. */
@@ -196,14 +226,10 @@ static void encode_bucket(const dat_quant_config *c, const float *x, float *e, s
     uint32_t w[DAT_QUANT_CHUNK], code[DAT_QUANT_CHUNK];
     for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK) {
         size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
-        load_chunk(x + k0, e ? e + k0 : NULL, len, v);
+        const float *vv = load_chunk(x + k0, e ? e + k0 : NULL, len, v);
         stream_words(key, stream, g0 + k0, len, w);
-        for (size_t k = 0; k < len; ++k)
-            code[k] = dat_quant_code(v[k], ks, s, w[k], bits);
+        chunk_codes(vv, w, len, ks, s, step, bits, code, e ? e + k0 : NULL);
         dat_pack(&pk, code, len);
-        if (e)
-            for (size_t k = 0; k < len; ++k)
-                e[k0 + k] = v[k] - dat_quant_value(code[k], step, bits);
     }
     dat_packer_flush(&pk);
 }
@@ -211,7 +237,12 @@ static void encode_bucket(const dat_quant_config *c, const float *x, float *e, s
 /* Pass-through: the codes are x + e; the residual becomes 0. */
 static size_t passthrough_block(const float *x, float *e, size_t m, float *out, size_t *bad)
 {
-    load_chunk(x, e, m, out);
+    if (e) {
+        for (size_t k = 0; k < m; ++k)
+            out[k] = x[k] + e[k];
+    } else {
+        memcpy(out, x, m * sizeof *out);
+    }
     if (e)
         memset(e, 0, m * sizeof *e);
     size_t i = first_nonfinite(out, m);
@@ -273,6 +304,22 @@ dat_status dat_quant_encode_host(const char *func, const dat_quant_config *c, co
     return DAT_OK;
 }
 
+/* out = (accumulate ? out + q : q) * post for one chunk of codes. */
+DAT_QUANT_CLONES
+static void chunk_values(const uint32_t *code, size_t len, float step, int bits, float *out,
+                         int accumulate, float post)
+{
+    if (accumulate) {
+#pragma omp simd
+        for (size_t k = 0; k < len; ++k)
+            out[k] = (out[k] + dat_quant_value(code[k], step, bits)) * post;
+    } else {
+#pragma omp simd
+        for (size_t k = 0; k < len; ++k)
+            out[k] = dat_quant_value(code[k], step, bits) * post;
+    }
+}
+
 static void decode_bucket(const dat_quant_config *c, const uint8_t *in, size_t m, float *out,
                           int accumulate, float post)
 {
@@ -286,14 +333,7 @@ static void decode_bucket(const dat_quant_config *c, const uint8_t *in, size_t m
     for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK) {
         size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
         dat_unpack(&up, code, len);
-        float *o = out + k0;
-        if (accumulate) {
-            for (size_t k = 0; k < len; ++k)
-                o[k] = (o[k] + dat_quant_value(code[k], step, bits)) * post;
-        } else {
-            for (size_t k = 0; k < len; ++k)
-                o[k] = dat_quant_value(code[k], step, bits) * post;
-        }
+        chunk_values(code, len, step, bits, out + k0, accumulate, post);
     }
 }
 
