@@ -14,5 +14,7 @@
 #include "dat_segment.h"
 #include "dat_model.h"
 #include "dat_attack.h"
+#include "dat_quant.h"
+#include "dat_comm.h"
 
 #endif

@@ -96,6 +96,17 @@ typedef enum dat_log_level {
  */
 typedef void (*dat_log_fn)(dat_log_level level, const char *message, void *user);
 
+/**
+ * @brief How values are combined: per-sample losses over a batch, or buffers
+ *        over the ranks of a communicator (MEAN: the sum times 1/count, a float
+ *        multiply). Values are fixed.
+ */
+typedef enum dat_reduction {
+    DAT_REDUCE_MEAN = 0,
+    DAT_REDUCE_SUM = 1,
+    DAT_REDUCTION_FORCE_32BIT = 0x7fffffff
+} dat_reduction;
+
 /** @brief Element types of tensors. Values are fixed: they are part of the ABI. */
 typedef enum dat_dtype {
     DAT_FLOAT32 = 0,

@@ -156,13 +156,6 @@ DAT_API dat_status dat_model_shape(const dat_model *model, int32_t *channels, in
  */
 DAT_API dat_status dat_model_forward(dat_model *model, const dat_tensor *x, dat_tensor *logits);
 
-/** @brief How per-sample losses are combined. Values are fixed. */
-typedef enum dat_reduction {
-    DAT_REDUCE_MEAN = 0,
-    DAT_REDUCE_SUM = 1,
-    DAT_REDUCTION_FORCE_32BIT = 0x7fffffff
-} dat_reduction;
-
 /**
  * @brief The training objective of dat_model_loss_backward():
  *

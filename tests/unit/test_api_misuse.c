@@ -7,6 +7,9 @@
 #include <math.h>
 
 #include "check_util.h"
+#if DAT_TEST_MPI
+#include "libdat/dat_mpi.h"
+#endif
 
 static dat_ctx *ctx;
 static dat_tensor *f32; /* 2 x 3 float32 */
@@ -477,6 +480,218 @@ START_TEST(test_attack_misuse)
 }
 END_TEST
 
+START_TEST(test_quantizer_misuse)
+{
+    ck_assert_dat_err(dat_quantizer_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
+    dat_quantizer_options o;
+    dat_quantizer_options_init(&o);
+    dat_quantizer *q = (dat_quantizer *)0x1;
+    ck_assert_dat_err(dat_quantizer_create(NULL, ctx, &o), DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_quantizer_create(&q, NULL, &o), DAT_ERR_INVALID_ARG, "ctx");
+    ck_assert_ptr_null(q);
+    o.size = 4;
+    ck_assert_dat_err(dat_quantizer_create(&q, ctx, &o), DAT_ERR_INVALID_ARG,
+                      "dat_quantizer_options_init");
+    const struct { int bits, bucket, norm, rank, ef; const char *needle; } bad[] = {
+        {1, 512, 0, 0, 0, "bits = 1"},        {17, 512, 0, 0, 0, "bits = 17"},
+        {33, 512, 0, 0, 0, "bits = 33"},      {8, 0, 0, 0, 0, "bucket_size = 0"},
+        {8, (1 << 24) + 1, 0, 0, 0, "bucket_size"}, {8, 512, 2, 0, 0, "norm = 2"},
+        {8, 512, 0, -1, 0, "rank = -1"},      {8, 512, 0, 0, 2, "error_feedback = 2"}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; ++i) {
+        dat_quantizer_options_init(&o);
+        o.bits = bad[i].bits;
+        o.bucket_size = bad[i].bucket;
+        o.norm = (dat_quant_norm)bad[i].norm;
+        o.rank = bad[i].rank;
+        o.error_feedback = bad[i].ef;
+        q = (dat_quantizer *)0x1;
+        ck_assert_dat_err(dat_quantizer_create(&q, ctx, &o), DAT_ERR_INVALID_ARG, bad[i].needle);
+        ck_assert_ptr_null(q);
+    }
+    dat_quantizer_destroy(NULL);
+    ck_assert_dat_ok(dat_quantizer_create(&q, ctx, NULL));
+    ck_assert_dat_err(dat_quantizer_options_get(NULL, &o), DAT_ERR_INVALID_ARG, "q");
+    ck_assert_dat_err(dat_quantizer_options_get(q, NULL), DAT_ERR_INVALID_ARG, "opts");
+    ck_assert_dat_ok(dat_quantizer_options_get(q, &o));
+    ck_assert_int_eq(o.bits, 8);
+    ck_assert_int_eq(o.bucket_size, DAT_QUANT_DEFAULT_BUCKET);
+    size_t bytes = 0;
+    ck_assert_dat_err(dat_quantizer_encoded_size(NULL, 6, &bytes), DAT_ERR_INVALID_ARG, "q");
+    ck_assert_dat_err(dat_quantizer_encoded_size(q, -1, &bytes), DAT_ERR_INVALID_ARG, "n = -1");
+    ck_assert_dat_err(dat_quantizer_encoded_size(q, 6, NULL), DAT_ERR_INVALID_ARG, "bytes");
+    ck_assert_dat_ok(dat_quantizer_encoded_size(q, 6, &bytes));
+    ck_assert_uint_eq(bytes, 4 + 4 * 2); /* a 6-element bucket at 8 bits */
+    uint32_t codes[16];
+    int64_t n = 6;
+    dat_tensor *i32 = NULL;
+    ck_assert_dat_ok(dat_tensor_create(&i32, ctx, DAT_INT32, 1, &n));
+    ck_assert_dat_err(dat_quantizer_encode(NULL, f32, 0, codes, sizeof codes),
+                      DAT_ERR_INVALID_ARG, "q");
+    ck_assert_dat_err(dat_quantizer_encode(q, NULL, 0, codes, sizeof codes), DAT_ERR_INVALID_ARG,
+                      "x");
+    ck_assert_dat_err(dat_quantizer_encode(q, f32, 0, NULL, sizeof codes), DAT_ERR_INVALID_ARG,
+                      "codes");
+    ck_assert_dat_err(dat_quantizer_encode(q, i32, 0, codes, sizeof codes), DAT_ERR_INVALID_ARG,
+                      "int32");
+    ck_assert_dat_err(dat_quantizer_encode(q, f32, 0, codes, 11), DAT_ERR_INVALID_ARG,
+                      "need 12 bytes");
+    ck_assert_dat_err(dat_quantizer_encode(q, f32, 0, (char *)codes + 1, 40),
+                      DAT_ERR_INVALID_ARG, "aligned");
+    ck_assert_dat_ok(dat_quantizer_encode(q, f32, 0, codes, sizeof codes));
+    ck_assert_dat_err(dat_quantizer_decode(NULL, codes, sizeof codes, f32, 0),
+                      DAT_ERR_INVALID_ARG, "q");
+    ck_assert_dat_err(dat_quantizer_decode(q, NULL, sizeof codes, f32, 0), DAT_ERR_INVALID_ARG,
+                      "codes");
+    ck_assert_dat_err(dat_quantizer_decode(q, codes, sizeof codes, NULL, 0), DAT_ERR_INVALID_ARG,
+                      "out");
+    ck_assert_dat_err(dat_quantizer_decode(q, codes, 8, f32, 0), DAT_ERR_INVALID_ARG,
+                      "codes_bytes = 8");
+    ck_assert_dat_err(dat_quantizer_decode(q, codes, sizeof codes, f32, 2), DAT_ERR_INVALID_ARG,
+                      "accumulate = 2");
+    ck_assert_dat_err(dat_quantizer_decode(q, codes, sizeof codes, i32, 0), DAT_ERR_INVALID_ARG,
+                      "int32");
+    ck_assert_dat_ok(dat_quantizer_decode(q, codes, sizeof codes, f32, 1));
+    ck_assert_dat_err(dat_quantizer_reset(NULL), DAT_ERR_INVALID_ARG, "q");
+    ck_assert_dat_ok(dat_quantizer_reset(q));
+    dat_tensor_destroy(i32);
+    dat_quantizer_destroy(q);
+}
+END_TEST
+
+START_TEST(test_comm_misuse)
+{
+    ck_assert_dat_err(dat_comm_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
+    dat_comm *c = (dat_comm *)0x1;
+    ck_assert_dat_err(dat_comm_create_self(NULL, ctx), DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_comm_create_self(&c, NULL), DAT_ERR_INVALID_ARG, "ctx");
+    ck_assert_ptr_null(c);
+    dat_comm_destroy(NULL);
+    ck_assert_dat_ok(dat_comm_create_self(&c, ctx));
+    int32_t v;
+    ck_assert_dat_err(dat_comm_rank(NULL, &v), DAT_ERR_INVALID_ARG, "comm");
+    ck_assert_dat_err(dat_comm_rank(c, NULL), DAT_ERR_INVALID_ARG, "rank");
+    ck_assert_dat_err(dat_comm_size(NULL, &v), DAT_ERR_INVALID_ARG, "comm");
+    ck_assert_dat_err(dat_comm_size(c, NULL), DAT_ERR_INVALID_ARG, "size");
+
+    int64_t n6 = 6, n7 = 7;
+    dat_tensor *i32 = NULL, *f7 = NULL;
+    ck_assert_dat_ok(dat_tensor_create(&i32, ctx, DAT_INT32, 1, &n6));
+    ck_assert_dat_ok(dat_tensor_create(&f7, ctx, DAT_FLOAT32, 1, &n7));
+    ck_assert_dat_err(dat_comm_allreduce(NULL, f32, DAT_REDUCE_SUM), DAT_ERR_INVALID_ARG, "comm");
+    ck_assert_dat_err(dat_comm_allreduce(c, NULL, DAT_REDUCE_SUM), DAT_ERR_INVALID_ARG,
+                      "t must not be NULL");
+    ck_assert_dat_err(dat_comm_allreduce(c, i32, DAT_REDUCE_SUM), DAT_ERR_INVALID_ARG, "int32");
+    ck_assert_dat_err(dat_comm_allreduce(c, f32, (dat_reduction)7), DAT_ERR_INVALID_ARG,
+                      "op = 7");
+    ck_assert_dat_err(dat_comm_broadcast(NULL, f32, 0), DAT_ERR_INVALID_ARG, "comm");
+    ck_assert_dat_err(dat_comm_broadcast(c, NULL, 0), DAT_ERR_INVALID_ARG, "t must not be NULL");
+    ck_assert_dat_err(dat_comm_broadcast(c, f32, 1), DAT_ERR_INVALID_ARG, "root = 1");
+    ck_assert_dat_err(dat_comm_allgather(NULL, f32, f32), DAT_ERR_INVALID_ARG, "comm");
+    ck_assert_dat_err(dat_comm_allgather(c, NULL, f32), DAT_ERR_INVALID_ARG, "in must not");
+    ck_assert_dat_err(dat_comm_allgather(c, f32, NULL), DAT_ERR_INVALID_ARG, "out must not");
+    ck_assert_dat_err(dat_comm_allgather(c, f32, i32), DAT_ERR_INVALID_ARG, "dtypes differ");
+    ck_assert_dat_err(dat_comm_allgather(c, f32, f7), DAT_ERR_INVALID_ARG, "out has 7 elements");
+
+    dat_quantizer *q = NULL;
+    ck_assert_dat_ok(dat_quantizer_create(&q, ctx, NULL));
+    ck_assert_dat_err(dat_comm_allreduce_quantized(NULL, f32, q, DAT_QUANT_ONE_SIDED, 0),
+                      DAT_ERR_INVALID_ARG, "comm");
+    ck_assert_dat_err(dat_comm_allreduce_quantized(c, NULL, q, DAT_QUANT_ONE_SIDED, 0),
+                      DAT_ERR_INVALID_ARG, "t must not be NULL");
+    ck_assert_dat_err(dat_comm_allreduce_quantized(c, f32, NULL, DAT_QUANT_ONE_SIDED, 0),
+                      DAT_ERR_INVALID_ARG, "q must not be NULL");
+    ck_assert_dat_err(dat_comm_allreduce_quantized(c, i32, q, DAT_QUANT_ONE_SIDED, 0),
+                      DAT_ERR_INVALID_ARG, "int32");
+    ck_assert_dat_err(dat_comm_allreduce_quantized(c, f32, q, (dat_quant_mode)5, 0),
+                      DAT_ERR_INVALID_ARG, "mode = 5");
+
+    dat_comm_stats st = {.size = 3};
+    ck_assert_dat_err(dat_comm_get_stats(NULL, &st), DAT_ERR_INVALID_ARG, "comm");
+    ck_assert_dat_err(dat_comm_get_stats(c, NULL), DAT_ERR_INVALID_ARG, "stats");
+    ck_assert_dat_err(dat_comm_get_stats(c, &st), DAT_ERR_INVALID_ARG, "stats->size is 3");
+    st.size = sizeof st;
+    ck_assert_dat_ok(dat_comm_get_stats(c, &st));
+    ck_assert_uint_eq(st.calls, 0); /* refused calls are not counted */
+    ck_assert_dat_err(dat_comm_reset_stats(NULL), DAT_ERR_INVALID_ARG, "comm");
+    ck_assert_dat_err(dat_comm_abort(NULL), DAT_ERR_INVALID_ARG, "comm");
+    ck_assert_dat_ok(dat_comm_abort(c));
+    ck_assert_dat_err(dat_comm_allreduce(c, f32, DAT_REDUCE_SUM), DAT_ERR_STATE, "aborted");
+
+    /* NCCL: argument checks, then UNSUPPORTED without CUDA or a CPU context. */
+    dat_comm_id id;
+    memset(&id, 0, sizeof id);
+    ck_assert_dat_err(dat_comm_unique_id(NULL), DAT_ERR_INVALID_ARG, "id");
+    dat_comm *nc = (dat_comm *)0x1;
+    ck_assert_dat_err(dat_comm_create_nccl(NULL, ctx, 1, 0, &id, NULL), DAT_ERR_INVALID_ARG,
+                      "out");
+    ck_assert_dat_err(dat_comm_create_nccl(&nc, NULL, 1, 0, &id, NULL), DAT_ERR_INVALID_ARG,
+                      "ctx");
+    ck_assert_ptr_null(nc);
+    ck_assert_dat_err(dat_comm_create_nccl(&nc, ctx, 1, 0, NULL, NULL), DAT_ERR_INVALID_ARG,
+                      "id");
+    ck_assert_dat_err(dat_comm_create_nccl(&nc, ctx, 2, 2, &id, NULL), DAT_ERR_INVALID_ARG,
+                      "rank = 2");
+    dat_comm_options co;
+    dat_comm_options_init(&co);
+    co.timeout_s = 0;
+    ck_assert_dat_err(dat_comm_create_nccl(&nc, ctx, 1, 0, &id, &co), DAT_ERR_INVALID_ARG,
+                      "timeout_s = 0");
+    co.size = 1;
+    ck_assert_dat_err(dat_comm_create_nccl(&nc, ctx, 1, 0, &id, &co), DAT_ERR_INVALID_ARG,
+                      "dat_comm_options_init");
+    if (dat_has_cuda())
+        ck_assert_dat_err(dat_comm_create_nccl(&nc, ctx, 1, 0, &id, NULL), DAT_ERR_INVALID_ARG,
+                          "CUDA context");
+    else
+        ck_assert_dat_err(dat_comm_create_nccl(&nc, ctx, 1, 0, &id, NULL), DAT_ERR_UNSUPPORTED,
+                          "without CUDA");
+    ck_assert_ptr_null(nc);
+    ck_assert_dat_err(dat_comm_unique_id_write(NULL, "/tmp/x"), DAT_ERR_INVALID_ARG, "id");
+    ck_assert_dat_err(dat_comm_unique_id_write(&id, NULL), DAT_ERR_INVALID_ARG, "path");
+    ck_assert_dat_err(dat_comm_unique_id_read(NULL, "/tmp/x", 1), DAT_ERR_INVALID_ARG, "id");
+    ck_assert_dat_err(dat_comm_unique_id_read(&id, NULL, 1), DAT_ERR_INVALID_ARG, "path");
+    ck_assert_dat_err(dat_comm_unique_id_read(&id, "/tmp/x", -1), DAT_ERR_INVALID_ARG,
+                      "timeout_s = -1");
+    dat_quantizer_destroy(q);
+    dat_tensor_destroy(i32);
+    dat_tensor_destroy(f7);
+    dat_comm_destroy(c);
+}
+END_TEST
+
+#if DAT_TEST_MPI
+/* Without MPI_Init every MPI entry point refuses with DAT_ERR_STATE. */
+START_TEST(test_mpi_misuse)
+{
+    dat_comm *c = (dat_comm *)0x1;
+    ck_assert_dat_err(dat_comm_create_mpi(NULL, ctx, MPI_COMM_WORLD, NULL), DAT_ERR_INVALID_ARG,
+                      "out");
+    ck_assert_dat_err(dat_comm_create_mpi(&c, NULL, MPI_COMM_WORLD, NULL), DAT_ERR_INVALID_ARG,
+                      "ctx");
+    ck_assert_ptr_null(c);
+    dat_comm_options o;
+    dat_comm_options_init(&o);
+    o.size = 0;
+    ck_assert_dat_err(dat_comm_create_mpi(&c, ctx, MPI_COMM_WORLD, &o), DAT_ERR_INVALID_ARG,
+                      "size");
+    ck_assert_dat_err(dat_comm_create_mpi(&c, ctx, MPI_COMM_WORLD, NULL), DAT_ERR_STATE,
+                      "MPI_Init");
+    dat_comm_id id;
+    ck_assert_dat_err(dat_comm_unique_id_broadcast_mpi(NULL, 0, MPI_COMM_WORLD, 1),
+                      DAT_ERR_INVALID_ARG, "id");
+    ck_assert_dat_err(dat_comm_unique_id_broadcast_mpi(&id, 0, MPI_COMM_WORLD, 1), DAT_ERR_STATE,
+                      "MPI_Init");
+    ck_assert_dat_err(dat_comm_create_nccl_mpi(NULL, ctx, MPI_COMM_WORLD, NULL),
+                      DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_comm_create_nccl_mpi(&c, NULL, MPI_COMM_WORLD, NULL),
+                      DAT_ERR_INVALID_ARG, "ctx");
+    ck_assert_dat_err(dat_comm_create_nccl_mpi(&c, ctx, MPI_COMM_WORLD, NULL), DAT_ERR_STATE,
+                      "MPI_Init");
+    ck_assert_ptr_null(c);
+}
+END_TEST
+#endif
+
 int main(void)
 {
     Suite *s = suite_create("api_misuse");
@@ -490,6 +705,11 @@ int main(void)
     tcase_add_test(tc, test_model_builder_misuse);
     tcase_add_test(tc, test_model_misuse);
     tcase_add_test(tc, test_attack_misuse);
+    tcase_add_test(tc, test_quantizer_misuse);
+    tcase_add_test(tc, test_comm_misuse);
+#if DAT_TEST_MPI
+    tcase_add_test(tc, test_mpi_misuse);
+#endif
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }

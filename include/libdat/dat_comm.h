@@ -1,0 +1,222 @@
+/**
+ * @file dat_comm.h
+ * @brief Communicators of M ranks and their collectives, quantized or not.
+ *
+ * Three kinds behind one handle: self (one rank, this header), MPI
+ * (dat_mpi.h, which needs mpi.h) and NCCL (GPU buffers; created from a
+ * 128-byte unique id that the host moves by MPI, a shared file or any
+ * channel, as NCCL does).
+ *
+ * Every rank must make the same sequence of collective calls with matching
+ * arguments. Each collective first exchanges a small header (operation,
+ * element count, dtype, root, quantizer settings, step, local status) so a
+ * mismatch or a rank whose local part failed gives every rank an error that
+ * names the rank and the field, instead of a hang or corrupted data.
+ *
+ * **Failures and the timeout.** Waits for peers are bounded by
+ * dat_comm_options::timeout_s (default DAT_COMM_DEFAULT_TIMEOUT = 60 s): a
+ * rank that died or stopped calling collectives makes the others return
+ * DAT_ERR_TIMEOUT; an error reported by MPI / NCCL gives DAT_ERR_COMM. After
+ * either the communicator is broken: every later collective returns
+ * DAT_ERR_STATE, and the host should destroy it (and usually end the job).
+ *
+ * **Tensors.** Tensors may belong to any context: a communicator of host
+ * buffers (self, MPI) stages CUDA tensors through host memory, the NCCL one
+ * stages CPU tensors through device memory.
+ *
+ * **Statistics** (dat_comm_get_stats) count successful collectives, the time
+ * spent in them (including quantization) and the payload bytes that this rank
+ * hands to and takes from its peers, by these formulas (M ranks, this rank r;
+ * the small headers are not counted; every count is 0 when M = 1):
+ *  - all-reduce of n floats, split into M shards of n_j elements, shard j
+ *    starting at element ⌊j·n/M⌋ (reduce-scatter, then all-gather):
+ *    sent = received = 4·(n − n_r) + 4·(M − 1)·n_r;
+ *  - broadcast of S bytes: the root sends (M − 1)·S, every other rank receives S;
+ *  - all-gather of S bytes per rank: sent = received = (M − 1)·S;
+ *  - one-sided quantized all-reduce of n elements: sent = received = (M − 1)·E(n),
+ *    E as in dat_quant.h;
+ *  - two-sided: the n elements form U = ⌈n/B⌉ buckets, shard j holds buckets
+ *    ⌊j·U/M⌋ to ⌊(j+1)·U/M⌋ − 1, E_j its encoded bytes:
+ *    sent = received = Σ_{j≠r} E_j + (M − 1)·E_r.
+ *
+ * "Data transmitted per iteration" (Table 4 of the DAT paper) is bytes_sent
+ * per call, or E(n) per worker.
+ */
+#ifndef LIBDAT_DAT_COMM_H
+#define LIBDAT_DAT_COMM_H
+
+#include "dat_quant.h"
+#include "dat_tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** @brief Opaque communicator. */
+typedef struct dat_comm dat_comm;
+
+/** @brief Default bound on each wait for peers, in seconds. */
+#define DAT_COMM_DEFAULT_TIMEOUT 60.0
+
+/** @brief Options of the MPI and NCCL communicators; fields are only ever appended. */
+typedef struct dat_comm_options {
+    uint32_t size;     /**< sizeof(dat_comm_options), set by dat_comm_options_init(). */
+    double timeout_s;  /**< Bound on each wait for peers, > 0; default 60 s. */
+} dat_comm_options;
+
+/**
+ * @brief Fills @p opts with the defaults and sets its size field.
+ * @return DAT_ERR_INVALID_ARG if @p opts is NULL.
+ */
+DAT_API dat_status dat_comm_options_init(dat_comm_options *opts);
+
+/** @brief Algorithm of dat_comm_allreduce_quantized(). Values are fixed. */
+typedef enum dat_quant_mode {
+    /** Each rank quantizes its tensor, the codes are all-gathered, each rank
+     *  decodes and averages (the ring all-reduce setting of the paper). */
+    DAT_QUANT_ONE_SIDED = 0,
+    /** The tensor is cut into M bucket-aligned shards; ranks exchange quantized
+     *  shards all-to-all, rank j averages shard j and quantizes the average
+     *  again, then the codes are all-gathered (the parameter-server setting:
+     *  double quantization). */
+    DAT_QUANT_TWO_SIDED = 1,
+    DAT_QUANT_MODE_FORCE_32BIT = 0x7fffffff
+} dat_quant_mode;
+
+/** @brief Counters of a communicator; see the file comment for the byte formulas. */
+typedef struct dat_comm_stats {
+    uint32_t size;            /**< Set to sizeof(dat_comm_stats) before dat_comm_get_stats(). */
+    uint64_t calls;           /**< Successful collectives. */
+    uint64_t bytes_sent;      /**< Payload bytes this rank sent. */
+    uint64_t bytes_received;  /**< Payload bytes this rank received. */
+    double seconds;           /**< Wall time inside successful collectives. */
+} dat_comm_stats;
+
+/**
+ * @brief Creates the communicator of one rank (rank 0 of 1): collectives are
+ *        local, and the quantized all-reduce still quantizes and decodes, so a
+ *        one-process run sees the same numerical effect as a distributed one.
+ * @param[out] out  receives the communicator, to be freed with
+ *                  dat_comm_destroy() before @p ctx; NULL on failure.
+ * @return DAT_ERR_INVALID_ARG for NULL arguments; DAT_ERR_OUT_OF_MEMORY.
+ */
+DAT_API dat_status dat_comm_create_self(dat_comm **out, dat_ctx *ctx);
+
+/** @brief Destroys a communicator; NULL is a no-op. Not collective. */
+DAT_API void dat_comm_destroy(dat_comm *comm);
+
+/** @brief Rank of this process, 0 .. size − 1. */
+DAT_API dat_status dat_comm_rank(const dat_comm *comm, int32_t *rank);
+
+/** @brief Number of ranks M. */
+DAT_API dat_status dat_comm_size(const dat_comm *comm, int32_t *size);
+
+/**
+ * @brief In-place all-reduce of a float32 tensor; every rank ends with the
+ *        same bits.
+ * @return DAT_ERR_INVALID_ARG for NULL arguments, a non-float32 tensor or a
+ *         bad @p op; DAT_ERR_COMM if the ranks' element counts differ or a
+ *         peer reported an error; DAT_ERR_TIMEOUT; DAT_ERR_STATE on a broken
+ *         communicator.
+ */
+DAT_API dat_status dat_comm_allreduce(dat_comm *comm, dat_tensor *t, dat_reduction op);
+
+/**
+ * @brief Broadcast of a tensor (any dtype) from rank @p root.
+ * @return as dat_comm_allreduce(); DAT_ERR_INVALID_ARG for a root outside
+ *         [0, size).
+ */
+DAT_API dat_status dat_comm_broadcast(dat_comm *comm, dat_tensor *t, int32_t root);
+
+/**
+ * @brief All-gather: @p out receives every rank's @p in, rank by rank.
+ * @param in  tensor of k elements (any dtype).
+ * @param out  tensor of the same dtype and M·k elements (any shape).
+ * @return as dat_comm_allreduce(); DAT_ERR_INVALID_ARG for a dtype or size mismatch.
+ */
+DAT_API dat_status dat_comm_allgather(dat_comm *comm, const dat_tensor *in, dat_tensor *out);
+
+/**
+ * @brief Quantized all-reduce (mean) of a float32 tensor, in place.
+ *
+ * Worker draws use the stream of (quantizer seed, communicator rank, step);
+ * the second quantization of the two-sided mode, done by the rank serving the
+ * shard, uses a separate stream of the same rank and step. Error feedback, if
+ * the quantizer has it, applies to the worker quantization. Averaging decodes
+ * the ranks' codes in rank order into the tensor, adding, and multiplies the
+ * sum by 1/M: every rank ends with identical bits.
+ * @param q  quantizer; every rank must use the same bits, bucket size and norm.
+ * @param step  the training step (all ranks the same).
+ * @return as dat_comm_allreduce(); DAT_ERR_NUMERIC on the rank whose input
+ *         holds a NaN / Inf (the others get DAT_ERR_COMM naming that rank).
+ */
+DAT_API dat_status dat_comm_allreduce_quantized(dat_comm *comm, dat_tensor *t, dat_quantizer *q,
+                                                dat_quant_mode mode, uint64_t step);
+
+/**
+ * @brief Reads the statistics.
+ * @param[in,out] stats  its size field must be set to sizeof(dat_comm_stats)
+ *                       (or an older, smaller layout); the rest is filled.
+ */
+DAT_API dat_status dat_comm_get_stats(const dat_comm *comm, dat_comm_stats *stats);
+
+/** @brief Zeroes the statistics. */
+DAT_API dat_status dat_comm_reset_stats(dat_comm *comm);
+
+/**
+ * @brief Tears the communicator down after a failure, without waiting for
+ *        peers: NCCL calls ncclCommAbort; MPI only marks it (processes are not
+ *        killed: call MPI_Abort yourself to end the job). Later collectives
+ *        return DAT_ERR_STATE; destroy it afterwards.
+ */
+DAT_API dat_status dat_comm_abort(dat_comm *comm);
+
+/** @brief Opaque NCCL unique id: 128 bytes that rank 0 makes and every rank passes to
+ *         dat_comm_create_nccl(). */
+typedef struct dat_comm_id {
+    unsigned char internal[128];
+} dat_comm_id;
+
+/**
+ * @brief Makes a new unique id (call on one rank, then move it to the others).
+ * @return DAT_ERR_UNSUPPORTED in builds without CUDA / NCCL; DAT_ERR_COMM if
+ *         NCCL fails.
+ */
+DAT_API dat_status dat_comm_unique_id(dat_comm_id *id);
+
+/**
+ * @brief Creates an NCCL communicator of @p nranks ranks (collective over them).
+ *
+ * It runs its collectives on its own CUDA stream and polls NCCL's
+ * asynchronous errors while it waits; on an error or after the timeout it
+ * calls ncclCommAbort and returns DAT_ERR_COMM / DAT_ERR_TIMEOUT.
+ * @param ctx  a CUDA context: the GPU this rank uses.
+ * @param opts  options, or NULL for the defaults.
+ * @return DAT_ERR_UNSUPPORTED in builds without CUDA; DAT_ERR_INVALID_ARG for
+ *         a CPU context, rank outside [0, nranks) or NULL arguments;
+ *         DAT_ERR_COMM; DAT_ERR_TIMEOUT.
+ */
+DAT_API dat_status dat_comm_create_nccl(dat_comm **out, dat_ctx *ctx, int32_t nranks,
+                                        int32_t rank, const dat_comm_id *id,
+                                        const dat_comm_options *opts);
+
+/**
+ * @brief Writes an id to @p path atomically (a temporary file in the same
+ *        folder, fsync, rename), for ranks that share a file system.
+ * @return DAT_ERR_IO with the path and the system's message.
+ */
+DAT_API dat_status dat_comm_unique_id_write(const dat_comm_id *id, const char *path);
+
+/**
+ * @brief Waits until @p path exists, then reads the id from it.
+ * @param timeout_s  how long to wait for the file, > 0.
+ * @return DAT_ERR_TIMEOUT if it does not appear in time; DAT_ERR_FORMAT if it
+ *         is not an id file; DAT_ERR_IO.
+ */
+DAT_API dat_status dat_comm_unique_id_read(dat_comm_id *id, const char *path, double timeout_s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,316 @@
+/*
+ * The NCCL communicator: device buffers of a CUDA context, collectives on the
+ * communicator's own stream. NCCL runs non-blocking (config.blocking = 0):
+ * every wait polls the stream and ncclCommGetAsyncError against a deadline,
+ * and on an error or a timeout the communicator is aborted (ncclCommAbort),
+ * so a dead peer gives a status, not a hang.
+ */
+#include <nccl.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_common.h"
+
+extern "C" {
+#include "../lib/comm/comm.h"
+}
+
+static_assert(sizeof(ncclUniqueId) == sizeof(dat_comm_id), "dat_comm_id must hold an ncclUniqueId");
+
+struct nccl_impl {
+    ncclComm_t comm;
+    cudaStream_t stream;
+    int device;
+    int64_t *dev_hdr; /* size * DAT_HDR_LEN, for the header exchange */
+    int aborted;
+};
+
+static nccl_impl *impl(dat_comm *c)
+{
+    return (nccl_impl *)c->impl;
+}
+
+static dat_status nccl_error(const char *func, const char *what, ncclResult_t r, ncclComm_t comm)
+{
+    const char *last = comm ? ncclGetLastError(comm) : ncclGetLastError(NULL);
+    return dat_error(DAT_ERR_COMM, func, "%s: %s%s%s", what, ncclGetErrorString(r),
+                     last && *last ? ": " : "", last ? last : "");
+}
+
+static void abort_comm(nccl_impl *m)
+{
+    if (m->comm && !m->aborted) {
+        ncclCommAbort(m->comm);
+        m->aborted = 1;
+    }
+}
+
+/* Checks the result of an enqueueing call: ncclInProgress is fine in the
+ * non-blocking mode (the wait finishes it). */
+static dat_status enqueued(dat_comm *c, const char *what, ncclResult_t r)
+{
+    if (r == ncclSuccess || r == ncclInProgress)
+        return DAT_OK;
+    dat_status s = nccl_error("dat_comm_nccl", what, r, impl(c)->comm);
+    abort_comm(impl(c));
+    return s;
+}
+
+/* Waits until the stream is idle and NCCL reports no pending or failed work. */
+static dat_status wait_done(dat_comm *c, const char *what)
+{
+    nccl_impl *m = impl(c);
+    double deadline = dat_comm_now() + c->timeout_s;
+    for (long polls = 0;; ++polls) {
+        ncclResult_t a = ncclSuccess;
+        ncclResult_t r = ncclCommGetAsyncError(m->comm, &a);
+        if (r != ncclSuccess || (a != ncclSuccess && a != ncclInProgress)) {
+            dat_status s = nccl_error("dat_comm_nccl", what, r != ncclSuccess ? r : a, m->comm);
+            abort_comm(m);
+            return s;
+        }
+        if (a == ncclSuccess) {
+            cudaError_t e = cudaStreamQuery(m->stream);
+            if (e == cudaSuccess)
+                return DAT_OK;
+            if (e != cudaErrorNotReady) {
+                abort_comm(m);
+                return dat_cuda_error(e, "dat_comm_nccl", what);
+            }
+        }
+        if (dat_comm_now() > deadline) {
+            abort_comm(m);
+            return dat_error(DAT_ERR_TIMEOUT, "dat_comm_nccl",
+                             "rank %d of %d: %s did not complete within %g s: a peer died or "
+                             "hangs; the NCCL communicator was aborted", c->rank, c->size, what,
+                             c->timeout_s);
+        }
+        if (polls > 1000)
+            sched_yield();
+    }
+}
+
+/* The tensors were written on the context's stream: finish that first. */
+static dat_status begin(dat_comm *c)
+{
+    DAT_CUDA_TRY(cudaSetDevice(impl(c)->device));
+    return c->ctx->be->synchronize(c->ctx);
+}
+
+static void nccl_destroy(dat_comm *c)
+{
+    nccl_impl *m = impl(c);
+    if (!m)
+        return;
+    cudaSetDevice(m->device);
+    if (m->comm) {
+        if (c->broken || m->aborted) {
+            abort_comm(m);
+        } else {
+            ncclCommFinalize(m->comm);
+            double deadline = dat_comm_now() + c->timeout_s;
+            ncclResult_t a = ncclInProgress;
+            while (ncclCommGetAsyncError(m->comm, &a) == ncclSuccess && a == ncclInProgress &&
+                   dat_comm_now() < deadline)
+                sched_yield();
+            if (a == ncclSuccess)
+                ncclCommDestroy(m->comm);
+            else
+                abort_comm(m);
+        }
+    }
+    if (m->dev_hdr)
+        cudaFree(m->dev_hdr);
+    if (m->stream)
+        cudaStreamDestroy(m->stream);
+    free(m);
+}
+
+static dat_status nccl_exchange_header(dat_comm *c, const int64_t *mine, int64_t *all)
+{
+    nccl_impl *m = impl(c);
+    DAT_TRY(begin(c));
+    size_t k = DAT_HDR_LEN;
+    DAT_CUDA_TRY(cudaMemcpyAsync(m->dev_hdr + (size_t)c->rank * k, mine, k * sizeof *mine,
+                                 cudaMemcpyHostToDevice, m->stream));
+    DAT_TRY(enqueued(c, "ncclAllGather (header)",
+                     ncclAllGather(m->dev_hdr + (size_t)c->rank * k, m->dev_hdr, k, ncclInt64,
+                                   m->comm, m->stream)));
+    DAT_TRY(wait_done(c, "the header exchange"));
+    DAT_CUDA_TRY(cudaMemcpy(all, m->dev_hdr, (size_t)c->size * k * sizeof *all,
+                            cudaMemcpyDeviceToHost));
+    return DAT_OK;
+}
+
+__global__ void scale_kernel(float *x, size_t n, float a)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        x[i] = __fmul_rn(x[i], a);
+}
+
+static dat_status nccl_allreduce(dat_comm *c, float *buf, size_t n, dat_reduction op)
+{
+    nccl_impl *m = impl(c);
+    DAT_TRY(begin(c));
+    DAT_TRY(enqueued(c, "ncclAllReduce",
+                     ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, m->comm, m->stream)));
+    if (op == DAT_REDUCE_MEAN && n > 0) {
+        scale_kernel<<<dat_cuda_grid(n, 256), 256, 0, m->stream>>>(buf, n, 1.0f / (float)c->size);
+        DAT_CUDA_CHECK_LAUNCH("scale_kernel");
+    }
+    return wait_done(c, "the all-reduce");
+}
+
+static dat_status nccl_broadcast(dat_comm *c, void *buf, size_t bytes, int root)
+{
+    nccl_impl *m = impl(c);
+    DAT_TRY(begin(c));
+    DAT_TRY(enqueued(c, "ncclBroadcast",
+                     ncclBroadcast(buf, buf, bytes, ncclUint8, root, m->comm, m->stream)));
+    return wait_done(c, "the broadcast");
+}
+
+static dat_status nccl_allgatherv(dat_comm *c, void *buf, const size_t *counts,
+                                  const size_t *displs)
+{
+    nccl_impl *m = impl(c);
+    uint8_t *b = (uint8_t *)buf;
+    int r = c->rank;
+    DAT_TRY(begin(c));
+    DAT_TRY(enqueued(c, "ncclGroupStart", ncclGroupStart()));
+    for (int j = 0; j < c->size; ++j) {
+        if (j == r)
+            continue;
+        ncclResult_t e = ncclSend(b + displs[r], counts[r], ncclUint8, j, m->comm, m->stream);
+        if (e == ncclSuccess || e == ncclInProgress)
+            e = ncclRecv(b + displs[j], counts[j], ncclUint8, j, m->comm, m->stream);
+        if (e != ncclSuccess && e != ncclInProgress) {
+            ncclGroupEnd();
+            return enqueued(c, "ncclSend / ncclRecv (all-gather)", e);
+        }
+    }
+    DAT_TRY(enqueued(c, "ncclGroupEnd", ncclGroupEnd()));
+    return wait_done(c, "the all-gather");
+}
+
+static dat_status nccl_alltoallv(dat_comm *c, const void *send, const size_t *scounts,
+                                 const size_t *sdispls, void *recv, const size_t *rcounts,
+                                 const size_t *rdispls)
+{
+    nccl_impl *m = impl(c);
+    int r = c->rank;
+    DAT_TRY(begin(c));
+    DAT_CUDA_TRY(cudaMemcpyAsync((uint8_t *)recv + rdispls[r], (const uint8_t *)send + sdispls[r],
+                                 scounts[r], cudaMemcpyDeviceToDevice, m->stream));
+    DAT_TRY(enqueued(c, "ncclGroupStart", ncclGroupStart()));
+    for (int j = 0; j < c->size; ++j) {
+        if (j == r)
+            continue;
+        ncclResult_t e = ncclSend((const uint8_t *)send + sdispls[j], scounts[j], ncclUint8, j,
+                                  m->comm, m->stream);
+        if (e == ncclSuccess || e == ncclInProgress)
+            e = ncclRecv((uint8_t *)recv + rdispls[j], rcounts[j], ncclUint8, j, m->comm,
+                         m->stream);
+        if (e != ncclSuccess && e != ncclInProgress) {
+            ncclGroupEnd();
+            return enqueued(c, "ncclSend / ncclRecv (all-to-all)", e);
+        }
+    }
+    DAT_TRY(enqueued(c, "ncclGroupEnd", ncclGroupEnd()));
+    return wait_done(c, "the all-to-all");
+}
+
+static void nccl_abort(dat_comm *c)
+{
+    abort_comm(impl(c));
+}
+
+static const dat_comm_ops nccl_ops = {
+    "nccl",
+    1,
+    nccl_destroy,
+    nccl_exchange_header,
+    nccl_allreduce,
+    nccl_broadcast,
+    nccl_allgatherv,
+    nccl_alltoallv,
+    nccl_abort,
+};
+
+extern "C" dat_status dat_comm_nccl_unique_id(dat_comm_id *id)
+{
+    ncclUniqueId u;
+    ncclResult_t r = ncclGetUniqueId(&u);
+    if (r != ncclSuccess)
+        return nccl_error("dat_comm_unique_id", "ncclGetUniqueId", r, NULL);
+    memcpy(id, &u, sizeof u);
+    return DAT_OK;
+}
+
+/* Joins the NCCL communicator without blocking past the deadline. */
+static dat_status init_comm(nccl_impl *m, int nranks, int rank, const dat_comm_id *id,
+                            double timeout_s)
+{
+    ncclUniqueId u;
+    memcpy(&u, id, sizeof u);
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    ncclResult_t r = ncclCommInitRankConfig(&m->comm, nranks, u, rank, &config);
+    if (r != ncclSuccess && r != ncclInProgress)
+        return nccl_error("dat_comm_create_nccl", "ncclCommInitRankConfig", r, NULL);
+    double deadline = dat_comm_now() + timeout_s;
+    for (;;) {
+        ncclResult_t a = ncclInProgress;
+        r = ncclCommGetAsyncError(m->comm, &a);
+        if (r != ncclSuccess || (a != ncclSuccess && a != ncclInProgress)) {
+            dat_status s = nccl_error("dat_comm_create_nccl", "ncclCommInitRankConfig",
+                                      r != ncclSuccess ? r : a, m->comm);
+            abort_comm(m);
+            return s;
+        }
+        if (a == ncclSuccess)
+            return DAT_OK;
+        if (dat_comm_now() > deadline) {
+            abort_comm(m);
+            return dat_error(DAT_ERR_TIMEOUT, "dat_comm_create_nccl",
+                             "rank %d of %d: the NCCL communicator was not complete within %g s "
+                             "(do all ranks call dat_comm_create_nccl with the same id?)",
+                             rank, nranks, timeout_s);
+        }
+        sched_yield();
+    }
+}
+
+extern "C" dat_status dat_comm_nccl_create(dat_comm **out, dat_ctx *ctx, int nranks, int rank,
+                                           const dat_comm_id *id, const dat_comm_options *o)
+{
+    nccl_impl *m = (nccl_impl *)calloc(1, sizeof *m);
+    if (!m)
+        return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_comm_create_nccl",
+                         "cannot allocate the NCCL state");
+    m->device = ctx->opts.device_ordinal;
+    dat_status s = DAT_OK;
+    cudaError_t e = cudaSetDevice(m->device);
+    if (e == cudaSuccess)
+        e = cudaStreamCreateWithFlags(&m->stream, cudaStreamNonBlocking);
+    if (e == cudaSuccess)
+        e = cudaMalloc(&m->dev_hdr, (size_t)nranks * DAT_HDR_LEN * sizeof(int64_t));
+    if (e != cudaSuccess)
+        s = dat_cuda_error(e, "dat_comm_create_nccl", "stream / header buffer");
+    if (s == DAT_OK)
+        s = init_comm(m, nranks, rank, id, o->timeout_s);
+    if (s == DAT_OK)
+        s = dat_comm_alloc(out, ctx, &nccl_ops, m, rank, nranks, o->timeout_s);
+    if (s != DAT_OK) {
+        if (m->comm)
+            abort_comm(m);
+        if (m->dev_hdr)
+            cudaFree(m->dev_hdr);
+        if (m->stream)
+            cudaStreamDestroy(m->stream);
+        free(m);
+    }
+    return s;
+}

@@ -1,0 +1,145 @@
+/*
+ * The communicator as libdat sees it inside: one struct of function
+ * pointers per kind (self, MPI, NCCL) under a generic layer (comm.c) that
+ * checks arguments, agrees on headers, stages tensors between host and
+ * device, runs the quantized algorithms (comm_quant.c) and keeps statistics.
+ *
+ * The ops move raw buffers in the kind's memory (host for self / MPI, the
+ * context's device for NCCL). They return DAT_ERR_TIMEOUT when peers do not
+ * answer within comm->timeout_s and DAT_ERR_COMM for transport errors; the
+ * generic layer then marks the communicator broken.
+ */
+#ifndef LIBDAT_COMM_COMM_H
+#define LIBDAT_COMM_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "libdat/dat_comm.h"
+
+/* Fields of the header every rank contributes before a collective. */
+enum {
+    DAT_HDR_SEQ,
+    DAT_HDR_OP,
+    DAT_HDR_DTYPE,
+    DAT_HDR_COUNT,
+    DAT_HDR_ARG,    /* reduce op, root or quantized mode */
+    DAT_HDR_BITS,
+    DAT_HDR_BUCKET,
+    DAT_HDR_NORM,
+    DAT_HDR_STEP,
+    DAT_HDR_STATUS, /* this rank's local status (argument checks, encode) */
+    DAT_HDR_LEN
+};
+
+/* Operation codes in the headers. */
+enum {
+    DAT_COMM_OP_ALLREDUCE = 1,
+    DAT_COMM_OP_BROADCAST,
+    DAT_COMM_OP_ALLGATHER,
+    DAT_COMM_OP_QUANTIZED,      /* first phase: the workers' codes */
+    DAT_COMM_OP_QUANTIZED_SERVE /* two-sided second phase: the servers' codes */
+};
+
+typedef struct dat_comm_ops {
+    const char *name;
+    int device_buffers; /* 1: buffers given to the ops are device memory of comm->ctx */
+    void (*destroy)(dat_comm *c);
+    /* Gathers DAT_HDR_LEN int64 of every rank into all (rank-major); host memory. */
+    dat_status (*exchange_header)(dat_comm *c, const int64_t *mine, int64_t *all);
+    /* In place; every rank ends with identical bits. */
+    dat_status (*allreduce)(dat_comm *c, float *buf, size_t n, dat_reduction op);
+    dat_status (*broadcast)(dat_comm *c, void *buf, size_t bytes, int root);
+    /* In place: block j (counts[j] bytes at displs[j]) comes from rank j; this
+     * rank's block is already there. */
+    dat_status (*allgatherv)(dat_comm *c, void *buf, const size_t *counts,
+                             const size_t *displs);
+    /* Block j of send (scounts[j] bytes at sdispls[j]) goes to rank j, which
+     * stores it at rdispls[this rank] of its recv; the own block is copied. */
+    dat_status (*alltoallv)(dat_comm *c, const void *send, const size_t *scounts,
+                            const size_t *sdispls, void *recv, const size_t *rcounts,
+                            const size_t *rdispls);
+    /* Tears down without waiting for peers (after a failure). */
+    void (*abort)(dat_comm *c);
+} dat_comm_ops;
+
+struct dat_comm {
+    const dat_comm_ops *ops;
+    void *impl;          /* owned by the kind */
+    dat_ctx *ctx;
+    int rank, size;
+    double timeout_s;
+    int broken;          /* a wait failed or timed out, or abort was called */
+    uint64_t seq;        /* collectives begun */
+    dat_comm_stats stats;
+    /* Scratch that grows to the largest need and is then reused. */
+    uint8_t *scratch;    /* host, 64-byte aligned */
+    size_t scratch_bytes;
+    float *stage;        /* host copy of device tensors */
+    size_t stage_len;
+    void *dev_scratch;   /* device copy of host buffers, for device-buffer kinds */
+    size_t dev_bytes;
+    size_t *tables;      /* 4 * size entries: counts and displacements */
+    int64_t *headers;    /* size * DAT_HDR_LEN */
+};
+
+/* Creates the generic part; takes ownership of impl only on success. */
+dat_status dat_comm_alloc(dat_comm **out, dat_ctx *ctx, const dat_comm_ops *ops, void *impl,
+                          int rank, int size, double timeout_s);
+
+/* Host scratch of at least bytes, 64-byte aligned. */
+dat_status dat_comm_scratch(dat_comm *c, size_t bytes, uint8_t **p);
+
+/* Resolves options (NULL = defaults) and checks them. */
+dat_status dat_comm_resolve_options(const char *func, const dat_comm_options *opts,
+                                    dat_comm_options *o);
+
+/* Seconds on a monotonic clock. */
+double dat_comm_now(void);
+
+/* Start of shard j of n units over m ranks: floor(j * n / m). Tensors have at
+ * most 2^40 elements and m < 2^23 ranks, so the product fits. */
+static inline size_t dat_comm_shard_lo(size_t n, int j, int m)
+{
+    return (size_t)((uint64_t)n * (uint64_t)j / (uint64_t)m);
+}
+
+/* Fills a header and takes the next sequence number. */
+void dat_comm_header(dat_comm *c, int64_t *h, int op, int64_t dtype, int64_t count,
+                     int64_t arg, dat_status local);
+
+/*
+ * Header agreement: exchanges this rank's header; fails with DAT_ERR_COMM
+ * naming the field and ranks if any field differs or another rank's status
+ * is not DAT_OK, and with this rank's own status if that is not DAT_OK.
+ */
+dat_status dat_comm_agree(dat_comm *c, const char *func, const int64_t *mine);
+
+/* Runs an op on host buffers: for a device-buffer kind, stages them through
+ * comm->dev_scratch. */
+dat_status dat_comm_host_allgatherv(dat_comm *c, void *buf, const size_t *counts,
+                                    const size_t *displs, size_t total);
+dat_status dat_comm_host_alltoallv(dat_comm *c, const void *send, const size_t *scounts,
+                                   const size_t *sdispls, size_t stotal, void *recv,
+                                   const size_t *rcounts, const size_t *rdispls, size_t rtotal);
+
+/* Marks the communicator broken after a transport failure; returns s. */
+dat_status dat_comm_failed(dat_comm *c, dat_status s);
+
+/*
+ * The quantized all-reduce of a host slice: x holds elements offset ..
+ * offset + n of a flat buffer (offset and the slices a caller cuts must be
+ * bucket-aligned for the slices to draw what the whole would). Agrees on the
+ * headers (with the encode status) before each exchange. Adds the payload
+ * bytes to the statistics; the caller counts the call and the time.
+ */
+dat_status dat_comm_quantized_host(dat_comm *c, const char *func, float *x, size_t n,
+                                   uint64_t offset, dat_quantizer *q, dat_quant_mode mode,
+                                   uint64_t step);
+
+/* NCCL (kernels/comm_nccl.cu), in builds with CUDA. */
+dat_status dat_comm_nccl_unique_id(dat_comm_id *id);
+dat_status dat_comm_nccl_create(dat_comm **out, dat_ctx *ctx, int nranks, int rank,
+                                const dat_comm_id *id, const dat_comm_options *o);
+
+#endif

@@ -1,0 +1,137 @@
+/*
+ * The quantized all-reduce on a host slice, over any kind's ops.
+ *
+ * One-sided: every rank encodes its slice (worker stream of its rank), the
+ * codes are all-gathered, every rank decodes rank 0's, adds rank 1's, ... and
+ * multiplies by 1/M on the last: identical bits everywhere.
+ *
+ * Two-sided: the slice's U buckets form M shards (shard j = buckets
+ * floor(jU/M) .. floor((j+1)U/M) - 1). Every rank encodes its whole slice,
+ * which is the shards' encodings end to end, and sends shard j's to rank j
+ * (all-to-all). Rank j decodes and averages its shard as above, encodes the
+ * average again (server stream of rank j, no error feedback) in place of its
+ * own shard's codes, and the codes are all-gathered; every rank decodes all.
+ */
+#include "comm.h"
+
+#include <string.h>
+
+#include "../core/error.h"
+#include "../quant/quant_math.h"
+#include "../quant/quantizer.h"
+
+static void quant_header(dat_comm *c, int64_t *h, int op, size_t n, dat_quantizer *q,
+                         dat_quant_mode mode, uint64_t step, dat_status local)
+{
+    dat_comm_header(c, h, op, DAT_FLOAT32, (int64_t)n, mode, local);
+    h[DAT_HDR_BITS] = q->cfg.bits;
+    h[DAT_HDR_BUCKET] = q->cfg.bucket;
+    h[DAT_HDR_NORM] = q->cfg.norm;
+    h[DAT_HDR_STEP] = (int64_t)step;
+}
+
+static dat_status one_sided(dat_comm *c, const char *func, float *x, size_t n, uint64_t offset,
+                            dat_quantizer *q, uint64_t step)
+{
+    int m = c->size, r = c->rank;
+    size_t e = dat_quant_encoded_bytes(&q->cfg, n);
+    size_t stride = (e + 63) & ~(size_t)63; /* keep every block aligned */
+    uint8_t *buf;
+    DAT_TRY(dat_comm_scratch(c, stride * (size_t)m, &buf));
+    dat_status local = dat_quantizer_encode_slice(q, func, x, n, offset, (uint32_t)r, step,
+                                                  DAT_QUANT_PHASE_WORKER, 1,
+                                                  buf + (size_t)r * stride);
+    int64_t h[DAT_HDR_LEN];
+    quant_header(c, h, DAT_COMM_OP_QUANTIZED, n, q, DAT_QUANT_ONE_SIDED, step, local);
+    DAT_TRY(dat_comm_agree(c, func, h));
+    if (m > 1) {
+        size_t *counts = c->tables, *displs = c->tables + m;
+        for (int j = 0; j < m; ++j) {
+            counts[j] = e;
+            displs[j] = (size_t)j * stride;
+        }
+        dat_status s = dat_comm_host_allgatherv(c, buf, counts, displs, stride * (size_t)m);
+        if (s != DAT_OK)
+            return dat_error_context(dat_comm_failed(c, s), func);
+    }
+    float inv = 1.0f / (float)m;
+    for (int j = 0; j < m; ++j)
+        dat_quantizer_decode_slice(q, buf + (size_t)j * stride, n, x, j > 0,
+                                   j == m - 1 ? inv : 1.0f);
+    c->stats.bytes_sent += (uint64_t)(m - 1) * e;
+    c->stats.bytes_received += (uint64_t)(m - 1) * e;
+    return DAT_OK;
+}
+
+static dat_status two_sided(dat_comm *c, const char *func, float *x, size_t n, uint64_t offset,
+                            dat_quantizer *q, uint64_t step)
+{
+    int m = c->size, r = c->rank;
+    size_t bucket = (size_t)q->cfg.bucket, units = (n + bucket - 1) / bucket;
+    size_t *scounts = c->tables, *sdispls = c->tables + m, *rcounts = c->tables + 2 * m,
+           *rdispls = c->tables + 3 * m;
+    size_t stotal = 0, lo_r = 0, n_r = 0;
+    for (int j = 0; j < m; ++j) {
+        size_t lo = dat_comm_shard_lo(units, j, m) * bucket;
+        size_t hi = dat_comm_shard_lo(units, j + 1, m) * bucket;
+        lo = lo < n ? lo : n;
+        hi = hi < n ? hi : n;
+        scounts[j] = dat_quant_encoded_bytes(&q->cfg, hi - lo);
+        sdispls[j] = stotal;
+        stotal += scounts[j];
+        if (j == r) {
+            lo_r = lo;
+            n_r = hi - lo;
+        }
+    }
+    size_t e_r = scounts[r], rstride = (e_r + 63) & ~(size_t)63;
+    size_t soff = (stotal + 63) & ~(size_t)63;
+    for (int j = 0; j < m; ++j) {
+        rcounts[j] = e_r;
+        rdispls[j] = (size_t)j * rstride;
+    }
+    uint8_t *buf;
+    DAT_TRY(dat_comm_scratch(c, soff + rstride * (size_t)m, &buf));
+    uint8_t *send = buf, *recv = buf + soff;
+
+    /* Phase 1: the workers' codes of every shard, to the shard's server. */
+    dat_status local = dat_quantizer_encode_slice(q, func, x, n, offset, (uint32_t)r, step,
+                                                  DAT_QUANT_PHASE_WORKER, 1, send);
+    int64_t h[DAT_HDR_LEN];
+    quant_header(c, h, DAT_COMM_OP_QUANTIZED, n, q, DAT_QUANT_TWO_SIDED, step, local);
+    DAT_TRY(dat_comm_agree(c, func, h));
+    dat_status s = m > 1 ? dat_comm_host_alltoallv(c, send, scounts, sdispls, stotal, recv,
+                                                   rcounts, rdispls, rstride * (size_t)m)
+                         : (memcpy(recv, send, e_r), DAT_OK);
+    if (s != DAT_OK)
+        return dat_error_context(dat_comm_failed(c, s), func);
+    float inv = 1.0f / (float)m;
+    for (int j = 0; j < m; ++j)
+        dat_quantizer_decode_slice(q, recv + rdispls[j], n_r, x + lo_r, j > 0,
+                                   j == m - 1 ? inv : 1.0f);
+
+    /* Phase 2: the server's codes of its average, to everyone. */
+    local = dat_quantizer_encode_slice(q, func, x + lo_r, n_r, offset + lo_r, (uint32_t)r, step,
+                                       DAT_QUANT_PHASE_SERVER, 0, send + sdispls[r]);
+    quant_header(c, h, DAT_COMM_OP_QUANTIZED_SERVE, n, q, DAT_QUANT_TWO_SIDED, step, local);
+    DAT_TRY(dat_comm_agree(c, func, h));
+    if (m > 1) {
+        s = dat_comm_host_allgatherv(c, send, scounts, sdispls, stotal);
+        if (s != DAT_OK)
+            return dat_error_context(dat_comm_failed(c, s), func);
+    }
+    dat_quantizer_decode_slice(q, send, n, x, 0, 1.0f);
+    uint64_t bytes = (uint64_t)(stotal - e_r) + (uint64_t)(m - 1) * e_r;
+    c->stats.bytes_sent += bytes;
+    c->stats.bytes_received += bytes;
+    return DAT_OK;
+}
+
+dat_status dat_comm_quantized_host(dat_comm *c, const char *func, float *x, size_t n,
+                                   uint64_t offset, dat_quantizer *q, dat_quant_mode mode,
+                                   uint64_t step)
+{
+    if (mode == DAT_QUANT_ONE_SIDED)
+        return one_sided(c, func, x, n, offset, q, step);
+    return two_sided(c, func, x, n, offset, q, step);
+}

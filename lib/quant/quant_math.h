@@ -1,0 +1,103 @@
+/*
+ * The per-element math of the randomized quantizer, shared by the host code
+ * (quantize.c) and, later, a CUDA kernel, like lib/core/philox.h: the same
+ * stream, the same rounding, the same codes on both.
+ *
+ * A CUDA kernel plugs in at dat_quant_encode_host / dat_quant_decode_host
+ * (quantize.h): one block per bucket, a block reduction for the norm (in the
+ * fixed lane order of dat_quant_bucket_norm, to give the same bits), then one
+ * thread per element calling dat_quant_code() with the word
+ * dat_philox_word(key, stream, counter0 + i), and a warp-level pack.
+ */
+#ifndef LIBDAT_QUANT_QUANT_MATH_H
+#define LIBDAT_QUANT_QUANT_MATH_H
+
+#include <stdint.h>
+
+#include "../core/philox.h"
+
+/* Bits 32 mean pass-through: the codes are the floats. */
+#define DAT_QUANT_PASSTHROUGH 32
+
+/* Phases of a quantized collective: a worker's own gradient, and the second
+ * quantization of an average by the rank that serves a shard (two-sided). */
+#define DAT_QUANT_PHASE_WORKER 0u
+#define DAT_QUANT_PHASE_SERVER 1u
+
+/* Norms below this are scaled up by DAT_QUANT_TINY_SCALE before s / norm is
+ * taken, so the scale stays finite for denormal buckets. Powers of two: exact. */
+#define DAT_QUANT_TINY_NORM 0x1p-60f
+#define DAT_QUANT_TINY_SCALE 0x1p64f
+
+/* SplitMix64's finalizer: a bijection that spreads every input bit. */
+DAT_HD uint64_t dat_quant_mix64(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Philox stream of one encode: distinct (salt, rank, step, phase) give
+ * unrelated 64-bit stream numbers, far from the small ones other parts use. */
+DAT_HD uint64_t dat_quant_stream(uint64_t salt, uint32_t rank, uint64_t step, uint32_t phase)
+{
+    uint64_t h = dat_quant_mix64(salt ^ 0x51554e545a455231ull);
+    h = dat_quant_mix64(h ^ (((uint64_t)phase << 32) | rank));
+    return dat_quant_mix64(h ^ step);
+}
+
+/* s = 2^(b-1) - 1 levels above zero. */
+DAT_HD uint32_t dat_quant_levels(int bits)
+{
+    return (1u << (bits - 1)) - 1u;
+}
+
+/* Per-bucket constants of the encode: |v| * pre * scale = s |v| / norm. */
+typedef struct dat_quant_scale {
+    float pre, scale;
+} dat_quant_scale;
+
+DAT_HD dat_quant_scale dat_quant_make_scale(float norm, uint32_t s)
+{
+    dat_quant_scale k;
+    k.pre = norm < DAT_QUANT_TINY_NORM ? DAT_QUANT_TINY_SCALE : 1.0f;
+    k.scale = (float)s / DAT_RN_FMUL(norm, k.pre);
+    return k;
+}
+
+/*
+ * Code of one value (norm > 0): level xi = floor(r) or floor(r) + 1 with
+ * r = s |v| / norm, rounding up when the word's 24-bit uniform u < r - floor(r);
+ * the sign in bit b - 1 (only for xi > 0, so a code 0 is always +0).
+ * r is clamped to s (then frac = 0 and xi = s): a rounded norm may sit an ulp
+ * below max |v|. Written without branches so that loops over it vectorize.
+ */
+DAT_HD uint32_t dat_quant_code(float v, dat_quant_scale k, uint32_t s, uint32_t word, int bits)
+{
+    float a = v < 0.0f ? -v : v;
+    float r = DAT_RN_FMUL(DAT_RN_FMUL(a, k.pre), k.scale);
+    float sf = (float)s;
+    float rc = r < sf ? r : sf;
+    uint32_t l = (uint32_t)(int32_t)rc; /* rc <= 32767 */
+    float frac = rc - (float)(int32_t)l; /* exact: r - floor(r) always is */
+    uint32_t xi = l + (dat_u32_to_unit(word) < frac ? 1u : 0u);
+    uint32_t sign = (v < 0.0f && xi != 0u) ? (1u << (bits - 1)) : 0u;
+    return sign | xi;
+}
+
+/* Value of a code: sign * xi * (norm / s), with step = norm / s. */
+DAT_HD float dat_quant_value(uint32_t code, float step, int bits)
+{
+    uint32_t xi = code & ((1u << (bits - 1)) - 1u);
+    float m = DAT_RN_FMUL((float)xi, step);
+    return (code >> (bits - 1)) ? -m : m;
+}
+
+/* norm / s: the value of one level. */
+DAT_HD float dat_quant_step(float norm, uint32_t s)
+{
+    return norm / (float)s;
+}
+
+#endif

@@ -1,0 +1,364 @@
+/*
+ * Host encode / decode of the randomized quantizer: buckets in parallel
+ * (OpenMP), each in chunks of DAT_QUANT_CHUNK elements kept in L1; no
+ * allocation. The per-element math is quant_math.h, shared with CUDA.
+ */
+#include "quantize.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "../core/error.h"
+#include "pack.h"
+#include "philox_simd.h"
+#include "quant_math.h"
+
+/* The hot loops are compiled for AVX-512 and AVX2 too, picked at load time
+ * (GCC function multiversioning). Every clone gives the same bits: integer
+ * Philox, element-wise float ops without contraction (-ffp-contract=off). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define DAT_QUANT_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#else
+#define DAT_QUANT_CLONES
+#endif
+
+#define DAT_QUANT_CHUNK 256
+#define DAT_QUANT_LANES 16
+/* Below this many elements a parallel region costs more than it saves. */
+#define DAT_QUANT_PAR_MIN 32768
+
+int dat_quant_threads(int ctx_threads, size_t n)
+{
+    return n < DAT_QUANT_PAR_MIN || ctx_threads < 1 ? 1 : ctx_threads;
+}
+
+static size_t bucket_bytes(const dat_quant_config *c, size_t m)
+{
+    return 4 + 4 * dat_pack_words(m, c->bits);
+}
+
+size_t dat_quant_encoded_bytes(const dat_quant_config *c, size_t n)
+{
+    if (c->bits == DAT_QUANT_PASSTHROUGH)
+        return 4 * n;
+    size_t b = (size_t)c->bucket, full = n / b, r = n % b;
+    return full * bucket_bytes(c, b) + (r ? bucket_bytes(c, r) : 0);
+}
+
+/* v = x + e for one chunk: in buf with a residual, else x itself. */
+static const float *load_chunk(const float *x, const float *e, size_t len, float *buf)
+{
+    if (!e)
+        return x;
+#pragma omp simd
+    for (size_t k = 0; k < len; ++k)
+        buf[k] = x[k] + e[k];
+    return buf;
+}
+
+/* Index of the first NaN / Inf of v[0..len), or len. */
+static size_t first_nonfinite(const float *v, size_t len)
+{
+    for (size_t k = 0; k < len; ++k)
+        if (!isfinite(v[k]))
+            return k;
+    return len;
+}
+
+/* Lane accumulators: a fixed summation order whatever the vector width, so
+ * every build (and a CUDA kernel following it) gets the same bits. */
+typedef struct lanes {
+    float a[DAT_QUANT_LANES];
+} lanes;
+
+DAT_QUANT_CLONES
+static void lanes_add_chunk(lanes *acc, lanes *chk, const float *v, size_t len, int max_norm)
+{
+    size_t full = len / DAT_QUANT_LANES * DAT_QUANT_LANES;
+    float a[DAT_QUANT_LANES], c[DAT_QUANT_LANES];
+    memcpy(a, acc->a, sizeof a);
+    memcpy(c, chk->a, sizeof c);
+    if (max_norm) {
+        for (size_t k = 0; k < full; k += DAT_QUANT_LANES) {
+#pragma omp simd
+            for (int j = 0; j < DAT_QUANT_LANES; ++j) {
+                float x = v[k + (size_t)j], ax = x < 0.0f ? -x : x;
+                a[j] = ax > a[j] ? ax : a[j];
+                c[j] += x * 0.0f; /* NaN if any x is NaN or Inf */
+            }
+        }
+    } else {
+        for (size_t k = 0; k < full; k += DAT_QUANT_LANES) {
+#pragma omp simd
+            for (int j = 0; j < DAT_QUANT_LANES; ++j) {
+                float x = v[k + (size_t)j];
+                a[j] += x * x;
+                c[j] += x * 0.0f;
+            }
+        }
+    }
+    for (size_t k = full; k < len; ++k) {
+        int j = (int)(k - full);
+        float x = v[k], ax = x < 0.0f ? -x : x;
+        if (max_norm)
+            a[j] = ax > a[j] ? ax : a[j];
+        else
+            a[j] += x * x;
+        c[j] += x * 0.0f;
+    }
+    memcpy(acc->a, a, sizeof a);
+    memcpy(chk->a, c, sizeof c);
+}
+
+/* Pairwise combination of the lanes, in a fixed tree. */
+static float lanes_reduce(lanes *l, int max_norm)
+{
+    for (int w = DAT_QUANT_LANES / 2; w >= 1; w /= 2)
+        for (int j = 0; j < w; ++j)
+            l->a[j] = max_norm ? (l->a[j + w] > l->a[j] ? l->a[j + w] : l->a[j])
+                               : l->a[j] + l->a[j + w];
+    return l->a[0];
+}
+
+enum { NORM_OK = 0, NORM_NONFINITE = 1, NORM_OVERFLOW = 2 };
+
+/*
+ * Norm of the bucket v = x + e (m elements). The ℓ2 sum of squares runs in
+ * float lanes; where it may have overflowed or lost precision to underflow it
+ * is redone in double. Sets *bad to the bucket-relative index of a NaN / Inf.
+ */
+static int bucket_norm(const dat_quant_config *c, const float *x, const float *e, size_t m,
+                       float *norm, size_t *bad)
+{
+    int max_norm = c->norm == DAT_QUANT_NORM_MAX;
+    lanes acc, chk;
+    memset(&acc, 0, sizeof acc);
+    memset(&chk, 0, sizeof chk);
+    float v[DAT_QUANT_CHUNK];
+    for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK) {
+        size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
+        lanes_add_chunk(&acc, &chk, load_chunk(x + k0, e ? e + k0 : NULL, len, v), len,
+                        max_norm);
+    }
+    float r = lanes_reduce(&acc, max_norm);
+    if (lanes_reduce(&chk, 0) != 0.0f) { /* NaN: some element is not finite */
+        for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK) {
+            size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
+            size_t i = first_nonfinite(load_chunk(x + k0, e ? e + k0 : NULL, len, v), len);
+            if (i < len) {
+                *bad = k0 + i;
+                return NORM_NONFINITE;
+            }
+        }
+    }
+    if (max_norm) {
+        *norm = r;
+        return NORM_OK;
+    }
+    if (!(r >= 0x1p-100f && r <= 0x1p100f)) {
+        double s = 0.0;
+        for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK) {
+            size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
+            const float *vv = load_chunk(x + k0, e ? e + k0 : NULL, len, v);
+            for (size_t k = 0; k < len; ++k)
+                s += (double)vv[k] * (double)vv[k];
+        }
+        double n = sqrt(s);
+        if (n > FLT_MAX) {
+            *bad = 0;
+            return NORM_OVERFLOW;
+        }
+        *norm = (float)n;
+        return NORM_OK;
+    }
+    *norm = sqrtf(r);
+    return NORM_OK;
+}
+
+/* Words g0 .. g0 + len - 1 of the stream (len <= DAT_QUANT_CHUNK). */
+static void stream_words(uint64_t key, uint64_t stream, uint64_t g0, size_t len, uint32_t *w)
+{
+    const size_t span = 4 * DAT_PHILOX_BULK;
+    if ((g0 & 3) == 0 && len % span == 0) {
+        dat_philox_blocks_bulk(key, stream, g0 >> 2, len / 4, w);
+        return;
+    }
+    for (size_t i = 0; i < len; ++i)
+        w[i] = dat_philox_word(key, stream, g0 + i);
+}
+
+/* Codes of one chunk; with e, also the new residual e = v - q(v). */
+DAT_QUANT_CLONES
+static void chunk_codes(const float *v, const uint32_t *w, size_t len, dat_quant_scale ks,
+                        uint32_t s, float step, int bits, uint32_t *code, float *e)
+{
+#pragma omp simd
+    for (size_t k = 0; k < len; ++k)
+        code[k] = dat_quant_code(v[k], ks, s, w[k], bits);
+    if (e) {
+#pragma omp simd
+        for (size_t k = 0; k < len; ++k)
+            e[k] = v[k] - dat_quant_value(code[k], step, bits);
+    }
+}
+
+/* Quantizes, packs and (with e) updates the residual of one bucket. */
+static void encode_bucket(const dat_quant_config *c, const float *x, float *e, size_t m,
+                          float norm, uint64_t key, uint64_t stream, uint64_t g0, uint8_t *out)
+{
+    memcpy(out, &norm, sizeof norm);
+    uint32_t *words = (uint32_t *)(out + 4);
+    int bits = c->bits;
+    uint32_t s = dat_quant_levels(bits);
+    if (norm == 0.0f) { /* all zero: codes 0 decode to +0, the residual is v */
+        memset(words, 0, 4 * dat_pack_words(m, bits));
+        if (e)
+            for (size_t k = 0; k < m; ++k)
+                e[k] += x[k];
+        return;
+    }
+    dat_quant_scale ks = dat_quant_make_scale(norm, s);
+    float step = dat_quant_step(norm, s);
+    dat_packer pk;
+    dat_packer_init(&pk, words, bits);
+    float v[DAT_QUANT_CHUNK];
+    uint32_t w[DAT_QUANT_CHUNK], code[DAT_QUANT_CHUNK];
+    for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK) {
+        size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
+        const float *vv = load_chunk(x + k0, e ? e + k0 : NULL, len, v);
+        stream_words(key, stream, g0 + k0, len, w);
+        chunk_codes(vv, w, len, ks, s, step, bits, code, e ? e + k0 : NULL);
+        dat_pack(&pk, code, len);
+    }
+    dat_packer_flush(&pk);
+}
+
+/* Pass-through: the codes are x + e; the residual becomes 0. */
+static size_t passthrough_block(const float *x, float *e, size_t m, float *out, size_t *bad)
+{
+    if (e) {
+        for (size_t k = 0; k < m; ++k)
+            out[k] = x[k] + e[k];
+    } else {
+        memcpy(out, x, m * sizeof *out);
+    }
+    if (e)
+        memset(e, 0, m * sizeof *e);
+    size_t i = first_nonfinite(out, m);
+    if (i < m) {
+        *bad = i;
+        return 1;
+    }
+    return 0;
+}
+
+static dat_status numeric_error(const char *func, int kind, uint64_t index, int have_residual)
+{
+    if (kind == NORM_OVERFLOW)
+        return dat_error(DAT_ERR_NUMERIC, func,
+                         "the l2 norm of the bucket starting at element %llu overflows float%s",
+                         (unsigned long long)index, have_residual ? " (residual zeroed)" : "");
+    return dat_error(DAT_ERR_NUMERIC, func, "element %llu is NaN or Inf%s",
+                     (unsigned long long)index,
+                     have_residual ? " (after adding the residual; residual zeroed)" : "");
+}
+
+dat_status dat_quant_encode_host(const char *func, const dat_quant_config *c, const float *x,
+                                 size_t n, float *residual, uint64_t key, uint64_t stream,
+                                 uint64_t counter0, void *codes, int nthreads,
+                                 uint64_t index_base)
+{
+    size_t bsz = c->bits == DAT_QUANT_PASSTHROUGH ? 4096 : (size_t)c->bucket;
+    size_t nb = (n + bsz - 1) / bsz, full_bytes = bucket_bytes(c, bsz);
+    uint64_t first_bad = UINT64_MAX;
+    int bad_kind = NORM_OK;
+    int nt = nthreads > 1 && nb > 1 ? nthreads : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(min : first_bad) \
+    reduction(max : bad_kind)
+    for (size_t b = 0; b < nb; ++b) {
+        size_t lo = b * bsz, m = n - lo < bsz ? n - lo : bsz, bad = 0;
+        float *e = residual ? residual + lo : NULL;
+        if (c->bits == DAT_QUANT_PASSTHROUGH) {
+            if (passthrough_block(x + lo, e, m, (float *)codes + lo, &bad)) {
+                first_bad = lo + bad < first_bad ? lo + bad : first_bad;
+                bad_kind = NORM_NONFINITE > bad_kind ? NORM_NONFINITE : bad_kind;
+            }
+            continue;
+        }
+        float norm = 0.0f;
+        int kind = bucket_norm(c, x + lo, e, m, &norm, &bad);
+        if (kind != NORM_OK) {
+            first_bad = lo + bad < first_bad ? lo + bad : first_bad;
+            bad_kind = kind > bad_kind ? kind : bad_kind;
+            continue;
+        }
+        encode_bucket(c, x + lo, e, m, norm, key, stream, counter0 + lo,
+                      (uint8_t *)codes + b * full_bytes);
+    }
+    if (bad_kind != NORM_OK) {
+        if (residual)
+            memset(residual, 0, n * sizeof *residual);
+        return numeric_error(func, bad_kind, index_base + first_bad, residual != NULL);
+    }
+    return DAT_OK;
+}
+
+/* out = (accumulate ? out + q : q) * post for one chunk of codes. */
+DAT_QUANT_CLONES
+static void chunk_values(const uint32_t *code, size_t len, float step, int bits, float *out,
+                         int accumulate, float post)
+{
+    if (accumulate) {
+#pragma omp simd
+        for (size_t k = 0; k < len; ++k)
+            out[k] = (out[k] + dat_quant_value(code[k], step, bits)) * post;
+    } else {
+#pragma omp simd
+        for (size_t k = 0; k < len; ++k)
+            out[k] = dat_quant_value(code[k], step, bits) * post;
+    }
+}
+
+static void decode_bucket(const dat_quant_config *c, const uint8_t *in, size_t m, float *out,
+                          int accumulate, float post)
+{
+    float norm;
+    memcpy(&norm, in, sizeof norm);
+    int bits = c->bits;
+    float step = dat_quant_step(norm, dat_quant_levels(bits));
+    dat_unpacker up;
+    dat_unpacker_init(&up, (const uint32_t *)(in + 4), bits);
+    uint32_t code[DAT_QUANT_CHUNK];
+    for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK) {
+        size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
+        dat_unpack(&up, code, len);
+        chunk_values(code, len, step, bits, out + k0, accumulate, post);
+    }
+}
+
+void dat_quant_decode_host(const dat_quant_config *c, const void *codes, size_t n, float *out,
+                           int accumulate, float post_scale, int nthreads)
+{
+    int pass = c->bits == DAT_QUANT_PASSTHROUGH;
+    size_t bsz = pass ? 4096 : (size_t)c->bucket;
+    size_t nb = (n + bsz - 1) / bsz, full_bytes = bucket_bytes(c, bsz);
+    int nt = nthreads > 1 && nb > 1 ? nthreads : 1;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t b = 0; b < nb; ++b) {
+        size_t lo = b * bsz, m = n - lo < bsz ? n - lo : bsz;
+        if (!pass) {
+            decode_bucket(c, (const uint8_t *)codes + b * full_bytes, m, out + lo, accumulate,
+                          post_scale);
+            continue;
+        }
+        const float *in = (const float *)codes + lo;
+        float *o = out + lo;
+        if (accumulate)
+            for (size_t k = 0; k < m; ++k)
+                o[k] = (o[k] + in[k]) * post_scale;
+        else
+            for (size_t k = 0; k < m; ++k)
+                o[k] = in[k] * post_scale;
+    }
+}

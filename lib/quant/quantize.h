@@ -1,0 +1,47 @@
+/*
+ * The quantizer's host kernels on raw buffers: what dat_quantizer (public)
+ * and the communicators call. They work on any slice of a flat float buffer:
+ * element i of a call draws word counter0 + i of the stream, so encoding a
+ * buffer whole or in bucket-aligned slices (counter0 = slice offset) gives
+ * the same bytes, the slices' encodings laid end to end.
+ */
+#ifndef LIBDAT_QUANT_QUANTIZE_H
+#define LIBDAT_QUANT_QUANTIZE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "libdat/dat_quant.h"
+
+typedef struct dat_quant_config {
+    int bits;           /* 2..16, or 32 = pass-through */
+    int bucket;         /* elements per bucket */
+    dat_quant_norm norm;
+} dat_quant_config;
+
+/* E(n) of dat_quant.h. */
+size_t dat_quant_encoded_bytes(const dat_quant_config *c, size_t n);
+
+/*
+ * Encodes x[0..n) into codes (E(n) bytes). With residual != NULL (error
+ * feedback) encodes x + residual and stores the new residual; on
+ * DAT_ERR_NUMERIC the residual is zeroed, so the caller's state stays
+ * defined. The message names `func` and the first bad index (+ index_base).
+ */
+dat_status dat_quant_encode_host(const char *func, const dat_quant_config *c, const float *x,
+                                 size_t n, float *residual, uint64_t key, uint64_t stream,
+                                 uint64_t counter0, void *codes, int nthreads,
+                                 uint64_t index_base);
+
+/*
+ * Decodes n elements: out = (accumulate ? out + q : q) * post_scale.
+ * post_scale = 1 leaves the sum exact; the communicators use 1/M on the
+ * last of M decodes to average without another pass.
+ */
+void dat_quant_decode_host(const dat_quant_config *c, const void *codes, size_t n, float *out,
+                           int accumulate, float post_scale, int nthreads);
+
+/* Threads for n elements: 1 below a size where threads cost more than they save. */
+int dat_quant_threads(int ctx_threads, size_t n);
+
+#endif

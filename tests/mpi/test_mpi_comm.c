@@ -1,0 +1,303 @@
+/*
+ * The MPI communicator on M ranks (run by meson with mpirun -np 2 and -np 4):
+ *  - all-reduce (sum, mean) equals the serial sum x_0 + x_1 + ... bit for bit;
+ *  - broadcast and all-gather move the right bytes;
+ *  - the one- and two-sided quantized all-reduce give identical bits on every
+ *    rank, equal to a single-process simulation with the same draws (error
+ *    feedback on and off, several steps, shards with no bucket);
+ *  - the statistics equal the formulas of dat_comm.h;
+ *  - a mismatched size or a NaN on one rank gives every rank an error that
+ *    names it, and leaves the communicator usable.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "comm/comm.h"
+#include "core/philox.h"
+#include "mpi_check.h"
+#include "quant/quant_math.h"
+#include "quant/quantizer.h"
+
+static dat_ctx *ctx;
+static dat_comm *comm;
+
+/* Input element i of rank j: the same on every rank, so each can simulate all. */
+static float input(int j, size_t i, uint64_t step)
+{
+    uint32_t w = dat_philox_word(77 + step, (uint64_t)j, i);
+    return ((float)(w >> 8) / 16777216.0f - 0.5f) * (float)(1 + j) * (i % 11 == 0 ? 10.0f : 1.0f);
+}
+
+static dat_tensor *tensor(dat_dtype dt, int64_t n)
+{
+    dat_tensor *t = NULL;
+    EXPECT_OK(dat_tensor_create(&t, ctx, dt, 1, &n));
+    return t;
+}
+
+static float *fdata(dat_tensor *t)
+{
+    void *p = NULL;
+    dat_tensor_host_data(t, &p);
+    return p;
+}
+
+static dat_comm_stats stats(void)
+{
+    dat_comm_stats s = {.size = sizeof s};
+    EXPECT_OK(dat_comm_get_stats(comm, &s));
+    return s;
+}
+
+static void check_bytes(const char *what, dat_comm_stats before, uint64_t sent, uint64_t recv)
+{
+    dat_comm_stats after = stats();
+    EXPECT(after.calls == before.calls + 1, "%s: calls %llu -> %llu", what,
+           (unsigned long long)before.calls, (unsigned long long)after.calls);
+    EXPECT(after.bytes_sent - before.bytes_sent == sent &&
+               after.bytes_received - before.bytes_received == recv,
+           "%s: sent %llu received %llu bytes, the formula says %llu and %llu", what,
+           (unsigned long long)(after.bytes_sent - before.bytes_sent),
+           (unsigned long long)(after.bytes_received - before.bytes_received),
+           (unsigned long long)sent, (unsigned long long)recv);
+}
+
+static void test_allreduce(size_t n)
+{
+    for (int op = 0; op < 2; ++op) {
+        dat_tensor *t = tensor(DAT_FLOAT32, (int64_t)n);
+        float *x = fdata(t);
+        for (size_t i = 0; i < n; ++i)
+            x[i] = input(g_rank, i, 0);
+        dat_comm_stats before = stats();
+        EXPECT_OK(dat_comm_allreduce(comm, t, (dat_reduction)op));
+        size_t bad = 0, first = 0;
+        for (size_t i = 0; i < n; ++i) {
+            float s = input(0, i, 0);
+            for (int j = 1; j < g_size; ++j)
+                s += input(j, i, 0);
+            if (op == DAT_REDUCE_MEAN)
+                s *= 1.0f / (float)g_size;
+            if (x[i] != s && bad++ == 0)
+                first = i;
+        }
+        EXPECT(bad == 0, "all-reduce op %d n %zu: %zu elements differ from the serial sum, the "
+               "first at %zu", op, n, bad, first);
+        size_t lo = dat_comm_shard_lo(n, g_rank, g_size);
+        size_t nr = dat_comm_shard_lo(n, g_rank + 1, g_size) - lo;
+        uint64_t bytes = 4 * ((uint64_t)(n - nr) + (uint64_t)(g_size - 1) * nr);
+        check_bytes("all-reduce", before, bytes, bytes);
+        dat_tensor_destroy(t);
+    }
+}
+
+static void test_broadcast_allgather(void)
+{
+    const int64_t n = 1001;
+    int root = g_size - 1;
+    dat_tensor *t = tensor(DAT_INT32, n);
+    int32_t *v = (int32_t *)fdata(t);
+    for (int64_t i = 0; i < n; ++i)
+        v[i] = g_rank == root ? (int32_t)(i * 3 + 1) : -1;
+    dat_comm_stats before = stats();
+    EXPECT_OK(dat_comm_broadcast(comm, t, root));
+    for (int64_t i = 0; i < n; ++i)
+        EXPECT(v[i] == (int32_t)(i * 3 + 1), "broadcast element %lld: %d", (long long)i, v[i]);
+    check_bytes("broadcast", before, g_rank == root ? (uint64_t)(g_size - 1) * 4 * n : 0,
+                g_rank == root ? 0 : 4 * (uint64_t)n);
+
+    dat_tensor *in = tensor(DAT_FLOAT32, 777), *out = tensor(DAT_FLOAT32, 777 * g_size);
+    for (size_t i = 0; i < 777; ++i)
+        fdata(in)[i] = input(g_rank, i, 1);
+    before = stats();
+    EXPECT_OK(dat_comm_allgather(comm, in, out));
+    for (int j = 0; j < g_size; ++j)
+        for (size_t i = 0; i < 777; ++i)
+            EXPECT(fdata(out)[(size_t)j * 777 + i] == input(j, i, 1),
+                   "all-gather block %d element %zu", j, i);
+    check_bytes("all-gather", before, (uint64_t)(g_size - 1) * 777 * 4,
+                (uint64_t)(g_size - 1) * 777 * 4);
+    dat_tensor_destroy(t);
+    dat_tensor_destroy(in);
+    dat_tensor_destroy(out);
+}
+
+/* The quantized all-reduce of every rank, simulated in one process with one
+ * quantizer per simulated rank (their residuals differ). */
+static void simulate(dat_quantizer **qs, dat_quant_mode mode, size_t n, uint64_t step,
+                     float *result, uint64_t *bytes_of_rank)
+{
+    int m = g_size;
+    const dat_quant_config *cfg = &qs[0]->cfg;
+    size_t e = dat_quant_encoded_bytes(cfg, n);
+    float *x = malloc(n * sizeof *x);
+    uint8_t **codes = malloc((size_t)m * sizeof *codes);
+    for (int j = 0; j < m; ++j) {
+        codes[j] = malloc(e + 4);
+        for (size_t i = 0; i < n; ++i)
+            x[i] = input(j, i, step);
+        EXPECT_OK(dat_quantizer_encode_slice(qs[j], "sim", x, n, 0, (uint32_t)j, step,
+                                             DAT_QUANT_PHASE_WORKER, 1, codes[j]));
+    }
+    float inv = 1.0f / (float)m;
+    if (mode == DAT_QUANT_ONE_SIDED) {
+        for (int j = 0; j < m; ++j)
+            dat_quantizer_decode_slice(qs[0], codes[j], n, result, j > 0, j == m - 1 ? inv : 1);
+        *bytes_of_rank = (uint64_t)(m - 1) * e;
+    } else {
+        size_t b = (size_t)cfg->bucket, units = (n + b - 1) / b, off = 0;
+        for (int s = 0; s < m; ++s) {
+            size_t lo = dat_comm_shard_lo(units, s, m) * b, hi = dat_comm_shard_lo(units, s + 1, m) * b;
+            lo = lo < n ? lo : n;
+            hi = hi < n ? hi : n;
+            size_t es = dat_quant_encoded_bytes(cfg, hi - lo);
+            for (int j = 0; j < m; ++j)
+                dat_quantizer_decode_slice(qs[0], codes[j] + off, hi - lo, result + lo, j > 0,
+                                           j == m - 1 ? inv : 1);
+            uint8_t *served = malloc(es + 4);
+            EXPECT_OK(dat_quantizer_encode_slice(qs[s], "sim", result + lo, hi - lo, lo,
+                                                 (uint32_t)s, step, DAT_QUANT_PHASE_SERVER, 0,
+                                                 served));
+            dat_quantizer_decode_slice(qs[0], served, hi - lo, result + lo, 0, 1);
+            if (s == g_rank)
+                *bytes_of_rank = (uint64_t)(e - es) + (uint64_t)(m - 1) * es;
+            free(served);
+            off += es;
+        }
+    }
+    for (int j = 0; j < m; ++j)
+        free(codes[j]);
+    free(codes);
+    free(x);
+}
+
+static uint64_t fnv(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; ++i)
+        h = (h ^ b[i]) * 1099511628211ull;
+    return h;
+}
+
+static void test_quantized(dat_quant_mode mode, int bits, int ef, size_t n)
+{
+    dat_quantizer_options o;
+    dat_quantizer_options_init(&o);
+    o.bits = bits;
+    o.error_feedback = ef;
+    o.seed = 31;
+    o.norm = bits == 4 ? DAT_QUANT_NORM_MAX : DAT_QUANT_NORM_L2;
+    dat_quantizer *q = NULL, **sim = calloc((size_t)g_size, sizeof *sim);
+    EXPECT_OK(dat_quantizer_create(&q, ctx, &o));
+    for (int j = 0; j < g_size; ++j)
+        EXPECT_OK(dat_quantizer_create(&sim[j], ctx, &o));
+    float *want = malloc(n * sizeof *want);
+    for (uint64_t step = 5; step < 8; ++step) {
+        dat_tensor *t = tensor(DAT_FLOAT32, (int64_t)n);
+        for (size_t i = 0; i < n; ++i)
+            fdata(t)[i] = input(g_rank, i, step);
+        dat_comm_stats before = stats();
+        EXPECT_OK(dat_comm_allreduce_quantized(comm, t, q, mode, step));
+        uint64_t bytes = 0;
+        simulate(sim, mode, n, step, want, &bytes);
+        size_t bad = 0, first = 0;
+        for (size_t i = 0; i < n; ++i)
+            if (memcmp(&fdata(t)[i], &want[i], 4) != 0 && bad++ == 0)
+                first = i;
+        EXPECT(bad == 0, "mode %d bits %d ef %d n %zu step %llu: %zu elements differ from the "
+               "simulation, the first at %zu: %.9g vs %.9g", mode, bits, ef, n,
+               (unsigned long long)step, bad, first, (double)fdata(t)[first],
+               (double)want[first]);
+        uint64_t h = fnv(fdata(t), n * 4), *all = malloc((size_t)g_size * sizeof *all);
+        MPI_Allgather(&h, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, MPI_COMM_WORLD);
+        for (int j = 1; j < g_size; ++j)
+            EXPECT(all[j] == all[0], "mode %d bits %d: rank %d's result differs from rank 0's",
+                   mode, bits, j);
+        free(all);
+        check_bytes("quantized all-reduce", before, bytes, bytes);
+        dat_tensor_destroy(t);
+    }
+    free(want);
+    for (int j = 0; j < g_size; ++j)
+        dat_quantizer_destroy(sim[j]);
+    free(sim);
+    dat_quantizer_destroy(q);
+}
+
+static void test_mismatch_and_failure(void)
+{
+    /* Rank 1 passes one element more. */
+    dat_tensor *t = tensor(DAT_FLOAT32, g_rank == 1 ? 101 : 100);
+    EXPECT_ERR(dat_comm_allreduce(comm, t, DAT_REDUCE_SUM), DAT_ERR_COMM,
+               "disagree on the element count: rank 0 has 100, rank 1 has 101");
+    dat_tensor_destroy(t);
+    /* The communicator still works. */
+    test_allreduce(10);
+    /* A NaN on the last rank. */
+    dat_quantizer *q = NULL;
+    EXPECT_OK(dat_quantizer_create(&q, ctx, NULL));
+    t = tensor(DAT_FLOAT32, 600);
+    if (g_rank == g_size - 1)
+        fdata(t)[555] = NAN;
+    char who[64];
+    snprintf(who, sizeof who, "rank %d failed its part with DAT_ERR_NUMERIC", g_size - 1);
+    for (int mode = 0; mode < 2; ++mode) {
+        if (g_rank == g_size - 1)
+            EXPECT_ERR(dat_comm_allreduce_quantized(comm, t, q, (dat_quant_mode)mode, 1),
+                       DAT_ERR_NUMERIC, "element 555");
+        else
+            EXPECT_ERR(dat_comm_allreduce_quantized(comm, t, q, (dat_quant_mode)mode, 1),
+                       DAT_ERR_COMM, who);
+    }
+    /* A bad argument on rank 0 only. */
+    if (g_rank == 0)
+        EXPECT_ERR(dat_comm_broadcast(comm, t, 99), DAT_ERR_INVALID_ARG, "root = 99");
+    else
+        EXPECT_ERR(dat_comm_broadcast(comm, t, 99 * 0), DAT_ERR_COMM, "disagree");
+    dat_quantizer_destroy(q);
+    dat_tensor_destroy(t);
+    test_allreduce(10);
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    dat_ctx_options co;
+    dat_ctx_options_init(&co);
+    co.seed = 11;
+    co.num_threads = 1;
+    EXPECT_OK(dat_ctx_create(&ctx, &co));
+    dat_comm_options opts;
+    dat_comm_options_init(&opts);
+    opts.timeout_s = 60;
+    EXPECT_OK(dat_comm_create_mpi(&comm, ctx, MPI_COMM_WORLD, &opts));
+    if (comm) {
+        int32_t r = -1, m = -1;
+        dat_comm_rank(comm, &r);
+        dat_comm_size(comm, &m);
+        EXPECT(r == g_rank && m == g_size, "rank %d size %d", r, m);
+        test_allreduce(1);
+        test_allreduce(3);
+        test_allreduce(1000003);
+        test_broadcast_allgather();
+        const int bits[] = {4, 8, 32};
+        for (int mode = 0; mode < 2; ++mode)
+            for (int b = 0; b < 3; ++b)
+                for (int ef = 0; ef < 2; ++ef) {
+                    test_quantized((dat_quant_mode)mode, bits[b], ef, 100003);
+                    test_quantized((dat_quant_mode)mode, bits[b], ef, 700); /* 2 buckets */
+                }
+        test_mismatch_and_failure();
+    }
+    dat_comm_destroy(comm);
+    dat_ctx_destroy(ctx);
+    int fails = 0;
+    MPI_Allreduce(&g_fails, &fails, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (g_rank == 0)
+        printf("%d ranks: %s (%d failures)\n", g_size, fails ? "FAILED" : "passed", fails);
+    MPI_Finalize();
+    return fails ? 1 : 0;
+}

@@ -1,0 +1,108 @@
+/*
+ * The NCCL communicator on one rank: id through a file, collectives on CUDA
+ * and CPU tensors, the quantized all-reduce against the self communicator
+ * (the same host math must give the same bits), statistics, abort.
+ * Exits 77 (skipped) without CUDA or a GPU.
+ */
+#include <stdio.h>
+#include <unistd.h>
+
+#include "check_util.h"
+
+static dat_ctx *gpu, *cpu;
+
+static dat_tensor *vec(dat_ctx *c, int64_t n)
+{
+    dat_tensor *t = NULL;
+    ck_assert_dat_ok(dat_tensor_create(&t, c, DAT_FLOAT32, 1, &n));
+    ck_assert_dat_ok(dat_tensor_fill_normal(t, 0.0f, 1.0f, 9, 0));
+    return t;
+}
+
+START_TEST(test_one_rank)
+{
+    dat_comm_id id, back;
+    ck_assert_dat_ok(dat_comm_unique_id(&id));
+    char path[] = "/tmp/libdat-nccl-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_dat_ok(dat_comm_unique_id_write(&id, path));
+    ck_assert_dat_ok(dat_comm_unique_id_read(&back, path, 5.0));
+    unlink(path);
+    ck_assert_mem_eq(&id, &back, sizeof id);
+
+    dat_comm_options o;
+    dat_comm_options_init(&o);
+    o.timeout_s = 30;
+    dat_comm *nc = NULL, *self = NULL;
+    ck_assert_dat_ok(dat_comm_create_nccl(&nc, gpu, 1, 0, &back, &o));
+    ck_assert_dat_ok(dat_comm_create_self(&self, cpu));
+
+    const int64_t n = 100001;
+    dat_tensor *g = vec(gpu, n), *h = vec(cpu, n);
+    float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    ck_assert_dat_ok(dat_tensor_read(g, a, n * sizeof *a));
+    ck_assert_dat_ok(dat_comm_allreduce(nc, g, DAT_REDUCE_SUM));
+    ck_assert_dat_ok(dat_comm_allreduce(nc, g, DAT_REDUCE_MEAN));
+    ck_assert_dat_ok(dat_comm_broadcast(nc, g, 0));
+    ck_assert_dat_ok(dat_tensor_read(g, b, n * sizeof *b));
+    ck_assert_mem_eq(a, b, n * sizeof *a);
+    ck_assert_dat_ok(dat_comm_allreduce(nc, h, DAT_REDUCE_SUM)); /* a CPU tensor, staged */
+
+    dat_quantizer *q1 = NULL, *q2 = NULL;
+    ck_assert_dat_ok(dat_quantizer_create(&q1, gpu, NULL));
+    ck_assert_dat_ok(dat_quantizer_create(&q2, cpu, NULL));
+    for (int mode = 0; mode < 2; ++mode) {
+        ck_assert_dat_ok(dat_tensor_write(g, a, n * sizeof *a));
+        ck_assert_dat_ok(dat_tensor_write(h, a, n * sizeof *a));
+        ck_assert_dat_ok(dat_comm_allreduce_quantized(nc, g, q1, (dat_quant_mode)mode, 4));
+        ck_assert_dat_ok(dat_comm_allreduce_quantized(self, h, q2, (dat_quant_mode)mode, 4));
+        ck_assert_dat_ok(dat_tensor_read(g, b, n * sizeof *b));
+        void *hp = NULL;
+        ck_assert_dat_ok(dat_tensor_host_data(h, &hp));
+        ck_assert_msg(memcmp(b, hp, n * sizeof *b) == 0,
+                      "mode %d: NCCL and self quantized results differ", mode);
+    }
+    dat_comm_stats st = {.size = sizeof st};
+    ck_assert_dat_ok(dat_comm_get_stats(nc, &st));
+    ck_assert_uint_eq(st.calls, 6);
+    ck_assert_uint_eq(st.bytes_sent, 0);
+    ck_assert_dat_ok(dat_comm_abort(nc));
+    ck_assert_dat_err(dat_comm_allreduce(nc, g, DAT_REDUCE_SUM), DAT_ERR_STATE, "aborted");
+    dat_quantizer_destroy(q1);
+    dat_quantizer_destroy(q2);
+    dat_tensor_destroy(g);
+    dat_tensor_destroy(h);
+    free(a);
+    free(b);
+    dat_comm_destroy(nc);
+    dat_comm_destroy(self);
+}
+END_TEST
+
+int main(void)
+{
+    int32_t count = 0;
+    if (!dat_has_cuda() || dat_cuda_device_count(&count) != DAT_OK || count == 0) {
+        printf("no CUDA build or device: skipped\n");
+        return DAT_TEST_SKIP;
+    }
+    dat_ctx_options o;
+    dat_ctx_options_init(&o);
+    o.device = DAT_DEVICE_CUDA;
+    if (dat_ctx_create(&gpu, &o) != DAT_OK) {
+        printf("cannot create a CUDA context (%s): skipped\n", dat_last_error());
+        return DAT_TEST_SKIP;
+    }
+    ck_assert_dat_ok(dat_ctx_create(&cpu, NULL));
+    Suite *s = suite_create("nccl");
+    TCase *tc = tcase_create("nccl");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_one_rank);
+    suite_add_tcase(s, tc);
+    int rc = dat_run_suite(s);
+    dat_ctx_destroy(cpu);
+    dat_ctx_destroy(gpu);
+    return rc;
+}

@@ -1,0 +1,620 @@
+/*
+ * The randomized quantizer: exact encoded sizes, unbiasedness and the QSGD
+ * variance bound (statistically, fixed seeds), error bounds per element,
+ * pass-through, zero and denormal buckets, NaN / Inf input, repeatability,
+ * slices and thread counts, error feedback.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+
+#include "check_util.h"
+#include "core/philox.h"
+#include "quant/philox_simd.h"
+#include "quant/quantizer.h"
+
+static dat_ctx *make_ctx(int threads, uint64_t seed)
+{
+    dat_ctx_options o;
+    dat_ctx_options_init(&o);
+    o.num_threads = threads;
+    o.seed = seed;
+    dat_ctx *ctx = NULL;
+    ck_assert_dat_ok(dat_ctx_create(&ctx, &o));
+    return ctx;
+}
+
+static dat_quantizer *make_q(dat_ctx *ctx, int bits, int bucket, dat_quant_norm norm, int ef)
+{
+    dat_quantizer_options o;
+    dat_quantizer_options_init(&o);
+    o.bits = bits;
+    o.bucket_size = bucket;
+    o.norm = norm;
+    o.error_feedback = ef;
+    dat_quantizer *q = NULL;
+    ck_assert_dat_ok(dat_quantizer_create(&q, ctx, &o));
+    return q;
+}
+
+static dat_tensor *make_tensor(dat_ctx *ctx, int64_t n, const float *src)
+{
+    dat_tensor *t = NULL;
+    ck_assert_dat_ok(dat_tensor_create(&t, ctx, DAT_FLOAT32, 1, &n));
+    if (src)
+        ck_assert_dat_ok(dat_tensor_write(t, src, (size_t)n * sizeof(float)));
+    return t;
+}
+
+static float *host(dat_tensor *t)
+{
+    void *p = NULL;
+    ck_assert_dat_ok(dat_tensor_host_data(t, &p));
+    return p;
+}
+
+/* Deterministic test vector: mixed signs and magnitudes. */
+static void fill_vector(float *x, size_t n, unsigned salt)
+{
+    for (size_t i = 0; i < n; ++i) {
+        uint32_t w = dat_philox_word(1234 + salt, 5, i);
+        float u = (float)(w >> 8) / 16777216.0f;
+        x[i] = (u - 0.4f) * (1.0f + (float)(i % 7));
+    }
+}
+
+/* The norm of bucket [lo, lo + m) as the quantizer defines it (double). */
+static double ref_norm(const float *x, size_t lo, size_t m, dat_quant_norm norm)
+{
+    double s = 0;
+    for (size_t i = lo; i < lo + m; ++i)
+        s = norm == DAT_QUANT_NORM_MAX ? fmax(s, fabs(x[i])) : s + (double)x[i] * x[i];
+    return norm == DAT_QUANT_NORM_MAX ? s : sqrt(s);
+}
+
+START_TEST(test_encoded_size)
+{
+    dat_ctx *ctx = make_ctx(1, 0);
+    const int buckets[] = {1, 7, 512, 1000};
+    const int64_t ns[] = {0, 1, 6, 511, 512, 513, 10007};
+    const int bits_list[] = {2, 3, 5, 7, 8, 11, 13, 16, 32};
+    for (size_t bi = 0; bi < sizeof bits_list / sizeof *bits_list; ++bi) {
+        for (size_t ki = 0; ki < 4; ++ki) {
+            int b = bits_list[bi], B = buckets[ki];
+            dat_quantizer *q = make_q(ctx, b, B, DAT_QUANT_NORM_L2, 0);
+            for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ++ni) {
+                int64_t n = ns[ni];
+                size_t want;
+                if (b == 32) {
+                    want = 4 * (size_t)n;
+                } else {
+                    size_t full = (size_t)(n / B), r = (size_t)(n % B);
+                    want = full * (4 + 4 * (((size_t)B * b + 31) / 32)) +
+                           (r ? 4 + 4 * ((r * b + 31) / 32) : 0);
+                }
+                size_t got = 0;
+                ck_assert_dat_ok(dat_quantizer_encoded_size(q, n, &got));
+                ck_assert_msg(got == want, "bits %d bucket %d n %lld: E = %zu, expected %zu", b,
+                              B, (long long)n, got, want);
+                if (n == 0)
+                    continue;
+                /* The encode writes exactly E bytes: a sentinel after them survives. */
+                float *x = malloc((size_t)n * sizeof *x);
+                fill_vector(x, (size_t)n, 1);
+                dat_tensor *t = make_tensor(ctx, n, x);
+                uint8_t *codes = malloc(want + 64);
+                memset(codes, 0xab, want + 64);
+                ck_assert_dat_ok(dat_quantizer_encode(q, t, 3, codes, want));
+                for (size_t k = want; k < want + 64; ++k)
+                    ck_assert_msg(codes[k] == 0xab, "bits %d bucket %d n %lld: byte %zu of the "
+                                  "%zu-byte encoding overwritten", b, B, (long long)n, k, want);
+                ck_assert_dat_err(dat_quantizer_encode(q, t, 3, codes, want - 1),
+                                  DAT_ERR_INVALID_ARG, "codes_bytes");
+                dat_tensor_destroy(t);
+                free(codes);
+                free(x);
+            }
+            dat_quantizer_destroy(q);
+        }
+    }
+    dat_ctx_destroy(ctx);
+}
+END_TEST
+
+/*
+ * For every element, q = ±xi·step with xi in {floor(r), ceil(r)}: so
+ * |q − x| < step = norm / s, and q lies on the level grid.
+ */
+START_TEST(test_error_bound_all_bits)
+{
+    dat_ctx *ctx = make_ctx(2, 7);
+    const size_t n = 3000;
+    float *x = malloc(n * sizeof *x);
+    fill_vector(x, n, 2);
+    for (int norm = 0; norm < 2; ++norm) {
+        for (int b = 2; b <= 16; ++b) {
+            dat_quantizer *q = make_q(ctx, b, 512, (dat_quant_norm)norm, 0);
+            dat_tensor *t = make_tensor(ctx, (int64_t)n, x), *o = make_tensor(ctx, (int64_t)n, NULL);
+            size_t bytes;
+            ck_assert_dat_ok(dat_quantizer_encoded_size(q, (int64_t)n, &bytes));
+            void *codes = malloc(bytes);
+            ck_assert_dat_ok(dat_quantizer_encode(q, t, 11, codes, bytes));
+            ck_assert_dat_ok(dat_quantizer_decode(q, codes, bytes, o, 0));
+            const float *y = host(o);
+            double s = (double)((1u << (b - 1)) - 1);
+            for (size_t i = 0; i < n; ++i) {
+                size_t lo = i / 512 * 512, m = n - lo < 512 ? n - lo : 512;
+                double step = ref_norm(x, lo, m, (dat_quant_norm)norm) / s;
+                double err = fabs((double)y[i] - x[i]);
+                ck_assert_msg(err <= step * (1 + 1e-5), "bits %d norm %d element %zu: |q - x| = "
+                              "%g exceeds one level %g", b, norm, i, err, step);
+                double lev = fabs(y[i]) / step;
+                ck_assert_msg(fabs(lev - nearbyint(lev)) < 1e-4 + 2e-7 * lev && lev <= s + 1e-3,
+                              "bits %d element %zu: q / step = %.6f is not a level in [0, %g]",
+                              b, i, lev, s);
+                ck_assert_msg(y[i] == 0 || (y[i] < 0) == (x[i] < 0),
+                              "bits %d element %zu: sign of q = %g differs from x = %g", b, i,
+                              (double)y[i], (double)x[i]);
+            }
+            if (b == 16) { /* the b = 16 round trip is close to the input */
+                for (size_t i = 0; i < n; ++i)
+                    ck_assert_msg(fabs((double)y[i] - x[i]) <= 2e-4 * 7,
+                                  "16 bits element %zu: %g vs %g", i, (double)y[i],
+                                  (double)x[i]);
+            }
+            free(codes);
+            dat_tensor_destroy(t);
+            dat_tensor_destroy(o);
+            dat_quantizer_destroy(q);
+        }
+    }
+    free(x);
+    dat_ctx_destroy(ctx);
+}
+END_TEST
+
+/*
+ * Unbiased: the mean of 10 000 draws (steps) lies within 4 standard errors of
+ * x, per coordinate, with the exact per-coordinate variance step²·f·(1 − f),
+ * f = frac(s|x|/norm). Also the mean squared error matches Σ step² f (1 − f)
+ * within 5 % and stays below the QSGD bound min(d/s², √d/s)·‖v‖² (ℓ2) or
+ * d·‖v‖∞² / (4 s²) (max).
+ */
+static void check_unbiased(dat_quant_norm norm, int bits)
+{
+    dat_ctx *ctx = make_ctx(1, 99);
+    const size_t n = 200, B = 100;
+    float x[200];
+    fill_vector(x, n, 3);
+    x[17] = 0.0f; /* exact zero: never moves */
+    dat_quantizer *q = make_q(ctx, bits, (int)B, norm, 0);
+    dat_tensor *t = make_tensor(ctx, (int64_t)n, x), *o = make_tensor(ctx, (int64_t)n, NULL);
+    size_t bytes;
+    ck_assert_dat_ok(dat_quantizer_encoded_size(q, (int64_t)n, &bytes));
+    void *codes = malloc(bytes);
+    static double sum[200], sq_err[2];
+    memset(sum, 0, sizeof sum);
+    memset(sq_err, 0, sizeof sq_err);
+    const int draws = 10000;
+    const float *y = host(o);
+    for (int d = 0; d < draws; ++d) {
+        ck_assert_dat_ok(dat_quantizer_encode(q, t, (uint64_t)d, codes, bytes));
+        ck_assert_dat_ok(dat_quantizer_decode(q, codes, bytes, o, 0));
+        for (size_t i = 0; i < n; ++i) {
+            sum[i] += y[i];
+            sq_err[i / B] += ((double)y[i] - x[i]) * ((double)y[i] - x[i]);
+        }
+    }
+    double s = (double)((1u << (bits - 1)) - 1);
+    for (size_t bk = 0; bk < n / B; ++bk) {
+        double nv = ref_norm(x, bk * B, B, norm), step = nv / s, expect_var = 0;
+        for (size_t i = bk * B; i < (bk + 1) * B; ++i) {
+            double r = fabs(x[i]) / step, f = r - floor(r);
+            double var = step * step * f * (1 - f);
+            expect_var += var;
+            double se = sqrt(var / draws), mean = sum[i] / draws;
+            double tol = 4 * se + 1e-6 * (fabs(x[i]) + step);
+            ck_assert_msg(fabs(mean - x[i]) <= tol,
+                          "norm %d bits %d coordinate %zu: mean of %d draws %.7g, x = %.7g, "
+                          "differs by %.3g > 4 SE + slack = %.3g", norm, bits, i, draws, mean,
+                          (double)x[i], fabs(mean - x[i]), tol);
+        }
+        double mse = sq_err[bk] / draws;
+        ck_assert_msg(fabs(mse - expect_var) <= 0.05 * expect_var,
+                      "norm %d bits %d bucket %zu: mean squared error %.6g, expected %.6g", norm,
+                      bits, bk, mse, expect_var);
+        double bound = norm == DAT_QUANT_NORM_L2
+                           ? fmin((double)B / (s * s), sqrt((double)B) / s) * nv * nv
+                           : (double)B * nv * nv / (4 * s * s);
+        ck_assert_msg(mse <= bound, "norm %d bits %d bucket %zu: mean squared error %.6g "
+                      "above the QSGD bound %.6g", norm, bits, bk, mse, bound);
+    }
+    ck_assert_msg(sum[17] == 0.0, "a zero coordinate moved: mean %g", sum[17] / draws);
+    free(codes);
+    dat_tensor_destroy(t);
+    dat_tensor_destroy(o);
+    dat_quantizer_destroy(q);
+    dat_ctx_destroy(ctx);
+}
+
+START_TEST(test_unbiased_l2)
+{
+    check_unbiased(DAT_QUANT_NORM_L2, 2);
+    check_unbiased(DAT_QUANT_NORM_L2, 4);
+    check_unbiased(DAT_QUANT_NORM_L2, 8);
+}
+END_TEST
+
+START_TEST(test_unbiased_max)
+{
+    check_unbiased(DAT_QUANT_NORM_MAX, 3);
+    check_unbiased(DAT_QUANT_NORM_MAX, 8);
+}
+END_TEST
+
+START_TEST(test_passthrough_exact)
+{
+    dat_ctx *ctx = make_ctx(2, 1);
+    const size_t n = 70001;
+    float *x = malloc(n * sizeof *x);
+    fill_vector(x, n, 4);
+    x[5] = -0.0f;
+    x[6] = FLT_MIN / 8; /* denormal */
+    dat_quantizer *q = make_q(ctx, 32, 512, DAT_QUANT_NORM_L2, 0);
+    dat_tensor *t = make_tensor(ctx, (int64_t)n, x), *o = make_tensor(ctx, (int64_t)n, NULL);
+    size_t bytes;
+    ck_assert_dat_ok(dat_quantizer_encoded_size(q, (int64_t)n, &bytes));
+    ck_assert_uint_eq(bytes, 4 * n);
+    void *codes = malloc(bytes);
+    ck_assert_dat_ok(dat_quantizer_encode(q, t, 0, codes, bytes));
+    ck_assert_mem_eq(codes, x, bytes);
+    ck_assert_dat_ok(dat_quantizer_decode(q, codes, bytes, o, 0));
+    ck_assert_mem_eq(host(o), x, bytes);
+    ck_assert_dat_ok(dat_quantizer_decode(q, codes, bytes, o, 1));
+    for (size_t i = 0; i < n; ++i)
+        ck_assert_msg(host(o)[i] == x[i] + x[i], "accumulate at %zu: %g", i, (double)host(o)[i]);
+    free(codes);
+    free(x);
+    dat_tensor_destroy(t);
+    dat_tensor_destroy(o);
+    dat_quantizer_destroy(q);
+    dat_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_zero_and_tiny_buckets)
+{
+    dat_ctx *ctx = make_ctx(1, 5);
+    const size_t n = 2048;
+    float *x = calloc(n, sizeof *x);
+    fill_vector(x, 512, 5);                /* bucket 0: normal values */
+    /* bucket 1: zeros; bucket 2: denormals; bucket 3: tiny normals (underflow in float sums) */
+    for (size_t i = 1024; i < 1536; ++i)
+        x[i] = (i % 3 ? 1 : -1) * FLT_MIN / (float)(2 + i % 5);
+    for (size_t i = 1536; i < 2048; ++i)
+        x[i] = (i % 2 ? 1e-25f : -3e-24f);
+    for (int norm = 0; norm < 2; ++norm) {
+        dat_quantizer *q = make_q(ctx, 8, 512, (dat_quant_norm)norm, 0);
+        dat_tensor *t = make_tensor(ctx, (int64_t)n, x), *o = make_tensor(ctx, (int64_t)n, NULL);
+        size_t bytes;
+        ck_assert_dat_ok(dat_quantizer_encoded_size(q, (int64_t)n, &bytes));
+        void *codes = malloc(bytes);
+        double mean[512] = {0};
+        for (int d = 0; d < 200; ++d) {
+            ck_assert_dat_ok(dat_quantizer_encode(q, t, (uint64_t)d, codes, bytes));
+            ck_assert_dat_ok(dat_quantizer_decode(q, codes, bytes, o, 0));
+            const float *y = host(o);
+            for (size_t i = 0; i < n; ++i) {
+                ck_assert_msg(isfinite(y[i]), "norm %d element %zu decodes to %g", norm, i,
+                              (double)y[i]);
+                if (i >= 512 && i < 1024)
+                    ck_assert_msg(y[i] == 0.0f && !signbit(y[i]),
+                                  "zero bucket element %zu decodes to %g", i, (double)y[i]);
+                size_t lo = i / 512 * 512;
+                double step = ref_norm(x, lo, 512, (dat_quant_norm)norm) / 127.0;
+                ck_assert_msg(fabs((double)y[i] - x[i]) <= step * (1 + 1e-5),
+                              "norm %d element %zu: %g vs %g (level %g)", norm, i, (double)y[i],
+                              (double)x[i], step);
+                if (i >= 1536)
+                    mean[i - 1536] += y[i] / 200.0;
+            }
+        }
+        /* The tiny bucket is quantized, not flushed to zero: its mean tracks x. */
+        double se = ref_norm(x, 1536, 512, (dat_quant_norm)norm) / 127.0 / sqrt(200.0) / 2;
+        for (size_t i = 0; i < 512; ++i)
+            ck_assert_msg(fabs(mean[i] - x[1536 + i]) <= 4 * se + 1e-30,
+                          "norm %d tiny element %zu: mean %g vs %g", norm, i, mean[i],
+                          (double)x[1536 + i]);
+        free(codes);
+        dat_tensor_destroy(t);
+        dat_tensor_destroy(o);
+        dat_quantizer_destroy(q);
+    }
+    free(x);
+    dat_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_nonfinite_input)
+{
+    dat_ctx *ctx = make_ctx(2, 5);
+    const size_t n = 100000;
+    float *x = malloc(n * sizeof *x);
+    fill_vector(x, n, 6);
+    const int bl[] = {4, 8, 32};
+    for (int norm = 0; norm < 2; ++norm) {
+        for (size_t k = 0; k < 3; ++k) {
+            dat_quantizer *q = make_q(ctx, bl[k], 512, (dat_quant_norm)norm, 0);
+            size_t bytes;
+            ck_assert_dat_ok(dat_quantizer_encoded_size(q, (int64_t)n, &bytes));
+            void *codes = malloc(bytes);
+            float keep = x[70517], keep2 = x[99999];
+            x[70517] = NAN;
+            x[99999] = INFINITY;
+            dat_tensor *t = make_tensor(ctx, (int64_t)n, x);
+            ck_assert_dat_err(dat_quantizer_encode(q, t, 0, codes, bytes), DAT_ERR_NUMERIC,
+                              "element 70517 is NaN or Inf");
+            x[70517] = keep;
+            ck_assert_dat_ok(dat_tensor_write(t, x, n * sizeof *x));
+            ck_assert_dat_err(dat_quantizer_encode(q, t, 0, codes, bytes), DAT_ERR_NUMERIC,
+                              "element 99999");
+            x[99999] = keep2;
+            dat_tensor_destroy(t);
+            free(codes);
+            dat_quantizer_destroy(q);
+        }
+    }
+    /* A finite bucket whose l2 norm does not fit a float. */
+    dat_quantizer *q = make_q(ctx, 8, 4, DAT_QUANT_NORM_L2, 0);
+    float big[8] = {1, 2, 3, 4, 3e38f, -3e38f, 1, 1};
+    dat_tensor *t = make_tensor(ctx, 8, big);
+    uint8_t codes[64];
+    ck_assert_dat_err(dat_quantizer_encode(q, t, 0, codes, sizeof codes), DAT_ERR_NUMERIC,
+                      "starting at element 4 overflows");
+    dat_quantizer_destroy(q);
+    q = make_q(ctx, 8, 4, DAT_QUANT_NORM_MAX, 0); /* fine with the max norm */
+    ck_assert_dat_ok(dat_quantizer_encode(q, t, 0, codes, sizeof codes));
+    dat_quantizer_destroy(q);
+    dat_tensor_destroy(t);
+    free(x);
+    dat_ctx_destroy(ctx);
+}
+END_TEST
+
+/* Same (ctx seed, options, step) -> same bytes, on 1 or 2 threads; any change
+ * of seed, rank, step or context seed changes them. */
+static void encode_with(uint64_t ctx_seed, int threads, int rank, uint64_t seed, uint64_t step,
+                        const float *x, size_t n, void *codes, size_t bytes)
+{
+    dat_ctx *ctx = make_ctx(threads, ctx_seed);
+    dat_quantizer_options o;
+    dat_quantizer_options_init(&o);
+    o.bits = 5;
+    o.rank = rank;
+    o.seed = seed;
+    dat_quantizer *q = NULL;
+    ck_assert_dat_ok(dat_quantizer_create(&q, ctx, &o));
+    dat_tensor *t = make_tensor(ctx, (int64_t)n, x);
+    ck_assert_dat_ok(dat_quantizer_encode(q, t, step, codes, bytes));
+    dat_tensor_destroy(t);
+    dat_quantizer_destroy(q);
+    dat_ctx_destroy(ctx);
+}
+
+START_TEST(test_repeatable)
+{
+    const size_t n = 200003;
+    float *x = malloc(n * sizeof *x);
+    fill_vector(x, n, 7);
+    dat_ctx *ctx = make_ctx(1, 0);
+    dat_quantizer *q = make_q(ctx, 5, 512, DAT_QUANT_NORM_L2, 0);
+    size_t bytes;
+    ck_assert_dat_ok(dat_quantizer_encoded_size(q, (int64_t)n, &bytes));
+    dat_quantizer_destroy(q);
+    dat_ctx_destroy(ctx);
+    uint8_t *a = malloc(bytes), *b = malloc(bytes);
+    encode_with(42, 1, 3, 9, 17, x, n, a, bytes);
+    encode_with(42, 2, 3, 9, 17, x, n, b, bytes);
+    ck_assert_msg(memcmp(a, b, bytes) == 0, "1 and 2 threads encode differently");
+    encode_with(42, 2, 3, 9, 17, x, n, b, bytes);
+    ck_assert_msg(memcmp(a, b, bytes) == 0, "a repeated encode differs");
+    const struct { uint64_t cs; int rank; uint64_t seed, step; } other[] = {
+        {43, 3, 9, 17}, {42, 4, 9, 17}, {42, 3, 10, 17}, {42, 3, 9, 18}};
+    for (size_t k = 0; k < 4; ++k) {
+        encode_with(other[k].cs, 2, other[k].rank, other[k].seed, other[k].step, x, n, b, bytes);
+        size_t same = 0;
+        for (size_t i = 0; i < bytes; ++i)
+            same += a[i] == b[i];
+        /* Norms stay equal; the codes must mostly differ. */
+        ck_assert_msg(same < bytes * 3 / 4, "variant %zu shares %zu of %zu bytes", k, same, bytes);
+    }
+    free(a);
+    free(b);
+    free(x);
+}
+END_TEST
+
+/* Bucket-aligned slices encoded with their offset give the bytes of the whole. */
+START_TEST(test_slices_match_whole)
+{
+    dat_ctx *ctx = make_ctx(2, 77);
+    const size_t n = 100000, B = 512;
+    float *x = malloc(n * sizeof *x);
+    fill_vector(x, n, 8);
+    const int bl[] = {3, 8, 32};
+    for (size_t k = 0; k < 3; ++k) {
+        int bits = bl[k];
+        dat_quantizer *q = make_q(ctx, bits, (int)B, DAT_QUANT_NORM_L2, 0);
+        size_t bytes;
+        ck_assert_dat_ok(dat_quantizer_encoded_size(q, (int64_t)n, &bytes));
+        uint8_t *whole = malloc(bytes), *parts = malloc(bytes);
+        ck_assert_dat_ok(dat_quantizer_encode_slice(q, "t", x, n, 0, 2, 5, 0, 1, whole));
+        size_t cuts[] = {0, 3 * B, 40 * B, 41 * B, n}, pos = 0;
+        for (size_t k = 0; k + 1 < 5; ++k) {
+            size_t len = cuts[k + 1] - cuts[k];
+            ck_assert_dat_ok(dat_quantizer_encode_slice(q, "t", x + cuts[k], len, cuts[k], 2, 5,
+                                                        0, 1, parts + pos));
+            pos += dat_quant_encoded_bytes(&q->cfg, len);
+        }
+        ck_assert_uint_eq(pos, bytes);
+        ck_assert_msg(memcmp(whole, parts, bytes) == 0, "bits %d: slices differ from the whole",
+                      bits);
+        free(whole);
+        free(parts);
+        dat_quantizer_destroy(q);
+    }
+    free(x);
+    dat_ctx_destroy(ctx);
+}
+END_TEST
+
+/*
+ * Error feedback: encoding x + e and keeping e' = x + e − q gives
+ * Σ_t q_t = T·x − e_T, so the running sum of the decodes stays within one
+ * residual of T·x. With the max norm, |e'| <= ‖x + e‖∞ / s, so the residual
+ * stays below ‖x‖∞ / (s − 1).
+ */
+START_TEST(test_error_feedback)
+{
+    dat_ctx *ctx = make_ctx(1, 3);
+    const size_t n = 1500;
+    float *x = malloc(n * sizeof *x);
+    fill_vector(x, n, 9);
+    dat_quantizer *q = make_q(ctx, 4, 512, DAT_QUANT_NORM_MAX, 1);
+    double xmax = 0;
+    for (size_t i = 0; i < n; ++i)
+        xmax = fmax(xmax, fabs(x[i]));
+    dat_tensor *t = make_tensor(ctx, (int64_t)n, x), *o = make_tensor(ctx, (int64_t)n, NULL);
+    size_t bytes;
+    ck_assert_dat_ok(dat_quantizer_encoded_size(q, (int64_t)n, &bytes));
+    void *codes = malloc(bytes);
+    double *sum = calloc(n, sizeof *sum);
+    const int T = 300;
+    for (int s = 0; s < T; ++s) {
+        ck_assert_dat_ok(dat_quantizer_encode(q, t, (uint64_t)s, codes, bytes));
+        ck_assert_dat_ok(dat_quantizer_decode(q, codes, bytes, o, 0));
+        for (size_t i = 0; i < n; ++i)
+            sum[i] += host(o)[i];
+    }
+    ck_assert_uint_ge(q->residual_len, n);
+    for (size_t i = 0; i < n; ++i) {
+        double want = (double)T * x[i] - q->residual[i];
+        ck_assert_msg(fabs(sum[i] - want) <= 1e-4 * T * 7,
+                      "element %zu: sum of decodes %.6f, T x - e = %.6f", i, sum[i], want);
+        ck_assert_msg(fabs(q->residual[i]) <= xmax / 6 * (1 + 1e-5),
+                      "element %zu: residual %g above max|x| / (s - 1) = %g", i,
+                      (double)q->residual[i], xmax / 6);
+        /* So the average of the decodes converges to x like 1/T, not 1/sqrt(T). */
+        ck_assert_msg(fabs(sum[i] / T - x[i]) <= xmax / 6 / T + 1e-4,
+                      "element %zu: average of decodes %.6f vs x %.6f", i, sum[i] / T,
+                      (double)x[i]);
+    }
+    /* A NaN input zeroes the residual; reset zeroes it too. */
+    ck_assert_dat_ok(dat_quantizer_encode(q, t, 999, codes, bytes));
+    float keep = x[3];
+    x[3] = NAN;
+    ck_assert_dat_ok(dat_tensor_write(t, x, n * sizeof *x));
+    ck_assert_dat_err(dat_quantizer_encode(q, t, 1000, codes, bytes), DAT_ERR_NUMERIC,
+                      "residual zeroed");
+    for (size_t i = 0; i < n; ++i)
+        ck_assert_msg(q->residual[i] == 0.0f, "residual %zu = %g after NaN", i,
+                      (double)q->residual[i]);
+    x[3] = keep;
+    ck_assert_dat_ok(dat_tensor_write(t, x, n * sizeof *x));
+    ck_assert_dat_ok(dat_quantizer_encode(q, t, 1001, codes, bytes));
+    ck_assert_dat_ok(dat_quantizer_reset(q));
+    for (size_t i = 0; i < n; ++i)
+        ck_assert_msg(q->residual[i] == 0.0f, "residual %zu = %g after reset", i,
+                      (double)q->residual[i]);
+    free(sum);
+    free(codes);
+    free(x);
+    dat_tensor_destroy(t);
+    dat_tensor_destroy(o);
+    dat_quantizer_destroy(q);
+    dat_ctx_destroy(ctx);
+}
+END_TEST
+
+START_TEST(test_decode_accumulate)
+{
+    dat_ctx *ctx = make_ctx(1, 3);
+    const size_t n = 1000;
+    float *x = malloc(n * sizeof *x);
+    fill_vector(x, n, 10);
+    dat_quantizer *q = make_q(ctx, 6, 300, DAT_QUANT_NORM_L2, 0);
+    dat_tensor *t = make_tensor(ctx, (int64_t)n, x), *o = make_tensor(ctx, (int64_t)n, NULL);
+    size_t bytes;
+    ck_assert_dat_ok(dat_quantizer_encoded_size(q, (int64_t)n, &bytes));
+    void *codes = malloc(bytes);
+    ck_assert_dat_ok(dat_quantizer_encode(q, t, 1, codes, bytes));
+    ck_assert_dat_ok(dat_quantizer_decode(q, codes, bytes, o, 0));
+    float *once = malloc(n * sizeof *once);
+    memcpy(once, host(o), n * sizeof *once);
+    ck_assert_dat_ok(dat_tensor_fill(o, 0.5));
+    ck_assert_dat_ok(dat_quantizer_decode(q, codes, bytes, o, 1));
+    for (size_t i = 0; i < n; ++i)
+        ck_assert_msg(host(o)[i] == 0.5f + once[i], "element %zu: %g, expected %g", i,
+                      (double)host(o)[i], (double)(0.5f + once[i]));
+    free(once);
+    free(codes);
+    free(x);
+    dat_tensor_destroy(t);
+    dat_tensor_destroy(o);
+    dat_quantizer_destroy(q);
+    dat_ctx_destroy(ctx);
+}
+END_TEST
+
+/* The bulk Philox variants (portable, AVX2, AVX-512) give dat_philox_block's
+ * words, across the carry into the block counter's high word. */
+START_TEST(test_philox_bulk_variants)
+{
+    const uint64_t starts[] = {0, 0xffffffffull - 20, 0x123456789abcull, ~0ull - 100};
+    const size_t counts[] = {16, 48, 64};
+    uint32_t w[4 * 64];
+    int ran = 0;
+    for (int v = 0; v < 3; ++v) {
+        for (size_t si = 0; si < 4; ++si) {
+            for (size_t ci = 0; ci < 3; ++ci) {
+                memset(w, 0, sizeof w);
+                uint64_t key = 0x0123456789abcdefull ^ si, stream = 0xfedcba9876543210ull + ci;
+                if (!dat_philox_blocks_variant(v, key, stream, starts[si], counts[ci], w))
+                    continue;
+                ++ran;
+                for (size_t b = 0; b < counts[ci]; ++b) {
+                    dat_philox_ctr c = dat_philox_block(key, stream, starts[si] + b);
+                    for (int j = 0; j < 4; ++j)
+                        ck_assert_msg(w[4 * b + (size_t)j] == c.v[j],
+                                      "variant %d start %llx block %zu word %d: %08x, expected "
+                                      "%08x", v, (unsigned long long)starts[si], b, j,
+                                      w[4 * b + (size_t)j], c.v[j]);
+                }
+            }
+        }
+    }
+    printf("bulk Philox: %d variant runs checked\n", ran);
+    ck_assert_int_ge(ran, 12);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("quant");
+    TCase *tc = tcase_create("quant");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_philox_bulk_variants);
+    tcase_add_test(tc, test_encoded_size);
+    tcase_add_test(tc, test_error_bound_all_bits);
+    tcase_add_test(tc, test_unbiased_l2);
+    tcase_add_test(tc, test_unbiased_max);
+    tcase_add_test(tc, test_passthrough_exact);
+    tcase_add_test(tc, test_zero_and_tiny_buckets);
+    tcase_add_test(tc, test_nonfinite_input);
+    tcase_add_test(tc, test_repeatable);
+    tcase_add_test(tc, test_slices_match_whole);
+    tcase_add_test(tc, test_error_feedback);
+    tcase_add_test(tc, test_decode_accumulate);
+    suite_add_tcase(s, tc);
+    return dat_run_suite(s);
+}
