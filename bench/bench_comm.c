@@ -5,7 +5,7 @@
  * one-sided and 8-bit two-sided. Run it under mpirun, e.g.
  *   mpirun -np 2 build/bench/bench_comm [n] [reps]
  * Rank 0 prints; the last line is
- *   bench_comm ratio=R dat_ms=... mpi_ms=... ranks=M n=N
+ *   comm ratio=R dat_ms=... mpi_ms=... ranks=M n=N
  * with R = MPI_Allreduce time / dat_comm_allreduce time (best of reps).
  */
 #include <stdio.h>
@@ -99,7 +99,7 @@ int main(int argc, char **argv)
         dat_quantizer_destroy(q);
     }
     if (rank == 0)
-        printf("bench_comm ratio=%.3f dat_ms=%.2f mpi_ms=%.2f ranks=%d n=%lld\n",
+        printf("comm ratio=%.3f dat_ms=%.2f mpi_ms=%.2f ranks=%d n=%lld\n",
                best_mpi / best_dat, best_dat * 1e3, best_mpi * 1e3, size, (long long)n);
     free(raw);
     dat_tensor_destroy(t);

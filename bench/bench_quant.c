@@ -2,7 +2,7 @@
  * Quantize + pack and unpack + accumulate throughput against memcpy, on the
  * same buffer, same run, same threads. GB/s count the float32 bytes of the
  * input (encode) or of the output (decode). Last line:
- *   bench_quant ratio=R encode_gbs=... decode_gbs=... memcpy_gbs=... threads=T n=N bits=B
+ *   quant ratio=R encode_gbs=... decode_gbs=... memcpy_gbs=... threads=T n=N bits=B
  * where R = min(encode, decode) / memcpy.
  *
  * Usage: bench_quant [n] [bits] [threads] [reps]
@@ -90,7 +90,7 @@ int main(int argc, char **argv)
            bits, threads, bytes, 8.0 * (double)bytes / (double)n);
     printf("memcpy %.2f GB/s, quantize+pack %.2f GB/s (%.2f), unpack+accumulate %.2f GB/s (%.2f)\n",
            cpy, enc, enc / cpy, dec, dec / cpy);
-    printf("bench_quant ratio=%.3f encode_gbs=%.2f decode_gbs=%.2f memcpy_gbs=%.2f threads=%d "
+    printf("quant ratio=%.3f encode_gbs=%.2f decode_gbs=%.2f memcpy_gbs=%.2f threads=%d "
            "n=%lld bits=%d\n", ratio, enc, dec, cpy, threads, (long long)n, bits);
     free(codes);
     dat_tensor_destroy(x);
