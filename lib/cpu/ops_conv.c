@@ -32,6 +32,20 @@ static int chunk_samples(const dat_conv_desc *d, const conv_geom *g)
     return s > (size_t)d->n ? d->n : (int)s;
 }
 
+/* Output columns ox whose input column ox * stride - pad + kx lies inside [0, w_in):
+ * [*lo, *hi). Computing the range once removes the bounds checks from the copy loops. */
+static void valid_range(int out, int in, int stride, int pad, int k, int *lo, int *hi)
+{
+    int a = pad - k; /* ox * stride >= a */
+    *lo = a <= 0 ? 0 : (a + stride - 1) / stride;
+    int b = in + pad - k; /* ox * stride < b */
+    *hi = b <= 0 ? 0 : (b + stride - 1) / stride;
+    if (*hi > out)
+        *hi = out;
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
 /* col[k][j * hw_out + p] for samples x0 .. x0+s-1; k = (ci, ky, kx). */
 static void im2col(dat_ctx *ctx, const dat_conv_desc *d, const conv_geom *g, const float *x,
                    int s, float *col)
@@ -44,6 +58,8 @@ static void im2col(dat_ctx *ctx, const dat_conv_desc *d, const conv_geom *g, con
             int ci = k / (d->k_h * d->k_w), ky = (k / d->k_w) % d->k_h, kx = k % d->k_w;
             const float *xp = x + ((size_t)j * (size_t)d->c_in + (size_t)ci) * (size_t)g->hw_in;
             float *out = col + (size_t)k * row + (size_t)j * (size_t)g->hw_out;
+            int lo, hi;
+            valid_range(d->w_out, d->w_in, d->stride, d->pad, kx, &lo, &hi);
             for (int oy = 0; oy < d->h_out; ++oy) {
                 int iy = oy * d->stride - d->pad + ky;
                 float *o = out + (size_t)oy * (size_t)d->w_out;
@@ -51,17 +67,23 @@ static void im2col(dat_ctx *ctx, const dat_conv_desc *d, const conv_geom *g, con
                     memset(o, 0, (size_t)d->w_out * sizeof *o);
                     continue;
                 }
-                const float *xr = xp + (size_t)iy * (size_t)d->w_in;
-                for (int ox = 0; ox < d->w_out; ++ox) {
-                    int ix = ox * d->stride - d->pad + kx;
-                    o[ox] = (ix >= 0 && ix < d->w_in) ? xr[ix] : 0.0f;
+                const float *xr = xp + (size_t)iy * (size_t)d->w_in - d->pad + kx;
+                for (int ox = 0; ox < lo; ++ox)
+                    o[ox] = 0.0f;
+                if (d->stride == 1) {
+                    memcpy(o + lo, xr + lo, (size_t)(hi - lo) * sizeof *o);
+                } else {
+                    for (int ox = lo; ox < hi; ++ox)
+                        o[ox] = xr[ox * d->stride];
                 }
+                for (int ox = hi; ox < d->w_out; ++ox)
+                    o[ox] = 0.0f;
             }
         }
 }
 
 /* dx (samples x0 ..) += col2im(dcol); dx must be zeroed by the caller. Parallel
- * over input channels: each thread owns whole planes of dx. */
+ * over (sample, input channel): each thread owns whole planes of dx. */
 static void col2im(dat_ctx *ctx, const dat_conv_desc *d, const conv_geom *g, const float *col,
                    int s, float *dx)
 {
@@ -73,18 +95,21 @@ static void col2im(dat_ctx *ctx, const dat_conv_desc *d, const conv_geom *g, con
         for (int ci = 0; ci < d->c_in; ++ci) {
             float *xp = dx + ((size_t)j * (size_t)d->c_in + (size_t)ci) * (size_t)g->hw_in;
             for (int r = 0; r < kk; ++r) {
-                int ky = r / d->k_w, kx = r % d->k_w;
+                int ky = r / d->k_w, kx = r % d->k_w, lo, hi;
+                valid_range(d->w_out, d->w_in, d->stride, d->pad, kx, &lo, &hi);
                 const float *in = col + (size_t)(ci * kk + r) * row + (size_t)j * (size_t)g->hw_out;
                 for (int oy = 0; oy < d->h_out; ++oy) {
                     int iy = oy * d->stride - d->pad + ky;
                     if (iy < 0 || iy >= d->h_in)
                         continue;
-                    float *xr = xp + (size_t)iy * (size_t)d->w_in;
+                    float *xr = xp + (size_t)iy * (size_t)d->w_in - d->pad + kx;
                     const float *c = in + (size_t)oy * (size_t)d->w_out;
-                    for (int ox = 0; ox < d->w_out; ++ox) {
-                        int ix = ox * d->stride - d->pad + kx;
-                        if (ix >= 0 && ix < d->w_in)
-                            xr[ix] += c[ox];
+                    if (d->stride == 1) {
+                        for (int ox = lo; ox < hi; ++ox)
+                            xr[ox] += c[ox];
+                    } else {
+                        for (int ox = lo; ox < hi; ++ox)
+                            xr[ox * d->stride] += c[ox];
                     }
                 }
             }
