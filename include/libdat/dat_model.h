@@ -248,6 +248,39 @@ DAT_API dat_status dat_model_num_segments(const dat_model *model, int32_t *count
  */
 DAT_API dat_status dat_model_segment(const dat_model *model, int32_t index, dat_segment *seg);
 
+/**
+ * @brief Writes the model's state_dict (every parameter, and each batch-norm
+ *        layer's running_mean, running_var and num_batches_tracked) to a
+ *        safetensors file with PyTorch's names and shapes. The file is written
+ *        to a temporary name, fsync'ed and renamed, so @p path never holds a
+ *        partial file.
+ * @return DAT_ERR_IO naming the path and the system's reason.
+ */
+DAT_API dat_status dat_model_save(dat_model *model, const char *path);
+
+/** @brief Options of dat_model_load(); fill with dat_model_load_options_init(). */
+typedef struct dat_model_load_options {
+    uint32_t size;              /**< set by dat_model_load_options_init() */
+    int32_t ignore_unexpected;  /**< 1: tensors the model lacks are ignored; 0 (default):
+                                     refused, except optimizer / trainer state
+                                     ("optim.*", "train.*") */
+} dat_model_load_options;
+
+/** @brief Fills @p opts with the defaults and sets its size. */
+DAT_API dat_status dat_model_load_options_init(dat_model_load_options *opts);
+
+/**
+ * @brief Loads a state_dict written by dat_model_save() or by PyTorch
+ *        (safetensors, float32, PyTorch's names). All or nothing: the model
+ *        changes only if every tensor is present with the right dtype and shape.
+ * @param opts  NULL for the defaults.
+ * @return DAT_ERR_IO if the file cannot be read; DAT_ERR_FORMAT for a malformed
+ *         file (truncated, hostile header) or one of another model, with a
+ *         message naming the file and the first mismatched tensor.
+ */
+DAT_API dat_status dat_model_load(dat_model *model, const char *path,
+                                  const dat_model_load_options *opts);
+
 /** @brief Number of nodes of the model's graph (node 0 is the input). */
 DAT_API dat_status dat_model_num_nodes(const dat_model *model, int32_t *count);
 

@@ -11,6 +11,8 @@ static dat_status add_segment(dat_model *m, const char *prefix, const char *suff
                               int64_t offset, int64_t length, dat_segment_kind kind)
 {
     dat_seg_entry *e = &m->segs[m->n_segs];
+    e->ndim = 1;
+    e->shape[0] = length;
     size_t len = strlen(prefix) + strlen(suffix) + 2;
     e->name = malloc(len);
     if (!e->name)
@@ -45,6 +47,21 @@ static void node_param_sizes(const dat_model *m, const dat_node *n, int64_t *wle
     }
 }
 
+/* PyTorch's weight shapes: conv [out, in, k, k], linear [out, in]; BN 1-D. */
+static void weight_shape(const dat_model *m, const dat_node *n, dat_seg_entry *e)
+{
+    if (n->kind == DAT_LAYER_CONV2D) {
+        e->ndim = 4;
+        e->shape[0] = n->c;
+        e->shape[1] = m->nodes[n->in[0]].c;
+        e->shape[2] = e->shape[3] = n->spec.kernel;
+    } else if (n->kind == DAT_LAYER_LINEAR) {
+        e->ndim = 2;
+        e->shape[0] = n->c;
+        e->shape[1] = n->in_features;
+    }
+}
+
 static dat_status create_flat(dat_model *m, int64_t count, dat_tensor **t)
 {
     if (count == 0) {
@@ -69,6 +86,7 @@ dat_status dat_model_layout(dat_model *m)
             n->w_off = off;
             DAT_TRY(add_segment(m, n->name, "weight", off, wlen,
                                 bn ? DAT_SEGMENT_BN_WEIGHT : DAT_SEGMENT_WEIGHT));
+            weight_shape(m, n, &m->segs[m->n_segs - 1]);
             off += wlen;
         }
         if (blen) {

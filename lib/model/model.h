@@ -30,6 +30,8 @@ typedef struct dat_seg_entry {
     char *name;
     int64_t offset, length;
     dat_segment_kind kind;
+    int32_t ndim;          /* the PyTorch shape, for checkpoints */
+    int64_t shape[4];
 } dat_seg_entry;
 
 struct dat_model {

@@ -296,6 +296,19 @@ START_TEST(test_model_misuse)
     seg.size = 2;
     ck_assert_dat_err(dat_model_segment(m, 0, &seg), DAT_ERR_INVALID_ARG, "size");
 
+    dat_model_load_options lopts;
+    ck_assert_dat_err(dat_model_load_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
+    ck_assert_dat_ok(dat_model_load_options_init(&lopts));
+    ck_assert_dat_err(dat_model_save(NULL, "/tmp/x"), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_model_save(m, NULL), DAT_ERR_INVALID_ARG, "path");
+    ck_assert_dat_err(dat_model_save(m, "/nonexistent-dir/m.safetensors"), DAT_ERR_IO,
+                      "nonexistent-dir");
+    ck_assert_dat_err(dat_model_load(NULL, "/tmp/x", NULL), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_model_load(m, NULL, NULL), DAT_ERR_INVALID_ARG, "path");
+    ck_assert_dat_err(dat_model_load(m, "/nonexistent-dir/m.safetensors", NULL), DAT_ERR_IO,
+                      "cannot open");
+    lopts.size = 1;
+    ck_assert_dat_err(dat_model_load(m, "/tmp/x", &lopts), DAT_ERR_INVALID_ARG, "size");
     int32_t nodes, kind;
     ck_assert_dat_err(dat_model_num_nodes(NULL, &nodes), DAT_ERR_INVALID_ARG, "model");
     ck_assert_dat_err(dat_model_num_nodes(m, NULL), DAT_ERR_INVALID_ARG, "count");

@@ -205,3 +205,13 @@ _declare("dat_eval_robust_accuracy", c_status, c_attack_p, c_model_p, c_tensor_p
 _declare("dat_model_num_nodes", c_status, c_model_p, _I32P)
 _declare("dat_model_node_info", c_status, c_model_p, ctypes.c_int32, _I32P, _I32P, _I32P, _I32P)
 _declare("dat_model_activation", c_status, c_model_p, ctypes.c_int32, c_tensor_p)
+
+
+class ModelLoadOptions(ctypes.Structure):
+    """Mirror of dat_model_load_options."""
+    _fields_ = [("size", ctypes.c_uint32), ("ignore_unexpected", ctypes.c_int32)]
+
+
+_declare("dat_model_save", c_status, c_model_p, ctypes.c_char_p)
+_declare("dat_model_load_options_init", c_status, _P(ModelLoadOptions))
+_declare("dat_model_load", c_status, c_model_p, ctypes.c_char_p, _P(ModelLoadOptions))

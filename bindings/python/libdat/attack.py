@@ -46,6 +46,7 @@ class Attack(Handle):
         handle = c_attack_p()
         check(lib.dat_attack_create(ctypes.byref(handle), ctx.handle, ctypes.byref(o)))
         self._handle = handle
+        ctx._adopt(self)
 
 
     @property

@@ -1,6 +1,7 @@
 """The life cycle every libdat handle shares in Python."""
 from __future__ import annotations
 
+import weakref
 from typing import Callable, Optional
 
 
@@ -19,7 +20,16 @@ class Handle:
             raise ValueError(f"libdat: the {self._what} is closed")
         return self._handle
 
+    def _adopt(self, child: "Handle") -> None:
+        """Records a handle made from this one (a context's tensors, models, ...): closing
+        this one closes them first, so no child outlives what it was made from."""
+        if not hasattr(self, "_children"):
+            self._children = weakref.WeakSet()
+        self._children.add(child)
+
     def close(self) -> None:
+        for child in list(getattr(self, "_children", ())):
+            child.close()
         if self._handle is not None:
             if self._destroy is not None:
                 type(self)._destroy(self._handle)

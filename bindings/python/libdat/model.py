@@ -8,8 +8,8 @@ from typing import Optional
 
 import numpy as np
 
-from ._lib import (InputGradOptions, LossOptions, ModelOptions, Segment, c_model_p, c_tensor_p,
-                   lib)
+from ._lib import (InputGradOptions, LossOptions, ModelLoadOptions, ModelOptions, Segment,
+                   c_model_p, c_tensor_p, lib)
 from .context import Context
 from .errors import check
 from .handle import Handle
@@ -66,11 +66,16 @@ class Model(Handle):
         check(lib.dat_model_create_preset(ctypes.byref(handle), ctx.handle, preset.encode(),
                                           ctypes.byref(opts)))
         self._handle = handle
+        ctx._adopt(self)
 
     def _flat(self, fn) -> Optional[Tensor]:
         h = c_tensor_p()
         check(fn(self.handle, ctypes.byref(h)))
-        return _Borrowed(self, h) if h.value else None
+        if not h.value:
+            return None
+        borrowed = _Borrowed(self, h)
+        self._adopt(borrowed)  # closing the model invalidates its buffers too
+        return borrowed
 
     @property
     def params(self) -> Tensor:
@@ -166,6 +171,17 @@ class Model(Handle):
         t = Tensor(self._ctx, (batch, *shape))
         check(lib.dat_model_activation(self.handle, node, t.handle))
         return t.numpy()
+
+    def save(self, path: str) -> None:
+        """The state_dict as a safetensors file (PyTorch names and shapes)."""
+        check(lib.dat_model_save(self.handle, path.encode()))
+
+    def load(self, path: str, ignore_unexpected: bool = False) -> None:
+        """Loads a safetensors state_dict written by libdat or PyTorch."""
+        o = ModelLoadOptions()
+        check(lib.dat_model_load_options_init(ctypes.byref(o)))
+        o.ignore_unexpected = int(ignore_unexpected)
+        check(lib.dat_model_load(self.handle, path.encode(), ctypes.byref(o)))
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every parameter, by state_dict name (flat, 1-D)."""

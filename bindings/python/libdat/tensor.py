@@ -42,6 +42,7 @@ class Tensor(Handle):
         check(lib.dat_tensor_create(ctypes.byref(handle), ctx.handle, int(dtype), len(shape),
                                     dims))
         self._handle = handle
+        ctx._adopt(self)
 
     @classmethod
     def from_numpy(cls, ctx: Context, array: np.ndarray,
