@@ -1,7 +1,10 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../core/error.h"
 #include "reader.h"
@@ -33,38 +36,51 @@ static dat_status io_error(const char *path, const char *action, int err)
                      hint);
 }
 
+static dat_status read_all(int fd, const char *path, unsigned char *b, size_t size)
+{
+    size_t got = 0;
+    while (got < size) {
+        ssize_t r = read(fd, b + got, size - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return io_error(path, "read", errno);
+        if (r == 0)
+            return dat_error(DAT_ERR_IO, "dataset", "%s: read %zu of %zu bytes (did the file "
+                             "change?)", path, got, size);
+        got += (size_t)r;
+    }
+    return DAT_OK;
+}
+
 dat_status dat_read_file(const char *path, unsigned char **buf, size_t *size)
 {
     *buf = NULL;
     *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return io_error(path, "open", errno);
+    struct stat st;
     dat_status s = DAT_OK;
-    long len = -1;
-    if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        s = io_error(path, "find the size of", errno);
-        goto done;
+    if (fstat(fd, &st) != 0) {
+        s = io_error(path, "stat", errno);
+    } else if (!S_ISREG(st.st_mode)) {
+        s = dat_error(DAT_ERR_IO, "dataset", "%s: cannot read: not a regular file%s", path,
+                      S_ISDIR(st.st_mode) ? " (a folder)" : "");
+    } else {
+        size_t n = (size_t)st.st_size;
+        /* One spare byte so that an empty file still gives a non-NULL buffer. */
+        unsigned char *b = malloc(n + 1);
+        if (b == NULL)
+            s = dat_error(DAT_ERR_OUT_OF_MEMORY, "dataset", "%s: cannot hold its %zu bytes", path,
+                          n);
+        else if ((s = read_all(fd, path, b, n)) != DAT_OK)
+            free(b);
+        else {
+            *buf = b;
+            *size = n;
+        }
     }
-    /* One spare byte so that an empty file still gives a non-NULL buffer. */
-    unsigned char *b = malloc((size_t)len + 1);
-    if (b == NULL) {
-        s = dat_error(DAT_ERR_OUT_OF_MEMORY, "dataset", "%s: cannot hold its %ld bytes", path,
-                      len);
-        goto done;
-    }
-    size_t got = fread(b, 1, (size_t)len, f);
-    if (got != (size_t)len) {
-        int err = ferror(f) ? errno : 0;
-        free(b);
-        s = err ? io_error(path, "read", err)
-                : dat_error(DAT_ERR_IO, "dataset", "%s: read %zu of %ld bytes (file changed?)",
-                            path, got, len);
-        goto done;
-    }
-    *buf = b;
-    *size = (size_t)len;
-done:
-    fclose(f);
+    close(fd);
     return s;
 }
