@@ -5,6 +5,7 @@
  * tests/abi/check_symbols.sh fails if an exported function is missing here.
  */
 #include <math.h>
+#include <unistd.h>
 
 #include "check_util.h"
 #if DAT_TEST_MPI
@@ -672,6 +673,194 @@ START_TEST(test_comm_misuse)
 }
 END_TEST
 
+/* A 6-sample IDX data set of 2 x 2 images in /tmp, for the data set checks. */
+static void write_tiny_idx(char *images, char *labels)
+{
+    strcpy(images, "/tmp/dat_misuse_img_XXXXXX");
+    strcpy(labels, "/tmp/dat_misuse_lab_XXXXXX");
+    int fi = mkstemp(images), fl = mkstemp(labels);
+    ck_assert(fi >= 0 && fl >= 0);
+    unsigned char img[16 + 24] = {0, 0, 8, 3, 0, 0, 0, 6, 0, 0, 0, 2, 0, 0, 0, 2};
+    unsigned char lab[8 + 6] = {0, 0, 8, 1, 0, 0, 0, 6, 0, 1, 2, 0, 1, 2};
+    ck_assert_int_eq(write(fi, img, sizeof img), (int)sizeof img);
+    ck_assert_int_eq(write(fl, lab, sizeof lab), (int)sizeof lab);
+    close(fi);
+    close(fl);
+}
+
+START_TEST(test_dataset_misuse)
+{
+    char images[64], labels[64];
+    write_tiny_idx(images, labels);
+    ck_assert_dat_err(dat_dataset_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
+    dat_dataset_options o;
+    ck_assert_dat_ok(dat_dataset_options_init(&o));
+    o.images_path = images;
+    o.labels_path = labels;
+    dat_dataset *ds = (dat_dataset *)0x1;
+    ck_assert_dat_err(dat_dataset_open(NULL, ctx, &o), DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_dataset_open(&ds, NULL, &o), DAT_ERR_INVALID_ARG, "ctx");
+    ck_assert_ptr_null(ds);
+    ds = (dat_dataset *)0x1;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, NULL), DAT_ERR_INVALID_ARG, "opts");
+    ck_assert_ptr_null(ds);
+    o.size = 8;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &o), DAT_ERR_INVALID_ARG,
+                      "dat_dataset_options_init");
+    o.size = sizeof o;
+
+    /* Each bad field, named in the message. */
+    static const struct {
+        const char *field;
+        int64_t value;
+        const char *needle;
+    } bad[] = {
+        {"format", 4, "opts->format = 4"},
+        {"layout", 3, "opts->layout = 3"},
+        {"num_classes", -1, "opts->num_classes = -1"},
+        {"part", 2, "opts->part = 2"},
+        {"validation_count", -5, "opts->validation_count = -5"},
+        {"rank", 1, "rank = 1 and world_size = 1"},
+        {"world_size", 0, "world_size = 0"},
+        {"batch_size", 0, "opts->batch_size = 0"},
+        {"crop_padding", -1, "opts->crop_padding = -1"},
+        {"shuffle", 2, "opts->shuffle = 2"},
+        {"drop_last", -1, "opts->drop_last = -1"},
+        {"random_crop", 3, "opts->random_crop = 3"},
+        {"horizontal_flip", 2, "opts->horizontal_flip = 2"},
+        {"prefetch", 5, "opts->prefetch = 5"},
+        {"num_extra_paths", -1, "opts->num_extra_paths = -1"},
+        {"num_subset_classes", -2, "opts->num_subset_classes = -2"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
+        dat_dataset_options b = o;
+        const char *f = bad[i].field;
+        int32_t v = (int32_t)bad[i].value;
+        if (!strcmp(f, "format")) b.format = (dat_dataset_format)v;
+        else if (!strcmp(f, "layout")) b.layout = (dat_dataset_layout)v;
+        else if (!strcmp(f, "num_classes")) b.num_classes = v;
+        else if (!strcmp(f, "part")) b.part = (dat_dataset_part)v;
+        else if (!strcmp(f, "validation_count")) b.validation_count = bad[i].value;
+        else if (!strcmp(f, "rank")) b.rank = v;
+        else if (!strcmp(f, "world_size")) b.world_size = v;
+        else if (!strcmp(f, "batch_size")) b.batch_size = v;
+        else if (!strcmp(f, "crop_padding")) b.crop_padding = v;
+        else if (!strcmp(f, "shuffle")) b.shuffle = v;
+        else if (!strcmp(f, "drop_last")) b.drop_last = v;
+        else if (!strcmp(f, "random_crop")) b.random_crop = v;
+        else if (!strcmp(f, "horizontal_flip")) b.horizontal_flip = v;
+        else if (!strcmp(f, "prefetch")) b.prefetch = v;
+        else if (!strcmp(f, "num_extra_paths")) b.num_extra_paths = v;
+        else b.num_subset_classes = v;
+        ds = (dat_dataset *)0x1;
+        ck_assert_dat_err(dat_dataset_open(&ds, ctx, &b), DAT_ERR_INVALID_ARG, bad[i].needle);
+        ck_assert_ptr_null(ds);
+    }
+    dat_dataset_options b = o;
+    b.validation_fraction = 1.0;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &b), DAT_ERR_INVALID_ARG, "validation_fraction");
+    b.validation_fraction = NAN;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &b), DAT_ERR_INVALID_ARG, "validation_fraction");
+    b.validation_fraction = 0.5;
+    b.validation_count = 1;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &b), DAT_ERR_INVALID_ARG, "not both");
+    b = o;
+    b.images_path = NULL;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &b), DAT_ERR_INVALID_ARG, "images_path");
+    b = o;
+    b.labels_path = NULL;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &b), DAT_ERR_INVALID_ARG, "labels_path");
+    b.format = DAT_DATASET_CIFAR10;
+    b.labels_path = labels;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &b), DAT_ERR_INVALID_ARG, "must be NULL for CIFAR");
+    b = o;
+    b.num_extra_paths = 1;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &b), DAT_ERR_INVALID_ARG, "CIFAR record files");
+    b.format = DAT_DATASET_CIFAR10;
+    b.labels_path = NULL;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &b), DAT_ERR_INVALID_ARG, "extra_paths must");
+    const char *nulls[1] = {NULL};
+    b.extra_paths = nulls;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &b), DAT_ERR_INVALID_ARG, "extra_paths[0]");
+    b = o;
+    b.num_subset_classes = 1;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &b), DAT_ERR_INVALID_ARG, "classes must not");
+    const int32_t neg[1] = {-3};
+    b.classes = neg;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &b), DAT_ERR_INVALID_ARG, "classes[0] = -3");
+    const int32_t big[1] = {3};
+    b.classes = big;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &b), DAT_ERR_INVALID_ARG, "out of range");
+    b = o;
+    b.world_size = 7; /* 6 samples for 7 ranks */
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &b), DAT_ERR_INVALID_ARG, "among 7 ranks");
+    ck_assert_ptr_null(ds);
+
+    /* A good one, then every call with bad arguments. */
+    o.batch_size = 4;
+    ck_assert_dat_ok(dat_dataset_open(&ds, ctx, &o));
+    int64_t n;
+    int32_t k;
+    ck_assert_dat_err(dat_dataset_num_samples(NULL, &n), DAT_ERR_INVALID_ARG, "ds");
+    ck_assert_dat_err(dat_dataset_num_samples(ds, NULL), DAT_ERR_INVALID_ARG, "count");
+    ck_assert_dat_err(dat_dataset_sample_shape(NULL, &k, &k, &k), DAT_ERR_INVALID_ARG, "ds");
+    ck_assert_dat_ok(dat_dataset_sample_shape(ds, NULL, NULL, NULL));
+    ck_assert_dat_err(dat_dataset_num_classes(NULL, &k), DAT_ERR_INVALID_ARG, "ds");
+    ck_assert_dat_err(dat_dataset_num_classes(ds, NULL), DAT_ERR_INVALID_ARG, "count");
+    ck_assert_dat_err(dat_dataset_batches_per_epoch(NULL, &n), DAT_ERR_INVALID_ARG, "ds");
+    ck_assert_dat_err(dat_dataset_batches_per_epoch(ds, NULL), DAT_ERR_INVALID_ARG, "count");
+    ck_assert_dat_err(dat_dataset_get_position(NULL, &n, &n), DAT_ERR_INVALID_ARG, "ds");
+    ck_assert_dat_ok(dat_dataset_get_position(ds, NULL, NULL));
+    ck_assert_dat_err(dat_dataset_set_position(NULL, 0, 0), DAT_ERR_INVALID_ARG, "ds");
+    ck_assert_dat_err(dat_dataset_set_position(ds, 0, 3), DAT_ERR_INVALID_ARG, "batch = 3");
+    ck_assert_dat_err(dat_dataset_set_position(ds, -1, 0), DAT_ERR_INVALID_ARG, "epoch = -1");
+    ck_assert_dat_err(dat_dataset_set_epoch(NULL, 0), DAT_ERR_INVALID_ARG, "ds");
+    ck_assert_dat_err(dat_dataset_set_epoch(ds, (int64_t)1 << 62), DAT_ERR_INVALID_ARG, "epoch");
+
+    int64_t xs[4] = {4, 1, 2, 2}, ys[1] = {4}, bad_xs[4] = {4, 1, 2, 3}, big_xs[4] = {5, 1, 2, 2};
+    dat_tensor *x, *y, *xbad, *xbig, *yf;
+    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
+    ck_assert_dat_ok(dat_tensor_create(&xbad, ctx, DAT_FLOAT32, 4, bad_xs));
+    ck_assert_dat_ok(dat_tensor_create(&xbig, ctx, DAT_FLOAT32, 4, big_xs));
+    ck_assert_dat_ok(dat_tensor_create(&yf, ctx, DAT_FLOAT32, 1, ys));
+    int32_t count;
+    ck_assert_dat_err(dat_dataset_next_batch(NULL, x, y, &count), DAT_ERR_INVALID_ARG, "ds");
+    ck_assert_dat_err(dat_dataset_next_batch(ds, NULL, y, &count), DAT_ERR_INVALID_ARG, "x");
+    ck_assert_dat_err(dat_dataset_next_batch(ds, x, y, NULL), DAT_ERR_INVALID_ARG, "count");
+    ck_assert_dat_err(dat_dataset_next_batch(ds, xbad, y, &count), DAT_ERR_INVALID_ARG,
+                      "[b, 1, 2, 2]");
+    ck_assert_dat_err(dat_dataset_next_batch(ds, f32, y, &count), DAT_ERR_INVALID_ARG,
+                      "2 dimensions");
+    ck_assert_dat_err(dat_dataset_next_batch(ds, xbig, NULL, &count), DAT_ERR_INVALID_ARG,
+                      "x has 5 rows");
+    ck_assert_dat_err(dat_dataset_next_batch(ds, x, yf, &count), DAT_ERR_INVALID_ARG,
+                      "y must be an int32 tensor [4]");
+    ck_assert_dat_ok(dat_dataset_get_position(ds, &n, NULL));
+    ck_assert_dat_ok(dat_dataset_next_batch(ds, x, y, &count));
+    ck_assert_int_eq(count, 4);
+    dat_dataset_destroy(ds);
+    dat_dataset_destroy(NULL);
+
+    /* A missing file is DAT_ERR_IO, a wrong one DAT_ERR_FORMAT. */
+    o.format = DAT_DATASET_NPY;
+    o.labels_path = NULL;
+    o.images_path = "/nonexistent/images.npy";
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &o), DAT_ERR_IO, "/nonexistent/images.npy");
+    o.format = DAT_DATASET_IDX;
+    o.images_path = labels;
+    o.labels_path = labels;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &o), DAT_ERR_FORMAT, "expected magic 0x00000803");
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(y);
+    dat_tensor_destroy(xbad);
+    dat_tensor_destroy(xbig);
+    dat_tensor_destroy(yf);
+    unlink(images);
+    unlink(labels);
+}
+END_TEST
+
 #if DAT_TEST_MPI
 /* Without MPI_Init every MPI entry point refuses with DAT_ERR_STATE. */
 START_TEST(test_mpi_misuse)
@@ -720,6 +909,7 @@ int main(void)
     tcase_add_test(tc, test_attack_misuse);
     tcase_add_test(tc, test_quantizer_misuse);
     tcase_add_test(tc, test_comm_misuse);
+    tcase_add_test(tc, test_dataset_misuse);
 #if DAT_TEST_MPI
     tcase_add_test(tc, test_mpi_misuse);
 #endif

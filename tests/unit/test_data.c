@@ -523,6 +523,19 @@ START_TEST(test_npy_ambiguous_layout)
     ck_assert_int_eq(c, 3);
     ck_assert_int_eq(h, 3);
     ck_assert_int_eq(w, 4);
+    /* Unlabeled: no classes, and labels cannot be asked for. */
+    int32_t k = -1, count = -1;
+    ck_assert_dat_ok(dat_dataset_num_classes(ds, &k));
+    ck_assert_int_eq(k, 0);
+    int64_t xs[4] = {2, 3, 3, 4}, ys[1] = {2};
+    dat_tensor *x, *y;
+    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
+    ck_assert_dat_err(dat_dataset_next_batch(ds, x, y, &count), DAT_ERR_INVALID_ARG, "no labels");
+    ck_assert_dat_ok(dat_dataset_next_batch(ds, x, NULL, &count));
+    ck_assert_int_eq(count, 2);
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(y);
     dat_dataset_destroy(ds);
 }
 END_TEST
