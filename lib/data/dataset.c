@@ -198,6 +198,7 @@ static dat_status split_and_shard(dat_dataset *ds, const dat_dataset_options *o,
                                   int64_t n_kept)
 {
     const char *f = "dat_dataset_open";
+    ds->pool = kept; /* owned by ds from here, also on failure */
     int64_t val = o->validation_count;
     if (o->validation_fraction > 0.0)
         val = (int64_t)floor(o->validation_fraction * (double)n_kept);
@@ -210,7 +211,6 @@ static dat_status split_and_shard(dat_dataset *ds, const dat_dataset_options *o,
     int64_t first = o->part == DAT_PART_TRAIN ? 0 : n_kept - val;
     ds->pool_n = o->part == DAT_PART_TRAIN ? n_kept - val : val;
     memmove(kept, kept + first, (size_t)ds->pool_n * sizeof *kept);
-    ds->pool = kept;
     ds->shard_n = ds->pool_n / o->world_size;
     if (ds->shard_n == 0)
         return dat_error(DAT_ERR_INVALID_ARG, f, "%lld samples cannot be shared among %d ranks",
@@ -290,7 +290,7 @@ static dat_status open_inner(dat_dataset *ds, const dat_dataset_options *o)
         free(kept);
         return s;
     }
-    DAT_TRY(split_and_shard(ds, o, kept, n_kept)); /* ds owns kept from here */
+    DAT_TRY(split_and_shard(ds, o, kept, n_kept));
     ds->perm = malloc((size_t)ds->pool_n * sizeof *ds->perm);
     ds->order = malloc((size_t)ds->shard_n * sizeof *ds->order);
     if (ds->perm == NULL || ds->order == NULL)
