@@ -1047,6 +1047,60 @@ START_TEST(test_resume_position)
 }
 END_TEST
 
+/* Tensors of a CUDA context are written through dat_tensor_write and hold
+ * the same batch as CPU tensors (runs only where a GPU is present). */
+START_TEST(test_device_tensors)
+{
+    int32_t gpus = 0;
+    ck_assert_dat_ok(dat_cuda_device_count(&gpus));
+    if (!dat_has_cuda() || gpus == 0) {
+        fprintf(stderr, "test_device_tensors: skipped (no CUDA device)\n");
+        return;
+    }
+    dat_ctx_options co;
+    dat_ctx_options_init(&co);
+    co.device = DAT_DEVICE_CUDA;
+    dat_ctx *gctx;
+    ck_assert_dat_ok(dat_ctx_create(&gctx, &co));
+    dat_dataset_options o = indexed_opts(13, 3, 4, 4);
+    o.shuffle = 1;
+    o.random_crop = 1;
+    o.horizontal_flip = 1;
+    o.batch_size = 5;
+    for (int prefetch = 0; prefetch < 2; ++prefetch) {
+        o.prefetch = prefetch;
+        dat_dataset *cpu = open_ok(&o), *gpu = open_ok(&o);
+        int64_t xs[4] = {5, 3, 4, 4}, ys[1] = {5};
+        dat_tensor *cx, *cy, *gx, *gy;
+        ck_assert_dat_ok(dat_tensor_create(&cx, ctx, DAT_FLOAT32, 4, xs));
+        ck_assert_dat_ok(dat_tensor_create(&cy, ctx, DAT_INT32, 1, ys));
+        ck_assert_dat_ok(dat_tensor_create(&gx, gctx, DAT_FLOAT32, 4, xs));
+        ck_assert_dat_ok(dat_tensor_create(&gy, gctx, DAT_INT32, 1, ys));
+        float hx[5 * 48], dx[5 * 48];
+        int32_t hy[5], dy[5];
+        for (int b = 0; b < 3; ++b) {
+            int32_t nc, ng;
+            ck_assert_dat_ok(dat_dataset_next_batch(cpu, cx, cy, &nc));
+            ck_assert_dat_ok(dat_dataset_next_batch(gpu, gx, gy, &ng));
+            ck_assert_int_eq(nc, ng);
+            ck_assert_dat_ok(dat_tensor_read(cx, hx, sizeof hx));
+            ck_assert_dat_ok(dat_tensor_read(gx, dx, sizeof dx));
+            ck_assert_dat_ok(dat_tensor_read(cy, hy, sizeof hy));
+            ck_assert_dat_ok(dat_tensor_read(gy, dy, sizeof dy));
+            ck_assert_mem_eq(hx, dx, sizeof hx);
+            ck_assert_mem_eq(hy, dy, sizeof hy);
+        }
+        dat_tensor_destroy(cx);
+        dat_tensor_destroy(cy);
+        dat_tensor_destroy(gx);
+        dat_tensor_destroy(gy);
+        dat_dataset_destroy(cpu);
+        dat_dataset_destroy(gpu);
+    }
+    dat_ctx_destroy(gctx);
+}
+END_TEST
+
 /* ---------------- broken and hostile files ---------------- */
 
 /* Opening must fail with `want` and a message naming the file and saying `needle`. */
@@ -1423,6 +1477,7 @@ int main(void)
     tcase_add_test(tc, test_augment_reproducible);
     tcase_add_test(tc, test_prefetch_identical);
     tcase_add_test(tc, test_resume_position);
+    tcase_add_test(tc, test_device_tensors);
     tcase_add_test(tc, test_hostile_idx);
     tcase_add_test(tc, test_hostile_cifar);
     tcase_add_test(tc, test_hostile_npy);
