@@ -23,34 +23,54 @@ dat_augment_draw dat_augment_sample(uint64_t seed, int64_t epoch, int64_t sample
     return d;
 }
 
-/* uint8 / 255 as every backend and PyTorch's ToTensor compute it: a float
- * division, correctly rounded. */
-static inline float pixel(const void *src, dat_dtype dtype, size_t i)
+/* A run of n stored pixels from src[first] on, to floats, left to right or
+ * mirrored (dst[k] = src[first - k]). uint8 becomes v / 255, a correctly
+ * rounded float division as PyTorch's ToTensor computes it. The loops are
+ * branch-free so the compiler vectorizes them. */
+static void convert_run(const void *src, dat_dtype dtype, size_t first, int32_t n, int mirrored,
+                        float *dst)
 {
-    if (dtype == DAT_UINT8)
-        return (float)((const unsigned char *)src)[i] / 255.0f;
-    return ((const float *)src)[i];
+    if (dtype == DAT_UINT8) {
+        const unsigned char *s = (const unsigned char *)src + first;
+        if (mirrored)
+            for (int32_t k = 0; k < n; ++k)
+                dst[k] = (float)s[-k] / 255.0f;
+        else
+            for (int32_t k = 0; k < n; ++k)
+                dst[k] = (float)s[k] / 255.0f;
+    } else {
+        const float *s = (const float *)src + first;
+        if (mirrored)
+            for (int32_t k = 0; k < n; ++k)
+                dst[k] = s[-k];
+        else
+            memcpy(dst, s, (size_t)n * sizeof *dst);
+    }
 }
 
 void dat_augment_render(const void *src, dat_dtype dtype, int32_t c, int32_t h, int32_t w,
                         int32_t padding, dat_augment_draw d, float *dst)
 {
     int32_t oy = d.dy - padding, ox = d.dx - padding; /* source = output + offset */
+    /* Output column x reads source column x + ox (or w - 1 - x + ox when
+     * mirrored); [x0, x1) are the columns whose source lies in the image. */
+    int32_t x0 = d.flip ? ox : -ox, x1 = d.flip ? w + ox : w - ox;
+    x0 = x0 < 0 ? 0 : x0 > w ? w : x0;
+    x1 = x1 < x0 ? x0 : x1 > w ? w : x1;
     size_t plane = (size_t)h * w;
     for (int32_t ch = 0; ch < c; ++ch) {
-        size_t base = (size_t)ch * plane;
         for (int32_t y = 0; y < h; ++y) {
-            float *row = dst + base + (size_t)y * w;
+            float *row = dst + ch * plane + (size_t)y * w;
             int32_t sy = y + oy;
-            if (sy < 0 || sy >= h) {
+            if (sy < 0 || sy >= h || x0 == x1) {
                 memset(row, 0, (size_t)w * sizeof *row);
                 continue;
             }
-            size_t srow = base + (size_t)sy * w;
-            for (int32_t x = 0; x < w; ++x) {
-                int32_t sx = (d.flip ? w - 1 - x : x) + ox;
-                row[x] = sx < 0 || sx >= w ? 0.0f : pixel(src, dtype, srow + (size_t)sx);
-            }
+            size_t srow = ch * plane + (size_t)sy * w;
+            int32_t sx0 = (d.flip ? w - 1 - x0 : x0) + ox;
+            memset(row, 0, (size_t)x0 * sizeof *row);
+            convert_run(src, dtype, srow + (size_t)sx0, x1 - x0, d.flip, row + x0);
+            memset(row + x1, 0, (size_t)(w - x1) * sizeof *row);
         }
     }
 }

@@ -924,6 +924,32 @@ START_TEST(test_augment_crop_flip)
     for (int k = 0; k <= 2 * P; ++k)
         ck_assert_msg(fabs(off[k] - M * pk) < 5 * sd, "offset %d drawn %d times of %d", k,
                       off[k], M);
+    /* The renderer alone, from uint8 and float32 storage, for paddings up to
+     * more than the image (crops that are all zeros). */
+    enum { RC = 2, RH = 4, RW = 5 };
+    unsigned char u8[RC * RH * RW];
+    float f32s[RC * RH * RW], got[RC * RH * RW], ref[RC * RH * RW];
+    const int pads[] = {0, 1, 3, 9};
+    for (int pi = 0; pi < 4; ++pi)
+        for (int64_t i = 0; i < 60; ++i) {
+            for (int ch = 0; ch < RC; ++ch)
+                for (int y = 0; y < RH; ++y)
+                    for (int x = 0; x < RW; ++x) {
+                        u8[(ch * RH + y) * RW + x] = px_u8(i, ch, y, x);
+                        f32s[(ch * RH + y) * RW + x] = (float)px_u8(i, ch, y, x) / 255.0f;
+                    }
+            dat_augment_draw dr = dat_augment_sample(8, 1, i, 1, 1, pads[pi]);
+            reference_augment(i, RC, RH, RW, pads[pi], dr, ref);
+            for (int t = 0; t < 2; ++t) {
+                dat_augment_render(t ? (const void *)f32s : u8, t ? DAT_FLOAT32 : DAT_UINT8, RC,
+                                   RH, RW, pads[pi], dr, got);
+                for (int k = 0; k < RC * RH * RW; ++k)
+                    ck_assert_msg(got[k] == ref[k], "padding %d sample %lld (dy %d dx %d flip "
+                                  "%d) %s element %d: got %g, want %g", pads[pi], (long long)i,
+                                  dr.dy, dr.dx, dr.flip, t ? "float32" : "uint8", k, got[k],
+                                  ref[k]);
+            }
+        }
     /* Off switches give the identity's parts. */
     dat_augment_draw d = dat_augment_sample(5, 3, 17, 0, 1, P);
     ck_assert(d.dy == P && d.dx == P);
