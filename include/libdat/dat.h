@@ -16,5 +16,6 @@
 #include "dat_attack.h"
 #include "dat_quant.h"
 #include "dat_comm.h"
+#include "dat_optim.h"
 
 #endif
