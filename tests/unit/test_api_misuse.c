@@ -789,6 +789,25 @@ START_TEST(test_optim_misuse)
 }
 END_TEST
 
+START_TEST(test_comm_model_misuse)
+{
+    dat_comm *c = NULL;
+    ck_assert_dat_ok(dat_comm_create_self(&c, ctx));
+    dat_model *m = NULL;
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "mlp", NULL));
+    ck_assert_dat_err(dat_comm_allreduce_grads(NULL, m, NULL, DAT_QUANT_ONE_SIDED, 0),
+                      DAT_ERR_INVALID_ARG, "comm");
+    ck_assert_dat_err(dat_comm_allreduce_grads(c, NULL, NULL, DAT_QUANT_ONE_SIDED, 0),
+                      DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_ok(dat_comm_allreduce_grads(c, m, NULL, DAT_QUANT_ONE_SIDED, 0));
+    ck_assert_dat_err(dat_comm_broadcast_model(NULL, m, 0), DAT_ERR_INVALID_ARG, "comm");
+    ck_assert_dat_err(dat_comm_broadcast_model(c, NULL, 0), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_comm_broadcast_model(c, m, 3), DAT_ERR_INVALID_ARG, "root");
+    dat_model_destroy(m);
+    dat_comm_destroy(c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("api_misuse");
@@ -803,6 +822,7 @@ int main(void)
     tcase_add_test(tc, test_model_misuse);
     tcase_add_test(tc, test_attack_misuse);
     tcase_add_test(tc, test_optim_misuse);
+    tcase_add_test(tc, test_comm_model_misuse);
     tcase_add_test(tc, test_quantizer_misuse);
     tcase_add_test(tc, test_comm_misuse);
 #if DAT_TEST_MPI
