@@ -247,8 +247,11 @@ static int train(run *r)
         evaluated = last || (r->o.eval_every > 0 && (e + 1) % r->o.eval_every == 0);
         if (evaluated && r->rank == 0 && evaluate(r, r->test, &ta, &ra))
             return 1;
-        if (log_epoch(r, e + 1, loss, ta, ra, evaluated) || save_checkpoint(r, "last.safetensors", e + 1))
+        if (log_epoch(r, e + 1, loss, ta, ra, evaluated) ||
+            save_checkpoint(r, "last.safetensors", e + 1))
             return 1;
+        if (r->o.stop_after > 0 && e + 1 == r->o.stop_after)
+            return 0; /* interrupted on purpose: no final line */
     }
     if (r->rank == 0 && !evaluated && evaluate(r, r->test, &ta, &ra))
         return 1;
