@@ -74,6 +74,7 @@ static const char usage[] =
     "  --threads N          compute threads per rank (0 = all cores)          [0]\n"
     "  --checkpoint-dir D   write last.safetensors (and best.safetensors) here\n"
     "  --resume             continue from D/last.safetensors bit-exactly\n"
+    "  --stop-after E       stop after epoch E, as if interrupted (to test --resume)\n"
     "  --keep-best          keep the checkpoint of the best validation RA\n"
     "  --eval-every N       evaluate TA and RA every N epochs (0: at the end) [1]\n"
     "  --eval-count N       test images to evaluate (0: all)                  [0]\n"
@@ -287,6 +288,7 @@ static int parse_one(train_options *o, const char *k, const char *v)
     }
     if (IS("--threads")) return parse_int(k, v, 0, 4096, &o->threads);
     if (IS("--checkpoint-dir")) return (o->checkpoint_dir = v, 0);
+    if (IS("--stop-after")) return parse_int(k, v, 1, INT_MAX, &o->stop_after);
     if (IS("--eval-every")) return parse_int(k, v, 0, INT_MAX, &o->eval_every);
     if (IS("--eval-count")) return parse_int(k, v, 0, INT_MAX, &o->eval_count);
     if (IS("--eval-steps")) return parse_int(k, v, 0, 100000, &o->eval_steps);

@@ -51,6 +51,7 @@ typedef struct train_options {
     int32_t threads;
     const char *checkpoint_dir;
     int resume;
+    int32_t stop_after;        /* > 0: stop after this epoch, as if interrupted */
     int keep_best;
     int32_t eval_every;        /* epochs between evaluations; 0: only at the end */
     int32_t eval_count;        /* test images evaluated (0: all) */

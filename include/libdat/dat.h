@@ -16,6 +16,8 @@
 #include "dat_attack.h"
 #include "dat_quant.h"
 #include "dat_comm.h"
+#include "dat_optim.h"
 #include "dat_data.h"
+#include "dat_checkpoint.h"
 
 #endif

@@ -45,6 +45,7 @@
 #ifndef LIBDAT_DAT_COMM_H
 #define LIBDAT_DAT_COMM_H
 
+#include "dat_model.h"
 #include "dat_quant.h"
 #include "dat_tensor.h"
 
@@ -152,6 +153,25 @@ DAT_API dat_status dat_comm_allgather(dat_comm *comm, const dat_tensor *in, dat_
  */
 DAT_API dat_status dat_comm_allreduce_quantized(dat_comm *comm, dat_tensor *t, dat_quantizer *q,
                                                 dat_quant_mode mode, uint64_t step);
+
+/**
+ * @brief Steps 3, A3 and 4 of the paper's Algorithm 1 for a model: replaces the
+ *        model's flat gradient by its mean over the ranks, exactly
+ *        (dat_comm_allreduce, @p q NULL) or through the quantized all-reduce
+ *        (dat_comm_allreduce_quantized with @p q, @p mode and @p step). The
+ *        buffer is reduced in place (the quantizer works bucket by bucket), so no
+ *        second full copy of the gradient is made on the host. Every rank ends
+ *        with identical bits.
+ * @return as dat_comm_allreduce / dat_comm_allreduce_quantized.
+ */
+DAT_API dat_status dat_comm_allreduce_grads(dat_comm *comm, dat_model *model, dat_quantizer *q,
+                                            dat_quant_mode mode, uint64_t step);
+
+/**
+ * @brief Start-up: every rank takes rank @p root's parameters and batch-norm
+ *        running statistics, so all workers begin from the same model.
+ */
+DAT_API dat_status dat_comm_broadcast_model(dat_comm *comm, dat_model *model, int32_t root);
 
 /**
  * @brief Reads the statistics.

@@ -8,7 +8,8 @@
  *
  * **From files to this handle's samples**, in this order:
  * 1. The files are read (DAT_ERR_IO if one cannot be, DAT_ERR_FORMAT if one is
- *    malformed; the message names the file and the problem).
+ *    malformed; the message names the file and the problem). With
+ *    dat_dataset_options::limit, only the first `limit` samples are kept.
  * 2. Class subset: with dat_dataset_options::classes, only samples of those
  *    classes are kept, in file order, and class classes[i] is relabeled i.
  * 3. Validation split: the last validation_count samples (or
@@ -150,6 +151,9 @@ typedef struct dat_dataset_options {
     int32_t horizontal_flip;        /**< 1: flip left-right with probability 1/2; default 0. */
     int32_t prefetch;               /**< 1 (default): prepare the next batch on a background
                                          thread; 0: in dat_dataset_next_batch(). */
+    int64_t limit;                  /**< > 0: only the first `limit` samples of the files are
+                                         used (before the class subset and the split), for
+                                         short runs; default 0 = all. */
 } dat_dataset_options;
 
 /**

@@ -140,6 +140,9 @@ static dat_status check_options(const dat_dataset_options *o)
     if (o->crop_padding < 0 || o->crop_padding > 1024)
         return dat_error(DAT_ERR_INVALID_ARG, f, "opts->crop_padding = %d must be in [0, 1024]",
                          (int)o->crop_padding);
+    if (o->limit < 0)
+        return dat_error(DAT_ERR_INVALID_ARG, f, "opts->limit = %lld must be >= 0",
+                         (long long)o->limit);
     DAT_TRY(check_flag("shuffle", o->shuffle));
     DAT_TRY(check_flag("drop_last", o->drop_last));
     DAT_TRY(check_flag("random_crop", o->random_crop));
@@ -284,6 +287,8 @@ void dat_dataset_destroy(dat_dataset *ds)
 static dat_status open_inner(dat_dataset *ds, const dat_dataset_options *o)
 {
     DAT_TRY(dat_data_load(o, &ds->src));
+    if (o->limit > 0 && o->limit < ds->src.n)
+        ds->src.n = o->limit; /* the arrays stay as read; only the count shrinks */
     int64_t *kept = NULL, n_kept = 0;
     dat_status s = select_classes(ds, o, &kept, &n_kept);
     if (s != DAT_OK) {

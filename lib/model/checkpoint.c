@@ -60,10 +60,9 @@ static void add_state(const dat_model *m, const host_state *h, dat_st_writer *w,
     }
 }
 
-dat_status dat_model_save(dat_model *model, const char *path)
+dat_status dat_model_write(dat_model *model, const char *path, dat_model_extra_fn extra,
+                           void *user)
 {
-    DAT_CHECK_NOT_NULL(model);
-    DAT_CHECK_NOT_NULL(path);
     host_state h = {0};
     char (*names)[256] = calloc((size_t)(3 * model->n_bn + 1), sizeof *names);
     dat_status s = names ? fetch(model, &h)
@@ -78,11 +77,21 @@ dat_status dat_model_save(dat_model *model, const char *path)
         dat_st_writer_meta(&w, "format", "pt");
         dat_st_writer_meta(&w, "libdat_version", DAT_VERSION_STRING);
         dat_st_writer_meta(&w, "input_shape", shape);
+        if (extra)
+            extra(&w, user);
         s = dat_st_write(&w, path);
         dat_st_writer_free(&w);
     }
     release(&h);
     free(names);
+    return s;
+}
+
+dat_status dat_model_save(dat_model *model, const char *path)
+{
+    DAT_CHECK_NOT_NULL(model);
+    DAT_CHECK_NOT_NULL(path);
+    dat_status s = dat_model_write(model, path, NULL, NULL);
     return s == DAT_OK ? DAT_OK : dat_error_context(s, __func__);
 }
 

@@ -106,6 +106,13 @@ dat_status dat_model_check_labels(const char *func, dat_model *m, const dat_tens
 dat_status dat_model_check_matrix(const char *func, const dat_model *m, const char *what,
                                   const dat_tensor *t, int32_t n, int32_t k);
 
+/* Writes the state_dict to a safetensors file; `extra` (may be NULL) adds
+ * further tensors and metadata before the file is written (checkpoints). */
+struct dat_st_writer;
+typedef void (*dat_model_extra_fn)(struct dat_st_writer *w, void *user);
+dat_status dat_model_write(dat_model *model, const char *path, dat_model_extra_fn extra,
+                           void *user);
+
 /* Parameter and buffer layout, initialization (init.c). */
 dat_status dat_model_layout(dat_model *m);
 dat_status dat_model_init_params(dat_model *m, uint64_t seed);

@@ -260,6 +260,64 @@ static void test_mismatch_and_failure(void)
     test_allreduce(10);
 }
 
+/* A model's gradient averaged over the ranks equals the mean of the ranks'
+ * gradients (gathered and averaged here); the start-up broadcast makes every
+ * rank hold rank 0's parameters. */
+static void test_model_collectives(void)
+{
+    dat_model_options mo;
+    dat_model_options_init(&mo);
+    mo.init_seed = 100 + (uint64_t)g_rank; /* different weights on every rank */
+    dat_model *m = NULL;
+    EXPECT_OK(dat_model_create_preset(&m, ctx, "mlp", &mo));
+    if (!m)
+        return;
+    EXPECT_OK(dat_comm_broadcast_model(comm, m, 0));
+    dat_tensor *p, *g;
+    dat_model_params(m, &p);
+    dat_model_grads(m, &g);
+    int64_t np;
+    dat_tensor_numel(p, &np);
+    float *pa = fdata(p);
+    uint64_t h = fnv(pa, (size_t)np * 4), h0 = h;
+    MPI_Bcast(&h0, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+    EXPECT(h == h0, "parameters differ from rank 0's after the broadcast");
+
+    int64_t xs[4] = {3, 1, 28, 28}, ys[1] = {3};
+    dat_tensor *x, *y;
+    EXPECT_OK(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
+    EXPECT_OK(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
+    EXPECT_OK(dat_tensor_fill_uniform(x, 0, 1, (uint64_t)g_rank, 0)); /* each rank its shard */
+    EXPECT_OK(dat_tensor_fill(y, g_rank % 10));
+    EXPECT_OK(dat_model_loss_backward(m, x, y, NULL, NULL));
+    float *ga = fdata(g), *all = malloc((size_t)np * 4 * (size_t)g_size);
+    MPI_Allgather(ga, (int)np, MPI_FLOAT, all, (int)np, MPI_FLOAT, MPI_COMM_WORLD);
+    EXPECT_OK(dat_comm_allreduce_grads(comm, m, NULL, DAT_QUANT_ONE_SIDED, 0));
+    /* Norm-wise: elements near 0 after cancellation carry float32 rounding. */
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < np; ++i) {
+        double mean = 0;
+        for (int j = 0; j < g_size; ++j)
+            mean += all[(size_t)j * (size_t)np + (size_t)i];
+        mean /= g_size;
+        num += (ga[i] - mean) * (ga[i] - mean);
+        den += mean * mean;
+    }
+    EXPECT(sqrt(num / den) < 1e-6, "averaged gradient: relative error %g", sqrt(num / den));
+    /* Quantized: identical bits everywhere. */
+    dat_quantizer *q = NULL;
+    EXPECT_OK(dat_quantizer_create(&q, ctx, NULL));
+    EXPECT_OK(dat_comm_allreduce_grads(comm, m, q, DAT_QUANT_TWO_SIDED, 1));
+    uint64_t hq = fnv(ga, (size_t)np * 4), hq0 = hq;
+    MPI_Bcast(&hq0, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+    EXPECT(hq == hq0, "quantized gradient differs from rank 0's");
+    dat_quantizer_destroy(q);
+    free(all);
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(y);
+    dat_model_destroy(m);
+}
+
 int main(int argc, char **argv)
 {
     MPI_Init(&argc, &argv);
@@ -291,6 +349,7 @@ int main(int argc, char **argv)
                     test_quantized((dat_quant_mode)mode, bits[b], ef, 700); /* 2 buckets */
                 }
         test_mismatch_and_failure();
+        test_model_collectives();
     }
     dat_comm_destroy(comm);
     dat_ctx_destroy(ctx);

@@ -731,6 +731,7 @@ START_TEST(test_dataset_misuse)
         {"prefetch", 5, "opts->prefetch = 5"},
         {"num_extra_paths", -1, "opts->num_extra_paths = -1"},
         {"num_subset_classes", -2, "opts->num_subset_classes = -2"},
+        {"limit", -1, "opts->limit = -1"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
         dat_dataset_options b = o;
@@ -751,6 +752,7 @@ START_TEST(test_dataset_misuse)
         else if (!strcmp(f, "horizontal_flip")) b.horizontal_flip = v;
         else if (!strcmp(f, "prefetch")) b.prefetch = v;
         else if (!strcmp(f, "num_extra_paths")) b.num_extra_paths = v;
+        else if (!strcmp(f, "limit")) b.limit = bad[i].value;
         else b.num_subset_classes = v;
         ds = (dat_dataset *)0x1;
         ck_assert_dat_err(dat_dataset_open(&ds, ctx, &b), DAT_ERR_INVALID_ARG, bad[i].needle);
@@ -861,6 +863,30 @@ START_TEST(test_dataset_misuse)
 }
 END_TEST
 
+/* Training checkpoints (dat_checkpoint.h): NULL arguments. */
+START_TEST(test_checkpoint_misuse)
+{
+    dat_model_options mo;
+    dat_model_options_init(&mo);
+    dat_model *m = NULL;
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "mlp", &mo));
+    dat_checkpoint_info info = {.size = sizeof info};
+    ck_assert_dat_err(dat_checkpoint_save(NULL, m, NULL, &info, NULL), DAT_ERR_INVALID_ARG,
+                      "path");
+    ck_assert_dat_err(dat_checkpoint_save("/tmp/x", NULL, NULL, &info, NULL),
+                      DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_checkpoint_save("/tmp/x", m, NULL, NULL, NULL), DAT_ERR_INVALID_ARG,
+                      "info");
+    ck_assert_dat_err(dat_checkpoint_load(NULL, m, NULL, &info, NULL, 0), DAT_ERR_INVALID_ARG,
+                      "path");
+    ck_assert_dat_err(dat_checkpoint_load("/tmp/x", NULL, NULL, &info, NULL, 0),
+                      DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_checkpoint_load("/tmp/x", m, NULL, NULL, NULL, 0), DAT_ERR_INVALID_ARG,
+                      "info");
+    dat_model_destroy(m);
+}
+END_TEST
+
 #if DAT_TEST_MPI
 /* Without MPI_Init every MPI entry point refuses with DAT_ERR_STATE. */
 START_TEST(test_mpi_misuse)
@@ -894,6 +920,109 @@ START_TEST(test_mpi_misuse)
 END_TEST
 #endif
 
+START_TEST(test_optim_misuse)
+{
+    dat_optim_options o;
+    ck_assert_dat_err(dat_optim_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
+    dat_segment seg = {.size = sizeof seg, .name = "w", .offset = 0, .length = 6};
+    dat_optim *opt = (dat_optim *)0x1;
+    ck_assert_dat_err(dat_optim_create(NULL, ctx, &seg, 1, NULL), DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_optim_create(&opt, NULL, &seg, 1, NULL), DAT_ERR_INVALID_ARG, "ctx");
+    ck_assert_ptr_null(opt);
+    ck_assert_dat_err(dat_optim_create(&opt, ctx, NULL, 1, NULL), DAT_ERR_INVALID_ARG, "segments");
+    ck_assert_dat_err(dat_optim_create(&opt, ctx, &seg, 0, NULL), DAT_ERR_INVALID_ARG,
+                      "num_segments");
+    static const struct {
+        const char *field, *needle;
+    } bad[] = {{"lr", "lr"},         {"clcu", "c_l <= c_u"}, {"beta1", "[0, 1)"},
+               {"beta2", "[0, 1)"},  {"kind", "kind"},       {"eps", "eps"},
+               {"wd", "weight_decay"}, {"sched", "schedule"}, {"miles", "increase"},
+               {"cos", "total_steps"}, {"scale", "global_batch"}, {"size", "size"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
+        dat_optim_options_init(&o);
+        const char *f = bad[i].field;
+        if (!strcmp(f, "lr")) o.lr = -1.0f;
+        if (!strcmp(f, "clcu")) { o.c_l = 5.0f; o.c_u = 1.0f; }
+        if (!strcmp(f, "beta1")) o.momentum = 1.0f;
+        if (!strcmp(f, "beta2")) o.beta2 = -0.1f;
+        if (!strcmp(f, "kind")) o.kind = (dat_optim_kind)9;
+        if (!strcmp(f, "eps")) o.eps = 0.0f;
+        if (!strcmp(f, "wd")) o.weight_decay = NAN;
+        if (!strcmp(f, "sched")) o.schedule = (dat_schedule_kind)8;
+        if (!strcmp(f, "miles")) { o.num_milestones = 2; o.milestones[0] = 5; o.milestones[1] = 5; }
+        if (!strcmp(f, "cos")) { o.schedule = DAT_SCHEDULE_COSINE; o.total_steps = 0; }
+        if (!strcmp(f, "scale")) o.scaling = DAT_LR_SCALING_LINEAR;
+        if (!strcmp(f, "size")) o.size = 2;
+        opt = (dat_optim *)0x1;
+        ck_assert_dat_err(dat_optim_create(&opt, ctx, &seg, 1, &o), DAT_ERR_INVALID_ARG,
+                          bad[i].needle);
+        ck_assert_ptr_null(opt);
+    }
+    dat_segment two[2] = {seg, seg};
+    ck_assert_dat_err(dat_optim_create(&opt, ctx, two, 2, NULL), DAT_ERR_INVALID_ARG, "overlap");
+    two[1].offset = -3;
+    ck_assert_dat_err(dat_optim_create(&opt, ctx, two, 2, NULL), DAT_ERR_INVALID_ARG, ">= 0");
+    ck_assert_dat_err(dat_optim_create_for_model(NULL, NULL, NULL), DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_optim_create_for_model(&opt, NULL, NULL), DAT_ERR_INVALID_ARG, "model");
+
+    ck_assert_dat_ok(dat_optim_create(&opt, ctx, &seg, 1, NULL));
+    int64_t n5 = 5;
+    dat_tensor *short_t;
+    ck_assert_dat_ok(dat_tensor_create(&short_t, ctx, DAT_FLOAT32, 1, &n5));
+    ck_assert_dat_err(dat_optim_step(NULL, f32, f32), DAT_ERR_INVALID_ARG, "optim");
+    ck_assert_dat_err(dat_optim_step(opt, NULL, f32), DAT_ERR_INVALID_ARG, "params");
+    ck_assert_dat_err(dat_optim_step(opt, f32, NULL), DAT_ERR_INVALID_ARG, "grads");
+    ck_assert_dat_err(dat_optim_step(opt, short_t, f32), DAT_ERR_INVALID_ARG, "6 elements");
+    ck_assert_dat_err(dat_optim_step_model(NULL, NULL), DAT_ERR_INVALID_ARG, "optim");
+    ck_assert_dat_err(dat_optim_step_model(opt, NULL), DAT_ERR_INVALID_ARG, "model");
+    double lr;
+    int64_t step;
+    size_t bytes;
+    ck_assert_dat_err(dat_optim_lr(NULL, &lr), DAT_ERR_INVALID_ARG, "optim");
+    ck_assert_dat_err(dat_optim_lr(opt, NULL), DAT_ERR_INVALID_ARG, "lr");
+    ck_assert_dat_err(dat_optim_get_step(NULL, &step), DAT_ERR_INVALID_ARG, "optim");
+    ck_assert_dat_err(dat_optim_get_step(opt, NULL), DAT_ERR_INVALID_ARG, "step");
+    ck_assert_dat_err(dat_optim_set_step(NULL, 0), DAT_ERR_INVALID_ARG, "optim");
+    ck_assert_dat_err(dat_optim_set_step(opt, -1), DAT_ERR_INVALID_ARG, ">= 0");
+    ck_assert_dat_err(dat_optim_state_size(NULL, &bytes), DAT_ERR_INVALID_ARG, "optim");
+    ck_assert_dat_err(dat_optim_state_size(opt, NULL), DAT_ERR_INVALID_ARG, "bytes");
+    ck_assert_dat_ok(dat_optim_state_size(opt, &bytes));
+    unsigned char buf[256] = {0};
+    ck_assert_dat_err(dat_optim_state_save(NULL, buf, bytes), DAT_ERR_INVALID_ARG, "optim");
+    ck_assert_dat_err(dat_optim_state_save(opt, NULL, bytes), DAT_ERR_INVALID_ARG, "buf");
+    ck_assert_dat_err(dat_optim_state_save(opt, buf, 3), DAT_ERR_INVALID_ARG, "bytes");
+    ck_assert_dat_err(dat_optim_state_load(NULL, buf, bytes), DAT_ERR_INVALID_ARG, "optim");
+    ck_assert_dat_err(dat_optim_state_load(opt, NULL, bytes), DAT_ERR_INVALID_ARG, "buf");
+    ck_assert_dat_err(dat_optim_state_load(opt, buf, bytes), DAT_ERR_FORMAT, "magic");
+    ck_assert_dat_err(dat_optim_state_load(opt, buf, 4), DAT_ERR_FORMAT, "too short");
+    ck_assert_dat_ok(dat_optim_state_save(opt, buf, bytes));
+    ck_assert_dat_err(dat_optim_state_load(opt, buf, bytes - 1), DAT_ERR_FORMAT, "needs");
+    ck_assert_dat_ok(dat_optim_state_load(opt, buf, bytes));
+    dat_tensor_destroy(short_t);
+    dat_optim_destroy(opt);
+    dat_optim_destroy(NULL);
+}
+END_TEST
+
+START_TEST(test_comm_model_misuse)
+{
+    dat_comm *c = NULL;
+    ck_assert_dat_ok(dat_comm_create_self(&c, ctx));
+    dat_model *m = NULL;
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "mlp", NULL));
+    ck_assert_dat_err(dat_comm_allreduce_grads(NULL, m, NULL, DAT_QUANT_ONE_SIDED, 0),
+                      DAT_ERR_INVALID_ARG, "comm");
+    ck_assert_dat_err(dat_comm_allreduce_grads(c, NULL, NULL, DAT_QUANT_ONE_SIDED, 0),
+                      DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_ok(dat_comm_allreduce_grads(c, m, NULL, DAT_QUANT_ONE_SIDED, 0));
+    ck_assert_dat_err(dat_comm_broadcast_model(NULL, m, 0), DAT_ERR_INVALID_ARG, "comm");
+    ck_assert_dat_err(dat_comm_broadcast_model(c, NULL, 0), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_comm_broadcast_model(c, m, 3), DAT_ERR_INVALID_ARG, "root");
+    dat_model_destroy(m);
+    dat_comm_destroy(c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("api_misuse");
@@ -907,9 +1036,12 @@ int main(void)
     tcase_add_test(tc, test_model_builder_misuse);
     tcase_add_test(tc, test_model_misuse);
     tcase_add_test(tc, test_attack_misuse);
+    tcase_add_test(tc, test_optim_misuse);
+    tcase_add_test(tc, test_comm_model_misuse);
     tcase_add_test(tc, test_quantizer_misuse);
     tcase_add_test(tc, test_comm_misuse);
     tcase_add_test(tc, test_dataset_misuse);
+    tcase_add_test(tc, test_checkpoint_misuse);
 #if DAT_TEST_MPI
     tcase_add_test(tc, test_mpi_misuse);
 #endif

@@ -9,11 +9,13 @@ from .context import Context, Device
 from .errors import (DatError, FormatError, InvalidArgumentError, NoDeviceError,
                      NumericError)
 from .model import Mode, Model, Objective, Reduction
+from .optim import OptimKind, Optimizer, Schedule
 from .tensor import DType, Tensor
 
 __all__ = ["Context", "Device", "DType", "Tensor", "DatError", "InvalidArgumentError",
            "NoDeviceError", "FormatError", "NumericError", "version", "has_cuda",
-           "cuda_device_count", "Model", "Mode", "Objective", "Reduction", "Attack", "AttackKind", "Norm"]
+           "cuda_device_count", "Model", "Mode", "Objective", "Reduction", "Attack", "AttackKind", "Norm", "Optimizer",
+           "OptimKind", "Schedule"]
 
 
 def version() -> str:

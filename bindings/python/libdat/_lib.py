@@ -215,3 +215,35 @@ class ModelLoadOptions(ctypes.Structure):
 _declare("dat_model_save", c_status, c_model_p, ctypes.c_char_p)
 _declare("dat_model_load_options_init", c_status, _P(ModelLoadOptions))
 _declare("dat_model_load", c_status, c_model_p, ctypes.c_char_p, _P(ModelLoadOptions))
+
+c_optim_p = ctypes.c_void_p
+
+
+class OptimOptions(ctypes.Structure):
+    """Mirror of dat_optim_options (include/libdat/dat_optim.h)."""
+    _fields_ = [("size", ctypes.c_uint32), ("kind", ctypes.c_int32), ("lr", ctypes.c_float),
+                ("momentum", ctypes.c_float), ("beta2", ctypes.c_float), ("eps", ctypes.c_float),
+                ("weight_decay", ctypes.c_float), ("decoupled_decay", ctypes.c_int32),
+                ("bias_correction", ctypes.c_int32), ("lalr", ctypes.c_int32),
+                ("c_l", ctypes.c_float), ("c_u", ctypes.c_float),
+                ("exclude_bias_bn_decay", ctypes.c_int32),
+                ("exclude_bias_bn_lalr", ctypes.c_int32), ("schedule", ctypes.c_int32),
+                ("warmup_steps", ctypes.c_int64), ("total_steps", ctypes.c_int64),
+                ("num_milestones", ctypes.c_int32), ("milestones", ctypes.c_int64 * 16),
+                ("gamma", ctypes.c_float), ("scaling", ctypes.c_int32),
+                ("global_batch", ctypes.c_int64), ("ref_batch", ctypes.c_int64)]
+
+
+_declare("dat_optim_options_init", c_status, _P(OptimOptions))
+_declare("dat_optim_create", c_status, _P(c_optim_p), c_ctx_p, _P(Segment), ctypes.c_int32,
+         _P(OptimOptions))
+_declare("dat_optim_create_for_model", c_status, _P(c_optim_p), c_model_p, _P(OptimOptions))
+_declare("dat_optim_destroy", None, c_optim_p)
+_declare("dat_optim_step", c_status, c_optim_p, c_tensor_p, c_tensor_p)
+_declare("dat_optim_step_model", c_status, c_optim_p, c_model_p)
+_declare("dat_optim_lr", c_status, c_optim_p, _P(ctypes.c_double))
+_declare("dat_optim_get_step", c_status, c_optim_p, _P(ctypes.c_int64))
+_declare("dat_optim_set_step", c_status, c_optim_p, ctypes.c_int64)
+_declare("dat_optim_state_size", c_status, c_optim_p, _P(ctypes.c_size_t))
+_declare("dat_optim_state_save", c_status, c_optim_p, ctypes.c_void_p, ctypes.c_size_t)
+_declare("dat_optim_state_load", c_status, c_optim_p, ctypes.c_void_p, ctypes.c_size_t)

@@ -1,0 +1,80 @@
+/* One whole PGD-10 adversarial training step (attack + loss/backward + optimizer
+ * update) of a preset on random data:
+ *   bench_train_step PRESET BATCH ITERS THREADS
+ * prints "<preset> batch=<B> step_img_s=<..> step_ms=<..>". */
+#include <libdat/dat.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+#define TRY(call)                                                                       \
+    do {                                                                                \
+        dat_status s_ = (call);                                                         \
+        if (s_ != DAT_OK) {                                                             \
+            fprintf(stderr, "%s: %s: %s\n", #call, dat_status_string(s_), dat_last_error()); \
+            return 1;                                                                   \
+        }                                                                               \
+    } while (0)
+
+int main(int argc, char **argv)
+{
+    if (argc != 5) {
+        fprintf(stderr, "usage: bench_train_step PRESET BATCH ITERS THREADS\n");
+        return 2;
+    }
+    int batch = atoi(argv[2]), iters = atoi(argv[3]);
+    dat_ctx_options co;
+    dat_ctx_options_init(&co);
+    co.num_threads = atoi(argv[4]);
+    dat_ctx *ctx;
+    TRY(dat_ctx_create(&ctx, &co));
+    dat_model *m;
+    TRY(dat_model_create_preset(&m, ctx, argv[1], NULL));
+    int32_t c, h, w;
+    TRY(dat_model_shape(m, &c, &h, &w, NULL));
+    dat_attack_options ao;
+    dat_attack_options_init(&ao);
+    ao.eps = 0.1f;
+    ao.steps = 10;
+    dat_attack *a;
+    TRY(dat_attack_create(&a, ctx, &ao));
+    dat_optim_options oo;
+    dat_optim_options_init(&oo);
+    oo.lr = 0.01f;
+    oo.weight_decay = 5e-4f;
+    dat_optim *opt;
+    TRY(dat_optim_create_for_model(&opt, m, &oo));
+    int64_t xs[4] = {batch, c, h, w}, ys[1] = {batch};
+    dat_tensor *x, *xa, *y;
+    TRY(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
+    TRY(dat_tensor_create(&xa, ctx, DAT_FLOAT32, 4, xs));
+    TRY(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
+    TRY(dat_tensor_fill_uniform(x, 0.0f, 1.0f, 0, 0));
+    TRY(dat_tensor_fill(y, 3));
+    double t0 = 0;
+    for (int i = -1; i < iters; ++i) { /* one warm-up step */
+        if (i == 0)
+            t0 = now();
+        TRY(dat_attack_perturb(a, m, x, y, xa));
+        TRY(dat_model_loss_backward(m, xa, y, NULL, NULL));
+        TRY(dat_optim_step_model(opt, m));
+    }
+    double dt = now() - t0;
+    printf("%s batch=%d step_img_s=%.1f step_ms=%.1f\n", argv[1], batch, batch * iters / dt,
+           1000 * dt / iters);
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(xa);
+    dat_tensor_destroy(y);
+    dat_optim_destroy(opt);
+    dat_attack_destroy(a);
+    dat_model_destroy(m);
+    dat_ctx_destroy(ctx);
+    return 0;
+}

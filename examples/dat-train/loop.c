@@ -1,0 +1,107 @@
+/* The distributed adversarial training loop (Algorithm 1 of the paper), the
+ * evaluation and the checkpoints. */
+#include <stdio.h>
+#include <string.h>
+
+#include "progress.h"
+#include "run.h"
+
+#define TRY_RUN(what, call)                \
+    do {                                   \
+        dat_status s_ = (call);            \
+        if (s_ != DAT_OK)                  \
+            return fail(r, (what), s_);    \
+    } while (0)
+
+/* The objective of the chosen variant: Madry AT (lambda = 0), DAT's
+ * lambda * CE(clean) + CE(adv), or TRADES' CE(clean) + beta * KL. */
+static dat_loss_options objective(const run *r)
+{
+    dat_loss_options lo;
+    dat_loss_options_init(&lo);
+    if (strcmp(r->o.attack, "trades") == 0) {
+        lo.adv_weight = 0.0f;
+        lo.clean_weight = 1.0f;
+        lo.kl_weight = r->o.beta;
+        lo.x_clean = r->x;
+    } else if (r->o.lambda > 0 && r->attack) {
+        lo.clean_weight = r->o.lambda;
+        lo.x_clean = r->x;
+    }
+    return lo;
+}
+
+int train_epoch(run *r, int64_t epoch, double *loss)
+{
+    TRY_RUN("data", dat_dataset_set_epoch(r->train, epoch));
+    dat_loss_options lo = objective(r);
+    dat_quant_mode mode = strcmp(r->o.quant_mode, "two-sided") == 0 ? DAT_QUANT_TWO_SIDED
+                                                                    : DAT_QUANT_ONE_SIDED;
+    progress pg;
+    char what[32];
+    snprintf(what, sizeof what, "epoch %lld", (long long)epoch + 1);
+    progress_start(&pg, r->rank == 0 ? r->o.progress : "none", what, r->steps_per_epoch);
+    double t0 = now_seconds(), sum = 0;
+    int64_t b = 0;
+    for (;; ++b) {
+        int32_t count = 0;
+        TRY_RUN("data", dat_dataset_next_batch(r->train, r->x, r->y, &count));
+        if (count == 0)
+            break;
+        const dat_tensor *input = r->x;
+        if (r->attack) { /* A1: the inner maximization, input gradients only */
+            TRY_RUN("attack", dat_attack_perturb(r->attack, r->model, r->x, r->y, r->x_adv));
+            input = r->x_adv;
+        }
+        float l = 0; /* A2: the local gradient */
+        TRY_RUN("loss", dat_model_loss_backward(r->model, input, r->y, &lo, &l));
+        int64_t step;
+        dat_optim_get_step(r->optim, &step);
+        /* 3, A3, 4: (quantized) average over the workers */
+        TRY_RUN("all-reduce", dat_comm_allreduce_grads(r->comm, r->model, r->quant, mode,
+                                                       (uint64_t)step));
+        TRY_RUN("optimizer", dat_optim_step_model(r->optim, r->model)); /* A4: LALR step */
+        sum += l;
+        progress_update(&pg, b + 1, (double)(b + 1) * r->o.batch * r->ranks, sum / (double)(b + 1));
+    }
+    progress_end(&pg);
+    r->train_seconds += now_seconds() - t0;
+    r->train_images += (double)b * r->o.batch * r->ranks;
+    *loss = b ? sum / (double)b : 0;
+    return 0;
+}
+
+int evaluate(run *r, dat_dataset *ds, double *ta, double *ra)
+{
+    TRY_RUN("data", dat_dataset_set_epoch(ds, 0));
+    int64_t clean = 0, robust = 0, seen = 0;
+    for (;;) {
+        int32_t count = 0;
+        TRY_RUN("data", dat_dataset_next_batch(ds, r->ex, r->ey, &count));
+        if (count == 0)
+            break;
+        int32_t c = 0, rb = 0;
+        TRY_RUN("evaluation", dat_eval_robust_accuracy(r->eval_attack, r->model, r->ex, r->ey, &c,
+                                                      &rb, NULL));
+        clean += c;
+        robust += rb;
+        seen += count;
+    }
+    *ta = seen ? (double)clean / (double)seen : 0;
+    *ra = seen ? (double)robust / (double)seen : 0;
+    return 0;
+}
+
+int save_checkpoint(run *r, const char *name, int64_t epochs)
+{
+    if (r->rank != 0 || !r->o.checkpoint_dir)
+        return 0;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", r->o.checkpoint_dir, name);
+    dat_checkpoint_info info = {.size = sizeof info, .epoch = epochs};
+    dat_optim_get_step(r->optim, &info.step);
+    if (r->attack)
+        dat_attack_get_step(r->attack, &info.attack_step);
+    TRY_RUN("checkpoint", dat_checkpoint_save(path, r->model, r->optim, &info, r->config));
+    return 0;
+}

@@ -1,0 +1,335 @@
+/*
+ * dat-train: distributed adversarial training with libdat. One process per
+ * worker (`mpirun -np M dat-train ...`); see --help and docs/dat-train.md.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#if DAT_HAVE_MPI
+#include <libdat/dat_mpi.h>
+#include <mpi.h>
+#endif
+
+#include "progress.h"
+#include "run.h"
+
+int fail(const run *r, const char *what, dat_status s)
+{
+    fprintf(stderr, "dat-train%s%.0d: %s: %s: %s\n", r->ranks > 1 ? " rank " : "",
+            r->ranks > 1 ? r->rank : 0, what, dat_status_string(s), dat_last_error());
+    return 1;
+}
+
+#define TRY_RUN(what, call)                \
+    do {                                   \
+        dat_status s_ = (call);            \
+        if (s_ != DAT_OK)                  \
+            return fail(r, (what), s_);    \
+    } while (0)
+
+static int open_data(run *r)
+{
+    const train_options *o = &r->o;
+    char train_x[4096], train_y[4096], test_x[4096], test_y[4096];
+    dat_dataset_options d;
+    dat_dataset_options_init(&d);
+    if (strcmp(o->data_format, "idx") == 0) {
+        snprintf(train_x, sizeof train_x, "%s/train-images-idx3-ubyte.gz", o->data_dir);
+        snprintf(train_y, sizeof train_y, "%s/train-labels-idx1-ubyte.gz", o->data_dir);
+        snprintf(test_x, sizeof test_x, "%s/t10k-images-idx3-ubyte.gz", o->data_dir);
+        snprintf(test_y, sizeof test_y, "%s/t10k-labels-idx1-ubyte.gz", o->data_dir);
+    } else {
+        d.format = DAT_DATASET_CIFAR10;
+        snprintf(train_x, sizeof train_x, "%s/data_batch.bin", o->data_dir);
+        snprintf(test_x, sizeof test_x, "%s/test_batch.bin", o->data_dir);
+    }
+    int cifar = d.format == DAT_DATASET_CIFAR10;
+    d.images_path = train_x;
+    d.labels_path = cifar ? NULL : train_y; /* CIFAR records carry their labels */
+    d.limit = o->train_subset;
+    d.validation_count = o->val_count;
+    d.rank = r->rank;
+    d.world_size = r->ranks;
+    d.seed = o->seed;
+    d.batch_size = o->batch;
+    d.drop_last = 1; /* fixed shapes: no allocation per step */
+    TRY_RUN("training data", dat_dataset_open(&r->train, r->ctx, &d));
+    dat_dataset_batches_per_epoch(r->train, &r->steps_per_epoch);
+
+    /* Evaluation: the test set (or its first eval_count images), in batches that
+     * divide it exactly so every batch is full. */
+    int64_t n_test = o->eval_count;
+    d.images_path = test_x;
+    d.labels_path = cifar ? NULL : test_y;
+    d.limit = n_test;
+    d.rank = 0;
+    d.world_size = 1;
+    d.shuffle = 0;
+    d.validation_count = 0;
+    d.batch_size = 1;
+    d.drop_last = 0;
+    TRY_RUN("test data", dat_dataset_open(&r->test, r->ctx, &d));
+    dat_dataset_num_samples(r->test, &n_test);
+    int32_t eb = 500;
+    while (n_test % eb)
+        --eb;
+    dat_dataset_destroy(r->test);
+    d.batch_size = r->eval_batch = eb;
+    TRY_RUN("test data", dat_dataset_open(&r->test, r->ctx, &d));
+    return 0;
+}
+
+static int make_model_and_optim(run *r)
+{
+    const train_options *o = &r->o;
+    int32_t c, h, w, classes;
+    dat_dataset_sample_shape(r->train, &c, &h, &w);
+    dat_dataset_num_classes(r->train, &classes);
+    dat_model_options mo;
+    dat_model_options_init(&mo);
+    mo.num_classes = classes;
+    mo.in_channels = c;
+    mo.in_height = h;
+    mo.in_width = w;
+    mo.init_seed = o->seed;
+    TRY_RUN("model", dat_model_create_preset(&r->model, r->ctx, o->model, &mo));
+    dat_optim_options p;
+    dat_optim_options_init(&p);
+    static const char *const kinds[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
+    for (int i = 0; i < 5; ++i)
+        if (strcmp(o->optimizer, kinds[i]) == 0)
+            p.kind = (dat_optim_kind)i;
+    p.lr = o->lr;
+    p.momentum = o->momentum;
+    p.weight_decay = o->weight_decay;
+    p.lalr = o->lalr;
+    p.c_l = o->c_l;
+    p.c_u = o->c_u;
+    int64_t spe = r->steps_per_epoch;
+    p.warmup_steps = (int64_t)llround(o->warmup_epochs * (double)spe);
+    p.total_steps = (int64_t)o->epochs * spe;
+    static const char *const scheds[] = {"const", "piecewise", "cosine", "onecycle"};
+    for (int i = 0; i < 4; ++i)
+        if (strcmp(o->schedule, scheds[i]) == 0)
+            p.schedule = (dat_schedule_kind)i;
+    p.num_milestones = o->num_milestones;
+    for (int i = 0; i < o->num_milestones; ++i)
+        p.milestones[i] = (int64_t)llround(o->milestones[i] * (double)spe);
+    p.gamma = o->gamma;
+    p.scaling = strcmp(o->lr_scaling, "linear") == 0 ? DAT_LR_SCALING_LINEAR
+                : strcmp(o->lr_scaling, "sqrt") == 0 ? DAT_LR_SCALING_SQRT
+                                                      : DAT_LR_SCALING_NONE;
+    p.global_batch = (int64_t)o->batch * r->ranks;
+    p.ref_batch = o->ref_batch;
+    TRY_RUN("optimizer", dat_optim_create_for_model(&r->optim, r->model, &p));
+    return 0;
+}
+
+static int make_attacks(run *r)
+{
+    const train_options *o = &r->o;
+    dat_attack_options a;
+    dat_attack_options_init(&a);
+    a.eps = o->eps;
+    a.alpha = o->alpha;
+    a.steps = o->steps;
+    a.seed = o->seed;
+    a.rank = r->rank;
+    if (strcmp(o->attack, "none") != 0) {
+        a.kind = strcmp(o->attack, "fgsm") == 0     ? DAT_ATTACK_FGSM
+                 : strcmp(o->attack, "trades") == 0 ? DAT_ATTACK_TRADES
+                                                    : DAT_ATTACK_PGD;
+        TRY_RUN("attack", dat_attack_create(&r->attack, r->ctx, &a));
+    }
+    dat_attack_options_init(&a);
+    a.eps = o->eps;
+    a.steps = o->eval_steps;
+    a.seed = o->seed + 1000003;
+    TRY_RUN("evaluation attack", dat_attack_create(&r->eval_attack, r->ctx, &a));
+    if (o->bits < 32) {
+        dat_quantizer_options q;
+        dat_quantizer_options_init(&q);
+        q.bits = o->bits;
+        q.bucket_size = o->bucket;
+        q.seed = o->seed;
+        q.rank = r->rank;
+        TRY_RUN("quantizer", dat_quantizer_create(&r->quant, r->ctx, &q));
+    }
+    return 0;
+}
+
+static int make_tensors(run *r)
+{
+    int32_t c, h, w;
+    dat_dataset_sample_shape(r->train, &c, &h, &w);
+    int64_t xs[4] = {r->o.batch, c, h, w}, ys[1] = {r->o.batch};
+    int64_t es[4] = {r->eval_batch, c, h, w}, eys[1] = {r->eval_batch};
+    TRY_RUN("tensors", dat_tensor_create(&r->x, r->ctx, DAT_FLOAT32, 4, xs));
+    TRY_RUN("tensors", dat_tensor_create(&r->x_adv, r->ctx, DAT_FLOAT32, 4, xs));
+    TRY_RUN("tensors", dat_tensor_create(&r->y, r->ctx, DAT_INT32, 1, ys));
+    TRY_RUN("tensors", dat_tensor_create(&r->ex, r->ctx, DAT_FLOAT32, 4, es));
+    TRY_RUN("tensors", dat_tensor_create(&r->ey, r->ctx, DAT_INT32, 1, eys));
+    return 0;
+}
+
+static int make_comm(run *r)
+{
+    dat_comm_options co;
+    dat_comm_options_init(&co);
+#if DAT_HAVE_MPI
+    TRY_RUN("communicator", dat_comm_create_mpi(&r->comm, r->ctx, MPI_COMM_WORLD, &co));
+#else
+    TRY_RUN("communicator", dat_comm_create_self(&r->comm, r->ctx));
+#endif
+    return 0;
+}
+
+/* --resume: every rank loads the same checkpoint; another model is refused. */
+static int resume(run *r)
+{
+    char path[4096], saved[8192];
+    snprintf(path, sizeof path, "%s/last.safetensors", r->o.checkpoint_dir);
+    dat_checkpoint_info info = {.size = sizeof info};
+    dat_status s = dat_checkpoint_load(path, r->model, r->optim, &info, saved, sizeof saved);
+    if (s != DAT_OK)
+        return fail(r, "resume", s);
+    char want[160];
+    snprintf(want, sizeof want, "\"model\":\"%s\"", r->o.model);
+    if (!strstr(saved, want)) {
+        fprintf(stderr, "dat-train: resume: %s was written by a run with another model (this run: "
+                        "%s); start without --resume or use another --checkpoint-dir\n",
+                path, r->o.model);
+        return 1;
+    }
+    if (r->attack)
+        dat_attack_set_step(r->attack, info.attack_step);
+    r->start_epoch = info.epoch;
+    return 0;
+}
+
+static int log_epoch(run *r, int64_t epoch, double loss, double ta, double ra, int evaluated)
+{
+    if (r->rank != 0)
+        return 0;
+    double lr;
+    dat_optim_lr(r->optim, &lr);
+    dat_comm_stats st = {.size = sizeof st};
+    dat_comm_get_stats(r->comm, &st);
+    double ips = r->train_seconds > 0 ? r->train_images / r->train_seconds : 0;
+    char line[512];
+    int n = snprintf(line, sizeof line,
+                     "{\"epoch\":%lld,\"loss\":%.6f,\"images_per_s\":%.1f,\"lr\":%.6g,"
+                     "\"bytes_sent_per_iter\":%.0f", (long long)epoch, loss, ips, lr,
+                     st.calls ? (double)st.bytes_sent / (double)st.calls : 0.0);
+    if (evaluated)
+        snprintf(line + n, sizeof line - (size_t)n, ",\"ta\":%.4f,\"ra\":%.4f}", ta, ra);
+    else
+        snprintf(line + n, sizeof line - (size_t)n, "}");
+    fprintf(stderr, "%s\n", line);
+    if (r->metrics) {
+        fprintf(r->metrics, "%s\n", line);
+        fflush(r->metrics);
+    }
+    return 0;
+}
+
+static int train(run *r)
+{
+    double ta = 0, ra = 0, loss = 0;
+    int evaluated = 0;
+    for (int64_t e = r->start_epoch; e < r->o.epochs; ++e) {
+        if (train_epoch(r, e, &loss))
+            return 1;
+        int last = e + 1 == r->o.epochs;
+        evaluated = last || (r->o.eval_every > 0 && (e + 1) % r->o.eval_every == 0);
+        if (evaluated && r->rank == 0 && evaluate(r, r->test, &ta, &ra))
+            return 1;
+        if (log_epoch(r, e + 1, loss, ta, ra, evaluated) ||
+            save_checkpoint(r, "last.safetensors", e + 1))
+            return 1;
+        if (r->o.stop_after > 0 && e + 1 == r->o.stop_after)
+            return 0; /* interrupted on purpose: no final line */
+    }
+    if (r->rank == 0 && !evaluated && evaluate(r, r->test, &ta, &ra))
+        return 1;
+    if (r->rank == 0)
+        printf("{\"ta\":%.4f,\"ra\":%.4f,\"images_per_s\":%.1f,\"epochs\":%d,\"ranks\":%d,"
+               "\"model\":\"%s\",\"attack\":\"%s\",\"eps\":%g,\"seconds\":%.1f}\n",
+               ta, ra, r->train_seconds > 0 ? r->train_images / r->train_seconds : 0.0,
+               (int)r->o.epochs, r->ranks, r->o.model, r->o.attack, (double)r->o.eps,
+               r->train_seconds);
+    return 0;
+}
+
+static int setup(run *r)
+{
+    dat_ctx_options co;
+    dat_ctx_options_init(&co);
+    co.num_threads = r->o.threads;
+    co.seed = r->o.seed;
+    TRY_RUN("context", dat_ctx_create(&r->ctx, &co));
+    if (make_comm(r) || open_data(r) || make_model_and_optim(r) || make_attacks(r) ||
+        make_tensors(r))
+        return 1;
+    if (r->o.checkpoint_dir && mkdir(r->o.checkpoint_dir, 0755) != 0 && errno != EEXIST) {
+        fprintf(stderr, "dat-train: --checkpoint-dir %s: %s\n", r->o.checkpoint_dir,
+                strerror(errno));
+        return 1;
+    }
+    if (r->o.resume && resume(r))
+        return 1;
+    if (!r->o.resume) /* every worker starts from rank 0's weights */
+        TRY_RUN("broadcast", dat_comm_broadcast_model(r->comm, r->model, 0));
+    if (r->rank == 0 && r->o.metrics && !(r->metrics = fopen(r->o.metrics, "a"))) {
+        fprintf(stderr, "dat-train: --metrics %s: %s\n", r->o.metrics, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+static void teardown(run *r)
+{
+    if (r->metrics)
+        fclose(r->metrics);
+    dat_tensor_destroy(r->x);
+    dat_tensor_destroy(r->x_adv);
+    dat_tensor_destroy(r->y);
+    dat_tensor_destroy(r->ex);
+    dat_tensor_destroy(r->ey);
+    dat_quantizer_destroy(r->quant);
+    dat_attack_destroy(r->attack);
+    dat_attack_destroy(r->eval_attack);
+    dat_optim_destroy(r->optim);
+    dat_model_destroy(r->model);
+    dat_dataset_destroy(r->train);
+    dat_dataset_destroy(r->test);
+    dat_comm_destroy(r->comm);
+    dat_ctx_destroy(r->ctx);
+}
+
+int main(int argc, char **argv)
+{
+    static run r;
+    int p = train_options_parse(&r.o, argc, argv);
+    if (p != 0)
+        return p > 0 ? 0 : 2;
+    train_options_json(&r.o, r.config, sizeof r.config);
+    r.ranks = 1;
+#if DAT_HAVE_MPI
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &r.rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &r.ranks);
+#endif
+    int rc = setup(&r) || train(&r);
+    teardown(&r);
+#if DAT_HAVE_MPI
+    if (rc)
+        MPI_Abort(MPI_COMM_WORLD, 1); /* a failing rank must not leave the others waiting */
+    MPI_Finalize();
+#endif
+    return rc;
+}

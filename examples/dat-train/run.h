@@ -1,0 +1,38 @@
+/* Everything one dat-train process holds. */
+#ifndef DAT_TRAIN_RUN_H
+#define DAT_TRAIN_RUN_H
+
+#include <libdat/dat.h>
+
+#include "options.h"
+
+typedef struct run {
+    train_options o;
+    char config[8192];
+    int rank, ranks;
+    dat_ctx *ctx;
+    dat_comm *comm;
+    dat_dataset *train, *test, *val;
+    dat_model *model;
+    dat_attack *attack;      /* NULL for --attack none */
+    dat_attack *eval_attack; /* PGD-k of the robust accuracy */
+    dat_optim *optim;
+    dat_quantizer *quant;    /* NULL for 32 bits */
+    dat_tensor *x, *x_adv, *y, *ex, *ey;
+    int64_t steps_per_epoch, start_epoch;
+    int32_t eval_batch;
+    double train_seconds, train_images;
+    FILE *metrics;
+} run;
+
+/* Prints "dat-train: what: status: message" (rank-tagged) and returns 1. */
+int fail(const run *r, const char *what, dat_status s);
+
+/* One training epoch; *loss receives the mean training loss. */
+int train_epoch(run *r, int64_t epoch, double *loss);
+/* Clean and PGD robust accuracy over a dataset (rank 0). */
+int evaluate(run *r, dat_dataset *ds, double *ta, double *ra);
+/* Writes <dir>/<name> with the run's position after `epochs` epochs. */
+int save_checkpoint(run *r, const char *name, int64_t epochs);
+
+#endif

@@ -1,0 +1,55 @@
+/**
+ * @file dat_checkpoint.h
+ * @brief Training checkpoints: the model's state_dict, the optimizer's state and
+ *        the position of the run, in one safetensors file written atomically
+ *        (temporary file, fsync, rename), so a crash leaves the previous
+ *        checkpoint loadable and resuming continues bit for bit.
+ *
+ * Tensors: the model's (PyTorch names), "optim.state" (uint8, the bytes of
+ * dat_optim_state_save) and "train.position" (int64 [epoch, step,
+ * attack_step]); metadata "config" holds the host's configuration (any text,
+ * JSON by convention).
+ */
+#ifndef LIBDAT_DAT_CHECKPOINT_H
+#define LIBDAT_DAT_CHECKPOINT_H
+
+#include "dat_optim.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** @brief Where a run stands; set size to sizeof(dat_checkpoint_info). */
+typedef struct dat_checkpoint_info {
+    uint32_t size;        /**< sizeof(dat_checkpoint_info), set by the caller */
+    int64_t epoch;        /**< epochs completed */
+    int64_t step;         /**< optimizer steps completed */
+    uint64_t attack_step; /**< the attack's step counter (its Philox position) */
+} dat_checkpoint_info;
+
+/**
+ * @brief Writes a checkpoint.
+ * @param optim  may be NULL (then no optimizer state is stored).
+ * @param config  text stored as metadata "config" (may be NULL).
+ */
+DAT_API dat_status dat_checkpoint_save(const char *path, dat_model *model, dat_optim *optim,
+                                       const dat_checkpoint_info *info, const char *config);
+
+/**
+ * @brief Restores a checkpoint into @p model (and @p optim unless NULL): all or
+ *        nothing for the model (dat_model_load), then the optimizer.
+ * @param[out] info  the stored position (its size set by the caller).
+ * @param[out] config  receives the stored configuration, NUL-terminated and
+ *                     truncated to @p config_size (may be NULL).
+ * @return DAT_ERR_FORMAT for a file of another model (naming the first
+ *         mismatched tensor), a missing optimizer state or position.
+ */
+DAT_API dat_status dat_checkpoint_load(const char *path, dat_model *model, dat_optim *optim,
+                                       dat_checkpoint_info *info, char *config,
+                                       size_t config_size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

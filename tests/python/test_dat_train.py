@@ -1,0 +1,110 @@
+"""dat-train end to end, on small slices of Fashion-MNIST: resume is bit-exact, a killed
+checkpoint write leaves a loadable checkpoint, bad data and a foreign checkpoint give
+clear errors, and two MPI ranks train together."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fmnist
+import safetensors_np
+from libdat import Context, Model
+
+BUILD = Path(os.environ["LIBDAT_BUILD"])
+TRAIN = BUILD / "examples" / "dat-train" / "dat-train"
+TINY = ["--train-subset", "512", "--batch", "64", "--eval-count", "100", "--steps", "2",
+        "--eval-steps", "2", "--threads", "1", "--progress", "none", "--lr", "0.05"]
+
+pytestmark = pytest.mark.skipif(not fmnist.available(), reason="dataset-fashion-mnist missing")
+
+
+def run(*args, check=True, env=None):
+    p = subprocess.run([str(TRAIN), *TINY, *args], capture_output=True, text=True, timeout=600,
+                       env=env)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def test_final_line_is_json(tmp_path):
+    p = run("--epochs", "1", "--metrics", str(tmp_path / "m.jsonl"))
+    last = json.loads(p.stdout.strip().splitlines()[-1])
+    for key in ("ta", "ra", "images_per_s", "epochs", "ranks"):
+        assert key in last
+    assert 0 <= last["ra"] <= last["ta"] <= 1 and last["ranks"] == 1
+    lines = (tmp_path / "m.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["epoch"] == 1
+
+
+def test_resume_is_bit_exact(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    run("--epochs", "2", "--checkpoint-dir", str(a))
+    run("--epochs", "2", "--checkpoint-dir", str(b), "--stop-after", "1")
+    run("--epochs", "2", "--checkpoint-dir", str(b), "--resume")
+    ta, _ = safetensors_np.load(a / "last.safetensors")
+    tb, _ = safetensors_np.load(b / "last.safetensors")
+    assert ta.keys() == tb.keys()
+    for k in ta:
+        assert ta[k].tobytes() == tb[k].tobytes(), f"{k} differs after resume"
+
+
+def test_resume_with_another_model_is_refused(tmp_path):
+    run("--epochs", "1", "--checkpoint-dir", str(tmp_path))
+    p = run("--epochs", "2", "--checkpoint-dir", str(tmp_path), "--resume", "--model", "mlp",
+            check=False)
+    assert p.returncode != 0
+    assert "fc1.weight" in p.stderr or "another model" in p.stderr, p.stderr
+
+
+def test_missing_data_names_the_package(tmp_path):
+    p = run("--epochs", "1", "--data", str(tmp_path / "nowhere" / "fashion-mnist"), check=False)
+    assert p.returncode != 0
+    assert "dataset-fashion-mnist" in p.stderr and "train-images" in p.stderr, p.stderr
+
+
+def test_corrupt_data_is_a_format_error(tmp_path):
+    data = tmp_path / "fashion"
+    data.mkdir()
+    for f in fmnist.ROOT.glob("*.gz"):
+        shutil.copy(f, data / f.name)
+    (data / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b\x08\x08 not really gzip")
+    p = run("--epochs", "1", "--data", str(data), check=False)
+    assert p.returncode != 0
+    assert "train-labels-idx1-ubyte.gz" in p.stderr and "DAT_ERR_FORMAT" in p.stderr, p.stderr
+
+
+def test_killed_during_checkpoints_leaves_a_loadable_one(tmp_path):
+    """SIGKILL at random moments of a run that writes a checkpoint every epoch: the
+    checkpoint under the real name is always complete (or absent before the first)."""
+    rng = np.random.default_rng(0)
+    args = [str(TRAIN), *TINY, "--train-subset", "128", "--eval-every", "0",
+            "--epochs", "1000", "--checkpoint-dir", str(tmp_path), "--attack", "none"]
+    loaded = 0
+    for trial in range(6):
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5 + float(rng.random()))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        ckpt = tmp_path / "last.safetensors"
+        if ckpt.exists():
+            with Context() as ctx:
+                Model(ctx, "cnn_small").load(str(ckpt))  # raises on a partial file
+            loaded += 1
+    assert loaded >= 3
+
+
+@pytest.mark.skipif(shutil.which("mpirun") is None, reason="no mpirun")
+def test_two_mpi_ranks(tmp_path):
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    p = subprocess.run(["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", str(TRAIN),
+                        *TINY, "--epochs", "1", "--bits", "8"], capture_output=True, text=True,
+                       timeout=600, env=env)
+    assert p.returncode == 0, p.stderr
+    last = json.loads(p.stdout.strip().splitlines()[-1])
+    assert last["ranks"] == 2

@@ -1,0 +1,143 @@
+/* LALR invariants: the update of a segment has norm tau(||theta||) * eta, with
+ * the clipping bounds and the documented zero-norm behaviour; a non-finite
+ * gradient changes nothing. (Variants against a numpy reference:
+ * tests/python/test_optim_reference.py.) */
+#include <math.h>
+
+#include "check_util.h"
+
+static dat_ctx *ctx;
+
+static void setup(void)
+{
+    ck_assert_dat_ok(dat_ctx_create(&ctx, NULL));
+}
+
+static void teardown(void)
+{
+    dat_ctx_destroy(ctx);
+}
+
+enum { N = 64 };
+
+/* ||delta theta|| of one LALR SGD step on a segment of norm `norm`. */
+static double step_norm(double norm, float c_l, float c_u, int zero_grad)
+{
+    dat_optim_options o;
+    dat_optim_options_init(&o);
+    o.kind = DAT_OPTIM_SGD;
+    o.lr = 0.01f;
+    o.lalr = 1;
+    o.c_l = c_l;
+    o.c_u = c_u;
+    dat_segment seg = {.size = sizeof seg, .name = "w", .offset = 0, .length = N,
+                       .kind = DAT_SEGMENT_WEIGHT};
+    dat_optim *opt;
+    ck_assert_dat_ok(dat_optim_create(&opt, ctx, &seg, 1, &o));
+    int64_t n = N;
+    dat_tensor *p, *g;
+    dat_tensor_create(&p, ctx, DAT_FLOAT32, 1, &n);
+    dat_tensor_create(&g, ctx, DAT_FLOAT32, 1, &n);
+    float th[N], before[N];
+    for (int i = 0; i < N; ++i)
+        th[i] = (float)(norm / sqrt((double)N)) * (i % 2 ? 1.0f : -1.0f);
+    memcpy(before, th, sizeof th);
+    dat_tensor_write(p, th, sizeof th);
+    if (!zero_grad)
+        dat_tensor_fill_normal(g, 0.0f, 3.0f, 1, 0);
+    ck_assert_dat_ok(dat_optim_step(opt, p, g));
+    dat_tensor_read(p, th, sizeof th);
+    double d = 0;
+    for (int i = 0; i < N; ++i)
+        d += ((double)th[i] - before[i]) * ((double)th[i] - before[i]);
+    dat_tensor_destroy(p);
+    dat_tensor_destroy(g);
+    dat_optim_destroy(opt);
+    return sqrt(d);
+}
+
+START_TEST(test_update_norm_is_clipped_theta_norm)
+{
+    /* c_l < ||theta|| < c_u: the step is ||theta|| * eta, whatever ||g||. */
+    ck_assert_msg(fabs(step_norm(2.5, 0.0f, 10.0f, 0) - 0.025) < 1e-6, "inside the bounds");
+    /* Above c_u: c_u * eta; below c_l: c_l * eta. */
+    ck_assert_msg(fabs(step_norm(50.0, 0.0f, 10.0f, 0) - 0.1) < 1e-5, "above c_u");
+    ck_assert_msg(fabs(step_norm(0.5, 2.0f, 10.0f, 0) - 0.02) < 1e-6, "below c_l");
+    /* A zero gradient moves nothing (trust ratio 1, u = 0). */
+    ck_assert(step_norm(2.5, 0.0f, 10.0f, 1) == 0.0);
+}
+END_TEST
+
+START_TEST(test_zero_theta_uses_trust_one)
+{
+    dat_optim_options o;
+    dat_optim_options_init(&o);
+    o.kind = DAT_OPTIM_SGD;
+    o.lr = 0.5f;
+    o.lalr = 1;
+    dat_segment seg = {.size = sizeof seg, .name = "w", .offset = 0, .length = 4};
+    dat_optim *opt;
+    ck_assert_dat_ok(dat_optim_create(&opt, ctx, &seg, 1, &o));
+    int64_t n = 4;
+    dat_tensor *p, *g;
+    dat_tensor_create(&p, ctx, DAT_FLOAT32, 1, &n);
+    dat_tensor_create(&g, ctx, DAT_FLOAT32, 1, &n);
+    float gv[4] = {1, -2, 3, 0}, pv[4];
+    dat_tensor_write(g, gv, sizeof gv);
+    ck_assert_dat_ok(dat_optim_step(opt, p, g));
+    dat_tensor_read(p, pv, sizeof pv);
+    for (int i = 0; i < 4; ++i)
+        ck_assert_float_eq(pv[i], -0.5f * gv[i]);
+    /* NaN in the gradient: a status, and the parameters stay. */
+    gv[2] = NAN;
+    dat_tensor_write(g, gv, sizeof gv);
+    ck_assert_dat_err(dat_optim_step(opt, p, g), DAT_ERR_NUMERIC, "NaN or Inf");
+    float after[4];
+    dat_tensor_read(p, after, sizeof after);
+    ck_assert_mem_eq(pv, after, sizeof pv);
+    int64_t steps;
+    dat_optim_get_step(opt, &steps);
+    ck_assert_int_eq(steps, 1);
+    dat_tensor_destroy(p);
+    dat_tensor_destroy(g);
+    dat_optim_destroy(opt);
+}
+END_TEST
+
+START_TEST(test_model_optimizer)
+{
+    dat_model *m;
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "mlp", NULL));
+    dat_optim *opt;
+    ck_assert_dat_ok(dat_optim_create_for_model(&opt, m, NULL));
+    int64_t xs[4] = {4, 1, 28, 28}, ys[1] = {4};
+    dat_tensor *x, *y;
+    dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs);
+    dat_tensor_create(&y, ctx, DAT_INT32, 1, ys);
+    dat_tensor_fill_uniform(x, 0, 1, 0, 0);
+    float first, later;
+    ck_assert_dat_ok(dat_model_loss_backward(m, x, y, NULL, &first));
+    for (int i = 0; i < 20; ++i) {
+        ck_assert_dat_ok(dat_optim_step_model(opt, m));
+        ck_assert_dat_ok(dat_model_loss_backward(m, x, y, NULL, &later));
+    }
+    ck_assert_msg(later < 0.5f * first, "20 steps on one batch: loss %g -> %g", (double)first,
+                  (double)later);
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(y);
+    dat_optim_destroy(opt);
+    dat_model_destroy(m);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("optim");
+    TCase *tc = tcase_create("optim");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_update_norm_is_clipped_theta_norm);
+    tcase_add_test(tc, test_zero_theta_uses_trust_one);
+    tcase_add_test(tc, test_model_optimizer);
+    suite_add_tcase(s, tc);
+    return dat_run_suite(s);
+}
