@@ -768,6 +768,20 @@ START_TEST(test_validation_split)
         dat_dataset_destroy(tr);
         dat_dataset_destroy(va);
     }
+    /* limit keeps the first samples of the files, before the split. */
+    o.validation_fraction = 0;
+    o.validation_count = 3;
+    o.limit = 12;
+    o.part = DAT_PART_VALIDATION;
+    o.shuffle = 0;
+    dat_dataset *lim = open_ok(&o);
+    epoch_data el = read_epoch(lim, 4, 1);
+    ck_assert_int_eq(el.rows, 3);
+    for (int i = 0; i < 3; ++i)
+        ck_assert_int_eq(el.y[i], 9 + i);
+    free_epoch(&el);
+    dat_dataset_destroy(lim);
+    o.limit = 0;
     /* Splits that leave nothing are refused. */
     dat_dataset *ds;
     o.validation_fraction = 0;
