@@ -5,6 +5,7 @@
  * tests/abi/check_symbols.sh fails if an exported function is missing here.
  */
 #include <math.h>
+#include <unistd.h>
 
 #include "check_util.h"
 #if DAT_TEST_MPI
@@ -808,6 +809,71 @@ START_TEST(test_comm_model_misuse)
 }
 END_TEST
 
+START_TEST(test_data_and_checkpoint_misuse)
+{
+    dat_dataset_options o;
+    ck_assert_dat_err(dat_dataset_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
+    dat_dataset_options_init(&o);
+    dat_dataset *ds = (dat_dataset *)0x1;
+    ck_assert_dat_err(dat_dataset_open(NULL, ctx, &o), DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_dataset_open(&ds, NULL, &o), DAT_ERR_INVALID_ARG, "ctx");
+    ck_assert_ptr_null(ds);
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, NULL), DAT_ERR_INVALID_ARG, "opts");
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &o), DAT_ERR_INVALID_ARG, "images_path");
+    o.images_path = "/nonexistent/images.gz";
+    o.labels_path = "/nonexistent/labels.gz";
+    o.rank = 2;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &o), DAT_ERR_INVALID_ARG, "rank 2");
+    o.rank = 0;
+    o.batch_size = 0;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &o), DAT_ERR_INVALID_ARG, "batch_size");
+    o.batch_size = 8;
+    o.format = (dat_dataset_format)7;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &o), DAT_ERR_INVALID_ARG, "format");
+    o.format = DAT_DATASET_IDX;
+    o.size = 3;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &o), DAT_ERR_INVALID_ARG, "size");
+    o.size = sizeof o;
+    ck_assert_dat_err(dat_dataset_open(&ds, ctx, &o), DAT_ERR_IO, "/nonexistent/images.gz");
+    ck_assert_ptr_null(ds);
+    int32_t count;
+    ck_assert_dat_err(dat_dataset_info(NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+                      DAT_ERR_INVALID_ARG, "ds");
+    ck_assert_dat_err(dat_dataset_seek(NULL, 0, 0), DAT_ERR_INVALID_ARG, "ds");
+    ck_assert_dat_err(dat_dataset_next_batch(NULL, f32, NULL, &count), DAT_ERR_INVALID_ARG, "ds");
+    dat_dataset_destroy(NULL);
+
+    dat_model *m;
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "mlp", NULL));
+    dat_checkpoint_info info = {.size = sizeof info};
+    ck_assert_dat_err(dat_checkpoint_save(NULL, m, NULL, &info, NULL), DAT_ERR_INVALID_ARG, "path");
+    ck_assert_dat_err(dat_checkpoint_save("/tmp/x", NULL, NULL, &info, NULL), DAT_ERR_INVALID_ARG,
+                      "model");
+    ck_assert_dat_err(dat_checkpoint_save("/tmp/x", m, NULL, NULL, NULL), DAT_ERR_INVALID_ARG,
+                      "info");
+    info.size = 1;
+    ck_assert_dat_err(dat_checkpoint_save("/tmp/x", m, NULL, &info, NULL), DAT_ERR_INVALID_ARG,
+                      "size");
+    info.size = sizeof info;
+    ck_assert_dat_err(dat_checkpoint_save("/nonexistent/c.safetensors", m, NULL, &info, NULL),
+                      DAT_ERR_IO, "nonexistent");
+    ck_assert_dat_err(dat_checkpoint_load(NULL, m, NULL, &info, NULL, 0), DAT_ERR_INVALID_ARG,
+                      "path");
+    ck_assert_dat_err(dat_checkpoint_load("/tmp/x", NULL, NULL, &info, NULL, 0),
+                      DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_checkpoint_load("/tmp/x", m, NULL, NULL, NULL, 0), DAT_ERR_INVALID_ARG,
+                      "info");
+    ck_assert_dat_err(dat_checkpoint_load("/nonexistent/c.safetensors", m, NULL, &info, NULL, 0),
+                      DAT_ERR_IO, "cannot open");
+    /* A plain model file is not a training checkpoint. */
+    ck_assert_dat_ok(dat_model_save(m, "/tmp/dat_misuse_model.safetensors"));
+    ck_assert_dat_err(dat_checkpoint_load("/tmp/dat_misuse_model.safetensors", m, NULL, &info,
+                                          NULL, 0), DAT_ERR_FORMAT, "train.position");
+    unlink("/tmp/dat_misuse_model.safetensors");
+    dat_model_destroy(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("api_misuse");
@@ -823,6 +889,7 @@ int main(void)
     tcase_add_test(tc, test_attack_misuse);
     tcase_add_test(tc, test_optim_misuse);
     tcase_add_test(tc, test_comm_model_misuse);
+    tcase_add_test(tc, test_data_and_checkpoint_misuse);
     tcase_add_test(tc, test_quantizer_misuse);
     tcase_add_test(tc, test_comm_misuse);
 #if DAT_TEST_MPI
