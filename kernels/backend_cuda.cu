@@ -1,14 +1,36 @@
-/* The CUDA backend: memory, copies, fills, conversions and the Philox kernels. */
+/* The CUDA backend: life cycle (stream, cuBLAS and cuDNN handles, workspace),
+ * memory, copies, fills, conversions, the Philox kernels, and the op table. */
 #include <stdlib.h>
 
 #include "cuda_common.h"
+#include "cuda_ops.h"
 #include "../lib/core/bf16.h"
 #include "../lib/core/philox.h"
 
-/* Ops run on the context's device, whatever the calling thread last selected. */
 static dat_status use_device(dat_ctx *ctx)
 {
-    DAT_CUDA_TRY(cudaSetDevice(dat_cuda(ctx)->device));
+    return dat_cuda_use_device(ctx);
+}
+
+/* Bytes of st->scalars: room for the host-bound results of the reductions. */
+#define DAT_CUDA_SCALAR_BYTES 256
+
+/* The library handles, bound to the context's stream. Full fp32 arithmetic:
+ * cuBLAS's default math mode does not use TF32 (that is opt-in), and cuDNN's
+ * FMA math type (set on the convolution descriptor in ops_conv.cu) keeps it
+ * off for convolutions, so both agree with the CPU backend to fp32 rounding. */
+static dat_status init_libraries(dat_cuda_state *st)
+{
+    DAT_CUBLAS_TRY(cublasCreate(&st->blas));
+    DAT_CUBLAS_TRY(cublasSetStream(st->blas, st->stream));
+    DAT_CUBLAS_TRY(cublasSetMathMode(st->blas, CUBLAS_DEFAULT_MATH));
+    DAT_CUDNN_TRY(cudnnCreate(&st->dnn));
+    DAT_CUDNN_TRY(cudnnSetStream(st->dnn, st->stream));
+    DAT_CUDNN_TRY(cudnnCreateTensorDescriptor(&st->x_desc));
+    DAT_CUDNN_TRY(cudnnCreateTensorDescriptor(&st->y_desc));
+    DAT_CUDNN_TRY(cudnnCreateFilterDescriptor(&st->w_desc));
+    DAT_CUDNN_TRY(cudnnCreateConvolutionDescriptor(&st->conv_desc));
+    DAT_CUDA_TRY(cudaMalloc(&st->scalars, DAT_CUDA_SCALAR_BYTES));
     return DAT_OK;
 }
 
@@ -34,7 +56,7 @@ static dat_status cuda_init(dat_ctx *ctx)
     ctx->backend_state = st;
     DAT_CUDA_TRY(cudaSetDevice(ordinal));
     DAT_CUDA_TRY(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking));
-    return DAT_OK;
+    return init_libraries(st);
 }
 
 static void cuda_fini(dat_ctx *ctx)
@@ -43,12 +65,60 @@ static void cuda_fini(dat_ctx *ctx)
     if (!st)
         return;
     cudaSetDevice(st->device);
-    if (st->stream) {
+    if (st->stream)
         cudaStreamSynchronize(st->stream);
+    /* Any of these may be missing after a failed init. */
+    if (st->conv_desc)
+        cudnnDestroyConvolutionDescriptor(st->conv_desc);
+    if (st->w_desc)
+        cudnnDestroyFilterDescriptor(st->w_desc);
+    if (st->y_desc)
+        cudnnDestroyTensorDescriptor(st->y_desc);
+    if (st->x_desc)
+        cudnnDestroyTensorDescriptor(st->x_desc);
+    if (st->dnn)
+        cudnnDestroy(st->dnn);
+    if (st->blas)
+        cublasDestroy(st->blas);
+    cudaFree(st->workspace);
+    cudaFree(st->scalars);
+    free(st->plans);
+    if (st->stream)
         cudaStreamDestroy(st->stream);
-    }
     free(st);
     ctx->backend_state = NULL;
+}
+
+dat_status dat_cuda_workspace(dat_ctx *ctx, size_t bytes, void **ws)
+{
+    dat_cuda_state *st = dat_cuda(ctx);
+    if (bytes <= st->workspace_bytes) {
+        *ws = st->workspace;
+        return DAT_OK;
+    }
+    *ws = NULL;
+    /* Queued kernels may still read the old buffer. */
+    DAT_CUDA_TRY(cudaStreamSynchronize(st->stream));
+    cudaFree(st->workspace);
+    st->workspace = NULL;
+    st->workspace_bytes = 0;
+    /* Whole MiB, and at least 1.5x the old size, so slowly growing shapes do
+     * not reallocate at every step. */
+    size_t want = bytes + bytes / 2;
+    want = (want + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, want);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        want = bytes; /* the exact size may still fit */
+        e = cudaMalloc(&p, want);
+    }
+    if (e != cudaSuccess)
+        return dat_cuda_error(e, "dat_cuda_workspace", "cudaMalloc of the workspace");
+    st->workspace = p;
+    st->workspace_bytes = want;
+    *ws = p;
+    return DAT_OK;
 }
 
 static dat_status cuda_synchronize(dat_ctx *ctx)
@@ -247,6 +317,33 @@ static dat_backend make_cuda_backend(void)
     be.bf16_to_f32 = cuda_bf16_to_f32;
     be.rng_uniform = cuda_rng_uniform;
     be.rng_normal = cuda_rng_normal;
+    /* Layer ops (ops_*.cu); semantics in lib/core/backend.h. */
+    be.gemm = dat_cuda_gemm;
+    be.conv2d_fwd = dat_cuda_conv2d_fwd;
+    be.conv2d_bwd_data = dat_cuda_conv2d_bwd_data;
+    be.conv2d_bwd_filter = dat_cuda_conv2d_bwd_filter;
+    be.linear_fwd = dat_cuda_linear_fwd;
+    be.linear_bwd = dat_cuda_linear_bwd;
+    be.bn_fwd_train = dat_cuda_bn_fwd_train;
+    be.bn_fwd_eval = dat_cuda_bn_fwd_eval;
+    be.bn_bwd_train = dat_cuda_bn_bwd_train;
+    be.bn_bwd_eval = dat_cuda_bn_bwd_eval;
+    be.relu_fwd = dat_cuda_relu_fwd;
+    be.relu_bwd = dat_cuda_relu_bwd;
+    be.pool_fwd = dat_cuda_pool_fwd;
+    be.pool_bwd = dat_cuda_pool_bwd;
+    be.channel_affine = dat_cuda_channel_affine;
+    be.add = dat_cuda_add;
+    be.axpy = dat_cuda_axpy;
+    be.scale = dat_cuda_scale;
+    be.softmax_xent = dat_cuda_softmax_xent;
+    be.kl_div = dat_cuda_kl_div;
+    be.argmax = dat_cuda_argmax;
+    be.check_finite = dat_cuda_check_finite;
+    be.attack_linf_step = dat_cuda_attack_linf_step;
+    be.attack_l2_step = dat_cuda_attack_l2_step;
+    be.rows_renorm = dat_cuda_rows_renorm;
+    be.minmax = dat_cuda_minmax;
     return be;
 }
 

@@ -1,9 +1,12 @@
-/* What every CUDA source of the backend shares: the per-context state and
- * the translation of CUDA errors into statuses with messages. */
+/* What every CUDA source of the backend shares: the per-context state, the
+ * translation of CUDA / cuBLAS / cuDNN errors into statuses with messages, the
+ * workspace, and block / warp reductions. */
 #ifndef LIBDAT_KERNELS_CUDA_COMMON_H
 #define LIBDAT_KERNELS_CUDA_COMMON_H
 
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <cudnn.h>
 
 extern "C" {
 #include "../lib/core/backend.h"
@@ -11,9 +14,33 @@ extern "C" {
 #include "../lib/core/error.h"
 }
 
+/* The convolution algorithm cuDNN's heuristics chose for one shape and direction. */
+enum dat_cuda_conv_dir { DAT_CONV_FWD = 0, DAT_CONV_BWD_DATA = 1, DAT_CONV_BWD_FILTER = 2 };
+
+struct dat_cuda_conv_plan {
+    int dir;                 /* dat_cuda_conv_dir */
+    dat_conv_desc shape;     /* the input fields are the key; h_out / w_out are derived */
+    int algo;                /* a cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t */
+    size_t workspace_bytes;  /* what that algorithm needs */
+};
+
 struct dat_cuda_state {
     int device;
     cudaStream_t stream; /* compute stream: every op of the context is queued here */
+    cublasHandle_t blas; /* bound to `stream`, full fp32 math (no TF32) */
+    cudnnHandle_t dnn;   /* bound to `stream` */
+    /* Descriptors of the current convolution, set before each cuDNN call. */
+    cudnnTensorDescriptor_t x_desc, y_desc;
+    cudnnFilterDescriptor_t w_desc;
+    cudnnConvolutionDescriptor_t conv_desc;
+    /* Scratch shared by the ops: grows to the largest request, then is reused. */
+    void *workspace;
+    size_t workspace_bytes;
+    /* A few bytes for results that go back to the host (flags, min / max). */
+    void *scalars;
+    /* Convolution algorithms chosen so far, one per shape and direction. */
+    dat_cuda_conv_plan *plans;
+    size_t n_plans, cap_plans;
 };
 
 static inline dat_cuda_state *dat_cuda(dat_ctx *ctx)
@@ -24,6 +51,9 @@ static inline dat_cuda_state *dat_cuda(dat_ctx *ctx)
 /* Maps a CUDA error to a status and records "func: what: CUDA message". */
 static inline dat_status dat_cuda_error(cudaError_t err, const char *func, const char *what)
 {
+    /* A non-sticky error (a failed allocation) stays the "last error" and would
+     * be reported again by the next launch check. */
+    (void)cudaGetLastError();
     dat_status s = err == cudaErrorMemoryAllocation ? DAT_ERR_OUT_OF_MEMORY
                    : (err == cudaErrorNoDevice || err == cudaErrorInsufficientDriver)
                        ? DAT_ERR_NO_DEVICE
@@ -31,11 +61,48 @@ static inline dat_status dat_cuda_error(cudaError_t err, const char *func, const
     return dat_error(s, func, "%s: %s (%s)", what, cudaGetErrorString(err), cudaGetErrorName(err));
 }
 
+static inline dat_status dat_cublas_error(cublasStatus_t err, const char *func, const char *what)
+{
+    dat_status s = err == CUBLAS_STATUS_ALLOC_FAILED ? DAT_ERR_OUT_OF_MEMORY
+                   : err == CUBLAS_STATUS_NOT_SUPPORTED ? DAT_ERR_UNSUPPORTED
+                                                        : DAT_ERR_CUDA;
+    return dat_error(s, func, "%s: cuBLAS %s (%s)", what, cublasGetStatusString(err),
+                     cublasGetStatusName(err));
+}
+
+static inline dat_status dat_cudnn_error(cudnnStatus_t err, const char *func, const char *what)
+{
+    dat_status s = (err == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
+                    err == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED)
+                       ? DAT_ERR_OUT_OF_MEMORY
+                   : CUDNN_STATUS_CATEGORY(err) == CUDNN_STATUS_NOT_SUPPORTED ? DAT_ERR_UNSUPPORTED
+                                                                              : DAT_ERR_CUDA;
+    char detail[256];
+    detail[0] = '\0';
+    cudnnGetLastErrorString(detail, sizeof detail);
+    return dat_error(s, func, "%s: cuDNN %s (%d)%s%s", what, cudnnGetErrorString(err), (int)err,
+                     detail[0] ? ": " : "", detail);
+}
+
 #define DAT_CUDA_TRY(call)                                          \
     do {                                                            \
         cudaError_t dat_cu_e_ = (call);                             \
         if (dat_cu_e_ != cudaSuccess)                               \
             return dat_cuda_error(dat_cu_e_, __func__, #call);      \
+    } while (0)
+
+#define DAT_CUBLAS_TRY(call)                                        \
+    do {                                                            \
+        cublasStatus_t dat_cb_e_ = (call);                          \
+        if (dat_cb_e_ != CUBLAS_STATUS_SUCCESS)                     \
+            return dat_cublas_error(dat_cb_e_, __func__, #call);    \
+    } while (0)
+
+#define DAT_CUDNN_TRY(call)                                         \
+    do {                                                            \
+        cudnnStatus_t dat_dnn_e_ = (call);                          \
+        if (dat_dnn_e_ != CUDNN_STATUS_SUCCESS)                     \
+            return dat_cudnn_error(dat_dnn_e_, __func__, #call);    \
     } while (0)
 
 /* Checks that the last kernel launch was accepted. */
@@ -48,6 +115,64 @@ static inline unsigned dat_cuda_grid(size_t n, unsigned threads)
     if (g == 0)
         g = 1;
     return g > 65535u * 32u ? 65535u * 32u : (unsigned)g;
+}
+
+/* Ops run on the context's device, whatever the calling thread last selected. */
+static inline dat_status dat_cuda_use_device(dat_ctx *ctx)
+{
+    DAT_CUDA_TRY(cudaSetDevice(dat_cuda(ctx)->device));
+    return DAT_OK;
+}
+
+/* At least `bytes` of device scratch (backend_cuda.cu), valid until the next
+ * call; work queued earlier on the context's stream may still be reading the
+ * previous buffer, so growing waits for the stream first. */
+dat_status dat_cuda_workspace(dat_ctx *ctx, size_t bytes, void **ws);
+
+/* Offsets of sub-buffers inside the workspace, aligned for any element type. */
+static inline size_t dat_cuda_align(size_t bytes)
+{
+    return (bytes + 255) & ~(size_t)255;
+}
+
+/* ---- reductions (device) ---- */
+
+#define DAT_WARP 32
+
+template <typename T>
+__device__ inline T dat_warp_sum(T v)
+{
+    for (int o = DAT_WARP / 2; o > 0; o /= 2)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+template <typename T>
+__device__ inline T dat_warp_max(T v)
+{
+    for (int o = DAT_WARP / 2; o > 0; o /= 2) {
+        T u = __shfl_xor_sync(0xffffffffu, v, o);
+        v = u > v ? u : v;
+    }
+    return v;
+}
+
+/* Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread
+ * gets the result. Ends with a barrier, so it can be called back to back. */
+template <typename T>
+__device__ inline T dat_block_sum(T v)
+{
+    __shared__ T part[DAT_WARP];
+    int lane = threadIdx.x % DAT_WARP, warp = threadIdx.x / DAT_WARP;
+    int warps = blockDim.x / DAT_WARP;
+    v = dat_warp_sum(v);
+    if (lane == 0)
+        part[warp] = v;
+    __syncthreads();
+    T s = lane < warps ? part[lane] : T(0);
+    s = dat_warp_sum(s);
+    __syncthreads();
+    return s;
 }
 
 #endif

@@ -863,30 +863,6 @@ START_TEST(test_dataset_misuse)
 }
 END_TEST
 
-/* Training checkpoints (dat_checkpoint.h): NULL arguments. */
-START_TEST(test_checkpoint_misuse)
-{
-    dat_model_options mo;
-    dat_model_options_init(&mo);
-    dat_model *m = NULL;
-    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "mlp", &mo));
-    dat_checkpoint_info info = {.size = sizeof info};
-    ck_assert_dat_err(dat_checkpoint_save(NULL, m, NULL, &info, NULL), DAT_ERR_INVALID_ARG,
-                      "path");
-    ck_assert_dat_err(dat_checkpoint_save("/tmp/x", NULL, NULL, &info, NULL),
-                      DAT_ERR_INVALID_ARG, "model");
-    ck_assert_dat_err(dat_checkpoint_save("/tmp/x", m, NULL, NULL, NULL), DAT_ERR_INVALID_ARG,
-                      "info");
-    ck_assert_dat_err(dat_checkpoint_load(NULL, m, NULL, &info, NULL, 0), DAT_ERR_INVALID_ARG,
-                      "path");
-    ck_assert_dat_err(dat_checkpoint_load("/tmp/x", NULL, NULL, &info, NULL, 0),
-                      DAT_ERR_INVALID_ARG, "model");
-    ck_assert_dat_err(dat_checkpoint_load("/tmp/x", m, NULL, NULL, NULL, 0), DAT_ERR_INVALID_ARG,
-                      "info");
-    dat_model_destroy(m);
-}
-END_TEST
-
 #if DAT_TEST_MPI
 /* Without MPI_Init every MPI entry point refuses with DAT_ERR_STATE. */
 START_TEST(test_mpi_misuse)
@@ -1020,6 +996,40 @@ START_TEST(test_comm_model_misuse)
     ck_assert_dat_err(dat_comm_broadcast_model(c, m, 3), DAT_ERR_INVALID_ARG, "root");
     dat_model_destroy(m);
     dat_comm_destroy(c);
+}
+END_TEST
+
+/* Training checkpoints (dat_checkpoint.h); data sets are in test_dataset_misuse. */
+START_TEST(test_checkpoint_misuse)
+{
+    dat_model *m;
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "mlp", NULL));
+    dat_checkpoint_info info = {.size = sizeof info};
+    ck_assert_dat_err(dat_checkpoint_save(NULL, m, NULL, &info, NULL), DAT_ERR_INVALID_ARG, "path");
+    ck_assert_dat_err(dat_checkpoint_save("/tmp/x", NULL, NULL, &info, NULL), DAT_ERR_INVALID_ARG,
+                      "model");
+    ck_assert_dat_err(dat_checkpoint_save("/tmp/x", m, NULL, NULL, NULL), DAT_ERR_INVALID_ARG,
+                      "info");
+    info.size = 1;
+    ck_assert_dat_err(dat_checkpoint_save("/tmp/x", m, NULL, &info, NULL), DAT_ERR_INVALID_ARG,
+                      "size");
+    info.size = sizeof info;
+    ck_assert_dat_err(dat_checkpoint_save("/nonexistent/c.safetensors", m, NULL, &info, NULL),
+                      DAT_ERR_IO, "nonexistent");
+    ck_assert_dat_err(dat_checkpoint_load(NULL, m, NULL, &info, NULL, 0), DAT_ERR_INVALID_ARG,
+                      "path");
+    ck_assert_dat_err(dat_checkpoint_load("/tmp/x", NULL, NULL, &info, NULL, 0),
+                      DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_checkpoint_load("/tmp/x", m, NULL, NULL, NULL, 0), DAT_ERR_INVALID_ARG,
+                      "info");
+    ck_assert_dat_err(dat_checkpoint_load("/nonexistent/c.safetensors", m, NULL, &info, NULL, 0),
+                      DAT_ERR_IO, "cannot open");
+    /* A plain model file is not a training checkpoint. */
+    ck_assert_dat_ok(dat_model_save(m, "/tmp/dat_misuse_model.safetensors"));
+    ck_assert_dat_err(dat_checkpoint_load("/tmp/dat_misuse_model.safetensors", m, NULL, &info,
+                                          NULL, 0), DAT_ERR_FORMAT, "train.position");
+    unlink("/tmp/dat_misuse_model.safetensors");
+    dat_model_destroy(m);
 }
 END_TEST
 

@@ -1,0 +1,79 @@
+/* The layer ops of the CUDA backend, registered in dat_backend_cuda
+ * (backend_cuda.cu); their semantics are those of lib/core/backend.h, and
+ * tests/unit/test_backend_ops.c holds them to the CPU backend. */
+#ifndef LIBDAT_KERNELS_CUDA_OPS_H
+#define LIBDAT_KERNELS_CUDA_OPS_H
+
+#include "cuda_common.h"
+
+/* GEMM and linear layers (ops_blas.cu, cuBLAS). */
+dat_status dat_cuda_gemm(dat_ctx *ctx, int trans_a, int trans_b, int m, int n, int k,
+                         float alpha, const float *a, int lda, const float *b, int ldb,
+                         float beta, float *c, int ldc);
+dat_status dat_cuda_linear_fwd(dat_ctx *ctx, int n, int in, int out, const float *x,
+                               const float *w, const float *b, float *y);
+dat_status dat_cuda_linear_bwd(dat_ctx *ctx, int n, int in, int out, const float *x,
+                               const float *w, const float *dy, float *dx, float *dw, float *db,
+                               float beta);
+
+/* Convolution (ops_conv.cu, cuDNN). */
+dat_status dat_cuda_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
+                               const float *w, const float *bias, float *y);
+dat_status dat_cuda_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const float *dy,
+                                    const float *w, float *dx);
+dat_status dat_cuda_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
+                                      const float *dy, float *dw, float *dbias, float beta);
+
+/* Batch norm (ops_bn.cu). */
+dat_status dat_cuda_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                                 const float *gamma, const float *beta, float *running_mean,
+                                 float *running_var, float *save_mean, float *save_invstd,
+                                 float *y);
+dat_status dat_cuda_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                                const float *gamma, const float *beta,
+                                const float *running_mean, const float *running_var, float *y);
+dat_status dat_cuda_bn_bwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                                 const float *dy, const float *gamma, const float *save_mean,
+                                 const float *save_invstd, float *dx, float *dgamma,
+                                 float *dbeta, float beta);
+dat_status dat_cuda_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                                const float *dy, const float *gamma, const float *running_mean,
+                                const float *running_var, float *dx, float *dgamma,
+                                float *dbeta, float beta);
+
+/* Element-wise ops (ops_eltwise.cu). */
+dat_status dat_cuda_relu_fwd(dat_ctx *ctx, size_t n, const float *x, float *y);
+dat_status dat_cuda_relu_bwd(dat_ctx *ctx, size_t n, const float *y, const float *dy,
+                             float *dx);
+dat_status dat_cuda_channel_affine(dat_ctx *ctx, int n, int c, int hw, const float *x,
+                                   const float *scale, const float *shift, float *y);
+dat_status dat_cuda_add(dat_ctx *ctx, size_t n, const float *a, const float *b, float *y);
+dat_status dat_cuda_axpy(dat_ctx *ctx, size_t n, float alpha, const float *x, float *y);
+dat_status dat_cuda_scale(dat_ctx *ctx, size_t n, float alpha, float *x);
+dat_status dat_cuda_check_finite(dat_ctx *ctx, size_t n, const float *x, int *bad);
+
+/* Pooling (ops_pool.cu). */
+dat_status dat_cuda_pool_fwd(dat_ctx *ctx, const dat_pool_desc *d, const float *x, float *y,
+                             int32_t *idx);
+dat_status dat_cuda_pool_bwd(dat_ctx *ctx, const dat_pool_desc *d, const float *dy,
+                             const int32_t *idx, float *dx);
+
+/* Losses (ops_loss.cu). */
+dat_status dat_cuda_softmax_xent(dat_ctx *ctx, int n, int classes, const float *z,
+                                 const int32_t *labels, const float *weights, float *loss,
+                                 float *dz, float scale);
+dat_status dat_cuda_kl_div(dat_ctx *ctx, int n, int classes, const float *z_clean,
+                           const float *z_adv, float *loss, float *dz_clean, float *dz_adv,
+                           float scale);
+dat_status dat_cuda_argmax(dat_ctx *ctx, int n, int classes, const float *z, int32_t *out);
+
+/* Attack steps and the range of an input (ops_attack.cu). */
+dat_status dat_cuda_attack_linf_step(dat_ctx *ctx, size_t n, float *x_adv, const float *g,
+                                     const float *x0, float alpha, float eps, float lo,
+                                     float hi);
+dat_status dat_cuda_attack_l2_step(dat_ctx *ctx, int n, size_t d, float *x_adv, const float *g,
+                                   const float *x0, float alpha, float eps, float lo, float hi);
+dat_status dat_cuda_rows_renorm(dat_ctx *ctx, int n, size_t d, float *x, const float *norms);
+dat_status dat_cuda_minmax(dat_ctx *ctx, size_t n, const float *x, float *lo, float *hi);
+
+#endif

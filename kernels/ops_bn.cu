@@ -1,0 +1,352 @@
+/*
+ * Batch normalization of the CUDA backend, with PyTorch's semantics (as the
+ * CPU backend): batch statistics with the biased variance in train mode,
+ * running statistics updated with the unbiased one, running statistics in eval
+ * mode.
+ *
+ * Each op is a reduction and an element-wise pass. The reduction splits each
+ * channel's n * hw values over several blocks, which sum in double around a
+ * shift K (x's first value of the channel, or the running mean): sum(x - K),
+ * sum((x - K)^2), sum(dy), sum(dy (x - K)). The shift keeps the one-pass
+ * variance exact when |mean| >> std, and the backward recomputes the batch
+ * statistics from x in the same pass, as the CPU backend does, instead of
+ * trusting the float-rounded saved mean (which would leak sum(dy) into
+ * dgamma). A one-thread-per-channel kernel then combines the blocks and writes
+ * per-channel coefficients in double for the element-wise pass.
+ */
+#include <math.h>
+
+#include "cuda_ops.h"
+
+#define BN_THREADS 256
+#define BN_PER_BLOCK 2048 /* values of a channel per reduction block, at least */
+#define BN_MAX_SPLITS 128
+
+enum { S_X = 0, S_XX = 1, S_DY = 2, S_DYX = 3, N_SUMS = 4 };
+
+struct bn_plan {
+    size_t count; /* n * hw: values per channel */
+    int splits;   /* reduction blocks per channel */
+    size_t per;   /* values per block */
+};
+
+static bn_plan plan_of(const dat_bn_desc *d)
+{
+    bn_plan p;
+    p.count = (size_t)d->n * (size_t)d->hw;
+    size_t s = (p.count + BN_PER_BLOCK - 1) / BN_PER_BLOCK;
+    p.splits = s < 1 ? 1 : s > BN_MAX_SPLITS ? BN_MAX_SPLITS : (int)s;
+    p.per = (p.count + (size_t)p.splits - 1) / (size_t)p.splits;
+    return p;
+}
+
+/* The shift of channel ch: the running mean where given, else x's first value. */
+__device__ inline float shift_of(const float *x, const float *shift, int ch, int hw)
+{
+    return shift ? shift[ch] : x[(size_t)ch * (size_t)hw];
+}
+
+/* grid (c, splits): block (ch, s) sums values [s * per, (s + 1) * per) of
+ * channel ch into part[(ch * splits + s) * N_SUMS + k]. dy may be NULL. */
+__global__ void bn_sums_kernel(const float *x, const float *dy, const float *shift, int c, int hw,
+                               size_t count, size_t per, double *part)
+{
+    int ch = blockIdx.x, s = blockIdx.y;
+    size_t begin = (size_t)s * per, end = begin + per < count ? begin + per : count;
+    double k = shift_of(x, shift, ch, hw);
+    double sx = 0, sxx = 0, sdy = 0, sdyx = 0;
+    for (size_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
+        size_t i = j / (size_t)hw, p = j - i * (size_t)hw;
+        size_t at = (i * (size_t)c + (size_t)ch) * (size_t)hw + p;
+        double v = (double)x[at] - k;
+        sx += v;
+        sxx += v * v;
+        if (dy) {
+            double g = dy[at];
+            sdy += g;
+            sdyx += g * v;
+        }
+    }
+    sx = dat_block_sum(sx);
+    sxx = dat_block_sum(sxx);
+    if (dy) {
+        sdy = dat_block_sum(sdy);
+        sdyx = dat_block_sum(sdyx);
+    }
+    if (threadIdx.x == 0) {
+        double *o = part + ((size_t)ch * gridDim.y + (size_t)s) * N_SUMS;
+        o[S_X] = sx;
+        o[S_XX] = sxx;
+        o[S_DY] = sdy;
+        o[S_DYX] = sdyx;
+    }
+}
+
+/* Sums of channel ch over its blocks. */
+__device__ inline void combine(const double *part, int ch, int splits, double sum[N_SUMS])
+{
+    for (int k = 0; k < N_SUMS; ++k)
+        sum[k] = 0;
+    for (int s = 0; s < splits; ++s)
+        for (int k = 0; k < N_SUMS; ++k)
+            sum[k] += part[((size_t)ch * (size_t)splits + (size_t)s) * N_SUMS + k];
+}
+
+/* Mean minus the shift, and the biased variance, from the shifted sums. */
+__device__ inline void moments(const double sum[N_SUMS], double count, double *dmean, double *var)
+{
+    *dmean = sum[S_X] / count;
+    double v = sum[S_XX] / count - *dmean * *dmean;
+    *var = v > 0 ? v : 0;
+}
+
+/* out = beta out + v; beta 0 overwrites (even a NaN left in out), as the CPU backend. */
+__device__ inline void accumulate(float *out, int ch, float beta, double v)
+{
+    if (out)
+        out[ch] = (float)(beta == 0.0f ? v : (double)__fmul_rn(beta, out[ch]) + v);
+}
+
+/* coef[ch] = {mean, scale, shift} of y = (x - mean) * scale + shift. */
+__global__ void bn_train_stats_kernel(const double *part, int splits, const float *x, int c,
+                                      int hw, double count, float eps, float momentum,
+                                      const float *gamma, const float *beta, float *running_mean,
+                                      float *running_var, float *save_mean, float *save_invstd,
+                                      double *coef)
+{
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c)
+        return;
+    double sum[N_SUMS], dmean, var;
+    combine(part, ch, splits, sum);
+    moments(sum, count, &dmean, &var);
+    double mean = (double)shift_of(x, NULL, ch, hw) + dmean;
+    double invstd = 1.0 / sqrt(var + (double)eps);
+    save_mean[ch] = (float)mean;
+    save_invstd[ch] = (float)invstd;
+    if (running_mean) {
+        double unbiased = count > 1 ? var * count / (count - 1) : var;
+        running_mean[ch] = (float)((1.0 - momentum) * running_mean[ch] + momentum * mean);
+        running_var[ch] = (float)((1.0 - momentum) * running_var[ch] + momentum * unbiased);
+    }
+    coef[3 * ch + 0] = mean;
+    coef[3 * ch + 1] = gamma[ch] * invstd;
+    coef[3 * ch + 2] = beta[ch];
+}
+
+__global__ void bn_eval_coef_kernel(int c, float eps, const float *gamma, const float *beta,
+                                    const float *running_mean, const float *running_var,
+                                    double *coef)
+{
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c)
+        return;
+    double invstd = 1.0 / sqrt((double)running_var[ch] + (double)eps);
+    coef[3 * ch + 0] = running_mean[ch];
+    coef[3 * ch + 1] = gamma[ch] * invstd;
+    coef[3 * ch + 2] = beta[ch];
+}
+
+/* y = (x - mean) * scale + shift in double, rounded once: outputs near 0 must be
+ * accurate, because the ReLU after a BN turns a sign error into a wrong gradient. */
+__global__ void bn_normalize_kernel(const float *x, const double *coef, size_t total, int c,
+                                    int hw, float *y)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const double *k = coef + 3 * ((i / (size_t)hw) % (size_t)c);
+        y[i] = (float)(((double)x[i] - k[0]) * k[1] + k[2]);
+    }
+}
+
+/* Train backward: parameter gradients, and coef[ch] = {mean, invstd, gamma invstd,
+ * mean(dy), mean(dy xhat)} for dx = gamma invstd (dy - mean(dy) - xhat mean(dy xhat)). */
+__global__ void bn_train_grad_kernel(const double *part, int splits, const float *x, int c,
+                                     int hw, double count, float eps, const float *gamma,
+                                     float *dgamma, float *dbeta, float beta, double *coef)
+{
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c)
+        return;
+    double sum[N_SUMS], dmean, var;
+    combine(part, ch, splits, sum);
+    moments(sum, count, &dmean, &var);
+    double invstd = 1.0 / sqrt(var + (double)eps);
+    /* sum dy (x - mean) = sum dy (x - K) - (mean - K) sum dy */
+    double sdyx = invstd * (sum[S_DYX] - dmean * sum[S_DY]);
+    accumulate(dgamma, ch, beta, sdyx);
+    accumulate(dbeta, ch, beta, sum[S_DY]);
+    double *k = coef + 5 * ch;
+    k[0] = (double)shift_of(x, NULL, ch, hw) + dmean;
+    k[1] = invstd;
+    k[2] = gamma[ch] * invstd;
+    k[3] = sum[S_DY] / count;
+    k[4] = sdyx / count;
+}
+
+__global__ void bn_train_dx_kernel(const float *x, const float *dy, const double *coef,
+                                   size_t total, int c, int hw, float *dx)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x) {
+        const double *k = coef + 5 * ((i / (size_t)hw) % (size_t)c);
+        double xhat = ((double)x[i] - k[0]) * k[1];
+        dx[i] = (float)(k[2] * ((double)dy[i] - k[3] - xhat * k[4]));
+    }
+}
+
+/* Eval backward: parameter gradients (sums around the running mean, which was
+ * the shift) and the float factor gamma / sqrt(running_var + eps) of dx. */
+__global__ void bn_eval_grad_kernel(const double *part, int splits, int c, float eps,
+                                    const float *gamma, const float *running_var, float *dgamma,
+                                    float *dbeta, float beta, float *factor)
+{
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c)
+        return;
+    double invstd = 1.0 / sqrt((double)running_var[ch] + (double)eps);
+    if (part) {
+        double sum[N_SUMS];
+        combine(part, ch, splits, sum);
+        accumulate(dgamma, ch, beta, invstd * sum[S_DYX]);
+        accumulate(dbeta, ch, beta, sum[S_DY]);
+    }
+    factor[ch] = (float)(gamma[ch] * invstd);
+}
+
+__global__ void bn_eval_dx_kernel(const float *dy, const float *factor, size_t total, int c,
+                                  int hw, float *dx)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x)
+        dx[i] = dy[i] * factor[(i / (size_t)hw) % (size_t)c];
+}
+
+static size_t total_of(const dat_bn_desc *d)
+{
+    return (size_t)d->n * (size_t)d->c * (size_t)d->hw;
+}
+
+/* Workspace for the block sums of `p` and `coef_bytes` of per-channel coefficients. */
+static dat_status bn_scratch(dat_ctx *ctx, const dat_bn_desc *d, const bn_plan &p,
+                             size_t coef_bytes, double **part, void **coef)
+{
+    size_t part_bytes = dat_cuda_align((size_t)d->c * (size_t)p.splits * N_SUMS * sizeof(double));
+    void *ws;
+    DAT_TRY(dat_cuda_workspace(ctx, part_bytes + coef_bytes, &ws));
+    *part = (double *)ws;
+    *coef = (char *)ws + part_bytes;
+    return DAT_OK;
+}
+
+static dat_status launch_sums(dat_ctx *ctx, const dat_bn_desc *d, const bn_plan &p,
+                              const float *x, const float *dy, const float *shift, double *part)
+{
+    dim3 grid((unsigned)d->c, (unsigned)p.splits);
+    bn_sums_kernel<<<grid, BN_THREADS, 0, dat_cuda(ctx)->stream>>>(x, dy, shift, d->c, d->hw,
+                                                                   p.count, p.per, part);
+    DAT_CUDA_CHECK_LAUNCH("bn_sums_kernel");
+    return DAT_OK;
+}
+
+static unsigned channel_blocks(const dat_bn_desc *d)
+{
+    return (unsigned)((d->c + 127) / 128);
+}
+
+dat_status dat_cuda_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                                 const float *gamma, const float *beta, float *running_mean,
+                                 float *running_var, float *save_mean, float *save_invstd,
+                                 float *y)
+{
+    DAT_TRY(dat_cuda_use_device(ctx));
+    if (total_of(d) == 0)
+        return DAT_OK;
+    cudaStream_t s = dat_cuda(ctx)->stream;
+    bn_plan p = plan_of(d);
+    double *part;
+    void *coef;
+    DAT_TRY(bn_scratch(ctx, d, p, (size_t)d->c * 3 * sizeof(double), &part, &coef));
+    DAT_TRY(launch_sums(ctx, d, p, x, NULL, NULL, part));
+    bn_train_stats_kernel<<<channel_blocks(d), 128, 0, s>>>(
+        part, p.splits, x, d->c, d->hw, (double)p.count, d->eps, d->momentum, gamma, beta,
+        running_mean, running_var, save_mean, save_invstd, (double *)coef);
+    DAT_CUDA_CHECK_LAUNCH("bn_train_stats_kernel");
+    bn_normalize_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
+        x, (const double *)coef, total_of(d), d->c, d->hw, y);
+    DAT_CUDA_CHECK_LAUNCH("bn_normalize_kernel");
+    return DAT_OK;
+}
+
+dat_status dat_cuda_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                                const float *gamma, const float *beta,
+                                const float *running_mean, const float *running_var, float *y)
+{
+    DAT_TRY(dat_cuda_use_device(ctx));
+    if (total_of(d) == 0)
+        return DAT_OK;
+    cudaStream_t s = dat_cuda(ctx)->stream;
+    void *coef;
+    DAT_TRY(dat_cuda_workspace(ctx, (size_t)d->c * 3 * sizeof(double), &coef));
+    bn_eval_coef_kernel<<<channel_blocks(d), 128, 0, s>>>(d->c, d->eps, gamma, beta,
+                                                          running_mean, running_var,
+                                                          (double *)coef);
+    DAT_CUDA_CHECK_LAUNCH("bn_eval_coef_kernel");
+    bn_normalize_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
+        x, (const double *)coef, total_of(d), d->c, d->hw, y);
+    DAT_CUDA_CHECK_LAUNCH("bn_normalize_kernel");
+    return DAT_OK;
+}
+
+dat_status dat_cuda_bn_bwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                                 const float *dy, const float *gamma, const float *save_mean,
+                                 const float *save_invstd, float *dx, float *dgamma,
+                                 float *dbeta, float beta)
+{
+    (void)save_mean; /* recomputed in double from x, see the top of the file */
+    (void)save_invstd;
+    DAT_TRY(dat_cuda_use_device(ctx));
+    if (total_of(d) == 0)
+        return DAT_OK;
+    cudaStream_t s = dat_cuda(ctx)->stream;
+    bn_plan p = plan_of(d);
+    double *part;
+    void *coef;
+    DAT_TRY(bn_scratch(ctx, d, p, (size_t)d->c * 5 * sizeof(double), &part, &coef));
+    DAT_TRY(launch_sums(ctx, d, p, x, dy, NULL, part));
+    bn_train_grad_kernel<<<channel_blocks(d), 128, 0, s>>>(part, p.splits, x, d->c, d->hw,
+                                                           (double)p.count, d->eps, gamma,
+                                                           dgamma, dbeta, beta, (double *)coef);
+    DAT_CUDA_CHECK_LAUNCH("bn_train_grad_kernel");
+    bn_train_dx_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
+        x, dy, (const double *)coef, total_of(d), d->c, d->hw, dx);
+    DAT_CUDA_CHECK_LAUNCH("bn_train_dx_kernel");
+    return DAT_OK;
+}
+
+dat_status dat_cuda_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                                const float *dy, const float *gamma, const float *running_mean,
+                                const float *running_var, float *dx, float *dgamma,
+                                float *dbeta, float beta)
+{
+    DAT_TRY(dat_cuda_use_device(ctx));
+    if (total_of(d) == 0)
+        return DAT_OK;
+    cudaStream_t s = dat_cuda(ctx)->stream;
+    bn_plan p = plan_of(d);
+    int sums = dgamma || dbeta;
+    double *part;
+    void *factor;
+    DAT_TRY(bn_scratch(ctx, d, sums ? p : bn_plan{0, 0, 0}, (size_t)d->c * sizeof(float), &part,
+                       &factor));
+    if (sums)
+        DAT_TRY(launch_sums(ctx, d, p, x, dy, running_mean, part));
+    bn_eval_grad_kernel<<<channel_blocks(d), 128, 0, s>>>(sums ? part : NULL, p.splits, d->c,
+                                                          d->eps, gamma, running_var, dgamma,
+                                                          dbeta, beta, (float *)factor);
+    DAT_CUDA_CHECK_LAUNCH("bn_eval_grad_kernel");
+    bn_eval_dx_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
+        dy, (const float *)factor, total_of(d), d->c, d->hw, dx);
+    DAT_CUDA_CHECK_LAUNCH("bn_eval_dx_kernel");
+    return DAT_OK;
+}

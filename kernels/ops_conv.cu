@@ -1,0 +1,248 @@
+/*
+ * 2-D convolution of the CUDA backend through cuDNN's convolution API
+ * (cudnnConvolutionForward / BackwardData / BackwardFilter). The algorithm of
+ * each shape and direction is chosen once, by cuDNN's heuristics, among those
+ * that run in full fp32 (FMA math: no TF32), and cached in the context's
+ * state; the scratch it needs comes from the context's workspace. Bias and
+ * its gradient are own kernels.
+ */
+#include <stdlib.h>
+
+#include "cuda_ops.h"
+
+/* An algorithm that needs more scratch than this is passed over for the next. */
+#define DAT_CONV_MAX_WORKSPACE ((size_t)1 << 30)
+
+static int same_shape(const dat_conv_desc *a, const dat_conv_desc *b)
+{
+    return a->n == b->n && a->c_in == b->c_in && a->h_in == b->h_in && a->w_in == b->w_in &&
+           a->c_out == b->c_out && a->k_h == b->k_h && a->k_w == b->k_w &&
+           a->stride == b->stride && a->pad == b->pad;
+}
+
+static dat_status set_descriptors(dat_cuda_state *st, const dat_conv_desc *d)
+{
+    DAT_CUDNN_TRY(cudnnSetTensor4dDescriptor(st->x_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n,
+                                             d->c_in, d->h_in, d->w_in));
+    DAT_CUDNN_TRY(cudnnSetTensor4dDescriptor(st->y_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n,
+                                             d->c_out, d->h_out, d->w_out));
+    DAT_CUDNN_TRY(cudnnSetFilter4dDescriptor(st->w_desc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
+                                             d->c_out, d->c_in, d->k_h, d->k_w));
+    DAT_CUDNN_TRY(cudnnSetConvolution2dDescriptor(st->conv_desc, d->pad, d->pad, d->stride,
+                                                  d->stride, 1, 1, CUDNN_CROSS_CORRELATION,
+                                                  CUDNN_DATA_FLOAT));
+    /* CUDNN_DEFAULT_MATH would allow TF32 tensor cores for fp32 data on Ampere and later. */
+    DAT_CUDNN_TRY(cudnnSetConvolutionMathType(st->conv_desc, CUDNN_FMA_MATH));
+    return DAT_OK;
+}
+
+/* cuDNN's output size must be the one every backend derived (lib/core/descs.c). */
+static dat_status check_output_size(dat_cuda_state *st, const dat_conv_desc *d)
+{
+    int n, c, h, w;
+    DAT_CUDNN_TRY(cudnnGetConvolution2dForwardOutputDim(st->conv_desc, st->x_desc, st->w_desc, &n,
+                                                        &c, &h, &w));
+    if (n != d->n || c != d->c_out || h != d->h_out || w != d->w_out)
+        return dat_error(DAT_ERR_INTERNAL, "dat_cuda_conv", "cuDNN's output is %dx%dx%dx%d, "
+                         "the descriptor's %dx%dx%dx%d", n, c, h, w, d->n, d->c_out, d->h_out,
+                         d->w_out);
+    return DAT_OK;
+}
+
+static int fp32_math(cudnnMathType_t m)
+{
+    return m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
+}
+
+/* Scratch bytes of `algo` in direction `dir` for the current descriptors. */
+static cudnnStatus_t algo_workspace(dat_cuda_state *st, int dir, int algo, size_t *bytes)
+{
+    switch (dir) {
+    case DAT_CONV_FWD:
+        return cudnnGetConvolutionForwardWorkspaceSize(st->dnn, st->x_desc, st->w_desc,
+                                                       st->conv_desc, st->y_desc,
+                                                       (cudnnConvolutionFwdAlgo_t)algo, bytes);
+    case DAT_CONV_BWD_DATA:
+        return cudnnGetConvolutionBackwardDataWorkspaceSize(
+            st->dnn, st->w_desc, st->y_desc, st->conv_desc, st->x_desc,
+            (cudnnConvolutionBwdDataAlgo_t)algo, bytes);
+    default:
+        return cudnnGetConvolutionBackwardFilterWorkspaceSize(
+            st->dnn, st->x_desc, st->y_desc, st->conv_desc, st->w_desc,
+            (cudnnConvolutionBwdFilterAlgo_t)algo, bytes);
+    }
+}
+
+/* The first of cuDNN's ranked candidates that succeeds, computes in fp32 and
+ * fits the workspace cap; -1 if none does. */
+template <typename Perf>
+static int pick_algo(dat_cuda_state *st, int dir, const Perf *perf, int count, size_t *bytes)
+{
+    for (int i = 0; i < count; ++i) {
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || !fp32_math(perf[i].mathType))
+            continue;
+        size_t need = 0;
+        if (algo_workspace(st, dir, (int)perf[i].algo, &need) != CUDNN_STATUS_SUCCESS ||
+            need > DAT_CONV_MAX_WORKSPACE)
+            continue;
+        *bytes = need;
+        return (int)perf[i].algo;
+    }
+    return -1;
+}
+
+static const char *dir_name(int dir)
+{
+    return dir == DAT_CONV_FWD ? "forward" : dir == DAT_CONV_BWD_DATA ? "backward-data"
+                                                                       : "backward-filter";
+}
+
+/* Asks cuDNN's heuristics for the current descriptors. */
+static dat_status choose_algo(dat_cuda_state *st, int dir, const dat_conv_desc *d,
+                              dat_cuda_conv_plan *plan)
+{
+    int returned = 0, algo = -1;
+    size_t bytes = 0;
+    if (dir == DAT_CONV_FWD) {
+        cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+        DAT_CUDNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(
+            st->dnn, st->x_desc, st->w_desc, st->conv_desc, st->y_desc,
+            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf));
+        algo = pick_algo(st, dir, perf, returned, &bytes);
+    } else if (dir == DAT_CONV_BWD_DATA) {
+        cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+        DAT_CUDNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+            st->dnn, st->w_desc, st->y_desc, st->conv_desc, st->x_desc,
+            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf));
+        algo = pick_algo(st, dir, perf, returned, &bytes);
+    } else {
+        cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+        DAT_CUDNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+            st->dnn, st->x_desc, st->y_desc, st->conv_desc, st->w_desc,
+            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf));
+        algo = pick_algo(st, dir, perf, returned, &bytes);
+    }
+    if (algo < 0)
+        return dat_error(DAT_ERR_UNSUPPORTED, "dat_cuda_conv",
+                         "cuDNN offers no fp32 %s algorithm within %zu MiB of workspace for "
+                         "n %d, c_in %d, %dx%d, c_out %d, kernel %dx%d, stride %d, pad %d "
+                         "(%d candidates)",
+                         dir_name(dir), DAT_CONV_MAX_WORKSPACE >> 20, d->n, d->c_in, d->h_in,
+                         d->w_in, d->c_out, d->k_h, d->k_w, d->stride, d->pad, returned);
+    plan->dir = dir;
+    plan->shape = *d;
+    plan->algo = algo;
+    plan->workspace_bytes = bytes;
+    return DAT_OK;
+}
+
+/* Sets the descriptors for d and finds (or chooses and caches) the plan of
+ * direction dir, with its workspace. */
+static dat_status prepare(dat_ctx *ctx, int dir, const dat_conv_desc *d, dat_cuda_conv_plan *plan,
+                          void **ws)
+{
+    dat_cuda_state *st = dat_cuda(ctx);
+    DAT_TRY(dat_cuda_use_device(ctx));
+    DAT_TRY(set_descriptors(st, d));
+    size_t i = 0;
+    while (i < st->n_plans && !(st->plans[i].dir == dir && same_shape(&st->plans[i].shape, d)))
+        ++i;
+    if (i < st->n_plans) {
+        *plan = st->plans[i];
+    } else {
+        DAT_TRY(check_output_size(st, d));
+        DAT_TRY(choose_algo(st, dir, d, plan));
+        if (st->n_plans == st->cap_plans) {
+            size_t cap = st->cap_plans ? 2 * st->cap_plans : 16;
+            dat_cuda_conv_plan *p =
+                (dat_cuda_conv_plan *)realloc(st->plans, cap * sizeof *p);
+            if (!p)
+                return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_cuda_conv",
+                                 "cannot grow the convolution plan cache to %zu entries", cap);
+            st->plans = p;
+            st->cap_plans = cap;
+        }
+        st->plans[st->n_plans++] = *plan;
+    }
+    return dat_cuda_workspace(ctx, plan->workspace_bytes, ws);
+}
+
+/* y[n][c][p] += bias[c]. */
+__global__ void add_bias_kernel(float *y, const float *bias, size_t total, int c, int hw)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] += bias[(i / (size_t)hw) % (size_t)c];
+}
+
+/* One block per channel: db[c] = beta db[c] + sum over samples and positions of
+ * dy, in double; beta 0 overwrites. */
+__global__ void bias_grad_kernel(const float *dy, int n, int c, int hw, float *db, float beta)
+{
+    int ch = blockIdx.x;
+    size_t count = (size_t)n * (size_t)hw;
+    double s = 0;
+    for (size_t j = threadIdx.x; j < count; j += blockDim.x) {
+        size_t i = j / (size_t)hw, p = j - i * (size_t)hw;
+        s += dy[(i * (size_t)c + (size_t)ch) * (size_t)hw + p];
+    }
+    s = dat_block_sum(s);
+    if (threadIdx.x == 0)
+        db[ch] = (float)(beta == 0.0f ? s : (double)__fmul_rn(beta, db[ch]) + s);
+}
+
+dat_status dat_cuda_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
+                               const float *w, const float *bias, float *y)
+{
+    dat_cuda_state *st = dat_cuda(ctx);
+    dat_cuda_conv_plan plan;
+    void *ws;
+    DAT_TRY(prepare(ctx, DAT_CONV_FWD, d, &plan, &ws));
+    const float one = 1.0f, zero = 0.0f;
+    DAT_CUDNN_TRY(cudnnConvolutionForward(st->dnn, &one, st->x_desc, x, st->w_desc, w,
+                                          st->conv_desc, (cudnnConvolutionFwdAlgo_t)plan.algo,
+                                          ws, plan.workspace_bytes, &zero, st->y_desc, y));
+    if (bias) {
+        size_t total = (size_t)d->n * (size_t)d->c_out * (size_t)d->h_out * (size_t)d->w_out;
+        add_bias_kernel<<<dat_cuda_grid(total, 256), 256, 0, st->stream>>>(
+            y, bias, total, d->c_out, d->h_out * d->w_out);
+        DAT_CUDA_CHECK_LAUNCH("add_bias_kernel");
+    }
+    return DAT_OK;
+}
+
+dat_status dat_cuda_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const float *dy,
+                                    const float *w, float *dx)
+{
+    dat_cuda_state *st = dat_cuda(ctx);
+    dat_cuda_conv_plan plan;
+    void *ws;
+    DAT_TRY(prepare(ctx, DAT_CONV_BWD_DATA, d, &plan, &ws));
+    const float one = 1.0f, zero = 0.0f;
+    DAT_CUDNN_TRY(cudnnConvolutionBackwardData(
+        st->dnn, &one, st->w_desc, w, st->y_desc, dy, st->conv_desc,
+        (cudnnConvolutionBwdDataAlgo_t)plan.algo, ws, plan.workspace_bytes, &zero, st->x_desc,
+        dx));
+    return DAT_OK;
+}
+
+dat_status dat_cuda_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
+                                      const float *dy, float *dw, float *dbias, float beta)
+{
+    dat_cuda_state *st = dat_cuda(ctx);
+    dat_cuda_conv_plan plan;
+    void *ws;
+    DAT_TRY(prepare(ctx, DAT_CONV_BWD_FILTER, d, &plan, &ws));
+    /* cuDNN does not read dw when beta is 0, so 0 overwrites as documented. */
+    const float one = 1.0f;
+    DAT_CUDNN_TRY(cudnnConvolutionBackwardFilter(
+        st->dnn, &one, st->x_desc, x, st->y_desc, dy, st->conv_desc,
+        (cudnnConvolutionBwdFilterAlgo_t)plan.algo, ws, plan.workspace_bytes, &beta, st->w_desc,
+        dw));
+    if (dbias) {
+        bias_grad_kernel<<<(unsigned)d->c_out, 256, 0, st->stream>>>(
+            dy, d->n, d->c_out, d->h_out * d->w_out, dbias, beta);
+        DAT_CUDA_CHECK_LAUNCH("bias_grad_kernel");
+    }
+    return DAT_OK;
+}

@@ -1,0 +1,1292 @@
+/*
+ * Backend op parity (after ggml's test-backend-ops): every op of struct
+ * dat_backend runs on the CPU backend (the reference) and on the CUDA backend
+ * with identical inputs (Philox fills made on the CPU and copied over), at the
+ * presets' shapes (cnn_small, preact_resnet18) and at odd ones, and each
+ * output is compared by the normalized error ||cuda - cpu|| / ||cpu|| (the
+ * absolute norm where ||cpu|| = 0) against the tolerance of its op class
+ * below; docs/backends.md explains the numbers.
+ *
+ * `checks` lists every slot of struct dat_backend with the function that
+ * checks it; test_table_complete fails when lib/core/backend.h gains an op
+ * that the list lacks, so a new op cannot ship unchecked. Outputs an op must
+ * overwrite are poisoned with NaN on the CUDA side (and a finite garbage value
+ * on the CPU side) first, so an op that reads or accumulates into them fails.
+ *
+ * Without a CUDA device only the table check runs, and the test exits 77
+ * (skipped). DAT_TEST_BACKEND_OPS_SELF=1 in the environment runs every check
+ * with a second CPU context in place of the CUDA one: a check of this harness
+ * (buffer sizes, aliasing, NaN-poisoned outputs) on machines without a GPU. An op whose CPU entry is NULL is skipped with a message (the CPU
+ * side may lag in a branch); a NULL CUDA entry fails.
+ */
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check_util.h"
+#include "core/backend.h"
+#include "core/ctx.h"
+
+/* Tolerances of the normalized error, per op class. */
+/* Exact (bit for bit): argmax, check_finite, minmax, max-pool values and
+ * indices, fills, conversions, Philox streams, copies. */
+#define TOL_ELTWISE 1e-6 /* same formula, same float roundings: equal up to libm ulps */
+#define TOL_REDUCE 1e-5  /* reductions accumulated in double on both sides */
+#define TOL_GEMM 1e-5    /* fp32 GEMM, summation order over k differs */
+#define TOL_CONV 1e-4    /* cuDNN's fp32 algorithms (implicit GEMM, Winograd, FFT) */
+
+/* 1 + 2^-12 is exact in fp32 but rounds to 1 in TF32 (10 mantissa bits): GEMMs
+ * and convolutions of such constants are exact in fp32 and off by 2.4e-4 in
+ * TF32, which the tolerances above catch. */
+#define TF32_PROBE (1.0f + 1.0f / 4096.0f)
+
+static dat_ctx *cpu, *gpu;
+static int self_test; /* DAT_TEST_BACKEND_OPS_SELF: "gpu" is a second CPU context */
+
+/* ---------------- buffers on both backends ---------------- */
+
+/* The same n elements on both backends. The CPU backend's memory is host memory,
+ * so c is read directly. */
+typedef struct pair {
+    size_t n, esize;
+    void *c, *g;
+} pair;
+
+static pair pair_alloc(size_t n, size_t esize)
+{
+    pair p = {n, esize, NULL, NULL};
+    ck_assert_dat_ok(cpu->be->alloc(cpu, n * esize, &p.c));
+    ck_assert_dat_ok(gpu->be->alloc(gpu, n * esize, &p.g));
+    return p;
+}
+
+static void pair_free(pair *p)
+{
+    cpu->be->free(cpu, p->c);
+    gpu->be->free(gpu, p->g);
+    p->c = p->g = NULL;
+}
+
+/* Copies the CPU side's bytes to the CUDA side. */
+static void pair_sync(pair *p)
+{
+    ck_assert_dat_ok(gpu->be->copy_from_host(gpu, p->g, p->c, p->n * p->esize));
+}
+
+static void pair_write(pair *p, const void *host)
+{
+    memcpy(p->c, host, p->n * p->esize);
+    pair_sync(p);
+}
+
+/* Each fill draws from its own Philox stream. */
+static uint64_t next_stream = 1;
+
+static pair pair_uniform(size_t n, float lo, float hi)
+{
+    pair p = pair_alloc(n, sizeof(float));
+    ck_assert_dat_ok(cpu->be->rng_uniform(cpu, p.c, n, lo, hi, 20240607, next_stream++, 0));
+    pair_sync(&p);
+    return p;
+}
+
+static pair pair_const(size_t n, float v)
+{
+    pair p = pair_alloc(n, sizeof(float));
+    ck_assert_dat_ok(cpu->be->fill(cpu, p.c, n, &v, sizeof v));
+    pair_sync(&p);
+    return p;
+}
+
+/* An output: NaN on the CUDA side, a finite garbage value on the CPU side. */
+static pair pair_out(size_t n)
+{
+    pair p = pair_alloc(n, sizeof(float));
+    float garbage = 1234.5f;
+    uint32_t nan_bits = 0x7fc00000u;
+    ck_assert_dat_ok(cpu->be->fill(cpu, p.c, n, &garbage, sizeof garbage));
+    ck_assert_dat_ok(gpu->be->fill(gpu, p.g, n, &nan_bits, sizeof nan_bits));
+    return p;
+}
+
+static pair pair_out_i32(size_t n)
+{
+    pair p = pair_alloc(n, sizeof(int32_t));
+    int32_t garbage = -7, gpu_garbage = 0x7fc00000;
+    ck_assert_dat_ok(cpu->be->fill(cpu, p.c, n, &garbage, sizeof garbage));
+    ck_assert_dat_ok(gpu->be->fill(gpu, p.g, n, &gpu_garbage, sizeof gpu_garbage));
+    return p;
+}
+
+static float *cpu_f(const pair *p)
+{
+    return (float *)p->c;
+}
+
+/* The CUDA side on the host (caller frees). */
+static void *gpu_read(const pair *p)
+{
+    void *h = malloc(p->n * p->esize + 1);
+    ck_assert_ptr_nonnull(h);
+    ck_assert_dat_ok(gpu->be->copy_to_host(gpu, h, p->g, p->n * p->esize));
+    return h;
+}
+
+/* ---------------- comparisons ---------------- */
+
+static void expect_close_host(const char *op, const char *what, const char *shape,
+                              const float *c, const float *g, size_t n, double tol)
+{
+    double num = 0, den = 0, worst = -1;
+    size_t at = 0;
+    for (size_t i = 0; i < n; ++i) {
+        double d = (double)g[i] - (double)c[i];
+        num += d * d;
+        den += (double)c[i] * c[i];
+        if (!(fabs(d) <= worst)) { /* also takes the first NaN */
+            worst = fabs(d);
+            at = i;
+        }
+    }
+    double err = den > 0 ? sqrt(num / den) : sqrt(num);
+    ck_assert_msg(err <= tol,
+                  "%s %s (%s): normalized error %.3g > %.0e; largest difference at element "
+                  "%zu of %zu: cpu %.9g, cuda %.9g",
+                  op, what, shape, err, tol, at, n, n ? c[at] : 0.0f, n ? g[at] : 0.0f);
+}
+
+static void expect_close(const char *op, const char *what, const char *shape, const pair *p,
+                         double tol)
+{
+    float *g = gpu_read(p);
+    expect_close_host(op, what, shape, cpu_f(p), g, p->n, tol);
+    free(g);
+}
+
+static void expect_same_bytes(const char *op, const char *what, const char *shape,
+                              const pair *p)
+{
+    unsigned char *g = gpu_read(p);
+    const unsigned char *c = p->c;
+    for (size_t i = 0; i < p->n; ++i)
+        if (memcmp(g + i * p->esize, c + i * p->esize, p->esize) != 0) {
+            long long gv = 0, cv = 0;
+            memcpy(&gv, g + i * p->esize, p->esize);
+            memcpy(&cv, c + i * p->esize, p->esize);
+            free(g);
+            ck_abort_msg("%s %s (%s): element %zu of %zu differs: cpu 0x%llx, cuda 0x%llx", op,
+                         what, shape, i, p->n, (unsigned long long)cv, (unsigned long long)gv);
+        }
+    free(g);
+}
+
+/* ---------------- running an op on both backends ---------------- */
+
+/* Inside BOTH, P(x) is x's buffer on the backend being called. */
+#define P(p) (side ? (p).g : (p).c)
+
+/* Calls op on the CPU backend, then on the CUDA backend, and waits for both. */
+#define BOTH(op, ...)                                                              \
+    for (int side = 0; side < 2; ++side) {                                         \
+        dat_ctx *ctx_ = side ? gpu : cpu;                                          \
+        ck_assert_dat_ok(ctx_->be->op(ctx_, __VA_ARGS__));                         \
+        ck_assert_dat_ok(ctx_->be->synchronize(ctx_));                             \
+    }
+
+/* The CUDA backend must have op; without the CPU one there is nothing to compare. */
+static int need(const char *op, int have_cpu, int have_gpu)
+{
+    ck_assert_msg(have_gpu, "the CUDA backend does not implement %s", op);
+    if (!have_cpu)
+        printf("test_backend_ops: %s skipped: the CPU backend does not implement it yet\n", op);
+    return have_cpu;
+}
+#define NEED(op)                                                              \
+    do {                                                                      \
+        if (!need(#op, cpu->be->op != NULL, gpu->be->op != NULL))             \
+            return;                                                           \
+    } while (0)
+
+/* ---------------- memory, fills, conversions, Philox ---------------- */
+
+static void check_copy(void)
+{
+    NEED(copy);
+    pair a = pair_uniform(100003, -1.0f, 1.0f), b = pair_out(100003);
+    BOTH(copy, P(b), P(a), a.n * sizeof(float));
+    expect_same_bytes("copy", "dst", "100003 floats", &b);
+    pair_free(&a);
+    pair_free(&b);
+}
+
+static void check_fill(void)
+{
+    NEED(fill);
+    const uint32_t p4 = 0x3fc00001u;
+    const uint16_t p2 = 0xbeefu;
+    const uint8_t p1 = 0x5au;
+    const void *pats[3] = {&p4, &p2, &p1};
+    const size_t sizes[3] = {4, 2, 1};
+    for (int k = 0; k < 3; ++k) {
+        pair p = pair_alloc(100003, sizes[k]);
+        BOTH(fill, P(p), p.n, pats[k], sizes[k]);
+        char shape[64];
+        snprintf(shape, sizeof shape, "100003 x %zu bytes", sizes[k]);
+        expect_same_bytes("fill", "dst", shape, &p);
+        pair_free(&p);
+    }
+}
+
+static void check_f32_to_bf16(void)
+{
+    NEED(f32_to_bf16);
+    pair x = pair_uniform(70000, -1000.0f, 1000.0f);
+    /* Specials and rounding ties up front. */
+    const uint32_t special[] = {0x7fc00000u, 0x7f800000u, 0xff800000u, 0x00000000u, 0x80000000u,
+                                0x00000001u, 0x3f808000u, 0x3f818000u, 0x7f7fffffu, 0xffffffffu};
+    memcpy(x.c, special, sizeof special);
+    pair_sync(&x);
+    pair y = pair_alloc(x.n, sizeof(uint16_t));
+    BOTH(f32_to_bf16, P(y), P(x), x.n);
+    expect_same_bytes("f32_to_bf16", "dst", "70000 values and specials", &y);
+    pair_free(&x);
+    pair_free(&y);
+}
+
+static void check_bf16_to_f32(void)
+{
+    NEED(bf16_to_f32);
+    pair x = pair_alloc(65536, sizeof(uint16_t)); /* every bfloat16 */
+    for (size_t i = 0; i < x.n; ++i)
+        ((uint16_t *)x.c)[i] = (uint16_t)i;
+    pair_sync(&x);
+    pair y = pair_alloc(x.n, sizeof(float));
+    BOTH(bf16_to_f32, P(y), P(x), x.n);
+    expect_same_bytes("bf16_to_f32", "dst", "all 65536 values", &y);
+    pair_free(&x);
+    pair_free(&y);
+}
+
+static void check_rng(int normal)
+{
+    pair p = pair_out(100003);
+    if (normal)
+        BOTH(rng_normal, P(p), p.n, 0.5f, 2.0f, 99, 5, 3)
+    else
+        BOTH(rng_uniform, P(p), p.n, -1.0f, 3.0f, 99, 5, 3)
+    expect_same_bytes(normal ? "rng_normal" : "rng_uniform", "dst", "100003 at offset 3", &p);
+    pair_free(&p);
+}
+
+static void check_rng_uniform(void)
+{
+    NEED(rng_uniform);
+    check_rng(0);
+}
+
+static void check_rng_normal(void)
+{
+    NEED(rng_normal);
+    check_rng(1);
+}
+
+/* ---------------- GEMM and linear layers ---------------- */
+
+typedef struct gemm_case {
+    int ta, tb, m, n, k;
+    int pad_a, pad_b, pad_c; /* leading dimensions beyond the rows' lengths */
+    float alpha, beta;
+    int probe;               /* TF32 probe: constant operands */
+    const char *what;
+} gemm_case;
+
+static const gemm_case gemm_cases[] = {
+    {0, 1, 128, 128, 3136, 0, 0, 0, 1.0f, 0.0f, 0, "cnn_small fc1 forward"},
+    {1, 0, 128, 3136, 128, 0, 0, 0, 1.0f, 1.0f, 0, "cnn_small fc1 weight gradient"},
+    {0, 0, 128, 3136, 128, 0, 0, 0, 1.0f, 0.0f, 0, "cnn_small fc1 input gradient"},
+    {0, 1, 64, 10, 512, 0, 0, 0, 1.0f, 0.0f, 0, "preact_resnet18 fc"},
+    {1, 1, 37, 29, 53, 3, 5, 7, 0.5f, -1.5f, 0, "both transposed, padded"},
+    {0, 0, 1, 1, 1, 0, 0, 0, -2.0f, 0.25f, 0, "1x1x1"},
+    {0, 1, 16, 24, 200, 1, 2, 3, 1.0f, 0.0f, 1, "TF32 probe"},
+};
+
+static void check_gemm(void)
+{
+    NEED(gemm);
+    for (size_t i = 0; i < sizeof gemm_cases / sizeof *gemm_cases; ++i) {
+        const gemm_case *t = &gemm_cases[i];
+        int ra = t->ta ? t->k : t->m, ca = t->ta ? t->m : t->k;
+        int rb = t->tb ? t->n : t->k, cb = t->tb ? t->k : t->n;
+        int lda = ca + t->pad_a, ldb = cb + t->pad_b, ldc = t->n + t->pad_c;
+        size_t na = (size_t)ra * lda, nb = (size_t)rb * ldb, nc = (size_t)t->m * ldc;
+        pair a = t->probe ? pair_const(na, TF32_PROBE) : pair_uniform(na, -1.0f, 1.0f);
+        pair b = t->probe ? pair_const(nb, 1.0f) : pair_uniform(nb, -1.0f, 1.0f);
+        pair c = t->beta == 0.0f ? pair_out(nc) : pair_uniform(nc, -1.0f, 1.0f);
+        BOTH(gemm, t->ta, t->tb, t->m, t->n, t->k, t->alpha, P(a), lda, P(b), ldb, t->beta, P(c),
+             ldc);
+        char shape[160];
+        snprintf(shape, sizeof shape, "%s: trans %d%d, m %d n %d k %d, ld %d/%d/%d, beta %g",
+                 t->what, t->ta, t->tb, t->m, t->n, t->k, lda, ldb, ldc, t->beta);
+        if (t->beta != 0.0f) { /* the padding of C too: it must stay as it was */
+            expect_close("gemm", "C", shape, &c, TOL_GEMM);
+        } else { /* the padding is NaN on the CUDA side only: the m x n block */
+            float *g = gpu_read(&c), *hc = malloc((size_t)t->m * t->n * sizeof(float) + 1);
+            float *hg = malloc((size_t)t->m * t->n * sizeof(float) + 1);
+            ck_assert(hc && hg);
+            for (int r = 0; r < t->m; ++r) {
+                memcpy(hc + (size_t)r * t->n, cpu_f(&c) + (size_t)r * ldc, t->n * sizeof(float));
+                memcpy(hg + (size_t)r * t->n, g + (size_t)r * ldc, t->n * sizeof(float));
+            }
+            expect_close_host("gemm", "C", shape, hc, hg, (size_t)t->m * t->n, TOL_GEMM);
+            free(g);
+            free(hc);
+            free(hg);
+        }
+        pair_free(&a);
+        pair_free(&b);
+        pair_free(&c);
+    }
+}
+
+typedef struct linear_case {
+    int n, in, out;
+    const char *what;
+} linear_case;
+
+static const linear_case linear_cases[] = {
+    {128, 3136, 128, "cnn_small fc1"}, {128, 128, 10, "cnn_small fc2"},
+    {64, 512, 10, "preact_resnet18 fc"}, {5, 7, 3, "odd"}, {1, 1, 1, "1x1"},
+};
+
+static void check_linear_fwd(void)
+{
+    NEED(linear_fwd);
+    for (size_t i = 0; i < sizeof linear_cases / sizeof *linear_cases; ++i) {
+        const linear_case *t = &linear_cases[i];
+        pair x = pair_uniform((size_t)t->n * t->in, -1.0f, 1.0f);
+        pair w = pair_uniform((size_t)t->out * t->in, -0.1f, 0.1f);
+        pair b = pair_uniform((size_t)t->out, -0.5f, 0.5f);
+        for (int with_bias = 0; with_bias < 2; ++with_bias) {
+            pair y = pair_out((size_t)t->n * t->out);
+            BOTH(linear_fwd, t->n, t->in, t->out, P(x), P(w), with_bias ? P(b) : NULL, P(y));
+            char shape[128];
+            snprintf(shape, sizeof shape, "%s: n %d, %d -> %d, bias %d", t->what, t->n, t->in,
+                     t->out, with_bias);
+            expect_close("linear_fwd", "y", shape, &y, TOL_GEMM);
+            pair_free(&y);
+        }
+        pair_free(&x);
+        pair_free(&w);
+        pair_free(&b);
+    }
+}
+
+static void check_linear_bwd(void)
+{
+    NEED(linear_bwd);
+    for (size_t i = 0; i < sizeof linear_cases / sizeof *linear_cases; ++i) {
+        const linear_case *t = &linear_cases[i];
+        size_t nx = (size_t)t->n * t->in, nw = (size_t)t->out * t->in, ny = (size_t)t->n * t->out;
+        pair x = pair_uniform(nx, -1.0f, 1.0f), w = pair_uniform(nw, -0.1f, 0.1f);
+        pair dy = pair_uniform(ny, -1.0f, 1.0f);
+        /* 0: everything, beta 0; 1: everything accumulated; 2: no dx; 3: dx only */
+        for (int mode = 0; mode < 4; ++mode) {
+            float beta = mode == 1 ? 1.0f : 0.0f;
+            pair dx = pair_out(nx);
+            pair dw = beta != 0 ? pair_uniform(nw, -1.0f, 1.0f) : pair_out(nw);
+            pair db = beta != 0 ? pair_uniform((size_t)t->out, -1.0f, 1.0f) : pair_out(t->out);
+            int want_dx = mode != 2, want_params = mode != 3;
+            BOTH(linear_bwd, t->n, t->in, t->out, P(x), P(w), P(dy), want_dx ? P(dx) : NULL,
+                 want_params ? P(dw) : NULL, want_params ? P(db) : NULL, beta);
+            char shape[128];
+            snprintf(shape, sizeof shape, "%s: n %d, %d -> %d, mode %d, beta %g", t->what, t->n,
+                     t->in, t->out, mode, beta);
+            if (want_dx)
+                expect_close("linear_bwd", "dx", shape, &dx, TOL_GEMM);
+            if (want_params) {
+                expect_close("linear_bwd", "dw", shape, &dw, TOL_GEMM);
+                expect_close("linear_bwd", "db", shape, &db, TOL_REDUCE);
+            }
+            pair_free(&dx);
+            pair_free(&dw);
+            pair_free(&db);
+        }
+        pair_free(&x);
+        pair_free(&w);
+        pair_free(&dy);
+    }
+}
+
+/* ---------------- convolution ---------------- */
+
+typedef struct conv_case {
+    int n, c_in, h, w, c_out, k_h, k_w, stride, pad, bias;
+    int probe; /* TF32 probe: constant inputs */
+    const char *what;
+} conv_case;
+
+static const conv_case conv_cases[] = {
+    {128, 1, 28, 28, 32, 3, 3, 1, 1, 1, 0, "cnn_small conv1"},
+    {128, 32, 28, 28, 64, 3, 3, 2, 1, 1, 0, "cnn_small conv2"},
+    {128, 64, 14, 14, 64, 3, 3, 2, 1, 1, 0, "cnn_small conv3"},
+    {64, 3, 32, 32, 64, 3, 3, 1, 1, 0, 0, "preact_resnet18 stem"},
+    {64, 64, 32, 32, 64, 3, 3, 1, 1, 0, 0, "preact_resnet18 layer1"},
+    {64, 64, 32, 32, 128, 3, 3, 2, 1, 0, 0, "preact_resnet18 layer2 down"},
+    {64, 64, 32, 32, 128, 1, 1, 2, 0, 0, 0, "preact_resnet18 layer2 shortcut"},
+    {64, 128, 16, 16, 256, 3, 3, 2, 1, 0, 0, "preact_resnet18 layer3 down"},
+    {64, 256, 8, 8, 512, 3, 3, 2, 1, 0, 0, "preact_resnet18 layer4 down"},
+    {64, 256, 8, 8, 512, 1, 1, 2, 0, 0, 0, "preact_resnet18 layer4 shortcut"},
+    {64, 512, 4, 4, 512, 3, 3, 1, 1, 0, 0, "preact_resnet18 layer4"},
+    {3, 5, 11, 7, 6, 5, 3, 2, 2, 1, 0, "rectangular kernel, odd sizes"},
+    {2, 4, 9, 9, 3, 7, 7, 3, 0, 1, 0, "kernel nearly the input"},
+    {2, 4, 8, 8, 4, 3, 3, 1, 1, 0, 1, "TF32 probe"},
+};
+
+static void check_conv_case(const conv_case *t, int which)
+{
+    dat_conv_desc d = {.n = t->n, .c_in = t->c_in, .h_in = t->h, .w_in = t->w,
+                       .c_out = t->c_out, .k_h = t->k_h, .k_w = t->k_w,
+                       .stride = t->stride, .pad = t->pad};
+    ck_assert_dat_ok(dat_conv_desc_init("test_backend_ops", &d));
+    size_t nx = (size_t)d.n * d.c_in * d.h_in * d.w_in;
+    size_t nw = (size_t)d.c_out * d.c_in * d.k_h * d.k_w;
+    size_t ny = (size_t)d.n * d.c_out * d.h_out * d.w_out;
+    char shape[192];
+    snprintf(shape, sizeof shape, "%s: n %d, %dx%dx%d -> %dx%dx%d, kernel %dx%d, stride %d, pad %d",
+             t->what, d.n, d.c_in, d.h_in, d.w_in, d.c_out, d.h_out, d.w_out, d.k_h, d.k_w,
+             d.stride, d.pad);
+    pair x = t->probe ? pair_const(nx, TF32_PROBE) : pair_uniform(nx, -1.0f, 1.0f);
+    pair w = t->probe ? pair_const(nw, 1.0f) : pair_uniform(nw, -0.2f, 0.2f);
+    pair dy = t->probe ? pair_const(ny, TF32_PROBE) : pair_uniform(ny, -1.0f, 1.0f);
+    if (which == 0) {
+        pair b = pair_uniform((size_t)d.c_out, -0.5f, 0.5f), y = pair_out(ny);
+        BOTH(conv2d_fwd, &d, P(x), P(w), t->bias ? P(b) : NULL, P(y));
+        expect_close("conv2d_fwd", "y", shape, &y, TOL_CONV);
+        pair_free(&b);
+        pair_free(&y);
+    } else if (which == 1) {
+        pair dx = pair_out(nx);
+        BOTH(conv2d_bwd_data, &d, P(dy), P(w), P(dx));
+        expect_close("conv2d_bwd_data", "dx", shape, &dx, TOL_CONV);
+        pair_free(&dx);
+    } else {
+        /* The weight gradient sees dy = 1 in the probe: sums of x stay exact. */
+        if (t->probe) {
+            pair_free(&dy);
+            dy = pair_const(ny, 1.0f);
+        }
+        for (int acc = 0; acc < 2; ++acc) {
+            float beta = acc ? 1.0f : 0.0f;
+            pair dw = acc ? pair_uniform(nw, -1.0f, 1.0f) : pair_out(nw);
+            pair db = acc ? pair_uniform((size_t)d.c_out, -1.0f, 1.0f) : pair_out(d.c_out);
+            /* With a bias the layer has one; without, dbias NULL must work. */
+            BOTH(conv2d_bwd_filter, &d, P(x), P(dy), P(dw), t->bias ? P(db) : NULL, beta);
+            char s2[224];
+            snprintf(s2, sizeof s2, "%s, beta %g", shape, beta);
+            expect_close("conv2d_bwd_filter", "dw", s2, &dw, TOL_CONV);
+            if (t->bias)
+                expect_close("conv2d_bwd_filter", "dbias", s2, &db, TOL_REDUCE);
+            pair_free(&dw);
+            pair_free(&db);
+        }
+    }
+    pair_free(&x);
+    pair_free(&w);
+    pair_free(&dy);
+}
+
+static void check_conv(int which)
+{
+    for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; ++i)
+        check_conv_case(&conv_cases[i], which);
+    /* Once more at the first shape: the cached algorithm must give the same answer. */
+    check_conv_case(&conv_cases[0], which);
+}
+
+static void check_conv2d_fwd(void)
+{
+    NEED(conv2d_fwd);
+    check_conv(0);
+}
+
+static void check_conv2d_bwd_data(void)
+{
+    NEED(conv2d_bwd_data);
+    check_conv(1);
+}
+
+static void check_conv2d_bwd_filter(void)
+{
+    NEED(conv2d_bwd_filter);
+    check_conv(2);
+}
+
+/* ---------------- batch norm ---------------- */
+
+typedef struct bn_case {
+    int n, c, hw;
+    float lo, hi; /* range of x */
+    const char *what;
+} bn_case;
+
+static const bn_case bn_cases[] = {
+    {64, 64, 1024, -1.0f, 3.0f, "preact_resnet18 layer1"},
+    {64, 128, 256, -1.0f, 3.0f, "preact_resnet18 layer2"},
+    {64, 256, 64, -1.0f, 3.0f, "preact_resnet18 layer3"},
+    {64, 512, 16, -1.0f, 3.0f, "preact_resnet18 layer4"},
+    {64, 64, 256, 99.98f, 100.02f, "|mean| >> std"},
+    {3, 5, 7, -2.0f, 1.0f, "odd"},
+    {2, 4, 1, -1.0f, 1.0f, "two values per channel"},
+    {1, 3, 1, -1.0f, 1.0f, "one value per channel"},
+};
+
+typedef struct bn_data {
+    dat_bn_desc d;
+    size_t total;
+    pair x, gamma, beta, rmean, rvar, dy;
+    char shape[128];
+} bn_data;
+
+static bn_data bn_make(const bn_case *t)
+{
+    bn_data b;
+    b.d = (dat_bn_desc){.n = t->n, .c = t->c, .hw = t->hw, .eps = 1e-5f, .momentum = 0.1f};
+    b.total = (size_t)t->n * t->c * t->hw;
+    b.x = pair_uniform(b.total, t->lo, t->hi);
+    b.gamma = pair_uniform(t->c, 0.5f, 1.5f);
+    b.beta = pair_uniform(t->c, -0.5f, 0.5f);
+    b.rmean = pair_uniform(t->c, -0.5f, 0.5f);
+    b.rvar = pair_uniform(t->c, 0.5f, 1.5f);
+    b.dy = pair_uniform(b.total, -1.0f, 1.0f);
+    snprintf(b.shape, sizeof b.shape, "%s: n %d, c %d, hw %d", t->what, t->n, t->c, t->hw);
+    return b;
+}
+
+static void bn_free(bn_data *b)
+{
+    pair_free(&b->x);
+    pair_free(&b->gamma);
+    pair_free(&b->beta);
+    pair_free(&b->rmean);
+    pair_free(&b->rvar);
+    pair_free(&b->dy);
+}
+
+static void check_bn_fwd_train(void)
+{
+    NEED(bn_fwd_train);
+    for (size_t i = 0; i < sizeof bn_cases / sizeof *bn_cases; ++i) {
+        bn_data b = bn_make(&bn_cases[i]);
+        for (int update = 1; update >= 0; --update) {
+            pair y = pair_out(b.total), sm = pair_out(b.d.c), si = pair_out(b.d.c);
+            BOTH(bn_fwd_train, &b.d, P(b.x), P(b.gamma), P(b.beta),
+                 update ? P(b.rmean) : NULL, update ? P(b.rvar) : NULL, P(sm), P(si), P(y));
+            char shape[160];
+            snprintf(shape, sizeof shape, "%s, running %s", b.shape, update ? "updated" : "NULL");
+            expect_close("bn_fwd_train", "y", shape, &y, TOL_REDUCE);
+            expect_close("bn_fwd_train", "save_mean", shape, &sm, TOL_REDUCE);
+            expect_close("bn_fwd_train", "save_invstd", shape, &si, TOL_REDUCE);
+            /* After the NULL call too: still the values of the first update. */
+            expect_close("bn_fwd_train", "running_mean", shape, &b.rmean, TOL_REDUCE);
+            expect_close("bn_fwd_train", "running_var", shape, &b.rvar, TOL_REDUCE);
+            pair_free(&y);
+            pair_free(&sm);
+            pair_free(&si);
+        }
+        bn_free(&b);
+    }
+}
+
+static void check_bn_fwd_eval(void)
+{
+    NEED(bn_fwd_eval);
+    for (size_t i = 0; i < sizeof bn_cases / sizeof *bn_cases; ++i) {
+        bn_data b = bn_make(&bn_cases[i]);
+        pair y = pair_out(b.total);
+        BOTH(bn_fwd_eval, &b.d, P(b.x), P(b.gamma), P(b.beta), P(b.rmean), P(b.rvar), P(y));
+        expect_close("bn_fwd_eval", "y", b.shape, &y, TOL_REDUCE);
+        pair_free(&y);
+        bn_free(&b);
+    }
+}
+
+/* The saved statistics of x (what bn_fwd_train saves), computed here in double. */
+static void bn_saved(const bn_data *b, pair *sm, pair *si)
+{
+    const float *x = cpu_f(&b->x);
+    for (int c = 0; c < b->d.c; ++c) {
+        double s = 0, q = 0, count = (double)b->d.n * b->d.hw;
+        for (int i = 0; i < b->d.n; ++i)
+            for (int k = 0; k < b->d.hw; ++k)
+                s += x[((size_t)i * b->d.c + c) * b->d.hw + k];
+        double m = s / count;
+        for (int i = 0; i < b->d.n; ++i)
+            for (int k = 0; k < b->d.hw; ++k) {
+                double v = x[((size_t)i * b->d.c + c) * b->d.hw + k] - m;
+                q += v * v;
+            }
+        cpu_f(sm)[c] = (float)m;
+        cpu_f(si)[c] = (float)(1.0 / sqrt(q / count + b->d.eps));
+    }
+    pair_sync(sm);
+    pair_sync(si);
+}
+
+static void check_bn_bwd(int train)
+{
+    const char *op = train ? "bn_bwd_train" : "bn_bwd_eval";
+    for (size_t i = 0; i < sizeof bn_cases / sizeof *bn_cases; ++i) {
+        bn_data b = bn_make(&bn_cases[i]);
+        pair sm = pair_alloc(b.d.c, sizeof(float)), si = pair_alloc(b.d.c, sizeof(float));
+        bn_saved(&b, &sm, &si);
+        /* 0: all outputs, beta 0; 1: accumulated; 2: dx only */
+        for (int mode = 0; mode < 3; ++mode) {
+            float beta = mode == 1 ? 1.0f : 0.0f;
+            pair dx = pair_out(b.total);
+            pair dg = mode == 1 ? pair_uniform(b.d.c, -1.0f, 1.0f) : pair_out(b.d.c);
+            pair db = mode == 1 ? pair_uniform(b.d.c, -1.0f, 1.0f) : pair_out(b.d.c);
+            int params = mode != 2;
+            if (train)
+                BOTH(bn_bwd_train, &b.d, P(b.x), P(b.dy), P(b.gamma), P(sm), P(si), P(dx),
+                     params ? P(dg) : NULL, params ? P(db) : NULL, beta)
+            else
+                BOTH(bn_bwd_eval, &b.d, P(b.x), P(b.dy), P(b.gamma), P(b.rmean), P(b.rvar),
+                     P(dx), params ? P(dg) : NULL, params ? P(db) : NULL, beta)
+            char shape[160];
+            snprintf(shape, sizeof shape, "%s, mode %d, beta %g", b.shape, mode, beta);
+            expect_close(op, "dx", shape, &dx, TOL_REDUCE);
+            if (params) {
+                expect_close(op, "dgamma", shape, &dg, TOL_REDUCE);
+                expect_close(op, "dbeta", shape, &db, TOL_REDUCE);
+            }
+            pair_free(&dx);
+            pair_free(&dg);
+            pair_free(&db);
+        }
+        pair_free(&sm);
+        pair_free(&si);
+        bn_free(&b);
+    }
+}
+
+static void check_bn_bwd_train(void)
+{
+    NEED(bn_bwd_train);
+    check_bn_bwd(1);
+}
+
+static void check_bn_bwd_eval(void)
+{
+    NEED(bn_bwd_eval);
+    check_bn_bwd(0);
+}
+
+/* ---------------- element-wise ops ---------------- */
+
+static const size_t eltwise_sizes[] = {1, 1000, 64 * 64 * 32 * 32 + 3};
+
+static void check_relu_fwd(void)
+{
+    NEED(relu_fwd);
+    for (size_t i = 0; i < sizeof eltwise_sizes / sizeof *eltwise_sizes; ++i) {
+        size_t n = eltwise_sizes[i];
+        pair x = pair_uniform(n, -1.0f, 1.0f);
+        for (size_t j = 0; j < n; j += 7) /* exact zeros of both signs */
+            cpu_f(&x)[j] = j % 14 ? 0.0f : -0.0f;
+        pair_sync(&x);
+        pair y = pair_out(n);
+        char shape[64];
+        snprintf(shape, sizeof shape, "n %zu", n);
+        BOTH(relu_fwd, n, P(x), P(y));
+        expect_close("relu_fwd", "y", shape, &y, TOL_ELTWISE);
+        BOTH(relu_fwd, n, P(x), P(x)); /* in place */
+        expect_close("relu_fwd", "y (in place)", shape, &x, TOL_ELTWISE);
+        pair_free(&x);
+        pair_free(&y);
+    }
+}
+
+static void check_relu_bwd(void)
+{
+    NEED(relu_bwd);
+    for (size_t i = 0; i < sizeof eltwise_sizes / sizeof *eltwise_sizes; ++i) {
+        size_t n = eltwise_sizes[i];
+        pair y = pair_uniform(n, -1.0f, 1.0f), dy = pair_uniform(n, -1.0f, 1.0f);
+        for (size_t j = 0; j < n; ++j) /* a ReLU output: zeros and positives */
+            cpu_f(&y)[j] = cpu_f(&y)[j] > 0 ? cpu_f(&y)[j] : 0.0f;
+        pair_sync(&y);
+        pair dx = pair_out(n);
+        char shape[64];
+        snprintf(shape, sizeof shape, "n %zu", n);
+        BOTH(relu_bwd, n, P(y), P(dy), P(dx));
+        expect_close("relu_bwd", "dx", shape, &dx, TOL_ELTWISE);
+        BOTH(relu_bwd, n, P(y), P(dy), P(dy)); /* in place */
+        expect_close("relu_bwd", "dx (in place)", shape, &dy, TOL_ELTWISE);
+        pair_free(&y);
+        pair_free(&dy);
+        pair_free(&dx);
+    }
+}
+
+static void check_channel_affine(void)
+{
+    NEED(channel_affine);
+    const int shapes[][3] = {{128, 1, 784}, {64, 3, 1024}, {5, 7, 3}, {1, 1, 1}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; ++i) {
+        int n = shapes[i][0], c = shapes[i][1], hw = shapes[i][2];
+        size_t total = (size_t)n * c * hw;
+        pair x = pair_uniform(total, 0.0f, 1.0f);
+        pair scale = pair_uniform(c, 2.0f, 5.0f), shift = pair_uniform(c, -2.0f, 0.0f);
+        char shape[64];
+        snprintf(shape, sizeof shape, "n %d, c %d, hw %d", n, c, hw);
+        for (int with_shift = 0; with_shift < 2; ++with_shift) {
+            pair y = pair_out(total);
+            BOTH(channel_affine, n, c, hw, P(x), P(scale), with_shift ? P(shift) : NULL, P(y));
+            expect_close("channel_affine", with_shift ? "y" : "y (no shift)", shape, &y,
+                         TOL_ELTWISE);
+            pair_free(&y);
+        }
+        BOTH(channel_affine, n, c, hw, P(x), P(scale), P(shift), P(x));
+        expect_close("channel_affine", "y (in place)", shape, &x, TOL_ELTWISE);
+        pair_free(&x);
+        pair_free(&scale);
+        pair_free(&shift);
+    }
+}
+
+static void check_add(void)
+{
+    NEED(add);
+    for (size_t i = 0; i < sizeof eltwise_sizes / sizeof *eltwise_sizes; ++i) {
+        size_t n = eltwise_sizes[i];
+        pair a = pair_uniform(n, -1.0f, 1.0f), b = pair_uniform(n, -1.0f, 1.0f), y = pair_out(n);
+        char shape[64];
+        snprintf(shape, sizeof shape, "n %zu", n);
+        BOTH(add, n, P(a), P(b), P(y));
+        expect_close("add", "y", shape, &y, TOL_ELTWISE);
+        BOTH(add, n, P(a), P(b), P(a)); /* y aliases a: accumulation */
+        expect_close("add", "y (= a)", shape, &a, TOL_ELTWISE);
+        BOTH(add, n, P(a), P(b), P(b)); /* y aliases b */
+        expect_close("add", "y (= b)", shape, &b, TOL_ELTWISE);
+        pair_free(&a);
+        pair_free(&b);
+        pair_free(&y);
+    }
+}
+
+static void check_axpy(void)
+{
+    NEED(axpy);
+    for (size_t i = 0; i < sizeof eltwise_sizes / sizeof *eltwise_sizes; ++i) {
+        size_t n = eltwise_sizes[i];
+        pair x = pair_uniform(n, -1.0f, 1.0f), y = pair_uniform(n, -1.0f, 1.0f);
+        char shape[64];
+        snprintf(shape, sizeof shape, "n %zu", n);
+        BOTH(axpy, n, -0.37f, P(x), P(y));
+        expect_close("axpy", "y", shape, &y, TOL_ELTWISE);
+        pair_free(&x);
+        pair_free(&y);
+    }
+}
+
+static void check_scale(void)
+{
+    NEED(scale);
+    for (size_t i = 0; i < sizeof eltwise_sizes / sizeof *eltwise_sizes; ++i) {
+        size_t n = eltwise_sizes[i];
+        pair x = pair_uniform(n, -1.0f, 1.0f);
+        char shape[64];
+        snprintf(shape, sizeof shape, "n %zu", n);
+        BOTH(scale, n, 1.7f, P(x));
+        expect_close("scale", "x", shape, &x, TOL_ELTWISE);
+        pair_free(&x);
+    }
+}
+
+/* ---------------- pooling ---------------- */
+
+typedef struct pool_case {
+    dat_pool_kind kind;
+    int n, c, h, w, k, stride, pad;
+    int ties; /* x takes 4 values only: many ties for the argmax */
+    const char *what;
+} pool_case;
+
+static const pool_case pool_cases[] = {
+    {DAT_POOL_MAX, 64, 64, 32, 32, 3, 2, 1, 0, "overlapping windows, padded"},
+    {DAT_POOL_MAX, 128, 32, 28, 28, 2, 2, 0, 1, "2x2 with ties"},
+    {DAT_POOL_MAX, 8, 3, 7, 5, 2, 2, 0, 0, "odd sizes"},
+    {DAT_POOL_MAX, 2, 3, 9, 9, 3, 1, 1, 1, "stride 1 with ties"},
+    {DAT_POOL_AVG, 64, 512, 4, 4, 4, 4, 0, 0, "preact_resnet18 head"},
+    {DAT_POOL_AVG, 4, 6, 9, 9, 3, 1, 1, 0, "stride 1, padding counted"},
+    {DAT_POOL_AVG, 2, 3, 5, 5, 2, 2, 1, 0, "padded 2x2"},
+    {DAT_POOL_AVG, 3, 2, 8, 8, 3, 3, 0, 0, "stride 3"},
+};
+
+static dat_pool_desc pool_desc_of(const pool_case *t, char *shape, size_t len)
+{
+    dat_pool_desc d = {.kind = t->kind, .n = t->n, .c = t->c, .h_in = t->h, .w_in = t->w,
+                       .k = t->k, .stride = t->stride, .pad = t->pad};
+    ck_assert_dat_ok(dat_pool_desc_init("test_backend_ops", &d));
+    snprintf(shape, len, "%s %s: n %d, c %d, %dx%d -> %dx%d, k %d, stride %d, pad %d",
+             t->kind == DAT_POOL_MAX ? "max" : "avg", t->what, d.n, d.c, d.h_in, d.w_in,
+             d.h_out, d.w_out, d.k, d.stride, d.pad);
+    return d;
+}
+
+static pair pool_input(const pool_case *t, size_t n)
+{
+    pair x = pair_uniform(n, t->ties ? 0.0f : -1.0f, t->ties ? 4.0f : 1.0f);
+    if (t->ties) {
+        for (size_t i = 0; i < n; ++i)
+            cpu_f(&x)[i] = floorf(cpu_f(&x)[i]);
+        pair_sync(&x);
+    }
+    return x;
+}
+
+static void check_pool_fwd(void)
+{
+    NEED(pool_fwd);
+    for (size_t i = 0; i < sizeof pool_cases / sizeof *pool_cases; ++i) {
+        const pool_case *t = &pool_cases[i];
+        char shape[160];
+        dat_pool_desc d = pool_desc_of(t, shape, sizeof shape);
+        size_t nx = (size_t)d.n * d.c * d.h_in * d.w_in, ny = (size_t)d.n * d.c * d.h_out * d.w_out;
+        pair x = pool_input(t, nx), y = pair_out(ny), idx = pair_out_i32(ny);
+        int max = t->kind == DAT_POOL_MAX;
+        BOTH(pool_fwd, &d, P(x), P(y), max ? P(idx) : NULL);
+        if (max) {
+            expect_same_bytes("pool_fwd", "y", shape, &y);
+            expect_same_bytes("pool_fwd", "idx", shape, &idx);
+        } else {
+            expect_close("pool_fwd", "y", shape, &y, TOL_ELTWISE);
+        }
+        pair_free(&x);
+        pair_free(&y);
+        pair_free(&idx);
+    }
+}
+
+static void check_pool_bwd(void)
+{
+    NEED(pool_bwd);
+    NEED(pool_fwd); /* for the argmax indices */
+    for (size_t i = 0; i < sizeof pool_cases / sizeof *pool_cases; ++i) {
+        const pool_case *t = &pool_cases[i];
+        char shape[160];
+        dat_pool_desc d = pool_desc_of(t, shape, sizeof shape);
+        size_t nx = (size_t)d.n * d.c * d.h_in * d.w_in, ny = (size_t)d.n * d.c * d.h_out * d.w_out;
+        pair x = pool_input(t, nx), y = pair_out(ny), idx = pair_out_i32(ny);
+        int max = t->kind == DAT_POOL_MAX;
+        /* Both sides get the CPU's indices. */
+        ck_assert_dat_ok(cpu->be->pool_fwd(cpu, &d, x.c, y.c, max ? idx.c : NULL));
+        pair_sync(&idx);
+        pair dy = pair_uniform(ny, -1.0f, 1.0f), dx = pair_out(nx);
+        BOTH(pool_bwd, &d, P(dy), max ? P(idx) : NULL, P(dx));
+        expect_close("pool_bwd", "dx", shape, &dx, TOL_ELTWISE);
+        pair_free(&x);
+        pair_free(&y);
+        pair_free(&idx);
+        pair_free(&dy);
+        pair_free(&dx);
+    }
+}
+
+/* ---------------- losses ---------------- */
+
+typedef struct loss_case {
+    int n, classes;
+    float range; /* logits in [-range, range] */
+} loss_case;
+
+static const loss_case loss_cases[] = {
+    {128, 10, 8.0f}, {64, 10, 8.0f}, {7, 1000, 80.0f}, {33, 37, 80.0f}, {5, 1, 3.0f},
+};
+
+static pair labels_for(int n, int classes)
+{
+    pair u = pair_uniform((size_t)n, 0.0f, (float)classes);
+    pair l = pair_alloc((size_t)n, sizeof(int32_t));
+    for (int i = 0; i < n; ++i) {
+        int v = (int)cpu_f(&u)[i];
+        ((int32_t *)l.c)[i] = v < classes ? v : classes - 1;
+    }
+    pair_sync(&l);
+    pair_free(&u);
+    return l;
+}
+
+static void check_softmax_xent(void)
+{
+    NEED(softmax_xent);
+    for (size_t i = 0; i < sizeof loss_cases / sizeof *loss_cases; ++i) {
+        const loss_case *t = &loss_cases[i];
+        size_t nz = (size_t)t->n * t->classes;
+        pair z = pair_uniform(nz, -t->range, t->range), y = labels_for(t->n, t->classes);
+        pair wts = pair_uniform((size_t)t->n, 0.0f, 2.0f);
+        float scale = 1.0f / (float)t->n;
+        /* 0: loss and gradient, no weights; 1: weighted; 2: loss only; 3: gradient only */
+        for (int mode = 0; mode < 4; ++mode) {
+            pair loss = pair_out((size_t)t->n), dz = pair_out(nz);
+            int want_loss = mode != 3, want_dz = mode != 2;
+            BOTH(softmax_xent, t->n, t->classes, P(z), P(y), mode == 1 ? P(wts) : NULL,
+                 want_loss ? P(loss) : NULL, want_dz ? P(dz) : NULL, scale);
+            char shape[96];
+            snprintf(shape, sizeof shape, "n %d, classes %d, logits +-%g, mode %d", t->n,
+                     t->classes, t->range, mode);
+            if (want_loss)
+                expect_close("softmax_xent", "loss", shape, &loss, TOL_REDUCE);
+            if (want_dz)
+                expect_close("softmax_xent", "dz", shape, &dz, TOL_REDUCE);
+            pair_free(&loss);
+            pair_free(&dz);
+        }
+        pair_free(&z);
+        pair_free(&y);
+        pair_free(&wts);
+    }
+}
+
+static void check_kl_div(void)
+{
+    NEED(kl_div);
+    for (size_t i = 0; i < sizeof loss_cases / sizeof *loss_cases; ++i) {
+        const loss_case *t = &loss_cases[i];
+        size_t nz = (size_t)t->n * t->classes;
+        /* The adversarial logits near the clean ones, as in TRADES. */
+        pair zc = pair_uniform(nz, -t->range, t->range), za = pair_uniform(nz, -0.5f, 0.5f);
+        for (size_t j = 0; j < nz; ++j)
+            cpu_f(&za)[j] += cpu_f(&zc)[j];
+        pair_sync(&za);
+        /* 0: everything; 1: loss only; 2: dz_adv only; 3: dz_clean only */
+        for (int mode = 0; mode < 4; ++mode) {
+            pair loss = pair_out((size_t)t->n), dc = pair_out(nz), da = pair_out(nz);
+            int want_loss = mode <= 1, want_da = mode == 0 || mode == 2;
+            int want_dc = mode == 0 || mode == 3;
+            BOTH(kl_div, t->n, t->classes, P(zc), P(za), want_loss ? P(loss) : NULL,
+                 want_dc ? P(dc) : NULL, want_da ? P(da) : NULL, 6.0f / (float)t->n);
+            char shape[96];
+            snprintf(shape, sizeof shape, "n %d, classes %d, logits +-%g, mode %d", t->n,
+                     t->classes, t->range, mode);
+            if (want_loss)
+                expect_close("kl_div", "loss", shape, &loss, TOL_REDUCE);
+            if (want_dc)
+                expect_close("kl_div", "dz_clean", shape, &dc, TOL_REDUCE);
+            if (want_da)
+                expect_close("kl_div", "dz_adv", shape, &da, TOL_REDUCE);
+            pair_free(&loss);
+            pair_free(&dc);
+            pair_free(&da);
+        }
+        pair_free(&zc);
+        pair_free(&za);
+    }
+}
+
+static void check_argmax(void)
+{
+    NEED(argmax);
+    const int shapes[][3] = {{128, 10, 0}, {7, 1000, 0}, {64, 3, 1}, {300, 37, 1}};
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; ++i) {
+        int n = shapes[i][0], classes = shapes[i][1], ties = shapes[i][2];
+        size_t nz = (size_t)n * classes;
+        pair z = pair_uniform(nz, -1.0f, 1.0f);
+        if (ties) {
+            for (size_t j = 0; j < nz; ++j)
+                cpu_f(&z)[j] = floorf(cpu_f(&z)[j] * 2.0f);
+            pair_sync(&z);
+        }
+        pair out = pair_out_i32((size_t)n);
+        BOTH(argmax, n, classes, P(z), P(out));
+        char shape[64];
+        snprintf(shape, sizeof shape, "n %d, classes %d, ties %d", n, classes, ties);
+        expect_same_bytes("argmax", "out", shape, &out);
+        pair_free(&z);
+        pair_free(&out);
+    }
+    /* NaN first (the CPU scan keeps index 0), NaN inside, all NaN, all -inf. */
+    const float qnan = NAN, inf = INFINITY;
+    const float rows[4][5] = {{qnan, 1, 2, 3, 4}, {1, qnan, 5, 5, 2}, {qnan, qnan, qnan, qnan, qnan},
+                              {-inf, -inf, -inf, -inf, -inf}};
+    pair z = pair_alloc(20, sizeof(float)), out = pair_out_i32(4);
+    pair_write(&z, rows);
+    BOTH(argmax, 4, 5, P(z), P(out));
+    expect_same_bytes("argmax", "out", "rows with NaN and -inf", &out);
+    pair_free(&z);
+    pair_free(&out);
+}
+
+static void check_check_finite(void)
+{
+    NEED(check_finite);
+    const size_t n = 1000003;
+    pair x = pair_uniform(n, -1e30f, 1e30f);
+    /* where to put a bad value (n: none), and which */
+    const size_t where[] = {n, n - 1, n / 2, 0, 1};
+    const float what[] = {0.0f, NAN, INFINITY, -INFINITY, NAN};
+    for (size_t i = 0; i < sizeof where / sizeof *where; ++i) {
+        pair y = pair_alloc(n, sizeof(float));
+        memcpy(y.c, x.c, n * sizeof(float));
+        if (where[i] < n)
+            cpu_f(&y)[where[i]] = what[i];
+        pair_sync(&y);
+        /* the last case looks at a single value */
+        size_t len = i + 1 == sizeof where / sizeof *where ? 2 : n;
+        int bad[2] = {-1, -1};
+        BOTH(check_finite, len, P(y), &bad[side]);
+        ck_assert_msg(bad[0] == bad[1] && bad[1] == (where[i] < len),
+                      "check_finite (n %zu, %g at %zu): cpu %d, cuda %d, expected %d", len,
+                      (double)what[i], where[i], bad[0], bad[1], where[i] < len);
+        pair_free(&y);
+    }
+    int bad[2] = {-1, -1};
+    BOTH(check_finite, 0, P(x), &bad[side]);
+    ck_assert_msg(bad[0] == 0 && bad[1] == 0, "check_finite of 0 values: cpu %d, cuda %d", bad[0],
+                  bad[1]);
+    pair_free(&x);
+}
+
+/* ---------------- attack steps ---------------- */
+
+static void check_attack_linf_step(void)
+{
+    NEED(attack_linf_step);
+    const size_t sizes[] = {128 * 784, 64 * 3072 + 5};
+    const float ranges[][2] = {{0.0f, 1.0f}, {-2.0f, 2.5f}};
+    const float eps = 8.0f / 255, alpha = 2.0f / 255;
+    for (size_t i = 0; i < 2; ++i) {
+        size_t n = sizes[i];
+        float lo = ranges[i][0], hi = ranges[i][1];
+        pair x0 = pair_uniform(n, lo, hi), xa = pair_uniform(n, -eps, eps);
+        pair g = pair_uniform(n, -1.0f, 1.0f);
+        for (size_t j = 0; j < n; ++j) {
+            float v = cpu_f(&x0)[j] + cpu_f(&xa)[j];
+            cpu_f(&xa)[j] = v < lo ? lo : v > hi ? hi : v;
+            if (j % 5 == 0)
+                cpu_f(&g)[j] = 0.0f; /* sign 0: no step */
+        }
+        pair_sync(&xa);
+        pair_sync(&g);
+        char shape[96];
+        snprintf(shape, sizeof shape, "n %zu, range [%g, %g]", n, lo, hi);
+        for (int step = 0; step < 3; ++step) { /* two steps, then a projection only */
+            BOTH(attack_linf_step, n, P(xa), step < 2 ? P(g) : NULL, P(x0), alpha, eps, lo, hi);
+            expect_close("attack_linf_step", step < 2 ? "x_adv" : "x_adv (g NULL)", shape, &xa,
+                         TOL_ELTWISE);
+        }
+        pair_free(&x0);
+        pair_free(&xa);
+        pair_free(&g);
+    }
+}
+
+static void check_attack_l2_step(void)
+{
+    NEED(attack_l2_step);
+    /* n, d, spread of the start around x0 (0.1 in 784 dims: longer than eps) */
+    const struct { int n; size_t d; float spread; } cases[] = {
+        {128, 784, 0.1f}, {64, 3072, 0.001f}, {3, 5, 0.3f}};
+    const float eps = 0.5f, alpha = 0.1f;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; ++i) {
+        size_t total = (size_t)cases[i].n * cases[i].d;
+        pair x0 = pair_uniform(total, 0.0f, 1.0f);
+        pair xa = pair_uniform(total, -cases[i].spread, cases[i].spread);
+        pair g = pair_uniform(total, -1.0f, 1.0f);
+        for (size_t j = 0; j < total; ++j)
+            cpu_f(&xa)[j] += cpu_f(&x0)[j];
+        for (size_t j = 0; j < cases[i].d; ++j) /* sample 1 (or 0) has no gradient */
+            cpu_f(&g)[(cases[i].n > 1 ? cases[i].d : 0) + j] = 0.0f;
+        pair_sync(&xa);
+        pair_sync(&g);
+        char shape[96];
+        snprintf(shape, sizeof shape, "n %d, d %zu, start spread %g", cases[i].n, cases[i].d,
+                 cases[i].spread);
+        for (int step = 0; step < 3; ++step) {
+            BOTH(attack_l2_step, cases[i].n, cases[i].d, P(xa), step < 2 ? P(g) : NULL, P(x0),
+                 alpha, eps, 0.0f, 1.0f);
+            expect_close("attack_l2_step", step < 2 ? "x_adv" : "x_adv (g NULL)", shape, &xa,
+                         TOL_ELTWISE);
+        }
+        pair_free(&x0);
+        pair_free(&xa);
+        pair_free(&g);
+    }
+}
+
+static void check_rows_renorm(void)
+{
+    NEED(rows_renorm);
+    const struct { int n; size_t d; } cases[] = {{128, 784}, {64, 3072}, {5, 3}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; ++i) {
+        size_t total = (size_t)cases[i].n * cases[i].d;
+        pair x = pair_uniform(total, -1.0f, 1.0f);
+        for (size_t j = 0; j < cases[i].d; ++j) /* the last row is 0 and stays 0 */
+            cpu_f(&x)[total - cases[i].d + j] = 0.0f;
+        pair_sync(&x);
+        float *norms = malloc((size_t)cases[i].n * sizeof *norms);
+        ck_assert_ptr_nonnull(norms);
+        for (int r = 0; r < cases[i].n; ++r)
+            norms[r] = 0.25f + 0.5f * (float)(r % 7);
+        BOTH(rows_renorm, cases[i].n, cases[i].d, P(x), norms);
+        free(norms);
+        char shape[64];
+        snprintf(shape, sizeof shape, "n %d, d %zu", cases[i].n, cases[i].d);
+        expect_close("rows_renorm", "x", shape, &x, TOL_ELTWISE);
+        pair_free(&x);
+    }
+}
+
+static void check_minmax(void)
+{
+    NEED(minmax);
+    const size_t sizes[] = {1, 1000, (1u << 22) + 5, 7, 0};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; ++i) {
+        size_t n = sizes[i];
+        pair x = pair_uniform(n ? n : 1, -3.0f, 5.0f);
+        if (n > 1)
+            for (size_t j = 0; j < n; j += 97) /* NaNs are ignored */
+                cpu_f(&x)[j] = NAN;
+        if (n == 7) /* all NaN: nothing to see */
+            for (size_t j = 0; j < n; ++j)
+                cpu_f(&x)[j] = NAN;
+        pair_sync(&x);
+        float lo[2] = {0, 0}, hi[2] = {0, 0};
+        BOTH(minmax, n, P(x), &lo[side], &hi[side]);
+        ck_assert_msg(memcmp(&lo[0], &lo[1], sizeof(float)) == 0 &&
+                          memcmp(&hi[0], &hi[1], sizeof(float)) == 0,
+                      "minmax (n %zu): cpu [%.9g, %.9g], cuda [%.9g, %.9g]", n, lo[0], hi[0],
+                      lo[1], hi[1]);
+        pair_free(&x);
+    }
+}
+
+/* ---------------- the table of every backend slot ---------------- */
+
+typedef struct op_check {
+    const char *op;
+    size_t offset;           /* of the slot in struct dat_backend */
+    void (*check)(void);     /* NULL: covered as stated in `covered_by` */
+    const char *covered_by;
+} op_check;
+
+#define CHECK(op, fn) {#op, offsetof(dat_backend, op), fn, NULL}
+#define COVERED(op, how) {#op, offsetof(dat_backend, op), NULL, how}
+
+static const op_check checks[] = {
+    COVERED(init, "creating this test's contexts"),
+    COVERED(fini, "destroying them"),
+    COVERED(synchronize, "after every op call here"),
+    COVERED(alloc, "every buffer here"),
+    COVERED(free, "every buffer here"),
+    COVERED(copy_from_host, "every input here"),
+    COVERED(copy_to_host, "every comparison here"),
+    CHECK(copy, check_copy),
+    CHECK(fill, check_fill),
+    CHECK(f32_to_bf16, check_f32_to_bf16),
+    CHECK(bf16_to_f32, check_bf16_to_f32),
+    CHECK(rng_uniform, check_rng_uniform),
+    CHECK(rng_normal, check_rng_normal),
+    CHECK(gemm, check_gemm),
+    CHECK(conv2d_fwd, check_conv2d_fwd),
+    CHECK(conv2d_bwd_data, check_conv2d_bwd_data),
+    CHECK(conv2d_bwd_filter, check_conv2d_bwd_filter),
+    CHECK(linear_fwd, check_linear_fwd),
+    CHECK(linear_bwd, check_linear_bwd),
+    CHECK(bn_fwd_train, check_bn_fwd_train),
+    CHECK(bn_fwd_eval, check_bn_fwd_eval),
+    CHECK(bn_bwd_train, check_bn_bwd_train),
+    CHECK(bn_bwd_eval, check_bn_bwd_eval),
+    CHECK(relu_fwd, check_relu_fwd),
+    CHECK(relu_bwd, check_relu_bwd),
+    CHECK(pool_fwd, check_pool_fwd),
+    CHECK(pool_bwd, check_pool_bwd),
+    CHECK(channel_affine, check_channel_affine),
+    CHECK(add, check_add),
+    CHECK(axpy, check_axpy),
+    CHECK(scale, check_scale),
+    CHECK(softmax_xent, check_softmax_xent),
+    CHECK(kl_div, check_kl_div),
+    CHECK(argmax, check_argmax),
+    CHECK(check_finite, check_check_finite),
+    CHECK(attack_linf_step, check_attack_linf_step),
+    CHECK(attack_l2_step, check_attack_l2_step),
+    CHECK(rows_renorm, check_rows_renorm),
+    CHECK(minmax, check_minmax),
+};
+#define N_CHECKS ((int)(sizeof checks / sizeof *checks))
+
+/* Every slot after `name` is a function pointer; each must have an entry. */
+START_TEST(test_table_complete)
+{
+    size_t slot = sizeof(void (*)(void));
+    ck_assert_uint_eq(offsetof(dat_backend, init), sizeof(const char *));
+    for (size_t off = sizeof(const char *); off < sizeof(dat_backend); off += slot) {
+        int found = 0;
+        for (int i = 0; i < N_CHECKS; ++i)
+            found += checks[i].offset == off;
+        const char *after = "name";
+        for (int i = 0; i < N_CHECKS; ++i)
+            if (checks[i].offset + slot == off)
+                after = checks[i].op;
+        ck_assert_msg(found == 1,
+                      "struct dat_backend's slot at byte %zu (after %s) has %d entries in "
+                      "test_backend_ops.c's `checks`, expected 1: add a check for the new op",
+                      off, after, found);
+    }
+    ck_assert_uint_eq(sizeof(dat_backend), sizeof(const char *) + (size_t)N_CHECKS * slot);
+}
+END_TEST
+
+static void setup(void)
+{
+    dat_ctx_options o;
+    dat_ctx_options_init(&o);
+    o.device = DAT_DEVICE_CPU;
+    ck_assert_dat_ok(dat_ctx_create(&cpu, &o));
+    o.device = self_test ? DAT_DEVICE_CPU : DAT_DEVICE_CUDA;
+    ck_assert_dat_ok(dat_ctx_create(&gpu, &o));
+}
+
+static void teardown(void)
+{
+    dat_ctx_destroy(gpu);
+    dat_ctx_destroy(cpu);
+    gpu = cpu = NULL;
+}
+
+START_TEST(test_op)
+{
+    const op_check *c = &checks[_i];
+    if (c->check)
+        c->check();
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("backend_ops");
+    TCase *table = tcase_create("table");
+    tcase_add_test(table, test_table_complete);
+    suite_add_tcase(s, table);
+
+    int32_t count = 0;
+    const char *self = getenv("DAT_TEST_BACKEND_OPS_SELF");
+    self_test = self && strcmp(self, "1") == 0;
+    int have_gpu = dat_has_cuda() && dat_cuda_device_count(&count) == DAT_OK && count > 0;
+    if (have_gpu || self_test) {
+        TCase *ops = tcase_create("ops");
+        tcase_set_timeout(ops, 600);
+        tcase_add_unchecked_fixture(ops, setup, teardown);
+        tcase_add_loop_test(ops, test_op, 0, N_CHECKS);
+        suite_add_tcase(s, ops);
+    }
+    int rc = dat_run_suite(s);
+    if (rc == EXIT_SUCCESS && !have_gpu && !self_test) {
+        printf("no CUDA device: only the op table was checked; skipped\n");
+        return DAT_TEST_SKIP;
+    }
+    return rc;
+}
