@@ -52,6 +52,9 @@ static int open_data(run *r)
     d.labels_path = cifar ? NULL : train_y; /* CIFAR records carry their labels */
     d.limit = o->train_subset;
     d.validation_count = o->val_count;
+    d.classes = o->classes;
+    d.num_subset_classes = o->num_classes_subset;
+    d.random_crop = d.horizontal_flip = o->augment;
     d.rank = r->rank;
     d.world_size = r->ranks;
     d.seed = o->seed;
@@ -70,6 +73,7 @@ static int open_data(run *r)
     d.world_size = 1;
     d.shuffle = 0;
     d.validation_count = 0;
+    d.random_crop = d.horizontal_flip = 0; /* the test set keeps the class subset */
     d.batch_size = 1;
     d.drop_last = 0;
     TRY_RUN("test data", dat_dataset_open(&r->test, r->ctx, &d));

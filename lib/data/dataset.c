@@ -157,7 +157,7 @@ static dat_status check_options(const dat_dataset_options *o)
 static dat_status select_classes(dat_dataset *ds, const dat_dataset_options *o, int64_t **kept,
                                  int64_t *n_kept)
 {
-    const char *f = "dat_dataset_open";
+    const char *f = "class subset";
     dat_data_source *src = &ds->src;
     int32_t k = o->num_subset_classes;
     ds->num_classes = src->num_classes;
@@ -200,7 +200,7 @@ static dat_status select_classes(dat_dataset *ds, const dat_dataset_options *o, 
 static dat_status split_and_shard(dat_dataset *ds, const dat_dataset_options *o, int64_t *kept,
                                   int64_t n_kept)
 {
-    const char *f = "dat_dataset_open";
+    const char *f = "split";
     ds->pool = kept; /* owned by ds from here, also on failure */
     int64_t val = o->validation_count;
     if (o->validation_fraction > 0.0)
@@ -299,7 +299,7 @@ static dat_status open_inner(dat_dataset *ds, const dat_dataset_options *o)
     ds->perm = malloc((size_t)ds->pool_n * sizeof *ds->perm);
     ds->order = malloc((size_t)ds->shard_n * sizeof *ds->order);
     if (ds->perm == NULL || ds->order == NULL)
-        return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_dataset_open", "%lld sample indices",
+        return dat_error(DAT_ERR_OUT_OF_MEMORY, "dataset", "%lld sample indices",
                          (long long)ds->pool_n);
     arrange_epoch(ds, 0);
     size_t x_elems = (size_t)o->batch_size * (size_t)dat_data_sample_elems(&ds->src);
