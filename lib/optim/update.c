@@ -5,46 +5,64 @@
 #include "../cpu/cpu.h"
 #include "optim.h"
 
-/* u over one segment; returns ||theta||^2 and ||u||^2 through n2. */
+/* u over one segment; returns ||theta||^2 and ||u||^2 through n2. One loop per
+ * kind, with every option in a local, so each loop vectorizes. */
 static void direction(dat_optim *opt, const dat_optim_seg *s, const float *theta, const float *g,
                       double n2[2])
 {
     const dat_optim_options *o = &opt->o;
-    int adam = o->kind == DAT_OPTIM_ADAM || o->kind == DAT_OPTIM_ADAMW;
-    int decoupled = o->kind == DAT_OPTIM_ADAMW || o->decoupled_decay;
-    float wd = s->no_decay ? 0.0f : o->weight_decay;
-    float mu = o->momentum, b2 = o->beta2;
-    double t = (double)(opt->step + 1);
-    float c1 = adam && o->bias_correction ? (float)(1.0 / (1.0 - pow(mu, t))) : 1.0f;
-    float c2 = adam && o->bias_correction ? (float)(1.0 / (1.0 - pow(b2, t))) : 1.0f;
-    int first = opt->step == 0;
-    float *m = opt->m, *v = opt->v, *u = opt->u;
+    const dat_optim_kind kind = o->kind;
+    const int adam = kind == DAT_OPTIM_ADAM || kind == DAT_OPTIM_ADAMW;
+    const int decoupled = kind == DAT_OPTIM_ADAMW || o->decoupled_decay;
+    const float wd = s->no_decay ? 0.0f : o->weight_decay;
+    const float wd_g = decoupled ? 0.0f : wd, wd_u = decoupled ? wd : 0.0f;
+    const float mu = o->momentum, b2 = o->beta2, eps = o->eps;
+    const double t = (double)(opt->step + 1);
+    const float c1 = adam && o->bias_correction ? (float)(1.0 / (1.0 - pow(mu, t))) : 1.0f;
+    const float c2 = adam && o->bias_correction ? (float)(1.0 / (1.0 - pow(b2, t))) : 1.0f;
+    const int first = opt->step == 0;
+    float *restrict m = opt->m + s->offset, *restrict v = opt->v ? opt->v + s->offset : NULL;
+    float *restrict u = opt->u + s->offset;
+    const float *restrict th = theta + s->offset, *restrict gr = g + s->offset;
+    const int64_t n = s->length;
     double tn = 0, un = 0;
-    int nt = dat_cpu_threads(opt->ctx, (size_t)s->length);
-#pragma omp parallel for num_threads(nt) schedule(static) reduction(+ : tn, un)
-    for (int64_t i = s->offset; i < s->offset + s->length; ++i) {
-        float gi = g[i] + (decoupled ? 0.0f : wd * theta[i]);
-        float ui;
-        switch (o->kind) {
-        case DAT_OPTIM_SGD:
-            ui = gi;
-            break;
-        case DAT_OPTIM_MOMENTUM:
-        case DAT_OPTIM_NESTEROV:
-            m[i] = first ? gi : mu * m[i] + gi;
-            ui = o->kind == DAT_OPTIM_NESTEROV ? gi + mu * m[i] : m[i];
-            break;
-        default:
-            m[i] = mu * m[i] + (1.0f - mu) * gi;
-            v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-            ui = (m[i] * c1) / (sqrtf(v[i] * c2) + o->eps);
-            break;
+    int nt = dat_cpu_threads(opt->ctx, (size_t)n);
+    if (kind == DAT_OPTIM_SGD) {
+#pragma omp parallel for simd num_threads(nt) schedule(static) reduction(+ : tn, un)
+        for (int64_t i = 0; i < n; ++i) {
+            float ui = gr[i] + wd_g * th[i] + wd_u * th[i];
+            u[i] = ui;
+            tn += (double)th[i] * th[i];
+            un += (double)ui * ui;
         }
-        if (decoupled)
-            ui += wd * theta[i];
-        u[i] = ui;
-        tn += (double)theta[i] * theta[i];
-        un += (double)ui * ui;
+    } else if (!adam) {
+        const float nest = kind == DAT_OPTIM_NESTEROV ? 1.0f : 0.0f;
+        const float keep = first ? 0.0f : mu;
+#pragma omp parallel for simd num_threads(nt) schedule(static) reduction(+ : tn, un)
+        for (int64_t i = 0; i < n; ++i) {
+            float gi = gr[i] + wd_g * th[i];
+            float mi = keep * m[i] + gi;
+            m[i] = mi;
+            /* heavy ball: u = m; Nesterov: u = g + mu m */
+            float ui = nest != 0.0f ? gi + mu * mi : mi;
+            ui += wd_u * th[i];
+            u[i] = ui;
+            tn += (double)th[i] * th[i];
+            un += (double)ui * ui;
+        }
+    } else {
+#pragma omp parallel for simd num_threads(nt) schedule(static) reduction(+ : tn, un)
+        for (int64_t i = 0; i < n; ++i) {
+            float gi = gr[i] + wd_g * th[i];
+            float mi = mu * m[i] + (1.0f - mu) * gi;
+            float vi = b2 * v[i] + (1.0f - b2) * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            float ui = (mi * c1) / (sqrtf(vi * c2) + eps) + wd_u * th[i];
+            u[i] = ui;
+            tn += (double)th[i] * th[i];
+            un += (double)ui * ui;
+        }
     }
     n2[0] = tn;
     n2[1] = un;
@@ -67,12 +85,14 @@ void dat_optim_update(dat_optim *opt, float *params, const float *grads)
         const dat_optim_seg *s = &opt->segs[k];
         double *n2 = opt->norms + 2 * k;
         direction(opt, s, params, grads, n2);
-        float scale = (float)(lr * trust_ratio(opt, s, n2));
-        const float *u = opt->u;
-        int nt = dat_cpu_threads(opt->ctx, (size_t)s->length);
-#pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t i = s->offset; i < s->offset + s->length; ++i)
-            params[i] -= scale * u[i];
+        const float scale = (float)(lr * trust_ratio(opt, s, n2));
+        const float *restrict u = opt->u + s->offset;
+        float *restrict p = params + s->offset;
+        const int64_t n = s->length;
+        int nt = dat_cpu_threads(opt->ctx, (size_t)n);
+#pragma omp parallel for simd num_threads(nt) schedule(static)
+        for (int64_t i = 0; i < n; ++i)
+            p[i] -= scale * u[i];
     }
     opt->step++;
 }
