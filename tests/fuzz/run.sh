@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Builds the reader fuzzers with clang's libFuzzer (plus AddressSanitizer and
+# Builds the reader fuzzers (datasets and safetensors) with clang's libFuzzer (plus AddressSanitizer and
 # UndefinedBehaviorSanitizer) and runs each for a bounded time on its seed
 # corpus, tests/fuzz/corpus/KIND/.
 #
-#   tests/fuzz/run.sh [SECONDS_EACH] [KIND ...]     (default 60 s; idx cifar npy)
+#   tests/fuzz/run.sh [SECONDS_EACH] [KIND ...]   (default 60 s; idx cifar npy safetensors)
 #
 # New inputs go to a scratch folder, not the committed corpus. A crash leaves
 # crash-* in tests/fuzz/out/ and makes the script fail; once fixed, copy the
@@ -13,13 +13,14 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 seconds=${1:-60}
 shift || true
 kinds=("$@")
-[ ${#kinds[@]} -gt 0 ] || kinds=(idx cifar npy)
+[ ${#kinds[@]} -gt 0 ] || kinds=(idx cifar npy safetensors)
 out=$root/tests/fuzz/out
 mkdir -p "$out"
 cc=${CLANG:-clang}
 flags=(-std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -I"$root/include" -I"$root/lib")
-srcs=("$root"/lib/data/{idx,gzip,cifar,npy,source}.c "$root/lib/core/error.c")
+srcs=("$root"/lib/data/{idx,gzip,cifar,npy,source}.c "$root"/lib/io/safetensors.c
+      "$root/lib/core/error.c")
 status=0
 for kind in "${kinds[@]}"; do
     bin=$out/fuzz_$kind
