@@ -4,10 +4,11 @@
 
 #include "cpu.h"
 
+/* `simd` matters: these passes are memory-bound and run on every activation. */
 dat_status dat_cpu_relu_fwd(dat_ctx *ctx, size_t n, const float *x, float *y)
 {
     int nt = dat_cpu_threads(ctx, n);
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for simd num_threads(nt) schedule(static)
     for (size_t i = 0; i < n; ++i)
         y[i] = x[i] > 0.0f ? x[i] : 0.0f;
     return DAT_OK;
@@ -16,7 +17,7 @@ dat_status dat_cpu_relu_fwd(dat_ctx *ctx, size_t n, const float *x, float *y)
 dat_status dat_cpu_relu_bwd(dat_ctx *ctx, size_t n, const float *y, const float *dy, float *dx)
 {
     int nt = dat_cpu_threads(ctx, n);
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for simd num_threads(nt) schedule(static)
     for (size_t i = 0; i < n; ++i)
         dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
     return DAT_OK;
