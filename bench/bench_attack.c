@@ -1,25 +1,8 @@
 /* PGD-10 perturbation throughput: bench_attack PRESET BATCH ITERS THREADS
  * prints "<preset> batch=<B> attack_img_s=<..>". */
-#include <libdat/dat.h>
+#include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-#define TRY(call)                                                                       \
-    do {                                                                                \
-        dat_status s_ = (call);                                                         \
-        if (s_ != DAT_OK) {                                                             \
-            fprintf(stderr, "%s: %s: %s\n", #call, dat_status_string(s_), dat_last_error()); \
-            return 1;                                                                   \
-        }                                                                               \
-    } while (0)
 
 int main(int argc, char **argv)
 {

@@ -4,27 +4,10 @@
  *   <preset> batch=<B> fwd_bwd_img_s=<..> input_grad_img_s=<..> peak_rss_mib=<..>
  * fwd_bwd is dat_model_loss_backward (forward, CE, backward into the parameter
  * gradient); input_grad is dat_model_input_grad (what an attack step costs). */
-#include <libdat/dat.h>
+#include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
-#include <time.h>
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-#define TRY(call)                                                                       \
-    do {                                                                                \
-        dat_status s_ = (call);                                                         \
-        if (s_ != DAT_OK) {                                                             \
-            fprintf(stderr, "%s: %s: %s\n", #call, dat_status_string(s_), dat_last_error()); \
-            return 1;                                                                   \
-        }                                                                               \
-    } while (0)
 
 int main(int argc, char **argv)
 {

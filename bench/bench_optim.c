@@ -3,18 +3,10 @@
  *   bench_optim N ITERS THREADS
  * prints "lamb n=<N> step_ms=<..> gbs=<..> memcpy_gbs=<..>"; GB/s count the
  * bytes a LAMB step must move: params, grads, m, v read and params, m, v written. */
-#include <libdat/dat.h>
+#include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 int main(int argc, char **argv)
 {
