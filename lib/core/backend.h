@@ -26,6 +26,12 @@ typedef struct dat_conv_desc {
     int c_out, k_h, k_w;           /* weight: c_out x c_in x k_h x k_w */
     int stride, pad;               /* same in both spatial dimensions */
     int h_out, w_out;              /* derived */
+    /* Fusion with a following ReLU, only for backends with fuses_conv_relu set:
+     * relu_out: conv2d_fwd writes max(conv + bias, 0);
+     * relu_mask (may be NULL): the backward ops use dy * (relu_mask > 0), relu_mask
+     * being that ReLU's output, laid out as y. */
+    int relu_out;
+    const float *relu_mask;
 } dat_conv_desc;
 
 typedef enum dat_pool_kind { DAT_POOL_MAX = 0, DAT_POOL_AVG = 1 } dat_pool_kind;
@@ -45,6 +51,8 @@ typedef struct dat_bn_desc {
 
 typedef struct dat_backend {
     const char *name;
+    /* 1 if the convolution ops honour dat_conv_desc's relu_out and relu_mask. */
+    int fuses_conv_relu;
 
     /* Life cycle: init() sets up ctx->backend_state (device, streams, library
      * handles); fini() releases it and must accept a partial init. */

@@ -116,20 +116,29 @@ static void col2im(dat_ctx *ctx, const dat_conv_desc *d, const conv_geom *g, con
         }
 }
 
-/* Between NCHW (s samples, c channels, hw) and [c][s * hw]. */
-static void to_channel_major(dat_ctx *ctx, const float *src, int s, int c, int hw, float *dst)
+/* Between NCHW (s samples, c channels, hw) and [c][s * hw]; with a mask (a fused
+ * ReLU's output, laid out as src), src where mask > 0 and 0 elsewhere. */
+static void to_channel_major(dat_ctx *ctx, const float *src, const float *mask, int s, int c,
+                             int hw, float *dst)
 {
     int nt = dat_cpu_threads(ctx, (size_t)s * (size_t)c * (size_t)hw);
 #pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
     for (int ch = 0; ch < c; ++ch)
-        for (int j = 0; j < s; ++j)
-            memcpy(dst + ((size_t)ch * (size_t)s + (size_t)j) * (size_t)hw,
-                   src + ((size_t)j * (size_t)c + (size_t)ch) * (size_t)hw,
-                   (size_t)hw * sizeof(float));
+        for (int j = 0; j < s; ++j) {
+            size_t from = ((size_t)j * (size_t)c + (size_t)ch) * (size_t)hw;
+            float *out = dst + ((size_t)ch * (size_t)s + (size_t)j) * (size_t)hw;
+            if (!mask) {
+                memcpy(out, src + from, (size_t)hw * sizeof(float));
+                continue;
+            }
+#pragma omp simd
+            for (int p = 0; p < hw; ++p)
+                out[p] = mask[from + (size_t)p] > 0.0f ? src[from + (size_t)p] : 0.0f;
+        }
 }
 
 static void to_sample_major(dat_ctx *ctx, const float *src, int s, int c, int hw,
-                            const float *bias, float *dst)
+                            const float *bias, int relu, float *dst)
 {
     int nt = dat_cpu_threads(ctx, (size_t)s * (size_t)c * (size_t)hw);
 #pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
@@ -138,8 +147,15 @@ static void to_sample_major(dat_ctx *ctx, const float *src, int s, int c, int hw
             const float *in = src + ((size_t)ch * (size_t)s + (size_t)j) * (size_t)hw;
             float *out = dst + ((size_t)j * (size_t)c + (size_t)ch) * (size_t)hw;
             float b = bias ? bias[ch] : 0.0f;
-            for (int p = 0; p < hw; ++p)
-                out[p] = in[p] + b;
+            if (relu) {
+#pragma omp simd
+                for (int p = 0; p < hw; ++p)
+                    out[p] = in[p] + b > 0.0f ? in[p] + b : 0.0f;
+            } else {
+#pragma omp simd
+                for (int p = 0; p < hw; ++p)
+                    out[p] = in[p] + b;
+            }
         }
 }
 
@@ -157,7 +173,7 @@ dat_status dat_cpu_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const float 
         int cols = s * g.hw_out;
         im2col(ctx, d, &g, x + (size_t)n0 * d->c_in * g.hw_in, s, col);
         dat_cpu_gemm(ctx, 0, 0, d->c_out, cols, g.K, 1.0f, w, g.K, col, cols, 0.0f, yt, cols);
-        to_sample_major(ctx, yt, s, d->c_out, g.hw_out, bias,
+        to_sample_major(ctx, yt, s, d->c_out, g.hw_out, bias, d->relu_out,
                         y + (size_t)n0 * d->c_out * g.hw_out);
     }
     return DAT_OK;
@@ -176,7 +192,9 @@ dat_status dat_cpu_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const f
     for (int n0 = 0; n0 < d->n; n0 += chunk) {
         int s = d->n - n0 < chunk ? d->n - n0 : chunk;
         int cols = s * g.hw_out;
-        to_channel_major(ctx, dy + (size_t)n0 * d->c_out * g.hw_out, s, d->c_out, g.hw_out, dyt);
+        size_t at = (size_t)n0 * d->c_out * g.hw_out;
+        to_channel_major(ctx, dy + at, d->relu_mask ? d->relu_mask + at : NULL, s, d->c_out,
+                         g.hw_out, dyt);
         /* dcol [K][cols] = W^T [K][c_out] x dY' [c_out][cols] */
         dat_cpu_gemm(ctx, 1, 0, g.K, cols, d->c_out, 1.0f, w, g.K, dyt, cols, 0.0f, col, cols);
         col2im(ctx, d, &g, col, s, dx + (size_t)n0 * d->c_in * g.hw_in);
@@ -200,7 +218,9 @@ dat_status dat_cpu_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, const
         int s = d->n - n0 < chunk ? d->n - n0 : chunk;
         int cols = s * g.hw_out;
         im2col(ctx, d, &g, x + (size_t)n0 * d->c_in * g.hw_in, s, col);
-        to_channel_major(ctx, dy + (size_t)n0 * d->c_out * g.hw_out, s, d->c_out, g.hw_out, dyt);
+        size_t at = (size_t)n0 * d->c_out * g.hw_out;
+        to_channel_major(ctx, dy + at, d->relu_mask ? d->relu_mask + at : NULL, s, d->c_out,
+                         g.hw_out, dyt);
         /* dW [c_out][K] (+)= dY' [c_out][cols] x col^T [cols][K] */
         dat_cpu_gemm(ctx, 0, 1, d->c_out, g.K, cols, 1.0f, dyt, cols, col, cols,
                      n0 == 0 ? beta : 1.0f, dw, g.K);

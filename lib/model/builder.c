@@ -320,8 +320,10 @@ dat_status dat_model_builder_finish(dat_model_builder *builder, int32_t output,
     m->output = output;
     m->mode = DAT_MODE_TRAIN;
     dat_status s = copy_nodes(builder, m);
-    if (s == DAT_OK)
+    if (s == DAT_OK) {
+        dat_graph_plan(m);
         s = dat_model_layout(m);
+    }
     if (s == DAT_OK)
         s = dat_model_init_params(m, init_seed);
     if (s == DAT_OK)

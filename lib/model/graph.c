@@ -11,7 +11,7 @@ static void free_runtime(dat_model *m)
     dat_ctx *ctx = m->ctx;
     for (int32_t i = 0; i < m->n_nodes; ++i) {
         dat_node *n = &m->nodes[i];
-        if (i > 0)
+        if (i > 0 && !n->fused_relu) /* a fused conv's y is its ReLU's */
             ctx->be->free(ctx, n->y);
         ctx->be->free(ctx, n->dy);
         ctx->be->free(ctx, n->save_mean);
@@ -42,11 +42,12 @@ static dat_status alloc_floats(dat_ctx *ctx, int64_t count, float **p)
     return ctx->be->alloc(ctx, (size_t)count * sizeof(float), (void **)p);
 }
 
-static dat_status alloc_node(dat_model *m, dat_node *n, int32_t cap)
+/* own_y = 0: the node's output lives elsewhere (the input's; a fused conv's ReLU). */
+static dat_status alloc_node(dat_model *m, dat_node *n, int32_t cap, int own_y)
 {
     dat_ctx *ctx = m->ctx;
     int64_t len = (int64_t)cap * dat_node_numel(n);
-    if (n->kind != DAT_NODE_INPUT)
+    if (own_y)
         DAT_TRY(alloc_floats(ctx, len, &n->y));
     DAT_TRY(alloc_floats(ctx, len, &n->dy));
     if (n->kind == DAT_LAYER_BATCHNORM) {
@@ -62,8 +63,11 @@ static dat_status alloc_runtime(dat_model *m, int32_t cap)
 {
     dat_ctx *ctx = m->ctx;
     int64_t largest = 0;
-    for (int32_t i = 0; i < m->n_nodes; ++i) {
-        DAT_TRY(alloc_node(m, &m->nodes[i], cap));
+    for (int32_t i = m->n_nodes - 1; i >= 0; --i) { /* ReLUs before the convs that alias them */
+        dat_node *nd = &m->nodes[i];
+        DAT_TRY(alloc_node(m, nd, cap, i > 0 && !nd->fused_relu));
+        if (nd->fused_relu)
+            nd->y = m->nodes[i + 1].y;
         int64_t len = (int64_t)cap * dat_node_numel(&m->nodes[i]);
         largest = len > largest ? len : largest;
     }
@@ -152,6 +156,21 @@ static dat_status forward_bn(dat_model *m, dat_node *n, const float *x, int32_t 
                   n->save_invstd, n->y);
 }
 
+void dat_graph_plan(dat_model *m)
+{
+    if (!m->ctx->be->fuses_conv_relu)
+        return;
+    for (int32_t i = 1; i + 1 < m->n_nodes; ++i) {
+        dat_node *n = &m->nodes[i], *next = &m->nodes[i + 1];
+        if (n->kind != DAT_LAYER_CONV2D || next->kind != DAT_LAYER_RELU || next->in[0] != i)
+            continue;
+        int consumers = 0;
+        for (int32_t j = i + 1; j < m->n_nodes; ++j)
+            consumers += (m->nodes[j].in[0] == i) + (m->nodes[j].in[1] == i);
+        n->fused_relu = consumers == 1 && m->output != i;
+    }
+}
+
 static dat_status forward_node(dat_model *m, dat_node *n, int32_t batch, int update_running)
 {
     dat_ctx *ctx = m->ctx;
@@ -160,6 +179,7 @@ static dat_status forward_node(dat_model *m, dat_node *n, int32_t batch, int upd
     switch (n->kind) {
     case DAT_LAYER_CONV2D: {
         dat_conv_desc d = conv_desc(m, n, batch);
+        d.relu_out = n->fused_relu; /* then n->y is the ReLU's output */
         return DAT_OP(ctx, conv2d_fwd, &d, x, param(m, n->w_off), param(m, n->b_off), n->y);
     }
     case DAT_LAYER_LINEAR:
@@ -196,8 +216,11 @@ dat_status dat_graph_forward(dat_model *m, const float *x, int32_t n, int update
         in->y = (float *)x;
     }
     m->last_batch = n;
-    for (int32_t i = 1; i < m->n_nodes; ++i)
+    for (int32_t i = 1; i < m->n_nodes; ++i) {
         DAT_TRY(forward_node(m, &m->nodes[i], n, update_running));
+        if (m->nodes[i].fused_relu)
+            ++i; /* the convolution computed its ReLU */
+    }
     return DAT_OK;
 }
 
@@ -258,11 +281,15 @@ static dat_status backward_node(dat_model *m, dat_node *n, const backward_pass *
     switch (n->kind) {
     case DAT_LAYER_CONV2D: {
         dat_conv_desc d = conv_desc(m, n, bp->batch);
+        /* Fused: the gradient arrives at the ReLU; its output is the mask. */
+        const dat_node *relu = n->fused_relu ? n + 1 : NULL;
+        const float *dy = relu ? relu->dy : n->dy;
+        d.relu_mask = relu ? relu->y : NULL;
         if (bp->beta >= 0)
-            DAT_TRY(DAT_OP(ctx, conv2d_bwd_filter, &d, x, n->dy, grad(m, n->w_off, bp->beta),
+            DAT_TRY(DAT_OP(ctx, conv2d_bwd_filter, &d, x, dy, grad(m, n->w_off, bp->beta),
                            grad(m, n->b_off, bp->beta), beta));
         if (need)
-            DAT_TRY(DAT_OP(ctx, conv2d_bwd_data, &d, n->dy, param(m, n->w_off), dx));
+            DAT_TRY(DAT_OP(ctx, conv2d_bwd_data, &d, dy, param(m, n->w_off), dx));
         break;
     }
     case DAT_LAYER_LINEAR:
@@ -316,8 +343,13 @@ dat_status dat_graph_backward(dat_model *m, const float *dz, int32_t n, float pa
     m->grad_ready[m->output] = 1;
     for (int32_t i = m->n_nodes - 1; i >= 1; --i) {
         /* A node that does not lead to the output gets no gradient. */
-        if (m->grad_ready[i])
-            DAT_TRY(backward_node(m, &m->nodes[i], &bp));
+        if (!m->grad_ready[i])
+            continue;
+        if (m->nodes[i - 1].fused_relu) { /* the convolution's backward applies the mask */
+            m->grad_ready[i - 1] = 1;
+            continue;
+        }
+        DAT_TRY(backward_node(m, &m->nodes[i], &bp));
     }
     if (!dx)
         return DAT_OK;
