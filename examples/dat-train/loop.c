@@ -6,13 +6,6 @@
 #include "progress.h"
 #include "run.h"
 
-#define TRY_RUN(what, call)                \
-    do {                                   \
-        dat_status s_ = (call);            \
-        if (s_ != DAT_OK)                  \
-            return fail(r, (what), s_);    \
-    } while (0)
-
 /* The objective of the chosen variant: Madry AT (lambda = 0), DAT's
  * lambda * CE(clean) + CE(adv), or TRADES' CE(clean) + beta * KL. */
 static dat_loss_options objective(const run *r)

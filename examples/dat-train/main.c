@@ -24,13 +24,6 @@ int fail(const run *r, const char *what, dat_status s)
     return 1;
 }
 
-#define TRY_RUN(what, call)                \
-    do {                                   \
-        dat_status s_ = (call);            \
-        if (s_ != DAT_OK)                  \
-            return fail(r, (what), s_);    \
-    } while (0)
-
 static int open_data(run *r)
 {
     const train_options *o = &r->o;

@@ -28,6 +28,14 @@ typedef struct run {
 /* Prints "dat-train: what: status: message" (rank-tagged) and returns 1. */
 int fail(const run *r, const char *what, dat_status s);
 
+/* In a function of a `run *r` returning int: fails with `what` unless call is DAT_OK. */
+#define TRY_RUN(what, call)                \
+    do {                                   \
+        dat_status s_ = (call);            \
+        if (s_ != DAT_OK)                  \
+            return fail(r, (what), s_);    \
+    } while (0)
+
 /* One training epoch; *loss receives the mean training loss. */
 int train_epoch(run *r, int64_t epoch, double *loss);
 /* Clean and PGD robust accuracy over a dataset (rank 0). */
