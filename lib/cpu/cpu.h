@@ -8,14 +8,6 @@
 
 /* Threads to use for `work` elements: 1 for small work, else the context's count. */
 int dat_cpu_threads(const dat_ctx *ctx, size_t work);
-/* Propagates a failing status (the message is set already). */
-#define DAT_TRY_CPU(expr)                \
-    do {                                 \
-        dat_status dat_cpu_s_ = (expr);  \
-        if (dat_cpu_s_ != DAT_OK)        \
-            return dat_cpu_s_;           \
-    } while (0)
-
 /* Backend state and the per-context workspace (workspace.c): returns at least
  * `floats` floats of scratch, valid until the next call on this context. */
 dat_status dat_cpu_state_init(dat_ctx *ctx);

@@ -8,6 +8,7 @@
  */
 #include <string.h>
 
+#include "../core/error.h"
 #include "cpu.h"
 
 #define DAT_CONV_WS_FLOATS ((size_t)12 << 20) /* 48 MiB */
@@ -159,15 +160,43 @@ static void to_sample_major(dat_ctx *ctx, const float *src, int s, int c, int hw
         }
 }
 
+/* Geometry, chunking and workspace shared by the three ops: col holds K x
+ * (chunk * hw_out) columns, buf c_out x (chunk * hw_out) channel-major values. */
+typedef struct conv_plan {
+    conv_geom g;
+    int chunk;
+    float *col, *buf;
+} conv_plan;
+
+static dat_status plan(dat_ctx *ctx, const dat_conv_desc *d, conv_plan *p)
+{
+    p->g = geom(d);
+    p->chunk = chunk_samples(d, &p->g);
+    size_t cols = (size_t)p->chunk * (size_t)p->g.hw_out;
+    float *ws;
+    DAT_TRY(dat_cpu_workspace(ctx, ((size_t)p->g.K + (size_t)d->c_out) * cols, &ws));
+    p->col = ws;
+    p->buf = ws + (size_t)p->g.K * cols;
+    return DAT_OK;
+}
+
+/* dY' of samples n0 .. n0+s-1 into the plan's buffer, masked by a fused ReLU. */
+static void transpose_dy(dat_ctx *ctx, const dat_conv_desc *d, const conv_plan *p,
+                         const float *dy, int n0, int s)
+{
+    size_t at = (size_t)n0 * d->c_out * p->g.hw_out;
+    to_channel_major(ctx, dy + at, d->relu_mask ? d->relu_mask + at : NULL, s, d->c_out,
+                     p->g.hw_out, p->buf);
+}
+
 dat_status dat_cpu_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
                               const float *w, const float *bias, float *y)
 {
-    conv_geom g = geom(d);
-    int chunk = chunk_samples(d, &g);
-    float *ws;
-    size_t col_floats = (size_t)g.K * (size_t)chunk * (size_t)g.hw_out;
-    DAT_TRY_CPU(dat_cpu_workspace(ctx, col_floats + (size_t)d->c_out * chunk * g.hw_out, &ws));
-    float *col = ws, *yt = ws + col_floats;
+    conv_plan p;
+    DAT_TRY(plan(ctx, d, &p));
+    const conv_geom g = p.g;
+    const int chunk = p.chunk;
+    float *col = p.col, *yt = p.buf;
     for (int n0 = 0; n0 < d->n; n0 += chunk) {
         int s = d->n - n0 < chunk ? d->n - n0 : chunk;
         int cols = s * g.hw_out;
@@ -182,19 +211,16 @@ dat_status dat_cpu_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const float 
 dat_status dat_cpu_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const float *dy,
                                    const float *w, float *dx)
 {
-    conv_geom g = geom(d);
-    int chunk = chunk_samples(d, &g);
-    float *ws;
-    size_t col_floats = (size_t)g.K * (size_t)chunk * (size_t)g.hw_out;
-    DAT_TRY_CPU(dat_cpu_workspace(ctx, col_floats + (size_t)d->c_out * chunk * g.hw_out, &ws));
-    float *col = ws, *dyt = ws + col_floats;
+    conv_plan p;
+    DAT_TRY(plan(ctx, d, &p));
+    const conv_geom g = p.g;
+    const int chunk = p.chunk;
+    float *col = p.col, *dyt = p.buf;
     memset(dx, 0, (size_t)d->n * d->c_in * g.hw_in * sizeof *dx);
     for (int n0 = 0; n0 < d->n; n0 += chunk) {
         int s = d->n - n0 < chunk ? d->n - n0 : chunk;
         int cols = s * g.hw_out;
-        size_t at = (size_t)n0 * d->c_out * g.hw_out;
-        to_channel_major(ctx, dy + at, d->relu_mask ? d->relu_mask + at : NULL, s, d->c_out,
-                         g.hw_out, dyt);
+        transpose_dy(ctx, d, &p, dy, n0, s);
         /* dcol [K][cols] = W^T [K][c_out] x dY' [c_out][cols] */
         dat_cpu_gemm(ctx, 1, 0, g.K, cols, d->c_out, 1.0f, w, g.K, dyt, cols, 0.0f, col, cols);
         col2im(ctx, d, &g, col, s, dx + (size_t)n0 * d->c_in * g.hw_in);
@@ -205,12 +231,11 @@ dat_status dat_cpu_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const f
 dat_status dat_cpu_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
                                      const float *dy, float *dw, float *dbias, float beta)
 {
-    conv_geom g = geom(d);
-    int chunk = chunk_samples(d, &g);
-    float *ws;
-    size_t col_floats = (size_t)g.K * (size_t)chunk * (size_t)g.hw_out;
-    DAT_TRY_CPU(dat_cpu_workspace(ctx, col_floats + (size_t)d->c_out * chunk * g.hw_out, &ws));
-    float *col = ws, *dyt = ws + col_floats;
+    conv_plan p;
+    DAT_TRY(plan(ctx, d, &p));
+    const conv_geom g = p.g;
+    const int chunk = p.chunk;
+    float *col = p.col, *dyt = p.buf;
     if (dbias)
         for (int c = 0; c < d->c_out; ++c)
             dbias[c] = beta == 0.0f ? 0.0f : beta * dbias[c]; /* beta 0 overwrites */
@@ -218,9 +243,7 @@ dat_status dat_cpu_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, const
         int s = d->n - n0 < chunk ? d->n - n0 : chunk;
         int cols = s * g.hw_out;
         im2col(ctx, d, &g, x + (size_t)n0 * d->c_in * g.hw_in, s, col);
-        size_t at = (size_t)n0 * d->c_out * g.hw_out;
-        to_channel_major(ctx, dy + at, d->relu_mask ? d->relu_mask + at : NULL, s, d->c_out,
-                         g.hw_out, dyt);
+        transpose_dy(ctx, d, &p, dy, n0, s);
         /* dW [c_out][K] (+)= dY' [c_out][cols] x col^T [cols][K] */
         dat_cpu_gemm(ctx, 0, 1, d->c_out, g.K, cols, 1.0f, dyt, cols, col, cols,
                      n0 == 0 ? beta : 1.0f, dw, g.K);
