@@ -6,8 +6,8 @@
  * A CUDA kernel plugs in at dat_quant_encode_host / dat_quant_decode_host
  * (quantize.h): one block per bucket, a block reduction for the norm (in the
  * fixed lane order of dat_quant_bucket_norm, to give the same bits), then one
- * thread per element calling dat_quant_code() with the word
- * dat_philox_word(key, stream, counter0 + i), and a warp-level pack.
+ * thread per element calling dat_quant_code() with dat_quant_uniform16 of
+ * element counter0 + i, and a warp-level pack.
  */
 #ifndef LIBDAT_QUANT_QUANT_MATH_H
 #define LIBDAT_QUANT_QUANT_MATH_H
@@ -68,12 +68,14 @@ DAT_HD dat_quant_scale dat_quant_make_scale(float norm, uint32_t s)
 
 /*
  * Code of one value (norm > 0): level xi = floor(r) or floor(r) + 1 with
- * r = s |v| / norm, rounding up when the word's 24-bit uniform u < r - floor(r);
+ * r = s |v| / norm, rounding up when the 16-bit uniform u16 / 2^16 < r - floor(r)
+ * (so P(up) = ceil(2^16 frac) / 2^16: a bias below 2^-16 of a level, far under
+ * the rounding's own standard deviation);
  * the sign in bit b - 1 (only for xi > 0, so a code 0 is always +0).
  * r is clamped to s (then frac = 0 and xi = s): a rounded norm may sit an ulp
  * below max |v|. Written without branches so that loops over it vectorize.
  */
-DAT_HD uint32_t dat_quant_code(float v, dat_quant_scale k, uint32_t s, uint32_t word, int bits)
+DAT_HD uint32_t dat_quant_code(float v, dat_quant_scale k, uint32_t s, uint32_t u16, int bits)
 {
     float a = v < 0.0f ? -v : v;
     float r = DAT_RN_FMUL(DAT_RN_FMUL(a, k.pre), k.scale);
@@ -81,9 +83,28 @@ DAT_HD uint32_t dat_quant_code(float v, dat_quant_scale k, uint32_t s, uint32_t 
     float rc = r < sf ? r : sf;
     uint32_t l = (uint32_t)(int32_t)rc; /* rc <= 32767 */
     float frac = rc - (float)(int32_t)l; /* exact: r - floor(r) always is */
-    uint32_t xi = l + (dat_u32_to_unit(word) < frac ? 1u : 0u);
+    uint32_t xi = l + ((float)u16 * 0x1p-16f < frac ? 1u : 0u);
     uint32_t sign = (v < 0.0f && xi != 0u) ? (1u << (bits - 1)) : 0u;
     return sign | xi;
+}
+
+/*
+ * The 16-bit uniform of element g of a stream. Two elements share a Philox
+ * word: 16 bits are all the rounding needs, and it halves the Philox work,
+ * which dominates the encode. In each aligned group of 32 elements, element j
+ * takes the low half of the group's word j for j < 16 and the high half of
+ * word j - 16 otherwise, so that 16-lane vector code reads the words in order.
+ */
+#define DAT_QUANT_GROUP 32
+
+DAT_HD uint64_t dat_quant_word_index(uint64_t g)
+{
+    return (g / DAT_QUANT_GROUP) * (DAT_QUANT_GROUP / 2) + g % (DAT_QUANT_GROUP / 2);
+}
+
+DAT_HD uint32_t dat_quant_uniform16(uint32_t word, uint64_t g)
+{
+    return (g % DAT_QUANT_GROUP) >= DAT_QUANT_GROUP / 2 ? word >> 16 : word & 0xffffu;
 }
 
 /* Value of a code: sign * xi * (norm / s), with step = norm / s. */

@@ -176,7 +176,7 @@ static int bucket_norm(const dat_quant_config *c, const float *x, const float *e
     return NORM_OK;
 }
 
-/* Words g0 .. g0 + len - 1 of the stream (len <= DAT_QUANT_CHUNK). */
+/* Words g0 .. g0 + len - 1 of the stream. */
 static void stream_words(uint64_t key, uint64_t stream, uint64_t g0, size_t len, uint32_t *w)
 {
     const size_t span = 4 * DAT_PHILOX_BULK;
@@ -186,6 +186,28 @@ static void stream_words(uint64_t key, uint64_t stream, uint64_t g0, size_t len,
     }
     for (size_t i = 0; i < len; ++i)
         w[i] = dat_philox_word(key, stream, g0 + i);
+}
+
+/* The 16-bit uniforms of elements g0 .. g0 + len - 1 (dat_quant_uniform16). */
+static void stream_uniforms(uint64_t key, uint64_t stream, uint64_t g0, size_t len, uint32_t *u)
+{
+    enum { G = DAT_QUANT_GROUP, H = DAT_QUANT_GROUP / 2 };
+    uint32_t w[DAT_QUANT_CHUNK / 2 + H];
+    uint64_t w0 = dat_quant_word_index(g0 / G * G);
+    uint64_t w1 = dat_quant_word_index((g0 + len + G - 1) / G * G);
+    stream_words(key, stream, w0, (size_t)(w1 - w0), w);
+    if (g0 % G == 0 && len % G == 0) { /* the usual case, in loops that vectorize */
+        for (size_t k = 0; k < len; k += G) {
+            const uint32_t *wk = w + k / 2;
+            for (size_t j = 0; j < H; ++j) {
+                u[k + j] = wk[j] & 0xffffu;
+                u[k + H + j] = wk[j] >> 16;
+            }
+        }
+        return;
+    }
+    for (size_t k = 0; k < len; ++k)
+        u[k] = dat_quant_uniform16(w[dat_quant_word_index(g0 + k) - w0], g0 + k);
 }
 
 /* Codes of one chunk; with e, also the new residual e = v - q(v). */
@@ -227,7 +249,7 @@ static void encode_bucket(const dat_quant_config *c, const float *x, float *e, s
     for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK) {
         size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
         const float *vv = load_chunk(x + k0, e ? e + k0 : NULL, len, v);
-        stream_words(key, stream, g0 + k0, len, w);
+        stream_uniforms(key, stream, g0 + k0, len, w);
         chunk_codes(vv, w, len, ks, s, step, bits, code, e ? e + k0 : NULL);
         dat_pack(&pk, code, len);
     }

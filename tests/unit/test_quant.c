@@ -174,8 +174,11 @@ START_TEST(test_error_bound_all_bits)
 END_TEST
 
 /*
- * Unbiased: the mean of 10 000 draws (steps) lies within 4 standard errors of
- * x, per coordinate, with the exact per-coordinate variance step²·f·(1 − f),
+ * Unbiased: the mean of 10 000 draws (steps) lies within 4.5 standard errors of
+ * x, per coordinate (about 1 200 coordinates are checked over the configurations:
+ * 4.5 SE keeps a false alarm below 1 %, where 4 SE would ring 7 % of the time),
+ * plus the rounding's granularity of 2^-16 step (16-bit uniforms), with the
+ * exact per-coordinate variance step²·f·(1 − f),
  * f = frac(s|x|/norm). Also the mean squared error matches Σ step² f (1 − f)
  * within 5 % and stays below the QSGD bound min(d/s², √d/s)·‖v‖² (ℓ2) or
  * d·‖v‖∞² / (4 s²) (max).
@@ -213,10 +216,10 @@ static void check_unbiased(dat_quant_norm norm, int bits)
             double var = step * step * f * (1 - f);
             expect_var += var;
             double se = sqrt(var / draws), mean = sum[i] / draws;
-            double tol = 4 * se + 1e-6 * (fabs(x[i]) + step);
+            double tol = 4.5 * se + 0x1p-16 * step + 1e-6 * (fabs(x[i]) + step);
             ck_assert_msg(fabs(mean - x[i]) <= tol,
                           "norm %d bits %d coordinate %zu: mean of %d draws %.7g, x = %.7g, "
-                          "differs by %.3g > 4 SE + slack = %.3g", norm, bits, i, draws, mean,
+                          "differs by %.3g > 4.5 SE + slack = %.3g", norm, bits, i, draws, mean,
                           (double)x[i], fabs(mean - x[i]), tol);
         }
         double mse = sq_err[bk] / draws;
