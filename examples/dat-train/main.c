@@ -15,6 +15,7 @@
 #endif
 
 #include "progress.h"
+#include "pseudo.h"
 #include "run.h"
 
 int fail(const run *r, const char *what, dat_status s)
@@ -54,6 +55,8 @@ static int open_data(run *r)
     d.batch_size = o->batch;
     d.drop_last = 1; /* fixed shapes: no allocation per step */
     TRY_RUN("training data", dat_dataset_open(&r->train, r->ctx, &d));
+    if ((o->unlabeled_count > 0 || o->unlabeled_path) && pseudo_label_data(r, &d))
+        return 1;
     dat_dataset_batches_per_epoch(r->train, &r->steps_per_epoch);
 
     /* Evaluation: the test set (or its first eval_count images), in batches that

@@ -25,7 +25,7 @@ static const char usage[] =
     "  --unlabeled N        use N of the training images without labels,\n"
     "                       pseudo-labeled by --teacher                       [0]\n"
     "  --unlabeled-data F   .npy images to use unlabeled (with --teacher)\n"
-    "  --teacher CKPT       checkpoint of a standard model for pseudo-labels\n"
+    "  --teacher CKPT       checkpoint of the same --model that labels them\n"
     "\n"
     "Model\n"
     "  --model NAME         mlp | cnn_small | preact_resnet18 | wrn_28_10 |\n"
@@ -309,8 +309,14 @@ static int finish(train_options *o)
         return bad("--resume", NULL, "needs --checkpoint-dir");
     if (o->keep_best && (!o->checkpoint_dir || o->val_count == 0))
         return bad("--keep-best", NULL, "needs --checkpoint-dir and --val N");
-    if (o->unlabeled_count && !o->teacher)
-        return bad("--unlabeled", NULL, "needs --teacher CKPT for the pseudo-labels");
+    if ((o->unlabeled_count || o->unlabeled_path) && !o->teacher)
+        return bad(o->unlabeled_count ? "--unlabeled" : "--unlabeled-data", NULL,
+                   "needs --teacher CKPT for the pseudo-labels");
+    if (o->teacher && !o->unlabeled_count && !o->unlabeled_path)
+        return bad("--teacher", NULL, "labels nothing without --unlabeled N or --unlabeled-data F");
+    if (o->teacher && o->val_count)
+        return bad("--val", NULL, "cannot be combined with pseudo-labeled data (the held-out "
+                   "images would be pseudo-labeled ones)");
     if (o->baseline) { /* Goyal et al.: linear scaling with warm-up, plain momentum SGD */
         o->optimizer = "momentum";
         o->lalr = 0;
