@@ -178,8 +178,7 @@ typedef enum dat_aa_outcome {
  *                      broke the point (may be NULL).
  * @param[out] robust_correct  number of robust points (may be NULL).
  * @return DAT_ERR_INVALID_ARG for bad options or shapes, x outside [lo, hi],
- *         DLR-T with fewer than 4 classes; DAT_ERR_UNSUPPORTED for an attack
- *         not available for the norm (the message names it).
+ *         APGD-T with fewer than 4 classes.
  */
 DAT_API dat_status dat_eval_autoattack(dat_model *model, const dat_tensor *x, const dat_tensor *y,
                                        const dat_autoattack_options *opts, dat_tensor *x_adv,

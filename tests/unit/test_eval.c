@@ -359,8 +359,6 @@ START_TEST(test_each_attack_stays_in_the_ball_and_range)
         ck_assert_msg(robust < N - 1, "l-inf attack %d broke no point (%d robust)", a, robust);
         for (int i = 1; i < N; ++i)
             ck_assert(outcome[i] == DAT_AA_ROBUST || outcome[i] == a);
-        if (a == DAT_AA_SQUARE)
-            continue; /* l-inf only */
         robust = run_aa(&f, DAT_NORM_L2, eps_l2, DAT_AA_BIT(a), outcome);
         ck_assert_msg(robust < N - 1, "l2 attack %d broke no point (%d robust)", a, robust);
     }
@@ -412,10 +410,9 @@ START_TEST(test_autoattack_bad_arguments)
     ck_assert_dat_err(dat_eval_autoattack(f.m, f.x, f.y, &o, NULL, NULL, NULL),
                       DAT_ERR_INVALID_ARG, "target_classes");
     dat_autoattack_options_init(&o);
-    o.norm = DAT_NORM_L2;
-    o.attacks = DAT_AA_BIT(DAT_AA_SQUARE);
+    o.square_p_init = 0.0f;
     ck_assert_dat_err(dat_eval_autoattack(f.m, f.x, f.y, &o, NULL, NULL, NULL),
-                      DAT_ERR_UNSUPPORTED, "Square");
+                      DAT_ERR_INVALID_ARG, "square_p_init");
     dat_autoattack_options_init(&o);
     ck_assert_dat_err(dat_eval_autoattack(f.m, f.x, f.y, &o, f.x, NULL, NULL),
                       DAT_ERR_INVALID_ARG, "alias");
