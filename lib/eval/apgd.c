@@ -130,8 +130,7 @@ static void momentum_step(const dat_aa *aa, apgd_state *s, const float *x0, int3
 }
 
 /* Best-loss bookkeeping after the gradient at xa (iteration it, -1 for the start). */
-static void record(const dat_aa *aa, apgd_state *s, const int32_t *y, int32_t it,
-                   int32_t steps)
+static void record(const dat_aa *aa, apgd_state *s, const int32_t *y, int32_t it)
 {
     size_t d = s->d;
     for (int32_t i = 0; i < s->n; ++i) {
@@ -149,7 +148,6 @@ static void record(const dat_aa *aa, apgd_state *s, const int32_t *y, int32_t it
             s->loss_best[i] = s->loss[i];
         }
     }
-    (void)steps;
 }
 
 /* The checkpoint test at iteration it with window k: halve the step and go
@@ -205,7 +203,7 @@ static dat_status apgd_run(dat_aa *aa, apgd_state *s, const float *x, const int3
     memcpy(s->loss_best, s->loss, (size_t)n * sizeof(float));
     memcpy(s->loss_best_last, s->loss, (size_t)n * sizeof(float));
     memcpy(s->xold, s->xa, nd * sizeof(float));
-    record(aa, s, y, -1, steps);
+    record(aa, s, y, -1);
     int32_t since = 0;
     for (int32_t it = 0; it < steps; ++it) {
         float a = it > 0 ? 0.75f : 1.0f;
@@ -214,7 +212,7 @@ static dat_status apgd_run(dat_aa *aa, apgd_state *s, const float *x, const int3
         memcpy(s->xold, s->xa, nd * sizeof(float));
         memcpy(s->xa, s->x1, nd * sizeof(float));
         DAT_TRY(dat_aa_grad(aa, s->xa, n, y, t, fn, s->loss, s->grad));
-        record(aa, s, y, it, steps);
+        record(aa, s, y, it);
         if (++since == k) {
             checkpoint(s, it, k, steps);
             k = k - k_decr > k_min ? k - k_decr : k_min;
