@@ -25,7 +25,8 @@ static const char usage[] =
     "                       [/usr/share/datasets/fashion-mnist]\n"
     "  --npy-images F, --npy-labels F   test set as .npy (with --data-format npy)\n"
     "  --count N            evaluate the first N test images (0: all)        [0]\n"
-    "  --batch N            images per batch                               [500]\n"
+    "  --batch N            images per batch (progress is shown per batch)\n"
+    "                                          [500; 10 with --eval certify]\n"
     "\n"
     "Evaluations\n"
     "  --eval LIST          of ta, pgd, aa, certify                  [ta,pgd,aa]\n"
@@ -64,7 +65,7 @@ static void defaults(eval_options *o)
     o->ta = o->pgd = o->aa = 1;
     o->data_format = "idx";
     o->data_dir = "/usr/share/datasets/fashion-mnist";
-    o->batch = 500;
+    o->batch = 0; /* resolved in finish() */
     o->norm = "linf";
     o->eps = 0.1f;
     o->pgd_steps = 20;
@@ -229,8 +230,10 @@ static int parse_one(eval_options *o, const char *k, const char *v)
     return bad(k, NULL, "unknown option");
 }
 
-static int finish(const eval_options *o)
+static int finish(eval_options *o)
 {
+    if (o->batch == 0) /* certification takes long per image: show progress often */
+        o->batch = o->certify ? 10 : 500;
     if (!o->checkpoint)
         return bad("--checkpoint", NULL, "is required");
     if (o->certify && o->n0 > o->n)
