@@ -64,18 +64,18 @@ int train_epoch(run *r, int64_t epoch, double *loss)
     return 0;
 }
 
-int evaluate(run *r, dat_dataset *ds, double *ta, double *ra)
+int evaluate(run *r, dat_dataset *ds, dat_tensor *x, dat_tensor *y, double *ta, double *ra)
 {
     TRY_RUN("data", dat_dataset_set_epoch(ds, 0));
     int64_t clean = 0, robust = 0, seen = 0;
     for (;;) {
         int32_t count = 0;
-        TRY_RUN("data", dat_dataset_next_batch(ds, r->ex, r->ey, &count));
+        TRY_RUN("data", dat_dataset_next_batch(ds, x, y, &count));
         if (count == 0)
             break;
         int32_t c = 0, rb = 0;
-        TRY_RUN("evaluation", dat_eval_robust_accuracy(r->eval_attack, r->model, r->ex, r->ey, &c,
-                                                      &rb, NULL));
+        TRY_RUN("evaluation",
+                dat_eval_robust_accuracy(r->eval_attack, r->model, x, y, &c, &rb, NULL));
         clean += c;
         robust += rb;
         seen += count;
@@ -95,6 +95,12 @@ int save_checkpoint(run *r, const char *name, int64_t epochs)
     dat_optim_get_step(r->optim, &info.step);
     if (r->attack)
         dat_attack_get_step(r->attack, &info.attack_step);
-    TRY_RUN("checkpoint", dat_checkpoint_save(path, r->model, r->optim, &info, r->config));
+    /* The options, and the best validation RA so that a resumed run keeps it. */
+    char config[sizeof r->config + 64];
+    int n = snprintf(config, sizeof config, "%s", r->config);
+    if (r->val && n > 0 && config[n - 1] == '}')
+        snprintf(config + n - 1, sizeof config - (size_t)n + 1, ",\"best_val_ra\":%.17g}",
+                 r->best_ra);
+    TRY_RUN("checkpoint", dat_checkpoint_save(path, r->model, r->optim, &info, config));
     return 0;
 }

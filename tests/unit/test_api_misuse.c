@@ -296,6 +296,17 @@ START_TEST(test_model_misuse)
     ck_assert_dat_err(dat_model_segment(m, 6, &seg), DAT_ERR_INVALID_ARG, "index = 6");
     seg.size = 2;
     ck_assert_dat_err(dat_model_segment(m, 0, &seg), DAT_ERR_INVALID_ARG, "size");
+    int32_t first;
+    ck_assert_dat_err(dat_model_num_layers(NULL, &count), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_model_num_layers(m, NULL), DAT_ERR_INVALID_ARG, "count");
+    ck_assert_dat_err(dat_model_layer_segments(NULL, 0, &first, &count), DAT_ERR_INVALID_ARG,
+                      "model");
+    ck_assert_dat_err(dat_model_layer_segments(m, 0, NULL, &count), DAT_ERR_INVALID_ARG,
+                      "first_segment");
+    ck_assert_dat_err(dat_model_layer_segments(m, 0, &first, NULL), DAT_ERR_INVALID_ARG,
+                      "num_segments");
+    ck_assert_dat_err(dat_model_layer_segments(m, -1, &first, &count), DAT_ERR_INVALID_ARG,
+                      "layer = -1");
 
     dat_model_load_options lopts;
     ck_assert_dat_err(dat_model_load_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
@@ -960,6 +971,9 @@ START_TEST(test_optim_misuse)
     ck_assert_dat_err(dat_optim_get_step(opt, NULL), DAT_ERR_INVALID_ARG, "step");
     ck_assert_dat_err(dat_optim_set_step(NULL, 0), DAT_ERR_INVALID_ARG, "optim");
     ck_assert_dat_err(dat_optim_set_step(opt, -1), DAT_ERR_INVALID_ARG, ">= 0");
+    ck_assert_dat_err(dat_optim_set_lr_scale(NULL, 0, 1, 1.0f), DAT_ERR_INVALID_ARG, "optim");
+    ck_assert_dat_err(dat_optim_set_lr_scale(opt, -1, 1, 1.0f), DAT_ERR_INVALID_ARG, "[-1");
+    ck_assert_dat_err(dat_optim_set_lr_scale(opt, 0, 1, INFINITY), DAT_ERR_INVALID_ARG, "finite");
     ck_assert_dat_err(dat_optim_state_size(NULL, &bytes), DAT_ERR_INVALID_ARG, "optim");
     ck_assert_dat_err(dat_optim_state_size(opt, NULL), DAT_ERR_INVALID_ARG, "bytes");
     ck_assert_dat_ok(dat_optim_state_size(opt, &bytes));
