@@ -50,8 +50,8 @@ static dat_status check_schedule(const dat_optim_options *o)
         return dat_error(DAT_ERR_INVALID_ARG, f, "num_milestones = %d must be in [0, %d]",
                          (int)o->num_milestones, DAT_OPTIM_MAX_MILESTONES);
     for (int i = 1; i < o->num_milestones; ++i)
-        if (o->milestones[i] <= o->milestones[i - 1])
-            return dat_error(DAT_ERR_INVALID_ARG, f, "milestones must increase (index %d)", i);
+        if (o->milestones[i] < o->milestones[i - 1])
+            return dat_error(DAT_ERR_INVALID_ARG, f, "milestones must not decrease (index %d)", i);
     if (!(o->gamma >= 0) || !isfinite(o->gamma))
         return dat_error(DAT_ERR_INVALID_ARG, f, "gamma = %g must be finite and >= 0",
                          (double)o->gamma);
