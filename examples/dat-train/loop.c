@@ -41,15 +41,21 @@ int train_epoch(run *r, int64_t epoch, double *loss)
         TRY_RUN("data", dat_dataset_next_batch(r->train, r->x, r->y, &count));
         if (count == 0)
             break;
-        const dat_tensor *input = r->x;
+        const dat_tensor *input = r->x, *labels = r->y;
         if (r->attack) { /* A1: the inner maximization, input gradients only */
             TRY_RUN("attack", dat_attack_perturb(r->attack, r->model, r->x, r->y, r->x_adv));
             input = r->x_adv;
         }
-        float l = 0; /* A2: the local gradient */
-        TRY_RUN("loss", dat_model_loss_backward(r->model, input, r->y, &lo, &l));
         int64_t step;
         dat_optim_get_step(r->optim, &step);
+        if (r->noise) { /* Smooth-AT: the loss of N Gaussian copies of each image */
+            dat_attack_set_step(r->noise, (uint64_t)step);
+            TRY_RUN("noise", dat_attack_gaussian_copies(r->noise, input, r->y, r->xn, r->yn));
+            input = r->xn;
+            labels = r->yn;
+        }
+        float l = 0; /* A2: the local gradient */
+        TRY_RUN("loss", dat_model_loss_backward(r->model, input, labels, &lo, &l));
         /* 3, A3, 4: (quantized) average over the workers */
         TRY_RUN("all-reduce", dat_comm_allreduce_grads(r->comm, r->model, r->quant, mode,
                                                        (uint64_t)step));

@@ -17,6 +17,7 @@
 #include "progress.h"
 #include "pseudo.h"
 #include "run.h"
+#include "smooth.h"
 #include "transfer.h"
 
 int fail(const run *r, const char *what, dat_status s)
@@ -337,7 +338,7 @@ static int setup(run *r)
     co.seed = r->o.seed;
     TRY_RUN("context", dat_ctx_create(&r->ctx, &co));
     if (make_comm(r) || open_data(r) || make_model_and_optim(r) || make_attacks(r) ||
-        make_tensors(r))
+        smooth_setup(r) || make_tensors(r))
         return 1;
     if (r->o.checkpoint_dir && mkdir(r->o.checkpoint_dir, 0755) != 0 && errno != EEXIST) {
         fprintf(stderr, "dat-train: --checkpoint-dir %s: %s\n", r->o.checkpoint_dir,
@@ -369,6 +370,7 @@ static void teardown(run *r)
     dat_quantizer_destroy(r->quant);
     dat_attack_destroy(r->attack);
     dat_attack_destroy(r->eval_attack);
+    smooth_free(r);
     dat_optim_destroy(r->optim);
     dat_model_destroy(r->model);
     dat_dataset_destroy(r->train);

@@ -38,7 +38,7 @@ static const char usage[] =
     "\n"
     "Attack (inner maximization)\n"
     "  --attack A           pgd | fgsm | trades | none                      [pgd]\n"
-    "  --eps E              l-inf radius                                    [0.1]\n"
+    "  --eps E              l-inf radius (l2 with --smooth-sigma)           [0.1]\n"
     "  --alpha A            step size; 0 = 2.5 eps / k (fgsm: 1.25 eps)      [0]\n"
     "  --steps K            PGD / TRADES steps                               [10]\n"
     "  --lambda L           weight of the clean loss (0 = Madry AT)          [0]\n"
@@ -319,6 +319,10 @@ static int finish(train_options *o)
     if (o->teacher && o->val_count)
         return bad("--val", NULL, "cannot be combined with pseudo-labeled data (the held-out "
                    "images would be pseudo-labeled ones)");
+    if (o->smooth_sigma > 0 && (strcmp(o->attack, "fgsm") == 0 ||
+                                strcmp(o->attack, "trades") == 0 || o->lambda > 0))
+        return bad("--smooth-sigma", NULL, "works with --attack pgd (SmoothAdv) or none "
+                   "(Gaussian augmentation), without --lambda");
     if (o->baseline) { /* Goyal et al.: linear scaling with warm-up, plain momentum SGD */
         o->optimizer = "momentum";
         o->lalr = 0;

@@ -19,6 +19,8 @@ typedef struct run {
     dat_optim *optim;
     dat_quantizer *quant;    /* NULL for 32 bits */
     dat_tensor *x, *x_adv, *y, *ex, *ey, *vx, *vy;
+    dat_attack *noise;       /* Smooth-AT: makes the noise copies (smooth.c); else NULL */
+    dat_tensor *xn, *yn;     /* Smooth-AT: noise_copies x batch copies and their labels */
     int64_t steps_per_epoch, start_epoch;
     int32_t eval_batch, val_batch;
     double best_ra;          /* best validation RA so far (-1: none yet) */

@@ -505,6 +505,102 @@ START_TEST(test_attack_misuse)
 }
 END_TEST
 
+/* Evaluation (dat_eval.h): statistics, smoothing, AutoAttack. */
+START_TEST(test_eval_misuse)
+{
+    double v;
+    ck_assert_dat_err(dat_stat_incbeta(1, 1, 0.5, NULL), DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_stat_incbeta(0, 1, 0.5, &v), DAT_ERR_INVALID_ARG, "a > 0");
+    ck_assert_dat_err(dat_stat_incbeta(1, 1, 1.5, &v), DAT_ERR_INVALID_ARG, "x");
+    ck_assert_dat_err(dat_stat_incbeta_inv(1, -1, 0.5, &v), DAT_ERR_INVALID_ARG, "b > 0");
+    ck_assert_dat_err(dat_stat_incbeta_inv(1, 1, NAN, &v), DAT_ERR_INVALID_ARG, "p");
+    ck_assert_dat_err(dat_stat_incbeta_inv(1, 1, 0.5, NULL), DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_stat_normal_quantile(-0.1, &v), DAT_ERR_INVALID_ARG, "p");
+    ck_assert_dat_err(dat_stat_normal_quantile(0.5, NULL), DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_stat_clopper_pearson_lower(5, 4, 0.01, &v), DAT_ERR_INVALID_ARG,
+                      "successes <= trials");
+    ck_assert_dat_err(dat_stat_clopper_pearson_lower(1, 4, 1.0, &v), DAT_ERR_INVALID_ARG, "alpha");
+    ck_assert_dat_err(dat_stat_clopper_pearson_lower(1, 4, 0.1, NULL), DAT_ERR_INVALID_ARG, "out");
+
+    dat_smooth_options so;
+    ck_assert_dat_err(dat_smooth_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
+    dat_smooth_options_init(&so);
+    so.n = 10;
+    so.n0 = 5;
+    dat_model *m;
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "mlp", NULL));
+    int64_t xs[4] = {2, 1, 28, 28}, ys[1] = {2};
+    dat_tensor *x, *y;
+    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
+    int32_t pred[2];
+    float radius[2];
+    ck_assert_dat_err(dat_smooth_predict(NULL, x, &so, pred), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_smooth_predict(m, NULL, &so, pred), DAT_ERR_INVALID_ARG, "x");
+    ck_assert_dat_err(dat_smooth_predict(m, x, &so, NULL), DAT_ERR_INVALID_ARG, "pred");
+    ck_assert_dat_err(dat_smooth_predict(m, f32, &so, pred), DAT_ERR_INVALID_ARG, "x must be");
+    ck_assert_dat_err(dat_smooth_certify(NULL, x, &so, pred, radius), DAT_ERR_INVALID_ARG,
+                      "model");
+    ck_assert_dat_err(dat_smooth_certify(m, NULL, &so, pred, radius), DAT_ERR_INVALID_ARG, "x");
+    ck_assert_dat_err(dat_smooth_certify(m, x, &so, NULL, radius), DAT_ERR_INVALID_ARG, "pred");
+    so.size = 4;
+    ck_assert_dat_err(dat_smooth_certify(m, x, &so, pred, radius), DAT_ERR_INVALID_ARG, "size");
+    dat_smooth_options_init(&so);
+    so.batch = 0;
+    ck_assert_dat_err(dat_smooth_certify(m, x, &so, pred, radius), DAT_ERR_INVALID_ARG, "batch");
+    int32_t lab[2] = {0, 1};
+    float radii[1] = {0};
+    double acc[1];
+    ck_assert_dat_err(dat_smooth_certified_accuracy(NULL, radius, lab, 2, radii, 1, acc),
+                      DAT_ERR_INVALID_ARG, "pred");
+    ck_assert_dat_err(dat_smooth_certified_accuracy(pred, NULL, lab, 2, radii, 1, acc),
+                      DAT_ERR_INVALID_ARG, "radius");
+    ck_assert_dat_err(dat_smooth_certified_accuracy(pred, radius, NULL, 2, radii, 1, acc),
+                      DAT_ERR_INVALID_ARG, "labels");
+    ck_assert_dat_err(dat_smooth_certified_accuracy(pred, radius, lab, 2, NULL, 1, acc),
+                      DAT_ERR_INVALID_ARG, "radii");
+    ck_assert_dat_err(dat_smooth_certified_accuracy(pred, radius, lab, 2, radii, 1, NULL),
+                      DAT_ERR_INVALID_ARG, "accuracy");
+    ck_assert_dat_err(dat_smooth_certified_accuracy(pred, radius, lab, 0, radii, 1, acc),
+                      DAT_ERR_INVALID_ARG, "count");
+
+    dat_autoattack_options ao;
+    ck_assert_dat_err(dat_autoattack_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
+    dat_autoattack_options_init(&ao);
+    int32_t outcome[2], robust;
+    ck_assert_dat_err(dat_eval_autoattack(NULL, x, y, &ao, NULL, outcome, &robust),
+                      DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_eval_autoattack(m, NULL, y, &ao, NULL, outcome, &robust),
+                      DAT_ERR_INVALID_ARG, "x");
+    ck_assert_dat_err(dat_eval_autoattack(m, x, NULL, &ao, NULL, outcome, &robust),
+                      DAT_ERR_INVALID_ARG, "y");
+    ck_assert_dat_err(dat_eval_autoattack(m, x, y, &ao, f32, outcome, &robust),
+                      DAT_ERR_INVALID_ARG, "x_adv");
+    ao.size = 2;
+    ck_assert_dat_err(dat_eval_autoattack(m, x, y, &ao, NULL, outcome, &robust),
+                      DAT_ERR_INVALID_ARG, "size");
+    dat_autoattack_options_init(&ao);
+    ao.eps = -1;
+    ck_assert_dat_err(dat_eval_autoattack(m, x, y, &ao, NULL, outcome, &robust),
+                      DAT_ERR_INVALID_ARG, "eps");
+    dat_autoattack_options_init(&ao);
+    ao.norm = (dat_norm)5;
+    ck_assert_dat_err(dat_eval_autoattack(m, x, y, &ao, NULL, outcome, &robust),
+                      DAT_ERR_INVALID_ARG, "norm");
+    dat_autoattack_options_init(&ao);
+    ao.apgd_steps = 0;
+    ck_assert_dat_err(dat_eval_autoattack(m, x, y, &ao, NULL, outcome, &robust),
+                      DAT_ERR_INVALID_ARG, "apgd_steps");
+    dat_autoattack_options_init(&ao);
+    ck_assert_dat_ok(dat_tensor_fill(y, 10));
+    ck_assert_dat_err(dat_eval_autoattack(m, x, y, &ao, NULL, outcome, &robust),
+                      DAT_ERR_INVALID_ARG, "outside [0, 10)");
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(y);
+    dat_model_destroy(m);
+}
+END_TEST
+
 START_TEST(test_quantizer_misuse)
 {
     ck_assert_dat_err(dat_quantizer_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
@@ -1060,6 +1156,7 @@ int main(void)
     tcase_add_test(tc, test_model_builder_misuse);
     tcase_add_test(tc, test_model_misuse);
     tcase_add_test(tc, test_attack_misuse);
+    tcase_add_test(tc, test_eval_misuse);
     tcase_add_test(tc, test_optim_misuse);
     tcase_add_test(tc, test_comm_model_misuse);
     tcase_add_test(tc, test_quantizer_misuse);
