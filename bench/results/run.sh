@@ -27,14 +27,14 @@ result() {
             continue
         fi
         rm -f "$out.metrics.jsonl"
+        # One thread per rank everywhere: 1-rank and 4-rank runs do the same work per
+        # process, and no OpenMP barrier spins on a core another job holds.
         local launch=("$train")
-        local threads=2
         if [ "$ranks" -gt 1 ]; then
             launch=(mpirun -np "$ranks" --oversubscribe --bind-to none "$train")
-            threads=1
         fi
         echo "$(date +%H:%M:%S) $name seed $seed ($ranks ranks)"
-        if "${launch[@]}" --threads "$threads" --progress none --seed "$seed" \
+        if "${launch[@]}" --threads 1 --progress none --seed "$seed" \
                 --metrics "$out.metrics.jsonl" "${@//\{seed\}/$seed}" >"$out.out" \
                 2>"$out.log"; then
             tail -n 1 "$out.out" >"$out.json"

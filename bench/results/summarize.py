@@ -17,7 +17,7 @@ TABLES = [
     ("(c) DAT-FGSM vs DAT-PGD, 4 ranks, LALR", ["dat-4rank-lalr-fgsm", "dat-4rank-lalr"]),
     ("(d) TRADES, 4 ranks, LALR: labeled part only vs with pseudo-labeled data",
      ["teacher", "trades-labeled", "trades-pseudo"]),
-    ("The main job's recipe at 12 000 training images: libdat vs PyTorch",
+    ("The main job's recipe at 6 000 training images: libdat vs PyTorch",
      ["main-recipe-libdat", "main-recipe-pytorch"]),
     ("Transfer: PGD-AT finetuning on classes 5-9",
      ["pretrain-robust", "pretrain-standard", "finetune-from-robust", "finetune-from-standard",

@@ -11,7 +11,7 @@
 set -euo pipefail
 source "$(dirname "$0")/run.sh"
 
-base=(--train-subset 8000 --steps 5 --batch 64 --eval-count 500 --eval-steps 20)
+base=(--train-subset 8000 --steps 3 --batch 64 --eval-count 500 --eval-steps 20)
 ckpt="$RESULTS/ckpt"
 
 for seed in ${1:-1 2 3}; do
