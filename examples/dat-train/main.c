@@ -105,9 +105,8 @@ static int open_data(run *r)
     return open_eval(r, &d, "validation data", &r->val, &r->val_batch);
 }
 
-static int make_model_and_optim(run *r)
+dat_status create_model(const run *r, dat_model **out)
 {
-    const train_options *o = &r->o;
     int32_t c, h, w, classes;
     dat_dataset_sample_shape(r->train, &c, &h, &w);
     dat_dataset_num_classes(r->train, &classes);
@@ -117,8 +116,24 @@ static int make_model_and_optim(run *r)
     mo.in_channels = c;
     mo.in_height = h;
     mo.in_width = w;
-    mo.init_seed = o->seed;
-    TRY_RUN("model", dat_model_create_preset(&r->model, r->ctx, o->model, &mo));
+    mo.init_seed = r->o.seed;
+    return dat_model_create_preset(out, r->ctx, r->o.model, &mo);
+}
+
+void attack_options(const run *r, dat_attack_options *a)
+{
+    dat_attack_options_init(a);
+    a->eps = r->o.eps;
+    a->alpha = r->o.alpha;
+    a->steps = r->o.steps;
+    a->seed = r->o.seed;
+    a->rank = r->rank;
+}
+
+static int make_model_and_optim(run *r)
+{
+    const train_options *o = &r->o;
+    TRY_RUN("model", create_model(r, &r->model));
     dat_optim_options p;
     dat_optim_options_init(&p);
     static const char *const kinds[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
@@ -155,12 +170,7 @@ static int make_attacks(run *r)
 {
     const train_options *o = &r->o;
     dat_attack_options a;
-    dat_attack_options_init(&a);
-    a.eps = o->eps;
-    a.alpha = o->alpha;
-    a.steps = o->steps;
-    a.seed = o->seed;
-    a.rank = r->rank;
+    attack_options(r, &a);
     if (strcmp(o->attack, "none") != 0) {
         a.kind = strcmp(o->attack, "fgsm") == 0     ? DAT_ATTACK_FGSM
                  : strcmp(o->attack, "trades") == 0 ? DAT_ATTACK_TRADES

@@ -39,6 +39,11 @@ int fail(const run *r, const char *what, dat_status s);
             return fail(r, (what), s_);    \
     } while (0)
 
+/* A model of --model for the training data's shape and classes, seeded by --seed. */
+dat_status create_model(const run *r, dat_model **out);
+/* The options every training attack shares: --eps, --alpha, --steps, --seed, the rank. */
+void attack_options(const run *r, dat_attack_options *a);
+
 /* One training epoch; *loss receives the mean training loss. */
 int train_epoch(run *r, int64_t epoch, double *loss);
 /* Clean and PGD robust accuracy over a dataset (rank 0), in batches of x and y. */
