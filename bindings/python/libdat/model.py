@@ -68,6 +68,15 @@ class Model(Handle):
         self._handle = handle
         ctx._adopt(self)
 
+    @classmethod
+    def _adopt_handle(cls, ctx: Context, handle) -> "Model":
+        """Wraps a dat_model made elsewhere (the builder), owning it from now on."""
+        m = cls.__new__(cls)
+        m._ctx = ctx
+        m._handle = handle
+        ctx._adopt(m)
+        return m
+
     def _flat(self, fn) -> Optional[Tensor]:
         h = c_tensor_p()
         check(fn(self.handle, ctypes.byref(h)))

@@ -28,6 +28,12 @@ class Schedule(IntEnum):
     ONECYCLE = 3
 
 
+class LrScaling(IntEnum):
+    NONE = 0
+    LINEAR = 1
+    SQRT = 2
+
+
 class Optimizer(Handle):
     """A dat_optim over a model (model=...) or over explicit segments
     (segments=[(offset, length, kind), ...]); keyword arguments are the fields of
