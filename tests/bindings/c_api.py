@@ -58,6 +58,23 @@ def _defines(text: str) -> dict[str, str]:
             re.finditer(r"#define\s+(\w+)\s+(\d+)\s*$", text, flags=re.M)}
 
 
+def enum_values(include: Path = INCLUDE) -> dict[str, dict[str, int]]:
+    """Enumerators of every public enum: {enum type: {NAME: value}} (all explicit)."""
+    out: dict[str, dict[str, int]] = {}
+    for p in sorted(include.glob("*.h")):
+        text = _strip_comments(p.read_text())
+        for m in re.finditer(r"typedef\s+enum\s+\w+\s*\{(.*?)\}\s*(\w+)\s*;", text, flags=re.S):
+            values = {}
+            for item in m.group(1).split(","):
+                item = item.strip()
+                if not item:
+                    continue
+                name, value = (x.strip() for x in item.split("="))
+                values[name] = int(value, 0)
+            out[m.group(2)] = values
+    return out
+
+
 def parse(include: Path = INCLUDE) -> tuple[dict[str, Function], dict[str, Struct], set[str]]:
     """(functions by name, structs by name, enum type names) of every public header."""
     functions: dict[str, Function] = {}
