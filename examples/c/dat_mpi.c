@@ -2,12 +2,14 @@
  * gradients and LAMB: one process per worker,
  *
  *     mpirun -np M dat_mpi [fashion-mnist folder] [images] [bits] [one-sided|two-sided]
+ *                          [weights.bin]
  *
  * Each rank trains on its own shard of the data (the data set splits it by
  * rank), makes PGD examples of its batches, computes its local gradient,
  * and the quantized all-reduce averages the gradients so that every rank
  * takes the same LAMB step. At the end the ranks compare a hash of their
- * weights: they must hold the same bits. */
+ * weights: they must hold the same bits, and rank 0 writes them to weights.bin
+ * if given (examples/python/train_dat.py runs the same loop from Python). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +151,13 @@ int main(int argc, char **argv)
                ranks, (long long)steps, bits,
                mode == DAT_QUANT_TWO_SIDED ? "two-sided" : "one-sided", loss, st.bytes_sent,
                same ? "identical" : "DIFFERENT");
+    if (rank == 0 && argc > 5) {
+        FILE *f = fopen(argv[5], "wb");
+        if (!f || fwrite(p, 1, n, f) != n || fclose(f) != 0) {
+            perror(argv[5]);
+            goto done;
+        }
+    }
     rc = same && steps > 0 ? 0 : 1;
 done:
     dat_tensor_destroy(y);
