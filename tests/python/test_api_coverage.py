@@ -156,3 +156,40 @@ def test_misc_entry_points():
     assert libdat.last_error() != ""
     libdat.clear_error()
     assert libdat.last_error() == ""
+
+
+ENUM_VALUES = c_api.enum_values()
+PY_ENUMS = [  # (Python enum, C enum, prefix of the C names)
+    (libdat.DType, "dat_dtype", "DAT_"), (libdat.Device, "dat_device_kind", "DAT_DEVICE_"),
+    (libdat.LogLevel, "dat_log_level", "DAT_LOG_"), (libdat.Mode, "dat_model_mode", "DAT_MODE_"),
+    (libdat.Reduction, "dat_reduction", "DAT_REDUCE_"),
+    (libdat.Objective, "dat_objective", "DAT_OBJECTIVE_"),
+    (libdat.SegmentKind, "dat_segment_kind", "DAT_SEGMENT_"),
+    (libdat.LayerKind, "dat_layer_kind", "DAT_LAYER_"),
+    (libdat.AttackKind, "dat_attack_kind", "DAT_ATTACK_"), (libdat.Norm, "dat_norm", "DAT_NORM_"),
+    (libdat.QuantNorm, "dat_quant_norm", "DAT_QUANT_NORM_"),
+    (libdat.QuantMode, "dat_quant_mode", "DAT_QUANT_"),
+    (libdat.OptimKind, "dat_optim_kind", "DAT_OPTIM_"),
+    (libdat.Schedule, "dat_schedule_kind", "DAT_SCHEDULE_"),
+    (libdat.LrScaling, "dat_lr_scaling", "DAT_LR_SCALING_"),
+    (libdat.DatasetFormat, "dat_dataset_format", "DAT_DATASET_"),
+    (libdat.Layout, "dat_dataset_layout", "DAT_LAYOUT_"),
+    (libdat.Part, "dat_dataset_part", "DAT_PART_"),
+]
+
+
+@pytest.mark.parametrize("py, c, prefix", PY_ENUMS, ids=[c for _, c, _ in PY_ENUMS])
+def test_enum_matches_header(py, c, prefix):
+    want = {k[len(prefix):]: v for k, v in ENUM_VALUES[c].items() if "FORCE_32BIT" not in k}
+    assert {m.name: m.value for m in py} == want
+
+
+def test_every_enum_is_mirrored():
+    assert sorted(c for _, c, _ in PY_ENUMS) + ["dat_status"] == sorted(ENUM_VALUES)
+
+
+def test_status_names_match_header():
+    from libdat.errors import STATUS_NAMES
+    want = {v: k for k, v in ENUM_VALUES["dat_status"].items()
+            if v != 0 and "FORCE" not in k}
+    assert STATUS_NAMES == want

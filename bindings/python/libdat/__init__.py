@@ -21,7 +21,7 @@ from .data import Dataset, DatasetFormat, Layout, Part
 from .errors import (CommError, DatError, FormatError, InvalidArgumentError, IOFailure,
                      NoDeviceError, NumericError, StateError, TimeoutFailure, UnsupportedError,
                      check)
-from .model import Mode, Model, Objective, Reduction
+from .model import Mode, Model, Objective, Reduction, SegmentKind
 from .optim import LrScaling, OptimKind, Optimizer, Schedule
 from .quant import QuantNorm, Quantizer
 from .tensor import DType, Tensor
@@ -31,7 +31,7 @@ __all__ = ["Context", "Device", "LogLevel", "DType", "Tensor", "DatError",
            "UnsupportedError", "IOFailure", "CommError", "TimeoutFailure", "StateError",
            "version", "version_number", "status_string", "last_error", "clear_error",
            "dtype_size", "dtype_name", "has_cuda", "cuda_device_count", "Model", "Mode",
-           "Objective", "Reduction", "ModelBuilder", "LayerKind", "Attack", "AttackKind",
+           "Objective", "Reduction", "SegmentKind", "ModelBuilder", "LayerKind", "Attack", "AttackKind",
            "Norm", "Optimizer", "OptimKind", "Schedule", "LrScaling", "Quantizer", "QuantNorm",
            "Comm", "CommStatistics", "QuantMode", "UniqueId", "Dataset", "DatasetFormat",
            "Layout", "Part", "Position", "save_checkpoint", "load_checkpoint", "check"]

@@ -26,6 +26,13 @@ class Reduction(IntEnum):
     SUM = 1
 
 
+class SegmentKind(IntEnum):
+    WEIGHT = 0
+    BIAS = 1
+    BN_WEIGHT = 2
+    BN_BIAS = 3
+
+
 class Objective(IntEnum):
     CE = 0
     KL = 1
@@ -107,7 +114,7 @@ class Model(Handle):
             s = Segment()
             s.size = ctypes.sizeof(Segment)
             check(lib.dat_model_segment(self.handle, i, ctypes.byref(s)))
-            out.append((s.name.decode(), s.offset, s.length, s.kind))
+            out.append((s.name.decode(), s.offset, s.length, SegmentKind(s.kind)))
         return out
 
     @property
