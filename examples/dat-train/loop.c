@@ -41,15 +41,21 @@ int train_epoch(run *r, int64_t epoch, double *loss)
         TRY_RUN("data", dat_dataset_next_batch(r->train, r->x, r->y, &count));
         if (count == 0)
             break;
-        const dat_tensor *input = r->x;
+        const dat_tensor *input = r->x, *labels = r->y;
         if (r->attack) { /* A1: the inner maximization, input gradients only */
             TRY_RUN("attack", dat_attack_perturb(r->attack, r->model, r->x, r->y, r->x_adv));
             input = r->x_adv;
         }
-        float l = 0; /* A2: the local gradient */
-        TRY_RUN("loss", dat_model_loss_backward(r->model, input, r->y, &lo, &l));
         int64_t step;
         dat_optim_get_step(r->optim, &step);
+        if (r->noise) { /* Smooth-AT: the loss of N Gaussian copies of each image */
+            dat_attack_set_step(r->noise, (uint64_t)step);
+            TRY_RUN("noise", dat_attack_gaussian_copies(r->noise, input, r->y, r->xn, r->yn));
+            input = r->xn;
+            labels = r->yn;
+        }
+        float l = 0; /* A2: the local gradient */
+        TRY_RUN("loss", dat_model_loss_backward(r->model, input, labels, &lo, &l));
         /* 3, A3, 4: (quantized) average over the workers */
         TRY_RUN("all-reduce", dat_comm_allreduce_grads(r->comm, r->model, r->quant, mode,
                                                        (uint64_t)step));
@@ -64,18 +70,18 @@ int train_epoch(run *r, int64_t epoch, double *loss)
     return 0;
 }
 
-int evaluate(run *r, dat_dataset *ds, double *ta, double *ra)
+int evaluate(run *r, dat_dataset *ds, dat_tensor *x, dat_tensor *y, double *ta, double *ra)
 {
     TRY_RUN("data", dat_dataset_set_epoch(ds, 0));
     int64_t clean = 0, robust = 0, seen = 0;
     for (;;) {
         int32_t count = 0;
-        TRY_RUN("data", dat_dataset_next_batch(ds, r->ex, r->ey, &count));
+        TRY_RUN("data", dat_dataset_next_batch(ds, x, y, &count));
         if (count == 0)
             break;
         int32_t c = 0, rb = 0;
-        TRY_RUN("evaluation", dat_eval_robust_accuracy(r->eval_attack, r->model, r->ex, r->ey, &c,
-                                                      &rb, NULL));
+        TRY_RUN("evaluation",
+                dat_eval_robust_accuracy(r->eval_attack, r->model, x, y, &c, &rb, NULL));
         clean += c;
         robust += rb;
         seen += count;
@@ -95,6 +101,12 @@ int save_checkpoint(run *r, const char *name, int64_t epochs)
     dat_optim_get_step(r->optim, &info.step);
     if (r->attack)
         dat_attack_get_step(r->attack, &info.attack_step);
-    TRY_RUN("checkpoint", dat_checkpoint_save(path, r->model, r->optim, &info, r->config));
+    /* The options, and the best validation RA so that a resumed run keeps it. */
+    char config[sizeof r->config + 64];
+    int n = snprintf(config, sizeof config, "%s", r->config);
+    if (r->val && n > 0 && config[n - 1] == '}')
+        snprintf(config + n - 1, sizeof config - (size_t)n + 1, ",\"best_val_ra\":%.17g}",
+                 r->best_ra);
+    TRY_RUN("checkpoint", dat_checkpoint_save(path, r->model, r->optim, &info, config));
     return 0;
 }

@@ -32,11 +32,13 @@ static const char usage[] =
     "                       resnet50                                  [cnn_small]\n"
     "  --init-from CKPT     start from a checkpoint; a classifier of another size\n"
     "                       is re-initialized (transfer learning)\n"
-    "  --freeze K           train only the last K parameter tensors          [0]\n"
+    "  --new-head           with --init-from: re-initialize the classifier even\n"
+    "                       when its size matches (a new task)\n"
+    "  --freeze K           train only the last K layers (0: all)             [0]\n"
     "\n"
     "Attack (inner maximization)\n"
     "  --attack A           pgd | fgsm | trades | none                      [pgd]\n"
-    "  --eps E              l-inf radius                                    [0.1]\n"
+    "  --eps E              l-inf radius (l2 with --smooth-sigma)           [0.1]\n"
     "  --alpha A            step size; 0 = 2.5 eps / k (fgsm: 1.25 eps)      [0]\n"
     "  --steps K            PGD / TRADES steps                               [10]\n"
     "  --lambda L           weight of the clean loss (0 = Madry AT)          [0]\n"
@@ -49,7 +51,7 @@ static const char usage[] =
     "  --lalr on|off        layer-wise adaptive rate (LARS / LAMB)          [off]\n"
     "  --c-l X, --c-u X     LALR trust-ratio clipping bounds             [0, 10]\n"
     "  --lr X               base learning rate                             [0.05]\n"
-    "  --head-lr X          learning rate of a re-initialized classifier  [= lr]\n"
+    "  --head-lr X          learning rate of the classifier (last layer) [= lr]\n"
     "  --momentum X         momentum / Adam beta1                           [0.9]\n"
     "  --weight-decay X                                                    [5e-4]\n"
     "  --schedule S         const | piecewise | cosine | onecycle     [piecewise]\n"
@@ -317,6 +319,10 @@ static int finish(train_options *o)
     if (o->teacher && o->val_count)
         return bad("--val", NULL, "cannot be combined with pseudo-labeled data (the held-out "
                    "images would be pseudo-labeled ones)");
+    if (o->smooth_sigma > 0 && (strcmp(o->attack, "fgsm") == 0 ||
+                                strcmp(o->attack, "trades") == 0 || o->lambda > 0))
+        return bad("--smooth-sigma", NULL, "works with --attack pgd (SmoothAdv) or none "
+                   "(Gaussian augmentation), without --lambda");
     if (o->baseline) { /* Goyal et al.: linear scaling with warm-up, plain momentum SGD */
         o->optimizer = "momentum";
         o->lalr = 0;
@@ -324,6 +330,8 @@ static int finish(train_options *o)
         if (o->warmup_epochs == 0)
             o->warmup_epochs = 5 < o->epochs ? 5 : o->epochs / 2.0f;
     }
+    if (o->new_head && !o->init_from)
+        return bad("--new-head", NULL, "needs --init-from CKPT");
     if (o->head_lr < 0)
         o->head_lr = o->lr;
     if (o->num_milestones == 0 && strcmp(o->schedule, "piecewise") == 0) {
@@ -347,8 +355,8 @@ int train_options_parse(train_options *o, int argc, char **argv)
             o->resume = 1;
             continue;
         }
-        if (strcmp(k, "--keep-best") == 0) {
-            o->keep_best = 1;
+        if (strcmp(k, "--keep-best") == 0 || strcmp(k, "--new-head") == 0) {
+            *(k[2] == 'k' ? &o->keep_best : &o->new_head) = 1;
             continue;
         }
         if (strncmp(k, "--", 2) != 0)
@@ -377,7 +385,7 @@ int train_options_json(const train_options *o, char *buf, size_t size)
         "\"gamma\":%g,\"lr_scaling\":\"%s\",\"ref_batch\":%d,\"baseline\":\"%s\",\"batch\":%d,"
         "\"epochs\":%d,\"bits\":%d,\"quant_mode\":\"%s\",\"bucket\":%d,\"seed\":%llu,"
         "\"train_subset\":%d,\"val\":%d,\"classes\":[%s],\"unlabeled\":%d,\"augment\":%d,"
-        "\"freeze\":%d}",
+        "\"freeze\":%d,\"new_head\":%d}",
         o->data_format, o->model, o->attack, (double)o->eps, (double)o->alpha, (int)o->steps,
         (double)o->lambda, (double)o->beta, (double)o->smooth_sigma, (int)o->noise_copies,
         o->optimizer, o->lalr, (double)o->c_l, (double)o->c_u, (double)o->lr,
@@ -385,6 +393,7 @@ int train_options_json(const train_options *o, char *buf, size_t size)
         (double)o->warmup_epochs, (double)o->gamma, o->lr_scaling, (int)o->ref_batch,
         o->baseline ? o->baseline : "", (int)o->batch, (int)o->epochs, (int)o->bits,
         o->quant_mode, (int)o->bucket, (unsigned long long)o->seed, (int)o->train_subset,
-        (int)o->val_count, classes, (int)o->unlabeled_count, o->augment, (int)o->freeze);
+        (int)o->val_count, classes, (int)o->unlabeled_count, o->augment, (int)o->freeze,
+        o->new_head);
     return n > 0 && (size_t)n < size ? 0 : -1;
 }

@@ -22,7 +22,8 @@ typedef struct train_options {
     /* model */
     const char *model;
     const char *init_from;     /* checkpoint to start from (transfer) */
-    int32_t freeze;            /* > 0: train only the last k parameter tensors */
+    int32_t freeze;            /* > 0: train only the last k layers */
+    int new_head;              /* re-initialize the classifier whatever its size */
     /* attack */
     const char *attack;        /* pgd | fgsm | trades | none */
     float eps, alpha, lambda, beta;

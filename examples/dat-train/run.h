@@ -18,9 +18,12 @@ typedef struct run {
     dat_attack *eval_attack; /* PGD-k of the robust accuracy */
     dat_optim *optim;
     dat_quantizer *quant;    /* NULL for 32 bits */
-    dat_tensor *x, *x_adv, *y, *ex, *ey;
+    dat_tensor *x, *x_adv, *y, *ex, *ey, *vx, *vy;
+    dat_attack *noise;       /* Smooth-AT: makes the noise copies (smooth.c); else NULL */
+    dat_tensor *xn, *yn;     /* Smooth-AT: noise_copies x batch copies and their labels */
     int64_t steps_per_epoch, start_epoch;
-    int32_t eval_batch;
+    int32_t eval_batch, val_batch;
+    double best_ra;          /* best validation RA so far (-1: none yet) */
     double train_seconds, train_images;
     FILE *metrics;
 } run;
@@ -38,8 +41,8 @@ int fail(const run *r, const char *what, dat_status s);
 
 /* One training epoch; *loss receives the mean training loss. */
 int train_epoch(run *r, int64_t epoch, double *loss);
-/* Clean and PGD robust accuracy over a dataset (rank 0). */
-int evaluate(run *r, dat_dataset *ds, double *ta, double *ra);
+/* Clean and PGD robust accuracy over a dataset (rank 0), in batches of x and y. */
+int evaluate(run *r, dat_dataset *ds, dat_tensor *x, dat_tensor *y, double *ta, double *ra);
 /* Writes <dir>/<name> with the run's position after `epochs` epochs. */
 int save_checkpoint(run *r, const char *name, int64_t epochs);
 

@@ -14,6 +14,7 @@
 #include "dat_segment.h"
 #include "dat_model.h"
 #include "dat_attack.h"
+#include "dat_eval.h"
 #include "dat_quant.h"
 #include "dat_comm.h"
 #include "dat_optim.h"

@@ -353,6 +353,22 @@ DAT_API dat_status dat_model_num_segments(const dat_model *model, int32_t *count
 DAT_API dat_status dat_model_segment(const dat_model *model, int32_t index, dat_segment *seg);
 
 /**
+ * @brief Number of layers with parameters. A layer is a PyTorch module: the
+ *        consecutive segments whose names share the part before the last '.'
+ *        ("net.6.weight" and "net.6.bias" form layer "net.6"). The last layer
+ *        is the classifier (the head of transfer learning).
+ */
+DAT_API dat_status dat_model_num_layers(const dat_model *model, int32_t *count);
+
+/**
+ * @brief The segments of layer @p layer (0 <= layer < dat_model_num_layers()):
+ *        @p first_segment and the @p num_segments that follow it.
+ * @return DAT_ERR_INVALID_ARG for a layer out of range.
+ */
+DAT_API dat_status dat_model_layer_segments(const dat_model *model, int32_t layer,
+                                            int32_t *first_segment, int32_t *num_segments);
+
+/**
  * @brief Writes the model's state_dict to a safetensors file.
  *
  * Every parameter, and each batch-norm layer's running_mean, running_var and
@@ -365,12 +381,32 @@ DAT_API dat_status dat_model_segment(const dat_model *model, int32_t index, dat_
  */
 DAT_API dat_status dat_model_save(dat_model *model, const char *path);
 
+/** @brief When dat_model_load() leaves the classifier as the model initialized
+ *         it (transfer learning). Values are fixed. */
+typedef enum dat_reinit_head {
+    DAT_REINIT_HEAD_NEVER = 0,         /**< every tensor comes from the file */
+    DAT_REINIT_HEAD_IF_MISMATCHED = 1, /**< when a classifier tensor is missing or has another
+                                            shape (another number of classes) */
+    DAT_REINIT_HEAD_ALWAYS = 2,        /**< always (a new task with as many classes) */
+    DAT_REINIT_HEAD_FORCE_32BIT = 0x7fffffff
+} dat_reinit_head;
+
 /** @brief Options of dat_model_load(); fill with dat_model_load_options_init(). */
 typedef struct dat_model_load_options {
     uint32_t size;              /**< set by dat_model_load_options_init() */
     int32_t ignore_unexpected;  /**< 1: tensors the model lacks are ignored; 0 (default):
                                      refused, except optimizer / trainer state
                                      ("optim.*", "train.*") */
+    /* Appended later: callers built against the shorter struct pass its smaller size. */
+    dat_reinit_head reinit_head; /**< when the classifier (the last layer, see
+                                     dat_model_num_layers()) keeps the model's own values, as
+                                     initialized, instead of the file's; every other tensor
+                                     must still match. Default DAT_REINIT_HEAD_NEVER. */
+    /** Called once per tensor of the model (parameters, then BN buffers) after a
+     *  successful load, with loaded = 1 when it came from the file and 0 when the
+     *  model kept its own; NULL (default) for no report. */
+    void (*on_tensor)(const char *name, int32_t loaded, void *user);
+    void *user;                 /**< passed to on_tensor */
 } dat_model_load_options;
 
 /**

@@ -103,7 +103,8 @@ typedef struct dat_optim_options {
     int64_t warmup_steps;          /**< default 0 */
     int64_t total_steps;           /**< COSINE and ONECYCLE: length of the run */
     int32_t num_milestones;        /**< PIECEWISE: 0 .. DAT_OPTIM_MAX_MILESTONES */
-    int64_t milestones[DAT_OPTIM_MAX_MILESTONES]; /**< increasing steps */
+    int64_t milestones[DAT_OPTIM_MAX_MILESTONES]; /**< non-decreasing steps (a repeated one
+                                                       applies gamma twice there) */
     float gamma;                   /**< PIECEWISE decay factor; default 0.1 */
     dat_lr_scaling scaling;        /**< default DAT_LR_SCALING_NONE */
     int64_t global_batch;          /**< with scaling: M x per-worker batch */
@@ -171,6 +172,21 @@ DAT_API dat_status dat_optim_step(dat_optim *optim, dat_tensor *params, const da
  * @return DAT_OK; otherwise as dat_optim_step().
  */
 DAT_API dat_status dat_optim_step_model(dat_optim *optim, dat_model *model);
+
+/**
+ * @brief Scales the learning rate of segments [@p first_segment,
+ *        @p first_segment + @p count) by @p scale (default 1 for every
+ *        segment): a separate rate for a new classifier, or 0 to freeze. A
+ *        frozen segment is skipped by every step: its parameters and moments
+ *        stay bit-identical (BN running statistics are the model's, not the
+ *        optimizer's: they still follow the data in train mode, as in
+ *        PyTorch). The scales are configuration, not state: they are not
+ *        saved by dat_optim_state_save(); set them again after a resume.
+ * @return DAT_ERR_INVALID_ARG for a range outside the segments or a scale
+ *         that is negative or not finite; nothing changes then.
+ */
+DAT_API dat_status dat_optim_set_lr_scale(dat_optim *optim, int32_t first_segment, int32_t count,
+                                          float scale);
 
 /**
  * @brief The learning rate the next step will use (schedule and scaling applied).

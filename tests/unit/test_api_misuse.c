@@ -296,6 +296,17 @@ START_TEST(test_model_misuse)
     ck_assert_dat_err(dat_model_segment(m, 6, &seg), DAT_ERR_INVALID_ARG, "index = 6");
     seg.size = 2;
     ck_assert_dat_err(dat_model_segment(m, 0, &seg), DAT_ERR_INVALID_ARG, "size");
+    int32_t first;
+    ck_assert_dat_err(dat_model_num_layers(NULL, &count), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_model_num_layers(m, NULL), DAT_ERR_INVALID_ARG, "count");
+    ck_assert_dat_err(dat_model_layer_segments(NULL, 0, &first, &count), DAT_ERR_INVALID_ARG,
+                      "model");
+    ck_assert_dat_err(dat_model_layer_segments(m, 0, NULL, &count), DAT_ERR_INVALID_ARG,
+                      "first_segment");
+    ck_assert_dat_err(dat_model_layer_segments(m, 0, &first, NULL), DAT_ERR_INVALID_ARG,
+                      "num_segments");
+    ck_assert_dat_err(dat_model_layer_segments(m, -1, &first, &count), DAT_ERR_INVALID_ARG,
+                      "layer = -1");
 
     dat_model_load_options lopts;
     ck_assert_dat_err(dat_model_load_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
@@ -491,6 +502,102 @@ START_TEST(test_attack_misuse)
     dat_model_destroy(m);
     dat_attack_destroy(a);
     dat_attack_destroy(NULL);
+}
+END_TEST
+
+/* Evaluation (dat_eval.h): statistics, smoothing, AutoAttack. */
+START_TEST(test_eval_misuse)
+{
+    double v;
+    ck_assert_dat_err(dat_stat_incbeta(1, 1, 0.5, NULL), DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_stat_incbeta(0, 1, 0.5, &v), DAT_ERR_INVALID_ARG, "a > 0");
+    ck_assert_dat_err(dat_stat_incbeta(1, 1, 1.5, &v), DAT_ERR_INVALID_ARG, "x");
+    ck_assert_dat_err(dat_stat_incbeta_inv(1, -1, 0.5, &v), DAT_ERR_INVALID_ARG, "b > 0");
+    ck_assert_dat_err(dat_stat_incbeta_inv(1, 1, NAN, &v), DAT_ERR_INVALID_ARG, "p");
+    ck_assert_dat_err(dat_stat_incbeta_inv(1, 1, 0.5, NULL), DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_stat_normal_quantile(-0.1, &v), DAT_ERR_INVALID_ARG, "p");
+    ck_assert_dat_err(dat_stat_normal_quantile(0.5, NULL), DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_stat_clopper_pearson_lower(5, 4, 0.01, &v), DAT_ERR_INVALID_ARG,
+                      "successes <= trials");
+    ck_assert_dat_err(dat_stat_clopper_pearson_lower(1, 4, 1.0, &v), DAT_ERR_INVALID_ARG, "alpha");
+    ck_assert_dat_err(dat_stat_clopper_pearson_lower(1, 4, 0.1, NULL), DAT_ERR_INVALID_ARG, "out");
+
+    dat_smooth_options so;
+    ck_assert_dat_err(dat_smooth_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
+    dat_smooth_options_init(&so);
+    so.n = 10;
+    so.n0 = 5;
+    dat_model *m;
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "mlp", NULL));
+    int64_t xs[4] = {2, 1, 28, 28}, ys[1] = {2};
+    dat_tensor *x, *y;
+    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
+    int32_t pred[2];
+    float radius[2];
+    ck_assert_dat_err(dat_smooth_predict(NULL, x, &so, pred), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_smooth_predict(m, NULL, &so, pred), DAT_ERR_INVALID_ARG, "x");
+    ck_assert_dat_err(dat_smooth_predict(m, x, &so, NULL), DAT_ERR_INVALID_ARG, "pred");
+    ck_assert_dat_err(dat_smooth_predict(m, f32, &so, pred), DAT_ERR_INVALID_ARG, "x must be");
+    ck_assert_dat_err(dat_smooth_certify(NULL, x, &so, pred, radius), DAT_ERR_INVALID_ARG,
+                      "model");
+    ck_assert_dat_err(dat_smooth_certify(m, NULL, &so, pred, radius), DAT_ERR_INVALID_ARG, "x");
+    ck_assert_dat_err(dat_smooth_certify(m, x, &so, NULL, radius), DAT_ERR_INVALID_ARG, "pred");
+    so.size = 4;
+    ck_assert_dat_err(dat_smooth_certify(m, x, &so, pred, radius), DAT_ERR_INVALID_ARG, "size");
+    dat_smooth_options_init(&so);
+    so.batch = 0;
+    ck_assert_dat_err(dat_smooth_certify(m, x, &so, pred, radius), DAT_ERR_INVALID_ARG, "batch");
+    int32_t lab[2] = {0, 1};
+    float radii[1] = {0};
+    double acc[1];
+    ck_assert_dat_err(dat_smooth_certified_accuracy(NULL, radius, lab, 2, radii, 1, acc),
+                      DAT_ERR_INVALID_ARG, "pred");
+    ck_assert_dat_err(dat_smooth_certified_accuracy(pred, NULL, lab, 2, radii, 1, acc),
+                      DAT_ERR_INVALID_ARG, "radius");
+    ck_assert_dat_err(dat_smooth_certified_accuracy(pred, radius, NULL, 2, radii, 1, acc),
+                      DAT_ERR_INVALID_ARG, "labels");
+    ck_assert_dat_err(dat_smooth_certified_accuracy(pred, radius, lab, 2, NULL, 1, acc),
+                      DAT_ERR_INVALID_ARG, "radii");
+    ck_assert_dat_err(dat_smooth_certified_accuracy(pred, radius, lab, 2, radii, 1, NULL),
+                      DAT_ERR_INVALID_ARG, "accuracy");
+    ck_assert_dat_err(dat_smooth_certified_accuracy(pred, radius, lab, 0, radii, 1, acc),
+                      DAT_ERR_INVALID_ARG, "count");
+
+    dat_autoattack_options ao;
+    ck_assert_dat_err(dat_autoattack_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
+    dat_autoattack_options_init(&ao);
+    int32_t outcome[2], robust;
+    ck_assert_dat_err(dat_eval_autoattack(NULL, x, y, &ao, NULL, outcome, &robust),
+                      DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_eval_autoattack(m, NULL, y, &ao, NULL, outcome, &robust),
+                      DAT_ERR_INVALID_ARG, "x");
+    ck_assert_dat_err(dat_eval_autoattack(m, x, NULL, &ao, NULL, outcome, &robust),
+                      DAT_ERR_INVALID_ARG, "y");
+    ck_assert_dat_err(dat_eval_autoattack(m, x, y, &ao, f32, outcome, &robust),
+                      DAT_ERR_INVALID_ARG, "x_adv");
+    ao.size = 2;
+    ck_assert_dat_err(dat_eval_autoattack(m, x, y, &ao, NULL, outcome, &robust),
+                      DAT_ERR_INVALID_ARG, "size");
+    dat_autoattack_options_init(&ao);
+    ao.eps = -1;
+    ck_assert_dat_err(dat_eval_autoattack(m, x, y, &ao, NULL, outcome, &robust),
+                      DAT_ERR_INVALID_ARG, "eps");
+    dat_autoattack_options_init(&ao);
+    ao.norm = (dat_norm)5;
+    ck_assert_dat_err(dat_eval_autoattack(m, x, y, &ao, NULL, outcome, &robust),
+                      DAT_ERR_INVALID_ARG, "norm");
+    dat_autoattack_options_init(&ao);
+    ao.apgd_steps = 0;
+    ck_assert_dat_err(dat_eval_autoattack(m, x, y, &ao, NULL, outcome, &robust),
+                      DAT_ERR_INVALID_ARG, "apgd_steps");
+    dat_autoattack_options_init(&ao);
+    ck_assert_dat_ok(dat_tensor_fill(y, 10));
+    ck_assert_dat_err(dat_eval_autoattack(m, x, y, &ao, NULL, outcome, &robust),
+                      DAT_ERR_INVALID_ARG, "outside [0, 10)");
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(y);
+    dat_model_destroy(m);
 }
 END_TEST
 
@@ -912,7 +1019,7 @@ START_TEST(test_optim_misuse)
         const char *field, *needle;
     } bad[] = {{"lr", "lr"},         {"clcu", "c_l <= c_u"}, {"beta1", "[0, 1)"},
                {"beta2", "[0, 1)"},  {"kind", "kind"},       {"eps", "eps"},
-               {"wd", "weight_decay"}, {"sched", "schedule"}, {"miles", "increase"},
+               {"wd", "weight_decay"}, {"sched", "schedule"}, {"miles", "decrease"},
                {"cos", "total_steps"}, {"scale", "global_batch"}, {"size", "size"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
         dat_optim_options_init(&o);
@@ -925,7 +1032,7 @@ START_TEST(test_optim_misuse)
         if (!strcmp(f, "eps")) o.eps = 0.0f;
         if (!strcmp(f, "wd")) o.weight_decay = NAN;
         if (!strcmp(f, "sched")) o.schedule = (dat_schedule_kind)8;
-        if (!strcmp(f, "miles")) { o.num_milestones = 2; o.milestones[0] = 5; o.milestones[1] = 5; }
+        if (!strcmp(f, "miles")) { o.num_milestones = 2; o.milestones[0] = 5; o.milestones[1] = 4; }
         if (!strcmp(f, "cos")) { o.schedule = DAT_SCHEDULE_COSINE; o.total_steps = 0; }
         if (!strcmp(f, "scale")) o.scaling = DAT_LR_SCALING_LINEAR;
         if (!strcmp(f, "size")) o.size = 2;
@@ -960,6 +1067,9 @@ START_TEST(test_optim_misuse)
     ck_assert_dat_err(dat_optim_get_step(opt, NULL), DAT_ERR_INVALID_ARG, "step");
     ck_assert_dat_err(dat_optim_set_step(NULL, 0), DAT_ERR_INVALID_ARG, "optim");
     ck_assert_dat_err(dat_optim_set_step(opt, -1), DAT_ERR_INVALID_ARG, ">= 0");
+    ck_assert_dat_err(dat_optim_set_lr_scale(NULL, 0, 1, 1.0f), DAT_ERR_INVALID_ARG, "optim");
+    ck_assert_dat_err(dat_optim_set_lr_scale(opt, -1, 1, 1.0f), DAT_ERR_INVALID_ARG, "[-1");
+    ck_assert_dat_err(dat_optim_set_lr_scale(opt, 0, 1, INFINITY), DAT_ERR_INVALID_ARG, "finite");
     ck_assert_dat_err(dat_optim_state_size(NULL, &bytes), DAT_ERR_INVALID_ARG, "optim");
     ck_assert_dat_err(dat_optim_state_size(opt, NULL), DAT_ERR_INVALID_ARG, "bytes");
     ck_assert_dat_ok(dat_optim_state_size(opt, &bytes));
@@ -1046,6 +1156,7 @@ int main(void)
     tcase_add_test(tc, test_model_builder_misuse);
     tcase_add_test(tc, test_model_misuse);
     tcase_add_test(tc, test_attack_misuse);
+    tcase_add_test(tc, test_eval_misuse);
     tcase_add_test(tc, test_optim_misuse);
     tcase_add_test(tc, test_comm_model_misuse);
     tcase_add_test(tc, test_quantizer_misuse);

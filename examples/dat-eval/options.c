@@ -1,0 +1,260 @@
+#include "options.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libdat/dat.h>
+
+static const char usage[] =
+    "usage: dat-eval --checkpoint FILE [OPTIONS]\n"
+    "\n"
+    "Evaluates a model trained with dat-train (or a PyTorch state_dict of a preset,\n"
+    "as safetensors) on a test set: clean accuracy, PGD-k, AutoAttack (Croce & Hein\n"
+    "2020) and randomized-smoothing certification (Cohen et al. 2019).\n"
+    "\n"
+    "Model and data\n"
+    "  --checkpoint FILE    safetensors of the model (required)\n"
+    "  --model NAME         mlp | cnn_small | preact_resnet18 | wrn_28_10 |\n"
+    "                       resnet50                                  [cnn_small]\n"
+    "  --data-format F      idx | cifar10 | npy                             [idx]\n"
+    "  --data DIR           folder of the test files\n"
+    "                       [/usr/share/datasets/fashion-mnist]\n"
+    "  --npy-images F, --npy-labels F   test set as .npy (with --data-format npy)\n"
+    "  --count N            evaluate the first N test images (0: all)        [0]\n"
+    "  --batch N            images per batch                               [500]\n"
+    "\n"
+    "Evaluations\n"
+    "  --eval LIST          of ta, pgd, aa, certify                  [ta,pgd,aa]\n"
+    "  --norm N             linf | l2 (PGD and AutoAttack)                [linf]\n"
+    "  --eps E              radius                                         [0.1]\n"
+    "  --pgd-steps K        PGD-K, step 2.5 eps / K, random start           [20]\n"
+    "  --pgd-restarts R                                                      [1]\n"
+    "  --attacks LIST       AutoAttack's attacks, of apgd-ce, apgd-t, fab-t,\n"
+    "                       square                                  [all four]\n"
+    "  --apgd-steps K                                                      [100]\n"
+    "  --targets N          APGD-T / FAB-T target classes                    [9]\n"
+    "  --fab-steps K                                                       [100]\n"
+    "  --square-queries Q                                                 [5000]\n"
+    "  --sigma S            smoothing noise std                           [0.25]\n"
+    "  --n0 N               CERTIFY's selection samples                    [100]\n"
+    "  --n N                CERTIFY's estimation samples                [100000]\n"
+    "  --alpha A            failure probability                         [0.001]\n"
+    "  --cert-batch N       noisy copies per forward pass                 [1000]\n"
+    "  --radii LIST         certified accuracy at these l2 radii\n"
+    "                                                 [0,0.25,0.5,0.75,1,1.25,1.5]\n"
+    "\n"
+    "Run\n"
+    "  --seed N             key of every random draw                         [0]\n"
+    "  --threads N          compute threads (0 = all cores)                  [0]\n"
+    "  --json FILE          also write the result to FILE\n"
+    "  --per-sample on|off  per-sample results in the JSON                 [off]\n"
+    "  --progress P         auto | bar | lines | none                     [auto]\n"
+    "  --help               this text\n"
+    "\n"
+    "The last line printed is the JSON result (accuracies are fractions).\n";
+
+static void defaults(eval_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->model = "cnn_small";
+    o->ta = o->pgd = o->aa = 1;
+    o->data_format = "idx";
+    o->data_dir = "/usr/share/datasets/fashion-mnist";
+    o->batch = 500;
+    o->norm = "linf";
+    o->eps = 0.1f;
+    o->pgd_steps = 20;
+    o->pgd_restarts = 1;
+    o->attacks = DAT_AA_STANDARD;
+    o->apgd_steps = 100;
+    o->targets = 9;
+    o->fab_steps = 100;
+    o->square_queries = 5000;
+    o->sigma = 0.25f;
+    o->n0 = 100;
+    o->n = 100000;
+    o->alpha = 0.001f;
+    o->cert_batch = 1000;
+    static const float radii[] = {0, 0.25f, 0.5f, 0.75f, 1.0f, 1.25f, 1.5f};
+    memcpy(o->radii, radii, sizeof radii);
+    o->num_radii = 7;
+    o->progress = "auto";
+}
+
+static int bad(const char *opt, const char *val, const char *why)
+{
+    fprintf(stderr, "dat-eval: %s %s: %s (see --help)\n", opt, val ? val : "", why);
+    return -1;
+}
+
+static int parse_int(const char *opt, const char *v, long lo, long hi, int32_t *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || end == v || x < lo || x > hi) {
+        char why[96];
+        snprintf(why, sizeof why, "expected an integer in [%ld, %ld]", lo, hi);
+        return bad(opt, v, why);
+    }
+    *out = (int32_t)x;
+    return 0;
+}
+
+/* A number in (lo, hi) when open, else [lo, hi]. */
+static int parse_float(const char *opt, const char *v, double lo, double hi, int open,
+                       float *out)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    int in = open ? x > lo && x < hi : x >= lo && x <= hi;
+    if (errno || *end || end == v || !in) {
+        char why[96];
+        snprintf(why, sizeof why, "expected a number in %c%g, %g%c", open ? '(' : '[', lo, hi,
+                 open ? ')' : ']');
+        return bad(opt, v, why);
+    }
+    *out = (float)x;
+    return 0;
+}
+
+static int parse_choice(const char *opt, const char *v, const char *const *choices,
+                        const char **out)
+{
+    for (int i = 0; choices[i]; ++i)
+        if (strcmp(v, choices[i]) == 0) {
+            *out = choices[i];
+            return 0;
+        }
+    return bad(opt, v, "not one of the listed values");
+}
+
+/* Comma-separated names: the index of each in `names` sets bit index of *bits. */
+static int parse_set(const char *opt, const char *v, const char *const *names, uint32_t *bits)
+{
+    *bits = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", v);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        int found = -1;
+        for (int i = 0; names[i]; ++i)
+            if (strcmp(t, names[i]) == 0)
+                found = i;
+        if (found < 0)
+            return bad(opt, t, "not one of the listed values");
+        *bits |= 1u << found;
+    }
+    return *bits ? 0 : bad(opt, v, "empty list");
+}
+
+static int parse_radii(const char *opt, const char *v, eval_options *o)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", v);
+    o->num_radii = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (o->num_radii == MAX_RADII)
+            return bad(opt, v, "too many radii");
+        if (parse_float(opt, t, 0, 1e6, 0, &o->radii[o->num_radii++]))
+            return -1;
+    }
+    return o->num_radii ? 0 : bad(opt, v, "empty list");
+}
+
+static const char *const formats[] = {"idx", "cifar10", "npy", NULL};
+static const char *const models[] = {"mlp", "cnn_small", "preact_resnet18", "wrn_28_10",
+                                     "resnet50", NULL};
+static const char *const evals[] = {"ta", "pgd", "aa", "certify", NULL};
+static const char *const aa_names[] = {"apgd-ce", "apgd-t", "fab-t", "square", NULL};
+static const char *const norms[] = {"linf", "l2", NULL};
+static const char *const progresses[] = {"auto", "bar", "lines", "none", NULL};
+static const char *const onoff[] = {"off", "on", NULL};
+
+static int parse_one(eval_options *o, const char *k, const char *v)
+{
+#define IS(name) (strcmp(k, name) == 0)
+    if (IS("--checkpoint")) return (o->checkpoint = v, 0);
+    if (IS("--model")) return parse_choice(k, v, models, &o->model);
+    if (IS("--data-format")) return parse_choice(k, v, formats, &o->data_format);
+    if (IS("--data")) return (o->data_dir = v, 0);
+    if (IS("--npy-images")) return (o->npy_images = v, 0);
+    if (IS("--npy-labels")) return (o->npy_labels = v, 0);
+    if (IS("--count")) return parse_int(k, v, 0, INT_MAX, &o->count);
+    if (IS("--batch")) return parse_int(k, v, 1, 1 << 20, &o->batch);
+    if (IS("--eval")) {
+        uint32_t bits;
+        if (parse_set(k, v, evals, &bits))
+            return -1;
+        o->ta = bits & 1, o->pgd = (bits >> 1) & 1, o->aa = (bits >> 2) & 1;
+        o->certify = (bits >> 3) & 1;
+        return 0;
+    }
+    if (IS("--norm")) return parse_choice(k, v, norms, &o->norm);
+    if (IS("--eps")) return parse_float(k, v, 0, 1e6, 0, &o->eps);
+    if (IS("--pgd-steps")) return parse_int(k, v, 1, 100000, &o->pgd_steps);
+    if (IS("--pgd-restarts")) return parse_int(k, v, 1, 10000, &o->pgd_restarts);
+    if (IS("--attacks")) return parse_set(k, v, aa_names, &o->attacks);
+    if (IS("--apgd-steps")) return parse_int(k, v, 1, 100000, &o->apgd_steps);
+    if (IS("--targets")) return parse_int(k, v, 1, 999, &o->targets);
+    if (IS("--fab-steps")) return parse_int(k, v, 1, 100000, &o->fab_steps);
+    if (IS("--square-queries")) return parse_int(k, v, 1, 10000000, &o->square_queries);
+    if (IS("--sigma")) return parse_float(k, v, 0, 1e6, 1, &o->sigma);
+    if (IS("--n0")) return parse_int(k, v, 1, INT_MAX, &o->n0);
+    if (IS("--n")) return parse_int(k, v, 1, INT_MAX, &o->n);
+    if (IS("--alpha")) return parse_float(k, v, 0, 1, 1, &o->alpha);
+    if (IS("--cert-batch")) return parse_int(k, v, 1, 1000000, &o->cert_batch);
+    if (IS("--radii")) return parse_radii(k, v, o);
+    if (IS("--seed")) {
+        int32_t s;
+        int r = parse_int(k, v, 0, INT_MAX, &s);
+        o->seed = (uint64_t)s;
+        return r;
+    }
+    if (IS("--threads")) return parse_int(k, v, 0, 4096, &o->threads);
+    if (IS("--json")) return (o->json = v, 0);
+    if (IS("--per-sample")) {
+        const char *c;
+        if (parse_choice(k, v, onoff, &c))
+            return -1;
+        o->per_sample = strcmp(c, "on") == 0;
+        return 0;
+    }
+    if (IS("--progress")) return parse_choice(k, v, progresses, &o->progress);
+#undef IS
+    return bad(k, NULL, "unknown option");
+}
+
+static int finish(const eval_options *o)
+{
+    if (!o->checkpoint)
+        return bad("--checkpoint", NULL, "is required");
+    if (o->certify && o->n0 > o->n)
+        return bad("--n0", NULL, "must not exceed --n");
+    if (strcmp(o->data_format, "npy") == 0 && (!o->npy_images || !o->npy_labels))
+        return bad("--data-format", "npy", "needs --npy-images and --npy-labels");
+    return 0;
+}
+
+int eval_options_parse(eval_options *o, int argc, char **argv)
+{
+    defaults(o);
+    for (int i = 1; i < argc; ++i) {
+        const char *k = argv[i];
+        if (strcmp(k, "--help") == 0 || strcmp(k, "-h") == 0) {
+            fputs(usage, stdout);
+            return 1;
+        }
+        if (strncmp(k, "--", 2) != 0)
+            return bad(k, NULL, "expected an option starting with --");
+        if (i + 1 >= argc)
+            return bad(k, NULL, "needs a value");
+        if (parse_one(o, k, argv[++i]) != 0)
+            return -1;
+    }
+    return finish(o);
+}

@@ -1,0 +1,42 @@
+#include <stdio.h>
+
+#include "smooth.h"
+
+int smooth_setup(run *r)
+{
+    const train_options *o = &r->o;
+    if (o->smooth_sigma <= 0)
+        return 0;
+    dat_attack_options a;
+    dat_attack_options_init(&a);
+    a.eps = o->eps;
+    a.alpha = o->alpha;
+    a.steps = o->steps;
+    a.seed = o->seed;
+    a.rank = r->rank;
+    a.sigma = o->smooth_sigma;
+    a.noise_samples = o->noise_copies;
+    if (r->attack) { /* --attack pgd (options.c refuses the others) */
+        dat_attack_destroy(r->attack);
+        r->attack = NULL;
+        a.kind = DAT_ATTACK_SMOOTH_PGD;
+        TRY_RUN("smoothed attack", dat_attack_create(&r->attack, r->ctx, &a));
+    }
+    a.kind = DAT_ATTACK_PGD; /* only its Gaussian copies are used */
+    a.seed = o->seed + 7919;
+    TRY_RUN("noise copies", dat_attack_create(&r->noise, r->ctx, &a));
+    int32_t c, h, w;
+    dat_dataset_sample_shape(r->train, &c, &h, &w);
+    int64_t rows = (int64_t)o->batch * o->noise_copies;
+    int64_t xs[4] = {rows, c, h, w}, ys[1] = {rows};
+    TRY_RUN("tensors", dat_tensor_create(&r->xn, r->ctx, DAT_FLOAT32, 4, xs));
+    TRY_RUN("tensors", dat_tensor_create(&r->yn, r->ctx, DAT_INT32, 1, ys));
+    return 0;
+}
+
+void smooth_free(run *r)
+{
+    dat_attack_destroy(r->noise);
+    dat_tensor_destroy(r->xn);
+    dat_tensor_destroy(r->yn);
+}
