@@ -94,6 +94,12 @@ def parse(include: Path = INCLUDE) -> tuple[dict[str, Function], dict[str, Struc
                 line = line.strip()
                 if not line:
                     continue
+                fp = re.fullmatch(r"(.+?)\(\s*\*\s*(\w+)\s*\)\s*\((.*)\)", line, flags=re.S)
+                if fp:  # a function pointer: "fn(ret; type, type, ...)"
+                    args = [_split_decl(a, defines)[0] for a in fp.group(3).split(",")]
+                    s.fields.append((f"fn({_norm(fp.group(1))}; {', '.join(args)})",
+                                     fp.group(2)))
+                    continue
                 first, *more = [x.strip() for x in line.split(",")]
                 t, name = _split_decl(first, defines)
                 s.fields.append((t, name))

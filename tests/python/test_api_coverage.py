@@ -25,6 +25,8 @@ OPAQUE = {"dat_ctx", "dat_tensor", "dat_model", "dat_model_builder", "dat_attack
 
 def c_canon(t: str) -> str:
     """A C type as a comparable token: ptr:..., arrN:..., a scalar or a struct name."""
+    if t.startswith("fn("):
+        return "fn"
     t = t.replace("const", " ").strip()
     t = " ".join(t.split())
     if t.endswith("]"):
@@ -128,6 +130,8 @@ INITS = {"dat_ctx_options_init": "dat_ctx_options", "dat_model_options_init": "d
          "dat_optim_options_init": "dat_optim_options",
          "dat_quantizer_options_init": "dat_quantizer_options",
          "dat_comm_options_init": "dat_comm_options",
+         "dat_smooth_options_init": "dat_smooth_options",
+         "dat_autoattack_options_init": "dat_autoattack_options",
          "dat_dataset_options_init": "dat_dataset_options"}
 
 
@@ -175,6 +179,8 @@ PY_ENUMS = [  # (Python enum, C enum, prefix of the C names)
     (libdat.DatasetFormat, "dat_dataset_format", "DAT_DATASET_"),
     (libdat.Layout, "dat_dataset_layout", "DAT_LAYOUT_"),
     (libdat.Part, "dat_dataset_part", "DAT_PART_"),
+    (libdat.ReinitHead, "dat_reinit_head", "DAT_REINIT_HEAD_"),
+    (libdat.AAAttack, "dat_aa_attack", "DAT_AA_"), (libdat.AAOutcome, "dat_aa_outcome", "DAT_AA_"),
 ]
 
 

@@ -175,3 +175,68 @@ def test_log_callback_and_gc_closing():
     with pytest.raises(ValueError, match="closed"):
         params.numpy()
     assert all(isinstance(level, libdat.LogLevel) for level, _ in lines)
+
+
+def test_statistics():
+    assert abs(libdat.normal_quantile(0.975) - 1.959963984540054) < 1e-12
+    assert abs(libdat.incbeta(1.0, 1.0, 0.3) - 0.3) < 1e-12
+    assert abs(libdat.incbeta(2.0, 3.0, libdat.incbeta_inv(2.0, 3.0, 0.4)) - 0.4) < 1e-9
+    assert libdat.clopper_pearson_lower(0, 10, 0.05) == 0.0
+    # all successes: the bound solves p^n = alpha
+    assert abs(libdat.clopper_pearson_lower(10, 10, 0.05) - 0.05 ** 0.1) < 1e-9
+    with pytest.raises(libdat.InvalidArgumentError):
+        libdat.normal_quantile(1.5)
+
+
+def test_smoothing_and_certified_accuracy(ctx):
+    m = small_model(ctx)
+    x = Tensor(ctx, (3, 1, 4, 4))
+    x.fill_uniform(0.0, 1.0)
+    pred = libdat.smooth_predict(m, x, sigma=0.25, n=50, batch=25)
+    assert pred.dtype == np.int32 and pred.shape == (3,)
+    assert ((pred >= -1) & (pred < 3)).all()
+    pred, radius = libdat.smooth_certify(m, x, sigma=0.25, n0=10, n=50, batch=25)
+    assert ((radius == 0) | (pred >= 0)).all() and (radius >= 0).all()
+    acc = libdat.certified_accuracy(np.array([0, 1, -1]), np.array([0.5, 0.1, 0.0]),
+                                    np.array([0, 1, 2]), [0.0, 0.25])
+    np.testing.assert_allclose(acc, [2 / 3, 1 / 3])
+    with pytest.raises(TypeError):
+        libdat.smooth_predict(m, x, no_such=1)
+
+
+def test_autoattack_of_a_batch(ctx):
+    m = Model(ctx, "mlp")
+    x = Tensor(ctx, (4, 1, 28, 28))
+    x.fill_uniform(0.0, 1.0)
+    y = Tensor.from_numpy(ctx, np.array([0, 1, 2, 3], np.int32))
+    x_adv = Tensor(ctx, x.shape)
+    robust, outcome = libdat.autoattack(m, x, y, x_adv, eps=0.1, apgd_steps=5,
+                                        attacks=libdat.aa_bit(libdat.AAAttack.APGD_CE))
+    assert 0 <= robust <= 4 and outcome.shape == (4,)
+    assert robust == int((outcome == libdat.AAOutcome.ROBUST).sum())
+    assert np.abs(x_adv.numpy() - x.numpy()).max() <= 0.1 + 1e-6
+
+
+def test_transfer_learning_entry_points(ctx, tmp_path):
+    m = Model(ctx, "mlp", num_classes=10)
+    assert m.num_layers == 3
+    first, count = m.layer_segments(m.num_layers - 1)
+    assert [s[0] for s in m.segments()[first:first + count]] == ["fc3.weight", "fc3.bias"]
+    path = str(tmp_path / "m.safetensors")
+    m.save(path)
+    m5 = Model(ctx, "mlp", num_classes=5)
+    with pytest.raises(libdat.FormatError):
+        m5.load(path)
+    seen = {}
+    m5.load(path, reinit_head=libdat.ReinitHead.IF_MISMATCHED,
+            on_tensor=lambda name, loaded: seen.__setitem__(name, loaded))
+    assert seen["fc1.weight"] is True and seen["fc3.weight"] is False
+    opt = Optimizer(ctx, model=m5, lr=0.1)
+    opt.set_lr_scale(0, first, 0.0)  # freeze everything but the classifier
+    before = m5.params.numpy()
+    m5.grads.fill(1.0)
+    opt.step_model(m5)
+    after = m5.params.numpy()
+    off = m5.segments()[first][1]
+    np.testing.assert_array_equal(after[:off], before[:off])
+    assert not np.array_equal(after[off:], before[off:])

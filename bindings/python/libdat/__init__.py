@@ -21,7 +21,10 @@ from .data import Dataset, DatasetFormat, Layout, Part
 from .errors import (CommError, DatError, FormatError, InvalidArgumentError, IOFailure,
                      NoDeviceError, NumericError, StateError, TimeoutFailure, UnsupportedError,
                      check)
-from .model import Mode, Model, Objective, Reduction, SegmentKind
+from .eval import (AA_STANDARD, SMOOTH_ABSTAIN, AAAttack, AAOutcome, aa_bit, autoattack,
+                   certified_accuracy, clopper_pearson_lower, incbeta, incbeta_inv,
+                   normal_quantile, smooth_certify, smooth_predict)
+from .model import Mode, Model, Objective, Reduction, ReinitHead, SegmentKind
 from .optim import LrScaling, OptimKind, Optimizer, Schedule
 from .quant import QuantNorm, Quantizer
 from .tensor import DType, Tensor
@@ -34,7 +37,10 @@ __all__ = ["Context", "Device", "LogLevel", "DType", "Tensor", "DatError",
            "Objective", "Reduction", "SegmentKind", "ModelBuilder", "LayerKind", "Attack", "AttackKind",
            "Norm", "Optimizer", "OptimKind", "Schedule", "LrScaling", "Quantizer", "QuantNorm",
            "Comm", "CommStatistics", "QuantMode", "UniqueId", "Dataset", "DatasetFormat",
-           "Layout", "Part", "Position", "save_checkpoint", "load_checkpoint", "check"]
+           "Layout", "Part", "Position", "save_checkpoint", "load_checkpoint", "check", "ReinitHead",
+           "AAAttack", "AAOutcome", "AA_STANDARD", "aa_bit", "autoattack", "SMOOTH_ABSTAIN",
+           "smooth_predict", "smooth_certify", "certified_accuracy", "incbeta", "incbeta_inv",
+           "normal_quantile", "clopper_pearson_lower"]
 
 
 def version() -> str:

@@ -218,13 +218,20 @@ _declare("dat_model_node_info", c_status, c_model_p, ctypes.c_int32, _I32P, _I32
 _declare("dat_model_activation", c_status, c_model_p, ctypes.c_int32, c_tensor_p)
 
 
+c_on_tensor_fn = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int32, ctypes.c_void_p)
+
+
 class ModelLoadOptions(ctypes.Structure):
     """Mirror of dat_model_load_options."""
     c_name = "dat_model_load_options"
-    _fields_ = [("size", ctypes.c_uint32), ("ignore_unexpected", ctypes.c_int32)]
+    _fields_ = [("size", ctypes.c_uint32), ("ignore_unexpected", ctypes.c_int32),
+                ("reinit_head", ctypes.c_int32), ("on_tensor", c_on_tensor_fn),
+                ("user", ctypes.c_void_p)]
 
 
 _declare("dat_model_save", c_status, c_model_p, ctypes.c_char_p)
+_declare("dat_model_num_layers", c_status, c_model_p, _I32P)
+_declare("dat_model_layer_segments", c_status, c_model_p, ctypes.c_int32, _I32P, _I32P)
 _declare("dat_model_load_options_init", c_status, _P(ModelLoadOptions))
 _declare("dat_model_load", c_status, c_model_p, ctypes.c_char_p, _P(ModelLoadOptions))
 
@@ -254,6 +261,8 @@ _declare("dat_optim_create_for_model", c_status, _P(c_optim_p), c_model_p, _P(Op
 _declare("dat_optim_destroy", None, c_optim_p)
 _declare("dat_optim_step", c_status, c_optim_p, c_tensor_p, c_tensor_p)
 _declare("dat_optim_step_model", c_status, c_optim_p, c_model_p)
+_declare("dat_optim_set_lr_scale", c_status, c_optim_p, ctypes.c_int32, ctypes.c_int32,
+         ctypes.c_float)
 _declare("dat_optim_lr", c_status, c_optim_p, _P(ctypes.c_double))
 _declare("dat_optim_get_step", c_status, c_optim_p, _P(ctypes.c_int64))
 _declare("dat_optim_set_step", c_status, c_optim_p, ctypes.c_int64)
@@ -396,3 +405,40 @@ _declare("dat_checkpoint_save", c_status, ctypes.c_char_p, c_model_p, c_optim_p,
          _P(CheckpointInfo), ctypes.c_char_p)
 _declare("dat_checkpoint_load", c_status, ctypes.c_char_p, c_model_p, c_optim_p,
          _P(CheckpointInfo), ctypes.c_char_p, ctypes.c_size_t)
+
+
+class SmoothOptions(ctypes.Structure):
+    """Mirror of dat_smooth_options (include/libdat/dat_eval.h)."""
+    c_name = "dat_smooth_options"
+    _fields_ = [("size", ctypes.c_uint32), ("sigma", ctypes.c_float), ("n0", ctypes.c_int32),
+                ("n", ctypes.c_int32), ("alpha", ctypes.c_double), ("batch", ctypes.c_int32),
+                ("seed", ctypes.c_uint64), ("first_index", ctypes.c_int64)]
+
+
+class AutoAttackOptions(ctypes.Structure):
+    """Mirror of dat_autoattack_options (include/libdat/dat_eval.h)."""
+    c_name = "dat_autoattack_options"
+    _fields_ = [("size", ctypes.c_uint32), ("norm", ctypes.c_int32), ("eps", ctypes.c_float),
+                ("attacks", ctypes.c_uint32), ("apgd_steps", ctypes.c_int32),
+                ("target_classes", ctypes.c_int32), ("fab_steps", ctypes.c_int32),
+                ("square_queries", ctypes.c_int32), ("square_p_init", ctypes.c_float),
+                ("lo", ctypes.c_float), ("hi", ctypes.c_float), ("seed", ctypes.c_uint64),
+                ("first_index", ctypes.c_int64)]
+
+
+_DP = _P(ctypes.c_double)
+_FP = _P(ctypes.c_float)
+_declare("dat_stat_incbeta", c_status, ctypes.c_double, ctypes.c_double, ctypes.c_double, _DP)
+_declare("dat_stat_incbeta_inv", c_status, ctypes.c_double, ctypes.c_double, ctypes.c_double,
+         _DP)
+_declare("dat_stat_normal_quantile", c_status, ctypes.c_double, _DP)
+_declare("dat_stat_clopper_pearson_lower", c_status, ctypes.c_int64, ctypes.c_int64,
+         ctypes.c_double, _DP)
+_declare("dat_smooth_options_init", c_status, _P(SmoothOptions))
+_declare("dat_smooth_predict", c_status, c_model_p, c_tensor_p, _P(SmoothOptions), _I32P)
+_declare("dat_smooth_certify", c_status, c_model_p, c_tensor_p, _P(SmoothOptions), _I32P, _FP)
+_declare("dat_smooth_certified_accuracy", c_status, _I32P, _FP, _I32P, ctypes.c_int64, _FP,
+         ctypes.c_int32, _DP)
+_declare("dat_autoattack_options_init", c_status, _P(AutoAttackOptions))
+_declare("dat_eval_autoattack", c_status, c_model_p, c_tensor_p, c_tensor_p,
+         _P(AutoAttackOptions), c_tensor_p, _I32P, _I32P)
