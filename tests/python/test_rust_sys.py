@@ -26,6 +26,9 @@ RUST_SCALARS = {"i32": "i32", "u32": "u32", "i64": "i64", "u64": "u64", "usize":
 
 def c_canon(t: str) -> str:
     t = " ".join(t.split())
+    fp = re.fullmatch(r"fn\((.*?); (.*)\)", t)
+    if fp:  # a function-pointer field, as c_api writes it
+        return f"fn({c_canon(fp.group(1))}; {', '.join(c_canon(a) for a in fp.group(2).split(', '))})"
     if t.endswith("]"):
         base, n = t[:-1].split("[")
         return f"[{c_canon(base)};{n}]"
@@ -41,6 +44,10 @@ def c_canon(t: str) -> str:
 
 def rust_canon(t: str) -> str:
     t = " ".join(t.split())
+    fp = re.fullmatch(r'Option<unsafe extern "C" fn\((.*?)\)(?: -> (.+))?>', t)
+    if fp:
+        args = [rust_canon(a.split(":", 1)[1]) for a in split_top(fp.group(1))]
+        return f"fn({rust_canon(fp.group(2) or 'c_void')}; {', '.join(args)})"
     m = re.fullmatch(r"\[(.*);\s*(\d+)\]", t)
     if m:
         return f"[{rust_canon(m.group(1))};{m.group(2)}]"
@@ -136,7 +143,7 @@ def test_handles_are_opaque():
 def test_enum_values_match_header(enum):
     assert re.search(rf"^pub type {enum} = i32;$", SYS, flags=re.M), f"no alias {enum}"
     for name, value in ENUM_VALUES[enum].items():
-        m = re.search(rf"^pub const {name}: {enum} = (0x[0-9a-f]+|\d+);$", SYS, flags=re.M)
+        m = re.search(rf"^pub const {name}: {enum} = (0x[0-9a-f]+|-?\d+);$", SYS, flags=re.M)
         assert m, f"{name} missing"
         assert int(m.group(1), 0) == value, name
 

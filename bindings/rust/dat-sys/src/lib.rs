@@ -177,6 +177,12 @@ pub const DAT_LAYER_FLATTEN: dat_layer_kind = 7;
 pub const DAT_LAYER_ADD: dat_layer_kind = 8;
 pub const DAT_LAYER_KIND_FORCE_32BIT: dat_layer_kind = 0x7fffffff;
 
+pub type dat_reinit_head = i32;
+pub const DAT_REINIT_HEAD_NEVER: dat_reinit_head = 0;
+pub const DAT_REINIT_HEAD_IF_MISMATCHED: dat_reinit_head = 1;
+pub const DAT_REINIT_HEAD_ALWAYS: dat_reinit_head = 2;
+pub const DAT_REINIT_HEAD_FORCE_32BIT: dat_reinit_head = 0x7fffffff;
+
 pub type dat_objective = i32;
 pub const DAT_OBJECTIVE_CE: dat_objective = 0;
 pub const DAT_OBJECTIVE_KL: dat_objective = 1;
@@ -249,6 +255,9 @@ pub struct dat_input_grad_options {
 pub struct dat_model_load_options {
     pub size: u32,
     pub ignore_unexpected: i32,
+    pub reinit_head: dat_reinit_head,
+    pub on_tensor: Option<unsafe extern "C" fn(name: *const c_char, loaded: i32, user: *mut c_void)>,
+    pub user: *mut c_void,
 }
 
 extern "C" {
@@ -274,6 +283,8 @@ extern "C" {
     pub fn dat_model_buffers(model: *mut dat_model, buffers: *mut *mut dat_tensor) -> dat_status;
     pub fn dat_model_num_segments(model: *const dat_model, count: *mut i32) -> dat_status;
     pub fn dat_model_segment(model: *const dat_model, index: i32, seg: *mut dat_segment) -> dat_status;
+    pub fn dat_model_num_layers(model: *const dat_model, count: *mut i32) -> dat_status;
+    pub fn dat_model_layer_segments(model: *const dat_model, layer: i32, first_segment: *mut i32, num_segments: *mut i32) -> dat_status;
     pub fn dat_model_save(model: *mut dat_model, path: *const c_char) -> dat_status;
     pub fn dat_model_load_options_init(opts: *mut dat_model_load_options) -> dat_status;
     pub fn dat_model_load(model: *mut dat_model, path: *const c_char, opts: *const dat_model_load_options) -> dat_status;
@@ -486,6 +497,7 @@ extern "C" {
     pub fn dat_optim_destroy(optim: *mut dat_optim);
     pub fn dat_optim_step(optim: *mut dat_optim, params: *mut dat_tensor, grads: *const dat_tensor) -> dat_status;
     pub fn dat_optim_step_model(optim: *mut dat_optim, model: *mut dat_model) -> dat_status;
+    pub fn dat_optim_set_lr_scale(optim: *mut dat_optim, first_segment: i32, count: i32, scale: f32) -> dat_status;
     pub fn dat_optim_lr(optim: *const dat_optim, lr: *mut f64) -> dat_status;
     pub fn dat_optim_get_step(optim: *const dat_optim, step: *mut i64) -> dat_status;
     pub fn dat_optim_set_step(optim: *mut dat_optim, step: i64) -> dat_status;
@@ -562,6 +574,74 @@ extern "C" {
     pub fn dat_dataset_set_position(ds: *mut dat_dataset, epoch: i64, batch: i64) -> dat_status;
 }
 
+// ---- include/libdat/dat_eval.h ----
+
+pub const DAT_SMOOTH_ABSTAIN: i32 = -1;
+pub const DAT_AA_STANDARD: u32 = 0xf;
+
+/// The bit of attack `a` in dat_autoattack_options::attacks (DAT_AA_BIT).
+#[allow(non_snake_case)]
+pub const fn DAT_AA_BIT(a: dat_aa_attack) -> u32 {
+    1u32 << (a as u32)
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct dat_smooth_options {
+    pub size: u32,
+    pub sigma: f32,
+    pub n0: i32,
+    pub n: i32,
+    pub alpha: f64,
+    pub batch: i32,
+    pub seed: u64,
+    pub first_index: i64,
+}
+
+pub type dat_aa_attack = i32;
+pub const DAT_AA_APGD_CE: dat_aa_attack = 0;
+pub const DAT_AA_APGD_T: dat_aa_attack = 1;
+pub const DAT_AA_FAB_T: dat_aa_attack = 2;
+pub const DAT_AA_SQUARE: dat_aa_attack = 3;
+pub const DAT_AA_COUNT: dat_aa_attack = 4;
+pub const DAT_AA_ATTACK_FORCE_32BIT: dat_aa_attack = 0x7fffffff;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct dat_autoattack_options {
+    pub size: u32,
+    pub norm: dat_norm,
+    pub eps: f32,
+    pub attacks: u32,
+    pub apgd_steps: i32,
+    pub target_classes: i32,
+    pub fab_steps: i32,
+    pub square_queries: i32,
+    pub square_p_init: f32,
+    pub lo: f32,
+    pub hi: f32,
+    pub seed: u64,
+    pub first_index: i64,
+}
+
+pub type dat_aa_outcome = i32;
+pub const DAT_AA_ROBUST: dat_aa_outcome = -1;
+pub const DAT_AA_MISCLASSIFIED: dat_aa_outcome = -2;
+pub const DAT_AA_OUTCOME_FORCE_32BIT: dat_aa_outcome = 0x7fffffff;
+
+extern "C" {
+    pub fn dat_stat_incbeta(a: f64, b: f64, x: f64, out: *mut f64) -> dat_status;
+    pub fn dat_stat_incbeta_inv(a: f64, b: f64, p: f64, out: *mut f64) -> dat_status;
+    pub fn dat_stat_normal_quantile(p: f64, out: *mut f64) -> dat_status;
+    pub fn dat_stat_clopper_pearson_lower(successes: i64, trials: i64, alpha: f64, out: *mut f64) -> dat_status;
+    pub fn dat_smooth_options_init(opts: *mut dat_smooth_options) -> dat_status;
+    pub fn dat_smooth_predict(model: *mut dat_model, x: *const dat_tensor, opts: *const dat_smooth_options, pred: *mut i32) -> dat_status;
+    pub fn dat_smooth_certify(model: *mut dat_model, x: *const dat_tensor, opts: *const dat_smooth_options, pred: *mut i32, radius: *mut f32) -> dat_status;
+    pub fn dat_smooth_certified_accuracy(pred: *const i32, radius: *const f32, labels: *const i32, count: i64, radii: *const f32, n_radii: i32, accuracy: *mut f64) -> dat_status;
+    pub fn dat_autoattack_options_init(opts: *mut dat_autoattack_options) -> dat_status;
+    pub fn dat_eval_autoattack(model: *mut dat_model, x: *const dat_tensor, y: *const dat_tensor, opts: *const dat_autoattack_options, x_adv: *mut dat_tensor, outcome: *mut i32, robust_correct: *mut i32) -> dat_status;
+}
+
 // ---- include/libdat/dat_checkpoint.h ----
 
 #[repr(C)]
@@ -614,6 +694,8 @@ default_by_init! {
     dat_comm_options => dat_comm_options_init,
     dat_optim_options => dat_optim_options_init,
     dat_dataset_options => dat_dataset_options_init,
+    dat_smooth_options => dat_smooth_options_init,
+    dat_autoattack_options => dat_autoattack_options_init,
 }
 
 macro_rules! default_sized {
