@@ -33,6 +33,7 @@ pub use dat_sys as sys;
 mod attack;
 mod comm;
 mod data;
+pub mod eval;
 mod model;
 mod optim;
 mod tensor;

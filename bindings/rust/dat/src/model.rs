@@ -175,10 +175,45 @@ impl<'c> Model<'c> {
 
     /// Loads a state_dict (all or nothing).
     pub fn load(&mut self, path: &str, ignore_unexpected: bool) -> Result<()> {
+        self.load_with(path, ignore_unexpected, sys::DAT_REINIT_HEAD_NEVER, None)
+    }
+
+    /// Loads a state_dict, keeping the model's own classifier as `reinit_head`
+    /// says (transfer learning); `on_tensor(name, loaded)` is called for every
+    /// tensor after a successful load.
+    pub fn load_with(&mut self, path: &str, ignore_unexpected: bool,
+                     reinit_head: sys::dat_reinit_head,
+                     on_tensor: Option<&mut dyn FnMut(&str, bool)>) -> Result<()> {
+        unsafe extern "C" fn relay(name: *const std::os::raw::c_char, loaded: i32,
+                                   user: *mut std::os::raw::c_void) {
+            // Safety: user is the &mut &mut dyn FnMut below, alive during dat_model_load.
+            let f = &mut *(user as *mut &mut dyn FnMut(&str, bool));
+            f(&CStr::from_ptr(name).to_string_lossy(), loaded != 0);
+        }
         let p = cstring(path)?;
         let mut o = sys::dat_model_load_options::default();
         o.ignore_unexpected = ignore_unexpected as i32;
+        o.reinit_head = reinit_head;
+        let mut callback = on_tensor;
+        if let Some(f) = callback.as_mut() {
+            o.on_tensor = Some(relay);
+            o.user = f as *mut &mut dyn FnMut(&str, bool) as *mut std::os::raw::c_void;
+        }
         check(unsafe { sys::dat_model_load(self.raw, p.as_ptr(), &o) })
+    }
+
+    /// Layers with parameters (PyTorch modules); the last one is the classifier.
+    pub fn num_layers(&self) -> Result<i32> {
+        let mut n = 0;
+        check(unsafe { sys::dat_model_num_layers(self.raw, &mut n) })?;
+        Ok(n)
+    }
+
+    /// (first segment, number of segments) of a layer.
+    pub fn layer_segments(&self, layer: i32) -> Result<(i32, i32)> {
+        let (mut first, mut count) = (0, 0);
+        check(unsafe { sys::dat_model_layer_segments(self.raw, layer, &mut first, &mut count) })?;
+        Ok((first, count))
     }
 
     pub fn num_nodes(&self) -> Result<i32> {

@@ -54,6 +54,11 @@ impl<'c> Optimizer<'c> {
         check(unsafe { sys::dat_optim_step_model(self.raw, model.as_ptr()) })
     }
 
+    /// Scales the rate of `count` segments from `first_segment` (0 freezes them).
+    pub fn set_lr_scale(&mut self, first_segment: i32, count: i32, scale: f32) -> Result<()> {
+        check(unsafe { sys::dat_optim_set_lr_scale(self.raw, first_segment, count, scale) })
+    }
+
     /// The learning rate of the next step.
     pub fn lr(&self) -> Result<f64> {
         let mut v = 0.0;

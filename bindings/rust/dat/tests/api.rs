@@ -190,3 +190,56 @@ fn dataset_of_fashion_mnist() {
     let e = Dataset::open(&c, &o, "/usr/share/datasets/nothing/x", Some("y"), &[], &[]).err();
     assert_eq!(e.unwrap().status, sys::DAT_ERR_IO);
 }
+
+#[test]
+fn evaluation_and_transfer_learning() {
+    assert!((dat::eval::normal_quantile(0.975).unwrap() - 1.959963984540054).abs() < 1e-12);
+    assert!((dat::eval::incbeta(1.0, 1.0, 0.3).unwrap() - 0.3).abs() < 1e-12);
+    assert_eq!(dat::eval::clopper_pearson_lower(0, 10, 0.05).unwrap(), 0.0);
+    assert!(dat::eval::incbeta_inv(2.0, 3.0, 1.5).is_err());
+    let acc = dat::eval::certified_accuracy(&[0, 1, -1], &[0.5, 0.1, 0.0], &[0, 1, 2],
+                                            &[0.0, 0.25]).unwrap();
+    assert!((acc[0] - 2.0 / 3.0).abs() < 1e-12 && (acc[1] - 1.0 / 3.0).abs() < 1e-12);
+
+    let c = ctx();
+    let mut m = Model::preset(&c, "mlp", &Default::default()).unwrap();
+    let mut x = Tensor::new(&c, DType::Float32, &[2, 1, 28, 28]).unwrap();
+    x.fill_uniform(0.0, 1.0, 0, 0).unwrap();
+    let y = Tensor::from_slice(&c, &[2], &[0i32, 1]).unwrap();
+    let mut s = dat::eval::SmoothOptions::default();
+    s.n0 = 10;
+    s.n = 40;
+    s.batch = 20;
+    let (pred, radius) = dat::eval::smooth_certify(&mut m, &x, &s).unwrap();
+    assert_eq!((pred.len(), radius.len()), (2, 2));
+    let mut a = dat::eval::AutoAttackOptions::default();
+    a.eps = 0.1;
+    a.apgd_steps = 3;
+    a.attacks = sys::DAT_AA_BIT(sys::DAT_AA_APGD_CE);
+    let (robust, outcome) = dat::eval::autoattack(&mut m, &x, &y, &a, None).unwrap();
+    assert_eq!(robust, outcome.iter().filter(|&&o| o == sys::DAT_AA_ROBUST).count() as i32);
+
+    assert_eq!(m.num_layers().unwrap(), 3);
+    let (first, count) = m.layer_segments(2).unwrap();
+    assert_eq!(count, 2);
+    let dir = std::env::temp_dir().join(format!("dat-rust-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.safetensors").to_str().unwrap().to_string();
+    m.save(&path).unwrap();
+    let mut o = dat::ModelOptions::default();
+    o.num_classes = 5;
+    let mut m5 = Model::preset(&c, "mlp", &o).unwrap();
+    assert_eq!(m5.load(&path, false).unwrap_err().status, sys::DAT_ERR_FORMAT);
+    let mut kept = vec![];
+    let mut note = |name: &str, loaded: bool| {
+        if !loaded {
+            kept.push(name.to_string())
+        }
+    };
+    m5.load_with(&path, false, sys::DAT_REINIT_HEAD_IF_MISMATCHED, Some(&mut note)).unwrap();
+    assert_eq!(kept, vec!["fc3.weight".to_string(), "fc3.bias".to_string()]);
+    let mut optim = Optimizer::for_model(&mut m5, &Default::default()).unwrap();
+    optim.set_lr_scale(0, first, 0.0).unwrap();
+    assert!(optim.set_lr_scale(0, 99, 1.0).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
