@@ -357,13 +357,19 @@ DAT_API dat_status dat_model_segment(const dat_model *model, int32_t index, dat_
  *        consecutive segments whose names share the part before the last '.'
  *        ("net.6.weight" and "net.6.bias" form layer "net.6"). The last layer
  *        is the classifier (the head of transfer learning).
+ * @param model  the model.
+ * @param[out] count  receives the count.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
  */
 DAT_API dat_status dat_model_num_layers(const dat_model *model, int32_t *count);
 
 /**
- * @brief The segments of layer @p layer (0 <= layer < dat_model_num_layers()):
- *        @p first_segment and the @p num_segments that follow it.
- * @return DAT_ERR_INVALID_ARG for a layer out of range.
+ * @brief The segments of a layer.
+ * @param model  the model.
+ * @param layer  0 <= layer < dat_model_num_layers().
+ * @param[out] first_segment  receives the index of its first segment.
+ * @param[out] num_segments  receives the number of its segments.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or a layer out of range.
  */
 DAT_API dat_status dat_model_layer_segments(const dat_model *model, int32_t layer,
                                             int32_t *first_segment, int32_t *num_segments);

@@ -176,14 +176,19 @@ DAT_API dat_status dat_optim_step_model(dat_optim *optim, dat_model *model);
 /**
  * @brief Scales the learning rate of segments [@p first_segment,
  *        @p first_segment + @p count) by @p scale (default 1 for every
- *        segment): a separate rate for a new classifier, or 0 to freeze. A
- *        frozen segment is skipped by every step: its parameters and moments
- *        stay bit-identical (BN running statistics are the model's, not the
- *        optimizer's: they still follow the data in train mode, as in
- *        PyTorch). The scales are configuration, not state: they are not
- *        saved by dat_optim_state_save(); set them again after a resume.
- * @return DAT_ERR_INVALID_ARG for a range outside the segments or a scale
- *         that is negative or not finite; nothing changes then.
+ *        segment): a separate rate for a new classifier, or 0 to freeze.
+ *
+ * A frozen segment is skipped by every step: its parameters and moments stay
+ * bit-identical (BN running statistics are the model's, not the optimizer's:
+ * they still follow the data in train mode, as in PyTorch). The scales are
+ * configuration, not state: they are not saved by dat_optim_state_save(); set
+ * them again after a resume.
+ * @param optim  the optimizer.
+ * @param first_segment  the first segment, >= 0.
+ * @param count  the number of segments, >= 0, within the optimizer's segments.
+ * @param scale  the factor, finite and >= 0.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL, a range outside the segments
+ *         or a scale that is negative or not finite; nothing changes then.
  */
 DAT_API dat_status dat_optim_set_lr_scale(dat_optim *optim, int32_t first_segment, int32_t count,
                                           float scale);
