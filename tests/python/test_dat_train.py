@@ -85,18 +85,23 @@ def test_killed_during_checkpoints_leaves_a_loadable_one(tmp_path):
     rng = np.random.default_rng(0)
     args = [str(TRAIN), *TINY, "--train-subset", "128", "--eval-every", "0",
             "--epochs", "1000", "--checkpoint-dir", str(tmp_path), "--attack", "none"]
+    ckpt = tmp_path / "last.safetensors"
     loaded = 0
     for trial in range(6):
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.5 + float(rng.random()))
+        # A loaded machine may take long to write the first checkpoint: wait for it,
+        # then kill at a random moment of the writes that follow.
+        deadline = time.monotonic() + 300
+        while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(float(rng.random()))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        ckpt = tmp_path / "last.safetensors"
         if ckpt.exists():
             with Context() as ctx:
                 Model(ctx, "cnn_small").load(str(ckpt))  # raises on a partial file
             loaded += 1
-    assert loaded >= 3
+    assert loaded == 6
 
 
 @pytest.mark.skipif(shutil.which("mpirun") is None, reason="no mpirun")
