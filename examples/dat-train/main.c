@@ -181,6 +181,7 @@ static int make_attacks(run *r)
     a.eps = o->eps;
     a.steps = o->eval_steps;
     a.seed = o->seed + 1000003;
+    a.rank = r->rank;
     TRY_RUN("evaluation attack", dat_attack_create(&r->eval_attack, r->ctx, &a));
     if (o->bits < 32) {
         dat_quantizer_options q;
@@ -205,6 +206,8 @@ static int make_tensors(run *r)
     TRY_RUN("tensors", dat_tensor_create(&r->y, r->ctx, DAT_INT32, 1, ys));
     TRY_RUN("tensors", dat_tensor_create(&r->ex, r->ctx, DAT_FLOAT32, 4, es));
     TRY_RUN("tensors", dat_tensor_create(&r->ey, r->ctx, DAT_INT32, 1, eys));
+    int64_t three = 3;
+    TRY_RUN("tensors", dat_tensor_create(&r->counts, r->ctx, DAT_FLOAT32, 1, &three));
     if (!r->val)
         return 0;
     int64_t vs[4] = {r->val_batch, c, h, w}, vys[1] = {r->val_batch};
@@ -217,6 +220,7 @@ static int make_comm(run *r)
 {
     dat_comm_options co;
     dat_comm_options_init(&co);
+    co.timeout_s = r->o.comm_timeout;
 #if DAT_HAVE_MPI
     TRY_RUN("communicator", dat_comm_create_mpi(&r->comm, r->ctx, MPI_COMM_WORLD, &co));
 #else
@@ -257,11 +261,10 @@ typedef struct epoch_stats {
     int evaluated;
 } epoch_stats;
 
+/* Bytes this rank sent per training iteration (Table 4 of the paper). */
 static double bytes_per_iter(const run *r)
 {
-    dat_comm_stats st = {.size = sizeof st};
-    dat_comm_get_stats(r->comm, &st);
-    return st.calls ? (double)st.bytes_sent / (double)st.calls : 0.0;
+    return r->grad_steps > 0 ? r->grad_bytes / r->grad_steps : 0.0;
 }
 
 static double images_per_s(const run *r)
@@ -299,7 +302,7 @@ static int log_epoch(run *r, int64_t epoch, const epoch_stats *es)
  * --keep-best the checkpoint of the best one so far beside the last. */
 static int validate(run *r, int64_t epochs, epoch_stats *es)
 {
-    if (!r->val || r->rank != 0)
+    if (!r->val)
         return 0;
     if (evaluate(r, r->val, r->vx, r->vy, &es->val_ta, &es->val_ra))
         return 1;
@@ -317,7 +320,7 @@ static int train(run *r)
             return 1;
         int last = e + 1 == r->o.epochs;
         es.evaluated = last || (r->o.eval_every > 0 && (e + 1) % r->o.eval_every == 0);
-        if (es.evaluated && r->rank == 0 && evaluate(r, r->test, r->ex, r->ey, &es.ta, &es.ra))
+        if (es.evaluated && evaluate(r, r->test, r->ex, r->ey, &es.ta, &es.ra))
             return 1;
         if (validate(r, e + 1, &es) || log_epoch(r, e + 1, &es) ||
             save_checkpoint(r, "last.safetensors", e + 1))
@@ -325,7 +328,7 @@ static int train(run *r)
         if (r->o.stop_after > 0 && e + 1 == r->o.stop_after)
             return 0; /* interrupted on purpose: no final line */
     }
-    if (r->rank == 0 && !es.evaluated && evaluate(r, r->test, r->ex, r->ey, &es.ta, &es.ra))
+    if (!es.evaluated && evaluate(r, r->test, r->ex, r->ey, &es.ta, &es.ra))
         return 1;
     if (r->rank != 0)
         return 0;
@@ -340,6 +343,25 @@ static int train(run *r)
     return 0;
 }
 
+/* mkdir -p: the folder and its missing parents. */
+static int make_dirs(const char *path)
+{
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *s = p + 1; *s; ++s) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *s = '/';
+    }
+    return mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 static int setup(run *r)
 {
     dat_ctx_options co;
@@ -350,7 +372,7 @@ static int setup(run *r)
     if (make_comm(r) || open_data(r) || make_model_and_optim(r) || make_attacks(r) ||
         smooth_setup(r) || make_tensors(r))
         return 1;
-    if (r->o.checkpoint_dir && mkdir(r->o.checkpoint_dir, 0755) != 0 && errno != EEXIST) {
+    if (r->o.checkpoint_dir && r->rank == 0 && make_dirs(r->o.checkpoint_dir) != 0) {
         fprintf(stderr, "dat-train: --checkpoint-dir %s: %s\n", r->o.checkpoint_dir,
                 strerror(errno));
         return 1;
@@ -377,6 +399,7 @@ static void teardown(run *r)
     dat_tensor_destroy(r->ey);
     dat_tensor_destroy(r->vx);
     dat_tensor_destroy(r->vy);
+    dat_tensor_destroy(r->counts);
     dat_quantizer_destroy(r->quant);
     dat_attack_destroy(r->attack);
     dat_attack_destroy(r->eval_attack);

@@ -70,6 +70,7 @@ static const char usage[] =
     "  --bits B             gradient quantization bits, 2..16, 32 = off      [32]\n"
     "  --quant-mode M       one-sided | two-sided                     [one-sided]\n"
     "  --bucket N           quantization bucket size                        [512]\n"
+    "  --comm-timeout S     seconds to wait for the other ranks, then fail   [60]\n"
     "\n"
     "Run\n"
     "  --seed N                                                               [0]\n"
@@ -114,6 +115,7 @@ static void defaults(train_options *o)
     o->bits = 32;
     o->quant_mode = "one-sided";
     o->bucket = 512;
+    o->comm_timeout = 60.0f;
     o->eval_every = 1;
     o->eval_steps = 20;
     o->progress = "auto";
@@ -282,6 +284,7 @@ static int parse_one(train_options *o, const char *k, const char *v)
     if (IS("--bits")) return parse_int(k, v, 2, 32, &o->bits);
     if (IS("--quant-mode")) return parse_choice(k, v, qmodes, &o->quant_mode);
     if (IS("--bucket")) return parse_int(k, v, 1, 1 << 24, &o->bucket);
+    if (IS("--comm-timeout")) return parse_float(k, v, 1e-3, 1e7, &o->comm_timeout);
     if (IS("--seed")) {
         int32_t s;
         int r = parse_int(k, v, 0, INT_MAX, &s);

@@ -47,6 +47,7 @@ typedef struct train_options {
     int32_t bits;              /* 32 = no quantization */
     const char *quant_mode;    /* one-sided | two-sided */
     int32_t bucket;
+    float comm_timeout;        /* seconds a rank waits for its peers */
     /* run */
     uint64_t seed;
     int32_t threads;

@@ -24,7 +24,9 @@ typedef struct run {
     int64_t steps_per_epoch, start_epoch;
     int32_t eval_batch, val_batch;
     double best_ra;          /* best validation RA so far (-1: none yet) */
+    dat_tensor *counts;      /* 3 floats: the evaluation's counts, summed over the ranks */
     double train_seconds, train_images;
+    double grad_bytes, grad_steps; /* sent by the gradient all-reduces (not the evaluation's) */
     FILE *metrics;
 } run;
 
@@ -46,7 +48,8 @@ void attack_options(const run *r, dat_attack_options *a);
 
 /* One training epoch; *loss receives the mean training loss. */
 int train_epoch(run *r, int64_t epoch, double *loss);
-/* Clean and PGD robust accuracy over a dataset (rank 0), in batches of x and y. */
+/* Clean and PGD robust accuracy over a dataset, in batches of x and y: every rank
+ * evaluates its share of the batches; all ranks call it and get the totals. */
 int evaluate(run *r, dat_dataset *ds, dat_tensor *x, dat_tensor *y, double *ta, double *ra);
 /* Writes <dir>/<name> with the run's position after `epochs` epochs. */
 int save_checkpoint(run *r, const char *name, int64_t epochs);

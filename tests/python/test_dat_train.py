@@ -108,11 +108,20 @@ def test_killed_during_checkpoints_leaves_a_loadable_one(tmp_path):
 def test_two_mpi_ranks(tmp_path):
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     p = subprocess.run(["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none", str(TRAIN),
-                        *TINY, "--epochs", "1", "--bits", "8"], capture_output=True, text=True,
+                        *TINY, "--epochs", "1", "--bits", "8", "--checkpoint-dir",
+                        str(tmp_path / "ckpt")], capture_output=True, text=True,
                        timeout=600, env=env)
     assert p.returncode == 0, p.stderr
     last = json.loads(p.stdout.strip().splitlines()[-1])
     assert last["ranks"] == 2
+    # The ranks split the test batches between them: their total equals one process's.
+    ckpt = tmp_path / "ckpt" / "last.safetensors"
+    q = subprocess.run([str(BUILD / "examples" / "dat-eval" / "dat-eval"), "--checkpoint",
+                        str(ckpt), "--count", "100", "--batch", "100", "--eval", "ta",
+                        "--json", str(tmp_path / "eval.json")], capture_output=True, text=True,
+                       timeout=600)
+    assert q.returncode == 0, q.stderr
+    assert json.loads((tmp_path / "eval.json").read_text())["ta"] == pytest.approx(last["ta"])
 
 
 def test_smooth_at_resume_is_bit_exact(tmp_path):
