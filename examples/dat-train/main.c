@@ -27,8 +27,9 @@ int fail(const run *r, const char *what, dat_status s)
     return 1;
 }
 
-/* An evaluation set in batches that divide it exactly, so every batch is full
- * (the batch is the largest divisor of its size up to 500). */
+/* An evaluation set in batches that divide it exactly, so every batch is full:
+ * the largest divisor of its size up to 500 and up to its share of one rank, so
+ * that every rank gets batches to evaluate. */
 static int open_eval(run *r, dat_dataset_options *d, const char *what, dat_dataset **ds,
                      int32_t *batch)
 {
@@ -36,7 +37,8 @@ static int open_eval(run *r, dat_dataset_options *d, const char *what, dat_datas
     d->batch_size = 1;
     TRY_RUN(what, dat_dataset_open(ds, r->ctx, d));
     dat_dataset_num_samples(*ds, &n);
-    int32_t b = 500;
+    int64_t share = (n + r->ranks - 1) / r->ranks;
+    int32_t b = share < 500 ? (int32_t)(share > 0 ? share : 1) : 500;
     while (n % b)
         --b;
     dat_dataset_destroy(*ds);

@@ -70,7 +70,7 @@ static const char usage[] =
     "  --bits B             gradient quantization bits, 2..16, 32 = off      [32]\n"
     "  --quant-mode M       one-sided | two-sided                     [one-sided]\n"
     "  --bucket N           quantization bucket size                        [512]\n"
-    "  --comm-timeout S     seconds to wait for the other ranks, then fail   [60]\n"
+    "  --comm-timeout S     seconds to wait for the other ranks, then fail  [300]\n"
     "\n"
     "Run\n"
     "  --seed N                                                               [0]\n"
@@ -115,7 +115,7 @@ static void defaults(train_options *o)
     o->bits = 32;
     o->quant_mode = "one-sided";
     o->bucket = 512;
-    o->comm_timeout = 60.0f;
+    o->comm_timeout = 300.0f; /* rank 0 also writes checkpoints and metrics */
     o->eval_every = 1;
     o->eval_steps = 20;
     o->progress = "auto";
