@@ -98,7 +98,7 @@ static int open_data(run *r)
         return 1;
     if (o->val_count == 0)
         return 0;
-    /* Validation: the held-out end of the training files, every image on rank 0. */
+    /* Validation: the held-out end of the training files, shared out like the test set. */
     d.images_path = train_x;
     d.labels_path = cifar ? NULL : train_y;
     d.limit = o->train_subset;
@@ -179,11 +179,10 @@ static int make_attacks(run *r)
                                                     : DAT_ATTACK_PGD;
         TRY_RUN("attack", dat_attack_create(&r->attack, r->ctx, &a));
     }
-    dat_attack_options_init(&a);
-    a.eps = o->eps;
+    attack_options(r, &a); /* PGD-k, step 2.5 eps / k */
+    a.alpha = 0.0f;
     a.steps = o->eval_steps;
     a.seed = o->seed + 1000003;
-    a.rank = r->rank;
     TRY_RUN("evaluation attack", dat_attack_create(&r->eval_attack, r->ctx, &a));
     if (o->bits < 32) {
         dat_quantizer_options q;
