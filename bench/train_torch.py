@@ -3,7 +3,8 @@ training of cnn_small on Fashion-MNIST, eps 0.1, step 2.5 eps / 10 with a random
 attack in eval mode, momentum SGD (0.9, weight decay 5e-4), one-cycle learning rate
 peaking at 0.1 at 40 % of the run, batch 128 (last partial batch dropped); then TA and
 PGD-20 RA on the 10 000 test images. Prints one JSON line like dat-train's last.
-usage: train_torch.py [EPOCHS] [THREADS] [TRAIN_SUBSET]"""
+usage: train_torch.py [EPOCHS] [THREADS] [TRAIN_SUBSET] [SEED] [EVAL_COUNT]
+(TRAIN_SUBSET and EVAL_COUNT 0 = all; the seed drives initialization, order and attacks)"""
 import json
 import sys
 import time
@@ -20,12 +21,16 @@ from models import PRESETS  # noqa: E402
 epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 1
 threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
 subset = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+seed = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+eval_count = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 torch.set_num_threads(threads)
-torch.manual_seed(0)
+torch.manual_seed(seed)
 x_train, y_train = fmnist.load("train")
 x_test, y_test = fmnist.load("test")
 if subset:
     x_train, y_train = x_train[:subset], y_train[:subset]
+if eval_count:
+    x_test, y_test = x_test[:eval_count], y_test[:eval_count]
 xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train).long()
 model = PRESETS["cnn_small"]()
 opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)

@@ -57,8 +57,13 @@ int train_epoch(run *r, int64_t epoch, double *loss)
         float l = 0; /* A2: the local gradient */
         TRY_RUN("loss", dat_model_loss_backward(r->model, input, labels, &lo, &l));
         /* 3, A3, 4: (quantized) average over the workers */
+        dat_comm_stats before = {.size = sizeof before}, after = {.size = sizeof after};
+        dat_comm_get_stats(r->comm, &before);
         TRY_RUN("all-reduce", dat_comm_allreduce_grads(r->comm, r->model, r->quant, mode,
                                                        (uint64_t)step));
+        dat_comm_get_stats(r->comm, &after);
+        r->grad_bytes += (double)(after.bytes_sent - before.bytes_sent);
+        r->grad_steps += 1;
         TRY_RUN("optimizer", dat_optim_step_model(r->optim, r->model)); /* A4: LALR step */
         sum += l;
         progress_update(&pg, b + 1, (double)(b + 1) * r->o.batch * r->ranks, sum / (double)(b + 1));
@@ -70,24 +75,29 @@ int train_epoch(run *r, int64_t epoch, double *loss)
     return 0;
 }
 
-int evaluate(run *r, dat_dataset *ds, double *ta, double *ra)
+int evaluate(run *r, dat_dataset *ds, dat_tensor *x, dat_tensor *y, double *ta, double *ra)
 {
     TRY_RUN("data", dat_dataset_set_epoch(ds, 0));
-    int64_t clean = 0, robust = 0, seen = 0;
-    for (;;) {
+    float counts[3] = {0}; /* clean, robust, seen: this rank's batches, then every rank's */
+    for (int64_t b = 0;; ++b) {
         int32_t count = 0;
-        TRY_RUN("data", dat_dataset_next_batch(ds, r->ex, r->ey, &count));
+        TRY_RUN("data", dat_dataset_next_batch(ds, x, y, &count));
         if (count == 0)
             break;
+        if (b % r->ranks != r->rank)
+            continue; /* batch b belongs to rank b mod M */
         int32_t c = 0, rb = 0;
-        TRY_RUN("evaluation", dat_eval_robust_accuracy(r->eval_attack, r->model, r->ex, r->ey, &c,
-                                                      &rb, NULL));
-        clean += c;
-        robust += rb;
-        seen += count;
+        TRY_RUN("evaluation",
+                dat_eval_robust_accuracy(r->eval_attack, r->model, x, y, &c, &rb, NULL));
+        counts[0] += (float)c; /* exact: float holds integers up to 2^24 */
+        counts[1] += (float)rb;
+        counts[2] += (float)count;
     }
-    *ta = seen ? (double)clean / (double)seen : 0;
-    *ra = seen ? (double)robust / (double)seen : 0;
+    TRY_RUN("evaluation", dat_tensor_write(r->counts, counts, sizeof counts));
+    TRY_RUN("evaluation", dat_comm_allreduce(r->comm, r->counts, DAT_REDUCE_SUM));
+    TRY_RUN("evaluation", dat_tensor_read(r->counts, counts, sizeof counts));
+    *ta = counts[2] > 0 ? counts[0] / counts[2] : 0;
+    *ra = counts[2] > 0 ? counts[1] / counts[2] : 0;
     return 0;
 }
 
@@ -101,6 +111,12 @@ int save_checkpoint(run *r, const char *name, int64_t epochs)
     dat_optim_get_step(r->optim, &info.step);
     if (r->attack)
         dat_attack_get_step(r->attack, &info.attack_step);
-    TRY_RUN("checkpoint", dat_checkpoint_save(path, r->model, r->optim, &info, r->config));
+    /* The options, and the best validation RA so that a resumed run keeps it. */
+    char config[sizeof r->config + 64];
+    int n = snprintf(config, sizeof config, "%s", r->config);
+    if (r->val && n > 0 && config[n - 1] == '}')
+        snprintf(config + n - 1, sizeof config - (size_t)n + 1, ",\"best_val_ra\":%.17g}",
+                 r->best_ra);
+    TRY_RUN("checkpoint", dat_checkpoint_save(path, r->model, r->optim, &info, config));
     return 0;
 }

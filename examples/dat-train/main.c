@@ -18,12 +18,34 @@
 #include "pseudo.h"
 #include "run.h"
 #include "smooth.h"
+#include "transfer.h"
 
 int fail(const run *r, const char *what, dat_status s)
 {
     fprintf(stderr, "dat-train%s%.0d: %s: %s: %s\n", r->ranks > 1 ? " rank " : "",
             r->ranks > 1 ? r->rank : 0, what, dat_status_string(s), dat_last_error());
     return 1;
+}
+
+/* An evaluation set in batches that divide it exactly, so every batch is full:
+ * the largest divisor of its size up to 500 and up to its share of one rank, so
+ * that every rank gets batches to evaluate. */
+static int open_eval(run *r, dat_dataset_options *d, const char *what, dat_dataset **ds,
+                     int32_t *batch)
+{
+    int64_t n = 0;
+    d->batch_size = 1;
+    TRY_RUN(what, dat_dataset_open(ds, r->ctx, d));
+    dat_dataset_num_samples(*ds, &n);
+    int64_t share = (n + r->ranks - 1) / r->ranks;
+    int32_t b = share < 500 ? (int32_t)(share > 0 ? share : 1) : 500;
+    while (n % b)
+        --b;
+    dat_dataset_destroy(*ds);
+    *ds = NULL;
+    d->batch_size = *batch = b;
+    TRY_RUN(what, dat_dataset_open(ds, r->ctx, d));
+    return 0;
 }
 
 static int open_data(run *r)
@@ -71,22 +93,22 @@ static int open_data(run *r)
     d.shuffle = 0;
     d.validation_count = 0;
     d.random_crop = d.horizontal_flip = 0; /* the test set keeps the class subset */
-    d.batch_size = 1;
     d.drop_last = 0;
-    TRY_RUN("test data", dat_dataset_open(&r->test, r->ctx, &d));
-    dat_dataset_num_samples(r->test, &n_test);
-    int32_t eb = 500;
-    while (n_test % eb)
-        --eb;
-    dat_dataset_destroy(r->test);
-    d.batch_size = r->eval_batch = eb;
-    TRY_RUN("test data", dat_dataset_open(&r->test, r->ctx, &d));
-    return 0;
+    if (open_eval(r, &d, "test data", &r->test, &r->eval_batch))
+        return 1;
+    if (o->val_count == 0)
+        return 0;
+    /* Validation: the held-out end of the training files, shared out like the test set. */
+    d.images_path = train_x;
+    d.labels_path = cifar ? NULL : train_y;
+    d.limit = o->train_subset;
+    d.validation_count = o->val_count;
+    d.part = DAT_PART_VALIDATION;
+    return open_eval(r, &d, "validation data", &r->val, &r->val_batch);
 }
 
-static int make_model_and_optim(run *r)
+dat_status create_model(const run *r, dat_model **out)
 {
-    const train_options *o = &r->o;
     int32_t c, h, w, classes;
     dat_dataset_sample_shape(r->train, &c, &h, &w);
     dat_dataset_num_classes(r->train, &classes);
@@ -96,8 +118,24 @@ static int make_model_and_optim(run *r)
     mo.in_channels = c;
     mo.in_height = h;
     mo.in_width = w;
-    mo.init_seed = o->seed;
-    TRY_RUN("model", dat_model_create_preset(&r->model, r->ctx, o->model, &mo));
+    mo.init_seed = r->o.seed;
+    return dat_model_create_preset(out, r->ctx, r->o.model, &mo);
+}
+
+void attack_options(const run *r, dat_attack_options *a)
+{
+    dat_attack_options_init(a);
+    a->eps = r->o.eps;
+    a->alpha = r->o.alpha;
+    a->steps = r->o.steps;
+    a->seed = r->o.seed;
+    a->rank = r->rank;
+}
+
+static int make_model_and_optim(run *r)
+{
+    const train_options *o = &r->o;
+    TRY_RUN("model", create_model(r, &r->model));
     dat_optim_options p;
     dat_optim_options_init(&p);
     static const char *const kinds[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
@@ -134,20 +172,15 @@ static int make_attacks(run *r)
 {
     const train_options *o = &r->o;
     dat_attack_options a;
-    dat_attack_options_init(&a);
-    a.eps = o->eps;
-    a.alpha = o->alpha;
-    a.steps = o->steps;
-    a.seed = o->seed;
-    a.rank = r->rank;
+    attack_options(r, &a);
     if (strcmp(o->attack, "none") != 0) {
         a.kind = strcmp(o->attack, "fgsm") == 0     ? DAT_ATTACK_FGSM
                  : strcmp(o->attack, "trades") == 0 ? DAT_ATTACK_TRADES
                                                     : DAT_ATTACK_PGD;
         TRY_RUN("attack", dat_attack_create(&r->attack, r->ctx, &a));
     }
-    dat_attack_options_init(&a);
-    a.eps = o->eps;
+    attack_options(r, &a); /* PGD-k, step 2.5 eps / k */
+    a.alpha = 0.0f;
     a.steps = o->eval_steps;
     a.seed = o->seed + 1000003;
     TRY_RUN("evaluation attack", dat_attack_create(&r->eval_attack, r->ctx, &a));
@@ -174,6 +207,13 @@ static int make_tensors(run *r)
     TRY_RUN("tensors", dat_tensor_create(&r->y, r->ctx, DAT_INT32, 1, ys));
     TRY_RUN("tensors", dat_tensor_create(&r->ex, r->ctx, DAT_FLOAT32, 4, es));
     TRY_RUN("tensors", dat_tensor_create(&r->ey, r->ctx, DAT_INT32, 1, eys));
+    int64_t three = 3;
+    TRY_RUN("tensors", dat_tensor_create(&r->counts, r->ctx, DAT_FLOAT32, 1, &three));
+    if (!r->val)
+        return 0;
+    int64_t vs[4] = {r->val_batch, c, h, w}, vys[1] = {r->val_batch};
+    TRY_RUN("tensors", dat_tensor_create(&r->vx, r->ctx, DAT_FLOAT32, 4, vs));
+    TRY_RUN("tensors", dat_tensor_create(&r->vy, r->ctx, DAT_INT32, 1, vys));
     return 0;
 }
 
@@ -181,6 +221,7 @@ static int make_comm(run *r)
 {
     dat_comm_options co;
     dat_comm_options_init(&co);
+    co.timeout_s = r->o.comm_timeout;
 #if DAT_HAVE_MPI
     TRY_RUN("communicator", dat_comm_create_mpi(&r->comm, r->ctx, MPI_COMM_WORLD, &co));
 #else
@@ -209,27 +250,47 @@ static int resume(run *r)
     if (r->attack)
         dat_attack_set_step(r->attack, info.attack_step);
     r->start_epoch = info.epoch;
+    const char *best = strstr(saved, "\"best_val_ra\":");
+    if (best)
+        r->best_ra = strtod(best + strlen("\"best_val_ra\":"), NULL);
     return 0;
 }
 
-static int log_epoch(run *r, int64_t epoch, double loss, double ta, double ra, int evaluated)
+/* What one epoch measured; ta / ra only when evaluated, val_* only with --val. */
+typedef struct epoch_stats {
+    double loss, ta, ra, val_ta, val_ra;
+    int evaluated;
+} epoch_stats;
+
+/* Bytes this rank sent per training iteration (Table 4 of the paper). */
+static double bytes_per_iter(const run *r)
+{
+    return r->grad_steps > 0 ? r->grad_bytes / r->grad_steps : 0.0;
+}
+
+static double images_per_s(const run *r)
+{
+    return r->train_seconds > 0 ? r->train_images / r->train_seconds : 0;
+}
+
+static int log_epoch(run *r, int64_t epoch, const epoch_stats *es)
 {
     if (r->rank != 0)
         return 0;
     double lr;
     dat_optim_lr(r->optim, &lr);
-    dat_comm_stats st = {.size = sizeof st};
-    dat_comm_get_stats(r->comm, &st);
-    double ips = r->train_seconds > 0 ? r->train_images / r->train_seconds : 0;
     char line[512];
     int n = snprintf(line, sizeof line,
                      "{\"epoch\":%lld,\"loss\":%.6f,\"images_per_s\":%.1f,\"lr\":%.6g,"
-                     "\"bytes_sent_per_iter\":%.0f", (long long)epoch, loss, ips, lr,
-                     st.calls ? (double)st.bytes_sent / (double)st.calls : 0.0);
-    if (evaluated)
-        snprintf(line + n, sizeof line - (size_t)n, ",\"ta\":%.4f,\"ra\":%.4f}", ta, ra);
-    else
-        snprintf(line + n, sizeof line - (size_t)n, "}");
+                     "\"bytes_sent_per_iter\":%.0f", (long long)epoch, es->loss, images_per_s(r),
+                     lr, bytes_per_iter(r));
+    if (es->evaluated)
+        n += snprintf(line + n, sizeof line - (size_t)n, ",\"ta\":%.4f,\"ra\":%.4f", es->ta,
+                      es->ra);
+    if (r->val)
+        n += snprintf(line + n, sizeof line - (size_t)n, ",\"val_ta\":%.4f,\"val_ra\":%.4f",
+                      es->val_ta, es->val_ra);
+    snprintf(line + n, sizeof line - (size_t)n, "}");
     fprintf(stderr, "%s\n", line);
     if (r->metrics) {
         fprintf(r->metrics, "%s\n", line);
@@ -238,32 +299,68 @@ static int log_epoch(run *r, int64_t epoch, double loss, double ta, double ra, i
     return 0;
 }
 
+/* Early stopping (Rice et al. 2020): the validation RA of this epoch, and with
+ * --keep-best the checkpoint of the best one so far beside the last. */
+static int validate(run *r, int64_t epochs, epoch_stats *es)
+{
+    if (!r->val)
+        return 0;
+    if (evaluate(r, r->val, r->vx, r->vy, &es->val_ta, &es->val_ra))
+        return 1;
+    if (es->val_ra <= r->best_ra)
+        return 0;
+    r->best_ra = es->val_ra;
+    return r->o.keep_best ? save_checkpoint(r, "best.safetensors", epochs) : 0;
+}
+
 static int train(run *r)
 {
-    double ta = 0, ra = 0, loss = 0;
-    int evaluated = 0;
+    epoch_stats es = {0};
     for (int64_t e = r->start_epoch; e < r->o.epochs; ++e) {
-        if (train_epoch(r, e, &loss))
+        if (train_epoch(r, e, &es.loss))
             return 1;
         int last = e + 1 == r->o.epochs;
-        evaluated = last || (r->o.eval_every > 0 && (e + 1) % r->o.eval_every == 0);
-        if (evaluated && r->rank == 0 && evaluate(r, r->test, &ta, &ra))
+        es.evaluated = last || (r->o.eval_every > 0 && (e + 1) % r->o.eval_every == 0);
+        if (es.evaluated && evaluate(r, r->test, r->ex, r->ey, &es.ta, &es.ra))
             return 1;
-        if (log_epoch(r, e + 1, loss, ta, ra, evaluated) ||
+        if (validate(r, e + 1, &es) || log_epoch(r, e + 1, &es) ||
             save_checkpoint(r, "last.safetensors", e + 1))
             return 1;
         if (r->o.stop_after > 0 && e + 1 == r->o.stop_after)
             return 0; /* interrupted on purpose: no final line */
     }
-    if (r->rank == 0 && !evaluated && evaluate(r, r->test, &ta, &ra))
+    if (!es.evaluated && evaluate(r, r->test, r->ex, r->ey, &es.ta, &es.ra))
         return 1;
-    if (r->rank == 0)
-        printf("{\"ta\":%.4f,\"ra\":%.4f,\"images_per_s\":%.1f,\"epochs\":%d,\"ranks\":%d,"
-               "\"model\":\"%s\",\"attack\":\"%s\",\"eps\":%g,\"seconds\":%.1f}\n",
-               ta, ra, r->train_seconds > 0 ? r->train_images / r->train_seconds : 0.0,
-               (int)r->o.epochs, r->ranks, r->o.model, r->o.attack, (double)r->o.eps,
-               r->train_seconds);
+    if (r->rank != 0)
+        return 0;
+    char best[64] = "";
+    if (r->val)
+        snprintf(best, sizeof best, ",\"best_val_ra\":%.4f", r->best_ra);
+    printf("{\"ta\":%.4f,\"ra\":%.4f,\"images_per_s\":%.1f,\"epochs\":%d,\"ranks\":%d,"
+           "\"model\":\"%s\",\"attack\":\"%s\",\"eps\":%g,\"seconds\":%.1f,"
+           "\"bytes_sent_per_iter\":%.0f%s}\n",
+           es.ta, es.ra, images_per_s(r), (int)r->o.epochs, r->ranks, r->o.model, r->o.attack,
+           (double)r->o.eps, r->train_seconds, bytes_per_iter(r), best);
     return 0;
+}
+
+/* mkdir -p: the folder and its missing parents. */
+static int make_dirs(const char *path)
+{
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *s = p + 1; *s; ++s) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *s = '/';
+    }
+    return mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
 static int setup(run *r)
@@ -273,15 +370,15 @@ static int setup(run *r)
     co.num_threads = r->o.threads;
     co.seed = r->o.seed;
     TRY_RUN("context", dat_ctx_create(&r->ctx, &co));
-    if (make_comm(r) || open_data(r) || make_model_and_optim(r) || make_attacks(r) || smooth_setup(r) ||
-        make_tensors(r))
+    if (make_comm(r) || open_data(r) || make_model_and_optim(r) || make_attacks(r) ||
+        smooth_setup(r) || make_tensors(r))
         return 1;
-    if (r->o.checkpoint_dir && mkdir(r->o.checkpoint_dir, 0755) != 0 && errno != EEXIST) {
+    if (r->o.checkpoint_dir && r->rank == 0 && make_dirs(r->o.checkpoint_dir) != 0) {
         fprintf(stderr, "dat-train: --checkpoint-dir %s: %s\n", r->o.checkpoint_dir,
                 strerror(errno));
         return 1;
     }
-    if (r->o.resume && resume(r))
+    if ((r->o.resume && resume(r)) || transfer_setup(r, !r->o.resume))
         return 1;
     if (!r->o.resume) /* every worker starts from rank 0's weights */
         TRY_RUN("broadcast", dat_comm_broadcast_model(r->comm, r->model, 0));
@@ -301,6 +398,9 @@ static void teardown(run *r)
     dat_tensor_destroy(r->y);
     dat_tensor_destroy(r->ex);
     dat_tensor_destroy(r->ey);
+    dat_tensor_destroy(r->vx);
+    dat_tensor_destroy(r->vy);
+    dat_tensor_destroy(r->counts);
     dat_quantizer_destroy(r->quant);
     dat_attack_destroy(r->attack);
     dat_attack_destroy(r->eval_attack);
@@ -309,13 +409,14 @@ static void teardown(run *r)
     dat_model_destroy(r->model);
     dat_dataset_destroy(r->train);
     dat_dataset_destroy(r->test);
+    dat_dataset_destroy(r->val);
     dat_comm_destroy(r->comm);
     dat_ctx_destroy(r->ctx);
 }
 
 int main(int argc, char **argv)
 {
-    static run r;
+    static run r = {.best_ra = -1};
     int p = train_options_parse(&r.o, argc, argv);
     if (p != 0)
         return p > 0 ? 0 : 2;
@@ -329,7 +430,7 @@ int main(int argc, char **argv)
     int rc = setup(&r) || train(&r);
     teardown(&r);
 #if DAT_HAVE_MPI
-    if (rc)
+    if (rc && r.ranks > 1)
         MPI_Abort(MPI_COMM_WORLD, 1); /* a failing rank must not leave the others waiting */
     MPI_Finalize();
 #endif

@@ -32,7 +32,9 @@ static const char usage[] =
     "                       resnet50                                  [cnn_small]\n"
     "  --init-from CKPT     start from a checkpoint; a classifier of another size\n"
     "                       is re-initialized (transfer learning)\n"
-    "  --freeze K           train only the last K parameter tensors          [0]\n"
+    "  --new-head           with --init-from: re-initialize the classifier even\n"
+    "                       when its size matches (a new task)\n"
+    "  --freeze K           train only the last K layers (0: all)             [0]\n"
     "\n"
     "Attack (inner maximization)\n"
     "  --attack A           pgd | fgsm | trades | none                      [pgd]\n"
@@ -49,7 +51,7 @@ static const char usage[] =
     "  --lalr on|off        layer-wise adaptive rate (LARS / LAMB)          [off]\n"
     "  --c-l X, --c-u X     LALR trust-ratio clipping bounds             [0, 10]\n"
     "  --lr X               base learning rate                             [0.05]\n"
-    "  --head-lr X          learning rate of a re-initialized classifier  [= lr]\n"
+    "  --head-lr X          learning rate of the classifier (last layer) [= lr]\n"
     "  --momentum X         momentum / Adam beta1                           [0.9]\n"
     "  --weight-decay X                                                    [5e-4]\n"
     "  --schedule S         const | piecewise | cosine | onecycle     [piecewise]\n"
@@ -68,6 +70,7 @@ static const char usage[] =
     "  --bits B             gradient quantization bits, 2..16, 32 = off      [32]\n"
     "  --quant-mode M       one-sided | two-sided                     [one-sided]\n"
     "  --bucket N           quantization bucket size                        [512]\n"
+    "  --comm-timeout S     seconds to wait for the other ranks, then fail  [300]\n"
     "\n"
     "Run\n"
     "  --seed N                                                               [0]\n"
@@ -112,6 +115,7 @@ static void defaults(train_options *o)
     o->bits = 32;
     o->quant_mode = "one-sided";
     o->bucket = 512;
+    o->comm_timeout = 300.0f; /* rank 0 also writes checkpoints and metrics */
     o->eval_every = 1;
     o->eval_steps = 20;
     o->progress = "auto";
@@ -280,6 +284,7 @@ static int parse_one(train_options *o, const char *k, const char *v)
     if (IS("--bits")) return parse_int(k, v, 2, 32, &o->bits);
     if (IS("--quant-mode")) return parse_choice(k, v, qmodes, &o->quant_mode);
     if (IS("--bucket")) return parse_int(k, v, 1, 1 << 24, &o->bucket);
+    if (IS("--comm-timeout")) return parse_float(k, v, 1e-3, 1e7, &o->comm_timeout);
     if (IS("--seed")) {
         int32_t s;
         int r = parse_int(k, v, 0, INT_MAX, &s);
@@ -328,6 +333,8 @@ static int finish(train_options *o)
         if (o->warmup_epochs == 0)
             o->warmup_epochs = 5 < o->epochs ? 5 : o->epochs / 2.0f;
     }
+    if (o->new_head && !o->init_from)
+        return bad("--new-head", NULL, "needs --init-from CKPT");
     if (o->head_lr < 0)
         o->head_lr = o->lr;
     if (o->num_milestones == 0 && strcmp(o->schedule, "piecewise") == 0) {
@@ -351,8 +358,8 @@ int train_options_parse(train_options *o, int argc, char **argv)
             o->resume = 1;
             continue;
         }
-        if (strcmp(k, "--keep-best") == 0) {
-            o->keep_best = 1;
+        if (strcmp(k, "--keep-best") == 0 || strcmp(k, "--new-head") == 0) {
+            *(k[2] == 'k' ? &o->keep_best : &o->new_head) = 1;
             continue;
         }
         if (strncmp(k, "--", 2) != 0)
@@ -381,7 +388,7 @@ int train_options_json(const train_options *o, char *buf, size_t size)
         "\"gamma\":%g,\"lr_scaling\":\"%s\",\"ref_batch\":%d,\"baseline\":\"%s\",\"batch\":%d,"
         "\"epochs\":%d,\"bits\":%d,\"quant_mode\":\"%s\",\"bucket\":%d,\"seed\":%llu,"
         "\"train_subset\":%d,\"val\":%d,\"classes\":[%s],\"unlabeled\":%d,\"augment\":%d,"
-        "\"freeze\":%d}",
+        "\"freeze\":%d,\"new_head\":%d}",
         o->data_format, o->model, o->attack, (double)o->eps, (double)o->alpha, (int)o->steps,
         (double)o->lambda, (double)o->beta, (double)o->smooth_sigma, (int)o->noise_copies,
         o->optimizer, o->lalr, (double)o->c_l, (double)o->c_u, (double)o->lr,
@@ -389,6 +396,7 @@ int train_options_json(const train_options *o, char *buf, size_t size)
         (double)o->warmup_epochs, (double)o->gamma, o->lr_scaling, (int)o->ref_batch,
         o->baseline ? o->baseline : "", (int)o->batch, (int)o->epochs, (int)o->bits,
         o->quant_mode, (int)o->bucket, (unsigned long long)o->seed, (int)o->train_subset,
-        (int)o->val_count, classes, (int)o->unlabeled_count, o->augment, (int)o->freeze);
+        (int)o->val_count, classes, (int)o->unlabeled_count, o->augment, (int)o->freeze,
+        o->new_head);
     return n > 0 && (size_t)n < size ? 0 : -1;
 }

@@ -22,7 +22,8 @@ typedef struct train_options {
     /* model */
     const char *model;
     const char *init_from;     /* checkpoint to start from (transfer) */
-    int32_t freeze;            /* > 0: train only the last k parameter tensors */
+    int32_t freeze;            /* > 0: train only the last k layers */
+    int new_head;              /* re-initialize the classifier whatever its size */
     /* attack */
     const char *attack;        /* pgd | fgsm | trades | none */
     float eps, alpha, lambda, beta;
@@ -46,6 +47,7 @@ typedef struct train_options {
     int32_t bits;              /* 32 = no quantization */
     const char *quant_mode;    /* one-sided | two-sided */
     int32_t bucket;
+    float comm_timeout;        /* seconds a rank waits for its peers */
     /* run */
     uint64_t seed;
     int32_t threads;

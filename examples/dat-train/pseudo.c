@@ -117,15 +117,9 @@ static int label_with_teacher(run *r, pool *p, int64_t first)
     int32_t c, h, w, classes;
     dat_dataset_sample_shape(r->train, &c, &h, &w);
     dat_dataset_num_classes(r->train, &classes);
-    dat_model_options mo;
-    dat_model_options_init(&mo);
-    mo.num_classes = classes;
-    mo.in_channels = c;
-    mo.in_height = h;
-    mo.in_width = w;
     enum { B = 250 };
     int64_t xs[4] = {B, c, h, w}, ls[2] = {B, classes};
-    dat_status s = dat_model_create_preset(&teacher, r->ctx, o->model, &mo);
+    dat_status s = create_model(r, &teacher);
     if (s == DAT_OK)
         s = dat_model_load(teacher, o->teacher, NULL);
     if (s == DAT_OK)

@@ -18,12 +18,15 @@ typedef struct run {
     dat_attack *eval_attack; /* PGD-k of the robust accuracy */
     dat_optim *optim;
     dat_quantizer *quant;    /* NULL for 32 bits */
-    dat_tensor *x, *x_adv, *y, *ex, *ey;
+    dat_tensor *x, *x_adv, *y, *ex, *ey, *vx, *vy;
     dat_attack *noise;       /* Smooth-AT: makes the noise copies (smooth.c); else NULL */
     dat_tensor *xn, *yn;     /* Smooth-AT: noise_copies x batch copies and their labels */
     int64_t steps_per_epoch, start_epoch;
-    int32_t eval_batch;
+    int32_t eval_batch, val_batch;
+    double best_ra;          /* best validation RA so far (-1: none yet) */
+    dat_tensor *counts;      /* 3 floats: the evaluation's counts, summed over the ranks */
     double train_seconds, train_images;
+    double grad_bytes, grad_steps; /* sent by the gradient all-reduces (not the evaluation's) */
     FILE *metrics;
 } run;
 
@@ -38,10 +41,16 @@ int fail(const run *r, const char *what, dat_status s);
             return fail(r, (what), s_);    \
     } while (0)
 
+/* A model of --model for the training data's shape and classes, seeded by --seed. */
+dat_status create_model(const run *r, dat_model **out);
+/* The options every training attack shares: --eps, --alpha, --steps, --seed, the rank. */
+void attack_options(const run *r, dat_attack_options *a);
+
 /* One training epoch; *loss receives the mean training loss. */
 int train_epoch(run *r, int64_t epoch, double *loss);
-/* Clean and PGD robust accuracy over a dataset (rank 0). */
-int evaluate(run *r, dat_dataset *ds, double *ta, double *ra);
+/* Clean and PGD robust accuracy over a dataset, in batches of x and y: every rank
+ * evaluates its share of the batches; all ranks call it and get the totals. */
+int evaluate(run *r, dat_dataset *ds, dat_tensor *x, dat_tensor *y, double *ta, double *ra);
 /* Writes <dir>/<name> with the run's position after `epochs` epochs. */
 int save_checkpoint(run *r, const char *name, int64_t epochs);
 

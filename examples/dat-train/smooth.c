@@ -8,12 +8,7 @@ int smooth_setup(run *r)
     if (o->smooth_sigma <= 0)
         return 0;
     dat_attack_options a;
-    dat_attack_options_init(&a);
-    a.eps = o->eps;
-    a.alpha = o->alpha;
-    a.steps = o->steps;
-    a.seed = o->seed;
-    a.rank = r->rank;
+    attack_options(r, &a);
     a.sigma = o->smooth_sigma;
     a.noise_samples = o->noise_copies;
     if (r->attack) { /* --attack pgd (options.c refuses the others) */

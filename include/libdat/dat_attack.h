@@ -53,42 +53,71 @@ typedef struct dat_attack_options {
     int32_t restarts;        /**< default 1; the largest-loss restart is kept */
     dat_model_mode mode;     /**< model mode during the attack; default DAT_MODE_EVAL.
                                   The model's own mode is restored afterwards. */
-    float lo, hi;            /**< valid input range; default [0, 1] */
+    /** @{ */
+    float lo, hi;            /**< valid input range [lo, hi]; default [0, 1] */
+    /** @} */
     float sigma;             /**< SMOOTH_PGD and Gaussian copies: noise std; default 0.25 */
     int32_t noise_samples;   /**< SMOOTH_PGD: m noise samples per point; copies: N; default 1 */
     uint64_t seed;           /**< Philox key of the attack's draws; default 0 */
     int32_t rank;            /**< worker index, part of the stream; default 0 */
 } dat_attack_options;
 
-/** @brief Fills @p opts with the defaults and sets its size. */
+/**
+ * @brief Fills @p opts with the defaults and sets its size.
+ * @param[out] opts  the options to fill.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
+ */
 DAT_API dat_status dat_attack_options_init(dat_attack_options *opts);
 
 /**
  * @brief Creates an attack.
- * @param[out] out  receives the attack, freed with dat_attack_destroy(); NULL on failure.
- * @return DAT_ERR_INVALID_ARG for bad options (eps < 0, steps < 0, alpha NaN,
- *         noise_samples < 1, sigma < 0, lo >= hi, unknown kind or norm), with a message.
+ * @param[out] out  receives the attack, owned by the caller and freed with
+ *                  dat_attack_destroy() before @p ctx; NULL on failure.
+ * @param ctx  the context whose device the attack computes on.
+ * @param opts  options from dat_attack_options_init(), or NULL for the
+ *              defaults; copied.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or bad options
+ *         (eps < 0, steps < 0, alpha NaN, noise_samples < 1, sigma < 0,
+ *         lo >= hi, unknown kind or norm), with a message; DAT_ERR_OUT_OF_MEMORY.
  */
 DAT_API dat_status dat_attack_create(dat_attack **out, dat_ctx *ctx,
                                      const dat_attack_options *opts);
 
-/** @brief Destroys an attack; NULL is a no-op. */
+/**
+ * @brief Destroys an attack.
+ * @param attack  the attack, or NULL (a no-op).
+ */
 DAT_API void dat_attack_destroy(dat_attack *attack);
 
 /**
  * @brief Sets the step counter (part of the Philox stream), e.g. when resuming.
+ * @param attack  the attack.
+ * @param step  the new counter.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p attack is NULL.
  */
 DAT_API dat_status dat_attack_set_step(dat_attack *attack, uint64_t step);
-/** @brief The step counter: how many drawing calls have been made (or as set). */
+/**
+ * @brief The step counter: how many drawing calls have been made (or as set).
+ * @param attack  the attack.
+ * @param[out] step  receives the counter.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
+ */
 DAT_API dat_status dat_attack_get_step(const dat_attack *attack, uint64_t *step);
 
 /**
  * @brief Perturbs a batch: @p x_adv receives the adversarial examples of @p x.
+ *
+ * Only input gradients are computed (dat_model_input_grad): the model's
+ * parameters and gradient buffer are not changed; its mode is set to
+ * opts.mode during the attack and restored afterwards.
+ * @param attack  the attack.
+ * @param model  the model attacked.
  * @param x  float32 [N, C, H, W] inside [lo, hi].
  * @param y  int32 [N] labels (true labels or pseudo-labels); may be NULL for TRADES.
  * @param[out] x_adv  float32, same shape as @p x (may not alias it).
- * @return DAT_ERR_INVALID_ARG for shapes, labels out of range or x outside
- *         [lo, hi] (nothing is written then); DAT_ERR_NUMERIC for NaN in x.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, shapes, labels out of
+ *         range or x outside [lo, hi] (nothing is written then); DAT_ERR_NUMERIC
+ *         for NaN in x; DAT_ERR_OUT_OF_MEMORY.
  */
 DAT_API dat_status dat_attack_perturb(dat_attack *attack, dat_model *model, const dat_tensor *x,
                                       const dat_tensor *y, dat_tensor *x_adv);
@@ -97,8 +126,12 @@ DAT_API dat_status dat_attack_perturb(dat_attack *attack, dat_model *model, cons
  * @brief Gaussian noise copies for Smooth-AT: row j * N + i of @p x_out is
  *        x_i + sigma * noise (not clipped), and of @p y_out (if not NULL) y_i,
  *        for j < noise_samples.
- * @param x_out  float32 [N * noise_samples, C, H, W].
- * @param y_out  int32 [N * noise_samples], or NULL.
+ * @param attack  the attack (its sigma, noise_samples, seed and step).
+ * @param x  float32 [N, C, H, W].
+ * @param y  int32 [N], or NULL when @p y_out is NULL.
+ * @param[out] x_out  float32 [N * noise_samples, C, H, W].
+ * @param[out] y_out  int32 [N * noise_samples], or NULL.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or shapes that do not fit.
  */
 DAT_API dat_status dat_attack_gaussian_copies(dat_attack *attack, const dat_tensor *x,
                                               const dat_tensor *y, dat_tensor *x_out,
@@ -106,12 +139,19 @@ DAT_API dat_status dat_attack_gaussian_copies(dat_attack *attack, const dat_tens
 
 /**
  * @brief Clean and robust correctness of one batch; sum the counts over the
- *        batches of a test set for accuracies. A point is robust only if the
- *        model classifies it correctly and every restart fails (each restart is
- *        checked on its own). The model is evaluated in the attack's mode.
+ *        batches of a test set for accuracies.
+ *
+ * A point is robust only if the model classifies it correctly and every
+ * restart fails (each restart is checked on its own). The model is evaluated
+ * in the attack's mode and its mode is restored afterwards.
+ * @param attack  the attack to evaluate against.
+ * @param model  the model.
+ * @param x  float32 [N, C, H, W] inside [lo, hi].
+ * @param y  int32 [N] labels.
  * @param[out] clean_correct  number of correctly classified clean points (may be NULL).
  * @param[out] robust_correct  number of points that survive the attack (may be NULL).
  * @param[out] robust_mask  uint8 [N]: 1 where the point is robust (may be NULL).
+ * @return DAT_OK; as dat_attack_perturb() otherwise.
  */
 DAT_API dat_status dat_eval_robust_accuracy(dat_attack *attack, dat_model *model,
                                             const dat_tensor *x, const dat_tensor *y,

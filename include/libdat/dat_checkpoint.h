@@ -28,9 +28,15 @@ typedef struct dat_checkpoint_info {
 } dat_checkpoint_info;
 
 /**
- * @brief Writes a checkpoint.
- * @param optim  may be NULL (then no optimizer state is stored).
+ * @brief Writes a checkpoint (temporary file, fsync, rename).
+ * @param path  the file to write.
+ * @param model  the model whose state_dict is stored.
+ * @param optim  its optimizer, or NULL (then no optimizer state is stored).
+ * @param info  the position to store; info->size set by the caller.
  * @param config  text stored as metadata "config" (may be NULL).
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL required pointers or a wrong
+ *         info->size; DAT_ERR_IO naming the path and the system's reason;
+ *         DAT_ERR_OUT_OF_MEMORY.
  */
 DAT_API dat_status dat_checkpoint_save(const char *path, dat_model *model, dat_optim *optim,
                                        const dat_checkpoint_info *info, const char *config);
@@ -38,10 +44,16 @@ DAT_API dat_status dat_checkpoint_save(const char *path, dat_model *model, dat_o
 /**
  * @brief Restores a checkpoint into @p model (and @p optim unless NULL): all or
  *        nothing for the model (dat_model_load), then the optimizer.
+ * @param path  the file to read.
+ * @param model  the model to restore (of the same architecture).
+ * @param optim  the optimizer to restore (same kind and parameter count), or
+ *               NULL to leave optimizer state aside.
  * @param[out] info  the stored position (its size set by the caller).
  * @param[out] config  receives the stored configuration, NUL-terminated and
  *                     truncated to @p config_size (may be NULL).
- * @return DAT_ERR_FORMAT for a file of another model (naming the first
+ * @param config_size  bytes at @p config.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL required pointers; DAT_ERR_IO;
+ *         DAT_ERR_FORMAT for a file of another model (naming the first
  *         mismatched tensor), a missing optimizer state or position.
  */
 DAT_API dat_status dat_checkpoint_load(const char *path, dat_model *model, dat_optim *optim,

@@ -67,7 +67,8 @@ typedef struct dat_comm_options {
 
 /**
  * @brief Fills @p opts with the defaults and sets its size field.
- * @return DAT_ERR_INVALID_ARG if @p opts is NULL.
+ * @param[out] opts  the options to fill.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
  */
 DAT_API dat_status dat_comm_options_init(dat_comm_options *opts);
 
@@ -97,48 +98,69 @@ typedef struct dat_comm_stats {
  * @brief Creates the communicator of one rank (rank 0 of 1): collectives are
  *        local, and the quantized all-reduce still quantizes and decodes, so a
  *        one-process run sees the same numerical effect as a distributed one.
- * @param[out] out  receives the communicator, to be freed with
- *                  dat_comm_destroy() before @p ctx; NULL on failure.
- * @return DAT_ERR_INVALID_ARG for NULL arguments; DAT_ERR_OUT_OF_MEMORY.
+ * @param[out] out  receives the communicator, owned by the caller and freed
+ *                  with dat_comm_destroy() before @p ctx; NULL on failure.
+ * @param ctx  the context whose threads quantize.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL arguments; DAT_ERR_OUT_OF_MEMORY.
  */
 DAT_API dat_status dat_comm_create_self(dat_comm **out, dat_ctx *ctx);
 
-/** @brief Destroys a communicator; NULL is a no-op. Not collective. */
+/**
+ * @brief Destroys a communicator. Not collective: each rank destroys its own.
+ * @param comm  the communicator, or NULL (a no-op).
+ */
 DAT_API void dat_comm_destroy(dat_comm *comm);
 
-/** @brief Rank of this process, 0 .. size − 1. */
+/**
+ * @brief Rank of this process, 0 .. size − 1.
+ * @param comm  the communicator.
+ * @param[out] rank  receives the rank.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
+ */
 DAT_API dat_status dat_comm_rank(const dat_comm *comm, int32_t *rank);
 
-/** @brief Number of ranks M. */
+/**
+ * @brief Number of ranks M.
+ * @param comm  the communicator.
+ * @param[out] size  receives M.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
+ */
 DAT_API dat_status dat_comm_size(const dat_comm *comm, int32_t *size);
 
 /**
  * @brief In-place all-reduce of a float32 tensor; every rank ends with the
- *        same bits.
- * @return DAT_ERR_INVALID_ARG for NULL arguments, a non-float32 tensor or a
- *         bad @p op; DAT_ERR_COMM if the ranks' element counts differ or a
+ *        same bits. Collective.
+ * @param comm  the communicator.
+ * @param t  float32 tensor, the same element count on every rank.
+ * @param op  DAT_REDUCE_SUM or DAT_REDUCE_MEAN.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL arguments, a non-float32 tensor
+ *         or a bad @p op; DAT_ERR_COMM if the ranks' element counts differ or a
  *         peer reported an error; DAT_ERR_TIMEOUT; DAT_ERR_STATE on a broken
  *         communicator.
  */
 DAT_API dat_status dat_comm_allreduce(dat_comm *comm, dat_tensor *t, dat_reduction op);
 
 /**
- * @brief Broadcast of a tensor (any dtype) from rank @p root.
- * @return as dat_comm_allreduce(); DAT_ERR_INVALID_ARG for a root outside
+ * @brief Broadcast of a tensor (any dtype) from rank @p root. Collective.
+ * @param comm  the communicator.
+ * @param t  the root's data on the root; overwritten on the other ranks.
+ * @param root  the sending rank, in [0, size).
+ * @return DAT_OK; otherwise as dat_comm_allreduce(); DAT_ERR_INVALID_ARG for a root outside
  *         [0, size).
  */
 DAT_API dat_status dat_comm_broadcast(dat_comm *comm, dat_tensor *t, int32_t root);
 
 /**
- * @brief All-gather: @p out receives every rank's @p in, rank by rank.
- * @param in  tensor of k elements (any dtype).
- * @param out  tensor of the same dtype and M·k elements (any shape).
- * @return as dat_comm_allreduce(); DAT_ERR_INVALID_ARG for a dtype or size mismatch.
+ * @brief All-gather: @p out receives every rank's @p in, rank by rank. Collective.
+ * @param comm  the communicator.
+ * @param in  tensor of k elements (any dtype), the same k on every rank.
+ * @param[out] out  tensor of the same dtype and M·k elements (any shape).
+ * @return DAT_OK; otherwise as dat_comm_allreduce(); DAT_ERR_INVALID_ARG for a dtype or size mismatch.
  */
 DAT_API dat_status dat_comm_allgather(dat_comm *comm, const dat_tensor *in, dat_tensor *out);
 
 /**
- * @brief Quantized all-reduce (mean) of a float32 tensor, in place.
+ * @brief Quantized all-reduce (mean) of a float32 tensor, in place. Collective.
  *
  * Worker draws use the stream of (quantizer seed, communicator rank, step);
  * the second quantization of the two-sided mode, done by the rank serving the
@@ -146,41 +168,61 @@ DAT_API dat_status dat_comm_allgather(dat_comm *comm, const dat_tensor *in, dat_
  * the quantizer has it, applies to the worker quantization. Averaging decodes
  * the ranks' codes in rank order into the tensor, adding, and multiplies the
  * sum by 1/M: every rank ends with identical bits.
+ * @param comm  the communicator.
+ * @param t  float32 tensor, the same element count on every rank.
  * @param q  quantizer; every rank must use the same bits, bucket size and norm.
+ * @param mode  DAT_QUANT_ONE_SIDED or DAT_QUANT_TWO_SIDED.
  * @param step  the training step (all ranks the same).
- * @return as dat_comm_allreduce(); DAT_ERR_NUMERIC on the rank whose input
+ * @return DAT_OK; otherwise as dat_comm_allreduce(); DAT_ERR_NUMERIC on the rank whose input
  *         holds a NaN / Inf (the others get DAT_ERR_COMM naming that rank).
  */
 DAT_API dat_status dat_comm_allreduce_quantized(dat_comm *comm, dat_tensor *t, dat_quantizer *q,
                                                 dat_quant_mode mode, uint64_t step);
 
 /**
- * @brief Steps 3, A3 and 4 of the paper's Algorithm 1 for a model: replaces the
- *        model's flat gradient by its mean over the ranks, exactly
- *        (dat_comm_allreduce, @p q NULL) or through the quantized all-reduce
- *        (dat_comm_allreduce_quantized with @p q, @p mode and @p step). The
- *        buffer is reduced in place (the quantizer works bucket by bucket), so no
- *        second full copy of the gradient is made on the host. Every rank ends
- *        with identical bits.
- * @return as dat_comm_allreduce / dat_comm_allreduce_quantized.
+ * @brief Steps 3, A3 and 4 of the paper's Algorithm 1 for a model. Collective.
+ *
+ * Replaces the model's flat gradient by its mean over the ranks, exactly
+ * (dat_comm_allreduce, @p q NULL) or through the quantized all-reduce
+ * (dat_comm_allreduce_quantized with @p q, @p mode and @p step). The buffer
+ * is reduced in place (the quantizer works bucket by bucket), so no second
+ * full copy of the gradient is made on the host. Every rank ends with
+ * identical bits.
+ * @param comm  the communicator.
+ * @param model  the model whose gradient (dat_model_grads()) is reduced; the
+ *               same architecture on every rank.
+ * @param q  the quantizer, or NULL for the exact mean.
+ * @param mode  DAT_QUANT_ONE_SIDED or DAT_QUANT_TWO_SIDED (ignored without @p q).
+ * @param step  the training step (all ranks the same).
+ * @return DAT_OK; otherwise as dat_comm_allreduce / dat_comm_allreduce_quantized.
  */
 DAT_API dat_status dat_comm_allreduce_grads(dat_comm *comm, dat_model *model, dat_quantizer *q,
                                             dat_quant_mode mode, uint64_t step);
 
 /**
  * @brief Start-up: every rank takes rank @p root's parameters and batch-norm
- *        running statistics, so all workers begin from the same model.
+ *        running statistics, so all workers begin from the same model. Collective.
+ * @param comm  the communicator.
+ * @param model  the model; the same architecture on every rank.
+ * @param root  the rank whose model is sent, in [0, size).
+ * @return DAT_OK; otherwise as dat_comm_broadcast().
  */
 DAT_API dat_status dat_comm_broadcast_model(dat_comm *comm, dat_model *model, int32_t root);
 
 /**
  * @brief Reads the statistics.
+ * @param comm  the communicator.
  * @param[in,out] stats  its size field must be set to sizeof(dat_comm_stats)
  *                       (or an older, smaller layout); the rest is filled.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or a bad stats->size.
  */
 DAT_API dat_status dat_comm_get_stats(const dat_comm *comm, dat_comm_stats *stats);
 
-/** @brief Zeroes the statistics. */
+/**
+ * @brief Zeroes the statistics.
+ * @param comm  the communicator.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p comm is NULL.
+ */
 DAT_API dat_status dat_comm_reset_stats(dat_comm *comm);
 
 /**
@@ -188,19 +230,22 @@ DAT_API dat_status dat_comm_reset_stats(dat_comm *comm);
  *        peers: NCCL calls ncclCommAbort; MPI only marks it (processes are not
  *        killed: call MPI_Abort yourself to end the job). Later collectives
  *        return DAT_ERR_STATE; destroy it afterwards.
+ * @param comm  the communicator.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p comm is NULL.
  */
 DAT_API dat_status dat_comm_abort(dat_comm *comm);
 
 /** @brief Opaque NCCL unique id: 128 bytes that rank 0 makes and every rank passes to
  *         dat_comm_create_nccl(). */
 typedef struct dat_comm_id {
-    unsigned char internal[128];
+    unsigned char internal[128]; /**< NCCL's ncclUniqueId bytes; copy them unchanged. */
 } dat_comm_id;
 
 /**
  * @brief Makes a new unique id (call on one rank, then move it to the others).
- * @return DAT_ERR_UNSUPPORTED in builds without CUDA / NCCL; DAT_ERR_COMM if
- *         NCCL fails.
+ * @param[out] id  receives the id.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL; DAT_ERR_UNSUPPORTED in builds
+ *         without CUDA / NCCL; DAT_ERR_COMM if NCCL fails.
  */
 DAT_API dat_status dat_comm_unique_id(dat_comm_id *id);
 
@@ -210,11 +255,16 @@ DAT_API dat_status dat_comm_unique_id(dat_comm_id *id);
  * It runs its collectives on its own CUDA stream and polls NCCL's
  * asynchronous errors while it waits; on an error or after the timeout it
  * calls ncclCommAbort and returns DAT_ERR_COMM / DAT_ERR_TIMEOUT.
+ * @param[out] out  receives the communicator, owned by the caller and freed
+ *                  with dat_comm_destroy() before @p ctx; NULL on failure.
  * @param ctx  a CUDA context: the GPU this rank uses.
+ * @param nranks  number of ranks M, >= 1.
+ * @param rank  this process's rank in [0, nranks).
+ * @param id  the id rank 0 made with dat_comm_unique_id(), the same on every rank.
  * @param opts  options, or NULL for the defaults.
- * @return DAT_ERR_UNSUPPORTED in builds without CUDA; DAT_ERR_INVALID_ARG for
- *         a CPU context, rank outside [0, nranks) or NULL arguments;
- *         DAT_ERR_COMM; DAT_ERR_TIMEOUT.
+ * @return DAT_OK; DAT_ERR_UNSUPPORTED in builds without CUDA;
+ *         DAT_ERR_INVALID_ARG for a CPU context, rank outside [0, nranks) or
+ *         NULL arguments; DAT_ERR_COMM; DAT_ERR_TIMEOUT.
  */
 DAT_API dat_status dat_comm_create_nccl(dat_comm **out, dat_ctx *ctx, int32_t nranks,
                                         int32_t rank, const dat_comm_id *id,
@@ -223,14 +273,20 @@ DAT_API dat_status dat_comm_create_nccl(dat_comm **out, dat_ctx *ctx, int32_t nr
 /**
  * @brief Writes an id to @p path atomically (a temporary file in the same
  *        folder, fsync, rename), for ranks that share a file system.
- * @return DAT_ERR_IO with the path and the system's message.
+ * @param id  the id.
+ * @param path  the file to write.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers; DAT_ERR_IO with the
+ *         path and the system's message.
  */
 DAT_API dat_status dat_comm_unique_id_write(const dat_comm_id *id, const char *path);
 
 /**
  * @brief Waits until @p path exists, then reads the id from it.
+ * @param[out] id  receives the id.
+ * @param path  the file written by dat_comm_unique_id_write().
  * @param timeout_s  how long to wait for the file, > 0.
- * @return DAT_ERR_TIMEOUT if it does not appear in time; DAT_ERR_FORMAT if it
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or a bad timeout;
+ *         DAT_ERR_TIMEOUT if it does not appear in time; DAT_ERR_FORMAT if it
  *         is not an id file; DAT_ERR_IO.
  */
 DAT_API dat_status dat_comm_unique_id_read(dat_comm_id *id, const char *path, double timeout_s);

@@ -47,7 +47,9 @@ typedef enum dat_status {
 
 /**
  * @brief Name of a status, e.g. "DAT_ERR_INVALID_ARG".
- * @return A static string; "DAT_ERR_UNKNOWN" for values not listed in ::dat_status.
+ * @param status  any value, listed in ::dat_status or not.
+ * @return A static string owned by libdat (never NULL, never to be freed);
+ *         "DAT_ERR_UNKNOWN" for values not listed in ::dat_status.
  */
 DAT_API const char *dat_status_string(dat_status status);
 
@@ -57,24 +59,29 @@ DAT_API const char *dat_status_string(dat_status status);
  * The message says what was wrong and where, e.g.
  * "dat_tensor_create: shape[1] = -3 must be positive". Successful calls do
  * not clear it.
- * @return A thread-local string owned by libdat, valid until the next libdat
- *         call on this thread fails; "" when no call has failed yet.
+ * @return A thread-local string owned by libdat (never NULL, never to be
+ *         freed), valid until the next libdat call on this thread fails; ""
+ *         when no call has failed yet or since dat_clear_error().
  */
 DAT_API const char *dat_last_error(void);
 
 /**
- * @brief Clears the calling thread's last error message.
+ * @brief Clears the calling thread's last error message: dat_last_error()
+ *        returns "" until a call fails again.
  */
 DAT_API void dat_clear_error(void);
 
 /**
- * @brief Version of the library the program runs with, as DAT_VERSION_NUMBER.
+ * @brief Version of the library the program runs with.
+ * @return DAT_VERSION_NUMBER of the library (major * 10000 + minor * 100 +
+ *         patch); compare it with the DAT_VERSION_NUMBER the program was
+ *         compiled against.
  */
 DAT_API uint32_t dat_version(void);
 
 /**
  * @brief Version of the library the program runs with, "major.minor.patch".
- * @return A static string.
+ * @return A static string owned by libdat.
  */
 DAT_API const char *dat_version_string(void);
 
@@ -117,12 +124,17 @@ typedef enum dat_dtype {
 } dat_dtype;
 
 /**
- * @brief Size in bytes of one element of @p dtype, or 0 for an unknown dtype.
+ * @brief Size in bytes of one element of a dtype.
+ * @param dtype  any value, listed in ::dat_dtype or not.
+ * @return 4 for float32 and int32, 2 for bfloat16, 1 for uint8; 0 for a value
+ *         not listed in ::dat_dtype.
  */
 DAT_API size_t dat_dtype_size(dat_dtype dtype);
 
 /**
- * @brief Name of a dtype, e.g. "float32"; "unknown" for values not in ::dat_dtype.
+ * @brief Name of a dtype, e.g. "float32".
+ * @param dtype  any value, listed in ::dat_dtype or not.
+ * @return A static string owned by libdat; "unknown" for values not in ::dat_dtype.
  */
 DAT_API const char *dat_dtype_name(dat_dtype dtype);
 

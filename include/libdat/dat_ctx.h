@@ -43,15 +43,18 @@ typedef struct dat_ctx_options {
 
 /**
  * @brief Fills @p opts with the defaults and sets its size field.
- * @return DAT_ERR_INVALID_ARG if @p opts is NULL.
+ * @param[out] opts  the options to fill.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
  */
 DAT_API dat_status dat_ctx_options_init(dat_ctx_options *opts);
 
 /**
  * @brief Creates a context.
- * @param[out] out  receives the context, to be freed with dat_ctx_destroy();
- *                  set to NULL on failure.
- * @param opts  options from dat_ctx_options_init(), or NULL for the defaults.
+ * @param[out] out  receives the context, owned by the caller and freed with
+ *                  dat_ctx_destroy(); set to NULL on failure.
+ * @param opts  options from dat_ctx_options_init(), or NULL for the defaults;
+ *              read during the call only (opts->log_fn and opts->log_user are
+ *              kept and must stay valid while the context lives).
  * @return DAT_OK; DAT_ERR_INVALID_ARG for a NULL @p out, a wrong opts->size
  *         or a field out of range; DAT_ERR_NO_DEVICE when a CUDA device is
  *         asked for and none (or not that ordinal) is present;
@@ -61,31 +64,44 @@ DAT_API dat_status dat_ctx_options_init(dat_ctx_options *opts);
 DAT_API dat_status dat_ctx_create(dat_ctx **out, const dat_ctx_options *opts);
 
 /**
- * @brief Destroys a context. Every object created from it must be destroyed
- *        first. NULL is a no-op.
+ * @brief Destroys a context and frees its device resources.
+ * @param ctx  the context, or NULL (a no-op). Every object created from it
+ *             (tensors, models, attacks, quantizers, communicators, optimizers,
+ *             data sets) must be destroyed first.
  */
 DAT_API void dat_ctx_destroy(dat_ctx *ctx);
 
 /**
  * @brief Waits until all work queued on the context's device has finished.
- * @return DAT_ERR_CUDA with the CUDA message if queued work failed.
+ * @param ctx  the context.
+ * @return DAT_OK (at once on the CPU); DAT_ERR_INVALID_ARG for NULL;
+ *         DAT_ERR_CUDA with the CUDA message if queued work failed.
  */
 DAT_API dat_status dat_ctx_synchronize(dat_ctx *ctx);
 
 /**
  * @brief Device of a context.
+ * @param ctx  the context.
  * @param[out] kind  receives the device kind (may be NULL).
  * @param[out] ordinal  receives the CUDA ordinal, -1 on the CPU (may be NULL).
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p ctx is NULL.
  */
 DAT_API dat_status dat_ctx_device(const dat_ctx *ctx, dat_device_kind *kind, int32_t *ordinal);
 
 /**
- * @brief Number of host threads the context computes with (never 0).
+ * @brief Number of host threads the context computes with.
+ * @param ctx  the context.
+ * @param[out] num_threads  receives the count (never 0: 0 in the options
+ *                          became the number of online cores).
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
  */
 DAT_API dat_status dat_ctx_num_threads(const dat_ctx *ctx, int32_t *num_threads);
 
 /**
  * @brief Seed (Philox key) of the context.
+ * @param ctx  the context.
+ * @param[out] seed  receives the seed.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
  */
 DAT_API dat_status dat_ctx_seed(const dat_ctx *ctx, uint64_t *seed);
 
@@ -99,7 +115,8 @@ DAT_API int dat_has_cuda(void);
  * @brief Number of CUDA devices visible to this process.
  * @param[out] count  receives the count: 0 when built without CUDA, when no
  *                    driver is installed or no GPU is present.
- * @return DAT_OK whenever @p count is not NULL: a missing GPU is a count of 0.
+ * @return DAT_OK whenever @p count is not NULL (a missing GPU is a count of
+ *         0); DAT_ERR_INVALID_ARG for NULL.
  */
 DAT_API dat_status dat_cuda_device_count(int32_t *count);
 

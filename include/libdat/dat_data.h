@@ -158,40 +158,48 @@ typedef struct dat_dataset_options {
 
 /**
  * @brief Fills @p opts with the defaults (see each field) and sets its size field.
- * @return DAT_ERR_INVALID_ARG if @p opts is NULL.
+ * @param[out] opts  the options to fill.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
  */
 DAT_API dat_status dat_dataset_options_init(dat_dataset_options *opts);
 
 /**
  * @brief Loads a data set and positions it at epoch 0, batch 0.
- * @param[out] out  receives the data set, to be freed with dat_dataset_destroy()
- *                  before @p ctx; NULL on failure.
+ * @param[out] out  receives the data set, owned by the caller and freed with
+ *                  dat_dataset_destroy() before @p ctx; NULL on failure.
  * @param ctx  context the data set belongs to.
- * @param opts  options (required: they name the files).
- * @return DAT_ERR_INVALID_ARG for NULL pointers, a wrong opts->size, a field out
- *         of range, paths that do not fit the format, a class of the subset
- *         outside the data's classes, or a split, shard or batch setting that
- *         leaves this handle no batch; DAT_ERR_IO when a file cannot be read
- *         (for a missing file under /usr/share/datasets/NAME/ the message names
- *         the Debian package dataset-NAME); DAT_ERR_FORMAT when a file is
- *         malformed or images and labels differ in count;
- *         DAT_ERR_OUT_OF_MEMORY.
+ * @param opts  options (required: they name the files); read during the call only.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, a wrong opts->size, a
+ *         field out of range, paths that do not fit the format, a class of the
+ *         subset outside the data's classes, or a split, shard or batch setting
+ *         that leaves this handle no batch; DAT_ERR_IO when a file cannot be
+ *         read (for a missing file under /usr/share/datasets/NAME/ the message
+ *         names the Debian package dataset-NAME); DAT_ERR_FORMAT when a file is
+ *         malformed or images and labels differ in count; DAT_ERR_OUT_OF_MEMORY.
  */
 DAT_API dat_status dat_dataset_open(dat_dataset **out, dat_ctx *ctx,
                                     const dat_dataset_options *opts);
 
-/** @brief Destroys a data set (and stops its prefetch thread); NULL is a no-op. */
+/**
+ * @brief Destroys a data set (and stops its prefetch thread).
+ * @param ds  the data set, or NULL (a no-op).
+ */
 DAT_API void dat_dataset_destroy(dat_dataset *ds);
 
 /**
  * @brief Samples this handle serves per epoch: its shard, S = ⌊P / W⌋ (with
  *        drop_last, only batches_per_epoch · batch_size of them are served).
+ * @param ds  the data set.
+ * @param[out] count  receives S.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
  */
 DAT_API dat_status dat_dataset_num_samples(const dat_dataset *ds, int64_t *count);
 
 /**
  * @brief Shape of one sample, as served: channels, height, width.
+ * @param ds  the data set.
  * @param[out] channels, height, width  each may be NULL.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p ds is NULL.
  */
 DAT_API dat_status dat_dataset_sample_shape(const dat_dataset *ds, int32_t *channels,
                                             int32_t *height, int32_t *width);
@@ -199,22 +207,33 @@ DAT_API dat_status dat_dataset_sample_shape(const dat_dataset *ds, int32_t *chan
 /**
  * @brief Number of classes of the labels served: the subset's size with a
  *        class subset; 0 for unlabeled data without opts.num_classes.
+ * @param ds  the data set.
+ * @param[out] count  receives the count.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
  */
 DAT_API dat_status dat_dataset_num_classes(const dat_dataset *ds, int32_t *count);
 
-/** @brief Batches per epoch: ⌈S / batch_size⌉, or ⌊S / batch_size⌋ with drop_last. */
+/**
+ * @brief Batches per epoch: ⌈S / batch_size⌉, or ⌊S / batch_size⌋ with drop_last.
+ * @param ds  the data set.
+ * @param[out] count  receives the count.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
+ */
 DAT_API dat_status dat_dataset_batches_per_epoch(const dat_dataset *ds, int64_t *count);
 
 /**
  * @brief Starts epoch @p epoch at its first batch: computes its permutation.
  *        Call it at the start of every epoch after the first (and to resume).
+ * @param ds  the data set.
  * @param epoch  0 to 2^62 − 1.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL or an epoch out of range.
  */
 DAT_API dat_status dat_dataset_set_epoch(dat_dataset *ds, int64_t epoch);
 
 /**
  * @brief Serves the next batch of the current epoch.
  *
+ * @param ds  the data set.
  * @param x  float32 tensor [b, C, H, W] (C, H, W from dat_dataset_sample_shape())
  *           with count <= b <= batch_size; on any device (a CPU tensor is
  *           written in place, others through dat_tensor_write()). Rows from
@@ -225,9 +244,9 @@ DAT_API dat_status dat_dataset_set_epoch(dat_dataset *ds, int64_t epoch);
  * @param[out] count  receives the number of samples written: batch_size, less
  *                    for a last short batch, 0 when the epoch is over (then
  *                    x and y are not touched; call dat_dataset_set_epoch()).
- * @return DAT_ERR_INVALID_ARG for NULL pointers, wrong dtypes or shapes (b
- *         smaller than this batch's count), or labels asked of unlabeled data;
- *         errors of dat_tensor_write(). The position advances only on success.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, wrong dtypes or shapes
+ *         (b smaller than this batch's count), or labels asked of unlabeled
+ *         data; errors of dat_tensor_write(). The position advances only on success.
  */
 DAT_API dat_status dat_dataset_next_batch(dat_dataset *ds, dat_tensor *x, dat_tensor *y,
                                           int32_t *count);
@@ -235,7 +254,9 @@ DAT_API dat_status dat_dataset_next_batch(dat_dataset *ds, dat_tensor *x, dat_te
 /**
  * @brief Position of the next batch: its epoch and its index in the epoch.
  *        Save it with a checkpoint; dat_dataset_set_position() resumes there.
+ * @param ds  the data set.
  * @param[out] epoch, batch  each may be NULL.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p ds is NULL.
  */
 DAT_API dat_status dat_dataset_get_position(const dat_dataset *ds, int64_t *epoch,
                                             int64_t *batch);
@@ -243,8 +264,10 @@ DAT_API dat_status dat_dataset_get_position(const dat_dataset *ds, int64_t *epoc
 /**
  * @brief Moves to batch @p batch of epoch @p epoch; the batches that follow are
  *        bit-identical to those an uninterrupted run serves from there.
+ * @param ds  the data set.
  * @param epoch  0 to 2^62 − 1.
  * @param batch  0 to dat_dataset_batches_per_epoch() (that count = the epoch is over).
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL or a position out of range.
  */
 DAT_API dat_status dat_dataset_set_position(dat_dataset *ds, int64_t epoch, int64_t batch);
 

@@ -32,13 +32,21 @@ extern "C" {
 
 /**
  * @brief Regularized incomplete beta function I_x(a, b).
- * @return DAT_ERR_INVALID_ARG unless a > 0, b > 0 and 0 <= x <= 1 (all finite).
+ * @param a, b  the shape parameters, > 0 and finite.
+ * @param x  the point, 0 <= x <= 1.
+ * @param[out] out  receives I_x(a, b).
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for a NULL @p out or unless a > 0, b > 0
+ *         and 0 <= x <= 1 (all finite).
  */
 DAT_API dat_status dat_stat_incbeta(double a, double b, double x, double *out);
 
 /**
  * @brief Inverse of I_x(a, b) in x: the p-quantile of Beta(a, b).
- * @return DAT_ERR_INVALID_ARG unless a > 0, b > 0 and 0 <= p <= 1.
+ * @param a, b  the shape parameters, > 0 and finite.
+ * @param p  the probability, 0 <= p <= 1.
+ * @param[out] out  receives the quantile.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for a NULL @p out or unless a > 0, b > 0
+ *         and 0 <= p <= 1.
  */
 DAT_API dat_status dat_stat_incbeta_inv(double a, double b, double p, double *out);
 
@@ -46,7 +54,9 @@ DAT_API dat_status dat_stat_incbeta_inv(double a, double b, double p, double *ou
  * @brief Standard normal quantile Phi^-1(p): Abramowitz & Stegun 26.2.23
  *        refined by Newton steps on erfc of the smaller tail (relative error
  *        about 1e-15); -inf at 0, +inf at 1.
- * @return DAT_ERR_INVALID_ARG unless 0 <= p <= 1.
+ * @param p  the probability, 0 <= p <= 1.
+ * @param[out] out  receives Phi^-1(p).
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for a NULL @p out or unless 0 <= p <= 1.
  */
 DAT_API dat_status dat_stat_normal_quantile(double p, double *out);
 
@@ -55,8 +65,12 @@ DAT_API dat_status dat_stat_normal_quantile(double p, double *out);
  *        proportion: the p with P(X >= successes | trials, p) = alpha, i.e.
  *        the alpha-quantile of Beta(successes, trials - successes + 1); 0 when
  *        successes = 0. P(true p >= bound) >= 1 - alpha.
- * @return DAT_ERR_INVALID_ARG unless 0 <= successes <= trials, trials >= 1,
- *         0 < alpha < 1.
+ * @param successes  0 <= successes <= trials.
+ * @param trials  >= 1.
+ * @param alpha  the failure probability, 0 < alpha < 1.
+ * @param[out] out  receives the bound.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for a NULL @p out or unless
+ *         0 <= successes <= trials, trials >= 1, 0 < alpha < 1.
  */
 DAT_API dat_status dat_stat_clopper_pearson_lower(int64_t successes, int64_t trials,
                                                   double alpha, double *out);
@@ -78,7 +92,11 @@ typedef struct dat_smooth_options {
                                so that every sample draws its own noise; default 0 */
 } dat_smooth_options;
 
-/** @brief Fills @p opts with the defaults and sets its size. */
+/**
+ * @brief Fills @p opts with the defaults and sets its size.
+ * @param[out] opts  the options to fill.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
+ */
 DAT_API dat_status dat_smooth_options_init(dat_smooth_options *opts);
 
 /** @brief The class value of an abstention in dat_smooth_predict() / _certify(). */
@@ -89,10 +107,13 @@ DAT_API dat_status dat_smooth_options_init(dat_smooth_options *opts);
  *        DAT_SMOOTH_ABSTAIN when a two-sided binomial test of the top two
  *        counts does not reject equality at level alpha. The model runs in
  *        eval mode (its own mode is restored afterwards).
+ * @param model  the base classifier f.
  * @param x  float32 [N, C, H, W] of the model.
- * @param[out] pred  host array of N classes.
- * @return DAT_ERR_INVALID_ARG for bad options (sigma <= 0, n < 1, alpha outside
- *         (0, 1), batch < 1) or shapes, with a message.
+ * @param opts  options from dat_smooth_options_init() (NULL for the defaults).
+ * @param[out] pred  host array of N classes, owned by the caller.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, bad options
+ *         (sigma <= 0, n < 1, alpha outside (0, 1), batch < 1) or shapes, with a
+ *         message; DAT_ERR_OUT_OF_MEMORY.
  */
 DAT_API dat_status dat_smooth_predict(dat_model *model, const dat_tensor *x,
                                       const dat_smooth_options *opts, int32_t *pred);
@@ -101,10 +122,16 @@ DAT_API dat_status dat_smooth_predict(dat_model *model, const dat_tensor *x,
  * @brief CERTIFY: the top class c_A of n0 noisy copies, then p_A = the
  *        Clopper-Pearson lower bound of c_A's count in n fresh copies; abstains
  *        (pred DAT_SMOOTH_ABSTAIN, radius 0) when p_A <= 1/2, else the radius
- *        is sigma * Phi^-1(p_A).
- * @param[out] pred  host array of N classes.
- * @param[out] radius  host array of N l2 radii (may be NULL).
- * @return DAT_ERR_INVALID_ARG for bad options (also n0 < 1 or n0 > n) or shapes.
+ *        is sigma * Phi^-1(p_A). The model runs in eval mode (its own mode is
+ *        restored afterwards).
+ * @param model  the base classifier f.
+ * @param x  float32 [N, C, H, W] of the model.
+ * @param opts  options from dat_smooth_options_init() (NULL for the defaults).
+ * @param[out] pred  host array of N classes, owned by the caller.
+ * @param[out] radius  host array of N l2 radii, owned by the caller (may be NULL).
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, bad options (as
+ *         dat_smooth_predict(), also n0 < 1 or n0 > n) or shapes;
+ *         DAT_ERR_OUT_OF_MEMORY.
  */
 DAT_API dat_status dat_smooth_certify(dat_model *model, const dat_tensor *x,
                                       const dat_smooth_options *opts, int32_t *pred,
@@ -113,7 +140,14 @@ DAT_API dat_status dat_smooth_certify(dat_model *model, const dat_tensor *x,
 /**
  * @brief Certified accuracy at each of @p n_radii radii: the fraction of the
  *        @p count samples with pred == label and radius >= r (Table 2's layout).
- * @param[out] accuracy  host array of n_radii fractions.
+ * @param pred  @p count classes from dat_smooth_certify().
+ * @param radius  @p count radii from dat_smooth_certify().
+ * @param labels  @p count true labels.
+ * @param count  number of samples, >= 1.
+ * @param radii  @p n_radii radii r at which to count.
+ * @param n_radii  >= 1.
+ * @param[out] accuracy  host array of n_radii fractions, owned by the caller.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or counts < 1.
  */
 DAT_API dat_status dat_smooth_certified_accuracy(const int32_t *pred, const float *radius,
                                                  const int32_t *labels, int64_t count,
@@ -150,12 +184,18 @@ typedef struct dat_autoattack_options {
     int32_t fab_steps;          /**< FAB iterations; default 100 */
     int32_t square_queries;     /**< Square queries; default 5000 */
     float square_p_init;        /**< Square's initial fraction of pixels; default 0.8 */
-    float lo, hi;               /**< valid input range; default [0, 1] */
+    /** @{ */
+    float lo, hi;               /**< valid input range [lo, hi]; default [0, 1] */
+    /** @} */
     uint64_t seed;              /**< Philox key of the random starts; default 0 */
     int64_t first_index;        /**< stream of x's first sample; default 0 */
 } dat_autoattack_options;
 
-/** @brief Fills @p opts with the defaults and sets its size. */
+/**
+ * @brief Fills @p opts with the defaults and sets its size.
+ * @param[out] opts  the options to fill.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
+ */
 DAT_API dat_status dat_autoattack_options_init(dat_autoattack_options *opts);
 
 /** @brief Per-sample outcome of dat_eval_autoattack(). Values are fixed. */
@@ -170,15 +210,18 @@ typedef enum dat_aa_outcome {
  * @brief AutoAttack of one batch, the model in eval mode (its own mode is
  *        restored afterwards). Sum robust_correct over the batches of a test
  *        set for the robust accuracy.
+ * @param model  the model attacked.
  * @param x  float32 [N, C, H, W] inside [lo, hi].
  * @param y  int32 [N] labels.
+ * @param opts  options from dat_autoattack_options_init() (NULL for the defaults).
  * @param[out] x_adv  float32 like x, the adversarial example of each broken point
  *                    and x itself elsewhere (may be NULL).
- * @param[out] outcome  host array of N: a dat_aa_outcome or the dat_aa_attack that
- *                      broke the point (may be NULL).
+ * @param[out] outcome  host array of N, owned by the caller: a dat_aa_outcome or
+ *                      the dat_aa_attack that broke the point (may be NULL).
  * @param[out] robust_correct  number of robust points (may be NULL).
- * @return DAT_ERR_INVALID_ARG for bad options or shapes, x outside [lo, hi],
- *         APGD-T with fewer than 4 classes.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, bad options or shapes,
+ *         x outside [lo, hi], APGD-T with fewer than 4 classes;
+ *         DAT_ERR_OUT_OF_MEMORY.
  */
 DAT_API dat_status dat_eval_autoattack(dat_model *model, const dat_tensor *x, const dat_tensor *y,
                                        const dat_autoattack_options *opts, dat_tensor *x_adv,

@@ -50,7 +50,7 @@ typedef enum dat_layer_kind {
 /** @brief One layer for dat_model_builder_add(); fill with dat_layer_spec_init(). */
 typedef struct dat_layer_spec {
     uint32_t size;          /**< sizeof(dat_layer_spec), set by dat_layer_spec_init(). */
-    dat_layer_kind kind;
+    dat_layer_kind kind;    /**< the layer's kind, set by dat_layer_spec_init() */
     const char *name;       /**< state_dict prefix of its parameters, e.g. "layer1.0.conv1";
                                  required for layers with parameters; copied. */
     int32_t out_features;   /**< conv: output channels; linear: outputs */
@@ -64,45 +64,74 @@ typedef struct dat_layer_spec {
 
 /**
  * @brief Fills @p spec with the defaults for @p kind and sets its size.
- * @return DAT_ERR_INVALID_ARG for NULL or an unknown kind.
+ * @param[out] spec  the spec to fill (name NULL, kernel 3, stride 1, padding 0,
+ *                   bias 1, bn_eps 1e-5, bn_momentum 0.1, out_features 0).
+ * @param kind  the layer kind.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL or an unknown kind.
  */
 DAT_API dat_status dat_layer_spec_init(dat_layer_spec *spec, dat_layer_kind kind);
 
 /**
  * @brief Starts a model whose input is [N, channels, height, width]. The
  *        input is node 0.
- * @param[out] out  receives the builder, freed with dat_model_builder_destroy().
+ * @param[out] out  receives the builder, owned by the caller and freed with
+ *                  dat_model_builder_destroy(); NULL on failure.
+ * @param ctx  the context the model will live in.
+ * @param channels, height, width  the shape of one input sample, each > 0.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or sizes <= 0;
+ *         DAT_ERR_OUT_OF_MEMORY.
  */
 DAT_API dat_status dat_model_builder_create(dat_model_builder **out, dat_ctx *ctx,
                                             int32_t channels, int32_t height, int32_t width);
 
-/** @brief Destroys a builder; NULL is a no-op. Models made from it stay valid. */
+/**
+ * @brief Destroys a builder. Models made from it stay valid.
+ * @param builder  the builder, or NULL (a no-op).
+ */
 DAT_API void dat_model_builder_destroy(dat_model_builder *builder);
 
 /**
  * @brief Per-channel input normalization, (x - mean[c]) / std[c], applied
  *        inside the model so that attacks work in pixel space.
- * @param mean, std  one value per input channel each; std > 0. Copied.
+ * @param builder  the builder.
+ * @param mean  one value per input channel; copied.
+ * @param std  one value per input channel, each > 0; copied.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or a std <= 0 (or not
+ *         finite).
  */
 DAT_API dat_status dat_model_builder_set_normalization(dat_model_builder *builder,
                                                        const float *mean, const float *std);
 
 /**
- * @brief Appends a layer fed by node @p input (and @p input2 for DAT_LAYER_ADD;
- *        -1 otherwise).
+ * @brief Appends a layer fed by node @p input (and @p input2 for DAT_LAYER_ADD).
+ * @param builder  the builder.
+ * @param spec  the layer, from dat_layer_spec_init(); read during the call
+ *              only (spec->name is copied).
+ * @param input  id of the node that feeds the layer (0 = the input).
+ * @param input2  second input of DAT_LAYER_ADD; -1 for the other kinds.
  * @param[out] node  receives the new node's id (may be NULL).
- * @return DAT_ERR_INVALID_ARG if an input does not exist, shapes do not fit
- *         (the message gives both), or a parameter name repeats.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, a wrong spec->size,
+ *         an input that does not exist, shapes that do not fit (the message
+ *         gives both), a missing or repeated parameter name; the builder is
+ *         unchanged then.
  */
 DAT_API dat_status dat_model_builder_add(dat_model_builder *builder, const dat_layer_spec *spec,
                                          int32_t input, int32_t input2, int32_t *node);
 
 /**
  * @brief Makes a model whose output (the logits, [N, classes]) is node @p output.
- *        Parameters are initialized as PyTorch does by default (uniform with
- *        bound 1/sqrt(fan_in) for weights and biases; BN scale 1, shift 0),
- *        drawn from the context's Philox generator with @p init_seed.
- * @param[out] out  receives the model, freed with dat_model_destroy().
+ *
+ * Parameters are initialized as PyTorch does by default (uniform with bound
+ * 1/sqrt(fan_in) for weights and biases; BN scale 1, shift 0), drawn from the
+ * context's Philox generator with @p init_seed. The builder stays usable.
+ * @param builder  the builder.
+ * @param output  the node whose output is the logits: [N, classes] (or
+ *                [N, classes, 1, 1]).
+ * @param init_seed  the stream of the initial parameters.
+ * @param[out] out  receives the model, owned by the caller and freed with
+ *                  dat_model_destroy() before the context; NULL on failure.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or a bad @p output;
+ *         DAT_ERR_OUT_OF_MEMORY.
  */
 DAT_API dat_status dat_model_builder_finish(dat_model_builder *builder, int32_t output,
                                             uint64_t init_seed, dat_model **out);
@@ -119,31 +148,60 @@ typedef struct dat_model_options {
     uint64_t init_seed;    /**< default 0 */
 } dat_model_options;
 
-/** @brief Fills @p opts with the defaults and sets its size. */
+/**
+ * @brief Fills @p opts with the defaults and sets its size.
+ * @param[out] opts  the options to fill.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
+ */
 DAT_API dat_status dat_model_options_init(dat_model_options *opts);
 
 /**
- * @brief Makes a model from a preset: "mlp" (1x28x28: 784-256-256-classes),
- *        "cnn_small" (1x28x28), "preact_resnet18" (3x32x32), "wrn_28_10"
- *        (3x32x32), "resnet50" (3x224x224). Parameter names are those of the
- *        PyTorch definitions in tests/python/models.py.
- * @param opts  NULL for the defaults.
- * @return DAT_ERR_INVALID_ARG for an unknown name (the message lists the presets).
+ * @brief Makes a model from a preset.
+ *
+ * "mlp" (1x28x28: 784-256-256-classes), "cnn_small" (1x28x28),
+ * "preact_resnet18" (3x32x32), "wrn_28_10" (3x32x32), "resnet50" (3x224x224).
+ * Parameter names are those of the PyTorch definitions in tests/python/models.py;
+ * initialization as dat_model_builder_finish() with opts->init_seed.
+ * @param[out] out  receives the model, owned by the caller and freed with
+ *                  dat_model_destroy() before @p ctx; NULL on failure.
+ * @param ctx  the context the model lives in.
+ * @param preset  the preset's name.
+ * @param opts  options, or NULL for the defaults; read during the call only
+ *              (mean and std are copied).
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, bad options or an
+ *         unknown name (the message lists the presets); DAT_ERR_OUT_OF_MEMORY.
  */
 DAT_API dat_status dat_model_create_preset(dat_model **out, dat_ctx *ctx, const char *preset,
                                            const dat_model_options *opts);
 
-/** @brief Destroys a model; NULL is a no-op. */
+/**
+ * @brief Destroys a model with its flat buffers (the tensors of
+ *        dat_model_params(), dat_model_grads() and dat_model_buffers()).
+ * @param model  the model, or NULL (a no-op).
+ */
 DAT_API void dat_model_destroy(dat_model *model);
 
-/** @brief Sets train or eval mode (batch norm). New models are in train mode. */
+/**
+ * @brief Sets train or eval mode (batch norm). New models are in train mode.
+ * @param model  the model.
+ * @param mode  DAT_MODE_TRAIN or DAT_MODE_EVAL.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL or an unknown mode.
+ */
 DAT_API dat_status dat_model_set_mode(dat_model *model, dat_model_mode mode);
-/** @brief Current mode. */
+/**
+ * @brief Current mode.
+ * @param model  the model.
+ * @param[out] mode  receives the mode.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
+ */
 DAT_API dat_status dat_model_mode_get(const dat_model *model, dat_model_mode *mode);
 
 /**
  * @brief Shape of one input sample and number of classes.
- * @param[out] channels, height, width, num_classes  each may be NULL.
+ * @param model  the model.
+ * @param[out] channels, height, width  the input sample's shape (each may be NULL).
+ * @param[out] num_classes  the number of logits per sample (may be NULL).
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p model is NULL.
  */
 DAT_API dat_status dat_model_shape(const dat_model *model, int32_t *channels, int32_t *height,
                                    int32_t *width, int32_t *num_classes);
@@ -151,8 +209,12 @@ DAT_API dat_status dat_model_shape(const dat_model *model, int32_t *channels, in
 /**
  * @brief Forward pass: @p logits [N, classes] of the inputs @p x [N, C, H, W].
  *        In train mode batch statistics are used and the running statistics updated.
- * @return DAT_ERR_INVALID_ARG for shapes that do not fit the model (the message
- *         gives both); DAT_ERR_NUMERIC if @p x holds NaN or Inf.
+ * @param model  the model.
+ * @param x  float32 inputs in pixel space.
+ * @param[out] logits  float32 [N, classes].
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or shapes that do not
+ *         fit the model (the message gives both); DAT_ERR_NUMERIC if @p x holds
+ *         NaN or Inf; DAT_ERR_OUT_OF_MEMORY when a larger batch needs buffers.
  */
 DAT_API dat_status dat_model_forward(dat_model *model, const dat_tensor *x, dat_tensor *logits);
 
@@ -178,17 +240,25 @@ typedef struct dat_loss_options {
     int32_t accumulate;              /**< 1: add to the gradient buffer; 0 (default): overwrite */
 } dat_loss_options;
 
-/** @brief Fills @p opts with the defaults and sets its size. */
+/**
+ * @brief Fills @p opts with the defaults and sets its size.
+ * @param[out] opts  the options to fill.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
+ */
 DAT_API dat_status dat_loss_options_init(dat_loss_options *opts);
 
 /**
- * @brief Loss and its gradient w.r.t. every parameter, written into the flat
- *        gradient buffer (dat_model_grads()).
+ * @brief Loss and its gradient w.r.t. every parameter, written into (or, with
+ *        opts->accumulate, added to) the flat gradient buffer (dat_model_grads()).
+ * @param model  the model (its mode decides batch statistics, as in forward).
+ * @param x  float32 [N, C, H, W]: the (adversarial) inputs.
  * @param y  int32 labels [N] in [0, classes); may be NULL when only kl_weight is set.
- * @param opts  NULL for the defaults (CE on x, mean).
+ * @param opts  NULL for the defaults (CE on x, mean); the tensors it names are
+ *              read during the call only.
  * @param[out] loss  receives the reduced loss (may be NULL).
- * @return DAT_ERR_INVALID_ARG for shapes or labels out of range (nothing is
- *         changed then); DAT_ERR_NUMERIC for NaN / Inf in the inputs or the loss.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, shapes or labels out
+ *         of range (nothing is changed then); DAT_ERR_NUMERIC for NaN / Inf in
+ *         the inputs or the loss; DAT_ERR_OUT_OF_MEMORY.
  */
 DAT_API dat_status dat_model_loss_backward(dat_model *model, const dat_tensor *x,
                                            const dat_tensor *y, const dat_loss_options *opts,
@@ -211,15 +281,26 @@ typedef struct dat_input_grad_options {
     dat_tensor *logits;            /**< optional output: float32 [N, classes] */
 } dat_input_grad_options;
 
-/** @brief Fills @p opts with the defaults and sets its size. */
+/**
+ * @brief Fills @p opts with the defaults and sets its size.
+ * @param[out] opts  the options to fill.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
+ */
 DAT_API dat_status dat_input_grad_options_init(dat_input_grad_options *opts);
 
 /**
  * @brief Gradient of the objective w.r.t. the input only: no parameter
  *        gradient is computed or changed. Batch norm follows the model's mode
  *        (the caller chooses: eval by default in attacks).
+ * @param model  the model.
+ * @param x  float32 [N, C, H, W].
+ * @param y  int32 labels [N] for DAT_OBJECTIVE_CE; may be NULL for KL.
+ * @param opts  NULL for the defaults (CE, sum); its output tensors
+ *              (sample_losses, logits) are written if set.
  * @param[out] dx  float32, same shape as @p x.
  * @param[out] loss  the reduced objective (may be NULL).
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, shapes or labels out
+ *         of range; DAT_ERR_NUMERIC for NaN / Inf in the inputs.
  */
 DAT_API dat_status dat_model_input_grad(dat_model *model, const dat_tensor *x,
                                         const dat_tensor *y,
@@ -227,36 +308,94 @@ DAT_API dat_status dat_model_input_grad(dat_model *model, const dat_tensor *x,
                                         float *loss);
 
 /**
- * @brief The flat parameter buffer, float32 [count]. The tensor is owned by
- *        the model (do not destroy it); it stays valid until the model is
- *        destroyed. Writing to it changes the model.
+ * @brief The flat parameter buffer, float32 [count].
+ * @param model  the model.
+ * @param[out] params  receives the tensor, owned by the model (do not destroy
+ *                     it); valid until the model is destroyed. Writing to it
+ *                     changes the model.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
  */
 DAT_API dat_status dat_model_params(dat_model *model, dat_tensor **params);
-/** @brief The flat gradient buffer, laid out as the parameters; owned by the model. */
+/**
+ * @brief The flat gradient buffer, laid out as the parameters.
+ * @param model  the model.
+ * @param[out] grads  receives the tensor, owned by the model (do not destroy
+ *                    it); valid until the model is destroyed.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
+ */
 DAT_API dat_status dat_model_grads(dat_model *model, dat_tensor **grads);
 /**
  * @brief The flat buffer of batch-norm running statistics (each BN layer's
- *        running_mean then running_var), float32; owned by the model.
+ *        running_mean then running_var), float32.
+ * @param model  the model.
+ * @param[out] buffers  receives the tensor, owned by the model (do not destroy
+ *                      it), or NULL for a model without batch norm.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
  */
 DAT_API dat_status dat_model_buffers(dat_model *model, dat_tensor **buffers);
 
-/** @brief Number of parameter segments (tensors). */
+/**
+ * @brief Number of parameter segments (tensors).
+ * @param model  the model.
+ * @param[out] count  receives the count.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
+ */
 DAT_API dat_status dat_model_num_segments(const dat_model *model, int32_t *count);
 /**
- * @brief Segment @p index of the parameters (its name stays valid while the model lives).
- * @param[in,out] seg  seg->size must be set to sizeof(dat_segment).
+ * @brief Segment @p index of the parameters.
+ * @param model  the model.
+ * @param index  0 to dat_model_num_segments() - 1.
+ * @param[in,out] seg  seg->size must be set to sizeof(dat_segment); the rest is
+ *                     filled. seg->name stays valid while the model lives.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, a wrong seg->size or
+ *         an index out of range.
  */
 DAT_API dat_status dat_model_segment(const dat_model *model, int32_t index, dat_segment *seg);
 
 /**
- * @brief Writes the model's state_dict (every parameter, and each batch-norm
- *        layer's running_mean, running_var and num_batches_tracked) to a
- *        safetensors file with PyTorch's names and shapes. The file is written
- *        to a temporary name, fsync'ed and renamed, so @p path never holds a
- *        partial file.
- * @return DAT_ERR_IO naming the path and the system's reason.
+ * @brief Number of layers with parameters. A layer is a PyTorch module: the
+ *        consecutive segments whose names share the part before the last '.'
+ *        ("net.6.weight" and "net.6.bias" form layer "net.6"). The last layer
+ *        is the classifier (the head of transfer learning).
+ * @param model  the model.
+ * @param[out] count  receives the count.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
+ */
+DAT_API dat_status dat_model_num_layers(const dat_model *model, int32_t *count);
+
+/**
+ * @brief The segments of a layer.
+ * @param model  the model.
+ * @param layer  0 <= layer < dat_model_num_layers().
+ * @param[out] first_segment  receives the index of its first segment.
+ * @param[out] num_segments  receives the number of its segments.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or a layer out of range.
+ */
+DAT_API dat_status dat_model_layer_segments(const dat_model *model, int32_t layer,
+                                            int32_t *first_segment, int32_t *num_segments);
+
+/**
+ * @brief Writes the model's state_dict to a safetensors file.
+ *
+ * Every parameter, and each batch-norm layer's running_mean, running_var and
+ * num_batches_tracked, with PyTorch's names and shapes. The file is written to
+ * a temporary name, fsync'ed and renamed, so @p path never holds a partial file.
+ * @param model  the model.
+ * @param path  the file to write.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers; DAT_ERR_IO naming the
+ *         path and the system's reason.
  */
 DAT_API dat_status dat_model_save(dat_model *model, const char *path);
+
+/** @brief When dat_model_load() leaves the classifier as the model initialized
+ *         it (transfer learning). Values are fixed. */
+typedef enum dat_reinit_head {
+    DAT_REINIT_HEAD_NEVER = 0,         /**< every tensor comes from the file */
+    DAT_REINIT_HEAD_IF_MISMATCHED = 1, /**< when a classifier tensor is missing or has another
+                                            shape (another number of classes) */
+    DAT_REINIT_HEAD_ALWAYS = 2,        /**< always (a new task with as many classes) */
+    DAT_REINIT_HEAD_FORCE_32BIT = 0x7fffffff
+} dat_reinit_head;
 
 /** @brief Options of dat_model_load(); fill with dat_model_load_options_init(). */
 typedef struct dat_model_load_options {
@@ -264,30 +403,56 @@ typedef struct dat_model_load_options {
     int32_t ignore_unexpected;  /**< 1: tensors the model lacks are ignored; 0 (default):
                                      refused, except optimizer / trainer state
                                      ("optim.*", "train.*") */
+    /* Appended later: callers built against the shorter struct pass its smaller size. */
+    dat_reinit_head reinit_head; /**< when the classifier (the last layer, see
+                                     dat_model_num_layers()) keeps the model's own values, as
+                                     initialized, instead of the file's; every other tensor
+                                     must still match. Default DAT_REINIT_HEAD_NEVER. */
+    /** Called once per tensor of the model (parameters, then BN buffers) after a
+     *  successful load, with loaded = 1 when it came from the file and 0 when the
+     *  model kept its own; NULL (default) for no report. */
+    void (*on_tensor)(const char *name, int32_t loaded, void *user);
+    void *user;                 /**< passed to on_tensor */
 } dat_model_load_options;
 
-/** @brief Fills @p opts with the defaults and sets its size. */
+/**
+ * @brief Fills @p opts with the defaults and sets its size.
+ * @param[out] opts  the options to fill.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
+ */
 DAT_API dat_status dat_model_load_options_init(dat_model_load_options *opts);
 
 /**
  * @brief Loads a state_dict written by dat_model_save() or by PyTorch
  *        (safetensors, float32, PyTorch's names). All or nothing: the model
  *        changes only if every tensor is present with the right dtype and shape.
+ * @param model  the model.
+ * @param path  the file to read.
  * @param opts  NULL for the defaults.
- * @return DAT_ERR_IO if the file cannot be read; DAT_ERR_FORMAT for a malformed
- *         file (truncated, hostile header) or one of another model, with a
- *         message naming the file and the first mismatched tensor.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers; DAT_ERR_IO if the file
+ *         cannot be read; DAT_ERR_FORMAT for a malformed file (truncated,
+ *         hostile header) or one of another model, with a message naming the
+ *         file and the first mismatched tensor.
  */
 DAT_API dat_status dat_model_load(dat_model *model, const char *path,
                                   const dat_model_load_options *opts);
 
-/** @brief Number of nodes of the model's graph (node 0 is the input). */
+/**
+ * @brief Number of nodes of the model's graph (node 0 is the input).
+ * @param model  the model.
+ * @param[out] count  receives the count.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
+ */
 DAT_API dat_status dat_model_num_nodes(const dat_model *model, int32_t *count);
 
 /**
- * @brief Kind and per-sample output shape of node @p node (for node 0, the
- *        input, @p kind receives -1).
- * @param[out] kind, channels, height, width  each may be NULL.
+ * @brief Kind and per-sample output shape of node @p node.
+ * @param model  the model.
+ * @param node  0 to dat_model_num_nodes() - 1.
+ * @param[out] kind  receives the ::dat_layer_kind, -1 for node 0 (may be NULL).
+ * @param[out] channels, height, width  the output's per-sample shape (each may
+ *                                      be NULL; [N, F] outputs give F, 1, 1).
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for a NULL model or a bad node.
  */
 DAT_API dat_status dat_model_node_info(const dat_model *model, int32_t node, int32_t *kind,
                                        int32_t *channels, int32_t *height, int32_t *width);
@@ -296,10 +461,12 @@ DAT_API dat_status dat_model_node_info(const dat_model *model, int32_t node, int
  * @brief Copies the output of node @p node from the last forward pass (any call
  *        that ran one: forward, loss, input gradient, attack), for feature
  *        extraction and inspection.
+ * @param model  the model.
+ * @param node  1 to dat_model_num_nodes() - 1 (node 0 is the caller's input).
  * @param[out] out  float32 with N x channels x height x width elements, N the
  *                  batch of that pass.
- * @return DAT_ERR_STATE before any forward pass; DAT_ERR_INVALID_ARG for a bad
- *         node or an output of the wrong size.
+ * @return DAT_OK; DAT_ERR_STATE before any forward pass; DAT_ERR_INVALID_ARG
+ *         for NULL pointers, a bad node or an output of the wrong size.
  */
 DAT_API dat_status dat_model_activation(dat_model *model, int32_t node, dat_tensor *out);
 

@@ -37,11 +37,15 @@ extern "C" {
  * @p comm is duplicated (MPI_Comm_idup, itself bounded by the timeout), so
  * libdat's messages never mix with the host's; the duplicate gets
  * MPI_ERRORS_RETURN.
- * @param[out] out  receives the communicator, to be freed with
- *                  dat_comm_destroy() before @p ctx and before MPI_Finalize;
- *                  NULL on failure.
+ * @param[out] out  receives the communicator, owned by the caller and freed
+ *                  with dat_comm_destroy() before @p ctx and before
+ *                  MPI_Finalize; NULL on failure.
+ * @param ctx  the context whose threads quantize (tensors of any context can
+ *             be reduced).
+ * @param comm  the MPI communicator (e.g. MPI_COMM_WORLD); the host keeps
+ *              owning it.
  * @param opts  options (the timeout), or NULL for the defaults.
- * @return DAT_ERR_INVALID_ARG for NULL arguments, MPI_COMM_NULL or bad
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL arguments, MPI_COMM_NULL or bad
  *         options; DAT_ERR_STATE if MPI is not initialized; DAT_ERR_COMM;
  *         DAT_ERR_TIMEOUT; DAT_ERR_OUT_OF_MEMORY.
  */
@@ -51,8 +55,11 @@ DAT_API dat_status dat_comm_create_mpi(dat_comm **out, dat_ctx *ctx, MPI_Comm co
 /**
  * @brief Broadcasts an NCCL unique id from @p root to every rank of @p comm
  *        (collective; call dat_comm_unique_id() on the root first).
+ * @param[in,out] id  the root's id on the root; receives it on the others.
+ * @param root  the sending rank of @p comm.
+ * @param comm  the MPI communicator.
  * @param timeout_s  bound on the wait, > 0.
- * @return DAT_ERR_INVALID_ARG; DAT_ERR_COMM; DAT_ERR_TIMEOUT.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG; DAT_ERR_COMM; DAT_ERR_TIMEOUT.
  */
 DAT_API dat_status dat_comm_unique_id_broadcast_mpi(dat_comm_id *id, int32_t root,
                                                     MPI_Comm comm, double timeout_s);
@@ -61,7 +68,12 @@ DAT_API dat_status dat_comm_unique_id_broadcast_mpi(dat_comm_id *id, int32_t roo
  * @brief Creates an NCCL communicator over the ranks of @p comm: rank 0
  *        makes the unique id, MPI moves it, every rank joins with its MPI
  *        rank (collective over @p comm).
- * @return as dat_comm_create_nccl() and dat_comm_unique_id_broadcast_mpi().
+ * @param[out] out  receives the communicator, owned by the caller and freed
+ *                  with dat_comm_destroy() before @p ctx; NULL on failure.
+ * @param ctx  a CUDA context: the GPU this rank uses.
+ * @param comm  the MPI communicator whose ranks join.
+ * @param opts  options (the timeout), or NULL for the defaults.
+ * @return DAT_OK; otherwise as dat_comm_create_nccl() and dat_comm_unique_id_broadcast_mpi().
  */
 DAT_API dat_status dat_comm_create_nccl_mpi(dat_comm **out, dat_ctx *ctx, MPI_Comm comm,
                                             const dat_comm_options *opts);

@@ -94,68 +94,152 @@ typedef struct dat_optim_options {
     int32_t decoupled_decay;       /**< 1: add the decay to u, not to g (always for ADAMW) */
     int32_t bias_correction;       /**< Adam: default 1 */
     int32_t lalr;                  /**< 1: layer-wise adaptive rate; default 0 */
+    /** @{ */
     float c_l, c_u;                /**< trust clipping bounds, 0 <= c_l <= c_u; default 0, 10 */
+    /** @} */
     int32_t exclude_bias_bn_decay; /**< 1: no weight decay on bias and BN segments */
     int32_t exclude_bias_bn_lalr;  /**< 1: trust ratio 1 on bias and BN segments */
     dat_schedule_kind schedule;    /**< default DAT_SCHEDULE_CONSTANT */
     int64_t warmup_steps;          /**< default 0 */
     int64_t total_steps;           /**< COSINE and ONECYCLE: length of the run */
     int32_t num_milestones;        /**< PIECEWISE: 0 .. DAT_OPTIM_MAX_MILESTONES */
-    int64_t milestones[DAT_OPTIM_MAX_MILESTONES]; /**< increasing steps */
+    int64_t milestones[DAT_OPTIM_MAX_MILESTONES]; /**< non-decreasing steps (a repeated one
+                                                       applies gamma twice there) */
     float gamma;                   /**< PIECEWISE decay factor; default 0.1 */
     dat_lr_scaling scaling;        /**< default DAT_LR_SCALING_NONE */
     int64_t global_batch;          /**< with scaling: M x per-worker batch */
     int64_t ref_batch;             /**< with scaling: the batch lr is meant for */
 } dat_optim_options;
 
-/** @brief Fills @p opts with the defaults and sets its size. */
+/**
+ * @brief Fills @p opts with the defaults and sets its size.
+ * @param[out] opts  the options to fill.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
+ */
 DAT_API dat_status dat_optim_options_init(dat_optim_options *opts);
 
 /**
- * @brief An optimizer over a flat buffer described by @p segments (copied;
- *        they must not overlap). Its moments are allocated here, once.
- * @param[out] out  receives the optimizer, freed with dat_optim_destroy().
- * @return DAT_ERR_INVALID_ARG for bad options (lr < 0, c_l > c_u, a beta
- *         outside [0, 1), an unknown kind or schedule, decreasing milestones)
- *         or segments (negative, overlapping), with a message.
+ * @brief An optimizer over a flat buffer described by @p segments. Its moments
+ *        are allocated here, once.
+ * @param[out] out  receives the optimizer, owned by the caller and freed with
+ *                  dat_optim_destroy() before @p ctx; NULL on failure.
+ * @param ctx  the context whose device holds the buffer.
+ * @param segments  @p num_segments segments of the buffer (copied; they must
+ *                  not overlap; names are not needed).
+ * @param num_segments  >= 1.
+ * @param opts  options from dat_optim_options_init(), or NULL for the defaults; copied.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, bad options (lr < 0,
+ *         c_l > c_u, a beta outside [0, 1), an unknown kind or schedule,
+ *         decreasing milestones) or segments (negative, overlapping), with a
+ *         message; DAT_ERR_OUT_OF_MEMORY.
  */
 DAT_API dat_status dat_optim_create(dat_optim **out, dat_ctx *ctx, const dat_segment *segments,
                                     int32_t num_segments, const dat_optim_options *opts);
 
-/** @brief An optimizer over a model's parameters and segments. */
+/**
+ * @brief An optimizer over a model's parameters and segments.
+ * @param[out] out  receives the optimizer, owned by the caller and freed with
+ *                  dat_optim_destroy() before the model's context; NULL on failure.
+ * @param model  the model (its segments are copied; the model may be destroyed
+ *               first).
+ * @param opts  options, or NULL for the defaults; copied.
+ * @return DAT_OK; otherwise as dat_optim_create().
+ */
 DAT_API dat_status dat_optim_create_for_model(dat_optim **out, dat_model *model,
                                               const dat_optim_options *opts);
 
-/** @brief Destroys an optimizer; NULL is a no-op. */
+/**
+ * @brief Destroys an optimizer and its moments.
+ * @param optim  the optimizer, or NULL (a no-op).
+ */
 DAT_API void dat_optim_destroy(dat_optim *optim);
 
 /**
- * @brief One step: updates @p params (float32, the flat buffer the segments
- *        describe) from @p grads (same shape).
- * @return DAT_ERR_NUMERIC (nothing changed) when the gradient holds NaN or Inf.
+ * @brief One step: updates @p params from @p grads.
+ * @param optim  the optimizer.
+ * @param params  float32, the flat buffer the segments describe.
+ * @param grads  float32, the same shape.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or sizes that do not
+ *         fit the segments; DAT_ERR_NUMERIC (nothing changed) when the gradient
+ *         holds NaN or Inf.
  */
 DAT_API dat_status dat_optim_step(dat_optim *optim, dat_tensor *params, const dat_tensor *grads);
 
-/** @brief One step on a model's own parameters and gradients. */
+/**
+ * @brief One step on a model's own parameters and gradients.
+ * @param optim  an optimizer over this model's layout.
+ * @param model  the model.
+ * @return DAT_OK; otherwise as dat_optim_step().
+ */
 DAT_API dat_status dat_optim_step_model(dat_optim *optim, dat_model *model);
 
-/** @brief The learning rate the next step will use (schedule and scaling applied). */
+/**
+ * @brief Scales the learning rate of segments [@p first_segment,
+ *        @p first_segment + @p count) by @p scale (default 1 for every
+ *        segment): a separate rate for a new classifier, or 0 to freeze.
+ *
+ * A frozen segment is skipped by every step: its parameters and moments stay
+ * bit-identical (BN running statistics are the model's, not the optimizer's:
+ * they still follow the data in train mode, as in PyTorch). The scales are
+ * configuration, not state: they are not saved by dat_optim_state_save(); set
+ * them again after a resume.
+ * @param optim  the optimizer.
+ * @param first_segment  the first segment, >= 0.
+ * @param count  the number of segments, >= 0, within the optimizer's segments.
+ * @param scale  the factor, finite and >= 0.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL, a range outside the segments
+ *         or a scale that is negative or not finite; nothing changes then.
+ */
+DAT_API dat_status dat_optim_set_lr_scale(dat_optim *optim, int32_t first_segment, int32_t count,
+                                          float scale);
+
+/**
+ * @brief The learning rate the next step will use (schedule and scaling applied).
+ * @param optim  the optimizer.
+ * @param[out] lr  receives the rate.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
+ */
 DAT_API dat_status dat_optim_lr(const dat_optim *optim, double *lr);
 
-/** @brief Steps taken so far (the schedule's position). */
+/**
+ * @brief Steps taken so far (the schedule's position).
+ * @param optim  the optimizer.
+ * @param[out] step  receives the count.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
+ */
 DAT_API dat_status dat_optim_get_step(const dat_optim *optim, int64_t *step);
-/** @brief Sets the schedule's position (the moments are unchanged). */
+/**
+ * @brief Sets the schedule's position (the moments are unchanged).
+ * @param optim  the optimizer.
+ * @param step  the new position, >= 0.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL or a negative step.
+ */
 DAT_API dat_status dat_optim_set_step(dat_optim *optim, int64_t step);
 
-/** @brief Bytes of the serialized state (moments and step). */
+/**
+ * @brief Bytes of the serialized state (moments and step).
+ * @param optim  the optimizer.
+ * @param[out] bytes  receives the size.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
+ */
 DAT_API dat_status dat_optim_state_size(const dat_optim *optim, size_t *bytes);
-/** @brief Serializes the state into @p buf (dat_optim_state_size() bytes). */
+/**
+ * @brief Serializes the state into @p buf.
+ * @param optim  the optimizer.
+ * @param[out] buf  host memory owned by the caller.
+ * @param size  bytes at @p buf: dat_optim_state_size() or more.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or a short buffer.
+ */
 DAT_API dat_status dat_optim_state_save(const dat_optim *optim, void *buf, size_t size);
 /**
  * @brief Restores a state written by dat_optim_state_save() for an optimizer
  *        of the same kind and parameter count; continuing then equals an
  *        uninterrupted run bit for bit.
- * @return DAT_ERR_FORMAT for a buffer of another optimizer or a corrupt one.
+ * @param optim  the optimizer.
+ * @param buf  the serialized state; read during the call only.
+ * @param size  bytes at @p buf.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers; DAT_ERR_FORMAT for a
+ *         buffer of another optimizer or a corrupt one (nothing is changed then).
  */
 DAT_API dat_status dat_optim_state_load(dat_optim *optim, const void *buf, size_t size);
 

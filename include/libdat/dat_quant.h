@@ -81,37 +81,44 @@ typedef struct dat_quantizer_options {
 /**
  * @brief Fills @p opts with the defaults (8 bits, buckets of 512, ℓ2 norm,
  *        rank 0, no error feedback, seed 0) and sets its size field.
- * @return DAT_ERR_INVALID_ARG if @p opts is NULL.
+ * @param[out] opts  the options to fill.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
  */
 DAT_API dat_status dat_quantizer_options_init(dat_quantizer_options *opts);
 
 /**
  * @brief Creates a quantizer.
- * @param[out] out  receives the quantizer, to be freed with
+ * @param[out] out  receives the quantizer, owned by the caller and freed with
  *                  dat_quantizer_destroy() before @p ctx; NULL on failure.
  * @param ctx  context whose seed keys the draws and whose threads compute.
  * @param opts  options, or NULL for the defaults.
- * @return DAT_ERR_INVALID_ARG for NULL @p out / @p ctx, a wrong opts->size or
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL @p out / @p ctx, a wrong opts->size or
  *         a field out of range; DAT_ERR_OUT_OF_MEMORY.
  */
 DAT_API dat_status dat_quantizer_create(dat_quantizer **out, dat_ctx *ctx,
                                         const dat_quantizer_options *opts);
 
-/** @brief Destroys a quantizer; NULL is a no-op. */
+/**
+ * @brief Destroys a quantizer and its error-feedback residual.
+ * @param q  the quantizer, or NULL (a no-op).
+ */
 DAT_API void dat_quantizer_destroy(dat_quantizer *q);
 
 /**
  * @brief Options a quantizer was created with (defaults resolved).
+ * @param q  the quantizer.
  * @param[out] opts  receives them; its size field is overwritten.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
  */
 DAT_API dat_status dat_quantizer_options_get(const dat_quantizer *q,
                                              dat_quantizer_options *opts);
 
 /**
  * @brief Bytes of the encoding of @p n elements: E(n) of the file comment.
+ * @param q  the quantizer.
  * @param n  element count, >= 0.
  * @param[out] bytes  receives E(n).
- * @return DAT_ERR_INVALID_ARG for NULL pointers or n < 0.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or n < 0.
  */
 DAT_API dat_status dat_quantizer_encoded_size(const dat_quantizer *q, int64_t n, size_t *bytes);
 
@@ -120,13 +127,15 @@ DAT_API dat_status dat_quantizer_encoded_size(const dat_quantizer *q, int64_t n,
  *
  * With error feedback on, the residual is added first and then replaced
  * by the new one.
+ * @param q  the quantizer.
  * @param x  float32 tensor of n elements, on any context (CUDA is staged).
  * @param step  training step; enters the stream of draws, so that each step
  *              draws afresh and a rerun draws the same.
- * @param[out] codes  host memory of at least E(n) bytes; E(n) are written.
+ * @param[out] codes  host memory owned by the caller, at least E(n) bytes; E(n)
+ *                    are written.
  * @param codes_bytes  size of @p codes.
- * @return DAT_ERR_INVALID_ARG for NULL pointers, a non-float32 @p x or a
- *         short @p codes; DAT_ERR_NUMERIC if @p x (plus the residual) holds a
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, a non-float32 @p x or
+ *         a short @p codes; DAT_ERR_NUMERIC if @p x (plus the residual) holds a
  *         NaN or Inf or a bucket's ℓ2 norm overflows float (the message gives
  *         the element index; nothing is written to the residual then).
  */
@@ -135,12 +144,13 @@ DAT_API dat_status dat_quantizer_encode(dat_quantizer *q, const dat_tensor *x, u
 
 /**
  * @brief Decodes into a float32 tensor: out = q(x), or out += q(x).
+ * @param q  the quantizer.
  * @param codes  host memory holding an encoding of numel(out) elements made by
  *               a quantizer with the same bits, bucket size and norm kind.
  * @param codes_bytes  size of @p codes, at least E(numel(out)).
  * @param out  float32 tensor on any context (CUDA is staged).
  * @param accumulate  0: overwrite @p out; 1: add to it.
- * @return DAT_ERR_INVALID_ARG for NULL pointers, a non-float32 @p out, a
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, a non-float32 @p out, a
  *         short @p codes or @p accumulate not 0 / 1.
  */
 DAT_API dat_status dat_quantizer_decode(dat_quantizer *q, const void *codes, size_t codes_bytes,
@@ -148,6 +158,8 @@ DAT_API dat_status dat_quantizer_decode(dat_quantizer *q, const void *codes, siz
 
 /**
  * @brief Zeroes the error-feedback residual (a no-op without error feedback).
+ * @param q  the quantizer.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p q is NULL.
  */
 DAT_API dat_status dat_quantizer_reset(dat_quantizer *q);
 

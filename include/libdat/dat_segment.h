@@ -35,7 +35,7 @@ typedef struct dat_segment {
     const char *name;       /**< state_dict name; owned by the object that describes it. */
     int64_t offset;         /**< first element in the flat buffer */
     int64_t length;         /**< number of elements */
-    dat_segment_kind kind;
+    dat_segment_kind kind;  /**< what the segment holds */
 } dat_segment;
 
 #ifdef __cplusplus

@@ -8,8 +8,11 @@
 #ifndef LIBDAT_DAT_VERSION_H
 #define LIBDAT_DAT_VERSION_H
 
+/** Major version of the headers: the ABI major (the soname's number). */
 #define DAT_VERSION_MAJOR 0
+/** Minor version of the headers: new functions and appended fields. */
 #define DAT_VERSION_MINOR 1
+/** Patch version of the headers: fixes only. */
 #define DAT_VERSION_PATCH 0
 
 /** One integer that orders versions: major * 10000 + minor * 100 + patch. */

@@ -1,5 +1,6 @@
 /* dat_model_save / dat_model_load: the model's state_dict as safetensors, with
  * PyTorch's names and shapes, so weights move between PyTorch and libdat. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,18 +12,31 @@
 /* Host copies of the flat parameters and BN buffers (the tensors may be on a GPU). */
 typedef struct host_state {
     float *params, *buffers;
+    int64_t *tracked; /* num_batches_tracked per BN layer */
 } host_state;
 
-static dat_status fetch(dat_model *m, host_state *h)
+/* One tensor of the state_dict and where it lies in a host_state. */
+typedef struct model_tensor {
+    char name[256];
+    dat_st_dtype dtype;
+    int ndim;
+    int64_t shape[4];
+    void *data;
+    size_t bytes;
+} model_tensor;
+
+static dat_status fetch(dat_model *m, host_state *h, const char *fn)
 {
     dat_ctx *ctx = m->ctx;
     h->params = malloc(m->params->nbytes);
     h->buffers = malloc(m->buffers ? m->buffers->nbytes : 1);
-    if (!h->params || !h->buffers)
-        return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_model_save", "host copy of the parameters");
+    h->tracked = malloc((size_t)(m->n_bn ? m->n_bn : 1) * sizeof *h->tracked);
+    if (!h->params || !h->buffers || !h->tracked)
+        return dat_error(DAT_ERR_OUT_OF_MEMORY, fn, "host copy of the parameters");
     DAT_TRY(ctx->be->copy_to_host(ctx, h->params, m->params->data, m->params->nbytes));
     if (m->buffers)
         DAT_TRY(ctx->be->copy_to_host(ctx, h->buffers, m->buffers->data, m->buffers->nbytes));
+    memcpy(h->tracked, m->num_batches_tracked, (size_t)m->n_bn * sizeof *h->tracked);
     return DAT_OK;
 }
 
@@ -30,47 +44,64 @@ static void release(host_state *h)
 {
     free(h->params);
     free(h->buffers);
+    free(h->tracked);
 }
 
-/* Names of a BN layer's buffers: "<layer>.running_mean" etc. */
-static void buffer_name(char *out, size_t size, const dat_node *n, const char *what)
+static void add_tensor(model_tensor *t, const char *prefix, const char *what, dat_st_dtype dtype,
+                       int ndim, const int64_t *shape, void *data)
 {
-    snprintf(out, size, "%s.%s", n->name, what);
+    snprintf(t->name, sizeof t->name, "%s%s%s", prefix, what ? "." : "", what ? what : "");
+    t->dtype = dtype;
+    t->ndim = ndim;
+    size_t n = 1;
+    for (int d = 0; d < ndim; ++d)
+        n *= (size_t)(t->shape[d] = shape[d]);
+    t->data = data;
+    t->bytes = n * (dtype == DAT_ST_I64 ? sizeof(int64_t) : sizeof(float));
 }
 
-/* Adds every tensor of the model to a writer (data pointing into h). */
-static void add_state(const dat_model *m, const host_state *h, dat_st_writer *w, char (*names)[256])
+/* The state_dict in PyTorch's order: every parameter, then each BN layer's
+ * running_mean, running_var and num_batches_tracked. *count receives its size;
+ * free() the result. */
+static model_tensor *list_tensors(const dat_model *m, const host_state *h, int32_t *count)
 {
+    model_tensor *t = calloc((size_t)(m->n_segs + 3 * m->n_bn), sizeof *t);
+    if (!t)
+        return NULL;
+    int32_t k = 0;
     for (int32_t s = 0; s < m->n_segs; ++s) {
         const dat_seg_entry *e = &m->segs[s];
-        dat_st_writer_add(w, e->name, DAT_ST_F32, e->ndim, e->shape, h->params + e->offset);
+        add_tensor(&t[k++], e->name, NULL, DAT_ST_F32, e->ndim, e->shape, h->params + e->offset);
     }
-    int k = 0;
     for (int32_t i = 1; i < m->n_nodes; ++i) {
         const dat_node *n = &m->nodes[i];
         if (n->kind != DAT_LAYER_BATCHNORM)
             continue;
         int64_t c = n->c;
-        buffer_name(names[k], sizeof names[k], n, "running_mean");
-        dat_st_writer_add(w, names[k++], DAT_ST_F32, 1, &c, h->buffers + n->buf_off);
-        buffer_name(names[k], sizeof names[k], n, "running_var");
-        dat_st_writer_add(w, names[k++], DAT_ST_F32, 1, &c, h->buffers + n->buf_off + c);
-        buffer_name(names[k], sizeof names[k], n, "num_batches_tracked");
-        dat_st_writer_add(w, names[k++], DAT_ST_I64, 0, NULL, &m->num_batches_tracked[n->bn_index]);
+        float *b = h->buffers + n->buf_off;
+        add_tensor(&t[k++], n->name, "running_mean", DAT_ST_F32, 1, &c, b);
+        add_tensor(&t[k++], n->name, "running_var", DAT_ST_F32, 1, &c, b + c);
+        add_tensor(&t[k++], n->name, "num_batches_tracked", DAT_ST_I64, 0, NULL,
+                   &h->tracked[n->bn_index]);
     }
+    *count = k;
+    return t;
 }
 
 dat_status dat_model_write(dat_model *model, const char *path, dat_model_extra_fn extra,
                            void *user)
 {
     host_state h = {0};
-    char (*names)[256] = calloc((size_t)(3 * model->n_bn + 1), sizeof *names);
-    dat_status s = names ? fetch(model, &h)
-                         : dat_error(DAT_ERR_OUT_OF_MEMORY, __func__, "names");
+    int32_t n = 0;
+    model_tensor *t = NULL;
+    dat_status s = fetch(model, &h, "dat_model_save");
+    if (s == DAT_OK && !(t = list_tensors(model, &h, &n)))
+        s = dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_model_save", "tensor list");
     if (s == DAT_OK) {
         dat_st_writer w;
         dat_st_writer_init(&w);
-        add_state(model, &h, &w, names);
+        for (int32_t i = 0; i < n; ++i)
+            dat_st_writer_add(&w, t[i].name, t[i].dtype, t[i].ndim, t[i].shape, t[i].data);
         char shape[64];
         snprintf(shape, sizeof shape, "%dx%dx%d", (int)model->in_c, (int)model->in_h,
                  (int)model->in_w);
@@ -83,7 +114,7 @@ dat_status dat_model_write(dat_model *model, const char *path, dat_model_extra_f
         dat_st_writer_free(&w);
     }
     release(&h);
-    free(names);
+    free(t);
     return s;
 }
 
@@ -102,59 +133,66 @@ dat_status dat_model_load_options_init(dat_model_load_options *opts)
     return DAT_OK;
 }
 
-/* The tensor `name` of the file must be `dtype` with exactly this shape. */
-static dat_status expect_tensor(const char *path, const dat_st_file *f, const char *name,
-                                dat_st_dtype dtype, int ndim, const int64_t *shape,
-                                const dat_st_entry **out)
+/* Does the file hold tensor t with its dtype and shape? Else, with `why`, a
+ * message naming it. */
+static int fits(const dat_st_file *f, const model_tensor *t, char *why, size_t size)
 {
-    const dat_st_entry *e = dat_st_find(f, name);
-    if (!e)
-        return dat_error(DAT_ERR_FORMAT, "dat_model_load",
-                         "%s: tensor '%s' is missing (a checkpoint of another model?)", path, name);
-    int same = e->dtype == dtype && e->ndim == ndim;
-    for (int d = 0; same && d < ndim; ++d)
-        same = e->shape[d] == shape[d];
-    if (!same) {
-        char want[96] = "", got[96] = "";
-        for (int d = 0; d < ndim; ++d)
-            snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? ", " : "",
-                     (long long)shape[d]);
-        for (int d = 0; d < e->ndim; ++d)
-            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "",
-                     (long long)e->shape[d]);
-        return dat_error(DAT_ERR_FORMAT, "dat_model_load",
-                         "%s: tensor '%s' is %s [%s], the model needs %s [%s]", path, name,
-                         dat_st_dtype_name(e->dtype), got, dat_st_dtype_name(dtype), want);
+    const dat_st_entry *e = dat_st_find(f, t->name);
+    if (!e) {
+        snprintf(why, size, "tensor '%s' is missing", t->name);
+        return 0;
     }
-    *out = e;
-    return DAT_OK;
+    int same = e->dtype == t->dtype && e->ndim == t->ndim;
+    for (int d = 0; same && d < t->ndim; ++d)
+        same = e->shape[d] == t->shape[d];
+    if (same)
+        return 1;
+    char want[96] = "", got[96] = "";
+    for (int d = 0; d < t->ndim; ++d)
+        snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? ", " : "",
+                 (long long)t->shape[d]);
+    for (int d = 0; d < e->ndim; ++d)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? ", " : "",
+                 (long long)e->shape[d]);
+    snprintf(why, size, "tensor '%s' is %s [%s], the model needs %s [%s]", t->name,
+             dat_st_dtype_name(e->dtype), got, dat_st_dtype_name(t->dtype), want);
+    return 0;
 }
 
-/* Checks every tensor and copies it into h; the model is untouched so far. */
-static dat_status gather(const dat_model *m, const char *path, const dat_st_file *f,
-                         host_state *h, int64_t *tracked)
+/* The classifier's module name ("fc", "net.6"): the last layer's. */
+static const char *head_module(const dat_model *m, size_t *len)
 {
-    const dat_st_entry *e;
-    for (int32_t s = 0; s < m->n_segs; ++s) {
-        const dat_seg_entry *g = &m->segs[s];
-        DAT_TRY(expect_tensor(path, f, g->name, DAT_ST_F32, g->ndim, g->shape, &e));
-        memcpy(h->params + g->offset, e->data, (size_t)g->length * sizeof(float));
-    }
-    char name[256];
-    for (int32_t i = 1; i < m->n_nodes; ++i) {
-        const dat_node *n = &m->nodes[i];
-        if (n->kind != DAT_LAYER_BATCHNORM)
+    const char *name = m->segs[m->n_segs - 1].name, *dot = strrchr(name, '.');
+    *len = dot ? (size_t)(dot - name) : strlen(name);
+    return name;
+}
+
+static int in_head(const char *name, const char *head, size_t len)
+{
+    return head && strncmp(name, head, len) == 0 && name[len] == '.';
+}
+
+/* Checks every tensor and copies it into h (which holds the model's own state);
+ * loaded[i] says which came from the file. The model is untouched so far. */
+static dat_status gather(const dat_model *m, const char *path, const dat_st_file *f,
+                         const dat_model_load_options *o, model_tensor *t, int32_t n,
+                         int32_t *loaded)
+{
+    char why[512];
+    size_t head_len = 0;
+    const char *head = o->reinit_head ? head_module(m, &head_len) : NULL;
+    /* the model keeps its own classifier: always, or when the file's does not fit */
+    int keep_head = o->reinit_head == DAT_REINIT_HEAD_ALWAYS;
+    for (int32_t i = 0; i < n && head && !keep_head; ++i)
+        keep_head |= in_head(t[i].name, head, head_len) && !fits(f, &t[i], why, sizeof why);
+    for (int32_t i = 0; i < n; ++i) {
+        loaded[i] = !(keep_head && in_head(t[i].name, head, head_len));
+        if (!loaded[i])
             continue;
-        int64_t c = n->c;
-        buffer_name(name, sizeof name, n, "running_mean");
-        DAT_TRY(expect_tensor(path, f, name, DAT_ST_F32, 1, &c, &e));
-        memcpy(h->buffers + n->buf_off, e->data, (size_t)c * sizeof(float));
-        buffer_name(name, sizeof name, n, "running_var");
-        DAT_TRY(expect_tensor(path, f, name, DAT_ST_F32, 1, &c, &e));
-        memcpy(h->buffers + n->buf_off + c, e->data, (size_t)c * sizeof(float));
-        buffer_name(name, sizeof name, n, "num_batches_tracked");
-        DAT_TRY(expect_tensor(path, f, name, DAT_ST_I64, 0, NULL, &e));
-        memcpy(&tracked[n->bn_index], e->data, sizeof(int64_t));
+        if (!fits(f, &t[i], why, sizeof why))
+            return dat_error(DAT_ERR_FORMAT, "dat_model_load", "%s: %s (a checkpoint of another "
+                             "model?)", path, why);
+        memcpy(t[i].data, dat_st_find(f, t[i].name)->data, t[i].bytes);
     }
     return DAT_OK;
 }
@@ -164,36 +202,47 @@ static int is_trainer_state(const char *name)
     return strncmp(name, "optim.", 6) == 0 || strncmp(name, "train.", 6) == 0;
 }
 
-static int is_model_tensor(const dat_model *m, const char *name)
-{
-    for (int32_t s = 0; s < m->n_segs; ++s)
-        if (strcmp(m->segs[s].name, name) == 0)
-            return 1;
-    static const char *const buffers[] = {"running_mean", "running_var", "num_batches_tracked"};
-    char buf[256];
-    for (int32_t i = 1; i < m->n_nodes; ++i) {
-        if (m->nodes[i].kind != DAT_LAYER_BATCHNORM)
-            continue;
-        for (int b = 0; b < 3; ++b) {
-            buffer_name(buf, sizeof buf, &m->nodes[i], buffers[b]);
-            if (strcmp(buf, name) == 0)
-                return 1;
-        }
-    }
-    return 0;
-}
-
 /* A tensor of the file the model does not have marks another model's
  * checkpoint, unless it is optimizer or trainer state. */
-static dat_status check_unexpected(const dat_model *m, const char *path, const dat_st_file *f)
+static dat_status check_unexpected(const char *path, const dat_st_file *f, const model_tensor *t,
+                                   int32_t n)
 {
     for (int i = 0; i < f->n; ++i) {
         const char *nm = f->entries[i].name;
-        if (!is_trainer_state(nm) && !is_model_tensor(m, nm))
+        int known = is_trainer_state(nm);
+        for (int32_t k = 0; k < n && !known; ++k)
+            known = strcmp(t[k].name, nm) == 0;
+        if (!known)
             return dat_error(DAT_ERR_FORMAT, "dat_model_load",
                              "%s: tensor '%s' is not part of this model (a checkpoint of another "
                              "model?)", path, nm);
     }
+    return DAT_OK;
+}
+
+static dat_status upload(dat_model *m, const host_state *h)
+{
+    dat_ctx *ctx = m->ctx;
+    DAT_TRY(ctx->be->copy_from_host(ctx, m->params->data, h->params, m->params->nbytes));
+    if (m->buffers)
+        DAT_TRY(ctx->be->copy_from_host(ctx, m->buffers->data, h->buffers, m->buffers->nbytes));
+    memcpy(m->num_batches_tracked, h->tracked, (size_t)m->n_bn * sizeof *h->tracked);
+    return DAT_OK;
+}
+
+/* The options of a caller built against any earlier, smaller version. */
+static dat_status read_options(const dat_model_load_options *opts, dat_model_load_options *o)
+{
+    dat_model_load_options_init(o);
+    if (!opts)
+        return DAT_OK;
+    DAT_CHECK_OPTIONS_SIZE(opts, dat_model_load_options,
+                           offsetof(dat_model_load_options, reinit_head));
+    memcpy(o, opts, opts->size);
+    o->size = sizeof *o;
+    if ((int)o->reinit_head < DAT_REINIT_HEAD_NEVER || o->reinit_head > DAT_REINIT_HEAD_ALWAYS)
+        return dat_error(DAT_ERR_INVALID_ARG, "dat_model_load",
+                         "reinit_head = %d is not a dat_reinit_head", (int)o->reinit_head);
     return DAT_OK;
 }
 
@@ -202,30 +251,27 @@ dat_status dat_model_load(dat_model *model, const char *path, const dat_model_lo
     DAT_CHECK_NOT_NULL(model);
     DAT_CHECK_NOT_NULL(path);
     dat_model_load_options o;
-    dat_model_load_options_init(&o);
-    if (opts) {
-        DAT_CHECK_OPTIONS_SIZE(opts, dat_model_load_options, sizeof(dat_model_load_options));
-        o = *opts;
-    }
+    DAT_TRY(read_options(opts, &o));
     dat_st_file f;
     DAT_TRY(dat_st_read(path, &f));
-    host_state h = {malloc(model->params->nbytes),
-                    malloc(model->buffers ? model->buffers->nbytes : 1)};
-    int64_t *tracked = malloc((size_t)(model->n_bn ? model->n_bn : 1) * sizeof *tracked);
-    dat_status s = h.params && h.buffers && tracked
-                       ? gather(model, path, &f, &h, tracked)
-                       : dat_error(DAT_ERR_OUT_OF_MEMORY, __func__, "staging buffers");
+    host_state h = {0};
+    int32_t n = 0, *loaded = NULL;
+    model_tensor *t = NULL;
+    dat_status s = fetch(model, &h, __func__);
+    if (s == DAT_OK && (!(t = list_tensors(model, &h, &n)) ||
+                        !(loaded = malloc((size_t)(n ? n : 1) * sizeof *loaded))))
+        s = dat_error(DAT_ERR_OUT_OF_MEMORY, __func__, "tensor list");
+    if (s == DAT_OK)
+        s = gather(model, path, &f, &o, t, n, loaded);
     if (s == DAT_OK && !o.ignore_unexpected)
-        s = check_unexpected(model, path, &f);
-    dat_ctx *ctx = model->ctx;
+        s = check_unexpected(path, &f, t, n);
     if (s == DAT_OK)
-        s = ctx->be->copy_from_host(ctx, model->params->data, h.params, model->params->nbytes);
-    if (s == DAT_OK && model->buffers)
-        s = ctx->be->copy_from_host(ctx, model->buffers->data, h.buffers, model->buffers->nbytes);
-    if (s == DAT_OK)
-        memcpy(model->num_batches_tracked, tracked, (size_t)model->n_bn * sizeof *tracked);
+        s = upload(model, &h);
+    for (int32_t i = 0; s == DAT_OK && o.on_tensor && i < n; ++i)
+        o.on_tensor(t[i].name, loaded[i], o.user);
     release(&h);
-    free(tracked);
+    free(t);
+    free(loaded);
     dat_st_free(&f);
     return s;
 }

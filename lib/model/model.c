@@ -403,6 +403,61 @@ dat_status dat_model_segment(const dat_model *model, int32_t index, dat_segment 
     return DAT_OK;
 }
 
+/* Length of the module part of a segment name (up to the last '.'). */
+static size_t module_length(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    return dot ? (size_t)(dot - name) : strlen(name);
+}
+
+static int same_module(const char *a, const char *b)
+{
+    size_t n = module_length(a);
+    return n == module_length(b) && strncmp(a, b, n) == 0;
+}
+
+/* Walks the layers: returns the count, and the span of layer `want` if found. */
+static int32_t walk_layers(const dat_model *m, int32_t want, int32_t *first, int32_t *count)
+{
+    int32_t layers = 0;
+    for (int32_t s = 0; s < m->n_segs;) {
+        int32_t e = s + 1;
+        while (e < m->n_segs && same_module(m->segs[s].name, m->segs[e].name))
+            ++e;
+        if (layers == want) {
+            *first = s;
+            *count = e - s;
+        }
+        ++layers;
+        s = e;
+    }
+    return layers;
+}
+
+dat_status dat_model_num_layers(const dat_model *model, int32_t *count)
+{
+    DAT_CHECK_NOT_NULL(model);
+    DAT_CHECK_NOT_NULL(count);
+    int32_t f, c;
+    *count = walk_layers(model, -1, &f, &c);
+    return DAT_OK;
+}
+
+dat_status dat_model_layer_segments(const dat_model *model, int32_t layer, int32_t *first_segment,
+                                    int32_t *num_segments)
+{
+    DAT_CHECK_NOT_NULL(model);
+    DAT_CHECK_NOT_NULL(first_segment);
+    DAT_CHECK_NOT_NULL(num_segments);
+    int32_t f = 0, c = 0, n = walk_layers(model, layer, &f, &c);
+    if (layer < 0 || layer >= n)
+        return dat_error(DAT_ERR_INVALID_ARG, __func__, "layer = %d outside [0, %d)", (int)layer,
+                         (int)n);
+    *first_segment = f;
+    *num_segments = c;
+    return DAT_OK;
+}
+
 dat_status dat_model_num_nodes(const dat_model *model, int32_t *count)
 {
     DAT_CHECK_NOT_NULL(model);

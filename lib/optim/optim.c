@@ -50,8 +50,8 @@ static dat_status check_schedule(const dat_optim_options *o)
         return dat_error(DAT_ERR_INVALID_ARG, f, "num_milestones = %d must be in [0, %d]",
                          (int)o->num_milestones, DAT_OPTIM_MAX_MILESTONES);
     for (int i = 1; i < o->num_milestones; ++i)
-        if (o->milestones[i] <= o->milestones[i - 1])
-            return dat_error(DAT_ERR_INVALID_ARG, f, "milestones must increase (index %d)", i);
+        if (o->milestones[i] < o->milestones[i - 1])
+            return dat_error(DAT_ERR_INVALID_ARG, f, "milestones must not decrease (index %d)", i);
     if (!(o->gamma >= 0) || !isfinite(o->gamma))
         return dat_error(DAT_ERR_INVALID_ARG, f, "gamma = %g must be finite and >= 0",
                          (double)o->gamma);
@@ -104,7 +104,7 @@ static dat_status copy_segments(dat_optim *opt, const dat_segment *segs, int32_t
         int bias_bn = s->kind != DAT_SEGMENT_WEIGHT;
         opt->segs[i] = (dat_optim_seg){s->offset, s->length,
                                        bias_bn && opt->o.exclude_bias_bn_decay,
-                                       bias_bn && opt->o.exclude_bias_bn_lalr};
+                                       bias_bn && opt->o.exclude_bias_bn_lalr, 1.0f};
         end = s->offset + s->length;
     }
     opt->n_segs = n;
@@ -220,6 +220,22 @@ dat_status dat_optim_step_model(dat_optim *optim, dat_model *model)
     DAT_CHECK_NOT_NULL(optim);
     DAT_CHECK_NOT_NULL(model);
     return dat_optim_step(optim, model->params, model->grads);
+}
+
+dat_status dat_optim_set_lr_scale(dat_optim *optim, int32_t first_segment, int32_t count,
+                                  float scale)
+{
+    DAT_CHECK_NOT_NULL(optim);
+    if (first_segment < 0 || count < 0 || first_segment > optim->n_segs - count)
+        return dat_error(DAT_ERR_INVALID_ARG, __func__,
+                         "segments [%d, %d + %d) are not inside [0, %d)", (int)first_segment,
+                         (int)first_segment, (int)count, (int)optim->n_segs);
+    if (!(scale >= 0) || !isfinite(scale))
+        return dat_error(DAT_ERR_INVALID_ARG, __func__, "scale = %g must be finite and >= 0",
+                         (double)scale);
+    for (int32_t k = first_segment; k < first_segment + count; ++k)
+        optim->segs[k].lr_scale = scale;
+    return DAT_OK;
 }
 
 dat_status dat_optim_lr(const dat_optim *optim, double *lr)

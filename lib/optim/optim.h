@@ -8,6 +8,7 @@
 typedef struct dat_optim_seg {
     int64_t offset, length;
     int no_decay, no_lalr;   /* from the kind and the exclusion options */
+    float lr_scale;          /* dat_optim_set_lr_scale(); 0: frozen, skipped */
 } dat_optim_seg;
 
 struct dat_optim {

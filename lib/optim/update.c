@@ -83,9 +83,11 @@ void dat_optim_update(dat_optim *opt, float *params, const float *grads)
     double lr = dat_optim_lr_at(&opt->o, opt->step);
     for (int32_t k = 0; k < opt->n_segs; ++k) {
         const dat_optim_seg *s = &opt->segs[k];
+        if (s->lr_scale == 0.0f)
+            continue; /* frozen: parameters and moments keep their bits */
         double *n2 = opt->norms + 2 * k;
         direction(opt, s, params, grads, n2);
-        const float scale = (float)(lr * trust_ratio(opt, s, n2));
+        const float scale = (float)(lr * s->lr_scale * trust_ratio(opt, s, n2));
         const float *restrict u = opt->u + s->offset;
         float *restrict p = params + s->offset;
         const int64_t n = s->length;

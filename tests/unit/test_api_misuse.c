@@ -296,6 +296,17 @@ START_TEST(test_model_misuse)
     ck_assert_dat_err(dat_model_segment(m, 6, &seg), DAT_ERR_INVALID_ARG, "index = 6");
     seg.size = 2;
     ck_assert_dat_err(dat_model_segment(m, 0, &seg), DAT_ERR_INVALID_ARG, "size");
+    int32_t first;
+    ck_assert_dat_err(dat_model_num_layers(NULL, &count), DAT_ERR_INVALID_ARG, "model");
+    ck_assert_dat_err(dat_model_num_layers(m, NULL), DAT_ERR_INVALID_ARG, "count");
+    ck_assert_dat_err(dat_model_layer_segments(NULL, 0, &first, &count), DAT_ERR_INVALID_ARG,
+                      "model");
+    ck_assert_dat_err(dat_model_layer_segments(m, 0, NULL, &count), DAT_ERR_INVALID_ARG,
+                      "first_segment");
+    ck_assert_dat_err(dat_model_layer_segments(m, 0, &first, NULL), DAT_ERR_INVALID_ARG,
+                      "num_segments");
+    ck_assert_dat_err(dat_model_layer_segments(m, -1, &first, &count), DAT_ERR_INVALID_ARG,
+                      "layer = -1");
 
     dat_model_load_options lopts;
     ck_assert_dat_err(dat_model_load_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
@@ -1008,7 +1019,7 @@ START_TEST(test_optim_misuse)
         const char *field, *needle;
     } bad[] = {{"lr", "lr"},         {"clcu", "c_l <= c_u"}, {"beta1", "[0, 1)"},
                {"beta2", "[0, 1)"},  {"kind", "kind"},       {"eps", "eps"},
-               {"wd", "weight_decay"}, {"sched", "schedule"}, {"miles", "increase"},
+               {"wd", "weight_decay"}, {"sched", "schedule"}, {"miles", "decrease"},
                {"cos", "total_steps"}, {"scale", "global_batch"}, {"size", "size"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
         dat_optim_options_init(&o);
@@ -1021,7 +1032,7 @@ START_TEST(test_optim_misuse)
         if (!strcmp(f, "eps")) o.eps = 0.0f;
         if (!strcmp(f, "wd")) o.weight_decay = NAN;
         if (!strcmp(f, "sched")) o.schedule = (dat_schedule_kind)8;
-        if (!strcmp(f, "miles")) { o.num_milestones = 2; o.milestones[0] = 5; o.milestones[1] = 5; }
+        if (!strcmp(f, "miles")) { o.num_milestones = 2; o.milestones[0] = 5; o.milestones[1] = 4; }
         if (!strcmp(f, "cos")) { o.schedule = DAT_SCHEDULE_COSINE; o.total_steps = 0; }
         if (!strcmp(f, "scale")) o.scaling = DAT_LR_SCALING_LINEAR;
         if (!strcmp(f, "size")) o.size = 2;
@@ -1056,6 +1067,9 @@ START_TEST(test_optim_misuse)
     ck_assert_dat_err(dat_optim_get_step(opt, NULL), DAT_ERR_INVALID_ARG, "step");
     ck_assert_dat_err(dat_optim_set_step(NULL, 0), DAT_ERR_INVALID_ARG, "optim");
     ck_assert_dat_err(dat_optim_set_step(opt, -1), DAT_ERR_INVALID_ARG, ">= 0");
+    ck_assert_dat_err(dat_optim_set_lr_scale(NULL, 0, 1, 1.0f), DAT_ERR_INVALID_ARG, "optim");
+    ck_assert_dat_err(dat_optim_set_lr_scale(opt, -1, 1, 1.0f), DAT_ERR_INVALID_ARG, "[-1");
+    ck_assert_dat_err(dat_optim_set_lr_scale(opt, 0, 1, INFINITY), DAT_ERR_INVALID_ARG, "finite");
     ck_assert_dat_err(dat_optim_state_size(NULL, &bytes), DAT_ERR_INVALID_ARG, "optim");
     ck_assert_dat_err(dat_optim_state_size(opt, NULL), DAT_ERR_INVALID_ARG, "bytes");
     ck_assert_dat_ok(dat_optim_state_size(opt, &bytes));

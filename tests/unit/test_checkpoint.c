@@ -1,5 +1,6 @@
 /* Model checkpoints (safetensors): round trips, other models refused, and every
  * broken or hostile file rejected with DAT_ERR_FORMAT without touching the model. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -149,6 +150,156 @@ START_TEST(test_other_model_refused_without_change)
 }
 END_TEST
 
+static dat_model *preset_classes(const char *name, int32_t classes, uint64_t seed)
+{
+    dat_model_options o;
+    dat_model_options_init(&o);
+    o.num_classes = classes;
+    o.init_seed = seed;
+    dat_model *m = NULL;
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, name, &o));
+    return m;
+}
+
+/* Segment i of m as a host copy (n receives its length). */
+static float *segment_copy(dat_model *m, int32_t i, int64_t *n)
+{
+    dat_segment seg = {.size = sizeof seg};
+    ck_assert_dat_ok(dat_model_segment(m, i, &seg));
+    size_t bytes;
+    float *all = params_copy(m, &bytes);
+    float *out = malloc((size_t)seg.length * sizeof *out);
+    memcpy(out, all + seg.offset, (size_t)seg.length * sizeof *out);
+    free(all);
+    *n = seg.length;
+    return out;
+}
+
+static int reported, reported_kept;
+static void on_tensor(const char *name, int32_t loaded, void *user)
+{
+    (void)user;
+    ++reported;
+    if (!loaded) {
+        ++reported_kept;
+        ck_assert_msg(strncmp(name, "fc2.", 4) == 0, "kept '%s', not the classifier", name);
+    }
+}
+
+START_TEST(test_layers_group_segments_by_module)
+{
+    dat_model *m = preset("cnn_small", 1);
+    int32_t layers, first, count;
+    ck_assert_dat_ok(dat_model_num_layers(m, &layers));
+    ck_assert_int_eq(layers, 5); /* three convolutions, two linear layers */
+    ck_assert_dat_ok(dat_model_layer_segments(m, 4, &first, &count));
+    ck_assert_int_eq(first, 8);
+    ck_assert_int_eq(count, 2);
+    dat_segment seg = {.size = sizeof seg};
+    dat_model_segment(m, first, &seg);
+    ck_assert_str_eq(seg.name, "fc2.weight");
+    ck_assert_dat_err(dat_model_layer_segments(m, 5, &first, &count), DAT_ERR_INVALID_ARG, "5");
+    dat_model_destroy(m);
+    m = preset("preact_resnet18", 1);
+    ck_assert_dat_ok(dat_model_num_layers(m, &layers));
+    ck_assert_int_eq(layers, 38); /* conv1, 8 blocks of bn1 conv1 bn2 conv2, 3 shortcuts, bn, linear */
+    dat_model_destroy(m);
+}
+END_TEST
+
+/* Transfer: another number of classes keeps every tensor but the classifier
+ * bit-identical to the file, and the classifier as the model initialized it. */
+START_TEST(test_reinit_head_keeps_the_rest)
+{
+    dat_model *src = preset_classes("cnn_small", 10, 1);
+    dat_model *dst = preset_classes("cnn_small", 5, 2), *fresh = preset_classes("cnn_small", 5, 2);
+    char path[192];
+    snprintf(path, sizeof path, "%s/ten.safetensors", dir);
+    ck_assert_dat_ok(dat_model_save(src, path));
+    dat_model_load_options o;
+    dat_model_load_options_init(&o);
+    ck_assert_dat_err(dat_model_load(dst, path, &o), DAT_ERR_FORMAT, "fc2.weight");
+    o.reinit_head = DAT_REINIT_HEAD_IF_MISMATCHED;
+    o.on_tensor = on_tensor;
+    reported = reported_kept = 0;
+    ck_assert_dat_ok(dat_model_load(dst, path, &o));
+    ck_assert_int_eq(reported, 10);
+    ck_assert_int_eq(reported_kept, 2);
+    for (int32_t i = 0; i < 10; ++i) {
+        int64_t n, n_ref;
+        float *got = segment_copy(dst, i, &n);
+        float *want = segment_copy(i < 8 ? src : fresh, i, &n_ref);
+        ck_assert_int_eq(n, n_ref);
+        ck_assert_msg(memcmp(got, want, (size_t)n * sizeof *got) == 0, "segment %d", (int)i);
+        free(got);
+        free(want);
+    }
+    /* Same number of classes: the classifier comes from the file too. */
+    dat_model *same = preset_classes("cnn_small", 10, 3);
+    reported = reported_kept = 0;
+    ck_assert_dat_ok(dat_model_load(same, path, &o));
+    ck_assert_int_eq(reported_kept, 0);
+    size_t na, nb;
+    float *pa = params_copy(src, &na), *pb = params_copy(same, &nb);
+    ck_assert_mem_eq(pa, pb, na);
+    free(pb);
+    /* ...unless asked to start a new classifier anyway (a new task). */
+    dat_model *renewed = preset_classes("cnn_small", 10, 3), *init = preset_classes("cnn_small", 10, 3);
+    o.reinit_head = DAT_REINIT_HEAD_ALWAYS;
+    reported = reported_kept = 0;
+    ck_assert_dat_ok(dat_model_load(renewed, path, &o));
+    ck_assert_int_eq(reported_kept, 2);
+    int64_t nh;
+    float *head = segment_copy(renewed, 8, &nh), *head0 = segment_copy(init, 8, &nh);
+    ck_assert_mem_eq(head, head0, (size_t)nh * sizeof *head);
+    pb = params_copy(renewed, &nb);
+    ck_assert_mem_eq(pa, pb, (size_t)(nb - (size_t)(nh + 10) * sizeof(float)));
+    o.reinit_head = (dat_reinit_head)3;
+    ck_assert_dat_err(dat_model_load(renewed, path, &o), DAT_ERR_INVALID_ARG, "reinit_head");
+    free(head);
+    free(head0);
+    free(pa);
+    free(pb);
+    dat_model_destroy(renewed);
+    dat_model_destroy(init);
+    dat_model_destroy(src);
+    dat_model_destroy(dst);
+    dat_model_destroy(fresh);
+    dat_model_destroy(same);
+}
+END_TEST
+
+/* A mismatch anywhere but the classifier is refused, naming the tensor, with
+ * the model unchanged. */
+START_TEST(test_reinit_head_refuses_other_architectures)
+{
+    dat_model *src = preset_classes("preact_resnet18", 10, 1);
+    char path[192];
+    snprintf(path, sizeof path, "%s/r18.safetensors", dir);
+    ck_assert_dat_ok(dat_model_save(src, path));
+    dat_model *dst = preset_classes("cnn_small", 5, 2);
+    dat_model_load_options o;
+    dat_model_load_options_init(&o);
+    o.reinit_head = DAT_REINIT_HEAD_IF_MISMATCHED;
+    size_t n0, n1;
+    float *before = params_copy(dst, &n0);
+    ck_assert_dat_err(dat_model_load(dst, path, &o), DAT_ERR_FORMAT, "'conv1.weight'");
+    float *after = params_copy(dst, &n1);
+    ck_assert_mem_eq(before, after, n0);
+    /* A caller built against the first layout (no reinit_head) still works. */
+    dat_model_load_options old;
+    dat_model_load_options_init(&old);
+    old.size = (uint32_t)offsetof(dat_model_load_options, reinit_head);
+    ck_assert_dat_ok(dat_model_load(src, path, &old));
+    old.size = 4;
+    ck_assert_dat_err(dat_model_load(src, path, &old), DAT_ERR_INVALID_ARG, "size");
+    free(before);
+    free(after);
+    dat_model_destroy(src);
+    dat_model_destroy(dst);
+}
+END_TEST
+
 START_TEST(test_truncated_files)
 {
     dat_model *a = preset("mlp", 1), *b = preset("mlp", 2);
@@ -271,6 +422,9 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_other_model_refused_without_change);
+    tcase_add_test(tc, test_layers_group_segments_by_module);
+    tcase_add_test(tc, test_reinit_head_keeps_the_rest);
+    tcase_add_test(tc, test_reinit_head_refuses_other_architectures);
     tcase_add_test(tc, test_truncated_files);
     tcase_add_test(tc, test_hostile_headers);
     tcase_add_test(tc, test_atomic_write);

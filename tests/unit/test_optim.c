@@ -130,6 +130,65 @@ START_TEST(test_model_optimizer)
 }
 END_TEST
 
+/* Frozen segments (scale 0) keep their bits through momentum and weight decay;
+ * a scale of 1/2 halves plain SGD's step. */
+START_TEST(test_lr_scale_freezes_and_scales)
+{
+    dat_segment segs[3] = {
+        {.size = sizeof segs[0], .name = "a.weight", .offset = 0, .length = N},
+        {.size = sizeof segs[0], .name = "b.weight", .offset = N, .length = N},
+        {.size = sizeof segs[0], .name = "c.weight", .offset = 2 * N, .length = N}};
+    dat_optim_options o;
+    dat_optim_options_init(&o);
+    o.weight_decay = 0.01f;
+    dat_optim *opt;
+    ck_assert_dat_ok(dat_optim_create(&opt, ctx, segs, 3, &o));
+    ck_assert_dat_ok(dat_optim_set_lr_scale(opt, 0, 2, 0.0f));
+    ck_assert_dat_err(dat_optim_set_lr_scale(opt, 2, 2, 1.0f), DAT_ERR_INVALID_ARG, "[2, 2 + 2)");
+    ck_assert_dat_err(dat_optim_set_lr_scale(opt, 0, 1, -1.0f), DAT_ERR_INVALID_ARG, "scale");
+    ck_assert_dat_err(dat_optim_set_lr_scale(opt, 0, 1, NAN), DAT_ERR_INVALID_ARG, "scale");
+    int64_t n = 3 * N;
+    dat_tensor *p, *g;
+    dat_tensor_create(&p, ctx, DAT_FLOAT32, 1, &n);
+    dat_tensor_create(&g, ctx, DAT_FLOAT32, 1, &n);
+    dat_tensor_fill_normal(p, 0.0f, 1.0f, 1, 0);
+    float before[3 * N], after[3 * N];
+    dat_tensor_read(p, before, sizeof before);
+    for (int k = 0; k < 5; ++k) {
+        dat_tensor_fill_normal(g, 0.0f, 1.0f, 2, (uint64_t)k);
+        ck_assert_dat_ok(dat_optim_step(opt, p, g));
+    }
+    dat_tensor_read(p, after, sizeof after);
+    ck_assert_mem_eq(before, after, 2 * N * sizeof(float));
+    ck_assert(memcmp(before + 2 * N, after + 2 * N, N * sizeof(float)) != 0);
+    dat_optim_destroy(opt);
+
+    /* SGD with scales 1 and 1/2 side by side on the same gradient. */
+    o.kind = DAT_OPTIM_SGD;
+    o.weight_decay = 0;
+    ck_assert_dat_ok(dat_optim_create(&opt, ctx, segs, 2, &o));
+    ck_assert_dat_ok(dat_optim_set_lr_scale(opt, 1, 1, 0.5f));
+    float th[2 * N] = {0}, gr[2 * N];
+    for (int i = 0; i < 2 * N; ++i)
+        gr[i] = i < N ? (float)(i % 7) - 3.0f : (float)((i - N) % 7) - 3.0f;
+    n = 2 * N;
+    dat_tensor *p2, *g2;
+    dat_tensor_create(&p2, ctx, DAT_FLOAT32, 1, &n);
+    dat_tensor_create(&g2, ctx, DAT_FLOAT32, 1, &n);
+    dat_tensor_write(p2, th, sizeof th);
+    dat_tensor_write(g2, gr, sizeof gr);
+    ck_assert_dat_ok(dat_optim_step(opt, p2, g2));
+    dat_tensor_read(p2, after, 2 * N * sizeof(float));
+    for (int i = 0; i < N; ++i)
+        ck_assert_float_eq(after[N + i], 0.5f * after[i]);
+    dat_tensor_destroy(p);
+    dat_tensor_destroy(g);
+    dat_tensor_destroy(p2);
+    dat_tensor_destroy(g2);
+    dat_optim_destroy(opt);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("optim");
@@ -138,6 +197,7 @@ int main(void)
     tcase_add_test(tc, test_update_norm_is_clipped_theta_norm);
     tcase_add_test(tc, test_zero_theta_uses_trust_one);
     tcase_add_test(tc, test_model_optimizer);
+    tcase_add_test(tc, test_lr_scale_freezes_and_scales);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }

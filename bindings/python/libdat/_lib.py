@@ -49,6 +49,7 @@ c_log_fn = ctypes.CFUNCTYPE(None, ctypes.c_int32, ctypes.c_char_p, ctypes.c_void
 
 class CtxOptions(ctypes.Structure):
     """Mirror of dat_ctx_options (include/libdat/dat_ctx.h)."""
+    c_name = "dat_ctx_options"
     _fields_ = [
         ("size", ctypes.c_uint32),
         ("device", ctypes.c_int32),
@@ -61,7 +62,11 @@ class CtxOptions(ctypes.Structure):
     ]
 
 
+DECLARED: set[str] = set()  # every C function given a signature here (tested to be all)
+
+
 def _declare(name: str, restype, *argtypes) -> None:
+    DECLARED.add(name)
     fn = getattr(lib, name)
     fn.restype = restype
     fn.argtypes = list(argtypes)
@@ -110,6 +115,7 @@ c_builder_p = ctypes.c_void_p
 
 class Segment(ctypes.Structure):
     """Mirror of dat_segment (include/libdat/dat_segment.h)."""
+    c_name = "dat_segment"
     _fields_ = [("size", ctypes.c_uint32), ("name", ctypes.c_char_p),
                 ("offset", ctypes.c_int64), ("length", ctypes.c_int64),
                 ("kind", ctypes.c_int32)]
@@ -117,6 +123,7 @@ class Segment(ctypes.Structure):
 
 class LayerSpec(ctypes.Structure):
     """Mirror of dat_layer_spec (include/libdat/dat_model.h)."""
+    c_name = "dat_layer_spec"
     _fields_ = [("size", ctypes.c_uint32), ("kind", ctypes.c_int32), ("name", ctypes.c_char_p),
                 ("out_features", ctypes.c_int32), ("kernel", ctypes.c_int32),
                 ("stride", ctypes.c_int32), ("padding", ctypes.c_int32),
@@ -126,6 +133,7 @@ class LayerSpec(ctypes.Structure):
 
 class ModelOptions(ctypes.Structure):
     """Mirror of dat_model_options."""
+    c_name = "dat_model_options"
     _fields_ = [("size", ctypes.c_uint32), ("num_classes", ctypes.c_int32),
                 ("in_channels", ctypes.c_int32), ("in_height", ctypes.c_int32),
                 ("in_width", ctypes.c_int32), ("mean", ctypes.POINTER(ctypes.c_float)),
@@ -134,6 +142,7 @@ class ModelOptions(ctypes.Structure):
 
 class LossOptions(ctypes.Structure):
     """Mirror of dat_loss_options."""
+    c_name = "dat_loss_options"
     _fields_ = [("size", ctypes.c_uint32), ("adv_weight", ctypes.c_float),
                 ("clean_weight", ctypes.c_float), ("kl_weight", ctypes.c_float),
                 ("x_clean", c_tensor_p), ("sample_weights", c_tensor_p),
@@ -142,6 +151,7 @@ class LossOptions(ctypes.Structure):
 
 class InputGradOptions(ctypes.Structure):
     """Mirror of dat_input_grad_options."""
+    c_name = "dat_input_grad_options"
     _fields_ = [("size", ctypes.c_uint32), ("objective", ctypes.c_int32),
                 ("target_logits", c_tensor_p), ("reduction", ctypes.c_int32),
                 ("sample_losses", c_tensor_p), ("logits", c_tensor_p)]
@@ -183,6 +193,7 @@ c_attack_p = ctypes.c_void_p
 
 class AttackOptions(ctypes.Structure):
     """Mirror of dat_attack_options (include/libdat/dat_attack.h)."""
+    c_name = "dat_attack_options"
     _fields_ = [("size", ctypes.c_uint32), ("kind", ctypes.c_int32), ("norm", ctypes.c_int32),
                 ("eps", ctypes.c_float), ("alpha", ctypes.c_float), ("steps", ctypes.c_int32),
                 ("random_start", ctypes.c_int32), ("restarts", ctypes.c_int32),
@@ -207,12 +218,20 @@ _declare("dat_model_node_info", c_status, c_model_p, ctypes.c_int32, _I32P, _I32
 _declare("dat_model_activation", c_status, c_model_p, ctypes.c_int32, c_tensor_p)
 
 
+c_on_tensor_fn = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int32, ctypes.c_void_p)
+
+
 class ModelLoadOptions(ctypes.Structure):
     """Mirror of dat_model_load_options."""
-    _fields_ = [("size", ctypes.c_uint32), ("ignore_unexpected", ctypes.c_int32)]
+    c_name = "dat_model_load_options"
+    _fields_ = [("size", ctypes.c_uint32), ("ignore_unexpected", ctypes.c_int32),
+                ("reinit_head", ctypes.c_int32), ("on_tensor", c_on_tensor_fn),
+                ("user", ctypes.c_void_p)]
 
 
 _declare("dat_model_save", c_status, c_model_p, ctypes.c_char_p)
+_declare("dat_model_num_layers", c_status, c_model_p, _I32P)
+_declare("dat_model_layer_segments", c_status, c_model_p, ctypes.c_int32, _I32P, _I32P)
 _declare("dat_model_load_options_init", c_status, _P(ModelLoadOptions))
 _declare("dat_model_load", c_status, c_model_p, ctypes.c_char_p, _P(ModelLoadOptions))
 
@@ -221,6 +240,7 @@ c_optim_p = ctypes.c_void_p
 
 class OptimOptions(ctypes.Structure):
     """Mirror of dat_optim_options (include/libdat/dat_optim.h)."""
+    c_name = "dat_optim_options"
     _fields_ = [("size", ctypes.c_uint32), ("kind", ctypes.c_int32), ("lr", ctypes.c_float),
                 ("momentum", ctypes.c_float), ("beta2", ctypes.c_float), ("eps", ctypes.c_float),
                 ("weight_decay", ctypes.c_float), ("decoupled_decay", ctypes.c_int32),
@@ -241,9 +261,184 @@ _declare("dat_optim_create_for_model", c_status, _P(c_optim_p), c_model_p, _P(Op
 _declare("dat_optim_destroy", None, c_optim_p)
 _declare("dat_optim_step", c_status, c_optim_p, c_tensor_p, c_tensor_p)
 _declare("dat_optim_step_model", c_status, c_optim_p, c_model_p)
+_declare("dat_optim_set_lr_scale", c_status, c_optim_p, ctypes.c_int32, ctypes.c_int32,
+         ctypes.c_float)
 _declare("dat_optim_lr", c_status, c_optim_p, _P(ctypes.c_double))
 _declare("dat_optim_get_step", c_status, c_optim_p, _P(ctypes.c_int64))
 _declare("dat_optim_set_step", c_status, c_optim_p, ctypes.c_int64)
 _declare("dat_optim_state_size", c_status, c_optim_p, _P(ctypes.c_size_t))
 _declare("dat_optim_state_save", c_status, c_optim_p, ctypes.c_void_p, ctypes.c_size_t)
 _declare("dat_optim_state_load", c_status, c_optim_p, ctypes.c_void_p, ctypes.c_size_t)
+
+c_quantizer_p = ctypes.c_void_p
+
+
+class QuantizerOptions(ctypes.Structure):
+    """Mirror of dat_quantizer_options (include/libdat/dat_quant.h)."""
+    c_name = "dat_quantizer_options"
+    _fields_ = [("size", ctypes.c_uint32), ("bits", ctypes.c_int32),
+                ("bucket_size", ctypes.c_int32), ("norm", ctypes.c_int32),
+                ("rank", ctypes.c_int32), ("error_feedback", ctypes.c_int32),
+                ("seed", ctypes.c_uint64)]
+
+
+_declare("dat_quantizer_options_init", c_status, _P(QuantizerOptions))
+_declare("dat_quantizer_create", c_status, _P(c_quantizer_p), c_ctx_p, _P(QuantizerOptions))
+_declare("dat_quantizer_destroy", None, c_quantizer_p)
+_declare("dat_quantizer_options_get", c_status, c_quantizer_p, _P(QuantizerOptions))
+_declare("dat_quantizer_encoded_size", c_status, c_quantizer_p, ctypes.c_int64,
+         _P(ctypes.c_size_t))
+_declare("dat_quantizer_encode", c_status, c_quantizer_p, c_tensor_p, ctypes.c_uint64,
+         ctypes.c_void_p, ctypes.c_size_t)
+_declare("dat_quantizer_decode", c_status, c_quantizer_p, ctypes.c_void_p, ctypes.c_size_t,
+         c_tensor_p, ctypes.c_int)
+_declare("dat_quantizer_reset", c_status, c_quantizer_p)
+
+c_comm_p = ctypes.c_void_p
+
+
+class CommOptions(ctypes.Structure):
+    """Mirror of dat_comm_options (include/libdat/dat_comm.h)."""
+    c_name = "dat_comm_options"
+    _fields_ = [("size", ctypes.c_uint32), ("timeout_s", ctypes.c_double)]
+
+
+class CommStats(ctypes.Structure):
+    """Mirror of dat_comm_stats."""
+    c_name = "dat_comm_stats"
+    _fields_ = [("size", ctypes.c_uint32), ("calls", ctypes.c_uint64),
+                ("bytes_sent", ctypes.c_uint64), ("bytes_received", ctypes.c_uint64),
+                ("seconds", ctypes.c_double)]
+
+
+class CommId(ctypes.Structure):
+    """Mirror of dat_comm_id: the 128-byte NCCL unique id."""
+    c_name = "dat_comm_id"
+    _fields_ = [("internal", ctypes.c_ubyte * 128)]
+
+
+_declare("dat_comm_options_init", c_status, _P(CommOptions))
+_declare("dat_comm_create_self", c_status, _P(c_comm_p), c_ctx_p)
+_declare("dat_comm_destroy", None, c_comm_p)
+_declare("dat_comm_rank", c_status, c_comm_p, _I32P)
+_declare("dat_comm_size", c_status, c_comm_p, _I32P)
+_declare("dat_comm_allreduce", c_status, c_comm_p, c_tensor_p, ctypes.c_int32)
+_declare("dat_comm_broadcast", c_status, c_comm_p, c_tensor_p, ctypes.c_int32)
+_declare("dat_comm_allgather", c_status, c_comm_p, c_tensor_p, c_tensor_p)
+_declare("dat_comm_allreduce_quantized", c_status, c_comm_p, c_tensor_p, c_quantizer_p,
+         ctypes.c_int32, ctypes.c_uint64)
+_declare("dat_comm_allreduce_grads", c_status, c_comm_p, c_model_p, c_quantizer_p,
+         ctypes.c_int32, ctypes.c_uint64)
+_declare("dat_comm_broadcast_model", c_status, c_comm_p, c_model_p, ctypes.c_int32)
+_declare("dat_comm_get_stats", c_status, c_comm_p, _P(CommStats))
+_declare("dat_comm_reset_stats", c_status, c_comm_p)
+_declare("dat_comm_abort", c_status, c_comm_p)
+_declare("dat_comm_unique_id", c_status, _P(CommId))
+_declare("dat_comm_create_nccl", c_status, _P(c_comm_p), c_ctx_p, ctypes.c_int32,
+         ctypes.c_int32, _P(CommId), _P(CommOptions))
+_declare("dat_comm_unique_id_write", c_status, _P(CommId), ctypes.c_char_p)
+_declare("dat_comm_unique_id_read", c_status, _P(CommId), ctypes.c_char_p, ctypes.c_double)
+
+# dat_mpi.h: exported only by builds with MPI. MPI_Comm is a pointer in Open MPI
+# and an int in MPICH; comm.py sets the argument type from mpi4py's handle size
+# when it first needs one, so these start with the handle type left open.
+HAVE_MPI = hasattr(lib, "dat_comm_create_mpi")
+if HAVE_MPI:
+    _declare("dat_comm_create_mpi", c_status, _P(c_comm_p), c_ctx_p, ctypes.c_void_p,
+             _P(CommOptions))
+    _declare("dat_comm_unique_id_broadcast_mpi", c_status, _P(CommId), ctypes.c_int32,
+             ctypes.c_void_p, ctypes.c_double)
+    _declare("dat_comm_create_nccl_mpi", c_status, _P(c_comm_p), c_ctx_p, ctypes.c_void_p,
+             _P(CommOptions))
+
+
+def set_mpi_comm_type(c_type) -> None:
+    """Sets the C type of MPI_Comm in the dat_mpi.h declarations (pointer or int)."""
+    lib.dat_comm_create_mpi.argtypes = [_P(c_comm_p), c_ctx_p, c_type, _P(CommOptions)]
+    lib.dat_comm_unique_id_broadcast_mpi.argtypes = [_P(CommId), ctypes.c_int32, c_type,
+                                                     ctypes.c_double]
+    lib.dat_comm_create_nccl_mpi.argtypes = [_P(c_comm_p), c_ctx_p, c_type, _P(CommOptions)]
+
+
+c_dataset_p = ctypes.c_void_p
+
+
+class DatasetOptions(ctypes.Structure):
+    """Mirror of dat_dataset_options (include/libdat/dat_data.h)."""
+    c_name = "dat_dataset_options"
+    _fields_ = [("size", ctypes.c_uint32), ("format", ctypes.c_int32),
+                ("images_path", ctypes.c_char_p), ("labels_path", ctypes.c_char_p),
+                ("extra_paths", _P(ctypes.c_char_p)), ("num_extra_paths", ctypes.c_int32),
+                ("layout", ctypes.c_int32), ("num_classes", ctypes.c_int32),
+                ("classes", _I32P), ("num_subset_classes", ctypes.c_int32),
+                ("part", ctypes.c_int32), ("validation_count", ctypes.c_int64),
+                ("validation_fraction", ctypes.c_double), ("rank", ctypes.c_int32),
+                ("world_size", ctypes.c_int32), ("seed", ctypes.c_uint64),
+                ("shuffle", ctypes.c_int32), ("batch_size", ctypes.c_int32),
+                ("drop_last", ctypes.c_int32), ("random_crop", ctypes.c_int32),
+                ("crop_padding", ctypes.c_int32), ("horizontal_flip", ctypes.c_int32),
+                ("prefetch", ctypes.c_int32), ("limit", ctypes.c_int64)]
+
+
+_I64P = _P(ctypes.c_int64)
+_declare("dat_dataset_options_init", c_status, _P(DatasetOptions))
+_declare("dat_dataset_open", c_status, _P(c_dataset_p), c_ctx_p, _P(DatasetOptions))
+_declare("dat_dataset_destroy", None, c_dataset_p)
+_declare("dat_dataset_num_samples", c_status, c_dataset_p, _I64P)
+_declare("dat_dataset_sample_shape", c_status, c_dataset_p, _I32P, _I32P, _I32P)
+_declare("dat_dataset_num_classes", c_status, c_dataset_p, _I32P)
+_declare("dat_dataset_batches_per_epoch", c_status, c_dataset_p, _I64P)
+_declare("dat_dataset_set_epoch", c_status, c_dataset_p, ctypes.c_int64)
+_declare("dat_dataset_next_batch", c_status, c_dataset_p, c_tensor_p, c_tensor_p, _I32P)
+_declare("dat_dataset_get_position", c_status, c_dataset_p, _I64P, _I64P)
+_declare("dat_dataset_set_position", c_status, c_dataset_p, ctypes.c_int64, ctypes.c_int64)
+
+
+class CheckpointInfo(ctypes.Structure):
+    """Mirror of dat_checkpoint_info (include/libdat/dat_checkpoint.h)."""
+    c_name = "dat_checkpoint_info"
+    _fields_ = [("size", ctypes.c_uint32), ("epoch", ctypes.c_int64), ("step", ctypes.c_int64),
+                ("attack_step", ctypes.c_uint64)]
+
+
+_declare("dat_checkpoint_save", c_status, ctypes.c_char_p, c_model_p, c_optim_p,
+         _P(CheckpointInfo), ctypes.c_char_p)
+_declare("dat_checkpoint_load", c_status, ctypes.c_char_p, c_model_p, c_optim_p,
+         _P(CheckpointInfo), ctypes.c_char_p, ctypes.c_size_t)
+
+
+class SmoothOptions(ctypes.Structure):
+    """Mirror of dat_smooth_options (include/libdat/dat_eval.h)."""
+    c_name = "dat_smooth_options"
+    _fields_ = [("size", ctypes.c_uint32), ("sigma", ctypes.c_float), ("n0", ctypes.c_int32),
+                ("n", ctypes.c_int32), ("alpha", ctypes.c_double), ("batch", ctypes.c_int32),
+                ("seed", ctypes.c_uint64), ("first_index", ctypes.c_int64)]
+
+
+class AutoAttackOptions(ctypes.Structure):
+    """Mirror of dat_autoattack_options (include/libdat/dat_eval.h)."""
+    c_name = "dat_autoattack_options"
+    _fields_ = [("size", ctypes.c_uint32), ("norm", ctypes.c_int32), ("eps", ctypes.c_float),
+                ("attacks", ctypes.c_uint32), ("apgd_steps", ctypes.c_int32),
+                ("target_classes", ctypes.c_int32), ("fab_steps", ctypes.c_int32),
+                ("square_queries", ctypes.c_int32), ("square_p_init", ctypes.c_float),
+                ("lo", ctypes.c_float), ("hi", ctypes.c_float), ("seed", ctypes.c_uint64),
+                ("first_index", ctypes.c_int64)]
+
+
+_DP = _P(ctypes.c_double)
+_FP = _P(ctypes.c_float)
+_declare("dat_stat_incbeta", c_status, ctypes.c_double, ctypes.c_double, ctypes.c_double, _DP)
+_declare("dat_stat_incbeta_inv", c_status, ctypes.c_double, ctypes.c_double, ctypes.c_double,
+         _DP)
+_declare("dat_stat_normal_quantile", c_status, ctypes.c_double, _DP)
+_declare("dat_stat_clopper_pearson_lower", c_status, ctypes.c_int64, ctypes.c_int64,
+         ctypes.c_double, _DP)
+_declare("dat_smooth_options_init", c_status, _P(SmoothOptions))
+_declare("dat_smooth_predict", c_status, c_model_p, c_tensor_p, _P(SmoothOptions), _I32P)
+_declare("dat_smooth_certify", c_status, c_model_p, c_tensor_p, _P(SmoothOptions), _I32P, _FP)
+_declare("dat_smooth_certified_accuracy", c_status, _I32P, _FP, _I32P, ctypes.c_int64, _FP,
+         ctypes.c_int32, _DP)
+_declare("dat_autoattack_options_init", c_status, _P(AutoAttackOptions))
+_declare("dat_eval_autoattack", c_status, c_model_p, c_tensor_p, c_tensor_p,
+         _P(AutoAttackOptions), c_tensor_p, _I32P, _I32P)

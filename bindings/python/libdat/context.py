@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import ctypes
 from enum import IntEnum
+from typing import Callable, Optional
 
-from ._lib import CtxOptions, c_ctx_p, lib
+from ._lib import CtxOptions, c_ctx_p, c_log_fn, lib
 from .errors import check
 from .handle import Handle
 
@@ -12,6 +13,13 @@ from .handle import Handle
 class Device(IntEnum):
     CPU = 0
     CUDA = 1
+
+
+class LogLevel(IntEnum):
+    ERROR = 0
+    WARN = 1
+    INFO = 2
+    DEBUG = 3
 
 
 class Context(Handle):
@@ -22,13 +30,22 @@ class Context(Handle):
     _destroy = staticmethod(lib.dat_ctx_destroy)
 
     def __init__(self, device: Device = Device.CPU, device_ordinal: int = 0,
-                 num_threads: int = 0, seed: int = 0):
+                 num_threads: int = 0, seed: int = 0,
+                 log: Optional[Callable[[LogLevel, str], None]] = None,
+                 log_level: LogLevel = LogLevel.WARN):
+        """log, if given, receives libdat's log messages (level, line) up to log_level."""
         opts = CtxOptions()
         check(lib.dat_ctx_options_init(ctypes.byref(opts)))
         opts.device = int(device)
         opts.device_ordinal = device_ordinal
         opts.num_threads = num_threads
         opts.seed = seed
+        if log is not None:
+            def relay(level: int, message: bytes, _user) -> None:
+                log(LogLevel(level), message.decode(errors="replace"))
+            self._log_fn = c_log_fn(relay)  # kept alive as long as the context
+            opts.log_fn = self._log_fn
+            opts.log_level = int(log_level)
         handle = c_ctx_p()
         check(lib.dat_ctx_create(ctypes.byref(handle), ctypes.byref(opts)))
         self._handle = handle

@@ -40,7 +40,28 @@ class NumericError(DatError, ArithmeticError):
     pass
 
 
-_BY_STATUS = {1: InvalidArgumentError, 3: NoDeviceError, 6: FormatError, 7: NumericError}
+class UnsupportedError(DatError, NotImplementedError):
+    pass
+
+
+class IOFailure(DatError, OSError):
+    pass
+
+
+class CommError(DatError):
+    pass
+
+
+class TimeoutFailure(DatError, TimeoutError):
+    pass
+
+
+class StateError(DatError, RuntimeError):
+    pass
+
+
+_BY_STATUS = {1: InvalidArgumentError, 3: NoDeviceError, 4: UnsupportedError, 5: IOFailure,
+              6: FormatError, 7: NumericError, 9: CommError, 10: TimeoutFailure, 11: StateError}
 
 
 def check(status: int) -> None:

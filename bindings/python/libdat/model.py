@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import ctypes
 from enum import IntEnum
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
 from ._lib import (InputGradOptions, LossOptions, ModelLoadOptions, ModelOptions, Segment,
-                   c_model_p, c_tensor_p, lib)
+                   c_model_p, c_on_tensor_fn, c_tensor_p, lib)
 from .context import Context
 from .errors import check
 from .handle import Handle
@@ -24,6 +24,20 @@ class Mode(IntEnum):
 class Reduction(IntEnum):
     MEAN = 0
     SUM = 1
+
+
+class ReinitHead(IntEnum):
+    """When load() keeps the model's own classifier (transfer learning)."""
+    NEVER = 0
+    IF_MISMATCHED = 1
+    ALWAYS = 2
+
+
+class SegmentKind(IntEnum):
+    WEIGHT = 0
+    BIAS = 1
+    BN_WEIGHT = 2
+    BN_BIAS = 3
 
 
 class Objective(IntEnum):
@@ -68,6 +82,15 @@ class Model(Handle):
         self._handle = handle
         ctx._adopt(self)
 
+    @classmethod
+    def _adopt_handle(cls, ctx: Context, handle) -> "Model":
+        """Wraps a dat_model made elsewhere (the builder), owning it from now on."""
+        m = cls.__new__(cls)
+        m._ctx = ctx
+        m._handle = handle
+        ctx._adopt(m)
+        return m
+
     def _flat(self, fn) -> Optional[Tensor]:
         h = c_tensor_p()
         check(fn(self.handle, ctypes.byref(h)))
@@ -98,7 +121,7 @@ class Model(Handle):
             s = Segment()
             s.size = ctypes.sizeof(Segment)
             check(lib.dat_model_segment(self.handle, i, ctypes.byref(s)))
-            out.append((s.name.decode(), s.offset, s.length, s.kind))
+            out.append((s.name.decode(), s.offset, s.length, SegmentKind(s.kind)))
         return out
 
     @property
@@ -176,12 +199,36 @@ class Model(Handle):
         """The state_dict as a safetensors file (PyTorch names and shapes)."""
         check(lib.dat_model_save(self.handle, path.encode()))
 
-    def load(self, path: str, ignore_unexpected: bool = False) -> None:
-        """Loads a safetensors state_dict written by libdat or PyTorch."""
+    def load(self, path: str, ignore_unexpected: bool = False,
+             reinit_head: ReinitHead = ReinitHead.NEVER,
+             on_tensor: Optional[Callable[[str, bool], None]] = None) -> None:
+        """Loads a safetensors state_dict written by libdat or PyTorch (all or nothing).
+        on_tensor(name, loaded) is called per tensor after a successful load: loaded is
+        False where the model kept its own values (a re-initialized classifier)."""
         o = ModelLoadOptions()
         check(lib.dat_model_load_options_init(ctypes.byref(o)))
         o.ignore_unexpected = int(ignore_unexpected)
+        o.reinit_head = int(reinit_head)
+        if on_tensor is not None:
+            def relay(name: bytes, loaded: int, _user) -> None:
+                on_tensor(name.decode(), bool(loaded))
+            callback = c_on_tensor_fn(relay)  # alive until the call returns
+            o.on_tensor = callback
         check(lib.dat_model_load(self.handle, path.encode(), ctypes.byref(o)))
+
+    @property
+    def num_layers(self) -> int:
+        """Layers with parameters (PyTorch modules); the last is the classifier."""
+        n = ctypes.c_int32()
+        check(lib.dat_model_num_layers(self.handle, ctypes.byref(n)))
+        return n.value
+
+    def layer_segments(self, layer: int) -> tuple[int, int]:
+        """(first segment, number of segments) of a layer."""
+        first, count = ctypes.c_int32(), ctypes.c_int32()
+        check(lib.dat_model_layer_segments(self.handle, layer, ctypes.byref(first),
+                                           ctypes.byref(count)))
+        return first.value, count.value
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every parameter, by state_dict name (flat, 1-D)."""

@@ -28,6 +28,12 @@ class Schedule(IntEnum):
     ONECYCLE = 3
 
 
+class LrScaling(IntEnum):
+    NONE = 0
+    LINEAR = 1
+    SQRT = 2
+
+
 class Optimizer(Handle):
     """A dat_optim over a model (model=...) or over explicit segments
     (segments=[(offset, length, kind), ...]); keyword arguments are the fields of
@@ -68,6 +74,11 @@ class Optimizer(Handle):
 
     def step_model(self, model: Model) -> None:
         check(lib.dat_optim_step_model(self.handle, model.handle))
+
+    def set_lr_scale(self, first_segment: int, count: int, scale: float) -> None:
+        """Scales the learning rate of `count` segments from `first_segment` (0 freezes
+        them); configuration, not state: set it again after loading a state."""
+        check(lib.dat_optim_set_lr_scale(self.handle, first_segment, count, scale))
 
     @property
     def lr(self) -> float:

@@ -92,6 +92,16 @@ class Tensor(Handle):
         check(lib.dat_tensor_read(self.handle, out.ctypes.data, out.nbytes))
         return out
 
+    def __array__(self, dtype=None) -> np.ndarray:
+        """numpy.asarray(tensor): a copy of the contents (view() shares memory)."""
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype)
+
+    def __repr__(self) -> str:
+        if self._handle is None:
+            return "Tensor(closed)"
+        return f"Tensor(shape={self.shape}, dtype={self.dtype.name})"
+
     def view(self) -> np.ndarray:
         """A zero-copy numpy view of a CPU tensor's memory, valid while the tensor is
         open (the view keeps the tensor alive)."""

@@ -1,0 +1,70 @@
+//! Attacks: the inner maximization, Gaussian copies, robust accuracy.
+use std::marker::PhantomData;
+use std::ptr;
+
+use crate::tensor::opt_ptr;
+use crate::{check, sys, AttackOptions, Context, Model, Result, Tensor};
+
+pub struct Attack<'c> {
+    raw: *mut sys::dat_attack,
+    _ctx: PhantomData<&'c Context>,
+}
+
+impl<'c> Attack<'c> {
+    pub fn new(ctx: &'c Context, opts: &AttackOptions) -> Result<Attack<'c>> {
+        let mut raw = ptr::null_mut();
+        check(unsafe { sys::dat_attack_create(&mut raw, ctx.as_ptr(), opts) })?;
+        Ok(Attack { raw, _ctx: PhantomData })
+    }
+
+    pub fn as_ptr(&self) -> *mut sys::dat_attack {
+        self.raw
+    }
+
+    /// The step counter (the position of its random draws).
+    pub fn step(&self) -> Result<u64> {
+        let mut s = 0;
+        check(unsafe { sys::dat_attack_get_step(self.raw, &mut s) })?;
+        Ok(s)
+    }
+
+    pub fn set_step(&mut self, step: u64) -> Result<()> {
+        check(unsafe { sys::dat_attack_set_step(self.raw, step) })
+    }
+
+    /// x_adv receives the adversarial examples of x (y may be None for TRADES).
+    pub fn perturb(&mut self, model: &mut Model, x: &Tensor, y: Option<&Tensor>,
+                   x_adv: &mut Tensor) -> Result<()> {
+        check(unsafe {
+            sys::dat_attack_perturb(self.raw, model.as_ptr(), x.as_ptr(), opt_ptr(y),
+                                    x_adv.as_ptr())
+        })
+    }
+
+    /// Noise copies of x (and y) for Smooth-AT.
+    pub fn gaussian_copies(&mut self, x: &Tensor, y: Option<&Tensor>, x_out: &mut Tensor,
+                           y_out: Option<&mut Tensor>) -> Result<()> {
+        let y_out = y_out.map(|t| t.as_ptr()).unwrap_or(ptr::null_mut());
+        check(unsafe {
+            sys::dat_attack_gaussian_copies(self.raw, x.as_ptr(), opt_ptr(y), x_out.as_ptr(), y_out)
+        })
+    }
+
+    /// (clean correct, robust correct) of one batch; mask gets 1 where robust.
+    pub fn robust_accuracy(&mut self, model: &mut Model, x: &Tensor, y: &Tensor,
+                           mask: Option<&mut Tensor>) -> Result<(i32, i32)> {
+        let (mut c, mut r) = (0, 0);
+        let mask = mask.map(|t| t.as_ptr()).unwrap_or(ptr::null_mut());
+        check(unsafe {
+            sys::dat_eval_robust_accuracy(self.raw, model.as_ptr(), x.as_ptr(), y.as_ptr(),
+                                          &mut c, &mut r, mask)
+        })?;
+        Ok((c, r))
+    }
+}
+
+impl Drop for Attack<'_> {
+    fn drop(&mut self) {
+        unsafe { sys::dat_attack_destroy(self.raw) }
+    }
+}

@@ -1,0 +1,96 @@
+//! Data sets: IDX / CIFAR / .npy, shards, shuffles, batches.
+use std::ffi::CString;
+use std::marker::PhantomData;
+use std::ptr;
+
+use crate::{check, cstring, sys, Context, DatasetOptions, Result, Tensor};
+
+pub struct Dataset<'c> {
+    raw: *mut sys::dat_dataset,
+    batch_size: i32,
+    _ctx: PhantomData<&'c Context>,
+}
+
+impl<'c> Dataset<'c> {
+    /// Opens a data set. The path fields of `opts` are replaced by `images`,
+    /// `labels` and `extra`, and its class subset by `classes`; set the others
+    /// (format, batch_size, seed, rank, world_size, limit, ...) in `opts`.
+    pub fn open(ctx: &'c Context, opts: &DatasetOptions, images: &str, labels: Option<&str>,
+                extra: &[&str], classes: &[i32]) -> Result<Dataset<'c>> {
+        let images = cstring(images)?;
+        let labels = match labels {
+            Some(l) => Some(cstring(l)?),
+            None => None,
+        };
+        let extra: Vec<CString> = extra.iter().map(|e| cstring(e)).collect::<Result<_>>()?;
+        let extra_ptrs: Vec<*const std::os::raw::c_char> = extra.iter().map(|e| e.as_ptr()).collect();
+        let mut o = *opts;
+        o.images_path = images.as_ptr();
+        o.labels_path = labels.as_ref().map(|l| l.as_ptr()).unwrap_or(ptr::null());
+        o.extra_paths = if extra.is_empty() { ptr::null() } else { extra_ptrs.as_ptr() };
+        o.num_extra_paths = extra.len() as i32;
+        o.classes = if classes.is_empty() { ptr::null() } else { classes.as_ptr() };
+        o.num_subset_classes = classes.len() as i32;
+        let mut raw = ptr::null_mut();
+        check(unsafe { sys::dat_dataset_open(&mut raw, ctx.as_ptr(), &o) })?;
+        Ok(Dataset { raw, batch_size: o.batch_size, _ctx: PhantomData })
+    }
+
+    pub fn batch_size(&self) -> i32 {
+        self.batch_size
+    }
+
+    pub fn num_samples(&self) -> Result<i64> {
+        let mut n = 0;
+        check(unsafe { sys::dat_dataset_num_samples(self.raw, &mut n) })?;
+        Ok(n)
+    }
+
+    /// (channels, height, width) of a sample.
+    pub fn sample_shape(&self) -> Result<(i32, i32, i32)> {
+        let (mut c, mut h, mut w) = (0, 0, 0);
+        check(unsafe { sys::dat_dataset_sample_shape(self.raw, &mut c, &mut h, &mut w) })?;
+        Ok((c, h, w))
+    }
+
+    pub fn num_classes(&self) -> Result<i32> {
+        let mut n = 0;
+        check(unsafe { sys::dat_dataset_num_classes(self.raw, &mut n) })?;
+        Ok(n)
+    }
+
+    pub fn batches_per_epoch(&self) -> Result<i64> {
+        let mut n = 0;
+        check(unsafe { sys::dat_dataset_batches_per_epoch(self.raw, &mut n) })?;
+        Ok(n)
+    }
+
+    pub fn set_epoch(&mut self, epoch: i64) -> Result<()> {
+        check(unsafe { sys::dat_dataset_set_epoch(self.raw, epoch) })
+    }
+
+    /// Writes the next batch into x (and y); its sample count, 0 at the epoch's end.
+    pub fn next_batch(&mut self, x: &mut Tensor, y: Option<&mut Tensor>) -> Result<i32> {
+        let mut n = 0;
+        let y = y.map(|t| t.as_ptr()).unwrap_or(ptr::null_mut());
+        check(unsafe { sys::dat_dataset_next_batch(self.raw, x.as_ptr(), y, &mut n) })?;
+        Ok(n)
+    }
+
+    /// (epoch, batch) of the next batch.
+    pub fn position(&self) -> Result<(i64, i64)> {
+        let (mut e, mut b) = (0, 0);
+        check(unsafe { sys::dat_dataset_get_position(self.raw, &mut e, &mut b) })?;
+        Ok((e, b))
+    }
+
+    pub fn set_position(&mut self, epoch: i64, batch: i64) -> Result<()> {
+        check(unsafe { sys::dat_dataset_set_position(self.raw, epoch, batch) })
+    }
+}
+
+impl Drop for Dataset<'_> {
+    fn drop(&mut self) {
+        unsafe { sys::dat_dataset_destroy(self.raw) }
+    }
+}

@@ -1,0 +1,245 @@
+//! The safe wrappers against the built library: values, errors with their
+//! messages, and one training step through every part.
+use dat::{sys, Attack, Comm, Context, DType, Dataset, Loss, Model, ModelBuilder, Optimizer,
+          Position, QuantMode, Quantizer, Tensor, UniqueId};
+
+fn ctx() -> Context {
+    Context::cpu(1234, 2).unwrap()
+}
+
+#[test]
+fn version_and_context() {
+    assert_eq!(dat::version_number(), sys::DAT_VERSION_NUMBER);
+    assert_eq!(dat::version().matches('.').count(), 2);
+    let c = ctx();
+    assert_eq!(c.seed().unwrap(), 1234);
+    assert_eq!(c.num_threads().unwrap(), 2);
+    assert_eq!(c.device().unwrap(), (sys::DAT_DEVICE_CPU, -1));
+    assert!(dat::cuda_device_count().unwrap() >= 0);
+}
+
+#[test]
+fn errors_carry_status_and_message() {
+    let c = ctx();
+    let e = Tensor::new(&c, DType::Float32, &[2, 0]).err().unwrap();
+    assert_eq!(e.status, sys::DAT_ERR_INVALID_ARG);
+    assert_eq!(e.name(), "DAT_ERR_INVALID_ARG");
+    assert!(e.message.contains("shape[1] = 0"), "{}", e.message);
+    assert!(e.to_string().starts_with("DAT_ERR_INVALID_ARG: "));
+    let e = Model::preset(&c, "no-such-model", &Default::default()).err().unwrap();
+    assert!(e.message.contains("mlp"), "the message lists the presets: {}", e.message);
+    dat::clear_error();
+    assert_eq!(dat::last_error(), "");
+}
+
+#[test]
+fn tensors_round_trip_and_share_memory() {
+    let c = ctx();
+    let mut t = Tensor::from_slice(&c, &[2, 3], &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+    assert_eq!(t.shape().unwrap(), vec![2, 3]);
+    assert_eq!(t.to_vec::<f32>().unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    t.as_mut_slice::<f32>().unwrap()[4] = 9.5; // writes libdat's memory directly
+    assert_eq!(t.to_vec::<f32>().unwrap()[4], 9.5);
+    assert!(t.to_vec::<i32>().is_err(), "the element type must be the dtype");
+    assert!(t.write(&[1.0f32]).is_err(), "the length must be the element count");
+    let mut i = Tensor::new(&c, DType::Int32, &[3]).unwrap();
+    assert_eq!(i.fill(0.5).unwrap_err().status, sys::DAT_ERR_INVALID_ARG);
+    i.fill(7.0).unwrap();
+    assert_eq!(i.as_slice::<i32>().unwrap(), &[7, 7, 7]);
+    let mut u = Tensor::new(&c, DType::Float32, &[1000]).unwrap();
+    u.fill_uniform(0.0, 1.0, 3, 0).unwrap();
+    assert!(u.as_slice::<f32>().unwrap().iter().all(|&v| (0.0..1.0).contains(&v)));
+}
+
+#[test]
+fn one_training_step_through_every_part() {
+    let c = ctx();
+    let mut model = Model::preset(&c, "mlp", &Default::default()).unwrap();
+    assert_eq!(model.shape().unwrap(), (1, 28, 28, 10));
+    assert_eq!(model.segments().unwrap()[0].name, "fc1.weight");
+    let mut x = Tensor::new(&c, DType::Float32, &[4, 1, 28, 28]).unwrap();
+    x.fill_uniform(0.0, 1.0, 1, 0).unwrap();
+    let y = Tensor::from_slice(&c, &[4], &[0i32, 1, 2, 3]).unwrap();
+    let mut x_adv = Tensor::new(&c, DType::Float32, &[4, 1, 28, 28]).unwrap();
+    let mut a = dat::AttackOptions::default();
+    a.steps = 2;
+    let mut attack = Attack::new(&c, &a).unwrap();
+    attack.perturb(&mut model, &x, Some(&y), &mut x_adv).unwrap();
+    assert_eq!(attack.step().unwrap(), 1);
+    let diff = x.to_vec::<f32>().unwrap().iter().zip(x_adv.to_vec::<f32>().unwrap())
+        .map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(diff > 0.0 && diff <= a.eps + 1e-6);
+    let loss = model.loss_backward(&x_adv, Some(&y), &Loss::default()).unwrap();
+    assert!(loss > 0.0);
+    let mut q = dat::QuantizerOptions::default();
+    q.bits = 4;
+    let mut quant = Quantizer::new(&c, &q).unwrap();
+    let mut comm = Comm::new_self(&c).unwrap();
+    comm.allreduce_grads(&mut model, Some(&mut quant), QuantMode::TwoSided, 0).unwrap();
+    let before = model.params_to_vec().unwrap();
+    let mut optim = Optimizer::for_model(&mut model, &Default::default()).unwrap();
+    optim.step_model(&mut model).unwrap();
+    assert_eq!(optim.get_step().unwrap(), 1);
+    assert_ne!(model.params_to_vec().unwrap(), before);
+    let state = optim.state_save().unwrap();
+    optim.set_step(5).unwrap();
+    optim.state_load(&state).unwrap();
+    assert_eq!(optim.get_step().unwrap(), 1);
+    let (clean, robust) = attack.robust_accuracy(&mut model, &x, &y, None).unwrap();
+    assert!(robust <= clean && clean <= 4);
+}
+
+#[test]
+fn builder_quantizer_and_communicator() {
+    let c = ctx();
+    let mut b = ModelBuilder::new(&c, 1, 2, 2).unwrap();
+    let flat = b.add(&ModelBuilder::spec(sys::DAT_LAYER_FLATTEN).unwrap(), None, 0, -1).unwrap();
+    let mut fc = ModelBuilder::spec(sys::DAT_LAYER_LINEAR).unwrap();
+    fc.out_features = 2;
+    let out = b.add(&fc, Some("fc"), flat, -1).unwrap();
+    assert!(b.add(&fc, Some("fc"), flat, -1).is_err(), "a repeated name is refused");
+    let mut m = b.finish(out, 0).unwrap();
+    assert_eq!(m.params().unwrap().numel().unwrap(), 10);
+
+    let mut q = dat::QuantizerOptions::default();
+    q.bits = 32;
+    let mut quant = Quantizer::new(&c, &q).unwrap();
+    assert_eq!(quant.options().unwrap().bits, 32);
+    let x = Tensor::from_slice(&c, &[3], &[1.5f32, -2.0, 0.25]).unwrap();
+    let codes = quant.encode_vec(&x, 0).unwrap();
+    assert_eq!(codes.len(), quant.encoded_size(3).unwrap());
+    let mut back = Tensor::new(&c, DType::Float32, &[3]).unwrap();
+    quant.decode(&codes, &mut back, false).unwrap();
+    assert_eq!(back.to_vec::<f32>().unwrap(), vec![1.5, -2.0, 0.25]);
+
+    let mut comm = Comm::new_self(&c).unwrap();
+    assert_eq!((comm.rank().unwrap(), comm.size().unwrap()), (0, 1));
+    let mut t = Tensor::from_slice(&c, &[2], &[1.0f32, 2.0]).unwrap();
+    comm.allreduce(&mut t, sys::DAT_REDUCE_SUM).unwrap();
+    comm.allreduce_quantized(&mut t, &mut quant, QuantMode::OneSided, 1).unwrap();
+    assert_eq!(t.to_vec::<f32>().unwrap(), vec![1.0, 2.0]);
+    assert!(comm.stats().unwrap().calls >= 2);
+    comm.reset_stats().unwrap();
+    assert_eq!(comm.stats().unwrap().calls, 0);
+    comm.abort().unwrap();
+    assert_eq!(comm.broadcast(&mut t, 0).unwrap_err().status, sys::DAT_ERR_STATE);
+}
+
+#[test]
+fn unique_id_file_and_checkpoint() {
+    let dir = std::env::temp_dir().join(format!("dat-rust-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bytes: Vec<u8> = (0..128u8).collect();
+    let id = UniqueId::from_bytes(&bytes).unwrap();
+    let path = dir.join("id").to_str().unwrap().to_string();
+    id.write(&path).unwrap();
+    assert_eq!(UniqueId::read(&path, 1.0).unwrap().bytes(), &bytes[..]);
+    if !dat::has_cuda() {
+        assert_eq!(UniqueId::new().err().unwrap().status, sys::DAT_ERR_UNSUPPORTED);
+    }
+
+    let c = ctx();
+    let mut m = Model::preset(&c, "mlp", &Default::default()).unwrap();
+    let optim = Optimizer::for_model(&mut m, &Default::default()).unwrap();
+    let ck = dir.join("ck.safetensors").to_str().unwrap().to_string();
+    let pos = Position { epoch: 3, step: 7, attack_step: 9 };
+    dat::save_checkpoint(&ck, &mut m, Some(&optim), pos, Some("{}")).unwrap();
+    let mut o = dat::ModelOptions::default();
+    o.init_seed = 99;
+    let mut m2 = Model::preset(&c, "mlp", &o).unwrap();
+    assert_ne!(m2.params_to_vec().unwrap(), m.params_to_vec().unwrap());
+    let (p, config) = dat::load_checkpoint(&ck, &mut m2, None).unwrap();
+    assert_eq!((p, config.as_str()), (pos, "{}"));
+    assert_eq!(m2.params_to_vec().unwrap(), m.params_to_vec().unwrap());
+    assert_eq!(dat::load_checkpoint("/nonexistent/ck", &mut m2, None).unwrap_err().status,
+               sys::DAT_ERR_IO);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn dataset_of_fashion_mnist() {
+    let dir = "/usr/share/datasets/fashion-mnist";
+    if !std::path::Path::new(dir).join("t10k-images-idx3-ubyte.gz").exists() {
+        eprintln!("no Fashion-MNIST: skipped");
+        return;
+    }
+    let c = ctx();
+    let mut o = dat::DatasetOptions::default();
+    o.limit = 100;
+    o.batch_size = 40;
+    let mut ds = Dataset::open(&c, &o, &format!("{}/t10k-images-idx3-ubyte.gz", dir),
+                               Some(&format!("{}/t10k-labels-idx1-ubyte.gz", dir)), &[], &[])
+        .unwrap();
+    assert_eq!(ds.num_samples().unwrap(), 100);
+    assert_eq!(ds.batches_per_epoch().unwrap(), 3);
+    assert_eq!(ds.sample_shape().unwrap(), (1, 28, 28));
+    assert_eq!(ds.num_classes().unwrap(), 10);
+    let mut x = Tensor::new(&c, DType::Float32, &[40, 1, 28, 28]).unwrap();
+    let mut y = Tensor::new(&c, DType::Int32, &[40]).unwrap();
+    let mut counts = vec![];
+    loop {
+        let n = ds.next_batch(&mut x, Some(&mut y)).unwrap();
+        if n == 0 {
+            break;
+        }
+        counts.push(n);
+    }
+    assert_eq!(counts, vec![40, 40, 20]);
+    assert_eq!(&y.to_vec::<i32>().unwrap()[20..], &[-1; 20][..], "padding rows are -1");
+    assert_eq!(ds.position().unwrap(), (0, 3));
+    let e = Dataset::open(&c, &o, "/usr/share/datasets/nothing/x", Some("y"), &[], &[]).err();
+    assert_eq!(e.unwrap().status, sys::DAT_ERR_IO);
+}
+
+#[test]
+fn evaluation_and_transfer_learning() {
+    assert!((dat::eval::normal_quantile(0.975).unwrap() - 1.959963984540054).abs() < 1e-12);
+    assert!((dat::eval::incbeta(1.0, 1.0, 0.3).unwrap() - 0.3).abs() < 1e-12);
+    assert_eq!(dat::eval::clopper_pearson_lower(0, 10, 0.05).unwrap(), 0.0);
+    assert!(dat::eval::incbeta_inv(2.0, 3.0, 1.5).is_err());
+    let acc = dat::eval::certified_accuracy(&[0, 1, -1], &[0.5, 0.1, 0.0], &[0, 1, 2],
+                                            &[0.0, 0.25]).unwrap();
+    assert!((acc[0] - 2.0 / 3.0).abs() < 1e-12 && (acc[1] - 1.0 / 3.0).abs() < 1e-12);
+
+    let c = ctx();
+    let mut m = Model::preset(&c, "mlp", &Default::default()).unwrap();
+    let mut x = Tensor::new(&c, DType::Float32, &[2, 1, 28, 28]).unwrap();
+    x.fill_uniform(0.0, 1.0, 0, 0).unwrap();
+    let y = Tensor::from_slice(&c, &[2], &[0i32, 1]).unwrap();
+    let mut s = dat::eval::SmoothOptions::default();
+    s.n0 = 10;
+    s.n = 40;
+    s.batch = 20;
+    let (pred, radius) = dat::eval::smooth_certify(&mut m, &x, &s).unwrap();
+    assert_eq!((pred.len(), radius.len()), (2, 2));
+    let mut a = dat::eval::AutoAttackOptions::default();
+    a.eps = 0.1;
+    a.apgd_steps = 3;
+    a.attacks = sys::DAT_AA_BIT(sys::DAT_AA_APGD_CE);
+    let (robust, outcome) = dat::eval::autoattack(&mut m, &x, &y, &a, None).unwrap();
+    assert_eq!(robust, outcome.iter().filter(|&&o| o == sys::DAT_AA_ROBUST).count() as i32);
+
+    assert_eq!(m.num_layers().unwrap(), 3);
+    let (first, count) = m.layer_segments(2).unwrap();
+    assert_eq!(count, 2);
+    let dir = std::env::temp_dir().join(format!("dat-rust-eval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.safetensors").to_str().unwrap().to_string();
+    m.save(&path).unwrap();
+    let mut o = dat::ModelOptions::default();
+    o.num_classes = 5;
+    let mut m5 = Model::preset(&c, "mlp", &o).unwrap();
+    assert_eq!(m5.load(&path, false).unwrap_err().status, sys::DAT_ERR_FORMAT);
+    let mut kept = vec![];
+    let mut note = |name: &str, loaded: bool| {
+        if !loaded {
+            kept.push(name.to_string())
+        }
+    };
+    m5.load_with(&path, false, sys::DAT_REINIT_HEAD_IF_MISMATCHED, Some(&mut note)).unwrap();
+    assert_eq!(kept, vec!["fc3.weight".to_string(), "fc3.bias".to_string()]);
+    let mut optim = Optimizer::for_model(&mut m5, &Default::default()).unwrap();
+    optim.set_lr_scale(0, first, 0.0).unwrap();
+    assert!(optim.set_lr_scale(0, 99, 1.0).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
