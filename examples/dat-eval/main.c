@@ -225,7 +225,7 @@ static int run_all(evaluation *e)
     if (make_batch(e, size, &x, &y))
         return 1;
     progress pg;
-    progress_start(&pg, e->o.progress, e->total);
+    progress_start(&pg, e->o.progress, "eval", e->total);
     int rc = 0;
     for (int64_t off = 0; off < e->total && rc == 0;) {
         int32_t want = (int32_t)(e->total - off < size ? e->total - off : size);
@@ -248,7 +248,7 @@ static int run_all(evaluation *e)
         off += count;
         char status[160];
         status_line(e, off, status, sizeof status);
-        progress_update(&pg, off, status);
+        progress_update(&pg, off, (double)off, status);
     }
     progress_end(&pg);
     dat_tensor_destroy(x);

@@ -1,13 +1,13 @@
 #include "options.h"
 
-#include <errno.h>
 #include <limits.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <libdat/dat.h>
+
+#include "cli.h"
 
 static const char usage[] =
     "usage: dat-eval --checkpoint FILE [OPTIONS]\n"
@@ -86,55 +86,6 @@ static void defaults(eval_options *o)
     o->progress = "auto";
 }
 
-static int bad(const char *opt, const char *val, const char *why)
-{
-    fprintf(stderr, "dat-eval: %s %s: %s (see --help)\n", opt, val ? val : "", why);
-    return -1;
-}
-
-static int parse_int(const char *opt, const char *v, long lo, long hi, int32_t *out)
-{
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || *end || end == v || x < lo || x > hi) {
-        char why[96];
-        snprintf(why, sizeof why, "expected an integer in [%ld, %ld]", lo, hi);
-        return bad(opt, v, why);
-    }
-    *out = (int32_t)x;
-    return 0;
-}
-
-/* A number in (lo, hi) when open, else [lo, hi]. */
-static int parse_float(const char *opt, const char *v, double lo, double hi, int open,
-                       float *out)
-{
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    int in = open ? x > lo && x < hi : x >= lo && x <= hi;
-    if (errno || *end || end == v || !in) {
-        char why[96];
-        snprintf(why, sizeof why, "expected a number in %c%g, %g%c", open ? '(' : '[', lo, hi,
-                 open ? ')' : ']');
-        return bad(opt, v, why);
-    }
-    *out = (float)x;
-    return 0;
-}
-
-static int parse_choice(const char *opt, const char *v, const char *const *choices,
-                        const char **out)
-{
-    for (int i = 0; choices[i]; ++i)
-        if (strcmp(v, choices[i]) == 0) {
-            *out = choices[i];
-            return 0;
-        }
-    return bad(opt, v, "not one of the listed values");
-}
-
 /* Comma-separated names: the index of each in `names` sets bit index of *bits. */
 static int parse_set(const char *opt, const char *v, const char *const *names, uint32_t *bits)
 {
@@ -147,10 +98,10 @@ static int parse_set(const char *opt, const char *v, const char *const *names, u
             if (strcmp(t, names[i]) == 0)
                 found = i;
         if (found < 0)
-            return bad(opt, t, "not one of the listed values");
+            return cli_bad(opt, t, "not one of the listed values");
         *bits |= 1u << found;
     }
-    return *bits ? 0 : bad(opt, v, "empty list");
+    return *bits ? 0 : cli_bad(opt, v, "empty list");
 }
 
 static int parse_radii(const char *opt, const char *v, eval_options *o)
@@ -160,11 +111,11 @@ static int parse_radii(const char *opt, const char *v, eval_options *o)
     o->num_radii = 0;
     for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         if (o->num_radii == MAX_RADII)
-            return bad(opt, v, "too many radii");
-        if (parse_float(opt, t, 0, 1e6, 0, &o->radii[o->num_radii++]))
+            return cli_bad(opt, v, "too many radii");
+        if (cli_float(opt, t, 0, 1e6, 0, &o->radii[o->num_radii++]))
             return -1;
     }
-    return o->num_radii ? 0 : bad(opt, v, "empty list");
+    return o->num_radii ? 0 : cli_bad(opt, v, "empty list");
 }
 
 static const char *const formats[] = {"idx", "cifar10", "npy", NULL};
@@ -180,13 +131,13 @@ static int parse_one(eval_options *o, const char *k, const char *v)
 {
 #define IS(name) (strcmp(k, name) == 0)
     if (IS("--checkpoint")) return (o->checkpoint = v, 0);
-    if (IS("--model")) return parse_choice(k, v, models, &o->model);
-    if (IS("--data-format")) return parse_choice(k, v, formats, &o->data_format);
+    if (IS("--model")) return cli_choice(k, v, models, &o->model);
+    if (IS("--data-format")) return cli_choice(k, v, formats, &o->data_format);
     if (IS("--data")) return (o->data_dir = v, 0);
     if (IS("--npy-images")) return (o->npy_images = v, 0);
     if (IS("--npy-labels")) return (o->npy_labels = v, 0);
-    if (IS("--count")) return parse_int(k, v, 0, INT_MAX, &o->count);
-    if (IS("--batch")) return parse_int(k, v, 1, 1 << 20, &o->batch);
+    if (IS("--count")) return cli_int(k, v, 0, INT_MAX, &o->count);
+    if (IS("--batch")) return cli_int(k, v, 1, 1 << 20, &o->batch);
     if (IS("--eval")) {
         uint32_t bits;
         if (parse_set(k, v, evals, &bits))
@@ -195,39 +146,39 @@ static int parse_one(eval_options *o, const char *k, const char *v)
         o->certify = (bits >> 3) & 1;
         return 0;
     }
-    if (IS("--norm")) return parse_choice(k, v, norms, &o->norm);
-    if (IS("--eps")) return parse_float(k, v, 0, 1e6, 0, &o->eps);
-    if (IS("--pgd-steps")) return parse_int(k, v, 1, 100000, &o->pgd_steps);
-    if (IS("--pgd-restarts")) return parse_int(k, v, 1, 10000, &o->pgd_restarts);
+    if (IS("--norm")) return cli_choice(k, v, norms, &o->norm);
+    if (IS("--eps")) return cli_float(k, v, 0, 1e6, 0, &o->eps);
+    if (IS("--pgd-steps")) return cli_int(k, v, 1, 100000, &o->pgd_steps);
+    if (IS("--pgd-restarts")) return cli_int(k, v, 1, 10000, &o->pgd_restarts);
     if (IS("--attacks")) return parse_set(k, v, aa_names, &o->attacks);
-    if (IS("--apgd-steps")) return parse_int(k, v, 1, 100000, &o->apgd_steps);
-    if (IS("--targets")) return parse_int(k, v, 1, 999, &o->targets);
-    if (IS("--fab-steps")) return parse_int(k, v, 1, 100000, &o->fab_steps);
-    if (IS("--square-queries")) return parse_int(k, v, 1, 10000000, &o->square_queries);
-    if (IS("--sigma")) return parse_float(k, v, 0, 1e6, 1, &o->sigma);
-    if (IS("--n0")) return parse_int(k, v, 1, INT_MAX, &o->n0);
-    if (IS("--n")) return parse_int(k, v, 1, INT_MAX, &o->n);
-    if (IS("--alpha")) return parse_float(k, v, 0, 1, 1, &o->alpha);
-    if (IS("--cert-batch")) return parse_int(k, v, 1, 1000000, &o->cert_batch);
+    if (IS("--apgd-steps")) return cli_int(k, v, 1, 100000, &o->apgd_steps);
+    if (IS("--targets")) return cli_int(k, v, 1, 999, &o->targets);
+    if (IS("--fab-steps")) return cli_int(k, v, 1, 100000, &o->fab_steps);
+    if (IS("--square-queries")) return cli_int(k, v, 1, 10000000, &o->square_queries);
+    if (IS("--sigma")) return cli_float(k, v, 0, 1e6, 1, &o->sigma);
+    if (IS("--n0")) return cli_int(k, v, 1, INT_MAX, &o->n0);
+    if (IS("--n")) return cli_int(k, v, 1, INT_MAX, &o->n);
+    if (IS("--alpha")) return cli_float(k, v, 0, 1, 1, &o->alpha);
+    if (IS("--cert-batch")) return cli_int(k, v, 1, 1000000, &o->cert_batch);
     if (IS("--radii")) return parse_radii(k, v, o);
     if (IS("--seed")) {
         int32_t s;
-        int r = parse_int(k, v, 0, INT_MAX, &s);
+        int r = cli_int(k, v, 0, INT_MAX, &s);
         o->seed = (uint64_t)s;
         return r;
     }
-    if (IS("--threads")) return parse_int(k, v, 0, 4096, &o->threads);
+    if (IS("--threads")) return cli_int(k, v, 0, 4096, &o->threads);
     if (IS("--json")) return (o->json = v, 0);
     if (IS("--per-sample")) {
         const char *c;
-        if (parse_choice(k, v, onoff, &c))
+        if (cli_choice(k, v, onoff, &c))
             return -1;
         o->per_sample = strcmp(c, "on") == 0;
         return 0;
     }
-    if (IS("--progress")) return parse_choice(k, v, progresses, &o->progress);
+    if (IS("--progress")) return cli_choice(k, v, progresses, &o->progress);
 #undef IS
-    return bad(k, NULL, "unknown option");
+    return cli_bad(k, NULL, "unknown option");
 }
 
 static int finish(eval_options *o)
@@ -235,16 +186,17 @@ static int finish(eval_options *o)
     if (o->batch == 0) /* certification takes long per image: show progress often */
         o->batch = o->certify ? 10 : 500;
     if (!o->checkpoint)
-        return bad("--checkpoint", NULL, "is required");
+        return cli_bad("--checkpoint", NULL, "is required");
     if (o->certify && o->n0 > o->n)
-        return bad("--n0", NULL, "must not exceed --n");
+        return cli_bad("--n0", NULL, "must not exceed --n");
     if (strcmp(o->data_format, "npy") == 0 && (!o->npy_images || !o->npy_labels))
-        return bad("--data-format", "npy", "needs --npy-images and --npy-labels");
+        return cli_bad("--data-format", "npy", "needs --npy-images and --npy-labels");
     return 0;
 }
 
 int eval_options_parse(eval_options *o, int argc, char **argv)
 {
+    cli_set_program("dat-eval");
     defaults(o);
     for (int i = 1; i < argc; ++i) {
         const char *k = argv[i];
@@ -253,9 +205,9 @@ int eval_options_parse(eval_options *o, int argc, char **argv)
             return 1;
         }
         if (strncmp(k, "--", 2) != 0)
-            return bad(k, NULL, "expected an option starting with --");
+            return cli_bad(k, NULL, "expected an option starting with --");
         if (i + 1 >= argc)
-            return bad(k, NULL, "needs a value");
+            return cli_bad(k, NULL, "needs a value");
         if (parse_one(o, k, argv[++i]) != 0)
             return -1;
     }

@@ -66,7 +66,9 @@ int train_epoch(run *r, int64_t epoch, double *loss)
         r->grad_steps += 1;
         TRY_RUN("optimizer", dat_optim_step_model(r->optim, r->model)); /* A4: LALR step */
         sum += l;
-        progress_update(&pg, b + 1, (double)(b + 1) * r->o.batch * r->ranks, sum / (double)(b + 1));
+        char status[32];
+        snprintf(status, sizeof status, "loss %.4f", sum / (double)(b + 1));
+        progress_update(&pg, b + 1, (double)(b + 1) * r->o.batch * r->ranks, status);
     }
     progress_end(&pg);
     r->train_seconds += now_seconds() - t0;

@@ -1,11 +1,12 @@
 #include "options.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "cli.h"
 
 static const char usage[] =
     "usage: dat-train [OPTIONS]\n"
@@ -121,60 +122,6 @@ static void defaults(train_options *o)
     o->progress = "auto";
 }
 
-static int bad(const char *opt, const char *val, const char *why)
-{
-    fprintf(stderr, "dat-train: %s %s: %s (see --help)\n", opt, val ? val : "", why);
-    return -1;
-}
-
-static int parse_int(const char *opt, const char *v, long lo, long hi, int32_t *out)
-{
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || *end || end == v || x < lo || x > hi) {
-        char why[96];
-        snprintf(why, sizeof why, "expected an integer in [%ld, %ld]", lo, hi);
-        return bad(opt, v, why);
-    }
-    *out = (int32_t)x;
-    return 0;
-}
-
-static int parse_float(const char *opt, const char *v, double lo, double hi, float *out)
-{
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || *end || end == v || !(x >= lo && x <= hi)) {
-        char why[96];
-        snprintf(why, sizeof why, "expected a number in [%g, %g]", lo, hi);
-        return bad(opt, v, why);
-    }
-    *out = (float)x;
-    return 0;
-}
-
-static int parse_choice(const char *opt, const char *v, const char *const *choices,
-                        const char **out)
-{
-    for (int i = 0; choices[i]; ++i)
-        if (strcmp(v, choices[i]) == 0) {
-            *out = choices[i];
-            return 0;
-        }
-    return bad(opt, v, "not one of the listed values");
-}
-
-static int parse_onoff(const char *opt, const char *v, int *out)
-{
-    if (strcmp(v, "on") == 0 || strcmp(v, "off") == 0) {
-        *out = strcmp(v, "on") == 0;
-        return 0;
-    }
-    return bad(opt, v, "expected on or off");
-}
-
 /* "0-4" or "1,3,5" (ranges allowed in lists): classes in [0, 1000). */
 static int parse_classes(const char *opt, const char *v, train_options *o)
 {
@@ -184,28 +131,28 @@ static int parse_classes(const char *opt, const char *v, train_options *o)
         char *end;
         long a = strtol(p, &end, 10), b = a;
         if (end == p)
-            return bad(opt, v, "expected a list such as 0-4 or 1,3,5");
+            return cli_bad(opt, v, "expected a list such as 0-4 or 1,3,5");
         p = end;
         if (*p == '-') {
             b = strtol(p + 1, &end, 10);
             if (end == p + 1)
-                return bad(opt, v, "a range needs an end, e.g. 0-4");
+                return cli_bad(opt, v, "a range needs an end, e.g. 0-4");
             p = end;
         }
         if (a < 0 || b < a || b >= MAX_CLASSES)
-            return bad(opt, v, "classes must be in [0, 1000) and ranges ascending");
+            return cli_bad(opt, v, "classes must be in [0, 1000) and ranges ascending");
         for (long c = a; c <= b; ++c) {
             for (int i = 0; i < o->num_classes_subset; ++i)
                 if (o->classes[i] == c)
-                    return bad(opt, v, "a class is listed twice");
+                    return cli_bad(opt, v, "a class is listed twice");
             o->classes[o->num_classes_subset++] = (int32_t)c;
         }
         if (*p == ',')
             ++p;
         else if (*p)
-            return bad(opt, v, "unexpected character");
+            return cli_bad(opt, v, "unexpected character");
     }
-    return o->num_classes_subset ? 0 : bad(opt, v, "empty list");
+    return o->num_classes_subset ? 0 : cli_bad(opt, v, "empty list");
 }
 
 static int parse_milestones(const char *opt, const char *v, train_options *o)
@@ -216,15 +163,15 @@ static int parse_milestones(const char *opt, const char *v, train_options *o)
         char *end;
         double x = strtod(p, &end);
         if (end == p || !(x > 0) || o->num_milestones == MAX_MILESTONES)
-            return bad(opt, v, "expected up to 16 positive epochs, e.g. 5,8");
+            return cli_bad(opt, v, "expected up to 16 positive epochs, e.g. 5,8");
         if (o->num_milestones && x <= o->milestones[o->num_milestones - 1])
-            return bad(opt, v, "milestones must increase");
+            return cli_bad(opt, v, "milestones must increase");
         o->milestones[o->num_milestones++] = (float)x;
         p = end;
         if (*p == ',')
             ++p;
         else if (*p)
-            return bad(opt, v, "unexpected character");
+            return cli_bad(opt, v, "unexpected character");
     }
     return 0;
 }
@@ -244,87 +191,87 @@ static const char *const baselines[] = {"lsgd", NULL};
 static int parse_one(train_options *o, const char *k, const char *v)
 {
 #define IS(name) (strcmp(k, name) == 0)
-    if (IS("--data-format")) return parse_choice(k, v, formats, &o->data_format);
+    if (IS("--data-format")) return cli_choice(k, v, formats, &o->data_format);
     if (IS("--data")) return (o->data_dir = v, 0);
-    if (IS("--train-subset")) return parse_int(k, v, 1, INT_MAX, &o->train_subset);
+    if (IS("--train-subset")) return cli_int(k, v, 1, INT_MAX, &o->train_subset);
     if (IS("--classes")) return parse_classes(k, v, o);
-    if (IS("--val")) return parse_int(k, v, 0, INT_MAX, &o->val_count);
-    if (IS("--augment")) return parse_onoff(k, v, &o->augment);
-    if (IS("--unlabeled")) return parse_int(k, v, 0, INT_MAX, &o->unlabeled_count);
+    if (IS("--val")) return cli_int(k, v, 0, INT_MAX, &o->val_count);
+    if (IS("--augment")) return cli_onoff(k, v, &o->augment);
+    if (IS("--unlabeled")) return cli_int(k, v, 0, INT_MAX, &o->unlabeled_count);
     if (IS("--unlabeled-data")) return (o->unlabeled_path = v, 0);
     if (IS("--teacher")) return (o->teacher = v, 0);
-    if (IS("--model")) return parse_choice(k, v, models, &o->model);
+    if (IS("--model")) return cli_choice(k, v, models, &o->model);
     if (IS("--init-from")) return (o->init_from = v, 0);
-    if (IS("--freeze")) return parse_int(k, v, 0, INT_MAX, &o->freeze);
-    if (IS("--attack")) return parse_choice(k, v, attacks, &o->attack);
-    if (IS("--eps")) return parse_float(k, v, 0, 1e6, &o->eps);
-    if (IS("--alpha")) return parse_float(k, v, 0, 1e6, &o->alpha);
-    if (IS("--steps")) return parse_int(k, v, 0, 100000, &o->steps);
-    if (IS("--lambda")) return parse_float(k, v, 0, 1e6, &o->lambda);
-    if (IS("--beta")) return parse_float(k, v, 0, 1e6, &o->beta);
-    if (IS("--smooth-sigma")) return parse_float(k, v, 0, 1e6, &o->smooth_sigma);
-    if (IS("--noise-copies")) return parse_int(k, v, 1, 1024, &o->noise_copies);
-    if (IS("--optimizer")) return parse_choice(k, v, optimizers, &o->optimizer);
-    if (IS("--lalr")) return parse_onoff(k, v, &o->lalr);
-    if (IS("--c-l")) return parse_float(k, v, 0, 1e30, &o->c_l);
-    if (IS("--c-u")) return parse_float(k, v, 0, 1e30, &o->c_u);
-    if (IS("--lr")) return parse_float(k, v, 0, 1e6, &o->lr);
-    if (IS("--head-lr")) return parse_float(k, v, 0, 1e6, &o->head_lr);
-    if (IS("--momentum")) return parse_float(k, v, 0, 0.999999, &o->momentum);
-    if (IS("--weight-decay")) return parse_float(k, v, 0, 1e6, &o->weight_decay);
-    if (IS("--schedule")) return parse_choice(k, v, schedules, &o->schedule);
-    if (IS("--warmup-epochs")) return parse_float(k, v, 0, 1e6, &o->warmup_epochs);
+    if (IS("--freeze")) return cli_int(k, v, 0, INT_MAX, &o->freeze);
+    if (IS("--attack")) return cli_choice(k, v, attacks, &o->attack);
+    if (IS("--eps")) return cli_float(k, v, 0, 1e6, 0, &o->eps);
+    if (IS("--alpha")) return cli_float(k, v, 0, 1e6, 0, &o->alpha);
+    if (IS("--steps")) return cli_int(k, v, 0, 100000, &o->steps);
+    if (IS("--lambda")) return cli_float(k, v, 0, 1e6, 0, &o->lambda);
+    if (IS("--beta")) return cli_float(k, v, 0, 1e6, 0, &o->beta);
+    if (IS("--smooth-sigma")) return cli_float(k, v, 0, 1e6, 0, &o->smooth_sigma);
+    if (IS("--noise-copies")) return cli_int(k, v, 1, 1024, &o->noise_copies);
+    if (IS("--optimizer")) return cli_choice(k, v, optimizers, &o->optimizer);
+    if (IS("--lalr")) return cli_onoff(k, v, &o->lalr);
+    if (IS("--c-l")) return cli_float(k, v, 0, 1e30, 0, &o->c_l);
+    if (IS("--c-u")) return cli_float(k, v, 0, 1e30, 0, &o->c_u);
+    if (IS("--lr")) return cli_float(k, v, 0, 1e6, 0, &o->lr);
+    if (IS("--head-lr")) return cli_float(k, v, 0, 1e6, 0, &o->head_lr);
+    if (IS("--momentum")) return cli_float(k, v, 0, 0.999999, 0, &o->momentum);
+    if (IS("--weight-decay")) return cli_float(k, v, 0, 1e6, 0, &o->weight_decay);
+    if (IS("--schedule")) return cli_choice(k, v, schedules, &o->schedule);
+    if (IS("--warmup-epochs")) return cli_float(k, v, 0, 1e6, 0, &o->warmup_epochs);
     if (IS("--milestones")) return parse_milestones(k, v, o);
-    if (IS("--gamma")) return parse_float(k, v, 0, 1e6, &o->gamma);
-    if (IS("--lr-scaling")) return parse_choice(k, v, scalings, &o->lr_scaling);
-    if (IS("--ref-batch")) return parse_int(k, v, 1, INT_MAX, &o->ref_batch);
-    if (IS("--baseline")) return parse_choice(k, v, baselines, &o->baseline);
-    if (IS("--batch")) return parse_int(k, v, 1, 1 << 20, &o->batch);
-    if (IS("--epochs")) return parse_int(k, v, 1, 1000000, &o->epochs);
-    if (IS("--bits")) return parse_int(k, v, 2, 32, &o->bits);
-    if (IS("--quant-mode")) return parse_choice(k, v, qmodes, &o->quant_mode);
-    if (IS("--bucket")) return parse_int(k, v, 1, 1 << 24, &o->bucket);
-    if (IS("--comm-timeout")) return parse_float(k, v, 1e-3, 1e7, &o->comm_timeout);
+    if (IS("--gamma")) return cli_float(k, v, 0, 1e6, 0, &o->gamma);
+    if (IS("--lr-scaling")) return cli_choice(k, v, scalings, &o->lr_scaling);
+    if (IS("--ref-batch")) return cli_int(k, v, 1, INT_MAX, &o->ref_batch);
+    if (IS("--baseline")) return cli_choice(k, v, baselines, &o->baseline);
+    if (IS("--batch")) return cli_int(k, v, 1, 1 << 20, &o->batch);
+    if (IS("--epochs")) return cli_int(k, v, 1, 1000000, &o->epochs);
+    if (IS("--bits")) return cli_int(k, v, 2, 32, &o->bits);
+    if (IS("--quant-mode")) return cli_choice(k, v, qmodes, &o->quant_mode);
+    if (IS("--bucket")) return cli_int(k, v, 1, 1 << 24, &o->bucket);
+    if (IS("--comm-timeout")) return cli_float(k, v, 1e-3, 1e7, 0, &o->comm_timeout);
     if (IS("--seed")) {
         int32_t s;
-        int r = parse_int(k, v, 0, INT_MAX, &s);
+        int r = cli_int(k, v, 0, INT_MAX, &s);
         o->seed = (uint64_t)s;
         return r;
     }
-    if (IS("--threads")) return parse_int(k, v, 0, 4096, &o->threads);
+    if (IS("--threads")) return cli_int(k, v, 0, 4096, &o->threads);
     if (IS("--checkpoint-dir")) return (o->checkpoint_dir = v, 0);
-    if (IS("--stop-after")) return parse_int(k, v, 1, INT_MAX, &o->stop_after);
-    if (IS("--eval-every")) return parse_int(k, v, 0, INT_MAX, &o->eval_every);
-    if (IS("--eval-count")) return parse_int(k, v, 0, INT_MAX, &o->eval_count);
-    if (IS("--eval-steps")) return parse_int(k, v, 0, 100000, &o->eval_steps);
+    if (IS("--stop-after")) return cli_int(k, v, 1, INT_MAX, &o->stop_after);
+    if (IS("--eval-every")) return cli_int(k, v, 0, INT_MAX, &o->eval_every);
+    if (IS("--eval-count")) return cli_int(k, v, 0, INT_MAX, &o->eval_count);
+    if (IS("--eval-steps")) return cli_int(k, v, 0, 100000, &o->eval_steps);
     if (IS("--metrics")) return (o->metrics = v, 0);
-    if (IS("--progress")) return parse_choice(k, v, progresses, &o->progress);
+    if (IS("--progress")) return cli_choice(k, v, progresses, &o->progress);
 #undef IS
-    return bad(k, NULL, "unknown option");
+    return cli_bad(k, NULL, "unknown option");
 }
 
 /* Checks between options, and what --baseline lsgd implies. */
 static int finish(train_options *o)
 {
     if (o->bits > 16 && o->bits != 32)
-        return bad("--bits", NULL, "must be 2..16, or 32 for no quantization");
+        return cli_bad("--bits", NULL, "must be 2..16, or 32 for no quantization");
     if (o->c_l > o->c_u)
-        return bad("--c-l", NULL, "must not exceed --c-u");
+        return cli_bad("--c-l", NULL, "must not exceed --c-u");
     if (o->resume && !o->checkpoint_dir)
-        return bad("--resume", NULL, "needs --checkpoint-dir");
+        return cli_bad("--resume", NULL, "needs --checkpoint-dir");
     if (o->keep_best && (!o->checkpoint_dir || o->val_count == 0))
-        return bad("--keep-best", NULL, "needs --checkpoint-dir and --val N");
+        return cli_bad("--keep-best", NULL, "needs --checkpoint-dir and --val N");
     if ((o->unlabeled_count || o->unlabeled_path) && !o->teacher)
-        return bad(o->unlabeled_count ? "--unlabeled" : "--unlabeled-data", NULL,
+        return cli_bad(o->unlabeled_count ? "--unlabeled" : "--unlabeled-data", NULL,
                    "needs --teacher CKPT for the pseudo-labels");
     if (o->teacher && !o->unlabeled_count && !o->unlabeled_path)
-        return bad("--teacher", NULL, "labels nothing without --unlabeled N or --unlabeled-data F");
+        return cli_bad("--teacher", NULL, "labels nothing without --unlabeled N or --unlabeled-data F");
     if (o->teacher && o->val_count)
-        return bad("--val", NULL, "cannot be combined with pseudo-labeled data (the held-out "
+        return cli_bad("--val", NULL, "cannot be combined with pseudo-labeled data (the held-out "
                    "images would be pseudo-labeled ones)");
     if (o->smooth_sigma > 0 && (strcmp(o->attack, "fgsm") == 0 ||
                                 strcmp(o->attack, "trades") == 0 || o->lambda > 0))
-        return bad("--smooth-sigma", NULL, "works with --attack pgd (SmoothAdv) or none "
+        return cli_bad("--smooth-sigma", NULL, "works with --attack pgd (SmoothAdv) or none "
                    "(Gaussian augmentation), without --lambda");
     if (o->baseline) { /* Goyal et al.: linear scaling with warm-up, plain momentum SGD */
         o->optimizer = "momentum";
@@ -334,7 +281,7 @@ static int finish(train_options *o)
             o->warmup_epochs = 5 < o->epochs ? 5 : o->epochs / 2.0f;
     }
     if (o->new_head && !o->init_from)
-        return bad("--new-head", NULL, "needs --init-from CKPT");
+        return cli_bad("--new-head", NULL, "needs --init-from CKPT");
     if (o->head_lr < 0)
         o->head_lr = o->lr;
     if (o->num_milestones == 0 && strcmp(o->schedule, "piecewise") == 0) {
@@ -347,6 +294,7 @@ static int finish(train_options *o)
 
 int train_options_parse(train_options *o, int argc, char **argv)
 {
+    cli_set_program("dat-train");
     defaults(o);
     for (int i = 1; i < argc; ++i) {
         const char *k = argv[i];
@@ -363,9 +311,9 @@ int train_options_parse(train_options *o, int argc, char **argv)
             continue;
         }
         if (strncmp(k, "--", 2) != 0)
-            return bad(k, NULL, "expected an option starting with --");
+            return cli_bad(k, NULL, "expected an option starting with --");
         if (i + 1 >= argc)
-            return bad(k, NULL, "needs a value");
+            return cli_bad(k, NULL, "needs a value");
         if (parse_one(o, k, argv[++i]) != 0)
             return -1;
     }

@@ -1,0 +1,68 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *program = "dat";
+
+void cli_set_program(const char *name)
+{
+    program = name;
+}
+
+int cli_bad(const char *opt, const char *val, const char *why)
+{
+    fprintf(stderr, "%s: %s %s: %s (see --help)\n", program, opt, val ? val : "", why);
+    return -1;
+}
+
+int cli_int(const char *opt, const char *v, long lo, long hi, int32_t *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || *end || end == v || x < lo || x > hi) {
+        char why[96];
+        snprintf(why, sizeof why, "expected an integer in [%ld, %ld]", lo, hi);
+        return cli_bad(opt, v, why);
+    }
+    *out = (int32_t)x;
+    return 0;
+}
+
+int cli_float(const char *opt, const char *v, double lo, double hi, int open, float *out)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    int in = open ? x > lo && x < hi : x >= lo && x <= hi;
+    if (errno || *end || end == v || !in) {
+        char why[96];
+        snprintf(why, sizeof why, "expected a number in %c%g, %g%c", open ? '(' : '[', lo, hi,
+                 open ? ')' : ']');
+        return cli_bad(opt, v, why);
+    }
+    *out = (float)x;
+    return 0;
+}
+
+int cli_choice(const char *opt, const char *v, const char *const *choices, const char **out)
+{
+    for (int i = 0; choices[i]; ++i)
+        if (strcmp(v, choices[i]) == 0) {
+            *out = choices[i];
+            return 0;
+        }
+    return cli_bad(opt, v, "not one of the listed values");
+}
+
+int cli_onoff(const char *opt, const char *v, int *out)
+{
+    if (strcmp(v, "on") == 0 || strcmp(v, "off") == 0) {
+        *out = strcmp(v, "on") == 0;
+        return 0;
+    }
+    return cli_bad(opt, v, "expected on or off");
+}

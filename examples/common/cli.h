@@ -1,0 +1,23 @@
+/* Command-line helpers of the example programs (dat-train, dat-eval): option
+ * values checked against their ranges, and the one error line a bad value gets. */
+#ifndef DAT_EXAMPLES_CLI_H
+#define DAT_EXAMPLES_CLI_H
+
+#include <stdint.h>
+
+/* The program name that starts every error line ("dat-train"). */
+void cli_set_program(const char *name);
+
+/* Prints "PROGRAM: OPT VAL: WHY (see --help)" and returns -1. */
+int cli_bad(const char *opt, const char *val, const char *why);
+
+/* Each parses v into *out and returns 0, or returns cli_bad()'s -1 with *out unchanged. */
+int cli_int(const char *opt, const char *v, long lo, long hi, int32_t *out);
+/* A number in [lo, hi], or in (lo, hi) when open. */
+int cli_float(const char *opt, const char *v, double lo, double hi, int open, float *out);
+/* One of the NULL-terminated choices; *out points at the matching entry. */
+int cli_choice(const char *opt, const char *v, const char *const *choices, const char **out);
+/* "on" (1) or "off" (0). */
+int cli_onoff(const char *opt, const char *v, int *out);
+
+#endif
