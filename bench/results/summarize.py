@@ -2,7 +2,10 @@
 seeds of every configuration (TA, RA, images/s, bytes sent per iteration), and for
 early stopping the test RA of the last epoch against that of the best validation epoch.
 
-    /usr/bin/python3 bench/results/summarize.py [RESULTS]   (default build/results)
+    /usr/bin/python3 bench/results/summarize.py [RESULTS [SECTION...]]
+
+RESULTS defaults to build/results; SECTIONs (a, b, c, d, torch, transfer, early) pick
+tables, all by default.
 """
 import json
 import statistics
@@ -10,16 +13,16 @@ import sys
 from pathlib import Path
 
 TABLES = [
-    ("(a) AT on 1 rank vs DAT on 4 ranks, with and without LALR; DAT-LSGD",
+    ("a", "(a) AT on 1 rank vs DAT on 4 ranks, with and without LALR; DAT-LSGD",
      ["at-1rank", "dat-4rank-nolalr", "dat-4rank-lalr", "dat-4rank-lsgd"]),
-    ("(b) Quantized gradients, DAT-LALR on 4 ranks",
+    ("b", "(b) Quantized gradients, DAT-LALR on 4 ranks",
      ["dat-4rank-lalr", "dat-4rank-lalr-q16", "dat-4rank-lalr-q8", "dat-4rank-lalr-q8-two"]),
-    ("(c) DAT-FGSM vs DAT-PGD, 4 ranks, LALR", ["dat-4rank-lalr-fgsm", "dat-4rank-lalr"]),
-    ("(d) TRADES, 4 ranks, LALR: labeled part only vs with pseudo-labeled data",
+    ("c", "(c) DAT-FGSM vs DAT-PGD, 4 ranks, LALR", ["dat-4rank-lalr-fgsm", "dat-4rank-lalr"]),
+    ("d", "(d) TRADES, 4 ranks, LALR: labeled part only vs with pseudo-labeled data",
      ["teacher", "trades-labeled", "trades-pseudo"]),
-    ("The main job's recipe at 6 000 training images: libdat vs PyTorch",
+    ("torch", "The main job's recipe at 6 000 training images: libdat vs PyTorch",
      ["main-recipe-libdat", "main-recipe-pytorch"]),
-    ("Transfer: PGD-AT finetuning on classes 5-9",
+    ("transfer", "Transfer: PGD-AT finetuning on classes 5-9",
      ["pretrain-robust", "pretrain-standard", "finetune-from-robust", "finetune-from-standard",
       "finetune-scratch"]),
 ]
@@ -83,9 +86,12 @@ def early_stopping(root):
 
 def main():
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "build/results")
-    for title, names in TABLES:
-        table(root, title, names)
-    early_stopping(root)
+    want = set(sys.argv[2:]) or {t[0] for t in TABLES} | {"early"}
+    for key, title, names in TABLES:
+        if key in want:
+            table(root, title, names)
+    if "early" in want:
+        early_stopping(root)
 
 
 if __name__ == "__main__":
