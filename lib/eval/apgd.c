@@ -222,19 +222,6 @@ static dat_status apgd_run(dat_aa *aa, apgd_state *s, const float *x, const int3
     return DAT_OK;
 }
 
-/* The target of run r: the (r + 2)-th largest clean logit (ties: lower class). */
-static int32_t target_class(const float *z, int32_t classes, int32_t r)
-{
-    for (int32_t c = 0; c < classes; ++c) {
-        int32_t above = 0;
-        for (int32_t e = 0; e < classes; ++e)
-            above += z[e] > z[c] || (z[e] == z[c] && e < c);
-        if (above == r + 1)
-            return c;
-    }
-    return 0;
-}
-
 /* Copies the rows listed in `rows` (count m) of the inputs into compact arrays. */
 static void gather(const float *x, const int32_t *y, const int32_t *rows, int32_t m, size_t d,
                    float *cx, int32_t *cy)
@@ -248,7 +235,7 @@ static void gather(const float *x, const int32_t *y, const int32_t *rows, int32_
 dat_status dat_apgd(dat_aa *aa, const float *x, const int32_t *y, const int64_t *idx, int32_t n,
                     int targeted, float *x_adv, unsigned char *fooled)
 {
-    size_t d = aa->d, k = (size_t)aa->classes;
+    size_t d = aa->d;
     int32_t runs = targeted ? aa->o.target_classes : 1;
     int32_t *rows = malloc((size_t)n * sizeof(int32_t));
     int32_t *cy = malloc((size_t)n * sizeof(int32_t));
@@ -268,7 +255,7 @@ dat_status dat_apgd(dat_aa *aa, const float *x, const int32_t *y, const int64_t 
             goto done;
         for (int32_t i = 0; i < n; ++i)
             for (int32_t r = 0; r < runs; ++r)
-                tall[(size_t)i * runs + r] = target_class(aa->logits + i * k, aa->classes, r);
+                tall[(size_t)i * runs + r] = dat_aa_target_class(aa, i, r);
     }
     for (int32_t r = 0; r < runs; ++r) {
         int32_t m = 0;

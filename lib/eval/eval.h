@@ -42,6 +42,9 @@ dat_status dat_aa_grad(dat_aa *aa, const float *x, int32_t n, const int32_t *y, 
                        dat_aa_loss_fn fn, float *loss, float *grad);
 /* argmax of row i of aa->logits. */
 int32_t dat_aa_argmax(const dat_aa *aa, int32_t i);
+/* The target class of targeted run r on row i of aa->logits: the (r + 2)-th largest
+ * logit (ties: the lower class), so run 0 targets the runner-up. */
+int32_t dat_aa_target_class(const dat_aa *aa, int32_t i, int32_t r);
 
 /* Uniform [0, 1) number k of sample stream s of the attack's key. */
 float dat_aa_uniform(const dat_aa *aa, uint64_t stream, uint64_t k);

@@ -171,19 +171,6 @@ static void fab_free(fab_state *s)
     free(s->pts);
 }
 
-/* The (r + 2)-th largest logit of row z. */
-static int32_t nth_class(const float *z, int32_t classes, int32_t r)
-{
-    for (int32_t c = 0; c < classes; ++c) {
-        int32_t above = 0;
-        for (int32_t e = 0; e < classes; ++e)
-            above += z[e] > z[c] || (z[e] == z[c] && e < c);
-        if (above == r + 1)
-            return c;
-    }
-    return 0;
-}
-
 dat_status dat_fab(dat_aa *aa, const float *x, const int32_t *y, const int64_t *idx, int32_t n,
                    float *x_adv, unsigned char *fooled)
 {
@@ -218,8 +205,7 @@ dat_status dat_fab(dat_aa *aa, const float *x, const int32_t *y, const int64_t *
     }
     for (int32_t i = 0; i < n; ++i)
         for (int32_t r = 0; r < runs; ++r)
-            tall[(size_t)i * runs + r] =
-                nth_class(aa->logits + (size_t)i * aa->classes, aa->classes, r);
+            tall[(size_t)i * runs + r] = dat_aa_target_class(aa, i, r);
     for (int32_t r = 0; r < runs; ++r) {
         int32_t m = 0;
         for (int32_t i = 0; i < n; ++i)

@@ -102,6 +102,19 @@ int32_t dat_aa_argmax(const dat_aa *aa, int32_t i)
     return best;
 }
 
+int32_t dat_aa_target_class(const dat_aa *aa, int32_t i, int32_t r)
+{
+    const float *z = aa->logits + (size_t)i * (size_t)aa->classes;
+    for (int32_t c = 0; c < aa->classes; ++c) {
+        int32_t above = 0;
+        for (int32_t e = 0; e < aa->classes; ++e)
+            above += z[e] > z[c] || (z[e] == z[c] && e < c);
+        if (above == r + 1)
+            return c;
+    }
+    return 0;
+}
+
 uint64_t dat_aa_stream(const dat_aa *aa, int32_t attack, int32_t run, int64_t sample)
 {
     /* sample in the low 40 bits, attack and run above: disjoint for every triple. */
