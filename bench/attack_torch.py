@@ -5,10 +5,10 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "python"))
 from models import PRESETS  # noqa: E402
+from pgd_torch import pgd_linf  # noqa: E402
 
 preset, batch, iters, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
@@ -19,17 +19,10 @@ shape = {"mlp": (1, 28, 28), "cnn_small": (1, 28, 28), "preact_resnet18": (3, 32
 x = torch.rand(batch, *shape)
 y = torch.full((batch,), 3, dtype=torch.long)
 eps, steps = 8 / 255, 10
-alpha = 2.5 * eps / steps
 
 
 def pgd():
-    xa = (x + (torch.rand_like(x) * 2 - 1) * eps).clamp(0, 1)
-    for _ in range(steps):
-        xa.requires_grad_(True)
-        g, = torch.autograd.grad(F.cross_entropy(model(xa), y, reduction="sum"), xa)
-        xa = torch.min(torch.max(xa.detach() + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)
-    return xa
-
+    return pgd_linf(model, x, y, eps, steps)
 
 pgd()
 t0 = time.perf_counter()

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "python"))
 from models import PRESETS  # noqa: E402
+from pgd_torch import pgd_linf  # noqa: E402
 
 preset, batch, iters, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
@@ -18,18 +19,13 @@ opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e
 x = torch.rand(batch, *shape)
 y = torch.full((batch,), 3, dtype=torch.long)
 eps, steps = 0.1, 10
-alpha = 2.5 * eps / steps
 
 
 def step():
     model.eval()  # the attack runs in eval mode, as libdat's does by default
     for p in model.parameters():
         p.requires_grad_(False)
-    xa = (x + (torch.rand_like(x) * 2 - 1) * eps).clamp(0, 1)
-    for _ in range(steps):
-        xa.requires_grad_(True)
-        g, = torch.autograd.grad(F.cross_entropy(model(xa), y, reduction="sum"), xa)
-        xa = torch.min(torch.max(xa.detach() + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)
+    xa = pgd_linf(model, x, y, eps, steps)
     for p in model.parameters():
         p.requires_grad_(True)
     model.train()

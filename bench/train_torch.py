@@ -10,13 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "python"))
 import fmnist  # noqa: E402
 from models import PRESETS  # noqa: E402
+from pgd_torch import pgd_linf  # noqa: E402
 
 epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 1
 threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
@@ -45,13 +45,7 @@ def lr_at(t):
 
 
 def pgd(x, y, steps):
-    alpha = 2.5 * eps / steps
-    xa = (x + (torch.rand_like(x) * 2 - 1) * eps).clamp(0, 1)
-    for _ in range(steps):
-        xa.requires_grad_(True)
-        g, = torch.autograd.grad(F.cross_entropy(model(xa), y, reduction="sum"), xa)
-        xa = torch.min(torch.max(xa.detach() + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)
-    return xa.detach()
+    return pgd_linf(model, x, y, eps, steps)
 
 
 t, seconds = 0, 0.0

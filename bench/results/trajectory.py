@@ -12,6 +12,7 @@ sys.path.insert(0, str(ROOT / "tests" / "python")); sys.path.insert(0, str(ROOT 
 import os; os.environ.setdefault("LIBDAT_LIBRARY", str(ROOT / "build" / "libdat.so"))
 import fmnist, safetensors_np
 from models import CNNSmall
+from pgd_torch import pgd_linf
 from libdat import Context, Model, Tensor
 from libdat.optim import Optimizer, OptimKind, Schedule
 from libdat.attack import Attack
@@ -23,14 +24,6 @@ x, y = fmnist.load("train"); x, y = x[:6000], y[:6000]
 tm = CNNSmall()
 safetensors_np.save(INIT, {k: v.detach().numpy() for k, v in tm.state_dict().items()})
 lr_peak, total, B = 0.1, 46, 128
-def pgd(model, x, y, eps=0.1, steps=10):
-    alpha = 2.5 * eps / steps
-    xa = (x + (torch.rand_like(x) * 2 - 1) * eps).clamp(0, 1)
-    for _ in range(steps):
-        xa.requires_grad_(True)
-        g, = torch.autograd.grad(F.cross_entropy(model(xa), y, reduction="sum"), xa)
-        xa = torch.min(torch.max(xa.detach() + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)
-    return xa.detach()
 def lr_at(t):
     peak = 0.4 * total
     return lr_peak * (t / peak if t <= peak else (total - t) / (total - peak))
@@ -55,7 +48,7 @@ with Context(seed=1, num_threads=1) as ctx:
         for g in opt.param_groups: g["lr"] = lr_at(t)
         xtb, ytb = torch.from_numpy(xb), torch.from_numpy(yb).long()
         if ATTACK:
-            xtb = pgd(tm, xtb, ytb)
+            xtb = pgd_linf(tm, xtb, ytb, 0.1, 10)
         opt.zero_grad(); lt = F.cross_entropy(tm(xtb), ytb); lt.backward(); opt.step()
         xt.write(xb); yt.write(yb)
         if ATTACK:
