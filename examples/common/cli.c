@@ -66,3 +66,29 @@ int cli_onoff(const char *opt, const char *v, int *out)
     }
     return cli_bad(opt, v, "expected on or off");
 }
+
+int cli_parse(int argc, char **argv, const char *usage, const cli_flag *flags,
+              int (*value)(void *opts, const char *opt, const char *v), void *opts)
+{
+    for (int i = 1; i < argc; ++i) {
+        const char *k = argv[i];
+        if (strcmp(k, "--help") == 0 || strcmp(k, "-h") == 0) {
+            fputs(usage, stdout);
+            return 1;
+        }
+        const cli_flag *f = flags;
+        while (f && f->name && strcmp(k, f->name) != 0)
+            ++f;
+        if (f && f->name) {
+            *f->flag = 1;
+            continue;
+        }
+        if (strncmp(k, "--", 2) != 0)
+            return cli_bad(k, NULL, "expected an option starting with --");
+        if (i + 1 >= argc)
+            return cli_bad(k, NULL, "needs a value");
+        if (value(opts, k, argv[++i]) != 0)
+            return -1;
+    }
+    return 0;
+}

@@ -20,4 +20,16 @@ int cli_choice(const char *opt, const char *v, const char *const *choices, const
 /* "on" (1) or "off" (0). */
 int cli_onoff(const char *opt, const char *v, int *out);
 
+/* An option without a value: its presence sets *flag to 1. */
+typedef struct cli_flag {
+    const char *name;
+    int *flag;
+} cli_flag;
+
+/* Walks argv: --help or -h prints usage and returns 1; a flag of `flags` (NULL-name
+ * terminated) sets its int; any other --option hands the next argument to
+ * value(opts, option, value), which returns 0 or -1. Returns 0, 1 or -1. */
+int cli_parse(int argc, char **argv, const char *usage, const cli_flag *flags,
+              int (*value)(void *opts, const char *opt, const char *v), void *opts);
+
 #endif

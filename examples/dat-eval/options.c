@@ -194,22 +194,15 @@ static int finish(eval_options *o)
     return 0;
 }
 
+static int parse_value(void *opts, const char *opt, const char *v)
+{
+    return parse_one(opts, opt, v);
+}
+
 int eval_options_parse(eval_options *o, int argc, char **argv)
 {
     cli_set_program("dat-eval");
     defaults(o);
-    for (int i = 1; i < argc; ++i) {
-        const char *k = argv[i];
-        if (strcmp(k, "--help") == 0 || strcmp(k, "-h") == 0) {
-            fputs(usage, stdout);
-            return 1;
-        }
-        if (strncmp(k, "--", 2) != 0)
-            return cli_bad(k, NULL, "expected an option starting with --");
-        if (i + 1 >= argc)
-            return cli_bad(k, NULL, "needs a value");
-        if (parse_one(o, k, argv[++i]) != 0)
-            return -1;
-    }
-    return finish(o);
+    int rc = cli_parse(argc, argv, usage, NULL, parse_value, o);
+    return rc != 0 ? rc : finish(o);
 }

@@ -292,32 +292,21 @@ static int finish(train_options *o)
     return 0;
 }
 
+static int parse_value(void *opts, const char *opt, const char *v)
+{
+    return parse_one(opts, opt, v);
+}
+
 int train_options_parse(train_options *o, int argc, char **argv)
 {
     cli_set_program("dat-train");
     defaults(o);
-    for (int i = 1; i < argc; ++i) {
-        const char *k = argv[i];
-        if (strcmp(k, "--help") == 0 || strcmp(k, "-h") == 0) {
-            fputs(usage, stdout);
-            return 1;
-        }
-        if (strcmp(k, "--resume") == 0) {
-            o->resume = 1;
-            continue;
-        }
-        if (strcmp(k, "--keep-best") == 0 || strcmp(k, "--new-head") == 0) {
-            *(k[2] == 'k' ? &o->keep_best : &o->new_head) = 1;
-            continue;
-        }
-        if (strncmp(k, "--", 2) != 0)
-            return cli_bad(k, NULL, "expected an option starting with --");
-        if (i + 1 >= argc)
-            return cli_bad(k, NULL, "needs a value");
-        if (parse_one(o, k, argv[++i]) != 0)
-            return -1;
-    }
-    return finish(o);
+    const cli_flag flags[] = {{"--resume", &o->resume},
+                              {"--keep-best", &o->keep_best},
+                              {"--new-head", &o->new_head},
+                              {NULL, NULL}};
+    int rc = cli_parse(argc, argv, usage, flags, parse_value, o);
+    return rc != 0 ? rc : finish(o);
 }
 
 int train_options_json(const train_options *o, char *buf, size_t size)
