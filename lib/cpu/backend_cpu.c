@@ -14,6 +14,7 @@
 
 static dat_status cpu_init(dat_ctx *ctx)
 {
+    dat_cpu_blas_core(ctx);
     /* BLAS threads and OpenMP threads must not oversubscribe the cores. */
     openblas_set_num_threads(ctx->opts.num_threads);
     return dat_cpu_state_init(ctx);

@@ -6,6 +6,9 @@
 
 #include "../core/ctx.h"
 
+/* Makes OpenBLAS run the kernels of this CPU when it fell back to its generic
+ * ones (blas_core.c); once per process, logged on `ctx` when it switched. */
+void dat_cpu_blas_core(const dat_ctx *ctx);
 /* Threads to use for `work` elements: 1 for small work, else the context's count. */
 int dat_cpu_threads(const dat_ctx *ctx, size_t work);
 /* Backend state and the per-context workspace (workspace.c): returns at least

@@ -6,9 +6,12 @@
  * backward with dy = r must equal the numerical gradient of L. Error measure:
  * norm-wise relative error, tolerance TOL unless stated.
  */
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 #include "check_util.h"
 #include "core/backend.h"
@@ -580,6 +583,21 @@ START_TEST(test_attack_steps)
 }
 END_TEST
 
+/* A CPU with AVX2 + FMA must not run OpenBLAS's generic SSE3 kernels: a CPU model
+ * newer than the OpenBLAS build makes it fall back to them, and the context's
+ * creation (setup) switches to the kernels the CPU supports. */
+START_TEST(test_blas_kernels)
+{
+    __builtin_cpu_init();
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ||
+        getenv("OPENBLAS_CORETYPE"))
+        return;
+    const char *core = openblas_get_corename();
+    ck_assert_msg(strcasecmp(core, "prescott") != 0, "OpenBLAS runs its generic kernels");
+    ck_assert_ptr_null(getenv("OPENBLAS_CORETYPE")); /* the environment is given back */
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cpu_ops");
@@ -593,6 +611,7 @@ int main(void)
     tcase_add_test(tc, test_softmax_xent_and_kl);
     tcase_add_test(tc, test_small_ops);
     tcase_add_test(tc, test_attack_steps);
+    tcase_add_test(tc, test_blas_kernels);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }
