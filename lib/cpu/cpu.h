@@ -6,6 +6,13 @@
 
 #include "../core/ctx.h"
 
+/* `rows` rows of n floats, dst_step and src_step floats apart: dst = src, or
+ * dst += src (rows.c; AVX-512 where the CPU has it). */
+void dat_cpu_copy_rows(float *dst, size_t dst_step, const float *src, size_t src_step, int rows,
+                       int n);
+void dat_cpu_add_rows(float *dst, size_t dst_step, const float *src, size_t src_step, int rows,
+                      int n);
+
 /* Makes OpenBLAS run the kernels of this CPU when it fell back to its generic
  * ones (blas_core.c); once per process, logged on `ctx` when it switched. */
 void dat_cpu_blas_core(const dat_ctx *ctx);

@@ -1,12 +1,23 @@
 /*
- * 2-D convolution of the CPU backend: im2col over a chunk of samples, then one
- * large GEMM per chunk, so OpenBLAS sees big matrices even for the small
- * spatial sizes of deep layers. Layout of a chunk of s samples:
- *   col [K][s * hw_out] with K = c_in * kh * kw,  Y' [c_out][s * hw_out],
+ * 2-D convolution of the CPU backend, as im2col + GEMM in one of two ways.
+ *
+ * Per sample (when there are at least as many samples as threads): each thread
+ * takes whole samples; one sample's columns col [K][hw_out] (K = c_in * kh * kw)
+ * stay in its cache and one single-threaded GEMM per sample reads or writes the
+ * sample's NCHW plane directly, with bias, ReLU and the ReLU mask applied in cache.
+ * A 1x1 convolution without stride or padding uses the input as its columns.
+ *
+ * Chunked (fewer samples than threads, or per-thread buffers over the budget):
+ * im2col over a chunk of s samples, then one large multi-threaded GEMM per chunk:
+ *   col [K][s * hw_out],  Y' [c_out][s * hw_out],
  * and Y' is transposed into NCHW. The chunk is sized so the workspace stays
  * below DAT_CONV_WS_FLOATS.
  */
+#include <omp.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "../core/error.h"
 #include "cpu.h"
@@ -47,6 +58,35 @@ static void valid_range(int out, int in, int stride, int pad, int k, int *lo, in
         *lo = *hi;
 }
 
+/* Row k = (ci, ky, kx) of one sample's columns: out[p] for the hw_out outputs. */
+static void im2col_row(const dat_conv_desc *d, const conv_geom *g, const float *xs, int k,
+                       float *out)
+{
+    int ci = k / (d->k_h * d->k_w), ky = (k / d->k_w) % d->k_h, kx = k % d->k_w;
+    const float *xp = xs + (size_t)ci * (size_t)g->hw_in;
+    int lo, hi;
+    valid_range(d->w_out, d->w_in, d->stride, d->pad, kx, &lo, &hi);
+    for (int oy = 0; oy < d->h_out; ++oy) {
+        int iy = oy * d->stride - d->pad + ky;
+        float *o = out + (size_t)oy * (size_t)d->w_out;
+        if (iy < 0 || iy >= d->h_in) {
+            memset(o, 0, (size_t)d->w_out * sizeof *o);
+            continue;
+        }
+        const float *xr = xp + (size_t)iy * (size_t)d->w_in - d->pad + kx;
+        for (int ox = 0; ox < lo; ++ox)
+            o[ox] = 0.0f;
+        if (d->stride == 1) {
+            memcpy(o + lo, xr + lo, (size_t)(hi - lo) * sizeof *o);
+        } else {
+            for (int ox = lo; ox < hi; ++ox)
+                o[ox] = xr[ox * d->stride];
+        }
+        for (int ox = hi; ox < d->w_out; ++ox)
+            o[ox] = 0.0f;
+    }
+}
+
 /* col[k][j * hw_out + p] for samples x0 .. x0+s-1; k = (ci, ky, kx). */
 static void im2col(dat_ctx *ctx, const dat_conv_desc *d, const conv_geom *g, const float *x,
                    int s, float *col)
@@ -55,32 +95,33 @@ static void im2col(dat_ctx *ctx, const dat_conv_desc *d, const conv_geom *g, con
     int nt = dat_cpu_threads(ctx, (size_t)g->K * row);
 #pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
     for (int k = 0; k < g->K; ++k)
-        for (int j = 0; j < s; ++j) {
-            int ci = k / (d->k_h * d->k_w), ky = (k / d->k_w) % d->k_h, kx = k % d->k_w;
-            const float *xp = x + ((size_t)j * (size_t)d->c_in + (size_t)ci) * (size_t)g->hw_in;
-            float *out = col + (size_t)k * row + (size_t)j * (size_t)g->hw_out;
-            int lo, hi;
-            valid_range(d->w_out, d->w_in, d->stride, d->pad, kx, &lo, &hi);
-            for (int oy = 0; oy < d->h_out; ++oy) {
-                int iy = oy * d->stride - d->pad + ky;
-                float *o = out + (size_t)oy * (size_t)d->w_out;
-                if (iy < 0 || iy >= d->h_in) {
-                    memset(o, 0, (size_t)d->w_out * sizeof *o);
-                    continue;
-                }
-                const float *xr = xp + (size_t)iy * (size_t)d->w_in - d->pad + kx;
-                for (int ox = 0; ox < lo; ++ox)
-                    o[ox] = 0.0f;
-                if (d->stride == 1) {
-                    memcpy(o + lo, xr + lo, (size_t)(hi - lo) * sizeof *o);
-                } else {
-                    for (int ox = lo; ox < hi; ++ox)
-                        o[ox] = xr[ox * d->stride];
-                }
-                for (int ox = hi; ox < d->w_out; ++ox)
-                    o[ox] = 0.0f;
+        for (int j = 0; j < s; ++j)
+            im2col_row(d, g, x + (size_t)j * (size_t)d->c_in * (size_t)g->hw_in, k,
+                       col + (size_t)k * row + (size_t)j * (size_t)g->hw_out);
+}
+
+/* Plane xp (one sample, one input channel) += the kh * kw rows of columns for that
+ * channel, `row` floats apart. */
+static void col2im_plane(const dat_conv_desc *d, const float *in, size_t row, float *xp)
+{
+    for (int r = 0; r < d->k_h * d->k_w; ++r, in += row) {
+        int ky = r / d->k_w, kx = r % d->k_w, lo, hi;
+        valid_range(d->w_out, d->w_in, d->stride, d->pad, kx, &lo, &hi);
+        for (int oy = 0; oy < d->h_out; ++oy) {
+            int iy = oy * d->stride - d->pad + ky;
+            if (iy < 0 || iy >= d->h_in)
+                continue;
+            float *xr = xp + (size_t)iy * (size_t)d->w_in - d->pad + kx;
+            const float *c = in + (size_t)oy * (size_t)d->w_out;
+            if (d->stride == 1) {
+                for (int ox = lo; ox < hi; ++ox)
+                    xr[ox] += c[ox];
+            } else {
+                for (int ox = lo; ox < hi; ++ox)
+                    xr[ox * d->stride] += c[ox];
             }
         }
+    }
 }
 
 /* dx (samples x0 ..) += col2im(dcol); dx must be zeroed by the caller. Parallel
@@ -89,32 +130,13 @@ static void col2im(dat_ctx *ctx, const dat_conv_desc *d, const conv_geom *g, con
                    int s, float *dx)
 {
     size_t row = (size_t)s * (size_t)g->hw_out;
-    int kk = d->k_h * d->k_w;
+    size_t kk = (size_t)d->k_h * (size_t)d->k_w;
     int nt = dat_cpu_threads(ctx, (size_t)g->K * row);
 #pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
     for (int j = 0; j < s; ++j)
-        for (int ci = 0; ci < d->c_in; ++ci) {
-            float *xp = dx + ((size_t)j * (size_t)d->c_in + (size_t)ci) * (size_t)g->hw_in;
-            for (int r = 0; r < kk; ++r) {
-                int ky = r / d->k_w, kx = r % d->k_w, lo, hi;
-                valid_range(d->w_out, d->w_in, d->stride, d->pad, kx, &lo, &hi);
-                const float *in = col + (size_t)(ci * kk + r) * row + (size_t)j * (size_t)g->hw_out;
-                for (int oy = 0; oy < d->h_out; ++oy) {
-                    int iy = oy * d->stride - d->pad + ky;
-                    if (iy < 0 || iy >= d->h_in)
-                        continue;
-                    float *xr = xp + (size_t)iy * (size_t)d->w_in - d->pad + kx;
-                    const float *c = in + (size_t)oy * (size_t)d->w_out;
-                    if (d->stride == 1) {
-                        for (int ox = lo; ox < hi; ++ox)
-                            xr[ox] += c[ox];
-                    } else {
-                        for (int ox = lo; ox < hi; ++ox)
-                            xr[ox * d->stride] += c[ox];
-                    }
-                }
-            }
-        }
+        for (int ci = 0; ci < d->c_in; ++ci)
+            col2im_plane(d, col + (size_t)ci * kk * row + (size_t)j * (size_t)g->hw_out, row,
+                         dx + ((size_t)j * (size_t)d->c_in + (size_t)ci) * (size_t)g->hw_in);
 }
 
 /* Between NCHW (s samples, c channels, hw) and [c][s * hw]; with a mask (a fused
@@ -160,6 +182,348 @@ static void to_sample_major(dat_ctx *ctx, const float *src, int s, int c, int hw
         }
 }
 
+/* ---- Per-sample path ---- */
+
+static int pointwise(const dat_conv_desc *d)
+{
+    return d->k_h == 1 && d->k_w == 1 && d->stride == 1 && d->pad == 0;
+}
+
+/* The per-sample path reads its input zero-padded and in "phase" order: each
+ * padded row (pw = w_in + 2 pad columns) becomes its stride s phases one after
+ * another (columns r, r + s, r + 2s, ... for r = 0 .. s-1). Every row of columns
+ * is then a contiguous copy of w_out floats without bounds checks: output column
+ * ox of kernel column kx reads padded column ox s + kx, element ox + kx / s of
+ * phase kx % s. col2im adds into the same layout and merges it back. */
+typedef struct padded {
+    int pw, ph;   /* padded width and height */
+    size_t plane; /* floats per channel: pw * ph */
+} padded;
+
+static padded padded_of(const dat_conv_desc *d)
+{
+    padded q = {d->w_in + 2 * d->pad, d->h_in + 2 * d->pad, 0};
+    q.plane = (size_t)q.pw * (size_t)q.ph;
+    return q;
+}
+
+/* Where phase r starts in a row of width w. */
+static int phase_start(int w, int s, int r)
+{
+    int at = 0;
+    for (int q = 0; q < r; ++q)
+        at += (w - q + s - 1) / s;
+    return at;
+}
+
+/* A row of width w into its s phases. */
+static void split_row(const float *in, int w, int s, float *out)
+{
+    int i = 0;
+#if defined(__SSE2__)
+    if (s == 2) { /* evens and odds of 8 columns by two shuffles */
+        float *odd = out + (w + 1) / 2;
+        for (; i + 8 <= w; i += 8) {
+            __m128 a = _mm_loadu_ps(in + i), b = _mm_loadu_ps(in + i + 4);
+            _mm_storeu_ps(out + i / 2, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+            _mm_storeu_ps(odd + i / 2, _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+        }
+    }
+#endif
+    for (int r = 0; r < s; ++r) {
+        float *o = out + phase_start(w, s, r);
+        int q = (i + s - 1 - r) / s; /* the first column r + q s at or after i */
+        for (int c = r + q * s; c < w; c += s, ++q)
+            o[q] = in[c];
+    }
+}
+
+/* The inverse of split_row. */
+static void merge_row(const float *in, int w, int s, float *out)
+{
+    int i = 0;
+#if defined(__SSE2__)
+    if (s == 2) {
+        const float *odd = in + (w + 1) / 2;
+        for (; i + 8 <= w; i += 8) {
+            __m128 e = _mm_loadu_ps(in + i / 2), o = _mm_loadu_ps(odd + i / 2);
+            _mm_storeu_ps(out + i, _mm_unpacklo_ps(e, o));
+            _mm_storeu_ps(out + i + 4, _mm_unpackhi_ps(e, o));
+        }
+    }
+#endif
+    for (int r = 0; r < s; ++r) {
+        const float *p = in + phase_start(w, s, r);
+        int q = (i + s - 1 - r) / s;
+        for (int c = r + q * s; c < w; c += s, ++q)
+            out[c] = p[q];
+    }
+}
+
+/* The sample's input xs into padded phase order; `row` holds pw floats. */
+static void pad_split(const dat_conv_desc *d, const padded *q, const float *xs, float *pp,
+                      float *row)
+{
+    for (int ci = 0; ci < d->c_in; ++ci)
+        for (int y = 0; y < q->ph; ++y) {
+            float *out = pp + (size_t)ci * q->plane + (size_t)y * (size_t)q->pw;
+            int iy = y - d->pad;
+            if (iy < 0 || iy >= d->h_in) {
+                memset(out, 0, (size_t)q->pw * sizeof *out);
+                continue;
+            }
+            const float *in = xs + ((size_t)ci * (size_t)d->h_in + (size_t)iy) * (size_t)d->w_in;
+            float *r = d->stride == 1 ? out : row;
+            memset(r, 0, (size_t)d->pad * sizeof *r);
+            memcpy(r + d->pad, in, (size_t)d->w_in * sizeof *r);
+            memset(r + d->pad + d->w_in, 0, (size_t)d->pad * sizeof *r);
+            if (d->stride > 1)
+                split_row(r, q->pw, d->stride, out);
+        }
+}
+
+/* dx of the sample from the padded phase-ordered sums pp (padding dropped). */
+static void merge_unpad(const dat_conv_desc *d, const padded *q, const float *pp, float *dxs,
+                        float *row)
+{
+    for (int ci = 0; ci < d->c_in; ++ci)
+        for (int iy = 0; iy < d->h_in; ++iy) {
+            const float *in = pp + (size_t)ci * q->plane + (size_t)(iy + d->pad) * (size_t)q->pw;
+            float *out = dxs + ((size_t)ci * (size_t)d->h_in + (size_t)iy) * (size_t)d->w_in;
+            if (d->stride == 1) {
+                memcpy(out, in + d->pad, (size_t)d->w_in * sizeof *out);
+                continue;
+            }
+            merge_row(in, q->pw, d->stride, row);
+            memcpy(out, row + d->pad, (size_t)d->w_in * sizeof *out);
+        }
+}
+
+/* Offset of kernel position (ky, kx) in a padded phase-ordered plane. */
+static size_t tap_offset(const dat_conv_desc *d, const padded *q, int ky, int kx)
+{
+    int s = d->stride;
+    return (size_t)ky * (size_t)q->pw + (size_t)(phase_start(q->pw, s, kx % s) + kx / s);
+}
+
+/* col[k][hw_out], k = (ci, ky, kx), from the padded phase-ordered input. */
+static void im2col_padded(const dat_conv_desc *d, const padded *q, const float *pp, float *col)
+{
+    size_t hw = (size_t)d->h_out * (size_t)d->w_out, kk = (size_t)d->k_h * (size_t)d->k_w;
+    size_t step = (size_t)d->stride * (size_t)q->pw; /* one output row down */
+    for (int ky = 0; ky < d->k_h; ++ky)
+        for (int kx = 0; kx < d->k_w; ++kx) {
+            size_t tap = tap_offset(d, q, ky, kx), k0 = (size_t)ky * (size_t)d->k_w + (size_t)kx;
+            for (int ci = 0; ci < d->c_in; ++ci) {
+                const float *src = pp + (size_t)ci * q->plane + tap;
+                dat_cpu_copy_rows(col + ((size_t)ci * kk + k0) * hw, (size_t)d->w_out, src, step,
+                                  d->h_out, d->w_out);
+            }
+        }
+}
+
+/* The padded phase-ordered pp += col2im(dcol); pp zeroed by the caller. */
+static void col2im_padded(const dat_conv_desc *d, const padded *q, const float *col, float *pp)
+{
+    size_t hw = (size_t)d->h_out * (size_t)d->w_out, kk = (size_t)d->k_h * (size_t)d->k_w;
+    size_t step = (size_t)d->stride * (size_t)q->pw;
+    for (int ci = 0; ci < d->c_in; ++ci)
+        for (int ky = 0; ky < d->k_h; ++ky)
+            for (int kx = 0; kx < d->k_w; ++kx) {
+                float *dst = pp + (size_t)ci * q->plane + tap_offset(d, q, ky, kx);
+                const float *c = col + ((size_t)ci * kk + (size_t)ky * (size_t)d->k_w +
+                                        (size_t)kx) * hw;
+                dat_cpu_add_rows(dst, step, c, (size_t)d->w_out, d->h_out, d->w_out);
+            }
+}
+
+/* Floats of a sample's scratch in the per-sample path: its columns, the padded
+ * phase-ordered input (or input gradient) and one padded row. */
+static size_t sample_col_floats(const dat_conv_desc *d, const conv_geom *g)
+{
+    if (pointwise(d))
+        return 0;
+    padded q = padded_of(d);
+    return (size_t)g->K * (size_t)g->hw_out + (size_t)d->c_in * q.plane + (size_t)q.pw;
+}
+
+/* The sample's columns: its input itself for a pointwise convolution. */
+static const float *sample_cols(const dat_conv_desc *d, const conv_geom *g, const float *xs,
+                                float *col)
+{
+    if (pointwise(d))
+        return xs;
+    padded q = padded_of(d);
+    float *pp = col + (size_t)g->K * (size_t)g->hw_out, *row = pp + (size_t)d->c_in * q.plane;
+    pad_split(d, &q, xs, pp, row);
+    im2col_padded(d, &q, pp, col);
+    return col;
+}
+
+/* dx of the sample = col2im(dcol), dcol in `col` (the layout of sample_cols). */
+static void sample_col2im(const dat_conv_desc *d, const conv_geom *g, float *col, float *dxs)
+{
+    padded q = padded_of(d);
+    float *pp = col + (size_t)g->K * (size_t)g->hw_out;
+    float *row = pp + (size_t)d->c_in * q.plane;
+    memset(pp, 0, (size_t)d->c_in * q.plane * sizeof *pp);
+    col2im_padded(d, &q, col, pp);
+    merge_unpad(d, &q, pp, dxs, row);
+}
+
+/* Threads of the per-sample path and the workspace each needs, or 0 threads when
+ * the chunked path should run. `extra` floats per thread come on top of a sample's
+ * columns; sizes are rounded to 64 bytes so threads never share a cache line. */
+typedef struct sample_plan {
+    conv_geom g;
+    int nt;
+    size_t col_floats, per_thread;
+    float *ws;
+} sample_plan;
+
+static dat_status sample_plan_make(dat_ctx *ctx, const dat_conv_desc *d, size_t extra,
+                                   sample_plan *p)
+{
+    p->g = geom(d);
+    p->nt = dat_cpu_threads(ctx, (size_t)d->n * (size_t)p->g.K * (size_t)p->g.hw_out);
+    p->col_floats = sample_col_floats(d, &p->g);
+    p->per_thread = (p->col_floats + extra + 15) & ~(size_t)15;
+    if (d->n < p->nt || (size_t)p->nt * p->per_thread > DAT_CONV_WS_FLOATS) {
+        p->nt = 0;
+        return DAT_OK;
+    }
+    return dat_cpu_workspace(ctx, (size_t)p->nt * p->per_thread, &p->ws);
+}
+
+/* dy of one sample, masked by a fused ReLU's output into buf (or dy itself). */
+static const float *sample_dy(const float *dys, const float *mask, size_t count, float *buf)
+{
+    if (!mask)
+        return dys;
+    /* both loads unconditional: the compiler makes the choice a vector blend */
+#pragma omp simd
+    for (size_t i = 0; i < count; ++i) {
+        float g = dys[i], m = mask[i];
+        buf[i] = m > 0.0f ? g : 0.0f;
+    }
+    return buf;
+}
+
+static void fwd_samples(dat_ctx *ctx, const dat_conv_desc *d, const sample_plan *p,
+                        const float *x, const float *w, const float *bias, float *y)
+{
+    const conv_geom g = p->g;
+    size_t in = (size_t)d->c_in * g.hw_in, out = (size_t)d->c_out * g.hw_out;
+#pragma omp parallel num_threads(p->nt)
+    {
+        float *col = p->ws + (size_t)omp_get_thread_num() * p->per_thread;
+#pragma omp for schedule(static)
+        for (int j = 0; j < d->n; ++j) {
+            float *ys = y + (size_t)j * out;
+            const float *cols = sample_cols(d, &g, x + (size_t)j * in, col);
+            dat_cpu_gemm(ctx, 0, 0, d->c_out, g.hw_out, g.K, 1.0f, w, g.K, cols, g.hw_out,
+                         0.0f, ys, g.hw_out);
+            if (!bias && !d->relu_out)
+                continue;
+            for (int ch = 0; ch < d->c_out; ++ch) {
+                float b = bias ? bias[ch] : 0.0f, *r = ys + (size_t)ch * (size_t)g.hw_out;
+                if (d->relu_out) {
+#pragma omp simd
+                    for (int q = 0; q < g.hw_out; ++q)
+                        r[q] = r[q] + b > 0.0f ? r[q] + b : 0.0f;
+                } else {
+#pragma omp simd
+                    for (int q = 0; q < g.hw_out; ++q)
+                        r[q] = r[q] + b;
+                }
+            }
+        }
+    }
+}
+
+static void bwd_data_samples(dat_ctx *ctx, const dat_conv_desc *d, const sample_plan *p,
+                             const float *dy, const float *w, float *dx)
+{
+    const conv_geom g = p->g;
+    size_t in = (size_t)d->c_in * g.hw_in, out = (size_t)d->c_out * g.hw_out;
+#pragma omp parallel num_threads(p->nt)
+    {
+        float *col = p->ws + (size_t)omp_get_thread_num() * p->per_thread;
+        float *dyb = col + p->col_floats;
+#pragma omp for schedule(static)
+        for (int j = 0; j < d->n; ++j) {
+            const float *dys = sample_dy(dy + (size_t)j * out,
+                                         d->relu_mask ? d->relu_mask + (size_t)j * out : NULL,
+                                         out, dyb);
+            float *dxs = dx + (size_t)j * in;
+            /* dcol [K][hw_out] = W^T [K][c_out] x dy [c_out][hw_out]; pointwise: dx */
+            float *dcol = pointwise(d) ? dxs : col;
+            dat_cpu_gemm(ctx, 1, 0, g.K, g.hw_out, d->c_out, 1.0f, w, g.K, dys, g.hw_out,
+                         0.0f, dcol, g.hw_out);
+            if (!pointwise(d))
+                sample_col2im(d, &g, col, dxs);
+        }
+    }
+}
+
+/* Each thread sums its samples' dW into its own partial (and dbias in double);
+ * the partials are then added in thread order, so a thread count gives one result. */
+static void bwd_filter_samples(dat_ctx *ctx, const dat_conv_desc *d, const sample_plan *p,
+                               const float *x, const float *dy, float *dw, float *dbias,
+                               float beta)
+{
+    const conv_geom g = p->g;
+    size_t in = (size_t)d->c_in * g.hw_in, out = (size_t)d->c_out * g.hw_out;
+    size_t wlen = (size_t)d->c_out * (size_t)g.K;
+#pragma omp parallel num_threads(p->nt)
+    {
+        float *col = p->ws + (size_t)omp_get_thread_num() * p->per_thread;
+        float *dyb = col + p->col_floats, *part = dyb + out;
+        double *bsum = (double *)(part + wlen);
+        int first = 1;
+        for (int c = 0; c < d->c_out; ++c)
+            bsum[c] = 0.0;
+#pragma omp for schedule(static)
+        for (int j = 0; j < d->n; ++j) {
+            const float *dys = sample_dy(dy + (size_t)j * out,
+                                         d->relu_mask ? d->relu_mask + (size_t)j * out : NULL,
+                                         out, dyb);
+            const float *cols = sample_cols(d, &g, x + (size_t)j * in, col);
+            /* part [c_out][K] (+)= dy [c_out][hw_out] x cols^T [hw_out][K] */
+            dat_cpu_gemm(ctx, 0, 1, d->c_out, g.K, g.hw_out, 1.0f, dys, g.hw_out, cols,
+                         g.hw_out, first ? 0.0f : 1.0f, part, g.K);
+            first = 0;
+            for (int c = 0; c < d->c_out; ++c) {
+                const float *r = dys + (size_t)c * (size_t)g.hw_out;
+                double sum = 0;
+#pragma omp simd reduction(+ : sum)
+                for (int q = 0; q < g.hw_out; ++q)
+                    sum += r[q];
+                bsum[c] += sum;
+            }
+        }
+        /* the implicit barrier of the loop above: every partial is complete */
+#pragma omp for schedule(static)
+        for (size_t i = 0; i < wlen; ++i) {
+            float v = beta == 0.0f ? 0.0f : beta * dw[i]; /* beta 0 overwrites */
+            for (int t = 0; t < p->nt; ++t)
+                v += (p->ws + (size_t)t * p->per_thread + p->col_floats + out)[i];
+            dw[i] = v;
+        }
+#pragma omp single
+        if (dbias)
+            for (int c = 0; c < d->c_out; ++c) {
+                double sum = 0;
+                for (int t = 0; t < p->nt; ++t)
+                    sum += ((const double *)(p->ws + (size_t)t * p->per_thread +
+                                             p->col_floats + out + wlen))[c];
+                dbias[c] = (beta == 0.0f ? 0.0f : beta * dbias[c]) + (float)sum;
+            }
+    }
+}
+
+/* ---- Chunked path ---- */
+
 /* Geometry, chunking and workspace shared by the three ops: col holds K x
  * (chunk * hw_out) columns, buf c_out x (chunk * hw_out) channel-major values. */
 typedef struct conv_plan {
@@ -192,6 +556,12 @@ static void transpose_dy(dat_ctx *ctx, const dat_conv_desc *d, const conv_plan *
 dat_status dat_cpu_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
                               const float *w, const float *bias, float *y)
 {
+    sample_plan sp;
+    DAT_TRY(sample_plan_make(ctx, d, 0, &sp));
+    if (sp.nt) {
+        fwd_samples(ctx, d, &sp, x, w, bias, y);
+        return DAT_OK;
+    }
     conv_plan p;
     DAT_TRY(plan(ctx, d, &p));
     const conv_geom g = p.g;
@@ -211,6 +581,13 @@ dat_status dat_cpu_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const float 
 dat_status dat_cpu_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const float *dy,
                                    const float *w, float *dx)
 {
+    sample_plan sp;
+    DAT_TRY(sample_plan_make(ctx, d, d->relu_mask ? (size_t)d->c_out * d->h_out * d->w_out : 0,
+                             &sp));
+    if (sp.nt) {
+        bwd_data_samples(ctx, d, &sp, dy, w, dx);
+        return DAT_OK;
+    }
     conv_plan p;
     DAT_TRY(plan(ctx, d, &p));
     const conv_geom g = p.g;
@@ -231,6 +608,15 @@ dat_status dat_cpu_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const f
 dat_status dat_cpu_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
                                      const float *dy, float *dw, float *dbias, float beta)
 {
+    /* per thread: masked dy, the dW partial and the dbias sums (doubles) */
+    size_t out = (size_t)d->c_out * d->h_out * d->w_out;
+    size_t wlen = (size_t)d->c_out * d->c_in * d->k_h * d->k_w;
+    sample_plan sp;
+    DAT_TRY(sample_plan_make(ctx, d, out + wlen + 2 * (size_t)d->c_out, &sp));
+    if (sp.nt) {
+        bwd_filter_samples(ctx, d, &sp, x, dy, dw, dbias, beta);
+        return DAT_OK;
+    }
     conv_plan p;
     DAT_TRY(plan(ctx, d, &p));
     const conv_geom g = p.g;

@@ -176,6 +176,82 @@ START_TEST(test_conv)
     check_conv(3, 4, 6, 5, 2, 1, 1, 0, 1);
     check_conv(2, 4, 6, 6, 3, 1, 2, 0, 0);
     check_conv(1, 2, 9, 9, 3, 7, 2, 3, 0);
+    check_conv(2, 2, 10, 11, 3, 3, 3, 1, 1); /* stride 3: three phases */
+}
+END_TEST
+
+/* dL/dx, dL/dw, dL/db of L = sum r * y for conv_ref, in double; with a mask, r is
+ * first zeroed where the mask is not positive (a fused ReLU's backward). */
+static void conv_ref_bwd(const dat_conv_desc *d, const double *x, const double *w,
+                         const double *r, const float *mask, double *dx, double *dw,
+                         double *db)
+{
+    memset(dx, 0, (size_t)d->n * d->c_in * d->h_in * d->w_in * sizeof *dx);
+    memset(dw, 0, (size_t)d->c_out * d->c_in * d->k_h * d->k_w * sizeof *dw);
+    memset(db, 0, (size_t)d->c_out * sizeof *db);
+    for (int n = 0; n < d->n; ++n)
+        for (int co = 0; co < d->c_out; ++co)
+            for (int oy = 0; oy < d->h_out; ++oy)
+                for (int ox = 0; ox < d->w_out; ++ox) {
+                    size_t o = (((size_t)n * d->c_out + co) * d->h_out + oy) * d->w_out + ox;
+                    double g = mask && !(mask[o] > 0.0f) ? 0.0 : r[o];
+                    db[co] += g;
+                    for (int ci = 0; ci < d->c_in; ++ci)
+                        for (int ky = 0; ky < d->k_h; ++ky)
+                            for (int kx = 0; kx < d->k_w; ++kx) {
+                                int iy = oy * d->stride - d->pad + ky, ix = ox * d->stride - d->pad + kx;
+                                if (iy < 0 || iy >= d->h_in || ix < 0 || ix >= d->w_in)
+                                    continue;
+                                size_t xi = (((size_t)n * d->c_in + ci) * d->h_in + iy) * d->w_in + ix;
+                                size_t wi = (((size_t)co * d->c_in + ci) * d->k_h + ky) * d->k_w + kx;
+                                dx[xi] += g * w[wi];
+                                dw[wi] += g * x[xi];
+                            }
+                }
+}
+
+/* A convolution large enough for 2 threads, with its ReLU fused: n < threads takes
+ * the chunked path, n >= threads the per-sample path; both against the reference. */
+static void check_conv_fused(int n, int cin, int hw, int cout, int k, int stride, int pad)
+{
+    dat_conv_desc d = {.n = n, .c_in = cin, .h_in = hw, .w_in = hw, .c_out = cout, .k_h = k,
+                       .k_w = k, .stride = stride, .pad = pad, .relu_out = 1};
+    ck_assert_dat_ok(dat_conv_desc_init("test", &d));
+    size_t nx = (size_t)n * cin * hw * hw, nw = (size_t)cout * cin * k * k, ny = conv_out_len(&d);
+    arr x = make(nx, 5, 1, 0), wt = make(nw, 6, 0.5, 0), b = make((size_t)cout, 7, 0.5, 0),
+        r = make(ny, 8, 1, 0);
+    char what[160];
+    snprintf(what, sizeof what, "fused conv n%d c%d %dx%d -> c%d k%d s%d p%d", n, cin, hw, hw,
+             cout, k, stride, pad);
+    double *yref = malloc(ny * sizeof *yref), *dxr = malloc(nx * sizeof *dxr),
+           *dwr = malloc(nw * sizeof *dwr), dbr[64];
+    float *y = malloc(ny * sizeof *y), *dx = malloc(nx * sizeof *dx), *dw = malloc(nw * sizeof *dw),
+          db[64];
+    conv_ref(&d, x.d, wt.d, b.d, yref);
+    for (size_t i = 0; i < ny; ++i)
+        yref[i] = yref[i] > 0 ? yref[i] : 0;
+    ck_assert_dat_ok(ctx->be->conv2d_fwd(ctx, &d, x.f, wt.f, b.f, y));
+    expect_close(what, y, yref, ny, 1e-5);
+    d.relu_out = 0;
+    d.relu_mask = y;
+    conv_ref_bwd(&d, x.d, wt.d, r.d, y, dxr, dwr, dbr);
+    ck_assert_dat_ok(ctx->be->conv2d_bwd_data(ctx, &d, r.f, wt.f, dx));
+    expect_close(what, dx, dxr, nx, 1e-5);
+    ck_assert_dat_ok(ctx->be->conv2d_bwd_filter(ctx, &d, x.f, r.f, dw, db, 0.0f));
+    expect_close(what, dw, dwr, nw, 1e-5);
+    expect_close(what, db, dbr, (size_t)cout, 1e-5);
+    free(yref), free(dxr), free(dwr), free(y), free(dx), free(dw);
+    drop(&x), drop(&wt), drop(&b), drop(&r);
+}
+
+START_TEST(test_conv_paths)
+{
+    for (int n = 1; n <= 5; n += 4) {
+        /* n x K x hw_out above DAT_CPU_PAR_MIN even for n = 1: 2 threads */
+        check_conv_fused(n, 16, 16, 16, 3, 1, 1);
+        check_conv_fused(n, 16, 32, 16, 3, 2, 1);
+        check_conv_fused(n, 64, 24, 24, 1, 1, 0); /* pointwise: no im2col */
+    }
 }
 END_TEST
 
@@ -605,6 +681,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_conv);
+    tcase_add_test(tc, test_conv_paths);
     tcase_add_test(tc, test_linear);
     tcase_add_test(tc, test_pool);
     tcase_add_test(tc, test_batchnorm);
