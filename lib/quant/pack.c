@@ -2,6 +2,8 @@
  * Little-endian hosts only, as the rest of libdat. */
 #include "pack.h"
 
+#include "clones.h"
+
 void dat_packer_init(dat_packer *p, uint32_t *out, int bits)
 {
     p->out = out;
@@ -11,6 +13,7 @@ void dat_packer_init(dat_packer *p, uint32_t *out, int bits)
 }
 
 /* Whole words of 32 / b codes, when the packer is word-aligned and b divides 32. */
+DAT_QUANT_CLONES
 static size_t pack_aligned(dat_packer *p, const uint32_t *codes, size_t m)
 {
     int b = p->bits;

@@ -10,18 +10,10 @@
 #include <string.h>
 
 #include "../core/error.h"
+#include "clones.h"
 #include "pack.h"
 #include "philox_simd.h"
 #include "quant_math.h"
-
-/* The hot loops are compiled for AVX-512 and AVX2 too, picked at load time
- * (GCC function multiversioning). Every clone gives the same bits: integer
- * Philox, element-wise float ops without contraction (-ffp-contract=off). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
-#define DAT_QUANT_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
-#else
-#define DAT_QUANT_CLONES
-#endif
 
 #define DAT_QUANT_CHUNK 256
 #define DAT_QUANT_LANES 16
@@ -188,7 +180,8 @@ static void stream_words(uint64_t key, uint64_t stream, uint64_t g0, size_t len,
         w[i] = dat_philox_word(key, stream, g0 + i);
 }
 
-/* The 16-bit uniforms of elements g0 .. g0 + len - 1 (dat_quant_uniform16). */
+/* The 16-bit uniforms of elements g0 .. g0 + len - 1 (dat_quant_uniform16), for
+ * chunks that do not start and end on a group of DAT_QUANT_GROUP elements. */
 static void stream_uniforms(uint64_t key, uint64_t stream, uint64_t g0, size_t len, uint32_t *u)
 {
     enum { G = DAT_QUANT_GROUP, H = DAT_QUANT_GROUP / 2 };
@@ -196,33 +189,45 @@ static void stream_uniforms(uint64_t key, uint64_t stream, uint64_t g0, size_t l
     uint64_t w0 = dat_quant_word_index(g0 / G * G);
     uint64_t w1 = dat_quant_word_index((g0 + len + G - 1) / G * G);
     stream_words(key, stream, w0, (size_t)(w1 - w0), w);
-    if (g0 % G == 0 && len % G == 0) { /* the usual case, in loops that vectorize */
-        for (size_t k = 0; k < len; k += G) {
-            const uint32_t *wk = w + k / 2;
-            for (size_t j = 0; j < H; ++j) {
-                u[k + j] = wk[j] & 0xffffu;
-                u[k + H + j] = wk[j] >> 16;
-            }
-        }
-        return;
-    }
     for (size_t k = 0; k < len; ++k)
         u[k] = dat_quant_uniform16(w[dat_quant_word_index(g0 + k) - w0], g0 + k);
 }
 
-/* Codes of one chunk; with e, also the new residual e = v - q(v). */
+/* The residual e = v - q(v) of one chunk. */
 DAT_QUANT_CLONES
-static void chunk_codes(const float *v, const uint32_t *w, size_t len, dat_quant_scale ks,
-                        uint32_t s, float step, int bits, uint32_t *code, float *e)
+static void chunk_residual(const float *v, const uint32_t *code, size_t len, float step,
+                           int bits, float *e)
 {
 #pragma omp simd
     for (size_t k = 0; k < len; ++k)
-        code[k] = dat_quant_code(v[k], ks, s, w[k], bits);
-    if (e) {
+        e[k] = v[k] - dat_quant_value(code[k], step, bits);
+}
+
+/* Codes of a chunk of whole groups straight from its Philox words: element j of a
+ * group takes the low half of word j (j < 16) or the high half of word j - 16. */
+DAT_QUANT_CLONES
+static void chunk_codes_grouped(const float *v, const uint32_t *w, size_t len,
+                                dat_quant_scale ks, uint32_t s, int bits, uint32_t *code)
+{
+    enum { G = DAT_QUANT_GROUP, H = DAT_QUANT_GROUP / 2 };
+    for (size_t k = 0; k < len; k += G) {
+        const uint32_t *wk = w + k / 2;
 #pragma omp simd
-        for (size_t k = 0; k < len; ++k)
-            e[k] = v[k] - dat_quant_value(code[k], step, bits);
+        for (size_t j = 0; j < H; ++j) {
+            code[k + j] = dat_quant_code(v[k + j], ks, s, wk[j] & 0xffffu, bits);
+            code[k + H + j] = dat_quant_code(v[k + H + j], ks, s, wk[j] >> 16, bits);
+        }
     }
+}
+
+/* Codes of one chunk from its uniforms. */
+DAT_QUANT_CLONES
+static void chunk_codes(const float *v, const uint32_t *u, size_t len, dat_quant_scale ks,
+                        uint32_t s, int bits, uint32_t *code)
+{
+#pragma omp simd
+    for (size_t k = 0; k < len; ++k)
+        code[k] = dat_quant_code(v[k], ks, s, u[k], bits);
 }
 
 /* Quantizes, packs and (with e) updates the residual of one bucket. */
@@ -249,8 +254,17 @@ static void encode_bucket(const dat_quant_config *c, const float *x, float *e, s
     for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK) {
         size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
         const float *vv = load_chunk(x + k0, e ? e + k0 : NULL, len, v);
-        stream_uniforms(key, stream, g0 + k0, len, w);
-        chunk_codes(vv, w, len, ks, s, step, bits, code, e ? e + k0 : NULL);
+        uint64_t g = g0 + k0;
+        if (g % DAT_QUANT_GROUP == 0 && len % DAT_QUANT_GROUP == 0) { /* the usual case */
+            uint64_t w0 = dat_quant_word_index(g);
+            stream_words(key, stream, w0, dat_quant_word_index(g + len) - w0, w);
+            chunk_codes_grouped(vv, w, len, ks, s, bits, code);
+        } else {
+            stream_uniforms(key, stream, g, len, w);
+            chunk_codes(vv, w, len, ks, s, bits, code);
+        }
+        if (e)
+            chunk_residual(vv, code, len, step, bits, e + k0);
         dat_pack(&pk, code, len);
     }
     dat_packer_flush(&pk);
@@ -273,6 +287,19 @@ static size_t passthrough_block(const float *x, float *e, size_t m, float *out, 
         return 1;
     }
     return 0;
+}
+
+/* The norm pass waits on memory and the coding pass on arithmetic. Asking for the
+ * next bucket before coding this one overlaps the two (the hardware prefetcher sees
+ * no accesses while a bucket is coded in L1). */
+static void prefetch_bucket(const float *x, const float *e, size_t lo, size_t n, size_t bsz)
+{
+    size_t hi = lo + bsz < n ? lo + bsz : n;
+    for (size_t k = lo; k < hi; k += 64 / sizeof(float)) {
+        __builtin_prefetch(x + k, 0, 3);
+        if (e)
+            __builtin_prefetch(e + k, 1, 3);
+    }
 }
 
 static dat_status numeric_error(const char *func, int kind, uint64_t index, int have_residual)
@@ -308,6 +335,7 @@ dat_status dat_quant_encode_host(const char *func, const dat_quant_config *c, co
             }
             continue;
         }
+        prefetch_bucket(x, residual, lo + bsz, n, bsz);
         float norm = 0.0f;
         int kind = bucket_norm(c, x + lo, e, m, &norm, &bad);
         if (kind != NORM_OK) {
