@@ -22,6 +22,8 @@ TABLES = [
      ["teacher", "trades-labeled", "trades-pseudo"]),
     ("torch", "The main job's recipe at 6 000 training images: libdat vs PyTorch",
      ["main-recipe-libdat", "main-recipe-pytorch"]),
+    ("torch", "The main job's recipe over the whole epoch (60 000 images): libdat vs PyTorch",
+     ["main-recipe-60000-libdat", "main-recipe-60000-pytorch"]),
     ("transfer", "Transfer: PGD-AT finetuning on classes 5-9",
      ["pretrain-robust", "pretrain-standard", "finetune-from-robust", "finetune-from-standard",
       "finetune-scratch"]),
