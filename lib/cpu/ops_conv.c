@@ -264,22 +264,28 @@ static void merge_row(const float *in, int w, int s, float *out)
 static void pad_split(const dat_conv_desc *d, const padded *q, const float *xs, float *pp,
                       float *row)
 {
-    for (int ci = 0; ci < d->c_in; ++ci)
-        for (int y = 0; y < q->ph; ++y) {
-            float *out = pp + (size_t)ci * q->plane + (size_t)y * (size_t)q->pw;
-            int iy = y - d->pad;
-            if (iy < 0 || iy >= d->h_in) {
-                memset(out, 0, (size_t)q->pw * sizeof *out);
-                continue;
-            }
-            const float *in = xs + ((size_t)ci * (size_t)d->h_in + (size_t)iy) * (size_t)d->w_in;
-            float *r = d->stride == 1 ? out : row;
-            memset(r, 0, (size_t)d->pad * sizeof *r);
-            memcpy(r + d->pad, in, (size_t)d->w_in * sizeof *r);
-            memset(r + d->pad + d->w_in, 0, (size_t)d->pad * sizeof *r);
-            if (d->stride > 1)
-                split_row(r, q->pw, d->stride, out);
+    size_t pad_rows = (size_t)d->pad * (size_t)q->pw, pw = (size_t)q->pw;
+    for (int ci = 0; ci < d->c_in; ++ci) {
+        float *plane = pp + (size_t)ci * q->plane;
+        const float *in = xs + (size_t)ci * (size_t)d->h_in * (size_t)d->w_in;
+        memset(plane, 0, pad_rows * sizeof *plane);
+        memset(plane + (size_t)(d->pad + d->h_in) * pw, 0, pad_rows * sizeof *plane);
+        float *body = plane + pad_rows;
+        if (d->stride == 1) { /* the rows in place, then their padding columns */
+            dat_cpu_copy_rows(body + d->pad, pw, in, (size_t)d->w_in, d->h_in, d->w_in);
+            for (int iy = 0; iy < d->h_in; ++iy)
+                for (int c = 0; c < d->pad; ++c)
+                    body[(size_t)iy * pw + (size_t)c] =
+                        body[(size_t)iy * pw + (size_t)(d->pad + d->w_in + c)] = 0.0f;
+            continue;
         }
+        for (int c = 0; c < d->pad; ++c)
+            row[c] = row[d->pad + d->w_in + c] = 0.0f;
+        for (int iy = 0; iy < d->h_in; ++iy) {
+            memcpy(row + d->pad, in + (size_t)iy * (size_t)d->w_in, (size_t)d->w_in * sizeof *row);
+            split_row(row, q->pw, d->stride, body + (size_t)iy * pw);
+        }
+    }
 }
 
 /* dx of the sample from the padded phase-ordered sums pp (padding dropped). */
