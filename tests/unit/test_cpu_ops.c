@@ -16,6 +16,7 @@
 #include "check_util.h"
 #include "core/backend.h"
 #include "core/ctx.h"
+#include "cpu/cpu.h"
 #include "gradcheck.h"
 
 #define TOL 1e-4
@@ -252,6 +253,33 @@ START_TEST(test_conv_paths)
         check_conv_fused(n, 16, 32, 16, 3, 2, 1);
         check_conv_fused(n, 64, 24, 24, 1, 1, 0); /* pointwise: no im2col */
     }
+}
+END_TEST
+
+/* Row copies and sums for every tail length of a 16-float vector and beyond,
+ * leaving the floats between rows untouched. */
+START_TEST(test_rows)
+{
+    enum { ROWS = 3, PITCH = 48 };
+    float src[ROWS * PITCH], dst[ROWS * PITCH], want[ROWS * PITCH];
+    for (int i = 0; i < ROWS * PITCH; ++i)
+        src[i] = (float)i * 0.5f + 1.0f;
+    for (int n = 0; n <= 40; ++n)
+        for (int add = 0; add < 2; ++add) {
+            for (int i = 0; i < ROWS * PITCH; ++i)
+                dst[i] = want[i] = -(float)i;
+            for (int r = 0; r < ROWS; ++r)
+                for (int i = 0; i < n; ++i)
+                    want[r * PITCH + i] = add ? want[r * PITCH + i] + src[r * 40 + i]
+                                              : src[r * 40 + i];
+            if (add)
+                dat_cpu_add_rows(dst, PITCH, src, 40, ROWS, n);
+            else
+                dat_cpu_copy_rows(dst, PITCH, src, 40, ROWS, n);
+            for (int i = 0; i < ROWS * PITCH; ++i)
+                ck_assert_msg(dst[i] == want[i], "n %d add %d: float %d is %g, not %g", n, add,
+                              i, dst[i], want[i]);
+        }
 }
 END_TEST
 
@@ -682,6 +710,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_conv);
     tcase_add_test(tc, test_conv_paths);
+    tcase_add_test(tc, test_rows);
     tcase_add_test(tc, test_linear);
     tcase_add_test(tc, test_pool);
     tcase_add_test(tc, test_batchnorm);
