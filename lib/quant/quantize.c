@@ -230,9 +230,30 @@ static void chunk_codes(const float *v, const uint32_t *u, size_t len, dat_quant
         code[k] = dat_quant_code(v[k], ks, s, u[k], bits);
 }
 
+/* The norm pass waits on memory and the coding pass on arithmetic. Asking for the
+ * next bucket's input while this one is coded overlaps the two: the hardware
+ * prefetcher sees no accesses while a bucket is coded in L1. The requests are
+ * spread over the coding (a few cache lines at a time), since a burst of them
+ * stalls once the core's line-fill buffers are full. */
+typedef struct ahead {
+    const float *x, *e; /* the next bucket (e may be NULL) */
+    size_t len;         /* its elements; 0: none */
+} ahead;
+
+static void prefetch_ahead(const ahead *a, size_t from, size_t to)
+{
+    to = to < a->len ? to : a->len;
+    for (size_t k = from; k < to; k += 64 / sizeof(float)) {
+        __builtin_prefetch(a->x + k, 0, 3);
+        if (a->e)
+            __builtin_prefetch(a->e + k, 1, 3);
+    }
+}
+
 /* Quantizes, packs and (with e) updates the residual of one bucket. */
 static void encode_bucket(const dat_quant_config *c, const float *x, float *e, size_t m,
-                          float norm, uint64_t key, uint64_t stream, uint64_t g0, uint8_t *out)
+                          float norm, uint64_t key, uint64_t stream, uint64_t g0, uint8_t *out,
+                          const ahead *next)
 {
     memcpy(out, &norm, sizeof norm);
     uint32_t *words = (uint32_t *)(out + 4);
@@ -255,6 +276,7 @@ static void encode_bucket(const dat_quant_config *c, const float *x, float *e, s
         size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
         const float *vv = load_chunk(x + k0, e ? e + k0 : NULL, len, v);
         uint64_t g = g0 + k0;
+        prefetch_ahead(next, k0, k0 + len / 2);
         if (g % DAT_QUANT_GROUP == 0 && len % DAT_QUANT_GROUP == 0) { /* the usual case */
             uint64_t w0 = dat_quant_word_index(g);
             stream_words(key, stream, w0, dat_quant_word_index(g + len) - w0, w);
@@ -263,6 +285,7 @@ static void encode_bucket(const dat_quant_config *c, const float *x, float *e, s
             stream_uniforms(key, stream, g, len, w);
             chunk_codes(vv, w, len, ks, s, bits, code);
         }
+        prefetch_ahead(next, k0 + len / 2, k0 + len);
         if (e)
             chunk_residual(vv, code, len, step, bits, e + k0);
         dat_pack(&pk, code, len);
@@ -287,19 +310,6 @@ static size_t passthrough_block(const float *x, float *e, size_t m, float *out, 
         return 1;
     }
     return 0;
-}
-
-/* The norm pass waits on memory and the coding pass on arithmetic. Asking for the
- * next bucket before coding this one overlaps the two (the hardware prefetcher sees
- * no accesses while a bucket is coded in L1). */
-static void prefetch_bucket(const float *x, const float *e, size_t lo, size_t n, size_t bsz)
-{
-    size_t hi = lo + bsz < n ? lo + bsz : n;
-    for (size_t k = lo; k < hi; k += 64 / sizeof(float)) {
-        __builtin_prefetch(x + k, 0, 3);
-        if (e)
-            __builtin_prefetch(e + k, 1, 3);
-    }
 }
 
 static dat_status numeric_error(const char *func, int kind, uint64_t index, int have_residual)
@@ -335,7 +345,6 @@ dat_status dat_quant_encode_host(const char *func, const dat_quant_config *c, co
             }
             continue;
         }
-        prefetch_bucket(x, residual, lo + bsz, n, bsz);
         float norm = 0.0f;
         int kind = bucket_norm(c, x + lo, e, m, &norm, &bad);
         if (kind != NORM_OK) {
@@ -343,8 +352,10 @@ dat_status dat_quant_encode_host(const char *func, const dat_quant_config *c, co
             bad_kind = kind > bad_kind ? kind : bad_kind;
             continue;
         }
+        size_t hi = lo + m; /* the next bucket, prefetched while this one is coded */
+        ahead next = {x + hi, residual ? residual + hi : NULL, n - hi < bsz ? n - hi : bsz};
         encode_bucket(c, x + lo, e, m, norm, key, stream, counter0 + lo,
-                      (uint8_t *)codes + b * full_bytes);
+                      (uint8_t *)codes + b * full_bytes, &next);
     }
     if (bad_kind != NORM_OK) {
         if (residual)
