@@ -150,6 +150,33 @@ static dat_status mpi_exchange_header(dat_comm *c, const int64_t *mine, int64_t 
     return wait_posted(c, "the header exchange");
 }
 
+/* The serial sum in rank order, ((x_0 + x_1) + x_2) + ..., of this rank's shard:
+ * x_j in slot j of rbuf, its own x_r where it lies in `out` (slot r unused). Blocks
+ * of a few KiB keep the partial sums in L1 while each x_j streams through once. */
+static void shard_sum(const dat_comm *c, const float *rbuf, float *out, size_t nr,
+                      dat_reduction op)
+{
+    enum { BLOCK = 2048 };
+    int size = c->size, r = c->rank, nt = c->ctx->opts.num_threads;
+    float inv = op == DAT_REDUCE_MEAN ? 1.0f / (float)size : 1.0f;
+    size_t nblocks = (nr + BLOCK - 1) / BLOCK;
+#pragma omp parallel for num_threads(nr >= 65536 ? nt : 1) schedule(static)
+    for (size_t b = 0; b < nblocks; ++b) {
+        size_t lo = b * BLOCK, len = nr - lo < BLOCK ? nr - lo : BLOCK;
+        float acc[BLOCK];
+        const float *x0 = r == 0 ? out + lo : rbuf + lo;
+        for (size_t i = 0; i < len; ++i)
+            acc[i] = x0[i];
+        for (int j = 1; j < size; ++j) {
+            const float *xj = j == r ? out + lo : rbuf + (size_t)j * nr + lo;
+            for (size_t i = 0; i < len; ++i)
+                acc[i] += xj[i];
+        }
+        for (size_t i = 0; i < len; ++i)
+            out[lo + i] = op == DAT_REDUCE_MEAN ? acc[i] * inv : acc[i];
+    }
+}
+
 /* Reduce-scatter then all-gather, shard j = [floor(jn/M), floor((j+1)n/M)). */
 static dat_status mpi_allreduce(dat_comm *c, float *buf, size_t n, dat_reduction op)
 {
@@ -173,17 +200,7 @@ static dat_status mpi_allreduce(dat_comm *c, float *buf, size_t n, dat_reduction
         DAT_TRY(post(c, 1, buf + jlo, jn * sizeof(float), j, tag(c, 1)));
     }
     DAT_TRY(wait_posted(c, "the all-reduce's reduce-scatter"));
-    /* The serial sum in rank order: ((x_0 + x_1) + x_2) + ... */
-    memcpy(m->rbuf + (size_t)r * nr, buf + lo, nr * sizeof(float));
-    float inv = 1.0f / (float)size, *out = buf + lo;
-    int nt = c->ctx->opts.num_threads;
-#pragma omp parallel for num_threads(nr >= 65536 ? nt : 1) schedule(static)
-    for (size_t i = 0; i < nr; ++i) {
-        float s = m->rbuf[i];
-        for (int j = 1; j < size; ++j)
-            s += m->rbuf[(size_t)j * nr + i];
-        out[i] = op == DAT_REDUCE_MEAN ? s * inv : s;
-    }
+    shard_sum(c, m->rbuf, buf + lo, nr, op);
     for (int j = 0; j < size; ++j) {
         if (j == r)
             continue;
