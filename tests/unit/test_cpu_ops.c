@@ -73,31 +73,58 @@ typedef struct conv_case {
     const double *x, *w, *b, *r;
 } conv_case;
 
-static void conv_ref(const dat_conv_desc *d, const double *x, const double *w, const double *b,
-                     double *y)
+static size_t conv_out_len(const dat_conv_desc *d)
+{
+    return (size_t)d->n * d->c_out * d->h_out * d->w_out;
+}
+
+/* Calls f for every product of the convolution: output o gets input xi
+ * times weight wi; padding taps are skipped. The products of one output come in
+ * (ci, ky, kx) order. */
+typedef void (*conv_tap_fn)(void *user, size_t o, size_t xi, size_t wi);
+
+static void conv_taps(const dat_conv_desc *d, conv_tap_fn f, void *user)
 {
     for (int n = 0; n < d->n; ++n)
         for (int co = 0; co < d->c_out; ++co)
             for (int oy = 0; oy < d->h_out; ++oy)
                 for (int ox = 0; ox < d->w_out; ++ox) {
-                    double s = b ? b[co] : 0;
+                    size_t o = (((size_t)n * d->c_out + co) * d->h_out + oy) * d->w_out + ox;
                     for (int ci = 0; ci < d->c_in; ++ci)
                         for (int ky = 0; ky < d->k_h; ++ky)
                             for (int kx = 0; kx < d->k_w; ++kx) {
                                 int iy = oy * d->stride - d->pad + ky, ix = ox * d->stride - d->pad + kx;
                                 if (iy < 0 || iy >= d->h_in || ix < 0 || ix >= d->w_in)
                                     continue;
-                                s += x[((n * d->c_in + ci) * d->h_in + iy) * d->w_in + ix] *
-                                     w[((co * d->c_in + ci) * d->k_h + ky) * d->k_w + kx];
+                                f(user, o,
+                                  (((size_t)n * d->c_in + ci) * d->h_in + iy) * d->w_in + ix,
+                                  (((size_t)co * d->c_in + ci) * d->k_h + ky) * d->k_w + kx);
                             }
-                    y[((n * d->c_out + co) * d->h_out + oy) * d->w_out + ox] = s;
                 }
 }
 
-static size_t conv_out_len(const dat_conv_desc *d)
+typedef struct conv_io {
+    const double *x, *w, *r;
+    const float *mask;
+    double *y, *dx, *dw;
+} conv_io;
+
+static void fwd_tap(void *user, size_t o, size_t xi, size_t wi)
 {
-    return (size_t)d->n * d->c_out * d->h_out * d->w_out;
+    conv_io *io = user;
+    io->y[o] += io->x[xi] * io->w[wi];
 }
+
+static void conv_ref(const dat_conv_desc *d, const double *x, const double *w, const double *b,
+                     double *y)
+{
+    size_t hw = (size_t)d->h_out * d->w_out, m = (size_t)d->n * d->c_out * hw;
+    for (size_t o = 0; o < m; ++o)
+        y[o] = b ? b[(o / hw) % (size_t)d->c_out] : 0.0;
+    conv_io io = {.x = x, .w = w, .y = y};
+    conv_taps(d, fwd_tap, &io);
+}
+
 
 /* L(v) with v replacing x (which = 0), w (1) or b (2). */
 typedef struct conv_fd {
@@ -181,6 +208,20 @@ START_TEST(test_conv)
 }
 END_TEST
 
+/* The output gradient r, zeroed where a fused ReLU's mask is not positive. */
+static double masked_r(const conv_io *io, size_t o)
+{
+    return io->mask && !(io->mask[o] > 0.0f) ? 0.0 : io->r[o];
+}
+
+static void bwd_tap(void *user, size_t o, size_t xi, size_t wi)
+{
+    conv_io *io = user;
+    double g = masked_r(io, o);
+    io->dx[xi] += g * io->w[wi];
+    io->dw[wi] += g * io->x[xi];
+}
+
 /* dL/dx, dL/dw, dL/db of L = sum r * y for conv_ref, in double; with a mask, r is
  * first zeroed where the mask is not positive (a fused ReLU's backward). */
 static void conv_ref_bwd(const dat_conv_desc *d, const double *x, const double *w,
@@ -190,25 +231,11 @@ static void conv_ref_bwd(const dat_conv_desc *d, const double *x, const double *
     memset(dx, 0, (size_t)d->n * d->c_in * d->h_in * d->w_in * sizeof *dx);
     memset(dw, 0, (size_t)d->c_out * d->c_in * d->k_h * d->k_w * sizeof *dw);
     memset(db, 0, (size_t)d->c_out * sizeof *db);
-    for (int n = 0; n < d->n; ++n)
-        for (int co = 0; co < d->c_out; ++co)
-            for (int oy = 0; oy < d->h_out; ++oy)
-                for (int ox = 0; ox < d->w_out; ++ox) {
-                    size_t o = (((size_t)n * d->c_out + co) * d->h_out + oy) * d->w_out + ox;
-                    double g = mask && !(mask[o] > 0.0f) ? 0.0 : r[o];
-                    db[co] += g;
-                    for (int ci = 0; ci < d->c_in; ++ci)
-                        for (int ky = 0; ky < d->k_h; ++ky)
-                            for (int kx = 0; kx < d->k_w; ++kx) {
-                                int iy = oy * d->stride - d->pad + ky, ix = ox * d->stride - d->pad + kx;
-                                if (iy < 0 || iy >= d->h_in || ix < 0 || ix >= d->w_in)
-                                    continue;
-                                size_t xi = (((size_t)n * d->c_in + ci) * d->h_in + iy) * d->w_in + ix;
-                                size_t wi = (((size_t)co * d->c_in + ci) * d->k_h + ky) * d->k_w + kx;
-                                dx[xi] += g * w[wi];
-                                dw[wi] += g * x[xi];
-                            }
-                }
+    conv_io io = {.x = x, .w = w, .r = r, .mask = mask, .dx = dx, .dw = dw};
+    size_t hw = (size_t)d->h_out * d->w_out;
+    for (size_t o = 0; o < conv_out_len(d); ++o)
+        db[(o / hw) % (size_t)d->c_out] += masked_r(&io, o);
+    conv_taps(d, bwd_tap, &io);
 }
 
 /* A convolution large enough for 2 threads, with its ReLU fused: n < threads takes
