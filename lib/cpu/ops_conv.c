@@ -377,9 +377,16 @@ static void sample_col2im(const dat_conv_desc *d, const conv_geom *g, float *col
     merge_unpad(d, &q, pp, dxs, row);
 }
 
+/* Floats rounded up to whole 64-byte lines: every buffer of a thread's slice starts
+ * on a cache line of its own (and suits doubles). */
+static size_t lines(size_t floats)
+{
+    return (floats + 15) & ~(size_t)15;
+}
+
 /* Threads of the per-sample path and the workspace each needs, or 0 threads when
- * the chunked path should run. `extra` floats per thread come on top of a sample's
- * columns; sizes are rounded to 64 bytes so threads never share a cache line. */
+ * the chunked path should run. `extra` floats per thread (whole lines) come on top
+ * of a sample's columns. */
 typedef struct sample_plan {
     conv_geom g;
     int nt;
@@ -392,8 +399,8 @@ static dat_status sample_plan_make(dat_ctx *ctx, const dat_conv_desc *d, size_t 
 {
     p->g = geom(d);
     p->nt = dat_cpu_threads(ctx, (size_t)d->n * (size_t)p->g.K * (size_t)p->g.hw_out);
-    p->col_floats = sample_col_floats(d, &p->g);
-    p->per_thread = (p->col_floats + extra + 15) & ~(size_t)15;
+    p->col_floats = lines(sample_col_floats(d, &p->g));
+    p->per_thread = p->col_floats + lines(extra);
     if (d->n < p->nt || (size_t)p->nt * p->per_thread > DAT_CONV_WS_FLOATS) {
         p->nt = 0;
         return DAT_OK;
@@ -473,19 +480,41 @@ static void bwd_data_samples(dat_ctx *ctx, const dat_conv_desc *d, const sample_
 }
 
 /* Each thread sums its samples' dW into its own partial (and dbias in double);
- * the partials are then added in thread order, so a thread count gives one result. */
+ * the partials are then added in thread order, so a thread count gives one result.
+ * A thread's slice: columns, masked dy (filter_dy floats), dW partial, dbias sums. */
+static size_t filter_dy(const dat_conv_desc *d)
+{
+    return lines((size_t)d->c_out * d->h_out * d->w_out);
+}
+
+static size_t filter_wlen(const dat_conv_desc *d)
+{
+    return (size_t)d->c_out * d->c_in * d->k_h * d->k_w;
+}
+
+static float *filter_part(const dat_conv_desc *d, const sample_plan *p, int t)
+{
+    return p->ws + (size_t)t * p->per_thread + p->col_floats + filter_dy(d);
+}
+
+static double *filter_bsum(const dat_conv_desc *d, const sample_plan *p, int t)
+{
+    return (double *)(filter_part(d, p, t) + lines(filter_wlen(d)));
+}
+
 static void bwd_filter_samples(dat_ctx *ctx, const dat_conv_desc *d, const sample_plan *p,
                                const float *x, const float *dy, float *dw, float *dbias,
                                float beta)
 {
     const conv_geom g = p->g;
     size_t in = (size_t)d->c_in * g.hw_in, out = (size_t)d->c_out * g.hw_out;
-    size_t wlen = (size_t)d->c_out * (size_t)g.K;
+    size_t wlen = filter_wlen(d);
 #pragma omp parallel num_threads(p->nt)
     {
-        float *col = p->ws + (size_t)omp_get_thread_num() * p->per_thread;
-        float *dyb = col + p->col_floats, *part = dyb + out;
-        double *bsum = (double *)(part + wlen);
+        int t = omp_get_thread_num();
+        float *col = p->ws + (size_t)t * p->per_thread, *dyb = col + p->col_floats;
+        float *part = filter_part(d, p, t);
+        double *bsum = filter_bsum(d, p, t);
         int first = 1;
         for (int c = 0; c < d->c_out; ++c)
             bsum[c] = 0.0;
@@ -512,17 +541,16 @@ static void bwd_filter_samples(dat_ctx *ctx, const dat_conv_desc *d, const sampl
 #pragma omp for schedule(static)
         for (size_t i = 0; i < wlen; ++i) {
             float v = beta == 0.0f ? 0.0f : beta * dw[i]; /* beta 0 overwrites */
-            for (int t = 0; t < p->nt; ++t)
-                v += (p->ws + (size_t)t * p->per_thread + p->col_floats + out)[i];
+            for (int u = 0; u < p->nt; ++u)
+                v += filter_part(d, p, u)[i];
             dw[i] = v;
         }
 #pragma omp single
         if (dbias)
             for (int c = 0; c < d->c_out; ++c) {
                 double sum = 0;
-                for (int t = 0; t < p->nt; ++t)
-                    sum += ((const double *)(p->ws + (size_t)t * p->per_thread +
-                                             p->col_floats + out + wlen))[c];
+                for (int u = 0; u < p->nt; ++u)
+                    sum += filter_bsum(d, p, u)[c];
                 dbias[c] = (beta == 0.0f ? 0.0f : beta * dbias[c]) + (float)sum;
             }
     }
@@ -614,11 +642,9 @@ dat_status dat_cpu_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const f
 dat_status dat_cpu_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
                                      const float *dy, float *dw, float *dbias, float beta)
 {
-    /* per thread: masked dy, the dW partial and the dbias sums (doubles) */
-    size_t out = (size_t)d->c_out * d->h_out * d->w_out;
-    size_t wlen = (size_t)d->c_out * d->c_in * d->k_h * d->k_w;
     sample_plan sp;
-    DAT_TRY(sample_plan_make(ctx, d, out + wlen + 2 * (size_t)d->c_out, &sp));
+    DAT_TRY(sample_plan_make(
+        ctx, d, filter_dy(d) + lines(filter_wlen(d)) + lines(2 * (size_t)d->c_out), &sp));
     if (sp.nt) {
         bwd_filter_samples(ctx, d, &sp, x, dy, dw, dbias, beta);
         return DAT_OK;
