@@ -24,19 +24,23 @@ static void blocks_portable(uint64_t key, uint64_t stream, uint64_t b0, size_t n
 /*
  * 16 blocks in four registers of 16 lanes (c0..c3 of each block). The
  * 32x32 -> 64 products take two pmuludq per register (even lanes, then the
- * odd ones shifted down); blends put high and low halves back in place.
+ * odd ones moved down); blends put high and low halves back in place. The
+ * dword moves are shuffles rather than 64-bit shifts: pmuludq reads only the
+ * even dwords, and shuffles run on another port than pmuludq and the shifts.
  */
+#define DAT_ODD_DOWN(x) _mm512_shuffle_epi32((x), (_MM_PERM_ENUM)0xF5) /* dwords 1,1,3,3 */
+#define DAT_EVEN_UP(x) _mm512_shuffle_epi32((x), (_MM_PERM_ENUM)0xA0)  /* dwords 0,0,2,2 */
 /* One Philox round on 16 blocks held as four registers of 16 lanes. */
 #define DAT_PHILOX_ROUND512(c0, c1, c2, c3, kk0, kk1)                                      \
     do {                                                                                 \
         __m512i pe0 = _mm512_mul_epu32(c0, m0);                                          \
-        __m512i po0 = _mm512_mul_epu32(_mm512_srli_epi64(c0, 32), m0);                   \
+        __m512i po0 = _mm512_mul_epu32(DAT_ODD_DOWN(c0), m0);                            \
         __m512i pe1 = _mm512_mul_epu32(c2, m1);                                          \
-        __m512i po1 = _mm512_mul_epu32(_mm512_srli_epi64(c2, 32), m1);                   \
-        __m512i hi0 = _mm512_mask_blend_epi32(odd, _mm512_srli_epi64(pe0, 32), po0);     \
-        __m512i lo0 = _mm512_mask_blend_epi32(odd, pe0, _mm512_slli_epi64(po0, 32));     \
-        __m512i hi1 = _mm512_mask_blend_epi32(odd, _mm512_srli_epi64(pe1, 32), po1);     \
-        __m512i lo1 = _mm512_mask_blend_epi32(odd, pe1, _mm512_slli_epi64(po1, 32));     \
+        __m512i po1 = _mm512_mul_epu32(DAT_ODD_DOWN(c2), m1);                            \
+        __m512i hi0 = _mm512_mask_blend_epi32(odd, DAT_ODD_DOWN(pe0), po0);              \
+        __m512i lo0 = _mm512_mask_blend_epi32(odd, pe0, DAT_EVEN_UP(po0));               \
+        __m512i hi1 = _mm512_mask_blend_epi32(odd, DAT_ODD_DOWN(pe1), po1);              \
+        __m512i lo1 = _mm512_mask_blend_epi32(odd, pe1, DAT_EVEN_UP(po1));               \
         c0 = _mm512_ternarylogic_epi32(hi1, c1, kk0, 0x96);                              \
         c2 = _mm512_ternarylogic_epi32(hi0, c3, kk1, 0x96);                              \
         c1 = lo1;                                                                        \
