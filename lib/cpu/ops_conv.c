@@ -160,26 +160,30 @@ static void to_channel_major(dat_ctx *ctx, const float *src, const float *mask, 
         }
 }
 
+/* out = in + b, or max(in + b, 0) with relu; out may be in. */
+static void bias_relu(const float *in, int n, float b, int relu, float *out)
+{
+    if (relu) {
+#pragma omp simd
+        for (int p = 0; p < n; ++p)
+            out[p] = in[p] + b > 0.0f ? in[p] + b : 0.0f;
+    } else {
+#pragma omp simd
+        for (int p = 0; p < n; ++p)
+            out[p] = in[p] + b;
+    }
+}
+
 static void to_sample_major(dat_ctx *ctx, const float *src, int s, int c, int hw,
                             const float *bias, int relu, float *dst)
 {
     int nt = dat_cpu_threads(ctx, (size_t)s * (size_t)c * (size_t)hw);
 #pragma omp parallel for num_threads(nt) schedule(static) collapse(2)
     for (int j = 0; j < s; ++j)
-        for (int ch = 0; ch < c; ++ch) {
-            const float *in = src + ((size_t)ch * (size_t)s + (size_t)j) * (size_t)hw;
-            float *out = dst + ((size_t)j * (size_t)c + (size_t)ch) * (size_t)hw;
-            float b = bias ? bias[ch] : 0.0f;
-            if (relu) {
-#pragma omp simd
-                for (int p = 0; p < hw; ++p)
-                    out[p] = in[p] + b > 0.0f ? in[p] + b : 0.0f;
-            } else {
-#pragma omp simd
-                for (int p = 0; p < hw; ++p)
-                    out[p] = in[p] + b;
-            }
-        }
+        for (int ch = 0; ch < c; ++ch)
+            bias_relu(src + ((size_t)ch * (size_t)s + (size_t)j) * (size_t)hw, hw,
+                      bias ? bias[ch] : 0.0f, relu,
+                      dst + ((size_t)j * (size_t)c + (size_t)ch) * (size_t)hw);
 }
 
 /* ---- Per-sample path ---- */
@@ -439,16 +443,8 @@ static void fwd_samples(dat_ctx *ctx, const dat_conv_desc *d, const sample_plan 
             if (!bias && !d->relu_out)
                 continue;
             for (int ch = 0; ch < d->c_out; ++ch) {
-                float b = bias ? bias[ch] : 0.0f, *r = ys + (size_t)ch * (size_t)g.hw_out;
-                if (d->relu_out) {
-#pragma omp simd
-                    for (int q = 0; q < g.hw_out; ++q)
-                        r[q] = r[q] + b > 0.0f ? r[q] + b : 0.0f;
-                } else {
-#pragma omp simd
-                    for (int q = 0; q < g.hw_out; ++q)
-                        r[q] = r[q] + b;
-                }
+                float *r = ys + (size_t)ch * (size_t)g.hw_out;
+                bias_relu(r, g.hw_out, bias ? bias[ch] : 0.0f, d->relu_out, r);
             }
         }
     }
