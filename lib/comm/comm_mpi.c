@@ -158,7 +158,7 @@ static void shard_sum(const dat_comm *c, const float *rbuf, float *out, size_t n
 {
     enum { BLOCK = 2048 };
     int size = c->size, r = c->rank, nt = c->ctx->opts.num_threads;
-    float inv = op == DAT_REDUCE_MEAN ? 1.0f / (float)size : 1.0f;
+    float inv = op == DAT_REDUCE_MEAN ? 1.0f / (float)size : 1.0f; /* x * 1 is x exactly */
     size_t nblocks = (nr + BLOCK - 1) / BLOCK;
 #pragma omp parallel for num_threads(nr >= 65536 ? nt : 1) schedule(static)
     for (size_t b = 0; b < nblocks; ++b) {
@@ -173,7 +173,7 @@ static void shard_sum(const dat_comm *c, const float *rbuf, float *out, size_t n
                 acc[i] += xj[i];
         }
         for (size_t i = 0; i < len; ++i)
-            out[lo + i] = op == DAT_REDUCE_MEAN ? acc[i] * inv : acc[i];
+            out[lo + i] = acc[i] * inv;
     }
 }
 

@@ -41,43 +41,52 @@ __attribute__((target("avx512f"))) static void add_rows_avx512(float *dst, size_
                                                 _mm512_maskz_loadu_ps(tail, src + i)));
     }
 }
-#endif
-
-static int have_avx512(void)
-{
-#ifdef DAT_ROWS_AVX512
-    return __builtin_cpu_supports("avx512f");
 #else
-    return 0;
+#define copy_rows_avx512 NULL
+#define add_rows_avx512 NULL
 #endif
-}
 
-void dat_cpu_copy_rows(float *dst, size_t dst_step, const float *src, size_t src_step, int rows,
-                       int n)
+static void copy_rows_portable(float *dst, size_t dst_step, const float *src, size_t src_step,
+                               int rows, int n)
 {
-#ifdef DAT_ROWS_AVX512
-    if (have_avx512()) {
-        copy_rows_avx512(dst, dst_step, src, src_step, rows, n);
-        return;
-    }
-#endif
     for (int r = 0; r < rows; ++r, dst += dst_step, src += src_step)
 #pragma omp simd
         for (int i = 0; i < n; ++i)
             dst[i] = src[i];
 }
 
-void dat_cpu_add_rows(float *dst, size_t dst_step, const float *src, size_t src_step, int rows,
-                      int n)
+static void add_rows_portable(float *dst, size_t dst_step, const float *src, size_t src_step,
+                              int rows, int n)
 {
-#ifdef DAT_ROWS_AVX512
-    if (have_avx512()) {
-        add_rows_avx512(dst, dst_step, src, src_step, rows, n);
-        return;
-    }
-#endif
     for (int r = 0; r < rows; ++r, dst += dst_step, src += src_step)
 #pragma omp simd
         for (int i = 0; i < n; ++i)
             dst[i] += src[i];
+}
+
+typedef void rows_fn(float *dst, size_t dst_step, const float *src, size_t src_step, int rows,
+                     int n);
+
+/* The AVX-512 version where this build has one and the CPU runs it. */
+static rows_fn *pick(rows_fn *avx512, rows_fn *portable)
+{
+#ifdef DAT_ROWS_AVX512
+    if (__builtin_cpu_supports("avx512f"))
+        return avx512;
+#else
+    (void)avx512;
+#endif
+    return portable;
+}
+
+void dat_cpu_copy_rows(float *dst, size_t dst_step, const float *src, size_t src_step, int rows,
+                       int n)
+{
+    pick(copy_rows_avx512, copy_rows_portable)(dst, dst_step, src, src_step, rows, n);
+}
+
+void dat_cpu_add_rows(float *dst, size_t dst_step, const float *src, size_t src_step, int rows,
+                      int n)
+{
+    pick(add_rows_avx512, add_rows_portable)(dst, dst_step, src, src_step, rows, n);
 }

@@ -61,7 +61,7 @@ __attribute__((target("avx512f"))) static inline void counters512(uint64_t blk, 
 /*
  * 16 blocks per register set, two sets in flight (32 blocks) so the
  * multiplies of one hide the latency of the other. The 32x32 -> 64 products
- * take two pmuludq per register (even lanes, then the odd ones shifted down);
+ * take two pmuludq per register (even lanes, then the odd ones moved down);
  * blends put the high and low halves back in place.
  */
 __attribute__((target("avx512f"))) static void blocks_avx512(uint64_t key, uint64_t stream,
