@@ -6,6 +6,10 @@
 
 #include "../core/ctx.h"
 
+/* out = dy where mask > 0 and 0 elsewhere: a ReLU's backward with its output as
+ * the mask (ops_eltwise.c); serial, for callers inside a parallel region too. */
+void dat_cpu_relu_mask(const float *dy, const float *mask, size_t n, float *out);
+
 /* `rows` rows of n floats, dst_step and src_step floats apart: dst = src, or
  * dst += src (rows.c; AVX-512 where the CPU has it). */
 void dat_cpu_copy_rows(float *dst, size_t dst_step, const float *src, size_t src_step, int rows,

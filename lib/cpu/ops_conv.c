@@ -150,13 +150,10 @@ static void to_channel_major(dat_ctx *ctx, const float *src, const float *mask, 
         for (int j = 0; j < s; ++j) {
             size_t from = ((size_t)j * (size_t)c + (size_t)ch) * (size_t)hw;
             float *out = dst + ((size_t)ch * (size_t)s + (size_t)j) * (size_t)hw;
-            if (!mask) {
+            if (mask)
+                dat_cpu_relu_mask(src + from, mask + from, (size_t)hw, out);
+            else
                 memcpy(out, src + from, (size_t)hw * sizeof(float));
-                continue;
-            }
-#pragma omp simd
-            for (int p = 0; p < hw; ++p)
-                out[p] = mask[from + (size_t)p] > 0.0f ? src[from + (size_t)p] : 0.0f;
         }
 }
 
@@ -417,12 +414,7 @@ static const float *sample_dy(const float *dys, const float *mask, size_t count,
 {
     if (!mask)
         return dys;
-    /* both loads unconditional: the compiler makes the choice a vector blend */
-#pragma omp simd
-    for (size_t i = 0; i < count; ++i) {
-        float g = dys[i], m = mask[i];
-        buf[i] = m > 0.0f ? g : 0.0f;
-    }
+    dat_cpu_relu_mask(dys, mask, count, buf);
     return buf;
 }
 

@@ -14,14 +14,25 @@ dat_status dat_cpu_relu_fwd(dat_ctx *ctx, size_t n, const float *x, float *y)
     return DAT_OK;
 }
 
+void dat_cpu_relu_mask(const float *dy, const float *mask, size_t n, float *out)
+{
+    /* both loads unconditional: the choice becomes a vector blend, not a branch */
+#pragma omp simd
+    for (size_t i = 0; i < n; ++i) {
+        float g = dy[i], m = mask[i];
+        out[i] = m > 0.0f ? g : 0.0f;
+    }
+}
+
 dat_status dat_cpu_relu_bwd(dat_ctx *ctx, size_t n, const float *y, const float *dy, float *dx)
 {
+    enum { BLOCK = 4096 };
     int nt = dat_cpu_threads(ctx, n);
-    /* both loads unconditional: the choice becomes a vector blend, not a branch */
-#pragma omp parallel for simd num_threads(nt) schedule(static)
-    for (size_t i = 0; i < n; ++i) {
-        float g = dy[i], m = y[i];
-        dx[i] = m > 0.0f ? g : 0.0f;
+    size_t blocks = (n + BLOCK - 1) / BLOCK;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t b = 0; b < blocks; ++b) {
+        size_t lo = b * BLOCK;
+        dat_cpu_relu_mask(dy + lo, y + lo, n - lo < BLOCK ? n - lo : BLOCK, dx + lo);
     }
     return DAT_OK;
 }
