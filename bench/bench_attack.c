@@ -14,6 +14,7 @@ int main(int argc, char **argv)
     dat_ctx_options co;
     dat_ctx_options_init(&co);
     co.num_threads = atoi(argv[4]);
+    bench_device(&co);
     dat_ctx *ctx;
     TRY(dat_ctx_create(&ctx, &co));
     dat_model *m;
@@ -33,9 +34,11 @@ int main(int argc, char **argv)
     TRY(dat_tensor_fill_uniform(x, 0.0f, 1.0f, 0, 0));
     TRY(dat_tensor_fill(y, 3));
     TRY(dat_attack_perturb(a, m, x, y, xa)); /* warm-up */
+    TRY(dat_ctx_synchronize(ctx));
     double t0 = now();
     for (int i = 0; i < iters; ++i)
         TRY(dat_attack_perturb(a, m, x, y, xa));
+    TRY(dat_ctx_synchronize(ctx));
     printf("%s batch=%d attack_img_s=%.1f\n", argv[1], batch, batch * iters / (now() - t0));
     dat_tensor_destroy(x);
     dat_tensor_destroy(xa);

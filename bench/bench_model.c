@@ -20,6 +20,7 @@ int main(int argc, char **argv)
     dat_ctx_options co;
     dat_ctx_options_init(&co);
     co.num_threads = threads;
+    bench_device(&co);
     dat_ctx *ctx;
     TRY(dat_ctx_create(&ctx, &co));
     dat_model *m;
@@ -40,10 +41,12 @@ int main(int argc, char **argv)
     double t0 = now();
     for (int i = 0; i < iters; ++i)
         TRY(dat_model_loss_backward(m, x, y, NULL, &loss));
+    TRY(dat_ctx_synchronize(ctx));
     double t1 = now();
     TRY(dat_model_set_mode(m, DAT_MODE_EVAL));
     for (int i = 0; i < iters; ++i)
         TRY(dat_model_input_grad(m, x, y, NULL, dx, &loss));
+    TRY(dat_ctx_synchronize(ctx));
     double t2 = now();
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

@@ -16,6 +16,7 @@ int main(int argc, char **argv)
     dat_ctx_options co;
     dat_ctx_options_init(&co);
     co.num_threads = atoi(argv[4]);
+    bench_device(&co);
     dat_ctx *ctx;
     TRY(dat_ctx_create(&ctx, &co));
     dat_model *m;
@@ -43,12 +44,15 @@ int main(int argc, char **argv)
     TRY(dat_tensor_fill(y, 3));
     double t0 = 0;
     for (int i = -1; i < iters; ++i) { /* one warm-up step */
-        if (i == 0)
+        if (i == 0) {
+            TRY(dat_ctx_synchronize(ctx));
             t0 = now();
+        }
         TRY(dat_attack_perturb(a, m, x, y, xa));
         TRY(dat_model_loss_backward(m, xa, y, NULL, NULL));
         TRY(dat_optim_step_model(opt, m));
     }
+    TRY(dat_ctx_synchronize(ctx));
     double dt = now() - t0;
     printf("%s batch=%d step_img_s=%.1f step_ms=%.1f\n", argv[1], batch, batch * iters / dt,
            1000 * dt / iters);

@@ -5,6 +5,8 @@
 
 #include <libdat/dat.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static inline double now(void)
@@ -22,5 +24,14 @@ static inline double now(void)
             return 1;                                                                      \
         }                                                                                  \
     } while (0)
+
+/* DAT_BENCH_DEVICE=cuda runs a benchmark on CUDA device 0 (the GPU benchmarks);
+ * unset or "cpu": the CPU. */
+static inline void bench_device(dat_ctx_options *co)
+{
+    const char *d = getenv("DAT_BENCH_DEVICE");
+    if (d && strcmp(d, "cuda") == 0)
+        co->device = DAT_DEVICE_CUDA;
+}
 
 #endif
