@@ -1,6 +1,6 @@
-/* One whole PGD-10 adversarial training step (attack + loss/backward + optimizer
- * update) of a preset on random data:
- *   bench_train_step PRESET BATCH ITERS THREADS
+/* One whole PGD-k adversarial training step (attack + loss/backward + optimizer
+ * update) of a preset on random data (DAT_BENCH_DEVICE=cuda: on the GPU):
+ *   bench_train_step PRESET BATCH ITERS THREADS [STEPS]     (STEPS default 10)
  * prints "<preset> batch=<B> step_img_s=<..> step_ms=<..>". */
 #include "bench_util.h"
 #include <stdio.h>
@@ -8,8 +8,8 @@
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: bench_train_step PRESET BATCH ITERS THREADS\n");
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: bench_train_step PRESET BATCH ITERS THREADS [STEPS]\n");
         return 2;
     }
     int batch = atoi(argv[2]), iters = atoi(argv[3]);
@@ -26,7 +26,7 @@ int main(int argc, char **argv)
     dat_attack_options ao;
     dat_attack_options_init(&ao);
     ao.eps = 0.1f;
-    ao.steps = 10;
+    ao.steps = argc == 6 ? atoi(argv[5]) : 10;
     dat_attack *a;
     TRY(dat_attack_create(&a, ctx, &ao));
     dat_optim_options oo;

@@ -344,6 +344,7 @@ static dat_backend make_cuda_backend(void)
     be.attack_l2_step = dat_cuda_attack_l2_step;
     be.rows_renorm = dat_cuda_rows_renorm;
     be.minmax = dat_cuda_minmax;
+    be.optim_update = dat_cuda_optim_update;
     return be;
 }
 

@@ -76,4 +76,8 @@ dat_status dat_cuda_attack_l2_step(dat_ctx *ctx, int n, size_t d, float *x_adv, 
 dat_status dat_cuda_rows_renorm(dat_ctx *ctx, int n, size_t d, float *x, const float *norms);
 dat_status dat_cuda_minmax(dat_ctx *ctx, size_t n, const float *x, float *lo, float *hi);
 
+/* The optimizer step, all segments in two multi-segment launches (ops_optim.cu). */
+dat_status dat_cuda_optim_update(dat_ctx *ctx, struct dat_optim *opt, float *params,
+                                 const float *grads);
+
 #endif

@@ -49,6 +49,8 @@ typedef struct dat_bn_desc {
     float momentum;                /* running = (1 - m) running + m batch; PyTorch default 0.1 */
 } dat_bn_desc;
 
+struct dat_optim; /* lib/optim/optim.h */
+
 typedef struct dat_backend {
     const char *name;
     /* 1 if the convolution ops honour dat_conv_desc's relu_out and relu_mask. */
@@ -202,6 +204,16 @@ typedef struct dat_backend {
     dat_status (*rows_renorm)(dat_ctx *ctx, int n, size_t d, float *x, const float *norms);
     /* Smallest and largest of n values into host floats (NaN is ignored). */
     dat_status (*minmax)(dat_ctx *ctx, size_t n, const float *x, float *lo, float *hi);
+
+    /*
+     * One optimizer step over opt's segments (lib/optim/optim.h): each segment's
+     * direction u and its squared norms, the trust ratio, params -= scale u.
+     * opt's moments and u are in this backend's memory; opt->step is the step
+     * being taken (the caller advances it). Frozen segments (lr_scale 0) keep
+     * their bits.
+     */
+    dat_status (*optim_update)(dat_ctx *ctx, struct dat_optim *opt, float *params,
+                               const float *grads);
 } dat_backend;
 
 /* Calls backend op `op` of ctx, or fails with DAT_ERR_UNSUPPORTED naming the op

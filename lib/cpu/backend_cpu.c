@@ -7,6 +7,7 @@
 #include "../core/ctx.h"
 #include "../core/error.h"
 #include "../core/philox.h"
+#include "../optim/optim.h"
 #include "cpu.h"
 
 /* Below this many elements a parallel region costs more than it saves. */
@@ -209,4 +210,5 @@ const dat_backend dat_backend_cpu = {
     .attack_l2_step = dat_cpu_attack_l2_step,
     .rows_renorm = dat_cpu_rows_renorm,
     .minmax = dat_cpu_minmax,
+    .optim_update = dat_optim_update,
 };

@@ -112,16 +112,21 @@ static dat_status copy_segments(dat_optim *opt, const dat_segment *segs, int32_t
     return DAT_OK;
 }
 
+/* The moments and the direction live where the parameters do (backend memory,
+ * zeroed); the per-segment norms are the CPU backend's host scratch. */
 static dat_status alloc_state(dat_optim *opt)
 {
-    size_t n = (size_t)(opt->total ? opt->total : 1);
+    dat_ctx *ctx = opt->ctx;
+    size_t bytes = (size_t)(opt->total ? opt->total : 1) * sizeof(float);
     int adam = opt->o.kind == DAT_OPTIM_ADAM || opt->o.kind == DAT_OPTIM_ADAMW;
-    opt->m = calloc(n, sizeof(float));
-    opt->v = adam ? calloc(n, sizeof(float)) : NULL;
-    opt->u = calloc(n, sizeof(float));
+    DAT_TRY(ctx->be->alloc(ctx, bytes, (void **)&opt->m));
+    if (adam)
+        DAT_TRY(ctx->be->alloc(ctx, bytes, (void **)&opt->v));
+    DAT_TRY(ctx->be->alloc(ctx, bytes, (void **)&opt->u));
     opt->norms = calloc((size_t)(2 * opt->n_segs + 2), sizeof(double));
-    if (!opt->m || (adam && !opt->v) || !opt->u || !opt->norms)
-        return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_optim_create", "moments of %zu values", n);
+    if (!opt->norms)
+        return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_optim_create", "norms of %d segments",
+                         (int)opt->n_segs);
     return DAT_OK;
 }
 
@@ -181,10 +186,11 @@ void dat_optim_destroy(dat_optim *optim)
 {
     if (!optim)
         return;
+    dat_ctx *ctx = optim->ctx;
     free(optim->segs);
-    free(optim->m);
-    free(optim->v);
-    free(optim->u);
+    ctx->be->free(ctx, optim->m);
+    ctx->be->free(ctx, optim->v);
+    ctx->be->free(ctx, optim->u);
     free(optim->norms);
     free(optim);
 }
@@ -201,9 +207,10 @@ dat_status dat_optim_step(dat_optim *optim, dat_tensor *params, const dat_tensor
                              "%s must be float32 with %lld elements (the segments' extent), got "
                              "%s with %lld", k ? "grads" : "params", (long long)optim->total,
                              dat_dtype_name(t->dtype), (long long)t->numel);
-        if (t->ctx->opts.device != DAT_DEVICE_CPU)
-            return dat_error(DAT_ERR_UNSUPPORTED, __func__,
-                             "the optimizer runs on the CPU backend only so far");
+        if (t->ctx->be != optim->ctx->be)
+            return dat_error(DAT_ERR_INVALID_ARG, __func__,
+                             "%s are on the %s backend, the optimizer's state on %s", 
+                             k ? "grads" : "params", t->ctx->be->name, optim->ctx->be->name);
     }
     int bad = 0;
     DAT_TRY(DAT_OP(optim->ctx, check_finite, (size_t)optim->total, grads->data, &bad));
@@ -211,7 +218,8 @@ dat_status dat_optim_step(dat_optim *optim, dat_tensor *params, const dat_tensor
         return dat_error(DAT_ERR_NUMERIC, __func__,
                          "the gradient holds NaN or Inf at step %lld: nothing was updated",
                          (long long)optim->step);
-    dat_optim_update(optim, params->data, grads->data);
+    DAT_TRY(DAT_OP(optim->ctx, optim_update, optim, params->data, grads->data));
+    optim->step++;
     return DAT_OK;
 }
 

@@ -2,6 +2,8 @@
 #ifndef LIBDAT_OPTIM_OPTIM_H
 #define LIBDAT_OPTIM_OPTIM_H
 
+#include <math.h>
+
 #include "../core/ctx.h"
 #include "libdat/dat_optim.h"
 
@@ -18,15 +20,47 @@ struct dat_optim {
     int32_t n_segs;
     int64_t total;           /* elements of the flat buffer */
     int64_t step;            /* steps done */
-    float *m, *v;            /* moments (v only for Adam), host memory, `total` each */
-    float *u;                /* the direction of the current step */
-    double *norms;           /* per segment: ||theta||^2, ||u||^2 */
+    float *m, *v;            /* moments (v only for Adam), backend memory, `total` each */
+    float *u;                /* the direction of the current step, backend memory */
+    double *norms;           /* per segment: ||theta||^2, ||u||^2 (host; the CPU backend) */
 };
+
+/* The per-element rule of a segment's direction u, the same on every backend. */
+typedef enum dat_optim_rule {
+    DAT_RULE_SGD = 0,       /* u = g + wd theta */
+    DAT_RULE_MOMENTUM = 1,  /* m = keep m + g; heavy ball u = m, Nesterov u = g + mu m */
+    DAT_RULE_ADAM = 2       /* m, v; u = (m c1) / (sqrt(v c2) + eps) */
+} dat_optim_rule;
+
+typedef struct dat_optim_coefs {
+    dat_optim_rule rule;
+    int nesterov;
+    float wd_g, wd_u;       /* weight decay coupled into g, or decoupled into u */
+    float mu, keep;         /* momentum / beta1; keep = 0 on the first step (m starts at g) */
+    float b2, eps, c1, c2;  /* Adam: beta2, eps, bias corrections (1 without) */
+} dat_optim_coefs;
+
+/* The scalars of the current step for segment s (update.c). */
+void dat_optim_coefs_of(const dat_optim *opt, const dat_optim_seg *s, dat_optim_coefs *c);
+
+/* tau(||theta||) / ||u|| from the squared norms, or 1 where LALR is off for the
+ * segment or a norm is 0; the same double arithmetic on every backend. */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline double dat_optim_trust(int lalr, double c_l, double c_u, double theta2, double u2)
+{
+    if (!lalr || theta2 == 0 || u2 == 0)
+        return 1.0;
+    double tau = fmin(fmax(sqrt(theta2), c_l), c_u);
+    return tau / sqrt(u2);
+}
 
 /* The learning rate of step t (schedule.c). */
 double dat_optim_lr_at(const dat_optim_options *o, int64_t t);
 
-/* One update of params from grads, both host memory (update.c). */
-void dat_optim_update(dat_optim *opt, float *params, const float *grads);
+/* The CPU backend's optim_update: one step of params from grads, both host memory,
+ * opt->step not advanced (update.c). */
+dat_status dat_optim_update(dat_ctx *ctx, dat_optim *opt, float *params, const float *grads);
 
 #endif

@@ -1,4 +1,5 @@
-/* Optimizer state as bytes: a small header, then the moments. */
+/* Optimizer state as bytes: a small header, then the moments (copied from and to
+ * the backend's memory). */
 #include <string.h>
 
 #include "../core/error.h"
@@ -44,9 +45,10 @@ dat_status dat_optim_state_save(const dat_optim *optim, void *buf, size_t size)
     unsigned char *p = buf;
     memcpy(p, &h, sizeof h);
     size_t len = (size_t)optim->total * sizeof(float);
-    memcpy(p + sizeof h, optim->m, len);
+    dat_ctx *ctx = optim->ctx;
+    DAT_TRY(ctx->be->copy_to_host(ctx, p + sizeof h, optim->m, len));
     if (optim->v)
-        memcpy(p + sizeof h + len, optim->v, len);
+        DAT_TRY(ctx->be->copy_to_host(ctx, p + sizeof h + len, optim->v, len));
     return DAT_OK;
 }
 
@@ -72,9 +74,10 @@ dat_status dat_optim_state_load(dat_optim *optim, const void *buf, size_t size)
         return dat_error(DAT_ERR_FORMAT, __func__, "%zu bytes, the state needs %zu", size, need);
     const unsigned char *p = buf;
     size_t len = (size_t)optim->total * sizeof(float);
-    memcpy(optim->m, p + sizeof h, len);
+    dat_ctx *ctx = optim->ctx;
+    DAT_TRY(ctx->be->copy_from_host(ctx, optim->m, p + sizeof h, len));
     if (optim->v)
-        memcpy(optim->v, p + sizeof h + len, len);
+        DAT_TRY(ctx->be->copy_from_host(ctx, optim->v, p + sizeof h + len, len));
     optim->step = h.step;
     return DAT_OK;
 }

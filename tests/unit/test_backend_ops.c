@@ -28,6 +28,7 @@
 #include "check_util.h"
 #include "core/backend.h"
 #include "core/ctx.h"
+#include "optim/optim.h"
 
 /* Tolerances of the normalized error, per op class. */
 /* Exact (bit for bit): argmax, check_finite, minmax, max-pool values and
@@ -1163,6 +1164,77 @@ static void check_minmax(void)
     }
 }
 
+/* ---------------- the optimizer step ---------------- */
+
+static void check_optim_update(void)
+{
+    NEED(optim_update);
+    /* A weight over several chunks of the CUDA kernel, a bias, an empty segment,
+     * a frozen BN weight, a gap, and more segments than one CUDA launch takes. */
+    enum { N_SEGS = 60 };
+    dat_segment segs[N_SEGS];
+    int64_t off = 0;
+    for (int k = 0; k < N_SEGS; ++k) {
+        int64_t len = k == 0 ? 20000 : k == 2 ? 0 : k % 3 == 1 ? 37 : 3000 + 7 * k;
+        segs[k] = (dat_segment){sizeof segs[k], "seg", off, len,
+                                k % 3 == 1 ? DAT_SEGMENT_BIAS
+                                : k == 3   ? DAT_SEGMENT_BN_WEIGHT
+                                           : DAT_SEGMENT_WEIGHT};
+        off += len + (k == 4 ? 11 : 0);
+    }
+    const size_t total = (size_t)off;
+    const struct { dat_optim_kind kind; int lalr, decoupled; const char *name; } cases[] = {
+        {DAT_OPTIM_MOMENTUM, 1, 0, "momentum + LALR (LARS)"},
+        {DAT_OPTIM_ADAMW, 1, 0, "AdamW + LALR (LAMB)"},
+        {DAT_OPTIM_NESTEROV, 0, 1, "Nesterov, decoupled decay"},
+        {DAT_OPTIM_ADAM, 0, 0, "Adam, bias correction"},
+        {DAT_OPTIM_SGD, 1, 0, "SGD + LALR"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; ++i) {
+        dat_optim_options oo;
+        dat_optim_options_init(&oo);
+        oo.kind = cases[i].kind;
+        oo.lalr = cases[i].lalr;
+        oo.decoupled_decay = cases[i].decoupled;
+        oo.lr = 0.05f;
+        oo.weight_decay = 5e-4f;
+        oo.c_l = 0.01f;
+        oo.c_u = 0.5f;
+        oo.exclude_bias_bn_decay = 1;
+        oo.exclude_bias_bn_lalr = 1;
+        dat_optim *opt[2];
+        ck_assert_dat_ok(dat_optim_create(&opt[0], cpu, segs, N_SEGS, &oo));
+        ck_assert_dat_ok(dat_optim_create(&opt[1], gpu, segs, N_SEGS, &oo));
+        for (int side = 0; side < 2; ++side)
+            ck_assert_dat_ok(dat_optim_set_lr_scale(opt[side], 3, 1, 0.0f));
+        pair p = pair_uniform(total, -1.0f, 1.0f);
+        float *frozen = malloc((size_t)segs[3].length * sizeof(float));
+        ck_assert_ptr_nonnull(frozen);
+        memcpy(frozen, cpu_f(&p) + segs[3].offset, (size_t)segs[3].length * sizeof(float));
+        for (int step = 0; step < 3; ++step) {
+            pair g = pair_uniform(total, -0.1f, 0.1f);
+            BOTH(optim_update, opt[side], P(p), P(g));
+            for (int side = 0; side < 2; ++side)
+                opt[side]->step++; /* dat_optim_step's part */
+            char shape[96];
+            snprintf(shape, sizeof shape, "%s, step %d, %d segments", cases[i].name, step,
+                     N_SEGS);
+            expect_close("optim_update", "params", shape, &p, TOL_ELTWISE);
+            pair_free(&g);
+        }
+        /* The frozen segment kept the bits it started with, on both sides. */
+        float *now_g = gpu_read(&p);
+        size_t at = (size_t)segs[3].offset, len = (size_t)segs[3].length * sizeof(float);
+        ck_assert_msg(memcmp(now_g + at, frozen, len) == 0 && memcmp(cpu_f(&p) + at, frozen, len) == 0,
+                      "optim_update (%s): the frozen segment changed", cases[i].name);
+        free(now_g);
+        free(frozen);
+        pair_free(&p);
+        dat_optim_destroy(opt[0]);
+        dat_optim_destroy(opt[1]);
+    }
+}
+
 /* ---------------- the table of every backend slot ---------------- */
 
 typedef struct op_check {
@@ -1215,6 +1287,7 @@ static const op_check checks[] = {
     CHECK(attack_l2_step, check_attack_l2_step),
     CHECK(rows_renorm, check_rows_renorm),
     CHECK(minmax, check_minmax),
+    CHECK(optim_update, check_optim_update),
 };
 #define N_CHECKS ((int)(sizeof checks / sizeof *checks))
 

@@ -1,0 +1,225 @@
+/*
+ * A whole PGD-AT step on the CUDA backend against the CPU backend: the same
+ * weights, data and seed on both, then (1) the PGD-10 attack with its random
+ * start, (2) loss + backward on one adversarial batch, (3) a LARS step
+ * (momentum + layer-wise adaptive rate), for cnn_small and for
+ * preact_resnet18 (batch norm, residual adds). Exits 77 without a GPU.
+ *
+ * The attack's sign(gradient) is discontinuous: where a gradient element is
+ * within rounding of 0, the two backends can step it in opposite directions.
+ * So the attack is held to "all but a few elements equal" (docs/backends.md),
+ * and stages (2) and (3) run on the CPU's adversarial batch on both sides,
+ * which makes them comparable with tight tolerances.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "check_util.h"
+
+#define TOL_GRAD 1e-4  /* cuDNN convolutions in fp32, summed in another order */
+#define TOL_PARAM 1e-5 /* the step moves a weight by ~5 % of its norm: 5 % of TOL_GRAD */
+#define ATTACK_FLIPS 0.005 /* at most 0.5 % of the inputs may differ after PGD-10 */
+
+static dat_ctx *cpu, *gpu;
+
+/* A tensor's values on the host (caller frees). */
+static float *host_copy(const dat_tensor *t)
+{
+    int64_t n = 0;
+    ck_assert_dat_ok(dat_tensor_numel(t, &n));
+    float *h = malloc((size_t)n * sizeof *h + 1);
+    ck_assert_ptr_nonnull(h);
+    ck_assert_dat_ok(dat_tensor_read(t, h, (size_t)n * sizeof *h));
+    return h;
+}
+
+/* ||g - c|| / ||c|| over two same-shaped tensors. */
+static double rel_err(const dat_tensor *c, const dat_tensor *g, int64_t *n_out)
+{
+    int64_t n = 0;
+    ck_assert_dat_ok(dat_tensor_numel(c, &n));
+    float *a = host_copy(c), *b = host_copy(g);
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        double d = (double)b[i] - a[i];
+        num += d * d;
+        den += (double)a[i] * a[i];
+    }
+    free(a);
+    free(b);
+    if (n_out)
+        *n_out = n;
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static int64_t count_diff(const dat_tensor *c, const dat_tensor *g, double tol)
+{
+    int64_t n = 0, diff = 0;
+    ck_assert_dat_ok(dat_tensor_numel(c, &n));
+    float *a = host_copy(c), *b = host_copy(g);
+    for (int64_t i = 0; i < n; ++i)
+        diff += !(fabs((double)a[i] - b[i]) <= tol);
+    free(a);
+    free(b);
+    return diff;
+}
+
+typedef struct side {
+    dat_ctx *ctx;
+    dat_model *model;
+    dat_attack *attack;
+    dat_optim *optim;
+    dat_tensor *x, *xa, *y;
+} side;
+
+static void side_init(side *s, dat_ctx *ctx, const char *preset, int batch)
+{
+    s->ctx = ctx;
+    ck_assert_dat_ok(dat_model_create_preset(&s->model, ctx, preset, NULL));
+    int32_t c, h, w;
+    ck_assert_dat_ok(dat_model_shape(s->model, &c, &h, &w, NULL));
+    int64_t xs[4] = {batch, c, h, w}, ys[1] = {batch};
+    ck_assert_dat_ok(dat_tensor_create(&s->x, ctx, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&s->xa, ctx, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&s->y, ctx, DAT_INT32, 1, ys));
+    dat_attack_options ao;
+    dat_attack_options_init(&ao);
+    ao.eps = 0.1f;
+    ao.steps = 10;
+    ck_assert_dat_ok(dat_attack_create(&s->attack, ctx, &ao));
+    dat_optim_options oo;
+    dat_optim_options_init(&oo);
+    oo.kind = DAT_OPTIM_MOMENTUM;
+    oo.lalr = 1;
+    oo.lr = 0.05f;
+    oo.weight_decay = 5e-4f;
+    ck_assert_dat_ok(dat_optim_create_for_model(&s->optim, s->model, &oo));
+}
+
+static void side_fini(side *s)
+{
+    dat_tensor_destroy(s->x);
+    dat_tensor_destroy(s->xa);
+    dat_tensor_destroy(s->y);
+    dat_optim_destroy(s->optim);
+    dat_attack_destroy(s->attack);
+    dat_model_destroy(s->model);
+}
+
+static void step_parity(const char *preset, int batch)
+{
+    side c, g;
+    side_init(&c, cpu, preset, batch);
+    side_init(&g, gpu, preset, batch);
+    /* The same weights, BN buffers and data on the GPU. */
+    dat_tensor *tc, *tg;
+    ck_assert_dat_ok(dat_model_params(c.model, &tc));
+    ck_assert_dat_ok(dat_model_params(g.model, &tg));
+    ck_assert_dat_ok(dat_tensor_copy(tg, tc));
+    ck_assert_dat_ok(dat_model_buffers(c.model, &tc));
+    ck_assert_dat_ok(dat_model_buffers(g.model, &tg));
+    if (tc)
+        ck_assert_dat_ok(dat_tensor_copy(tg, tc));
+    ck_assert_dat_ok(dat_tensor_fill_uniform(c.x, 0.0f, 1.0f, 7, 0));
+    ck_assert_dat_ok(dat_tensor_copy(g.x, c.x));
+    int32_t *labels = malloc((size_t)batch * sizeof *labels);
+    for (int i = 0; i < batch; ++i)
+        labels[i] = (i * 7) % 10;
+    ck_assert_dat_ok(dat_tensor_write(c.y, labels, (size_t)batch * sizeof *labels));
+    ck_assert_dat_ok(dat_tensor_write(g.y, labels, (size_t)batch * sizeof *labels));
+    free(labels);
+
+    /* (1) the attack, random start included (Philox streams are the same). */
+    ck_assert_dat_ok(dat_attack_perturb(c.attack, c.model, c.x, c.y, c.xa));
+    ck_assert_dat_ok(dat_attack_perturb(g.attack, g.model, g.x, g.y, g.xa));
+    int64_t n = 0;
+    double e = rel_err(c.xa, g.xa, &n);
+    int64_t flips = count_diff(c.xa, g.xa, 1e-5);
+    printf("%s: attack: %lld of %lld inputs differ (normalized error %.3g)\n", preset,
+           (long long)flips, (long long)n, e);
+    ck_assert_msg(flips <= ATTACK_FLIPS * (double)n,
+                  "%s: PGD-10 on CUDA differs from the CPU in %lld of %lld inputs", preset,
+                  (long long)flips, (long long)n);
+
+    /* (2) loss and backward on the CPU's adversarial batch. */
+    ck_assert_dat_ok(dat_tensor_copy(g.xa, c.xa));
+    float lc = 0, lg = 0;
+    ck_assert_dat_ok(dat_model_loss_backward(c.model, c.xa, c.y, NULL, &lc));
+    ck_assert_dat_ok(dat_model_loss_backward(g.model, g.xa, g.y, NULL, &lg));
+    dat_tensor *gc, *gg;
+    ck_assert_dat_ok(dat_model_grads(c.model, &gc));
+    ck_assert_dat_ok(dat_model_grads(g.model, &gg));
+    double eg = rel_err(gc, gg, NULL);
+    printf("%s: loss cpu %.7g cuda %.7g; gradient normalized error %.3g\n", preset, lc, lg, eg);
+    ck_assert_msg(fabs((double)lc - lg) <= 1e-5 * fabs((double)lc) + 1e-6,
+                  "%s: loss cpu %.9g, cuda %.9g", preset, lc, lg);
+    ck_assert_msg(eg <= TOL_GRAD, "%s: gradient normalized error %.3g > %g", preset, eg,
+                  TOL_GRAD);
+
+    /* (3) the LARS step, each side on its own gradient; then the BN buffers. */
+    ck_assert_dat_ok(dat_optim_step_model(c.optim, c.model));
+    ck_assert_dat_ok(dat_optim_step_model(g.optim, g.model));
+    ck_assert_dat_ok(dat_model_params(c.model, &tc));
+    ck_assert_dat_ok(dat_model_params(g.model, &tg));
+    double ep = rel_err(tc, tg, NULL);
+    printf("%s: parameters after the step: normalized error %.3g\n", preset, ep);
+    ck_assert_msg(ep <= TOL_PARAM, "%s: parameters differ after the step (%.3g > %g)", preset,
+                  ep, TOL_PARAM);
+    ck_assert_dat_ok(dat_model_buffers(c.model, &tc));
+    ck_assert_dat_ok(dat_model_buffers(g.model, &tg));
+    if (tc) {
+        double eb = rel_err(tc, tg, NULL);
+        printf("%s: BN running statistics: normalized error %.3g\n", preset, eb);
+        ck_assert_msg(eb <= TOL_GRAD, "%s: BN buffers differ (%.3g)", preset, eb);
+    }
+    side_fini(&c);
+    side_fini(&g);
+}
+
+START_TEST(test_cnn_small)
+{
+    step_parity("cnn_small", 64);
+}
+END_TEST
+
+START_TEST(test_preact_resnet18)
+{
+    step_parity("preact_resnet18", 16);
+}
+END_TEST
+
+static dat_ctx *make_ctx(dat_device_kind kind)
+{
+    dat_ctx_options o;
+    dat_ctx_options_init(&o);
+    o.device = kind;
+    o.seed = 1234;
+    dat_ctx *ctx = NULL;
+    return dat_ctx_create(&ctx, &o) == DAT_OK ? ctx : NULL;
+}
+
+int main(void)
+{
+    int32_t count = 0;
+    if (!dat_has_cuda() || dat_cuda_device_count(&count) != DAT_OK || count == 0) {
+        printf("no CUDA build or device: skipped\n");
+        return DAT_TEST_SKIP;
+    }
+    cpu = make_ctx(DAT_DEVICE_CPU);
+    gpu = make_ctx(DAT_DEVICE_CUDA);
+    if (!cpu || !gpu) {
+        fprintf(stderr, "cannot create the contexts: %s\n", dat_last_error());
+        return 1;
+    }
+    Suite *s = suite_create("gpu_step");
+    TCase *tc = tcase_create("step");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_cnn_small);
+    tcase_add_test(tc, test_preact_resnet18);
+    suite_add_tcase(s, tc);
+    int rc = dat_run_suite(s);
+    dat_ctx_destroy(gpu);
+    dat_ctx_destroy(cpu);
+    return rc;
+}
