@@ -25,13 +25,19 @@ static inline double now(void)
         }                                                                                  \
     } while (0)
 
-/* DAT_BENCH_DEVICE=cuda runs a benchmark on CUDA device 0 (the GPU benchmarks);
- * unset or "cpu": the CPU. */
+/* The GPU benchmarks' context from the environment: DAT_BENCH_DEVICE=cuda runs
+ * on CUDA device 0 (unset or "cpu": the CPU), DAT_BENCH_PRECISION=tf32 allows
+ * TF32, DAT_BENCH_TUNE=1 times cuDNN's convolution algorithms. */
 static inline void bench_device(dat_ctx_options *co)
 {
-    const char *d = getenv("DAT_BENCH_DEVICE");
+    const char *d = getenv("DAT_BENCH_DEVICE"), *p = getenv("DAT_BENCH_PRECISION");
+    const char *t = getenv("DAT_BENCH_TUNE");
     if (d && strcmp(d, "cuda") == 0)
         co->device = DAT_DEVICE_CUDA;
+    if (p && strcmp(p, "tf32") == 0)
+        co->precision = DAT_PRECISION_TF32;
+    if (t && strcmp(t, "1") == 0)
+        co->tune_convolutions = 1;
 }
 
 #endif

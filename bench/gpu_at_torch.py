@@ -15,9 +15,9 @@ CE(model(xa), y).backward(), SGD(lr 0.01, momentum 0.9, wd 5e-4).step().
 
 FLOP convention: fwd = 2 x multiply-adds of every conv and linear for one image (counted
 by forward hooks: 2*Cout*Cin/groups*kh*kw*Hout*Wout, 2*in*out); norms, activations, pools
-and the optimizer are not counted. Every backward (the k input-gradient ones of the attack
-as well as the full one of the update) is taken as 2 x fwd, so
-    flops_per_img = fwd * (k + 1) + 2 * fwd * (k + 1) = 3 (k + 1) fwd,
+and the optimizer are not counted. The k input-gradient backwards of the attack (frozen
+weights: data gradients only) count 1 x fwd each, the update's full backward 2 x fwd, so
+    flops_per_img = fwd * (k + 1) + fwd * k + 2 * fwd = (2 k + 3) fwd,
 and mfu = flops_per_img * img_s / peak (a fraction). Default peaks are the H100/H200 SXM
 dense datasheet numbers: 989 TFLOP/s for the bf16 variants, 494 for eager-tf32, 67 for
 eager-fp32; --peak-tflops overrides. fwd GFLOP/img and the peak go to stderr."""
@@ -103,7 +103,7 @@ peak = a.peak_tflops if a.peak_tflops is not None else VARIANTS[variant]
 net, classes = make_model(preset)
 shape = SHAPES[preset]
 fwd = forward_flops(net, shape)
-flops_img = 3 * (a.steps + 1) * fwd
+flops_img = (2 * a.steps + 3) * fwd
 print(f"{preset}: fwd {fwd / 1e9:.4f} GFLOP/img, AT step {flops_img / 1e9:.3f} GFLOP/img, "
       f"peak {peak:g} TFLOP/s", file=sys.stderr)
 

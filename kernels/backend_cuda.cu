@@ -15,15 +15,18 @@ static dat_status use_device(dat_ctx *ctx)
 /* Bytes of st->scalars: room for the host-bound results of the reductions. */
 #define DAT_CUDA_SCALAR_BYTES 256
 
-/* The library handles, bound to the context's stream. Full fp32 arithmetic:
- * cuBLAS's default math mode does not use TF32 (that is opt-in), and cuDNN's
- * FMA math type (set on the convolution descriptor in ops_conv.cu) keeps it
- * off for convolutions, so both agree with the CPU backend to fp32 rounding. */
-static dat_status init_libraries(dat_cuda_state *st)
+/* The library handles, bound to the context's stream. DAT_PRECISION_FP32: full
+ * fp32 arithmetic (cuBLAS's default math mode does not use TF32, and cuDNN's
+ * FMA math type, set on the convolution descriptor in ops_conv.cu, keeps it
+ * off for convolutions), so both agree with the CPU backend to fp32 rounding.
+ * DAT_PRECISION_TF32 lets both use TF32 tensor cores. */
+static dat_status init_libraries(dat_cuda_state *st, dat_precision precision)
 {
     DAT_CUBLAS_TRY(cublasCreate(&st->blas));
     DAT_CUBLAS_TRY(cublasSetStream(st->blas, st->stream));
-    DAT_CUBLAS_TRY(cublasSetMathMode(st->blas, CUBLAS_DEFAULT_MATH));
+    DAT_CUBLAS_TRY(cublasSetMathMode(st->blas, precision == DAT_PRECISION_TF32
+                                                   ? CUBLAS_TF32_TENSOR_OP_MATH
+                                                   : CUBLAS_DEFAULT_MATH));
     DAT_CUDNN_TRY(cudnnCreate(&st->dnn));
     DAT_CUDNN_TRY(cudnnSetStream(st->dnn, st->stream));
     DAT_CUDNN_TRY(cudnnCreateTensorDescriptor(&st->x_desc));
@@ -56,7 +59,7 @@ static dat_status cuda_init(dat_ctx *ctx)
     ctx->backend_state = st;
     DAT_CUDA_TRY(cudaSetDevice(ordinal));
     DAT_CUDA_TRY(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking));
-    return init_libraries(st);
+    return init_libraries(st, ctx->opts.precision);
 }
 
 static void cuda_fini(dat_ctx *ctx)

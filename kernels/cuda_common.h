@@ -21,6 +21,7 @@ struct dat_cuda_conv_plan {
     int dir;                 /* dat_cuda_conv_dir */
     dat_conv_desc shape;     /* the input fields are the key; h_out / w_out are derived */
     int algo;                /* a cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t */
+    int math;                /* the cudnnMathType_t it runs with */
     size_t workspace_bytes;  /* what that algorithm needs */
 };
 

@@ -1,10 +1,13 @@
 /*
  * 2-D convolution of the CUDA backend through cuDNN's convolution API
  * (cudnnConvolutionForward / BackwardData / BackwardFilter). The algorithm of
- * each shape and direction is chosen once, by cuDNN's heuristics, among those
- * that run in full fp32 (FMA math: no TF32), and cached in the context's
- * state; the scratch it needs comes from the context's workspace. Bias and
- * its gradient are own kernels.
+ * each shape and direction is chosen once and cached in the context's state:
+ * by cuDNN's heuristics (the same choice every run), or, with the context's
+ * tune_convolutions, by timing cuDNN's candidates on the first call's own
+ * inputs. Under DAT_PRECISION_FP32 only algorithms that run in full fp32 (FMA
+ * math: no TF32) qualify; DAT_PRECISION_TF32 admits TF32 tensor cores. The
+ * scratch an algorithm needs comes from the context's workspace. Bias and its
+ * gradient are own kernels.
  */
 #include <stdlib.h>
 
@@ -12,6 +15,8 @@
 
 /* An algorithm that needs more scratch than this is passed over for the next. */
 #define DAT_CONV_MAX_WORKSPACE ((size_t)1 << 30)
+/* Scratch offered to the candidates while they are timed. */
+#define DAT_CONV_TUNE_WORKSPACE ((size_t)256 << 20)
 
 static int same_shape(const dat_conv_desc *a, const dat_conv_desc *b)
 {
@@ -20,8 +25,14 @@ static int same_shape(const dat_conv_desc *a, const dat_conv_desc *b)
            a->stride == b->stride && a->pad == b->pad;
 }
 
-static dat_status set_descriptors(dat_cuda_state *st, const dat_conv_desc *d)
+static int tf32(dat_ctx *ctx)
 {
+    return ctx->opts.precision == DAT_PRECISION_TF32;
+}
+
+static dat_status set_descriptors(dat_ctx *ctx, const dat_conv_desc *d)
+{
+    dat_cuda_state *st = dat_cuda(ctx);
     DAT_CUDNN_TRY(cudnnSetTensor4dDescriptor(st->x_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n,
                                              d->c_in, d->h_in, d->w_in));
     DAT_CUDNN_TRY(cudnnSetTensor4dDescriptor(st->y_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n,
@@ -31,8 +42,10 @@ static dat_status set_descriptors(dat_cuda_state *st, const dat_conv_desc *d)
     DAT_CUDNN_TRY(cudnnSetConvolution2dDescriptor(st->conv_desc, d->pad, d->pad, d->stride,
                                                   d->stride, 1, 1, CUDNN_CROSS_CORRELATION,
                                                   CUDNN_DATA_FLOAT));
-    /* CUDNN_DEFAULT_MATH would allow TF32 tensor cores for fp32 data on Ampere and later. */
-    DAT_CUDNN_TRY(cudnnSetConvolutionMathType(st->conv_desc, CUDNN_FMA_MATH));
+    /* For fp32 data CUDNN_DEFAULT_MATH allows TF32 tensor cores (Ampere and later),
+     * CUDNN_FMA_MATH does not. */
+    DAT_CUDNN_TRY(cudnnSetConvolutionMathType(st->conv_desc,
+                                              tf32(ctx) ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
     return DAT_OK;
 }
 
@@ -49,9 +62,11 @@ static dat_status check_output_size(dat_cuda_state *st, const dat_conv_desc *d)
     return DAT_OK;
 }
 
-static int fp32_math(cudnnMathType_t m)
+/* The math types a context admits: never a down-conversion to fp16. */
+static int math_ok(dat_ctx *ctx, cudnnMathType_t m)
 {
-    return m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH;
+    return m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH ||
+           (tf32(ctx) && m == CUDNN_TENSOR_OP_MATH);
 }
 
 /* Scratch bytes of `algo` in direction `dir` for the current descriptors. */
@@ -73,22 +88,28 @@ static cudnnStatus_t algo_workspace(dat_cuda_state *st, int dir, int algo, size_
     }
 }
 
-/* The first of cuDNN's ranked candidates that succeeds, computes in fp32 and
- * fits the workspace cap; -1 if none does. */
+/* The first of cuDNN's ranked candidates (by heuristics, or by time) that
+ * succeeds, runs in an admitted math type and fits the workspace cap, into
+ * plan; 0 if none does. Under FP32 the plan runs with FMA math whatever the
+ * candidate reported, so TF32 stays off. */
 template <typename Perf>
-static int pick_algo(dat_cuda_state *st, int dir, const Perf *perf, int count, size_t *bytes)
+static int pick_algo(dat_ctx *ctx, int dir, const Perf *perf, int count,
+                     dat_cuda_conv_plan *plan)
 {
+    dat_cuda_state *st = dat_cuda(ctx);
     for (int i = 0; i < count; ++i) {
-        if (perf[i].status != CUDNN_STATUS_SUCCESS || !fp32_math(perf[i].mathType))
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || !math_ok(ctx, perf[i].mathType))
             continue;
         size_t need = 0;
         if (algo_workspace(st, dir, (int)perf[i].algo, &need) != CUDNN_STATUS_SUCCESS ||
             need > DAT_CONV_MAX_WORKSPACE)
             continue;
-        *bytes = need;
-        return (int)perf[i].algo;
+        plan->algo = (int)perf[i].algo;
+        plan->math = tf32(ctx) ? (int)perf[i].mathType : (int)CUDNN_FMA_MATH;
+        plan->workspace_bytes = need;
+        return 1;
     }
-    return -1;
+    return 0;
 }
 
 static const char *dir_name(int dir)
@@ -97,53 +118,104 @@ static const char *dir_name(int dir)
                                                                        : "backward-filter";
 }
 
-/* Asks cuDNN's heuristics for the current descriptors. */
-static dat_status choose_algo(dat_cuda_state *st, int dir, const dat_conv_desc *d,
-                              dat_cuda_conv_plan *plan)
+/* The operands of one convolution call: a and b are read, out is written
+ * (fwd: x, w -> y; bwd-data: w, dy -> dx; bwd-filter: x, dy -> dw). */
+struct conv_io {
+    const void *a, *b;
+    size_t out_bytes;
+};
+
+/* Times cuDNN's candidates on the call's own inputs, writing into a scratch
+ * output (the real one may hold values the call must accumulate into). */
+static dat_status tune_algo(dat_ctx *ctx, int dir, const conv_io *io, dat_cuda_conv_plan *plan,
+                            int *returned, int *found)
 {
-    int returned = 0, algo = -1;
-    size_t bytes = 0;
+    dat_cuda_state *st = dat_cuda(ctx);
+    void *ws, *out = NULL;
+    DAT_TRY(dat_cuda_workspace(ctx, DAT_CONV_TUNE_WORKSPACE, &ws));
+    DAT_CUDA_TRY(cudaMalloc(&out, io->out_bytes));
+    cudnnStatus_t e;
+    if (dir == DAT_CONV_FWD) {
+        cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+        e = cudnnFindConvolutionForwardAlgorithmEx(
+            st->dnn, st->x_desc, io->a, st->w_desc, io->b, st->conv_desc, st->y_desc, out,
+            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, returned, perf, ws, DAT_CONV_TUNE_WORKSPACE);
+        *found = e == CUDNN_STATUS_SUCCESS && pick_algo(ctx, dir, perf, *returned, plan);
+    } else if (dir == DAT_CONV_BWD_DATA) {
+        cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+        e = cudnnFindConvolutionBackwardDataAlgorithmEx(
+            st->dnn, st->w_desc, io->a, st->y_desc, io->b, st->conv_desc, st->x_desc, out,
+            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, returned, perf, ws, DAT_CONV_TUNE_WORKSPACE);
+        *found = e == CUDNN_STATUS_SUCCESS && pick_algo(ctx, dir, perf, *returned, plan);
+    } else {
+        cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+        e = cudnnFindConvolutionBackwardFilterAlgorithmEx(
+            st->dnn, st->x_desc, io->a, st->y_desc, io->b, st->conv_desc, st->w_desc, out,
+            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, returned, perf, ws,
+            DAT_CONV_TUNE_WORKSPACE);
+        *found = e == CUDNN_STATUS_SUCCESS && pick_algo(ctx, dir, perf, *returned, plan);
+    }
+    cudaFree(out);
+    DAT_CUDNN_TRY(e);
+    return DAT_OK;
+}
+
+/* Asks cuDNN's heuristics for the current descriptors. */
+static dat_status heuristic_algo(dat_ctx *ctx, int dir, dat_cuda_conv_plan *plan, int *returned,
+                                 int *found)
+{
+    dat_cuda_state *st = dat_cuda(ctx);
     if (dir == DAT_CONV_FWD) {
         cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
         DAT_CUDNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(
             st->dnn, st->x_desc, st->w_desc, st->conv_desc, st->y_desc,
-            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf));
-        algo = pick_algo(st, dir, perf, returned, &bytes);
+            CUDNN_CONVOLUTION_FWD_ALGO_COUNT, returned, perf));
+        *found = pick_algo(ctx, dir, perf, *returned, plan);
     } else if (dir == DAT_CONV_BWD_DATA) {
         cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
         DAT_CUDNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(
             st->dnn, st->w_desc, st->y_desc, st->conv_desc, st->x_desc,
-            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf));
-        algo = pick_algo(st, dir, perf, returned, &bytes);
+            CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, returned, perf));
+        *found = pick_algo(ctx, dir, perf, *returned, plan);
     } else {
         cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
         DAT_CUDNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
             st->dnn, st->x_desc, st->y_desc, st->conv_desc, st->w_desc,
-            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf));
-        algo = pick_algo(st, dir, perf, returned, &bytes);
+            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, returned, perf));
+        *found = pick_algo(ctx, dir, perf, *returned, plan);
     }
-    if (algo < 0)
+    return DAT_OK;
+}
+
+static dat_status choose_algo(dat_ctx *ctx, int dir, const dat_conv_desc *d, const conv_io *io,
+                              dat_cuda_conv_plan *plan)
+{
+    int returned = 0, found = 0;
+    if (ctx->opts.tune_convolutions)
+        DAT_TRY(tune_algo(ctx, dir, io, plan, &returned, &found));
+    else
+        DAT_TRY(heuristic_algo(ctx, dir, plan, &returned, &found));
+    if (!found)
         return dat_error(DAT_ERR_UNSUPPORTED, "dat_cuda_conv",
-                         "cuDNN offers no fp32 %s algorithm within %zu MiB of workspace for "
+                         "cuDNN offers no %s %s algorithm within %zu MiB of workspace for "
                          "n %d, c_in %d, %dx%d, c_out %d, kernel %dx%d, stride %d, pad %d "
                          "(%d candidates)",
-                         dir_name(dir), DAT_CONV_MAX_WORKSPACE >> 20, d->n, d->c_in, d->h_in,
-                         d->w_in, d->c_out, d->k_h, d->k_w, d->stride, d->pad, returned);
+                         tf32(ctx) ? "fp32/TF32" : "fp32", dir_name(dir),
+                         DAT_CONV_MAX_WORKSPACE >> 20, d->n, d->c_in, d->h_in, d->w_in,
+                         d->c_out, d->k_h, d->k_w, d->stride, d->pad, returned);
     plan->dir = dir;
     plan->shape = *d;
-    plan->algo = algo;
-    plan->workspace_bytes = bytes;
     return DAT_OK;
 }
 
 /* Sets the descriptors for d and finds (or chooses and caches) the plan of
  * direction dir, with its workspace. */
-static dat_status prepare(dat_ctx *ctx, int dir, const dat_conv_desc *d, dat_cuda_conv_plan *plan,
-                          void **ws)
+static dat_status prepare(dat_ctx *ctx, int dir, const dat_conv_desc *d, const conv_io *io,
+                          dat_cuda_conv_plan *plan, void **ws)
 {
     dat_cuda_state *st = dat_cuda(ctx);
     DAT_TRY(dat_cuda_use_device(ctx));
-    DAT_TRY(set_descriptors(st, d));
+    DAT_TRY(set_descriptors(ctx, d));
     size_t i = 0;
     while (i < st->n_plans && !(st->plans[i].dir == dir && same_shape(&st->plans[i].shape, d)))
         ++i;
@@ -151,7 +223,7 @@ static dat_status prepare(dat_ctx *ctx, int dir, const dat_conv_desc *d, dat_cud
         *plan = st->plans[i];
     } else {
         DAT_TRY(check_output_size(st, d));
-        DAT_TRY(choose_algo(st, dir, d, plan));
+        DAT_TRY(choose_algo(ctx, dir, d, io, plan));
         if (st->n_plans == st->cap_plans) {
             size_t cap = st->cap_plans ? 2 * st->cap_plans : 16;
             dat_cuda_conv_plan *p =
@@ -164,6 +236,7 @@ static dat_status prepare(dat_ctx *ctx, int dir, const dat_conv_desc *d, dat_cud
         }
         st->plans[st->n_plans++] = *plan;
     }
+    DAT_CUDNN_TRY(cudnnSetConvolutionMathType(st->conv_desc, (cudnnMathType_t)plan->math));
     return dat_cuda_workspace(ctx, plan->workspace_bytes, ws);
 }
 
@@ -197,7 +270,8 @@ dat_status dat_cuda_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const float
     dat_cuda_state *st = dat_cuda(ctx);
     dat_cuda_conv_plan plan;
     void *ws;
-    DAT_TRY(prepare(ctx, DAT_CONV_FWD, d, &plan, &ws));
+    const conv_io io = {x, w, sizeof(float) * (size_t)d->n * d->c_out * d->h_out * d->w_out};
+    DAT_TRY(prepare(ctx, DAT_CONV_FWD, d, &io, &plan, &ws));
     const float one = 1.0f, zero = 0.0f;
     DAT_CUDNN_TRY(cudnnConvolutionForward(st->dnn, &one, st->x_desc, x, st->w_desc, w,
                                           st->conv_desc, (cudnnConvolutionFwdAlgo_t)plan.algo,
@@ -217,7 +291,8 @@ dat_status dat_cuda_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const 
     dat_cuda_state *st = dat_cuda(ctx);
     dat_cuda_conv_plan plan;
     void *ws;
-    DAT_TRY(prepare(ctx, DAT_CONV_BWD_DATA, d, &plan, &ws));
+    const conv_io io = {w, dy, sizeof(float) * (size_t)d->n * d->c_in * d->h_in * d->w_in};
+    DAT_TRY(prepare(ctx, DAT_CONV_BWD_DATA, d, &io, &plan, &ws));
     const float one = 1.0f, zero = 0.0f;
     DAT_CUDNN_TRY(cudnnConvolutionBackwardData(
         st->dnn, &one, st->w_desc, w, st->y_desc, dy, st->conv_desc,
@@ -232,7 +307,8 @@ dat_status dat_cuda_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, cons
     dat_cuda_state *st = dat_cuda(ctx);
     dat_cuda_conv_plan plan;
     void *ws;
-    DAT_TRY(prepare(ctx, DAT_CONV_BWD_FILTER, d, &plan, &ws));
+    const conv_io io = {x, dy, sizeof(float) * (size_t)d->c_out * d->c_in * d->k_h * d->k_w};
+    DAT_TRY(prepare(ctx, DAT_CONV_BWD_FILTER, d, &io, &plan, &ws));
     /* cuDNN does not read dw when beta is 0, so 0 overwrites as documented. */
     const float one = 1.0f;
     DAT_CUDNN_TRY(cudnnConvolutionBackwardFilter(

@@ -27,6 +27,17 @@ typedef enum dat_device_kind {
 } dat_device_kind;
 
 /**
+ * @brief Arithmetic of a CUDA context's convolutions and matrix products.
+ *        Values are fixed. The CPU computes in fp32 whatever is asked.
+ */
+typedef enum dat_precision {
+    DAT_PRECISION_FP32 = 0,  /**< Full fp32 (FMA) math: results match the CPU's closely. */
+    DAT_PRECISION_TF32 = 1,  /**< fp32 data, TF32 tensor-core products (10-bit mantissa
+                                  inputs, fp32 accumulation), as PyTorch's allow_tf32. */
+    DAT_PRECISION_FORCE_32BIT = 0x7fffffff
+} dat_precision;
+
+/**
  * @brief Options of dat_ctx_create(). Fill with dat_ctx_options_init() and
  *        then change the fields you need; fields are only ever appended.
  */
@@ -39,6 +50,13 @@ typedef struct dat_ctx_options {
     dat_log_fn log_fn;        /**< Receives log messages; NULL (default) = silent. */
     void *log_user;           /**< Passed to log_fn unchanged. */
     dat_log_level log_level;  /**< Most verbose level passed on; default DAT_LOG_WARN. */
+    /* Appended in 0.2.0. */
+    dat_precision precision;  /**< CUDA math; default DAT_PRECISION_FP32. */
+    int32_t tune_convolutions;  /**< CUDA: 1 = time cuDNN's candidate algorithms the first
+                                     time a convolution shape is seen and keep the fastest
+                                     (as torch.backends.cudnn.benchmark; the choice can differ
+                                     between runs); 0 (default) = cuDNN's heuristics, the same
+                                     choice every run. Ignored on the CPU. */
 } dat_ctx_options;
 
 /**

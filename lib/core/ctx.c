@@ -1,14 +1,16 @@
 #include "ctx.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "error.h"
 
 /* The first released layout of dat_ctx_options: every field up to log_level. */
-#define DAT_CTX_OPTIONS_MIN_SIZE sizeof(dat_ctx_options)
+#define DAT_CTX_OPTIONS_MIN_SIZE offsetof(dat_ctx_options, precision)
 
 dat_status dat_ctx_options_init(dat_ctx_options *opts)
 {
@@ -22,6 +24,8 @@ dat_status dat_ctx_options_init(dat_ctx_options *opts)
         .log_fn = NULL,
         .log_user = NULL,
         .log_level = DAT_LOG_WARN,
+        .precision = DAT_PRECISION_FP32,
+        .tune_convolutions = 0,
     };
     return DAT_OK;
 }
@@ -47,6 +51,12 @@ static dat_status check_options(const dat_ctx_options *o)
     if (o->log_level < DAT_LOG_ERROR || o->log_level > DAT_LOG_DEBUG)
         return dat_error(DAT_ERR_INVALID_ARG, "dat_ctx_create",
                          "opts->log_level = %d is not a dat_log_level", (int)o->log_level);
+    if (o->precision != DAT_PRECISION_FP32 && o->precision != DAT_PRECISION_TF32)
+        return dat_error(DAT_ERR_INVALID_ARG, "dat_ctx_create",
+                         "opts->precision = %d is not a dat_precision", (int)o->precision);
+    if (o->tune_convolutions != 0 && o->tune_convolutions != 1)
+        return dat_error(DAT_ERR_INVALID_ARG, "dat_ctx_create",
+                         "opts->tune_convolutions = %d must be 0 or 1", (int)o->tune_convolutions);
     return DAT_OK;
 }
 
@@ -75,7 +85,9 @@ dat_status dat_ctx_create(dat_ctx **out, const dat_ctx_options *opts)
     dat_ctx_options_init(&o);
     if (opts) {
         DAT_CHECK_OPTIONS_SIZE(opts, dat_ctx_options, DAT_CTX_OPTIONS_MIN_SIZE);
-        o = *opts;
+        /* A caller built against older headers passed fewer fields: the rest keep
+         * their defaults. */
+        memcpy(&o, opts, opts->size);
         o.size = sizeof o;
     }
     DAT_TRY(check_options(&o));

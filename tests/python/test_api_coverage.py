@@ -166,6 +166,7 @@ ENUM_VALUES = c_api.enum_values()
 PY_ENUMS = [  # (Python enum, C enum, prefix of the C names)
     (libdat.DType, "dat_dtype", "DAT_"), (libdat.Device, "dat_device_kind", "DAT_DEVICE_"),
     (libdat.LogLevel, "dat_log_level", "DAT_LOG_"), (libdat.Mode, "dat_model_mode", "DAT_MODE_"),
+    (libdat.Precision, "dat_precision", "DAT_PRECISION_"),
     (libdat.Reduction, "dat_reduction", "DAT_REDUCE_"),
     (libdat.Objective, "dat_objective", "DAT_OBJECTIVE_"),
     (libdat.SegmentKind, "dat_segment_kind", "DAT_SEGMENT_"),

@@ -5,6 +5,7 @@
  * tests/abi/check_symbols.sh fails if an exported function is missing here.
  */
 #include <math.h>
+#include <stddef.h>
 #include <unistd.h>
 
 #include "check_util.h"
@@ -72,6 +73,21 @@ START_TEST(test_ctx_misuse)
     o.log_level = (dat_log_level)17;
     ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "log_level");
     ck_assert_ptr_null(c);
+    dat_ctx_options_init(&o);
+    o.precision = (dat_precision)2;
+    ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "precision");
+    dat_ctx_options_init(&o);
+    o.tune_convolutions = 2;
+    ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "tune_convolutions");
+    ck_assert_ptr_null(c);
+    /* A caller built against the 0.1 headers passes the fields up to log_level:
+     * accepted, the newer fields keep their defaults. */
+    dat_ctx_options_init(&o);
+    o.size = (uint32_t)offsetof(dat_ctx_options, precision);
+    o.precision = (dat_precision)99; /* beyond the caller's struct: never read */
+    ck_assert_dat_ok(dat_ctx_create(&c, &o));
+    dat_ctx_destroy(c);
+    c = NULL;
 
     ck_assert_dat_err(dat_ctx_synchronize(NULL), DAT_ERR_INVALID_ARG, "ctx");
     ck_assert_dat_err(dat_ctx_device(NULL, NULL, NULL), DAT_ERR_INVALID_ARG, "ctx");

@@ -3,7 +3,8 @@
  * weights, data and seed on both, then (1) the PGD-10 attack with its random
  * start, (2) loss + backward on one adversarial batch, (3) a LARS step
  * (momentum + layer-wise adaptive rate), for cnn_small and for
- * preact_resnet18 (batch norm, residual adds). Exits 77 without a GPU.
+ * preact_resnet18 (batch norm, residual adds), in fp32 with cuDNN's heuristic
+ * algorithms and in TF32 with timed ones. Exits 77 without a GPU.
  *
  * The attack's sign(gradient) is discontinuous: where a gradient element is
  * within rounding of 0, the two backends can step it in opposite directions.
@@ -17,11 +18,20 @@
 
 #include "check_util.h"
 
-#define TOL_GRAD 1e-4  /* cuDNN convolutions in fp32, summed in another order */
-#define TOL_PARAM 1e-5 /* the step moves a weight by ~5 % of its norm: 5 % of TOL_GRAD */
-#define ATTACK_FLIPS 0.005 /* at most 0.5 % of the inputs may differ after PGD-10 */
+/* Gradient tolerances per model: each op agrees to ~1e-5 (test_backend_ops), and
+ * a deep network compounds that. In preact_resnet18 at batch 16, the batch-norm
+ * backward of the 4x4 layers subtracts means over 256 values per channel
+ * (cancellation), and 17 such layers chain: ~1e-3 measured on an H200. The
+ * parameters after a LARS step move by ~5 % (lr 0.05) of the gradient's
+ * difference, so their tolerance is a tenth of the gradient's. */
+/* In fp32 at most 0.5 % of the inputs may differ after PGD-10 (none did on an
+ * H200). TF32 rounds every product's inputs to 10 mantissa bits (~5e-4 relative
+ * per op): signs flip, and a flipped step changes every later gradient, so 31 %
+ * of the inputs differed after 10 steps on an H200. That case holds the attack
+ * to the eps-ball and the input range only, and stages (2) and (3) to 5e-2. */
+#define EPS 0.1f
 
-static dat_ctx *cpu, *gpu;
+static dat_ctx *cpu, *gpu, *gpu_tf32;
 
 /* A tensor's values on the host (caller frees). */
 static float *host_copy(const dat_tensor *t)
@@ -51,6 +61,57 @@ static double rel_err(const dat_tensor *c, const dat_tensor *g, int64_t *n_out)
     if (n_out)
         *n_out = n;
     return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* Prints the segments whose gradients differ most (what a failure points at). */
+static void print_worst_segments(dat_model *m, const dat_tensor *c, const dat_tensor *g)
+{
+    int32_t n_segs = 0;
+    ck_assert_dat_ok(dat_model_num_segments(m, &n_segs));
+    float *a = host_copy(c), *b = host_copy(g);
+    double worst[3] = {0, 0, 0};
+    int32_t at[3] = {-1, -1, -1};
+    for (int32_t k = 0; k < n_segs; ++k) {
+        dat_segment s = {.size = sizeof s};
+        ck_assert_dat_ok(dat_model_segment(m, k, &s));
+        double num = 0, den = 0;
+        for (int64_t i = s.offset; i < s.offset + s.length; ++i) {
+            double d = (double)b[i] - a[i];
+            num += d * d;
+            den += (double)a[i] * a[i];
+        }
+        double e = den > 0 ? sqrt(num / den) : sqrt(num);
+        for (int j = 0; j < 3; ++j)
+            if (e > worst[j]) {
+                for (int q = 2; q > j; --q) {
+                    worst[q] = worst[q - 1];
+                    at[q] = at[q - 1];
+                }
+                worst[j] = e;
+                at[j] = k;
+                break;
+            }
+    }
+    for (int j = 0; j < 3 && at[j] >= 0; ++j) {
+        dat_segment s = {.size = sizeof s};
+        ck_assert_dat_ok(dat_model_segment(m, at[j], &s));
+        printf("  gradient of %s: normalized error %.3g\n", s.name, worst[j]);
+    }
+    free(a);
+    free(b);
+}
+
+/* Elements of xa outside [0, 1] or further than eps from x. */
+static int64_t outside_ball(const dat_tensor *x, const dat_tensor *xa)
+{
+    int64_t n = 0, bad = 0;
+    ck_assert_dat_ok(dat_tensor_numel(x, &n));
+    float *a = host_copy(x), *b = host_copy(xa);
+    for (int64_t i = 0; i < n; ++i)
+        bad += !(b[i] >= 0.0f && b[i] <= 1.0f && fabsf(b[i] - a[i]) <= EPS * (1 + 1e-6f));
+    free(a);
+    free(b);
+    return bad;
 }
 
 static int64_t count_diff(const dat_tensor *c, const dat_tensor *g, double tol)
@@ -85,7 +146,7 @@ static void side_init(side *s, dat_ctx *ctx, const char *preset, int batch)
     ck_assert_dat_ok(dat_tensor_create(&s->y, ctx, DAT_INT32, 1, ys));
     dat_attack_options ao;
     dat_attack_options_init(&ao);
-    ao.eps = 0.1f;
+    ao.eps = EPS;
     ao.steps = 10;
     ck_assert_dat_ok(dat_attack_create(&s->attack, ctx, &ao));
     dat_optim_options oo;
@@ -107,11 +168,12 @@ static void side_fini(side *s)
     dat_model_destroy(s->model);
 }
 
-static void step_parity(const char *preset, int batch)
+static void step_parity(dat_ctx *on, const char *preset, int batch, double tol_grad,
+                        double max_flips)
 {
     side c, g;
     side_init(&c, cpu, preset, batch);
-    side_init(&g, gpu, preset, batch);
+    side_init(&g, on, preset, batch);
     /* The same weights, BN buffers and data on the GPU. */
     dat_tensor *tc, *tg;
     ck_assert_dat_ok(dat_model_params(c.model, &tc));
@@ -138,9 +200,12 @@ static void step_parity(const char *preset, int batch)
     int64_t flips = count_diff(c.xa, g.xa, 1e-5);
     printf("%s: attack: %lld of %lld inputs differ (normalized error %.3g)\n", preset,
            (long long)flips, (long long)n, e);
-    ck_assert_msg(flips <= ATTACK_FLIPS * (double)n,
+    ck_assert_msg(flips <= max_flips * (double)n,
                   "%s: PGD-10 on CUDA differs from the CPU in %lld of %lld inputs", preset,
                   (long long)flips, (long long)n);
+    int64_t out = outside_ball(g.x, g.xa);
+    ck_assert_msg(out == 0, "%s: %lld adversarial inputs outside the eps-ball or [0, 1]",
+                  preset, (long long)out);
 
     /* (2) loss and backward on the CPU's adversarial batch. */
     ck_assert_dat_ok(dat_tensor_copy(g.xa, c.xa));
@@ -152,10 +217,11 @@ static void step_parity(const char *preset, int batch)
     ck_assert_dat_ok(dat_model_grads(g.model, &gg));
     double eg = rel_err(gc, gg, NULL);
     printf("%s: loss cpu %.7g cuda %.7g; gradient normalized error %.3g\n", preset, lc, lg, eg);
+    print_worst_segments(c.model, gc, gg);
     ck_assert_msg(fabs((double)lc - lg) <= 1e-5 * fabs((double)lc) + 1e-6,
                   "%s: loss cpu %.9g, cuda %.9g", preset, lc, lg);
-    ck_assert_msg(eg <= TOL_GRAD, "%s: gradient normalized error %.3g > %g", preset, eg,
-                  TOL_GRAD);
+    ck_assert_msg(eg <= tol_grad, "%s: gradient normalized error %.3g > %g", preset, eg,
+                  tol_grad);
 
     /* (3) the LARS step, each side on its own gradient; then the BN buffers. */
     ck_assert_dat_ok(dat_optim_step_model(c.optim, c.model));
@@ -164,14 +230,14 @@ static void step_parity(const char *preset, int batch)
     ck_assert_dat_ok(dat_model_params(g.model, &tg));
     double ep = rel_err(tc, tg, NULL);
     printf("%s: parameters after the step: normalized error %.3g\n", preset, ep);
-    ck_assert_msg(ep <= TOL_PARAM, "%s: parameters differ after the step (%.3g > %g)", preset,
-                  ep, TOL_PARAM);
+    ck_assert_msg(ep <= tol_grad / 10, "%s: parameters differ after the step (%.3g > %g)",
+                  preset, ep, tol_grad / 10);
     ck_assert_dat_ok(dat_model_buffers(c.model, &tc));
     ck_assert_dat_ok(dat_model_buffers(g.model, &tg));
     if (tc) {
         double eb = rel_err(tc, tg, NULL);
         printf("%s: BN running statistics: normalized error %.3g\n", preset, eb);
-        ck_assert_msg(eb <= TOL_GRAD, "%s: BN buffers differ (%.3g)", preset, eb);
+        ck_assert_msg(eb <= tol_grad, "%s: BN buffers differ (%.3g)", preset, eb);
     }
     side_fini(&c);
     side_fini(&g);
@@ -179,21 +245,30 @@ static void step_parity(const char *preset, int batch)
 
 START_TEST(test_cnn_small)
 {
-    step_parity("cnn_small", 64);
+    step_parity(gpu, "cnn_small", 64, 1e-4, 0.005);
 }
 END_TEST
 
 START_TEST(test_preact_resnet18)
 {
-    step_parity("preact_resnet18", 16);
+    step_parity(gpu, "preact_resnet18", 16, 5e-3, 0.005);
 }
 END_TEST
 
-static dat_ctx *make_ctx(dat_device_kind kind)
+/* TF32 math and timed convolution algorithms (dat_ctx_options). */
+START_TEST(test_preact_resnet18_tf32_tuned)
+{
+    step_parity(gpu_tf32, "preact_resnet18", 16, 5e-2, 1.0);
+}
+END_TEST
+
+static dat_ctx *make_ctx(dat_device_kind kind, dat_precision precision, int tune)
 {
     dat_ctx_options o;
     dat_ctx_options_init(&o);
     o.device = kind;
+    o.precision = precision;
+    o.tune_convolutions = tune;
     o.seed = 1234;
     dat_ctx *ctx = NULL;
     return dat_ctx_create(&ctx, &o) == DAT_OK ? ctx : NULL;
@@ -206,9 +281,10 @@ int main(void)
         printf("no CUDA build or device: skipped\n");
         return DAT_TEST_SKIP;
     }
-    cpu = make_ctx(DAT_DEVICE_CPU);
-    gpu = make_ctx(DAT_DEVICE_CUDA);
-    if (!cpu || !gpu) {
+    cpu = make_ctx(DAT_DEVICE_CPU, DAT_PRECISION_FP32, 0);
+    gpu = make_ctx(DAT_DEVICE_CUDA, DAT_PRECISION_FP32, 0);
+    gpu_tf32 = make_ctx(DAT_DEVICE_CUDA, DAT_PRECISION_TF32, 1);
+    if (!cpu || !gpu || !gpu_tf32) {
         fprintf(stderr, "cannot create the contexts: %s\n", dat_last_error());
         return 1;
     }
@@ -217,8 +293,10 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_cnn_small);
     tcase_add_test(tc, test_preact_resnet18);
+    tcase_add_test(tc, test_preact_resnet18_tf32_tuned);
     suite_add_tcase(s, tc);
     int rc = dat_run_suite(s);
+    dat_ctx_destroy(gpu_tf32);
     dat_ctx_destroy(gpu);
     dat_ctx_destroy(cpu);
     return rc;

@@ -59,6 +59,8 @@ class CtxOptions(ctypes.Structure):
         ("log_fn", c_log_fn),
         ("log_user", ctypes.c_void_p),
         ("log_level", ctypes.c_int32),
+        ("precision", ctypes.c_int32),
+        ("tune_convolutions", ctypes.c_int32),
     ]
 
 

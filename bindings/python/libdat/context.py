@@ -15,6 +15,12 @@ class Device(IntEnum):
     CUDA = 1
 
 
+class Precision(IntEnum):
+    """Arithmetic of a CUDA context's convolutions and matrix products."""
+    FP32 = 0
+    TF32 = 1
+
+
 class LogLevel(IntEnum):
     ERROR = 0
     WARN = 1
@@ -32,14 +38,18 @@ class Context(Handle):
     def __init__(self, device: Device = Device.CPU, device_ordinal: int = 0,
                  num_threads: int = 0, seed: int = 0,
                  log: Optional[Callable[[LogLevel, str], None]] = None,
-                 log_level: LogLevel = LogLevel.WARN):
-        """log, if given, receives libdat's log messages (level, line) up to log_level."""
+                 log_level: LogLevel = LogLevel.WARN,
+                 precision: Precision = Precision.FP32, tune_convolutions: bool = False):
+        """log, if given, receives libdat's log messages (level, line) up to log_level.
+        precision and tune_convolutions matter on CUDA only (dat_ctx_options)."""
         opts = CtxOptions()
         check(lib.dat_ctx_options_init(ctypes.byref(opts)))
         opts.device = int(device)
         opts.device_ordinal = device_ordinal
         opts.num_threads = num_threads
         opts.seed = seed
+        opts.precision = int(precision)
+        opts.tune_convolutions = int(bool(tune_convolutions))
         if log is not None:
             def relay(level: int, message: bytes, _user) -> None:
                 log(LogLevel(level), message.decode(errors="replace"))

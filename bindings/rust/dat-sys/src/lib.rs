@@ -12,7 +12,7 @@
 use std::os::raw::{c_char, c_int, c_void};
 
 pub const DAT_VERSION_MAJOR: u32 = 0;
-pub const DAT_VERSION_MINOR: u32 = 1;
+pub const DAT_VERSION_MINOR: u32 = 2;
 pub const DAT_VERSION_PATCH: u32 = 0;
 pub const DAT_VERSION_NUMBER: u32 =
     DAT_VERSION_MAJOR * 10000 + DAT_VERSION_MINOR * 100 + DAT_VERSION_PATCH;
@@ -82,6 +82,10 @@ extern "C" {
 pub type dat_device_kind = i32;
 pub const DAT_DEVICE_CPU: dat_device_kind = 0;
 pub const DAT_DEVICE_CUDA: dat_device_kind = 1;
+pub type dat_precision = i32;
+pub const DAT_PRECISION_FP32: dat_precision = 0;
+pub const DAT_PRECISION_TF32: dat_precision = 1;
+pub const DAT_PRECISION_FORCE_32BIT: dat_precision = 0x7fffffff;
 pub const DAT_DEVICE_FORCE_32BIT: dat_device_kind = 0x7fffffff;
 
 #[repr(C)]
@@ -100,6 +104,8 @@ pub struct dat_ctx_options {
     pub log_fn: dat_log_fn,
     pub log_user: *mut c_void,
     pub log_level: dat_log_level,
+    pub precision: dat_precision,
+    pub tune_convolutions: i32,
 }
 
 extern "C" {
