@@ -23,24 +23,25 @@ static void blocks_portable(uint64_t key, uint64_t stream, uint64_t b0, size_t n
 
 /*
  * 16 blocks in four registers of 16 lanes (c0..c3 of each block). The
- * 32x32 -> 64 products take two pmuludq per register (even lanes, then the
- * odd ones moved down); blends put high and low halves back in place. The
- * dword moves are shuffles rather than 64-bit shifts: pmuludq reads only the
- * even dwords, and shuffles run on another port than pmuludq and the shifts.
+ * 32x32 -> 64 products take two pmuludq per register: the even lanes, then
+ * the odd ones moved down (a 64-bit shift for one register, a shuffle for the
+ * other, so the moves split between the shift and shuffle ports). One
+ * two-source permute then gathers each register's high halves and another its
+ * low halves. Per round: 4 multiplies, 2 moves, 4 permutes and 2 three-way
+ * XORs, balanced over the two ports that run 512-bit operations.
  */
 #define DAT_ODD_DOWN(x) _mm512_shuffle_epi32((x), (_MM_PERM_ENUM)0xF5) /* dwords 1,1,3,3 */
-#define DAT_EVEN_UP(x) _mm512_shuffle_epi32((x), (_MM_PERM_ENUM)0xA0)  /* dwords 0,0,2,2 */
 /* One Philox round on 16 blocks held as four registers of 16 lanes. */
 #define DAT_PHILOX_ROUND512(c0, c1, c2, c3, kk0, kk1)                                      \
     do {                                                                                 \
         __m512i pe0 = _mm512_mul_epu32(c0, m0);                                          \
-        __m512i po0 = _mm512_mul_epu32(DAT_ODD_DOWN(c0), m0);                            \
+        __m512i po0 = _mm512_mul_epu32(_mm512_srli_epi64(c0, 32), m0);                   \
         __m512i pe1 = _mm512_mul_epu32(c2, m1);                                          \
         __m512i po1 = _mm512_mul_epu32(DAT_ODD_DOWN(c2), m1);                            \
-        __m512i hi0 = _mm512_mask_blend_epi32(odd, DAT_ODD_DOWN(pe0), po0);              \
-        __m512i lo0 = _mm512_mask_blend_epi32(odd, pe0, DAT_EVEN_UP(po0));               \
-        __m512i hi1 = _mm512_mask_blend_epi32(odd, DAT_ODD_DOWN(pe1), po1);              \
-        __m512i lo1 = _mm512_mask_blend_epi32(odd, pe1, DAT_EVEN_UP(po1));               \
+        __m512i hi0 = _mm512_permutex2var_epi32(pe0, take_hi, po0);                      \
+        __m512i lo0 = _mm512_permutex2var_epi32(pe0, take_lo, po0);                      \
+        __m512i hi1 = _mm512_permutex2var_epi32(pe1, take_hi, po1);                      \
+        __m512i lo1 = _mm512_permutex2var_epi32(pe1, take_lo, po1);                      \
         c0 = _mm512_ternarylogic_epi32(hi1, c1, kk0, 0x96);                              \
         c2 = _mm512_ternarylogic_epi32(hi0, c3, kk1, 0x96);                              \
         c1 = lo1;                                                                        \
@@ -58,19 +59,20 @@ __attribute__((target("avx512f"))) static inline void counters512(uint64_t blk, 
     *c1 = _mm512_mask_add_epi32(hi, carry, hi, _mm512_set1_epi32(1));
 }
 
-/*
- * 16 blocks per register set, two sets in flight (32 blocks) so the
- * multiplies of one hide the latency of the other. The 32x32 -> 64 products
- * take two pmuludq per register (even lanes, then the odd ones moved down);
- * blends put the high and low halves back in place.
- */
+/* 16 blocks per register set, two sets in flight (32 blocks) so the
+ * multiplies of one hide the latency of the other. */
 __attribute__((target("avx512f"))) static void blocks_avx512(uint64_t key, uint64_t stream,
                                                              uint64_t b0, size_t nblocks,
                                                              uint32_t *w)
 {
     const __m512i m0 = _mm512_set1_epi64(M0), m1 = _mm512_set1_epi64(M1);
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    const __mmask16 odd = 0xAAAA;
+    /* Lane 2i takes the even product's dword 2i + 1 (high) or 2i (low), lane
+     * 2i + 1 the odd product's (index + 16 selects the second source). */
+    const __m512i take_hi = _mm512_setr_epi32(1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29,
+                                              15, 31);
+    const __m512i take_lo = _mm512_setr_epi32(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28,
+                                              14, 30);
     /* Transpose indices: words of blocks j (lanes) to w[4 j + k]. */
     const __m512i t01lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i t01hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30,

@@ -5,13 +5,14 @@
  *
  * A CUDA kernel plugs in at dat_quant_encode_host / dat_quant_decode_host
  * (quantize.h): one block per bucket, a block reduction for the norm (in the
- * fixed lane order of dat_quant_bucket_norm, to give the same bits), then one
+ * fixed lane order of quantize.c's lanes_add_chunk, to give the same bits), then one
  * thread per element calling dat_quant_code() with dat_quant_uniform16 of
  * element counter0 + i, and a warp-level pack.
  */
 #ifndef LIBDAT_QUANT_QUANT_MATH_H
 #define LIBDAT_QUANT_QUANT_MATH_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "../core/philox.h"
@@ -77,7 +78,7 @@ DAT_HD dat_quant_scale dat_quant_make_scale(float norm, uint32_t s)
  */
 DAT_HD uint32_t dat_quant_code(float v, dat_quant_scale k, uint32_t s, uint32_t u16, int bits)
 {
-    float a = v < 0.0f ? -v : v;
+    float a = fabsf(v); /* one AND; -0 and v < 0 code alike either way */
     float r = DAT_RN_FMUL(DAT_RN_FMUL(a, k.pre), k.scale);
     float sf = (float)s;
     float rc = r < sf ? r : sf;

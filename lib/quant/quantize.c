@@ -7,6 +7,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "../core/error.h"
@@ -115,26 +116,58 @@ static float lanes_reduce(lanes *l, int max_norm)
 
 enum { NORM_OK = 0, NORM_NONFINITE = 1, NORM_OVERFLOW = 2 };
 
+/* A bucket v = x + e of m elements whose norm pass is under way: its lane sums
+ * so far. */
+typedef struct norm_pass {
+    const float *x, *e;
+    size_t m;
+    lanes acc, chk;
+} norm_pass;
+
+static void norm_begin(norm_pass *p, const float *x, const float *e, size_t m)
+{
+    p->x = x;
+    p->e = e;
+    p->m = m;
+    memset(&p->acc, 0, sizeof p->acc);
+    memset(&p->chk, 0, sizeof p->chk);
+}
+
+/* Asks for elements [from, to) of p's bucket (or past its end: the buckets of a
+ * thread lie back to back, and a prefetch never faults) ahead of their norm pass:
+ * a few lines at a time, since a burst stalls once the line-fill buffers are full. */
+static void norm_prefetch(const norm_pass *p, size_t from, size_t to)
+{
+    for (size_t k = from; k < to; k += 64 / sizeof(float)) {
+        __builtin_prefetch(p->x + k, 0, 3);
+        if (p->e)
+            __builtin_prefetch(p->e + k, 1, 3);
+    }
+}
+
+/* Adds the chunk starting at k0 (if the bucket has one there); buf is scratch. */
+static void norm_chunk(const dat_quant_config *c, norm_pass *p, size_t k0, float *buf)
+{
+    if (k0 >= p->m)
+        return;
+    size_t len = p->m - k0 < DAT_QUANT_CHUNK ? p->m - k0 : DAT_QUANT_CHUNK;
+    lanes_add_chunk(&p->acc, &p->chk, load_chunk(p->x + k0, p->e ? p->e + k0 : NULL, len, buf),
+                    len, c->norm == DAT_QUANT_NORM_MAX);
+}
+
 /*
- * Norm of the bucket v = x + e (m elements). The ℓ2 sum of squares runs in
+ * The norm from the lane sums of every chunk. The ℓ2 sum of squares runs in
  * float lanes; where it may have overflowed or lost precision to underflow it
  * is redone in double. Sets *bad to the bucket-relative index of a NaN / Inf.
  */
-static int bucket_norm(const dat_quant_config *c, const float *x, const float *e, size_t m,
-                       float *norm, size_t *bad)
+static int norm_finish(const dat_quant_config *c, norm_pass *p, float *norm, size_t *bad)
 {
     int max_norm = c->norm == DAT_QUANT_NORM_MAX;
-    lanes acc, chk;
-    memset(&acc, 0, sizeof acc);
-    memset(&chk, 0, sizeof chk);
+    const float *x = p->x, *e = p->e;
+    size_t m = p->m;
     float v[DAT_QUANT_CHUNK];
-    for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK) {
-        size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
-        lanes_add_chunk(&acc, &chk, load_chunk(x + k0, e ? e + k0 : NULL, len, v), len,
-                        max_norm);
-    }
-    float r = lanes_reduce(&acc, max_norm);
-    if (lanes_reduce(&chk, 0) != 0.0f) { /* NaN: some element is not finite */
+    float r = lanes_reduce(&p->acc, max_norm);
+    if (lanes_reduce(&p->chk, 0) != 0.0f) { /* NaN: some element is not finite */
         for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK) {
             size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
             size_t i = first_nonfinite(load_chunk(x + k0, e ? e + k0 : NULL, len, v), len);
@@ -230,67 +263,61 @@ static void chunk_codes(const float *v, const uint32_t *u, size_t len, dat_quant
         code[k] = dat_quant_code(v[k], ks, s, u[k], bits);
 }
 
-/* The norm pass waits on memory and the coding pass on arithmetic. Asking for the
- * next bucket's input while this one is coded overlaps the two: the hardware
- * prefetcher sees no accesses while a bucket is coded in L1. The requests are
- * spread over the coding (a few cache lines at a time), since a burst of them
- * stalls once the core's line-fill buffers are full. */
-typedef struct ahead {
-    const float *x, *e; /* the next bucket (e may be NULL) */
-    size_t len;         /* its elements; 0: none */
-} ahead;
-
-static void prefetch_ahead(const ahead *a, size_t from, size_t to)
-{
-    to = to < a->len ? to : a->len;
-    for (size_t k = from; k < to; k += 64 / sizeof(float)) {
-        __builtin_prefetch(a->x + k, 0, 3);
-        if (a->e)
-            __builtin_prefetch(a->e + k, 1, 3);
-    }
-}
-
-/* Quantizes, packs and (with e) updates the residual of one bucket. */
+/*
+ * The norm pass waits on memory and the coding pass on arithmetic, so the next
+ * bucket's norm pass runs inside this bucket's coding loop, a chunk of each per
+ * iteration: the out-of-order core overlaps the next bucket's loads with this
+ * one's arithmetic (the hardware prefetcher sees no accesses while a bucket is
+ * coded in L1, and a separate norm pass stalls on every line). next may be NULL.
+ */
 static void encode_bucket(const dat_quant_config *c, const float *x, float *e, size_t m,
                           float norm, uint64_t key, uint64_t stream, uint64_t g0, uint8_t *out,
-                          const ahead *next)
+                          norm_pass *next)
 {
     memcpy(out, &norm, sizeof norm);
     uint32_t *words = (uint32_t *)(out + 4);
     int bits = c->bits;
     uint32_t s = dat_quant_levels(bits);
+    float vn[DAT_QUANT_CHUNK];
+    size_t k0 = 0;
     if (norm == 0.0f) { /* all zero: codes 0 decode to +0, the residual is v */
         memset(words, 0, 4 * dat_pack_words(m, bits));
         if (e)
             for (size_t k = 0; k < m; ++k)
                 e[k] += x[k];
-        return;
-    }
-    dat_quant_scale ks = dat_quant_make_scale(norm, s);
-    float step = dat_quant_step(norm, s);
-    dat_packer pk;
-    dat_packer_init(&pk, words, bits);
-    float v[DAT_QUANT_CHUNK];
-    uint32_t w[DAT_QUANT_CHUNK], code[DAT_QUANT_CHUNK];
-    for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK) {
-        size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
-        const float *vv = load_chunk(x + k0, e ? e + k0 : NULL, len, v);
-        uint64_t g = g0 + k0;
-        prefetch_ahead(next, k0, k0 + len / 2);
-        if (g % DAT_QUANT_GROUP == 0 && len % DAT_QUANT_GROUP == 0) { /* the usual case */
-            uint64_t w0 = dat_quant_word_index(g);
-            stream_words(key, stream, w0, dat_quant_word_index(g + len) - w0, w);
-            chunk_codes_grouped(vv, w, len, ks, s, bits, code);
-        } else {
-            stream_uniforms(key, stream, g, len, w);
-            chunk_codes(vv, w, len, ks, s, bits, code);
+    } else {
+        dat_quant_scale ks = dat_quant_make_scale(norm, s);
+        float step = dat_quant_step(norm, s);
+        dat_packer pk;
+        dat_packer_init(&pk, words, bits);
+        float v[DAT_QUANT_CHUNK];
+        uint32_t w[DAT_QUANT_CHUNK], code[DAT_QUANT_CHUNK];
+        for (; k0 < m; k0 += DAT_QUANT_CHUNK) {
+            size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
+            const float *vv = load_chunk(x + k0, e ? e + k0 : NULL, len, v);
+            uint64_t g = g0 + k0;
+            if (next) { /* its chunk at k0 now, the lines of the one after requested */
+                norm_chunk(c, next, k0, vn);
+                norm_prefetch(next, k0 + DAT_QUANT_CHUNK, k0 + 3 * DAT_QUANT_CHUNK / 2);
+            }
+            if (g % DAT_QUANT_GROUP == 0 && len % DAT_QUANT_GROUP == 0) { /* the usual case */
+                uint64_t w0 = dat_quant_word_index(g);
+                stream_words(key, stream, w0, dat_quant_word_index(g + len) - w0, w);
+                chunk_codes_grouped(vv, w, len, ks, s, bits, code);
+            } else {
+                stream_uniforms(key, stream, g, len, w);
+                chunk_codes(vv, w, len, ks, s, bits, code);
+            }
+            if (next)
+                norm_prefetch(next, k0 + 3 * DAT_QUANT_CHUNK / 2, k0 + 2 * DAT_QUANT_CHUNK);
+            if (e)
+                chunk_residual(vv, code, len, step, bits, e + k0);
+            dat_pack(&pk, code, len);
         }
-        prefetch_ahead(next, k0 + len / 2, k0 + len);
-        if (e)
-            chunk_residual(vv, code, len, step, bits, e + k0);
-        dat_pack(&pk, code, len);
+        dat_packer_flush(&pk);
     }
-    dat_packer_flush(&pk);
+    for (; next && k0 < next->m; k0 += DAT_QUANT_CHUNK) /* the next bucket is longer */
+        norm_chunk(c, next, k0, vn);
 }
 
 /* Pass-through: the codes are x + e; the residual becomes 0. */
@@ -323,39 +350,73 @@ static dat_status numeric_error(const char *func, int kind, uint64_t index, int 
                      have_residual ? " (after adding the residual; residual zeroed)" : "");
 }
 
+/* Pass-through over buckets [b0, b1) of 4096 floats; returns the first bad index. */
+static uint64_t passthrough_range(const float *x, size_t n, float *residual, float *out,
+                                  size_t b0, size_t b1)
+{
+    const size_t bsz = 4096;
+    uint64_t first_bad = UINT64_MAX;
+    for (size_t b = b0; b < b1; ++b) {
+        size_t lo = b * bsz, m = n - lo < bsz ? n - lo : bsz, bad = 0;
+        if (passthrough_block(x + lo, residual ? residual + lo : NULL, m, out + lo, &bad) &&
+            lo + bad < first_bad)
+            first_bad = lo + bad;
+    }
+    return first_bad;
+}
+
 dat_status dat_quant_encode_host(const char *func, const dat_quant_config *c, const float *x,
                                  size_t n, float *residual, uint64_t key, uint64_t stream,
                                  uint64_t counter0, void *codes, int nthreads,
                                  uint64_t index_base)
 {
-    size_t bsz = c->bits == DAT_QUANT_PASSTHROUGH ? 4096 : (size_t)c->bucket;
+    int pass = c->bits == DAT_QUANT_PASSTHROUGH;
+    size_t bsz = pass ? 4096 : (size_t)c->bucket;
     size_t nb = (n + bsz - 1) / bsz, full_bytes = bucket_bytes(c, bsz);
     uint64_t first_bad = UINT64_MAX;
     int bad_kind = NORM_OK;
     int nt = nthreads > 1 && nb > 1 ? nthreads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static) reduction(min : first_bad) \
-    reduction(max : bad_kind)
-    for (size_t b = 0; b < nb; ++b) {
-        size_t lo = b * bsz, m = n - lo < bsz ? n - lo : bsz, bad = 0;
-        float *e = residual ? residual + lo : NULL;
-        if (c->bits == DAT_QUANT_PASSTHROUGH) {
-            if (passthrough_block(x + lo, e, m, (float *)codes + lo, &bad)) {
-                first_bad = lo + bad < first_bad ? lo + bad : first_bad;
-                bad_kind = NORM_NONFINITE > bad_kind ? NORM_NONFINITE : bad_kind;
+    /* Each thread codes a contiguous range of buckets, the norm pass of each
+     * bucket running inside the coding of the one before (encode_bucket). A
+     * bucket's codes do not depend on the split. */
+#pragma omp parallel num_threads(nt) reduction(min : first_bad) reduction(max : bad_kind)
+    {
+        size_t t = (size_t)omp_get_thread_num(), tn = (size_t)omp_get_num_threads();
+        size_t b0 = nb * t / tn, b1 = nb * (t + 1) / tn;
+        if (pass) {
+            first_bad = passthrough_range(x, n, residual, (float *)codes, b0, b1);
+            bad_kind = first_bad != UINT64_MAX ? NORM_NONFINITE : NORM_OK;
+        }
+        norm_pass cur, nxt;
+        float buf[DAT_QUANT_CHUNK];
+        int have = 0; /* cur holds the finished lane sums of bucket b */
+        for (size_t b = b0; b < b1 && !pass; ++b) {
+            size_t lo = b * bsz, m = n - lo < bsz ? n - lo : bsz, bad = 0;
+            float *e = residual ? residual + lo : NULL;
+            if (!have) {
+                norm_begin(&cur, x + lo, e, m);
+                for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK)
+                    norm_chunk(c, &cur, k0, buf);
             }
-            continue;
+            float norm = 0.0f;
+            int kind = norm_finish(c, &cur, &norm, &bad);
+            have = 0;
+            if (kind != NORM_OK) {
+                first_bad = lo + bad < first_bad ? lo + bad : first_bad;
+                bad_kind = kind > bad_kind ? kind : bad_kind;
+                continue;
+            }
+            size_t hi = lo + m;
+            if (b + 1 < b1) {
+                norm_begin(&nxt, x + hi, residual ? residual + hi : NULL,
+                           n - hi < bsz ? n - hi : bsz);
+                have = 1;
+            }
+            encode_bucket(c, x + lo, e, m, norm, key, stream, counter0 + lo,
+                          (uint8_t *)codes + b * full_bytes, have ? &nxt : NULL);
+            if (have)
+                cur = nxt;
         }
-        float norm = 0.0f;
-        int kind = bucket_norm(c, x + lo, e, m, &norm, &bad);
-        if (kind != NORM_OK) {
-            first_bad = lo + bad < first_bad ? lo + bad : first_bad;
-            bad_kind = kind > bad_kind ? kind : bad_kind;
-            continue;
-        }
-        size_t hi = lo + m; /* the next bucket, prefetched while this one is coded */
-        ahead next = {x + hi, residual ? residual + hi : NULL, n - hi < bsz ? n - hi : bsz};
-        encode_bucket(c, x + lo, e, m, norm, key, stream, counter0 + lo,
-                      (uint8_t *)codes + b * full_bytes, &next);
     }
     if (bad_kind != NORM_OK) {
         if (residual)
