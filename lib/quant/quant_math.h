@@ -84,9 +84,9 @@ DAT_HD uint32_t dat_quant_code(float v, dat_quant_scale k, uint32_t s, uint32_t 
     float rc = r < sf ? r : sf;
     uint32_t l = (uint32_t)(int32_t)rc; /* rc <= 32767 */
     float frac = rc - (float)(int32_t)l; /* exact: r - floor(r) always is */
-    uint32_t xi = l + ((float)u16 * 0x1p-16f < frac ? 1u : 0u);
-    uint32_t sign = (v < 0.0f && xi != 0u) ? (1u << (bits - 1)) : 0u;
-    return sign | xi;
+    uint32_t xi = (float)u16 * 0x1p-16f < frac ? l + 1u : l;
+    uint32_t sign = v < 0.0f ? (1u << (bits - 1)) : 0u;
+    return xi != 0u ? (sign | xi) : 0u;
 }
 
 /*

@@ -60,7 +60,8 @@ static size_t first_nonfinite(const float *v, size_t len)
 }
 
 /* Lane accumulators: a fixed summation order whatever the vector width, so
- * every build (and a CUDA kernel following it) gets the same bits. */
+ * every build (and a CUDA kernel following it) gets the same bits. chk is the
+ * max norm's NaN / Inf check (the l2 sum needs none). */
 typedef struct lanes {
     float a[DAT_QUANT_LANES];
 } lanes;
@@ -81,36 +82,49 @@ static void lanes_add_chunk(lanes *acc, lanes *chk, const float *v, size_t len, 
                 c[j] += x * 0.0f; /* NaN if any x is NaN or Inf */
             }
         }
-    } else {
+    } else { /* a NaN or Inf makes the sum NaN or Inf: no check lanes needed */
         for (size_t k = 0; k < full; k += DAT_QUANT_LANES) {
 #pragma omp simd
             for (int j = 0; j < DAT_QUANT_LANES; ++j) {
                 float x = v[k + (size_t)j];
                 a[j] += x * x;
-                c[j] += x * 0.0f;
             }
         }
     }
     for (size_t k = full; k < len; ++k) {
         int j = (int)(k - full);
         float x = v[k], ax = x < 0.0f ? -x : x;
-        if (max_norm)
+        if (max_norm) {
             a[j] = ax > a[j] ? ax : a[j];
-        else
+            c[j] += x * 0.0f;
+        } else {
             a[j] += x * x;
-        c[j] += x * 0.0f;
+        }
     }
     memcpy(acc->a, a, sizeof a);
     memcpy(chk->a, c, sizeof c);
 }
 
 /* Pairwise combination of the lanes, in a fixed tree. */
+static inline void lanes_fold(float *a, int w, int max_norm)
+{
+    if (max_norm) {
+        for (int j = 0; j < w; ++j)
+            a[j] = a[j + w] > a[j] ? a[j + w] : a[j];
+    } else {
+        for (int j = 0; j < w; ++j)
+            a[j] = a[j] + a[j + w];
+    }
+}
+
 static float lanes_reduce(lanes *l, int max_norm)
 {
-    for (int w = DAT_QUANT_LANES / 2; w >= 1; w /= 2)
-        for (int j = 0; j < w; ++j)
-            l->a[j] = max_norm ? (l->a[j + w] > l->a[j] ? l->a[j + w] : l->a[j])
-                               : l->a[j] + l->a[j + w];
+    _Static_assert(DAT_QUANT_LANES == 16, "the tree below folds 16 lanes");
+    /* Constant widths, so each fold is one vector operation. */
+    lanes_fold(l->a, 8, max_norm);
+    lanes_fold(l->a, 4, max_norm);
+    lanes_fold(l->a, 2, max_norm);
+    lanes_fold(l->a, 1, max_norm);
     return l->a[0];
 }
 
@@ -167,7 +181,11 @@ static int norm_finish(const dat_quant_config *c, norm_pass *p, float *norm, siz
     size_t m = p->m;
     float v[DAT_QUANT_CHUNK];
     float r = lanes_reduce(&p->acc, max_norm);
-    if (lanes_reduce(&p->chk, 0) != 0.0f) { /* NaN: some element is not finite */
+    /* The max ignores NaN, so its check lanes sum x * 0 (NaN for a NaN or Inf); a
+     * sum of squares is NaN or Inf itself (or has overflowed: then no element is
+     * found and the double sum below takes over). */
+    int suspect = max_norm ? lanes_reduce(&p->chk, 0) != 0.0f : !(r <= FLT_MAX);
+    if (suspect) {
         for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK) {
             size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
             size_t i = first_nonfinite(load_chunk(x + k0, e ? e + k0 : NULL, len, v), len);
