@@ -81,18 +81,22 @@ __attribute__((target("avx512f"))) static void blocks_avx512(uint64_t key, uint6
     const __m512i q_hi = _mm512_setr_epi64(4, 12, 5, 13, 6, 14, 7, 15);
     const __m512i s_lo = _mm512_set1_epi32((int)(uint32_t)stream);
     const __m512i s_hi = _mm512_set1_epi32((int)(uint32_t)(stream >> 32));
+    /* The round keys, read from memory: a broadcast operand of the XOR costs no
+     * shuffle-port operation, where broadcasting from a register does. */
+    uint32_t ks[2][10];
+    for (int r = 0; r < 10; ++r) {
+        ks[0][r] = (uint32_t)key + (uint32_t)r * W0;
+        ks[1][r] = (uint32_t)(key >> 32) + (uint32_t)r * W1;
+    }
     for (size_t g = 0; g < nblocks; g += 32) {
         int two = g + 32 <= nblocks;
         __m512i a0, a1, a2 = s_lo, a3 = s_hi, b0r, b1r, b2r = s_lo, b3r = s_hi;
         counters512(b0 + g, lane, &a0, &a1);
         counters512(b0 + g + 16, lane, &b0r, &b1r);
-        uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
         for (int r = 0; r < 10; ++r) {
-            __m512i kk0 = _mm512_set1_epi32((int)k0), kk1 = _mm512_set1_epi32((int)k1);
+            __m512i kk0 = _mm512_set1_epi32((int)ks[0][r]), kk1 = _mm512_set1_epi32((int)ks[1][r]);
             DAT_PHILOX_ROUND512(a0, a1, a2, a3, kk0, kk1);
             DAT_PHILOX_ROUND512(b0r, b1r, b2r, b3r, kk0, kk1);
-            k0 += W0;
-            k1 += W1;
         }
         for (int h = 0; h < 1 + two; ++h) {
             __m512i c0 = h ? b0r : a0, c1 = h ? b1r : a1, c2 = h ? b2r : a2, c3 = h ? b3r : a3;

@@ -106,26 +106,37 @@ static void lanes_add_chunk(lanes *acc, lanes *chk, const float *v, size_t len, 
 }
 
 /* Pairwise combination of the lanes, in a fixed tree. */
-static inline void lanes_fold(float *a, int w, int max_norm)
-{
-    if (max_norm) {
-        for (int j = 0; j < w; ++j)
-            a[j] = a[j + w] > a[j] ? a[j + w] : a[j];
-    } else {
-        for (int j = 0; j < w; ++j)
-            a[j] = a[j] + a[j + w];
-    }
-}
+/* Halves of the lanes as GCC / Clang vectors, so the folds stay in registers. */
+typedef float dat_v16f __attribute__((vector_size(64)));
+typedef float dat_v8f __attribute__((vector_size(32)));
+typedef float dat_v4f __attribute__((vector_size(16)));
+typedef int32_t dat_v8i __attribute__((vector_size(32)));
+typedef int32_t dat_v4i __attribute__((vector_size(16)));
 
-static float lanes_reduce(lanes *l, int max_norm)
+/* a + b, or the larger of a and b (a where b is not larger, as lanes_add_chunk). */
+#define DAT_FOLD(a, b, max_norm, itype)                                                   \
+    ((max_norm) ? (__typeof__(a))(((itype)(b > a) & (itype)(b)) | (~(itype)(b > a) & (itype)(a))) \
+                : (a) + (b))
+
+/* The lanes are read whole, as lanes_add_chunk's clone stored them (a narrower
+ * load of part of a wider store still in flight waits for it), then folded in
+ * halves: lane j with lane j + 8, then j + 4, j + 2, j + 1. */
+DAT_QUANT_CLONES
+static float lanes_reduce(const lanes *l, int max_norm)
 {
     _Static_assert(DAT_QUANT_LANES == 16, "the tree below folds 16 lanes");
-    /* Constant widths, so each fold is one vector operation. */
-    lanes_fold(l->a, 8, max_norm);
-    lanes_fold(l->a, 4, max_norm);
-    lanes_fold(l->a, 2, max_norm);
-    lanes_fold(l->a, 1, max_norm);
-    return l->a[0];
+    dat_v16f a;
+    memcpy(&a, l->a, sizeof a);
+    dat_v8f lo8 = __builtin_shufflevector(a, a, 0, 1, 2, 3, 4, 5, 6, 7);
+    dat_v8f hi8 = __builtin_shufflevector(a, a, 8, 9, 10, 11, 12, 13, 14, 15);
+    dat_v8f s8 = DAT_FOLD(lo8, hi8, max_norm, dat_v8i);
+    dat_v4f lo4 = __builtin_shufflevector(s8, s8, 0, 1, 2, 3);
+    dat_v4f hi4 = __builtin_shufflevector(s8, s8, 4, 5, 6, 7);
+    dat_v4f s4 = DAT_FOLD(lo4, hi4, max_norm, dat_v4i);
+    float s2[2];
+    for (int j = 0; j < 2; ++j)
+        s2[j] = max_norm ? (s4[j + 2] > s4[j] ? s4[j + 2] : s4[j]) : s4[j] + s4[j + 2];
+    return max_norm ? (s2[1] > s2[0] ? s2[1] : s2[0]) : s2[0] + s2[1];
 }
 
 enum { NORM_OK = 0, NORM_NONFINITE = 1, NORM_OVERFLOW = 2 };
