@@ -13,6 +13,10 @@
  * trusting the float-rounded saved mean (which would leak sum(dy) into
  * dgamma). A one-thread-per-channel kernel then combines the blocks and writes
  * per-channel coefficients in double for the element-wise pass.
+ *
+ * A following ReLU can be fused (dat_bn_desc's relu_out, relu_mask): the
+ * element-wise pass writes max(y, 0), and the backward reads dy where the
+ * ReLU's output is positive, 0 elsewhere.
  */
 #include <math.h>
 
@@ -46,10 +50,19 @@ __device__ inline float shift_of(const float *x, const float *shift, int ch, int
     return shift ? shift[ch] : x[(size_t)ch * (size_t)hw];
 }
 
+/* dy[i], or 0 where a fused ReLU's output mask[i] is not positive (as relu_bwd). */
+__device__ inline float grad_at(const float *dy, const float *mask, size_t i)
+{
+    float g = dy[i];
+    return mask && !(mask[i] > 0.0f) ? 0.0f : g;
+}
+
 /* grid (c, splits): block (ch, s) sums values [s * per, (s + 1) * per) of
- * channel ch into part[(ch * splits + s) * N_SUMS + k]. dy may be NULL. */
-__global__ void bn_sums_kernel(const float *x, const float *dy, const float *shift, int c, int hw,
-                               size_t count, size_t per, double *part)
+ * channel ch into part[(ch * splits + s) * N_SUMS + k]. dy may be NULL; mask
+ * (a fused ReLU's output) may be NULL. */
+__global__ void bn_sums_kernel(const float *x, const float *dy, const float *mask,
+                               const float *shift, int c, int hw, size_t count, size_t per,
+                               double *part)
 {
     int ch = blockIdx.x, s = blockIdx.y;
     size_t begin = (size_t)s * per, end = begin + per < count ? begin + per : count;
@@ -62,7 +75,7 @@ __global__ void bn_sums_kernel(const float *x, const float *dy, const float *shi
         sx += v;
         sxx += v * v;
         if (dy) {
-            double g = dy[at];
+            double g = grad_at(dy, mask, at);
             sdy += g;
             sdyx += g * v;
         }
@@ -148,14 +161,16 @@ __global__ void bn_eval_coef_kernel(int c, float eps, const float *gamma, const 
 }
 
 /* y = (x - mean) * scale + shift in double, rounded once: outputs near 0 must be
- * accurate, because the ReLU after a BN turns a sign error into a wrong gradient. */
+ * accurate, because the ReLU after a BN turns a sign error into a wrong gradient.
+ * relu: max(y, 0), NaN to 0, as relu_fwd. */
 __global__ void bn_normalize_kernel(const float *x, const double *coef, size_t total, int c,
-                                    int hw, float *y)
+                                    int hw, int relu, float *y)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
         const double *k = coef + 3 * ((i / (size_t)hw) % (size_t)c);
-        y[i] = (float)(((double)x[i] - k[0]) * k[1] + k[2]);
+        float v = (float)(((double)x[i] - k[0]) * k[1] + k[2]);
+        y[i] = relu ? (v > 0.0f ? v : 0.0f) : v;
     }
 }
 
@@ -184,14 +199,14 @@ __global__ void bn_train_grad_kernel(const double *part, int splits, const float
     k[4] = sdyx / count;
 }
 
-__global__ void bn_train_dx_kernel(const float *x, const float *dy, const double *coef,
-                                   size_t total, int c, int hw, float *dx)
+__global__ void bn_train_dx_kernel(const float *x, const float *dy, const float *mask,
+                                   const double *coef, size_t total, int c, int hw, float *dx)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x) {
         const double *k = coef + 5 * ((i / (size_t)hw) % (size_t)c);
         double xhat = ((double)x[i] - k[0]) * k[1];
-        dx[i] = (float)(k[2] * ((double)dy[i] - k[3] - xhat * k[4]));
+        dx[i] = (float)(k[2] * ((double)grad_at(dy, mask, i) - k[3] - xhat * k[4]));
     }
 }
 
@@ -214,12 +229,12 @@ __global__ void bn_eval_grad_kernel(const double *part, int splits, int c, float
     factor[ch] = (float)(gamma[ch] * invstd);
 }
 
-__global__ void bn_eval_dx_kernel(const float *dy, const float *factor, size_t total, int c,
-                                  int hw, float *dx)
+__global__ void bn_eval_dx_kernel(const float *dy, const float *mask, const float *factor,
+                                  size_t total, int c, int hw, float *dx)
 {
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
          i += (size_t)gridDim.x * blockDim.x)
-        dx[i] = dy[i] * factor[(i / (size_t)hw) % (size_t)c];
+        dx[i] = grad_at(dy, mask, i) * factor[(i / (size_t)hw) % (size_t)c];
 }
 
 static size_t total_of(const dat_bn_desc *d)
@@ -243,8 +258,8 @@ static dat_status launch_sums(dat_ctx *ctx, const dat_bn_desc *d, const bn_plan 
                               const float *x, const float *dy, const float *shift, double *part)
 {
     dim3 grid((unsigned)d->c, (unsigned)p.splits);
-    bn_sums_kernel<<<grid, BN_THREADS, 0, dat_cuda(ctx)->stream>>>(x, dy, shift, d->c, d->hw,
-                                                                   p.count, p.per, part);
+    bn_sums_kernel<<<grid, BN_THREADS, 0, dat_cuda(ctx)->stream>>>(
+        x, dy, dy ? d->relu_mask : NULL, shift, d->c, d->hw, p.count, p.per, part);
     DAT_CUDA_CHECK_LAUNCH("bn_sums_kernel");
     return DAT_OK;
 }
@@ -273,7 +288,7 @@ dat_status dat_cuda_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float
         running_mean, running_var, save_mean, save_invstd, (double *)coef);
     DAT_CUDA_CHECK_LAUNCH("bn_train_stats_kernel");
     bn_normalize_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
-        x, (const double *)coef, total_of(d), d->c, d->hw, y);
+        x, (const double *)coef, total_of(d), d->c, d->hw, d->relu_out, y);
     DAT_CUDA_CHECK_LAUNCH("bn_normalize_kernel");
     return DAT_OK;
 }
@@ -293,7 +308,7 @@ dat_status dat_cuda_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float 
                                                           (double *)coef);
     DAT_CUDA_CHECK_LAUNCH("bn_eval_coef_kernel");
     bn_normalize_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
-        x, (const double *)coef, total_of(d), d->c, d->hw, y);
+        x, (const double *)coef, total_of(d), d->c, d->hw, d->relu_out, y);
     DAT_CUDA_CHECK_LAUNCH("bn_normalize_kernel");
     return DAT_OK;
 }
@@ -319,7 +334,7 @@ dat_status dat_cuda_bn_bwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float
                                                            dgamma, dbeta, beta, (double *)coef);
     DAT_CUDA_CHECK_LAUNCH("bn_train_grad_kernel");
     bn_train_dx_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
-        x, dy, (const double *)coef, total_of(d), d->c, d->hw, dx);
+        x, dy, d->relu_mask, (const double *)coef, total_of(d), d->c, d->hw, dx);
     DAT_CUDA_CHECK_LAUNCH("bn_train_dx_kernel");
     return DAT_OK;
 }
@@ -346,7 +361,7 @@ dat_status dat_cuda_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float 
                                                           dbeta, beta, (float *)factor);
     DAT_CUDA_CHECK_LAUNCH("bn_eval_grad_kernel");
     bn_eval_dx_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
-        dy, (const float *)factor, total_of(d), d->c, d->hw, dx);
+        dy, d->relu_mask, (const float *)factor, total_of(d), d->c, d->hw, dx);
     DAT_CUDA_CHECK_LAUNCH("bn_eval_dx_kernel");
     return DAT_OK;
 }

@@ -47,6 +47,13 @@ typedef struct dat_bn_desc {
     int n, c, hw;                  /* x is n x c x hw */
     float eps;                     /* PyTorch default 1e-5 */
     float momentum;                /* running = (1 - m) running + m batch; PyTorch default 0.1 */
+    /* Fusion with a following ReLU, honoured by every backend's batch-norm ops
+     * (fuses_bn_relu says whether a model plans it): relu_out: the forward ops
+     * write max(bn(x), 0); relu_mask (may be NULL): the backward ops use dy where
+     * relu_mask > 0 and 0 elsewhere, relu_mask being that ReLU's output, laid out
+     * as x. */
+    int relu_out;
+    const float *relu_mask;
 } dat_bn_desc;
 
 struct dat_optim; /* lib/optim/optim.h */
@@ -55,6 +62,8 @@ typedef struct dat_backend {
     const char *name;
     /* 1 if the convolution ops honour dat_conv_desc's relu_out and relu_mask. */
     int fuses_conv_relu;
+    /* 1 if models on this backend fuse a batch norm with the ReLU after it. */
+    int fuses_bn_relu;
 
     /* Life cycle: init() sets up ctx->backend_state (device, streams, library
      * handles); fini() releases it and must accept a partial init. */

@@ -171,6 +171,7 @@ int dat_cpu_threads(const dat_ctx *ctx, size_t work)
 const dat_backend dat_backend_cpu = {
     .name = "cpu",
     .fuses_conv_relu = 1,
+    .fuses_bn_relu = 1,
     .init = cpu_init,
     .fini = cpu_fini,
     .synchronize = cpu_synchronize,

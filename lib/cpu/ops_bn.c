@@ -1,9 +1,14 @@
 /* Batch normalization of the CPU backend, with PyTorch's semantics: batch
  * statistics with the biased variance in train mode, running statistics
  * updated with the unbiased one, running statistics in eval mode. Sums are
- * accumulated in double. */
+ * accumulated in double. A following ReLU can be fused (dat_bn_desc's
+ * relu_out, relu_mask): it saves a pass over the activations each way. */
 #include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
 
+#include "../core/error.h"
 #include "cpu.h"
 
 static inline size_t at(const dat_bn_desc *d, int i, int c)
@@ -31,19 +36,58 @@ static void channel_moments(const dat_bn_desc *d, const float *x, int c, double 
     *var = q / count;
 }
 
-/* y = (x - mean) * scale + shift, in double and rounded once. Folding the mean
- * into the shift (x * scale + (shift - mean * scale)) cancels catastrophically
- * when |mean| >> std; and outputs near 0 must be accurate, because the ReLU
- * after a BN turns a sign error into a wrong gradient. */
+/* v > 0 ? v : +0 (NaN too) as a mask on the bits: a branch on the sign of an
+ * activation mispredicts half the time. */
+static inline float relu_bits(float v)
+{
+    uint32_t b;
+    memcpy(&b, &v, sizeof b);
+    b &= -(uint32_t)(v > 0.0f);
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+/* y = (x - mean) * scale + shift, in double and rounded once (then max(y, 0)
+ * with relu_out). Folding the mean into the shift (x * scale + (shift - mean *
+ * scale)) cancels catastrophically when |mean| >> std; and outputs near 0 must
+ * be accurate, because the ReLU after a BN turns a sign error into a wrong
+ * gradient. */
 static void normalize_channel(const dat_bn_desc *d, const float *x, int c, double mean,
                               double scale, double shift, float *y)
 {
     for (int i = 0; i < d->n; ++i) {
         const float *p = x + at(d, i, c);
         float *q = y + at(d, i, c);
-        for (int k = 0; k < d->hw; ++k)
-            q[k] = (float)(((double)p[k] - mean) * scale + shift);
+        if (d->relu_out) {
+            for (int k = 0; k < d->hw; ++k)
+                q[k] = relu_bits((float)(((double)p[k] - mean) * scale + shift));
+        } else {
+            for (int k = 0; k < d->hw; ++k)
+                q[k] = (float)(((double)p[k] - mean) * scale + shift);
+        }
     }
+}
+
+/* The gradient arriving at the BN output of one plane: dy itself, or with a
+ * fused ReLU dy where its output (the mask) is positive and 0 elsewhere, as
+ * dat_cpu_relu_bwd, into buf. Keeps the loops below free of the choice. */
+/* One plane of masked gradient per thread, from the context's workspace; NULL
+ * without a fused ReLU. */
+static dat_status mask_buffers(dat_ctx *ctx, const dat_bn_desc *d, int nt, float **bufs)
+{
+    *bufs = NULL;
+    if (!d->relu_mask)
+        return DAT_OK;
+    return dat_cpu_workspace(ctx, (size_t)nt * (size_t)d->hw, bufs);
+}
+
+static const float *grad_plane(const dat_bn_desc *d, const float *dy, int i, int c, float *buf)
+{
+    const float *g = dy + at(d, i, c);
+    if (!d->relu_mask)
+        return g;
+    dat_cpu_relu_mask(g, d->relu_mask + at(d, i, c), (size_t)d->hw, buf);
+    return buf;
 }
 
 dat_status dat_cpu_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
@@ -85,11 +129,11 @@ dat_status dat_cpu_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float *
 
 /* sum(dy) and sum(dy * xhat) of one channel, xhat = (x - mean) * invstd. */
 static void channel_grad_sums(const dat_bn_desc *d, const float *x, const float *dy, int c,
-                              double mean, double invstd, double *sdy, double *sdyx)
+                              double mean, double invstd, float *buf, double *sdy, double *sdyx)
 {
     double a = 0, b = 0;
     for (int i = 0; i < d->n; ++i) {
-        const float *p = x + at(d, i, c), *g = dy + at(d, i, c);
+        const float *p = x + at(d, i, c), *g = grad_plane(d, dy, i, c, buf);
         for (int k = 0; k < d->hw; ++k) {
             a += g[k];
             b += (double)g[k] * (((double)p[k] - mean) * invstd);
@@ -118,20 +162,23 @@ dat_status dat_cpu_bn_bwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float 
     (void)save_invstd;
     int nt = dat_cpu_threads(ctx, (size_t)d->n * (size_t)d->c * (size_t)d->hw);
     double count = (double)d->n * d->hw;
+    float *bufs;
+    DAT_TRY(mask_buffers(ctx, d, nt, &bufs));
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int c = 0; c < d->c; ++c) {
+        float *buf = bufs ? bufs + (size_t)omp_get_thread_num() * (size_t)d->hw : NULL;
         /* The batch statistics again, in double: xhat from the float-rounded saved
          * mean is off by a constant, which leaks sum(dy) into sum(dy * xhat)
          * (relative errors of 1e-3 in gamma's gradient when |mean| >> std). */
         double mean, var, sdy, sdyx;
         channel_moments(d, x, c, &mean, &var);
         double invstd = 1.0 / sqrt(var + (double)d->eps);
-        channel_grad_sums(d, x, dy, c, mean, invstd, &sdy, &sdyx);
+        channel_grad_sums(d, x, dy, c, mean, invstd, buf, &sdy, &sdyx);
         param_grads(dgamma, dbeta, beta, c, sdy, sdyx);
         /* dx = gamma invstd (dy - mean(dy) - xhat mean(dy xhat)) */
         double k = gamma[c] * invstd, mdy = sdy / count, mdyx = sdyx / count;
         for (int i = 0; i < d->n; ++i) {
-            const float *p = x + at(d, i, c), *g = dy + at(d, i, c);
+            const float *p = x + at(d, i, c), *g = grad_plane(d, dy, i, c, buf);
             float *q = dx + at(d, i, c);
             for (int j = 0; j < d->hw; ++j) {
                 double xhat = ((double)p[j] - mean) * invstd;
@@ -148,17 +195,20 @@ dat_status dat_cpu_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float *
                                float beta)
 {
     int nt = dat_cpu_threads(ctx, (size_t)d->n * (size_t)d->c * (size_t)d->hw);
+    float *bufs;
+    DAT_TRY(mask_buffers(ctx, d, nt, &bufs));
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int c = 0; c < d->c; ++c) {
+        float *buf = bufs ? bufs + (size_t)omp_get_thread_num() * (size_t)d->hw : NULL;
         double invstd = 1.0 / sqrt((double)running_var[c] + (double)d->eps);
         if (dgamma || dbeta) {
             double sdy, sdyx;
-            channel_grad_sums(d, x, dy, c, running_mean[c], invstd, &sdy, &sdyx);
+            channel_grad_sums(d, x, dy, c, running_mean[c], invstd, buf, &sdy, &sdyx);
             param_grads(dgamma, dbeta, beta, c, sdy, sdyx);
         }
         float k = (float)(gamma[c] * invstd);
         for (int i = 0; i < d->n; ++i) {
-            const float *g = dy + at(d, i, c);
+            const float *g = grad_plane(d, dy, i, c, buf);
             float *q = dx + at(d, i, c);
             for (int j = 0; j < d->hw; ++j)
                 q[j] = g[j] * k;

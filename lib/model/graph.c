@@ -11,7 +11,7 @@ static void free_runtime(dat_model *m)
     dat_ctx *ctx = m->ctx;
     for (int32_t i = 0; i < m->n_nodes; ++i) {
         dat_node *n = &m->nodes[i];
-        if (i > 0 && !n->fused_relu) /* a fused conv's y is its ReLU's */
+        if (i > 0 && !n->fused_relu) /* a fused conv's or BN's y is its ReLU's */
             ctx->be->free(ctx, n->y);
         ctx->be->free(ctx, n->dy);
         ctx->be->free(ctx, n->save_mean);
@@ -145,6 +145,7 @@ static dat_status forward_bn(dat_model *m, dat_node *n, const float *x, int32_t 
 {
     dat_ctx *ctx = m->ctx;
     dat_bn_desc d = bn_desc(n, batch);
+    d.relu_out = n->fused_relu; /* then n->y is the ReLU's output */
     float *rm = (float *)m->buffers->data + n->buf_off, *rv = rm + n->c;
     if (m->mode == DAT_MODE_EVAL)
         return DAT_OP(ctx, bn_fwd_eval, &d, x, param(m, n->w_off), param(m, n->b_off), rm, rv,
@@ -158,11 +159,12 @@ static dat_status forward_bn(dat_model *m, dat_node *n, const float *x, int32_t 
 
 void dat_graph_plan(dat_model *m)
 {
-    if (!m->ctx->be->fuses_conv_relu)
-        return;
+    const dat_backend *be = m->ctx->be;
     for (int32_t i = 1; i + 1 < m->n_nodes; ++i) {
         dat_node *n = &m->nodes[i], *next = &m->nodes[i + 1];
-        if (n->kind != DAT_LAYER_CONV2D || next->kind != DAT_LAYER_RELU || next->in[0] != i)
+        int fusable = (n->kind == DAT_LAYER_CONV2D && be->fuses_conv_relu) ||
+                      (n->kind == DAT_LAYER_BATCHNORM && be->fuses_bn_relu);
+        if (!fusable || next->kind != DAT_LAYER_RELU || next->in[0] != i)
             continue;
         int consumers = 0;
         for (int32_t j = i + 1; j < m->n_nodes; ++j)
@@ -219,7 +221,7 @@ dat_status dat_graph_forward(dat_model *m, const float *x, int32_t n, int update
     for (int32_t i = 1; i < m->n_nodes; ++i) {
         DAT_TRY(forward_node(m, &m->nodes[i], n, update_running));
         if (m->nodes[i].fused_relu)
-            ++i; /* the convolution computed its ReLU */
+            ++i; /* the convolution or batch norm computed its ReLU */
     }
     return DAT_OK;
 }
@@ -257,15 +259,19 @@ static dat_status backward_bn(dat_model *m, dat_node *n, const backward_pass *bp
 {
     dat_ctx *ctx = m->ctx;
     dat_bn_desc d = bn_desc(n, bp->batch);
+    /* Fused: the gradient arrives at the ReLU; its output is the mask. */
+    const dat_node *relu = n->fused_relu ? n + 1 : NULL;
+    const float *dy = relu ? relu->dy : n->dy;
+    d.relu_mask = relu ? relu->y : NULL;
     const float *x = m->nodes[n->in[0]].y;
     float *dg = grad(m, n->w_off, bp->beta), *db = grad(m, n->b_off, bp->beta);
     float beta = bp->beta < 0 ? 0.0f : bp->beta;
     if (m->mode == DAT_MODE_EVAL) {
         const float *rm = (const float *)m->buffers->data + n->buf_off;
-        return DAT_OP(ctx, bn_bwd_eval, &d, x, n->dy, param(m, n->w_off), rm, rm + n->c, dx, dg,
-                      db, beta);
+        return DAT_OP(ctx, bn_bwd_eval, &d, x, dy, param(m, n->w_off), rm, rm + n->c, dx, dg, db,
+                      beta);
     }
-    return DAT_OP(ctx, bn_bwd_train, &d, x, n->dy, param(m, n->w_off), n->save_mean,
+    return DAT_OP(ctx, bn_bwd_train, &d, x, dy, param(m, n->w_off), n->save_mean,
                   n->save_invstd, dx, dg, db, beta);
 }
 
@@ -345,7 +351,7 @@ dat_status dat_graph_backward(dat_model *m, const float *dz, int32_t n, float pa
         /* A node that does not lead to the output gets no gradient. */
         if (!m->grad_ready[i])
             continue;
-        if (m->nodes[i - 1].fused_relu) { /* the convolution's backward applies the mask */
+        if (m->nodes[i - 1].fused_relu) { /* the conv's or BN's backward applies the mask */
             m->grad_ready[i - 1] = 1;
             continue;
         }

@@ -496,6 +496,11 @@ dat_status dat_model_activation(dat_model *model, int32_t node, dat_tensor *out)
     if (model->last_batch == 0)
         return dat_error(DAT_ERR_STATE, __func__, "no forward pass has run yet");
     const dat_node *n = &model->nodes[node];
+    if (n->fused_relu)
+        return dat_error(DAT_ERR_UNSUPPORTED, __func__,
+                         "node %d computes the ReLU of node %d with it on the %s backend, so "
+                         "its own output is not kept (node %d's is)", (int)node, (int)node + 1,
+                         model->ctx->be->name, (int)node + 1);
     int64_t want = (int64_t)model->last_batch * dat_node_numel(n);
     if (out->ctx != model->ctx || out->dtype != DAT_FLOAT32 || out->numel != want)
         return dat_error(DAT_ERR_INVALID_ARG, __func__,

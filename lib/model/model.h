@@ -19,9 +19,9 @@ typedef struct dat_node {
     int64_t w_off, b_off;  /* parameter offsets (weight / gamma, bias / beta); -1 if none */
     int64_t buf_off;       /* BN: running_mean at buf_off, running_var at buf_off + c */
     int32_t bn_index;      /* BN: index into num_batches_tracked */
-    int fused_relu;        /* conv: node + 1 is a ReLU that only it feeds, computed inside
-                              the convolution (backends with fuses_conv_relu); its y is
-                              that ReLU's output */
+    int fused_relu;        /* conv or BN: node + 1 is a ReLU that only it feeds, computed
+                              inside it (backends with fuses_conv_relu / fuses_bn_relu);
+                              its y is that ReLU's output */
     /* Run-time buffers in device memory, for `capacity` samples. */
     float *y;              /* output */
     float *dy;             /* gradient of the output */
@@ -116,7 +116,7 @@ typedef void (*dat_model_extra_fn)(struct dat_st_writer *w, void *user);
 dat_status dat_model_write(dat_model *model, const char *path, dat_model_extra_fn extra,
                            void *user);
 
-/* Marks the convolutions whose ReLU can be fused into them (graph.c). */
+/* Marks the convolutions and batch norms whose ReLU can be fused into them (graph.c). */
 void dat_graph_plan(dat_model *m);
 
 /* Parameter and buffer layout, initialization (init.c). */

@@ -575,21 +575,35 @@ static void bn_free(bn_data *b)
     pair_free(&b->dy);
 }
 
+/* b's descriptor for one side of BOTH, with a fused ReLU: its output (relu_out),
+ * its mask (mask, a pair; NULL: none). */
+static const dat_bn_desc *bn_side(const bn_data *b, int relu_out, const pair *mask, int side)
+{
+    static dat_bn_desc e[2];
+    e[side] = b->d;
+    e[side].relu_out = relu_out;
+    e[side].relu_mask = mask ? (const float *)(side ? mask->g : mask->c) : NULL;
+    return &e[side];
+}
+
 static void check_bn_fwd_train(void)
 {
     NEED(bn_fwd_train);
     for (size_t i = 0; i < sizeof bn_cases / sizeof *bn_cases; ++i) {
         bn_data b = bn_make(&bn_cases[i]);
-        for (int update = 1; update >= 0; --update) {
+        /* running statistics updated, NULL, then updated with a fused ReLU */
+        for (int mode = 0; mode < 3; ++mode) {
+            int update = mode != 1, relu = mode == 2;
             pair y = pair_out(b.total), sm = pair_out(b.d.c), si = pair_out(b.d.c);
-            BOTH(bn_fwd_train, &b.d, P(b.x), P(b.gamma), P(b.beta),
+            BOTH(bn_fwd_train, bn_side(&b, relu, NULL, side), P(b.x), P(b.gamma), P(b.beta),
                  update ? P(b.rmean) : NULL, update ? P(b.rvar) : NULL, P(sm), P(si), P(y));
             char shape[160];
-            snprintf(shape, sizeof shape, "%s, running %s", b.shape, update ? "updated" : "NULL");
+            snprintf(shape, sizeof shape, "%s, running %s%s", b.shape,
+                     update ? "updated" : "NULL", relu ? ", fused ReLU" : "");
             expect_close("bn_fwd_train", "y", shape, &y, TOL_REDUCE);
             expect_close("bn_fwd_train", "save_mean", shape, &sm, TOL_REDUCE);
             expect_close("bn_fwd_train", "save_invstd", shape, &si, TOL_REDUCE);
-            /* After the NULL call too: still the values of the first update. */
+            /* After the NULL call too: the values of the updates so far. */
             expect_close("bn_fwd_train", "running_mean", shape, &b.rmean, TOL_REDUCE);
             expect_close("bn_fwd_train", "running_var", shape, &b.rvar, TOL_REDUCE);
             pair_free(&y);
@@ -605,10 +619,15 @@ static void check_bn_fwd_eval(void)
     NEED(bn_fwd_eval);
     for (size_t i = 0; i < sizeof bn_cases / sizeof *bn_cases; ++i) {
         bn_data b = bn_make(&bn_cases[i]);
-        pair y = pair_out(b.total);
-        BOTH(bn_fwd_eval, &b.d, P(b.x), P(b.gamma), P(b.beta), P(b.rmean), P(b.rvar), P(y));
-        expect_close("bn_fwd_eval", "y", b.shape, &y, TOL_REDUCE);
-        pair_free(&y);
+        for (int relu = 0; relu < 2; ++relu) {
+            pair y = pair_out(b.total);
+            BOTH(bn_fwd_eval, bn_side(&b, relu, NULL, side), P(b.x), P(b.gamma), P(b.beta),
+                 P(b.rmean), P(b.rvar), P(y));
+            char shape[160];
+            snprintf(shape, sizeof shape, "%s%s", b.shape, relu ? ", fused ReLU" : "");
+            expect_close("bn_fwd_eval", "y", shape, &y, TOL_REDUCE);
+            pair_free(&y);
+        }
         bn_free(&b);
     }
 }
@@ -642,19 +661,26 @@ static void check_bn_bwd(int train)
         bn_data b = bn_make(&bn_cases[i]);
         pair sm = pair_alloc(b.d.c, sizeof(float)), si = pair_alloc(b.d.c, sizeof(float));
         bn_saved(&b, &sm, &si);
-        /* 0: all outputs, beta 0; 1: accumulated; 2: dx only */
-        for (int mode = 0; mode < 3; ++mode) {
+        /* A fused ReLU's output: half of it 0. */
+        pair mask = pair_uniform(b.total, -1.0f, 1.0f);
+        for (size_t j = 0; j < b.total; ++j)
+            cpu_f(&mask)[j] = cpu_f(&mask)[j] > 0.0f ? cpu_f(&mask)[j] : 0.0f;
+        pair_sync(&mask);
+        /* 0: all outputs, beta 0; 1: accumulated; 2: dx only; 3: 0 with a fused ReLU */
+        for (int mode = 0; mode < 4; ++mode) {
             float beta = mode == 1 ? 1.0f : 0.0f;
+            const pair *mk = mode == 3 ? &mask : NULL;
             pair dx = pair_out(b.total);
             pair dg = mode == 1 ? pair_uniform(b.d.c, -1.0f, 1.0f) : pair_out(b.d.c);
             pair db = mode == 1 ? pair_uniform(b.d.c, -1.0f, 1.0f) : pair_out(b.d.c);
             int params = mode != 2;
             if (train)
-                BOTH(bn_bwd_train, &b.d, P(b.x), P(b.dy), P(b.gamma), P(sm), P(si), P(dx),
-                     params ? P(dg) : NULL, params ? P(db) : NULL, beta)
+                BOTH(bn_bwd_train, bn_side(&b, 0, mk, side), P(b.x), P(b.dy), P(b.gamma), P(sm),
+                     P(si), P(dx), params ? P(dg) : NULL, params ? P(db) : NULL, beta)
             else
-                BOTH(bn_bwd_eval, &b.d, P(b.x), P(b.dy), P(b.gamma), P(b.rmean), P(b.rvar),
-                     P(dx), params ? P(dg) : NULL, params ? P(db) : NULL, beta)
+                BOTH(bn_bwd_eval, bn_side(&b, 0, mk, side), P(b.x), P(b.dy), P(b.gamma),
+                     P(b.rmean), P(b.rvar), P(dx), params ? P(dg) : NULL, params ? P(db) : NULL,
+                     beta)
             char shape[160];
             snprintf(shape, sizeof shape, "%s, mode %d, beta %g", b.shape, mode, beta);
             expect_close(op, "dx", shape, &dx, TOL_REDUCE);
@@ -666,6 +692,7 @@ static void check_bn_bwd(int train)
             pair_free(&dg);
             pair_free(&db);
         }
+        pair_free(&mask);
         pair_free(&sm);
         pair_free(&si);
         bn_free(&b);
@@ -1297,7 +1324,7 @@ START_TEST(test_table_complete)
 {
     size_t slot = sizeof(void (*)(void));
     size_t first = offsetof(dat_backend, init);
-    ck_assert_uint_eq(first, offsetof(dat_backend, fuses_conv_relu) + slot);
+    ck_assert_uint_eq(first, offsetof(dat_backend, fuses_conv_relu) + 2 * sizeof(int));
     for (size_t off = first; off < sizeof(dat_backend); off += slot) {
         int found = 0;
         for (int i = 0; i < N_CHECKS; ++i)

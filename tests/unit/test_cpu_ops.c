@@ -497,7 +497,7 @@ static double bn_loss(const double *v, void *user)
 
 static void check_bn(int train, int n, int c, int hw, double offset)
 {
-    dat_bn_desc d = {n, c, hw, 1e-5f, 0.1f};
+    dat_bn_desc d = {.n = n, .c = c, .hw = hw, .eps = 1e-5f, .momentum = 0.1f};
     size_t m = (size_t)n * c * hw;
     /* offset: a mean far from 0 relative to the spread, where naive formulas lose digits. */
     arr x = make(m, 11, 1, offset), gamma = make((size_t)c, 12, 0.5, 1), beta = make((size_t)c, 13, 1, 0),
@@ -558,6 +558,75 @@ START_TEST(test_batchnorm)
         check_bn(train, 4, 3, 16, 20.0);
         check_bn(train, 8, 2, 1, 0.5); /* BatchNorm1d shape */
     }
+}
+END_TEST
+
+/* A fused ReLU (dat_bn_desc's relu_out, relu_mask) gives exactly the unfused
+ * results: max(bn(x), 0) forward, and the backward of dy * (y > 0). */
+static void check_bn_relu(int train)
+{
+    const int n = 4, c = 3, hw = 10;
+    size_t m = (size_t)n * c * hw;
+    dat_bn_desc d = {.n = n, .c = c, .hw = hw, .eps = 1e-5f, .momentum = 0.1f};
+    arr x = make(m, 21, 1, 0.3), gamma = make((size_t)c, 22, 0.5, 1),
+        beta = make((size_t)c, 23, 1, 0), dy = make(m, 24, 1, 0),
+        rm = make((size_t)c, 25, 0.2, 0.3), rv = make((size_t)c, 26, 0.2, 1);
+    float *y[2], *dx[2], dg[2][3], db[2][3], sm[3], si[3], rmf[3], rvf[3];
+    float *masked = malloc(m * sizeof *masked);
+    for (int fused = 0; fused < 2; ++fused) {
+        y[fused] = malloc(m * sizeof(float));
+        dx[fused] = malloc(m * sizeof(float));
+        dat_bn_desc e = d;
+        e.relu_out = fused;
+        memcpy(rmf, rm.f, sizeof rmf);
+        memcpy(rvf, rv.f, sizeof rvf);
+        if (train)
+            ck_assert_dat_ok(ctx->be->bn_fwd_train(ctx, &e, x.f, gamma.f, beta.f, rmf, rvf, sm,
+                                                   si, y[fused]));
+        else
+            ck_assert_dat_ok(ctx->be->bn_fwd_eval(ctx, &e, x.f, gamma.f, beta.f, rm.f, rv.f,
+                                                  y[fused]));
+    }
+    int zeros = 0;
+    for (size_t i = 0; i < m; ++i) {
+        float r = y[0][i] > 0.0f ? y[0][i] : 0.0f;
+        ck_assert_msg(memcmp(&r, &y[1][i], sizeof r) == 0, "fused forward %zu: %g, want %g", i,
+                      (double)y[1][i], (double)r);
+        masked[i] = y[1][i] > 0.0f ? dy.f[i] : 0.0f;
+        zeros += y[1][i] == 0.0f;
+    }
+    ck_assert_int_gt(zeros, 0); /* the mask does something */
+    for (int fused = 0; fused < 2; ++fused) {
+        dat_bn_desc e = d;
+        e.relu_mask = fused ? y[1] : NULL;
+        const float *g = fused ? dy.f : masked;
+        if (train)
+            ck_assert_dat_ok(ctx->be->bn_bwd_train(ctx, &e, x.f, g, gamma.f, sm, si, dx[fused],
+                                                   dg[fused], db[fused], 0.0f));
+        else
+            ck_assert_dat_ok(ctx->be->bn_bwd_eval(ctx, &e, x.f, g, gamma.f, rm.f, rv.f,
+                                                  dx[fused], dg[fused], db[fused], 0.0f));
+    }
+    ck_assert_msg(memcmp(dx[0], dx[1], m * sizeof(float)) == 0, "fused dx differs");
+    ck_assert_msg(memcmp(dg[0], dg[1], sizeof dg[0]) == 0, "fused dgamma differs");
+    ck_assert_msg(memcmp(db[0], db[1], sizeof db[0]) == 0, "fused dbeta differs");
+    for (int k = 0; k < 2; ++k) {
+        free(y[k]);
+        free(dx[k]);
+    }
+    free(masked);
+    drop(&x);
+    drop(&gamma);
+    drop(&beta);
+    drop(&dy);
+    drop(&rm);
+    drop(&rv);
+}
+
+START_TEST(test_batchnorm_relu)
+{
+    check_bn_relu(0);
+    check_bn_relu(1);
 }
 END_TEST
 
@@ -741,6 +810,7 @@ int main(void)
     tcase_add_test(tc, test_linear);
     tcase_add_test(tc, test_pool);
     tcase_add_test(tc, test_batchnorm);
+    tcase_add_test(tc, test_batchnorm_relu);
     tcase_add_test(tc, test_softmax_xent_and_kl);
     tcase_add_test(tc, test_small_ops);
     tcase_add_test(tc, test_attack_steps);
