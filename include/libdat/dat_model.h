@@ -466,7 +466,10 @@ DAT_API dat_status dat_model_node_info(const dat_model *model, int32_t node, int
  * @param[out] out  float32 with N x channels x height x width elements, N the
  *                  batch of that pass.
  * @return DAT_OK; DAT_ERR_STATE before any forward pass; DAT_ERR_INVALID_ARG
- *         for NULL pointers, a bad node or an output of the wrong size.
+ *         for NULL pointers, a bad node or an output of the wrong size;
+ *         DAT_ERR_UNSUPPORTED for a convolution or batch norm that the backend
+ *         computes together with the ReLU after it (its own output is not kept;
+ *         the ReLU's node, @p node + 1, has the result).
  */
 DAT_API dat_status dat_model_activation(dat_model *model, int32_t node, dat_tensor *out);
 

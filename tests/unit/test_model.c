@@ -3,6 +3,8 @@
 #include <math.h>
 #include <stdio.h>
 
+#include <string.h>
+
 #include "check_util.h"
 
 static dat_ctx *ctx;
@@ -169,6 +171,46 @@ START_TEST(test_bn_buffers_start_at_zero_mean_unit_variance)
 }
 END_TEST
 
+/* A layer fused with its ReLU does not keep its own output: asking for it is an
+ * error that names the ReLU's node; the ReLU's output is there. */
+START_TEST(test_activation_of_fused_layers)
+{
+    dat_model *m;
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "preact_resnet18", NULL));
+    int32_t nodes = 0, fused = 0;
+    ck_assert_dat_ok(dat_model_num_nodes(m, &nodes));
+    int64_t xs[4] = {2, 3, 32, 32};
+    dat_tensor *x, *z;
+    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
+    int64_t zs[2] = {2, 10};
+    ck_assert_dat_ok(dat_tensor_create(&z, ctx, DAT_FLOAT32, 2, zs));
+    ck_assert_dat_ok(dat_tensor_fill_uniform(x, 0.0f, 1.0f, 3, 0));
+    ck_assert_dat_ok(dat_model_forward(m, x, z));
+    for (int32_t i = 1; i + 1 < nodes; ++i) {
+        int32_t kind, next, c, h, w;
+        ck_assert_dat_ok(dat_model_node_info(m, i, &kind, &c, &h, &w));
+        ck_assert_dat_ok(dat_model_node_info(m, i + 1, &next, NULL, NULL, NULL));
+        if (kind != DAT_LAYER_BATCHNORM || next != DAT_LAYER_RELU)
+            continue;
+        int64_t shape[4] = {2, c, h, w};
+        dat_tensor *a;
+        ck_assert_dat_ok(dat_tensor_create(&a, ctx, DAT_FLOAT32, 4, shape));
+        dat_status st = dat_model_activation(m, i, a);
+        if (st != DAT_OK) { /* fused: the ReLU's output is available */
+            ck_assert_int_eq(st, DAT_ERR_UNSUPPORTED);
+            ck_assert_ptr_nonnull(strstr(dat_last_error(), "not kept"));
+            ck_assert_dat_ok(dat_model_activation(m, i + 1, a));
+            ++fused;
+        }
+        dat_tensor_destroy(a);
+    }
+    ck_assert_int_gt(fused, 0); /* the CPU backend fuses them */
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(z);
+    dat_model_destroy(m);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("model");
@@ -179,6 +221,7 @@ int main(void)
     tcase_add_test(tc, test_segment_names_and_kinds);
     tcase_add_test(tc, test_seeded_initialization);
     tcase_add_test(tc, test_bn_buffers_start_at_zero_mean_unit_variance);
+    tcase_add_test(tc, test_activation_of_fused_layers);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }
