@@ -225,10 +225,18 @@ typedef struct dat_backend {
                                const float *grads);
 } dat_backend;
 
+/* Op profiling (lib/core/profile.c): DAT_OP marks the time before an op and
+ * books it after, when the context profiles; both return at once otherwise. */
+typedef struct dat_profile dat_profile;
+void dat_prof_mark(dat_ctx *ctx);
+dat_status dat_prof_done(dat_ctx *ctx, const char *op, dat_status s);
+
 /* Calls backend op `op` of ctx, or fails with DAT_ERR_UNSUPPORTED naming the op
- * and the backend where that backend does not have it (yet). */
+ * and the backend where that backend does not have it (yet). The comma operator
+ * sequences the mark before the call. */
 #define DAT_OP(ctx, op, ...)                                                          \
-    ((ctx)->be->op ? (ctx)->be->op((ctx), __VA_ARGS__)                                \
+    ((ctx)->be->op ? dat_prof_done((ctx), #op,                                        \
+                                   (dat_prof_mark(ctx), (ctx)->be->op((ctx), __VA_ARGS__))) \
                    : dat_error(DAT_ERR_UNSUPPORTED, __func__,                         \
                                "op " #op " is not implemented on the %s backend",     \
                                (ctx)->be->name))

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "profile.h"
 
 /* The first released layout of dat_ctx_options: every field up to log_level. */
 #define DAT_CTX_OPTIONS_MIN_SIZE offsetof(dat_ctx_options, precision)
@@ -109,6 +110,7 @@ dat_status dat_ctx_create(dat_ctx **out, const dat_ctx_options *opts)
         free(ctx);
         return s;
     }
+    dat_profile_start(ctx);
     dat_log(ctx, DAT_LOG_DEBUG, "context created: backend %s, %d threads, seed %llu", be->name,
             (int)o.num_threads, (unsigned long long)o.seed);
     *out = ctx;
@@ -119,6 +121,7 @@ void dat_ctx_destroy(dat_ctx *ctx)
 {
     if (!ctx)
         return;
+    dat_profile_finish(ctx);
     ctx->be->fini(ctx);
     free(ctx);
 }

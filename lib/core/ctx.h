@@ -9,6 +9,7 @@ struct dat_ctx {
     dat_ctx_options opts;      /* as given, with defaults resolved */
     const dat_backend *be;     /* the backend every op of this context goes through */
     void *backend_state;       /* owned by the backend: streams, handles, scratch */
+    struct dat_profile *prof;  /* per-op host times, or NULL (profile.c) */
 };
 
 /* Passes a message to the context's log callback if the level allows it. */

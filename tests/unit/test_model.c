@@ -2,8 +2,9 @@
  * the segment table, and a finite-difference check of a whole small graph. */
 #include <math.h>
 #include <stdio.h>
-
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "check_util.h"
 
@@ -211,6 +212,55 @@ START_TEST(test_activation_of_fused_layers)
 }
 END_TEST
 
+/* DAT_PROFILE_OPS=1: the context books the host time of each backend op and
+ * prints the table to stderr when it is destroyed. */
+START_TEST(test_op_profile)
+{
+    char path[] = "/tmp/libdat-profile-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    int saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(saved, 0);
+    setenv("DAT_PROFILE_OPS", "1", 1);
+    dat_ctx *pc;
+    ck_assert_dat_ok(dat_ctx_create(&pc, NULL));
+    unsetenv("DAT_PROFILE_OPS");
+    dat_model *m;
+    ck_assert_dat_ok(dat_model_create_preset(&m, pc, "mlp", NULL));
+    int64_t xs[4] = {4, 1, 28, 28}, zs[2] = {4, 10};
+    dat_tensor *x, *z;
+    ck_assert_dat_ok(dat_tensor_create(&x, pc, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&z, pc, DAT_FLOAT32, 2, zs));
+    ck_assert_dat_ok(dat_model_forward(m, x, z));
+    ck_assert_dat_ok(dat_model_forward(m, x, z));
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(z);
+    dat_model_destroy(m);
+    fflush(stderr);
+    dup2(fd, STDERR_FILENO);
+    dat_ctx_destroy(pc); /* prints the table */
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    char text[4096] = {0};
+    ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+    ck_assert_int_gt(read(fd, text, sizeof text - 1), 0);
+    close(fd);
+    unlink(path);
+    /* three linear layers and two ReLUs per forward, two forwards */
+    const char *ops[2] = {"linear_fwd", "relu_fwd"};
+    const unsigned long long want[2] = {6, 4};
+    for (int k = 0; k < 2; ++k) {
+        const char *row = strstr(text, ops[k]);
+        unsigned long long calls = 0;
+        ck_assert_msg(row && sscanf(row + strlen(ops[k]), "%llu", &calls) == 1 &&
+                          calls == want[k],
+                      "%s: %llu calls, want %llu; table:\n%s", ops[k], calls, want[k], text);
+    }
+    ck_assert_msg(strstr(text, "ops "), "table:\n%s", text);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("model");
@@ -222,6 +272,7 @@ int main(void)
     tcase_add_test(tc, test_seeded_initialization);
     tcase_add_test(tc, test_bn_buffers_start_at_zero_mean_unit_variance);
     tcase_add_test(tc, test_activation_of_fused_layers);
+    tcase_add_test(tc, test_op_profile);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }
