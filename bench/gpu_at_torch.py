@@ -29,11 +29,10 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "python"))
 from models import PRESETS  # noqa: E402
-from pgd_torch import pgd_linf  # noqa: E402
+from pgd_torch import pgd_at_step  # noqa: E402
 
 VARIANTS = {"eager-fp32": 67.0, "eager-tf32": 494.0, "eager-bf16-cl": 989.0, "compile-bf16-cl": 989.0}
 SHAPES = {"mlp": (1, 28, 28), "cnn_small": (1, 28, 28), "preact_resnet18": (3, 32, 32),
@@ -129,16 +128,7 @@ def run():
         model = Autocast(model, dev)
 
     def step():
-        model.eval()  # the attack runs in eval mode, as libdat's does by default
-        for p in params:
-            p.requires_grad_(False)
-        xa = pgd_linf(model, x, y, eps, a.steps)
-        for p in params:
-            p.requires_grad_(True)
-        model.train()
-        opt.zero_grad(set_to_none=False)
-        F.cross_entropy(model(xa), y).backward()
-        opt.step()
+        pgd_at_step(model, params, opt, x, y, eps, a.steps)
 
     sync()
     t0 = time.perf_counter()

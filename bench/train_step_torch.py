@@ -5,11 +5,10 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "python"))
 from models import PRESETS  # noqa: E402
-from pgd_torch import pgd_linf  # noqa: E402
+from pgd_torch import pgd_at_step  # noqa: E402
 
 preset, batch, iters, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
@@ -21,17 +20,11 @@ y = torch.full((batch,), 3, dtype=torch.long)
 eps, steps = 0.1, 10
 
 
+params = list(model.parameters())
+
+
 def step():
-    model.eval()  # the attack runs in eval mode, as libdat's does by default
-    for p in model.parameters():
-        p.requires_grad_(False)
-    xa = pgd_linf(model, x, y, eps, steps)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    model.train()
-    opt.zero_grad(set_to_none=False)
-    F.cross_entropy(model(xa), y).backward()
-    opt.step()
+    pgd_at_step(model, params, opt, x, y, eps, steps)
 
 
 step()
