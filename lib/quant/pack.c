@@ -32,6 +32,27 @@ static size_t pack_aligned(dat_packer *p, const uint32_t *codes, size_t m)
 #pragma omp simd
         for (size_t k = 0; k < words * 2; ++k)
             o[k] = (uint16_t)codes[k];
+    } else if (b == 4 || b == 2 || b == 1) {
+        /* Whole bytes of 8 / b codes: the byte loops vectorize, a word loop did not. */
+        uint8_t *o = (uint8_t *)out;
+        size_t nbytes = words * 4;
+        if (b == 4) {
+#pragma omp simd
+            for (size_t j = 0; j < nbytes; ++j)
+                o[j] = (uint8_t)(codes[2 * j] | codes[2 * j + 1] << 4);
+        } else if (b == 2) {
+#pragma omp simd
+            for (size_t j = 0; j < nbytes; ++j)
+                o[j] = (uint8_t)(codes[4 * j] | codes[4 * j + 1] << 2 | codes[4 * j + 2] << 4 |
+                                 codes[4 * j + 3] << 6);
+        } else {
+            for (size_t j = 0; j < nbytes; ++j) {
+                uint32_t v = 0;
+                for (int k = 0; k < 8; ++k)
+                    v |= codes[8 * j + (size_t)k] << k;
+                o[j] = (uint8_t)v;
+            }
+        }
     } else {
         for (size_t w = 0; w < words; ++w) {
             uint32_t word = 0;
@@ -78,6 +99,7 @@ void dat_unpacker_init(dat_unpacker *u, const uint32_t *in, int bits)
     u->bits = bits;
 }
 
+DAT_QUANT_CLONES
 static size_t unpack_aligned(dat_unpacker *u, uint32_t *codes, size_t m)
 {
     int b = u->bits;
@@ -95,6 +117,24 @@ static size_t unpack_aligned(dat_unpacker *u, uint32_t *codes, size_t m)
 #pragma omp simd
         for (size_t k = 0; k < words * 2; ++k)
             codes[k] = i16[k];
+    } else if (b == 4 || b == 2) {
+        const uint8_t *i8 = (const uint8_t *)in;
+        size_t nbytes = words * 4;
+        if (b == 4) {
+#pragma omp simd
+            for (size_t j = 0; j < nbytes; ++j) {
+                codes[2 * j] = i8[j] & 15u;
+                codes[2 * j + 1] = (uint32_t)i8[j] >> 4;
+            }
+        } else {
+#pragma omp simd
+            for (size_t j = 0; j < nbytes; ++j) {
+                codes[4 * j] = i8[j] & 3u;
+                codes[4 * j + 1] = ((uint32_t)i8[j] >> 2) & 3u;
+                codes[4 * j + 2] = ((uint32_t)i8[j] >> 4) & 3u;
+                codes[4 * j + 3] = (uint32_t)i8[j] >> 6;
+            }
+        }
     } else {
         uint32_t mask = b == 32 ? 0xffffffffu : (1u << b) - 1u;
         for (size_t w = 0; w < words; ++w)

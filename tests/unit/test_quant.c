@@ -7,9 +7,11 @@
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "check_util.h"
 #include "core/philox.h"
+#include "quant/pack.h"
 #include "quant/philox_simd.h"
 #include "quant/quantizer.h"
 
@@ -125,6 +127,54 @@ END_TEST
  * For every element, q = ±xi·step with xi in {floor(r), ceil(r)}: so
  * |q − x| < step = norm / s, and q lies on the level grid.
  */
+/* The wire layout of the packed codes (code k in bits [k b, k b + b) of the
+ * little-endian word stream), for every width, packed and unpacked in pieces of
+ * odd and whole-word lengths so that the fast byte paths and the generic bit
+ * loop both run, against a bit-by-bit reference. */
+START_TEST(test_pack_layout)
+{
+    enum { M = 1000 };
+    static uint32_t codes[M], back[M], words[M + 1], want[M + 1];
+    const size_t pieces[] = {64, 7, 128, 1, 33, 256, 96};
+    for (int b = 1; b <= 32; ++b) {
+        uint64_t mask = ((uint64_t)1 << b) - 1;
+        memset(want, 0, sizeof want);
+        for (size_t k = 0; k < M; ++k) {
+            codes[k] = (uint32_t)(dat_philox_word(5, (uint64_t)b, k) & mask);
+            for (int i = 0; i < b; ++i) {
+                size_t bit = k * (size_t)b + (size_t)i;
+                want[bit / 32] |= ((codes[k] >> i) & 1u) << (bit % 32);
+            }
+        }
+        memset(words, 0xcd, sizeof words);
+        dat_packer pk;
+        dat_packer_init(&pk, words, b);
+        for (size_t k = 0, i = 0; k < M; i = (i + 1) % 7) {
+            size_t len = M - k < pieces[i] ? M - k : pieces[i];
+            dat_pack(&pk, codes + k, len);
+            k += len;
+        }
+        dat_packer_flush(&pk);
+        size_t nw = dat_pack_words(M, b);
+        ck_assert_msg(pk.out == words + nw, "bits %d: %td words written, want %zu", b,
+                      pk.out - words, nw);
+        for (size_t w = 0; w < nw; ++w)
+            ck_assert_msg(words[w] == want[w], "bits %d: word %zu = 0x%08x, want 0x%08x", b, w,
+                          words[w], want[w]);
+        dat_unpacker up;
+        dat_unpacker_init(&up, words, b);
+        for (size_t k = 0, i = 3; k < M; i = (i + 1) % 7) {
+            size_t len = M - k < pieces[i] ? M - k : pieces[i];
+            dat_unpack(&up, back + k, len);
+            k += len;
+        }
+        for (size_t k = 0; k < M; ++k)
+            ck_assert_msg(back[k] == codes[k], "bits %d: code %zu unpacked as %u, want %u", b, k,
+                          back[k], codes[k]);
+    }
+}
+END_TEST
+
 START_TEST(test_error_bound_all_bits)
 {
     dat_ctx *ctx = make_ctx(2, 7);
@@ -608,6 +658,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_philox_bulk_variants);
     tcase_add_test(tc, test_encoded_size);
+    tcase_add_test(tc, test_pack_layout);
     tcase_add_test(tc, test_error_bound_all_bits);
     tcase_add_test(tc, test_unbiased_l2);
     tcase_add_test(tc, test_unbiased_max);
