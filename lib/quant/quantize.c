@@ -16,7 +16,7 @@
 #include "philox_simd.h"
 #include "quant_math.h"
 
-#define DAT_QUANT_CHUNK 256
+#define DAT_QUANT_CHUNK 512
 #define DAT_QUANT_LANES 16
 /* Below this many elements a parallel region costs more than it saves. */
 #define DAT_QUANT_PAR_MIN 32768
