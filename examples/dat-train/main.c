@@ -369,6 +369,15 @@ static int setup(run *r)
     dat_ctx_options_init(&co);
     co.num_threads = r->o.threads;
     co.seed = r->o.seed;
+    if (strcmp(r->o.device, "cuda") == 0) {
+        int32_t gpus = 0;
+        co.device = DAT_DEVICE_CUDA;
+        if (dat_cuda_device_count(&gpus) == DAT_OK && gpus > 0)
+            co.device_ordinal = r->rank % gpus; /* ranks of one host share its GPUs */
+        co.precision = strcmp(r->o.precision, "tf32") == 0 ? DAT_PRECISION_TF32
+                                                            : DAT_PRECISION_FP32;
+        co.tune_convolutions = r->o.tune_conv;
+    }
     TRY_RUN("context", dat_ctx_create(&r->ctx, &co));
     if (make_comm(r) || open_data(r) || make_model_and_optim(r) || make_attacks(r) ||
         smooth_setup(r) || make_tensors(r))

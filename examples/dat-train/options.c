@@ -76,6 +76,10 @@ static const char usage[] =
     "Run\n"
     "  --seed N                                                               [0]\n"
     "  --threads N          compute threads per rank (0 = all cores)          [0]\n"
+    "  --device D           cpu | cuda (rank r takes GPU r mod the GPUs)    [cpu]\n"
+    "  --precision P        fp32 | tf32 convolutions and GEMMs on CUDA      [fp32]\n"
+    "  --tune-conv on|off   time cuDNN's convolution algorithms once per shape\n"
+    "                       (faster; the choice can differ between runs)    [off]\n"
     "  --checkpoint-dir D   write last.safetensors (and best.safetensors) here\n"
     "  --resume             continue from D/last.safetensors bit-exactly\n"
     "  --stop-after E       stop after epoch E, as if interrupted (to test --resume)\n"
@@ -120,6 +124,8 @@ static void defaults(train_options *o)
     o->eval_every = 1;
     o->eval_steps = 20;
     o->progress = "auto";
+    o->device = "cpu";
+    o->precision = "fp32";
 }
 
 /* "0-4" or "1,3,5" (ranges allowed in lists): classes in [0, 1000). */
@@ -186,6 +192,8 @@ static const char *const scalings[] = {"none", "linear", "sqrt", NULL};
 static const char *const qmodes[] = {"one-sided", "two-sided", NULL};
 static const char *const progresses[] = {"auto", "bar", "lines", "none", NULL};
 static const char *const baselines[] = {"lsgd", NULL};
+static const char *const devices[] = {"cpu", "cuda", NULL};
+static const char *const precisions[] = {"fp32", "tf32", NULL};
 
 /* One option with its value; returns 0, or -1 after printing the problem. */
 static int parse_one(train_options *o, const char *k, const char *v)
@@ -239,6 +247,9 @@ static int parse_one(train_options *o, const char *k, const char *v)
         return r;
     }
     if (IS("--threads")) return cli_int(k, v, 0, 4096, &o->threads);
+    if (IS("--device")) return cli_choice(k, v, devices, &o->device);
+    if (IS("--precision")) return cli_choice(k, v, precisions, &o->precision);
+    if (IS("--tune-conv")) return cli_onoff(k, v, &o->tune_conv);
     if (IS("--checkpoint-dir")) return (o->checkpoint_dir = v, 0);
     if (IS("--stop-after")) return cli_int(k, v, 1, INT_MAX, &o->stop_after);
     if (IS("--eval-every")) return cli_int(k, v, 0, INT_MAX, &o->eval_every);

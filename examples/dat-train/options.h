@@ -51,6 +51,9 @@ typedef struct train_options {
     /* run */
     uint64_t seed;
     int32_t threads;
+    const char *device;        /* cpu | cuda */
+    const char *precision;     /* fp32 | tf32 (CUDA) */
+    int tune_conv;             /* time cuDNN's convolution algorithms (CUDA) */
     const char *checkpoint_dir;
     int resume;
     int32_t stop_after;        /* > 0: stop after this epoch, as if interrupted */

@@ -74,8 +74,16 @@ static int read_all(run *r, pool *p, dat_dataset_options *d, const char *what)
         s = dat_dataset_num_classes(ds, &classes);
     if (s == DAT_OK && classes > 0) /* unlabeled data serve no labels */
         s = dat_tensor_create(&y, r->ctx, DAT_INT32, 1, ys);
+    /* Batches are read back to the host: the context may be a GPU's. */
+    size_t xbytes = (size_t)d->batch_size * (size_t)c * (size_t)h * (size_t)w * sizeof(float);
+    float *xh = s == DAT_OK ? malloc(xbytes) : NULL;
+    int32_t *yh = s == DAT_OK ? malloc((size_t)d->batch_size * sizeof *yh) : NULL;
     if (s != DAT_OK) {
         fail(r, what, s);
+        goto done;
+    }
+    if (!xh || !yh) {
+        fprintf(stderr, "dat-train: %s: out of memory for a batch\n", what);
         goto done;
     }
     if (p->pixels && p->pixels != (int64_t)c * h * w) {
@@ -86,21 +94,24 @@ static int read_all(run *r, pool *p, dat_dataset_options *d, const char *what)
     p->pixels = (int64_t)c * h * w;
     for (;;) {
         int32_t count = 0;
-        void *xp, *yp = NULL;
-        if ((s = dat_dataset_next_batch(ds, x, y, &count)) != DAT_OK) {
+        if ((s = dat_dataset_next_batch(ds, x, y, &count)) == DAT_OK && count > 0) {
+            s = dat_tensor_read(x, xh, xbytes);
+            if (s == DAT_OK && y)
+                s = dat_tensor_read(y, yh, (size_t)d->batch_size * sizeof *yh);
+        }
+        if (s != DAT_OK) {
             fail(r, what, s);
             goto done;
         }
         if (count == 0)
             break;
-        dat_tensor_host_data(x, &xp);
-        if (y)
-            dat_tensor_host_data(y, &yp);
-        if (pool_add(r, p, xp, yp, count))
+        if (pool_add(r, p, xh, y ? yh : NULL, count))
             goto done;
     }
     rc = 0;
 done:
+    free(xh);
+    free(yh);
     dat_tensor_destroy(x);
     dat_tensor_destroy(y);
     dat_dataset_destroy(ds);
@@ -128,14 +139,20 @@ static int label_with_teacher(run *r, pool *p, int64_t first)
         s = dat_tensor_create(&x, r->ctx, DAT_FLOAT32, 4, xs);
     if (s == DAT_OK)
         s = dat_tensor_create(&logits, r->ctx, DAT_FLOAT32, 2, ls);
-    float *xp = NULL, *lp = NULL;
-    for (int64_t at = first; s == DAT_OK && at < p->n; at += B) {
+    /* Host copies of x and the logits: the context may be a GPU's. */
+    size_t xbytes = (size_t)B * (size_t)p->pixels * sizeof(float);
+    size_t lbytes = (size_t)B * (size_t)classes * sizeof(float);
+    float *xp = s == DAT_OK ? calloc(1, xbytes) : NULL, *lp = s == DAT_OK ? malloc(lbytes) : NULL;
+    int oom = s == DAT_OK && (!xp || !lp);
+    if (oom)
+        fprintf(stderr, "dat-train: teacher: out of memory for a batch\n");
+    for (int64_t at = first; s == DAT_OK && !oom && at < p->n; at += B) {
         int64_t count = p->n - at < B ? p->n - at : B;
-        dat_tensor_host_data(x, (void **)&xp);
-        dat_tensor_host_data(logits, (void **)&lp);
         for (int64_t i = 0; i < count * p->pixels; ++i)
             xp[i] = (float)p->images[at * p->pixels + i] / 255.0f;
-        if ((s = dat_model_forward(teacher, x, logits)) != DAT_OK)
+        if ((s = dat_tensor_write(x, xp, xbytes)) != DAT_OK ||
+            (s = dat_model_forward(teacher, x, logits)) != DAT_OK ||
+            (s = dat_tensor_read(logits, lp, lbytes)) != DAT_OK)
             break;
         for (int64_t i = 0; i < count; ++i) {
             const float *l = lp + i * classes;
@@ -147,8 +164,10 @@ static int label_with_teacher(run *r, pool *p, int64_t first)
     }
     if (s != DAT_OK)
         fail(r, "teacher", s);
-    else
+    else if (!oom)
         rc = 0;
+    free(xp);
+    free(lp);
     dat_tensor_destroy(x);
     dat_tensor_destroy(logits);
     dat_model_destroy(teacher);
