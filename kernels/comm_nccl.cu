@@ -61,7 +61,7 @@ static dat_status enqueued(dat_comm *c, const char *what, ncclResult_t r)
 static dat_status wait_done(dat_comm *c, const char *what)
 {
     nccl_impl *m = impl(c);
-    double deadline = dat_comm_now() + c->timeout_s;
+    double deadline = dat_now() + c->timeout_s;
     for (long polls = 0;; ++polls) {
         ncclResult_t a = ncclSuccess;
         ncclResult_t r = ncclCommGetAsyncError(m->comm, &a);
@@ -79,7 +79,7 @@ static dat_status wait_done(dat_comm *c, const char *what)
                 return dat_cuda_error(e, "dat_comm_nccl", what);
             }
         }
-        if (dat_comm_now() > deadline) {
+        if (dat_now() > deadline) {
             abort_comm(m);
             return dat_error(DAT_ERR_TIMEOUT, "dat_comm_nccl",
                              "rank %d of %d: %s did not complete within %g s: a peer died or "
@@ -109,10 +109,10 @@ static void nccl_destroy(dat_comm *c)
             abort_comm(m);
         } else {
             ncclCommFinalize(m->comm);
-            double deadline = dat_comm_now() + c->timeout_s;
+            double deadline = dat_now() + c->timeout_s;
             ncclResult_t a = ncclInProgress;
             while (ncclCommGetAsyncError(m->comm, &a) == ncclSuccess && a == ncclInProgress &&
-                   dat_comm_now() < deadline)
+                   dat_now() < deadline)
                 sched_yield();
             if (a == ncclSuccess)
                 ncclCommDestroy(m->comm);
@@ -260,7 +260,7 @@ static dat_status init_comm(nccl_impl *m, int nranks, int rank, const dat_comm_i
     ncclResult_t r = ncclCommInitRankConfig(&m->comm, nranks, u, rank, &config);
     if (r != ncclSuccess && r != ncclInProgress)
         return nccl_error("dat_comm_create_nccl", "ncclCommInitRankConfig", r, NULL);
-    double deadline = dat_comm_now() + timeout_s;
+    double deadline = dat_now() + timeout_s;
     for (;;) {
         ncclResult_t a = ncclInProgress;
         r = ncclCommGetAsyncError(m->comm, &a);
@@ -272,7 +272,7 @@ static dat_status init_comm(nccl_impl *m, int nranks, int rank, const dat_comm_i
         }
         if (a == ncclSuccess)
             return DAT_OK;
-        if (dat_comm_now() > deadline) {
+        if (dat_now() > deadline) {
             abort_comm(m);
             return dat_error(DAT_ERR_TIMEOUT, "dat_comm_create_nccl",
                              "rank %d of %d: the NCCL communicator was not complete within %g s "

@@ -4,7 +4,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../core/error.h"
 #include "../core/tensor.h"
@@ -12,14 +11,6 @@
 
 #define DAT_COMM_OPTIONS_MIN_SIZE sizeof(dat_comm_options)
 #define DAT_COMM_STATS_MIN_SIZE sizeof(dat_comm_stats)
-
-
-double dat_comm_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 dat_status dat_comm_options_init(dat_comm_options *opts)
 {
@@ -333,14 +324,14 @@ static void count_call(dat_comm *c, double t0, uint64_t sent, uint64_t received)
     c->stats.calls += 1;
     c->stats.bytes_sent += sent;
     c->stats.bytes_received += received;
-    c->stats.seconds += dat_comm_now() - t0;
+    c->stats.seconds += dat_now() - t0;
 }
 
 dat_status dat_comm_allreduce(dat_comm *comm, dat_tensor *t, dat_reduction op)
 {
     DAT_CHECK_NOT_NULL(comm);
     DAT_TRY(usable(comm, __func__));
-    double t0 = dat_comm_now();
+    double t0 = dat_now();
     dat_status local = DAT_OK;
     if (!t)
         local = dat_error(DAT_ERR_INVALID_ARG, __func__, "t must not be NULL");
@@ -371,7 +362,7 @@ dat_status dat_comm_broadcast(dat_comm *comm, dat_tensor *t, int32_t root)
 {
     DAT_CHECK_NOT_NULL(comm);
     DAT_TRY(usable(comm, __func__));
-    double t0 = dat_comm_now();
+    double t0 = dat_now();
     dat_status local = DAT_OK;
     if (!t)
         local = dat_error(DAT_ERR_INVALID_ARG, __func__, "t must not be NULL");
@@ -398,7 +389,7 @@ dat_status dat_comm_allgather(dat_comm *comm, const dat_tensor *in, dat_tensor *
 {
     DAT_CHECK_NOT_NULL(comm);
     DAT_TRY(usable(comm, __func__));
-    double t0 = dat_comm_now();
+    double t0 = dat_now();
     dat_status local = DAT_OK;
     if (!in || !out)
         local = dat_error(DAT_ERR_INVALID_ARG, __func__, "%s must not be NULL",
@@ -450,7 +441,7 @@ dat_status dat_comm_allreduce_quantized(dat_comm *comm, dat_tensor *t, dat_quant
 {
     DAT_CHECK_NOT_NULL(comm);
     DAT_TRY(usable(comm, __func__));
-    double t0 = dat_comm_now();
+    double t0 = dat_now();
     dat_status local = DAT_OK;
     if (!t || !q)
         local = dat_error(DAT_ERR_INVALID_ARG, __func__, "%s must not be NULL", t ? "q" : "t");

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../core/ctx.h"
 #include "libdat/dat_comm.h"
 
 /* Fields of the header every rank contributes before a collective. */
@@ -93,9 +94,6 @@ dat_status dat_comm_scratch(dat_comm *c, size_t bytes, uint8_t **p);
 /* Resolves options (NULL = defaults) and checks them. */
 dat_status dat_comm_resolve_options(const char *func, const dat_comm_options *opts,
                                     dat_comm_options *o);
-
-/* Seconds on a monotonic clock. */
-double dat_comm_now(void);
 
 /* Start of shard j of n units over m ranks: floor(j * n / m). Tensors have at
  * most 2^40 elements and m < 2^23 ranks, so the product fits. */

@@ -67,13 +67,13 @@ dat_status dat_comm_unique_id_read(dat_comm_id *id, const char *path, double tim
     if (!(timeout_s > 0) || timeout_s > 1e9)
         return dat_error(DAT_ERR_INVALID_ARG, __func__,
                          "timeout_s = %g must be in (0, 1e9] seconds", timeout_s);
-    double deadline = dat_comm_now() + timeout_s;
+    double deadline = dat_now() + timeout_s;
     int fd;
     while ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
         if (errno != ENOENT)
             return dat_error(DAT_ERR_IO, __func__, "%s: cannot open: %s", path,
                              strerror(errno));
-        if (dat_comm_now() > deadline)
+        if (dat_now() > deadline)
             return dat_error(DAT_ERR_TIMEOUT, __func__, "%s did not appear within %g s", path,
                              timeout_s);
         struct timespec pause = {0, 10 * 1000 * 1000};

@@ -99,7 +99,7 @@ static void drop_requests(mpi_impl *m)
 static dat_status wait_posted(dat_comm *c, const char *what)
 {
     mpi_impl *m = impl(c);
-    double deadline = dat_comm_now() + c->timeout_s;
+    double deadline = dat_now() + c->timeout_s;
     for (long polls = 0;; ++polls) {
         int done = 0;
         int rc = MPI_Testall((int)m->nreq, m->reqs, &done, MPI_STATUSES_IGNORE);
@@ -112,7 +112,7 @@ static dat_status wait_posted(dat_comm *c, const char *what)
             m->nreq = 0;
             return DAT_OK;
         }
-        if (dat_comm_now() > deadline) {
+        if (dat_now() > deadline) {
             drop_requests(m);
             return dat_error(DAT_ERR_TIMEOUT, "dat_comm_mpi",
                              "rank %d of %d: %s did not complete within %g s: a peer died, "
@@ -278,7 +278,7 @@ static const dat_comm_ops mpi_ops = {
 static dat_status wait_one(const char *func, MPI_Request *req, double timeout_s,
                            const char *what)
 {
-    double deadline = dat_comm_now() + timeout_s;
+    double deadline = dat_now() + timeout_s;
     for (long polls = 0;; ++polls) {
         int done = 0;
         int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
@@ -286,7 +286,7 @@ static dat_status wait_one(const char *func, MPI_Request *req, double timeout_s,
             return mpi_error(func, what, rc);
         if (done)
             return DAT_OK;
-        if (dat_comm_now() > deadline)
+        if (dat_now() > deadline)
             return dat_error(DAT_ERR_TIMEOUT, func, "%s did not complete within %g s", what,
                              timeout_s);
         if (polls > SPIN_POLLS)

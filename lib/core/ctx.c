@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -12,6 +13,13 @@
 
 /* The first released layout of dat_ctx_options: every field up to log_level. */
 #define DAT_CTX_OPTIONS_MIN_SIZE offsetof(dat_ctx_options, precision)
+
+double dat_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
 
 dat_status dat_ctx_options_init(dat_ctx_options *opts)
 {

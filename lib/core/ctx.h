@@ -12,6 +12,9 @@ struct dat_ctx {
     struct dat_profile *prof;  /* per-op host times, or NULL (profile.c) */
 };
 
+/* Seconds on a monotonic clock (timeouts, statistics, profiling). */
+double dat_now(void);
+
 /* Passes a message to the context's log callback if the level allows it. */
 void dat_log(const dat_ctx *ctx, dat_log_level level, const char *fmt, ...)
 #if defined(__GNUC__)

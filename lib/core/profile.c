@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define DAT_PROFILE_MAX_OPS 64
 
@@ -19,13 +18,6 @@ struct dat_profile {
     op_time ops[DAT_PROFILE_MAX_OPS];
 };
 
-static double seconds_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 void dat_profile_start(dat_ctx *ctx)
 {
     const char *on = getenv("DAT_PROFILE_OPS");
@@ -33,13 +25,13 @@ void dat_profile_start(dat_ctx *ctx)
         return;
     ctx->prof = calloc(1, sizeof *ctx->prof);
     if (ctx->prof) /* without memory the context simply runs unprofiled */
-        ctx->prof->created = seconds_now();
+        ctx->prof->created = dat_now();
 }
 
 void dat_prof_mark(dat_ctx *ctx)
 {
     if (ctx->prof)
-        ctx->prof->mark = seconds_now();
+        ctx->prof->mark = dat_now();
 }
 
 dat_status dat_prof_done(dat_ctx *ctx, const char *op, dat_status s)
@@ -47,7 +39,7 @@ dat_status dat_prof_done(dat_ctx *ctx, const char *op, dat_status s)
     dat_profile *p = ctx->prof;
     if (!p)
         return s;
-    double dt = seconds_now() - p->mark;
+    double dt = dat_now() - p->mark;
     int i = 0;
     while (i < p->n && p->ops[i].name != op && strcmp(p->ops[i].name, op) != 0)
         ++i;
@@ -72,7 +64,7 @@ void dat_profile_finish(dat_ctx *ctx)
     dat_profile *p = ctx->prof;
     if (!p)
         return;
-    double wall = seconds_now() - p->created, total = 0;
+    double wall = dat_now() - p->created, total = 0;
     qsort(p->ops, (size_t)p->n, sizeof *p->ops, by_time);
     fprintf(stderr, "libdat op profile (%s backend, host time; DAT_PROFILE_OPS=1):\n",
             ctx->be->name);
