@@ -68,26 +68,41 @@ static void normalize_channel(const dat_bn_desc *d, const float *x, int c, doubl
     }
 }
 
-/* The gradient arriving at the BN output of one plane: dy itself, or with a
- * fused ReLU dy where its output (the mask) is positive and 0 elsewhere, as
- * dat_cpu_relu_bwd, into buf. Keeps the loops below free of the choice. */
-/* One plane of masked gradient per thread, from the context's workspace; NULL
- * without a fused ReLU. */
+/* With a fused ReLU, one channel's incoming gradient per thread, from the
+ * context's workspace; NULL without one. */
 static dat_status mask_buffers(dat_ctx *ctx, const dat_bn_desc *d, int nt, float **bufs)
 {
     *bufs = NULL;
     if (!d->relu_mask)
         return DAT_OK;
-    return dat_cpu_workspace(ctx, (size_t)nt * (size_t)d->hw, bufs);
+    return dat_cpu_workspace(ctx, (size_t)nt * (size_t)d->n * (size_t)d->hw, bufs);
 }
 
-static const float *grad_plane(const dat_bn_desc *d, const float *dy, int i, int c, float *buf)
+/* This thread's channel in mask_buffers' bufs (NULL without a fused ReLU). */
+static float *thread_buffer(const dat_bn_desc *d, float *bufs)
 {
-    const float *g = dy + at(d, i, c);
+    return bufs ? bufs + (size_t)omp_get_thread_num() * (size_t)d->n * (size_t)d->hw : NULL;
+}
+
+/* The gradient arriving at channel c's BN output, read by the sums and by dx:
+ * with a fused ReLU, dy where its output (the mask) is positive and 0 elsewhere
+ * (as dat_cpu_relu_bwd), masked once into buf, planes back to back; without
+ * one, NULL (dy itself is read). */
+static const float *channel_dy(const dat_bn_desc *d, const float *dy, int c, float *buf)
+{
     if (!d->relu_mask)
-        return g;
-    dat_cpu_relu_mask(g, d->relu_mask + at(d, i, c), (size_t)d->hw, buf);
+        return NULL;
+    for (int i = 0; i < d->n; ++i)
+        dat_cpu_relu_mask(dy + at(d, i, c), d->relu_mask + at(d, i, c), (size_t)d->hw,
+                          buf + (size_t)i * (size_t)d->hw);
     return buf;
+}
+
+/* Plane i of channel c's incoming gradient: from channel_dy's buffer, or dy. */
+static const float *dy_plane(const dat_bn_desc *d, const float *dy, const float *masked, int i,
+                             int c)
+{
+    return masked ? masked + (size_t)i * (size_t)d->hw : dy + at(d, i, c);
 }
 
 dat_status dat_cpu_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
@@ -128,12 +143,13 @@ dat_status dat_cpu_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float *
 }
 
 /* sum(dy) and sum(dy * xhat) of one channel, xhat = (x - mean) * invstd. */
-static void channel_grad_sums(const dat_bn_desc *d, const float *x, const float *dy, int c,
-                              double mean, double invstd, float *buf, double *sdy, double *sdyx)
+static void channel_grad_sums(const dat_bn_desc *d, const float *x, const float *dy,
+                              const float *masked, int c, double mean, double invstd,
+                              double *sdy, double *sdyx)
 {
     double a = 0, b = 0;
     for (int i = 0; i < d->n; ++i) {
-        const float *p = x + at(d, i, c), *g = grad_plane(d, dy, i, c, buf);
+        const float *p = x + at(d, i, c), *g = dy_plane(d, dy, masked, i, c);
         for (int k = 0; k < d->hw; ++k) {
             a += g[k];
             b += (double)g[k] * (((double)p[k] - mean) * invstd);
@@ -166,19 +182,19 @@ dat_status dat_cpu_bn_bwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float 
     DAT_TRY(mask_buffers(ctx, d, nt, &bufs));
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int c = 0; c < d->c; ++c) {
-        float *buf = bufs ? bufs + (size_t)omp_get_thread_num() * (size_t)d->hw : NULL;
+        const float *masked = channel_dy(d, dy, c, thread_buffer(d, bufs));
         /* The batch statistics again, in double: xhat from the float-rounded saved
          * mean is off by a constant, which leaks sum(dy) into sum(dy * xhat)
          * (relative errors of 1e-3 in gamma's gradient when |mean| >> std). */
         double mean, var, sdy, sdyx;
         channel_moments(d, x, c, &mean, &var);
         double invstd = 1.0 / sqrt(var + (double)d->eps);
-        channel_grad_sums(d, x, dy, c, mean, invstd, buf, &sdy, &sdyx);
+        channel_grad_sums(d, x, dy, masked, c, mean, invstd, &sdy, &sdyx);
         param_grads(dgamma, dbeta, beta, c, sdy, sdyx);
         /* dx = gamma invstd (dy - mean(dy) - xhat mean(dy xhat)) */
         double k = gamma[c] * invstd, mdy = sdy / count, mdyx = sdyx / count;
         for (int i = 0; i < d->n; ++i) {
-            const float *p = x + at(d, i, c), *g = grad_plane(d, dy, i, c, buf);
+            const float *p = x + at(d, i, c), *g = dy_plane(d, dy, masked, i, c);
             float *q = dx + at(d, i, c);
             for (int j = 0; j < d->hw; ++j) {
                 double xhat = ((double)p[j] - mean) * invstd;
@@ -199,16 +215,16 @@ dat_status dat_cpu_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float *
     DAT_TRY(mask_buffers(ctx, d, nt, &bufs));
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int c = 0; c < d->c; ++c) {
-        float *buf = bufs ? bufs + (size_t)omp_get_thread_num() * (size_t)d->hw : NULL;
+        const float *masked = channel_dy(d, dy, c, thread_buffer(d, bufs));
         double invstd = 1.0 / sqrt((double)running_var[c] + (double)d->eps);
         if (dgamma || dbeta) {
             double sdy, sdyx;
-            channel_grad_sums(d, x, dy, c, running_mean[c], invstd, buf, &sdy, &sdyx);
+            channel_grad_sums(d, x, dy, masked, c, running_mean[c], invstd, &sdy, &sdyx);
             param_grads(dgamma, dbeta, beta, c, sdy, sdyx);
         }
         float k = (float)(gamma[c] * invstd);
         for (int i = 0; i < d->n; ++i) {
-            const float *g = grad_plane(d, dy, i, c, buf);
+            const float *g = dy_plane(d, dy, masked, i, c);
             float *q = dx + at(d, i, c);
             for (int j = 0; j < d->hw; ++j)
                 q[j] = g[j] * k;
