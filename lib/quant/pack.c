@@ -32,7 +32,7 @@ static size_t pack_aligned(dat_packer *p, const uint32_t *codes, size_t m)
 #pragma omp simd
         for (size_t k = 0; k < words * 2; ++k)
             o[k] = (uint16_t)codes[k];
-    } else if (b == 4 || b == 2 || b == 1) {
+    } else if (b == 4 || b == 2) {
         /* Whole bytes of 8 / b codes: the byte loops vectorize, a word loop did not. */
         uint8_t *o = (uint8_t *)out;
         size_t nbytes = words * 4;
@@ -40,18 +40,11 @@ static size_t pack_aligned(dat_packer *p, const uint32_t *codes, size_t m)
 #pragma omp simd
             for (size_t j = 0; j < nbytes; ++j)
                 o[j] = (uint8_t)(codes[2 * j] | codes[2 * j + 1] << 4);
-        } else if (b == 2) {
+        } else {
 #pragma omp simd
             for (size_t j = 0; j < nbytes; ++j)
                 o[j] = (uint8_t)(codes[4 * j] | codes[4 * j + 1] << 2 | codes[4 * j + 2] << 4 |
                                  codes[4 * j + 3] << 6);
-        } else {
-            for (size_t j = 0; j < nbytes; ++j) {
-                uint32_t v = 0;
-                for (int k = 0; k < 8; ++k)
-                    v |= codes[8 * j + (size_t)k] << k;
-                o[j] = (uint8_t)v;
-            }
         }
     } else {
         for (size_t w = 0; w < words; ++w) {
