@@ -39,6 +39,13 @@ static inline int dat_run_suite(Suite *s)
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
+/* 1 if this libdat has CUDA and sees a GPU; the GPU tests skip otherwise. */
+static inline int dat_test_have_gpu(void)
+{
+    int32_t count = 0;
+    return dat_has_cuda() && dat_cuda_device_count(&count) == DAT_OK && count > 0;
+}
+
 /* Exit status that tells meson (and scripts/test) a test was skipped. */
 #define DAT_TEST_SKIP 77
 

@@ -1374,10 +1374,9 @@ int main(void)
     tcase_add_test(table, test_table_complete);
     suite_add_tcase(s, table);
 
-    int32_t count = 0;
     const char *self = getenv("DAT_TEST_BACKEND_OPS_SELF");
     self_test = self && strcmp(self, "1") == 0;
-    int have_gpu = dat_has_cuda() && dat_cuda_device_count(&count) == DAT_OK && count > 0;
+    int have_gpu = dat_test_have_gpu();
     if (have_gpu || self_test) {
         TCase *ops = tcase_create("ops");
         tcase_set_timeout(ops, 600);

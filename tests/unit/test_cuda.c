@@ -117,8 +117,7 @@ END_TEST
 
 int main(void)
 {
-    int32_t count = 0;
-    if (dat_cuda_device_count(&count) != DAT_OK || count == 0) {
+    if (!dat_test_have_gpu()) {
         printf("no CUDA device: skipped\n");
         return DAT_TEST_SKIP;
     }

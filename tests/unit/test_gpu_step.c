@@ -276,8 +276,7 @@ static dat_ctx *make_ctx(dat_device_kind kind, dat_precision precision, int tune
 
 int main(void)
 {
-    int32_t count = 0;
-    if (!dat_has_cuda() || dat_cuda_device_count(&count) != DAT_OK || count == 0) {
+    if (!dat_test_have_gpu()) {
         printf("no CUDA build or device: skipped\n");
         return DAT_TEST_SKIP;
     }
