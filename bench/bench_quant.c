@@ -7,20 +7,11 @@
  *
  * Usage: bench_quant [n] [bits] [threads] [reps]
  */
+#include "bench_util.h"
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-#include "libdat/dat.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* memcpy split over the threads, as the quantizer splits its buckets. */
 static void par_memcpy(float *dst, const float *src, size_t n, int threads)
@@ -33,15 +24,6 @@ static void par_memcpy(float *dst, const float *src, size_t n, int threads)
     }
 }
 
-#define CHECK(x)                                                                     \
-    do {                                                                             \
-        dat_status s_ = (x);                                                         \
-        if (s_ != DAT_OK) {                                                          \
-            fprintf(stderr, "%s: %s: %s\n", #x, dat_status_string(s_), dat_last_error()); \
-            return 1;                                                                \
-        }                                                                            \
-    } while (0)
-
 int main(int argc, char **argv)
 {
     int64_t n = argc > 1 ? atoll(argv[1]) : 11000000;
@@ -52,22 +34,22 @@ int main(int argc, char **argv)
     dat_ctx_options_init(&co);
     co.num_threads = threads;
     dat_ctx *ctx = NULL;
-    CHECK(dat_ctx_create(&ctx, &co));
+    TRY(dat_ctx_create(&ctx, &co));
     dat_quantizer_options qo;
     dat_quantizer_options_init(&qo);
     qo.bits = bits;
     dat_quantizer *q = NULL;
-    CHECK(dat_quantizer_create(&q, ctx, &qo));
+    TRY(dat_quantizer_create(&q, ctx, &qo));
     dat_tensor *x = NULL, *y = NULL;
-    CHECK(dat_tensor_create(&x, ctx, DAT_FLOAT32, 1, &n));
-    CHECK(dat_tensor_create(&y, ctx, DAT_FLOAT32, 1, &n));
-    CHECK(dat_tensor_fill_normal(x, 0.0f, 1e-3f, 1, 0));
+    TRY(dat_tensor_create(&x, ctx, DAT_FLOAT32, 1, &n));
+    TRY(dat_tensor_create(&y, ctx, DAT_FLOAT32, 1, &n));
+    TRY(dat_tensor_fill_normal(x, 0.0f, 1e-3f, 1, 0));
     size_t bytes = 0;
-    CHECK(dat_quantizer_encoded_size(q, n, &bytes));
+    TRY(dat_quantizer_encoded_size(q, n, &bytes));
     void *codes = aligned_alloc(64, (bytes + 63) / 64 * 64);
     float *src = NULL, *dst = NULL;
-    CHECK(dat_tensor_host_data(x, (void **)&src));
-    CHECK(dat_tensor_host_data(y, (void **)&dst));
+    TRY(dat_tensor_host_data(x, (void **)&src));
+    TRY(dat_tensor_host_data(y, (void **)&dst));
     memset(codes, 0, bytes);
 
     double best_cpy = 1e30, best_enc = 1e30, best_dec = 1e30;
@@ -75,9 +57,9 @@ int main(int argc, char **argv)
         double t0 = now();
         par_memcpy(dst, src, (size_t)n, threads);
         double t1 = now();
-        CHECK(dat_quantizer_encode(q, x, (uint64_t)r, codes, bytes));
+        TRY(dat_quantizer_encode(q, x, (uint64_t)r, codes, bytes));
         double t2 = now();
-        CHECK(dat_quantizer_decode(q, codes, bytes, y, 1));
+        TRY(dat_quantizer_decode(q, codes, bytes, y, 1));
         double t3 = now();
         best_cpy = t1 - t0 < best_cpy ? t1 - t0 : best_cpy;
         best_enc = t2 - t1 < best_enc ? t2 - t1 : best_enc;
