@@ -66,13 +66,19 @@ typedef struct lanes {
     float a[DAT_QUANT_LANES];
 } lanes;
 
+/* fresh: the bucket's first chunk, whose lanes start at zero in registers (a
+ * vector load of lanes just zeroed or copied by narrower stores would wait for
+ * those stores to retire). */
 DAT_QUANT_CLONES
-static void lanes_add_chunk(lanes *acc, lanes *chk, const float *v, size_t len, int max_norm)
+static void lanes_add_chunk(lanes *acc, lanes *chk, const float *v, size_t len, int max_norm,
+                            int fresh)
 {
     size_t full = len / DAT_QUANT_LANES * DAT_QUANT_LANES;
-    float a[DAT_QUANT_LANES], c[DAT_QUANT_LANES];
-    memcpy(a, acc->a, sizeof a);
-    memcpy(c, chk->a, sizeof c);
+    float a[DAT_QUANT_LANES] = {0}, c[DAT_QUANT_LANES] = {0};
+    if (!fresh) {
+        memcpy(a, acc->a, sizeof a);
+        memcpy(c, chk->a, sizeof c);
+    }
     if (max_norm) {
         for (size_t k = 0; k < full; k += DAT_QUANT_LANES) {
 #pragma omp simd
@@ -153,9 +159,7 @@ static void norm_begin(norm_pass *p, const float *x, const float *e, size_t m)
 {
     p->x = x;
     p->e = e;
-    p->m = m;
-    memset(&p->acc, 0, sizeof p->acc);
-    memset(&p->chk, 0, sizeof p->chk);
+    p->m = m; /* m >= 1: the chunk at 0 starts the lanes (lanes_add_chunk's fresh) */
 }
 
 /* Asks for elements [from, to) of p's bucket (or past its end: the buckets of a
@@ -177,7 +181,7 @@ static void norm_chunk(const dat_quant_config *c, norm_pass *p, size_t k0, float
         return;
     size_t len = p->m - k0 < DAT_QUANT_CHUNK ? p->m - k0 : DAT_QUANT_CHUNK;
     lanes_add_chunk(&p->acc, &p->chk, load_chunk(p->x + k0, p->e ? p->e + k0 : NULL, len, buf),
-                    len, c->norm == DAT_QUANT_NORM_MAX);
+                    len, c->norm == DAT_QUANT_NORM_MAX, k0 == 0);
 }
 
 /*
@@ -416,19 +420,21 @@ dat_status dat_quant_encode_host(const char *func, const dat_quant_config *c, co
             first_bad = passthrough_range(x, n, residual, (float *)codes, b0, b1);
             bad_kind = first_bad != UINT64_MAX ? NORM_NONFINITE : NORM_OK;
         }
-        norm_pass cur, nxt;
+        /* Two passes that swap roles, not copied: a copy's narrow stores would
+         * stall lanes_reduce's wide load of them. */
+        norm_pass pass_buf[2], *cur = &pass_buf[0], *nxt = &pass_buf[1];
         float buf[DAT_QUANT_CHUNK];
         int have = 0; /* cur holds the finished lane sums of bucket b */
         for (size_t b = b0; b < b1 && !pass; ++b) {
             size_t lo = b * bsz, m = n - lo < bsz ? n - lo : bsz, bad = 0;
             float *e = residual ? residual + lo : NULL;
             if (!have) {
-                norm_begin(&cur, x + lo, e, m);
+                norm_begin(cur, x + lo, e, m);
                 for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK)
-                    norm_chunk(c, &cur, k0, buf);
+                    norm_chunk(c, cur, k0, buf);
             }
             float norm = 0.0f;
-            int kind = norm_finish(c, &cur, &norm, &bad);
+            int kind = norm_finish(c, cur, &norm, &bad);
             have = 0;
             if (kind != NORM_OK) {
                 first_bad = lo + bad < first_bad ? lo + bad : first_bad;
@@ -437,14 +443,17 @@ dat_status dat_quant_encode_host(const char *func, const dat_quant_config *c, co
             }
             size_t hi = lo + m;
             if (b + 1 < b1) {
-                norm_begin(&nxt, x + hi, residual ? residual + hi : NULL,
+                norm_begin(nxt, x + hi, residual ? residual + hi : NULL,
                            n - hi < bsz ? n - hi : bsz);
                 have = 1;
             }
             encode_bucket(c, x + lo, e, m, norm, key, stream, counter0 + lo,
-                          (uint8_t *)codes + b * full_bytes, have ? &nxt : NULL);
-            if (have)
+                          (uint8_t *)codes + b * full_bytes, have ? nxt : NULL);
+            if (have) {
+                norm_pass *t = cur;
                 cur = nxt;
+                nxt = t;
+            }
         }
     }
     if (bad_kind != NORM_OK) {
