@@ -13,6 +13,7 @@
 #include "core/philox.h"
 #include "quant/pack.h"
 #include "quant/philox_simd.h"
+#include "quant/quant_math.h"
 #include "quant/quantizer.h"
 
 static dat_ctx *make_ctx(int threads, uint64_t seed)
@@ -123,10 +124,6 @@ START_TEST(test_encoded_size)
 }
 END_TEST
 
-/*
- * For every element, q = ±xi·step with xi in {floor(r), ceil(r)}: so
- * |q − x| < step = norm / s, and q lies on the level grid.
- */
 /* The wire layout of the packed codes (code k in bits [k b, k b + b) of the
  * little-endian word stream), for every width, packed and unpacked in pieces of
  * odd and whole-word lengths so that the fast byte paths and the generic bit
@@ -175,6 +172,10 @@ START_TEST(test_pack_layout)
 }
 END_TEST
 
+/*
+ * For every element, q = ±xi·step with xi in {floor(r), ceil(r)}: so
+ * |q − x| < step = norm / s, and q lies on the level grid.
+ */
 START_TEST(test_error_bound_all_bits)
 {
     dat_ctx *ctx = make_ctx(2, 7);
@@ -619,6 +620,95 @@ START_TEST(test_decode_accumulate)
 }
 END_TEST
 
+/* The lane sums of quantize.c, element k of a bucket in lane k mod 16, folded
+ * in halves (lane j with j + 8, then j + 4, j + 2, j + 1), in scalar code. */
+static float ref_lane_norm(const float *v, size_t m, dat_quant_norm norm)
+{
+    int mx = norm == DAT_QUANT_NORM_MAX;
+    float a[16] = {0};
+    for (size_t k = 0; k < m; ++k) {
+        float x = v[k], ax = fabsf(x);
+        a[k % 16] = mx ? (ax > a[k % 16] ? ax : a[k % 16]) : a[k % 16] + x * x;
+    }
+    for (int h = 8; h >= 1; h /= 2)
+        for (int j = 0; j < h; ++j)
+            a[j] = mx ? (a[j + h] > a[j] ? a[j + h] : a[j]) : a[j] + a[j + h];
+    return mx ? a[0] : sqrtf(a[0]);
+}
+
+/* The encode of elements offset .. offset + n of a flat buffer as quant_math.h
+ * defines it, one element at a time: the norm, then per element the 16-bit
+ * uniform of its Philox word and dat_quant_code, packed bit by bit. */
+static void ref_encode(const float *x, size_t n, uint64_t offset, int bits, size_t bucket,
+                       dat_quant_norm norm, uint64_t key, uint64_t stream, uint8_t *out)
+{
+    uint32_t s = dat_quant_levels(bits);
+    for (size_t lo = 0; lo < n; lo += bucket) {
+        size_t m = n - lo < bucket ? n - lo : bucket;
+        float nr = ref_lane_norm(x + lo, m, norm);
+        memcpy(out, &nr, 4);
+        uint32_t *words = (uint32_t *)(out + 4);
+        size_t nw = dat_pack_words(m, bits);
+        memset(words, 0, 4 * nw);
+        dat_quant_scale ks = dat_quant_make_scale(nr, s);
+        for (size_t k = 0; k < m && nr > 0.0f; ++k) {
+            uint64_t g = offset + lo + k;
+            uint32_t w = dat_philox_word(key, stream, dat_quant_word_index(g));
+            uint32_t code = dat_quant_code(x[lo + k], ks, s, dat_quant_uniform16(w, g), bits);
+            for (int i = 0; i < bits; ++i) {
+                size_t bit = k * (size_t)bits + (size_t)i;
+                words[bit / 32] |= ((code >> i) & 1u) << (bit % 32);
+            }
+        }
+        out += 4 + 4 * nw;
+    }
+}
+
+/* The vector encode gives ref_encode's bytes: every width, ℓ2 and max norms,
+ * buckets that are and are not whole groups of DAT_QUANT_GROUP elements, and
+ * slices that start inside a group; 1 and 2 threads. */
+START_TEST(test_codes_match_reference)
+{
+    const size_t n = 70001;
+    float *x = malloc(n * sizeof *x);
+    fill_vector(x, n, 11);
+    for (size_t i = 0; i < n; i += 97)
+        x[i] = 0.0f; /* codes of exact zeros */
+    const int bucket[] = {512, 100, 4096, 37};
+    const uint64_t offsets[] = {0, 7, 4096 + 19};
+    uint8_t *got = malloc(8 * n + 4096), *want = malloc(8 * n + 4096);
+    int checked = 0;
+    for (int bits = 2; bits <= 16; ++bits) {
+        for (int nm = 0; nm < 2; ++nm) {
+            dat_quant_norm norm = nm ? DAT_QUANT_NORM_MAX : DAT_QUANT_NORM_L2;
+            int bk = bucket[(bits + nm) % 4];
+            uint64_t off = offsets[(bits + 2 * nm) % 3];
+            dat_ctx *ctx = make_ctx(1 + bits % 2, 4242);
+            dat_quantizer *q = make_q(ctx, bits, bk, norm, 0);
+            size_t bytes = dat_quant_encoded_bytes(&q->cfg, n);
+            memset(got, 0xab, bytes);
+            ck_assert_dat_ok(dat_quantizer_encode_slice(q, "t", x, n, off, 3, 21,
+                                                        DAT_QUANT_PHASE_WORKER, 0, got));
+            uint64_t stream = dat_quant_stream(q->opts.seed, 3, 21, DAT_QUANT_PHASE_WORKER);
+            ref_encode(x, n, off, bits, (size_t)bk, norm, 4242, stream, want);
+            for (size_t i = 0; i < bytes; ++i)
+                ck_assert_msg(got[i] == want[i],
+                              "bits %d, %s norm, bucket %d, offset %llu: byte %zu (bucket %zu) "
+                              "is 0x%02x, want 0x%02x", bits, nm ? "max" : "l2", bk,
+                              (unsigned long long)off, i, i / (bytes / ((n + bk - 1) / bk)),
+                              got[i], want[i]);
+            ++checked;
+            dat_quantizer_destroy(q);
+            dat_ctx_destroy(ctx);
+        }
+    }
+    ck_assert_int_eq(checked, 30);
+    free(got);
+    free(want);
+    free(x);
+}
+END_TEST
+
 /* The bulk Philox variants (portable, AVX2, AVX-512) give dat_philox_block's
  * words, across the carry into the block counter's high word. */
 START_TEST(test_philox_bulk_variants)
@@ -666,6 +756,7 @@ int main(void)
     tcase_add_test(tc, test_zero_and_tiny_buckets);
     tcase_add_test(tc, test_nonfinite_input);
     tcase_add_test(tc, test_repeatable);
+    tcase_add_test(tc, test_codes_match_reference);
     tcase_add_test(tc, test_slices_match_whole);
     tcase_add_test(tc, test_error_feedback);
     tcase_add_test(tc, test_decode_accumulate);
