@@ -9,7 +9,7 @@
  *     q(v_j) = ‖v‖ · sign(v_j) · ξ_j / s,   ξ_j ∈ {⌊s|v_j|/‖v‖⌋, ⌈s|v_j|/‖v‖⌉},
  *
  * where ξ_j rounds up with probability s|v_j|/‖v‖ − ⌊s|v_j|/‖v‖⌋, so that
- * E[q(v)] = v (up to 2^−24 of a level: the draw has 24 random bits). An
+ * E[q(v)] = v (up to 2^−16 of a level: the draw has 16 random bits). An
  * all-zero bucket encodes to zeros (never NaN).
  *
  * **Encoded layout** (little-endian), bucket after bucket: the bucket's norm
@@ -23,11 +23,14 @@
  * With the default B = 512, a full bucket is 4 + 64·b bytes. For b = 32
  * (pass-through) the codes are the float32 values themselves: E(n) = 4n.
  *
- * **Draws.** Element i of an encode (counting from 0) rounds with word i of
- * the Philox 4x32-10 stream keyed by the context's seed, stream number
- * derived from (dat_quantizer_options::seed, rank, step): the same
- * (context seed, options, step, input) gives the same codes bit for bit, on
- * any number of threads.
+ * **Draws.** Element i of an encode (counting from 0) rounds up when a
+ * 16-bit uniform u_i satisfies u_i / 2^16 < s|v_i|/‖v‖ − ⌊s|v_i|/‖v‖⌋. Two
+ * elements share a 32-bit word of the Philox 4x32-10 stream keyed by the
+ * context's seed, stream number derived from (dat_quantizer_options::seed,
+ * rank, step): in each aligned group of 32 elements, element 32g + j takes the
+ * low half of word 16g + j for j < 16, and element 32g + 16 + j the high half
+ * of that word. The same (context seed, options, step, input) gives the same
+ * codes bit for bit, on any number of threads.
  *
  * **Error feedback** (optional): the quantizer keeps the residual
  * e = (x + e) − q(x + e) of the last encode, element by element, and adds it

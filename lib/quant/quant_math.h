@@ -54,7 +54,9 @@ DAT_HD uint32_t dat_quant_levels(int bits)
     return (1u << (bits - 1)) - 1u;
 }
 
-/* Per-bucket constants of the encode: |v| * pre * scale = s |v| / norm. */
+/* Per-bucket constants of the encode: |v| * pre * scale = 2^16 s |v| / norm,
+ * the level r = s |v| / norm in 16.16 fixed point (scaled by 2^16 from the
+ * start, which rounds alike: a power-of-two factor commutes with rounding). */
 typedef struct dat_quant_scale {
     float pre, scale;
 } dat_quant_scale;
@@ -63,7 +65,7 @@ DAT_HD dat_quant_scale dat_quant_make_scale(float norm, uint32_t s)
 {
     dat_quant_scale k;
     k.pre = norm < DAT_QUANT_TINY_NORM ? DAT_QUANT_TINY_SCALE : 1.0f;
-    k.scale = (float)s / DAT_RN_FMUL(norm, k.pre);
+    k.scale = (float)(s << 16) / DAT_RN_FMUL(norm, k.pre);
     return k;
 }
 
@@ -71,20 +73,26 @@ DAT_HD dat_quant_scale dat_quant_make_scale(float norm, uint32_t s)
  * Code of one value (norm > 0): level xi = floor(r) or floor(r) + 1 with
  * r = s |v| / norm, rounding up when the 16-bit uniform u16 / 2^16 < r - floor(r)
  * (so P(up) = ceil(2^16 frac) / 2^16: a bias below 2^-16 of a level, far under
- * the rounding's own standard deviation);
- * the sign in bit b - 1 (only for xi > 0, so a code 0 is always +0).
- * r is clamped to s (then frac = 0 and xi = s): a rounded norm may sit an ulp
- * below max |v|. Written without branches so that loops over it vectorize.
+ * the rounding's own standard deviation); the sign in bit b - 1 (only for
+ * xi > 0, so a code 0 is always +0). r is clamped to s (then xi = s): a rounded
+ * norm may sit an ulp below max |v|.
+ *
+ * In integers: with R = 2^16 r (exact), c = ceil(R) and l = floor(r),
+ * u16 < 2^16 (r - l) <=> u16 < c - 2^16 l <=> c + 65535 - u16 >= 2^16 (l + 1),
+ * and c - 2^16 l lies in [0, 2^16], so xi = (c + 65535 - u16) >> 16: one
+ * rounding conversion and three integer operations, with no frac.
+ * c <= 2^16 * 32767, so the sum stays below 2^31. Written without branches so
+ * that loops over it vectorize.
  */
 DAT_HD uint32_t dat_quant_code(float v, dat_quant_scale k, uint32_t s, uint32_t u16, int bits)
 {
     float a = fabsf(v); /* one AND; -0 and v < 0 code alike either way */
     float r = DAT_RN_FMUL(DAT_RN_FMUL(a, k.pre), k.scale);
-    float sf = (float)s;
-    float rc = r < sf ? r : sf;
-    uint32_t l = (uint32_t)(int32_t)rc; /* rc <= 32767 */
-    float frac = rc - (float)(int32_t)l; /* exact: r - floor(r) always is */
-    uint32_t xi = (float)u16 * 0x1p-16f < frac ? l + 1u : l;
+    float cap = (float)(s << 16); /* exact: 15 significant bits */
+    float rc = r < cap ? r : cap;
+    int32_t t = (int32_t)rc; /* floor; then ceil without a libm call, which */
+    uint32_t c = (uint32_t)t + ((float)t < rc ? 1u : 0u); /* would not vectorize */
+    uint32_t xi = (c + (0xffffu - u16)) >> 16;
     uint32_t sign = v < 0.0f ? (1u << (bits - 1)) : 0u;
     return xi != 0u ? (sign | xi) : 0u;
 }

@@ -12,6 +12,7 @@
 
 #include "../core/error.h"
 #include "clones.h"
+#include "codes_simd.h"
 #include "pack.h"
 #include "philox_simd.h"
 #include "quant_math.h"
@@ -269,23 +270,6 @@ static void chunk_residual(const float *v, const uint32_t *code, size_t len, flo
         e[k] = v[k] - dat_quant_value(code[k], step, bits);
 }
 
-/* Codes of a chunk of whole groups straight from its Philox words: element j of a
- * group takes the low half of word j (j < 16) or the high half of word j - 16. */
-DAT_QUANT_CLONES
-static void chunk_codes_grouped(const float *v, const uint32_t *w, size_t len,
-                                dat_quant_scale ks, uint32_t s, int bits, uint32_t *code)
-{
-    enum { G = DAT_QUANT_GROUP, H = DAT_QUANT_GROUP / 2 };
-    for (size_t k = 0; k < len; k += G) {
-        const uint32_t *wk = w + k / 2;
-#pragma omp simd
-        for (size_t j = 0; j < H; ++j) {
-            code[k + j] = dat_quant_code(v[k + j], ks, s, wk[j] & 0xffffu, bits);
-            code[k + H + j] = dat_quant_code(v[k + H + j], ks, s, wk[j] >> 16, bits);
-        }
-    }
-}
-
 /* Codes of one chunk from its uniforms. */
 DAT_QUANT_CLONES
 static void chunk_codes(const float *v, const uint32_t *u, size_t len, dat_quant_scale ks,
@@ -294,6 +278,30 @@ static void chunk_codes(const float *v, const uint32_t *u, size_t len, dat_quant
 #pragma omp simd
     for (size_t k = 0; k < len; ++k)
         code[k] = dat_quant_code(v[k], ks, s, u[k], bits);
+}
+
+/* Width at which the codes are stored straight into the bucket's words: 8 or
+ * 16 bits, where a code fills whole bytes, the packed layout is the codes
+ * themselves on a little-endian host. The residual needs the 32-bit codes. */
+static int direct_width(int bits, const float *e)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (!e && (bits == 8 || bits == 16))
+        return bits;
+#endif
+    (void)e;
+    return 32;
+}
+
+/* 32-bit codes stored at width 8 or 16 (nothing to do at 32). */
+static void store_narrow(const uint32_t *code, size_t len, uint8_t *out, int width)
+{
+    if (width == 8)
+        for (size_t k = 0; k < len; ++k)
+            out[k] = (uint8_t)code[k];
+    else if (width == 16)
+        for (size_t k = 0; k < len; ++k)
+            memcpy(out + 2 * k, &(uint16_t){(uint16_t)code[k]}, 2);
 }
 
 /*
@@ -309,7 +317,7 @@ static void encode_bucket(const dat_quant_config *c, const float *x, float *e, s
 {
     memcpy(out, &norm, sizeof norm);
     uint32_t *words = (uint32_t *)(out + 4);
-    int bits = c->bits;
+    int bits = c->bits, width = direct_width(bits, e);
     uint32_t s = dat_quant_levels(bits);
     float vn[DAT_QUANT_CHUNK];
     size_t k0 = 0;
@@ -329,6 +337,7 @@ static void encode_bucket(const dat_quant_config *c, const float *x, float *e, s
             size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
             const float *vv = load_chunk(x + k0, e ? e + k0 : NULL, len, v);
             uint64_t g = g0 + k0;
+            uint8_t *direct = (uint8_t *)words + k0 * (size_t)(width / 8);
             if (next) { /* its chunk at k0 now, the lines of the one after requested */
                 norm_chunk(c, next, k0, vn);
                 norm_prefetch(next, k0 + DAT_QUANT_CHUNK, k0 + 3 * DAT_QUANT_CHUNK / 2);
@@ -336,18 +345,25 @@ static void encode_bucket(const dat_quant_config *c, const float *x, float *e, s
             if (g % DAT_QUANT_GROUP == 0 && len % DAT_QUANT_GROUP == 0) { /* the usual case */
                 uint64_t w0 = dat_quant_word_index(g);
                 stream_words(key, stream, w0, dat_quant_word_index(g + len) - w0, w);
-                chunk_codes_grouped(vv, w, len, ks, s, bits, code);
+                dat_quant_codes_grouped(vv, w, len, ks, s, bits, width == 32 ? (void *)code : direct,
+                                        width);
             } else {
                 stream_uniforms(key, stream, g, len, w);
                 chunk_codes(vv, w, len, ks, s, bits, code);
+                store_narrow(code, len, direct, width);
             }
             if (next)
                 norm_prefetch(next, k0 + 3 * DAT_QUANT_CHUNK / 2, k0 + 2 * DAT_QUANT_CHUNK);
             if (e)
                 chunk_residual(vv, code, len, step, bits, e + k0);
-            dat_pack(&pk, code, len);
+            if (width == 32)
+                dat_pack(&pk, code, len);
         }
-        dat_packer_flush(&pk);
+        if (width == 32)
+            dat_packer_flush(&pk);
+        else /* the last word's padding */
+            memset((uint8_t *)words + m * (size_t)(width / 8), 0,
+                   4 * dat_pack_words(m, bits) - m * (size_t)(width / 8));
     }
     for (; next && k0 < next->m; k0 += DAT_QUANT_CHUNK) /* the next bucket is longer */
         norm_chunk(c, next, k0, vn);

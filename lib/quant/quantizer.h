@@ -18,7 +18,7 @@ struct dat_quantizer {
 
 /*
  * Encodes x[0..n), the elements offset .. offset + n of a flat buffer: draws
- * from words offset + i of the stream of (seed, rank, step, phase); error
+ * as elements offset + i of the stream of (seed, rank, step, phase); error
  * feedback (if on and use_residual) uses residual[offset ..]. Messages name
  * `func` and the element index offset + i.
  */

@@ -12,6 +12,7 @@
 #include "check_util.h"
 #include "core/philox.h"
 #include "quant/pack.h"
+#include "quant/codes_simd.h"
 #include "quant/philox_simd.h"
 #include "quant/quant_math.h"
 #include "quant/quantizer.h"
@@ -620,6 +621,53 @@ START_TEST(test_decode_accumulate)
 }
 END_TEST
 
+/* The literal rounding rule of dat_quant_code: r = s |v| / norm (rounded as
+ * two products), xi = floor(r) + [u16 / 2^16 < r - floor(r)], r clamped to s. */
+static uint32_t literal_code(float v, float norm, int bits, uint32_t u16)
+{
+    uint32_t s = dat_quant_levels(bits);
+    float pre = norm < DAT_QUANT_TINY_NORM ? DAT_QUANT_TINY_SCALE : 1.0f;
+    float r = fabsf(v) * pre * ((float)s / (norm * pre));
+    r = r < (float)s ? r : (float)s;
+    float l = floorf(r);
+    uint32_t xi = (uint32_t)l + ((float)u16 / 65536.0f < r - l ? 1u : 0u);
+    return xi ? xi | (v < 0.0f ? 1u << (bits - 1) : 0u) : 0u;
+}
+
+/* dat_quant_code's fixed-point form equals the literal rule: values on and
+ * next to every kind of level, clamped ones, tiny norms, and the uniforms on
+ * both sides of each value's threshold. */
+START_TEST(test_code_rule)
+{
+    size_t checked = 0;
+    for (int bits = 2; bits <= 16; ++bits) {
+        uint32_t s = dat_quant_levels(bits);
+        for (uint32_t i = 0; i < 4000; ++i) {
+            uint32_t w = dat_philox_word(99, (uint64_t)bits, i);
+            float norm = i % 5 == 4 ? 3e-30f * (float)(1 + i % 7) : 0.5f + (float)(w % 1000);
+            float u = (float)(w >> 8) / 16777216.0f;
+            float v = norm * u * (i % 2 ? -1.0f : 1.0f);
+            if (i % 7 == 3) /* exactly on a level */
+                v = norm * (float)(w % (s + 1)) / (float)s;
+            if (i % 11 == 5) /* an ulp over the norm: clamped */
+                v = nextafterf(norm, 2 * norm);
+            dat_quant_scale ks = dat_quant_make_scale(norm, s);
+            float r = fabsf(v) * ks.pre * ks.scale;
+            uint32_t t = (uint32_t)ceilf(r < (float)(s << 16) ? r : (float)(s << 16)) & 0xffffu;
+            const uint32_t us[] = {0, 1, 0xffff, t, t ? t - 1 : 0, (t + 1) & 0xffff, w >> 16};
+            for (size_t k = 0; k < sizeof us / sizeof us[0]; ++k, ++checked)
+                ck_assert_msg(dat_quant_code(v, ks, s, us[k], bits) ==
+                                  literal_code(v, norm, bits, us[k]),
+                              "bits %d, v %a, norm %a, u16 %u: code %u, the rule gives %u", bits,
+                              (double)v, (double)norm, us[k],
+                              dat_quant_code(v, ks, s, us[k], bits),
+                              literal_code(v, norm, bits, us[k]));
+        }
+    }
+    ck_assert_uint_eq(checked, 15 * 4000 * 7);
+}
+END_TEST
+
 /* The lane sums of quantize.c, element k of a bucket in lane k mod 16, folded
  * in halves (lane j with j + 8, then j + 4, j + 2, j + 1), in scalar code. */
 static float ref_lane_norm(const float *v, size_t m, dat_quant_norm norm)
@@ -709,6 +757,48 @@ START_TEST(test_codes_match_reference)
 }
 END_TEST
 
+/* Both variants of the grouped codes (portable, AVX-512) give dat_quant_code's
+ * codes at every storage width, with and without the tiny-norm pre-scale. */
+START_TEST(test_codes_variants)
+{
+    enum { N = 4 * DAT_QUANT_GROUP };
+    float v[N];
+    uint32_t w[N / 2], want[N], got32[N];
+    uint8_t got8[N];
+    uint16_t got16[N];
+    int ran = 0;
+    for (int tiny = 0; tiny < 2; ++tiny) {
+        float norm = tiny ? 1e-40f : 3.0f;
+        for (size_t i = 0; i < N; ++i)
+            v[i] = norm * ((float)(dat_philox_word(3, 4, i) >> 8) / 16777216.0f - 0.5f);
+        for (size_t i = 0; i < N / 2; ++i)
+            w[i] = dat_philox_word(3, 5, i);
+        const int widths[] = {8, 16, 32, 32};
+        for (size_t wi = 0; wi < 4; ++wi) {
+            int width = widths[wi], bits = wi == 3 ? 5 : width;
+            uint32_t s = dat_quant_levels(bits);
+            dat_quant_scale ks = dat_quant_make_scale(norm, s);
+            for (size_t i = 0; i < N; ++i)
+                want[i] = dat_quant_code(v[i], ks, s,
+                                         dat_quant_uniform16(w[dat_quant_word_index(i)], i), bits);
+            for (int var = 0; var < 2; ++var) {
+                void *out = width == 8 ? (void *)got8 : width == 16 ? (void *)got16 : got32;
+                if (!dat_quant_codes_variant(var, v, w, N, ks, s, bits, out, width))
+                    continue;
+                ++ran;
+                for (size_t i = 0; i < N; ++i) {
+                    uint32_t g = width == 8 ? got8[i] : width == 16 ? got16[i] : got32[i];
+                    ck_assert_msg(g == want[i], "variant %d, width %d, bits %d, norm %g: code %zu "
+                                  "is %u, want %u", var, width, bits, (double)norm, i, g, want[i]);
+                }
+            }
+        }
+    }
+    printf("grouped codes: %d variant runs checked\n", ran);
+    ck_assert_int_ge(ran, 8);
+}
+END_TEST
+
 /* The bulk Philox variants (portable, AVX2, AVX-512) give dat_philox_block's
  * words, across the carry into the block counter's high word. */
 START_TEST(test_philox_bulk_variants)
@@ -756,7 +846,9 @@ int main(void)
     tcase_add_test(tc, test_zero_and_tiny_buckets);
     tcase_add_test(tc, test_nonfinite_input);
     tcase_add_test(tc, test_repeatable);
+    tcase_add_test(tc, test_code_rule);
     tcase_add_test(tc, test_codes_match_reference);
+    tcase_add_test(tc, test_codes_variants);
     tcase_add_test(tc, test_slices_match_whole);
     tcase_add_test(tc, test_error_feedback);
     tcase_add_test(tc, test_decode_accumulate);
