@@ -183,8 +183,7 @@ static dat_status cuda_copy(dat_ctx *ctx, void *dst, const void *src, size_t nby
 template <typename T>
 __global__ void fill_kernel(T *dst, size_t n, T v)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
+    DAT_GRID_STRIDE(i, n)
         dst[i] = v;
 }
 
@@ -214,15 +213,13 @@ static dat_status cuda_fill(dat_ctx *ctx, void *dst, size_t count, const void *p
 
 __global__ void f32_to_bf16_kernel(uint16_t *dst, const float *src, size_t n)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
+    DAT_GRID_STRIDE(i, n)
         dst[i] = dat_f32_to_bf16_bits(src[i]);
 }
 
 __global__ void bf16_to_f32_kernel(float *dst, const uint16_t *src, size_t n)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
+    DAT_GRID_STRIDE(i, n)
         dst[i] = dat_bf16_bits_to_f32(src[i]);
 }
 

@@ -145,8 +145,7 @@ static dat_status nccl_exchange_header(dat_comm *c, const int64_t *mine, int64_t
 
 __global__ void scale_kernel(float *x, size_t n, float a)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x)
+    DAT_GRID_STRIDE(i, n)
         x[i] = __fmul_rn(x[i], a);
 }
 

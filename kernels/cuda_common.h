@@ -118,6 +118,11 @@ static inline unsigned dat_cuda_grid(size_t n, unsigned threads)
     return g > 65535u * 32u ? 65535u * 32u : (unsigned)g;
 }
 
+/* A grid-stride loop: i takes every index below n across the whole grid. */
+#define DAT_GRID_STRIDE(i, n)                                                \
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);  \
+         i += (size_t)gridDim.x * blockDim.x)
+
 /* Ops run on the context's device, whatever the calling thread last selected. */
 static inline dat_status dat_cuda_use_device(dat_ctx *ctx)
 {

@@ -22,8 +22,7 @@ __device__ inline float signf(float g)
 __global__ void linf_step_kernel(size_t n, float *x_adv, const float *g, const float *x0,
                                  float alpha, float eps, float lo, float hi)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x) {
+    DAT_GRID_STRIDE(i, n) {
         float v = g ? __fadd_rn(x_adv[i], __fmul_rn(alpha, signf(g[i]))) : x_adv[i];
         v = clampf(v, x0[i] - eps, x0[i] + eps);
         x_adv[i] = clampf(v, lo, hi);
@@ -84,8 +83,7 @@ __global__ void minmax_kernel(size_t n, const float *lo_src, const float *hi_src
 {
     __shared__ float smin[ROW_THREADS], smax[ROW_THREADS];
     float mn = INFINITY, mx = -INFINITY;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
-         i += (size_t)gridDim.x * blockDim.x) {
+    DAT_GRID_STRIDE(i, n) {
         mn = fminf(mn, lo_src[i * step]);
         mx = fmaxf(mx, hi_src[i * step]);
     }

@@ -20,8 +20,7 @@ dat_status dat_cuda_gemm(dat_ctx *ctx, int trans_a, int trans_b, int m, int n, i
 __global__ void broadcast_rows_kernel(float *y, const float *b, size_t n, int out)
 {
     size_t total = n * (size_t)out;
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x)
+    DAT_GRID_STRIDE(i, total)
         y[i] = b[i % (size_t)out];
 }
 

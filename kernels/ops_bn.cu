@@ -166,8 +166,7 @@ __global__ void bn_eval_coef_kernel(int c, float eps, const float *gamma, const 
 __global__ void bn_normalize_kernel(const float *x, const double *coef, size_t total, int c,
                                     int hw, int relu, float *y)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x) {
+    DAT_GRID_STRIDE(i, total) {
         const double *k = coef + 3 * ((i / (size_t)hw) % (size_t)c);
         float v = (float)(((double)x[i] - k[0]) * k[1] + k[2]);
         y[i] = relu ? (v > 0.0f ? v : 0.0f) : v;
@@ -202,8 +201,7 @@ __global__ void bn_train_grad_kernel(const double *part, int splits, const float
 __global__ void bn_train_dx_kernel(const float *x, const float *dy, const float *mask,
                                    const double *coef, size_t total, int c, int hw, float *dx)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x) {
+    DAT_GRID_STRIDE(i, total) {
         const double *k = coef + 5 * ((i / (size_t)hw) % (size_t)c);
         double xhat = ((double)x[i] - k[0]) * k[1];
         dx[i] = (float)(k[2] * ((double)grad_at(dy, mask, i) - k[3] - xhat * k[4]));
@@ -232,8 +230,7 @@ __global__ void bn_eval_grad_kernel(const double *part, int splits, int c, float
 __global__ void bn_eval_dx_kernel(const float *dy, const float *mask, const float *factor,
                                   size_t total, int c, int hw, float *dx)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x)
+    DAT_GRID_STRIDE(i, total)
         dx[i] = grad_at(dy, mask, i) * factor[(i / (size_t)hw) % (size_t)c];
 }
 

@@ -243,8 +243,7 @@ static dat_status prepare(dat_ctx *ctx, int dir, const dat_conv_desc *d, const c
 /* y[n][c][p] += bias[c]. */
 __global__ void add_bias_kernel(float *y, const float *bias, size_t total, int c, int hw)
 {
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total;
-         i += (size_t)gridDim.x * blockDim.x)
+    DAT_GRID_STRIDE(i, total)
         y[i] += bias[(i / (size_t)hw) % (size_t)c];
 }
 

@@ -6,13 +6,9 @@
  * written, by the same thread. */
 #include "cuda_ops.h"
 
-#define GRID_STRIDE(i, n)                                                    \
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);  \
-         i += (size_t)gridDim.x * blockDim.x)
-
 __global__ void relu_fwd_kernel(size_t n, const float *x, float *y)
 {
-    GRID_STRIDE(i, n)
+    DAT_GRID_STRIDE(i, n)
     {
         float v = x[i];
         y[i] = v > 0.0f ? v : 0.0f;
@@ -21,14 +17,14 @@ __global__ void relu_fwd_kernel(size_t n, const float *x, float *y)
 
 __global__ void relu_bwd_kernel(size_t n, const float *y, const float *dy, float *dx)
 {
-    GRID_STRIDE(i, n)
+    DAT_GRID_STRIDE(i, n)
     dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
 __global__ void channel_affine_kernel(size_t total, int c, int hw, const float *x,
                                       const float *scale, const float *shift, float *y)
 {
-    GRID_STRIDE(i, total)
+    DAT_GRID_STRIDE(i, total)
     {
         size_t ch = (i / (size_t)hw) % (size_t)c;
         y[i] = __fadd_rn(__fmul_rn(x[i], scale[ch]), shift ? shift[ch] : 0.0f);
@@ -37,26 +33,26 @@ __global__ void channel_affine_kernel(size_t total, int c, int hw, const float *
 
 __global__ void add_kernel(size_t n, const float *a, const float *b, float *y)
 {
-    GRID_STRIDE(i, n)
+    DAT_GRID_STRIDE(i, n)
     y[i] = a[i] + b[i];
 }
 
 __global__ void axpy_kernel(size_t n, float alpha, const float *x, float *y)
 {
-    GRID_STRIDE(i, n)
+    DAT_GRID_STRIDE(i, n)
     y[i] = __fadd_rn(y[i], __fmul_rn(alpha, x[i]));
 }
 
 __global__ void scale_kernel(size_t n, float alpha, float *x)
 {
-    GRID_STRIDE(i, n)
+    DAT_GRID_STRIDE(i, n)
     x[i] *= alpha;
 }
 
 /* Any thread that sees a NaN or Inf sets the flag (all write the same value). */
 __global__ void check_finite_kernel(size_t n, const float *x, int *flag)
 {
-    GRID_STRIDE(i, n)
+    DAT_GRID_STRIDE(i, n)
     if (!isfinite(x[i]))
         *flag = 1;
 }

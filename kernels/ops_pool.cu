@@ -13,8 +13,7 @@ __global__ void pool_fwd_kernel(dat_pool_desc d, const float *x, float *y, int32
     size_t out_plane = (size_t)d.h_out * (size_t)d.w_out;
     size_t total = (size_t)d.n * (size_t)d.c * out_plane;
     float inv = 1.0f / (float)(d.k * d.k);
-    for (size_t o = blockIdx.x * (size_t)blockDim.x + threadIdx.x; o < total;
-         o += (size_t)gridDim.x * blockDim.x) {
+    DAT_GRID_STRIDE(o, total) {
         size_t p = o / out_plane;
         int r = (int)(o - p * out_plane), oy = r / d.w_out, ox = r - oy * d.w_out;
         const float *xp = x + p * (size_t)d.h_in * (size_t)d.w_in;
@@ -62,8 +61,7 @@ __global__ void pool_bwd_kernel(dat_pool_desc d, const float *dy, const int32_t 
     size_t out_plane = (size_t)d.h_out * (size_t)d.w_out;
     size_t total = (size_t)d.n * (size_t)d.c * in_plane;
     float inv = 1.0f / (float)(d.k * d.k);
-    for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total;
-         e += (size_t)gridDim.x * blockDim.x) {
+    DAT_GRID_STRIDE(e, total) {
         size_t p = e / in_plane;
         int r = (int)(e - p * in_plane), iy = r / d.w_in, ix = r - iy * d.w_in;
         const float *gp = dy + p * out_plane;
