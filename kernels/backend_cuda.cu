@@ -348,6 +348,8 @@ static dat_backend make_cuda_backend(void)
     be.rows_renorm = dat_cuda_rows_renorm;
     be.minmax = dat_cuda_minmax;
     be.optim_update = dat_cuda_optim_update;
+    be.quant_encode = dat_cuda_quant_encode;
+    be.quant_decode = dat_cuda_quant_decode;
     return be;
 }
 

@@ -80,4 +80,13 @@ dat_status dat_cuda_minmax(dat_ctx *ctx, size_t n, const float *x, float *lo, fl
 dat_status dat_cuda_optim_update(dat_ctx *ctx, struct dat_optim *opt, float *params,
                                  const float *grads);
 
+/* The quantizer (ops_quant.cu). */
+dat_status dat_cuda_quant_encode(dat_ctx *ctx, const char *func,
+                                 const struct dat_quant_config *c, const float *x, size_t n,
+                                 float *residual, uint64_t key, uint64_t stream,
+                                 uint64_t counter0, void *codes, uint64_t index_base);
+dat_status dat_cuda_quant_decode(dat_ctx *ctx, const struct dat_quant_config *c,
+                                 const void *codes, size_t n, float *out, int accumulate,
+                                 float post_scale);
+
 #endif

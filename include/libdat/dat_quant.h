@@ -37,8 +37,10 @@
  * to the next input before quantizing. The residual is sized by the first
  * encode (and grows, zero-filled, if a later one is longer).
  *
- * The math runs on the host with OpenMP threads (the context's thread count);
- * tensors of a CUDA context are staged through host memory.
+ * The math runs where the quantizer's context computes: on the host with
+ * OpenMP threads (the context's thread count), or on its GPU, which also keeps
+ * the residual; both give the same bytes. Tensors of another context are
+ * copied into the quantizer's memory first.
  */
 #ifndef LIBDAT_DAT_QUANT_H
 #define LIBDAT_DAT_QUANT_H
@@ -131,7 +133,8 @@ DAT_API dat_status dat_quantizer_encoded_size(const dat_quantizer *q, int64_t n,
  * With error feedback on, the residual is added first and then replaced
  * by the new one.
  * @param q  the quantizer.
- * @param x  float32 tensor of n elements, on any context (CUDA is staged).
+ * @param x  float32 tensor of n elements, on any context (copied over if it is
+ *           not in the memory of the quantizer's context).
  * @param step  training step; enters the stream of draws, so that each step
  *              draws afresh and a rerun draws the same.
  * @param[out] codes  host memory owned by the caller, at least E(n) bytes; E(n)
@@ -140,7 +143,7 @@ DAT_API dat_status dat_quantizer_encoded_size(const dat_quantizer *q, int64_t n,
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, a non-float32 @p x or
  *         a short @p codes; DAT_ERR_NUMERIC if @p x (plus the residual) holds a
  *         NaN or Inf or a bucket's ℓ2 norm overflows float (the message gives
- *         the element index; nothing is written to the residual then).
+ *         the element index; the residual is zeroed then).
  */
 DAT_API dat_status dat_quantizer_encode(dat_quantizer *q, const dat_tensor *x, uint64_t step,
                                         void *codes, size_t codes_bytes);
@@ -151,7 +154,8 @@ DAT_API dat_status dat_quantizer_encode(dat_quantizer *q, const dat_tensor *x, u
  * @param codes  host memory holding an encoding of numel(out) elements made by
  *               a quantizer with the same bits, bucket size and norm kind.
  * @param codes_bytes  size of @p codes, at least E(numel(out)).
- * @param out  float32 tensor on any context (CUDA is staged).
+ * @param out  float32 tensor on any context (copied over and back if it is not
+ *             in the memory of the quantizer's context).
  * @param accumulate  0: overwrite @p out; 1: add to it.
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, a non-float32 @p out, a
  *         short @p codes or @p accumulate not 0 / 1.

@@ -457,17 +457,16 @@ dat_status dat_comm_allreduce_quantized(dat_comm *comm, dat_tensor *t, dat_quant
         dat_comm_header(comm, h, DAT_COMM_OP_QUANTIZED, t ? (int64_t)t->dtype : -1, t ? t->numel : -1, mode, local);
         return dat_comm_agree(comm, __func__, h);
     }
-    void *buf;
-    DAT_TRY(to_host(comm, t, 1, &buf));
+    float *buf;
+    DAT_TRY(dat_quantizer_tensor_in(q, t, 1, &buf));
     uint64_t sent0 = comm->stats.bytes_sent, recv0 = comm->stats.bytes_received;
-    dat_status s = dat_comm_quantized_host(comm, __func__, buf, (size_t)t->numel, 0, q, mode,
-                                           step);
+    dat_status s = dat_comm_quantized(comm, __func__, buf, (size_t)t->numel, 0, q, mode, step);
     if (s != DAT_OK) {
         comm->stats.bytes_sent = sent0;
         comm->stats.bytes_received = recv0;
         return s;
     }
-    DAT_TRY(from_host(comm, t, buf));
+    DAT_TRY(dat_quantizer_tensor_out(q, t, buf));
     count_call(comm, t0, 0, 0);
     return DAT_OK;
 }

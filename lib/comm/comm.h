@@ -125,15 +125,16 @@ dat_status dat_comm_host_alltoallv(dat_comm *c, const void *send, const size_t *
 dat_status dat_comm_failed(dat_comm *c, dat_status s);
 
 /*
- * The quantized all-reduce of a host slice: x holds elements offset ..
- * offset + n of a flat buffer (offset and the slices a caller cuts must be
- * bucket-aligned for the slices to draw what the whole would). Agrees on the
- * headers (with the encode status) before each exchange. Adds the payload
- * bytes to the statistics; the caller counts the call and the time.
+ * The quantized all-reduce of a slice x in the memory of q's context
+ * (dat_quantizer_tensor_in): x holds elements offset .. offset + n of a flat
+ * buffer (offset and the slices a caller cuts must be bucket-aligned for the
+ * slices to draw what the whole would). Agrees on the headers (with the encode
+ * status) before each exchange. Adds the payload bytes to the statistics; the
+ * caller counts the call and the time.
  */
-dat_status dat_comm_quantized_host(dat_comm *c, const char *func, float *x, size_t n,
-                                   uint64_t offset, dat_quantizer *q, dat_quant_mode mode,
-                                   uint64_t step);
+dat_status dat_comm_quantized(dat_comm *c, const char *func, float *x, size_t n,
+                              uint64_t offset, dat_quantizer *q, dat_quant_mode mode,
+                              uint64_t step);
 
 /* NCCL (kernels/comm_nccl.cu), in builds with CUDA. */
 dat_status dat_comm_nccl_unique_id(dat_comm_id *id);

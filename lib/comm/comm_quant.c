@@ -11,11 +11,17 @@
  * (all-to-all). Rank j decodes and averages its shard as above, encodes the
  * average again (server stream of rank j, no error feedback) in place of its
  * own shard's codes, and the codes are all-gathered; every rank decodes all.
+ *
+ * Values and codes live in the memory of the quantizer's context, where its
+ * backend encodes and decodes: on a CUDA context with NCCL nothing touches the
+ * host. Where the communicator's kind moves another memory (MPI for a CUDA
+ * context), only the codes are staged through the host.
  */
 #include "comm.h"
 
 #include <string.h>
 
+#include "../core/backend.h"
 #include "../core/error.h"
 #include "../quant/quant_math.h"
 #include "../quant/quantizer.h"
@@ -30,6 +36,53 @@ static void quant_header(dat_comm *c, int64_t *h, int op, size_t n, dat_quantize
     h[DAT_HDR_STEP] = (int64_t)step;
 }
 
+/* 1 if the kind's ops can move buffers of q's memory themselves. */
+static int kind_moves(const dat_comm *c, const dat_quantizer *q)
+{
+    return c->ops->device_buffers ? q->ctx == c->ctx : q->ctx->opts.device == DAT_DEVICE_CPU;
+}
+
+/* All-gather of blocks of a buffer in q's memory. */
+static dat_status codes_allgatherv(dat_comm *c, dat_quantizer *q, void *buf, const size_t *counts,
+                                   const size_t *displs, size_t total)
+{
+    if (kind_moves(c, q))
+        return c->ops->allgatherv(c, buf, counts, displs);
+    uint8_t *h;
+    DAT_TRY(dat_comm_scratch(c, total, &h));
+    DAT_TRY(q->ctx->be->copy_to_host(q->ctx, h, buf, total));
+    DAT_TRY(dat_comm_host_allgatherv(c, h, counts, displs, total));
+    return q->ctx->be->copy_from_host(q->ctx, buf, h, total);
+}
+
+/* All-to-all of blocks of buffers in q's memory. */
+static dat_status codes_alltoallv(dat_comm *c, dat_quantizer *q, const void *send,
+                                  const size_t *scounts, const size_t *sdispls, size_t stotal,
+                                  void *recv, const size_t *rcounts, const size_t *rdispls,
+                                  size_t rtotal)
+{
+    if (kind_moves(c, q))
+        return c->ops->alltoallv(c, send, scounts, sdispls, recv, rcounts, rdispls);
+    size_t soff = (stotal + 63) & ~(size_t)63;
+    uint8_t *h;
+    DAT_TRY(dat_comm_scratch(c, soff + rtotal, &h));
+    DAT_TRY(q->ctx->be->copy_to_host(q->ctx, h, send, stotal));
+    DAT_TRY(dat_comm_host_alltoallv(c, h, scounts, sdispls, stotal, h + soff, rcounts, rdispls,
+                                    rtotal));
+    return q->ctx->be->copy_from_host(q->ctx, recv, h + soff, rtotal);
+}
+
+/* Decodes M blocks of codes into x, averaging: the last decode scales by 1/M. */
+static dat_status decode_average(dat_quantizer *q, const uint8_t *codes, const size_t *displs,
+                                 int m, size_t n, float *x)
+{
+    float inv = 1.0f / (float)m;
+    for (int j = 0; j < m; ++j)
+        DAT_TRY(dat_quantizer_decode_slice(q, codes + displs[j], n, x, j > 0,
+                                           j == m - 1 ? inv : 1.0f));
+    return DAT_OK;
+}
+
 static dat_status one_sided(dat_comm *c, const char *func, float *x, size_t n, uint64_t offset,
                             dat_quantizer *q, uint64_t step)
 {
@@ -37,27 +90,24 @@ static dat_status one_sided(dat_comm *c, const char *func, float *x, size_t n, u
     size_t e = dat_quant_encoded_bytes(&q->cfg, n);
     size_t stride = (e + 63) & ~(size_t)63; /* keep every block aligned */
     uint8_t *buf;
-    DAT_TRY(dat_comm_scratch(c, stride * (size_t)m, &buf));
+    DAT_TRY(dat_quantizer_scratch(q, DAT_QSCRATCH_CODES, stride * (size_t)m, (void **)&buf));
     dat_status local = dat_quantizer_encode_slice(q, func, x, n, offset, (uint32_t)r, step,
                                                   DAT_QUANT_PHASE_WORKER, 1,
                                                   buf + (size_t)r * stride);
     int64_t h[DAT_HDR_LEN];
     quant_header(c, h, DAT_COMM_OP_QUANTIZED, n, q, DAT_QUANT_ONE_SIDED, step, local);
     DAT_TRY(dat_comm_agree(c, func, h));
+    size_t *counts = c->tables, *displs = c->tables + m;
+    for (int j = 0; j < m; ++j) {
+        counts[j] = e;
+        displs[j] = (size_t)j * stride;
+    }
     if (m > 1) {
-        size_t *counts = c->tables, *displs = c->tables + m;
-        for (int j = 0; j < m; ++j) {
-            counts[j] = e;
-            displs[j] = (size_t)j * stride;
-        }
-        dat_status s = dat_comm_host_allgatherv(c, buf, counts, displs, stride * (size_t)m);
+        dat_status s = codes_allgatherv(c, q, buf, counts, displs, stride * (size_t)m);
         if (s != DAT_OK)
             return dat_error_context(dat_comm_failed(c, s), func);
     }
-    float inv = 1.0f / (float)m;
-    for (int j = 0; j < m; ++j)
-        dat_quantizer_decode_slice(q, buf + (size_t)j * stride, n, x, j > 0,
-                                   j == m - 1 ? inv : 1.0f);
+    DAT_TRY(decode_average(q, buf, displs, m, n, x));
     c->stats.bytes_sent += (uint64_t)(m - 1) * e;
     c->stats.bytes_received += (uint64_t)(m - 1) * e;
     return DAT_OK;
@@ -91,7 +141,8 @@ static dat_status two_sided(dat_comm *c, const char *func, float *x, size_t n, u
         rdispls[j] = (size_t)j * rstride;
     }
     uint8_t *buf;
-    DAT_TRY(dat_comm_scratch(c, soff + rstride * (size_t)m, &buf));
+    DAT_TRY(dat_quantizer_scratch(q, DAT_QSCRATCH_CODES, soff + rstride * (size_t)m,
+                                  (void **)&buf));
     uint8_t *send = buf, *recv = buf + soff;
 
     /* Phase 1: the workers' codes of every shard, to the shard's server. */
@@ -100,15 +151,12 @@ static dat_status two_sided(dat_comm *c, const char *func, float *x, size_t n, u
     int64_t h[DAT_HDR_LEN];
     quant_header(c, h, DAT_COMM_OP_QUANTIZED, n, q, DAT_QUANT_TWO_SIDED, step, local);
     DAT_TRY(dat_comm_agree(c, func, h));
-    dat_status s = m > 1 ? dat_comm_host_alltoallv(c, send, scounts, sdispls, stotal, recv,
-                                                   rcounts, rdispls, rstride * (size_t)m)
-                         : (memcpy(recv, send, e_r), DAT_OK);
+    dat_status s = m > 1 ? codes_alltoallv(c, q, send, scounts, sdispls, stotal, recv, rcounts,
+                                           rdispls, rstride * (size_t)m)
+                         : q->ctx->be->copy(q->ctx, recv, send, e_r);
     if (s != DAT_OK)
         return dat_error_context(dat_comm_failed(c, s), func);
-    float inv = 1.0f / (float)m;
-    for (int j = 0; j < m; ++j)
-        dat_quantizer_decode_slice(q, recv + rdispls[j], n_r, x + lo_r, j > 0,
-                                   j == m - 1 ? inv : 1.0f);
+    DAT_TRY(decode_average(q, recv, rdispls, m, n_r, x + lo_r));
 
     /* Phase 2: the server's codes of its average, to everyone. */
     local = dat_quantizer_encode_slice(q, func, x + lo_r, n_r, offset + lo_r, (uint32_t)r, step,
@@ -116,18 +164,18 @@ static dat_status two_sided(dat_comm *c, const char *func, float *x, size_t n, u
     quant_header(c, h, DAT_COMM_OP_QUANTIZED_SERVE, n, q, DAT_QUANT_TWO_SIDED, step, local);
     DAT_TRY(dat_comm_agree(c, func, h));
     if (m > 1) {
-        s = dat_comm_host_allgatherv(c, send, scounts, sdispls, stotal);
+        s = codes_allgatherv(c, q, send, scounts, sdispls, stotal);
         if (s != DAT_OK)
             return dat_error_context(dat_comm_failed(c, s), func);
     }
-    dat_quantizer_decode_slice(q, send, n, x, 0, 1.0f);
+    DAT_TRY(dat_quantizer_decode_slice(q, send, n, x, 0, 1.0f));
     uint64_t bytes = (uint64_t)(stotal - e_r) + (uint64_t)(m - 1) * e_r;
     c->stats.bytes_sent += bytes;
     c->stats.bytes_received += bytes;
     return DAT_OK;
 }
 
-dat_status dat_comm_quantized_host(dat_comm *c, const char *func, float *x, size_t n,
+dat_status dat_comm_quantized(dat_comm *c, const char *func, float *x, size_t n,
                                    uint64_t offset, dat_quantizer *q, dat_quant_mode mode,
                                    uint64_t step)
 {

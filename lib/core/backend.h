@@ -56,7 +56,8 @@ typedef struct dat_bn_desc {
     const float *relu_mask;
 } dat_bn_desc;
 
-struct dat_optim; /* lib/optim/optim.h */
+struct dat_optim;        /* lib/optim/optim.h */
+struct dat_quant_config; /* lib/quant/quantize.h */
 
 typedef struct dat_backend {
     const char *name;
@@ -223,6 +224,22 @@ typedef struct dat_backend {
      */
     dat_status (*optim_update)(dat_ctx *ctx, struct dat_optim *opt, float *params,
                                const float *grads);
+
+    /*
+     * The randomized quantizer, byte for byte the encoding of
+     * lib/quant/quantize.h (its layout) and quant_math.h (its per-element
+     * math). quant_encode: x[0..n) (plus residual, when not NULL: error
+     * feedback, updated) into codes, element i drawing position counter0 + i
+     * of (key, stream); a NaN / Inf or an overflowing norm fails with
+     * DAT_ERR_NUMERIC naming `func` and element index_base + i, the residual
+     * zeroed. quant_decode: out = (accumulate ? out + q : q) * post_scale.
+     */
+    dat_status (*quant_encode)(dat_ctx *ctx, const char *func, const struct dat_quant_config *c,
+                               const float *x, size_t n, float *residual, uint64_t key,
+                               uint64_t stream, uint64_t counter0, void *codes,
+                               uint64_t index_base);
+    dat_status (*quant_decode)(dat_ctx *ctx, const struct dat_quant_config *c, const void *codes,
+                               size_t n, float *out, int accumulate, float post_scale);
 } dat_backend;
 
 /* Op profiling (lib/core/profile.c): DAT_OP marks the time before an op and

@@ -8,6 +8,7 @@
 #include "../core/error.h"
 #include "../core/philox.h"
 #include "../optim/optim.h"
+#include "../quant/quantize.h"
 #include "cpu.h"
 
 /* Below this many elements a parallel region costs more than it saves. */
@@ -212,4 +213,6 @@ const dat_backend dat_backend_cpu = {
     .rows_renorm = dat_cpu_rows_renorm,
     .minmax = dat_cpu_minmax,
     .optim_update = dat_optim_update,
+    .quant_encode = dat_quant_encode_cpu,
+    .quant_decode = dat_quant_decode_cpu,
 };

@@ -10,6 +10,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "../core/ctx.h"
 #include "../core/error.h"
 #include "clones.h"
 #include "codes_simd.h"
@@ -146,7 +147,6 @@ static float lanes_reduce(const lanes *l, int max_norm)
     return max_norm ? (s2[1] > s2[0] ? s2[1] : s2[0]) : s2[0] + s2[1];
 }
 
-enum { NORM_OK = 0, NORM_NONFINITE = 1, NORM_OVERFLOW = 2 };
 
 /* A bucket v = x + e of m elements whose norm pass is under way: its lane sums
  * so far. */
@@ -207,13 +207,13 @@ static int norm_finish(const dat_quant_config *c, norm_pass *p, float *norm, siz
             size_t i = first_nonfinite(load_chunk(x + k0, e ? e + k0 : NULL, len, v), len);
             if (i < len) {
                 *bad = k0 + i;
-                return NORM_NONFINITE;
+                return DAT_QUANT_BUCKET_NONFINITE;
             }
         }
     }
     if (max_norm) {
         *norm = r;
-        return NORM_OK;
+        return DAT_QUANT_BUCKET_OK;
     }
     if (!(r >= 0x1p-100f && r <= 0x1p100f)) {
         double s = 0.0;
@@ -226,13 +226,13 @@ static int norm_finish(const dat_quant_config *c, norm_pass *p, float *norm, siz
         double n = sqrt(s);
         if (n > FLT_MAX) {
             *bad = 0;
-            return NORM_OVERFLOW;
+            return DAT_QUANT_BUCKET_OVERFLOW;
         }
         *norm = (float)n;
-        return NORM_OK;
+        return DAT_QUANT_BUCKET_OK;
     }
     *norm = sqrtf(r);
-    return NORM_OK;
+    return DAT_QUANT_BUCKET_OK;
 }
 
 /* Words g0 .. g0 + len - 1 of the stream. */
@@ -345,8 +345,8 @@ static void encode_bucket(const dat_quant_config *c, const float *x, float *e, s
             if (g % DAT_QUANT_GROUP == 0 && len % DAT_QUANT_GROUP == 0) { /* the usual case */
                 uint64_t w0 = dat_quant_word_index(g);
                 stream_words(key, stream, w0, dat_quant_word_index(g + len) - w0, w);
-                dat_quant_codes_grouped(vv, w, len, ks, s, bits, width == 32 ? (void *)code : direct,
-                                        width);
+                void *dst = width == 32 ? (void *)code : direct;
+                dat_quant_codes_grouped(vv, w, len, ks, s, bits, dst, width);
             } else {
                 stream_uniforms(key, stream, g, len, w);
                 chunk_codes(vv, w, len, ks, s, bits, code);
@@ -388,9 +388,9 @@ static size_t passthrough_block(const float *x, float *e, size_t m, float *out, 
     return 0;
 }
 
-static dat_status numeric_error(const char *func, int kind, uint64_t index, int have_residual)
+dat_status dat_quant_numeric_error(const char *func, int kind, uint64_t index, int have_residual)
 {
-    if (kind == NORM_OVERFLOW)
+    if (kind == DAT_QUANT_BUCKET_OVERFLOW)
         return dat_error(DAT_ERR_NUMERIC, func,
                          "the l2 norm of the bucket starting at element %llu overflows float%s",
                          (unsigned long long)index, have_residual ? " (residual zeroed)" : "");
@@ -423,7 +423,7 @@ dat_status dat_quant_encode_host(const char *func, const dat_quant_config *c, co
     size_t bsz = pass ? 4096 : (size_t)c->bucket;
     size_t nb = (n + bsz - 1) / bsz, full_bytes = bucket_bytes(c, bsz);
     uint64_t first_bad = UINT64_MAX;
-    int bad_kind = NORM_OK;
+    int bad_kind = DAT_QUANT_BUCKET_OK;
     int nt = nthreads > 1 && nb > 1 ? nthreads : 1;
     /* Each thread codes a contiguous range of buckets, the norm pass of each
      * bucket running inside the coding of the one before (encode_bucket). A
@@ -434,7 +434,7 @@ dat_status dat_quant_encode_host(const char *func, const dat_quant_config *c, co
         size_t b0 = nb * t / tn, b1 = nb * (t + 1) / tn;
         if (pass) {
             first_bad = passthrough_range(x, n, residual, (float *)codes, b0, b1);
-            bad_kind = first_bad != UINT64_MAX ? NORM_NONFINITE : NORM_OK;
+            bad_kind = first_bad != UINT64_MAX ? DAT_QUANT_BUCKET_NONFINITE : DAT_QUANT_BUCKET_OK;
         }
         /* Two passes that swap roles, not copied: a copy's narrow stores would
          * stall lanes_reduce's wide load of them. */
@@ -452,7 +452,7 @@ dat_status dat_quant_encode_host(const char *func, const dat_quant_config *c, co
             float norm = 0.0f;
             int kind = norm_finish(c, cur, &norm, &bad);
             have = 0;
-            if (kind != NORM_OK) {
+            if (kind != DAT_QUANT_BUCKET_OK) {
                 first_bad = lo + bad < first_bad ? lo + bad : first_bad;
                 bad_kind = kind > bad_kind ? kind : bad_kind;
                 continue;
@@ -472,10 +472,10 @@ dat_status dat_quant_encode_host(const char *func, const dat_quant_config *c, co
             }
         }
     }
-    if (bad_kind != NORM_OK) {
+    if (bad_kind != DAT_QUANT_BUCKET_OK) {
         if (residual)
             memset(residual, 0, n * sizeof *residual);
-        return numeric_error(func, bad_kind, index_base + first_bad, residual != NULL);
+        return dat_quant_numeric_error(func, bad_kind, index_base + first_bad, residual != NULL);
     }
     return DAT_OK;
 }
@@ -537,4 +537,21 @@ void dat_quant_decode_host(const dat_quant_config *c, const void *codes, size_t 
             for (size_t k = 0; k < m; ++k)
                 o[k] = in[k] * post_scale;
     }
+}
+
+dat_status dat_quant_encode_cpu(dat_ctx *ctx, const char *func, const dat_quant_config *c,
+                                const float *x, size_t n, float *residual, uint64_t key,
+                                uint64_t stream, uint64_t counter0, void *codes,
+                                uint64_t index_base)
+{
+    return dat_quant_encode_host(func, c, x, n, residual, key, stream, counter0, codes,
+                                 dat_quant_threads(ctx->opts.num_threads, n), index_base);
+}
+
+dat_status dat_quant_decode_cpu(dat_ctx *ctx, const dat_quant_config *c, const void *codes,
+                                size_t n, float *out, int accumulate, float post_scale)
+{
+    dat_quant_decode_host(c, codes, n, out, accumulate, post_scale,
+                          dat_quant_threads(ctx->opts.num_threads, n));
+    return DAT_OK;
 }

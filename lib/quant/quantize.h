@@ -41,6 +41,26 @@ dat_status dat_quant_encode_host(const char *func, const dat_quant_config *c, co
 void dat_quant_decode_host(const dat_quant_config *c, const void *codes, size_t n, float *out,
                            int accumulate, float post_scale, int nthreads);
 
+/* The CPU backend's quant_encode / quant_decode (lib/core/backend.h): the two
+ * above with the context's threads. */
+dat_status dat_quant_encode_cpu(dat_ctx *ctx, const char *func, const dat_quant_config *c,
+                                const float *x, size_t n, float *residual, uint64_t key,
+                                uint64_t stream, uint64_t counter0, void *codes,
+                                uint64_t index_base);
+dat_status dat_quant_decode_cpu(dat_ctx *ctx, const dat_quant_config *c, const void *codes,
+                                size_t n, float *out, int accumulate, float post_scale);
+
+/* What the norm pass found in a bucket; a failed encode reports the largest
+ * kind found in any bucket with the smallest bad index. */
+enum {
+    DAT_QUANT_BUCKET_OK = 0,
+    DAT_QUANT_BUCKET_NONFINITE = 1, /* a NaN or Inf: index = that element */
+    DAT_QUANT_BUCKET_OVERFLOW = 2,  /* the l2 norm overflows float: index = the bucket's start */
+};
+
+/* The DAT_ERR_NUMERIC of a failed encode (shared with the CUDA encode). */
+dat_status dat_quant_numeric_error(const char *func, int kind, uint64_t index, int have_residual);
+
 /* Threads for n elements: 1 below a size where threads cost more than they save. */
 int dat_quant_threads(int ctx_threads, size_t n);
 

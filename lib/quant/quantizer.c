@@ -1,9 +1,12 @@
-/* The public dat_quantizer: options, tensors, staging and error feedback. */
+/* The public dat_quantizer: options, tensors, the buffers it keeps in its
+ * context's memory, and error feedback. */
 #include "quantizer.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/backend.h"
+#include "../core/ctx.h"
 #include "../core/error.h"
 #include "../core/tensor.h"
 #include "quant_math.h"
@@ -75,8 +78,12 @@ void dat_quantizer_destroy(dat_quantizer *q)
 {
     if (!q)
         return;
-    free(q->residual);
-    free(q->staging);
+    dat_ctx *ctx = q->ctx;
+    if (q->residual)
+        ctx->be->free(ctx, q->residual);
+    for (int k = 0; k < DAT_QSCRATCH_COUNT; ++k)
+        if (q->scratch[k])
+            ctx->be->free(ctx, q->scratch[k]);
     free(q);
 }
 
@@ -98,26 +105,88 @@ dat_status dat_quantizer_encoded_size(const dat_quantizer *q, int64_t n, size_t 
     return DAT_OK;
 }
 
-/* Grows a zero-filled float buffer to at least n elements (never shrinks). */
-static dat_status grow(const char *func, float **buf, size_t *len, size_t n, int zero_new)
+/* Grows the residual to at least n floats in the context's memory, keeping
+ * what it holds; the new part is zero (alloc zeroes). */
+static dat_status grow_residual(dat_quantizer *q, size_t n)
 {
-    if (n <= *len)
+    if (n <= q->residual_len)
         return DAT_OK;
-    float *p = realloc(*buf, n * sizeof *p);
-    if (!p)
-        return dat_error(DAT_ERR_OUT_OF_MEMORY, func, "cannot allocate %zu floats", n);
-    if (zero_new)
-        memset(p + *len, 0, (n - *len) * sizeof *p);
-    *buf = p;
-    *len = n;
+    dat_ctx *ctx = q->ctx;
+    void *p = NULL;
+    DAT_TRY(ctx->be->alloc(ctx, n * sizeof(float), &p));
+    if (q->residual) {
+        dat_status s = ctx->be->copy(ctx, p, q->residual, q->residual_len * sizeof(float));
+        if (s != DAT_OK) {
+            ctx->be->free(ctx, p);
+            return s;
+        }
+        ctx->be->free(ctx, q->residual);
+    }
+    q->residual = p;
+    q->residual_len = n;
     return DAT_OK;
 }
 
-dat_status dat_quantizer_staging(dat_quantizer *q, size_t n, float **buf)
+dat_status dat_quantizer_scratch(dat_quantizer *q, int which, size_t bytes, void **p)
 {
-    DAT_TRY(grow("dat_quantizer_staging", &q->staging, &q->staging_len, n, 0));
-    *buf = q->staging;
+    if (bytes > q->scratch_bytes[which]) {
+        dat_ctx *ctx = q->ctx;
+        if (q->scratch[which])
+            ctx->be->free(ctx, q->scratch[which]);
+        q->scratch[which] = NULL;
+        q->scratch_bytes[which] = 0;
+        DAT_TRY(ctx->be->alloc(ctx, bytes, &q->scratch[which]));
+        q->scratch_bytes[which] = bytes;
+    }
+    *p = q->scratch[which];
     return DAT_OK;
+}
+
+int dat_quantizer_same_memory(const dat_ctx *a, const dat_ctx *b)
+{
+    return a == b || (a->opts.device == DAT_DEVICE_CPU && b->opts.device == DAT_DEVICE_CPU);
+}
+
+/* Copies bytes between two device contexts through host memory. */
+static dat_status copy_across(dat_ctx *dst_ctx, void *dst, dat_ctx *src_ctx, const void *src,
+                              size_t bytes)
+{
+    void *h = malloc(bytes ? bytes : 1);
+    if (!h)
+        return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_quantizer",
+                         "cannot allocate %zu bytes to move a tensor between devices", bytes);
+    dat_status s = src_ctx->be->copy_to_host(src_ctx, h, src, bytes);
+    if (s == DAT_OK)
+        s = dst_ctx->be->copy_from_host(dst_ctx, dst, h, bytes);
+    free(h);
+    return s;
+}
+
+dat_status dat_quantizer_tensor_in(dat_quantizer *q, const dat_tensor *t, int read, float **p)
+{
+    if (dat_quantizer_same_memory(t->ctx, q->ctx)) {
+        *p = t->data;
+        return DAT_OK;
+    }
+    DAT_TRY(dat_quantizer_scratch(q, DAT_QSCRATCH_VALUES, t->nbytes, (void **)p));
+    if (!read)
+        return DAT_OK;
+    if (t->ctx->opts.device == DAT_DEVICE_CPU)
+        return q->ctx->be->copy_from_host(q->ctx, *p, t->data, t->nbytes);
+    if (q->ctx->opts.device == DAT_DEVICE_CPU)
+        return dat_tensor_read(t, *p, t->nbytes);
+    return copy_across(q->ctx, *p, t->ctx, t->data, t->nbytes);
+}
+
+dat_status dat_quantizer_tensor_out(dat_quantizer *q, dat_tensor *t, const float *p)
+{
+    if (p == t->data)
+        return DAT_OK;
+    if (t->ctx->opts.device == DAT_DEVICE_CPU)
+        return q->ctx->be->copy_to_host(q->ctx, t->data, p, t->nbytes);
+    if (q->ctx->opts.device == DAT_DEVICE_CPU)
+        return dat_tensor_write(t, p, t->nbytes);
+    return copy_across(t->ctx, t->data, q->ctx, p, t->nbytes);
 }
 
 dat_status dat_quantizer_encode_slice(dat_quantizer *q, const char *func, const float *x,
@@ -126,20 +195,20 @@ dat_status dat_quantizer_encode_slice(dat_quantizer *q, const char *func, const 
 {
     float *residual = NULL;
     if (q->opts.error_feedback && use_residual) {
-        DAT_TRY(grow(func, &q->residual, &q->residual_len, (size_t)offset + n, 1));
+        DAT_TRY(grow_residual(q, (size_t)offset + n));
         residual = q->residual + offset;
     }
     uint64_t stream = dat_quant_stream(q->opts.seed, rank, step, phase);
-    int nt = dat_quant_threads(q->ctx->opts.num_threads, n);
-    return dat_quant_encode_host(func, &q->cfg, x, n, residual, q->ctx->opts.seed, stream,
-                                 offset, codes, nt, offset);
+    dat_ctx *ctx = q->ctx;
+    return DAT_OP(ctx, quant_encode, func, &q->cfg, x, n, residual, ctx->opts.seed, stream,
+                  offset, codes, offset);
 }
 
-void dat_quantizer_decode_slice(dat_quantizer *q, const void *codes, size_t n, float *out,
-                                int accumulate, float post_scale)
+dat_status dat_quantizer_decode_slice(dat_quantizer *q, const void *codes, size_t n, float *out,
+                                      int accumulate, float post_scale)
 {
-    int nt = dat_quant_threads(q->ctx->opts.num_threads, n);
-    dat_quant_decode_host(&q->cfg, codes, n, out, accumulate, post_scale, nt);
+    dat_ctx *ctx = q->ctx;
+    return DAT_OP(ctx, quant_decode, &q->cfg, codes, n, out, accumulate, post_scale);
 }
 
 /* Checks a float32 tensor and a host code buffer of at least E(numel) bytes. */
@@ -159,6 +228,17 @@ static dat_status check_io(const char *func, const dat_quantizer *q, const dat_t
     return DAT_OK;
 }
 
+/* Codes in the memory of q's context: the caller's host buffer itself on the
+ * host, else q's code scratch. */
+static dat_status codes_in(dat_quantizer *q, void *host, size_t bytes, void **p)
+{
+    if (q->ctx->opts.device == DAT_DEVICE_CPU) {
+        *p = host;
+        return DAT_OK;
+    }
+    return dat_quantizer_scratch(q, DAT_QSCRATCH_CODES, bytes, p);
+}
+
 dat_status dat_quantizer_encode(dat_quantizer *q, const dat_tensor *x, uint64_t step,
                                 void *codes, size_t codes_bytes)
 {
@@ -166,16 +246,14 @@ dat_status dat_quantizer_encode(dat_quantizer *q, const dat_tensor *x, uint64_t 
     DAT_CHECK_NOT_NULL(x);
     DAT_CHECK_NOT_NULL(codes);
     DAT_TRY(check_io(__func__, q, x, codes, codes_bytes));
-    size_t n = (size_t)x->numel;
-    const float *host = x->data;
-    if (x->ctx->opts.device != DAT_DEVICE_CPU) {
-        float *buf;
-        DAT_TRY(dat_quantizer_staging(q, n, &buf));
-        DAT_TRY(dat_tensor_read(x, buf, x->nbytes));
-        host = buf;
-    }
-    return dat_quantizer_encode_slice(q, __func__, host, n, 0, (uint32_t)q->opts.rank, step,
-                                      DAT_QUANT_PHASE_WORKER, 1, codes);
+    size_t n = (size_t)x->numel, bytes = dat_quant_encoded_bytes(&q->cfg, n);
+    float *v;
+    void *c;
+    DAT_TRY(dat_quantizer_tensor_in(q, x, 1, &v));
+    DAT_TRY(codes_in(q, codes, bytes, &c));
+    DAT_TRY(dat_quantizer_encode_slice(q, __func__, v, n, 0, (uint32_t)q->opts.rank, step,
+                                       DAT_QUANT_PHASE_WORKER, 1, c));
+    return c == codes ? DAT_OK : q->ctx->be->copy_to_host(q->ctx, codes, c, bytes);
 }
 
 dat_status dat_quantizer_decode(dat_quantizer *q, const void *codes, size_t codes_bytes,
@@ -188,23 +266,23 @@ dat_status dat_quantizer_decode(dat_quantizer *q, const void *codes, size_t code
     if (accumulate != 0 && accumulate != 1)
         return dat_error(DAT_ERR_INVALID_ARG, __func__, "accumulate = %d must be 0 or 1",
                          accumulate);
-    size_t n = (size_t)out->numel;
-    if (out->ctx->opts.device == DAT_DEVICE_CPU) {
-        dat_quantizer_decode_slice(q, codes, n, out->data, accumulate, 1.0f);
-        return DAT_OK;
-    }
-    float *buf;
-    DAT_TRY(dat_quantizer_staging(q, n, &buf));
-    if (accumulate)
-        DAT_TRY(dat_tensor_read(out, buf, out->nbytes));
-    dat_quantizer_decode_slice(q, codes, n, buf, accumulate, 1.0f);
-    return dat_tensor_write(out, buf, out->nbytes);
+    size_t n = (size_t)out->numel, bytes = dat_quant_encoded_bytes(&q->cfg, n);
+    float *v;
+    void *c;
+    DAT_TRY(dat_quantizer_tensor_in(q, out, accumulate, &v));
+    DAT_TRY(codes_in(q, (void *)codes, bytes, &c));
+    if (c != codes)
+        DAT_TRY(q->ctx->be->copy_from_host(q->ctx, c, codes, bytes));
+    DAT_TRY(dat_quantizer_decode_slice(q, c, n, v, accumulate, 1.0f));
+    return dat_quantizer_tensor_out(q, out, v);
 }
 
 dat_status dat_quantizer_reset(dat_quantizer *q)
 {
     DAT_CHECK_NOT_NULL(q);
-    if (q->residual)
-        memset(q->residual, 0, q->residual_len * sizeof *q->residual);
+    if (q->residual) {
+        const float zero = 0.0f;
+        DAT_TRY(q->ctx->be->fill(q->ctx, q->residual, q->residual_len, &zero, sizeof zero));
+    }
     return DAT_OK;
 }

@@ -6,31 +6,51 @@
 #include "libdat/dat_quant.h"
 #include "quantize.h"
 
+/* The quantizer's scratch buffers in its context's memory. */
+enum { DAT_QSCRATCH_CODES = 0, DAT_QSCRATCH_VALUES = 1, DAT_QSCRATCH_COUNT = 2 };
+
 struct dat_quantizer {
     dat_ctx *ctx;
     dat_quantizer_options opts; /* defaults resolved */
     dat_quant_config cfg;
-    float *residual;            /* error feedback, by element offset; NULL until used */
+    /* Error feedback, by element offset, in ctx's memory (device memory on a
+     * CUDA context); NULL until used. */
+    float *residual;
     size_t residual_len;
-    float *staging;             /* host copy of tensors of a CUDA context */
-    size_t staging_len;
+    void *scratch[DAT_QSCRATCH_COUNT]; /* ctx's memory; grow, never shrink */
+    size_t scratch_bytes[DAT_QSCRATCH_COUNT];
 };
 
 /*
  * Encodes x[0..n), the elements offset .. offset + n of a flat buffer: draws
  * as elements offset + i of the stream of (seed, rank, step, phase); error
- * feedback (if on and use_residual) uses residual[offset ..]. Messages name
- * `func` and the element index offset + i.
+ * feedback (if on and use_residual) uses residual[offset ..]. x and codes are
+ * in the memory of q's context (host for a CPU context, its device for CUDA),
+ * where the backend's quant_encode runs. Messages name `func` and the element
+ * index offset + i.
  */
 dat_status dat_quantizer_encode_slice(dat_quantizer *q, const char *func, const float *x,
                                       size_t n, uint64_t offset, uint32_t rank, uint64_t step,
                                       uint32_t phase, int use_residual, void *codes);
 
-/* out = (accumulate ? out + q : q) * post_scale for n elements. */
-void dat_quantizer_decode_slice(dat_quantizer *q, const void *codes, size_t n, float *out,
-                                int accumulate, float post_scale);
+/* out = (accumulate ? out + q : q) * post_scale for n elements, codes and out
+ * in the memory of q's context. */
+dat_status dat_quantizer_decode_slice(dat_quantizer *q, const void *codes, size_t n, float *out,
+                                      int accumulate, float post_scale);
 
-/* Host buffer of at least n floats, kept and reused by the quantizer. */
-dat_status dat_quantizer_staging(dat_quantizer *q, size_t n, float **buf);
+/* Scratch buffer `which` (DAT_QSCRATCH_*) of at least bytes in the memory of
+ * q's context; its contents do not survive growing. */
+dat_status dat_quantizer_scratch(dat_quantizer *q, int which, size_t bytes, void **p);
+
+/* 1 if contexts a and b address the same memory (the same context, or both
+ * the host's). */
+int dat_quantizer_same_memory(const dat_ctx *a, const dat_ctx *b);
+
+/* t's data in the memory of q's context: t's own buffer where that is the same
+ * memory, else a copy in q's DAT_QSCRATCH_VALUES (read: copy t's contents in). */
+dat_status dat_quantizer_tensor_in(dat_quantizer *q, const dat_tensor *t, int read, float **p);
+
+/* Writes back what dat_quantizer_tensor_in gave (nothing to do for t's own buffer). */
+dat_status dat_quantizer_tensor_out(dat_quantizer *q, dat_tensor *t, const float *p);
 
 #endif

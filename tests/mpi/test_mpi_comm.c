@@ -142,7 +142,8 @@ static void simulate(dat_quantizer **qs, dat_quant_mode mode, size_t n, uint64_t
     float inv = 1.0f / (float)m;
     if (mode == DAT_QUANT_ONE_SIDED) {
         for (int j = 0; j < m; ++j)
-            dat_quantizer_decode_slice(qs[0], codes[j], n, result, j > 0, j == m - 1 ? inv : 1);
+            EXPECT_OK(dat_quantizer_decode_slice(qs[0], codes[j], n, result, j > 0,
+                                                 j == m - 1 ? inv : 1));
         *bytes_of_rank = (uint64_t)(m - 1) * e;
     } else {
         size_t b = (size_t)cfg->bucket, units = (n + b - 1) / b, off = 0;
@@ -152,13 +153,13 @@ static void simulate(dat_quantizer **qs, dat_quant_mode mode, size_t n, uint64_t
             hi = hi < n ? hi : n;
             size_t es = dat_quant_encoded_bytes(cfg, hi - lo);
             for (int j = 0; j < m; ++j)
-                dat_quantizer_decode_slice(qs[0], codes[j] + off, hi - lo, result + lo, j > 0,
-                                           j == m - 1 ? inv : 1);
+                EXPECT_OK(dat_quantizer_decode_slice(qs[0], codes[j] + off, hi - lo,
+                                                     result + lo, j > 0, j == m - 1 ? inv : 1));
             uint8_t *served = malloc(es + 4);
             EXPECT_OK(dat_quantizer_encode_slice(qs[s], "sim", result + lo, hi - lo, lo,
                                                  (uint32_t)s, step, DAT_QUANT_PHASE_SERVER, 0,
                                                  served));
-            dat_quantizer_decode_slice(qs[0], served, hi - lo, result + lo, 0, 1);
+            EXPECT_OK(dat_quantizer_decode_slice(qs[0], served, hi - lo, result + lo, 0, 1));
             if (s == g_rank)
                 *bytes_of_rank = (uint64_t)(e - es) + (uint64_t)(m - 1) * es;
             free(served);

@@ -29,6 +29,7 @@
 #include "core/backend.h"
 #include "core/ctx.h"
 #include "optim/optim.h"
+#include "quant/quantize.h"
 
 /* Tolerances of the normalized error, per op class. */
 /* Exact (bit for bit): argmax, check_finite, minmax, max-pool values and
@@ -1262,6 +1263,126 @@ static void check_optim_update(void)
     }
 }
 
+/* ---------------- the quantizer ---------------- */
+
+/* n values for the quantizer, with zeros and, past six buckets, the buckets
+ * that take the rare paths: all zero, denormal, squares that overflow float
+ * (the l2 norm redone in double) and squares that underflow. */
+static pair quant_input(size_t n, size_t bucket)
+{
+    pair x = pair_uniform(n, -1.0f, 1.0f);
+    float *h = cpu_f(&x);
+    for (size_t i = 0; i < n; i += 13)
+        h[i] = 0.0f;
+    if (n >= 6 * bucket) {
+        const float scale[4] = {0.0f, 1e-40f, 1e20f, 1e-25f};
+        for (size_t k = 0; k < 4; ++k)
+            for (size_t i = (k + 1) * bucket; i < (k + 2) * bucket; ++i)
+                h[i] *= scale[k];
+    }
+    pair_sync(&x);
+    return x;
+}
+
+/* A code buffer, different garbage on each side: unwritten bytes differ. */
+static pair quant_codes(size_t bytes)
+{
+    pair p = pair_alloc(bytes, 1);
+    const uint8_t gc = 0xab, gg = 0xcd;
+    ck_assert_dat_ok(cpu->be->fill(cpu, p.c, bytes, &gc, 1));
+    ck_assert_dat_ok(gpu->be->fill(gpu, p.g, bytes, &gg, 1));
+    return p;
+}
+
+static void check_quant_encode(void)
+{
+    NEED(quant_encode);
+    const int bits[] = {2, 3, 5, 8, 11, 16, 32};
+    const int buckets[] = {512, 100, 37, 4096};
+    for (int bi = 0; bi < 7; ++bi) {
+        for (int k = 0; k < 4; ++k) {
+            int nm = k % 2, res = k / 2, bucket = buckets[(bi + k) % 4];
+            dat_quant_config c = {bits[bi], bucket, nm ? DAT_QUANT_NORM_MAX : DAT_QUANT_NORM_L2};
+            size_t n = 50001;
+            uint64_t counter0 = (bi + k) % 2 ? 7 : 0;
+            pair x = quant_input(n, (size_t)bucket), e = {0, 0, NULL, NULL};
+            if (res)
+                e = pair_uniform(n, -1e-3f, 1e-3f);
+            pair codes = quant_codes(dat_quant_encoded_bytes(&c, n));
+            BOTH(quant_encode, "check_quant_encode", &c, P(x), n, res ? P(e) : NULL, 4242,
+                 99 + (uint64_t)bi, counter0, P(codes), 0);
+            char shape[96];
+            snprintf(shape, sizeof shape, "%d bits, bucket %d, %s norm, %s residual, counter0 %d",
+                     c.bits, bucket, nm ? "max" : "l2", res ? "a" : "no", (int)counter0);
+            expect_same_bytes("quant_encode", "codes", shape, &codes);
+            if (res) {
+                expect_same_bytes("quant_encode", "residual", shape, &e);
+                pair_free(&e);
+            }
+            pair_free(&codes);
+            pair_free(&x);
+        }
+    }
+    /* A NaN, and a bucket whose l2 norm overflows float: the same error on both
+     * sides, and the residual zeroed. */
+    const size_t n = 4000;
+    const struct { size_t at; float v; const char *says; } bad[] = {
+        {1234, NAN, "element 1234 is NaN or Inf"},
+        {2050, 3e38f, "the bucket starting at element 2048 overflows"},
+    };
+    for (int i = 0; i < 2; ++i) {
+        dat_quant_config c = {8, 512, DAT_QUANT_NORM_L2};
+        pair x = quant_input(n, 512), e = pair_uniform(n, -1e-3f, 1e-3f);
+        cpu_f(&x)[bad[i].at] = bad[i].v;
+        cpu_f(&x)[bad[i].at + 1] = -bad[i].v;
+        pair_sync(&x);
+        pair codes = quant_codes(dat_quant_encoded_bytes(&c, n));
+        for (int side = 0; side < 2; ++side) {
+            dat_ctx *ctx = side ? gpu : cpu;
+            ck_assert_dat_err(ctx->be->quant_encode(ctx, "check_quant_encode", &c, P(x), n, P(e),
+                                                    1, 2, 0, P(codes), 0),
+                              DAT_ERR_NUMERIC, bad[i].says);
+            ck_assert_dat_ok(ctx->be->synchronize(ctx));
+        }
+        pair zero = pair_const(n, 0.0f);
+        expect_same_bytes("quant_encode", "residual after the error", bad[i].says, &e);
+        ck_assert_msg(memcmp(cpu_f(&e), cpu_f(&zero), n * sizeof(float)) == 0,
+                      "quant_encode: the residual is not zeroed after \"%s\"", bad[i].says);
+        pair_free(&zero);
+        pair_free(&codes);
+        pair_free(&e);
+        pair_free(&x);
+    }
+}
+
+static void check_quant_decode(void)
+{
+    NEED(quant_decode);
+    const int bits[] = {2, 5, 8, 16, 32};
+    for (int bi = 0; bi < 5; ++bi) {
+        int bucket = bi % 2 ? 37 : 512;
+        dat_quant_config c = {bits[bi], bucket, DAT_QUANT_NORM_L2};
+        size_t n = 50001;
+        pair x = quant_input(n, (size_t)bucket);
+        pair codes = quant_codes(dat_quant_encoded_bytes(&c, n));
+        ck_assert_dat_ok(cpu->be->quant_encode(cpu, "check_quant_decode", &c, cpu_f(&x), n, NULL,
+                                               5, 6, 0, codes.c, 0));
+        pair_sync(&codes);
+        for (int acc = 0; acc < 2; ++acc) {
+            pair out = acc ? pair_uniform(n, -1.0f, 1.0f) : pair_out(n);
+            float post = acc ? 0.5f : 1.0f;
+            BOTH(quant_decode, &c, P(codes), n, P(out), acc, post);
+            char shape[64];
+            snprintf(shape, sizeof shape, "%d bits, bucket %d, accumulate %d", c.bits, bucket,
+                     acc);
+            expect_same_bytes("quant_decode", "out", shape, &out);
+            pair_free(&out);
+        }
+        pair_free(&codes);
+        pair_free(&x);
+    }
+}
+
 /* ---------------- the table of every backend slot ---------------- */
 
 typedef struct op_check {
@@ -1315,6 +1436,8 @@ static const op_check checks[] = {
     CHECK(rows_renorm, check_rows_renorm),
     CHECK(minmax, check_minmax),
     CHECK(optim_update, check_optim_update),
+    CHECK(quant_encode, check_quant_encode),
+    CHECK(quant_decode, check_quant_decode),
 };
 #define N_CHECKS ((int)(sizeof checks / sizeof *checks))
 

@@ -102,7 +102,8 @@ START_TEST(test_self_quantized)
                     ck_assert_dat_ok(dat_quantizer_encode_slice(
                         ref, "t", data(want), (size_t)n, 0, 0, step, DAT_QUANT_PHASE_SERVER, 0,
                         codes));
-                    dat_quantizer_decode_slice(ref, codes, (size_t)n, data(want), 0, 1.0f);
+                    ck_assert_dat_ok(dat_quantizer_decode_slice(ref, codes, (size_t)n,
+                                                                data(want), 0, 1.0f));
                 }
                 ck_assert_dat_ok(dat_comm_allreduce_quantized(comm, t, q, (dat_quant_mode)mode,
                                                               step));

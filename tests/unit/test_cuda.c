@@ -1,5 +1,7 @@
-/* The CUDA backend against the CPU: tensors, fills and bit-identical Philox
- * streams. Exits 77 (skipped) where no GPU is present. */
+/* The CUDA backend against the CPU: tensors, fills, bit-identical Philox
+ * streams, and the public quantizer on a CUDA context (codes and error-feedback
+ * residuals kept on the device) giving a CPU quantizer's bytes. Exits 77
+ * (skipped) where no GPU is present. */
 #include <stdio.h>
 
 #include "check_util.h"
@@ -101,6 +103,57 @@ START_TEST(test_philox_parity)
 }
 END_TEST
 
+/* Encodes the same values with a quantizer of each context, error feedback on,
+ * for three steps: the same codes and decodes each step. The CUDA quantizer
+ * takes a device tensor, then (staged through the host) a CPU one. */
+START_TEST(test_quantizer_on_device)
+{
+    dat_ctx *g = make_ctx(DAT_DEVICE_CUDA, 5), *c = make_ctx(DAT_DEVICE_CPU, 5);
+    const int64_t n = 300007;
+    for (int bits = 3; bits <= 8; bits += 5) {
+        dat_quantizer_options qo;
+        dat_quantizer_options_init(&qo);
+        qo.bits = bits;
+        qo.error_feedback = 1;
+        dat_quantizer *qg = NULL, *qc = NULL;
+        ck_assert_dat_ok(dat_quantizer_create(&qg, g, &qo));
+        ck_assert_dat_ok(dat_quantizer_create(&qc, c, &qo));
+        size_t bytes = 0;
+        ck_assert_dat_ok(dat_quantizer_encoded_size(qc, n, &bytes));
+        uint8_t *kg = malloc(bytes), *kc = malloc(bytes);
+        float *vg = malloc((size_t)n * sizeof *vg);
+        dat_tensor *xg = NULL, *xc = NULL;
+        ck_assert_dat_ok(dat_tensor_create(&xg, g, DAT_FLOAT32, 1, &n));
+        ck_assert_dat_ok(dat_tensor_create(&xc, c, DAT_FLOAT32, 1, &n));
+        for (uint64_t step = 0; step < 3; ++step) {
+            ck_assert_dat_ok(dat_tensor_fill_normal(xc, 0.0f, 1e-2f, 11, step));
+            ck_assert_dat_ok(dat_tensor_fill_normal(xg, 0.0f, 1e-2f, 11, step));
+            /* step 1 hands the CUDA quantizer the CPU tensor */
+            ck_assert_dat_ok(dat_quantizer_encode(qg, step == 1 ? xc : xg, step, kg, bytes));
+            ck_assert_dat_ok(dat_quantizer_encode(qc, xc, step, kc, bytes));
+            ck_assert_msg(memcmp(kg, kc, bytes) == 0, "bits %d, step %d: the codes differ", bits,
+                          (int)step);
+            ck_assert_dat_ok(dat_quantizer_decode(qg, kg, bytes, xg, 1));
+            ck_assert_dat_ok(dat_quantizer_decode(qc, kc, bytes, xc, 1));
+            void *vc = NULL;
+            ck_assert_dat_ok(dat_tensor_read(xg, vg, (size_t)n * sizeof *vg));
+            ck_assert_dat_ok(dat_tensor_host_data(xc, &vc));
+            ck_assert_msg(memcmp(vg, vc, (size_t)n * sizeof *vg) == 0,
+                          "bits %d, step %d: the decodes differ", bits, (int)step);
+        }
+        dat_tensor_destroy(xg);
+        dat_tensor_destroy(xc);
+        free(kg);
+        free(kc);
+        free(vg);
+        dat_quantizer_destroy(qg);
+        dat_quantizer_destroy(qc);
+    }
+    dat_ctx_destroy(g);
+    dat_ctx_destroy(c);
+}
+END_TEST
+
 START_TEST(test_bad_ordinal)
 {
     int32_t count = 0;
@@ -126,6 +179,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_roundtrip_and_fill);
     tcase_add_test(tc, test_philox_parity);
+    tcase_add_test(tc, test_quantizer_on_device);
     tcase_add_test(tc, test_bad_ordinal);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
