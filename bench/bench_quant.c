@@ -5,6 +5,12 @@
  *   quant ratio=R encode_gbs=... decode_gbs=... memcpy_gbs=... threads=T n=N bits=B
  * where R = min(encode, decode) / memcpy.
  *
+ * With DAT_BENCH_DEVICE=cuda (bench_util.h) the quantizer and the tensors
+ * live on the GPU: the round trip encode + decode (the quantized all-reduce of
+ * a one-rank communicator, codes never leaving the device) against a device
+ * copy of the same tensor; last line:
+ *   quant-device ratio=R roundtrip_gbs=... memcpy_gbs=... n=N bits=B
+ *
  * Usage: bench_quant [n] [bits] [threads] [reps]
  */
 #include "bench_util.h"
@@ -24,6 +30,39 @@ static void par_memcpy(float *dst, const float *src, size_t n, int threads)
     }
 }
 
+/* Encode + decode on the device (a one-rank quantized all-reduce) against a
+ * device copy, both synchronized; best of reps. */
+static int device_round_trip(dat_ctx *ctx, dat_quantizer *q, dat_tensor *x, dat_tensor *y,
+                             int64_t n, int bits, int reps)
+{
+    dat_comm *self = NULL;
+    TRY(dat_comm_create_self(&self, ctx));
+    double best_cpy = 1e30, best_rt = 1e30;
+    for (int r = 0; r < reps; ++r) {
+        TRY(dat_ctx_synchronize(ctx));
+        double t0 = now();
+        TRY(dat_tensor_copy(y, x));
+        TRY(dat_ctx_synchronize(ctx));
+        double t1 = now();
+        TRY(dat_comm_allreduce_quantized(self, y, q, DAT_QUANT_ONE_SIDED, (uint64_t)r));
+        TRY(dat_ctx_synchronize(ctx));
+        double t2 = now();
+        best_cpy = t1 - t0 < best_cpy ? t1 - t0 : best_cpy;
+        best_rt = t2 - t1 < best_rt ? t2 - t1 : best_rt;
+    }
+    double gb = 4.0 * (double)n / 1e9, cpy = gb / best_cpy, rt = gb / best_rt;
+    printf("device copy %.1f GB/s, encode + decode %.1f GB/s (%.3f ms vs %.3f ms)\n", cpy, rt,
+           1e3 * best_rt, 1e3 * best_cpy);
+    printf("quant-device ratio=%.3f roundtrip_gbs=%.1f memcpy_gbs=%.1f n=%lld bits=%d\n",
+           rt / cpy, rt, cpy, (long long)n, bits);
+    dat_comm_destroy(self);
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(y);
+    dat_quantizer_destroy(q);
+    dat_ctx_destroy(ctx);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int64_t n = argc > 1 ? atoll(argv[1]) : 11000000;
@@ -33,6 +72,7 @@ int main(int argc, char **argv)
     dat_ctx_options co;
     dat_ctx_options_init(&co);
     co.num_threads = threads;
+    bench_device(&co);
     dat_ctx *ctx = NULL;
     TRY(dat_ctx_create(&ctx, &co));
     dat_quantizer_options qo;
@@ -44,6 +84,8 @@ int main(int argc, char **argv)
     TRY(dat_tensor_create(&x, ctx, DAT_FLOAT32, 1, &n));
     TRY(dat_tensor_create(&y, ctx, DAT_FLOAT32, 1, &n));
     TRY(dat_tensor_fill_normal(x, 0.0f, 1e-3f, 1, 0));
+    if (co.device != DAT_DEVICE_CPU)
+        return device_round_trip(ctx, q, x, y, n, bits, reps);
     size_t bytes = 0;
     TRY(dat_quantizer_encoded_size(q, n, &bytes));
     void *codes = aligned_alloc(64, (bytes + 63) / 64 * 64);
