@@ -27,17 +27,20 @@ static inline double now(void)
 
 /* The GPU benchmarks' context from the environment: DAT_BENCH_DEVICE=cuda runs
  * on CUDA device 0 (unset or "cpu": the CPU), DAT_BENCH_PRECISION=tf32 allows
- * TF32, DAT_BENCH_TUNE=1 times cuDNN's convolution algorithms. */
+ * TF32, DAT_BENCH_TUNE=1 times cuDNN's convolution algorithms, DAT_BENCH_GRAPHS=1
+ * replays the attacks' steps from a CUDA graph. */
 static inline void bench_device(dat_ctx_options *co)
 {
     const char *d = getenv("DAT_BENCH_DEVICE"), *p = getenv("DAT_BENCH_PRECISION");
-    const char *t = getenv("DAT_BENCH_TUNE");
+    const char *t = getenv("DAT_BENCH_TUNE"), *g = getenv("DAT_BENCH_GRAPHS");
     if (d && strcmp(d, "cuda") == 0)
         co->device = DAT_DEVICE_CUDA;
     if (p && strcmp(p, "tf32") == 0)
         co->precision = DAT_PRECISION_TF32;
     if (t && strcmp(t, "1") == 0)
         co->tune_convolutions = 1;
+    if (g && strcmp(g, "1") == 0)
+        co->cuda_graphs = 1;
 }
 
 #endif

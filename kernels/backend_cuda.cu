@@ -120,6 +120,7 @@ dat_status dat_cuda_workspace(dat_ctx *ctx, size_t bytes, void **ws)
         return dat_cuda_error(e, "dat_cuda_workspace", "cudaMalloc of the workspace");
     st->workspace = p;
     st->workspace_bytes = want;
+    st->workspace_moves++;
     *ws = p;
     return DAT_OK;
 }
@@ -350,6 +351,10 @@ static dat_backend make_cuda_backend(void)
     be.optim_update = dat_cuda_optim_update;
     be.quant_encode = dat_cuda_quant_encode;
     be.quant_decode = dat_cuda_quant_decode;
+    be.capture_begin = dat_cuda_capture_begin;
+    be.capture_end = dat_cuda_capture_end;
+    be.graph_launch = dat_cuda_graph_launch;
+    be.graph_destroy = dat_cuda_graph_destroy;
     return be;
 }
 

@@ -37,6 +37,7 @@ struct dat_cuda_state {
     /* Scratch shared by the ops: grows to the largest request, then is reused. */
     void *workspace;
     size_t workspace_bytes;
+    uint64_t workspace_moves; /* times the workspace was reallocated (graphs go stale) */
     /* A few bytes for results that go back to the host (flags, min / max). */
     void *scalars;
     /* Convolution algorithms chosen so far, one per shape and direction. */

@@ -89,4 +89,10 @@ dat_status dat_cuda_quant_decode(dat_ctx *ctx, const struct dat_quant_config *c,
                                  const void *codes, size_t n, float *out, int accumulate,
                                  float post_scale);
 
+/* Graphs of the context's stream (graph.cu). */
+dat_status dat_cuda_capture_begin(dat_ctx *ctx);
+dat_status dat_cuda_capture_end(dat_ctx *ctx, void **graph);
+dat_status dat_cuda_graph_launch(dat_ctx *ctx, void *graph);
+void dat_cuda_graph_destroy(dat_ctx *ctx, void *graph);
+
 #endif

@@ -377,6 +377,7 @@ static int setup(run *r)
         co.precision = strcmp(r->o.precision, "tf32") == 0 ? DAT_PRECISION_TF32
                                                             : DAT_PRECISION_FP32;
         co.tune_convolutions = r->o.tune_conv;
+        co.cuda_graphs = r->o.cuda_graphs;
     }
     TRY_RUN("context", dat_ctx_create(&r->ctx, &co));
     if (make_comm(r) || open_data(r) || make_model_and_optim(r) || make_attacks(r) ||

@@ -80,6 +80,7 @@ static const char usage[] =
     "  --precision P        fp32 | tf32 convolutions and GEMMs on CUDA      [fp32]\n"
     "  --tune-conv on|off   time cuDNN's convolution algorithms once per shape\n"
     "                       (faster; the choice can differ between runs)    [off]\n"
+    "  --cuda-graphs on|off replay the attack's steps from a CUDA graph     [off]\n"
     "  --checkpoint-dir D   write last.safetensors (and best.safetensors) here\n"
     "  --resume             continue from D/last.safetensors bit-exactly\n"
     "  --stop-after E       stop after epoch E, as if interrupted (to test --resume)\n"
@@ -250,6 +251,7 @@ static int parse_one(train_options *o, const char *k, const char *v)
     if (IS("--device")) return cli_choice(k, v, devices, &o->device);
     if (IS("--precision")) return cli_choice(k, v, precisions, &o->precision);
     if (IS("--tune-conv")) return cli_onoff(k, v, &o->tune_conv);
+    if (IS("--cuda-graphs")) return cli_onoff(k, v, &o->cuda_graphs);
     if (IS("--checkpoint-dir")) return (o->checkpoint_dir = v, 0);
     if (IS("--stop-after")) return cli_int(k, v, 1, INT_MAX, &o->stop_after);
     if (IS("--eval-every")) return cli_int(k, v, 0, INT_MAX, &o->eval_every);

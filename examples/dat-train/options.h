@@ -54,6 +54,7 @@ typedef struct train_options {
     const char *device;        /* cpu | cuda */
     const char *precision;     /* fp32 | tf32 (CUDA) */
     int tune_conv;             /* time cuDNN's convolution algorithms (CUDA) */
+    int cuda_graphs;           /* replay the attack's steps from a CUDA graph */
     const char *checkpoint_dir;
     int resume;
     int32_t stop_after;        /* > 0: stop after this epoch, as if interrupted */

@@ -105,6 +105,7 @@ dat_status dat_attack_create(dat_attack **out, dat_ctx *ctx, const dat_attack_op
 static void free_scratch(dat_attack *a)
 {
     dat_ctx *ctx = a->ctx;
+    dat_attack_graph_free(a); /* it refers to the scratch */
     ctx->be->free(ctx, a->g);
     ctx->be->free(ctx, a->work);
     ctx->be->free(ctx, a->clean_logits);

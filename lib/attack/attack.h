@@ -5,6 +5,18 @@
 #include "../model/model.h"
 #include "libdat/dat_attack.h"
 
+/* What a step captured as a graph bakes in (graph.c): when any of it changes,
+ * the step is captured again. */
+typedef struct dat_attack_graph_key {
+    const struct dat_model *m;
+    uint64_t model_runtime;     /* dat_model::runtime_gen */
+    int32_t mode, n;
+    size_t d;
+    const float *x, *x_adv, *g, *target;
+    const int32_t *y;
+    dat_attack_options o;
+} dat_attack_graph_key;
+
 struct dat_attack {
     dat_ctx *ctx;
     dat_attack_options o;   /* with defaults resolved (alpha, steps) */
@@ -20,6 +32,10 @@ struct dat_attack {
     int32_t *labels_rep;    /* SMOOTH_PGD: N * m */
     float *host_best, *host_loss, *host_w; /* host, N (host_w: N * m) */
     int32_t *host_pred;     /* host, N */
+    /* dat_ctx_options::cuda_graphs: one step captured as a graph, for `graph_key`. */
+    void *graph;
+    dat_attack_graph_key graph_key;
+    int graph_off;          /* a capture failed: every step runs op by op from then on */
 };
 
 /* A validated batch: n samples of d values in device memory. */
@@ -43,6 +59,23 @@ dat_status dat_attack_reserve(dat_attack *a, dat_model *m, int32_t n, size_t d);
  * from x into x_adv (device, n * d). */
 dat_status dat_attack_run_once(dat_attack *a, dat_model *m, const dat_attack_batch *b,
                                int32_t r, float *x_adv);
+
+/* One PGD / TRADES step (pgd.c): the input gradient of the objective at x_adv,
+ * then the step and projection. */
+dat_status dat_attack_step(dat_attack *a, dat_model *m, const dat_attack_batch *b, float *x_adv,
+                           dat_objective obj);
+
+/*
+ * Runs `count` more steps as replays of one step captured as a graph (graph.c),
+ * where dat_ctx_options::cuda_graphs asks for it and the backend can; *ran
+ * says whether it did. When it did not (no graphs, or the capture failed:
+ * nothing ran), the caller runs the steps op by op.
+ */
+dat_status dat_attack_graph_steps(dat_attack *a, dat_model *m, const dat_attack_batch *b,
+                                  float *x_adv, dat_objective obj, int32_t count, int *ran);
+
+/* Frees the captured graph, if any. */
+void dat_attack_graph_free(dat_attack *a);
 
 /* SMOOTH_PGD's iterations (smooth.c): x_adv holds the start on entry. */
 dat_status dat_attack_smooth_iterate(dat_attack *a, dat_model *m, const dat_attack_batch *b,

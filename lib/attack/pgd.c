@@ -1,5 +1,6 @@
 /* One restart of PGD, FGSM with random start, and TRADES: a random start,
- * then k steps of the input gradient through the fused step-and-project op. */
+ * then k steps of the input gradient through the fused step-and-project op
+ * (steps 2 .. k replayed as a graph where the context asks for it). */
 #include <math.h>
 
 #include "../core/error.h"
@@ -55,7 +56,7 @@ static dat_status random_start(dat_attack *a, const dat_attack_batch *b, int32_t
     return project(a, b, x_adv);
 }
 
-static dat_status step(dat_attack *a, const dat_attack_batch *b, float *x_adv)
+static dat_status project_step(dat_attack *a, const dat_attack_batch *b, float *x_adv)
 {
     const dat_attack_options *o = &a->o;
     if (o->norm == DAT_NORM_L2)
@@ -63,6 +64,13 @@ static dat_status step(dat_attack *a, const dat_attack_batch *b, float *x_adv)
                       o->lo, o->hi);
     return DAT_OP(a->ctx, attack_linf_step, (size_t)b->n * b->d, x_adv, a->g, b->x, o->alpha,
                   o->eps, o->lo, o->hi);
+}
+
+dat_status dat_attack_step(dat_attack *a, dat_model *m, const dat_attack_batch *b, float *x_adv,
+                           dat_objective obj)
+{
+    DAT_TRY(dat_model_objective(m, x_adv, b->n, b->y, a->clean_logits, obj, 1.0f, a->g));
+    return project_step(a, b, x_adv);
 }
 
 dat_status dat_attack_run_once(dat_attack *a, dat_model *m, const dat_attack_batch *b,
@@ -77,8 +85,13 @@ dat_status dat_attack_run_once(dat_attack *a, dat_model *m, const dat_attack_bat
         return dat_attack_smooth_iterate(a, m, b, x_adv);
     dat_objective obj = a->o.kind == DAT_ATTACK_TRADES ? DAT_OBJECTIVE_KL : DAT_OBJECTIVE_CE;
     for (int32_t k = 0; k < a->o.steps; ++k) {
-        DAT_TRY(dat_model_objective(m, x_adv, b->n, b->y, a->clean_logits, obj, 1.0f, a->g));
-        DAT_TRY(step(a, b, x_adv));
+        DAT_TRY(dat_attack_step(a, m, b, x_adv, obj));
+        if (k == 0 && a->o.steps > 1) { /* the first step has set up shapes and scratch */
+            int ran = 0;
+            DAT_TRY(dat_attack_graph_steps(a, m, b, x_adv, obj, a->o.steps - 1, &ran));
+            if (ran)
+                break;
+        }
     }
     return DAT_OK;
 }

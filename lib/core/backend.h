@@ -240,6 +240,20 @@ typedef struct dat_backend {
                                uint64_t index_base);
     dat_status (*quant_decode)(dat_ctx *ctx, const struct dat_quant_config *c, const void *codes,
                                size_t n, float *out, int accumulate, float post_scale);
+
+    /*
+     * Graphs of queued work (NULL where a backend has none). capture_begin:
+     * the ops that follow are recorded instead of run, until capture_end, which
+     * returns an executable graph in *graph; if an op could not be recorded
+     * (it synchronized, allocated, read back), capture_end fails, *graph is
+     * NULL and the context runs ops again. graph_launch queues one run of the
+     * graph; it fails with DAT_ERR_STATE, running nothing, when memory the
+     * graph refers to has moved since (the workspace grew): capture it again.
+     */
+    dat_status (*capture_begin)(dat_ctx *ctx);
+    dat_status (*capture_end)(dat_ctx *ctx, void **graph);
+    dat_status (*graph_launch)(dat_ctx *ctx, void *graph);
+    void (*graph_destroy)(dat_ctx *ctx, void *graph);
 } dat_backend;
 
 /* Op profiling (lib/core/profile.c): DAT_OP marks the time before an op and

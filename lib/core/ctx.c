@@ -35,6 +35,8 @@ dat_status dat_ctx_options_init(dat_ctx_options *opts)
         .log_level = DAT_LOG_WARN,
         .precision = DAT_PRECISION_FP32,
         .tune_convolutions = 0,
+        .reserved0 = 0,
+        .cuda_graphs = 0,
     };
     return DAT_OK;
 }
@@ -66,6 +68,9 @@ static dat_status check_options(const dat_ctx_options *o)
     if (o->tune_convolutions != 0 && o->tune_convolutions != 1)
         return dat_error(DAT_ERR_INVALID_ARG, "dat_ctx_create",
                          "opts->tune_convolutions = %d must be 0 or 1", (int)o->tune_convolutions);
+    if (o->cuda_graphs != 0 && o->cuda_graphs != 1)
+        return dat_error(DAT_ERR_INVALID_ARG, "dat_ctx_create",
+                         "opts->cuda_graphs = %d must be 0 or 1", (int)o->cuda_graphs);
     return DAT_OK;
 }
 

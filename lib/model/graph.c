@@ -97,6 +97,7 @@ dat_status dat_model_reserve(dat_model *m, int32_t n)
     if (n <= m->capacity)
         return DAT_OK;
     free_runtime(m);
+    m->runtime_gen++;
     dat_status s = alloc_runtime(m, n);
     if (s != DAT_OK)
         free_runtime(m);
@@ -155,6 +156,14 @@ static dat_status forward_bn(dat_model *m, dat_node *n, const float *x, int32_t 
     return DAT_OP(ctx, bn_fwd_train, &d, x, param(m, n->w_off), param(m, n->b_off),
                   update_running ? rm : NULL, update_running ? rv : NULL, n->save_mean,
                   n->save_invstd, n->y);
+}
+
+void dat_graph_count_forwards(dat_model *m, int32_t count)
+{
+    if (m->mode != DAT_MODE_TRAIN)
+        return;
+    for (int32_t k = 0; k < m->n_bn; ++k)
+        m->num_batches_tracked[k] += count;
 }
 
 void dat_graph_plan(dat_model *m)

@@ -53,6 +53,7 @@ struct dat_model {
 
     /* Run-time scratch, sized for `capacity` samples (grown, never per step). */
     int32_t capacity;
+    uint64_t runtime_gen;             /* times the run-time buffers were reallocated */
     float *scratch;                   /* largest activation: gradient contributions to add */
     float *z_clean, *dz, *dz_clean;   /* logits-sized */
     float *sample_loss;               /* [capacity] */
@@ -76,6 +77,11 @@ dat_status dat_model_reserve(dat_model *m, int32_t n);
  * update_running: in train mode, whether BN running statistics are updated
  * (0 when recomputing activations of a batch already seen). */
 dat_status dat_graph_forward(dat_model *m, const float *x, int32_t n, int update_running);
+
+/* Books `count` training-mode forward passes (negative: takes them back) in
+ * the batch norms' host counters, for forwards replayed from a graph, which
+ * run no host code. */
+void dat_graph_count_forwards(dat_model *m, int32_t count);
 
 /* Backward pass from dz (the gradient of the logits) through the activations
  * of the last forward. param_beta < 0: no parameter gradients; else they are

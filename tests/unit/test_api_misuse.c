@@ -79,12 +79,26 @@ START_TEST(test_ctx_misuse)
     dat_ctx_options_init(&o);
     o.tune_convolutions = 2;
     ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "tune_convolutions");
+    dat_ctx_options_init(&o);
+    o.cuda_graphs = -1;
+    ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "cuda_graphs");
     ck_assert_ptr_null(c);
     /* A caller built against the 0.1 headers passes the fields up to log_level:
      * accepted, the newer fields keep their defaults. */
     dat_ctx_options_init(&o);
     o.size = (uint32_t)offsetof(dat_ctx_options, precision);
     o.precision = (dat_precision)99; /* beyond the caller's struct: never read */
+    ck_assert_dat_ok(dat_ctx_create(&c, &o));
+    dat_ctx_destroy(c);
+    c = NULL;
+    /* A 0.2 caller's struct ends in tail padding where reserved0 now is; its
+     * size stops before cuda_graphs, whatever that padding held. */
+    ck_assert_uint_eq(offsetof(dat_ctx_options, reserved0) + sizeof(int32_t),
+                      offsetof(dat_ctx_options, cuda_graphs));
+    dat_ctx_options_init(&o);
+    o.size = (uint32_t)offsetof(dat_ctx_options, cuda_graphs);
+    o.reserved0 = 12345;
+    o.cuda_graphs = 99; /* beyond the caller's struct: never read */
     ck_assert_dat_ok(dat_ctx_create(&c, &o));
     dat_ctx_destroy(c);
     c = NULL;

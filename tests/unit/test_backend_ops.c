@@ -1383,6 +1383,49 @@ static void check_quant_decode(void)
     }
 }
 
+/* ---------------- graphs ---------------- */
+
+/* Ops recorded once and launched three times give the ops run three times
+ * (the CPU, which has no graphs, runs them). */
+static void check_graphs(void)
+{
+    if (self_test) {
+        printf("test_backend_ops: graphs skipped: the CPU backend has none\n");
+        return;
+    }
+    const dat_backend *be = gpu->be;
+    ck_assert_msg(be->capture_begin && be->capture_end && be->graph_launch && be->graph_destroy,
+                  "the CUDA backend lacks a graph op");
+    const size_t n = 100003;
+    pair x = pair_uniform(n, -1.0f, 1.0f), y = pair_uniform(n, -1.0f, 1.0f);
+    for (int i = 0; i < 3; ++i) {
+        ck_assert_dat_ok(cpu->be->scale(cpu, n, 0.5f, y.c));
+        ck_assert_dat_ok(cpu->be->axpy(cpu, n, 1.0f, x.c, y.c));
+    }
+    void *graph = NULL;
+    ck_assert_dat_ok(be->capture_begin(gpu));
+    ck_assert_dat_ok(be->scale(gpu, n, 0.5f, y.g));
+    ck_assert_dat_ok(be->axpy(gpu, n, 1.0f, x.g, y.g));
+    ck_assert_dat_ok(be->capture_end(gpu, &graph));
+    ck_assert_ptr_nonnull(graph);
+    for (int i = 0; i < 3; ++i)
+        ck_assert_dat_ok(be->graph_launch(gpu, graph));
+    ck_assert_dat_ok(be->synchronize(gpu));
+    expect_same_bytes("graph_launch", "y", "scale + axpy, 3 launches", &y);
+    be->graph_destroy(gpu, graph);
+    /* An op that cannot be recorded (it reads back to the host) fails the capture,
+     * and the context runs ops again afterwards. */
+    float lo = 0, hi = 0;
+    ck_assert_dat_ok(be->capture_begin(gpu));
+    (void)be->minmax(gpu, n, x.g, &lo, &hi);
+    graph = (void *)1;
+    ck_assert_int_ne(be->capture_end(gpu, &graph), DAT_OK);
+    ck_assert_ptr_null(graph);
+    ck_assert_dat_ok(be->minmax(gpu, n, x.g, &lo, &hi));
+    pair_free(&x);
+    pair_free(&y);
+}
+
 /* ---------------- the table of every backend slot ---------------- */
 
 typedef struct op_check {
@@ -1438,6 +1481,10 @@ static const op_check checks[] = {
     CHECK(optim_update, check_optim_update),
     CHECK(quant_encode, check_quant_encode),
     CHECK(quant_decode, check_quant_decode),
+    CHECK(capture_begin, check_graphs),
+    COVERED(capture_end, "check_graphs"),
+    COVERED(graph_launch, "check_graphs"),
+    COVERED(graph_destroy, "check_graphs"),
 };
 #define N_CHECKS ((int)(sizeof checks / sizeof *checks))
 

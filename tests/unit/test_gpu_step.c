@@ -4,7 +4,9 @@
  * start, (2) loss + backward on one adversarial batch, (3) a LARS step
  * (momentum + layer-wise adaptive rate), for cnn_small and for
  * preact_resnet18 (batch norm, residual adds), in fp32 with cuDNN's heuristic
- * algorithms and in TF32 with timed ones. Exits 77 without a GPU.
+ * algorithms and in TF32 with timed ones. Then the attack with its steps
+ * replayed from a CUDA graph (dat_ctx_options::cuda_graphs) against the same
+ * attack run op by op. Exits 77 without a GPU.
  *
  * The attack's sign(gradient) is discontinuous: where a gradient element is
  * within rounding of 0, the two backends can step it in opposite directions.
@@ -31,7 +33,8 @@
  * to the eps-ball and the input range only, and stages (2) and (3) to 5e-2. */
 #define EPS 0.1f
 
-static dat_ctx *cpu, *gpu, *gpu_tf32;
+static dat_ctx *cpu, *gpu, *gpu_tf32, *gpu_graphs;
+static int graph_warnings; /* warnings logged by gpu_graphs (a failed capture is one) */
 
 /* A tensor's values on the host (caller frees). */
 static float *host_copy(const dat_tensor *t)
@@ -134,7 +137,8 @@ typedef struct side {
     dat_tensor *x, *xa, *y;
 } side;
 
-static void side_init(side *s, dat_ctx *ctx, const char *preset, int batch)
+static void side_init(side *s, dat_ctx *ctx, const char *preset, int batch,
+                      dat_model_mode attack_mode)
 {
     s->ctx = ctx;
     ck_assert_dat_ok(dat_model_create_preset(&s->model, ctx, preset, NULL));
@@ -148,6 +152,7 @@ static void side_init(side *s, dat_ctx *ctx, const char *preset, int batch)
     dat_attack_options_init(&ao);
     ao.eps = EPS;
     ao.steps = 10;
+    ao.mode = attack_mode;
     ck_assert_dat_ok(dat_attack_create(&s->attack, ctx, &ao));
     dat_optim_options oo;
     dat_optim_options_init(&oo);
@@ -168,29 +173,35 @@ static void side_fini(side *s)
     dat_model_destroy(s->model);
 }
 
+/* The same weights, BN buffers and data on side g as on side c. */
+static void same_start(side *c, side *g, int batch)
+{
+    dat_tensor *tc, *tg;
+    ck_assert_dat_ok(dat_model_params(c->model, &tc));
+    ck_assert_dat_ok(dat_model_params(g->model, &tg));
+    ck_assert_dat_ok(dat_tensor_copy(tg, tc));
+    ck_assert_dat_ok(dat_model_buffers(c->model, &tc));
+    ck_assert_dat_ok(dat_model_buffers(g->model, &tg));
+    if (tc)
+        ck_assert_dat_ok(dat_tensor_copy(tg, tc));
+    ck_assert_dat_ok(dat_tensor_fill_uniform(c->x, 0.0f, 1.0f, 7, 0));
+    ck_assert_dat_ok(dat_tensor_copy(g->x, c->x));
+    int32_t *labels = malloc((size_t)batch * sizeof *labels);
+    for (int i = 0; i < batch; ++i)
+        labels[i] = (i * 7) % 10;
+    ck_assert_dat_ok(dat_tensor_write(c->y, labels, (size_t)batch * sizeof *labels));
+    ck_assert_dat_ok(dat_tensor_write(g->y, labels, (size_t)batch * sizeof *labels));
+    free(labels);
+}
+
 static void step_parity(dat_ctx *on, const char *preset, int batch, double tol_grad,
                         double max_flips)
 {
     side c, g;
-    side_init(&c, cpu, preset, batch);
-    side_init(&g, on, preset, batch);
-    /* The same weights, BN buffers and data on the GPU. */
+    side_init(&c, cpu, preset, batch, DAT_MODE_EVAL);
+    side_init(&g, on, preset, batch, DAT_MODE_EVAL);
+    same_start(&c, &g, batch);
     dat_tensor *tc, *tg;
-    ck_assert_dat_ok(dat_model_params(c.model, &tc));
-    ck_assert_dat_ok(dat_model_params(g.model, &tg));
-    ck_assert_dat_ok(dat_tensor_copy(tg, tc));
-    ck_assert_dat_ok(dat_model_buffers(c.model, &tc));
-    ck_assert_dat_ok(dat_model_buffers(g.model, &tg));
-    if (tc)
-        ck_assert_dat_ok(dat_tensor_copy(tg, tc));
-    ck_assert_dat_ok(dat_tensor_fill_uniform(c.x, 0.0f, 1.0f, 7, 0));
-    ck_assert_dat_ok(dat_tensor_copy(g.x, c.x));
-    int32_t *labels = malloc((size_t)batch * sizeof *labels);
-    for (int i = 0; i < batch; ++i)
-        labels[i] = (i * 7) % 10;
-    ck_assert_dat_ok(dat_tensor_write(c.y, labels, (size_t)batch * sizeof *labels));
-    ck_assert_dat_ok(dat_tensor_write(g.y, labels, (size_t)batch * sizeof *labels));
-    free(labels);
 
     /* (1) the attack, random start included (Philox streams are the same). */
     ck_assert_dat_ok(dat_attack_perturb(c.attack, c.model, c.x, c.y, c.xa));
@@ -262,13 +273,65 @@ START_TEST(test_preact_resnet18_tf32_tuned)
 }
 END_TEST
 
-static dat_ctx *make_ctx(dat_device_kind kind, dat_precision precision, int tune)
+/*
+ * Steps 2 .. 10 replayed from a graph against the same attack op by op, both on
+ * the GPU in fp32: in eval mode and in train mode (the replays update the BN
+ * running statistics), twice (the second call replays the first one's
+ * capture). cuDNN's algorithms are not all bit-reproducible, so the attack is
+ * held to the fp32 flip limit; the capture must not have failed (it logs a
+ * warning and runs op by op).
+ */
+START_TEST(test_cuda_graphs)
+{
+    const int batch = 16;
+    for (int train = 0; train < 2; ++train) {
+        dat_model_mode mode = train ? DAT_MODE_TRAIN : DAT_MODE_EVAL;
+        side o, g;
+        side_init(&o, gpu, "preact_resnet18", batch, mode);
+        side_init(&g, gpu_graphs, "preact_resnet18", batch, mode);
+        same_start(&o, &g, batch);
+        for (int call = 0; call < 2; ++call) {
+            ck_assert_dat_ok(dat_attack_perturb(o.attack, o.model, o.x, o.y, o.xa));
+            ck_assert_dat_ok(dat_attack_perturb(g.attack, g.model, g.x, g.y, g.xa));
+            int64_t n = 0;
+            double e = rel_err(o.xa, g.xa, &n);
+            int64_t flips = count_diff(o.xa, g.xa, 1e-5);
+            printf("graphs, %s mode, call %d: %lld of %lld inputs differ (normalized error "
+                   "%.3g)\n", train ? "train" : "eval", call, (long long)flips, (long long)n, e);
+            ck_assert_msg(flips <= 0.005 * (double)n, "graphs: %lld of %lld inputs differ",
+                          (long long)flips, (long long)n);
+            dat_tensor *bo, *bg;
+            ck_assert_dat_ok(dat_model_buffers(o.model, &bo));
+            ck_assert_dat_ok(dat_model_buffers(g.model, &bg));
+            double eb = rel_err(bo, bg, NULL);
+            ck_assert_msg(eb <= 1e-5, "graphs: BN running statistics differ (%.3g)", eb);
+        }
+        side_fini(&o);
+        side_fini(&g);
+    }
+    ck_assert_msg(graph_warnings == 0, "the graphs context logged %d warnings", graph_warnings);
+}
+END_TEST
+
+static void count_warnings(dat_log_level level, const char *message, void *user)
+{
+    (void)user;
+    if (level <= DAT_LOG_WARN) {
+        printf("gpu_graphs: %s\n", message);
+        graph_warnings++;
+    }
+}
+
+static dat_ctx *make_ctx(dat_device_kind kind, dat_precision precision, int tune, int graphs)
 {
     dat_ctx_options o;
     dat_ctx_options_init(&o);
     o.device = kind;
     o.precision = precision;
     o.tune_convolutions = tune;
+    o.cuda_graphs = graphs;
+    if (graphs)
+        o.log_fn = count_warnings;
     o.seed = 1234;
     dat_ctx *ctx = NULL;
     return dat_ctx_create(&ctx, &o) == DAT_OK ? ctx : NULL;
@@ -280,10 +343,11 @@ int main(void)
         printf("no CUDA build or device: skipped\n");
         return DAT_TEST_SKIP;
     }
-    cpu = make_ctx(DAT_DEVICE_CPU, DAT_PRECISION_FP32, 0);
-    gpu = make_ctx(DAT_DEVICE_CUDA, DAT_PRECISION_FP32, 0);
-    gpu_tf32 = make_ctx(DAT_DEVICE_CUDA, DAT_PRECISION_TF32, 1);
-    if (!cpu || !gpu || !gpu_tf32) {
+    cpu = make_ctx(DAT_DEVICE_CPU, DAT_PRECISION_FP32, 0, 0);
+    gpu = make_ctx(DAT_DEVICE_CUDA, DAT_PRECISION_FP32, 0, 0);
+    gpu_tf32 = make_ctx(DAT_DEVICE_CUDA, DAT_PRECISION_TF32, 1, 0);
+    gpu_graphs = make_ctx(DAT_DEVICE_CUDA, DAT_PRECISION_FP32, 0, 1);
+    if (!cpu || !gpu || !gpu_tf32 || !gpu_graphs) {
         fprintf(stderr, "cannot create the contexts: %s\n", dat_last_error());
         return 1;
     }
@@ -293,8 +357,10 @@ int main(void)
     tcase_add_test(tc, test_cnn_small);
     tcase_add_test(tc, test_preact_resnet18);
     tcase_add_test(tc, test_preact_resnet18_tf32_tuned);
+    tcase_add_test(tc, test_cuda_graphs);
     suite_add_tcase(s, tc);
     int rc = dat_run_suite(s);
+    dat_ctx_destroy(gpu_graphs);
     dat_ctx_destroy(gpu_tf32);
     dat_ctx_destroy(gpu);
     dat_ctx_destroy(cpu);

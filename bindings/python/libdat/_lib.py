@@ -61,6 +61,8 @@ class CtxOptions(ctypes.Structure):
         ("log_level", ctypes.c_int32),
         ("precision", ctypes.c_int32),
         ("tune_convolutions", ctypes.c_int32),
+        ("reserved0", ctypes.c_int32),
+        ("cuda_graphs", ctypes.c_int32),
     ]
 
 

@@ -39,9 +39,11 @@ class Context(Handle):
                  num_threads: int = 0, seed: int = 0,
                  log: Optional[Callable[[LogLevel, str], None]] = None,
                  log_level: LogLevel = LogLevel.WARN,
-                 precision: Precision = Precision.FP32, tune_convolutions: bool = False):
+                 precision: Precision = Precision.FP32, tune_convolutions: bool = False,
+                 cuda_graphs: bool = False):
         """log, if given, receives libdat's log messages (level, line) up to log_level.
-        precision and tune_convolutions matter on CUDA only (dat_ctx_options)."""
+        precision, tune_convolutions and cuda_graphs matter on CUDA only
+        (dat_ctx_options)."""
         opts = CtxOptions()
         check(lib.dat_ctx_options_init(ctypes.byref(opts)))
         opts.device = int(device)
@@ -50,6 +52,7 @@ class Context(Handle):
         opts.seed = seed
         opts.precision = int(precision)
         opts.tune_convolutions = int(bool(tune_convolutions))
+        opts.cuda_graphs = int(bool(cuda_graphs))
         if log is not None:
             def relay(level: int, message: bytes, _user) -> None:
                 log(LogLevel(level), message.decode(errors="replace"))

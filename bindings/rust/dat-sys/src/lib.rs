@@ -12,7 +12,7 @@
 use std::os::raw::{c_char, c_int, c_void};
 
 pub const DAT_VERSION_MAJOR: u32 = 0;
-pub const DAT_VERSION_MINOR: u32 = 2;
+pub const DAT_VERSION_MINOR: u32 = 3;
 pub const DAT_VERSION_PATCH: u32 = 0;
 pub const DAT_VERSION_NUMBER: u32 =
     DAT_VERSION_MAJOR * 10000 + DAT_VERSION_MINOR * 100 + DAT_VERSION_PATCH;
@@ -106,6 +106,8 @@ pub struct dat_ctx_options {
     pub log_level: dat_log_level,
     pub precision: dat_precision,
     pub tune_convolutions: i32,
+    pub reserved0: i32,
+    pub cuda_graphs: i32,
 }
 
 extern "C" {
