@@ -308,6 +308,9 @@ static dat_backend make_cuda_backend(void)
     /* The fused batch-norm + ReLU kernels (ops_bn.cu) have not run on a GPU yet:
      * models keep the separate ReLU until test_backend_ops has passed them there. */
     be.fuses_bn_relu = 0;
+    /* Likewise the quantizer kernels (ops_quant.cu): quantizers of a CUDA context
+     * compute on the host until test_backend_ops has passed them on a GPU. */
+    be.runs_quantizer = 0;
     be.init = cuda_init;
     be.fini = cuda_fini;
     be.synchronize = cuda_synchronize;

@@ -23,9 +23,9 @@
  * **Tensors.** Tensors may belong to any context: a communicator of host
  * buffers (self, MPI) stages CUDA tensors through host memory, the NCCL one
  * stages CPU tensors through device memory. The quantized all-reduce encodes
- * and decodes in the memory of the quantizer's context and stages only the
+ * and decodes where the quantizer computes (dat_quant.h) and stages only the
  * codes where the communicator moves another memory: with NCCL and a
- * quantizer of the communicator's context nothing goes through the host.
+ * quantizer computing on the communicator's GPU nothing goes through the host.
  *
  * **Statistics** (dat_comm_get_stats) count successful collectives, the time
  * spent in them (including quantization) and the payload bytes that this rank

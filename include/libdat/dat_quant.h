@@ -37,10 +37,12 @@
  * to the next input before quantizing. The residual is sized by the first
  * encode (and grows, zero-filled, if a later one is longer).
  *
- * The math runs where the quantizer's context computes: on the host with
- * OpenMP threads (the context's thread count), or on its GPU, which also keeps
- * the residual; both give the same bytes. Tensors of another context are
- * copied into the quantizer's memory first.
+ * The math runs on the host with OpenMP threads (the context's thread count),
+ * or, for a CUDA context whose backend runs quantizers, on its GPU, which then
+ * also keeps the residual; both give the same bytes. Tensors elsewhere are
+ * copied into the quantizer's memory first. (The CUDA kernels are built and
+ * tested against the host's bytes, and switched on once they pass on a GPU;
+ * docs/backends.md.)
  */
 #ifndef LIBDAT_DAT_QUANT_H
 #define LIBDAT_DAT_QUANT_H

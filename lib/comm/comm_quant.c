@@ -39,7 +39,7 @@ static void quant_header(dat_comm *c, int64_t *h, int op, size_t n, dat_quantize
 /* 1 if the kind's ops can move buffers of q's memory themselves. */
 static int kind_moves(const dat_comm *c, const dat_quantizer *q)
 {
-    return c->ops->device_buffers ? q->ctx == c->ctx : q->ctx->opts.device == DAT_DEVICE_CPU;
+    return c->ops->device_buffers ? q->exec == c->ctx : q->exec->opts.device == DAT_DEVICE_CPU;
 }
 
 /* All-gather of blocks of a buffer in q's memory. */
@@ -50,9 +50,9 @@ static dat_status codes_allgatherv(dat_comm *c, dat_quantizer *q, void *buf, con
         return c->ops->allgatherv(c, buf, counts, displs);
     uint8_t *h;
     DAT_TRY(dat_comm_scratch(c, total, &h));
-    DAT_TRY(q->ctx->be->copy_to_host(q->ctx, h, buf, total));
+    DAT_TRY(q->exec->be->copy_to_host(q->exec, h, buf, total));
     DAT_TRY(dat_comm_host_allgatherv(c, h, counts, displs, total));
-    return q->ctx->be->copy_from_host(q->ctx, buf, h, total);
+    return q->exec->be->copy_from_host(q->exec, buf, h, total);
 }
 
 /* All-to-all of blocks of buffers in q's memory. */
@@ -66,10 +66,10 @@ static dat_status codes_alltoallv(dat_comm *c, dat_quantizer *q, const void *sen
     size_t soff = (stotal + 63) & ~(size_t)63;
     uint8_t *h;
     DAT_TRY(dat_comm_scratch(c, soff + rtotal, &h));
-    DAT_TRY(q->ctx->be->copy_to_host(q->ctx, h, send, stotal));
+    DAT_TRY(q->exec->be->copy_to_host(q->exec, h, send, stotal));
     DAT_TRY(dat_comm_host_alltoallv(c, h, scounts, sdispls, stotal, h + soff, rcounts, rdispls,
                                     rtotal));
-    return q->ctx->be->copy_from_host(q->ctx, recv, h + soff, rtotal);
+    return q->exec->be->copy_from_host(q->exec, recv, h + soff, rtotal);
 }
 
 /* Decodes M blocks of codes into x, averaging: the last decode scales by 1/M. */
@@ -153,7 +153,7 @@ static dat_status two_sided(dat_comm *c, const char *func, float *x, size_t n, u
     DAT_TRY(dat_comm_agree(c, func, h));
     dat_status s = m > 1 ? codes_alltoallv(c, q, send, scounts, sdispls, stotal, recv, rcounts,
                                            rdispls, rstride * (size_t)m)
-                         : q->ctx->be->copy(q->ctx, recv, send, e_r);
+                         : q->exec->be->copy(q->exec, recv, send, e_r);
     if (s != DAT_OK)
         return dat_error_context(dat_comm_failed(c, s), func);
     DAT_TRY(decode_average(q, recv, rdispls, m, n_r, x + lo_r));

@@ -65,6 +65,9 @@ typedef struct dat_backend {
     int fuses_conv_relu;
     /* 1 if models on this backend fuse a batch norm with the ReLU after it. */
     int fuses_bn_relu;
+    /* 1 if quantizers of this backend's contexts compute on it (quant_encode /
+     * quant_decode); 0: they compute on the host, tensors staged. */
+    int runs_quantizer;
 
     /* Life cycle: init() sets up ctx->backend_state (device, streams, library
      * handles); fini() releases it and must accept a partial init. */

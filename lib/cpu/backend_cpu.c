@@ -173,6 +173,7 @@ const dat_backend dat_backend_cpu = {
     .name = "cpu",
     .fuses_conv_relu = 1,
     .fuses_bn_relu = 1,
+    .runs_quantizer = 1,
     .init = cpu_init,
     .fini = cpu_fini,
     .synchronize = cpu_synchronize,

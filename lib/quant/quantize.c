@@ -147,7 +147,6 @@ static float lanes_reduce(const lanes *l, int max_norm)
     return max_norm ? (s2[1] > s2[0] ? s2[1] : s2[0]) : s2[0] + s2[1];
 }
 
-
 /* A bucket v = x + e of m elements whose norm pass is under way: its lane sums
  * so far. */
 typedef struct norm_pass {

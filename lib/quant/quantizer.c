@@ -67,7 +67,17 @@ dat_status dat_quantizer_create(dat_quantizer **out, dat_ctx *ctx,
     dat_quantizer *q = calloc(1, sizeof *q);
     if (!q)
         return dat_error(DAT_ERR_OUT_OF_MEMORY, __func__, "cannot allocate a quantizer");
-    q->ctx = ctx;
+    q->ctx = q->exec = ctx;
+    if (!ctx->be->runs_quantizer) { /* a host context of the same threads computes */
+        dat_ctx_options co;
+        dat_ctx_options_init(&co);
+        co.num_threads = ctx->opts.num_threads;
+        dat_status s = dat_ctx_create(&q->exec, &co);
+        if (s != DAT_OK) {
+            free(q);
+            return s;
+        }
+    }
     q->opts = o;
     q->cfg = (dat_quant_config){.bits = o.bits, .bucket = o.bucket_size, .norm = o.norm};
     *out = q;
@@ -78,12 +88,14 @@ void dat_quantizer_destroy(dat_quantizer *q)
 {
     if (!q)
         return;
-    dat_ctx *ctx = q->ctx;
+    dat_ctx *ctx = q->exec;
     if (q->residual)
         ctx->be->free(ctx, q->residual);
     for (int k = 0; k < DAT_QSCRATCH_COUNT; ++k)
         if (q->scratch[k])
             ctx->be->free(ctx, q->scratch[k]);
+    if (q->exec != q->ctx)
+        dat_ctx_destroy(q->exec);
     free(q);
 }
 
@@ -111,7 +123,7 @@ static dat_status grow_residual(dat_quantizer *q, size_t n)
 {
     if (n <= q->residual_len)
         return DAT_OK;
-    dat_ctx *ctx = q->ctx;
+    dat_ctx *ctx = q->exec;
     void *p = NULL;
     DAT_TRY(ctx->be->alloc(ctx, n * sizeof(float), &p));
     if (q->residual) {
@@ -130,7 +142,7 @@ static dat_status grow_residual(dat_quantizer *q, size_t n)
 dat_status dat_quantizer_scratch(dat_quantizer *q, int which, size_t bytes, void **p)
 {
     if (bytes > q->scratch_bytes[which]) {
-        dat_ctx *ctx = q->ctx;
+        dat_ctx *ctx = q->exec;
         if (q->scratch[which])
             ctx->be->free(ctx, q->scratch[which]);
         q->scratch[which] = NULL;
@@ -164,7 +176,7 @@ static dat_status copy_across(dat_ctx *dst_ctx, void *dst, dat_ctx *src_ctx, con
 
 dat_status dat_quantizer_tensor_in(dat_quantizer *q, const dat_tensor *t, int read, float **p)
 {
-    if (dat_quantizer_same_memory(t->ctx, q->ctx)) {
+    if (dat_quantizer_same_memory(t->ctx, q->exec)) {
         *p = t->data;
         return DAT_OK;
     }
@@ -172,10 +184,10 @@ dat_status dat_quantizer_tensor_in(dat_quantizer *q, const dat_tensor *t, int re
     if (!read)
         return DAT_OK;
     if (t->ctx->opts.device == DAT_DEVICE_CPU)
-        return q->ctx->be->copy_from_host(q->ctx, *p, t->data, t->nbytes);
-    if (q->ctx->opts.device == DAT_DEVICE_CPU)
+        return q->exec->be->copy_from_host(q->exec, *p, t->data, t->nbytes);
+    if (q->exec->opts.device == DAT_DEVICE_CPU)
         return dat_tensor_read(t, *p, t->nbytes);
-    return copy_across(q->ctx, *p, t->ctx, t->data, t->nbytes);
+    return copy_across(q->exec, *p, t->ctx, t->data, t->nbytes);
 }
 
 dat_status dat_quantizer_tensor_out(dat_quantizer *q, dat_tensor *t, const float *p)
@@ -183,10 +195,10 @@ dat_status dat_quantizer_tensor_out(dat_quantizer *q, dat_tensor *t, const float
     if (p == t->data)
         return DAT_OK;
     if (t->ctx->opts.device == DAT_DEVICE_CPU)
-        return q->ctx->be->copy_to_host(q->ctx, t->data, p, t->nbytes);
-    if (q->ctx->opts.device == DAT_DEVICE_CPU)
+        return q->exec->be->copy_to_host(q->exec, t->data, p, t->nbytes);
+    if (q->exec->opts.device == DAT_DEVICE_CPU)
         return dat_tensor_write(t, p, t->nbytes);
-    return copy_across(t->ctx, t->data, q->ctx, p, t->nbytes);
+    return copy_across(t->ctx, t->data, q->exec, p, t->nbytes);
 }
 
 dat_status dat_quantizer_encode_slice(dat_quantizer *q, const char *func, const float *x,
@@ -199,15 +211,15 @@ dat_status dat_quantizer_encode_slice(dat_quantizer *q, const char *func, const 
         residual = q->residual + offset;
     }
     uint64_t stream = dat_quant_stream(q->opts.seed, rank, step, phase);
-    dat_ctx *ctx = q->ctx;
-    return DAT_OP(ctx, quant_encode, func, &q->cfg, x, n, residual, ctx->opts.seed, stream,
+    dat_ctx *ctx = q->exec; /* the key is the seed of the caller's context */
+    return DAT_OP(ctx, quant_encode, func, &q->cfg, x, n, residual, q->ctx->opts.seed, stream,
                   offset, codes, offset);
 }
 
 dat_status dat_quantizer_decode_slice(dat_quantizer *q, const void *codes, size_t n, float *out,
                                       int accumulate, float post_scale)
 {
-    dat_ctx *ctx = q->ctx;
+    dat_ctx *ctx = q->exec;
     return DAT_OP(ctx, quant_decode, &q->cfg, codes, n, out, accumulate, post_scale);
 }
 
@@ -232,7 +244,7 @@ static dat_status check_io(const char *func, const dat_quantizer *q, const dat_t
  * host, else q's code scratch. */
 static dat_status codes_in(dat_quantizer *q, void *host, size_t bytes, void **p)
 {
-    if (q->ctx->opts.device == DAT_DEVICE_CPU) {
+    if (q->exec->opts.device == DAT_DEVICE_CPU) {
         *p = host;
         return DAT_OK;
     }
@@ -253,7 +265,7 @@ dat_status dat_quantizer_encode(dat_quantizer *q, const dat_tensor *x, uint64_t 
     DAT_TRY(codes_in(q, codes, bytes, &c));
     DAT_TRY(dat_quantizer_encode_slice(q, __func__, v, n, 0, (uint32_t)q->opts.rank, step,
                                        DAT_QUANT_PHASE_WORKER, 1, c));
-    return c == codes ? DAT_OK : q->ctx->be->copy_to_host(q->ctx, codes, c, bytes);
+    return c == codes ? DAT_OK : q->exec->be->copy_to_host(q->exec, codes, c, bytes);
 }
 
 dat_status dat_quantizer_decode(dat_quantizer *q, const void *codes, size_t codes_bytes,
@@ -272,7 +284,7 @@ dat_status dat_quantizer_decode(dat_quantizer *q, const void *codes, size_t code
     DAT_TRY(dat_quantizer_tensor_in(q, out, accumulate, &v));
     DAT_TRY(codes_in(q, (void *)codes, bytes, &c));
     if (c != codes)
-        DAT_TRY(q->ctx->be->copy_from_host(q->ctx, c, codes, bytes));
+        DAT_TRY(q->exec->be->copy_from_host(q->exec, c, codes, bytes));
     DAT_TRY(dat_quantizer_decode_slice(q, c, n, v, accumulate, 1.0f));
     return dat_quantizer_tensor_out(q, out, v);
 }
@@ -282,7 +294,7 @@ dat_status dat_quantizer_reset(dat_quantizer *q)
     DAT_CHECK_NOT_NULL(q);
     if (q->residual) {
         const float zero = 0.0f;
-        DAT_TRY(q->ctx->be->fill(q->ctx, q->residual, q->residual_len, &zero, sizeof zero));
+        DAT_TRY(q->exec->be->fill(q->exec, q->residual, q->residual_len, &zero, sizeof zero));
     }
     return DAT_OK;
 }

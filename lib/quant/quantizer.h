@@ -10,7 +10,10 @@
 enum { DAT_QSCRATCH_CODES = 0, DAT_QSCRATCH_VALUES = 1, DAT_QSCRATCH_COUNT = 2 };
 
 struct dat_quantizer {
-    dat_ctx *ctx;
+    dat_ctx *ctx;               /* the caller's; its seed keys the draws */
+    /* Where the quantizer computes and keeps its buffers: ctx, or its own host
+     * context where ctx's backend does not run quantizers (runs_quantizer). */
+    dat_ctx *exec;
     dat_quantizer_options opts; /* defaults resolved */
     dat_quant_config cfg;
     /* Error feedback, by element offset, in ctx's memory (device memory on a
@@ -25,28 +28,28 @@ struct dat_quantizer {
  * Encodes x[0..n), the elements offset .. offset + n of a flat buffer: draws
  * as elements offset + i of the stream of (seed, rank, step, phase); error
  * feedback (if on and use_residual) uses residual[offset ..]. x and codes are
- * in the memory of q's context (host for a CPU context, its device for CUDA),
- * where the backend's quant_encode runs. Messages name `func` and the element
- * index offset + i.
+ * in the memory of q->exec (host memory, or a CUDA context's device), whose
+ * backend's quant_encode runs. Messages name `func` and the element index
+ * offset + i.
  */
 dat_status dat_quantizer_encode_slice(dat_quantizer *q, const char *func, const float *x,
                                       size_t n, uint64_t offset, uint32_t rank, uint64_t step,
                                       uint32_t phase, int use_residual, void *codes);
 
 /* out = (accumulate ? out + q : q) * post_scale for n elements, codes and out
- * in the memory of q's context. */
+ * in the memory of q->exec. */
 dat_status dat_quantizer_decode_slice(dat_quantizer *q, const void *codes, size_t n, float *out,
                                       int accumulate, float post_scale);
 
 /* Scratch buffer `which` (DAT_QSCRATCH_*) of at least bytes in the memory of
- * q's context; its contents do not survive growing. */
+ * q->exec; its contents do not survive growing. */
 dat_status dat_quantizer_scratch(dat_quantizer *q, int which, size_t bytes, void **p);
 
 /* 1 if contexts a and b address the same memory (the same context, or both
  * the host's). */
 int dat_quantizer_same_memory(const dat_ctx *a, const dat_ctx *b);
 
-/* t's data in the memory of q's context: t's own buffer where that is the same
+/* t's data in the memory of q->exec: t's own buffer where that is the same
  * memory, else a copy in q's DAT_QSCRATCH_VALUES (read: copy t's contents in). */
 dat_status dat_quantizer_tensor_in(dat_quantizer *q, const dat_tensor *t, int read, float **p);
 

@@ -1,7 +1,7 @@
 /* The CUDA backend against the CPU: tensors, fills, bit-identical Philox
- * streams, and the public quantizer on a CUDA context (codes and error-feedback
- * residuals kept on the device) giving a CPU quantizer's bytes. Exits 77
- * (skipped) where no GPU is present. */
+ * streams, and the public quantizer on a CUDA context (on the device where the
+ * backend runs quantizers, else staged through the host) giving a CPU
+ * quantizer's bytes. Exits 77 (skipped) where no GPU is present. */
 #include <stdio.h>
 
 #include "check_util.h"

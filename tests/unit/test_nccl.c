@@ -1,7 +1,8 @@
 /*
  * The NCCL communicator on one rank: id through a file, collectives on CUDA
  * and CPU tensors, the quantized all-reduce against the self communicator
- * (the CUDA quantizer, all on the device, must give the CPU one's bits),
+ * (a CUDA context's quantizer must give the CPU one's bits; where the backend
+ * runs quantizers, nothing touches the host),
  * statistics, abort.
  * Exits 77 (skipped) without CUDA or a GPU.
  */

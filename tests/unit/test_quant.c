@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "check_util.h"
+#include "core/backend.h"
+#include "core/ctx.h"
 #include "core/philox.h"
 #include "quant/pack.h"
 #include "quant/codes_simd.h"
@@ -799,6 +801,43 @@ START_TEST(test_codes_variants)
 }
 END_TEST
 
+/* A context whose backend does not run quantizers (CUDA until its kernels are
+ * switched on) gets a quantizer that computes in a host context of its own,
+ * keyed by the caller's context seed: the same bytes as a host quantizer, with
+ * error feedback, over two steps. */
+START_TEST(test_exec_context)
+{
+    dat_ctx *ctx = make_ctx(2, 77);
+    dat_backend no_quant = *ctx->be;
+    no_quant.runs_quantizer = 0;
+    const dat_backend *real = ctx->be;
+    const int64_t n = 100003;
+    float *x = malloc((size_t)n * sizeof *x);
+    fill_vector(x, (size_t)n, 12);
+    dat_quantizer *plain = make_q(ctx, 6, 512, DAT_QUANT_NORM_L2, 1);
+    ctx->be = &no_quant;
+    dat_quantizer *staged = make_q(ctx, 6, 512, DAT_QUANT_NORM_L2, 1);
+    ctx->be = real;
+    ck_assert_ptr_ne(staged->exec, ctx);
+    ck_assert_ptr_eq(plain->exec, ctx);
+    size_t bytes = dat_quant_encoded_bytes(&plain->cfg, (size_t)n);
+    uint8_t *a = malloc(bytes), *b = malloc(bytes);
+    dat_tensor *t = make_tensor(ctx, n, x);
+    for (uint64_t step = 0; step < 2; ++step) {
+        ck_assert_dat_ok(dat_quantizer_encode(plain, t, step, a, bytes));
+        ck_assert_dat_ok(dat_quantizer_encode(staged, t, step, b, bytes));
+        ck_assert_msg(memcmp(a, b, bytes) == 0, "step %d: the codes differ", (int)step);
+    }
+    dat_tensor_destroy(t);
+    dat_quantizer_destroy(staged);
+    dat_quantizer_destroy(plain);
+    free(a);
+    free(b);
+    free(x);
+    dat_ctx_destroy(ctx);
+}
+END_TEST
+
 /* The bulk Philox variants (portable, AVX2, AVX-512) give dat_philox_block's
  * words, across the carry into the block counter's high word. */
 START_TEST(test_philox_bulk_variants)
@@ -849,6 +888,7 @@ int main(void)
     tcase_add_test(tc, test_code_rule);
     tcase_add_test(tc, test_codes_match_reference);
     tcase_add_test(tc, test_codes_variants);
+    tcase_add_test(tc, test_exec_context);
     tcase_add_test(tc, test_slices_match_whole);
     tcase_add_test(tc, test_error_feedback);
     tcase_add_test(tc, test_decode_accumulate);
