@@ -1,9 +1,10 @@
 /*
  * The codes of whole groups of DAT_QUANT_GROUP elements from their Philox
- * words (quant_math.h's dat_quant_code and dat_quant_uniform16), with AVX-512
- * where the CPU has it (checked once at run time), else portable C. At 8 and
- * 16 bits the codes can be stored at their width: on a little-endian host
- * that is the packed layout itself, so no packing pass follows.
+ * words (quant_math.h's dat_quant_code and dat_quant_uniform16), and the
+ * values of packed codes, with AVX-512 where the CPU has it (checked once at
+ * run time), else portable C. At 2, 4, 8 and 16 bits a group's codes fill
+ * whole bytes, so on a little-endian host they are written to (and read from)
+ * the packed layout directly, with no separate packing pass.
  */
 #ifndef LIBDAT_QUANT_CODES_SIMD_H
 #define LIBDAT_QUANT_CODES_SIMD_H
@@ -14,8 +15,9 @@
 #include "quant_math.h"
 
 /* Codes of v[0..len), len a multiple of DAT_QUANT_GROUP and v's first element
- * the first of a group, from the group words w[0..len/2), stored as uint8_t,
- * uint16_t or uint32_t for width 8, 16 or 32 (width >= bits). */
+ * the first of a group, from the group words w[0..len/2). width 32: one
+ * uint32_t per code; width 16 or 8: one uint16_t / uint8_t per code (bits <=
+ * width); width 4 or 2 (= bits): packed, code k in bits [k w, k w + w) of out. */
 void dat_quant_codes_grouped(const float *v, const uint32_t *w, size_t len, dat_quant_scale ks,
                              uint32_t s, int bits, void *out, int width);
 
@@ -23,5 +25,22 @@ void dat_quant_codes_grouped(const float *v, const uint32_t *w, size_t len, dat_
  * build lacks it. */
 int dat_quant_codes_variant(int variant, const float *v, const uint32_t *w, size_t len,
                             dat_quant_scale ks, uint32_t s, int bits, void *out, int width);
+
+/* 32-bit codes stored at width 2, 4, 8 or 16 as dat_quant_codes_grouped
+ * stores them (len need not be whole groups; the last byte is zero-padded). */
+void dat_quant_store_codes(const uint32_t *code, size_t len, uint8_t *out, int width);
+
+/*
+ * out = (accumulate ? out + q : q) * post for len codes of `bits` (2, 4, 8 or
+ * 16) packed from byte `in` on (len a multiple of DAT_QUANT_GROUP): q =
+ * dat_quant_value(code, step, bits). Returns 0, doing nothing, where no fast
+ * variant exists (the caller unpacks).
+ */
+int dat_quant_values_packed(const uint8_t *in, size_t len, float step, int bits, float *out,
+                            int accumulate, float post);
+
+/* One variant of dat_quant_values_packed (1 AVX-512), for tests. */
+int dat_quant_values_variant(int variant, const uint8_t *in, size_t len, float step, int bits,
+                             float *out, int accumulate, float post);
 
 #endif

@@ -279,28 +279,18 @@ static void chunk_codes(const float *v, const uint32_t *u, size_t len, dat_quant
         code[k] = dat_quant_code(v[k], ks, s, u[k], bits);
 }
 
-/* Width at which the codes are stored straight into the bucket's words: 8 or
- * 16 bits, where a code fills whole bytes, the packed layout is the codes
- * themselves on a little-endian host. The residual needs the 32-bit codes. */
+/* Width at which the codes are stored straight into the bucket's words: at 2,
+ * 4, 8 and 16 bits a group of codes fills whole bytes, and on a little-endian
+ * host the packed layout is then those bytes (dat_quant_store_codes). The
+ * residual needs the 32-bit codes. */
 static int direct_width(int bits, const float *e)
 {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    if (!e && (bits == 8 || bits == 16))
+    if (!e && (bits == 2 || bits == 4 || bits == 8 || bits == 16))
         return bits;
 #endif
     (void)e;
     return 32;
-}
-
-/* 32-bit codes stored at width 8 or 16 (nothing to do at 32). */
-static void store_narrow(const uint32_t *code, size_t len, uint8_t *out, int width)
-{
-    if (width == 8)
-        for (size_t k = 0; k < len; ++k)
-            out[k] = (uint8_t)code[k];
-    else if (width == 16)
-        for (size_t k = 0; k < len; ++k)
-            memcpy(out + 2 * k, &(uint16_t){(uint16_t)code[k]}, 2);
 }
 
 /*
@@ -336,7 +326,7 @@ static void encode_bucket(const dat_quant_config *c, const float *x, float *e, s
             size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
             const float *vv = load_chunk(x + k0, e ? e + k0 : NULL, len, v);
             uint64_t g = g0 + k0;
-            uint8_t *direct = (uint8_t *)words + k0 * (size_t)(width / 8);
+            uint8_t *direct = (uint8_t *)words + k0 * (size_t)width / 8; /* k0: whole bytes */
             if (next) { /* its chunk at k0 now, the lines of the one after requested */
                 norm_chunk(c, next, k0, vn);
                 norm_prefetch(next, k0 + DAT_QUANT_CHUNK, k0 + 3 * DAT_QUANT_CHUNK / 2);
@@ -349,7 +339,8 @@ static void encode_bucket(const dat_quant_config *c, const float *x, float *e, s
             } else {
                 stream_uniforms(key, stream, g, len, w);
                 chunk_codes(vv, w, len, ks, s, bits, code);
-                store_narrow(code, len, direct, width);
+                if (width != 32)
+                    dat_quant_store_codes(code, len, direct, width);
             }
             if (next)
                 norm_prefetch(next, k0 + 3 * DAT_QUANT_CHUNK / 2, k0 + 2 * DAT_QUANT_CHUNK);
@@ -360,9 +351,10 @@ static void encode_bucket(const dat_quant_config *c, const float *x, float *e, s
         }
         if (width == 32)
             dat_packer_flush(&pk);
-        else /* the last word's padding */
-            memset((uint8_t *)words + m * (size_t)(width / 8), 0,
-                   4 * dat_pack_words(m, bits) - m * (size_t)(width / 8));
+        else { /* the last word's padding */
+            size_t used = (m * (size_t)width + 7) / 8;
+            memset((uint8_t *)words + used, 0, 4 * dat_pack_words(m, bits) - used);
+        }
     }
     for (; next && k0 < next->m; k0 += DAT_QUANT_CHUNK) /* the next bucket is longer */
         norm_chunk(c, next, k0, vn);
@@ -502,10 +494,22 @@ static void decode_bucket(const dat_quant_config *c, const uint8_t *in, size_t m
     memcpy(&norm, in, sizeof norm);
     int bits = c->bits;
     float step = dat_quant_step(norm, dat_quant_levels(bits));
-    dat_unpacker up;
-    dat_unpacker_init(&up, (const uint32_t *)(in + 4), bits);
+    const uint8_t *codes = in + 4;
+    size_t k0 = 0;
+    if (direct_width(bits, NULL) == bits) { /* whole groups straight from the bytes */
+        size_t whole = m / DAT_QUANT_GROUP * DAT_QUANT_GROUP;
+        for (; k0 < whole; k0 += DAT_QUANT_CHUNK) {
+            size_t len = whole - k0 < DAT_QUANT_CHUNK ? whole - k0 : DAT_QUANT_CHUNK;
+            if (!dat_quant_values_packed(codes + k0 * (size_t)bits / 8, len, step, bits,
+                                         out + k0, accumulate, post))
+                break;
+        }
+        k0 = k0 < whole ? k0 : whole;
+    }
+    dat_unpacker up; /* the rest: k0 is a whole number of words in */
+    dat_unpacker_init(&up, (const uint32_t *)(codes + k0 * (size_t)bits / 8), bits);
     uint32_t code[DAT_QUANT_CHUNK];
-    for (size_t k0 = 0; k0 < m; k0 += DAT_QUANT_CHUNK) {
+    for (; k0 < m; k0 += DAT_QUANT_CHUNK) {
         size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
         dat_unpack(&up, code, len);
         chunk_values(code, len, step, bits, out + k0, accumulate, post);
