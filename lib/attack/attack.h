@@ -9,7 +9,7 @@
  * the step is captured again. */
 typedef struct dat_attack_graph_key {
     const struct dat_model *m;
-    uint64_t model_runtime;     /* dat_model::runtime_gen */
+    uint64_t model_runtime;     /* dat_model::runtime_gen (unique: no other model matches) */
     int32_t mode, n;
     size_t d;
     const float *x, *x_adv, *g, *target;

@@ -92,12 +92,20 @@ static dat_status alloc_runtime(dat_model *m, int32_t cap)
     return DAT_OK;
 }
 
+/* Unique in the process, so that a model created where a destroyed one lived
+ * never matches what was keyed to the old one's buffers (a captured graph). */
+static uint64_t next_runtime_gen(void)
+{
+    static uint64_t gen;
+    return __atomic_add_fetch(&gen, 1, __ATOMIC_RELAXED);
+}
+
 dat_status dat_model_reserve(dat_model *m, int32_t n)
 {
     if (n <= m->capacity)
         return DAT_OK;
     free_runtime(m);
-    m->runtime_gen++;
+    m->runtime_gen = next_runtime_gen();
     dat_status s = alloc_runtime(m, n);
     if (s != DAT_OK)
         free_runtime(m);

@@ -53,7 +53,7 @@ struct dat_model {
 
     /* Run-time scratch, sized for `capacity` samples (grown, never per step). */
     int32_t capacity;
-    uint64_t runtime_gen;             /* times the run-time buffers were reallocated */
+    uint64_t runtime_gen;             /* new with every reallocation, unique in the process */
     float *scratch;                   /* largest activation: gradient contributions to add */
     float *z_clean, *dz, *dz_clean;   /* logits-sized */
     float *sample_loss;               /* [capacity] */
