@@ -84,3 +84,21 @@ def test_library_facts(ctx):
     if libdat.cuda_device_count() == 0:
         with pytest.raises(libdat.DatError, match="CUDA"):
             Context(device=libdat.Device.CUDA)
+
+
+def test_cuda_only_options_on_the_cpu():
+    # precision, tune_convolutions and cuda_graphs are accepted and ignored on the CPU.
+    with Context(precision=libdat.Precision.TF32, tune_convolutions=True,
+                 cuda_graphs=True) as c:
+        assert c.device == (libdat.Device.CPU, -1)
+    # Each mirrored field lands where the C library reads it: a bad value in it is
+    # refused by name.
+    import ctypes
+    from libdat._lib import CtxOptions, c_ctx_p, lib
+    for field in ("precision", "tune_convolutions", "cuda_graphs"):
+        opts = CtxOptions()
+        assert lib.dat_ctx_options_init(ctypes.byref(opts)) == 0
+        setattr(opts, field, 7)
+        handle = c_ctx_p()
+        assert lib.dat_ctx_create(ctypes.byref(handle), ctypes.byref(opts)) != 0
+        assert field in lib.dat_last_error().decode()
