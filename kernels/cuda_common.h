@@ -8,6 +8,8 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include "../lib/core/fast_div.h"
+
 extern "C" {
 #include "../lib/core/backend.h"
 #include "../lib/core/ctx.h"
@@ -123,6 +125,33 @@ static inline unsigned dat_cuda_grid(size_t n, unsigned threads)
 #define DAT_GRID_STRIDE(i, n)                                                \
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n);  \
          i += (size_t)gridDim.x * blockDim.x)
+
+/* The channel (i / hw) % c of element i of an n x c x hw tensor: by
+ * multiply-high (fast_div.h) where every index fits 31 bits, else by 64-bit
+ * division, which costs more than the element's memory traffic. */
+struct dat_channel_of {
+    dat_fast_div hw, c;
+    size_t hw64, c64;
+    int wide;
+    __device__ size_t operator()(size_t i) const
+    {
+        if (wide)
+            return (i / hw64) % c64;
+        uint32_t q = dat_fast_div_q(hw, (uint32_t)i);
+        return q - dat_fast_div_q(c, q) * c.d;
+    }
+};
+
+static inline dat_channel_of dat_channel_of_make(size_t total, int c, int hw)
+{
+    dat_channel_of k;
+    k.hw64 = (size_t)hw;
+    k.c64 = (size_t)c;
+    k.wide = total >= ((size_t)1 << 31);
+    k.hw = dat_fast_div_make(k.wide ? 1u : (uint32_t)hw);
+    k.c = dat_fast_div_make(k.wide ? 1u : (uint32_t)c);
+    return k;
+}
 
 /* Ops run on the context's device, whatever the calling thread last selected. */
 static inline dat_status dat_cuda_use_device(dat_ctx *ctx)

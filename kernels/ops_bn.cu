@@ -163,11 +163,11 @@ __global__ void bn_eval_coef_kernel(int c, float eps, const float *gamma, const 
 /* y = (x - mean) * scale + shift in double, rounded once: outputs near 0 must be
  * accurate, because the ReLU after a BN turns a sign error into a wrong gradient.
  * relu: max(y, 0), NaN to 0, as relu_fwd. */
-__global__ void bn_normalize_kernel(const float *x, const double *coef, size_t total, int c,
-                                    int hw, int relu, float *y)
+__global__ void bn_normalize_kernel(const float *x, const double *coef, size_t total,
+                                    dat_channel_of ch, int relu, float *y)
 {
     DAT_GRID_STRIDE(i, total) {
-        const double *k = coef + 3 * ((i / (size_t)hw) % (size_t)c);
+        const double *k = coef + 3 * ch(i);
         float v = (float)(((double)x[i] - k[0]) * k[1] + k[2]);
         y[i] = relu ? (v > 0.0f ? v : 0.0f) : v;
     }
@@ -199,10 +199,11 @@ __global__ void bn_train_grad_kernel(const double *part, int splits, const float
 }
 
 __global__ void bn_train_dx_kernel(const float *x, const float *dy, const float *mask,
-                                   const double *coef, size_t total, int c, int hw, float *dx)
+                                   const double *coef, size_t total, dat_channel_of ch,
+                                   float *dx)
 {
     DAT_GRID_STRIDE(i, total) {
-        const double *k = coef + 5 * ((i / (size_t)hw) % (size_t)c);
+        const double *k = coef + 5 * ch(i);
         double xhat = ((double)x[i] - k[0]) * k[1];
         dx[i] = (float)(k[2] * ((double)grad_at(dy, mask, i) - k[3] - xhat * k[4]));
     }
@@ -228,15 +229,20 @@ __global__ void bn_eval_grad_kernel(const double *part, int splits, int c, float
 }
 
 __global__ void bn_eval_dx_kernel(const float *dy, const float *mask, const float *factor,
-                                  size_t total, int c, int hw, float *dx)
+                                  size_t total, dat_channel_of ch, float *dx)
 {
     DAT_GRID_STRIDE(i, total)
-        dx[i] = grad_at(dy, mask, i) * factor[(i / (size_t)hw) % (size_t)c];
+        dx[i] = grad_at(dy, mask, i) * factor[ch(i)];
 }
 
 static size_t total_of(const dat_bn_desc *d)
 {
     return (size_t)d->n * (size_t)d->c * (size_t)d->hw;
+}
+
+static dat_channel_of channel_of(const dat_bn_desc *d)
+{
+    return dat_channel_of_make(total_of(d), d->c, d->hw);
 }
 
 /* Workspace for the block sums of `p` and `coef_bytes` of per-channel coefficients. */
@@ -285,7 +291,7 @@ dat_status dat_cuda_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float
         running_mean, running_var, save_mean, save_invstd, (double *)coef);
     DAT_CUDA_CHECK_LAUNCH("bn_train_stats_kernel");
     bn_normalize_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
-        x, (const double *)coef, total_of(d), d->c, d->hw, d->relu_out, y);
+        x, (const double *)coef, total_of(d), channel_of(d), d->relu_out, y);
     DAT_CUDA_CHECK_LAUNCH("bn_normalize_kernel");
     return DAT_OK;
 }
@@ -305,7 +311,7 @@ dat_status dat_cuda_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float 
                                                           (double *)coef);
     DAT_CUDA_CHECK_LAUNCH("bn_eval_coef_kernel");
     bn_normalize_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
-        x, (const double *)coef, total_of(d), d->c, d->hw, d->relu_out, y);
+        x, (const double *)coef, total_of(d), channel_of(d), d->relu_out, y);
     DAT_CUDA_CHECK_LAUNCH("bn_normalize_kernel");
     return DAT_OK;
 }
@@ -331,7 +337,7 @@ dat_status dat_cuda_bn_bwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float
                                                            dgamma, dbeta, beta, (double *)coef);
     DAT_CUDA_CHECK_LAUNCH("bn_train_grad_kernel");
     bn_train_dx_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
-        x, dy, d->relu_mask, (const double *)coef, total_of(d), d->c, d->hw, dx);
+        x, dy, d->relu_mask, (const double *)coef, total_of(d), channel_of(d), dx);
     DAT_CUDA_CHECK_LAUNCH("bn_train_dx_kernel");
     return DAT_OK;
 }
@@ -358,7 +364,7 @@ dat_status dat_cuda_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float 
                                                           dbeta, beta, (float *)factor);
     DAT_CUDA_CHECK_LAUNCH("bn_eval_grad_kernel");
     bn_eval_dx_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
-        dy, d->relu_mask, (const float *)factor, total_of(d), d->c, d->hw, dx);
+        dy, d->relu_mask, (const float *)factor, total_of(d), channel_of(d), dx);
     DAT_CUDA_CHECK_LAUNCH("bn_eval_dx_kernel");
     return DAT_OK;
 }

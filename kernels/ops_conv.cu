@@ -241,10 +241,10 @@ static dat_status prepare(dat_ctx *ctx, int dir, const dat_conv_desc *d, const c
 }
 
 /* y[n][c][p] += bias[c]. */
-__global__ void add_bias_kernel(float *y, const float *bias, size_t total, int c, int hw)
+__global__ void add_bias_kernel(float *y, const float *bias, size_t total, dat_channel_of ch)
 {
     DAT_GRID_STRIDE(i, total)
-        y[i] += bias[(i / (size_t)hw) % (size_t)c];
+        y[i] += bias[ch(i)];
 }
 
 /* One block per channel: db[c] = beta db[c] + sum over samples and positions of
@@ -278,7 +278,7 @@ dat_status dat_cuda_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const float
     if (bias) {
         size_t total = (size_t)d->n * (size_t)d->c_out * (size_t)d->h_out * (size_t)d->w_out;
         add_bias_kernel<<<dat_cuda_grid(total, 256), 256, 0, st->stream>>>(
-            y, bias, total, d->c_out, d->h_out * d->w_out);
+            y, bias, total, dat_channel_of_make(total, d->c_out, d->h_out * d->w_out));
         DAT_CUDA_CHECK_LAUNCH("add_bias_kernel");
     }
     return DAT_OK;

@@ -21,12 +21,12 @@ __global__ void relu_bwd_kernel(size_t n, const float *y, const float *dy, float
     dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
-__global__ void channel_affine_kernel(size_t total, int c, int hw, const float *x,
+__global__ void channel_affine_kernel(size_t total, dat_channel_of channel, const float *x,
                                       const float *scale, const float *shift, float *y)
 {
     DAT_GRID_STRIDE(i, total)
     {
-        size_t ch = (i / (size_t)hw) % (size_t)c;
+        size_t ch = channel(i);
         y[i] = __fadd_rn(__fmul_rn(x[i], scale[ch]), shift ? shift[ch] : 0.0f);
     }
 }
@@ -81,7 +81,8 @@ dat_status dat_cuda_channel_affine(dat_ctx *ctx, int n, int c, int hw, const flo
                                    const float *scale, const float *shift, float *y)
 {
     size_t total = (size_t)n * (size_t)c * (size_t)hw;
-    LAUNCH(ctx, total, channel_affine_kernel, total, c, hw, x, scale, shift, y);
+    LAUNCH(ctx, total, channel_affine_kernel, total, dat_channel_of_make(total, c, hw), x, scale,
+           shift, y);
 }
 
 dat_status dat_cuda_add(dat_ctx *ctx, size_t n, const float *a, const float *b, float *y)

@@ -1,9 +1,11 @@
-/* Philox 4x32 against Random123's known answers, and the statistics of the
- * uniform and normal fills built on it. */
+/* Philox 4x32 against Random123's known answers, the statistics of the
+ * uniform and normal fills built on it, and the other integer math the CUDA
+ * kernels share with the host (core/fast_div.h). */
 #include <math.h>
 #include <stdlib.h>
 
 #include "check_util.h"
+#include "core/fast_div.h"
 #include "core/philox.h"
 
 /* From the kat_vectors file of Random123: counter[4], key[2] -> output[4]. */
@@ -230,6 +232,38 @@ START_TEST(test_affine_parameters)
 }
 END_TEST
 
+/* The CUDA kernels' division by multiply-high (core/fast_div.h) equals n / d
+ * for every small divisor and for large ones, at the numerators where it would
+ * go wrong first (next to multiples of d, and the top of the range). */
+START_TEST(test_fast_division)
+{
+    uint64_t checked = 0;
+    uint32_t state = 12345u;
+    for (uint32_t d = 1; d < (1u << 31); d = d < 4096 ? d + 1 : d + d / 3 + 1) {
+        dat_fast_div f = dat_fast_div_make(d);
+        uint32_t top = (1u << 31) - 1;
+        uint32_t ns[12] = {0, 1, d - 1, d, d + 1, top, top - 1, top / d * d, top / d * d - 1};
+        for (int k = 9; k < 12; ++k) {
+            state = state * 1664525u + 1013904223u;
+            ns[k] = state >> 1; /* below 2^31 */
+        }
+        for (int k = 0; k < 12; ++k) {
+            uint32_t n = ns[k] & top;
+            ck_assert_msg(dat_fast_div_q(f, n) == n / d, "%u / %u: %u, want %u", n, d,
+                          dat_fast_div_q(f, n), n / d);
+            ++checked;
+        }
+        for (uint32_t q = 1; q < 300 && (uint64_t)q * d < top; ++q) { /* multiples and neighbours */
+            uint32_t n = q * d;
+            ck_assert_uint_eq(dat_fast_div_q(f, n), q);
+            ck_assert_uint_eq(dat_fast_div_q(f, n - 1), q - 1);
+            checked += 2;
+        }
+    }
+    ck_assert_uint_ge(checked, 1000000);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("philox");
@@ -243,6 +277,7 @@ int main(void)
     tcase_add_test(tc, test_fills_compose_by_offset);
     tcase_add_test(tc, test_seed_changes_draws_and_repeats);
     tcase_add_test(tc, test_affine_parameters);
+    tcase_add_test(tc, test_fast_division);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }
