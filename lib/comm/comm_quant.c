@@ -36,17 +36,26 @@ static void quant_header(dat_comm *c, int64_t *h, int op, size_t n, dat_quantize
     h[DAT_HDR_STEP] = (int64_t)step;
 }
 
-/* 1 if the kind's ops can move buffers of q's memory themselves. */
-static int kind_moves(const dat_comm *c, const dat_quantizer *q)
+/* Where q's codes live against what the kind moves: host codes go through the
+ * generic layer, which stages them for a device kind; device codes in the
+ * kind's own memory go to its ops; device codes elsewhere go through the host. */
+enum { CODES_ON_HOST, CODES_IN_KIND, CODES_ELSEWHERE };
+
+static int codes_place(const dat_comm *c, const dat_quantizer *q)
 {
-    return c->ops->device_buffers ? q->exec == c->ctx : q->exec->opts.device == DAT_DEVICE_CPU;
+    if (q->exec->opts.device == DAT_DEVICE_CPU)
+        return CODES_ON_HOST;
+    return c->ops->device_buffers && q->exec == c->ctx ? CODES_IN_KIND : CODES_ELSEWHERE;
 }
 
 /* All-gather of blocks of a buffer in q's memory. */
 static dat_status codes_allgatherv(dat_comm *c, dat_quantizer *q, void *buf, const size_t *counts,
                                    const size_t *displs, size_t total)
 {
-    if (kind_moves(c, q))
+    int place = codes_place(c, q);
+    if (place == CODES_ON_HOST)
+        return dat_comm_host_allgatherv(c, buf, counts, displs, total);
+    if (place == CODES_IN_KIND)
         return c->ops->allgatherv(c, buf, counts, displs);
     uint8_t *h;
     DAT_TRY(dat_comm_scratch(c, total, &h));
@@ -61,7 +70,11 @@ static dat_status codes_alltoallv(dat_comm *c, dat_quantizer *q, const void *sen
                                   void *recv, const size_t *rcounts, const size_t *rdispls,
                                   size_t rtotal)
 {
-    if (kind_moves(c, q))
+    int place = codes_place(c, q);
+    if (place == CODES_ON_HOST)
+        return dat_comm_host_alltoallv(c, send, scounts, sdispls, stotal, recv, rcounts, rdispls,
+                                       rtotal);
+    if (place == CODES_IN_KIND)
         return c->ops->alltoallv(c, send, scounts, sdispls, recv, rcounts, rdispls);
     size_t soff = (stotal + 63) & ~(size_t)63;
     uint8_t *h;
