@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "clones.h"
+#include "pack.h"
 
 enum { G = DAT_QUANT_GROUP, H = DAT_QUANT_GROUP / 2 };
 
@@ -29,29 +30,16 @@ DAT_CODES_PORTABLE(codes_portable8, uint8_t)
 DAT_CODES_PORTABLE(codes_portable16, uint16_t)
 DAT_CODES_PORTABLE(codes_portable32, uint32_t)
 
-void dat_quant_store_codes(const uint32_t *code, size_t len, uint8_t *out, int width)
-{
-    if (width == 16) {
-        for (size_t k = 0; k < len; ++k)
-            memcpy(out + 2 * k, &(uint16_t){(uint16_t)code[k]}, 2);
-    } else if (width == 8) {
-        for (size_t k = 0; k < len; ++k)
-            out[k] = (uint8_t)code[k];
-    } else {
-        memset(out, 0, (len * (size_t)width + 7) / 8);
-        for (size_t k = 0; k < len; ++k)
-            out[k * (size_t)width / 8] |= (uint8_t)(code[k] << (k * (size_t)width % 8));
-    }
-}
-
 static void codes_portable(const float *v, const uint32_t *w, size_t len, dat_quant_scale ks,
                            uint32_t s, int bits, void *out, int width)
 {
-    if (width < 8) { /* a group at a time, packed from 32-bit codes */
+    if (width < 8) { /* a group at a time, packed from 32-bit codes (whole words) */
         uint32_t code[G];
+        dat_packer pk;
+        dat_packer_init(&pk, out, width);
         for (size_t k = 0; k < len; k += G) {
             codes_portable32(v + k, w + k / 2, G, ks, s, bits, code);
-            dat_quant_store_codes(code, G, (uint8_t *)out + k * (size_t)width / 8, width);
+            dat_pack(&pk, code, G);
         }
     } else if (width == 8)
         codes_portable8(v, w, len, ks, s, bits, out);

@@ -17,7 +17,8 @@
 /* Codes of v[0..len), len a multiple of DAT_QUANT_GROUP and v's first element
  * the first of a group, from the group words w[0..len/2). width 32: one
  * uint32_t per code; width 16 or 8: one uint16_t / uint8_t per code (bits <=
- * width); width 4 or 2 (= bits): packed, code k in bits [k w, k w + w) of out. */
+ * width); width 4 or 2 (= bits): packed, code k in bits [k w, k w + w) of the
+ * little-endian word stream at out (4-byte aligned). */
 void dat_quant_codes_grouped(const float *v, const uint32_t *w, size_t len, dat_quant_scale ks,
                              uint32_t s, int bits, void *out, int width);
 
@@ -25,10 +26,6 @@ void dat_quant_codes_grouped(const float *v, const uint32_t *w, size_t len, dat_
  * build lacks it. */
 int dat_quant_codes_variant(int variant, const float *v, const uint32_t *w, size_t len,
                             dat_quant_scale ks, uint32_t s, int bits, void *out, int width);
-
-/* 32-bit codes stored at width 2, 4, 8 or 16 as dat_quant_codes_grouped
- * stores them (len need not be whole groups; the last byte is zero-padded). */
-void dat_quant_store_codes(const uint32_t *code, size_t len, uint8_t *out, int width);
 
 /*
  * out = (accumulate ? out + q : q) * post for len codes of `bits` (2, 4, 8 or

@@ -281,8 +281,8 @@ static void chunk_codes(const float *v, const uint32_t *u, size_t len, dat_quant
 
 /* Width at which the codes are stored straight into the bucket's words: at 2,
  * 4, 8 and 16 bits a group of codes fills whole bytes, and on a little-endian
- * host the packed layout is then those bytes (dat_quant_store_codes). The
- * residual needs the 32-bit codes. */
+ * host the packed layout is then those bytes. The residual needs the 32-bit
+ * codes. */
 static int direct_width(int bits, const float *e)
 {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
@@ -318,42 +318,40 @@ static void encode_bucket(const dat_quant_config *c, const float *x, float *e, s
     } else {
         dat_quant_scale ks = dat_quant_make_scale(norm, s);
         float step = dat_quant_step(norm, s);
-        dat_packer pk;
-        dat_packer_init(&pk, words, bits);
         float v[DAT_QUANT_CHUNK];
         uint32_t w[DAT_QUANT_CHUNK], code[DAT_QUANT_CHUNK];
         for (; k0 < m; k0 += DAT_QUANT_CHUNK) {
             size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
             const float *vv = load_chunk(x + k0, e ? e + k0 : NULL, len, v);
             uint64_t g = g0 + k0;
-            uint8_t *direct = (uint8_t *)words + k0 * (size_t)width / 8; /* k0: whole bytes */
+            /* DAT_QUANT_CHUNK codes of any width fill whole words: each chunk's
+             * codes start on a word of their own. */
+            uint32_t *chunk_words = words + k0 * (size_t)bits / 32;
+            int grouped = g % DAT_QUANT_GROUP == 0 && len % DAT_QUANT_GROUP == 0;
+            int direct = grouped && width != 32; /* whole groups fill whole words too */
             if (next) { /* its chunk at k0 now, the lines of the one after requested */
                 norm_chunk(c, next, k0, vn);
                 norm_prefetch(next, k0 + DAT_QUANT_CHUNK, k0 + 3 * DAT_QUANT_CHUNK / 2);
             }
-            if (g % DAT_QUANT_GROUP == 0 && len % DAT_QUANT_GROUP == 0) { /* the usual case */
+            if (grouped) { /* the usual case */
                 uint64_t w0 = dat_quant_word_index(g);
                 stream_words(key, stream, w0, dat_quant_word_index(g + len) - w0, w);
-                void *dst = width == 32 ? (void *)code : direct;
-                dat_quant_codes_grouped(vv, w, len, ks, s, bits, dst, width);
+                dat_quant_codes_grouped(vv, w, len, ks, s, bits,
+                                        direct ? (void *)chunk_words : code, direct ? width : 32);
             } else {
                 stream_uniforms(key, stream, g, len, w);
                 chunk_codes(vv, w, len, ks, s, bits, code);
-                if (width != 32)
-                    dat_quant_store_codes(code, len, direct, width);
             }
             if (next)
                 norm_prefetch(next, k0 + 3 * DAT_QUANT_CHUNK / 2, k0 + 2 * DAT_QUANT_CHUNK);
-            if (e)
+            if (e) /* then width is 32: code[] holds the chunk */
                 chunk_residual(vv, code, len, step, bits, e + k0);
-            if (width == 32)
+            if (!direct) { /* the last chunk's final word is zero-padded */
+                dat_packer pk;
+                dat_packer_init(&pk, chunk_words, bits);
                 dat_pack(&pk, code, len);
-        }
-        if (width == 32)
-            dat_packer_flush(&pk);
-        else { /* the last word's padding */
-            size_t used = (m * (size_t)width + 7) / 8;
-            memset((uint8_t *)words + used, 0, 4 * dat_pack_words(m, bits) - used);
+                dat_packer_flush(&pk);
+            }
         }
     }
     for (; next && k0 < next->m; k0 += DAT_QUANT_CHUNK) /* the next bucket is longer */

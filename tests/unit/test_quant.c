@@ -800,7 +800,7 @@ START_TEST(test_codes_variants)
     enum { N = 4 * DAT_QUANT_GROUP };
     float v[N];
     uint32_t w[N / 2], want[N], got32[N];
-    uint8_t got8[N];
+    _Alignas(4) uint8_t got8[N]; /* packed widths are written as words */
     uint16_t got16[N];
     int ran = 0;
     for (int tiny = 0; tiny < 2; ++tiny) {
