@@ -25,18 +25,13 @@
 #include <float.h>
 
 extern "C" {
+#include "../lib/quant/pack.h"
 #include "../lib/quant/quantize.h"
 }
 #include "../lib/quant/quant_math.h"
 
 #define THREADS 256
 #define LANES 16
-
-/* Words taken by m codes of b bits (pack.h's dat_pack_words, on the device too). */
-__host__ __device__ inline size_t words_of(size_t m, int bits)
-{
-    return (m * (size_t)bits + 31) / 32;
-}
 
 /* Where a bucket starts in the encoded bytes, and how many elements it has. */
 struct bucket_geom {
@@ -175,7 +170,7 @@ code_kernel(bucket_geom g, const float *x, const float *e, uint64_t key, uint64_
     {
         size_t b = t / words_per_bucket, j = t % words_per_bucket;
         size_t lo = b * g.bucket, m = bucket_len(g, b);
-        if (j >= words_of(m, g.bits))
+        if (j >= dat_pack_words(m, g.bits))
             continue; /* the last bucket is shorter */
         coder c = coder_of(g, codes, b);
         size_t bit0 = 32 * j, k0 = bit0 / (size_t)g.bits;
@@ -254,7 +249,7 @@ static bucket_geom geom_of(const dat_quant_config *c, size_t n)
     g.n = n;
     g.bits = c->bits;
     g.bucket = (size_t)c->bucket;
-    g.full_bytes = 4 + 4 * words_of(g.bucket, c->bits);
+    g.full_bytes = 4 + 4 * dat_pack_words(g.bucket, c->bits);
     return g;
 }
 
@@ -278,7 +273,7 @@ dat_status dat_cuda_quant_encode(dat_ctx *ctx, const char *func, const dat_quant
         DAT_CUDA_CHECK_LAUNCH("passthrough_kernel");
     } else {
         size_t buckets = (n + g.bucket - 1) / g.bucket;
-        size_t words = words_of(g.bucket, c->bits), slots = buckets * words;
+        size_t words = dat_pack_words(g.bucket, c->bits), slots = buckets * words;
         norm_kernel<<<(unsigned)((buckets * LANES + THREADS - 1) / THREADS), THREADS, 0,
                       cs->stream>>>(g, c->norm == DAT_QUANT_NORM_MAX, x, residual, out, buckets,
                                     st);

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../core/philox.h" /* DAT_HD */
+
 typedef struct dat_packer {
     uint32_t *out;  /* next word to write */
     uint64_t acc;   /* pending bits, lowest first */
@@ -23,8 +25,8 @@ typedef struct dat_unpacker {
     int bits;
 } dat_unpacker;
 
-/* Words taken by m codes of b bits. */
-static inline size_t dat_pack_words(size_t m, int bits)
+/* Words taken by m codes of b bits (also on the device: kernels/ops_quant.cu). */
+DAT_HD size_t dat_pack_words(size_t m, int bits)
 {
     return (m * (size_t)bits + 31) / 32;
 }
