@@ -27,8 +27,9 @@ static inline double now(void)
 
 /* The GPU benchmarks' context from the environment: DAT_BENCH_DEVICE=cuda runs
  * on CUDA device 0 (unset or "cpu": the CPU), DAT_BENCH_PRECISION=tf32 allows
- * TF32, DAT_BENCH_TUNE=1 times cuDNN's convolution algorithms, DAT_BENCH_GRAPHS=1
- * replays the attacks' steps from a CUDA graph. */
+ * TF32, DAT_BENCH_TUNE=1 times cuDNN's convolution algorithms, DAT_BENCH_GRAPHS=0
+ * or 1 runs the attacks' steps op by op or replays them from a CUDA graph (unset:
+ * the context's default, replayed). */
 static inline void bench_device(dat_ctx_options *co)
 {
     const char *d = getenv("DAT_BENCH_DEVICE"), *p = getenv("DAT_BENCH_PRECISION");
@@ -39,8 +40,8 @@ static inline void bench_device(dat_ctx_options *co)
         co->precision = DAT_PRECISION_TF32;
     if (t && strcmp(t, "1") == 0)
         co->tune_convolutions = 1;
-    if (g && strcmp(g, "1") == 0)
-        co->cuda_graphs = 1;
+    if (g)
+        co->cuda_graphs = strcmp(g, "1") == 0;
 }
 
 #endif

@@ -80,7 +80,7 @@ static const char usage[] =
     "  --precision P        fp32 | tf32 convolutions and GEMMs on CUDA      [fp32]\n"
     "  --tune-conv on|off   time cuDNN's convolution algorithms once per shape\n"
     "                       (faster; the choice can differ between runs)    [off]\n"
-    "  --cuda-graphs on|off replay the attack's steps from a CUDA graph     [off]\n"
+    "  --cuda-graphs on|off replay the attack's steps from a CUDA graph      [on]\n"
     "  --checkpoint-dir D   write last.safetensors (and best.safetensors) here\n"
     "  --resume             continue from D/last.safetensors bit-exactly\n"
     "  --stop-after E       stop after epoch E, as if interrupted (to test --resume)\n"
@@ -127,6 +127,7 @@ static void defaults(train_options *o)
     o->progress = "auto";
     o->device = "cpu";
     o->precision = "fp32";
+    o->cuda_graphs = 1; /* dat_ctx_options' default */
 }
 
 /* "0-4" or "1,3,5" (ranges allowed in lists): classes in [0, 1000). */

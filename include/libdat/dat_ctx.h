@@ -60,12 +60,12 @@ typedef struct dat_ctx_options {
     /* Appended in 0.3.0. */
     int32_t reserved0;        /**< Unused: fills the 0.2.0 struct's tail padding, so that
                                    a 0.2.0 caller's size never covers the fields below. */
-    int32_t cuda_graphs;      /**< CUDA: 1 = an attack's k-step loop runs its first step op
-                                   by op, then replays that step as a CUDA graph (captured
-                                   once per batch shape and buffers, recaptured when they
-                                   change; the same results, without the host's launch
-                                   costs); 0 (default) = every step op by op. Ignored on the
-                                   CPU. */
+    int32_t cuda_graphs;      /**< CUDA: 1 (default) = an attack's k-step loop runs its
+                                   first step op by op, then replays that step as a CUDA
+                                   graph (captured once per batch shape and buffers,
+                                   recaptured when they change; the same results, without
+                                   the host's launch costs); 0 = every step op by op.
+                                   Ignored on the CPU. */
 } dat_ctx_options;
 
 /**

@@ -40,9 +40,8 @@
  * The math runs on the host with OpenMP threads (the context's thread count),
  * or, for a CUDA context whose backend runs quantizers, on its GPU, which then
  * also keeps the residual; both give the same bytes. Tensors elsewhere are
- * copied into the quantizer's memory first. (The CUDA kernels are built and
- * tested against the host's bytes, and switched on once they pass on a GPU;
- * docs/backends.md.)
+ * copied into the quantizer's memory first. (The CUDA backend runs
+ * quantizers; docs/backends.md.)
  */
 #ifndef LIBDAT_DAT_QUANT_H
 #define LIBDAT_DAT_QUANT_H

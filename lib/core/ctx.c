@@ -36,7 +36,7 @@ dat_status dat_ctx_options_init(dat_ctx_options *opts)
         .precision = DAT_PRECISION_FP32,
         .tune_convolutions = 0,
         .reserved0 = 0,
-        .cuda_graphs = 0,
+        .cuda_graphs = 1,
     };
     return DAT_OK;
 }

@@ -40,7 +40,7 @@ class Context(Handle):
                  log: Optional[Callable[[LogLevel, str], None]] = None,
                  log_level: LogLevel = LogLevel.WARN,
                  precision: Precision = Precision.FP32, tune_convolutions: bool = False,
-                 cuda_graphs: bool = False):
+                 cuda_graphs: bool = True):
         """log, if given, receives libdat's log messages (level, line) up to log_level.
         precision, tune_convolutions and cuda_graphs matter on CUDA only
         (dat_ctx_options)."""
