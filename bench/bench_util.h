@@ -26,18 +26,24 @@ static inline double now(void)
     } while (0)
 
 /* The GPU benchmarks' context from the environment: DAT_BENCH_DEVICE=cuda runs
- * on CUDA device 0 (unset or "cpu": the CPU), DAT_BENCH_PRECISION=tf32 allows
- * TF32, DAT_BENCH_TUNE=1 times cuDNN's convolution algorithms, DAT_BENCH_GRAPHS=0
- * or 1 runs the attacks' steps op by op or replays them from a CUDA graph (unset:
- * the context's default, replayed). */
+ * on CUDA device 0 (unset or "cpu": the CPU), DAT_BENCH_PRECISION=tf32 or bf16
+ * sets the precision, DAT_BENCH_CL=0 or 1 the activations' layout (NCHW or
+ * NHWC; unset: the backend's choice), DAT_BENCH_TUNE=1 times cuDNN's
+ * convolution algorithms, DAT_BENCH_GRAPHS=0 or 1 runs the attacks' steps op by
+ * op or replays them from a CUDA graph (unset: the context's default, replayed). */
 static inline void bench_device(dat_ctx_options *co)
 {
     const char *d = getenv("DAT_BENCH_DEVICE"), *p = getenv("DAT_BENCH_PRECISION");
     const char *t = getenv("DAT_BENCH_TUNE"), *g = getenv("DAT_BENCH_GRAPHS");
+    const char *cl = getenv("DAT_BENCH_CL");
     if (d && strcmp(d, "cuda") == 0)
         co->device = DAT_DEVICE_CUDA;
     if (p && strcmp(p, "tf32") == 0)
         co->precision = DAT_PRECISION_TF32;
+    if (p && strcmp(p, "bf16") == 0)
+        co->precision = DAT_PRECISION_BF16;
+    if (cl)
+        co->channels_last = strcmp(cl, "1") == 0;
     if (t && strcmp(t, "1") == 0)
         co->tune_convolutions = 1;
     if (g)

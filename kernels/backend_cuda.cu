@@ -309,6 +309,9 @@ static dat_backend make_cuda_backend(void)
      * (ops_quant.cu) passed test_backend_ops on an H100 (session 6). */
     be.fuses_bn_relu = 1;
     be.runs_quantizer = 1;
+    /* Channels last under bf16, the layout cuDNN's tensor-core convolutions
+     * read natively (NCHW costs them transposes); fp32 models stay NCHW. */
+    be.nhwc_precisions = 1u << DAT_PRECISION_BF16;
     be.init = cuda_init;
     be.fini = cuda_fini;
     be.synchronize = cuda_synchronize;
@@ -337,7 +340,7 @@ static dat_backend make_cuda_backend(void)
     be.relu_bwd = dat_cuda_relu_bwd;
     be.pool_fwd = dat_cuda_pool_fwd;
     be.pool_bwd = dat_cuda_pool_bwd;
-    be.channel_affine = dat_cuda_channel_affine;
+    be.act_convert = dat_cuda_act_convert;
     be.add = dat_cuda_add;
     be.axpy = dat_cuda_axpy;
     be.scale = dat_cuda_scale;

@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include "../lib/core/bf16.h"
 #include "../lib/core/fast_div.h"
 
 extern "C" {
@@ -153,6 +154,48 @@ static inline dat_channel_of dat_channel_of_make(size_t total, int c, int hw)
     return k;
 }
 
+/* The channel of element i in activation format f: in NHWC it is i % c, which
+ * is (i / 1) % c, so the NCHW functor serves with hw = 1. */
+static inline dat_channel_of dat_channel_of_fmt(size_t total, int c, int hw, dat_act_fmt f)
+{
+    return dat_channel_of_make(total, c, (f & DAT_FMT_NHWC) ? 1 : hw);
+}
+
+/* ---- activation formats (lib/core/backend.h) ---- */
+
+/* Kernels hold activations as float or as bfloat16 bits (uint16_t), load them
+ * as float and round once when they store, with bf16.h's conversions: the
+ * CPU reference's bits. */
+__device__ inline float dat_ld(const float *p, size_t i)
+{
+    return p[i];
+}
+
+__device__ inline float dat_ld(const uint16_t *p, size_t i)
+{
+    return dat_bf16_bits_to_f32(p[i]);
+}
+
+__device__ inline void dat_st(float *p, size_t i, float v)
+{
+    p[i] = v;
+}
+
+__device__ inline void dat_st(uint16_t *p, size_t i, float v)
+{
+    p[i] = dat_f32_to_bf16_bits(v);
+}
+
+/* Returns fn(T()) with T the value type of format f, so one generic lambda
+ * instantiates an op for both: [&](auto t) { using T = decltype(t); ... }. */
+template <typename F>
+static inline dat_status dat_fmt_dispatch(dat_act_fmt f, F &&fn)
+{
+    if (f & DAT_FMT_BF16)
+        return fn(uint16_t());
+    return fn(float());
+}
+
 /* Ops run on the context's device, whatever the calling thread last selected. */
 static inline dat_status dat_cuda_use_device(dat_ctx *ctx)
 {
@@ -209,6 +252,30 @@ __device__ inline T dat_block_sum(T v)
     s = dat_warp_sum(s);
     __syncthreads();
     return s;
+}
+
+/* Per-channel sums over NHWC rows (n * hw rows of c values) read coalesced:
+ * blocks of DAT_TILE_C x DAT_TILE_R threads, threadIdx.x walking DAT_TILE_C
+ * consecutive channels of a row, threadIdx.y every DAT_TILE_R-th row. */
+#define DAT_TILE_C 32
+#define DAT_TILE_R 8
+
+/* Sums each v[k] over threadIdx.y in a fixed order (the same bits every run);
+ * threads with threadIdx.y == 0 get the totals of their column. */
+template <int K>
+__device__ inline void dat_column_sum(double (&v)[K])
+{
+    __shared__ double part[K][DAT_TILE_R][DAT_TILE_C];
+    for (int k = 0; k < K; ++k)
+        part[k][threadIdx.y][threadIdx.x] = v[k];
+    __syncthreads();
+    if (threadIdx.y == 0)
+        for (int k = 0; k < K; ++k) {
+            double s = 0;
+            for (int r = 0; r < DAT_TILE_R; ++r)
+                s += part[k][r][threadIdx.x];
+            v[k] = s;
+        }
 }
 
 #endif

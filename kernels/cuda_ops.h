@@ -16,47 +16,52 @@ dat_status dat_cuda_linear_bwd(dat_ctx *ctx, int n, int in, int out, const float
                                const float *w, const float *dy, float *dx, float *dw, float *db,
                                float beta);
 
+/* Activations (x, y, dy, dx, relu masks, conv weights) are in the desc's or
+ * the argument's format, dat_act_fmt; parameters and their gradients float32. */
+
 /* Convolution (ops_conv.cu, cuDNN). */
-dat_status dat_cuda_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
-                               const float *w, const float *bias, float *y);
-dat_status dat_cuda_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const float *dy,
-                                    const float *w, float *dx);
-dat_status dat_cuda_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
-                                      const float *dy, float *dw, float *dbias, float beta);
+dat_status dat_cuda_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const void *x,
+                               const void *w, const float *bias, void *y);
+dat_status dat_cuda_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const void *dy,
+                                    const void *w, void *dx);
+dat_status dat_cuda_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, const void *x,
+                                      const void *dy, float *dw, float *dbias, float beta);
 
 /* Batch norm (ops_bn.cu). */
-dat_status dat_cuda_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+dat_status dat_cuda_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
                                  const float *gamma, const float *beta, float *running_mean,
                                  float *running_var, float *save_mean, float *save_invstd,
-                                 float *y);
-dat_status dat_cuda_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+                                 void *y);
+dat_status dat_cuda_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
                                 const float *gamma, const float *beta,
-                                const float *running_mean, const float *running_var, float *y);
-dat_status dat_cuda_bn_bwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
-                                 const float *dy, const float *gamma, const float *save_mean,
-                                 const float *save_invstd, float *dx, float *dgamma,
+                                const float *running_mean, const float *running_var, void *y);
+dat_status dat_cuda_bn_bwd_train(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
+                                 const void *dy, const float *gamma, const float *save_mean,
+                                 const float *save_invstd, void *dx, float *dgamma,
                                  float *dbeta, float beta);
-dat_status dat_cuda_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
-                                const float *dy, const float *gamma, const float *running_mean,
-                                const float *running_var, float *dx, float *dgamma,
+dat_status dat_cuda_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
+                                const void *dy, const float *gamma, const float *running_mean,
+                                const float *running_var, void *dx, float *dgamma,
                                 float *dbeta, float beta);
 
 /* Element-wise ops (ops_eltwise.cu). */
-dat_status dat_cuda_relu_fwd(dat_ctx *ctx, size_t n, const float *x, float *y);
-dat_status dat_cuda_relu_bwd(dat_ctx *ctx, size_t n, const float *y, const float *dy,
-                             float *dx);
-dat_status dat_cuda_channel_affine(dat_ctx *ctx, int n, int c, int hw, const float *x,
-                                   const float *scale, const float *shift, float *y);
-dat_status dat_cuda_add(dat_ctx *ctx, size_t n, const float *a, const float *b, float *y);
+dat_status dat_cuda_relu_fwd(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *x, void *y);
+dat_status dat_cuda_relu_bwd(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *y,
+                             const void *dy, void *dx);
+dat_status dat_cuda_act_convert(dat_ctx *ctx, int n, int c, int hw, dat_act_fmt src_fmt,
+                                const void *src, const float *scale, const float *shift,
+                                dat_act_fmt dst_fmt, void *dst);
+dat_status dat_cuda_add(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *a, const void *b,
+                        void *y);
 dat_status dat_cuda_axpy(dat_ctx *ctx, size_t n, float alpha, const float *x, float *y);
 dat_status dat_cuda_scale(dat_ctx *ctx, size_t n, float alpha, float *x);
 dat_status dat_cuda_check_finite(dat_ctx *ctx, size_t n, const float *x, int *bad);
 
 /* Pooling (ops_pool.cu). */
-dat_status dat_cuda_pool_fwd(dat_ctx *ctx, const dat_pool_desc *d, const float *x, float *y,
+dat_status dat_cuda_pool_fwd(dat_ctx *ctx, const dat_pool_desc *d, const void *x, void *y,
                              int32_t *idx);
-dat_status dat_cuda_pool_bwd(dat_ctx *ctx, const dat_pool_desc *d, const float *dy,
-                             const int32_t *idx, float *dx);
+dat_status dat_cuda_pool_bwd(dat_ctx *ctx, const dat_pool_desc *d, const void *dy,
+                             const int32_t *idx, void *dx);
 
 /* Losses (ops_loss.cu). */
 dat_status dat_cuda_softmax_xent(dat_ctx *ctx, int n, int classes, const float *z,

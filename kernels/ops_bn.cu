@@ -14,6 +14,11 @@
  * dgamma). A one-thread-per-channel kernel then combines the blocks and writes
  * per-channel coefficients in double for the element-wise pass.
  *
+ * In NHWC the reduction reads rows of channels coalesced (bn_sums_nhwc_kernel)
+ * into the same per-block sums; the element-wise passes only find the channel
+ * differently. Activations may be bfloat16: read as float, statistics in
+ * double as above, outputs rounded once (dat_ld / dat_st).
+ *
  * A following ReLU can be fused (dat_bn_desc's relu_out, relu_mask): the
  * element-wise pass writes max(y, 0), and the backward reads dy where the
  * ReLU's output is positive, 0 elsewhere.
@@ -23,75 +28,120 @@
 #include "cuda_ops.h"
 
 #define BN_THREADS 256
-#define BN_PER_BLOCK 2048 /* values of a channel per reduction block, at least */
+#define BN_PER_BLOCK 2048 /* values of a channel per reduction block, at least (NCHW) */
+#define BN_ROWS_PER_BLOCK 256 /* rows per reduction block, at least (NHWC) */
 #define BN_MAX_SPLITS 128
 
 enum { S_X = 0, S_XX = 1, S_DY = 2, S_DYX = 3, N_SUMS = 4 };
 
+static int nhwc(const dat_bn_desc *d)
+{
+    return (d->fmt & DAT_FMT_NHWC) != 0;
+}
+
 struct bn_plan {
-    size_t count; /* n * hw: values per channel */
-    int splits;   /* reduction blocks per channel */
-    size_t per;   /* values per block */
+    size_t count; /* n * hw: values per channel (NHWC: rows) */
+    int splits;   /* reduction blocks per channel (NHWC: per tile of channels) */
+    size_t per;   /* values (rows) per block */
 };
 
 static bn_plan plan_of(const dat_bn_desc *d)
 {
     bn_plan p;
     p.count = (size_t)d->n * (size_t)d->hw;
-    size_t s = (p.count + BN_PER_BLOCK - 1) / BN_PER_BLOCK;
+    size_t min_per = nhwc(d) ? BN_ROWS_PER_BLOCK : BN_PER_BLOCK;
+    size_t s = (p.count + min_per - 1) / min_per;
     p.splits = s < 1 ? 1 : s > BN_MAX_SPLITS ? BN_MAX_SPLITS : (int)s;
     p.per = (p.count + (size_t)p.splits - 1) / (size_t)p.splits;
     return p;
 }
 
-/* The shift of channel ch: the running mean where given, else x's first value. */
-__device__ inline float shift_of(const float *x, const float *shift, int ch, int hw)
+/* Index of channel ch's first value (sample 0, position 0): ch * first, first
+ * being hw in NCHW and 1 in NHWC. */
+static size_t first_of(const dat_bn_desc *d)
 {
-    return shift ? shift[ch] : x[(size_t)ch * (size_t)hw];
+    return nhwc(d) ? 1 : (size_t)d->hw;
+}
+
+/* The shift of channel ch: the running mean where given, else x's first value. */
+template <typename T>
+__device__ inline float shift_of(const T *x, const float *shift, int ch, size_t first)
+{
+    return shift ? shift[ch] : dat_ld(x, (size_t)ch * first);
 }
 
 /* dy[i], or 0 where a fused ReLU's output mask[i] is not positive (as relu_bwd). */
-__device__ inline float grad_at(const float *dy, const float *mask, size_t i)
+template <typename T>
+__device__ inline float grad_at(const T *dy, const T *mask, size_t i)
 {
-    float g = dy[i];
-    return mask && !(mask[i] > 0.0f) ? 0.0f : g;
+    float g = dat_ld(dy, i);
+    return mask && !(dat_ld(mask, i) > 0.0f) ? 0.0f : g;
 }
 
-/* grid (c, splits): block (ch, s) sums values [s * per, (s + 1) * per) of
- * channel ch into part[(ch * splits + s) * N_SUMS + k]. dy may be NULL; mask
- * (a fused ReLU's output) may be NULL. */
-__global__ void bn_sums_kernel(const float *x, const float *dy, const float *mask,
-                               const float *shift, int c, int hw, size_t count, size_t per,
-                               double *part)
+/* Adds element `at` (shifted by k) to the sums of v. */
+template <typename T>
+__device__ inline void add_sums(const T *x, const T *dy, const T *mask, size_t at, double k,
+                                double v[N_SUMS])
+{
+    double u = (double)dat_ld(x, at) - k;
+    v[S_X] += u;
+    v[S_XX] += u * u;
+    if (dy) {
+        double g = grad_at(dy, mask, at);
+        v[S_DY] += g;
+        v[S_DYX] += g * u;
+    }
+}
+
+/* NCHW: grid (c, splits): block (ch, s) sums values [s * per, (s + 1) * per)
+ * of channel ch into part[(ch * splits + s) * N_SUMS + k]. dy may be NULL;
+ * mask (a fused ReLU's output) may be NULL. */
+template <typename T>
+__global__ void bn_sums_kernel(const T *x, const T *dy, const T *mask, const float *shift, int c,
+                               int hw, size_t count, size_t per, double *part)
 {
     int ch = blockIdx.x, s = blockIdx.y;
     size_t begin = (size_t)s * per, end = begin + per < count ? begin + per : count;
-    double k = shift_of(x, shift, ch, hw);
-    double sx = 0, sxx = 0, sdy = 0, sdyx = 0;
+    double k = shift_of(x, shift, ch, (size_t)hw);
+    double v[N_SUMS] = {0, 0, 0, 0};
     for (size_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
         size_t i = j / (size_t)hw, p = j - i * (size_t)hw;
-        size_t at = (i * (size_t)c + (size_t)ch) * (size_t)hw + p;
-        double v = (double)x[at] - k;
-        sx += v;
-        sxx += v * v;
-        if (dy) {
-            double g = grad_at(dy, mask, at);
-            sdy += g;
-            sdyx += g * v;
-        }
+        add_sums(x, dy, mask, (i * (size_t)c + (size_t)ch) * (size_t)hw + p, k, v);
     }
-    sx = dat_block_sum(sx);
-    sxx = dat_block_sum(sxx);
+    v[S_X] = dat_block_sum(v[S_X]);
+    v[S_XX] = dat_block_sum(v[S_XX]);
     if (dy) {
-        sdy = dat_block_sum(sdy);
-        sdyx = dat_block_sum(sdyx);
+        v[S_DY] = dat_block_sum(v[S_DY]);
+        v[S_DYX] = dat_block_sum(v[S_DYX]);
     }
     if (threadIdx.x == 0) {
         double *o = part + ((size_t)ch * gridDim.y + (size_t)s) * N_SUMS;
-        o[S_X] = sx;
-        o[S_XX] = sxx;
-        o[S_DY] = sdy;
-        o[S_DYX] = sdyx;
+        for (int j = 0; j < N_SUMS; ++j)
+            o[j] = v[j];
+    }
+}
+
+/* NHWC: grid (channel tiles, splits), blocks of DAT_TILE_C x DAT_TILE_R
+ * threads: block (t, s) sums rows [s * per, (s + 1) * per) of channels
+ * [t * DAT_TILE_C, (t + 1) * DAT_TILE_C), a warp reading consecutive channels
+ * of a row, into the same part[] as bn_sums_kernel. */
+template <typename T>
+__global__ void bn_sums_nhwc_kernel(const T *x, const T *dy, const T *mask, const float *shift,
+                                    int c, size_t rows, size_t per, double *part)
+{
+    int ch = blockIdx.x * DAT_TILE_C + threadIdx.x, s = blockIdx.y;
+    size_t begin = (size_t)s * per, end = begin + per < rows ? begin + per : rows;
+    double v[N_SUMS] = {0, 0, 0, 0};
+    if (ch < c) {
+        double k = shift_of(x, shift, ch, 1);
+        for (size_t r = begin + threadIdx.y; r < end; r += DAT_TILE_R)
+            add_sums(x, dy, mask, r * (size_t)c + (size_t)ch, k, v);
+    }
+    dat_column_sum(v);
+    if (threadIdx.y == 0 && ch < c) {
+        double *o = part + ((size_t)ch * gridDim.y + (size_t)s) * N_SUMS;
+        for (int j = 0; j < N_SUMS; ++j)
+            o[j] = v[j];
     }
 }
 
@@ -121,8 +171,9 @@ __device__ inline void accumulate(float *out, int ch, float beta, double v)
 }
 
 /* coef[ch] = {mean, scale, shift} of y = (x - mean) * scale + shift. */
-__global__ void bn_train_stats_kernel(const double *part, int splits, const float *x, int c,
-                                      int hw, double count, float eps, float momentum,
+template <typename T>
+__global__ void bn_train_stats_kernel(const double *part, int splits, const T *x, int c,
+                                      size_t first, double count, float eps, float momentum,
                                       const float *gamma, const float *beta, float *running_mean,
                                       float *running_var, float *save_mean, float *save_invstd,
                                       double *coef)
@@ -133,7 +184,7 @@ __global__ void bn_train_stats_kernel(const double *part, int splits, const floa
     double sum[N_SUMS], dmean, var;
     combine(part, ch, splits, sum);
     moments(sum, count, &dmean, &var);
-    double mean = (double)shift_of(x, NULL, ch, hw) + dmean;
+    double mean = (double)shift_of(x, NULL, ch, first) + dmean;
     double invstd = 1.0 / sqrt(var + (double)eps);
     save_mean[ch] = (float)mean;
     save_invstd[ch] = (float)invstd;
@@ -160,23 +211,26 @@ __global__ void bn_eval_coef_kernel(int c, float eps, const float *gamma, const 
     coef[3 * ch + 2] = beta[ch];
 }
 
-/* y = (x - mean) * scale + shift in double, rounded once: outputs near 0 must be
- * accurate, because the ReLU after a BN turns a sign error into a wrong gradient.
- * relu: max(y, 0), NaN to 0, as relu_fwd. */
-__global__ void bn_normalize_kernel(const float *x, const double *coef, size_t total,
-                                    dat_channel_of ch, int relu, float *y)
+/* y = (x - mean) * scale + shift in double, rounded once to float (then to
+ * the format): outputs near 0 must be accurate, because the ReLU after a BN
+ * turns a sign error into a wrong gradient. relu: max(y, 0), NaN to 0, as
+ * relu_fwd. */
+template <typename T>
+__global__ void bn_normalize_kernel(const T *x, const double *coef, size_t total,
+                                    dat_channel_of ch, int relu, T *y)
 {
     DAT_GRID_STRIDE(i, total) {
         const double *k = coef + 3 * ch(i);
-        float v = (float)(((double)x[i] - k[0]) * k[1] + k[2]);
-        y[i] = relu ? (v > 0.0f ? v : 0.0f) : v;
+        float v = (float)(((double)dat_ld(x, i) - k[0]) * k[1] + k[2]);
+        dat_st(y, i, relu ? (v > 0.0f ? v : 0.0f) : v);
     }
 }
 
 /* Train backward: parameter gradients, and coef[ch] = {mean, invstd, gamma invstd,
  * mean(dy), mean(dy xhat)} for dx = gamma invstd (dy - mean(dy) - xhat mean(dy xhat)). */
-__global__ void bn_train_grad_kernel(const double *part, int splits, const float *x, int c,
-                                     int hw, double count, float eps, const float *gamma,
+template <typename T>
+__global__ void bn_train_grad_kernel(const double *part, int splits, const T *x, int c,
+                                     size_t first, double count, float eps, const float *gamma,
                                      float *dgamma, float *dbeta, float beta, double *coef)
 {
     int ch = blockIdx.x * blockDim.x + threadIdx.x;
@@ -191,21 +245,21 @@ __global__ void bn_train_grad_kernel(const double *part, int splits, const float
     accumulate(dgamma, ch, beta, sdyx);
     accumulate(dbeta, ch, beta, sum[S_DY]);
     double *k = coef + 5 * ch;
-    k[0] = (double)shift_of(x, NULL, ch, hw) + dmean;
+    k[0] = (double)shift_of(x, NULL, ch, first) + dmean;
     k[1] = invstd;
     k[2] = gamma[ch] * invstd;
     k[3] = sum[S_DY] / count;
     k[4] = sdyx / count;
 }
 
-__global__ void bn_train_dx_kernel(const float *x, const float *dy, const float *mask,
-                                   const double *coef, size_t total, dat_channel_of ch,
-                                   float *dx)
+template <typename T>
+__global__ void bn_train_dx_kernel(const T *x, const T *dy, const T *mask, const double *coef,
+                                   size_t total, dat_channel_of ch, T *dx)
 {
     DAT_GRID_STRIDE(i, total) {
         const double *k = coef + 5 * ch(i);
-        double xhat = ((double)x[i] - k[0]) * k[1];
-        dx[i] = (float)(k[2] * ((double)grad_at(dy, mask, i) - k[3] - xhat * k[4]));
+        double xhat = ((double)dat_ld(x, i) - k[0]) * k[1];
+        dat_st(dx, i, (float)(k[2] * ((double)grad_at(dy, mask, i) - k[3] - xhat * k[4])));
     }
 }
 
@@ -228,11 +282,12 @@ __global__ void bn_eval_grad_kernel(const double *part, int splits, int c, float
     factor[ch] = (float)(gamma[ch] * invstd);
 }
 
-__global__ void bn_eval_dx_kernel(const float *dy, const float *mask, const float *factor,
-                                  size_t total, dat_channel_of ch, float *dx)
+template <typename T>
+__global__ void bn_eval_dx_kernel(const T *dy, const T *mask, const float *factor, size_t total,
+                                  dat_channel_of ch, T *dx)
 {
     DAT_GRID_STRIDE(i, total)
-        dx[i] = grad_at(dy, mask, i) * factor[ch(i)];
+        dat_st(dx, i, grad_at(dy, mask, i) * factor[ch(i)]);
 }
 
 static size_t total_of(const dat_bn_desc *d)
@@ -242,7 +297,7 @@ static size_t total_of(const dat_bn_desc *d)
 
 static dat_channel_of channel_of(const dat_bn_desc *d)
 {
-    return dat_channel_of_make(total_of(d), d->c, d->hw);
+    return dat_channel_of_fmt(total_of(d), d->c, d->hw, d->fmt);
 }
 
 /* Workspace for the block sums of `p` and `coef_bytes` of per-channel coefficients. */
@@ -257,12 +312,22 @@ static dat_status bn_scratch(dat_ctx *ctx, const dat_bn_desc *d, const bn_plan &
     return DAT_OK;
 }
 
-static dat_status launch_sums(dat_ctx *ctx, const dat_bn_desc *d, const bn_plan &p,
-                              const float *x, const float *dy, const float *shift, double *part)
+template <typename T>
+static dat_status launch_sums(dat_ctx *ctx, const dat_bn_desc *d, const bn_plan &p, const T *x,
+                              const T *dy, const float *shift, double *part)
 {
+    cudaStream_t s = dat_cuda(ctx)->stream;
+    const T *mask = dy ? (const T *)d->relu_mask : NULL;
+    if (nhwc(d)) {
+        dim3 grid((unsigned)((d->c + DAT_TILE_C - 1) / DAT_TILE_C), (unsigned)p.splits);
+        bn_sums_nhwc_kernel<<<grid, dim3(DAT_TILE_C, DAT_TILE_R), 0, s>>>(
+            x, dy, mask, shift, d->c, p.count, p.per, part);
+        DAT_CUDA_CHECK_LAUNCH("bn_sums_nhwc_kernel");
+        return DAT_OK;
+    }
     dim3 grid((unsigned)d->c, (unsigned)p.splits);
-    bn_sums_kernel<<<grid, BN_THREADS, 0, dat_cuda(ctx)->stream>>>(
-        x, dy, dy ? d->relu_mask : NULL, shift, d->c, d->hw, p.count, p.per, part);
+    bn_sums_kernel<<<grid, BN_THREADS, 0, s>>>(x, dy, mask, shift, d->c, d->hw, p.count, p.per,
+                                               part);
     DAT_CUDA_CHECK_LAUNCH("bn_sums_kernel");
     return DAT_OK;
 }
@@ -272,10 +337,10 @@ static unsigned channel_blocks(const dat_bn_desc *d)
     return (unsigned)((d->c + 127) / 128);
 }
 
-dat_status dat_cuda_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+dat_status dat_cuda_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
                                  const float *gamma, const float *beta, float *running_mean,
                                  float *running_var, float *save_mean, float *save_invstd,
-                                 float *y)
+                                 void *y)
 {
     DAT_TRY(dat_cuda_use_device(ctx));
     if (total_of(d) == 0)
@@ -285,20 +350,24 @@ dat_status dat_cuda_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float
     double *part;
     void *coef;
     DAT_TRY(bn_scratch(ctx, d, p, (size_t)d->c * 3 * sizeof(double), &part, &coef));
-    DAT_TRY(launch_sums(ctx, d, p, x, NULL, NULL, part));
-    bn_train_stats_kernel<<<channel_blocks(d), 128, 0, s>>>(
-        part, p.splits, x, d->c, d->hw, (double)p.count, d->eps, d->momentum, gamma, beta,
-        running_mean, running_var, save_mean, save_invstd, (double *)coef);
-    DAT_CUDA_CHECK_LAUNCH("bn_train_stats_kernel");
-    bn_normalize_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
-        x, (const double *)coef, total_of(d), channel_of(d), d->relu_out, y);
-    DAT_CUDA_CHECK_LAUNCH("bn_normalize_kernel");
-    return DAT_OK;
+    return dat_fmt_dispatch(d->fmt, [&](auto t) -> dat_status {
+        using T = decltype(t);
+        DAT_TRY(launch_sums(ctx, d, p, (const T *)x, (const T *)NULL, NULL, part));
+        bn_train_stats_kernel<<<channel_blocks(d), 128, 0, s>>>(
+            part, p.splits, (const T *)x, d->c, first_of(d), (double)p.count, d->eps,
+            d->momentum, gamma, beta, running_mean, running_var, save_mean, save_invstd,
+            (double *)coef);
+        DAT_CUDA_CHECK_LAUNCH("bn_train_stats_kernel");
+        bn_normalize_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
+            (const T *)x, (const double *)coef, total_of(d), channel_of(d), d->relu_out, (T *)y);
+        DAT_CUDA_CHECK_LAUNCH("bn_normalize_kernel");
+        return DAT_OK;
+    });
 }
 
-dat_status dat_cuda_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+dat_status dat_cuda_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
                                 const float *gamma, const float *beta,
-                                const float *running_mean, const float *running_var, float *y)
+                                const float *running_mean, const float *running_var, void *y)
 {
     DAT_TRY(dat_cuda_use_device(ctx));
     if (total_of(d) == 0)
@@ -310,15 +379,18 @@ dat_status dat_cuda_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float 
                                                           running_mean, running_var,
                                                           (double *)coef);
     DAT_CUDA_CHECK_LAUNCH("bn_eval_coef_kernel");
-    bn_normalize_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
-        x, (const double *)coef, total_of(d), channel_of(d), d->relu_out, y);
-    DAT_CUDA_CHECK_LAUNCH("bn_normalize_kernel");
-    return DAT_OK;
+    return dat_fmt_dispatch(d->fmt, [&](auto t) -> dat_status {
+        using T = decltype(t);
+        bn_normalize_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
+            (const T *)x, (const double *)coef, total_of(d), channel_of(d), d->relu_out, (T *)y);
+        DAT_CUDA_CHECK_LAUNCH("bn_normalize_kernel");
+        return DAT_OK;
+    });
 }
 
-dat_status dat_cuda_bn_bwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
-                                 const float *dy, const float *gamma, const float *save_mean,
-                                 const float *save_invstd, float *dx, float *dgamma,
+dat_status dat_cuda_bn_bwd_train(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
+                                 const void *dy, const float *gamma, const float *save_mean,
+                                 const float *save_invstd, void *dx, float *dgamma,
                                  float *dbeta, float beta)
 {
     (void)save_mean; /* recomputed in double from x, see the top of the file */
@@ -331,20 +403,24 @@ dat_status dat_cuda_bn_bwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float
     double *part;
     void *coef;
     DAT_TRY(bn_scratch(ctx, d, p, (size_t)d->c * 5 * sizeof(double), &part, &coef));
-    DAT_TRY(launch_sums(ctx, d, p, x, dy, NULL, part));
-    bn_train_grad_kernel<<<channel_blocks(d), 128, 0, s>>>(part, p.splits, x, d->c, d->hw,
-                                                           (double)p.count, d->eps, gamma,
-                                                           dgamma, dbeta, beta, (double *)coef);
-    DAT_CUDA_CHECK_LAUNCH("bn_train_grad_kernel");
-    bn_train_dx_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
-        x, dy, d->relu_mask, (const double *)coef, total_of(d), channel_of(d), dx);
-    DAT_CUDA_CHECK_LAUNCH("bn_train_dx_kernel");
-    return DAT_OK;
+    return dat_fmt_dispatch(d->fmt, [&](auto t) -> dat_status {
+        using T = decltype(t);
+        DAT_TRY(launch_sums(ctx, d, p, (const T *)x, (const T *)dy, NULL, part));
+        bn_train_grad_kernel<<<channel_blocks(d), 128, 0, s>>>(
+            part, p.splits, (const T *)x, d->c, first_of(d), (double)p.count, d->eps, gamma,
+            dgamma, dbeta, beta, (double *)coef);
+        DAT_CUDA_CHECK_LAUNCH("bn_train_grad_kernel");
+        bn_train_dx_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
+            (const T *)x, (const T *)dy, (const T *)d->relu_mask, (const double *)coef,
+            total_of(d), channel_of(d), (T *)dx);
+        DAT_CUDA_CHECK_LAUNCH("bn_train_dx_kernel");
+        return DAT_OK;
+    });
 }
 
-dat_status dat_cuda_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
-                                const float *dy, const float *gamma, const float *running_mean,
-                                const float *running_var, float *dx, float *dgamma,
+dat_status dat_cuda_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
+                                const void *dy, const float *gamma, const float *running_mean,
+                                const float *running_var, void *dx, float *dgamma,
                                 float *dbeta, float beta)
 {
     DAT_TRY(dat_cuda_use_device(ctx));
@@ -357,14 +433,18 @@ dat_status dat_cuda_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const float 
     void *factor;
     DAT_TRY(bn_scratch(ctx, d, sums ? p : bn_plan{0, 0, 0}, (size_t)d->c * sizeof(float), &part,
                        &factor));
-    if (sums)
-        DAT_TRY(launch_sums(ctx, d, p, x, dy, running_mean, part));
-    bn_eval_grad_kernel<<<channel_blocks(d), 128, 0, s>>>(sums ? part : NULL, p.splits, d->c,
-                                                          d->eps, gamma, running_var, dgamma,
-                                                          dbeta, beta, (float *)factor);
-    DAT_CUDA_CHECK_LAUNCH("bn_eval_grad_kernel");
-    bn_eval_dx_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
-        dy, d->relu_mask, (const float *)factor, total_of(d), channel_of(d), dx);
-    DAT_CUDA_CHECK_LAUNCH("bn_eval_dx_kernel");
-    return DAT_OK;
+    return dat_fmt_dispatch(d->fmt, [&](auto t) -> dat_status {
+        using T = decltype(t);
+        if (sums)
+            DAT_TRY(launch_sums(ctx, d, p, (const T *)x, (const T *)dy, running_mean, part));
+        bn_eval_grad_kernel<<<channel_blocks(d), 128, 0, s>>>(
+            sums ? part : NULL, p.splits, d->c, d->eps, gamma, running_var, dgamma, dbeta, beta,
+            (float *)factor);
+        DAT_CUDA_CHECK_LAUNCH("bn_eval_grad_kernel");
+        bn_eval_dx_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
+            (const T *)dy, (const T *)d->relu_mask, (const float *)factor, total_of(d),
+            channel_of(d), (T *)dx);
+        DAT_CUDA_CHECK_LAUNCH("bn_eval_dx_kernel");
+        return DAT_OK;
+    });
 }

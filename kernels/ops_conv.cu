@@ -1,13 +1,17 @@
 /*
  * 2-D convolution of the CUDA backend through cuDNN's convolution API
- * (cudnnConvolutionForward / BackwardData / BackwardFilter). The algorithm of
- * each shape and direction is chosen once and cached in the context's state:
- * by cuDNN's heuristics (the same choice every run), or, with the context's
- * tune_convolutions, by timing cuDNN's candidates on the first call's own
- * inputs. Under DAT_PRECISION_FP32 only algorithms that run in full fp32 (FMA
- * math: no TF32) qualify; DAT_PRECISION_TF32 admits TF32 tensor cores. The
- * scratch an algorithm needs comes from the context's workspace. Bias and its
- * gradient are own kernels.
+ * (cudnnConvolutionForward / BackwardData / BackwardFilter), in every
+ * activation format: x, y and w are described to cuDNN in the format's layout
+ * (NHWC: a KRSC filter) and data type (bf16 with fp32 arithmetic). The
+ * algorithm of each shape, format and direction is chosen once and cached in
+ * the context's state: by cuDNN's heuristics (the same choice every run), or,
+ * with the context's tune_convolutions, by timing cuDNN's candidates on the
+ * first call's own inputs. fp32 data under DAT_PRECISION_FP32 admits only
+ * algorithms that run in full fp32 (FMA math: no TF32); DAT_PRECISION_TF32
+ * admits TF32 tensor cores, and bf16 data tensor cores under every precision.
+ * The scratch an algorithm needs comes from the context's workspace. Bias,
+ * the fused ReLU, their gradients and the folding of a staged dw into the
+ * float32 KCRS one are own kernels.
  */
 #include <stdlib.h>
 
@@ -18,34 +22,62 @@
 /* Scratch offered to the candidates while they are timed. */
 #define DAT_CONV_TUNE_WORKSPACE ((size_t)256 << 20)
 
+/* The plan key: shape and activation format (another format is another plan). */
 static int same_shape(const dat_conv_desc *a, const dat_conv_desc *b)
 {
     return a->n == b->n && a->c_in == b->c_in && a->h_in == b->h_in && a->w_in == b->w_in &&
            a->c_out == b->c_out && a->k_h == b->k_h && a->k_w == b->k_w &&
-           a->stride == b->stride && a->pad == b->pad;
+           a->stride == b->stride && a->pad == b->pad && a->fmt == b->fmt;
 }
 
-static int tf32(dat_ctx *ctx)
+static int is_bf16(const dat_conv_desc *d)
 {
-    return ctx->opts.precision == DAT_PRECISION_TF32;
+    return (d->fmt & DAT_FMT_BF16) != 0;
 }
 
+static int is_nhwc(const dat_conv_desc *d)
+{
+    return (d->fmt & DAT_FMT_NHWC) != 0;
+}
+
+/* Whether tensor cores may run the convolution: always for bf16 data (the
+ * format is the precision asked for, products accumulate in fp32), for fp32
+ * data only under DAT_PRECISION_TF32. */
+static int tensor_math(dat_ctx *ctx, const dat_conv_desc *d)
+{
+    return is_bf16(d) || ctx->opts.precision == DAT_PRECISION_TF32;
+}
+
+static const char *fmt_name(const dat_conv_desc *d)
+{
+    static const char *names[] = {"fp32 NCHW", "fp32 NHWC", "bf16 NCHW", "bf16 NHWC"};
+    return names[d->fmt & 3];
+}
+
+/* x, y and w in the format's data type and layout (an NHWC filter is KRSC);
+ * the arithmetic is fp32 in every format (bf16 data: cuDNN's
+ * PSEUDO_BFLOAT16 configuration). */
 static dat_status set_descriptors(dat_ctx *ctx, const dat_conv_desc *d)
 {
     dat_cuda_state *st = dat_cuda(ctx);
-    DAT_CUDNN_TRY(cudnnSetTensor4dDescriptor(st->x_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n,
-                                             d->c_in, d->h_in, d->w_in));
-    DAT_CUDNN_TRY(cudnnSetTensor4dDescriptor(st->y_desc, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, d->n,
-                                             d->c_out, d->h_out, d->w_out));
-    DAT_CUDNN_TRY(cudnnSetFilter4dDescriptor(st->w_desc, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW,
-                                             d->c_out, d->c_in, d->k_h, d->k_w));
+    cudnnDataType_t type = is_bf16(d) ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+    cudnnTensorFormat_t layout = is_nhwc(d) ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+    DAT_CUDNN_TRY(cudnnSetTensor4dDescriptor(st->x_desc, layout, type, d->n, d->c_in, d->h_in,
+                                             d->w_in));
+    DAT_CUDNN_TRY(cudnnSetTensor4dDescriptor(st->y_desc, layout, type, d->n, d->c_out, d->h_out,
+                                             d->w_out));
+    DAT_CUDNN_TRY(cudnnSetFilter4dDescriptor(st->w_desc, type, layout, d->c_out, d->c_in, d->k_h,
+                                             d->k_w));
     DAT_CUDNN_TRY(cudnnSetConvolution2dDescriptor(st->conv_desc, d->pad, d->pad, d->stride,
                                                   d->stride, 1, 1, CUDNN_CROSS_CORRELATION,
                                                   CUDNN_DATA_FLOAT));
     /* For fp32 data CUDNN_DEFAULT_MATH allows TF32 tensor cores (Ampere and later),
-     * CUDNN_FMA_MATH does not. */
-    DAT_CUDNN_TRY(cudnnSetConvolutionMathType(st->conv_desc,
-                                              tf32(ctx) ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+     * CUDNN_FMA_MATH does not; for bf16 data CUDNN_TENSOR_OP_MATH allows them
+     * without converting anything. */
+    cudnnMathType_t math = is_bf16(d)           ? CUDNN_TENSOR_OP_MATH
+                           : tensor_math(ctx, d) ? CUDNN_DEFAULT_MATH
+                                                 : CUDNN_FMA_MATH;
+    DAT_CUDNN_TRY(cudnnSetConvolutionMathType(st->conv_desc, math));
     return DAT_OK;
 }
 
@@ -62,11 +94,12 @@ static dat_status check_output_size(dat_cuda_state *st, const dat_conv_desc *d)
     return DAT_OK;
 }
 
-/* The math types a context admits: never a down-conversion to fp16. */
-static int math_ok(dat_ctx *ctx, cudnnMathType_t m)
+/* The math types a convolution admits: never a down-conversion
+ * (CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION). */
+static int math_ok(dat_ctx *ctx, const dat_conv_desc *d, cudnnMathType_t m)
 {
     return m == CUDNN_FMA_MATH || m == CUDNN_DEFAULT_MATH ||
-           (tf32(ctx) && m == CUDNN_TENSOR_OP_MATH);
+           (tensor_math(ctx, d) && m == CUDNN_TENSOR_OP_MATH);
 }
 
 /* Scratch bytes of `algo` in direction `dir` for the current descriptors. */
@@ -90,22 +123,22 @@ static cudnnStatus_t algo_workspace(dat_cuda_state *st, int dir, int algo, size_
 
 /* The first of cuDNN's ranked candidates (by heuristics, or by time) that
  * succeeds, runs in an admitted math type and fits the workspace cap, into
- * plan; 0 if none does. Under FP32 the plan runs with FMA math whatever the
- * candidate reported, so TF32 stays off. */
+ * plan; 0 if none does. Without tensor math (fp32 data under FP32) the plan
+ * runs with FMA math whatever the candidate reported, so TF32 stays off. */
 template <typename Perf>
-static int pick_algo(dat_ctx *ctx, int dir, const Perf *perf, int count,
+static int pick_algo(dat_ctx *ctx, int dir, const dat_conv_desc *d, const Perf *perf, int count,
                      dat_cuda_conv_plan *plan)
 {
     dat_cuda_state *st = dat_cuda(ctx);
     for (int i = 0; i < count; ++i) {
-        if (perf[i].status != CUDNN_STATUS_SUCCESS || !math_ok(ctx, perf[i].mathType))
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || !math_ok(ctx, d, perf[i].mathType))
             continue;
         size_t need = 0;
         if (algo_workspace(st, dir, (int)perf[i].algo, &need) != CUDNN_STATUS_SUCCESS ||
             need > DAT_CONV_MAX_WORKSPACE)
             continue;
         plan->algo = (int)perf[i].algo;
-        plan->math = tf32(ctx) ? (int)perf[i].mathType : (int)CUDNN_FMA_MATH;
+        plan->math = tensor_math(ctx, d) ? (int)perf[i].mathType : (int)CUDNN_FMA_MATH;
         plan->workspace_bytes = need;
         return 1;
     }
@@ -127,8 +160,8 @@ struct conv_io {
 
 /* Times cuDNN's candidates on the call's own inputs, writing into a scratch
  * output (the real one may hold values the call must accumulate into). */
-static dat_status tune_algo(dat_ctx *ctx, int dir, const conv_io *io, dat_cuda_conv_plan *plan,
-                            int *returned, int *found)
+static dat_status tune_algo(dat_ctx *ctx, int dir, const dat_conv_desc *d, const conv_io *io,
+                            dat_cuda_conv_plan *plan, int *returned, int *found)
 {
     dat_cuda_state *st = dat_cuda(ctx);
     void *ws, *out = NULL;
@@ -140,20 +173,20 @@ static dat_status tune_algo(dat_ctx *ctx, int dir, const conv_io *io, dat_cuda_c
         e = cudnnFindConvolutionForwardAlgorithmEx(
             st->dnn, st->x_desc, io->a, st->w_desc, io->b, st->conv_desc, st->y_desc, out,
             CUDNN_CONVOLUTION_FWD_ALGO_COUNT, returned, perf, ws, DAT_CONV_TUNE_WORKSPACE);
-        *found = e == CUDNN_STATUS_SUCCESS && pick_algo(ctx, dir, perf, *returned, plan);
+        *found = e == CUDNN_STATUS_SUCCESS && pick_algo(ctx, dir, d, perf, *returned, plan);
     } else if (dir == DAT_CONV_BWD_DATA) {
         cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
         e = cudnnFindConvolutionBackwardDataAlgorithmEx(
             st->dnn, st->w_desc, io->a, st->y_desc, io->b, st->conv_desc, st->x_desc, out,
             CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, returned, perf, ws, DAT_CONV_TUNE_WORKSPACE);
-        *found = e == CUDNN_STATUS_SUCCESS && pick_algo(ctx, dir, perf, *returned, plan);
+        *found = e == CUDNN_STATUS_SUCCESS && pick_algo(ctx, dir, d, perf, *returned, plan);
     } else {
         cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
         e = cudnnFindConvolutionBackwardFilterAlgorithmEx(
             st->dnn, st->x_desc, io->a, st->y_desc, io->b, st->conv_desc, st->w_desc, out,
             CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, returned, perf, ws,
             DAT_CONV_TUNE_WORKSPACE);
-        *found = e == CUDNN_STATUS_SUCCESS && pick_algo(ctx, dir, perf, *returned, plan);
+        *found = e == CUDNN_STATUS_SUCCESS && pick_algo(ctx, dir, d, perf, *returned, plan);
     }
     cudaFree(out);
     DAT_CUDNN_TRY(e);
@@ -161,8 +194,8 @@ static dat_status tune_algo(dat_ctx *ctx, int dir, const conv_io *io, dat_cuda_c
 }
 
 /* Asks cuDNN's heuristics for the current descriptors. */
-static dat_status heuristic_algo(dat_ctx *ctx, int dir, dat_cuda_conv_plan *plan, int *returned,
-                                 int *found)
+static dat_status heuristic_algo(dat_ctx *ctx, int dir, const dat_conv_desc *d,
+                                 dat_cuda_conv_plan *plan, int *returned, int *found)
 {
     dat_cuda_state *st = dat_cuda(ctx);
     if (dir == DAT_CONV_FWD) {
@@ -170,19 +203,19 @@ static dat_status heuristic_algo(dat_ctx *ctx, int dir, dat_cuda_conv_plan *plan
         DAT_CUDNN_TRY(cudnnGetConvolutionForwardAlgorithm_v7(
             st->dnn, st->x_desc, st->w_desc, st->conv_desc, st->y_desc,
             CUDNN_CONVOLUTION_FWD_ALGO_COUNT, returned, perf));
-        *found = pick_algo(ctx, dir, perf, *returned, plan);
+        *found = pick_algo(ctx, dir, d, perf, *returned, plan);
     } else if (dir == DAT_CONV_BWD_DATA) {
         cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
         DAT_CUDNN_TRY(cudnnGetConvolutionBackwardDataAlgorithm_v7(
             st->dnn, st->w_desc, st->y_desc, st->conv_desc, st->x_desc,
             CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, returned, perf));
-        *found = pick_algo(ctx, dir, perf, *returned, plan);
+        *found = pick_algo(ctx, dir, d, perf, *returned, plan);
     } else {
         cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
         DAT_CUDNN_TRY(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
             st->dnn, st->x_desc, st->y_desc, st->conv_desc, st->w_desc,
             CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, returned, perf));
-        *found = pick_algo(ctx, dir, perf, *returned, plan);
+        *found = pick_algo(ctx, dir, d, perf, *returned, plan);
     }
     return DAT_OK;
 }
@@ -192,15 +225,16 @@ static dat_status choose_algo(dat_ctx *ctx, int dir, const dat_conv_desc *d, con
 {
     int returned = 0, found = 0;
     if (ctx->opts.tune_convolutions)
-        DAT_TRY(tune_algo(ctx, dir, io, plan, &returned, &found));
+        DAT_TRY(tune_algo(ctx, dir, d, io, plan, &returned, &found));
     else
-        DAT_TRY(heuristic_algo(ctx, dir, plan, &returned, &found));
+        DAT_TRY(heuristic_algo(ctx, dir, d, plan, &returned, &found));
     if (!found)
         return dat_error(DAT_ERR_UNSUPPORTED, "dat_cuda_conv",
-                         "cuDNN offers no %s %s algorithm within %zu MiB of workspace for "
+                         "cuDNN offers no %s%s %s algorithm within %zu MiB of workspace for "
                          "n %d, c_in %d, %dx%d, c_out %d, kernel %dx%d, stride %d, pad %d "
                          "(%d candidates)",
-                         tf32(ctx) ? "fp32/TF32" : "fp32", dir_name(dir),
+                         fmt_name(d), !is_bf16(d) && tensor_math(ctx, d) ? " (TF32)" : "",
+                         dir_name(dir),
                          DAT_CONV_MAX_WORKSPACE >> 20, d->n, d->c_in, d->h_in, d->w_in,
                          d->c_out, d->k_h, d->k_w, d->stride, d->pad, returned);
     plan->dir = dir;
@@ -208,10 +242,18 @@ static dat_status choose_algo(dat_ctx *ctx, int dir, const dat_conv_desc *d, con
     return DAT_OK;
 }
 
+/* One call's scratch in the context's workspace: the op's own staging
+ * buffers, then the plan's cuDNN workspace after them, so the two never
+ * overlap. */
+struct conv_ws {
+    char *own;
+    void *cudnn;
+};
+
 /* Sets the descriptors for d and finds (or chooses and caches) the plan of
- * direction dir, with its workspace. */
+ * direction dir, with a workspace of own_bytes for the op and the plan's. */
 static dat_status prepare(dat_ctx *ctx, int dir, const dat_conv_desc *d, const conv_io *io,
-                          dat_cuda_conv_plan *plan, void **ws)
+                          size_t own_bytes, dat_cuda_conv_plan *plan, conv_ws *ws)
 {
     dat_cuda_state *st = dat_cuda(ctx);
     DAT_TRY(dat_cuda_use_device(ctx));
@@ -237,87 +279,266 @@ static dat_status prepare(dat_ctx *ctx, int dir, const dat_conv_desc *d, const c
         st->plans[st->n_plans++] = *plan;
     }
     DAT_CUDNN_TRY(cudnnSetConvolutionMathType(st->conv_desc, (cudnnMathType_t)plan->math));
-    return dat_cuda_workspace(ctx, plan->workspace_bytes, ws);
+    own_bytes = dat_cuda_align(own_bytes);
+    void *base;
+    DAT_TRY(dat_cuda_workspace(ctx, own_bytes + plan->workspace_bytes, &base));
+    ws->own = (char *)base;
+    ws->cudnn = ws->own + own_bytes;
+    return DAT_OK;
 }
 
-/* y[n][c][p] += bias[c]. */
-__global__ void add_bias_kernel(float *y, const float *bias, size_t total, dat_channel_of ch)
+static size_t x_count(const dat_conv_desc *d)
 {
-    DAT_GRID_STRIDE(i, total)
-        y[i] += bias[ch(i)];
+    return (size_t)d->n * (size_t)d->c_in * (size_t)d->h_in * (size_t)d->w_in;
 }
 
-/* One block per channel: db[c] = beta db[c] + sum over samples and positions of
- * dy, in double; beta 0 overwrites. */
-__global__ void bias_grad_kernel(const float *dy, int n, int c, int hw, float *db, float beta)
+static size_t y_count(const dat_conv_desc *d)
+{
+    return (size_t)d->n * (size_t)d->c_out * (size_t)d->h_out * (size_t)d->w_out;
+}
+
+static size_t w_count(const dat_conv_desc *d)
+{
+    return (size_t)d->c_out * (size_t)d->c_in * (size_t)d->k_h * (size_t)d->k_w;
+}
+
+/* Bytes of `count` activations in d's format, aligned for the next buffer. */
+static size_t act_bytes(const dat_conv_desc *d, size_t count)
+{
+    return dat_cuda_align(count * dat_fmt_size(d->fmt));
+}
+
+/* The gradient the backward ops use: dy, or with a fused ReLU dy where its
+ * output (relu_mask) is positive and 0 elsewhere, relu_bwd's rule,
+ * materialized in `scratch` (y's size) because cuDNN reads plain tensors. */
+static dat_status grad_of(dat_ctx *ctx, const dat_conv_desc *d, const void *dy, void *scratch,
+                          const void **g)
+{
+    *g = dy;
+    if (!d->relu_mask)
+        return DAT_OK;
+    DAT_TRY(dat_cuda_relu_bwd(ctx, d->fmt, y_count(d), d->relu_mask, dy, scratch));
+    *g = scratch;
+    return DAT_OK;
+}
+
+/* y = y + bias[c] (bias may be NULL), then max(y, 0) when relu, in float,
+ * rounded once to the format. */
+template <typename T>
+__global__ void epilogue_kernel(T *y, const float *bias, int relu, size_t total,
+                                dat_channel_of ch)
+{
+    DAT_GRID_STRIDE(i, total) {
+        float v = dat_ld(y, i);
+        if (bias)
+            v += bias[ch(i)];
+        if (relu)
+            v = v > 0.0f ? v : 0.0f;
+        dat_st(y, i, v);
+    }
+}
+
+/* db[ch] = beta db[ch] + s; beta 0 overwrites. */
+__device__ inline void store_bias_grad(float *db, int ch, float beta, double s)
+{
+    db[ch] = (float)(beta == 0.0f ? s : (double)__fmul_rn(beta, db[ch]) + s);
+}
+
+/* NCHW: one block per channel sums dy over samples and positions, in double. */
+template <typename T>
+__global__ void bias_grad_kernel(const T *dy, int n, int c, int hw, float *db, float beta)
 {
     int ch = blockIdx.x;
     size_t count = (size_t)n * (size_t)hw;
     double s = 0;
     for (size_t j = threadIdx.x; j < count; j += blockDim.x) {
         size_t i = j / (size_t)hw, p = j - i * (size_t)hw;
-        s += dy[(i * (size_t)c + (size_t)ch) * (size_t)hw + p];
+        s += dat_ld(dy, (i * (size_t)c + (size_t)ch) * (size_t)hw + p);
     }
     s = dat_block_sum(s);
     if (threadIdx.x == 0)
-        db[ch] = (float)(beta == 0.0f ? s : (double)__fmul_rn(beta, db[ch]) + s);
+        store_bias_grad(db, ch, beta, s);
 }
 
-dat_status dat_cuda_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
-                               const float *w, const float *bias, float *y)
+/* NHWC, first pass: grid (channel tiles, splits), block (t, s) sums rows
+ * [s * per, (s + 1) * per) of its DAT_TILE_C channels, read coalesced, into
+ * part[ch * splits + s]. */
+template <typename T>
+__global__ void bias_part_nhwc_kernel(const T *dy, int c, size_t rows, size_t per, double *part)
+{
+    int ch = blockIdx.x * DAT_TILE_C + threadIdx.x;
+    size_t begin = (size_t)blockIdx.y * per, end = begin + per < rows ? begin + per : rows;
+    double v[1] = {0};
+    if (ch < c)
+        for (size_t r = begin + threadIdx.y; r < end; r += DAT_TILE_R)
+            v[0] += dat_ld(dy, r * (size_t)c + (size_t)ch);
+    dat_column_sum(v);
+    if (threadIdx.y == 0 && ch < c)
+        part[(size_t)ch * gridDim.y + blockIdx.y] = v[0];
+}
+
+/* NHWC, second pass: one thread per channel adds its blocks' sums. */
+__global__ void bias_finish_kernel(const double *part, int splits, int c, float *db, float beta)
+{
+    int ch = blockIdx.x * blockDim.x + threadIdx.x;
+    if (ch >= c)
+        return;
+    double s = 0;
+    for (int k = 0; k < splits; ++k)
+        s += part[(size_t)ch * (size_t)splits + (size_t)k];
+    store_bias_grad(db, ch, beta, s);
+}
+
+#define BIAS_ROWS_PER_BLOCK 256
+#define BIAS_MAX_SPLITS 128
+
+/* Blocks per channel tile of the NHWC bias gradient, and rows per block. */
+static int bias_splits(const dat_conv_desc *d, size_t *per)
+{
+    size_t rows = (size_t)d->n * (size_t)d->h_out * (size_t)d->w_out;
+    size_t s = (rows + BIAS_ROWS_PER_BLOCK - 1) / BIAS_ROWS_PER_BLOCK;
+    int splits = s < 1 ? 1 : s > BIAS_MAX_SPLITS ? BIAS_MAX_SPLITS : (int)s;
+    *per = (rows + (size_t)splits - 1) / (size_t)splits;
+    return splits;
+}
+
+static size_t bias_part_bytes(const dat_conv_desc *d)
+{
+    size_t per;
+    return (size_t)d->c_out * (size_t)bias_splits(d, &per) * sizeof(double);
+}
+
+/* dbias = beta dbias + sum of g per channel; part: the NHWC pass's scratch. */
+template <typename T>
+static dat_status bias_grad(dat_ctx *ctx, const dat_conv_desc *d, const T *g, float *dbias,
+                            float beta, double *part)
+{
+    cudaStream_t s = dat_cuda(ctx)->stream;
+    if (!is_nhwc(d)) {
+        bias_grad_kernel<<<(unsigned)d->c_out, 256, 0, s>>>(g, d->n, d->c_out,
+                                                            d->h_out * d->w_out, dbias, beta);
+        DAT_CUDA_CHECK_LAUNCH("bias_grad_kernel");
+        return DAT_OK;
+    }
+    size_t per;
+    int splits = bias_splits(d, &per);
+    dim3 grid((unsigned)((d->c_out + DAT_TILE_C - 1) / DAT_TILE_C), (unsigned)splits);
+    bias_part_nhwc_kernel<<<grid, dim3(DAT_TILE_C, DAT_TILE_R), 0, s>>>(
+        g, d->c_out, (size_t)d->n * (size_t)d->h_out * (size_t)d->w_out, per, part);
+    DAT_CUDA_CHECK_LAUNCH("bias_part_nhwc_kernel");
+    bias_finish_kernel<<<(unsigned)((d->c_out + 127) / 128), 128, 0, s>>>(part, splits, d->c_out,
+                                                                        dbias, beta);
+    DAT_CUDA_CHECK_LAUNCH("bias_finish_kernel");
+    return DAT_OK;
+}
+
+/* dw (float, KCRS) = beta dw + the staged dw cuDNN wrote in the format's type
+ * and filter layout (KRSC in NHWC); beta 0 overwrites. */
+template <typename T, bool NHWC>
+__global__ void fold_dw_kernel(const T *staged, int c_in, int rs, size_t total, float beta,
+                               float *dw)
+{
+    DAT_GRID_STRIDE(i, total) {
+        size_t from = i;
+        if (NHWC) {
+            size_t crs = (size_t)c_in * (size_t)rs, k = i / crs, rem = i - k * crs;
+            size_t c = rem / (size_t)rs, q = rem - c * (size_t)rs;
+            from = (k * (size_t)rs + q) * (size_t)c_in + c;
+        }
+        float v = dat_ld(staged, from);
+        dw[i] = beta == 0.0f ? v : __fadd_rn(__fmul_rn(beta, dw[i]), v);
+    }
+}
+
+template <typename T>
+static dat_status fold_dw(dat_ctx *ctx, const dat_conv_desc *d, const T *staged, float *dw,
+                          float beta)
+{
+    size_t total = w_count(d);
+    auto kernel = is_nhwc(d) ? fold_dw_kernel<T, true> : fold_dw_kernel<T, false>;
+    kernel<<<dat_cuda_grid(total, 256), 256, 0, dat_cuda(ctx)->stream>>>(
+        staged, d->c_in, d->k_h * d->k_w, total, beta, dw);
+    DAT_CUDA_CHECK_LAUNCH("fold_dw_kernel");
+    return DAT_OK;
+}
+
+dat_status dat_cuda_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const void *x,
+                               const void *w, const float *bias, void *y)
 {
     dat_cuda_state *st = dat_cuda(ctx);
     dat_cuda_conv_plan plan;
-    void *ws;
-    const conv_io io = {x, w, sizeof(float) * (size_t)d->n * d->c_out * d->h_out * d->w_out};
-    DAT_TRY(prepare(ctx, DAT_CONV_FWD, d, &io, &plan, &ws));
+    conv_ws ws;
+    const conv_io io = {x, w, act_bytes(d, y_count(d))};
+    DAT_TRY(prepare(ctx, DAT_CONV_FWD, d, &io, 0, &plan, &ws));
     const float one = 1.0f, zero = 0.0f;
     DAT_CUDNN_TRY(cudnnConvolutionForward(st->dnn, &one, st->x_desc, x, st->w_desc, w,
                                           st->conv_desc, (cudnnConvolutionFwdAlgo_t)plan.algo,
-                                          ws, plan.workspace_bytes, &zero, st->y_desc, y));
-    if (bias) {
-        size_t total = (size_t)d->n * (size_t)d->c_out * (size_t)d->h_out * (size_t)d->w_out;
-        add_bias_kernel<<<dat_cuda_grid(total, 256), 256, 0, st->stream>>>(
-            y, bias, total, dat_channel_of_make(total, d->c_out, d->h_out * d->w_out));
-        DAT_CUDA_CHECK_LAUNCH("add_bias_kernel");
-    }
-    return DAT_OK;
+                                          ws.cudnn, plan.workspace_bytes, &zero, st->y_desc, y));
+    if (!bias && !d->relu_out)
+        return DAT_OK;
+    size_t total = y_count(d);
+    dat_channel_of ch = dat_channel_of_fmt(total, d->c_out, d->h_out * d->w_out, d->fmt);
+    return dat_fmt_dispatch(d->fmt, [&](auto t) -> dat_status {
+        using T = decltype(t);
+        epilogue_kernel<<<dat_cuda_grid(total, 256), 256, 0, st->stream>>>((T *)y, bias,
+                                                                          d->relu_out, total, ch);
+        DAT_CUDA_CHECK_LAUNCH("epilogue_kernel");
+        return DAT_OK;
+    });
 }
 
-dat_status dat_cuda_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const float *dy,
-                                    const float *w, float *dx)
+dat_status dat_cuda_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const void *dy,
+                                    const void *w, void *dx)
 {
     dat_cuda_state *st = dat_cuda(ctx);
     dat_cuda_conv_plan plan;
-    void *ws;
-    const conv_io io = {w, dy, sizeof(float) * (size_t)d->n * d->c_in * d->h_in * d->w_in};
-    DAT_TRY(prepare(ctx, DAT_CONV_BWD_DATA, d, &io, &plan, &ws));
+    conv_ws ws;
+    const conv_io io = {w, dy, act_bytes(d, x_count(d))};
+    size_t mask_bytes = d->relu_mask ? act_bytes(d, y_count(d)) : 0;
+    DAT_TRY(prepare(ctx, DAT_CONV_BWD_DATA, d, &io, mask_bytes, &plan, &ws));
+    const void *g;
+    DAT_TRY(grad_of(ctx, d, dy, ws.own, &g));
     const float one = 1.0f, zero = 0.0f;
     DAT_CUDNN_TRY(cudnnConvolutionBackwardData(
-        st->dnn, &one, st->w_desc, w, st->y_desc, dy, st->conv_desc,
-        (cudnnConvolutionBwdDataAlgo_t)plan.algo, ws, plan.workspace_bytes, &zero, st->x_desc,
-        dx));
+        st->dnn, &one, st->w_desc, w, st->y_desc, g, st->conv_desc,
+        (cudnnConvolutionBwdDataAlgo_t)plan.algo, ws.cudnn, plan.workspace_bytes, &zero,
+        st->x_desc, dx));
     return DAT_OK;
 }
 
-dat_status dat_cuda_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
-                                      const float *dy, float *dw, float *dbias, float beta)
+/* cuDNN writes dw in the format's type and filter layout; only float KCRS
+ * (fp32 NCHW) is dw's own, where cuDNN's beta accumulates directly (it does
+ * not read dw when beta is 0, so 0 overwrites as documented). Every other
+ * format stages cuDNN's dw in the workspace and folds it in (fold_dw). The
+ * workspace's own part holds [masked dy][staged dw][NHWC bias sums]. */
+dat_status dat_cuda_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, const void *x,
+                                      const void *dy, float *dw, float *dbias, float beta)
 {
     dat_cuda_state *st = dat_cuda(ctx);
     dat_cuda_conv_plan plan;
-    void *ws;
-    const conv_io io = {x, dy, sizeof(float) * (size_t)d->c_out * d->c_in * d->k_h * d->k_w};
-    DAT_TRY(prepare(ctx, DAT_CONV_BWD_FILTER, d, &io, &plan, &ws));
-    /* cuDNN does not read dw when beta is 0, so 0 overwrites as documented. */
-    const float one = 1.0f;
+    conv_ws ws;
+    int staged = is_bf16(d) || is_nhwc(d);
+    size_t mask_bytes = d->relu_mask ? act_bytes(d, y_count(d)) : 0;
+    size_t dw_bytes = staged ? act_bytes(d, w_count(d)) : 0;
+    size_t part_bytes = dbias && is_nhwc(d) ? bias_part_bytes(d) : 0;
+    const conv_io io = {x, dy, act_bytes(d, w_count(d))};
+    DAT_TRY(prepare(ctx, DAT_CONV_BWD_FILTER, d, &io, mask_bytes + dw_bytes + part_bytes, &plan,
+                    &ws));
+    const void *g;
+    DAT_TRY(grad_of(ctx, d, dy, ws.own, &g));
+    void *out = staged ? (void *)(ws.own + mask_bytes) : (void *)dw;
+    const float one = 1.0f, zero = 0.0f;
     DAT_CUDNN_TRY(cudnnConvolutionBackwardFilter(
-        st->dnn, &one, st->x_desc, x, st->y_desc, dy, st->conv_desc,
-        (cudnnConvolutionBwdFilterAlgo_t)plan.algo, ws, plan.workspace_bytes, &beta, st->w_desc,
-        dw));
-    if (dbias) {
-        bias_grad_kernel<<<(unsigned)d->c_out, 256, 0, st->stream>>>(
-            dy, d->n, d->c_out, d->h_out * d->w_out, dbias, beta);
-        DAT_CUDA_CHECK_LAUNCH("bias_grad_kernel");
-    }
-    return DAT_OK;
+        st->dnn, &one, st->x_desc, x, st->y_desc, g, st->conv_desc,
+        (cudnnConvolutionBwdFilterAlgo_t)plan.algo, ws.cudnn, plan.workspace_bytes,
+        staged ? &zero : &beta, st->w_desc, out));
+    return dat_fmt_dispatch(d->fmt, [&](auto t) -> dat_status {
+        using T = decltype(t);
+        if (staged)
+            DAT_TRY(fold_dw(ctx, d, (const T *)out, dw, beta));
+        if (dbias)
+            DAT_TRY(bias_grad(ctx, d, (const T *)g, dbias, beta,
+                              (double *)(ws.own + mask_bytes + dw_bytes)));
+        return DAT_OK;
+    });
 }

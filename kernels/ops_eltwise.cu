@@ -1,40 +1,77 @@
-/* Element-wise ops of the CUDA backend: ReLU, per-channel affine maps, sums,
- * scaling, and the finiteness check. Products and sums are rounded separately
- * (__fmul_rn / __fadd_rn: no fused multiply-add), as the CPU backend, which is
- * built with -ffp-contract=off, so both give the same bits. Outputs may alias
+/* Element-wise ops of the CUDA backend: ReLU, conversions between activation
+ * formats with a per-channel affine map, sums, scaling, and the finiteness
+ * check. Products and sums are rounded separately (__fmul_rn / __fadd_rn: no
+ * fused multiply-add), as the CPU backend, which is built with
+ * -ffp-contract=off, so both give the same bits. Outputs may alias
  * inputs where lib/core/backend.h allows it: each element is read before it is
  * written, by the same thread. */
 #include "cuda_ops.h"
 
-__global__ void relu_fwd_kernel(size_t n, const float *x, float *y)
+/* Activations are float or bfloat16 bits (dat_ld / dat_st, cuda_common.h):
+ * computed in float, rounded once on the store, as the CPU reference. */
+template <typename T>
+__global__ void relu_fwd_kernel(size_t n, const T *x, T *y)
 {
     DAT_GRID_STRIDE(i, n)
     {
-        float v = x[i];
-        y[i] = v > 0.0f ? v : 0.0f;
+        float v = dat_ld(x, i);
+        dat_st(y, i, v > 0.0f ? v : 0.0f);
     }
 }
 
-__global__ void relu_bwd_kernel(size_t n, const float *y, const float *dy, float *dx)
+/* dy's bits pass through (T() is +0 in both types), as the CPU's. */
+template <typename T>
+__global__ void relu_bwd_kernel(size_t n, const T *y, const T *dy, T *dx)
 {
     DAT_GRID_STRIDE(i, n)
-    dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    dx[i] = dat_ld(y, i) > 0.0f ? dy[i] : T();
 }
 
-__global__ void channel_affine_kernel(size_t total, dat_channel_of channel, const float *x,
-                                      const float *scale, const float *shift, float *y)
+template <typename T>
+__global__ void add_kernel(size_t n, const T *a, const T *b, T *y)
 {
-    DAT_GRID_STRIDE(i, total)
+    DAT_GRID_STRIDE(i, n)
+    dat_st(y, i, dat_ld(a, i) + dat_ld(b, i));
+}
+
+/* Element o of dst (layout DST_NHWC) is element `from` of src (layout
+ * SRC_NHWC), channel ch, of an n x c x hw tensor. Within one layout the index
+ * is the same and the channel comes from the fast functor; the transposing
+ * cases (the model's edges, conv weights) divide in 64 bits. */
+template <bool SRC_NHWC, bool DST_NHWC>
+__device__ inline size_t source_of(size_t o, size_t c, size_t hw, dat_channel_of channel,
+                                   size_t *ch)
+{
+    if (SRC_NHWC == DST_NHWC) {
+        *ch = channel(o);
+        return o;
+    }
+    if (DST_NHWC) { /* o = (n hw + p) c + ch, from NCHW */
+        size_t np = o / c, n = np / hw, p = np - n * hw;
+        *ch = o - np * c;
+        return (n * c + *ch) * hw + p;
+    }
+    size_t nc = o / hw, p = o - nc * hw, n = nc / c; /* o = (n c + ch) hw + p, from NHWC */
+    *ch = nc - n * c;
+    return (n * hw + p) * c + *ch;
+}
+
+/* dst = src * scale[ch] + shift[ch] (a NULL scale is 1, a NULL shift 0) when
+ * either is given, as the CPU reference computes it; with neither, only the
+ * conversion (-0 stays -0). */
+template <typename S, typename D, bool SRC_NHWC, bool DST_NHWC>
+__global__ void act_convert_kernel(size_t total, int c, int hw, dat_channel_of channel,
+                                   const S *src, const float *scale, const float *shift, D *dst)
+{
+    DAT_GRID_STRIDE(o, total)
     {
-        size_t ch = channel(i);
-        y[i] = __fadd_rn(__fmul_rn(x[i], scale[ch]), shift ? shift[ch] : 0.0f);
+        size_t ch;
+        size_t from = source_of<SRC_NHWC, DST_NHWC>(o, (size_t)c, (size_t)hw, channel, &ch);
+        float v = dat_ld(src, from);
+        if (scale || shift)
+            v = __fadd_rn(__fmul_rn(v, scale ? scale[ch] : 1.0f), shift ? shift[ch] : 0.0f);
+        dat_st(dst, o, v);
     }
-}
-
-__global__ void add_kernel(size_t n, const float *a, const float *b, float *y)
-{
-    DAT_GRID_STRIDE(i, n)
-    y[i] = a[i] + b[i];
 }
 
 __global__ void axpy_kernel(size_t n, float alpha, const float *x, float *y)
@@ -67,27 +104,60 @@ __global__ void check_finite_kernel(size_t n, const float *x, int *flag)
         return DAT_OK;                                                                    \
     } while (0)
 
-dat_status dat_cuda_relu_fwd(dat_ctx *ctx, size_t n, const float *x, float *y)
+dat_status dat_cuda_relu_fwd(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *x, void *y)
 {
-    LAUNCH(ctx, n, relu_fwd_kernel, n, x, y);
+    return dat_fmt_dispatch(fmt, [&](auto t) -> dat_status {
+        using T = decltype(t);
+        LAUNCH(ctx, n, relu_fwd_kernel<T>, n, (const T *)x, (T *)y);
+    });
 }
 
-dat_status dat_cuda_relu_bwd(dat_ctx *ctx, size_t n, const float *y, const float *dy, float *dx)
+dat_status dat_cuda_relu_bwd(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *y,
+                             const void *dy, void *dx)
 {
-    LAUNCH(ctx, n, relu_bwd_kernel, n, y, dy, dx);
+    return dat_fmt_dispatch(fmt, [&](auto t) -> dat_status {
+        using T = decltype(t);
+        LAUNCH(ctx, n, relu_bwd_kernel<T>, n, (const T *)y, (const T *)dy, (T *)dx);
+    });
 }
 
-dat_status dat_cuda_channel_affine(dat_ctx *ctx, int n, int c, int hw, const float *x,
-                                   const float *scale, const float *shift, float *y)
+dat_status dat_cuda_add(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *a, const void *b,
+                        void *y)
+{
+    return dat_fmt_dispatch(fmt, [&](auto t) -> dat_status {
+        using T = decltype(t);
+        LAUNCH(ctx, n, add_kernel<T>, n, (const T *)a, (const T *)b, (T *)y);
+    });
+}
+
+/* act_convert for one pair of value types: the layouts picked at run time. */
+template <typename S, typename D>
+static dat_status convert_as(dat_ctx *ctx, int n, int c, int hw, dat_act_fmt src_fmt,
+                             const void *src, const float *scale, const float *shift,
+                             dat_act_fmt dst_fmt, void *dst)
 {
     size_t total = (size_t)n * (size_t)c * (size_t)hw;
-    LAUNCH(ctx, total, channel_affine_kernel, total, dat_channel_of_make(total, c, hw), x, scale,
-           shift, y);
+    /* Within one layout only the channel is needed: that layout's functor. */
+    dat_channel_of ch = dat_channel_of_fmt(total, c, hw, dst_fmt);
+    bool sn = (src_fmt & DAT_FMT_NHWC) != 0, dn = (dst_fmt & DAT_FMT_NHWC) != 0;
+    auto kernel = sn ? (dn ? act_convert_kernel<S, D, true, true>
+                           : act_convert_kernel<S, D, true, false>)
+                     : (dn ? act_convert_kernel<S, D, false, true>
+                           : act_convert_kernel<S, D, false, false>);
+    LAUNCH(ctx, total, kernel, total, c, hw, ch, (const S *)src, scale, shift, (D *)dst);
 }
 
-dat_status dat_cuda_add(dat_ctx *ctx, size_t n, const float *a, const float *b, float *y)
+dat_status dat_cuda_act_convert(dat_ctx *ctx, int n, int c, int hw, dat_act_fmt src_fmt,
+                                const void *src, const float *scale, const float *shift,
+                                dat_act_fmt dst_fmt, void *dst)
 {
-    LAUNCH(ctx, n, add_kernel, n, a, b, y);
+    return dat_fmt_dispatch(src_fmt, [&](auto s) -> dat_status {
+        using S = decltype(s);
+        return dat_fmt_dispatch(dst_fmt, [&](auto d) -> dat_status {
+            using D = decltype(d);
+            return convert_as<S, D>(ctx, n, c, hw, src_fmt, src, scale, shift, dst_fmt, dst);
+        });
+    });
 }
 
 dat_status dat_cuda_axpy(dat_ctx *ctx, size_t n, float alpha, const float *x, float *y)

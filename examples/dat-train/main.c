@@ -369,13 +369,17 @@ static int setup(run *r)
     dat_ctx_options_init(&co);
     co.num_threads = r->o.threads;
     co.seed = r->o.seed;
+    co.precision = strcmp(r->o.precision, "tf32") == 0   ? DAT_PRECISION_TF32
+                   : strcmp(r->o.precision, "bf16") == 0 ? DAT_PRECISION_BF16
+                                                         : DAT_PRECISION_FP32;
+    co.channels_last = strcmp(r->o.channels_last, "on") == 0    ? 1
+                       : strcmp(r->o.channels_last, "off") == 0 ? 0
+                                                                : -1;
     if (strcmp(r->o.device, "cuda") == 0) {
         int32_t gpus = 0;
         co.device = DAT_DEVICE_CUDA;
         if (dat_cuda_device_count(&gpus) == DAT_OK && gpus > 0)
             co.device_ordinal = r->rank % gpus; /* ranks of one host share its GPUs */
-        co.precision = strcmp(r->o.precision, "tf32") == 0 ? DAT_PRECISION_TF32
-                                                            : DAT_PRECISION_FP32;
         co.tune_convolutions = r->o.tune_conv;
         co.cuda_graphs = r->o.cuda_graphs;
     }

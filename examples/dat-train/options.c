@@ -77,7 +77,10 @@ static const char usage[] =
     "  --seed N                                                               [0]\n"
     "  --threads N          compute threads per rank (0 = all cores)          [0]\n"
     "  --device D           cpu | cuda (rank r takes GPU r mod the GPUs)    [cpu]\n"
-    "  --precision P        fp32 | tf32 convolutions and GEMMs on CUDA      [fp32]\n"
+    "  --precision P        fp32 | tf32 (CUDA) | bf16 (CUDA; the CPU emulates it,\n"
+    "                       slowly)                                         [fp32]\n"
+    "  --channels-last L    auto | on | off: activations NHWC inside models\n"
+    "                       (auto: the backend's choice)                   [auto]\n"
     "  --tune-conv on|off   time cuDNN's convolution algorithms once per shape\n"
     "                       (faster; the choice can differ between runs)    [off]\n"
     "  --cuda-graphs on|off replay the attack's steps from a CUDA graph      [on]\n"
@@ -127,6 +130,7 @@ static void defaults(train_options *o)
     o->progress = "auto";
     o->device = "cpu";
     o->precision = "fp32";
+    o->channels_last = "auto";
     o->cuda_graphs = 1; /* dat_ctx_options' default */
 }
 
@@ -195,7 +199,8 @@ static const char *const qmodes[] = {"one-sided", "two-sided", NULL};
 static const char *const progresses[] = {"auto", "bar", "lines", "none", NULL};
 static const char *const baselines[] = {"lsgd", NULL};
 static const char *const devices[] = {"cpu", "cuda", NULL};
-static const char *const precisions[] = {"fp32", "tf32", NULL};
+static const char *const precisions[] = {"fp32", "tf32", "bf16", NULL};
+static const char *const layouts[] = {"auto", "on", "off", NULL};
 
 /* One option with its value; returns 0, or -1 after printing the problem. */
 static int parse_one(train_options *o, const char *k, const char *v)
@@ -251,6 +256,7 @@ static int parse_one(train_options *o, const char *k, const char *v)
     if (IS("--threads")) return cli_int(k, v, 0, 4096, &o->threads);
     if (IS("--device")) return cli_choice(k, v, devices, &o->device);
     if (IS("--precision")) return cli_choice(k, v, precisions, &o->precision);
+    if (IS("--channels-last")) return cli_choice(k, v, layouts, &o->channels_last);
     if (IS("--tune-conv")) return cli_onoff(k, v, &o->tune_conv);
     if (IS("--cuda-graphs")) return cli_onoff(k, v, &o->cuda_graphs);
     if (IS("--checkpoint-dir")) return (o->checkpoint_dir = v, 0);

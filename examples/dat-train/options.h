@@ -52,7 +52,8 @@ typedef struct train_options {
     uint64_t seed;
     int32_t threads;
     const char *device;        /* cpu | cuda */
-    const char *precision;     /* fp32 | tf32 (CUDA) */
+    const char *precision;     /* fp32 | tf32 (CUDA) | bf16 */
+    const char *channels_last; /* auto | on | off */
     int tune_conv;             /* time cuDNN's convolution algorithms (CUDA) */
     int cuda_graphs;           /* replay the attack's steps from a CUDA graph */
     const char *checkpoint_dir;

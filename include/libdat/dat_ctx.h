@@ -27,13 +27,22 @@ typedef enum dat_device_kind {
 } dat_device_kind;
 
 /**
- * @brief Arithmetic of a CUDA context's convolutions and matrix products.
- *        Values are fixed. The CPU computes in fp32 whatever is asked.
+ * @brief Arithmetic of a context's models. Values are fixed.
+ *
+ * Parameters, their gradients and optimizer state are float32 under every
+ * precision (master weights); the logits and every tensor libdat hands back
+ * are float32 too.
  */
 typedef enum dat_precision {
     DAT_PRECISION_FP32 = 0,  /**< Full fp32 (FMA) math: results match the CPU's closely. */
-    DAT_PRECISION_TF32 = 1,  /**< fp32 data, TF32 tensor-core products (10-bit mantissa
-                                  inputs, fp32 accumulation), as PyTorch's allow_tf32. */
+    DAT_PRECISION_TF32 = 1,  /**< CUDA: fp32 data, TF32 tensor-core products (10-bit
+                                  mantissa inputs, fp32 accumulation), as PyTorch's
+                                  allow_tf32. The CPU computes in fp32. */
+    DAT_PRECISION_BF16 = 2,  /**< (0.4.0) Activations, their gradients and the convolution
+                                  weights a pass reads are bfloat16; products accumulate in
+                                  fp32, batch-norm statistics, linear layers and losses are
+                                  fp32 (as PyTorch's bf16 autocast). The CPU emulates it:
+                                  the same roundings, fp32 arithmetic, slower than fp32. */
     DAT_PRECISION_FORCE_32BIT = 0x7fffffff
 } dat_precision;
 
@@ -66,6 +75,14 @@ typedef struct dat_ctx_options {
                                    recaptured when they change; the same results, without
                                    the host's launch costs); 0 = every step op by op.
                                    Ignored on the CPU. */
+    /* Appended in 0.4.0. */
+    int32_t channels_last;    /**< Layout of the activations inside models: -1 (default)
+                                   = the backend's choice for the precision (CUDA: channels
+                                   last under DAT_PRECISION_BF16, else NCHW; CPU: NCHW);
+                                   0 = NCHW; 1 = channels last (NHWC), which spares cuDNN's
+                                   tensor-core kernels their layout transposes. Tensors a
+                                   caller sees are NCHW whatever is chosen. */
+    int32_t reserved1;        /**< Unused: keeps the struct free of tail padding. */
 } dat_ctx_options;
 
 /**

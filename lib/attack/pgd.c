@@ -52,7 +52,7 @@ static dat_status random_start(dat_attack *a, const dat_attack_batch *b, int32_t
         DAT_TRY(ctx->be->rng_uniform(ctx, x_adv, nd, -o->eps, o->eps, o->seed, stream, off));
     else
         DAT_TRY(l2_start(a, b, off, x_adv));
-    DAT_TRY(DAT_OP(ctx, add, nd, x_adv, b->x, x_adv));
+    DAT_TRY(DAT_OP(ctx, add, DAT_FMT_F32, nd, x_adv, b->x, x_adv));
     return project(a, b, x_adv);
 }
 

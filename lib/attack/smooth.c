@@ -17,7 +17,7 @@ static dat_status noisy_copies(dat_attack *a, const float *x, int32_t n, size_t 
     DAT_TRY(ctx->be->rng_normal(ctx, out, nd * (size_t)m, 0.0f, a->o.sigma, a->o.seed,
                                 dat_attack_stream(a), off));
     for (int32_t j = 0; j < m; ++j)
-        DAT_TRY(DAT_OP(ctx, add, nd, out + (size_t)j * nd, x, out + (size_t)j * nd));
+        DAT_TRY(DAT_OP(ctx, add, DAT_FMT_F32, nd, out + (size_t)j * nd, x, out + (size_t)j * nd));
     return DAT_OK;
 }
 

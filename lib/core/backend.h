@@ -17,9 +17,32 @@
 #include "libdat/dat_ctx.h"
 
 /*
- * Shapes of the layer ops. All tensors are float32, row-major, NCHW; the
- * output sizes are filled in by dat_conv_desc_init / dat_pool_desc_init
- * (lib/core/descs.c) so every backend agrees on them.
+ * How a model stores its layers' activations and their gradients: the
+ * activation format. Bit DAT_FMT_NHWC: channels last (n x h x w x c), else
+ * NCHW; bit DAT_FMT_BF16: bfloat16 values (rounded to nearest even), else
+ * float32. Whatever a caller of libdat sees (the model's input, its logits,
+ * gradients, dat_model_activation) is DAT_FMT_F32; a model converts at its
+ * edges (act_convert). Every backend takes every format; the CPU's reference
+ * computes in float32 between conversions (lib/cpu/formats.c).
+ */
+typedef enum dat_act_fmt {
+    DAT_FMT_F32 = 0,       /* float32, NCHW */
+    DAT_FMT_NHWC = 1,      /* float32, NHWC */
+    DAT_FMT_BF16 = 2,      /* bfloat16, NCHW */
+    DAT_FMT_BF16_NHWC = 3, /* bfloat16, NHWC */
+} dat_act_fmt;
+
+/* Bytes of one value in format f. */
+static inline size_t dat_fmt_size(dat_act_fmt f)
+{
+    return (f & DAT_FMT_BF16) ? 2 : 4;
+}
+
+/*
+ * Shapes of the layer ops, row-major; activation buffers (x, y, dy, dx, a
+ * relu_mask) are in the desc's format `fmt`, parameters and their gradients
+ * float32 always. The output sizes are filled in by dat_conv_desc_init /
+ * dat_pool_desc_init (lib/core/descs.c) so every backend agrees on them.
  */
 typedef struct dat_conv_desc {
     int n, c_in, h_in, w_in;       /* input */
@@ -31,7 +54,14 @@ typedef struct dat_conv_desc {
      * relu_mask (may be NULL): the backward ops use dy * (relu_mask > 0), relu_mask
      * being that ReLU's output, laid out as y. */
     int relu_out;
-    const float *relu_mask;
+    const void *relu_mask;
+    /* The format of x, y, dy, dx, relu_mask and of the weight w the ops read:
+     * in an NHWC format w is c_out x k_h x k_w x c_in (act_convert of the
+     * c_out x c_in x (k_h k_w) weight), in a bf16 format bfloat16. The bias,
+     * dw and dbias are float32, c_out x c_in x k_h x k_w, in every format; in a
+     * bf16 format conv2d_bwd_filter rounds the new dw to bfloat16 before it is
+     * added (as cuDNN computes it). */
+    dat_act_fmt fmt;
 } dat_conv_desc;
 
 typedef enum dat_pool_kind { DAT_POOL_MAX = 0, DAT_POOL_AVG = 1 } dat_pool_kind;
@@ -41,6 +71,7 @@ typedef struct dat_pool_desc {
     int n, c, h_in, w_in;
     int k, stride, pad;            /* average pooling counts padding (PyTorch's default) */
     int h_out, w_out;              /* derived */
+    dat_act_fmt fmt;               /* of x, y, dy, dx; idx is laid out as y */
 } dat_pool_desc;
 
 typedef struct dat_bn_desc {
@@ -53,7 +84,8 @@ typedef struct dat_bn_desc {
      * relu_mask > 0 and 0 elsewhere, relu_mask being that ReLU's output, laid out
      * as x. */
     int relu_out;
-    const float *relu_mask;
+    const void *relu_mask;
+    dat_act_fmt fmt;               /* of x, y, dy, dx, relu_mask; statistics float32 */
 } dat_bn_desc;
 
 struct dat_optim;        /* lib/optim/optim.h */
@@ -68,6 +100,10 @@ typedef struct dat_backend {
     /* 1 if quantizers of this backend's contexts compute on it (quant_encode /
      * quant_decode); 0: they compute on the host, tensors staged. */
     int runs_quantizer;
+    /* Precisions (bit 1u << dat_precision) under which models on this backend
+     * keep activations channels last when the context leaves the layout to the
+     * backend (dat_ctx_options::channels_last = -1). */
+    unsigned nhwc_precisions;
 
     /* Life cycle: init() sets up ctx->backend_state (device, streams, library
      * handles); fini() releases it and must accept a partial init. */
@@ -112,14 +148,14 @@ typedef struct dat_backend {
                        int ldc);
 
     /* y = conv(x, w) + bias (bias may be NULL). */
-    dat_status (*conv2d_fwd)(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
-                             const float *w, const float *bias, float *y);
+    dat_status (*conv2d_fwd)(dat_ctx *ctx, const dat_conv_desc *d, const void *x,
+                             const void *w, const float *bias, void *y);
     /* dx = conv_transpose(dy, w); overwrites dx. */
-    dat_status (*conv2d_bwd_data)(dat_ctx *ctx, const dat_conv_desc *d, const float *dy,
-                                  const float *w, float *dx);
+    dat_status (*conv2d_bwd_data)(dat_ctx *ctx, const dat_conv_desc *d, const void *dy,
+                                  const void *w, void *dx);
     /* dw = beta dw + corr(x, dy); dbias = beta dbias + sum(dy) (dbias may be NULL). */
-    dat_status (*conv2d_bwd_filter)(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
-                                    const float *dy, float *dw, float *dbias, float beta);
+    dat_status (*conv2d_bwd_filter)(dat_ctx *ctx, const dat_conv_desc *d, const void *x,
+                                    const void *dy, float *dw, float *dbias, float beta);
 
     /* y = x W^T + b for x: n x in, W: out x in, b: out (may be NULL). */
     dat_status (*linear_fwd)(dat_ctx *ctx, int n, int in, int out, const float *x,
@@ -133,44 +169,56 @@ typedef struct dat_backend {
     /* Batch norm, train mode: batch statistics; updates running_mean / running_var
      * (unbiased variance, as PyTorch) unless they are NULL; saves mean and 1/sqrt(var+eps)
      * (biased) for the backward. */
-    dat_status (*bn_fwd_train)(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+    dat_status (*bn_fwd_train)(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
                                const float *gamma, const float *beta_, float *running_mean,
                                float *running_var, float *save_mean, float *save_invstd,
-                               float *y);
+                               void *y);
     /* Batch norm, eval mode: running statistics. */
-    dat_status (*bn_fwd_eval)(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
+    dat_status (*bn_fwd_eval)(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
                               const float *gamma, const float *beta_, const float *running_mean,
-                              const float *running_var, float *y);
+                              const float *running_var, void *y);
     /* Backward of bn_fwd_train: dx overwritten; dgamma / dbeta = beta dgamma + ... (may be NULL). */
-    dat_status (*bn_bwd_train)(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
-                               const float *dy, const float *gamma, const float *save_mean,
-                               const float *save_invstd, float *dx, float *dgamma, float *dbeta,
+    dat_status (*bn_bwd_train)(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
+                               const void *dy, const float *gamma, const float *save_mean,
+                               const float *save_invstd, void *dx, float *dgamma, float *dbeta,
                                float beta);
     /* Backward of bn_fwd_eval (an affine map): dx = dy gamma / sqrt(running_var + eps);
      * dgamma / dbeta as above (may be NULL). */
-    dat_status (*bn_bwd_eval)(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
-                              const float *dy, const float *gamma, const float *running_mean,
-                              const float *running_var, float *dx, float *dgamma, float *dbeta,
+    dat_status (*bn_bwd_eval)(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
+                              const void *dy, const float *gamma, const float *running_mean,
+                              const float *running_var, void *dx, float *dgamma, float *dbeta,
                               float beta);
 
-    /* y = max(x, 0); dx = dy * (y > 0). y may alias x, dx may alias dy. */
-    dat_status (*relu_fwd)(dat_ctx *ctx, size_t n, const float *x, float *y);
-    dat_status (*relu_bwd)(dat_ctx *ctx, size_t n, const float *y, const float *dy, float *dx);
+    /* y = max(x, 0); dx = dy * (y > 0), n values in format fmt (only its value type
+     * matters). y may alias x, dx may alias dy. */
+    dat_status (*relu_fwd)(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *x, void *y);
+    dat_status (*relu_bwd)(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *y,
+                           const void *dy, void *dx);
 
-    /* Pooling; max pooling records the argmax (index into the input plane) in idx. */
-    dat_status (*pool_fwd)(dat_ctx *ctx, const dat_pool_desc *d, const float *x, float *y,
+    /* Pooling; max pooling records the argmax (index into the input plane,
+     * h * w_in + w, in every layout) in idx. */
+    dat_status (*pool_fwd)(dat_ctx *ctx, const dat_pool_desc *d, const void *x, void *y,
                            int32_t *idx);
     /* dx overwritten. */
-    dat_status (*pool_bwd)(dat_ctx *ctx, const dat_pool_desc *d, const float *dy,
-                           const int32_t *idx, float *dx);
+    dat_status (*pool_bwd)(dat_ctx *ctx, const dat_pool_desc *d, const void *dy,
+                           const int32_t *idx, void *dx);
 
-    /* Per-channel affine map y = x * scale[c] + shift[c] on n x c x hw (the model's input
-     * normalization, and with shift NULL its backward). y may alias x. */
-    dat_status (*channel_affine)(dat_ctx *ctx, int n, int c, int hw, const float *x,
-                                 const float *scale, const float *shift, float *y);
+    /*
+     * Per-channel affine map between formats: dst = src * scale[c] + shift[c]
+     * for the n x c x hw values (scale, shift float32, either may be NULL: 1, 0),
+     * read in src_fmt and written in dst_fmt (rounded to bfloat16 where dst_fmt
+     * is bf16). The model's input normalization, the backward of it, and every
+     * change of format (the model's edges, flatten, NHWC conv weights). dst may
+     * alias src only when the formats are the same.
+     */
+    dat_status (*act_convert)(dat_ctx *ctx, int n, int c, int hw, dat_act_fmt src_fmt,
+                              const void *src, const float *scale, const float *shift,
+                              dat_act_fmt dst_fmt, void *dst);
 
-    /* y = a + b; y may alias a or b (residual add). dx accumulation: y += x with a == y. */
-    dat_status (*add)(dat_ctx *ctx, size_t n, const float *a, const float *b, float *y);
+    /* y = a + b on n values in format fmt (only its value type matters); y may
+     * alias a or b (residual add). dx accumulation: y += x with a == y. */
+    dat_status (*add)(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *a, const void *b,
+                      void *y);
     /* y = alpha * x + y. */
     dat_status (*axpy)(dat_ctx *ctx, size_t n, float alpha, const float *x, float *y);
     /* x = alpha * x. */

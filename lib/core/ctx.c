@@ -37,6 +37,8 @@ dat_status dat_ctx_options_init(dat_ctx_options *opts)
         .tune_convolutions = 0,
         .reserved0 = 0,
         .cuda_graphs = 1,
+        .channels_last = -1,
+        .reserved1 = 0,
     };
     return DAT_OK;
 }
@@ -62,7 +64,8 @@ static dat_status check_options(const dat_ctx_options *o)
     if (o->log_level < DAT_LOG_ERROR || o->log_level > DAT_LOG_DEBUG)
         return dat_error(DAT_ERR_INVALID_ARG, "dat_ctx_create",
                          "opts->log_level = %d is not a dat_log_level", (int)o->log_level);
-    if (o->precision != DAT_PRECISION_FP32 && o->precision != DAT_PRECISION_TF32)
+    if (o->precision != DAT_PRECISION_FP32 && o->precision != DAT_PRECISION_TF32 &&
+        o->precision != DAT_PRECISION_BF16)
         return dat_error(DAT_ERR_INVALID_ARG, "dat_ctx_create",
                          "opts->precision = %d is not a dat_precision", (int)o->precision);
     if (o->tune_convolutions != 0 && o->tune_convolutions != 1)
@@ -71,6 +74,10 @@ static dat_status check_options(const dat_ctx_options *o)
     if (o->cuda_graphs != 0 && o->cuda_graphs != 1)
         return dat_error(DAT_ERR_INVALID_ARG, "dat_ctx_create",
                          "opts->cuda_graphs = %d must be 0 or 1", (int)o->cuda_graphs);
+    if (o->channels_last < -1 || o->channels_last > 1)
+        return dat_error(DAT_ERR_INVALID_ARG, "dat_ctx_create",
+                         "opts->channels_last = %d must be -1 (the backend's choice), 0 or 1",
+                         (int)o->channels_last);
     return DAT_OK;
 }
 
@@ -89,6 +96,16 @@ static dat_status pick_backend(const dat_ctx_options *o, const dat_backend **be)
                      "a CUDA context was asked for, but this libdat was built without "
                      "CUDA (configure with -Dcuda=enabled)");
 #endif
+}
+
+/* bf16 values under DAT_PRECISION_BF16; channels last as asked, or as the
+ * backend prefers for the precision. */
+static dat_act_fmt act_fmt_of(const dat_ctx_options *o, const dat_backend *be)
+{
+    int nhwc = o->channels_last >= 0 ? o->channels_last
+                                     : (int)((be->nhwc_precisions >> o->precision) & 1u);
+    return (dat_act_fmt)((o->precision == DAT_PRECISION_BF16 ? DAT_FMT_BF16 : 0) |
+                         (nhwc ? DAT_FMT_NHWC : 0));
 }
 
 dat_status dat_ctx_create(dat_ctx **out, const dat_ctx_options *opts)
@@ -117,6 +134,7 @@ dat_status dat_ctx_create(dat_ctx **out, const dat_ctx_options *opts)
         return dat_error(DAT_ERR_OUT_OF_MEMORY, __func__, "cannot allocate a context");
     ctx->opts = o;
     ctx->be = be;
+    ctx->act_fmt = act_fmt_of(&o, be);
     dat_status s = be->init(ctx);
     if (s != DAT_OK) {
         be->fini(ctx);
@@ -124,8 +142,11 @@ dat_status dat_ctx_create(dat_ctx **out, const dat_ctx_options *opts)
         return s;
     }
     dat_profile_start(ctx);
-    dat_log(ctx, DAT_LOG_DEBUG, "context created: backend %s, %d threads, seed %llu", be->name,
-            (int)o.num_threads, (unsigned long long)o.seed);
+    dat_log(ctx, DAT_LOG_DEBUG,
+            "context created: backend %s, %d threads, seed %llu, activations %s %s", be->name,
+            (int)o.num_threads, (unsigned long long)o.seed,
+            ctx->act_fmt & DAT_FMT_BF16 ? "bf16" : "fp32",
+            ctx->act_fmt & DAT_FMT_NHWC ? "NHWC" : "NCHW");
     *out = ctx;
     return DAT_OK;
 }

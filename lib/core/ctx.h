@@ -10,6 +10,7 @@ struct dat_ctx {
     const dat_backend *be;     /* the backend every op of this context goes through */
     void *backend_state;       /* owned by the backend: streams, handles, scratch */
     struct dat_profile *prof;  /* per-op host times, or NULL (profile.c) */
+    dat_act_fmt act_fmt;       /* models' activation format: precision and layout resolved */
 };
 
 /* Seconds on a monotonic clock (timeouts, statistics, profiling). */

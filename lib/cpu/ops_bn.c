@@ -93,8 +93,8 @@ static const float *channel_dy(const dat_bn_desc *d, const float *dy, int c, flo
     if (!d->relu_mask)
         return NULL;
     for (int i = 0; i < d->n; ++i)
-        dat_cpu_relu_mask(dy + at(d, i, c), d->relu_mask + at(d, i, c), (size_t)d->hw,
-                          buf + (size_t)i * (size_t)d->hw);
+        dat_cpu_relu_mask(dy + at(d, i, c), dat_cpu_mask_at(d->relu_mask, at(d, i, c)),
+                          (size_t)d->hw, buf + (size_t)i * (size_t)d->hw);
     return buf;
 }
 

@@ -454,8 +454,8 @@ static void bwd_data_samples(dat_ctx *ctx, const dat_conv_desc *d, const sample_
 #pragma omp for schedule(static)
         for (int j = 0; j < d->n; ++j) {
             const float *dys = sample_dy(dy + (size_t)j * out,
-                                         d->relu_mask ? d->relu_mask + (size_t)j * out : NULL,
-                                         out, dyb);
+                                         dat_cpu_mask_at(d->relu_mask, (size_t)j * out), out,
+                                         dyb);
             float *dxs = dx + (size_t)j * in;
             /* dcol [K][hw_out] = W^T [K][c_out] x dy [c_out][hw_out]; pointwise: dx */
             float *dcol = pointwise(d) ? dxs : col;
@@ -509,8 +509,8 @@ static void bwd_filter_samples(dat_ctx *ctx, const dat_conv_desc *d, const sampl
 #pragma omp for schedule(static)
         for (int j = 0; j < d->n; ++j) {
             const float *dys = sample_dy(dy + (size_t)j * out,
-                                         d->relu_mask ? d->relu_mask + (size_t)j * out : NULL,
-                                         out, dyb);
+                                         dat_cpu_mask_at(d->relu_mask, (size_t)j * out), out,
+                                         dyb);
             const float *cols = sample_cols(d, &g, x + (size_t)j * in, col);
             /* part [c_out][K] (+)= dy [c_out][hw_out] x cols^T [hw_out][K] */
             dat_cpu_gemm(ctx, 0, 1, d->c_out, g.K, g.hw_out, 1.0f, dys, g.hw_out, cols,
@@ -571,8 +571,8 @@ static void transpose_dy(dat_ctx *ctx, const dat_conv_desc *d, const conv_plan *
                          const float *dy, int n0, int s)
 {
     size_t at = (size_t)n0 * d->c_out * p->g.hw_out;
-    to_channel_major(ctx, dy + at, d->relu_mask ? d->relu_mask + at : NULL, s, d->c_out,
-                     p->g.hw_out, p->buf);
+    to_channel_major(ctx, dy + at, dat_cpu_mask_at(d->relu_mask, at), s, d->c_out, p->g.hw_out,
+                     p->buf);
 }
 
 dat_status dat_cpu_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const float *x,

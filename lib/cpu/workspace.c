@@ -6,9 +6,14 @@
 #include "../core/error.h"
 #include "cpu.h"
 
+typedef struct scratch {
+    float *p;
+    size_t floats;
+} scratch;
+
 typedef struct cpu_state {
-    float *ws;
-    size_t ws_floats;
+    scratch ws;  /* the ops' */
+    scratch fmt; /* the float32 copies of formats.c, around an op using ws */
 } cpu_state;
 
 dat_status dat_cpu_state_init(dat_ctx *ctx)
@@ -25,24 +30,34 @@ void dat_cpu_state_fini(dat_ctx *ctx)
     cpu_state *st = ctx->backend_state;
     if (!st)
         return;
-    free(st->ws);
+    free(st->ws.p);
+    free(st->fmt.p);
     free(st);
     ctx->backend_state = NULL;
 }
 
-dat_status dat_cpu_workspace(dat_ctx *ctx, size_t floats, float **ws)
+static dat_status grow(scratch *sc, size_t floats, float **out)
 {
-    cpu_state *st = ctx->backend_state;
-    if (floats > st->ws_floats) {
+    if (floats > sc->floats) {
         size_t bytes = ((floats * sizeof(float)) + 63) & ~(size_t)63;
         float *p = aligned_alloc(64, bytes);
         if (!p)
             return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_cpu_workspace",
                              "cannot grow the workspace to %zu bytes", bytes);
-        free(st->ws);
-        st->ws = p;
-        st->ws_floats = floats;
+        free(sc->p);
+        sc->p = p;
+        sc->floats = floats;
     }
-    *ws = st->ws;
+    *out = sc->p;
     return DAT_OK;
+}
+
+dat_status dat_cpu_workspace(dat_ctx *ctx, size_t floats, float **ws)
+{
+    return grow(&((cpu_state *)ctx->backend_state)->ws, floats, ws);
+}
+
+dat_status dat_cpu_fmt_workspace(dat_ctx *ctx, size_t floats, float **ws)
+{
+    return grow(&((cpu_state *)ctx->backend_state)->fmt, floats, ws);
 }

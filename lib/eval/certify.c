@@ -94,7 +94,7 @@ static dat_status sample_counts(sampler *s, const float *x, uint64_t stream, uin
                                     *offset));
         *offset += bd;
         for (int32_t r = 0; r < b; ++r)
-            DAT_TRY(DAT_OP(ctx, add, s->d, s->noisy + (size_t)r * s->d, x,
+            DAT_TRY(DAT_OP(ctx, add, DAT_FMT_F32, s->d, s->noisy + (size_t)r * s->d, x,
                            s->noisy + (size_t)r * s->d));
         DAT_TRY(dat_graph_forward(s->m, s->noisy, b, 0));
         DAT_TRY(DAT_OP(ctx, argmax, b, s->m->classes, dat_model_logits(s->m), s->pred_dev));

@@ -17,7 +17,8 @@ static void free_runtime(dat_model *m)
         ctx->be->free(ctx, n->save_mean);
         ctx->be->free(ctx, n->save_invstd);
         ctx->be->free(ctx, n->idx);
-        n->y = n->dy = n->save_mean = n->save_invstd = NULL;
+        ctx->be->free(ctx, n->x_f32);
+        n->y = n->dy = n->save_mean = n->save_invstd = n->x_f32 = NULL;
         n->idx = NULL;
     }
     ctx->be->free(ctx, m->scratch);
@@ -26,7 +27,9 @@ static void free_runtime(dat_model *m)
     ctx->be->free(ctx, m->dz_clean);
     ctx->be->free(ctx, m->sample_loss);
     ctx->be->free(ctx, m->x_norm);
+    ctx->be->free(ctx, m->wshadow);
     m->scratch = m->z_clean = m->dz = m->dz_clean = m->sample_loss = m->x_norm = NULL;
+    m->wshadow = NULL;
     free(m->host_loss);
     free(m->host_weights);
     free(m->host_labels);
@@ -56,6 +59,8 @@ static dat_status alloc_node(dat_model *m, dat_node *n, int32_t cap, int own_y)
     }
     if (n->kind == DAT_LAYER_MAXPOOL)
         DAT_TRY(ctx->be->alloc(ctx, (size_t)len * sizeof(int32_t), (void **)&n->idx));
+    if (n->kind == DAT_LAYER_LINEAR && m->nodes[n->in[0]].fmt != DAT_FMT_F32)
+        DAT_TRY(alloc_floats(ctx, 2 * (int64_t)cap * n->in_features, &n->x_f32));
     return DAT_OK;
 }
 
@@ -80,8 +85,11 @@ static dat_status alloc_runtime(dat_model *m, int32_t cap)
     DAT_TRY(alloc_floats(ctx, logits, &m->dz));
     DAT_TRY(alloc_floats(ctx, logits, &m->dz_clean));
     DAT_TRY(alloc_floats(ctx, cap, &m->sample_loss));
-    if (m->norm_scale)
+    if (m->norm_scale || m->nodes[0].fmt != DAT_FMT_F32)
         DAT_TRY(alloc_floats(ctx, (int64_t)cap * dat_node_numel(&m->nodes[0]), &m->x_norm));
+    if (m->nodes[0].fmt != DAT_FMT_F32)
+        DAT_TRY(ctx->be->alloc(ctx, (size_t)m->params->numel * dat_fmt_size(m->nodes[0].fmt),
+                               &m->wshadow));
     m->host_loss = malloc((size_t)cap * sizeof *m->host_loss);
     m->host_weights = malloc((size_t)cap * sizeof *m->host_weights);
     m->host_labels = malloc((size_t)cap * sizeof *m->host_labels);
@@ -127,8 +135,31 @@ static dat_conv_desc conv_desc(const dat_model *m, const dat_node *n, int32_t ba
     const dat_node *in = &m->nodes[n->in[0]];
     dat_conv_desc d = {.n = batch, .c_in = in->c, .h_in = in->h, .w_in = in->w, .c_out = n->c,
                        .k_h = n->spec.kernel, .k_w = n->spec.kernel, .stride = n->spec.stride,
-                       .pad = n->spec.padding, .h_out = n->h, .w_out = n->w};
+                       .pad = n->spec.padding, .h_out = n->h, .w_out = n->w, .fmt = n->fmt};
     return d;
+}
+
+/* The weight a convolution reads: in its format's copy unless float32 NCHW. */
+static const void *conv_weight(const dat_model *m, const dat_node *n)
+{
+    if (n->fmt == DAT_FMT_F32)
+        return param(m, n->w_off);
+    return (const char *)m->wshadow + (size_t)n->w_off * dat_fmt_size(n->fmt);
+}
+
+/* Converts the convolution weights into their layers' format, once per forward
+ * pass: the caller may have changed the parameters since the last one. */
+static dat_status refresh_weights(dat_model *m)
+{
+    for (int32_t i = 1; m->wshadow && i < m->n_nodes; ++i) {
+        const dat_node *n = &m->nodes[i];
+        if (n->kind != DAT_LAYER_CONV2D || n->fmt == DAT_FMT_F32)
+            continue;
+        DAT_TRY(DAT_OP(m->ctx, act_convert, n->c, m->nodes[n->in[0]].c,
+                       n->spec.kernel * n->spec.kernel, DAT_FMT_F32, param(m, n->w_off), NULL,
+                       NULL, n->fmt, (void *)conv_weight(m, n)));
+    }
+    return DAT_OK;
 }
 
 static dat_pool_desc pool_desc(const dat_model *m, const dat_node *n, int32_t batch)
@@ -138,14 +169,15 @@ static dat_pool_desc pool_desc(const dat_model *m, const dat_node *n, int32_t ba
     dat_pool_desc d = {.kind = n->kind == DAT_LAYER_MAXPOOL ? DAT_POOL_MAX : DAT_POOL_AVG,
                        .n = batch, .c = in->c, .h_in = in->h, .w_in = in->w,
                        .k = global ? in->h : n->spec.kernel, .stride = global ? 1 : n->spec.stride,
-                       .pad = global ? 0 : n->spec.padding, .h_out = n->h, .w_out = n->w};
+                       .pad = global ? 0 : n->spec.padding, .h_out = n->h, .w_out = n->w,
+                       .fmt = n->fmt};
     return d;
 }
 
 static dat_bn_desc bn_desc(const dat_node *n, int32_t batch)
 {
     dat_bn_desc d = {.n = batch, .c = n->c, .hw = n->h * n->w, .eps = n->spec.bn_eps,
-                     .momentum = n->spec.bn_momentum};
+                     .momentum = n->spec.bn_momentum, .fmt = n->fmt};
     return d;
 }
 
@@ -174,9 +206,33 @@ void dat_graph_count_forwards(dat_model *m, int32_t count)
         m->num_batches_tracked[k] += count;
 }
 
+/* Every node takes its input's format but flatten and linear layers, which
+ * are float32 NCHW (the logits' kind; they convert what they read); node 0,
+ * the normalized input, takes the context's. A model the rule does not fit
+ * (an add reading two formats, an output not float32) or that has no layer in
+ * the format (an MLP) runs float32 NCHW throughout. */
+static void plan_formats(dat_model *m, dat_act_fmt want)
+{
+    int fits = 1, in_fmt = 0;
+    m->nodes[0].fmt = want;
+    for (int32_t i = 1; i < m->n_nodes; ++i) {
+        dat_node *n = &m->nodes[i];
+        dat_act_fmt in = m->nodes[n->in[0]].fmt;
+        n->fmt = n->kind == DAT_LAYER_LINEAR || n->kind == DAT_LAYER_FLATTEN ? DAT_FMT_F32 : in;
+        if (n->kind == DAT_LAYER_ADD && m->nodes[n->in[1]].fmt != in)
+            fits = 0;
+        in_fmt += n->fmt != DAT_FMT_F32;
+    }
+    if (fits && in_fmt && m->nodes[m->output].fmt == DAT_FMT_F32)
+        return;
+    for (int32_t i = 0; i < m->n_nodes; ++i)
+        m->nodes[i].fmt = DAT_FMT_F32;
+}
+
 void dat_graph_plan(dat_model *m)
 {
     const dat_backend *be = m->ctx->be;
+    plan_formats(m, m->ctx->act_fmt);
     for (int32_t i = 1; i + 1 < m->n_nodes; ++i) {
         dat_node *n = &m->nodes[i], *next = &m->nodes[i + 1];
         int fusable = (n->kind == DAT_LAYER_CONV2D && be->fuses_conv_relu) ||
@@ -199,25 +255,36 @@ static dat_status forward_node(dat_model *m, dat_node *n, int32_t batch, int upd
     case DAT_LAYER_CONV2D: {
         dat_conv_desc d = conv_desc(m, n, batch);
         d.relu_out = n->fused_relu; /* then n->y is the ReLU's output */
-        return DAT_OP(ctx, conv2d_fwd, &d, x, param(m, n->w_off), param(m, n->b_off), n->y);
+        return DAT_OP(ctx, conv2d_fwd, &d, x, conv_weight(m, n), param(m, n->b_off), n->y);
     }
     case DAT_LAYER_LINEAR:
+        if (n->x_f32) {
+            const dat_node *in = &m->nodes[n->in[0]];
+            DAT_TRY(DAT_OP(ctx, act_convert, batch, in->c, in->h * in->w, in->fmt, x, NULL, NULL,
+                           DAT_FMT_F32, n->x_f32));
+            x = n->x_f32;
+        }
         return DAT_OP(ctx, linear_fwd, batch, n->in_features, n->c, x, param(m, n->w_off),
                       param(m, n->b_off), n->y);
     case DAT_LAYER_BATCHNORM:
         return forward_bn(m, n, x, batch, update_running);
     case DAT_LAYER_RELU:
-        return DAT_OP(ctx, relu_fwd, len, x, n->y);
+        return DAT_OP(ctx, relu_fwd, n->fmt, len, x, n->y);
     case DAT_LAYER_MAXPOOL:
     case DAT_LAYER_AVGPOOL:
     case DAT_LAYER_GLOBAL_AVGPOOL: {
         dat_pool_desc d = pool_desc(m, n, batch);
         return DAT_OP(ctx, pool_fwd, &d, x, n->y, n->idx);
     }
-    case DAT_LAYER_FLATTEN:
-        return ctx->be->copy(ctx, n->y, x, len * sizeof(float));
+    case DAT_LAYER_FLATTEN: {
+        const dat_node *in = &m->nodes[n->in[0]];
+        if (in->fmt == DAT_FMT_F32)
+            return ctx->be->copy(ctx, n->y, x, len * sizeof(float));
+        return DAT_OP(ctx, act_convert, batch, in->c, in->h * in->w, in->fmt, x, NULL, NULL,
+                      DAT_FMT_F32, n->y);
+    }
     case DAT_LAYER_ADD:
-        return DAT_OP(ctx, add, len, x, m->nodes[n->in[1]].y, n->y);
+        return DAT_OP(ctx, add, n->fmt, len, x, m->nodes[n->in[1]].y, n->y);
     default:
         return dat_error(DAT_ERR_INTERNAL, __func__, "node kind %d", (int)n->kind);
     }
@@ -227,13 +294,14 @@ dat_status dat_graph_forward(dat_model *m, const float *x, int32_t n, int update
 {
     dat_ctx *ctx = m->ctx;
     dat_node *in = &m->nodes[0];
-    if (m->norm_scale) {
-        DAT_TRY(DAT_OP(ctx, channel_affine, n, m->in_c, m->in_h * m->in_w, x, m->norm_scale,
-                       m->norm_shift, m->x_norm));
+    if (m->x_norm) {
+        DAT_TRY(DAT_OP(ctx, act_convert, n, m->in_c, m->in_h * m->in_w, DAT_FMT_F32, x,
+                       m->norm_scale, m->norm_shift, in->fmt, m->x_norm));
         in->y = m->x_norm;
     } else {
         in->y = (float *)x;
     }
+    DAT_TRY(refresh_weights(m));
     m->last_batch = n;
     for (int32_t i = 1; i < m->n_nodes; ++i) {
         DAT_TRY(forward_node(m, &m->nodes[i], n, update_running));
@@ -255,7 +323,7 @@ static dat_status grad_commit(dat_model *m, int32_t j, int32_t batch)
 {
     dat_node *n = &m->nodes[j];
     if (m->grad_ready[j])
-        DAT_TRY(DAT_OP(m->ctx, add, (size_t)batch * (size_t)dat_node_numel(n), n->dy,
+        DAT_TRY(DAT_OP(m->ctx, add, n->fmt, (size_t)batch * (size_t)dat_node_numel(n), n->dy,
                        m->scratch, n->dy));
     m->grad_ready[j] = 1;
     return DAT_OK;
@@ -292,6 +360,24 @@ static dat_status backward_bn(dat_model *m, dat_node *n, const backward_pass *bp
                   n->save_invstd, dx, dg, db, beta);
 }
 
+/* A linear layer reading another format takes its float32 copy of the input
+ * and converts the input's gradient back. */
+static dat_status backward_linear(dat_model *m, dat_node *n, const backward_pass *bp, void *dx)
+{
+    dat_ctx *ctx = m->ctx;
+    const dat_node *in = &m->nodes[n->in[0]];
+    const float *x = n->x_f32 ? n->x_f32 : in->y;
+    float *dx32 = n->x_f32 && dx ? n->x_f32 + (size_t)m->capacity * n->in_features : dx;
+    float beta = bp->beta < 0 ? 0.0f : bp->beta;
+    DAT_TRY(DAT_OP(ctx, linear_bwd, bp->batch, n->in_features, n->c, x, param(m, n->w_off),
+                   n->dy, dx32, grad(m, n->w_off, bp->beta), grad(m, n->b_off, bp->beta),
+                   beta));
+    if (dx32 == dx)
+        return DAT_OK;
+    return DAT_OP(ctx, act_convert, bp->batch, in->c, in->h * in->w, DAT_FMT_F32, dx32, NULL, NULL,
+                  in->fmt, dx);
+}
+
 static dat_status backward_node(dat_model *m, dat_node *n, const backward_pass *bp)
 {
     dat_ctx *ctx = m->ctx;
@@ -312,13 +398,11 @@ static dat_status backward_node(dat_model *m, dat_node *n, const backward_pass *
             DAT_TRY(DAT_OP(ctx, conv2d_bwd_filter, &d, x, dy, grad(m, n->w_off, bp->beta),
                            grad(m, n->b_off, bp->beta), beta));
         if (need)
-            DAT_TRY(DAT_OP(ctx, conv2d_bwd_data, &d, dy, param(m, n->w_off), dx));
+            DAT_TRY(DAT_OP(ctx, conv2d_bwd_data, &d, dy, conv_weight(m, n), dx));
         break;
     }
     case DAT_LAYER_LINEAR:
-        DAT_TRY(DAT_OP(ctx, linear_bwd, bp->batch, n->in_features, n->c, x, param(m, n->w_off),
-                       n->dy, dx, grad(m, n->w_off, bp->beta), grad(m, n->b_off, bp->beta),
-                       beta));
+        DAT_TRY(backward_linear(m, n, bp, dx));
         break;
     case DAT_LAYER_BATCHNORM:
         /* The batch-norm backward always produces dx; without a consumer it goes to scratch. */
@@ -326,7 +410,7 @@ static dat_status backward_node(dat_model *m, dat_node *n, const backward_pass *
         break;
     case DAT_LAYER_RELU:
         if (need)
-            DAT_TRY(DAT_OP(ctx, relu_bwd, len, n->y, n->dy, dx));
+            DAT_TRY(DAT_OP(ctx, relu_bwd, n->fmt, len, n->y, n->dy, dx));
         break;
     case DAT_LAYER_MAXPOOL:
     case DAT_LAYER_AVGPOOL:
@@ -336,16 +420,21 @@ static dat_status backward_node(dat_model *m, dat_node *n, const backward_pass *
             DAT_TRY(DAT_OP(ctx, pool_bwd, &d, n->dy, n->idx, dx));
         break;
     }
-    case DAT_LAYER_FLATTEN:
-        if (need)
+    case DAT_LAYER_FLATTEN: {
+        const dat_node *in = &m->nodes[j];
+        if (need && in->fmt == DAT_FMT_F32)
             DAT_TRY(ctx->be->copy(ctx, dx, n->dy, len * sizeof(float)));
+        else if (need)
+            DAT_TRY(DAT_OP(ctx, act_convert, bp->batch, in->c, in->h * in->w, DAT_FMT_F32, n->dy,
+                           NULL, NULL, in->fmt, dx));
         break;
+    }
     case DAT_LAYER_ADD:
         for (int k = 0; k < 2; ++k) {
             int32_t jk = n->in[k];
             if (!needs_grad(bp, jk))
                 continue;
-            DAT_TRY(ctx->be->copy(ctx, grad_target(m, jk), n->dy, len * sizeof(float)));
+            DAT_TRY(ctx->be->copy(ctx, grad_target(m, jk), n->dy, dat_node_bytes(n, bp->batch)));
             DAT_TRY(grad_commit(m, jk, bp->batch));
         }
         return DAT_OK;
@@ -381,9 +470,9 @@ dat_status dat_graph_backward(dat_model *m, const float *dz, int32_t n, float pa
         float zero = 0.0f;
         return ctx->be->fill(ctx, dx, in_len, &zero, sizeof zero);
     }
-    if (m->norm_scale) /* d/dx of (x - mean) / std */
-        return DAT_OP(ctx, channel_affine, n, m->in_c, m->in_h * m->in_w, m->nodes[0].dy,
-                      m->norm_scale, NULL, dx);
+    if (m->x_norm) /* d/dx of (x - mean) / std, and back to float32 NCHW */
+        return DAT_OP(ctx, act_convert, n, m->in_c, m->in_h * m->in_w, m->nodes[0].fmt,
+                      m->nodes[0].dy, m->norm_scale, NULL, DAT_FMT_F32, dx);
     return ctx->be->copy(ctx, dx, m->nodes[0].dy, in_len * sizeof(float));
 }
 

@@ -507,5 +507,6 @@ dat_status dat_model_activation(dat_model *model, int32_t node, dat_tensor *out)
                          "out must be float32 with %lld elements (%d samples of %d x %d x %d)",
                          (long long)want, (int)model->last_batch, (int)n->c, (int)n->h,
                          (int)n->w);
-    return model->ctx->be->copy(model->ctx, out->data, n->y, (size_t)want * sizeof(float));
+    return DAT_OP(model->ctx, act_convert, model->last_batch, n->c, n->h * n->w, n->fmt, n->y,
+                  NULL, NULL, DAT_FMT_F32, out->data);
 }

@@ -22,11 +22,14 @@ typedef struct dat_node {
     int fused_relu;        /* conv or BN: node + 1 is a ReLU that only it feeds, computed
                               inside it (backends with fuses_conv_relu / fuses_bn_relu);
                               its y is that ReLU's output */
+    dat_act_fmt fmt;       /* of y and dy (graph.c's plan_formats) */
     /* Run-time buffers in device memory, for `capacity` samples. */
     float *y;              /* output */
     float *dy;             /* gradient of the output */
     float *save_mean, *save_invstd; /* BN (c each) */
     int32_t *idx;          /* max pooling: argmax per output element */
+    float *x_f32;          /* linear reading another format: its input, then the input's
+                              gradient, in float32 (capacity x in_features each) */
 } dat_node;
 
 typedef struct dat_seg_entry {
@@ -57,7 +60,9 @@ struct dat_model {
     float *scratch;                   /* largest activation: gradient contributions to add */
     float *z_clean, *dz, *dz_clean;   /* logits-sized */
     float *sample_loss;               /* [capacity] */
-    float *x_norm;                    /* normalized input, when the model normalizes */
+    float *x_norm;                    /* the input normalized and / or in node 0's format */
+    void *wshadow;                    /* convolution weights in their layers' format, at the
+                                         weights' offsets (NULL: all layers float32 NCHW) */
     float *host_loss;                 /* host copy of sample_loss */
     float *host_weights;              /* host copy of per-sample weights */
     int32_t *host_labels;             /* host copy of labels, for range checks */
@@ -122,8 +127,15 @@ typedef void (*dat_model_extra_fn)(struct dat_st_writer *w, void *user);
 dat_status dat_model_write(dat_model *model, const char *path, dat_model_extra_fn extra,
                            void *user);
 
-/* Marks the convolutions and batch norms whose ReLU can be fused into them (graph.c). */
+/* Marks the convolutions and batch norms whose ReLU can be fused into them,
+ * and gives every node its activation format (graph.c). */
 void dat_graph_plan(dat_model *m);
+
+/* Bytes of the output of node i for `batch` samples. */
+static inline size_t dat_node_bytes(const dat_node *n, int32_t batch)
+{
+    return (size_t)batch * (size_t)dat_node_numel(n) * dat_fmt_size(n->fmt);
+}
 
 /* Parameter and buffer layout, initialization (init.c). */
 dat_status dat_model_layout(dat_model *m);

@@ -95,10 +95,28 @@ def test_cuda_only_options_on_the_cpu():
     # refused by name.
     import ctypes
     from libdat._lib import CtxOptions, c_ctx_p, lib
-    for field in ("precision", "tune_convolutions", "cuda_graphs"):
+    for field in ("precision", "tune_convolutions", "cuda_graphs", "channels_last"):
         opts = CtxOptions()
         assert lib.dat_ctx_options_init(ctypes.byref(opts)) == 0
         setattr(opts, field, 7)
         handle = c_ctx_p()
         assert lib.dat_ctx_create(ctypes.byref(handle), ctypes.byref(opts)) != 0
         assert field in lib.dat_last_error().decode()
+
+
+def test_bf16_and_channels_last_on_the_cpu():
+    # The CPU emulates bf16 activations; channels last gives NCHW's very bits there.
+    from libdat import Model
+    x = np.random.default_rng(3).random((4, 1, 28, 28), dtype=np.float32)
+    logits = {}
+    for name, kw in {"fp32": {}, "nhwc": {"channels_last": True},
+                     "bf16": {"precision": libdat.Precision.BF16, "channels_last": False}}.items():
+        with Context(num_threads=2, **kw) as c:
+            m = Model(c, "cnn_small", init_seed=5)
+            z = Tensor(c, (4, 10))
+            m.forward(Tensor.from_numpy(c, x), z)
+            logits[name] = z.numpy().copy()
+            m.close()
+    np.testing.assert_array_equal(logits["nhwc"], logits["fp32"])
+    err = np.linalg.norm(logits["bf16"] - logits["fp32"]) / np.linalg.norm(logits["fp32"])
+    assert 0 < err < 0.01

@@ -74,8 +74,13 @@ START_TEST(test_ctx_misuse)
     ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "log_level");
     ck_assert_ptr_null(c);
     dat_ctx_options_init(&o);
-    o.precision = (dat_precision)2;
+    o.precision = (dat_precision)3;
     ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "precision");
+    dat_ctx_options_init(&o);
+    o.channels_last = 2;
+    ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "channels_last");
+    o.channels_last = -2;
+    ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "channels_last");
     dat_ctx_options_init(&o);
     o.tune_convolutions = 2;
     ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "tune_convolutions");
@@ -99,6 +104,13 @@ START_TEST(test_ctx_misuse)
     o.size = (uint32_t)offsetof(dat_ctx_options, cuda_graphs);
     o.reserved0 = 12345;
     o.cuda_graphs = 99; /* beyond the caller's struct: never read */
+    ck_assert_dat_ok(dat_ctx_create(&c, &o));
+    dat_ctx_destroy(c);
+    c = NULL;
+    /* A 0.3 caller's struct stops before channels_last. */
+    dat_ctx_options_init(&o);
+    o.size = (uint32_t)offsetof(dat_ctx_options, channels_last);
+    o.channels_last = 99; /* beyond the caller's struct: never read */
     ck_assert_dat_ok(dat_ctx_create(&c, &o));
     dat_ctx_destroy(c);
     c = NULL;

@@ -27,6 +27,7 @@
 
 #include "check_util.h"
 #include "core/backend.h"
+#include "core/bf16.h"
 #include "core/ctx.h"
 #include "optim/optim.h"
 #include "quant/quantize.h"
@@ -38,6 +39,9 @@
 #define TOL_REDUCE 1e-5  /* reductions accumulated in double on both sides */
 #define TOL_GEMM 1e-5    /* fp32 GEMM, summation order over k differs */
 #define TOL_CONV 1e-4    /* cuDNN's fp32 algorithms (implicit GEMM, Winograd, FFT) */
+/* bf16 outputs of ops that are not exact: where the two float32 results differ
+ * in the last bits, rounding can put them one bf16 step (2^-8 relative) apart. */
+#define TOL_BF16 4e-3
 
 /* 1 + 2^-12 is exact in fp32 but rounds to 1 in TF32 (10 mantissa bits): GEMMs
  * and convolutions of such constants are exact in fp32 and off by 2.4e-4 in
@@ -181,6 +185,63 @@ static void expect_same_bytes(const char *op, const char *what, const char *shap
             ck_abort_msg("%s %s (%s): element %zu of %zu differs: cpu 0x%llx, cuda 0x%llx", op,
                          what, shape, i, p->n, (unsigned long long)cv, (unsigned long long)gv);
         }
+    free(g);
+}
+
+/* ---------------- activation formats ---------------- */
+
+/* Layer ops run in every format: float32 inputs are converted on the CPU and the
+ * bytes copied over, so both sides read the same values; outputs are converted
+ * back to float32 NCHW on the host and compared there. */
+static const dat_act_fmt all_fmts[] = {DAT_FMT_F32, DAT_FMT_NHWC, DAT_FMT_BF16,
+                                       DAT_FMT_BF16_NHWC};
+#define N_FMTS ((int)(sizeof all_fmts / sizeof *all_fmts))
+
+static const char *fmt_name(dat_act_fmt f)
+{
+    static const char *names[] = {"f32 NCHW", "f32 NHWC", "bf16 NCHW", "bf16 NHWC"};
+    return names[f & 3];
+}
+
+/* p (float32 NCHW, n x c x hw) in format f on both sides. */
+static pair pair_in_fmt(const pair *p, dat_act_fmt f, int n, int c, int hw)
+{
+    pair q = pair_alloc((size_t)n * c * hw, dat_fmt_size(f));
+    ck_assert_dat_ok(cpu->be->act_convert(cpu, n, c, hw, DAT_FMT_F32, p->c, NULL, NULL, f, q.c));
+    pair_sync(&q);
+    return q;
+}
+
+/* An output of `count` values in format f, poisoned as pair_out does. */
+static pair pair_out_fmt(size_t count, dat_act_fmt f)
+{
+    if (!(f & DAT_FMT_BF16))
+        return pair_out(count);
+    pair p = pair_alloc(count, sizeof(uint16_t));
+    uint16_t garbage = dat_f32_to_bf16_bits(1234.5f), nan_bits = 0x7fc0u;
+    ck_assert_dat_ok(cpu->be->fill(cpu, p.c, count, &garbage, sizeof garbage));
+    ck_assert_dat_ok(gpu->be->fill(gpu, p.g, count, &nan_bits, sizeof nan_bits));
+    return p;
+}
+
+/* expect_close of output p, n x c x hw in format f; inexact ops get TOL_BF16
+ * where f is bf16. */
+static void expect_close_fmt(const char *op, const char *what, const char *shape, const pair *p,
+                             dat_act_fmt f, int n, int c, int hw, double tol)
+{
+    size_t count = (size_t)n * c * hw;
+    void *g = gpu_read(p);
+    float *cf = malloc(count * sizeof(float) + 1), *gf = malloc(count * sizeof(float) + 1);
+    ck_assert(cf && gf);
+    ck_assert_dat_ok(cpu->be->act_convert(cpu, n, c, hw, f, p->c, NULL, NULL, DAT_FMT_F32, cf));
+    ck_assert_dat_ok(cpu->be->act_convert(cpu, n, c, hw, f, g, NULL, NULL, DAT_FMT_F32, gf));
+    char s2[256];
+    snprintf(s2, sizeof s2, "%s, %s", shape, fmt_name(f));
+    if ((f & DAT_FMT_BF16) && tol > TOL_ELTWISE && tol < TOL_BF16)
+        tol = TOL_BF16;
+    expect_close_host(op, what, s2, cf, gf, count, tol);
+    free(cf);
+    free(gf);
     free(g);
 }
 
@@ -446,11 +507,11 @@ static const conv_case conv_cases[] = {
     {2, 4, 8, 8, 4, 3, 3, 1, 1, 0, 1, "TF32 probe"},
 };
 
-static void check_conv_case(const conv_case *t, int which)
+static void check_conv_case(const conv_case *t, int which, dat_act_fmt f)
 {
     dat_conv_desc d = {.n = t->n, .c_in = t->c_in, .h_in = t->h, .w_in = t->w,
                        .c_out = t->c_out, .k_h = t->k_h, .k_w = t->k_w,
-                       .stride = t->stride, .pad = t->pad};
+                       .stride = t->stride, .pad = t->pad, .fmt = f};
     ck_assert_dat_ok(dat_conv_desc_init("test_backend_ops", &d));
     size_t nx = (size_t)d.n * d.c_in * d.h_in * d.w_in;
     size_t nw = (size_t)d.c_out * d.c_in * d.k_h * d.k_w;
@@ -459,26 +520,30 @@ static void check_conv_case(const conv_case *t, int which)
     snprintf(shape, sizeof shape, "%s: n %d, %dx%dx%d -> %dx%dx%d, kernel %dx%d, stride %d, pad %d",
              t->what, d.n, d.c_in, d.h_in, d.w_in, d.c_out, d.h_out, d.w_out, d.k_h, d.k_w,
              d.stride, d.pad);
-    pair x = t->probe ? pair_const(nx, TF32_PROBE) : pair_uniform(nx, -1.0f, 1.0f);
-    pair w = t->probe ? pair_const(nw, 1.0f) : pair_uniform(nw, -0.2f, 0.2f);
-    pair dy = t->probe ? pair_const(ny, TF32_PROBE) : pair_uniform(ny, -1.0f, 1.0f);
+    int hw_in = d.h_in * d.w_in, hw_out = d.h_out * d.w_out, kk = d.k_h * d.k_w;
+    pair x32 = t->probe ? pair_const(nx, TF32_PROBE) : pair_uniform(nx, -1.0f, 1.0f);
+    pair w32 = t->probe ? pair_const(nw, 1.0f) : pair_uniform(nw, -0.2f, 0.2f);
+    /* The weight gradient sees dy = 1 in the probe: sums of x stay exact. */
+    pair dy32 = t->probe ? pair_const(ny, which == 2 ? 1.0f : TF32_PROBE)
+                         : pair_uniform(ny, -1.0f, 1.0f);
+    pair x = pair_in_fmt(&x32, f, d.n, d.c_in, hw_in);
+    pair w = pair_in_fmt(&w32, f, d.c_out, d.c_in, kk);
+    pair dy = pair_in_fmt(&dy32, f, d.n, d.c_out, hw_out);
+    pair_free(&x32);
+    pair_free(&w32);
+    pair_free(&dy32);
     if (which == 0) {
-        pair b = pair_uniform((size_t)d.c_out, -0.5f, 0.5f), y = pair_out(ny);
+        pair b = pair_uniform((size_t)d.c_out, -0.5f, 0.5f), y = pair_out_fmt(ny, f);
         BOTH(conv2d_fwd, &d, P(x), P(w), t->bias ? P(b) : NULL, P(y));
-        expect_close("conv2d_fwd", "y", shape, &y, TOL_CONV);
+        expect_close_fmt("conv2d_fwd", "y", shape, &y, f, d.n, d.c_out, hw_out, TOL_CONV);
         pair_free(&b);
         pair_free(&y);
     } else if (which == 1) {
-        pair dx = pair_out(nx);
+        pair dx = pair_out_fmt(nx, f);
         BOTH(conv2d_bwd_data, &d, P(dy), P(w), P(dx));
-        expect_close("conv2d_bwd_data", "dx", shape, &dx, TOL_CONV);
+        expect_close_fmt("conv2d_bwd_data", "dx", shape, &dx, f, d.n, d.c_in, hw_in, TOL_CONV);
         pair_free(&dx);
     } else {
-        /* The weight gradient sees dy = 1 in the probe: sums of x stay exact. */
-        if (t->probe) {
-            pair_free(&dy);
-            dy = pair_const(ny, 1.0f);
-        }
         for (int acc = 0; acc < 2; ++acc) {
             float beta = acc ? 1.0f : 0.0f;
             pair dw = acc ? pair_uniform(nw, -1.0f, 1.0f) : pair_out(nw);
@@ -486,8 +551,10 @@ static void check_conv_case(const conv_case *t, int which)
             /* With a bias the layer has one; without, dbias NULL must work. */
             BOTH(conv2d_bwd_filter, &d, P(x), P(dy), P(dw), t->bias ? P(db) : NULL, beta);
             char s2[224];
-            snprintf(s2, sizeof s2, "%s, beta %g", shape, beta);
-            expect_close("conv2d_bwd_filter", "dw", s2, &dw, TOL_CONV);
+            snprintf(s2, sizeof s2, "%s, beta %g, %s", shape, beta, fmt_name(f));
+            /* dw is float32 in every format, but computed in bf16 in a bf16 one. */
+            expect_close("conv2d_bwd_filter", "dw", s2, &dw,
+                         (f & DAT_FMT_BF16) ? TOL_BF16 : TOL_CONV);
             if (t->bias)
                 expect_close("conv2d_bwd_filter", "dbias", s2, &db, TOL_REDUCE);
             pair_free(&dw);
@@ -501,10 +568,12 @@ static void check_conv_case(const conv_case *t, int which)
 
 static void check_conv(int which)
 {
-    for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; ++i)
-        check_conv_case(&conv_cases[i], which);
-    /* Once more at the first shape: the cached algorithm must give the same answer. */
-    check_conv_case(&conv_cases[0], which);
+    for (int k = 0; k < N_FMTS; ++k) {
+        for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; ++i)
+            check_conv_case(&conv_cases[i], which, all_fmts[k]);
+        /* Once more at the first shape: the cached algorithm must give the same answer. */
+        check_conv_case(&conv_cases[0], which, all_fmts[k]);
+    }
 }
 
 static void check_conv2d_fwd(void)
@@ -547,27 +616,45 @@ static const bn_case bn_cases[] = {
 typedef struct bn_data {
     dat_bn_desc d;
     size_t total;
-    pair x, gamma, beta, rmean, rvar, dy;
+    pair x32;                 /* x in float32 NCHW */
+    pair x, gamma, beta, rmean, rvar, dy; /* x and dy in d.fmt */
     char shape[128];
 } bn_data;
 
-static bn_data bn_make(const bn_case *t)
+static bn_data bn_make(const bn_case *t, dat_act_fmt f)
 {
     bn_data b;
-    b.d = (dat_bn_desc){.n = t->n, .c = t->c, .hw = t->hw, .eps = 1e-5f, .momentum = 0.1f};
+    b.d = (dat_bn_desc){.n = t->n, .c = t->c, .hw = t->hw, .eps = 1e-5f, .momentum = 0.1f,
+                        .fmt = f};
     b.total = (size_t)t->n * t->c * t->hw;
-    b.x = pair_uniform(b.total, t->lo, t->hi);
+    b.x32 = pair_uniform(b.total, t->lo, t->hi);
+    b.x = pair_in_fmt(&b.x32, f, t->n, t->c, t->hw);
     b.gamma = pair_uniform(t->c, 0.5f, 1.5f);
     b.beta = pair_uniform(t->c, -0.5f, 0.5f);
     b.rmean = pair_uniform(t->c, -0.5f, 0.5f);
     b.rvar = pair_uniform(t->c, 0.5f, 1.5f);
-    b.dy = pair_uniform(b.total, -1.0f, 1.0f);
+    pair dy32 = pair_uniform(b.total, -1.0f, 1.0f);
+    b.dy = pair_in_fmt(&dy32, f, t->n, t->c, t->hw);
+    pair_free(&dy32);
     snprintf(b.shape, sizeof b.shape, "%s: n %d, c %d, hw %d", t->what, t->n, t->c, t->hw);
     return b;
 }
 
+/* An output of b's shape in its format, and its comparison. */
+static pair bn_out(const bn_data *b)
+{
+    return pair_out_fmt(b->total, b->d.fmt);
+}
+
+static void bn_expect(const char *op, const char *what, const char *shape, const bn_data *b,
+                      const pair *p)
+{
+    expect_close_fmt(op, what, shape, p, b->d.fmt, b->d.n, b->d.c, b->d.hw, TOL_REDUCE);
+}
+
 static void bn_free(bn_data *b)
 {
+    pair_free(&b->x32);
     pair_free(&b->x);
     pair_free(&b->gamma);
     pair_free(&b->beta);
@@ -583,25 +670,27 @@ static const dat_bn_desc *bn_side(const bn_data *b, int relu_out, const pair *ma
     static dat_bn_desc e[2];
     e[side] = b->d;
     e[side].relu_out = relu_out;
-    e[side].relu_mask = mask ? (const float *)(side ? mask->g : mask->c) : NULL;
+    e[side].relu_mask = mask ? (side ? mask->g : mask->c) : NULL;
     return &e[side];
 }
 
 static void check_bn_fwd_train(void)
 {
     NEED(bn_fwd_train);
+    for (int k = 0; k < N_FMTS; ++k)
     for (size_t i = 0; i < sizeof bn_cases / sizeof *bn_cases; ++i) {
-        bn_data b = bn_make(&bn_cases[i]);
+        bn_data b = bn_make(&bn_cases[i], all_fmts[k]);
         /* running statistics updated, NULL, then updated with a fused ReLU */
         for (int mode = 0; mode < 3; ++mode) {
             int update = mode != 1, relu = mode == 2;
-            pair y = pair_out(b.total), sm = pair_out(b.d.c), si = pair_out(b.d.c);
+            pair y = bn_out(&b), sm = pair_out(b.d.c), si = pair_out(b.d.c);
             BOTH(bn_fwd_train, bn_side(&b, relu, NULL, side), P(b.x), P(b.gamma), P(b.beta),
                  update ? P(b.rmean) : NULL, update ? P(b.rvar) : NULL, P(sm), P(si), P(y));
             char shape[160];
-            snprintf(shape, sizeof shape, "%s, running %s%s", b.shape,
-                     update ? "updated" : "NULL", relu ? ", fused ReLU" : "");
-            expect_close("bn_fwd_train", "y", shape, &y, TOL_REDUCE);
+            snprintf(shape, sizeof shape, "%s, running %s%s, %s", b.shape,
+                     update ? "updated" : "NULL", relu ? ", fused ReLU" : "",
+                     fmt_name(b.d.fmt));
+            bn_expect("bn_fwd_train", "y", shape, &b, &y);
             expect_close("bn_fwd_train", "save_mean", shape, &sm, TOL_REDUCE);
             expect_close("bn_fwd_train", "save_invstd", shape, &si, TOL_REDUCE);
             /* After the NULL call too: the values of the updates so far. */
@@ -618,15 +707,16 @@ static void check_bn_fwd_train(void)
 static void check_bn_fwd_eval(void)
 {
     NEED(bn_fwd_eval);
+    for (int k = 0; k < N_FMTS; ++k)
     for (size_t i = 0; i < sizeof bn_cases / sizeof *bn_cases; ++i) {
-        bn_data b = bn_make(&bn_cases[i]);
+        bn_data b = bn_make(&bn_cases[i], all_fmts[k]);
         for (int relu = 0; relu < 2; ++relu) {
-            pair y = pair_out(b.total);
+            pair y = bn_out(&b);
             BOTH(bn_fwd_eval, bn_side(&b, relu, NULL, side), P(b.x), P(b.gamma), P(b.beta),
                  P(b.rmean), P(b.rvar), P(y));
             char shape[160];
             snprintf(shape, sizeof shape, "%s%s", b.shape, relu ? ", fused ReLU" : "");
-            expect_close("bn_fwd_eval", "y", shape, &y, TOL_REDUCE);
+            bn_expect("bn_fwd_eval", "y", shape, &b, &y);
             pair_free(&y);
         }
         bn_free(&b);
@@ -636,7 +726,7 @@ static void check_bn_fwd_eval(void)
 /* The saved statistics of x (what bn_fwd_train saves), computed here in double. */
 static void bn_saved(const bn_data *b, pair *sm, pair *si)
 {
-    const float *x = cpu_f(&b->x);
+    const float *x = cpu_f(&b->x32);
     for (int c = 0; c < b->d.c; ++c) {
         double s = 0, q = 0, count = (double)b->d.n * b->d.hw;
         for (int i = 0; i < b->d.n; ++i)
@@ -658,20 +748,22 @@ static void bn_saved(const bn_data *b, pair *sm, pair *si)
 static void check_bn_bwd(int train)
 {
     const char *op = train ? "bn_bwd_train" : "bn_bwd_eval";
+    for (int k = 0; k < N_FMTS; ++k)
     for (size_t i = 0; i < sizeof bn_cases / sizeof *bn_cases; ++i) {
-        bn_data b = bn_make(&bn_cases[i]);
+        bn_data b = bn_make(&bn_cases[i], all_fmts[k]);
         pair sm = pair_alloc(b.d.c, sizeof(float)), si = pair_alloc(b.d.c, sizeof(float));
         bn_saved(&b, &sm, &si);
         /* A fused ReLU's output: half of it 0. */
-        pair mask = pair_uniform(b.total, -1.0f, 1.0f);
+        pair mask32 = pair_uniform(b.total, -1.0f, 1.0f);
         for (size_t j = 0; j < b.total; ++j)
-            cpu_f(&mask)[j] = cpu_f(&mask)[j] > 0.0f ? cpu_f(&mask)[j] : 0.0f;
-        pair_sync(&mask);
+            cpu_f(&mask32)[j] = cpu_f(&mask32)[j] > 0.0f ? cpu_f(&mask32)[j] : 0.0f;
+        pair mask = pair_in_fmt(&mask32, b.d.fmt, b.d.n, b.d.c, b.d.hw);
+        pair_free(&mask32);
         /* 0: all outputs, beta 0; 1: accumulated; 2: dx only; 3: 0 with a fused ReLU */
         for (int mode = 0; mode < 4; ++mode) {
             float beta = mode == 1 ? 1.0f : 0.0f;
             const pair *mk = mode == 3 ? &mask : NULL;
-            pair dx = pair_out(b.total);
+            pair dx = bn_out(&b);
             pair dg = mode == 1 ? pair_uniform(b.d.c, -1.0f, 1.0f) : pair_out(b.d.c);
             pair db = mode == 1 ? pair_uniform(b.d.c, -1.0f, 1.0f) : pair_out(b.d.c);
             int params = mode != 2;
@@ -683,8 +775,9 @@ static void check_bn_bwd(int train)
                      P(b.rmean), P(b.rvar), P(dx), params ? P(dg) : NULL, params ? P(db) : NULL,
                      beta)
             char shape[160];
-            snprintf(shape, sizeof shape, "%s, mode %d, beta %g", b.shape, mode, beta);
-            expect_close(op, "dx", shape, &dx, TOL_REDUCE);
+            snprintf(shape, sizeof shape, "%s, mode %d, beta %g, %s", b.shape, mode, beta,
+                     fmt_name(b.d.fmt));
+            bn_expect(op, "dx", shape, &b, &dx);
             if (params) {
                 expect_close(op, "dgamma", shape, &dg, TOL_REDUCE);
                 expect_close(op, "dbeta", shape, &db, TOL_REDUCE);
@@ -716,22 +809,27 @@ static void check_bn_bwd_eval(void)
 
 static const size_t eltwise_sizes[] = {1, 1000, 64 * 64 * 32 * 32 + 3};
 
+/* The element-wise ops in each value type (their layout does not matter). */
+static const dat_act_fmt value_fmts[] = {DAT_FMT_F32, DAT_FMT_BF16};
+
 static void check_relu_fwd(void)
 {
     NEED(relu_fwd);
+    for (int k = 0; k < 2; ++k)
     for (size_t i = 0; i < sizeof eltwise_sizes / sizeof *eltwise_sizes; ++i) {
+        dat_act_fmt f = value_fmts[k];
         size_t n = eltwise_sizes[i];
-        pair x = pair_uniform(n, -1.0f, 1.0f);
+        pair x32 = pair_uniform(n, -1.0f, 1.0f);
         for (size_t j = 0; j < n; j += 7) /* exact zeros of both signs */
-            cpu_f(&x)[j] = j % 14 ? 0.0f : -0.0f;
-        pair_sync(&x);
-        pair y = pair_out(n);
+            cpu_f(&x32)[j] = j % 14 ? 0.0f : -0.0f;
+        pair x = pair_in_fmt(&x32, f, (int)n, 1, 1), y = pair_out_fmt(n, f);
         char shape[64];
         snprintf(shape, sizeof shape, "n %zu", n);
-        BOTH(relu_fwd, n, P(x), P(y));
-        expect_close("relu_fwd", "y", shape, &y, TOL_ELTWISE);
-        BOTH(relu_fwd, n, P(x), P(x)); /* in place */
-        expect_close("relu_fwd", "y (in place)", shape, &x, TOL_ELTWISE);
+        BOTH(relu_fwd, f, n, P(x), P(y));
+        expect_close_fmt("relu_fwd", "y", shape, &y, f, (int)n, 1, 1, TOL_ELTWISE);
+        BOTH(relu_fwd, f, n, P(x), P(x)); /* in place */
+        expect_close_fmt("relu_fwd", "y (in place)", shape, &x, f, (int)n, 1, 1, TOL_ELTWISE);
+        pair_free(&x32);
         pair_free(&x);
         pair_free(&y);
     }
@@ -740,46 +838,62 @@ static void check_relu_fwd(void)
 static void check_relu_bwd(void)
 {
     NEED(relu_bwd);
+    for (int k = 0; k < 2; ++k)
     for (size_t i = 0; i < sizeof eltwise_sizes / sizeof *eltwise_sizes; ++i) {
+        dat_act_fmt f = value_fmts[k];
         size_t n = eltwise_sizes[i];
-        pair y = pair_uniform(n, -1.0f, 1.0f), dy = pair_uniform(n, -1.0f, 1.0f);
+        pair y32 = pair_uniform(n, -1.0f, 1.0f), dy32 = pair_uniform(n, -1.0f, 1.0f);
         for (size_t j = 0; j < n; ++j) /* a ReLU output: zeros and positives */
-            cpu_f(&y)[j] = cpu_f(&y)[j] > 0 ? cpu_f(&y)[j] : 0.0f;
-        pair_sync(&y);
-        pair dx = pair_out(n);
+            cpu_f(&y32)[j] = cpu_f(&y32)[j] > 0 ? cpu_f(&y32)[j] : 0.0f;
+        pair y = pair_in_fmt(&y32, f, (int)n, 1, 1), dy = pair_in_fmt(&dy32, f, (int)n, 1, 1);
+        pair dx = pair_out_fmt(n, f);
         char shape[64];
         snprintf(shape, sizeof shape, "n %zu", n);
-        BOTH(relu_bwd, n, P(y), P(dy), P(dx));
-        expect_close("relu_bwd", "dx", shape, &dx, TOL_ELTWISE);
-        BOTH(relu_bwd, n, P(y), P(dy), P(dy)); /* in place */
-        expect_close("relu_bwd", "dx (in place)", shape, &dy, TOL_ELTWISE);
+        BOTH(relu_bwd, f, n, P(y), P(dy), P(dx));
+        expect_close_fmt("relu_bwd", "dx", shape, &dx, f, (int)n, 1, 1, TOL_ELTWISE);
+        BOTH(relu_bwd, f, n, P(y), P(dy), P(dy)); /* in place */
+        expect_close_fmt("relu_bwd", "dx (in place)", shape, &dy, f, (int)n, 1, 1, TOL_ELTWISE);
+        pair_free(&y32);
+        pair_free(&dy32);
         pair_free(&y);
         pair_free(&dy);
         pair_free(&dx);
     }
 }
 
-static void check_channel_affine(void)
+/* Every pair of formats, with and without the affine map; in place where the
+ * formats agree. */
+static void check_act_convert(void)
 {
-    NEED(channel_affine);
-    const int shapes[][3] = {{128, 1, 784}, {64, 3, 1024}, {5, 7, 3}, {1, 1, 1}};
+    NEED(act_convert);
+    const int shapes[][3] = {{128, 1, 784}, {64, 3, 1024}, {5, 7, 3}, {1, 1, 1}, {4, 64, 64}};
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; ++i) {
         int n = shapes[i][0], c = shapes[i][1], hw = shapes[i][2];
         size_t total = (size_t)n * c * hw;
-        pair x = pair_uniform(total, 0.0f, 1.0f);
+        pair x32 = pair_uniform(total, -1.0f, 2.0f);
         pair scale = pair_uniform(c, 2.0f, 5.0f), shift = pair_uniform(c, -2.0f, 0.0f);
-        char shape[64];
-        snprintf(shape, sizeof shape, "n %d, c %d, hw %d", n, c, hw);
-        for (int with_shift = 0; with_shift < 2; ++with_shift) {
-            pair y = pair_out(total);
-            BOTH(channel_affine, n, c, hw, P(x), P(scale), with_shift ? P(shift) : NULL, P(y));
-            expect_close("channel_affine", with_shift ? "y" : "y (no shift)", shape, &y,
-                         TOL_ELTWISE);
-            pair_free(&y);
-        }
-        BOTH(channel_affine, n, c, hw, P(x), P(scale), P(shift), P(x));
-        expect_close("channel_affine", "y (in place)", shape, &x, TOL_ELTWISE);
-        pair_free(&x);
+        for (int a = 0; a < N_FMTS; ++a)
+            for (int b = 0; b < N_FMTS; ++b)
+                for (int affine = 0; affine < 3; ++affine) { /* none, scale, scale + shift */
+                    dat_act_fmt fa = all_fmts[a], fb = all_fmts[b];
+                    pair x = pair_in_fmt(&x32, fa, n, c, hw), y = pair_out_fmt(total, fb);
+                    const char *how[] = {"no affine", "scale", "scale and shift"};
+                    char shape[128];
+                    snprintf(shape, sizeof shape, "n %d, c %d, hw %d, %s from %s", n, c, hw,
+                             how[affine], fmt_name(fa));
+                    BOTH(act_convert, n, c, hw, fa, P(x), affine ? P(scale) : NULL,
+                         affine == 2 ? P(shift) : NULL, fb, P(y));
+                    expect_close_fmt("act_convert", "dst", shape, &y, fb, n, c, hw, TOL_ELTWISE);
+                    if (fa == fb) {
+                        BOTH(act_convert, n, c, hw, fa, P(x), affine ? P(scale) : NULL,
+                             affine == 2 ? P(shift) : NULL, fa, P(x));
+                        expect_close_fmt("act_convert", "dst (in place)", shape, &x, fa, n, c,
+                                         hw, TOL_ELTWISE);
+                    }
+                    pair_free(&x);
+                    pair_free(&y);
+                }
+        pair_free(&x32);
         pair_free(&scale);
         pair_free(&shift);
     }
@@ -788,17 +902,24 @@ static void check_channel_affine(void)
 static void check_add(void)
 {
     NEED(add);
+    for (int k = 0; k < 2; ++k)
     for (size_t i = 0; i < sizeof eltwise_sizes / sizeof *eltwise_sizes; ++i) {
+        dat_act_fmt f = value_fmts[k];
         size_t n = eltwise_sizes[i];
-        pair a = pair_uniform(n, -1.0f, 1.0f), b = pair_uniform(n, -1.0f, 1.0f), y = pair_out(n);
+        int ni = (int)n;
+        pair a32 = pair_uniform(n, -1.0f, 1.0f), b32 = pair_uniform(n, -1.0f, 1.0f);
+        pair a = pair_in_fmt(&a32, f, ni, 1, 1), b = pair_in_fmt(&b32, f, ni, 1, 1);
+        pair y = pair_out_fmt(n, f);
         char shape[64];
         snprintf(shape, sizeof shape, "n %zu", n);
-        BOTH(add, n, P(a), P(b), P(y));
-        expect_close("add", "y", shape, &y, TOL_ELTWISE);
-        BOTH(add, n, P(a), P(b), P(a)); /* y aliases a: accumulation */
-        expect_close("add", "y (= a)", shape, &a, TOL_ELTWISE);
-        BOTH(add, n, P(a), P(b), P(b)); /* y aliases b */
-        expect_close("add", "y (= b)", shape, &b, TOL_ELTWISE);
+        BOTH(add, f, n, P(a), P(b), P(y));
+        expect_close_fmt("add", "y", shape, &y, f, ni, 1, 1, TOL_ELTWISE);
+        BOTH(add, f, n, P(a), P(b), P(a)); /* y aliases a: accumulation */
+        expect_close_fmt("add", "y (= a)", shape, &a, f, ni, 1, 1, TOL_ELTWISE);
+        BOTH(add, f, n, P(a), P(b), P(b)); /* y aliases b */
+        expect_close_fmt("add", "y (= b)", shape, &b, f, ni, 1, 1, TOL_ELTWISE);
+        pair_free(&a32);
+        pair_free(&b32);
         pair_free(&a);
         pair_free(&b);
         pair_free(&y);
@@ -854,44 +975,47 @@ static const pool_case pool_cases[] = {
     {DAT_POOL_AVG, 3, 2, 8, 8, 3, 3, 0, 0, "stride 3"},
 };
 
-static dat_pool_desc pool_desc_of(const pool_case *t, char *shape, size_t len)
+static dat_pool_desc pool_desc_of(const pool_case *t, dat_act_fmt f, char *shape, size_t len)
 {
     dat_pool_desc d = {.kind = t->kind, .n = t->n, .c = t->c, .h_in = t->h, .w_in = t->w,
-                       .k = t->k, .stride = t->stride, .pad = t->pad};
+                       .k = t->k, .stride = t->stride, .pad = t->pad, .fmt = f};
     ck_assert_dat_ok(dat_pool_desc_init("test_backend_ops", &d));
-    snprintf(shape, len, "%s %s: n %d, c %d, %dx%d -> %dx%d, k %d, stride %d, pad %d",
+    snprintf(shape, len, "%s %s: n %d, c %d, %dx%d -> %dx%d, k %d, stride %d, pad %d, %s",
              t->kind == DAT_POOL_MAX ? "max" : "avg", t->what, d.n, d.c, d.h_in, d.w_in,
-             d.h_out, d.w_out, d.k, d.stride, d.pad);
+             d.h_out, d.w_out, d.k, d.stride, d.pad, fmt_name(f));
     return d;
 }
 
-static pair pool_input(const pool_case *t, size_t n)
+static pair pool_input(const pool_case *t, const dat_pool_desc *d)
 {
+    size_t n = (size_t)d->n * d->c * d->h_in * d->w_in;
     pair x = pair_uniform(n, t->ties ? 0.0f : -1.0f, t->ties ? 4.0f : 1.0f);
-    if (t->ties) {
+    if (t->ties)
         for (size_t i = 0; i < n; ++i)
             cpu_f(&x)[i] = floorf(cpu_f(&x)[i]);
-        pair_sync(&x);
-    }
-    return x;
+    pair xf = pair_in_fmt(&x, d->fmt, d->n, d->c, d->h_in * d->w_in);
+    pair_free(&x);
+    return xf;
 }
 
 static void check_pool_fwd(void)
 {
     NEED(pool_fwd);
+    for (int k = 0; k < N_FMTS; ++k)
     for (size_t i = 0; i < sizeof pool_cases / sizeof *pool_cases; ++i) {
         const pool_case *t = &pool_cases[i];
-        char shape[160];
-        dat_pool_desc d = pool_desc_of(t, shape, sizeof shape);
-        size_t nx = (size_t)d.n * d.c * d.h_in * d.w_in, ny = (size_t)d.n * d.c * d.h_out * d.w_out;
-        pair x = pool_input(t, nx), y = pair_out(ny), idx = pair_out_i32(ny);
+        char shape[192];
+        dat_pool_desc d = pool_desc_of(t, all_fmts[k], shape, sizeof shape);
+        size_t ny = (size_t)d.n * d.c * d.h_out * d.w_out;
+        pair x = pool_input(t, &d), y = pair_out_fmt(ny, d.fmt), idx = pair_out_i32(ny);
         int max = t->kind == DAT_POOL_MAX;
         BOTH(pool_fwd, &d, P(x), P(y), max ? P(idx) : NULL);
         if (max) {
             expect_same_bytes("pool_fwd", "y", shape, &y);
             expect_same_bytes("pool_fwd", "idx", shape, &idx);
         } else {
-            expect_close("pool_fwd", "y", shape, &y, TOL_ELTWISE);
+            expect_close_fmt("pool_fwd", "y", shape, &y, d.fmt, d.n, d.c, d.h_out * d.w_out,
+                             TOL_ELTWISE);
         }
         pair_free(&x);
         pair_free(&y);
@@ -903,19 +1027,24 @@ static void check_pool_bwd(void)
 {
     NEED(pool_bwd);
     NEED(pool_fwd); /* for the argmax indices */
+    for (int k = 0; k < N_FMTS; ++k)
     for (size_t i = 0; i < sizeof pool_cases / sizeof *pool_cases; ++i) {
         const pool_case *t = &pool_cases[i];
-        char shape[160];
-        dat_pool_desc d = pool_desc_of(t, shape, sizeof shape);
+        char shape[192];
+        dat_pool_desc d = pool_desc_of(t, all_fmts[k], shape, sizeof shape);
         size_t nx = (size_t)d.n * d.c * d.h_in * d.w_in, ny = (size_t)d.n * d.c * d.h_out * d.w_out;
-        pair x = pool_input(t, nx), y = pair_out(ny), idx = pair_out_i32(ny);
+        pair x = pool_input(t, &d), y = pair_out_fmt(ny, d.fmt), idx = pair_out_i32(ny);
         int max = t->kind == DAT_POOL_MAX;
         /* Both sides get the CPU's indices. */
         ck_assert_dat_ok(cpu->be->pool_fwd(cpu, &d, x.c, y.c, max ? idx.c : NULL));
         pair_sync(&idx);
-        pair dy = pair_uniform(ny, -1.0f, 1.0f), dx = pair_out(nx);
+        pair dy32 = pair_uniform(ny, -1.0f, 1.0f), dx = pair_out_fmt(nx, d.fmt);
+        pair dy = pair_in_fmt(&dy32, d.fmt, d.n, d.c, d.h_out * d.w_out);
+        pair_free(&dy32);
         BOTH(pool_bwd, &d, P(dy), max ? P(idx) : NULL, P(dx));
-        expect_close("pool_bwd", "dx", shape, &dx, TOL_ELTWISE);
+        /* Overlapping windows add in an order of the backend's: bf16 may round apart. */
+        expect_close_fmt("pool_bwd", "dx", shape, &dx, d.fmt, d.n, d.c, d.h_in * d.w_in,
+                         (d.fmt & DAT_FMT_BF16) ? TOL_BF16 : TOL_ELTWISE);
         pair_free(&x);
         pair_free(&y);
         pair_free(&idx);
@@ -1466,7 +1595,7 @@ static const op_check checks[] = {
     CHECK(relu_bwd, check_relu_bwd),
     CHECK(pool_fwd, check_pool_fwd),
     CHECK(pool_bwd, check_pool_bwd),
-    CHECK(channel_affine, check_channel_affine),
+    CHECK(act_convert, check_act_convert),
     CHECK(add, check_add),
     CHECK(axpy, check_axpy),
     CHECK(scale, check_scale),
@@ -1494,7 +1623,7 @@ START_TEST(test_table_complete)
 {
     size_t slot = sizeof(void (*)(void));
     size_t first = offsetof(dat_backend, init);
-    size_t flags_end = offsetof(dat_backend, runs_quantizer) + sizeof(int);
+    size_t flags_end = offsetof(dat_backend, nhwc_precisions) + sizeof(unsigned);
     ck_assert_uint_eq(first, (flags_end + slot - 1) / slot * slot); /* after the flags */
     for (size_t off = first; off < sizeof(dat_backend); off += slot) {
         int found = 0;

@@ -730,20 +730,32 @@ START_TEST(test_small_ops)
     ck_assert_dat_ok(ctx->be->minmax(ctx, 5, w, &lo, &hi));
     ck_assert(lo == -2 && hi == 7);
     float a[4] = {1, -2, 3, 0}, b[4] = {1, 1, 1, 1}, out[4];
-    ck_assert_dat_ok(ctx->be->add(ctx, 4, a, b, out));
+    ck_assert_dat_ok(ctx->be->add(ctx, DAT_FMT_F32, 4, a, b, out));
     ck_assert(out[1] == -1 && out[2] == 4);
     ck_assert_dat_ok(ctx->be->axpy(ctx, 4, 2.0f, a, out));
     ck_assert(out[1] == -5 && out[2] == 10);
     ck_assert_dat_ok(ctx->be->scale(ctx, 4, -1.0f, out));
     ck_assert(out[0] == -4);
-    ck_assert_dat_ok(ctx->be->relu_fwd(ctx, 4, a, out));
+    ck_assert_dat_ok(ctx->be->relu_fwd(ctx, DAT_FMT_F32, 4, a, out));
     ck_assert(out[0] == 1 && out[1] == 0 && out[3] == 0);
     float dy[4] = {5, 6, 7, 8}, dx[4];
-    ck_assert_dat_ok(ctx->be->relu_bwd(ctx, 4, out, dy, dx));
+    ck_assert_dat_ok(ctx->be->relu_bwd(ctx, DAT_FMT_F32, 4, out, dy, dx));
     ck_assert(dx[0] == 5 && dx[1] == 0 && dx[2] == 7 && dx[3] == 0);
     float x2[8] = {1, 2, 3, 4, 5, 6, 7, 8}, sc[2] = {2, 0.5f}, sh[2] = {-1, 1}, y2[8];
-    ck_assert_dat_ok(ctx->be->channel_affine(ctx, 2, 2, 2, x2, sc, sh, y2));
+    ck_assert_dat_ok(ctx->be->act_convert(ctx, 2, 2, 2, DAT_FMT_F32, x2, sc, sh, DAT_FMT_F32, y2));
     ck_assert(y2[0] == 1 && y2[2] == 2.5f && y2[4] == 9 && y2[7] == 5);
+    /* Channels last: sample 0 is (c0 p0, c1 p0, c0 p1, c1 p1). */
+    ck_assert_dat_ok(ctx->be->act_convert(ctx, 2, 2, 2, DAT_FMT_F32, x2, NULL, NULL, DAT_FMT_NHWC,
+                                          y2));
+    ck_assert(y2[0] == 1 && y2[1] == 3 && y2[2] == 2 && y2[3] == 4 && y2[5] == 7);
+    /* bf16: to nearest, ties to even (1 + 2^-8 is a tie: 1; 1 + 3 2^-9 rounds up). */
+    float r[2] = {1.00390625f, 1.005859375f}, back[2];
+    uint16_t h[2];
+    ck_assert_dat_ok(ctx->be->act_convert(ctx, 1, 1, 2, DAT_FMT_F32, r, NULL, NULL, DAT_FMT_BF16,
+                                          h));
+    ck_assert_dat_ok(ctx->be->act_convert(ctx, 1, 1, 2, DAT_FMT_BF16, h, NULL, NULL, DAT_FMT_F32,
+                                          back));
+    ck_assert(back[0] == 1.0f && back[1] == 1.0078125f);
     /* gemm, all transposes, against a naive product. */
     float A[6] = {1, 2, 3, 4, 5, 6}, B[6] = {1, -1, 2, 0, 1, 3}, C[4];
     for (int ta = 0; ta < 2; ++ta)

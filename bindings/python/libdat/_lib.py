@@ -63,6 +63,8 @@ class CtxOptions(ctypes.Structure):
         ("tune_convolutions", ctypes.c_int32),
         ("reserved0", ctypes.c_int32),
         ("cuda_graphs", ctypes.c_int32),
+        ("channels_last", ctypes.c_int32),
+        ("reserved1", ctypes.c_int32),
     ]
 
 

@@ -16,9 +16,10 @@ class Device(IntEnum):
 
 
 class Precision(IntEnum):
-    """Arithmetic of a CUDA context's convolutions and matrix products."""
+    """Arithmetic of a context's models (dat_precision)."""
     FP32 = 0
     TF32 = 1
+    BF16 = 2
 
 
 class LogLevel(IntEnum):
@@ -40,9 +41,10 @@ class Context(Handle):
                  log: Optional[Callable[[LogLevel, str], None]] = None,
                  log_level: LogLevel = LogLevel.WARN,
                  precision: Precision = Precision.FP32, tune_convolutions: bool = False,
-                 cuda_graphs: bool = True):
+                 cuda_graphs: bool = True, channels_last: Optional[bool] = None):
         """log, if given, receives libdat's log messages (level, line) up to log_level.
-        precision, tune_convolutions and cuda_graphs matter on CUDA only
+        tune_convolutions and cuda_graphs matter on CUDA only; precision BF16 and
+        channels_last (None: the backend's choice) are emulated on the CPU
         (dat_ctx_options)."""
         opts = CtxOptions()
         check(lib.dat_ctx_options_init(ctypes.byref(opts)))
@@ -53,6 +55,7 @@ class Context(Handle):
         opts.precision = int(precision)
         opts.tune_convolutions = int(bool(tune_convolutions))
         opts.cuda_graphs = int(bool(cuda_graphs))
+        opts.channels_last = -1 if channels_last is None else int(bool(channels_last))
         if log is not None:
             def relay(level: int, message: bytes, _user) -> None:
                 log(LogLevel(level), message.decode(errors="replace"))

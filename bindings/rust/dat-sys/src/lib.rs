@@ -12,7 +12,7 @@
 use std::os::raw::{c_char, c_int, c_void};
 
 pub const DAT_VERSION_MAJOR: u32 = 0;
-pub const DAT_VERSION_MINOR: u32 = 3;
+pub const DAT_VERSION_MINOR: u32 = 4;
 pub const DAT_VERSION_PATCH: u32 = 0;
 pub const DAT_VERSION_NUMBER: u32 =
     DAT_VERSION_MAJOR * 10000 + DAT_VERSION_MINOR * 100 + DAT_VERSION_PATCH;
@@ -85,6 +85,7 @@ pub const DAT_DEVICE_CUDA: dat_device_kind = 1;
 pub type dat_precision = i32;
 pub const DAT_PRECISION_FP32: dat_precision = 0;
 pub const DAT_PRECISION_TF32: dat_precision = 1;
+pub const DAT_PRECISION_BF16: dat_precision = 2;
 pub const DAT_PRECISION_FORCE_32BIT: dat_precision = 0x7fffffff;
 pub const DAT_DEVICE_FORCE_32BIT: dat_device_kind = 0x7fffffff;
 
@@ -108,6 +109,8 @@ pub struct dat_ctx_options {
     pub tune_convolutions: i32,
     pub reserved0: i32,
     pub cuda_graphs: i32,
+    pub channels_last: i32,
+    pub reserved1: i32,
 }
 
 extern "C" {
