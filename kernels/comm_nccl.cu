@@ -23,6 +23,7 @@ struct nccl_impl {
     cudaStream_t stream;
     int device;
     int64_t *dev_hdr; /* size * DAT_HDR_LEN, for the header exchange */
+    cudaEvent_t queued; /* the context's stream up to a started all-reduce */
     int aborted;
 };
 
@@ -57,8 +58,9 @@ static dat_status enqueued(dat_comm *c, const char *what, ncclResult_t r)
     return s;
 }
 
-/* Waits until the stream is idle and NCCL reports no pending or failed work. */
-static dat_status wait_done(dat_comm *c, const char *what)
+/* Waits until NCCL reports no pending or failed work and, with stream_idle,
+ * until the stream has run everything queued on it. */
+static dat_status poll_until(dat_comm *c, const char *what, int stream_idle)
 {
     nccl_impl *m = impl(c);
     double deadline = dat_now() + c->timeout_s;
@@ -70,6 +72,8 @@ static dat_status wait_done(dat_comm *c, const char *what)
             abort_comm(m);
             return s;
         }
+        if (a == ncclSuccess && !stream_idle)
+            return DAT_OK;
         if (a == ncclSuccess) {
             cudaError_t e = cudaStreamQuery(m->stream);
             if (e == cudaSuccess)
@@ -89,6 +93,12 @@ static dat_status wait_done(dat_comm *c, const char *what)
         if (polls > 1000)
             sched_yield();
     }
+}
+
+/* Waits until the stream is idle and NCCL reports no pending or failed work. */
+static dat_status wait_done(dat_comm *c, const char *what)
+{
+    return poll_until(c, what, 1);
 }
 
 /* The tensors were written on the context's stream: finish that first. */
@@ -122,6 +132,8 @@ static void nccl_destroy(dat_comm *c)
     }
     if (m->dev_hdr)
         cudaFree(m->dev_hdr);
+    if (m->queued)
+        cudaEventDestroy(m->queued);
     if (m->stream)
         cudaStreamDestroy(m->stream);
     free(m);
@@ -149,17 +161,51 @@ __global__ void scale_kernel(float *x, size_t n, float a)
         x[i] = __fmul_rn(x[i], a);
 }
 
-static dat_status nccl_allreduce(dat_comm *c, float *buf, size_t n, dat_reduction op)
+/* Queues the sum (and the scaling of the mean) on the communicator's stream. */
+static dat_status queue_allreduce(dat_comm *c, float *buf, size_t n, dat_reduction op)
 {
     nccl_impl *m = impl(c);
-    DAT_TRY(begin(c));
-    DAT_TRY(enqueued(c, "ncclAllReduce",
-                     ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, m->comm, m->stream)));
+    ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, m->comm, m->stream);
+    DAT_TRY(enqueued(c, "ncclAllReduce", r));
+    /* Non-blocking NCCL: until a call that returned ncclInProgress has settled,
+     * no kernel may be queued on its stream and no other NCCL call made (the
+     * scaling below, the next bucket's all-reduce). */
+    if (r == ncclInProgress)
+        DAT_TRY(poll_until(c, "ncclAllReduce", 0));
     if (op == DAT_REDUCE_MEAN && n > 0) {
         scale_kernel<<<dat_cuda_grid(n, 256), 256, 0, m->stream>>>(buf, n, 1.0f / (float)c->size);
         DAT_CUDA_CHECK_LAUNCH("scale_kernel");
     }
+    return DAT_OK;
+}
+
+static dat_status nccl_allreduce(dat_comm *c, float *buf, size_t n, dat_reduction op)
+{
+    DAT_TRY(begin(c));
+    DAT_TRY(queue_allreduce(c, buf, n, op));
     return wait_done(c, "the all-reduce");
+}
+
+/* The communicator's stream waits for the context's up to now (the gradient
+ * the backward pass has queued so far), then reduces: the context's stream
+ * goes on with the backward pass meanwhile. */
+static dat_status nccl_allreduce_start(dat_comm *c, float *buf, size_t n, dat_reduction op)
+{
+    nccl_impl *m = impl(c);
+    DAT_CUDA_TRY(cudaSetDevice(m->device));
+    if (!m->queued)
+        DAT_CUDA_TRY(cudaEventCreateWithFlags(&m->queued, cudaEventDisableTiming));
+    DAT_CUDA_TRY(cudaEventRecord(m->queued, dat_cuda(c->ctx)->stream));
+    DAT_CUDA_TRY(cudaStreamWaitEvent(m->stream, m->queued, 0));
+    return queue_allreduce(c, buf, n, op);
+}
+
+/* The host waits for the started all-reduces (and through them for the
+ * context's stream up to the last one), so later work sees the mean. */
+static dat_status nccl_allreduce_finish(dat_comm *c)
+{
+    DAT_CUDA_TRY(cudaSetDevice(impl(c)->device));
+    return wait_done(c, "the gradient all-reduce");
 }
 
 static dat_status nccl_broadcast(dat_comm *c, void *buf, size_t bytes, int root)
@@ -236,6 +282,8 @@ static const dat_comm_ops nccl_ops = {
     nccl_allgatherv,
     nccl_alltoallv,
     nccl_abort,
+    nccl_allreduce_start,
+    nccl_allreduce_finish,
 };
 
 extern "C" dat_status dat_comm_nccl_unique_id(dat_comm_id *id)

@@ -149,8 +149,10 @@ static inline dat_channel_of dat_channel_of_make(size_t total, int c, int hw)
     k.hw64 = (size_t)hw;
     k.c64 = (size_t)c;
     k.wide = total >= ((size_t)1 << 31);
-    k.hw = dat_fast_div_make(k.wide ? 1u : (uint32_t)hw);
-    k.c = dat_fast_div_make(k.wide ? 1u : (uint32_t)c);
+    /* A zero extent means no elements (the op returns before its launch), but
+     * the divider is made first, and dat_fast_div_make(0) divides by zero. */
+    k.hw = dat_fast_div_make(k.wide || hw < 1 ? 1u : (uint32_t)hw);
+    k.c = dat_fast_div_make(k.wide || c < 1 ? 1u : (uint32_t)c);
     return k;
 }
 

@@ -124,7 +124,10 @@ static cudnnStatus_t algo_workspace(dat_cuda_state *st, int dir, int algo, size_
 /* The first of cuDNN's ranked candidates (by heuristics, or by time) that
  * succeeds, runs in an admitted math type and fits the workspace cap, into
  * plan; 0 if none does. Without tensor math (fp32 data under FP32) the plan
- * runs with FMA math whatever the candidate reported, so TF32 stays off. */
+ * runs with FMA math whatever the candidate reported, so TF32 stays off. The
+ * workspace is asked for under the math type the plan runs with (the
+ * descriptor's was set for the search, and the size depends on it), and is
+ * at least what the candidate reported. */
 template <typename Perf>
 static int pick_algo(dat_ctx *ctx, int dir, const dat_conv_desc *d, const Perf *perf, int count,
                      dat_cuda_conv_plan *plan)
@@ -133,12 +136,16 @@ static int pick_algo(dat_ctx *ctx, int dir, const dat_conv_desc *d, const Perf *
     for (int i = 0; i < count; ++i) {
         if (perf[i].status != CUDNN_STATUS_SUCCESS || !math_ok(ctx, d, perf[i].mathType))
             continue;
+        cudnnMathType_t math = tensor_math(ctx, d) ? perf[i].mathType : CUDNN_FMA_MATH;
         size_t need = 0;
-        if (algo_workspace(st, dir, (int)perf[i].algo, &need) != CUDNN_STATUS_SUCCESS ||
-            need > DAT_CONV_MAX_WORKSPACE)
+        if (cudnnSetConvolutionMathType(st->conv_desc, math) != CUDNN_STATUS_SUCCESS ||
+            algo_workspace(st, dir, (int)perf[i].algo, &need) != CUDNN_STATUS_SUCCESS)
+            continue;
+        need = need > perf[i].memory ? need : perf[i].memory;
+        if (need > DAT_CONV_MAX_WORKSPACE)
             continue;
         plan->algo = (int)perf[i].algo;
-        plan->math = tensor_math(ctx, d) ? (int)perf[i].mathType : (int)CUDNN_FMA_MATH;
+        plan->math = (int)math;
         plan->workspace_bytes = need;
         return 1;
     }

@@ -54,13 +54,19 @@ int train_epoch(run *r, int64_t epoch, double *loss)
             input = r->xn;
             labels = r->yn;
         }
-        float l = 0; /* A2: the local gradient */
-        TRY_RUN("loss", dat_model_loss_backward(r->model, input, labels, &lo, &l));
-        /* 3, A3, 4: (quantized) average over the workers */
+        /* A2: the local gradient; 3, A3, 4: its (quantized) average over the
+         * workers, bucket by bucket during the backward pass with --overlap */
+        float l = 0;
         dat_comm_stats before = {.size = sizeof before}, after = {.size = sizeof after};
         dat_comm_get_stats(r->comm, &before);
-        TRY_RUN("all-reduce", dat_comm_allreduce_grads(r->comm, r->model, r->quant, mode,
-                                                       (uint64_t)step));
+        if (r->sync)
+            TRY_RUN("all-reduce", dat_grad_sync_begin(r->sync, (uint64_t)step));
+        TRY_RUN("loss", dat_model_loss_backward(r->model, input, labels, &lo, &l));
+        if (r->sync)
+            TRY_RUN("all-reduce", dat_grad_sync_end(r->sync));
+        else
+            TRY_RUN("all-reduce", dat_comm_allreduce_grads(r->comm, r->model, r->quant, mode,
+                                                           (uint64_t)step));
         dat_comm_get_stats(r->comm, &after);
         r->grad_bytes += (double)(after.bytes_sent - before.bytes_sent);
         r->grad_steps += 1;

@@ -193,6 +193,16 @@ static int make_attacks(run *r)
         q.rank = r->rank;
         TRY_RUN("quantizer", dat_quantizer_create(&r->quant, r->ctx, &q));
     }
+    if (o->overlap) {
+        dat_grad_sync_options so;
+        dat_grad_sync_options_init(&so);
+        so.quantizer = r->quant;
+        so.mode = strcmp(o->quant_mode, "two-sided") == 0 ? DAT_QUANT_TWO_SIDED
+                                                          : DAT_QUANT_ONE_SIDED;
+        if (r->quant) /* whole quantizer buckets */
+            so.bucket_elems = (so.bucket_elems + o->bucket - 1) / o->bucket * o->bucket;
+        TRY_RUN("gradient synchronizer", dat_grad_sync_create(&r->sync, r->comm, r->model, &so));
+    }
     return 0;
 }
 
@@ -415,6 +425,7 @@ static void teardown(run *r)
     dat_tensor_destroy(r->vx);
     dat_tensor_destroy(r->vy);
     dat_tensor_destroy(r->counts);
+    dat_grad_sync_destroy(r->sync);
     dat_quantizer_destroy(r->quant);
     dat_attack_destroy(r->attack);
     dat_attack_destroy(r->eval_attack);
@@ -437,7 +448,9 @@ int main(int argc, char **argv)
     train_options_json(&r.o, r.config, sizeof r.config);
     r.ranks = 1;
 #if DAT_HAVE_MPI
-    MPI_Init(&argc, &argv);
+    /* SERIALIZED: the gradient synchronizer's thread may run the collectives. */
+    int provided;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_SERIALIZED, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &r.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &r.ranks);
 #endif

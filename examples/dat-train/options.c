@@ -71,6 +71,8 @@ static const char usage[] =
     "  --bits B             gradient quantization bits, 2..16, 32 = off      [32]\n"
     "  --quant-mode M       one-sided | two-sided                     [one-sided]\n"
     "  --bucket N           quantization bucket size                        [512]\n"
+    "  --overlap on|off     all-reduce the gradient bucket by bucket during the\n"
+    "                       backward pass (CPU; MPI ranks)                   [on]\n"
     "  --comm-timeout S     seconds to wait for the other ranks, then fail  [300]\n"
     "\n"
     "Run\n"
@@ -132,6 +134,7 @@ static void defaults(train_options *o)
     o->precision = "fp32";
     o->channels_last = "auto";
     o->cuda_graphs = 1; /* dat_ctx_options' default */
+    o->overlap = 1;
 }
 
 /* "0-4" or "1,3,5" (ranges allowed in lists): classes in [0, 1000). */
@@ -259,6 +262,7 @@ static int parse_one(train_options *o, const char *k, const char *v)
     if (IS("--channels-last")) return cli_choice(k, v, layouts, &o->channels_last);
     if (IS("--tune-conv")) return cli_onoff(k, v, &o->tune_conv);
     if (IS("--cuda-graphs")) return cli_onoff(k, v, &o->cuda_graphs);
+    if (IS("--overlap")) return cli_onoff(k, v, &o->overlap);
     if (IS("--checkpoint-dir")) return (o->checkpoint_dir = v, 0);
     if (IS("--stop-after")) return cli_int(k, v, 1, INT_MAX, &o->stop_after);
     if (IS("--eval-every")) return cli_int(k, v, 0, INT_MAX, &o->eval_every);

@@ -18,6 +18,7 @@ typedef struct run {
     dat_attack *eval_attack; /* PGD-k of the robust accuracy */
     dat_optim *optim;
     dat_quantizer *quant;    /* NULL for 32 bits */
+    dat_grad_sync *sync;     /* --overlap on: the all-reduce during the backward pass */
     dat_tensor *x, *x_adv, *y, *ex, *ey, *vx, *vy;
     dat_attack *noise;       /* Smooth-AT: makes the noise copies (smooth.c); else NULL */
     dat_tensor *xn, *yn;     /* Smooth-AT: noise_copies x batch copies and their labels */

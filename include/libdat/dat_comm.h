@@ -202,6 +202,102 @@ DAT_API dat_status dat_comm_allreduce_quantized(dat_comm *comm, dat_tensor *t, d
 DAT_API dat_status dat_comm_allreduce_grads(dat_comm *comm, dat_model *model, dat_quantizer *q,
                                             dat_quant_mode mode, uint64_t step);
 
+/** @brief Opaque gradient synchronizer: the all-reduce of dat_comm_allreduce_grads(),
+ *         cut into buckets that are reduced while the backward pass still runs. */
+typedef struct dat_grad_sync dat_grad_sync;
+
+/** @brief Options of dat_grad_sync_create(); fields are only ever appended. (0.4.0) */
+typedef struct dat_grad_sync_options {
+    uint32_t size;            /**< sizeof(dat_grad_sync_options), set by the init function. */
+    int64_t bucket_elems;     /**< Gradient elements per bucket, > 0; default 1 << 20 (4 MiB
+                                   of float32). With a quantizer, a multiple of its bucket. */
+    dat_quantizer *quantizer; /**< NULL (default): the exact mean; else the quantized
+                                   all-reduce with it (kept by reference, not owned). */
+    dat_quant_mode mode;      /**< With a quantizer; default DAT_QUANT_ONE_SIDED. */
+} dat_grad_sync_options;
+
+/**
+ * @brief Fills @p opts with the defaults and sets its size field. (0.4.0)
+ * @param[out] opts  the options to fill.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
+ */
+DAT_API dat_status dat_grad_sync_options_init(dat_grad_sync_options *opts);
+
+/**
+ * @brief Creates a gradient synchronizer of @p model over @p comm. (0.4.0)
+ *
+ * The model's flat gradient is cut into buckets of opts->bucket_elems (the
+ * last one shorter). Between dat_grad_sync_begin() and dat_grad_sync_end(),
+ * the model's next dat_model_loss_backward() starts each bucket's reduction
+ * as soon as the backward pass has finished every layer
+ * whose gradient lies in it (layers are visited last to first, so the buckets
+ * go from the end of the buffer to its start), and the reduction of that
+ * bucket runs while the backward pass computes the layers before it. The
+ * result is bit for bit that of dat_comm_allreduce_grads() with the same
+ * quantizer, mode and step.
+ *
+ * The buckets run on a communication thread for a host communicator whose
+ * collectives may be called from another thread (the self communicator; MPI
+ * initialized with MPI_THREAD_SERIALIZED or MPI_THREAD_MULTIPLE) and a model
+ * in a CPU context; on the NCCL communicator's stream (behind the backward
+ * pass's kernels queued before them) for a model in the communicator's
+ * context and no quantizer. Otherwise (MPI_THREAD_FUNNELED, a CUDA model with
+ * MPI, a quantizer with NCCL) the whole reduction runs in
+ * dat_grad_sync_end(), with the same result. dat_grad_sync_overlaps() tells
+ * which.
+ * @param[out] out  receives the synchronizer, owned by the caller and freed with
+ *                  dat_grad_sync_destroy() before @p comm and @p model; NULL on failure.
+ * @param comm  the communicator; between begin and end it belongs to the
+ *              synchronizer (call no other collective on it).
+ * @param model  the model, the same architecture on every rank.
+ * @param opts  options, or NULL for the defaults; read during the call only.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or bad options (a
+ *         bucket that is not a multiple of the quantizer's; a quantizer of
+ *         another context); DAT_ERR_STATE if the model already has a
+ *         synchronizer; DAT_ERR_OUT_OF_MEMORY.
+ */
+DAT_API dat_status dat_grad_sync_create(dat_grad_sync **out, dat_comm *comm, dat_model *model,
+                                        const dat_grad_sync_options *opts);
+
+/**
+ * @brief Destroys a synchronizer (waiting for a reduction still running). NULL is a no-op.
+ * @param sync  the synchronizer.
+ */
+DAT_API void dat_grad_sync_destroy(dat_grad_sync *sync);
+
+/**
+ * @brief Arms the synchronizer for one step. Collective: every rank calls it
+ *        with the same @p step, and the ranks agree on the synchronizers' options.
+ *
+ * The model's next dat_model_loss_backward() (its last backward pass, for the
+ * losses that run several) starts the buckets' reductions; with gradient
+ * accumulation over several calls, arm it before the last one only.
+ * @param sync  the synchronizer.
+ * @param step  the training step (the quantizer's random stream; all ranks the same).
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL; DAT_ERR_STATE if already armed or
+ *         the communicator is broken; DAT_ERR_COMM if the ranks disagree.
+ */
+DAT_API dat_status dat_grad_sync_begin(dat_grad_sync *sync, uint64_t step);
+
+/**
+ * @brief Reduces the buckets not started yet (all of them if no backward pass
+ *        ran since dat_grad_sync_begin()) and waits for every bucket: the
+ *        model's gradient is then the mean over the ranks. Disarms.
+ * @param sync  the synchronizer.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL; DAT_ERR_STATE if not armed;
+ *         otherwise as dat_comm_allreduce_grads() (a failed bucket's error; the
+ *         communicator is then broken).
+ */
+DAT_API dat_status dat_grad_sync_end(dat_grad_sync *sync);
+
+/**
+ * @brief Whether the synchronizer reduces buckets while the backward pass runs.
+ * @param sync  the synchronizer.
+ * @param[out] overlaps  1 if it does, 0 if the reduction runs in dat_grad_sync_end().
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
+ */
+DAT_API dat_status dat_grad_sync_overlaps(const dat_grad_sync *sync, int32_t *overlaps);
+
 /**
  * @brief Start-up: every rank takes rank @p root's parameters and batch-norm
  *        running statistics, so all workers begin from the same model. Collective.

@@ -239,7 +239,7 @@ dat_status dat_comm_abort(dat_comm *comm)
 }
 
 /* The state check every collective starts with. */
-static dat_status usable(const dat_comm *c, const char *func)
+dat_status dat_comm_usable(const dat_comm *c, const char *func)
 {
     if (c->broken)
         return dat_error(DAT_ERR_STATE, func,
@@ -319,7 +319,7 @@ static dat_status from_comm_memory(dat_comm *c, dat_tensor *t, void *p)
     return dat_tensor_write(t, s, t->nbytes);
 }
 
-static void count_call(dat_comm *c, double t0, uint64_t sent, uint64_t received)
+void dat_comm_count_call(dat_comm *c, double t0, uint64_t sent, uint64_t received)
 {
     c->stats.calls += 1;
     c->stats.bytes_sent += sent;
@@ -327,10 +327,17 @@ static void count_call(dat_comm *c, double t0, uint64_t sent, uint64_t received)
     c->stats.seconds += dat_now() - t0;
 }
 
+uint64_t dat_comm_allreduce_bytes(const dat_comm *c, size_t n)
+{
+    int m = c->size, r = c->rank;
+    size_t nr = dat_comm_shard_lo(n, r + 1, m) - dat_comm_shard_lo(n, r, m);
+    return m > 1 ? 4 * ((uint64_t)(n - nr) + (uint64_t)(m - 1) * nr) : 0;
+}
+
 dat_status dat_comm_allreduce(dat_comm *comm, dat_tensor *t, dat_reduction op)
 {
     DAT_CHECK_NOT_NULL(comm);
-    DAT_TRY(usable(comm, __func__));
+    DAT_TRY(dat_comm_usable(comm, __func__));
     double t0 = dat_now();
     dat_status local = DAT_OK;
     if (!t)
@@ -351,17 +358,15 @@ dat_status dat_comm_allreduce(dat_comm *comm, dat_tensor *t, dat_reduction op)
     if (s != DAT_OK)
         return dat_error_context(dat_comm_failed(comm, s), __func__);
     DAT_TRY(from_comm_memory(comm, t, buf));
-    int m = comm->size, r = comm->rank;
-    size_t nr = dat_comm_shard_lo(n, r + 1, m) - dat_comm_shard_lo(n, r, m);
-    uint64_t bytes = m > 1 ? 4 * ((uint64_t)(n - nr) + (uint64_t)(m - 1) * nr) : 0;
-    count_call(comm, t0, bytes, bytes);
+    uint64_t bytes = dat_comm_allreduce_bytes(comm, n);
+    dat_comm_count_call(comm, t0, bytes, bytes);
     return DAT_OK;
 }
 
 dat_status dat_comm_broadcast(dat_comm *comm, dat_tensor *t, int32_t root)
 {
     DAT_CHECK_NOT_NULL(comm);
-    DAT_TRY(usable(comm, __func__));
+    DAT_TRY(dat_comm_usable(comm, __func__));
     double t0 = dat_now();
     dat_status local = DAT_OK;
     if (!t)
@@ -381,14 +386,14 @@ dat_status dat_comm_broadcast(dat_comm *comm, dat_tensor *t, int32_t root)
         DAT_TRY(from_comm_memory(comm, t, buf));
     uint64_t sent = comm->rank == root ? (uint64_t)(comm->size - 1) * t->nbytes : 0;
     uint64_t recv = comm->rank == root ? 0 : t->nbytes;
-    count_call(comm, t0, sent, recv);
+    dat_comm_count_call(comm, t0, sent, recv);
     return DAT_OK;
 }
 
 dat_status dat_comm_allgather(dat_comm *comm, const dat_tensor *in, dat_tensor *out)
 {
     DAT_CHECK_NOT_NULL(comm);
-    DAT_TRY(usable(comm, __func__));
+    DAT_TRY(dat_comm_usable(comm, __func__));
     double t0 = dat_now();
     dat_status local = DAT_OK;
     if (!in || !out)
@@ -432,7 +437,7 @@ dat_status dat_comm_allgather(dat_comm *comm, const dat_tensor *in, dat_tensor *
         return dat_error_context(dat_comm_failed(comm, s), __func__);
     DAT_TRY(from_comm_memory(comm, out, buf));
     uint64_t bytes = (uint64_t)(comm->size - 1) * block;
-    count_call(comm, t0, bytes, bytes);
+    dat_comm_count_call(comm, t0, bytes, bytes);
     return DAT_OK;
 }
 
@@ -440,7 +445,7 @@ dat_status dat_comm_allreduce_quantized(dat_comm *comm, dat_tensor *t, dat_quant
                                         dat_quant_mode mode, uint64_t step)
 {
     DAT_CHECK_NOT_NULL(comm);
-    DAT_TRY(usable(comm, __func__));
+    DAT_TRY(dat_comm_usable(comm, __func__));
     double t0 = dat_now();
     dat_status local = DAT_OK;
     if (!t || !q)
@@ -467,7 +472,7 @@ dat_status dat_comm_allreduce_quantized(dat_comm *comm, dat_tensor *t, dat_quant
         return s;
     }
     DAT_TRY(dat_quantizer_tensor_out(q, t, buf));
-    count_call(comm, t0, 0, 0);
+    dat_comm_count_call(comm, t0, 0, 0);
     return DAT_OK;
 }
 

@@ -39,7 +39,8 @@ enum {
     DAT_COMM_OP_BROADCAST,
     DAT_COMM_OP_ALLGATHER,
     DAT_COMM_OP_QUANTIZED,      /* first phase: the workers' codes */
-    DAT_COMM_OP_QUANTIZED_SERVE /* two-sided second phase: the servers' codes */
+    DAT_COMM_OP_QUANTIZED_SERVE, /* two-sided second phase: the servers' codes */
+    DAT_COMM_OP_GRAD_SYNC       /* a dat_grad_sync's plan, agreed in its begin */
 };
 
 typedef struct dat_comm_ops {
@@ -62,6 +63,13 @@ typedef struct dat_comm_ops {
                             const size_t *rdispls);
     /* Tears down without waiting for peers (after a failure). */
     void (*abort)(dat_comm *c);
+    /* Optional (NULL where the kind has none; a device kind's): the exact
+     * all-reduce of buf queued behind the work already queued on the context's
+     * stream, returning at once (a dat_grad_sync's buckets during the
+     * backward pass); every rank starts the same ones in the same order.
+     * allreduce_finish waits for all those started. */
+    dat_status (*allreduce_start)(dat_comm *c, float *buf, size_t n, dat_reduction op);
+    dat_status (*allreduce_finish)(dat_comm *c);
 } dat_comm_ops;
 
 struct dat_comm {
@@ -71,6 +79,8 @@ struct dat_comm {
     int rank, size;
     double timeout_s;
     int broken;          /* a wait failed or timed out, or abort was called */
+    int threads_ok;      /* its collectives may run on a thread other than the creator's
+                            (one at a time): set by the kind */
     uint64_t seq;        /* collectives begun */
     dat_comm_stats stats;
     /* Scratch that grows to the largest need and is then reused. */
@@ -123,6 +133,15 @@ dat_status dat_comm_host_alltoallv(dat_comm *c, const void *send, const size_t *
 
 /* Marks the communicator broken after a transport failure; returns s. */
 dat_status dat_comm_failed(dat_comm *c, dat_status s);
+
+/* DAT_ERR_STATE naming func if the communicator is broken or aborted. */
+dat_status dat_comm_usable(const dat_comm *c, const char *func);
+
+/* Payload bytes each way of the exact all-reduce of n floats on this rank. */
+uint64_t dat_comm_allreduce_bytes(const dat_comm *c, size_t n);
+
+/* Books one successful collective begun at t0 in the statistics. */
+void dat_comm_count_call(dat_comm *c, double t0, uint64_t sent, uint64_t received);
 
 /*
  * The quantized all-reduce of a slice x in the memory of q's context

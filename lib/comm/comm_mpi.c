@@ -332,6 +332,9 @@ dat_status dat_comm_create_mpi(dat_comm **out, dat_ctx *ctx, MPI_Comm comm,
         MPI_Comm_size(m->comm, &size);
         s = dat_comm_alloc(out, ctx, &mpi_ops, m, rank, size, o.timeout_s);
     }
+    int level = MPI_THREAD_SINGLE;
+    if (s == DAT_OK && MPI_Query_thread(&level) == MPI_SUCCESS)
+        (*out)->threads_ok = level >= MPI_THREAD_SERIALIZED; /* one thread at a time */
     if (s != DAT_OK) {
         /* After a timed-out idup the new communicator may never exist. */
         if (m->comm != MPI_COMM_NULL && s != DAT_ERR_TIMEOUT)

@@ -9,8 +9,11 @@
  * floor(jU/M) .. floor((j+1)U/M) - 1). Every rank encodes its whole slice,
  * which is the shards' encodings end to end, and sends shard j's to rank j
  * (all-to-all). Rank j decodes and averages its shard as above, encodes the
- * average again (server stream of rank j, no error feedback) in place of its
- * own shard's codes, and the codes are all-gathered; every rank decodes all.
+ * average again (no error feedback) in place of its own shard's codes, and the
+ * codes are all-gathered; every rank decodes all. The servers draw from one
+ * server stream (that of rank 0), each element at its own offset, so the
+ * result does not depend on which rank serves an element: a slice cut at
+ * bucket boundaries gives the bits of the whole (dat_grad_sync).
  *
  * Values and codes live in the memory of the quantizer's context, where its
  * backend encodes and decodes: on a CUDA context with NCCL nothing touches the
@@ -172,7 +175,7 @@ static dat_status two_sided(dat_comm *c, const char *func, float *x, size_t n, u
     DAT_TRY(decode_average(q, recv, rdispls, m, n_r, x + lo_r));
 
     /* Phase 2: the server's codes of its average, to everyone. */
-    local = dat_quantizer_encode_slice(q, func, x + lo_r, n_r, offset + lo_r, (uint32_t)r, step,
+    local = dat_quantizer_encode_slice(q, func, x + lo_r, n_r, offset + lo_r, 0, step,
                                        DAT_QUANT_PHASE_SERVER, 0, send + sdispls[r]);
     quant_header(c, h, DAT_COMM_OP_QUANTIZED_SERVE, n, q, DAT_QUANT_TWO_SIDED, step, local);
     DAT_TRY(dat_comm_agree(c, func, h));

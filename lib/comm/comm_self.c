@@ -66,5 +66,7 @@ dat_status dat_comm_create_self(dat_comm **out, dat_ctx *ctx)
     DAT_CHECK_NOT_NULL(out);
     *out = NULL;
     DAT_CHECK_NOT_NULL(ctx);
-    return dat_comm_alloc(out, ctx, &self_ops, NULL, 0, 1, DAT_COMM_DEFAULT_TIMEOUT);
+    DAT_TRY(dat_comm_alloc(out, ctx, &self_ops, NULL, 0, 1, DAT_COMM_DEFAULT_TIMEOUT));
+    (*out)->threads_ok = 1;
+    return DAT_OK;
 }

@@ -4,8 +4,6 @@
 #include <stdio.h>
 #include <string.h>
 
-enum { DAT_ERROR_CAPACITY = 1024 };
-
 static _Thread_local char last_error[DAT_ERROR_CAPACITY];
 
 dat_status dat_error(dat_status status, const char *func, const char *fmt, ...)

@@ -10,6 +10,9 @@
 #define DAT_PRINTF(f, a)
 #endif
 
+/* Bytes of a message, terminator included (longer ones are cut). */
+enum { DAT_ERROR_CAPACITY = 1024 };
+
 /*
  * Records "func: message" as the thread's last error and returns status, so
  * a failure path reads `return dat_error(DAT_ERR_..., __func__, "...", ...)`.

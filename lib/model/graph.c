@@ -444,6 +444,30 @@ static dat_status backward_node(dat_model *m, dat_node *n, const backward_pass *
     return need ? grad_commit(m, j, bp->batch) : DAT_OK;
 }
 
+/* Node i's part of the backward pass. */
+static dat_status backward_at(dat_model *m, int32_t i, const backward_pass *bp)
+{
+    /* A node that does not lead to the output gets no gradient. */
+    if (!m->grad_ready[i])
+        return DAT_OK;
+    if (m->nodes[i - 1].fused_relu) { /* the conv's or BN's backward applies the mask */
+        m->grad_ready[i - 1] = 1;
+        return DAT_OK;
+    }
+    return backward_node(m, &m->nodes[i], bp);
+}
+
+/* Nodes i and above are done: their parameters' gradients, which lie from node
+ * i's first parameter to the end (node order, init.c), are final. The first
+ * layer's (offset 0) ends the pass: that is the synchronizer's end to queue. */
+static void report_final(dat_model *m, int32_t i)
+{
+    const dat_node *n = &m->nodes[i];
+    int64_t lo = n->w_off >= 0 ? n->w_off : n->b_off;
+    if (lo > 0)
+        m->grad_hook(m->grad_hook_user, (size_t)lo);
+}
+
 dat_status dat_graph_backward(dat_model *m, const float *dz, int32_t n, float param_beta,
                               float *dx)
 {
@@ -453,15 +477,11 @@ dat_status dat_graph_backward(dat_model *m, const float *dz, int32_t n, float pa
     dat_node *out = &m->nodes[m->output];
     DAT_TRY(ctx->be->copy(ctx, out->dy, dz, (size_t)n * (size_t)m->classes * sizeof(float)));
     m->grad_ready[m->output] = 1;
+    int hook = m->grad_hook && m->grad_hook_armed && m->grad_hook_pass && param_beta >= 0;
     for (int32_t i = m->n_nodes - 1; i >= 1; --i) {
-        /* A node that does not lead to the output gets no gradient. */
-        if (!m->grad_ready[i])
-            continue;
-        if (m->nodes[i - 1].fused_relu) { /* the conv's or BN's backward applies the mask */
-            m->grad_ready[i - 1] = 1;
-            continue;
-        }
-        DAT_TRY(backward_node(m, &m->nodes[i], &bp));
+        DAT_TRY(backward_at(m, i, &bp));
+        if (hook)
+            report_final(m, i);
     }
     if (!dx)
         return DAT_OK;
@@ -474,6 +494,14 @@ dat_status dat_graph_backward(dat_model *m, const float *dz, int32_t n, float pa
         return DAT_OP(ctx, act_convert, n, m->in_c, m->in_h * m->in_w, m->nodes[0].fmt,
                       m->nodes[0].dy, m->norm_scale, NULL, DAT_FMT_F32, dx);
     return ctx->be->copy(ctx, dx, m->nodes[0].dy, in_len * sizeof(float));
+}
+
+dat_status dat_graph_backward_last(dat_model *m, const float *dz, int32_t n, float param_beta)
+{
+    m->grad_hook_pass = 1;
+    dat_status s = dat_graph_backward(m, dz, n, param_beta, NULL);
+    m->grad_hook_pass = 0;
+    return s;
 }
 
 void dat_model_free(dat_model *m)

@@ -203,7 +203,7 @@ static dat_status ce_term(dat_model *m, const dat_loss_options *o, const dat_ten
 static dat_status clean_backward(dat_model *m, const dat_loss_options *o, int32_t n)
 {
     DAT_TRY(dat_graph_forward(m, o->x_clean->data, n, 0));
-    return dat_graph_backward(m, m->dz_clean, n, 1.0f, NULL);
+    return dat_graph_backward_last(m, m->dz_clean, n, 1.0f);
 }
 
 static dat_status loss_backward(dat_model *m, const dat_tensor *x, const dat_tensor *y,
@@ -242,8 +242,11 @@ static dat_status loss_backward(dat_model *m, const dat_tensor *x, const dat_ten
         DAT_TRY(DAT_OP(ctx, axpy, zlen, 1.0f, m->scratch, m->dz_clean));
         DAT_TRY(DAT_OP(ctx, axpy, zlen, 1.0f, m->scratch + zlen, m->dz));
     }
-    DAT_TRY(dat_graph_backward(m, m->dz, n, beta, NULL));
-    return clean ? clean_backward(m, o, n) : DAT_OK;
+    if (clean) {
+        DAT_TRY(dat_graph_backward(m, m->dz, n, beta, NULL));
+        return clean_backward(m, o, n);
+    }
+    return dat_graph_backward_last(m, m->dz, n, beta);
 }
 
 dat_status dat_model_loss_backward(dat_model *model, const dat_tensor *x, const dat_tensor *y,

@@ -67,6 +67,16 @@ struct dat_model {
     float *host_weights;              /* host copy of per-sample weights */
     int32_t *host_labels;             /* host copy of labels, for range checks */
     unsigned char *grad_ready;        /* per node: dy holds a contribution already */
+
+    /* A dat_grad_sync's hook (lib/comm/grad_sync.c): while it is armed, the
+     * loss backward's last pass calls grad_hook(user, lo) after each layer
+     * with parameters, lo being the lowest offset from which the gradient is
+     * final (parameters are laid out in node order, init.c). */
+    void (*grad_hook)(void *user, size_t lo);
+    void *grad_hook_user;
+    struct dat_grad_sync *grad_sync;  /* the synchronizer attached, or NULL */
+    int grad_hook_armed;              /* between its begin and end */
+    int grad_hook_pass;               /* the loss backward's last pass is running */
 };
 
 /* Number of floats of one sample's output of node i. */
@@ -94,6 +104,10 @@ void dat_graph_count_forwards(dat_model *m, int32_t count);
  * gradient of the model's input in pixel space. */
 dat_status dat_graph_backward(dat_model *m, const float *dz, int32_t n, float param_beta,
                               float *dx);
+
+/* dat_graph_backward with parameter gradients, as the last pass of a loss:
+ * an armed gradient hook sees it. */
+dat_status dat_graph_backward_last(dat_model *m, const float *dz, int32_t n, float param_beta);
 
 /* Logits of the last forward: n x classes, device memory. */
 static inline float *dat_model_logits(dat_model *m)

@@ -7,10 +7,13 @@
  *    feedback on and off, several steps, shards with no bucket);
  *  - the statistics equal the formulas of dat_comm.h;
  *  - a mismatched size or a NaN on one rank gives every rank an error that
- *    names it, and leaves the communicator usable.
+ *    names it, and leaves the communicator usable;
+ *  - a gradient synchronizer (dat_grad_sync) gives dat_comm_allreduce_grads'
+ *    bits, overlapped (MPI_THREAD_SERIALIZED) or not (FUNNELED).
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "comm/comm.h"
 #include "core/philox.h"
@@ -156,9 +159,8 @@ static void simulate(dat_quantizer **qs, dat_quant_mode mode, size_t n, uint64_t
                 EXPECT_OK(dat_quantizer_decode_slice(qs[0], codes[j] + off, hi - lo,
                                                      result + lo, j > 0, j == m - 1 ? inv : 1));
             uint8_t *served = malloc(es + 4);
-            EXPECT_OK(dat_quantizer_encode_slice(qs[s], "sim", result + lo, hi - lo, lo,
-                                                 (uint32_t)s, step, DAT_QUANT_PHASE_SERVER, 0,
-                                                 served));
+            EXPECT_OK(dat_quantizer_encode_slice(qs[s], "sim", result + lo, hi - lo, lo, 0,
+                                                 step, DAT_QUANT_PHASE_SERVER, 0, served));
             EXPECT_OK(dat_quantizer_decode_slice(qs[0], served, hi - lo, result + lo, 0, 1));
             if (s == g_rank)
                 *bytes_of_rank = (uint64_t)(e - es) + (uint64_t)(m - 1) * es;
@@ -319,9 +321,114 @@ static void test_model_collectives(void)
     dat_model_destroy(m);
 }
 
+/* One step of each synchronizer configuration against dat_comm_allreduce_grads:
+ * model a is reduced after its backward pass, model b bucket by bucket while
+ * it runs; the gradients must be the same bits (exact: sums in rank order in
+ * either case; quantized: bucket-aligned slices draw what the whole does). */
+typedef struct sync_case {
+    int bits;             /* 0: exact */
+    dat_quant_mode mode;
+    int error_feedback;
+    int trades;           /* the TRADES loss: two backward passes, the hook on the last */
+} sync_case;
+
+static dat_quantizer *sync_quantizer(const sync_case *t)
+{
+    if (!t->bits)
+        return NULL;
+    dat_quantizer_options qo;
+    dat_quantizer_options_init(&qo);
+    qo.bits = t->bits;
+    qo.error_feedback = t->error_feedback;
+    dat_quantizer *q = NULL;
+    EXPECT_OK(dat_quantizer_create(&q, ctx, &qo));
+    return q;
+}
+
+static void test_grad_sync_case(const sync_case *t, int want_overlap)
+{
+    dat_model_options mo;
+    dat_model_options_init(&mo);
+    mo.init_seed = 300 + (uint64_t)g_rank;
+    dat_model *a = NULL, *b = NULL;
+    EXPECT_OK(dat_model_create_preset(&a, ctx, "cnn_small", &mo));
+    EXPECT_OK(dat_model_create_preset(&b, ctx, "cnn_small", &mo));
+    dat_quantizer *qa = sync_quantizer(t), *qb = sync_quantizer(t);
+    dat_grad_sync_options so;
+    dat_grad_sync_options_init(&so);
+    so.bucket_elems = 512 * 37; /* 25 buckets, the last one short */
+    so.quantizer = qb;
+    so.mode = t->mode;
+    dat_grad_sync *sync = NULL;
+    EXPECT_OK(dat_grad_sync_create(&sync, comm, b, &so));
+    int32_t overlaps = -1;
+    EXPECT_OK(dat_grad_sync_overlaps(sync, &overlaps));
+    EXPECT(overlaps == want_overlap, "overlaps = %d, expected %d", overlaps, want_overlap);
+    int64_t xs[4] = {4, 1, 28, 28}, ys[1] = {4};
+    dat_tensor *x, *xc, *y, *ga, *gb;
+    EXPECT_OK(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
+    EXPECT_OK(dat_tensor_create(&xc, ctx, DAT_FLOAT32, 4, xs));
+    EXPECT_OK(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
+    dat_model_grads(a, &ga);
+    dat_model_grads(b, &gb);
+    int64_t np = 0;
+    dat_tensor_numel(ga, &np);
+    dat_loss_options lo;
+    dat_loss_options_init(&lo);
+    if (t->trades) {
+        lo.adv_weight = 0;
+        lo.clean_weight = 1;
+        lo.kl_weight = 6;
+        lo.x_clean = xc;
+    }
+    for (uint64_t step = 0; step < 2; ++step) { /* the second step meets the residual */
+        EXPECT_OK(dat_tensor_fill_uniform(x, 0, 1, 10 * step + (uint64_t)g_rank, 0));
+        EXPECT_OK(dat_tensor_fill_uniform(xc, 0, 1, 10 * step + (uint64_t)g_rank, 1));
+        EXPECT_OK(dat_tensor_fill(y, (g_rank + (int)step) % 10));
+        EXPECT_OK(dat_model_loss_backward(a, x, y, &lo, NULL));
+        EXPECT_OK(dat_comm_allreduce_grads(comm, a, qa, t->mode, step));
+        dat_comm_stats before = stats();
+        EXPECT_OK(dat_grad_sync_begin(sync, step));
+        EXPECT_OK(dat_model_loss_backward(b, x, y, &lo, NULL));
+        EXPECT_OK(dat_grad_sync_end(sync));
+        dat_comm_stats after = stats();
+        EXPECT(after.calls == before.calls + 1, "grad sync: %llu calls booked, not 1",
+               (unsigned long long)(after.calls - before.calls));
+        EXPECT(memcmp(fdata(ga), fdata(gb), (size_t)np * 4) == 0,
+               "grad sync (bits %d, mode %d, ef %d, trades %d), step %llu: the gradient differs "
+               "from dat_comm_allreduce_grads'", t->bits, (int)t->mode, t->error_feedback,
+               t->trades, (unsigned long long)step);
+    }
+    dat_grad_sync_destroy(sync);
+    dat_quantizer_destroy(qa);
+    dat_quantizer_destroy(qb);
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(xc);
+    dat_tensor_destroy(y);
+    dat_model_destroy(a);
+    dat_model_destroy(b);
+}
+
+static void test_grad_sync(int want_overlap)
+{
+    const sync_case cases[] = {
+        {0, DAT_QUANT_ONE_SIDED, 0, 0},
+        {0, DAT_QUANT_ONE_SIDED, 0, 1},
+        {8, DAT_QUANT_ONE_SIDED, 1, 0},
+        {4, DAT_QUANT_TWO_SIDED, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; ++i)
+        test_grad_sync_case(&cases[i], want_overlap);
+}
+
 int main(int argc, char **argv)
 {
-    MPI_Init(&argc, &argv);
+    /* DAT_TEST_MPI_FUNNELED=1: a thread level that rules out the synchronizer's
+     * thread (it must then reduce everything in its end, with the same bits). */
+    const char *funneled = getenv("DAT_TEST_MPI_FUNNELED");
+    int want = funneled && funneled[0] == '1' ? MPI_THREAD_FUNNELED : MPI_THREAD_SERIALIZED;
+    int provided = MPI_THREAD_SINGLE;
+    MPI_Init_thread(&argc, &argv, want, &provided);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
     dat_ctx_options co;
@@ -351,6 +458,7 @@ int main(int argc, char **argv)
                 }
         test_mismatch_and_failure();
         test_model_collectives();
+        test_grad_sync(provided >= MPI_THREAD_SERIALIZED);
     }
     dat_comm_destroy(comm);
     dat_ctx_destroy(ctx);

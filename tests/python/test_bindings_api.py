@@ -106,6 +106,24 @@ def test_self_communicator(ctx):
             comm.allreduce(t)
 
 
+def test_grad_sync_matches_allreduce_grads(ctx):
+    # One rank: the synchronizer's gradient is allreduce_grads' bits.
+    from libdat import GradSync
+    x = Tensor.from_numpy(ctx, np.random.default_rng(1).random((4, 1, 4, 4), np.float32))
+    y = Tensor.from_numpy(ctx, np.array([0, 1, 2, 0], np.int32))
+    with Comm.self(ctx) as comm:
+        a, b = small_model(ctx), small_model(ctx)
+        qa, qb = Quantizer(ctx, bits=4, bucket_size=16), Quantizer(ctx, bits=4, bucket_size=16)
+        a.loss_backward(x, y)
+        comm.allreduce_grads(a, qa, QuantMode.ONE_SIDED, step=3)
+        with GradSync(comm, b, bucket_elems=16, q=qb) as sync:
+            assert sync.overlaps
+            sync.begin(3)
+            b.loss_backward(x, y)
+            sync.end()
+        np.testing.assert_array_equal(b.grads.numpy(), a.grads.numpy())
+
+
 def test_unique_id_file_round_trip(tmp_path):
     uid = UniqueId(bytes(range(128)))
     uid.write(str(tmp_path / "id"))

@@ -1146,6 +1146,36 @@ START_TEST(test_comm_model_misuse)
     ck_assert_dat_err(dat_comm_broadcast_model(NULL, m, 0), DAT_ERR_INVALID_ARG, "comm");
     ck_assert_dat_err(dat_comm_broadcast_model(c, NULL, 0), DAT_ERR_INVALID_ARG, "model");
     ck_assert_dat_err(dat_comm_broadcast_model(c, m, 3), DAT_ERR_INVALID_ARG, "root");
+
+    /* The gradient synchronizer. */
+    ck_assert_dat_err(dat_grad_sync_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
+    dat_grad_sync_options so;
+    ck_assert_dat_ok(dat_grad_sync_options_init(&so));
+    dat_grad_sync *s = (dat_grad_sync *)0x1;
+    ck_assert_dat_err(dat_grad_sync_create(NULL, c, m, NULL), DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_grad_sync_create(&s, NULL, m, NULL), DAT_ERR_INVALID_ARG, "comm");
+    ck_assert_ptr_null(s);
+    ck_assert_dat_err(dat_grad_sync_create(&s, c, NULL, NULL), DAT_ERR_INVALID_ARG, "model");
+    so.size = 2;
+    ck_assert_dat_err(dat_grad_sync_create(&s, c, m, &so), DAT_ERR_INVALID_ARG, "size");
+    dat_grad_sync_options_init(&so);
+    so.mode = (dat_quant_mode)7;
+    dat_quantizer *q;
+    ck_assert_dat_ok(dat_quantizer_create(&q, ctx, NULL));
+    so.quantizer = q;
+    ck_assert_dat_err(dat_grad_sync_create(&s, c, m, &so), DAT_ERR_INVALID_ARG, "mode");
+    ck_assert_dat_ok(dat_grad_sync_create(&s, c, m, NULL));
+    int32_t overlaps = -1;
+    ck_assert_dat_err(dat_grad_sync_overlaps(NULL, &overlaps), DAT_ERR_INVALID_ARG, "sync");
+    ck_assert_dat_err(dat_grad_sync_overlaps(s, NULL), DAT_ERR_INVALID_ARG, "overlaps");
+    ck_assert_dat_err(dat_grad_sync_begin(NULL, 0), DAT_ERR_INVALID_ARG, "sync");
+    ck_assert_dat_err(dat_grad_sync_end(NULL), DAT_ERR_INVALID_ARG, "sync");
+    ck_assert_dat_err(dat_grad_sync_end(s), DAT_ERR_STATE, "not armed");
+    ck_assert_dat_ok(dat_grad_sync_begin(s, 0));
+    ck_assert_dat_ok(dat_grad_sync_end(s));
+    dat_grad_sync_destroy(s);
+    dat_grad_sync_destroy(NULL);
+    dat_quantizer_destroy(q);
     dat_model_destroy(m);
     dat_comm_destroy(c);
 }

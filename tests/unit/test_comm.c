@@ -4,6 +4,7 @@
  * entry points of a build without CUDA, and the unique-id file helpers.
  */
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "check_util.h"
@@ -150,6 +151,109 @@ START_TEST(test_self_errors_and_abort)
 }
 END_TEST
 
+/* The context's DEBUG log, for the synchronizer's count of early buckets. */
+static char last_log[512];
+
+static void keep_log(dat_log_level level, const char *message, void *user)
+{
+    (void)level;
+    (void)user;
+    if (strstr(message, "dat_grad_sync"))
+        snprintf(last_log, sizeof last_log, "%s", message);
+}
+
+/* The synchronizer on one rank: with the self communicator it overlaps, the
+ * buckets start during the backward pass, and the gradient is the bits of
+ * dat_comm_allreduce_grads (exact: unchanged; quantized: quantized alike). */
+START_TEST(test_grad_sync_self)
+{
+    dat_ctx_options co;
+    dat_ctx_options_init(&co);
+    co.seed = 2024;
+    co.num_threads = 2;
+    co.log_fn = keep_log;
+    co.log_level = DAT_LOG_DEBUG;
+    dat_ctx *c;
+    ck_assert_dat_ok(dat_ctx_create(&c, &co));
+    dat_comm *self;
+    ck_assert_dat_ok(dat_comm_create_self(&self, c));
+    dat_model_options mo;
+    dat_model_options_init(&mo);
+    mo.init_seed = 9;
+    dat_model *a, *b;
+    ck_assert_dat_ok(dat_model_create_preset(&a, c, "cnn_small", &mo));
+    ck_assert_dat_ok(dat_model_create_preset(&b, c, "cnn_small", &mo));
+    int64_t xs[4] = {8, 1, 28, 28}, ys[1] = {8};
+    dat_tensor *x, *y, *ga, *gb;
+    ck_assert_dat_ok(dat_tensor_create(&x, c, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&y, c, DAT_INT32, 1, ys));
+    ck_assert_dat_ok(dat_tensor_fill_uniform(x, 0, 1, 4, 0));
+    ck_assert_dat_ok(dat_tensor_fill(y, 3));
+    dat_model_grads(a, &ga);
+    dat_model_grads(b, &gb);
+    int64_t np;
+    dat_tensor_numel(ga, &np);
+    for (int quantized = 0; quantized < 2; ++quantized) {
+        dat_quantizer *qa = NULL, *qb = NULL;
+        if (quantized) {
+            ck_assert_dat_ok(dat_quantizer_create(&qa, c, NULL));
+            ck_assert_dat_ok(dat_quantizer_create(&qb, c, NULL));
+        }
+        dat_grad_sync_options so;
+        dat_grad_sync_options_init(&so);
+        so.bucket_elems = 512 * 40;
+        so.quantizer = qb;
+        dat_grad_sync *sync;
+        ck_assert_dat_ok(dat_grad_sync_create(&sync, self, b, &so));
+        int32_t overlaps = 0;
+        ck_assert_dat_ok(dat_grad_sync_overlaps(sync, &overlaps));
+        ck_assert_int_eq(overlaps, 1);
+        ck_assert_dat_ok(dat_model_loss_backward(a, x, y, NULL, NULL));
+        ck_assert_dat_ok(dat_comm_allreduce_grads(self, a, qa, DAT_QUANT_ONE_SIDED, 5));
+        last_log[0] = 0;
+        ck_assert_dat_ok(dat_grad_sync_begin(sync, 5));
+        ck_assert_dat_ok(dat_model_loss_backward(b, x, y, NULL, NULL));
+        ck_assert_dat_ok(dat_grad_sync_end(sync));
+        ck_assert_mem_eq(data(ga), data(gb), (size_t)np * 4);
+        /* 23 buckets; all but the first layer's started before the pass ended. */
+        ck_assert_msg(strstr(last_log, "22 of 23 buckets started") != NULL, "log: %s", last_log);
+        /* Misuse: end without begin, begin twice, a second synchronizer. */
+        ck_assert_dat_err(dat_grad_sync_end(sync), DAT_ERR_STATE, "not armed");
+        ck_assert_dat_ok(dat_grad_sync_begin(sync, 6));
+        ck_assert_dat_err(dat_grad_sync_begin(sync, 6), DAT_ERR_STATE, "already armed");
+        ck_assert_dat_ok(dat_grad_sync_end(sync)); /* no backward ran: all at the end */
+        dat_grad_sync *second = (dat_grad_sync *)0x1;
+        ck_assert_dat_err(dat_grad_sync_create(&second, self, b, NULL), DAT_ERR_STATE,
+                          "already has");
+        ck_assert_ptr_null(second);
+        dat_grad_sync_destroy(sync);
+        dat_quantizer_destroy(qa);
+        dat_quantizer_destroy(qb);
+    }
+    /* Options: a bucket that is not a multiple of the quantizer's. */
+    dat_quantizer *q;
+    ck_assert_dat_ok(dat_quantizer_create(&q, c, NULL));
+    dat_grad_sync_options so;
+    dat_grad_sync_options_init(&so);
+    so.quantizer = q;
+    so.bucket_elems = 1000;
+    dat_grad_sync *sync = (dat_grad_sync *)0x1;
+    ck_assert_dat_err(dat_grad_sync_create(&sync, self, b, &so), DAT_ERR_INVALID_ARG,
+                      "multiple of the quantizer's bucket");
+    ck_assert_ptr_null(sync);
+    so.bucket_elems = 0;
+    ck_assert_dat_err(dat_grad_sync_create(&sync, self, b, &so), DAT_ERR_INVALID_ARG,
+                      "bucket_elems");
+    dat_quantizer_destroy(q);
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(y);
+    dat_model_destroy(a);
+    dat_model_destroy(b);
+    dat_comm_destroy(self);
+    dat_ctx_destroy(c);
+}
+END_TEST
+
 START_TEST(test_nccl_without_cuda)
 {
     if (dat_has_cuda())
@@ -199,6 +303,7 @@ int main(void)
     tcase_add_test(tc, test_self_collectives);
     tcase_add_test(tc, test_self_quantized);
     tcase_add_test(tc, test_self_errors_and_abort);
+    tcase_add_test(tc, test_grad_sync_self);
     tcase_add_test(tc, test_nccl_without_cuda);
     tcase_add_test(tc, test_id_file);
     suite_add_tcase(s, tc);

@@ -15,7 +15,7 @@ from ._lib import lib as _cdll
 from .attack import Attack, AttackKind, Norm
 from .builder import LayerKind, ModelBuilder
 from .checkpoint import Position, load_checkpoint, save_checkpoint
-from .comm import Comm, CommStatistics, QuantMode, UniqueId
+from .comm import Comm, CommStatistics, GradSync, QuantMode, UniqueId
 from .context import Context, Device, LogLevel, Precision
 from .data import Dataset, DatasetFormat, Layout, Part
 from .errors import (CommError, DatError, FormatError, InvalidArgumentError, IOFailure,
@@ -36,7 +36,7 @@ __all__ = ["Context", "Device", "LogLevel", "Precision", "DType", "Tensor", "Dat
            "dtype_size", "dtype_name", "has_cuda", "cuda_device_count", "Model", "Mode",
            "Objective", "Reduction", "SegmentKind", "ModelBuilder", "LayerKind", "Attack", "AttackKind",
            "Norm", "Optimizer", "OptimKind", "Schedule", "LrScaling", "Quantizer", "QuantNorm",
-           "Comm", "CommStatistics", "QuantMode", "UniqueId", "Dataset", "DatasetFormat",
+           "Comm", "CommStatistics", "GradSync", "QuantMode", "UniqueId", "Dataset", "DatasetFormat",
            "Layout", "Part", "Position", "save_checkpoint", "load_checkpoint", "check", "ReinitHead",
            "AAAttack", "AAOutcome", "AA_STANDARD", "aa_bit", "autoattack", "SMOOTH_ABSTAIN",
            "smooth_predict", "smooth_certify", "certified_accuracy", "incbeta", "incbeta_inv",

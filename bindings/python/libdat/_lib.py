@@ -336,6 +336,24 @@ _declare("dat_comm_allreduce_quantized", c_status, c_comm_p, c_tensor_p, c_quant
 _declare("dat_comm_allreduce_grads", c_status, c_comm_p, c_model_p, c_quantizer_p,
          ctypes.c_int32, ctypes.c_uint64)
 _declare("dat_comm_broadcast_model", c_status, c_comm_p, c_model_p, ctypes.c_int32)
+
+c_grad_sync_p = ctypes.c_void_p
+
+
+class GradSyncOptions(ctypes.Structure):
+    """Mirror of dat_grad_sync_options (include/libdat/dat_comm.h)."""
+    c_name = "dat_grad_sync_options"
+    _fields_ = [("size", ctypes.c_uint32), ("bucket_elems", ctypes.c_int64),
+                ("quantizer", c_quantizer_p), ("mode", ctypes.c_int32)]
+
+
+_declare("dat_grad_sync_options_init", c_status, _P(GradSyncOptions))
+_declare("dat_grad_sync_create", c_status, _P(c_grad_sync_p), c_comm_p, c_model_p,
+         _P(GradSyncOptions))
+_declare("dat_grad_sync_destroy", None, c_grad_sync_p)
+_declare("dat_grad_sync_begin", c_status, c_grad_sync_p, ctypes.c_uint64)
+_declare("dat_grad_sync_end", c_status, c_grad_sync_p)
+_declare("dat_grad_sync_overlaps", c_status, c_grad_sync_p, _I32P)
 _declare("dat_comm_get_stats", c_status, c_comm_p, _P(CommStats))
 _declare("dat_comm_reset_stats", c_status, c_comm_p)
 _declare("dat_comm_abort", c_status, c_comm_p)

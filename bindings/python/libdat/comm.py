@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any, Optional
 
-from ._lib import HAVE_MPI, CommId, CommOptions, CommStats, c_comm_p, lib, set_mpi_comm_type
+from ._lib import (HAVE_MPI, CommId, CommOptions, CommStats, GradSyncOptions, c_comm_p,
+                   c_grad_sync_p, lib, set_mpi_comm_type)
 from .context import Context
 from .errors import check
 from .handle import Handle
@@ -179,3 +180,42 @@ class Comm(Handle):
 
     def abort(self) -> None:
         check(lib.dat_comm_abort(self.handle))
+
+
+class GradSync(Handle):
+    """A dat_grad_sync: the gradient all-reduce of Comm.allreduce_grads, bucket by
+    bucket while the model's loss backward runs. Per step:
+
+        sync.begin(step); model.loss_backward(...); sync.end()
+
+    Closed before its communicator and model (they close it first)."""
+
+    _what = "gradient synchronizer"
+    _destroy = staticmethod(lib.dat_grad_sync_destroy)
+
+    def __init__(self, comm: Comm, model: Model, bucket_elems: int = 1 << 20,
+                 q: Optional[Quantizer] = None, mode: QuantMode = QuantMode.ONE_SIDED):
+        opts = GradSyncOptions()
+        check(lib.dat_grad_sync_options_init(ctypes.byref(opts)))
+        opts.bucket_elems = bucket_elems
+        opts.quantizer = q.handle if q is not None else None
+        opts.mode = int(mode)
+        h = c_grad_sync_p()
+        check(lib.dat_grad_sync_create(ctypes.byref(h), comm.handle, model.handle,
+                                       ctypes.byref(opts)))
+        self._handle = h
+        self._keep = (comm, model, q)
+        comm._adopt(self)
+        model._adopt(self)
+
+    def begin(self, step: int) -> None:
+        check(lib.dat_grad_sync_begin(self.handle, step))
+
+    def end(self) -> None:
+        check(lib.dat_grad_sync_end(self.handle))
+
+    @property
+    def overlaps(self) -> bool:
+        v = ctypes.c_int32()
+        check(lib.dat_grad_sync_overlaps(self.handle, ctypes.byref(v)))
+        return bool(v.value)

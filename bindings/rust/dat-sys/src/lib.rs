@@ -424,6 +424,20 @@ pub struct dat_comm_id {
     pub internal: [u8; 128],
 }
 
+#[repr(C)]
+pub struct dat_grad_sync {
+    _private: [u8; 0],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct dat_grad_sync_options {
+    pub size: u32,
+    pub bucket_elems: i64,
+    pub quantizer: *mut dat_quantizer,
+    pub mode: dat_quant_mode,
+}
+
 extern "C" {
     pub fn dat_comm_options_init(opts: *mut dat_comm_options) -> dat_status;
     pub fn dat_comm_create_self(out: *mut *mut dat_comm, ctx: *mut dat_ctx) -> dat_status;
@@ -436,6 +450,12 @@ extern "C" {
     pub fn dat_comm_allreduce_quantized(comm: *mut dat_comm, t: *mut dat_tensor, q: *mut dat_quantizer, mode: dat_quant_mode, step: u64) -> dat_status;
     pub fn dat_comm_allreduce_grads(comm: *mut dat_comm, model: *mut dat_model, q: *mut dat_quantizer, mode: dat_quant_mode, step: u64) -> dat_status;
     pub fn dat_comm_broadcast_model(comm: *mut dat_comm, model: *mut dat_model, root: i32) -> dat_status;
+    pub fn dat_grad_sync_options_init(opts: *mut dat_grad_sync_options) -> dat_status;
+    pub fn dat_grad_sync_create(out: *mut *mut dat_grad_sync, comm: *mut dat_comm, model: *mut dat_model, opts: *const dat_grad_sync_options) -> dat_status;
+    pub fn dat_grad_sync_destroy(sync: *mut dat_grad_sync);
+    pub fn dat_grad_sync_begin(sync: *mut dat_grad_sync, step: u64) -> dat_status;
+    pub fn dat_grad_sync_end(sync: *mut dat_grad_sync) -> dat_status;
+    pub fn dat_grad_sync_overlaps(sync: *const dat_grad_sync, overlaps: *mut i32) -> dat_status;
     pub fn dat_comm_get_stats(comm: *const dat_comm, stats: *mut dat_comm_stats) -> dat_status;
     pub fn dat_comm_reset_stats(comm: *mut dat_comm) -> dat_status;
     pub fn dat_comm_abort(comm: *mut dat_comm) -> dat_status;
@@ -703,6 +723,7 @@ default_by_init! {
     dat_attack_options => dat_attack_options_init,
     dat_quantizer_options => dat_quantizer_options_init,
     dat_comm_options => dat_comm_options_init,
+    dat_grad_sync_options => dat_grad_sync_options_init,
     dat_optim_options => dat_optim_options_init,
     dat_dataset_options => dat_dataset_options_init,
     dat_smooth_options => dat_smooth_options_init,
