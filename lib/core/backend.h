@@ -58,9 +58,10 @@ typedef struct dat_conv_desc {
     /* The format of x, y, dy, dx, relu_mask and of the weight w the ops read:
      * in an NHWC format w is c_out x k_h x k_w x c_in (act_convert of the
      * c_out x c_in x (k_h k_w) weight), in a bf16 format bfloat16. The bias,
-     * dw and dbias are float32, c_out x c_in x k_h x k_w, in every format; in a
-     * bf16 format conv2d_bwd_filter rounds the new dw to bfloat16 before it is
-     * added (as cuDNN computes it). */
+     * dw and dbias are float32, c_out x c_in x k_h x k_w, in every format. In a
+     * bf16 format, as cuDNN computes it: conv2d_fwd rounds the convolution to
+     * bfloat16 before the bias (and a fused ReLU) is added and the sum rounded;
+     * conv2d_bwd_filter rounds the new dw to bfloat16 before it is added. */
     dat_act_fmt fmt;
 } dat_conv_desc;
 

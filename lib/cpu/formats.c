@@ -142,6 +142,22 @@ static const float *y_f32(dat_ctx *ctx, arena *a, const dat_conv_desc *d, const 
     return in_f32(ctx, a, d->n, d->c_out, d->h_out * d->w_out, d->fmt, p);
 }
 
+/* A bf16 convolution with a bias, as cuDNN's bf16 kernels and the bias pass
+ * after them compute it: the convolution rounded to bf16, then the bias (and a
+ * fused ReLU) added in float32; the caller rounds once more. */
+static void bias_after_rounding(const dat_conv_desc *d, const float *bias, float *y)
+{
+    size_t hw = (size_t)d->h_out * (size_t)d->w_out;
+    for (int s = 0; s < d->n; ++s)
+        for (int c = 0; c < d->c_out; ++c) {
+            float *p = y + ((size_t)s * (size_t)d->c_out + (size_t)c) * hw;
+            for (size_t k = 0; k < hw; ++k) {
+                float v = dat_bf16_bits_to_f32(dat_f32_to_bf16_bits(p[k])) + bias[c];
+                p[k] = d->relu_out && !(v > 0.0f) ? 0.0f : v;
+            }
+        }
+}
+
 dat_status dat_cpu_fmt_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const void *x,
                                   const void *w, const float *bias, void *y)
 {
@@ -154,7 +170,14 @@ dat_status dat_cpu_fmt_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const vo
     const float *xf = in_f32(ctx, &a, d->n, d->c_in, d->h_in * d->w_in, d->fmt, x);
     const float *wf = weight_f32(ctx, &a, d, w);
     float *yf = take(&a, y_len(d));
-    DAT_TRY(dat_cpu_conv2d_fwd(ctx, &f, xf, wf, bias, yf));
+    int bf16_bias = bias && (d->fmt & DAT_FMT_BF16);
+    if (bf16_bias) { /* the bias and ReLU come after the convolution's rounding */
+        f.relu_out = 0;
+        DAT_TRY(dat_cpu_conv2d_fwd(ctx, &f, xf, wf, NULL, yf));
+        bias_after_rounding(d, bias, yf);
+    } else {
+        DAT_TRY(dat_cpu_conv2d_fwd(ctx, &f, xf, wf, bias, yf));
+    }
     return out_fmt(ctx, d->n, d->c_out, d->h_out * d->w_out, yf, d->fmt, y);
 }
 
