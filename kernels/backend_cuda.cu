@@ -84,6 +84,7 @@ static void cuda_fini(dat_ctx *ctx)
     if (st->blas)
         cublasDestroy(st->blas);
     cudaFree(st->workspace);
+    cudaFree(st->f32_copies);
     cudaFree(st->scalars);
     free(st->plans);
     if (st->stream)
@@ -92,19 +93,21 @@ static void cuda_fini(dat_ctx *ctx)
     ctx->backend_state = NULL;
 }
 
-dat_status dat_cuda_workspace(dat_ctx *ctx, size_t bytes, void **ws)
+/* Grows *buf (of *cap bytes) to hold `bytes`; a move is counted in
+ * workspace_moves, which captured graphs check. */
+static dat_status grow(dat_ctx *ctx, void **buf, size_t *cap, size_t bytes, void **out)
 {
     dat_cuda_state *st = dat_cuda(ctx);
-    if (bytes <= st->workspace_bytes) {
-        *ws = st->workspace;
+    if (bytes <= *cap) {
+        *out = *buf;
         return DAT_OK;
     }
-    *ws = NULL;
+    *out = NULL;
     /* Queued kernels may still read the old buffer. */
     DAT_CUDA_TRY(cudaStreamSynchronize(st->stream));
-    cudaFree(st->workspace);
-    st->workspace = NULL;
-    st->workspace_bytes = 0;
+    cudaFree(*buf);
+    *buf = NULL;
+    *cap = 0;
     /* Whole MiB, and at least 1.5x the old size, so slowly growing shapes do
      * not reallocate at every step. */
     size_t want = bytes + bytes / 2;
@@ -118,11 +121,23 @@ dat_status dat_cuda_workspace(dat_ctx *ctx, size_t bytes, void **ws)
     }
     if (e != cudaSuccess)
         return dat_cuda_error(e, "dat_cuda_workspace", "cudaMalloc of the workspace");
-    st->workspace = p;
-    st->workspace_bytes = want;
+    *buf = p;
+    *cap = want;
     st->workspace_moves++;
-    *ws = p;
+    *out = p;
     return DAT_OK;
+}
+
+dat_status dat_cuda_workspace(dat_ctx *ctx, size_t bytes, void **ws)
+{
+    dat_cuda_state *st = dat_cuda(ctx);
+    return grow(ctx, &st->workspace, &st->workspace_bytes, bytes, ws);
+}
+
+dat_status dat_cuda_f32_copies(dat_ctx *ctx, size_t bytes, void **p)
+{
+    dat_cuda_state *st = dat_cuda(ctx);
+    return grow(ctx, &st->f32_copies, &st->f32_copies_bytes, bytes, p);
 }
 
 static dat_status cuda_synchronize(dat_ctx *ctx)

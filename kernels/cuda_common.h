@@ -23,7 +23,8 @@ enum dat_cuda_conv_dir { DAT_CONV_FWD = 0, DAT_CONV_BWD_DATA = 1, DAT_CONV_BWD_F
 struct dat_cuda_conv_plan {
     int dir;                 /* dat_cuda_conv_dir */
     dat_conv_desc shape;     /* the input fields are the key; h_out / w_out are derived */
-    int algo;                /* a cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t */
+    int algo;                /* a cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t; -1: cuDNN
+                                has none for this format, the op runs in float32 copies */
     int math;                /* the cudnnMathType_t it runs with */
     size_t workspace_bytes;  /* what that algorithm needs */
 };
@@ -43,6 +44,12 @@ struct dat_cuda_state {
     uint64_t workspace_moves; /* times the workspace was reallocated (graphs go stale) */
     /* A few bytes for results that go back to the host (flags, min / max). */
     void *scalars;
+    /* Float32 NCHW copies of a convolution's operands where cuDNN has no
+     * algorithm for their format (ops_conv.cu); apart from the workspace, which
+     * the float32 convolution uses. Grows like it (a move counts in
+     * workspace_moves). */
+    void *f32_copies;
+    size_t f32_copies_bytes;
     /* Convolution algorithms chosen so far, one per shape and direction. */
     dat_cuda_conv_plan *plans;
     size_t n_plans, cap_plans;
@@ -209,6 +216,8 @@ static inline dat_status dat_cuda_use_device(dat_ctx *ctx)
  * call; work queued earlier on the context's stream may still be reading the
  * previous buffer, so growing waits for the stream first. */
 dat_status dat_cuda_workspace(dat_ctx *ctx, size_t bytes, void **ws);
+/* The same for dat_cuda_state::f32_copies. */
+dat_status dat_cuda_f32_copies(dat_ctx *ctx, size_t bytes, void **p);
 
 /* Offsets of sub-buffers inside the workspace, aligned for any element type. */
 static inline size_t dat_cuda_align(size_t bytes)

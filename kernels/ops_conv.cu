@@ -258,33 +258,67 @@ struct conv_ws {
 };
 
 /* Sets the descriptors for d and finds (or chooses and caches) the plan of
- * direction dir, with a workspace of own_bytes for the op and the plan's. */
+ * direction dir, with a workspace of own_bytes for the op and the plan's. A
+ * format other than fp32 NCHW for which cuDNN offers no algorithm gets the
+ * plan algo = -1 (cached too): the op then runs in float32 copies. */
+/* Adds plan to the context's cache. */
+static dat_status cache_plan(dat_cuda_state *st, const dat_cuda_conv_plan *plan)
+{
+    if (st->n_plans == st->cap_plans) {
+        size_t cap = st->cap_plans ? 2 * st->cap_plans : 16;
+        dat_cuda_conv_plan *p = (dat_cuda_conv_plan *)realloc(st->plans, cap * sizeof *p);
+        if (!p)
+            return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_cuda_conv",
+                             "cannot grow the convolution plan cache to %zu entries", cap);
+        st->plans = p;
+        st->cap_plans = cap;
+    }
+    st->plans[st->n_plans++] = *plan;
+    return DAT_OK;
+}
+
+/* Chooses the plan of a shape seen for the first time: cuDNN's algorithm, or
+ * for a format other than fp32 NCHW that cuDNN does not take (descriptors,
+ * algorithms), algo = -1. */
+static dat_status new_plan(dat_ctx *ctx, int dir, const dat_conv_desc *d, const conv_io *io,
+                           dat_cuda_conv_plan *plan)
+{
+    dat_cuda_state *st = dat_cuda(ctx);
+    dat_status s = set_descriptors(ctx, d);
+    if (s == DAT_OK)
+        s = check_output_size(st, d);
+    if (s == DAT_OK)
+        s = choose_algo(ctx, dir, d, io, plan);
+    if (s == DAT_ERR_UNSUPPORTED && d->fmt != DAT_FMT_F32) {
+        dat_log(ctx, DAT_LOG_INFO, "%s: computed in float32 copies", dat_last_error());
+        *plan = dat_cuda_conv_plan{dir, *d, -1, (int)CUDNN_FMA_MATH, 0};
+        s = DAT_OK;
+    }
+    DAT_TRY(s);
+    return cache_plan(st, plan);
+}
+
+/* Sets the descriptors for d and finds (or chooses and caches) the plan of
+ * direction dir, with a workspace of own_bytes for the op and the plan's. A
+ * plan with algo = -1 (cuDNN has nothing for the format) sets nothing: the op
+ * runs in float32 copies. */
 static dat_status prepare(dat_ctx *ctx, int dir, const dat_conv_desc *d, const conv_io *io,
                           size_t own_bytes, dat_cuda_conv_plan *plan, conv_ws *ws)
 {
     dat_cuda_state *st = dat_cuda(ctx);
     DAT_TRY(dat_cuda_use_device(ctx));
-    DAT_TRY(set_descriptors(ctx, d));
     size_t i = 0;
     while (i < st->n_plans && !(st->plans[i].dir == dir && same_shape(&st->plans[i].shape, d)))
         ++i;
-    if (i < st->n_plans) {
+    int cached = i < st->n_plans;
+    if (cached)
         *plan = st->plans[i];
-    } else {
-        DAT_TRY(check_output_size(st, d));
-        DAT_TRY(choose_algo(ctx, dir, d, io, plan));
-        if (st->n_plans == st->cap_plans) {
-            size_t cap = st->cap_plans ? 2 * st->cap_plans : 16;
-            dat_cuda_conv_plan *p =
-                (dat_cuda_conv_plan *)realloc(st->plans, cap * sizeof *p);
-            if (!p)
-                return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_cuda_conv",
-                                 "cannot grow the convolution plan cache to %zu entries", cap);
-            st->plans = p;
-            st->cap_plans = cap;
-        }
-        st->plans[st->n_plans++] = *plan;
-    }
+    else
+        DAT_TRY(new_plan(ctx, dir, d, io, plan)); /* sets the descriptors */
+    if (plan->algo < 0)
+        return DAT_OK;
+    if (cached)
+        DAT_TRY(set_descriptors(ctx, d));
     DAT_CUDNN_TRY(cudnnSetConvolutionMathType(st->conv_desc, (cudnnMathType_t)plan->math));
     own_bytes = dat_cuda_align(own_bytes);
     void *base;
@@ -469,6 +503,118 @@ static dat_status fold_dw(dat_ctx *ctx, const dat_conv_desc *d, const T *staged,
     return DAT_OK;
 }
 
+/* ---- formats cuDNN has no algorithm for: float32 NCHW copies ---- */
+
+/* The float32 NCHW copies of one call: `count` buffers of the given element
+ * counts, carved from dat_cuda_state::f32_copies. */
+static dat_status f32_copies(dat_ctx *ctx, int count, const size_t *lens, float **bufs)
+{
+    size_t total = 0;
+    for (int k = 0; k < count; ++k)
+        total += dat_cuda_align(lens[k] * sizeof(float));
+    void *base;
+    DAT_TRY(dat_cuda_f32_copies(ctx, total, &base));
+    char *p = (char *)base;
+    for (int k = 0; k < count; ++k) {
+        bufs[k] = (float *)p;
+        p += dat_cuda_align(lens[k] * sizeof(float));
+    }
+    return DAT_OK;
+}
+
+/* src (n x c x hw in format f; NULL stays NULL) into float32 NCHW dst. */
+static dat_status to_f32(dat_ctx *ctx, int n, int c, int hw, dat_act_fmt f, const void *src,
+                         float *dst, const float **out)
+{
+    *out = NULL;
+    if (!src)
+        return DAT_OK;
+    DAT_TRY(dat_cuda_act_convert(ctx, n, c, hw, f, src, NULL, NULL, DAT_FMT_F32, dst));
+    *out = dst;
+    return DAT_OK;
+}
+
+static dat_conv_desc f32_desc(const dat_conv_desc *d)
+{
+    dat_conv_desc f = *d;
+    f.fmt = DAT_FMT_F32;
+    f.relu_out = 0;
+    f.relu_mask = NULL;
+    return f;
+}
+
+/* y = conv(x, w) without bias or ReLU (the epilogue adds them). */
+static dat_status fwd_in_f32(dat_ctx *ctx, const dat_conv_desc *d, const void *x,
+                             const void *w, void *y)
+{
+    const size_t lens[3] = {x_count(d), w_count(d), y_count(d)};
+    float *b[3];
+    DAT_TRY(f32_copies(ctx, 3, lens, b));
+    const float *xf, *wf;
+    int hw_in = d->h_in * d->w_in, hw_out = d->h_out * d->w_out, kk = d->k_h * d->k_w;
+    DAT_TRY(to_f32(ctx, d->n, d->c_in, hw_in, d->fmt, x, b[0], &xf));
+    DAT_TRY(to_f32(ctx, d->c_out, d->c_in, kk, d->fmt, w, b[1], &wf));
+    dat_conv_desc f = f32_desc(d);
+    DAT_TRY(dat_cuda_conv2d_fwd(ctx, &f, xf, wf, NULL, b[2]));
+    return dat_cuda_act_convert(ctx, d->n, d->c_out, hw_out, DAT_FMT_F32, b[2], NULL, NULL,
+                                d->fmt, y);
+}
+
+static dat_status bwd_data_in_f32(dat_ctx *ctx, const dat_conv_desc *d, const void *dy,
+                                  const void *w, void *dx)
+{
+    const size_t lens[4] = {y_count(d), y_count(d), w_count(d), x_count(d)};
+    float *b[4];
+    DAT_TRY(f32_copies(ctx, 4, lens, b));
+    const float *dyf, *maskf, *wf;
+    int hw_in = d->h_in * d->w_in, hw_out = d->h_out * d->w_out, kk = d->k_h * d->k_w;
+    DAT_TRY(to_f32(ctx, d->n, d->c_out, hw_out, d->fmt, dy, b[0], &dyf));
+    DAT_TRY(to_f32(ctx, d->n, d->c_out, hw_out, d->fmt, d->relu_mask, b[1], &maskf));
+    DAT_TRY(to_f32(ctx, d->c_out, d->c_in, kk, d->fmt, w, b[2], &wf));
+    dat_conv_desc f = f32_desc(d);
+    f.relu_mask = maskf;
+    DAT_TRY(dat_cuda_conv2d_bwd_data(ctx, &f, dyf, wf, b[3]));
+    return dat_cuda_act_convert(ctx, d->n, d->c_in, hw_in, DAT_FMT_F32, b[3], NULL, NULL, d->fmt,
+                                dx);
+}
+
+/* The new dw (rounded to bf16 in a bf16 format, as cuDNN's would be) and dbias
+ * are computed apart, then added with beta. */
+static dat_status bwd_filter_in_f32(dat_ctx *ctx, const dat_conv_desc *d, const void *x,
+                                    const void *dy, float *dw, float *dbias, float beta)
+{
+    const size_t lens[6] = {x_count(d), y_count(d), y_count(d), w_count(d), (size_t)d->c_out,
+                            w_count(d) / 2 + 1};
+    float *b[6];
+    DAT_TRY(f32_copies(ctx, 6, lens, b));
+    const float *xf, *dyf, *maskf;
+    int hw_in = d->h_in * d->w_in, hw_out = d->h_out * d->w_out;
+    DAT_TRY(to_f32(ctx, d->n, d->c_in, hw_in, d->fmt, x, b[0], &xf));
+    DAT_TRY(to_f32(ctx, d->n, d->c_out, hw_out, d->fmt, dy, b[1], &dyf));
+    DAT_TRY(to_f32(ctx, d->n, d->c_out, hw_out, d->fmt, d->relu_mask, b[2], &maskf));
+    dat_conv_desc f = f32_desc(d);
+    f.relu_mask = maskf;
+    DAT_TRY(dat_cuda_conv2d_bwd_filter(ctx, &f, xf, dyf, b[3], dbias ? b[4] : NULL, 0.0f));
+    dat_conv_desc kcrs = f; /* the float32 dw is KCRS already */
+    if (is_bf16(d)) { /* rounded to bf16 bits in b[5] */
+        kcrs.fmt = DAT_FMT_BF16;
+        DAT_TRY(dat_cuda_act_convert(ctx, 1, 1, (int)w_count(d), DAT_FMT_F32, b[3], NULL, NULL,
+                                     DAT_FMT_BF16, b[5]));
+        DAT_TRY(fold_dw(ctx, &kcrs, (const uint16_t *)b[5], dw, beta));
+    } else {
+        DAT_TRY(fold_dw(ctx, &kcrs, (const float *)b[3], dw, beta));
+    }
+    if (!dbias)
+        return DAT_OK;
+    dat_conv_desc bias = kcrs; /* dbias folds as a 1 x c_out x 1 x 1 "filter" */
+    bias.fmt = DAT_FMT_F32;
+    bias.c_in = 1;
+    bias.c_out = 1;
+    bias.k_h = 1;
+    bias.k_w = d->c_out;
+    return fold_dw(ctx, &bias, (const float *)b[4], dbias, beta);
+}
+
 dat_status dat_cuda_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const void *x,
                                const void *w, const float *bias, void *y)
 {
@@ -478,9 +624,13 @@ dat_status dat_cuda_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const void 
     const conv_io io = {x, w, act_bytes(d, y_count(d))};
     DAT_TRY(prepare(ctx, DAT_CONV_FWD, d, &io, 0, &plan, &ws));
     const float one = 1.0f, zero = 0.0f;
-    DAT_CUDNN_TRY(cudnnConvolutionForward(st->dnn, &one, st->x_desc, x, st->w_desc, w,
-                                          st->conv_desc, (cudnnConvolutionFwdAlgo_t)plan.algo,
-                                          ws.cudnn, plan.workspace_bytes, &zero, st->y_desc, y));
+    if (plan.algo < 0)
+        DAT_TRY(fwd_in_f32(ctx, d, x, w, y));
+    else
+        DAT_CUDNN_TRY(cudnnConvolutionForward(st->dnn, &one, st->x_desc, x, st->w_desc, w,
+                                              st->conv_desc, (cudnnConvolutionFwdAlgo_t)plan.algo,
+                                              ws.cudnn, plan.workspace_bytes, &zero, st->y_desc,
+                                              y));
     if (!bias && !d->relu_out)
         return DAT_OK;
     size_t total = y_count(d);
@@ -503,6 +653,8 @@ dat_status dat_cuda_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const 
     const conv_io io = {w, dy, act_bytes(d, x_count(d))};
     size_t mask_bytes = d->relu_mask ? act_bytes(d, y_count(d)) : 0;
     DAT_TRY(prepare(ctx, DAT_CONV_BWD_DATA, d, &io, mask_bytes, &plan, &ws));
+    if (plan.algo < 0)
+        return bwd_data_in_f32(ctx, d, dy, w, dx);
     const void *g;
     DAT_TRY(grad_of(ctx, d, dy, ws.own, &g));
     const float one = 1.0f, zero = 0.0f;
@@ -531,6 +683,8 @@ dat_status dat_cuda_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, cons
     const conv_io io = {x, dy, act_bytes(d, w_count(d))};
     DAT_TRY(prepare(ctx, DAT_CONV_BWD_FILTER, d, &io, mask_bytes + dw_bytes + part_bytes, &plan,
                     &ws));
+    if (plan.algo < 0)
+        return bwd_filter_in_f32(ctx, d, x, dy, dw, dbias, beta);
     const void *g;
     DAT_TRY(grad_of(ctx, d, dy, ws.own, &g));
     void *out = staged ? (void *)(ws.own + mask_bytes) : (void *)dw;
