@@ -19,8 +19,8 @@
 
 /* What one pass of a model gives, read back to the host. */
 typedef struct outputs {
-    float *logits, *dx, *grads, *act;
-    size_t n_logits, n_x, n_params, n_act;
+    float *logits, *dx, *grads, *act, *buffers; /* buffers: BN running statistics, or NULL */
+    size_t n_logits, n_x, n_params, n_act, n_buffers;
     float loss;
 } outputs;
 
@@ -30,6 +30,7 @@ static void outputs_free(outputs *o)
     free(o->dx);
     free(o->grads);
     free(o->act);
+    free(o->buffers);
 }
 
 static float *read_all(const dat_tensor *t, size_t *n)
@@ -94,6 +95,10 @@ static outputs run(const char *preset, dat_precision precision, int channels_las
     dat_tensor *grads;
     ck_assert_dat_ok(dat_model_grads(m, &grads));
     o.grads = read_all(grads, &o.n_params);
+    dat_tensor *buffers = NULL; /* after three train-mode passes */
+    ck_assert_dat_ok(dat_model_buffers(m, &buffers));
+    if (buffers)
+        o.buffers = read_all(buffers, &o.n_buffers);
 
     dat_tensor_destroy(x);
     dat_tensor_destroy(dx);
@@ -128,6 +133,9 @@ static void expect_same(const char *what, const char *preset, const outputs *a,
     ck_assert_msg(memcmp(a->grads, b->grads, a->n_params * 4) == 0,
                   "%s %s: parameter gradient differs", preset, what);
     ck_assert_msg(a->loss == b->loss, "%s %s: loss %g, not %g", preset, what, b->loss, a->loss);
+    ck_assert_msg(a->n_buffers == b->n_buffers &&
+                      (!a->buffers || memcmp(a->buffers, b->buffers, a->n_buffers * 4) == 0),
+                  "%s %s: batch-norm running statistics differ", preset, what);
 }
 
 /*
