@@ -157,7 +157,7 @@ static void shard_sum(const dat_comm *c, const float *rbuf, float *out, size_t n
                       dat_reduction op)
 {
     enum { BLOCK = 2048 };
-    int size = c->size, r = c->rank, nt = c->ctx->opts.num_threads;
+    int size = c->size, r = c->rank, nt = dat_host_threads(c->ctx);
     float inv = op == DAT_REDUCE_MEAN ? 1.0f / (float)size : 1.0f; /* x * 1 is x exactly */
     size_t nblocks = (nr + BLOCK - 1) / BLOCK;
 #pragma omp parallel for num_threads(nr >= 65536 ? nt : 1) schedule(static)

@@ -135,6 +135,7 @@ static void start_bucket(dat_grad_sync *s, int64_t j)
 static void *worker(void *arg)
 {
     dat_grad_sync *s = arg;
+    dat_set_thread_cap(1); /* the backward pass has the cores */
     pthread_mutex_lock(&s->lock);
     for (;;) {
         while (!s->quit && s->done == s->queued)

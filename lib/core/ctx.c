@@ -98,6 +98,19 @@ static dat_status pick_backend(const dat_ctx_options *o, const dat_backend **be)
 #endif
 }
 
+static _Thread_local int thread_cap;
+
+void dat_set_thread_cap(int cap)
+{
+    thread_cap = cap;
+}
+
+int dat_host_threads(const dat_ctx *ctx)
+{
+    int n = ctx->opts.num_threads;
+    return thread_cap > 0 && thread_cap < n ? thread_cap : n;
+}
+
 /* bf16 values under DAT_PRECISION_BF16; channels last as asked, or as the
  * backend prefers for the precision. */
 static dat_act_fmt act_fmt_of(const dat_ctx_options *o, const dat_backend *be)

@@ -13,6 +13,13 @@ struct dat_ctx {
     dat_act_fmt act_fmt;       /* models' activation format: precision and layout resolved */
 };
 
+/* Host threads an op called from this thread may use: the context's, or fewer
+ * where the thread set a cap (dat_set_thread_cap; 0 = none). A dat_grad_sync's
+ * communication thread takes 1, so that its reductions leave the cores to the
+ * backward pass running beside it. */
+int dat_host_threads(const dat_ctx *ctx);
+void dat_set_thread_cap(int cap);
+
 /* Seconds on a monotonic clock (timeouts, statistics, profiling). */
 double dat_now(void);
 

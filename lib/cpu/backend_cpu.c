@@ -166,7 +166,7 @@ int dat_cpu_threads(const dat_ctx *ctx, size_t work)
 {
     if (work < DAT_CPU_PAR_MIN)
         return 1;
-    return ctx->opts.num_threads;
+    return dat_host_threads(ctx);
 }
 
 const dat_backend dat_backend_cpu = {

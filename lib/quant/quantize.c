@@ -546,13 +546,13 @@ dat_status dat_quant_encode_cpu(dat_ctx *ctx, const char *func, const dat_quant_
                                 uint64_t index_base)
 {
     return dat_quant_encode_host(func, c, x, n, residual, key, stream, counter0, codes,
-                                 dat_quant_threads(ctx->opts.num_threads, n), index_base);
+                                 dat_quant_threads(dat_host_threads(ctx), n), index_base);
 }
 
 dat_status dat_quant_decode_cpu(dat_ctx *ctx, const dat_quant_config *c, const void *codes,
                                 size_t n, float *out, int accumulate, float post_scale)
 {
     dat_quant_decode_host(c, codes, n, out, accumulate, post_scale,
-                          dat_quant_threads(ctx->opts.num_threads, n));
+                          dat_quant_threads(dat_host_threads(ctx), n));
     return DAT_OK;
 }
