@@ -13,14 +13,7 @@
 
 #include "libdat/dat_mpi.h"
 
-#define CHECK(x)                                                                     \
-    do {                                                                             \
-        dat_status s_ = (x);                                                         \
-        if (s_ != DAT_OK) {                                                          \
-            fprintf(stderr, "%s: %s: %s\n", #x, dat_status_string(s_), dat_last_error()); \
-            MPI_Abort(MPI_COMM_WORLD, 1);                                            \
-        }                                                                            \
-    } while (0)
+#include "bench_util.h"
 
 int main(int argc, char **argv)
 {
@@ -34,12 +27,12 @@ int main(int argc, char **argv)
     dat_ctx_options_init(&co);
     co.num_threads = 1; /* one core per rank */
     dat_ctx *ctx = NULL;
-    CHECK(dat_ctx_create(&ctx, &co));
+    TRY_MPI(dat_ctx_create(&ctx, &co));
     dat_comm *comm = NULL;
-    CHECK(dat_comm_create_mpi(&comm, ctx, MPI_COMM_WORLD, NULL));
+    TRY_MPI(dat_comm_create_mpi(&comm, ctx, MPI_COMM_WORLD, NULL));
     dat_tensor *t = NULL;
-    CHECK(dat_tensor_create(&t, ctx, DAT_FLOAT32, 1, &n));
-    CHECK(dat_tensor_fill_normal(t, 0.0f, 1e-3f, (uint64_t)rank, 0));
+    TRY_MPI(dat_tensor_create(&t, ctx, DAT_FLOAT32, 1, &n));
+    TRY_MPI(dat_tensor_fill_normal(t, 0.0f, 1e-3f, (uint64_t)rank, 0));
     float *raw = malloc((size_t)n * sizeof *raw);
     for (int64_t i = 0; i < n; ++i)
         raw[i] = 1e-3f * (float)(i % 1000);
@@ -52,7 +45,7 @@ int main(int argc, char **argv)
         double t1 = MPI_Wtime();
         MPI_Barrier(MPI_COMM_WORLD);
         double t2 = MPI_Wtime();
-        CHECK(dat_comm_allreduce(comm, t, DAT_REDUCE_SUM));
+        TRY_MPI(dat_comm_allreduce(comm, t, DAT_REDUCE_SUM));
         double t3 = MPI_Wtime();
         double dm = t1 - t0, dd = t3 - t2;
         MPI_Allreduce(MPI_IN_PLACE, &dm, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
@@ -63,7 +56,7 @@ int main(int argc, char **argv)
         }
     }
     dat_comm_stats st = {.size = sizeof st};
-    CHECK(dat_comm_get_stats(comm, &st));
+    TRY_MPI(dat_comm_get_stats(comm, &st));
     if (rank == 0)
         printf("all-reduce of %lld floats on %d ranks: MPI_Allreduce %.2f ms, dat_comm %.2f ms, "
                "%.1f MB sent per call by rank 0\n", (long long)n, size, best_mpi * 1e3,
@@ -77,21 +70,21 @@ int main(int argc, char **argv)
         dat_quantizer_options_init(&qo);
         qo.bits = cases[k].bits;
         dat_quantizer *q = NULL;
-        CHECK(dat_quantizer_create(&q, ctx, &qo));
+        TRY_MPI(dat_quantizer_create(&q, ctx, &qo));
         double best = 1e30;
-        CHECK(dat_comm_reset_stats(comm));
+        TRY_MPI(dat_comm_reset_stats(comm));
         for (int r = 0; r < reps; ++r) {
-            CHECK(dat_tensor_fill_normal(t, 0.0f, 1e-3f, (uint64_t)rank, 0));
+            TRY_MPI(dat_tensor_fill_normal(t, 0.0f, 1e-3f, (uint64_t)rank, 0));
             MPI_Barrier(MPI_COMM_WORLD);
             double t0 = MPI_Wtime();
-            CHECK(dat_comm_allreduce_quantized(comm, t, q, cases[k].mode, (uint64_t)r));
+            TRY_MPI(dat_comm_allreduce_quantized(comm, t, q, cases[k].mode, (uint64_t)r));
             double d = MPI_Wtime() - t0;
             MPI_Allreduce(MPI_IN_PLACE, &d, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
             best = d < best ? d : best;
         }
-        CHECK(dat_comm_get_stats(comm, &st));
+        TRY_MPI(dat_comm_get_stats(comm, &st));
         size_t e = 0;
-        CHECK(dat_quantizer_encoded_size(q, n, &e));
+        TRY_MPI(dat_quantizer_encoded_size(q, n, &e));
         if (rank == 0)
             printf("%-17s %8.2f ms  encoded %6.2f MB/worker  sent %6.2f MB/iteration by rank 0\n",
                    cases[k].name, best * 1e3, (double)e / 1e6,

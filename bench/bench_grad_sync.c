@@ -14,14 +14,7 @@
 
 #include "libdat/dat_mpi.h"
 
-#define CHECK(x)                                                                     \
-    do {                                                                             \
-        dat_status s_ = (x);                                                         \
-        if (s_ != DAT_OK) {                                                          \
-            fprintf(stderr, "%s: %s: %s\n", #x, dat_status_string(s_), dat_last_error()); \
-            MPI_Abort(MPI_COMM_WORLD, 1);                                            \
-        }                                                                            \
-    } while (0)
+#include "bench_util.h"
 
 /* Seconds of the slowest rank. */
 static double slowest(double t)
@@ -44,45 +37,45 @@ int main(int argc, char **argv)
     dat_ctx_options_init(&co);
     co.num_threads = 1; /* one core per rank */
     dat_ctx *ctx = NULL;
-    CHECK(dat_ctx_create(&ctx, &co));
+    TRY_MPI(dat_ctx_create(&ctx, &co));
     dat_comm *comm = NULL;
-    CHECK(dat_comm_create_mpi(&comm, ctx, MPI_COMM_WORLD, NULL));
+    TRY_MPI(dat_comm_create_mpi(&comm, ctx, MPI_COMM_WORLD, NULL));
     dat_model *m = NULL;
-    CHECK(dat_model_create_preset(&m, ctx, preset, NULL));
+    TRY_MPI(dat_model_create_preset(&m, ctx, preset, NULL));
     dat_quantizer *q = NULL;
     if (bits < 32) {
         dat_quantizer_options qo;
         dat_quantizer_options_init(&qo);
         qo.bits = bits;
-        CHECK(dat_quantizer_create(&q, ctx, &qo));
+        TRY_MPI(dat_quantizer_create(&q, ctx, &qo));
     }
     dat_grad_sync_options so;
     dat_grad_sync_options_init(&so);
     so.quantizer = q;
     dat_grad_sync *sync = NULL;
-    CHECK(dat_grad_sync_create(&sync, comm, m, &so));
+    TRY_MPI(dat_grad_sync_create(&sync, comm, m, &so));
     int32_t c, h, w, overlaps = 0;
-    CHECK(dat_model_shape(m, &c, &h, &w, NULL));
-    CHECK(dat_grad_sync_overlaps(sync, &overlaps));
+    TRY_MPI(dat_model_shape(m, &c, &h, &w, NULL));
+    TRY_MPI(dat_grad_sync_overlaps(sync, &overlaps));
     int64_t xs[4] = {batch, c, h, w}, ys[1] = {batch};
     dat_tensor *x, *y;
-    CHECK(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
-    CHECK(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
-    CHECK(dat_tensor_fill_uniform(x, 0, 1, (uint64_t)rank, 0));
-    CHECK(dat_tensor_fill(y, rank % 10));
+    TRY_MPI(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
+    TRY_MPI(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
+    TRY_MPI(dat_tensor_fill_uniform(x, 0, 1, (uint64_t)rank, 0));
+    TRY_MPI(dat_tensor_fill(y, rank % 10));
 
     double best_seq = 1e30, best_ovl = 1e30;
     for (int r = 0; r < reps + 1; ++r) { /* the first round warms up */
         MPI_Barrier(MPI_COMM_WORLD);
         double t0 = MPI_Wtime();
-        CHECK(dat_model_loss_backward(m, x, y, NULL, NULL));
-        CHECK(dat_comm_allreduce_grads(comm, m, q, DAT_QUANT_ONE_SIDED, (uint64_t)r));
+        TRY_MPI(dat_model_loss_backward(m, x, y, NULL, NULL));
+        TRY_MPI(dat_comm_allreduce_grads(comm, m, q, DAT_QUANT_ONE_SIDED, (uint64_t)r));
         double seq = slowest(MPI_Wtime() - t0);
         MPI_Barrier(MPI_COMM_WORLD);
         t0 = MPI_Wtime();
-        CHECK(dat_grad_sync_begin(sync, (uint64_t)r));
-        CHECK(dat_model_loss_backward(m, x, y, NULL, NULL));
-        CHECK(dat_grad_sync_end(sync));
+        TRY_MPI(dat_grad_sync_begin(sync, (uint64_t)r));
+        TRY_MPI(dat_model_loss_backward(m, x, y, NULL, NULL));
+        TRY_MPI(dat_grad_sync_end(sync));
         double ovl = slowest(MPI_Wtime() - t0);
         if (r > 0) {
             best_seq = seq < best_seq ? seq : best_seq;

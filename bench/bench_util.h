@@ -25,6 +25,19 @@ static inline double now(void)
         }                                                                                  \
     } while (0)
 
+#ifdef MPI_VERSION
+/* TRY for the MPI benchmarks (include after mpi.h): a failing rank aborts the
+ * job, so that the others do not wait for it. */
+#define TRY_MPI(call)                                                                      \
+    do {                                                                                   \
+        dat_status s_ = (call);                                                            \
+        if (s_ != DAT_OK) {                                                                \
+            fprintf(stderr, "%s: %s: %s\n", #call, dat_status_string(s_), dat_last_error()); \
+            MPI_Abort(MPI_COMM_WORLD, 1);                                                  \
+        }                                                                                  \
+    } while (0)
+#endif
+
 /* The GPU benchmarks' context from the environment: DAT_BENCH_DEVICE=cuda runs
  * on CUDA device 0 (unset or "cpu": the CPU), DAT_BENCH_PRECISION=tf32 or bf16
  * sets the precision, DAT_BENCH_CL=0 or 1 the activations' layout (NCHW or

@@ -491,16 +491,25 @@ __global__ void fold_dw_kernel(const T *staged, int c_in, int rs, size_t total, 
     }
 }
 
+/* dst = beta dst + the `total` staged values (KRSC with c_in and rs = k_h k_w
+ * when krsc, else in dst's order); beta 0 overwrites. */
+template <typename T>
+static dat_status fold(dat_ctx *ctx, const T *staged, bool krsc, int c_in, int rs, size_t total,
+                       float beta, float *dst)
+{
+    auto kernel = krsc ? fold_dw_kernel<T, true> : fold_dw_kernel<T, false>;
+    kernel<<<dat_cuda_grid(total, 256), 256, 0, dat_cuda(ctx)->stream>>>(staged, c_in, rs, total,
+                                                                         beta, dst);
+    DAT_CUDA_CHECK_LAUNCH("fold_dw_kernel");
+    return DAT_OK;
+}
+
+/* The staged dw of d's format and filter layout into the float KCRS dw. */
 template <typename T>
 static dat_status fold_dw(dat_ctx *ctx, const dat_conv_desc *d, const T *staged, float *dw,
                           float beta)
 {
-    size_t total = w_count(d);
-    auto kernel = is_nhwc(d) ? fold_dw_kernel<T, true> : fold_dw_kernel<T, false>;
-    kernel<<<dat_cuda_grid(total, 256), 256, 0, dat_cuda(ctx)->stream>>>(
-        staged, d->c_in, d->k_h * d->k_w, total, beta, dw);
-    DAT_CUDA_CHECK_LAUNCH("fold_dw_kernel");
-    return DAT_OK;
+    return fold(ctx, staged, is_nhwc(d), d->c_in, d->k_h * d->k_w, w_count(d), beta, dw);
 }
 
 /* ---- formats cuDNN has no algorithm for: float32 NCHW copies ---- */
@@ -595,24 +604,16 @@ static dat_status bwd_filter_in_f32(dat_ctx *ctx, const dat_conv_desc *d, const 
     dat_conv_desc f = f32_desc(d);
     f.relu_mask = maskf;
     DAT_TRY(dat_cuda_conv2d_bwd_filter(ctx, &f, xf, dyf, b[3], dbias ? b[4] : NULL, 0.0f));
-    dat_conv_desc kcrs = f; /* the float32 dw is KCRS already */
+    size_t nw = w_count(d); /* the float32 dw is KCRS already */
     if (is_bf16(d)) { /* rounded to bf16 bits in b[5] */
-        kcrs.fmt = DAT_FMT_BF16;
-        DAT_TRY(dat_cuda_act_convert(ctx, 1, 1, (int)w_count(d), DAT_FMT_F32, b[3], NULL, NULL,
+        DAT_TRY(dat_cuda_act_convert(ctx, 1, 1, (int)nw, DAT_FMT_F32, b[3], NULL, NULL,
                                      DAT_FMT_BF16, b[5]));
-        DAT_TRY(fold_dw(ctx, &kcrs, (const uint16_t *)b[5], dw, beta));
+        DAT_TRY(fold(ctx, (const uint16_t *)b[5], false, 0, 0, nw, beta, dw));
     } else {
-        DAT_TRY(fold_dw(ctx, &kcrs, (const float *)b[3], dw, beta));
+        DAT_TRY(fold(ctx, (const float *)b[3], false, 0, 0, nw, beta, dw));
     }
-    if (!dbias)
-        return DAT_OK;
-    dat_conv_desc bias = kcrs; /* dbias folds as a 1 x c_out x 1 x 1 "filter" */
-    bias.fmt = DAT_FMT_F32;
-    bias.c_in = 1;
-    bias.c_out = 1;
-    bias.k_h = 1;
-    bias.k_w = d->c_out;
-    return fold_dw(ctx, &bias, (const float *)b[4], dbias, beta);
+    return dbias ? fold(ctx, (const float *)b[4], false, 0, 0, (size_t)d->c_out, beta, dbias)
+                 : DAT_OK;
 }
 
 dat_status dat_cuda_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const void *x,

@@ -3,6 +3,7 @@
 #define LIBDAT_TESTS_CHECK_UTIL_H
 
 #include <check.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -44,6 +45,32 @@ static inline int dat_test_have_gpu(void)
 {
     int32_t count = 0;
     return dat_has_cuda() && dat_cuda_device_count(&count) == DAT_OK && count > 0;
+}
+
+/* A float32 tensor's values on the host (caller frees); *n (may be NULL)
+ * receives their count. */
+static inline float *dat_test_read_floats(const dat_tensor *t, size_t *n)
+{
+    int64_t count = 0;
+    ck_assert_dat_ok(dat_tensor_numel(t, &count));
+    float *h = (float *)malloc((size_t)count * sizeof *h + 1);
+    ck_assert_ptr_nonnull(h);
+    ck_assert_dat_ok(dat_tensor_read(t, h, (size_t)count * sizeof *h));
+    if (n)
+        *n = (size_t)count;
+    return h;
+}
+
+/* ||got - ref|| / ||ref|| (the absolute norm where ||ref|| = 0). */
+static inline double dat_test_rel_err(const float *ref, const float *got, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; ++i) {
+        double d = (double)got[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
 /* Exit status that tells meson (and scripts/test) a test was skipped. */

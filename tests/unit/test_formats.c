@@ -33,17 +33,6 @@ static void outputs_free(outputs *o)
     free(o->buffers);
 }
 
-static float *read_all(const dat_tensor *t, size_t *n)
-{
-    int64_t count;
-    ck_assert_dat_ok(dat_tensor_numel(t, &count));
-    float *h = malloc((size_t)count * sizeof *h + 1);
-    ck_assert_ptr_nonnull(h);
-    ck_assert_dat_ok(dat_tensor_read(t, h, (size_t)count * sizeof *h));
-    *n = (size_t)count;
-    return h;
-}
-
 /* A forward pass (with node `node`'s activation), the input gradient, and the
  * parameter gradient of the loss, of `preset` in a context of the given
  * precision and layout; the model, inputs and labels are the same every time. */
@@ -82,23 +71,23 @@ static outputs run(const char *preset, dat_precision precision, int channels_las
 
     outputs o = {0};
     ck_assert_dat_ok(dat_model_forward(m, x, z));
-    o.logits = read_all(z, &o.n_logits);
+    o.logits = dat_test_read_floats(z, &o.n_logits);
     int32_t ac, ah, aw;
     ck_assert_dat_ok(dat_model_node_info(m, node, NULL, &ac, &ah, &aw));
     int64_t as[4] = {BATCH, ac, ah, aw};
     ck_assert_dat_ok(dat_tensor_create(&act, ctx, DAT_FLOAT32, 4, as));
     ck_assert_dat_ok(dat_model_activation(m, node, act));
-    o.act = read_all(act, &o.n_act);
+    o.act = dat_test_read_floats(act, &o.n_act);
     ck_assert_dat_ok(dat_model_input_grad(m, x, y, NULL, dx, NULL));
-    o.dx = read_all(dx, &o.n_x);
+    o.dx = dat_test_read_floats(dx, &o.n_x);
     ck_assert_dat_ok(dat_model_loss_backward(m, x, y, NULL, &o.loss));
     dat_tensor *grads;
     ck_assert_dat_ok(dat_model_grads(m, &grads));
-    o.grads = read_all(grads, &o.n_params);
+    o.grads = dat_test_read_floats(grads, &o.n_params);
     dat_tensor *buffers = NULL; /* after three train-mode passes */
     ck_assert_dat_ok(dat_model_buffers(m, &buffers));
     if (buffers)
-        o.buffers = read_all(buffers, &o.n_buffers);
+        o.buffers = dat_test_read_floats(buffers, &o.n_buffers);
 
     dat_tensor_destroy(x);
     dat_tensor_destroy(dx);
@@ -108,17 +97,6 @@ static outputs run(const char *preset, dat_precision precision, int channels_las
     dat_model_destroy(m);
     dat_ctx_destroy(ctx);
     return o;
-}
-
-static double rel_err(const float *ref, const float *got, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; ++i) {
-        double d = (double)got[i] - ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
 static void expect_same(const char *what, const char *preset, const outputs *a,
@@ -151,9 +129,10 @@ static void expect_same(const char *what, const char *preset, const outputs *a,
 static void expect_near(const char *preset, const outputs *ref, const outputs *got,
                         const double tol[4])
 {
-    double e[4] = {rel_err(ref->logits, got->logits, ref->n_logits),
-                   rel_err(ref->act, got->act, ref->n_act), rel_err(ref->dx, got->dx, ref->n_x),
-                   rel_err(ref->grads, got->grads, ref->n_params)};
+    double e[4] = {dat_test_rel_err(ref->logits, got->logits, ref->n_logits),
+                   dat_test_rel_err(ref->act, got->act, ref->n_act),
+                   dat_test_rel_err(ref->dx, got->dx, ref->n_x),
+                   dat_test_rel_err(ref->grads, got->grads, ref->n_params)};
     const char *names[4] = {"logits", "activation", "input gradient", "parameter gradient"};
     printf("test_formats: %s bf16 vs fp32: logits %.2e, activation %.2e, dx %.2e, grads %.2e, "
            "loss %.6f vs %.6f\n", preset, e[0], e[1], e[2], e[3], got->loss, ref->loss);

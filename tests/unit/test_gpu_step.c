@@ -40,31 +40,20 @@ static int graph_warnings; /* warnings logged by gpu_graphs (a failed capture is
 /* A tensor's values on the host (caller frees). */
 static float *host_copy(const dat_tensor *t)
 {
-    int64_t n = 0;
-    ck_assert_dat_ok(dat_tensor_numel(t, &n));
-    float *h = malloc((size_t)n * sizeof *h + 1);
-    ck_assert_ptr_nonnull(h);
-    ck_assert_dat_ok(dat_tensor_read(t, h, (size_t)n * sizeof *h));
-    return h;
+    return dat_test_read_floats(t, NULL);
 }
 
 /* ||g - c|| / ||c|| over two same-shaped tensors. */
 static double rel_err(const dat_tensor *c, const dat_tensor *g, int64_t *n_out)
 {
-    int64_t n = 0;
-    ck_assert_dat_ok(dat_tensor_numel(c, &n));
-    float *a = host_copy(c), *b = host_copy(g);
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        double d = (double)b[i] - a[i];
-        num += d * d;
-        den += (double)a[i] * a[i];
-    }
+    size_t n = 0;
+    float *a = dat_test_read_floats(c, &n), *b = host_copy(g);
+    double e = dat_test_rel_err(a, b, n);
     free(a);
     free(b);
     if (n_out)
-        *n_out = n;
-    return den > 0 ? sqrt(num / den) : sqrt(num);
+        *n_out = (int64_t)n;
+    return e;
 }
 
 /* Prints the segments whose gradients differ most (what a failure points at). */
