@@ -215,7 +215,7 @@ dat_status dat_grad_sync_create(dat_grad_sync **out, dat_comm *comm, dat_model *
         o.size = sizeof o;
     }
     DAT_TRY(check_options(&o, model));
-    if (model->grad_hook)
+    if (model->grad_hook_user)
         return dat_error(DAT_ERR_STATE, __func__,
                          "the model already has a gradient synchronizer: destroy it first");
     dat_grad_sync *s = calloc(1, sizeof *s);
@@ -234,7 +234,6 @@ dat_status dat_grad_sync_create(dat_grad_sync **out, dat_comm *comm, dat_model *
     }
     model->grad_hook = s->how != AT_END ? queue_from : NULL;
     model->grad_hook_user = s;
-    model->grad_sync = s;
     *out = s;
     return DAT_OK;
 }
@@ -259,10 +258,9 @@ void dat_grad_sync_destroy(dat_grad_sync *s)
         pthread_mutex_unlock(&s->lock);
         pthread_join(s->thread, NULL);
     }
-    if (s->model && s->model->grad_sync == s) {
+    if (s->model && s->model->grad_hook_user == s) {
         s->model->grad_hook = NULL;
         s->model->grad_hook_user = NULL;
-        s->model->grad_sync = NULL;
         s->model->grad_hook_armed = 0;
     }
     pthread_mutex_destroy(&s->lock);

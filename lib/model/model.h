@@ -72,9 +72,8 @@ struct dat_model {
      * loss backward's last pass calls grad_hook(user, lo) after each layer
      * with parameters, lo being the lowest offset from which the gradient is
      * final (parameters are laid out in node order, init.c). */
-    void (*grad_hook)(void *user, size_t lo);
-    void *grad_hook_user;
-    struct dat_grad_sync *grad_sync;  /* the synchronizer attached, or NULL */
+    void (*grad_hook)(void *user, size_t lo); /* NULL where it does not overlap */
+    void *grad_hook_user;             /* the synchronizer attached, or NULL */
     int grad_hook_armed;              /* between its begin and end */
     int grad_hook_pass;               /* the loss backward's last pass is running */
 };

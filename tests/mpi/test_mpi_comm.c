@@ -364,6 +364,8 @@ static void test_grad_sync_case(const sync_case *t, int want_overlap)
     int32_t overlaps = -1;
     EXPECT_OK(dat_grad_sync_overlaps(sync, &overlaps));
     EXPECT(overlaps == want_overlap, "overlaps = %d, expected %d", overlaps, want_overlap);
+    dat_grad_sync *second = NULL; /* one per model, overlapping or not */
+    EXPECT_ERR(dat_grad_sync_create(&second, comm, b, &so), DAT_ERR_STATE, "already has");
     int64_t xs[4] = {4, 1, 28, 28}, ys[1] = {4};
     dat_tensor *x, *xc, *y, *ga, *gb;
     EXPECT_OK(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));

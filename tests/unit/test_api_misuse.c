@@ -1165,6 +1165,9 @@ START_TEST(test_comm_model_misuse)
     so.quantizer = q;
     ck_assert_dat_err(dat_grad_sync_create(&s, c, m, &so), DAT_ERR_INVALID_ARG, "mode");
     ck_assert_dat_ok(dat_grad_sync_create(&s, c, m, NULL));
+    dat_grad_sync *second = (dat_grad_sync *)0x1; /* one per model, overlapping or not */
+    ck_assert_dat_err(dat_grad_sync_create(&second, c, m, NULL), DAT_ERR_STATE, "already has");
+    ck_assert_ptr_null(second);
     int32_t overlaps = -1;
     ck_assert_dat_err(dat_grad_sync_overlaps(NULL, &overlaps), DAT_ERR_INVALID_ARG, "sync");
     ck_assert_dat_err(dat_grad_sync_overlaps(s, NULL), DAT_ERR_INVALID_ARG, "overlaps");
