@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <map>
 #include <memory>
@@ -53,8 +54,7 @@ thread_local cudaError_t last_error = cudaSuccess;
 
 /* Device allocations: start -> size, for cudaFree and the copies' checks. */
 std::map<const char *, size_t> allocations;
-size_t allocated, limit = (size_t)-1;
-bool limit_read;
+size_t allocated;
 
 CUstream_st *stream_of(cudaStream_t s) { return s ? s : &legacy_stream; }
 
@@ -107,14 +107,17 @@ cudaError_t check_copy(void *dst, const void *src, size_t n, cudaMemcpyKind kind
     return dat_emu::fail(cudaErrorInvalidValue);
 }
 
-void read_limit()
+/* The device's size: DAT_EMU_MEMORY_LIMIT bytes (read at each allocation, so a
+ * test can fill the device and free it again), else half the host's memory, so
+ * that a request no GPU could meet fails instead of the host's OOM killer
+ * ending the process when the poison is written. */
+size_t memory_limit()
 {
-    if (limit_read)
-        return;
-    limit_read = true;
     const char *v = getenv("DAT_EMU_MEMORY_LIMIT");
     if (v && *v)
-        limit = (size_t)strtoull(v, NULL, 10);
+        return (size_t)strtoull(v, NULL, 10);
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (size_t)pages / 2 * (size_t)page : (size_t)1 << 34;
 }
 
 } // namespace
@@ -224,8 +227,8 @@ cudaError_t cudaGetDevice(int *device)
 cudaError_t cudaDeviceSynchronize(void) { return dat_emu::host_sync(NULL); }
 
 /* New memory reads as NaN (0xff bytes): a kernel that reads what nobody wrote
- * shows in the results instead of passing on zeros. DAT_EMU_MEMORY_LIMIT
- * (bytes) makes allocations past it fail, as on a full GPU. */
+ * shows in the results instead of passing on zeros. Allocations past
+ * memory_limit() fail, as on a full GPU. */
 cudaError_t cudaMalloc(void **ptr, size_t bytes)
 {
     guard g(big_lock);
@@ -233,9 +236,9 @@ cudaError_t cudaMalloc(void **ptr, size_t bytes)
     cudaError_t e = refuse_if_capturing();
     if (e != cudaSuccess)
         return e;
-    read_limit();
+    size_t limit = memory_limit();
     size_t n = bytes ? (bytes + 255) & ~(size_t)255 : 256;
-    if (n > limit || allocated > limit - n)
+    if (bytes > limit || n > limit || allocated > limit - n)
         return fail(cudaErrorMemoryAllocation);
     void *p = aligned_alloc(256, n);
     if (!p)

@@ -1,8 +1,10 @@
 /* The CUDA backend against the CPU: tensors, fills, bit-identical Philox
  * streams, and the public quantizer on a CUDA context (on the device where the
  * backend runs quantizers, else staged through the host) giving a CPU
- * quantizer's bytes. Exits 77 (skipped) where no GPU is present. */
+ * quantizer's bytes; out of device memory as a status. Exits 77 (skipped)
+ * where no GPU is present. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "check_util.h"
 
@@ -168,6 +170,64 @@ START_TEST(test_bad_ordinal)
 }
 END_TEST
 
+static dat_tensor *images(dat_ctx *ctx, int64_t n)
+{
+    int64_t shape[4] = {n, 1, 28, 28};
+    dat_tensor *x = NULL;
+    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, shape));
+    ck_assert_dat_ok(dat_tensor_fill_uniform(x, 0.0f, 1.0f, 11, 0));
+    return x;
+}
+
+static dat_tensor *matrix(dat_ctx *ctx, int64_t rows, int64_t cols)
+{
+    int64_t shape[2] = {rows, cols};
+    dat_tensor *t = NULL;
+    ck_assert_dat_ok(dat_tensor_create(&t, ctx, DAT_FLOAT32, 2, shape));
+    return t;
+}
+
+/* Running out of device memory is a status with a message and loses nothing:
+ * the context and the model work once memory is back. A tensor no GPU can hold
+ * fails on any device; under the CUDA emulation (DAT_TEST_EMULATED_GPU) the
+ * device is also shrunk (DAT_EMU_MEMORY_LIMIT, kernels/emu) below what a
+ * forward pass's activations need, and then given back. */
+START_TEST(test_out_of_memory)
+{
+    dat_ctx *g = make_ctx(DAT_DEVICE_CUDA, 5);
+    int64_t huge_shape[1] = {(int64_t)1 << 39}; /* 2 TiB of floats */
+    dat_tensor *huge = (dat_tensor *)0x1;
+    ck_assert_dat_err(dat_tensor_create(&huge, g, DAT_FLOAT32, 1, huge_shape),
+                      DAT_ERR_OUT_OF_MEMORY, "");
+    ck_assert_ptr_null(huge);
+    const char *emu = getenv("DAT_TEST_EMULATED_GPU");
+    if (emu && *emu && *emu != '0') {
+        const int64_t n = 512;
+        dat_model *ref = NULL, *m = NULL;
+        ck_assert_dat_ok(dat_model_create_preset(&ref, g, "cnn_small", NULL));
+        ck_assert_dat_ok(dat_model_create_preset(&m, g, "cnn_small", NULL));
+        dat_tensor *x = images(g, n), *want = matrix(g, n, 10), *got = matrix(g, n, 10);
+        ck_assert_dat_ok(dat_model_forward(ref, x, want));
+        setenv("DAT_EMU_MEMORY_LIMIT", "16777216", 1);
+        ck_assert_dat_err(dat_model_forward(m, x, got), DAT_ERR_OUT_OF_MEMORY, "memory");
+        unsetenv("DAT_EMU_MEMORY_LIMIT");
+        ck_assert_dat_ok(dat_model_forward(m, x, got));
+        size_t count = 0;
+        float *a = dat_test_read_floats(want, &count), *b = dat_test_read_floats(got, NULL);
+        ck_assert_msg(memcmp(a, b, count * sizeof *a) == 0,
+                      "the forward pass after the failed one differs");
+        free(a);
+        free(b);
+        dat_tensor_destroy(got);
+        dat_tensor_destroy(want);
+        dat_tensor_destroy(x);
+        dat_model_destroy(m);
+        dat_model_destroy(ref);
+    }
+    dat_ctx_destroy(g);
+}
+END_TEST
+
 int main(void)
 {
     if (!dat_test_have_gpu()) {
@@ -181,6 +241,7 @@ int main(void)
     tcase_add_test(tc, test_philox_parity);
     tcase_add_test(tc, test_quantizer_on_device);
     tcase_add_test(tc, test_bad_ordinal);
+    tcase_add_test(tc, test_out_of_memory);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }
