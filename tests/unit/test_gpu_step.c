@@ -275,9 +275,11 @@ END_TEST
  * CPU's emulation of bf16 in NCHW: the same roundings, so the two differ
  * where float32 results a few ulps apart round to neighbouring bf16 values.
  * Signs of gradient elements near 0 flip as in TF32, so the attack is held to
- * the ball only. The tolerances are first guesses, to be measured on a GPU:
- * against fp32, bf16's own error is 1.3e-2 (cnn_small) and 0.25
- * (preact_resnet18, at initialization) in the parameter gradient.
+ * the ball only. Against fp32, bf16's own error is 1.3e-2 (cnn_small) and 0.25
+ * (preact_resnet18, at initialization) in the parameter gradient; under the
+ * CUDA emulation, whose bf16 convolutions round like cuDNN's (once, from
+ * float), preact_resnet18 gave 0.20 here and cnn_small 1.1e-4. A GPU is still
+ * to measure them.
  */
 START_TEST(test_cnn_small_bf16)
 {
@@ -287,7 +289,7 @@ END_TEST
 
 START_TEST(test_preact_resnet18_bf16)
 {
-    step_parity(cpu_bf16, gpu_bf16, "preact_resnet18", 16, 0.15, 1.0, 1e-2);
+    step_parity(cpu_bf16, gpu_bf16, "preact_resnet18", 16, 0.3, 1.0, 3e-2);
 }
 END_TEST
 
