@@ -57,6 +57,10 @@ static dat_status cuda_init(dat_ctx *ctx)
         return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_ctx_create", "cannot allocate CUDA state");
     st->device = ordinal;
     ctx->backend_state = st;
+#ifdef DAT_CUDA_EMULATED
+    dat_log(ctx, DAT_LOG_INFO,
+            "this libdat was built with gpu_emulation: CUDA contexts run on the CPU, for tests");
+#endif
     DAT_CUDA_TRY(cudaSetDevice(ordinal));
     DAT_CUDA_TRY(cudaStreamCreateWithFlags(&st->stream, cudaStreamNonBlocking));
     return init_libraries(st, ctx->opts.precision);
