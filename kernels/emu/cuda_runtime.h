@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <functional>
 #include <type_traits>
 
 #define DAT_CUDA_EMULATED 1
@@ -129,10 +130,6 @@ namespace dat_emu {
 extern dim3 grid_dim, block_dim, block_idx;
 const dim3 &thread_idx(void);
 
-/* Runs body once per thread of every block of the grid, on the calling
- * thread; a thread's barrier calls switch to its block's next thread. */
-void run_grid(dim3 grid, dim3 block, void (*body)(void *), void *arg);
-
 /* The fiber's rendezvous with its warp (32 consecutive linear thread indices):
  * exchange() publishes 8 bytes and returns what lane `src` published (its own
  * where src is outside the warp), ballot() the warp's predicate bits. */
@@ -153,19 +150,16 @@ template <typename K> struct launch {
     template <typename... A> void operator()(A... args) const;
 };
 
-cudaError_t queue_grid(cudaStream_t s, dim3 grid, dim3 block, void (*body)(void *),
-                       void *closure, void (*drop)(void *));
+/* Queues (or records, on a captured stream) a run of `thread` in every thread
+ * of every block of the grid: the blocks one after another on the thread that
+ * runs the queue, a block's threads switching at their barrier calls. */
+cudaError_t queue_grid(cudaStream_t s, dim3 grid, dim3 block, std::function<void()> thread);
 
 template <typename K>
 template <typename... A>
 void launch<K>::operator()(A... args) const
 {
-    /* The arguments travel by value in a heap closure that every thread of
-     * the run calls; a recorded graph keeps it until the graph is destroyed. */
-    auto *job = new auto([k = kernel, args...]() { k(args...); });
-    using J = typename std::remove_reference<decltype(*job)>::type;
-    queue_grid(stream, grid, block, [](void *p) { (*static_cast<J *>(p))(); }, job,
-               [](void *p) { delete static_cast<J *>(p); });
+    queue_grid(stream, grid, block, [k = kernel, args...]() { k(args...); });
 }
 
 template <typename K>

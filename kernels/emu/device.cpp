@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <sys/mman.h>
 
-#include <memory>
+#include <functional>
 
 #include "emu.h"
 
@@ -72,14 +72,13 @@ fiber fibers[MAX_THREADS];
 int n_threads;                /* of the running block */
 fiber *current;
 void *scheduler_sp;
-void (*thread_body)(void *);
-void *thread_arg;
+const std::function<void()> *thread_body; /* what every thread of the grid runs */
 uint64_t slots[MAX_THREADS];  /* what each lane publishes to its warp */
 
 /* The first switch to a fiber returns here, on its own stack. */
 void fiber_entry()
 {
-    thread_body(thread_arg);
+    (*thread_body)();
     current->state = DONE;
     dat_emu_switch(&current->sp, scheduler_sp);
     abort(); /* a finished fiber is never resumed */
@@ -174,6 +173,30 @@ void run_block()
     }
 }
 
+/* Runs body once per thread of every block of the grid, on this thread. */
+void run_grid(dim3 grid, dim3 block, const std::function<void()> &body)
+{
+    if (!stacks) {
+        void *p = mmap(NULL, MAX_THREADS * STACK_BYTES, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) {
+            fprintf(stderr, "CUDA emulation: cannot reserve the fibers' stacks\n");
+            abort();
+        }
+        stacks = (char *)p;
+    }
+    grid_dim = grid;
+    block_dim = block;
+    n_threads = (int)(block.x * block.y * block.z);
+    thread_body = &body;
+    for (unsigned z = 0; z < grid.z; ++z)
+        for (unsigned y = 0; y < grid.y; ++y)
+            for (unsigned x = 0; x < grid.x; ++x) {
+                block_idx = dim3(x, y, z);
+                run_block();
+            }
+}
+
 } // namespace
 
 const dim3 &thread_idx(void) { return current->tid; }
@@ -204,46 +227,15 @@ unsigned ballot(int pred)
     return bits;
 }
 
-void run_grid(dim3 grid, dim3 block, void (*body)(void *), void *arg)
+cudaError_t queue_grid(cudaStream_t s, dim3 grid, dim3 block, std::function<void()> thread)
 {
-    if (!stacks) {
-        void *p = mmap(NULL, MAX_THREADS * STACK_BYTES, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (p == MAP_FAILED) {
-            fprintf(stderr, "CUDA emulation: cannot reserve the fibers' stacks\n");
-            abort();
-        }
-        stacks = (char *)p;
-    }
-    grid_dim = grid;
-    block_dim = block;
-    n_threads = (int)(block.x * block.y * block.z);
-    thread_body = body;
-    thread_arg = arg;
-    for (unsigned z = 0; z < grid.z; ++z)
-        for (unsigned y = 0; y < grid.y; ++y)
-            for (unsigned x = 0; x < grid.x; ++x) {
-                block_idx = dim3(x, y, z);
-                run_block();
-            }
-}
-
-cudaError_t queue_grid(cudaStream_t s, dim3 grid, dim3 block, void (*body)(void *),
-                       void *closure, void (*drop)(void *))
-{
-    struct job {
-        dim3 grid, block;
-        void (*body)(void *);
-        void *closure;
-        void (*drop)(void *);
-        ~job() { drop(closure); }
-    };
-    std::shared_ptr<job> j(new job{grid, block, body, closure, drop});
     size_t threads = (size_t)block.x * block.y * block.z;
     if (threads == 0 || threads > MAX_THREADS || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
         grid.y > 65535 || grid.z > 65535 || block.z > 64)
         return fail(cudaErrorInvalidConfiguration);
-    return enqueue(s, [j]() { run_grid(j->grid, j->block, j->body, j->closure); });
+    return enqueue(s, [grid, block, thread = std::move(thread)]() {
+        run_grid(grid, block, thread);
+    });
 }
 
 } // namespace dat_emu
