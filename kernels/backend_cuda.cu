@@ -107,6 +107,9 @@ static dat_status grow(dat_ctx *ctx, void **buf, size_t *cap, size_t bytes, void
         return DAT_OK;
     }
     *out = NULL;
+    if (dat_capturing(ctx))
+        return dat_capture_refuse(ctx, "dat_cuda_workspace",
+                                  "growing the workspace (run the step once op by op first)");
     /* Queued kernels may still read the old buffer. */
     DAT_CUDA_TRY(cudaStreamSynchronize(st->stream));
     cudaFree(*buf);
@@ -146,6 +149,8 @@ dat_status dat_cuda_f32_copies(dat_ctx *ctx, size_t bytes, void **p)
 
 static dat_status cuda_synchronize(dat_ctx *ctx)
 {
+    if (dat_capturing(ctx))
+        return dat_capture_refuse(ctx, "dat_ctx_synchronize", "a synchronization");
     DAT_TRY(use_device(ctx));
     DAT_CUDA_TRY(cudaStreamSynchronize(dat_cuda(ctx)->stream));
     return DAT_OK;
@@ -154,6 +159,9 @@ static dat_status cuda_synchronize(dat_ctx *ctx)
 static dat_status cuda_alloc(dat_ctx *ctx, size_t nbytes, void **ptr)
 {
     *ptr = NULL;
+    if (dat_capturing(ctx))
+        return dat_capture_refuse(ctx, "dat_cuda_alloc",
+                                  "an allocation (run the step once op by op first)");
     DAT_TRY(use_device(ctx));
     void *p = NULL;
     DAT_CUDA_TRY(cudaMalloc(&p, nbytes ? nbytes : 1));
@@ -176,6 +184,8 @@ static void cuda_free(dat_ctx *ctx, void *ptr)
 
 static dat_status cuda_copy_from_host(dat_ctx *ctx, void *dst, const void *src, size_t nbytes)
 {
+    if (dat_capturing(ctx))
+        return dat_capture_refuse(ctx, "dat_cuda_copy_from_host", "a copy from host memory");
     DAT_TRY(use_device(ctx));
     cudaStream_t s = dat_cuda(ctx)->stream;
     DAT_CUDA_TRY(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, s));
@@ -186,6 +196,8 @@ static dat_status cuda_copy_from_host(dat_ctx *ctx, void *dst, const void *src, 
 
 static dat_status cuda_copy_to_host(dat_ctx *ctx, void *dst, const void *src, size_t nbytes)
 {
+    if (dat_capturing(ctx))
+        return dat_capture_refuse(ctx, "dat_cuda_copy_to_host", "reading back to the host");
     DAT_TRY(use_device(ctx));
     cudaStream_t s = dat_cuda(ctx)->stream;
     DAT_CUDA_TRY(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, s));
@@ -224,6 +236,10 @@ static dat_status cuda_fill(dat_ctx *ctx, void *dst, size_t count, const void *p
         fill_kernel<<<dat_cuda_grid(count, 256), 256, 0, s>>>((uint32_t *)dst, count,
                                                              *(const uint32_t *)pattern);
         break;
+    case 8: /* a step graph's counters (lib/core/capture.h) */
+        fill_kernel<<<dat_cuda_grid(count, 256), 256, 0, s>>>((uint64_t *)dst, count,
+                                                             *(const uint64_t *)pattern);
+        break;
     default:
         return dat_error(DAT_ERR_INTERNAL, __func__, "element size %zu", elem_size);
     }
@@ -261,8 +277,11 @@ static dat_status cuda_bf16_to_f32(dat_ctx *ctx, float *dst, const uint16_t *src
 
 /* One thread per Philox block of 4 stream positions, as the CPU backend does. */
 __global__ void rng_kernel(int normal, float *dst, size_t n, float a, float b, uint64_t seed,
-                           uint64_t stream, uint64_t offset, uint64_t first, uint64_t nblocks)
+                           uint64_t stream, const uint64_t *stream_low, uint64_t offset,
+                           uint64_t first, uint64_t nblocks)
 {
+    if (stream_low)
+        stream |= *stream_low & 0xffffffffu;
     for (uint64_t k = blockIdx.x * (uint64_t)blockDim.x + threadIdx.x; k < nblocks;
          k += (uint64_t)gridDim.x * blockDim.x) {
         uint64_t blk = first + k;
@@ -286,28 +305,31 @@ __global__ void rng_kernel(int normal, float *dst, size_t n, float a, float b, u
 }
 
 static dat_status rng_launch(dat_ctx *ctx, int normal, float *dst, size_t n, float a, float b,
-                             uint64_t seed, uint64_t stream, uint64_t offset)
+                             uint64_t seed, uint64_t stream, const uint64_t *stream_low,
+                             uint64_t offset)
 {
     if (n == 0)
         return DAT_OK;
     DAT_TRY(use_device(ctx));
     uint64_t first = offset >> 2, last = (offset + n - 1) >> 2, nblocks = last - first + 1;
     rng_kernel<<<dat_cuda_grid(nblocks, 256), 256, 0, dat_cuda(ctx)->stream>>>(
-        normal, dst, n, a, b, seed, stream, offset, first, nblocks);
+        normal, dst, n, a, b, seed, stream, stream_low, offset, first, nblocks);
     DAT_CUDA_CHECK_LAUNCH("rng_kernel");
     return DAT_OK;
 }
 
 static dat_status cuda_rng_uniform(dat_ctx *ctx, float *dst, size_t n, float low, float high,
-                                   uint64_t seed, uint64_t stream, uint64_t offset)
+                                   uint64_t seed, uint64_t stream, const uint64_t *stream_low,
+                                   uint64_t offset)
 {
-    return rng_launch(ctx, 0, dst, n, low, high, seed, stream, offset);
+    return rng_launch(ctx, 0, dst, n, low, high, seed, stream, stream_low, offset);
 }
 
 static dat_status cuda_rng_normal(dat_ctx *ctx, float *dst, size_t n, float mean, float std,
-                                  uint64_t seed, uint64_t stream, uint64_t offset)
+                                  uint64_t seed, uint64_t stream, const uint64_t *stream_low,
+                                  uint64_t offset)
 {
-    return rng_launch(ctx, 1, dst, n, mean, std, seed, stream, offset);
+    return rng_launch(ctx, 1, dst, n, mean, std, seed, stream, stream_low, offset);
 }
 
 extern "C" int dat_cuda_count_devices(void)
@@ -367,6 +389,8 @@ static dat_backend make_cuda_backend(void)
     be.kl_div = dat_cuda_kl_div;
     be.argmax = dat_cuda_argmax;
     be.check_finite = dat_cuda_check_finite;
+    be.flag_range = dat_cuda_flag_range;
+    be.flag_labels = dat_cuda_flag_labels;
     be.attack_linf_step = dat_cuda_attack_linf_step;
     be.attack_l2_step = dat_cuda_attack_l2_step;
     be.rows_renorm = dat_cuda_rows_renorm;

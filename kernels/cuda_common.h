@@ -13,6 +13,7 @@
 
 extern "C" {
 #include "../lib/core/backend.h"
+#include "../lib/core/capture.h"
 #include "../lib/core/ctx.h"
 #include "../lib/core/error.h"
 }

@@ -56,6 +56,10 @@ dat_status dat_cuda_add(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *a, 
 dat_status dat_cuda_axpy(dat_ctx *ctx, size_t n, float alpha, const float *x, float *y);
 dat_status dat_cuda_scale(dat_ctx *ctx, size_t n, float alpha, float *x);
 dat_status dat_cuda_check_finite(dat_ctx *ctx, size_t n, const float *x, int *bad);
+dat_status dat_cuda_flag_range(dat_ctx *ctx, size_t n, const float *x, float lo, float hi,
+                               uint32_t *flags, uint32_t bit);
+dat_status dat_cuda_flag_labels(dat_ctx *ctx, int n, const int32_t *y, int classes,
+                                uint32_t *flags, uint32_t bit);
 
 /* Pooling (ops_pool.cu). */
 dat_status dat_cuda_pool_fwd(dat_ctx *ctx, const dat_pool_desc *d, const void *x, void *y,

@@ -94,6 +94,27 @@ __global__ void check_finite_kernel(size_t n, const float *x, int *flag)
         *flag = 1;
 }
 
+/* The checks of a captured step: each thread ors its finding into the word once. */
+__global__ void flag_range_kernel(size_t n, const float *x, float lo, float hi, uint32_t *flags,
+                                  uint32_t bit)
+{
+    int bad = 0;
+    DAT_GRID_STRIDE(i, n)
+    bad |= !isfinite(x[i]) || x[i] < lo || x[i] > hi;
+    if (bad)
+        atomicOr(flags, bit);
+}
+
+__global__ void flag_labels_kernel(int n, const int32_t *y, int classes, uint32_t *flags,
+                                   uint32_t bit)
+{
+    int bad = 0;
+    DAT_GRID_STRIDE(i, (size_t)n)
+    bad |= y[i] < 0 || y[i] >= classes;
+    if (bad)
+        atomicOr(flags, bit);
+}
+
 #define LAUNCH(ctx, n, kernel, ...)                                                       \
     do {                                                                                  \
         DAT_TRY(dat_cuda_use_device(ctx));                                                \
@@ -185,4 +206,16 @@ dat_status dat_cuda_check_finite(dat_ctx *ctx, size_t n, const float *x, int *ba
     DAT_CUDA_TRY(cudaStreamSynchronize(st->stream));
     *bad = found;
     return DAT_OK;
+}
+
+dat_status dat_cuda_flag_range(dat_ctx *ctx, size_t n, const float *x, float lo, float hi,
+                               uint32_t *flags, uint32_t bit)
+{
+    LAUNCH(ctx, n, flag_range_kernel, n, x, lo, hi, flags, bit);
+}
+
+dat_status dat_cuda_flag_labels(dat_ctx *ctx, int n, const int32_t *y, int classes,
+                                uint32_t *flags, uint32_t bit)
+{
+    LAUNCH(ctx, (size_t)n, flag_labels_kernel, n, y, classes, flags, bit);
 }

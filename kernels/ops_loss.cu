@@ -37,6 +37,13 @@ __global__ void softmax_xent_kernel(int n, int classes, const float *z, const in
         return;
     const float *zi = z + (size_t)row * (size_t)classes;
     int y = labels[row];
+    if (y < 0 || y >= classes) { /* only in a step graph, whose check runs beside (capture.h): */
+        if (loss && lane == 0)   /* NaN makes the optimizer skip the step */
+            loss[row] = NAN;
+        for (int j = lane; dz && j < classes; j += DAT_WARP)
+            dz[(size_t)row * (size_t)classes + (size_t)j] = NAN;
+        return;
+    }
     double lse = row_lse(zi, classes, lane);
     if (loss && lane == 0)
         loss[row] = (float)(lse - zi[y]);

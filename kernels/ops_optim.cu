@@ -5,7 +5,10 @@
  * (deterministic), takes the trust ratio and applies the update. The segment
  * table travels as a kernel parameter, SEGS segments per launch pair, so a step
  * costs 2 ceil(segments / SEGS) launches and no host synchronization (it can be
- * captured in a CUDA graph). The per-element arithmetic is the CPU loops' of
+ * captured in a CUDA graph). In a step graph (lib/core/capture.h) the step's
+ * scalars come from the device instead: a one-thread kernel computes them from
+ * the optimizer's step counter, and a non-finite gradient skips the update.
+ * The per-element arithmetic is the CPU loops' of
  * lib/optim/update.c with each product and sum rounded separately (no FMA
  * contraction), so both backends compute the same floats. */
 #include "cuda_ops.h"
@@ -28,6 +31,24 @@ struct seg_batch {
     int lalr[SEGS];
 };
 
+/* The scalars of the step being taken, where the device computes them. */
+struct step_vals {
+    double lr;
+    float keep, c1, c2;
+    uint32_t skip;
+};
+
+__global__ void step_vals_kernel(dat_optim_options o, const int64_t *step, const uint32_t *skip,
+                                 uint32_t *fault, step_vals *out)
+{
+    int64_t t = *step;
+    out->lr = dat_optim_lr_at(&o, t);
+    dat_optim_step_factors(&o, t, &out->keep, &out->c1, &out->c2);
+    out->skip = *skip;
+    if (*skip)
+        atomicOr(fault, *skip);
+}
+
 __device__ inline int seg_of(const seg_batch &b, int chunk)
 {
     int lo = 0, hi = b.n - 1;
@@ -43,9 +64,16 @@ __device__ inline int seg_of(const seg_batch &b, int chunk)
 
 template <int RULE>
 __global__ void __launch_bounds__(THREADS)
-direction_kernel(seg_batch b, dat_optim_coefs c, const float *th, const float *g, float *m,
-                 float *v, float *u, double *part)
+direction_kernel(seg_batch b, dat_optim_coefs c, const step_vals *dv, const float *th,
+                 const float *g, float *m, float *v, float *u, double *part)
 {
+    if (dv) {
+        if (dv->skip)
+            return;
+        c.keep = dv->keep;
+        c.c1 = dv->c1;
+        c.c2 = dv->c2;
+    }
     int s = seg_of(b, blockIdx.x);
     long long start = b.offset[s] + (long long)(blockIdx.x - b.first_chunk[s]) * CHUNK;
     long long end = min(start + CHUNK, b.offset[s] + b.length[s]);
@@ -83,9 +111,14 @@ direction_kernel(seg_batch b, dat_optim_coefs c, const float *th, const float *g
 }
 
 __global__ void __launch_bounds__(THREADS)
-apply_kernel(seg_batch b, double lr, double c_l, double c_u, const double *part, const float *u,
-             float *p)
+apply_kernel(seg_batch b, double lr, const step_vals *dv, double c_l, double c_u,
+             const double *part, const float *u, float *p)
 {
+    if (dv) {
+        if (dv->skip)
+            return;
+        lr = dv->lr;
+    }
     __shared__ float scale;
     int s = seg_of(b, blockIdx.x);
     if (threadIdx.x == 0) {
@@ -105,25 +138,25 @@ apply_kernel(seg_batch b, double lr, double c_l, double c_u, const double *part,
 }
 
 static dat_status launch(dat_ctx *ctx, dat_optim *opt, const seg_batch &b,
-                         const dat_optim_coefs &c, double lr, float *params, const float *grads,
-                         double *part)
+                         const dat_optim_coefs &c, double lr, const step_vals *dv, float *params,
+                         const float *grads, double *part)
 {
     int chunks = b.first_chunk[b.n];
     if (chunks == 0)
         return DAT_OK;
     cudaStream_t st = dat_cuda(ctx)->stream;
     if (c.rule == DAT_RULE_SGD)
-        direction_kernel<DAT_RULE_SGD><<<chunks, THREADS, 0, st>>>(b, c, params, grads, opt->m,
-                                                                  opt->v, opt->u, part);
+        direction_kernel<DAT_RULE_SGD><<<chunks, THREADS, 0, st>>>(b, c, dv, params, grads,
+                                                                  opt->m, opt->v, opt->u, part);
     else if (c.rule == DAT_RULE_MOMENTUM)
         direction_kernel<DAT_RULE_MOMENTUM><<<chunks, THREADS, 0, st>>>(
-            b, c, params, grads, opt->m, opt->v, opt->u, part);
+            b, c, dv, params, grads, opt->m, opt->v, opt->u, part);
     else
-        direction_kernel<DAT_RULE_ADAM><<<chunks, THREADS, 0, st>>>(b, c, params, grads, opt->m,
-                                                                   opt->v, opt->u, part);
+        direction_kernel<DAT_RULE_ADAM><<<chunks, THREADS, 0, st>>>(b, c, dv, params, grads,
+                                                                   opt->m, opt->v, opt->u, part);
     DAT_CUDA_CHECK_LAUNCH("direction_kernel");
-    apply_kernel<<<chunks, THREADS, 0, st>>>(b, lr, (double)opt->o.c_l, (double)opt->o.c_u, part,
-                                             opt->u, params);
+    apply_kernel<<<chunks, THREADS, 0, st>>>(b, lr, dv, (double)opt->o.c_l, (double)opt->o.c_u,
+                                             part, opt->u, params);
     DAT_CUDA_CHECK_LAUNCH("apply_kernel");
     return DAT_OK;
 }
@@ -142,8 +175,15 @@ dat_status dat_cuda_optim_update(dat_ctx *ctx, struct dat_optim *opt, float *par
     for (int32_t k = 0; k < opt->n_segs; ++k)
         total += chunks_of(&opt->segs[k]);
     double *part;
-    DAT_TRY(dat_cuda_workspace(ctx, (size_t)(total > 0 ? total : 1) * 2 * sizeof(double),
-                               (void **)&part));
+    DAT_TRY(dat_cuda_workspace(ctx, (size_t)(total + 2) * 2 * sizeof(double), (void **)&part));
+    step_vals *dv = NULL; /* in the first 4 doubles */
+    if (dat_capturing(ctx)) {
+        dv = (step_vals *)part;
+        step_vals_kernel<<<1, 1, 0, dat_cuda(ctx)->stream>>>(opt->o, opt->d_step, opt->d_skip,
+                                                              dat_fault_word(ctx), dv);
+        DAT_CUDA_CHECK_LAUNCH("step_vals_kernel");
+    }
+    part += 4;
     const double lr = dat_optim_lr_at(&opt->o, opt->step);
     dat_optim_coefs c = {};
     seg_batch b = {};
@@ -161,12 +201,12 @@ dat_status dat_cuda_optim_update(dat_ctx *ctx, struct dat_optim *opt, float *par
         b.lalr[b.n] = opt->o.lalr && !s->no_lalr;
         b.first_chunk[b.n + 1] = b.first_chunk[b.n] + (int)n;
         if (++b.n == SEGS) {
-            DAT_TRY(launch(ctx, opt, b, c, lr, params, grads, part));
+            DAT_TRY(launch(ctx, opt, b, c, lr, dv, params, grads, part));
             part += 2 * b.first_chunk[b.n];
             b = seg_batch{};
         }
     }
     if (b.n > 0)
-        DAT_TRY(launch(ctx, opt, b, c, lr, params, grads, part));
+        DAT_TRY(launch(ctx, opt, b, c, lr, dv, params, grads, part));
     return DAT_OK;
 }

@@ -20,5 +20,6 @@
 #include "dat_optim.h"
 #include "dat_data.h"
 #include "dat_checkpoint.h"
+#include "dat_capture.h"
 
 #endif

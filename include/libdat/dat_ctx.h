@@ -119,7 +119,10 @@ DAT_API void dat_ctx_destroy(dat_ctx *ctx);
  * @brief Waits until all work queued on the context's device has finished.
  * @param ctx  the context.
  * @return DAT_OK (at once on the CPU); DAT_ERR_INVALID_ARG for NULL;
- *         DAT_ERR_CUDA with the CUDA message if queued work failed.
+ *         DAT_ERR_CUDA with the CUDA message if queued work failed;
+ *         (0.5.0) DAT_ERR_NUMERIC or DAT_ERR_INVALID_ARG, naming the check,
+ *         when a device-side check of a replayed step graph failed since the
+ *         last call (dat_capture.h; each fault is reported once).
  */
 DAT_API dat_status dat_ctx_synchronize(dat_ctx *ctx);
 

@@ -238,6 +238,12 @@ template <typename T> inline T atomicAdd(T *p, T v)
     *p = old + v;
     return old;
 }
+template <typename T> inline T atomicOr(T *p, T v)
+{
+    T old = *p;
+    *p = old | v;
+    return old;
+}
 
 /* Correctly rounded arithmetic: what the host computes without contraction
  * (the emulated sources build with -ffp-contract=off). */

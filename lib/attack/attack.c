@@ -98,6 +98,11 @@ dat_status dat_attack_create(dat_attack **out, dat_ctx *ctx, const dat_attack_op
         return dat_error(DAT_ERR_OUT_OF_MEMORY, __func__, "cannot allocate an attack");
     a->ctx = ctx;
     a->o = o;
+    dat_status s = ctx->be->alloc(ctx, sizeof *a->d_step, (void **)&a->d_step);
+    if (s != DAT_OK) {
+        free(a);
+        return s;
+    }
     *out = a;
     return DAT_OK;
 }
@@ -130,6 +135,7 @@ void dat_attack_destroy(dat_attack *attack)
     if (!attack)
         return;
     free_scratch(attack);
+    attack->ctx->be->free(attack->ctx, attack->d_step);
     free(attack);
 }
 
@@ -204,8 +210,12 @@ dat_status dat_attack_check(const char *func, dat_attack *a, dat_model *m, const
                          (long long)x->numel);
     if (out && out->data == x->data)
         return dat_error(DAT_ERR_INVALID_ARG, func, "the output must not alias x");
-    float lo, hi;
-    DAT_TRY(DAT_OP(a->ctx, minmax, (size_t)x->numel, x->data, &lo, &hi));
+    float lo = a->o.lo, hi = a->o.hi;
+    if (dat_capturing(a->ctx)) /* nothing comes back: the check sets the fault word */
+        DAT_TRY(DAT_OP(a->ctx, flag_range, (size_t)x->numel, x->data, lo, hi,
+                       dat_fault_word(a->ctx), DAT_FAULT_RANGE));
+    else
+        DAT_TRY(DAT_OP(a->ctx, minmax, (size_t)x->numel, x->data, &lo, &hi));
     if (lo < a->o.lo || hi > a->o.hi)
         return dat_error(DAT_ERR_INVALID_ARG, func,
                          "x spans [%g, %g], outside the attack's input range [%g, %g]",
@@ -253,11 +263,29 @@ static dat_status perturb(dat_attack *a, dat_model *m, const dat_attack_batch *b
     DAT_TRY(dat_attack_prepare_target(a, m, b));
     if (a->o.restarts == 1)
         return dat_attack_run_once(a, m, b, 0, x_adv);
+    if (dat_capturing(a->ctx)) /* keep_best compares the restarts' losses on the host */
+        return dat_capture_refuse(a->ctx, "dat_attack_perturb", "an attack with restarts");
     for (int32_t r = 0; r < a->o.restarts; ++r) {
         DAT_TRY(dat_attack_run_once(a, m, b, r, a->work));
         DAT_TRY(keep_best(a, m, b, a->work, x_adv, r == 0));
     }
     return DAT_OK;
+}
+
+static void advance_step(void *obj, int64_t by)
+{
+    ((dat_attack *)obj)->step += (uint64_t)by;
+}
+
+static dat_status sync_step(void *obj)
+{
+    dat_attack *a = obj;
+    return a->ctx->be->fill(a->ctx, a->d_step, 1, &a->step, sizeof a->step);
+}
+
+dat_status dat_attack_recorded(dat_attack *a)
+{
+    return dat_capture_hook_add(a->ctx, a, advance_step, sync_step);
 }
 
 dat_status dat_attack_perturb(dat_attack *attack, dat_model *model, const dat_tensor *x,
@@ -274,5 +302,5 @@ dat_status dat_attack_perturb(dat_attack *attack, dat_model *model, const dat_te
     dat_status s = perturb(attack, model, &b, x_adv->data);
     model->mode = saved;
     attack->step++;
-    return s;
+    return s == DAT_OK ? dat_attack_recorded(attack) : s;
 }

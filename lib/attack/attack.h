@@ -2,6 +2,7 @@
 #ifndef LIBDAT_ATTACK_ATTACK_H
 #define LIBDAT_ATTACK_ATTACK_H
 
+#include "../core/capture.h"
 #include "../model/model.h"
 #include "libdat/dat_attack.h"
 
@@ -21,6 +22,8 @@ struct dat_attack {
     dat_ctx *ctx;
     dat_attack_options o;   /* with defaults resolved (alpha, steps) */
     uint64_t step;          /* Philox stream = rank * 2^32 + step */
+    uint64_t *d_step;       /* backend memory: `step` where a step graph reads it
+                               (set before each replay; lib/core/capture.h) */
     /* Scratch in device memory, grown to the largest batch seen. */
     size_t cap;             /* elements of x (N * d) the buffers hold */
     int32_t cap_rows;       /* rows of the smoothing buffers (N * m) */
@@ -51,6 +54,19 @@ static inline uint64_t dat_attack_stream(const dat_attack *a)
 {
     return ((uint64_t)(uint32_t)a->o.rank << 32) | (a->step & 0xffffffffu);
 }
+
+/* Where the random draws of the current call read their step: in a recording
+ * the step's bits come from d_step when the op runs (the stream's low half is
+ * left 0 and *low points there), else they are in the stream and *low is NULL. */
+static inline uint64_t dat_attack_rng_stream(const dat_attack *a, const uint64_t **low)
+{
+    uint64_t s = dat_attack_stream(a);
+    *low = dat_capturing(a->ctx) ? a->d_step : NULL;
+    return *low ? s & ~(uint64_t)0xffffffffu : s;
+}
+
+/* The hook of an attack whose step a recorded call advanced (capture.h). */
+dat_status dat_attack_recorded(dat_attack *a);
 
 /* Grows the scratch for a batch (and, for smoothing, n * m rows). */
 dat_status dat_attack_reserve(dat_attack *a, dat_model *m, int32_t n, size_t d);

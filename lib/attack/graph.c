@@ -17,7 +17,9 @@ static int graphs_wanted(const dat_attack *a)
 {
     const dat_ctx *ctx = a->ctx;
     /* The op profile times each op on the host: a replay has none to time. */
-    return ctx->opts.cuda_graphs && ctx->be->capture_begin && !ctx->prof && !a->graph_off;
+    /* Inside a step's recording the steps are recorded with it. */
+    return ctx->opts.cuda_graphs && ctx->be->capture_begin && !ctx->prof && !a->graph_off &&
+           !dat_capturing(ctx);
 }
 
 void dat_attack_graph_free(dat_attack *a)

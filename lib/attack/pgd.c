@@ -29,9 +29,11 @@ static dat_status project(dat_attack *a, const dat_attack_batch *b, float *x_adv
 static dat_status l2_start(dat_attack *a, const dat_attack_batch *b, uint64_t off, float *x_adv)
 {
     dat_ctx *ctx = a->ctx;
+    if (dat_capturing(ctx)) /* the radii are drawn on the host */
+        return dat_capture_refuse(ctx, "dat_attack_perturb", "an l2 attack's random start");
     uint64_t stream = dat_attack_stream(a);
     DAT_TRY(ctx->be->rng_normal(ctx, x_adv, (size_t)b->n * b->d, 0.0f, 1.0f, a->o.seed, stream,
-                                off));
+                                NULL, off));
     uint64_t radius_off = off + (uint64_t)b->n * b->d;
     for (int32_t i = 0; i < b->n; ++i) {
         float u = dat_u32_to_unit(dat_philox_word(a->o.seed, stream, radius_off + (uint64_t)i));
@@ -45,11 +47,12 @@ static dat_status random_start(dat_attack *a, const dat_attack_batch *b, int32_t
     dat_ctx *ctx = a->ctx;
     const dat_attack_options *o = &a->o;
     size_t nd = (size_t)b->n * b->d;
-    uint64_t off = start_offset(b, r), stream = dat_attack_stream(a);
+    const uint64_t *low;
+    uint64_t off = start_offset(b, r), stream = dat_attack_rng_stream(a, &low);
     if (o->kind == DAT_ATTACK_TRADES) /* Zhang et al.: x + 0.001 N(0, I) */
-        DAT_TRY(ctx->be->rng_normal(ctx, x_adv, nd, 0.0f, 0.001f, o->seed, stream, off));
+        DAT_TRY(ctx->be->rng_normal(ctx, x_adv, nd, 0.0f, 0.001f, o->seed, stream, low, off));
     else if (o->norm == DAT_NORM_LINF)
-        DAT_TRY(ctx->be->rng_uniform(ctx, x_adv, nd, -o->eps, o->eps, o->seed, stream, off));
+        DAT_TRY(ctx->be->rng_uniform(ctx, x_adv, nd, -o->eps, o->eps, o->seed, stream, low, off));
     else
         DAT_TRY(l2_start(a, b, off, x_adv));
     DAT_TRY(DAT_OP(ctx, add, DAT_FMT_F32, nd, x_adv, b->x, x_adv));

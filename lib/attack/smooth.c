@@ -14,8 +14,10 @@ static dat_status noisy_copies(dat_attack *a, const float *x, int32_t n, size_t 
     dat_ctx *ctx = a->ctx;
     int32_t m = a->o.noise_samples;
     size_t nd = (size_t)n * d;
-    DAT_TRY(ctx->be->rng_normal(ctx, out, nd * (size_t)m, 0.0f, a->o.sigma, a->o.seed,
-                                dat_attack_stream(a), off));
+    const uint64_t *low;
+    uint64_t stream = dat_attack_rng_stream(a, &low);
+    DAT_TRY(ctx->be->rng_normal(ctx, out, nd * (size_t)m, 0.0f, a->o.sigma, a->o.seed, stream,
+                                low, off));
     for (int32_t j = 0; j < m; ++j)
         DAT_TRY(DAT_OP(ctx, add, DAT_FMT_F32, nd, out + (size_t)j * nd, x, out + (size_t)j * nd));
     return DAT_OK;
@@ -107,5 +109,5 @@ dat_status dat_attack_gaussian_copies(dat_attack *attack, const dat_tensor *x,
     }
     DAT_TRY(noisy_copies(attack, x->data, n, d, 0, x_out->data));
     attack->step++;
-    return DAT_OK;
+    return dat_attack_recorded(attack);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/capture.h"
 #include "../core/error.h"
 #include "../core/tensor.h"
 #include "../quant/quantizer.h"
@@ -136,6 +137,8 @@ static const char *const hdr_names[DAT_HDR_LEN] = {
 
 dat_status dat_comm_agree(dat_comm *c, const char *func, const int64_t *mine)
 {
+    if (c->ctx && dat_capturing(c->ctx)) /* not yet: the ranks agree through the host */
+        return dat_capture_refuse(c->ctx, func, "a communicator's collective");
     int64_t *all = c->headers;
     dat_status s = c->ops->exchange_header(c, mine, all);
     if (s != DAT_OK)

@@ -119,7 +119,7 @@ typedef struct dat_backend {
     dat_status (*copy_to_host)(dat_ctx *ctx, void *host_dst, const void *src, size_t nbytes);
     dat_status (*copy)(dat_ctx *ctx, void *dst, const void *src, size_t nbytes);
 
-    /* Writes count copies of the elem_size-byte pattern (1, 2 or 4 bytes). */
+    /* Writes count copies of the elem_size-byte pattern (1, 2, 4 or 8 bytes). */
     dat_status (*fill)(dat_ctx *ctx, void *dst, size_t count, const void *pattern,
                        size_t elem_size);
 
@@ -128,11 +128,16 @@ typedef struct dat_backend {
     dat_status (*bf16_to_f32)(dat_ctx *ctx, float *dst, const uint16_t *src, size_t n);
 
     /* Philox fills: dst[i] takes position offset + i of stream `stream` under
-     * key `seed` (lib/core/philox.h defines the mapping). */
+     * key `seed` (lib/core/philox.h defines the mapping). stream_low, when not
+     * NULL, is a uint64 in backend memory whose low 32 bits are or-ed into
+     * `stream` when the op runs: a captured step's counter (an attack's step),
+     * which each replay advances without the host. */
     dat_status (*rng_uniform)(dat_ctx *ctx, float *dst, size_t n, float low, float high,
-                              uint64_t seed, uint64_t stream, uint64_t offset);
+                              uint64_t seed, uint64_t stream, const uint64_t *stream_low,
+                              uint64_t offset);
     dat_status (*rng_normal)(dat_ctx *ctx, float *dst, size_t n, float mean, float std,
-                             uint64_t seed, uint64_t stream, uint64_t offset);
+                             uint64_t seed, uint64_t stream, const uint64_t *stream_low,
+                             uint64_t offset);
 
     /*
      * Layer ops (the Models issue). Gradient outputs of parameters take a
@@ -247,6 +252,16 @@ typedef struct dat_backend {
     dat_status (*argmax)(dat_ctx *ctx, int n, int classes, const float *z, int32_t *out);
     /* Sets *bad to 1 if any of the n values is NaN or Inf, else 0 (host int). */
     dat_status (*check_finite)(dat_ctx *ctx, size_t n, const float *x, int *bad);
+    /*
+     * The checks of a captured step (lib/core/capture.c), which read nothing
+     * back: flag_range ors `bit` into *flags (a uint32 in backend memory) if
+     * any of the n values is NaN, Inf or outside [lo, hi]; flag_labels if any
+     * of the n labels is outside [0, classes).
+     */
+    dat_status (*flag_range)(dat_ctx *ctx, size_t n, const float *x, float lo, float hi,
+                             uint32_t *flags, uint32_t bit);
+    dat_status (*flag_labels)(dat_ctx *ctx, int n, const int32_t *y, int classes,
+                              uint32_t *flags, uint32_t bit);
 
     /*
      * Attack steps (the Attack issue), in one pass each. x0 is the clean input,

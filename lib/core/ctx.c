@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "capture.h"
 #include "error.h"
 #include "profile.h"
 
@@ -169,6 +170,7 @@ void dat_ctx_destroy(dat_ctx *ctx)
     if (!ctx)
         return;
     dat_profile_finish(ctx);
+    dat_capture_fini(ctx);
     ctx->be->fini(ctx);
     free(ctx);
 }
@@ -176,7 +178,8 @@ void dat_ctx_destroy(dat_ctx *ctx)
 dat_status dat_ctx_synchronize(dat_ctx *ctx)
 {
     DAT_CHECK_NOT_NULL(ctx);
-    return ctx->be->synchronize(ctx);
+    DAT_TRY(ctx->be->synchronize(ctx));
+    return dat_take_faults(ctx);
 }
 
 dat_status dat_ctx_device(const dat_ctx *ctx, dat_device_kind *kind, int32_t *ordinal)

@@ -11,6 +11,8 @@ struct dat_ctx {
     void *backend_state;       /* owned by the backend: streams, handles, scratch */
     struct dat_profile *prof;  /* per-op host times, or NULL (profile.c) */
     dat_act_fmt act_fmt;       /* models' activation format: precision and layout resolved */
+    struct dat_capture *capture; /* the recording in progress, or NULL (capture.c) */
+    uint32_t *fault;           /* backend memory: faults of device-side checks (capture.h) */
 };
 
 /* Host threads an op called from this thread may use: the context's, or fewer

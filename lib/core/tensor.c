@@ -271,7 +271,7 @@ dat_status dat_tensor_fill(dat_tensor *tensor, double value)
 }
 
 typedef dat_status (*rng_fn)(dat_ctx *, float *, size_t, float, float, uint64_t, uint64_t,
-                             uint64_t);
+                             const uint64_t *, uint64_t);
 
 /* float32 tensors are filled in place; bfloat16 through a float32 scratch, so
  * both dtypes take the same draws. */
@@ -281,14 +281,14 @@ static dat_status fill_random(const char *func, dat_tensor *t, rng_fn rng, float
     dat_ctx *ctx = t->ctx;
     size_t n = (size_t)t->numel;
     if (t->dtype == DAT_FLOAT32)
-        return rng(ctx, t->data, n, a, b, ctx->opts.seed, stream, offset);
+        return rng(ctx, t->data, n, a, b, ctx->opts.seed, stream, NULL, offset);
     if (t->dtype != DAT_BFLOAT16)
         return dat_error(DAT_ERR_INVALID_ARG, func,
                          "random fills need a float32 or bfloat16 tensor, not %s",
                          dat_dtype_name(t->dtype));
     void *scratch = NULL;
     DAT_TRY(ctx->be->alloc(ctx, n * sizeof(float), &scratch));
-    dat_status s = rng(ctx, scratch, n, a, b, ctx->opts.seed, stream, offset);
+    dat_status s = rng(ctx, scratch, n, a, b, ctx->opts.seed, stream, NULL, offset);
     if (s == DAT_OK)
         s = ctx->be->f32_to_bf16(ctx, t->data, scratch, n);
     ctx->be->free(ctx, scratch);

@@ -89,6 +89,14 @@ static dat_status cpu_fill(dat_ctx *ctx, void *dst, size_t count, const void *pa
             d[i] = v;
         return DAT_OK;
     }
+    case 8: {
+        uint64_t v;
+        memcpy(&v, pattern, 8);
+        uint64_t *d = dst;
+        for (size_t i = 0; i < count; ++i)
+            d[i] = v;
+        return DAT_OK;
+    }
     default:
         return dat_error(DAT_ERR_INTERNAL, "cpu_fill", "element size %zu", elem_size);
     }
@@ -149,15 +157,21 @@ static void rng_fill(dat_ctx *ctx, int normal, float *dst, size_t n, float a, fl
 }
 
 static dat_status cpu_rng_uniform(dat_ctx *ctx, float *dst, size_t n, float low, float high,
-                                  uint64_t seed, uint64_t stream, uint64_t offset)
+                                  uint64_t seed, uint64_t stream, const uint64_t *stream_low,
+                                  uint64_t offset)
 {
+    if (stream_low)
+        stream |= *stream_low & 0xffffffffu;
     rng_fill(ctx, 0, dst, n, low, high, seed, stream, offset);
     return DAT_OK;
 }
 
 static dat_status cpu_rng_normal(dat_ctx *ctx, float *dst, size_t n, float mean, float std,
-                                 uint64_t seed, uint64_t stream, uint64_t offset)
+                                 uint64_t seed, uint64_t stream, const uint64_t *stream_low,
+                                 uint64_t offset)
 {
+    if (stream_low)
+        stream |= *stream_low & 0xffffffffu;
     rng_fill(ctx, 1, dst, n, mean, std, seed, stream, offset);
     return DAT_OK;
 }
@@ -210,6 +224,8 @@ const dat_backend dat_backend_cpu = {
     .kl_div = dat_cpu_kl_div,
     .argmax = dat_cpu_argmax,
     .check_finite = dat_cpu_check_finite,
+    .flag_range = dat_cpu_flag_range,
+    .flag_labels = dat_cpu_flag_labels,
     .attack_linf_step = dat_cpu_attack_linf_step,
     .attack_l2_step = dat_cpu_attack_l2_step,
     .rows_renorm = dat_cpu_rows_renorm,

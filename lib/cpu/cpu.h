@@ -69,6 +69,10 @@ dat_status dat_cpu_add(dat_ctx *ctx, size_t n, const float *a, const float *b, f
 dat_status dat_cpu_axpy(dat_ctx *ctx, size_t n, float alpha, const float *x, float *y);
 dat_status dat_cpu_scale(dat_ctx *ctx, size_t n, float alpha, float *x);
 dat_status dat_cpu_check_finite(dat_ctx *ctx, size_t n, const float *x, int *bad);
+dat_status dat_cpu_flag_range(dat_ctx *ctx, size_t n, const float *x, float lo, float hi,
+                              uint32_t *flags, uint32_t bit);
+dat_status dat_cpu_flag_labels(dat_ctx *ctx, int n, const int32_t *y, int classes,
+                               uint32_t *flags, uint32_t bit);
 dat_status dat_cpu_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const float *x,
                                 const float *gamma, const float *beta, float *running_mean,
                                 float *running_var, float *save_mean, float *save_invstd,

@@ -89,3 +89,28 @@ dat_status dat_cpu_check_finite(dat_ctx *ctx, size_t n, const float *x, int *bad
     *bad = found;
     return DAT_OK;
 }
+
+dat_status dat_cpu_flag_range(dat_ctx *ctx, size_t n, const float *x, float lo, float hi,
+                              uint32_t *flags, uint32_t bit)
+{
+    int found = 0;
+    int nt = dat_cpu_threads(ctx, n);
+#pragma omp parallel for num_threads(nt) schedule(static) reduction(| : found)
+    for (size_t i = 0; i < n; ++i)
+        found |= !isfinite(x[i]) || x[i] < lo || x[i] > hi;
+    if (found)
+        *flags |= bit;
+    return DAT_OK;
+}
+
+dat_status dat_cpu_flag_labels(dat_ctx *ctx, int n, const int32_t *y, int classes,
+                               uint32_t *flags, uint32_t bit)
+{
+    (void)ctx;
+    for (int i = 0; i < n; ++i)
+        if (y[i] < 0 || y[i] >= classes) {
+            *flags |= bit;
+            break;
+        }
+    return DAT_OK;
+}

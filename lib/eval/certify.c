@@ -91,7 +91,7 @@ static dat_status sample_counts(sampler *s, const float *x, uint64_t stream, uin
         int32_t b = num - done < s->o.batch ? num - done : s->o.batch;
         size_t bd = (size_t)b * s->d;
         DAT_TRY(ctx->be->rng_normal(ctx, s->noisy, bd, 0.0f, s->o.sigma, s->o.seed, stream,
-                                    *offset));
+                                    NULL, *offset));
         *offset += bd;
         for (int32_t r = 0; r < b; ++r)
             DAT_TRY(DAT_OP(ctx, add, DAT_FMT_F32, s->d, s->noisy + (size_t)r * s->d, x,

@@ -140,10 +140,10 @@ dat_status dat_model_init_params(dat_model *m, uint64_t seed)
         int64_t wlen, blen;
         node_param_sizes(m, n, &wlen, &blen);
         DAT_TRY(ctx->be->rng_uniform(ctx, p + n->w_off, (size_t)wlen, -bound, bound, seed,
-                                     (uint64_t)(2 * i), 0));
+                                     (uint64_t)(2 * i), NULL, 0));
         if (n->b_off >= 0)
             DAT_TRY(ctx->be->rng_uniform(ctx, p + n->b_off, (size_t)blen, -bound, bound, seed,
-                                         (uint64_t)(2 * i + 1), 0));
+                                         (uint64_t)(2 * i + 1), NULL, 0));
     }
     return DAT_OK;
 }

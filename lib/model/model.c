@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/capture.h"
 #include "../core/error.h"
 #include "model.h"
 
@@ -63,6 +64,9 @@ dat_status dat_model_check_input(const char *func, const dat_model *m, const cha
                          (long long)(x->ndim > 2 ? x->shape[2] : 0),
                          (long long)(x->ndim > 3 ? x->shape[3] : 0));
     *n = (int32_t)x->shape[0];
+    if (dat_capturing(m->ctx)) /* nothing comes back: the check sets the fault word */
+        return DAT_OP(m->ctx, flag_range, (size_t)x->numel, x->data, -INFINITY, INFINITY,
+                      dat_fault_word(m->ctx), DAT_FAULT_INPUT);
     int bad = 0;
     DAT_TRY(DAT_OP(m->ctx, check_finite, (size_t)x->numel, x->data, &bad));
     if (bad)
@@ -97,6 +101,9 @@ dat_status dat_model_check_labels(const char *func, dat_model *m, const dat_tens
         return dat_error(DAT_ERR_INVALID_ARG, func,
                          "labels must be int32 [%d] in the model's context, got %s with %d dims",
                          (int)n, dat_dtype_name(y->dtype), (int)y->ndim);
+    if (dat_capturing(m->ctx))
+        return DAT_OP(m->ctx, flag_labels, n, y->data, m->classes, dat_fault_word(m->ctx),
+                      DAT_FAULT_LABELS);
     DAT_TRY(m->ctx->be->copy_to_host(m->ctx, m->host_labels, y->data,
                                      (size_t)n * sizeof(int32_t)));
     for (int32_t i = 0; i < n; ++i)
@@ -142,6 +149,8 @@ dat_status dat_input_grad_options_init(dat_input_grad_options *opts)
 static dat_status accumulate_loss(dat_model *m, int32_t n, double weight, int weighted,
                                   double *acc)
 {
+    if (dat_capturing(m->ctx)) /* a recorded step has no loss on the host */
+        return DAT_OK;
     DAT_TRY(m->ctx->be->copy_to_host(m->ctx, m->host_loss, m->sample_loss,
                                      (size_t)n * sizeof(float)));
     double s = 0;
@@ -181,6 +190,8 @@ static dat_status check_loss_options(dat_model *m, const dat_loss_options *o,
     }
     if (o->sample_weights) {
         DAT_TRY(dat_model_check_matrix(f, m, "sample_weights", o->sample_weights, n, 0));
+        if (dat_capturing(m->ctx))
+            return DAT_OK; /* the weights' host copy only weighs the host's loss */
         DAT_TRY(m->ctx->be->copy_to_host(m->ctx, m->host_weights, o->sample_weights->data,
                                          (size_t)n * sizeof(float)));
     }
@@ -260,12 +271,17 @@ dat_status dat_model_loss_backward(dat_model *model, const dat_tensor *x, const 
         DAT_CHECK_OPTIONS_SIZE(opts, dat_loss_options, sizeof(dat_loss_options));
         o = *opts;
     }
+    if (loss && dat_capturing(model->ctx))
+        return dat_capture_refuse(model->ctx, __func__,
+                                  "reading the loss back (pass loss = NULL)");
     int32_t n;
     DAT_TRY(dat_model_check_input(__func__, model, "x", x, &n));
     DAT_TRY(dat_model_reserve(model, n));
     DAT_TRY(check_loss_options(model, &o, y, n));
     double acc = 0;
     DAT_TRY(loss_backward(model, x, y, &o, n, &acc));
+    if (dat_capturing(model->ctx))
+        return DAT_OK;
     if (loss)
         *loss = (float)acc;
     if (!isfinite(acc))

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/capture.h"
 #include "../core/error.h"
 #include "../core/tensor.h"
 #include "../model/model.h"
@@ -123,6 +124,10 @@ static dat_status alloc_state(dat_optim *opt)
     if (adam)
         DAT_TRY(ctx->be->alloc(ctx, bytes, (void **)&opt->v));
     DAT_TRY(ctx->be->alloc(ctx, bytes, (void **)&opt->u));
+    void *counters = NULL; /* d_step, then d_skip */
+    DAT_TRY(ctx->be->alloc(ctx, 2 * sizeof(int64_t), &counters));
+    opt->d_step = counters;
+    opt->d_skip = (uint32_t *)(opt->d_step + 1);
     opt->norms = calloc((size_t)(2 * opt->n_segs + 2), sizeof(double));
     if (!opt->norms)
         return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_optim_create", "norms of %d segments",
@@ -191,8 +196,35 @@ void dat_optim_destroy(dat_optim *optim)
     ctx->be->free(ctx, optim->m);
     ctx->be->free(ctx, optim->v);
     ctx->be->free(ctx, optim->u);
+    ctx->be->free(ctx, optim->d_step);
     free(optim->norms);
     free(optim);
+}
+
+static void advance_step(void *obj, int64_t by)
+{
+    ((dat_optim *)obj)->step += by;
+}
+
+static dat_status sync_step(void *obj)
+{
+    dat_optim *o = obj;
+    return o->ctx->be->fill(o->ctx, o->d_step, 1, &o->step, sizeof o->step);
+}
+
+/* A step in a recording: the finiteness check on the device (a non-finite
+ * gradient sets d_skip, which the update reads, and the context's fault), the
+ * step's scalars from d_step (kernels/ops_optim.cu). */
+static dat_status recorded_step(dat_optim *optim, dat_tensor *params, const dat_tensor *grads)
+{
+    dat_ctx *ctx = optim->ctx;
+    const uint32_t zero = 0;
+    DAT_TRY(ctx->be->fill(ctx, optim->d_skip, 1, &zero, sizeof zero));
+    DAT_TRY(DAT_OP(ctx, flag_range, (size_t)optim->total, grads->data, -INFINITY, INFINITY,
+                   optim->d_skip, DAT_FAULT_GRADIENT));
+    DAT_TRY(DAT_OP(ctx, optim_update, optim, params->data, grads->data));
+    optim->step++;
+    return dat_capture_hook_add(ctx, optim, advance_step, sync_step);
 }
 
 dat_status dat_optim_step(dat_optim *optim, dat_tensor *params, const dat_tensor *grads)
@@ -212,6 +244,8 @@ dat_status dat_optim_step(dat_optim *optim, dat_tensor *params, const dat_tensor
                              "%s are on the %s backend, the optimizer's state on %s", 
                              k ? "grads" : "params", t->ctx->be->name, optim->ctx->be->name);
     }
+    if (dat_capturing(optim->ctx))
+        return recorded_step(optim, params, grads);
     int bad = 0;
     DAT_TRY(DAT_OP(optim->ctx, check_finite, (size_t)optim->total, grads->data, &bad));
     if (bad)

@@ -6,6 +6,7 @@
 
 #include "../core/ctx.h"
 #include "libdat/dat_optim.h"
+#include "schedule.h"
 
 typedef struct dat_optim_seg {
     int64_t offset, length;
@@ -23,6 +24,11 @@ struct dat_optim {
     float *m, *v;            /* moments (v only for Adam), backend memory, `total` each */
     float *u;                /* the direction of the current step, backend memory */
     double *norms;           /* per segment: ||theta||^2, ||u||^2 (host; the CPU backend) */
+    /* For steps recorded in a graph (lib/core/capture.h), backend memory: the
+     * step counter the device reads (set from `step` before each replay) and
+     * the flag of a non-finite gradient, which makes the update skip. */
+    int64_t *d_step;
+    uint32_t *d_skip;
 };
 
 /* The per-element rule of a segment's direction u, the same on every backend. */
@@ -56,8 +62,6 @@ static inline double dat_optim_trust(int lalr, double c_l, double c_u, double th
     return tau / sqrt(u2);
 }
 
-/* The learning rate of step t (schedule.c). */
-double dat_optim_lr_at(const dat_optim_options *o, int64_t t);
 
 /* The CPU backend's optim_update: one step of params from grads, both host memory,
  * opt->step not advanced (update.c). */

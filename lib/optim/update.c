@@ -14,17 +14,14 @@ void dat_optim_coefs_of(const dat_optim *opt, const dat_optim_seg *s, dat_optim_
     const int adam = kind == DAT_OPTIM_ADAM || kind == DAT_OPTIM_ADAMW;
     const int decoupled = kind == DAT_OPTIM_ADAMW || o->decoupled_decay;
     const float wd = s->no_decay ? 0.0f : o->weight_decay;
-    const double t = (double)(opt->step + 1);
     c->rule = kind == DAT_OPTIM_SGD ? DAT_RULE_SGD : adam ? DAT_RULE_ADAM : DAT_RULE_MOMENTUM;
     c->nesterov = kind == DAT_OPTIM_NESTEROV;
     c->wd_g = decoupled ? 0.0f : wd;
     c->wd_u = decoupled ? wd : 0.0f;
     c->mu = o->momentum;
-    c->keep = opt->step == 0 ? 0.0f : o->momentum;
     c->b2 = o->beta2;
     c->eps = o->eps;
-    c->c1 = adam && o->bias_correction ? (float)(1.0 / (1.0 - pow(o->momentum, t))) : 1.0f;
-    c->c2 = adam && o->bias_correction ? (float)(1.0 / (1.0 - pow(o->beta2, t))) : 1.0f;
+    dat_optim_step_factors(o, opt->step, &c->keep, &c->c1, &c->c2);
 }
 
 /* u over one segment; returns ||theta||^2 and ||u||^2 through n2. One loop per

@@ -20,7 +20,8 @@ SCALARS = {"int32_t": "i32", "int": "i32", "uint32_t": "u32", "int64_t": "i64",
            "uint64_t": "u64", "size_t": "u64", "float": "f32", "double": "f64",
            "unsigned char": "u8", "void": "void", "dat_log_fn": "fn", "MPI_Comm": "mpi_comm"}
 OPAQUE = {"dat_ctx", "dat_tensor", "dat_model", "dat_model_builder", "dat_attack",
-          "dat_quantizer", "dat_comm", "dat_optim", "dat_dataset", "dat_grad_sync"}
+          "dat_quantizer", "dat_comm", "dat_optim", "dat_dataset", "dat_grad_sync",
+          "dat_step_graph"}
 
 
 def c_canon(t: str) -> str:

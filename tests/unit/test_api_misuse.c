@@ -121,6 +121,15 @@ START_TEST(test_ctx_misuse)
     ck_assert_dat_err(dat_ctx_num_threads(ctx, NULL), DAT_ERR_INVALID_ARG, "num_threads");
     ck_assert_dat_err(dat_ctx_seed(NULL, NULL), DAT_ERR_INVALID_ARG, "ctx");
     ck_assert_dat_err(dat_ctx_seed(ctx, NULL), DAT_ERR_INVALID_ARG, "seed");
+    dat_step_graph *g = NULL;
+    ck_assert_dat_err(dat_capture_begin(NULL), DAT_ERR_INVALID_ARG, "ctx");
+    ck_assert_dat_err(dat_capture_begin(ctx), DAT_ERR_UNSUPPORTED, "graphs");
+    ck_assert_dat_err(dat_capture_end(NULL, &g), DAT_ERR_INVALID_ARG, "ctx");
+    ck_assert_dat_err(dat_capture_end(ctx, NULL), DAT_ERR_INVALID_ARG, "out");
+    ck_assert_dat_err(dat_capture_end(ctx, &g), DAT_ERR_STATE, "not recording");
+    ck_assert_ptr_null(g);
+    ck_assert_dat_err(dat_step_graph_launch(NULL), DAT_ERR_INVALID_ARG, "graph");
+    dat_step_graph_destroy(NULL);
     ck_assert_dat_err(dat_cuda_device_count(NULL), DAT_ERR_INVALID_ARG, "count");
 }
 END_TEST

@@ -93,7 +93,7 @@ static uint64_t next_stream = 1;
 static pair pair_uniform(size_t n, float lo, float hi)
 {
     pair p = pair_alloc(n, sizeof(float));
-    ck_assert_dat_ok(cpu->be->rng_uniform(cpu, p.c, n, lo, hi, 20240607, next_stream++, 0));
+    ck_assert_dat_ok(cpu->be->rng_uniform(cpu, p.c, n, lo, hi, 20240607, next_stream++, NULL, 0));
     pair_sync(&p);
     return p;
 }
@@ -336,10 +336,31 @@ static void check_rng(int normal)
 {
     pair p = pair_out(100003);
     if (normal)
-        BOTH(rng_normal, P(p), p.n, 0.5f, 2.0f, 99, 5, 3)
+        BOTH(rng_normal, P(p), p.n, 0.5f, 2.0f, 99, 5, NULL, 3)
     else
-        BOTH(rng_uniform, P(p), p.n, -1.0f, 3.0f, 99, 5, 3)
+        BOTH(rng_uniform, P(p), p.n, -1.0f, 3.0f, 99, 5, NULL, 3)
     expect_same_bytes(normal ? "rng_normal" : "rng_uniform", "dst", "100003 at offset 3", &p);
+    /* A step graph's stream: the low half from a counter in backend memory gives
+     * the draws of the whole stream, here (7 << 32) | 5. */
+    const uint64_t hi = (uint64_t)7 << 32, step = ((uint64_t)9 << 32) | 5; /* high half ignored */
+    pair c = pair_alloc(1, sizeof step), q = pair_out(1001);
+    pair_write(&c, &step);
+    if (normal)
+        BOTH(rng_normal, P(q), q.n, 0.5f, 2.0f, 99, hi, (const uint64_t *)P(c), 3)
+    else
+        BOTH(rng_uniform, P(q), q.n, -1.0f, 3.0f, 99, hi, (const uint64_t *)P(c), 3)
+    expect_same_bytes(normal ? "rng_normal" : "rng_uniform", "dst", "stream_low", &q);
+    float *want = malloc(q.n * sizeof *want);
+    ck_assert_ptr_nonnull(want);
+    if (normal)
+        ck_assert_dat_ok(cpu->be->rng_normal(cpu, want, q.n, 0.5f, 2.0f, 99, hi | 5, NULL, 3));
+    else
+        ck_assert_dat_ok(cpu->be->rng_uniform(cpu, want, q.n, -1.0f, 3.0f, 99, hi | 5, NULL, 3));
+    ck_assert_msg(memcmp(want, q.c, q.n * sizeof *want) == 0,
+                  "stream_low: not the draws of stream (7 << 32) | 5");
+    free(want);
+    pair_free(&c);
+    pair_free(&q);
     pair_free(&p);
 }
 
@@ -1207,6 +1228,66 @@ static void check_check_finite(void)
     pair_free(&x);
 }
 
+/* The word a flag op left, read back from both sides; both must equal want. */
+static void expect_flag_word(const char *op, const char *c, pair *w, uint32_t want)
+{
+    uint32_t *g = gpu_read(w), cv = *(uint32_t *)w->c;
+    ck_assert_msg(cv == want && *g == want, "%s (%s): cpu 0x%x, cuda 0x%x, expected 0x%x", op, c,
+                  cv, *g, want);
+    free(g);
+}
+
+static void check_flag_range(void)
+{
+    NEED(flag_range);
+    const size_t n = 100003;
+    pair x = pair_uniform(n, -1.0f, 1.0f);
+    /* where to put a bad value (n: none), and which */
+    const size_t where[] = {n, n - 1, 0, n / 2, n / 3};
+    const float what[] = {0.0f, NAN, INFINITY, 1.5f, -1.25f};
+    const uint32_t before = 0x10, bit = 4;
+    for (size_t i = 0; i < sizeof where / sizeof *where; ++i) {
+        pair y = pair_alloc(n, sizeof(float)), w = pair_alloc(1, sizeof(uint32_t));
+        memcpy(y.c, x.c, n * sizeof(float));
+        if (where[i] < n)
+            cpu_f(&y)[where[i]] = what[i];
+        pair_sync(&y);
+        pair_write(&w, &before);
+        BOTH(flag_range, n, P(y), -1.0f, 1.0f, (uint32_t *)P(w), bit);
+        char c[64];
+        snprintf(c, sizeof c, "%g at %zu of %zu", (double)what[i], where[i], n);
+        expect_flag_word("flag_range", c, &w, before | (where[i] < n ? bit : 0));
+        pair_free(&w);
+        pair_free(&y);
+    }
+    pair_free(&x);
+}
+
+static void check_flag_labels(void)
+{
+    NEED(flag_labels);
+    const int n = 4099, classes = 10;
+    const int where[] = {n, 0, n - 1, n / 2};
+    const int32_t what[] = {0, -1, 10, INT32_MAX};
+    const uint32_t before = 1, bit = 8;
+    for (size_t i = 0; i < sizeof where / sizeof *where; ++i) {
+        pair y = pair_alloc((size_t)n, sizeof(int32_t)), w = pair_alloc(1, sizeof(uint32_t));
+        int32_t *yc = y.c;
+        for (int k = 0; k < n; ++k)
+            yc[k] = (k * 7) % classes;
+        if (where[i] < n)
+            yc[where[i]] = what[i];
+        pair_sync(&y);
+        pair_write(&w, &before);
+        BOTH(flag_labels, n, (const int32_t *)P(y), classes, (uint32_t *)P(w), bit);
+        char c[64];
+        snprintf(c, sizeof c, "label %d at %d of %d", (int)what[i], where[i], n);
+        expect_flag_word("flag_labels", c, &w, before | (where[i] < n ? bit : 0));
+        pair_free(&w);
+        pair_free(&y);
+    }
+}
+
 /* ---------------- attack steps ---------------- */
 
 static void check_attack_linf_step(void)
@@ -1603,6 +1684,8 @@ static const op_check checks[] = {
     CHECK(kl_div, check_kl_div),
     CHECK(argmax, check_argmax),
     CHECK(check_finite, check_check_finite),
+    CHECK(flag_range, check_flag_range),
+    CHECK(flag_labels, check_flag_labels),
     CHECK(attack_linf_step, check_attack_linf_step),
     CHECK(attack_l2_step, check_attack_l2_step),
     CHECK(rows_renorm, check_rows_renorm),

@@ -97,6 +97,12 @@ _declare("dat_ctx_device", c_status, c_ctx_p, _P(ctypes.c_int32), _P(ctypes.c_in
 _declare("dat_ctx_num_threads", c_status, c_ctx_p, _P(ctypes.c_int32))
 _declare("dat_ctx_seed", c_status, c_ctx_p, _P(ctypes.c_uint64))
 
+c_step_graph_p = ctypes.c_void_p
+_declare("dat_capture_begin", c_status, c_ctx_p)
+_declare("dat_capture_end", c_status, c_ctx_p, _P(c_step_graph_p))
+_declare("dat_step_graph_launch", c_status, c_step_graph_p)
+_declare("dat_step_graph_destroy", None, c_step_graph_p)
+
 _declare("dat_tensor_create", c_status, _P(c_tensor_p), c_ctx_p, ctypes.c_int32, ctypes.c_int32,
          _P(ctypes.c_int64))
 _declare("dat_tensor_destroy", None, c_tensor_p)

@@ -12,7 +12,7 @@
 use std::os::raw::{c_char, c_int, c_void};
 
 pub const DAT_VERSION_MAJOR: u32 = 0;
-pub const DAT_VERSION_MINOR: u32 = 4;
+pub const DAT_VERSION_MINOR: u32 = 5;
 pub const DAT_VERSION_PATCH: u32 = 0;
 pub const DAT_VERSION_NUMBER: u32 =
     DAT_VERSION_MAJOR * 10000 + DAT_VERSION_MINOR * 100 + DAT_VERSION_PATCH;
@@ -95,6 +95,11 @@ pub struct dat_ctx {
 }
 
 #[repr(C)]
+pub struct dat_step_graph {
+    _private: [u8; 0],
+}
+
+#[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct dat_ctx_options {
     pub size: u32,
@@ -123,6 +128,10 @@ extern "C" {
     pub fn dat_ctx_seed(ctx: *const dat_ctx, seed: *mut u64) -> dat_status;
     pub fn dat_has_cuda() -> c_int;
     pub fn dat_cuda_device_count(count: *mut i32) -> dat_status;
+    pub fn dat_capture_begin(ctx: *mut dat_ctx) -> dat_status;
+    pub fn dat_capture_end(ctx: *mut dat_ctx, out: *mut *mut dat_step_graph) -> dat_status;
+    pub fn dat_step_graph_launch(graph: *mut dat_step_graph) -> dat_status;
+    pub fn dat_step_graph_destroy(graph: *mut dat_step_graph);
 }
 
 // ---- include/libdat/dat_tensor.h ----
