@@ -1,10 +1,26 @@
 /* One whole PGD-k adversarial training step (attack + loss/backward + optimizer
  * update) of a preset on random data (DAT_BENCH_DEVICE=cuda: on the GPU):
  *   bench_train_step PRESET BATCH ITERS THREADS [STEPS]     (STEPS default 10)
- * prints "<preset> batch=<B> step_img_s=<..> step_ms=<..>". */
+ * prints "<preset> batch=<B> step_img_s=<..> step_ms=<..>". DAT_BENCH_STEP_GRAPH=1
+ * records the step after the warm-up one and times its replays (dat_capture.h). */
 #include "bench_util.h"
 #include <stdio.h>
 #include <stdlib.h>
+
+typedef struct step_args {
+    dat_model *m;
+    dat_attack *a;
+    dat_optim *opt;
+    dat_tensor *x, *xa, *y;
+} step_args;
+
+static dat_status train_step(const step_args *s)
+{
+    dat_status st = dat_attack_perturb(s->a, s->m, s->x, s->y, s->xa);
+    if (st == DAT_OK)
+        st = dat_model_loss_backward(s->m, s->xa, s->y, NULL, NULL);
+    return st == DAT_OK ? dat_optim_step_model(s->opt, s->m) : st;
+}
 
 int main(int argc, char **argv)
 {
@@ -42,20 +58,27 @@ int main(int argc, char **argv)
     TRY(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
     TRY(dat_tensor_fill_uniform(x, 0.0f, 1.0f, 0, 0));
     TRY(dat_tensor_fill(y, 3));
+    const step_args s = {m, a, opt, x, xa, y};
+    const char *sg = getenv("DAT_BENCH_STEP_GRAPH");
+    dat_step_graph *g = NULL;
     double t0 = 0;
     for (int i = -1; i < iters; ++i) { /* one warm-up step */
         if (i == 0) {
+            if (sg && atoi(sg)) {
+                TRY(dat_capture_begin(ctx));
+                TRY(train_step(&s));
+                TRY(dat_capture_end(ctx, &g));
+            }
             TRY(dat_ctx_synchronize(ctx));
             t0 = now();
         }
-        TRY(dat_attack_perturb(a, m, x, y, xa));
-        TRY(dat_model_loss_backward(m, xa, y, NULL, NULL));
-        TRY(dat_optim_step_model(opt, m));
+        TRY(g ? dat_step_graph_launch(g) : train_step(&s));
     }
     TRY(dat_ctx_synchronize(ctx));
     double dt = now() - t0;
     printf("%s batch=%d step_img_s=%.1f step_ms=%.1f\n", argv[1], batch, batch * iters / dt,
            1000 * dt / iters);
+    dat_step_graph_destroy(g);
     dat_tensor_destroy(x);
     dat_tensor_destroy(xa);
     dat_tensor_destroy(y);

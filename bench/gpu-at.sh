@@ -4,7 +4,8 @@
 # algorithms (dat_ctx_options precision, tune_convolutions), the last two also
 # with the attack's steps replayed from a CUDA graph (cuda_graphs), TF32 with
 # channels-last activations and bf16 (channels last, its default on CUDA), tuned,
-# with graphs (precision, channels_last); PyTorch eager fp32,
+# with graphs (precision, channels_last), and bf16 with the whole step replayed
+# from a step graph (DAT_BENCH_STEP_GRAPH, dat_capture.h); PyTorch eager fp32,
 # eager TF32, eager bf16 autocast + channels_last and torch.compile of the last
 # (cudnn.benchmark on). Models: preact_resnet18 3x32x32 batch 512 PGD-10, then
 # resnet50 3x224x224 batch 128 PGD-4 (the paper's ImageNet setting). MFU counts
@@ -21,10 +22,10 @@ set -uo pipefail
 iters=${ITERS:-5}
 variants=${VARIANTS:-eager-fp32 eager-tf32 eager-bf16-cl compile-bf16-cl}
 img_s() { sed -n "s/.*step_img_s=\([0-9.]*\).*/\1/p" | tail -1; }
-ours() { # NAME PRECISION TUNE GRAPHS [CHANNELS_LAST]: one libdat variant
+ours() { # NAME PRECISION TUNE GRAPHS [CHANNELS_LAST [STEP_GRAPH]]: one libdat variant
     local line
     line=$(env DAT_BENCH_DEVICE="${DAT_BENCH_DEVICE:-cuda}" DAT_BENCH_PRECISION="$2" DAT_BENCH_TUNE="$3" \
-           DAT_BENCH_GRAPHS="$4" ${5:+DAT_BENCH_CL="$5"} \
+           DAT_BENCH_GRAPHS="$4" ${5:+DAT_BENCH_CL="$5"} ${6:+DAT_BENCH_STEP_GRAPH="$6"} \
            "$LIBDAT_BUILD/bench/bench_train_step" "$preset" "$batch" "$iters" 1 "$steps" 2>&1)
     echo "libdat $1 $line" >&2
     echo "$line" | img_s
@@ -40,6 +41,7 @@ for case in ${CASES:-preact_resnet18:512:10 resnet50:128:4}; do
     r[libdat-tf32-tuned-graphs]=$(ours tf32-tuned-graphs tf32 1 1)
     r[libdat-tf32-cl-tuned-graphs]=$(ours tf32-cl-tuned-graphs tf32 1 1 1)
     r[libdat-bf16-tuned-graphs]=$(ours bf16-tuned-graphs bf16 1 1)
+    r[libdat-bf16-tuned-stepgraph]=$(ours bf16-tuned-stepgraph bf16 1 1 "" 1)
     gflop=""
     for v in $variants; do
         line=$(timeout "${TORCH_TIMEOUT:-300}" python3 bench/gpu_at_torch.py "$preset" "$batch" \

@@ -21,8 +21,9 @@
  *   DAT_ERR_INVALID_ARG, naming the check), and an optimizer step whose
  *   gradient is not finite updates nothing (its step number is used up);
  * - what cannot be recorded fails with DAT_ERR_STATE and a message naming it:
- *   an attack with restarts or an l2 random start, host communicators,
- *   the quantized all-reduce. dat_capture_end() then returns that failure.
+ *   an attack with restarts, an l2 random start or smoothing, communicator
+ *   collectives (their ranks agree through the host), anything that reads
+ *   back or allocates. dat_capture_end() then returns that failure.
  *
  * Everything a graph refers to (tensors, model, attack, optimizer,
  * communicator) must outlive it, and keep its buffers: a graph holds device
