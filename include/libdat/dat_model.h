@@ -238,6 +238,11 @@ typedef struct dat_loss_options {
     const dat_tensor *sample_weights;/**< float32 [N] weights of the CE terms; default NULL */
     dat_reduction reduction;         /**< default DAT_REDUCE_MEAN */
     int32_t accumulate;              /**< 1: add to the gradient buffer; 0 (default): overwrite */
+    /* Appended in 0.5.0. */
+    dat_tensor *loss_sum;            /**< NULL (default), or a float32 tensor of one element in
+                                          the model's context: the reduced loss is added to it
+                                          on the device, with nothing read back (what a step
+                                          graph can do; dat_capture.h). */
 } dat_loss_options;
 
 /**
@@ -255,7 +260,8 @@ DAT_API dat_status dat_loss_options_init(dat_loss_options *opts);
  * @param y  int32 labels [N] in [0, classes); may be NULL when only kl_weight is set.
  * @param opts  NULL for the defaults (CE on x, mean); the tensors it names are
  *              read during the call only.
- * @param[out] loss  receives the reduced loss (may be NULL).
+ * @param[out] loss  receives the reduced loss (may be NULL; must be NULL while
+ *                   the context records a step graph: use opts->loss_sum).
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, shapes or labels out
  *         of range (nothing is changed then); DAT_ERR_NUMERIC for NaN / Inf in
  *         the inputs or the loss; DAT_ERR_OUT_OF_MEMORY.

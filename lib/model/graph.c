@@ -27,9 +27,10 @@ static void free_runtime(dat_model *m)
     ctx->be->free(ctx, m->dz);
     ctx->be->free(ctx, m->dz_clean);
     ctx->be->free(ctx, m->sample_loss);
+    ctx->be->free(ctx, m->ones);
     ctx->be->free(ctx, m->x_norm);
     ctx->be->free(ctx, m->wshadow);
-    m->scratch = m->z_clean = m->dz = m->dz_clean = m->sample_loss = m->x_norm = NULL;
+    m->scratch = m->z_clean = m->dz = m->dz_clean = m->sample_loss = m->ones = m->x_norm = NULL;
     m->wshadow = NULL;
     free(m->host_loss);
     free(m->host_weights);
@@ -86,6 +87,9 @@ static dat_status alloc_runtime(dat_model *m, int32_t cap)
     DAT_TRY(alloc_floats(ctx, logits, &m->dz));
     DAT_TRY(alloc_floats(ctx, logits, &m->dz_clean));
     DAT_TRY(alloc_floats(ctx, cap, &m->sample_loss));
+    DAT_TRY(alloc_floats(ctx, cap, &m->ones));
+    const float one = 1.0f;
+    DAT_TRY(ctx->be->fill(ctx, m->ones, (size_t)cap, &one, sizeof one));
     if (m->norm_scale || m->nodes[0].fmt != DAT_FMT_F32)
         DAT_TRY(alloc_floats(ctx, (int64_t)cap * dat_node_numel(&m->nodes[0]), &m->x_norm));
     if (m->nodes[0].fmt != DAT_FMT_F32)

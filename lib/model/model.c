@@ -1,6 +1,7 @@
 /* The public model API: argument checks, the training loss with its backward
  * pass, and the input-gradient-only backward. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,10 +146,16 @@ dat_status dat_input_grad_options_init(dat_input_grad_options *opts)
     return DAT_OK;
 }
 
-/* Adds weight * sum_i w_i * sample_loss_i (w_i = 1 without weights) to *acc. */
-static dat_status accumulate_loss(dat_model *m, int32_t n, double weight, int weighted,
-                                  double *acc)
+/* Adds weight * sum_i w_i * sample_loss_i (w_i = 1 without weights) to *acc,
+ * and on the device to o->loss_sum when set (o may be NULL). */
+static dat_status accumulate_loss(dat_model *m, const dat_loss_options *o, int32_t n,
+                                  double weight, int weighted, double *acc)
 {
+    if (o && o->loss_sum) { /* [1 x n] . [n x 1], added */
+        const float *w = weighted ? o->sample_weights->data : m->ones;
+        DAT_TRY(DAT_OP(m->ctx, gemm, 0, 0, 1, 1, n, (float)weight, w, n, m->sample_loss, 1, 1.0f,
+                       o->loss_sum->data, 1));
+    }
     if (dat_capturing(m->ctx)) /* a recorded step has no loss on the host */
         return DAT_OK;
     DAT_TRY(m->ctx->be->copy_to_host(m->ctx, m->host_loss, m->sample_loss,
@@ -159,6 +166,9 @@ static dat_status accumulate_loss(dat_model *m, int32_t n, double weight, int we
     *acc += weight * s;
     return DAT_OK;
 }
+
+/* The first released layout of dat_loss_options: every field up to accumulate. */
+#define LOSS_OPTIONS_MIN_SIZE offsetof(dat_loss_options, loss_sum)
 
 static dat_status check_loss_options(dat_model *m, const dat_loss_options *o,
                                      const dat_tensor *y, int32_t n)
@@ -188,6 +198,12 @@ static dat_status check_loss_options(dat_model *m, const dat_loss_options *o,
                              "labels y are NULL, but a cross-entropy term has weight > 0");
         DAT_TRY(dat_model_check_labels(f, m, y, n));
     }
+    if (o->loss_sum && (o->loss_sum->ctx != m->ctx || o->loss_sum->dtype != DAT_FLOAT32 ||
+                        o->loss_sum->numel != 1))
+        return dat_error(DAT_ERR_INVALID_ARG, f,
+                         "loss_sum must be a float32 tensor of one element in the model's "
+                         "context, got %s with %lld elements", dat_dtype_name(o->loss_sum->dtype),
+                         (long long)o->loss_sum->numel);
     if (o->sample_weights) {
         DAT_TRY(dat_model_check_matrix(f, m, "sample_weights", o->sample_weights, n, 0));
         if (dat_capturing(m->ctx))
@@ -205,7 +221,7 @@ static dat_status ce_term(dat_model *m, const dat_loss_options *o, const dat_ten
     const float *w = o->sample_weights ? o->sample_weights->data : NULL;
     DAT_TRY(DAT_OP(m->ctx, softmax_xent, n, m->classes, dat_model_logits(m), y->data, w,
                    m->sample_loss, dz, scale));
-    return accumulate_loss(m, n, scale, w != NULL, acc);
+    return accumulate_loss(m, o, n, scale, w != NULL, acc);
 }
 
 /* The clean terms' gradient (CE and, with TRADES, KL's clean side) is in
@@ -249,7 +265,7 @@ static dat_status loss_backward(dat_model *m, const dat_tensor *x, const dat_ten
         float ks = s * o->kl_weight;
         DAT_TRY(DAT_OP(ctx, kl_div, n, m->classes, m->z_clean, dat_model_logits(m),
                        m->sample_loss, m->scratch, m->scratch + zlen, ks));
-        DAT_TRY(accumulate_loss(m, n, ks, 0, acc));
+        DAT_TRY(accumulate_loss(m, o, n, ks, 0, acc));
         DAT_TRY(DAT_OP(ctx, axpy, zlen, 1.0f, m->scratch, m->dz_clean));
         DAT_TRY(DAT_OP(ctx, axpy, zlen, 1.0f, m->scratch + zlen, m->dz));
     }
@@ -268,8 +284,9 @@ dat_status dat_model_loss_backward(dat_model *model, const dat_tensor *x, const 
     dat_loss_options o;
     dat_loss_options_init(&o);
     if (opts) {
-        DAT_CHECK_OPTIONS_SIZE(opts, dat_loss_options, sizeof(dat_loss_options));
-        o = *opts;
+        DAT_CHECK_OPTIONS_SIZE(opts, dat_loss_options, LOSS_OPTIONS_MIN_SIZE);
+        memcpy(&o, opts, opts->size);
+        o.size = sizeof o;
     }
     if (loss && dat_capturing(model->ctx))
         return dat_capture_refuse(model->ctx, __func__,
@@ -367,7 +384,7 @@ dat_status dat_model_input_grad(dat_model *model, const dat_tensor *x, const dat
                                 o.target_logits ? o.target_logits->data : NULL, o.objective, s,
                                 dx->data));
     double acc = 0;
-    DAT_TRY(accumulate_loss(model, n, s, 0, &acc));
+    DAT_TRY(accumulate_loss(model, NULL, n, s, 0, &acc));
     DAT_TRY(input_grad_outputs(model, &o, n));
     if (loss)
         *loss = (float)acc;

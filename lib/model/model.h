@@ -60,6 +60,7 @@ struct dat_model {
     float *scratch;                   /* largest activation: gradient contributions to add */
     float *z_clean, *dz, *dz_clean;   /* logits-sized */
     float *sample_loss;               /* [capacity] */
+    float *ones;                      /* [capacity] of 1: sums sample_loss on the device */
     float *x_norm;                    /* the input normalized and / or in node 0's format */
     void *wshadow;                    /* convolution weights in their layers' format, at the
                                          weights' offsets (NULL: all layers float32 NCHW) */

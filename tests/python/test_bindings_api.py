@@ -258,3 +258,51 @@ def test_transfer_learning_entry_points(ctx, tmp_path):
     off = m5.segments()[first][1]
     np.testing.assert_array_equal(after[:off], before[:off])
     assert not np.array_equal(after[off:], before[off:])
+
+
+def test_loss_on_the_device_and_step_graphs(ctx):
+    model = Model(ctx, "mlp")
+    rng = np.random.default_rng(3)
+    x = Tensor.from_numpy(ctx, rng.random((4, 1, 28, 28), dtype=np.float32))
+    y = Tensor.from_numpy(ctx, np.array([0, 1, 2, 3], dtype=np.int32))
+    total = Tensor.from_numpy(ctx, np.array([0.5], dtype=np.float32))
+    loss = model.loss_backward(x, y, loss_sum=total)
+    assert model.loss_backward(x, y, loss_sum=total, read_loss=False) is None
+    assert abs(total.numpy()[0] - (0.5 + 2 * loss)) <= 1e-5 * (0.5 + 2 * loss)
+    # The CPU records no graphs: the step never runs, the context stays usable.
+    ran = []
+    with pytest.raises(libdat.UnsupportedError, match="records no graphs"):
+        ctx.record(lambda: ran.append(1))
+    assert not ran
+    assert model.loss_backward(x, y) == pytest.approx(loss)
+
+
+@pytest.mark.skipif(libdat.cuda_device_count() == 0, reason="needs a CUDA device (or the "
+                    "gpu_emulation build: LIBDAT_LIBRARY=build-emu/libdat.so)")
+def test_recorded_step_replays_on_cuda():
+    with Context(device=libdat.Device.CUDA, seed=7) as c:
+        model = Model(c, "mlp")
+        attack = libdat.Attack(c, steps=2, eps=0.1)
+        optim = Optimizer(c, model)
+        rng = np.random.default_rng(5)
+        x = Tensor.from_numpy(c, rng.random((4, 1, 28, 28), dtype=np.float32))
+        y = Tensor.from_numpy(c, np.array([0, 1, 2, 3], dtype=np.int32))
+        xa = Tensor.from_numpy(c, np.zeros((4, 1, 28, 28), dtype=np.float32))
+        total = Tensor.from_numpy(c, np.zeros(1, dtype=np.float32))
+
+        def step(read_loss=True):
+            attack.perturb(model, x, y, xa)
+            loss = model.loss_backward(xa, y, loss_sum=total, read_loss=read_loss)
+            optim.step_model(model)
+            return loss
+
+        first = step()
+        with pytest.raises(libdat.StateError, match="loss"):
+            c.record(step)  # reads the loss back
+        graph = c.record(lambda: step(read_loss=False))
+        for _ in range(3):
+            x.write(rng.random((4, 1, 28, 28), dtype=np.float32))
+            graph.launch()
+        c.synchronize()
+        assert optim.steps == 4 and attack.step == 4
+        assert total.numpy()[0] > first

@@ -426,6 +426,10 @@ START_TEST(test_model_misuse)
     lo.sample_weights = z;
     ck_assert_dat_err(dat_model_loss_backward(m, x, y, &lo, NULL), DAT_ERR_INVALID_ARG,
                       "sample_weights");
+    dat_loss_options_init(&lo);
+    lo.loss_sum = z;
+    ck_assert_dat_err(dat_model_loss_backward(m, x, y, &lo, NULL), DAT_ERR_INVALID_ARG,
+                      "loss_sum");
 
     dat_input_grad_options io;
     ck_assert_dat_err(dat_input_grad_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
@@ -453,6 +457,11 @@ START_TEST(test_model_misuse)
     ck_assert_dat_ok(dat_model_forward(m, x, z));
     ck_assert_dat_err(dat_model_activation(m, 0, f), DAT_ERR_INVALID_ARG, "caller's input");
     ck_assert_dat_err(dat_model_activation(m, 2, f), DAT_ERR_INVALID_ARG, "elements");
+    /* A 0.4 caller's loss options stop before loss_sum: never read. */
+    dat_loss_options_init(&lo);
+    lo.loss_sum = z;
+    lo.size = (uint32_t)offsetof(dat_loss_options, loss_sum);
+    ck_assert_dat_ok(dat_model_loss_backward(m, x, y, &lo, NULL));
 
     /* NaN input: a status, not a silent result. */
     float *xh;

@@ -3,7 +3,8 @@
  * in train mode, loss + backward, a LARS step on a cosine schedule) recorded
  * once and replayed on new batches gives the bits of the same steps run op by
  * op: parameters, batch-norm statistics and counters (the saved checkpoints
- * compared byte for byte), optimizer and attack steps. The device-side checks
+ * compared byte for byte), optimizer and attack steps, the losses summed on the
+ * device (dat_loss_options::loss_sum). The device-side checks
  * report at dat_ctx_synchronize(), and a non-finite gradient leaves the
  * parameters as they were. Calls that cannot be recorded fail with a message.
  * Exits 77 without a GPU (the CUDA emulation runs it on the CPU).
@@ -25,6 +26,7 @@ typedef struct side {
     dat_attack *attack;
     dat_optim *optim;
     dat_tensor *x, *xa, *y;
+    dat_tensor *loss_sum; /* the steps' losses, added on the device */
 } side;
 
 static dat_ctx *make_ctx(dat_device_kind kind)
@@ -93,6 +95,8 @@ static void side_init(side *s, dat_ctx *ctx)
     ck_assert_dat_ok(dat_tensor_create(&s->x, ctx, DAT_FLOAT32, 4, xs));
     ck_assert_dat_ok(dat_tensor_create(&s->xa, ctx, DAT_FLOAT32, 4, xs));
     ck_assert_dat_ok(dat_tensor_create(&s->y, ctx, DAT_INT32, 1, ys));
+    int64_t one[1] = {1};
+    ck_assert_dat_ok(dat_tensor_create(&s->loss_sum, ctx, DAT_FLOAT32, 1, one));
 }
 
 static void side_fini(side *s)
@@ -100,6 +104,7 @@ static void side_fini(side *s)
     dat_tensor_destroy(s->x);
     dat_tensor_destroy(s->xa);
     dat_tensor_destroy(s->y);
+    dat_tensor_destroy(s->loss_sum);
     dat_optim_destroy(s->optim);
     dat_attack_destroy(s->attack);
     dat_model_destroy(s->model);
@@ -132,8 +137,11 @@ static void write_batch(side *s, int k)
 static dat_status step(side *s, float *loss)
 {
     dat_status st = dat_attack_perturb(s->attack, s->model, s->x, s->y, s->xa);
+    dat_loss_options lo;
+    dat_loss_options_init(&lo);
+    lo.loss_sum = s->loss_sum;
     if (st == DAT_OK)
-        st = dat_model_loss_backward(s->model, s->xa, s->y, NULL, loss);
+        st = dat_model_loss_backward(s->model, s->xa, s->y, &lo, loss);
     return st == DAT_OK ? dat_optim_step_model(s->optim, s->model) : st;
 }
 
@@ -177,6 +185,13 @@ static unsigned char *saved(dat_model *m, size_t *len)
     return p;
 }
 
+static float loss_sum(const side *s)
+{
+    float v = 0;
+    ck_assert_dat_ok(dat_tensor_read(s->loss_sum, &v, sizeof v));
+    return v;
+}
+
 static void expect_same_state(side *a, side *b)
 {
     size_t la = 0, lb = 0;
@@ -197,6 +212,8 @@ static void expect_same_state(side *a, side *b)
     ck_assert_dat_ok(dat_attack_get_step(a->attack, &ta));
     ck_assert_dat_ok(dat_attack_get_step(b->attack, &tb));
     ck_assert_uint_eq(ta, tb);
+    ck_assert_msg(loss_sum(a) == loss_sum(b), "loss sums %.9g (op by op), %.9g (replayed)",
+                  (double)loss_sum(a), (double)loss_sum(b));
 }
 
 START_TEST(test_replays_match_op_by_op)
@@ -205,11 +222,15 @@ START_TEST(test_replays_match_op_by_op)
     side a, b;
     side_init(&a, ca);
     float loss = 0;
+    double host_sum = 0;
     for (int k = 0; k < STEPS; ++k) {
         write_batch(&a, k);
         ck_assert_dat_ok(step(&a, &loss));
         ck_assert(isfinite(loss));
+        host_sum += loss;
     }
+    ck_assert_msg(fabs(loss_sum(&a) - host_sum) <= 1e-5 * host_sum, "loss_sum %.7g, host %.7g",
+                  (double)loss_sum(&a), host_sum);
     /* b: the first step op by op, then the rest replayed. */
     warmed_up(&b, cb);
     dat_step_graph *g = record(&b);

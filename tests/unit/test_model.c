@@ -214,6 +214,56 @@ END_TEST
 
 /* DAT_PROFILE_OPS=1: the context books the host time of each backend op and
  * prints the table to stderr when it is destroyed. */
+/* loss_sum adds each call's loss on the device: plain, weighted and TRADES. */
+START_TEST(test_loss_sum)
+{
+    dat_model *m = NULL;
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "cnn_small", NULL));
+    int64_t xs[4] = {3, 1, 28, 28}, ys[1] = {3}, one[1] = {1};
+    dat_tensor *x, *xc, *y, *w, *sum;
+    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&xc, ctx, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
+    ck_assert_dat_ok(dat_tensor_create(&w, ctx, DAT_FLOAT32, 1, ys));
+    ck_assert_dat_ok(dat_tensor_create(&sum, ctx, DAT_FLOAT32, 1, one));
+    ck_assert_dat_ok(dat_tensor_fill_uniform(x, 0.0f, 1.0f, 1, 0));
+    ck_assert_dat_ok(dat_tensor_fill_uniform(xc, 0.0f, 1.0f, 2, 0));
+    ck_assert_dat_ok(dat_tensor_fill_uniform(w, 0.5f, 2.0f, 3, 0));
+    const int32_t labels[3] = {1, 4, 9};
+    ck_assert_dat_ok(dat_tensor_write(y, labels, sizeof labels));
+    const float start = 0.25f;
+    ck_assert_dat_ok(dat_tensor_write(sum, &start, sizeof start));
+    double want = start;
+    for (int k = 0; k < 3; ++k) {
+        dat_loss_options lo;
+        dat_loss_options_init(&lo);
+        lo.loss_sum = sum;
+        if (k == 1)
+            lo.sample_weights = w;
+        if (k == 2) { /* TRADES: CE on the clean inputs plus beta KL */
+            lo.adv_weight = 0.0f;
+            lo.clean_weight = 1.0f;
+            lo.kl_weight = 6.0f;
+            lo.x_clean = xc;
+            lo.reduction = DAT_REDUCE_SUM;
+        }
+        float l = 0;
+        ck_assert_dat_ok(dat_model_loss_backward(m, x, y, &lo, &l));
+        want += l;
+        float got = 0;
+        ck_assert_dat_ok(dat_tensor_read(sum, &got, sizeof got));
+        ck_assert_msg(fabs(got - want) <= 1e-5 * fabs(want), "call %d: loss_sum %.7g, want %.7g",
+                      k, (double)got, want);
+    }
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(xc);
+    dat_tensor_destroy(y);
+    dat_tensor_destroy(w);
+    dat_tensor_destroy(sum);
+    dat_model_destroy(m);
+}
+END_TEST
+
 START_TEST(test_op_profile)
 {
     char path[] = "/tmp/libdat-profile-XXXXXX";
@@ -273,6 +323,7 @@ int main(void)
     tcase_add_test(tc, test_bn_buffers_start_at_zero_mean_unit_variance);
     tcase_add_test(tc, test_activation_of_fused_layers);
     tcase_add_test(tc, test_op_profile);
+    tcase_add_test(tc, test_loss_sum);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }

@@ -16,7 +16,7 @@ from .attack import Attack, AttackKind, Norm
 from .builder import LayerKind, ModelBuilder
 from .checkpoint import Position, load_checkpoint, save_checkpoint
 from .comm import Comm, CommStatistics, GradSync, QuantMode, UniqueId
-from .context import Context, Device, LogLevel, Precision
+from .context import Context, Device, LogLevel, Precision, StepGraph
 from .data import Dataset, DatasetFormat, Layout, Part
 from .errors import (CommError, DatError, FormatError, InvalidArgumentError, IOFailure,
                      NoDeviceError, NumericError, StateError, TimeoutFailure, UnsupportedError,
@@ -29,7 +29,7 @@ from .optim import LrScaling, OptimKind, Optimizer, Schedule
 from .quant import QuantNorm, Quantizer
 from .tensor import DType, Tensor
 
-__all__ = ["Context", "Device", "LogLevel", "Precision", "DType", "Tensor", "DatError",
+__all__ = ["Context", "StepGraph", "Device", "LogLevel", "Precision", "DType", "Tensor", "DatError",
            "InvalidArgumentError", "NoDeviceError", "FormatError", "NumericError",
            "UnsupportedError", "IOFailure", "CommError", "TimeoutFailure", "StateError",
            "version", "version_number", "status_string", "last_error", "clear_error",

@@ -158,7 +158,8 @@ class LossOptions(ctypes.Structure):
     _fields_ = [("size", ctypes.c_uint32), ("adv_weight", ctypes.c_float),
                 ("clean_weight", ctypes.c_float), ("kl_weight", ctypes.c_float),
                 ("x_clean", c_tensor_p), ("sample_weights", c_tensor_p),
-                ("reduction", ctypes.c_int32), ("accumulate", ctypes.c_int32)]
+                ("reduction", ctypes.c_int32), ("accumulate", ctypes.c_int32),
+                ("loss_sum", c_tensor_p)]
 
 
 class InputGradOptions(ctypes.Structure):

@@ -5,7 +5,7 @@ import ctypes
 from enum import IntEnum
 from typing import Callable, Optional
 
-from ._lib import CtxOptions, c_ctx_p, c_log_fn, lib
+from ._lib import CtxOptions, c_ctx_p, c_log_fn, c_step_graph_p, lib
 from .errors import check
 from .handle import Handle
 
@@ -86,4 +86,39 @@ class Context(Handle):
         return Device(kind.value), ordinal.value
 
     def synchronize(self) -> None:
+        """Waits for the device; raises what device-side checks of replayed step graphs
+        found since the last call."""
         check(lib.dat_ctx_synchronize(self.handle))
+
+    def record(self, step: Callable[[], None]) -> "StepGraph":
+        """Records the calls step() makes on this context's objects as a step graph (CUDA
+        only; run the step once first, and pass read_loss=False to loss_backward). The
+        recording ends whatever step() does; the first error wins."""
+        check(lib.dat_capture_begin(self.handle))
+        raw = c_step_graph_p()
+        try:
+            step()
+        except BaseException:
+            lib.dat_capture_end(self.handle, ctypes.byref(raw))
+            if raw:
+                lib.dat_step_graph_destroy(raw)
+            raise
+        check(lib.dat_capture_end(self.handle, ctypes.byref(raw)))
+        graph = StepGraph(raw)
+        self._adopt(graph)
+        return graph
+
+
+class StepGraph(Handle):
+    """A recorded step (dat_step_graph): launch() replays it on what its tensors hold
+    then. Made by Context.record; closed before its context."""
+
+    _what = "step graph"
+    _destroy = staticmethod(lib.dat_step_graph_destroy)
+
+    def __init__(self, raw) -> None:
+        self._handle = raw
+
+    def launch(self) -> None:
+        """Queues one replay and advances the host's step counters."""
+        check(lib.dat_step_graph_launch(self.handle))

@@ -147,7 +147,12 @@ class Model(Handle):
     def loss_backward(self, x: Tensor, y: Optional[Tensor], adv_weight: float = 1.0,
                       clean_weight: float = 0.0, kl_weight: float = 0.0,
                       x_clean: Optional[Tensor] = None, sample_weights: Optional[Tensor] = None,
-                      reduction: Reduction = Reduction.MEAN, accumulate: bool = False) -> float:
+                      reduction: Reduction = Reduction.MEAN, accumulate: bool = False,
+                      loss_sum: Optional[Tensor] = None,
+                      read_loss: bool = True) -> Optional[float]:
+        """The loss and its gradient. loss_sum: a float32 tensor of one element the loss is
+        added to on the device. read_loss=False reads nothing back and returns None (what a
+        step recorded with Context.record does)."""
         o = LossOptions()
         check(lib.dat_loss_options_init(ctypes.byref(o)))
         o.adv_weight, o.clean_weight, o.kl_weight = adv_weight, clean_weight, kl_weight
@@ -155,11 +160,12 @@ class Model(Handle):
         o.sample_weights = sample_weights.handle if sample_weights is not None else None
         o.reduction = int(reduction)
         o.accumulate = int(accumulate)
+        o.loss_sum = loss_sum.handle if loss_sum is not None else None
         loss = ctypes.c_float()
         check(lib.dat_model_loss_backward(self.handle, x.handle,
                                           y.handle if y is not None else None, ctypes.byref(o),
-                                          ctypes.byref(loss)))
-        return loss.value
+                                          ctypes.byref(loss) if read_loss else None))
+        return loss.value if read_loss else None
 
     def input_grad(self, x: Tensor, y: Optional[Tensor], dx: Tensor,
                    objective: Objective = Objective.CE, target_logits: Optional[Tensor] = None,

@@ -257,6 +257,7 @@ pub struct dat_loss_options {
     pub sample_weights: *const dat_tensor,
     pub reduction: dat_reduction,
     pub accumulate: i32,
+    pub loss_sum: *mut dat_tensor,
 }
 
 #[repr(C)]

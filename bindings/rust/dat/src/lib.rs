@@ -31,6 +31,7 @@ use std::ptr;
 pub use dat_sys as sys;
 
 mod attack;
+mod capture;
 mod comm;
 mod data;
 pub mod eval;
@@ -39,6 +40,7 @@ mod optim;
 mod tensor;
 
 pub use attack::Attack;
+pub use capture::StepGraph;
 pub use comm::{Comm, CommStats, QuantMode, Quantizer, UniqueId};
 pub use data::Dataset;
 pub use model::{Loss, Model, ModelBuilder};

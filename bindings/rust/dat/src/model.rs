@@ -34,6 +34,9 @@ pub struct Loss<'a> {
     pub sample_weights: Option<&'a Tensor<'a>>,
     pub reduction: sys::dat_reduction,
     pub accumulate: bool,
+    /// A float32 tensor of one element the loss is added to on the device
+    /// (nothing read back; what a recorded step uses).
+    pub loss_sum: Option<&'a Tensor<'a>>,
 }
 
 impl Default for Loss<'_> {
@@ -47,6 +50,7 @@ impl Default for Loss<'_> {
             sample_weights: None,
             reduction: o.reduction,
             accumulate: o.accumulate != 0,
+            loss_sum: None,
         }
     }
 }
@@ -87,6 +91,21 @@ impl<'c> Model<'c> {
 
     /// The loss and its gradient into the flat gradient buffer; returns the loss.
     pub fn loss_backward(&mut self, x: &Tensor, y: Option<&Tensor>, loss: &Loss) -> Result<f32> {
+        let mut value = 0.0;
+        self.loss_backward_into(x, y, loss, &mut value)?;
+        Ok(value)
+    }
+
+    /// As [`Model::loss_backward`] without reading the loss back (it can go to
+    /// [`Loss::loss_sum`]): the form a recorded step
+    /// ([`Context::record`](crate::Context::record)) takes.
+    pub fn loss_backward_on_device(&mut self, x: &Tensor, y: Option<&Tensor>,
+                                   loss: &Loss) -> Result<()> {
+        self.loss_backward_into(x, y, loss, std::ptr::null_mut())
+    }
+
+    fn loss_backward_into(&mut self, x: &Tensor, y: Option<&Tensor>, loss: &Loss,
+                          value: *mut f32) -> Result<()> {
         let mut o = sys::dat_loss_options::default();
         o.adv_weight = loss.adv_weight;
         o.clean_weight = loss.clean_weight;
@@ -95,11 +114,8 @@ impl<'c> Model<'c> {
         o.sample_weights = opt_ptr(loss.sample_weights);
         o.reduction = loss.reduction;
         o.accumulate = loss.accumulate as i32;
-        let mut value = 0.0;
-        check(unsafe {
-            sys::dat_model_loss_backward(self.raw, x.as_ptr(), opt_ptr(y), &o, &mut value)
-        })?;
-        Ok(value)
+        o.loss_sum = opt_ptr(loss.loss_sum);
+        check(unsafe { sys::dat_model_loss_backward(self.raw, x.as_ptr(), opt_ptr(y), &o, value) })
     }
 
     /// Gradient of the summed cross-entropy w.r.t. the input only; returns the loss.

@@ -243,3 +243,23 @@ fn evaluation_and_transfer_learning() {
     assert!(optim.set_lr_scale(0, 99, 1.0).is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn loss_on_the_device_and_step_graphs() {
+    let c = ctx();
+    let mut model = Model::preset(&c, "mlp", &Default::default()).unwrap();
+    let mut x = Tensor::new(&c, DType::Float32, &[4, 1, 28, 28]).unwrap();
+    x.fill_uniform(0.0, 1.0, 1, 0).unwrap();
+    let y = Tensor::from_slice(&c, &[4], &[0i32, 1, 2, 3]).unwrap();
+    let sum = Tensor::from_slice(&c, &[1], &[0.5f32]).unwrap();
+    let objective = Loss { loss_sum: Some(&sum), ..Loss::default() };
+    let loss = model.loss_backward(&x, Some(&y), &objective).unwrap();
+    model.loss_backward_on_device(&x, Some(&y), &objective).unwrap();
+    let got = sum.to_vec::<f32>().unwrap()[0];
+    assert!((got - (0.5 + 2.0 * loss)).abs() <= 1e-5 * got, "{} vs {}", got, 0.5 + 2.0 * loss);
+    // The CPU records no graphs; the recording's closure never runs.
+    let mut ran = false;
+    let e = c.record(|| { ran = true; Ok(()) }).err().unwrap();
+    assert_eq!(e.status, sys::DAT_ERR_UNSUPPORTED);
+    assert!(!ran);
+}
