@@ -8,7 +8,7 @@
 
 /* The objective of the chosen variant: Madry AT (lambda = 0), DAT's
  * lambda * CE(clean) + CE(adv), or TRADES' CE(clean) + beta * KL. */
-static dat_loss_options objective(const run *r)
+dat_loss_options train_objective(const run *r)
 {
     dat_loss_options lo;
     dat_loss_options_init(&lo);
@@ -26,8 +26,10 @@ static dat_loss_options objective(const run *r)
 
 int train_epoch(run *r, int64_t epoch, double *loss)
 {
+    if (r->o.step_graph)
+        return train_epoch_graph(r, epoch, loss);
     TRY_RUN("data", dat_dataset_set_epoch(r->train, epoch));
-    dat_loss_options lo = objective(r);
+    dat_loss_options lo = train_objective(r);
     dat_quant_mode mode = strcmp(r->o.quant_mode, "two-sided") == 0 ? DAT_QUANT_TWO_SIDED
                                                                     : DAT_QUANT_ONE_SIDED;
     progress pg;

@@ -417,6 +417,8 @@ static void teardown(run *r)
 {
     if (r->metrics)
         fclose(r->metrics);
+    dat_step_graph_destroy(r->graph); /* before the objects it refers to */
+    dat_tensor_destroy(r->loss_sum);
     dat_tensor_destroy(r->x);
     dat_tensor_destroy(r->x_adv);
     dat_tensor_destroy(r->y);

@@ -86,6 +86,8 @@ static const char usage[] =
     "  --tune-conv on|off   time cuDNN's convolution algorithms once per shape\n"
     "                       (faster; the choice can differ between runs)    [off]\n"
     "  --cuda-graphs on|off replay the attack's steps from a CUDA graph      [on]\n"
+    "  --step-graph on|off  record the whole training step once and replay it per\n"
+    "                       batch (CUDA, one process, --bits 32)            [off]\n"
     "  --checkpoint-dir D   write last.safetensors (and best.safetensors) here\n"
     "  --resume             continue from D/last.safetensors bit-exactly\n"
     "  --stop-after E       stop after epoch E, as if interrupted (to test --resume)\n"
@@ -263,6 +265,7 @@ static int parse_one(train_options *o, const char *k, const char *v)
     if (IS("--tune-conv")) return cli_onoff(k, v, &o->tune_conv);
     if (IS("--cuda-graphs")) return cli_onoff(k, v, &o->cuda_graphs);
     if (IS("--overlap")) return cli_onoff(k, v, &o->overlap);
+    if (IS("--step-graph")) return cli_onoff(k, v, &o->step_graph);
     if (IS("--checkpoint-dir")) return (o->checkpoint_dir = v, 0);
     if (IS("--stop-after")) return cli_int(k, v, 1, INT_MAX, &o->stop_after);
     if (IS("--eval-every")) return cli_int(k, v, 0, INT_MAX, &o->eval_every);
@@ -304,6 +307,10 @@ static int finish(train_options *o)
         if (o->warmup_epochs == 0)
             o->warmup_epochs = 5 < o->epochs ? 5 : o->epochs / 2.0f;
     }
+    if (o->step_graph && (strcmp(o->device, "cuda") != 0 || o->bits != 32 || o->smooth_sigma > 0))
+        return cli_bad("--step-graph", NULL, "needs --device cuda and --bits 32, without "
+                       "--smooth-sigma (the quantized all-reduce and the noise copies cannot be "
+                       "recorded yet)");
     if (o->new_head && !o->init_from)
         return cli_bad("--new-head", NULL, "needs --init-from CKPT");
     if (o->head_lr < 0)

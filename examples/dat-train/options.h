@@ -57,6 +57,7 @@ typedef struct train_options {
     int tune_conv;             /* time cuDNN's convolution algorithms (CUDA) */
     int cuda_graphs;           /* replay the attack's steps from a CUDA graph */
     int overlap;               /* all-reduce gradient buckets during the backward pass */
+    int step_graph;            /* record the training step once, replay it per batch */
     const char *checkpoint_dir;
     int resume;
     int32_t stop_after;        /* > 0: stop after this epoch, as if interrupted */

@@ -19,6 +19,8 @@ typedef struct run {
     dat_optim *optim;
     dat_quantizer *quant;    /* NULL for 32 bits */
     dat_grad_sync *sync;     /* --overlap on: the all-reduce during the backward pass */
+    dat_step_graph *graph;   /* --step-graph on: the recorded step (step_graph.c) */
+    dat_tensor *loss_sum;    /* --step-graph on: the epoch's losses, summed on the device */
     dat_tensor *x, *x_adv, *y, *ex, *ey, *vx, *vy;
     dat_attack *noise;       /* Smooth-AT: makes the noise copies (smooth.c); else NULL */
     dat_tensor *xn, *yn;     /* Smooth-AT: noise_copies x batch copies and their labels */
@@ -49,6 +51,10 @@ void attack_options(const run *r, dat_attack_options *a);
 
 /* One training epoch; *loss receives the mean training loss. */
 int train_epoch(run *r, int64_t epoch, double *loss);
+/* The objective of the chosen variant (Madry AT, DAT's lambda, TRADES). */
+dat_loss_options train_objective(const run *r);
+/* train_epoch with --step-graph on: the first batch op by op, then replays. */
+int train_epoch_graph(run *r, int64_t epoch, double *loss);
 /* Clean and PGD robust accuracy over a dataset, in batches of x and y: every rank
  * evaluates its share of the batches; all ranks call it and get the totals. */
 int evaluate(run *r, dat_dataset *ds, dat_tensor *x, dat_tensor *y, double *ta, double *ra);

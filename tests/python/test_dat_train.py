@@ -144,3 +144,9 @@ def test_smooth_at_resume_is_bit_exact(tmp_path):
 def test_smooth_at_with_trades_is_refused():
     p = run("--smooth-sigma", "0.25", "--attack", "trades", check=False)
     assert p.returncode != 0 and "--smooth-sigma" in p.stderr
+
+
+def test_step_graph_needs_cuda_and_32_bits():
+    for extra in ([], ["--device", "cuda", "--bits", "8"]):
+        p = run("--step-graph", "on", *extra, check=False)
+        assert p.returncode != 0 and "--step-graph" in p.stderr and "--bits 32" in p.stderr
