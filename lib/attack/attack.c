@@ -301,6 +301,7 @@ dat_status dat_attack_perturb(dat_attack *attack, dat_model *model, const dat_te
     model->mode = attack->o.mode;
     dat_status s = perturb(attack, model, &b, x_adv->data);
     model->mode = saved;
-    attack->step++;
-    return s == DAT_OK ? dat_attack_recorded(attack) : s;
+    attack->step++; /* a failed call uses up its step too, recorded or not */
+    dat_status h = dat_attack_recorded(attack);
+    return s != DAT_OK ? s : h;
 }

@@ -347,6 +347,9 @@ START_TEST(test_refusals)
     ck_assert_dat_err(dat_attack_perturb(r, s.model, s.x, s.y, s.xa), DAT_ERR_STATE,
                       "restarts");
     ck_assert_dat_err(dat_capture_end(ctx, &g), DAT_ERR_STATE, "restarts");
+    uint64_t at = 0;
+    ck_assert_dat_ok(dat_attack_get_step(r, &at));
+    ck_assert_uint_eq(at, 1); /* as before the recording */
     dat_attack_destroy(r);
     side_fini(&s);
     dat_ctx_destroy(ctx);
