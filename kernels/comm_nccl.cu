@@ -24,6 +24,7 @@ struct nccl_impl {
     int device;
     int64_t *dev_hdr; /* size * DAT_HDR_LEN, for the header exchange */
     cudaEvent_t queued; /* the context's stream up to a started all-reduce */
+    cudaEvent_t reduced; /* the communicator's stream up to its last all-reduce */
     int aborted;
 };
 
@@ -134,6 +135,8 @@ static void nccl_destroy(dat_comm *c)
         cudaFree(m->dev_hdr);
     if (m->queued)
         cudaEventDestroy(m->queued);
+    if (m->reduced)
+        cudaEventDestroy(m->reduced);
     if (m->stream)
         cudaStreamDestroy(m->stream);
     free(m);
@@ -206,6 +209,19 @@ static dat_status nccl_allreduce_finish(dat_comm *c)
 {
     DAT_CUDA_TRY(cudaSetDevice(impl(c)->device));
     return wait_done(c, "the gradient all-reduce");
+}
+
+/* The context's stream waits, on the device, for the started all-reduces: a
+ * recorded step's all-reduce (lib/core/capture.h) joins the recording back. */
+static dat_status nccl_allreduce_join(dat_comm *c)
+{
+    nccl_impl *m = impl(c);
+    DAT_CUDA_TRY(cudaSetDevice(m->device));
+    if (!m->reduced)
+        DAT_CUDA_TRY(cudaEventCreateWithFlags(&m->reduced, cudaEventDisableTiming));
+    DAT_CUDA_TRY(cudaEventRecord(m->reduced, m->stream));
+    DAT_CUDA_TRY(cudaStreamWaitEvent(dat_cuda(c->ctx)->stream, m->reduced, 0));
+    return DAT_OK;
 }
 
 static dat_status nccl_broadcast(dat_comm *c, void *buf, size_t bytes, int root)
@@ -284,6 +300,7 @@ static const dat_comm_ops nccl_ops = {
     nccl_abort,
     nccl_allreduce_start,
     nccl_allreduce_finish,
+    nccl_allreduce_join,
 };
 
 extern "C" dat_status dat_comm_nccl_unique_id(dat_comm_id *id)

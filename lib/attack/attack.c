@@ -272,8 +272,9 @@ static dat_status perturb(dat_attack *a, dat_model *m, const dat_attack_batch *b
     return DAT_OK;
 }
 
-static void advance_step(void *obj, int64_t by)
+static void advance_step(void *obj, int64_t by, int64_t arg)
 {
+    (void)arg;
     ((dat_attack *)obj)->step += (uint64_t)by;
 }
 
@@ -285,7 +286,7 @@ static dat_status sync_step(void *obj)
 
 dat_status dat_attack_recorded(dat_attack *a)
 {
-    return dat_capture_hook_add(a->ctx, a, advance_step, sync_step);
+    return dat_capture_hook_add(a->ctx, a, advance_step, sync_step, 0);
 }
 
 dat_status dat_attack_perturb(dat_attack *attack, dat_model *model, const dat_tensor *x,

@@ -137,8 +137,10 @@ static const char *const hdr_names[DAT_HDR_LEN] = {
 
 dat_status dat_comm_agree(dat_comm *c, const char *func, const int64_t *mine)
 {
-    if (c->ctx && dat_capturing(c->ctx)) /* not yet: the ranks agree through the host */
-        return dat_capture_refuse(c->ctx, func, "a communicator's collective");
+    if (c->ctx && dat_capturing(c->ctx)) /* the ranks agree through the host */
+        return dat_capture_refuse(c->ctx, func, "a collective that agrees through the host "
+                                  "(of the collectives, only dat_comm_allreduce on a NCCL "
+                                  "communicator can be)");
     int64_t *all = c->headers;
     dat_status s = c->ops->exchange_header(c, mine, all);
     if (s != DAT_OK)
@@ -337,10 +339,45 @@ uint64_t dat_comm_allreduce_bytes(const dat_comm *c, size_t n)
     return m > 1 ? 4 * ((uint64_t)(n - nr) + (uint64_t)(m - 1) * nr) : 0;
 }
 
+static void advance_stats(void *obj, int64_t by, int64_t bytes)
+{
+    dat_comm_stats *st = &((dat_comm *)obj)->stats;
+    st->calls += (uint64_t)by;
+    st->bytes_sent += (uint64_t)(by * bytes);
+    st->bytes_received += (uint64_t)(by * bytes);
+}
+
+/* An all-reduce in a recorded step (lib/core/capture.h): on the communicator's
+ * stream between two device-side joins with the context's, without the
+ * header agreement, which would read back: every rank must record the same
+ * step (as every rank of an op-by-op loop calls the same collectives). */
+static dat_status recorded_allreduce(dat_comm *c, dat_tensor *t, dat_reduction op)
+{
+    const char *f = "dat_comm_allreduce";
+    if (!c->ops->allreduce_start || !c->ops->allreduce_join)
+        return dat_capture_refuse(c->ctx, f, "an all-reduce of a host communicator");
+    if (!t || t->ctx != c->ctx || t->dtype != DAT_FLOAT32 ||
+        (op != DAT_REDUCE_SUM && op != DAT_REDUCE_MEAN))
+        return dat_capture_refuse(c->ctx, f, "an all-reduce of anything but a float32 tensor "
+                                  "of the communicator's context, summed or averaged,");
+    double t0 = dat_now();
+    size_t n = (size_t)t->numel;
+    dat_status s = c->ops->allreduce_start(c, t->data, n, op);
+    if (s == DAT_OK)
+        s = c->ops->allreduce_join(c);
+    if (s != DAT_OK)
+        return dat_error_context(dat_comm_failed(c, s), f);
+    uint64_t bytes = dat_comm_allreduce_bytes(c, n);
+    dat_comm_count_call(c, t0, bytes, bytes);
+    return dat_capture_hook_add(c->ctx, c, advance_stats, NULL, (int64_t)bytes);
+}
+
 dat_status dat_comm_allreduce(dat_comm *comm, dat_tensor *t, dat_reduction op)
 {
     DAT_CHECK_NOT_NULL(comm);
     DAT_TRY(dat_comm_usable(comm, __func__));
+    if (dat_capturing(comm->ctx))
+        return recorded_allreduce(comm, t, op);
     double t0 = dat_now();
     dat_status local = DAT_OK;
     if (!t)

@@ -70,6 +70,9 @@ typedef struct dat_comm_ops {
      * allreduce_finish waits for all those started. */
     dat_status (*allreduce_start)(dat_comm *c, float *buf, size_t n, dat_reduction op);
     dat_status (*allreduce_finish)(dat_comm *c);
+    /* Optional: the context's stream waits on the device (not the host) for
+     * the all-reduces started; what a recorded step does (lib/core/capture.h). */
+    dat_status (*allreduce_join)(dat_comm *c);
 } dat_comm_ops;
 
 struct dat_comm {

@@ -26,8 +26,9 @@ struct dat_step_graph {
     size_t n;
 };
 
-dat_status dat_capture_hook_add(dat_ctx *ctx, void *obj, void (*advance)(void *, int64_t),
-                                dat_status (*sync)(void *))
+dat_status dat_capture_hook_add(dat_ctx *ctx, void *obj,
+                                void (*advance)(void *, int64_t, int64_t),
+                                dat_status (*sync)(void *), int64_t arg)
 {
     struct dat_capture *c = ctx->capture;
     if (!c)
@@ -43,7 +44,8 @@ dat_status dat_capture_hook_add(dat_ctx *ctx, void *obj, void (*advance)(void *,
         c->hooks = h;
         c->cap = cap;
     }
-    c->hooks[c->n++] = (dat_capture_hook){.obj = obj, .advance = advance, .sync = sync};
+    c->hooks[c->n++] =
+        (dat_capture_hook){.obj = obj, .advance = advance, .sync = sync, .arg = arg};
     return DAT_OK;
 }
 
@@ -147,7 +149,7 @@ dat_status dat_capture_begin(dat_ctx *ctx)
 static void undo(const dat_capture_hook *h, size_t n)
 {
     for (size_t k = n; k-- > 0;)
-        h[k].advance(h[k].obj, -1);
+        h[k].advance(h[k].obj, -1, h[k].arg);
 }
 
 dat_status dat_capture_end(dat_ctx *ctx, dat_step_graph **out)
@@ -201,7 +203,7 @@ dat_status dat_step_graph_launch(dat_step_graph *graph)
                          "record it again");
     DAT_TRY(s);
     for (size_t k = 0; k < graph->n; ++k)
-        graph->hooks[k].advance(graph->hooks[k].obj, 1);
+        graph->hooks[k].advance(graph->hooks[k].obj, 1, graph->hooks[k].arg);
     return DAT_OK;
 }
 

@@ -26,8 +26,9 @@ enum {
  */
 typedef struct dat_capture_hook {
     void *obj;
-    void (*advance)(void *obj, int64_t by);
+    void (*advance)(void *obj, int64_t by, int64_t arg);
     dat_status (*sync)(void *obj);
+    int64_t arg;
 } dat_capture_hook;
 
 static inline int dat_capturing(const dat_ctx *ctx)
@@ -36,8 +37,9 @@ static inline int dat_capturing(const dat_ctx *ctx)
 }
 
 /* Registers a hook with the recording (a no-op when not recording). */
-dat_status dat_capture_hook_add(dat_ctx *ctx, void *obj, void (*advance)(void *, int64_t),
-                                dat_status (*sync)(void *));
+dat_status dat_capture_hook_add(dat_ctx *ctx, void *obj,
+                                void (*advance)(void *, int64_t, int64_t),
+                                dat_status (*sync)(void *), int64_t arg);
 
 /* Fails a call that cannot be recorded: DAT_ERR_STATE "func: what cannot be
  * recorded in a step graph", remembered for dat_capture_end(). */

@@ -186,8 +186,9 @@ static dat_bn_desc bn_desc(const dat_node *n, int32_t batch)
     return d;
 }
 
-static void advance_tracked(void *counter, int64_t by)
+static void advance_tracked(void *counter, int64_t by, int64_t arg)
 {
+    (void)arg;
     *(int64_t *)counter += by;
 }
 
@@ -204,7 +205,7 @@ static dat_status forward_bn(dat_model *m, dat_node *n, const float *x, int32_t 
     if (update_running) {
         m->num_batches_tracked[n->bn_index]++;
         DAT_TRY(dat_capture_hook_add(ctx, m->num_batches_tracked + n->bn_index, advance_tracked,
-                                     NULL));
+                                     NULL, 0));
     }
     return DAT_OP(ctx, bn_fwd_train, &d, x, param(m, n->w_off), param(m, n->b_off),
                   update_running ? rm : NULL, update_running ? rv : NULL, n->save_mean,

@@ -201,8 +201,9 @@ void dat_optim_destroy(dat_optim *optim)
     free(optim);
 }
 
-static void advance_step(void *obj, int64_t by)
+static void advance_step(void *obj, int64_t by, int64_t arg)
 {
+    (void)arg;
     ((dat_optim *)obj)->step += by;
 }
 
@@ -224,7 +225,7 @@ static dat_status recorded_step(dat_optim *optim, dat_tensor *params, const dat_
                    optim->d_skip, DAT_FAULT_GRADIENT));
     DAT_TRY(DAT_OP(ctx, optim_update, optim, params->data, grads->data));
     optim->step++;
-    return dat_capture_hook_add(ctx, optim, advance_step, sync_step);
+    return dat_capture_hook_add(ctx, optim, advance_step, sync_step, 0);
 }
 
 dat_status dat_optim_step(dat_optim *optim, dat_tensor *params, const dat_tensor *grads)

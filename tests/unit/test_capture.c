@@ -27,6 +27,7 @@ typedef struct side {
     dat_optim *optim;
     dat_tensor *x, *xa, *y;
     dat_tensor *loss_sum; /* the steps' losses, added on the device */
+    dat_comm *comm;       /* NULL, or a one-rank NCCL communicator the step all-reduces on */
 } side;
 
 static dat_ctx *make_ctx(dat_device_kind kind)
@@ -73,6 +74,7 @@ static dat_model *small_bn_model(dat_ctx *ctx)
 
 static void side_init(side *s, dat_ctx *ctx)
 {
+    memset(s, 0, sizeof *s);
     s->ctx = ctx;
     s->model = small_bn_model(ctx);
     dat_attack_options ao;
@@ -142,6 +144,8 @@ static dat_status step(side *s, float *loss)
     lo.loss_sum = s->loss_sum;
     if (st == DAT_OK)
         st = dat_model_loss_backward(s->model, s->xa, s->y, &lo, loss);
+    if (st == DAT_OK && s->comm)
+        st = dat_comm_allreduce_grads(s->comm, s->model, NULL, DAT_QUANT_ONE_SIDED, 0);
     return st == DAT_OK ? dat_optim_step_model(s->optim, s->model) : st;
 }
 
@@ -263,6 +267,57 @@ START_TEST(test_replays_match_op_by_op)
 }
 END_TEST
 
+static dat_comm *one_rank_nccl(dat_ctx *ctx)
+{
+    dat_comm_id id;
+    ck_assert_dat_ok(dat_comm_unique_id(&id));
+    dat_comm *c = NULL;
+    ck_assert_dat_ok(dat_comm_create_nccl(&c, ctx, 1, 0, &id, NULL));
+    return c;
+}
+
+static uint64_t comm_calls(dat_comm *c)
+{
+    dat_comm_stats st = {.size = sizeof st};
+    ck_assert_dat_ok(dat_comm_get_stats(c, &st));
+    return st.calls;
+}
+
+/* The gradient's all-reduce over NCCL inside the recorded step. */
+START_TEST(test_replays_with_nccl_allreduce)
+{
+    dat_ctx *ca = make_ctx(DAT_DEVICE_CUDA), *cb = make_ctx(DAT_DEVICE_CUDA);
+    side a, b;
+    side_init(&a, ca);
+    a.comm = one_rank_nccl(ca);
+    float loss = 0;
+    for (int k = 0; k < 3; ++k) {
+        write_batch(&a, k);
+        ck_assert_dat_ok(step(&a, &loss));
+    }
+    side_init(&b, cb);
+    b.comm = one_rank_nccl(cb);
+    write_batch(&b, 0);
+    ck_assert_dat_ok(step(&b, &loss));
+    dat_step_graph *g = record(&b);
+    ck_assert_uint_eq(comm_calls(b.comm), comm_calls(a.comm) - 2);
+    for (int k = 1; k < 3; ++k) {
+        write_batch(&b, k);
+        ck_assert_dat_ok(dat_step_graph_launch(g));
+    }
+    ck_assert_dat_ok(dat_ctx_synchronize(cb));
+    expect_same_state(&a, &b);
+    ck_assert_uint_eq(comm_calls(b.comm), comm_calls(a.comm));
+    dat_step_graph_destroy(g);
+    dat_comm_destroy(a.comm);
+    dat_comm_destroy(b.comm);
+    side_fini(&a);
+    side_fini(&b);
+    dat_ctx_destroy(ca);
+    dat_ctx_destroy(cb);
+}
+END_TEST
+
 START_TEST(test_faults_reported_and_nothing_lost)
 {
     dat_ctx *ctx = make_ctx(DAT_DEVICE_CUDA);
@@ -374,6 +429,7 @@ int main(void)
     tcase_add_test(tc, test_cpu_records_nothing);
     if (dat_test_have_gpu()) {
         tcase_add_test(tc, test_replays_match_op_by_op);
+        tcase_add_test(tc, test_replays_with_nccl_allreduce);
         tcase_add_test(tc, test_faults_reported_and_nothing_lost);
         tcase_add_test(tc, test_refusals);
     }
