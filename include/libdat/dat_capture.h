@@ -20,15 +20,16 @@
  *   the next dat_ctx_synchronize() returns (DAT_ERR_NUMERIC or
  *   DAT_ERR_INVALID_ARG, naming the check), and an optimizer step whose
  *   gradient is not finite updates nothing (its step number is used up);
- * - of the collectives, dat_comm_allreduce() (so dat_comm_allreduce_grads()
- *   without a quantizer) on a NCCL communicator of the same context is
- *   recorded, without the ranks' agreement on its arguments, which reads
- *   back: every rank must record the same step;
+ * - of the collectives, the exact all-reduce on a NCCL communicator of the
+ *   same context is recorded: dat_comm_allreduce() (so
+ *   dat_comm_allreduce_grads() without a quantizer) and a dat_grad_sync's
+ *   buckets during the backward pass, without the ranks' agreement on the
+ *   arguments, which reads back: every rank must record the same step;
  * - what cannot be recorded fails with DAT_ERR_STATE and a message naming it:
  *   an attack with restarts, an l2 random start or smoothing, the other
  *   collectives and host communicators (their ranks agree through the host;
- *   dat_grad_sync, the quantized all-reduce), anything that reads back or
- *   allocates. dat_capture_end() then returns that failure.
+ *   the quantized all-reduce), anything that reads back or allocates.
+ *   dat_capture_end() then returns that failure.
  *
  * Everything a graph refers to (tensors, model, attack, optimizer,
  * communicator) must outlive it, and keep its buffers: a graph holds device

@@ -347,6 +347,12 @@ static void advance_stats(void *obj, int64_t by, int64_t bytes)
     st->bytes_received += (uint64_t)(by * bytes);
 }
 
+dat_status dat_comm_recorded_call(dat_comm *c, double t0, uint64_t bytes)
+{
+    dat_comm_count_call(c, t0, bytes, bytes);
+    return dat_capture_hook_add(c->ctx, c, advance_stats, NULL, (int64_t)bytes);
+}
+
 /* An all-reduce in a recorded step (lib/core/capture.h): on the communicator's
  * stream between two device-side joins with the context's, without the
  * header agreement, which would read back: every rank must record the same
@@ -367,9 +373,7 @@ static dat_status recorded_allreduce(dat_comm *c, dat_tensor *t, dat_reduction o
         s = c->ops->allreduce_join(c);
     if (s != DAT_OK)
         return dat_error_context(dat_comm_failed(c, s), f);
-    uint64_t bytes = dat_comm_allreduce_bytes(c, n);
-    dat_comm_count_call(c, t0, bytes, bytes);
-    return dat_capture_hook_add(c->ctx, c, advance_stats, NULL, (int64_t)bytes);
+    return dat_comm_recorded_call(c, t0, dat_comm_allreduce_bytes(c, n));
 }
 
 dat_status dat_comm_allreduce(dat_comm *comm, dat_tensor *t, dat_reduction op)

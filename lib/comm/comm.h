@@ -146,6 +146,10 @@ uint64_t dat_comm_allreduce_bytes(const dat_comm *c, size_t n);
 /* Books one successful collective begun at t0 in the statistics. */
 void dat_comm_count_call(dat_comm *c, double t0, uint64_t sent, uint64_t received);
 
+/* Books an all-reduce recorded in a step graph (bytes each way) and registers
+ * the hook that books it again at each replay (lib/core/capture.h). */
+dat_status dat_comm_recorded_call(dat_comm *c, double t0, uint64_t bytes);
+
 /*
  * The quantized all-reduce of a slice x in the memory of q's context
  * (dat_quantizer_tensor_in): x holds elements offset .. offset + n of a flat

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/capture.h"
 #include "../core/error.h"
 #include "../model/model.h"
 #include "../quant/quantizer.h"
@@ -304,7 +305,15 @@ dat_status dat_grad_sync_begin(dat_grad_sync *sync, uint64_t step)
                          "already armed: call dat_grad_sync_end() for the last step first");
     DAT_TRY(dat_comm_usable(sync->comm, __func__));
     sync->step = step;
-    DAT_TRY(agree(sync, grads_in(sync)));
+    if (dat_capturing(sync->model->ctx)) { /* agree() would read back */
+        if (sync->how != ON_STREAM || !sync->comm->ops->allreduce_join)
+            return dat_capture_refuse(sync->model->ctx, __func__,
+                                      "a synchronizer that reduces on a thread, at the end or "
+                                      "quantized");
+        DAT_TRY(grads_in(sync));
+    } else {
+        DAT_TRY(agree(sync, grads_in(sync)));
+    }
     sync->queued = sync->done = 0;
     sync->failed = DAT_OK;
     sync->armed = 1;
@@ -332,15 +341,19 @@ dat_status dat_grad_sync_end(dat_grad_sync *sync)
             "dat_grad_sync_end: %lld of %lld buckets started during the backward pass",
             (long long)early, (long long)sync->buckets);
     queue_from(sync, 0);
+    int recorded = dat_capturing(sync->model->ctx); /* joins on the device, no host wait */
     if (sync->how == ON_THREAD)
         wait_idle(sync);
     else if (sync->failed == DAT_OK)
-        fail(sync, dat_comm_failed(c, c->ops->allreduce_finish(c)));
+        fail(sync, dat_comm_failed(c, recorded ? c->ops->allreduce_join(c)
+                                               : c->ops->allreduce_finish(c)));
     if (sync->failed != DAT_OK)
         return dat_error(sync->failed, __func__, "a bucket's reduction failed: %s",
                          sync->message);
     if (sync->o.quantizer)
         DAT_TRY(dat_quantizer_tensor_out(sync->o.quantizer, sync->model->grads, sync->grads));
+    if (recorded)
+        return dat_comm_recorded_call(c, t0, sync->bytes);
     dat_comm_count_call(c, t0, sync->bytes, sync->bytes);
     return DAT_OK;
 }

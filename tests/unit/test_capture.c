@@ -28,6 +28,7 @@ typedef struct side {
     dat_tensor *x, *xa, *y;
     dat_tensor *loss_sum; /* the steps' losses, added on the device */
     dat_comm *comm;       /* NULL, or a one-rank NCCL communicator the step all-reduces on */
+    dat_grad_sync *sync;  /* NULL, or comm's all-reduce during the backward pass */
 } side;
 
 static dat_ctx *make_ctx(dat_device_kind kind)
@@ -142,9 +143,13 @@ static dat_status step(side *s, float *loss)
     dat_loss_options lo;
     dat_loss_options_init(&lo);
     lo.loss_sum = s->loss_sum;
+    if (st == DAT_OK && s->sync)
+        st = dat_grad_sync_begin(s->sync, 0);
     if (st == DAT_OK)
         st = dat_model_loss_backward(s->model, s->xa, s->y, &lo, loss);
-    if (st == DAT_OK && s->comm)
+    if (st == DAT_OK && s->sync)
+        st = dat_grad_sync_end(s->sync);
+    else if (st == DAT_OK && s->comm)
         st = dat_comm_allreduce_grads(s->comm, s->model, NULL, DAT_QUANT_ONE_SIDED, 0);
     return st == DAT_OK ? dat_optim_step_model(s->optim, s->model) : st;
 }
@@ -267,13 +272,21 @@ START_TEST(test_replays_match_op_by_op)
 }
 END_TEST
 
-static dat_comm *one_rank_nccl(dat_ctx *ctx)
+/* A one-rank NCCL communicator for s, and with overlap its synchronizer. */
+static void with_nccl(side *s, int overlap)
 {
     dat_comm_id id;
     ck_assert_dat_ok(dat_comm_unique_id(&id));
-    dat_comm *c = NULL;
-    ck_assert_dat_ok(dat_comm_create_nccl(&c, ctx, 1, 0, &id, NULL));
-    return c;
+    ck_assert_dat_ok(dat_comm_create_nccl(&s->comm, s->ctx, 1, 0, &id, NULL));
+    if (!overlap)
+        return;
+    dat_grad_sync_options o;
+    dat_grad_sync_options_init(&o);
+    o.bucket_elems = 256; /* several buckets, most started during the backward pass */
+    ck_assert_dat_ok(dat_grad_sync_create(&s->sync, s->comm, s->model, &o));
+    int32_t overlaps = 0;
+    ck_assert_dat_ok(dat_grad_sync_overlaps(s->sync, &overlaps));
+    ck_assert_int_eq(overlaps, 1);
 }
 
 static uint64_t comm_calls(dat_comm *c)
@@ -283,20 +296,21 @@ static uint64_t comm_calls(dat_comm *c)
     return st.calls;
 }
 
-/* The gradient's all-reduce over NCCL inside the recorded step. */
+/* The gradient's all-reduce over NCCL inside the recorded step: after the
+ * backward pass, or bucket by bucket during it (_i = 1). */
 START_TEST(test_replays_with_nccl_allreduce)
 {
     dat_ctx *ca = make_ctx(DAT_DEVICE_CUDA), *cb = make_ctx(DAT_DEVICE_CUDA);
     side a, b;
     side_init(&a, ca);
-    a.comm = one_rank_nccl(ca);
+    with_nccl(&a, _i);
     float loss = 0;
     for (int k = 0; k < 3; ++k) {
         write_batch(&a, k);
         ck_assert_dat_ok(step(&a, &loss));
     }
     side_init(&b, cb);
-    b.comm = one_rank_nccl(cb);
+    with_nccl(&b, _i);
     write_batch(&b, 0);
     ck_assert_dat_ok(step(&b, &loss));
     dat_step_graph *g = record(&b);
@@ -309,6 +323,8 @@ START_TEST(test_replays_with_nccl_allreduce)
     expect_same_state(&a, &b);
     ck_assert_uint_eq(comm_calls(b.comm), comm_calls(a.comm));
     dat_step_graph_destroy(g);
+    dat_grad_sync_destroy(a.sync);
+    dat_grad_sync_destroy(b.sync);
     dat_comm_destroy(a.comm);
     dat_comm_destroy(b.comm);
     side_fini(&a);
@@ -429,7 +445,7 @@ int main(void)
     tcase_add_test(tc, test_cpu_records_nothing);
     if (dat_test_have_gpu()) {
         tcase_add_test(tc, test_replays_match_op_by_op);
-        tcase_add_test(tc, test_replays_with_nccl_allreduce);
+        tcase_add_loop_test(tc, test_replays_with_nccl_allreduce, 0, 2);
         tcase_add_test(tc, test_faults_reported_and_nothing_lost);
         tcase_add_test(tc, test_refusals);
     }
