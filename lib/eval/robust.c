@@ -74,6 +74,7 @@ dat_status dat_eval_robust_accuracy(dat_attack *attack, dat_model *model, const 
     dat_status s = evaluate(attack, model, &b, &clean);
     model->mode = saved;
     attack->step++;
+    DAT_TRY(dat_attack_recorded(attack)); /* refused in a recording: the step comes back */
     DAT_TRY(s);
     int32_t robust = 0;
     for (int32_t i = 0; i < b.n; ++i)

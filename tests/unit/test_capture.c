@@ -421,6 +421,14 @@ START_TEST(test_refusals)
     uint64_t at = 0;
     ck_assert_dat_ok(dat_attack_get_step(r, &at));
     ck_assert_uint_eq(at, 1); /* as before the recording */
+    /* An evaluation reads its counts back. */
+    ck_assert_dat_ok(dat_capture_begin(ctx));
+    int32_t clean = 0, robust = 0;
+    ck_assert_dat_err(dat_eval_robust_accuracy(r, s.model, s.x, s.y, &clean, &robust, NULL),
+                      DAT_ERR_STATE, "recorded");
+    ck_assert_dat_err(dat_capture_end(ctx, &g), DAT_ERR_STATE, "recorded");
+    ck_assert_dat_ok(dat_attack_get_step(r, &at));
+    ck_assert_uint_eq(at, 1);
     dat_attack_destroy(r);
     side_fini(&s);
     dat_ctx_destroy(ctx);
