@@ -272,21 +272,10 @@ static dat_status perturb(dat_attack *a, dat_model *m, const dat_attack_batch *b
     return DAT_OK;
 }
 
-static void advance_step(void *obj, int64_t by, int64_t arg)
-{
-    (void)arg;
-    ((dat_attack *)obj)->step += (uint64_t)by;
-}
-
-static dat_status sync_step(void *obj)
-{
-    dat_attack *a = obj;
-    return a->ctx->be->fill(a->ctx, a->d_step, 1, &a->step, sizeof a->step);
-}
-
 dat_status dat_attack_recorded(dat_attack *a)
 {
-    return dat_capture_hook_add(a->ctx, a, advance_step, sync_step, 0);
+    /* The step is a uint64: counted as its int64 twin, which has its bits. */
+    return dat_capture_counter(a->ctx, (int64_t *)&a->step, 1, a->d_step);
 }
 
 dat_status dat_attack_perturb(dat_attack *attack, dat_model *model, const dat_tensor *x,

@@ -65,7 +65,7 @@ static inline uint64_t dat_attack_rng_stream(const dat_attack *a, const uint64_t
     return *low ? s & ~(uint64_t)0xffffffffu : s;
 }
 
-/* The hook of an attack whose step a recorded call advanced (capture.h). */
+/* Registers the step of an attack a recorded call advanced (capture.h). */
 dat_status dat_attack_recorded(dat_attack *a);
 
 /* Grows the scratch for a batch (and, for smoothing, n * m rows). */

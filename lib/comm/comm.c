@@ -339,18 +339,14 @@ uint64_t dat_comm_allreduce_bytes(const dat_comm *c, size_t n)
     return m > 1 ? 4 * ((uint64_t)(n - nr) + (uint64_t)(m - 1) * nr) : 0;
 }
 
-static void advance_stats(void *obj, int64_t by, int64_t bytes)
-{
-    dat_comm_stats *st = &((dat_comm *)obj)->stats;
-    st->calls += (uint64_t)by;
-    st->bytes_sent += (uint64_t)(by * bytes);
-    st->bytes_received += (uint64_t)(by * bytes);
-}
-
 dat_status dat_comm_recorded_call(dat_comm *c, double t0, uint64_t bytes)
 {
     dat_comm_count_call(c, t0, bytes, bytes);
-    return dat_capture_hook_add(c->ctx, c, advance_stats, NULL, (int64_t)bytes);
+    /* uint64 statistics, counted as their int64 twins, which have their bits */
+    dat_comm_stats *st = &c->stats;
+    DAT_TRY(dat_capture_counter(c->ctx, (int64_t *)&st->calls, 1, NULL));
+    DAT_TRY(dat_capture_counter(c->ctx, (int64_t *)&st->bytes_sent, (int64_t)bytes, NULL));
+    return dat_capture_counter(c->ctx, (int64_t *)&st->bytes_received, (int64_t)bytes, NULL);
 }
 
 /* An all-reduce in a recorded step (lib/core/capture.h): on the communicator's

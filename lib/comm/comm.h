@@ -147,7 +147,7 @@ uint64_t dat_comm_allreduce_bytes(const dat_comm *c, size_t n);
 void dat_comm_count_call(dat_comm *c, double t0, uint64_t sent, uint64_t received);
 
 /* Books an all-reduce recorded in a step graph (bytes each way) and registers
- * the hook that books it again at each replay (lib/core/capture.h). */
+ * the counters that book it again at each replay (lib/core/capture.h). */
 dat_status dat_comm_recorded_call(dat_comm *c, double t0, uint64_t bytes);
 
 /*

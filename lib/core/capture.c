@@ -1,6 +1,6 @@
 /*
  * Step graphs (dat_capture.h). The backend records the context's stream; this
- * file keeps what the host must redo at each replay: the objects' hooks
+ * file keeps what the host must redo at each replay: the objects' counters
  * (capture.h), the first refusal of the recording, and the fault word that
  * device-side checks set and dat_ctx_synchronize() reports.
  */
@@ -12,40 +12,38 @@
 #include "error.h"
 
 struct dat_capture {
-    dat_capture_hook *hooks;
+    dat_capture_counter_ref *counters;
     size_t n, cap;
     dat_status refused;              /* the first refusal, DAT_OK if none */
     char message[DAT_ERROR_CAPACITY];
-    int out_of_memory;               /* a hook could not be kept */
+    int out_of_memory;               /* a counter could not be kept */
 };
 
 struct dat_step_graph {
     dat_ctx *ctx;
     void *graph;                     /* the backend's */
-    dat_capture_hook *hooks;
+    dat_capture_counter_ref *counters;
     size_t n;
 };
 
-dat_status dat_capture_hook_add(dat_ctx *ctx, void *obj,
-                                void (*advance)(void *, int64_t, int64_t),
-                                dat_status (*sync)(void *), int64_t arg)
+dat_status dat_capture_counter(dat_ctx *ctx, int64_t *counter, int64_t per_step, void *mirror)
 {
     struct dat_capture *c = ctx->capture;
     if (!c)
         return DAT_OK;
     if (c->n == c->cap) {
         size_t cap = c->cap ? 2 * c->cap : 16;
-        dat_capture_hook *h = realloc(c->hooks, cap * sizeof *h);
-        if (!h) {
+        dat_capture_counter_ref *r = realloc(c->counters, cap * sizeof *r);
+        if (!r) {
             c->out_of_memory = 1;
             return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_capture_begin",
-                             "cannot keep the recording's hooks");
+                             "cannot keep the recording's counters");
         }
-        c->hooks = h;
+        c->counters = r;
         c->cap = cap;
     }
-    c->hooks[c->n++] =
-        (dat_capture_hook){.obj = obj, .advance = advance, .sync = sync, .arg = arg};
+    c->counters[c->n++] =
+        (dat_capture_counter_ref){.counter = counter, .per_step = per_step, .mirror = mirror};
     return DAT_OK;
 }
 
@@ -94,7 +92,7 @@ dat_status dat_take_faults(dat_ctx *ctx)
 void dat_capture_fini(dat_ctx *ctx)
 {
     if (ctx->capture) { /* destroyed while recording: the backend's context goes too */
-        free(ctx->capture->hooks);
+        free(ctx->capture->counters);
         free(ctx->capture);
         ctx->capture = NULL;
     }
@@ -144,12 +142,11 @@ dat_status dat_capture_begin(dat_ctx *ctx)
     return DAT_OK;
 }
 
-/* The host state as before the recording: each recorded call ran its host
- * code once. */
-static void undo(const dat_capture_hook *h, size_t n)
+/* Moves every counter by `steps` recorded steps. */
+static void advance(const dat_capture_counter_ref *r, size_t n, int64_t steps)
 {
-    for (size_t k = n; k-- > 0;)
-        h[k].advance(h[k].obj, -1, h[k].arg);
+    for (size_t k = 0; k < n; ++k)
+        *r[k].counter += steps * r[k].per_step;
 }
 
 dat_status dat_capture_end(dat_ctx *ctx, dat_step_graph **out)
@@ -163,11 +160,11 @@ dat_status dat_capture_end(dat_ctx *ctx, dat_step_graph **out)
     ctx->capture = NULL;
     void *graph = NULL;
     dat_status s = ctx->be->capture_end(ctx, &graph);
-    undo(c->hooks, c->n);
+    advance(c->counters, c->n, -1); /* as before the recording: its calls ran on the host */
     if (c->refused != DAT_OK || c->out_of_memory) {
         s = c->out_of_memory ? DAT_ERR_OUT_OF_MEMORY : c->refused;
         if (c->out_of_memory)
-            dat_error(s, __func__, "cannot keep the recording's hooks");
+            dat_error(s, __func__, "cannot keep the recording's counters");
         else
             dat_error(s, __func__, "%s", c->message);
     }
@@ -177,11 +174,11 @@ dat_status dat_capture_end(dat_ctx *ctx, dat_step_graph **out)
     if (s != DAT_OK) {
         if (graph)
             ctx->be->graph_destroy(ctx, graph);
-        free(c->hooks);
+        free(c->counters);
         free(c);
         return s;
     }
-    *g = (dat_step_graph){.ctx = ctx, .graph = graph, .hooks = c->hooks, .n = c->n};
+    *g = (dat_step_graph){.ctx = ctx, .graph = graph, .counters = c->counters, .n = c->n};
     free(c);
     *out = g;
     return DAT_OK;
@@ -193,17 +190,18 @@ dat_status dat_step_graph_launch(dat_step_graph *graph)
     dat_ctx *ctx = graph->ctx;
     if (ctx->capture)
         return dat_error(DAT_ERR_STATE, __func__, "the context is recording");
-    for (size_t k = 0; k < graph->n; ++k)
-        if (graph->hooks[k].sync)
-            DAT_TRY(graph->hooks[k].sync(graph->hooks[k].obj));
+    for (size_t k = 0; k < graph->n; ++k) {
+        const dat_capture_counter_ref *r = &graph->counters[k];
+        if (r->mirror)
+            DAT_TRY(ctx->be->fill(ctx, r->mirror, 1, r->counter, sizeof *r->counter));
+    }
     dat_status s = ctx->be->graph_launch(ctx, graph->graph);
     if (s == DAT_ERR_STATE)
         return dat_error(s, __func__,
                          "the context's workspace has grown since the step was recorded: "
                          "record it again");
     DAT_TRY(s);
-    for (size_t k = 0; k < graph->n; ++k)
-        graph->hooks[k].advance(graph->hooks[k].obj, 1, graph->hooks[k].arg);
+    advance(graph->counters, graph->n, 1);
     return DAT_OK;
 }
 
@@ -214,6 +212,6 @@ void dat_step_graph_destroy(dat_step_graph *graph)
     dat_ctx *ctx = graph->ctx;
     (void)ctx->be->synchronize(ctx);
     ctx->be->graph_destroy(ctx, graph->graph);
-    free(graph->hooks);
+    free(graph->counters);
     free(graph);
 }

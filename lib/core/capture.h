@@ -1,5 +1,5 @@
 /* Recording a step as a graph (dat_capture.h) as the objects see it: whether
- * their context is recording, the hooks that keep their host state right
+ * their context is recording, the counters that keep their host state right
  * across replays, refusals, and the fault word of the device-side checks. */
 #ifndef LIBDAT_CORE_CAPTURE_H
 #define LIBDAT_CORE_CAPTURE_H
@@ -16,30 +16,28 @@ enum {
 };
 
 /*
- * What an object with host state registers while its context records: a
- * recorded call runs its host code once (advancing, say, the optimizer's
- * step) but nothing on the device. advance(obj, by) moves the host state by
- * `by` steps: -1 when the recording ends, +1 at each launch. sync(obj), when
- * not NULL, queues before each launch what makes the device counters the
- * graph reads equal the host state (ops done op by op since move only the
- * host's).
+ * The host state a replay must advance is counters (an optimizer's step, an
+ * attack's, a batch norm's num_batches_tracked, a communicator's statistics):
+ * a recorded call runs its host code once, advancing its counters, but
+ * nothing on the device. Each one it registers is taken back by per_step
+ * when the recording ends and advanced by per_step at each launch; mirror,
+ * when not NULL, is an int64 in backend memory that the device reads, set
+ * from the counter before each launch (ops done op by op since move only the
+ * host's counter).
  */
-typedef struct dat_capture_hook {
-    void *obj;
-    void (*advance)(void *obj, int64_t by, int64_t arg);
-    dat_status (*sync)(void *obj);
-    int64_t arg;
-} dat_capture_hook;
+typedef struct dat_capture_counter_ref {
+    int64_t *counter;
+    int64_t per_step;
+    void *mirror;
+} dat_capture_counter_ref;
 
 static inline int dat_capturing(const dat_ctx *ctx)
 {
     return ctx->capture != NULL;
 }
 
-/* Registers a hook with the recording (a no-op when not recording). */
-dat_status dat_capture_hook_add(dat_ctx *ctx, void *obj,
-                                void (*advance)(void *, int64_t, int64_t),
-                                dat_status (*sync)(void *), int64_t arg);
+/* Registers a counter with the recording (a no-op when not recording). */
+dat_status dat_capture_counter(dat_ctx *ctx, int64_t *counter, int64_t per_step, void *mirror);
 
 /* Fails a call that cannot be recorded: DAT_ERR_STATE "func: what cannot be
  * recorded in a step graph", remembered for dat_capture_end(). */

@@ -186,12 +186,6 @@ static dat_bn_desc bn_desc(const dat_node *n, int32_t batch)
     return d;
 }
 
-static void advance_tracked(void *counter, int64_t by, int64_t arg)
-{
-    (void)arg;
-    *(int64_t *)counter += by;
-}
-
 static dat_status forward_bn(dat_model *m, dat_node *n, const float *x, int32_t batch,
                              int update_running)
 {
@@ -204,8 +198,7 @@ static dat_status forward_bn(dat_model *m, dat_node *n, const float *x, int32_t 
                       n->y);
     if (update_running) {
         m->num_batches_tracked[n->bn_index]++;
-        DAT_TRY(dat_capture_hook_add(ctx, m->num_batches_tracked + n->bn_index, advance_tracked,
-                                     NULL, 0));
+        DAT_TRY(dat_capture_counter(ctx, m->num_batches_tracked + n->bn_index, 1, NULL));
     }
     return DAT_OP(ctx, bn_fwd_train, &d, x, param(m, n->w_off), param(m, n->b_off),
                   update_running ? rm : NULL, update_running ? rv : NULL, n->save_mean,

@@ -201,18 +201,6 @@ void dat_optim_destroy(dat_optim *optim)
     free(optim);
 }
 
-static void advance_step(void *obj, int64_t by, int64_t arg)
-{
-    (void)arg;
-    ((dat_optim *)obj)->step += by;
-}
-
-static dat_status sync_step(void *obj)
-{
-    dat_optim *o = obj;
-    return o->ctx->be->fill(o->ctx, o->d_step, 1, &o->step, sizeof o->step);
-}
-
 /* A step in a recording: the finiteness check on the device (a non-finite
  * gradient sets d_skip, which the update reads, and the context's fault), the
  * step's scalars from d_step (kernels/ops_optim.cu). */
@@ -225,7 +213,7 @@ static dat_status recorded_step(dat_optim *optim, dat_tensor *params, const dat_
                    optim->d_skip, DAT_FAULT_GRADIENT));
     DAT_TRY(DAT_OP(ctx, optim_update, optim, params->data, grads->data));
     optim->step++;
-    return dat_capture_hook_add(ctx, optim, advance_step, sync_step, 0);
+    return dat_capture_counter(ctx, &optim->step, 1, optim->d_step);
 }
 
 dat_status dat_optim_step(dat_optim *optim, dat_tensor *params, const dat_tensor *grads)
