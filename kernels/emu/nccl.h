@@ -1,8 +1,8 @@
 /*
  * The part of NCCL (2.28) that libdat uses, emulated on the CPU by nccl.cpp
- * for a communicator of one rank: collectives are copies queued on the given
- * stream, sends and receives go to the rank itself. Names, signatures, the
- * config struct and enum values are the real library's.
+ * for communicators of one rank, or of several processes that meet through
+ * files (rendezvous.h). Names, signatures, the config struct and enum values
+ * are the real library's.
  */
 #ifndef LIBDAT_KERNELS_EMU_NCCL_H
 #define LIBDAT_KERNELS_EMU_NCCL_H
