@@ -227,14 +227,29 @@ static int make_tensors(run *r)
     return 0;
 }
 
+/* --comm: NCCL when asked, or by default for CUDA on several ranks (the
+ * gradients stay on the GPUs); MPI otherwise. */
 static int make_comm(run *r)
 {
     dat_comm_options co;
     dat_comm_options_init(&co);
     co.timeout_s = r->o.comm_timeout;
+    const char *c = r->o.comm;
+    r->nccl = strcmp(c, "nccl") == 0 ||
+              (strcmp(c, "auto") == 0 && strcmp(r->o.device, "cuda") == 0 && r->ranks > 1);
 #if DAT_HAVE_MPI
-    TRY_RUN("communicator", dat_comm_create_mpi(&r->comm, r->ctx, MPI_COMM_WORLD, &co));
+    if (r->nccl)
+        TRY_RUN("NCCL communicator",
+                dat_comm_create_nccl_mpi(&r->comm, r->ctx, MPI_COMM_WORLD, &co));
+    else
+        TRY_RUN("communicator", dat_comm_create_mpi(&r->comm, r->ctx, MPI_COMM_WORLD, &co));
 #else
+    if (r->nccl) { /* one process: rank 0 of 1, its own id */
+        dat_comm_id id;
+        TRY_RUN("NCCL communicator", dat_comm_unique_id(&id));
+        TRY_RUN("NCCL communicator", dat_comm_create_nccl(&r->comm, r->ctx, 1, 0, &id, &co));
+        return 0;
+    }
     TRY_RUN("communicator", dat_comm_create_self(&r->comm, r->ctx));
 #endif
     return 0;
@@ -347,9 +362,10 @@ static int train(run *r)
     if (r->val)
         snprintf(best, sizeof best, ",\"best_val_ra\":%.4f", r->best_ra);
     printf("{\"ta\":%.4f,\"ra\":%.4f,\"images_per_s\":%.1f,\"epochs\":%d,\"ranks\":%d,"
-           "\"model\":\"%s\",\"attack\":\"%s\",\"eps\":%g,\"seconds\":%.1f,"
+           "\"comm\":\"%s\",\"model\":\"%s\",\"attack\":\"%s\",\"eps\":%g,\"seconds\":%.1f,"
            "\"bytes_sent_per_iter\":%.0f%s}\n",
-           es.ta, es.ra, images_per_s(r), (int)r->o.epochs, r->ranks, r->o.model, r->o.attack,
+           es.ta, es.ra, images_per_s(r), (int)r->o.epochs, r->ranks,
+           r->nccl ? "nccl" : DAT_HAVE_MPI ? "mpi" : "self", r->o.model, r->o.attack,
            (double)r->o.eps, r->train_seconds, bytes_per_iter(r), best);
     return 0;
 }

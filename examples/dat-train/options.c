@@ -72,7 +72,9 @@ static const char usage[] =
     "  --quant-mode M       one-sided | two-sided                     [one-sided]\n"
     "  --bucket N           quantization bucket size                        [512]\n"
     "  --overlap on|off     all-reduce the gradient bucket by bucket during the\n"
-    "                       backward pass (CPU; MPI ranks)                   [on]\n"
+    "                       backward pass (CPU with MPI; CUDA with NCCL)     [on]\n"
+    "  --comm C             auto | mpi | nccl: NCCL moves CUDA gradients between\n"
+    "                       GPUs (auto: nccl for --device cuda on several ranks) [auto]\n"
     "  --comm-timeout S     seconds to wait for the other ranks, then fail  [300]\n"
     "\n"
     "Run\n"
@@ -87,7 +89,7 @@ static const char usage[] =
     "                       (faster; the choice can differ between runs)    [off]\n"
     "  --cuda-graphs on|off replay the attack's steps from a CUDA graph      [on]\n"
     "  --step-graph on|off  record the whole training step once and replay it per\n"
-    "                       batch (CUDA, one process, --bits 32)            [off]\n"
+    "                       batch (CUDA, --bits 32; several ranks need NCCL) [off]\n"
     "  --checkpoint-dir D   write last.safetensors (and best.safetensors) here\n"
     "  --resume             continue from D/last.safetensors bit-exactly\n"
     "  --stop-after E       stop after epoch E, as if interrupted (to test --resume)\n"
@@ -137,6 +139,7 @@ static void defaults(train_options *o)
     o->channels_last = "auto";
     o->cuda_graphs = 1; /* dat_ctx_options' default */
     o->overlap = 1;
+    o->comm = "auto";
 }
 
 /* "0-4" or "1,3,5" (ranges allowed in lists): classes in [0, 1000). */
@@ -206,6 +209,7 @@ static const char *const baselines[] = {"lsgd", NULL};
 static const char *const devices[] = {"cpu", "cuda", NULL};
 static const char *const precisions[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const layouts[] = {"auto", "on", "off", NULL};
+static const char *const comms[] = {"auto", "mpi", "nccl", NULL};
 
 /* One option with its value; returns 0, or -1 after printing the problem. */
 static int parse_one(train_options *o, const char *k, const char *v)
@@ -265,6 +269,7 @@ static int parse_one(train_options *o, const char *k, const char *v)
     if (IS("--tune-conv")) return cli_onoff(k, v, &o->tune_conv);
     if (IS("--cuda-graphs")) return cli_onoff(k, v, &o->cuda_graphs);
     if (IS("--overlap")) return cli_onoff(k, v, &o->overlap);
+    if (IS("--comm")) return cli_choice(k, v, comms, &o->comm);
     if (IS("--step-graph")) return cli_onoff(k, v, &o->step_graph);
     if (IS("--checkpoint-dir")) return (o->checkpoint_dir = v, 0);
     if (IS("--stop-after")) return cli_int(k, v, 1, INT_MAX, &o->stop_after);
@@ -311,6 +316,8 @@ static int finish(train_options *o)
         return cli_bad("--step-graph", NULL, "needs --device cuda and --bits 32, without "
                        "--smooth-sigma (the quantized all-reduce and the noise copies cannot be "
                        "recorded yet)");
+    if (strcmp(o->comm, "nccl") == 0 && strcmp(o->device, "cuda") != 0)
+        return cli_bad("--comm", "nccl", "needs --device cuda (NCCL moves GPU memory)");
     if (o->new_head && !o->init_from)
         return cli_bad("--new-head", NULL, "needs --init-from CKPT");
     if (o->head_lr < 0)

@@ -48,6 +48,7 @@ typedef struct train_options {
     const char *quant_mode;    /* one-sided | two-sided */
     int32_t bucket;
     float comm_timeout;        /* seconds a rank waits for its peers */
+    const char *comm;          /* auto | mpi | nccl: who moves the gradients between ranks */
     /* run */
     uint64_t seed;
     int32_t threads;

@@ -12,6 +12,7 @@ typedef struct run {
     int rank, ranks;
     dat_ctx *ctx;
     dat_comm *comm;
+    int nccl;                /* comm is NCCL's (--comm) */
     dat_dataset *train, *test, *val;
     dat_model *model;
     dat_attack *attack;      /* NULL for --attack none */

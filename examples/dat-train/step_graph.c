@@ -1,25 +1,40 @@
-/* --step-graph on: the training step (attack, loss + backward, LALR step)
- * recorded once as a step graph (dat_capture.h) and replayed for every later
- * batch, which the data set writes into the same tensors. One process: its
- * gradient is already the mean over the ranks, so the step has no all-reduce.
- * The losses are summed on the device and read once per epoch. */
+/* --step-graph on: the training step (attack, loss + backward, gradient
+ * all-reduce, LALR step) recorded once as a step graph (dat_capture.h) and
+ * replayed for every later batch, which the data set writes into the same
+ * tensors. On several ranks the all-reduce is NCCL's, recorded with the rest
+ * (bucket by bucket during the backward pass with --overlap on); one process
+ * has no all-reduce. The losses are summed on the device and read once per
+ * epoch. */
 #include <stdio.h>
 
 #include "progress.h"
 #include "run.h"
+
+/* The gradient's mean over the ranks, as the op-by-op loop takes it. */
+static dat_status all_reduce(run *r)
+{
+    if (r->ranks == 1)
+        return DAT_OK;
+    return r->sync ? dat_grad_sync_end(r->sync)
+                   : dat_comm_allreduce_grads(r->comm, r->model, NULL, DAT_QUANT_ONE_SIDED, 0);
+}
 
 /* One step op by op, its loss added to r->loss_sum (nothing read back, so the
  * same calls can be recorded). */
 static dat_status step_ops(run *r, const dat_loss_options *lo)
 {
     const dat_tensor *input = r->x;
+    dat_status s = DAT_OK;
     if (r->attack) {
-        dat_status s = dat_attack_perturb(r->attack, r->model, r->x, r->y, r->x_adv);
-        if (s != DAT_OK)
-            return s;
+        s = dat_attack_perturb(r->attack, r->model, r->x, r->y, r->x_adv);
         input = r->x_adv;
     }
-    dat_status s = dat_model_loss_backward(r->model, input, r->y, lo, NULL);
+    if (s == DAT_OK && r->ranks > 1 && r->sync)
+        s = dat_grad_sync_begin(r->sync, 0);
+    if (s == DAT_OK)
+        s = dat_model_loss_backward(r->model, input, r->y, lo, NULL);
+    if (s == DAT_OK)
+        s = all_reduce(r);
     return s == DAT_OK ? dat_optim_step_model(r->optim, r->model) : s;
 }
 
@@ -51,9 +66,9 @@ static int one_batch(run *r, const dat_loss_options *lo)
 
 int train_epoch_graph(run *r, int64_t epoch, double *loss)
 {
-    if (r->ranks > 1) {
-        fprintf(stderr, "dat-train: --step-graph on runs one process (the all-reduce cannot be "
-                        "recorded yet)\n");
+    if (r->ranks > 1 && !r->nccl) {
+        fprintf(stderr, "dat-train: --step-graph on with several ranks needs --comm nccl (MPI's "
+                        "all-reduce goes through the host and cannot be recorded)\n");
         return 1;
     }
     TRY_RUN("data", dat_dataset_set_epoch(r->train, epoch));
@@ -67,7 +82,9 @@ int train_epoch_graph(run *r, int64_t epoch, double *loss)
     progress pg;
     char what[32];
     snprintf(what, sizeof what, "epoch %lld", (long long)epoch + 1);
-    progress_start(&pg, r->o.progress, what, r->steps_per_epoch);
+    progress_start(&pg, r->rank == 0 ? r->o.progress : "none", what, r->steps_per_epoch);
+    dat_comm_stats before = {.size = sizeof before}, after = {.size = sizeof after};
+    dat_comm_get_stats(r->comm, &before);
     double t0 = now_seconds();
     int64_t b = 0;
     for (;; ++b) {
@@ -78,13 +95,15 @@ int train_epoch_graph(run *r, int64_t epoch, double *loss)
         if (one_batch(r, &lo))
             return 1;
         r->grad_steps += 1;
-        progress_update(&pg, b + 1, (double)(b + 1) * r->o.batch, "");
+        progress_update(&pg, b + 1, (double)(b + 1) * r->o.batch * r->ranks, "");
     }
     /* The faults of the device-side checks come back here. */
     TRY_RUN("step graph", dat_ctx_synchronize(r->ctx));
     progress_end(&pg);
     r->train_seconds += now_seconds() - t0;
-    r->train_images += (double)b * r->o.batch;
+    r->train_images += (double)b * r->o.batch * r->ranks;
+    dat_comm_get_stats(r->comm, &after); /* replays book their all-reduces too */
+    r->grad_bytes += (double)(after.bytes_sent - before.bytes_sent);
     float sum = 0;
     TRY_RUN("loss", dat_tensor_read(r->loss_sum, &sum, sizeof sum));
     *loss = b ? sum / (double)b : 0;

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# dat-train on 2 ranks over NCCL gives the checkpoint of the same run over MPI,
+# byte for byte, and so does --step-graph on (the all-reduce recorded in the
+# step) with NCCL, with --overlap on and off. Exact where NCCL adds in rank
+# order as MPI does: the gpu_emulation build, whose ranks are processes on the
+# CPU (kernels/emu/rendezvous.h).
+#   nccl_same.sh DAT_TRAIN MPIRUN [MPIRUN ARGS...]
+# Skips (77) without Fashion-MNIST or a CUDA device.
+set -uo pipefail
+train=$1
+shift
+dir=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
+[ -f "$dir/train-images-idx3-ubyte.gz" ] || { echo "no Fashion-MNIST in $dir: skipped"; exit 77; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+runs=("mpi off on" "nccl off on" "nccl on on" "nccl on off")
+for cfg in "${runs[@]}"; do
+    read -r comm sg overlap <<<"$cfg"
+    name=$comm-graph_$sg-overlap_$overlap
+    out=$("$@" -np 2 "$train" --device cuda --data "$dir" --train-subset 256 --batch 32 \
+          --epochs 2 --steps 2 --eval-count 64 --eval-steps 2 --progress none --comm "$comm" \
+          --step-graph "$sg" --overlap "$overlap" --checkpoint-dir "$tmp/$name" 2>&1)
+    rc=$?
+    printf '%s\n' "$out" | tail -n 1
+    if [ $rc -ne 0 ]; then
+        printf '%s\n' "$out" | grep -q 'DAT_ERR_NO_DEVICE\|DAT_ERR_UNSUPPORTED' &&
+            { echo "no CUDA device: skipped"; exit 77; }
+        printf '%s\n' "$out" | tail -n 20
+        echo "$name: exit status $rc"; exit 1
+    fi
+    last=$(printf '%s\n' "$out" | tail -n 1)
+    case $last in *"\"comm\":\"$comm\""*) ;; *) echo "$name: the run did not use $comm"; exit 1;; esac
+    printf '%s\n' "$last" | sed 's/"images_per_s":[0-9.]*,//; s/"seconds":[0-9.]*,//; s/"comm":"[a-z]*",//' \
+        > "$tmp/$name.json"
+done
+ref=mpi-graph_off-overlap_on
+for cfg in "${runs[@]:1}"; do
+    read -r comm sg overlap <<<"$cfg"
+    name=$comm-graph_$sg-overlap_$overlap
+    cmp "$tmp/$ref/last.safetensors" "$tmp/$name/last.safetensors" ||
+        { echo "$name: the checkpoint differs from MPI's"; exit 1; }
+    cmp "$tmp/$ref.json" "$tmp/$name.json" || { echo "$name: TA / RA / bytes differ from MPI's"; exit 1; }
+done
+echo "NCCL on 2 ranks (op by op and recorded): the checkpoint of MPI, $(cat "$tmp/$ref.json")"
