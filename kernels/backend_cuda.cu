@@ -398,6 +398,7 @@ static dat_backend make_cuda_backend(void)
     be.optim_update = dat_cuda_optim_update;
     be.quant_encode = dat_cuda_quant_encode;
     be.quant_decode = dat_cuda_quant_decode;
+    be.quant_encode_deferred = dat_cuda_quant_encode_deferred;
     be.capture_begin = dat_cuda_capture_begin;
     be.capture_end = dat_cuda_capture_end;
     be.graph_launch = dat_cuda_graph_launch;

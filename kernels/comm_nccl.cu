@@ -190,9 +190,9 @@ static dat_status nccl_allreduce(dat_comm *c, float *buf, size_t n, dat_reductio
 }
 
 /* The communicator's stream waits for the context's up to now (the gradient
- * the backward pass has queued so far), then reduces: the context's stream
- * goes on with the backward pass meanwhile. */
-static dat_status nccl_allreduce_start(dat_comm *c, float *buf, size_t n, dat_reduction op)
+ * the backward pass has queued so far): what it queues next runs while the
+ * context's stream goes on with the backward pass. */
+static dat_status follow_context(dat_comm *c)
 {
     nccl_impl *m = impl(c);
     DAT_CUDA_TRY(cudaSetDevice(m->device));
@@ -200,6 +200,12 @@ static dat_status nccl_allreduce_start(dat_comm *c, float *buf, size_t n, dat_re
         DAT_CUDA_TRY(cudaEventCreateWithFlags(&m->queued, cudaEventDisableTiming));
     DAT_CUDA_TRY(cudaEventRecord(m->queued, dat_cuda(c->ctx)->stream));
     DAT_CUDA_TRY(cudaStreamWaitEvent(m->stream, m->queued, 0));
+    return DAT_OK;
+}
+
+static dat_status nccl_allreduce_start(dat_comm *c, float *buf, size_t n, dat_reduction op)
+{
+    DAT_TRY(follow_context(c));
     return queue_allreduce(c, buf, n, op);
 }
 
@@ -233,13 +239,13 @@ static dat_status nccl_broadcast(dat_comm *c, void *buf, size_t bytes, int root)
     return wait_done(c, "the broadcast");
 }
 
-static dat_status nccl_allgatherv(dat_comm *c, void *buf, const size_t *counts,
-                                  const size_t *displs)
+/* Queues the all-gather: block j (counts[j] bytes at displs[j]) from rank j. */
+static dat_status queue_allgatherv(dat_comm *c, void *buf, const size_t *counts,
+                                   const size_t *displs)
 {
     nccl_impl *m = impl(c);
     uint8_t *b = (uint8_t *)buf;
     int r = c->rank;
-    DAT_TRY(begin(c));
     DAT_TRY(enqueued(c, "ncclGroupStart", ncclGroupStart()));
     for (int j = 0; j < c->size; ++j) {
         if (j == r)
@@ -252,8 +258,24 @@ static dat_status nccl_allgatherv(dat_comm *c, void *buf, const size_t *counts,
             return enqueued(c, "ncclSend / ncclRecv (all-gather)", e);
         }
     }
-    DAT_TRY(enqueued(c, "ncclGroupEnd", ncclGroupEnd()));
+    ncclResult_t e = ncclGroupEnd();
+    DAT_TRY(enqueued(c, "ncclGroupEnd", e));
+    return e == ncclInProgress ? poll_until(c, "ncclGroupEnd (all-gather)", 0) : DAT_OK;
+}
+
+static dat_status nccl_allgatherv(dat_comm *c, void *buf, const size_t *counts,
+                                  const size_t *displs)
+{
+    DAT_TRY(begin(c));
+    DAT_TRY(queue_allgatherv(c, buf, counts, displs));
     return wait_done(c, "the all-gather");
+}
+
+static dat_status nccl_allgatherv_start(dat_comm *c, void *buf, const size_t *counts,
+                                        const size_t *displs)
+{
+    DAT_TRY(follow_context(c));
+    return queue_allgatherv(c, buf, counts, displs);
 }
 
 static dat_status nccl_alltoallv(dat_comm *c, const void *send, const size_t *scounts,
@@ -301,6 +323,7 @@ static const dat_comm_ops nccl_ops = {
     nccl_allreduce_start,
     nccl_allreduce_finish,
     nccl_allreduce_join,
+    nccl_allgatherv_start,
 };
 
 extern "C" dat_status dat_comm_nccl_unique_id(dat_comm_id *id)

@@ -17,12 +17,14 @@
  *
  * Every product and sum is rounded on its own (the __f*_rn intrinsics, and
  * quant_math.h's DAT_RN_* macros), as the host code compiled without FMA
- * contraction. An encode reads back 12 bytes of status (one synchronization),
- * since the caller must know at once whether it failed.
+ * contraction. An encode reads back its 16 bytes of status (one
+ * synchronization), since the caller must know at once whether it failed; a
+ * deferred one leaves them where the caller reads them later.
  */
 #include "cuda_ops.h"
 
 #include <float.h>
+#include <stddef.h>
 
 extern "C" {
 #include "../lib/quant/pack.h"
@@ -253,18 +255,19 @@ static bucket_geom geom_of(const dat_quant_config *c, size_t n)
     return g;
 }
 
-dat_status dat_cuda_quant_encode(dat_ctx *ctx, const char *func, const dat_quant_config *c,
-                                 const float *x, size_t n, float *residual, uint64_t key,
-                                 uint64_t stream, uint64_t counter0, void *codes,
-                                 uint64_t index_base)
+static_assert(sizeof(encode_status) == sizeof(dat_quant_status) &&
+                  offsetof(encode_status, kind) == offsetof(dat_quant_status, kind),
+              "encode_status is the kernels' view of dat_quant_status");
+
+/* Queues the encode of x[0..n); its outcome goes to *st. */
+static dat_status queue_encode(dat_cuda_state *cs, const dat_quant_config *c, const float *x,
+                               size_t n, float *residual, uint64_t key, uint64_t stream,
+                               uint64_t counter0, void *codes, encode_status *st)
 {
-    DAT_TRY(dat_cuda_use_device(ctx));
-    if (n == 0)
-        return DAT_OK;
-    dat_cuda_state *cs = dat_cuda(ctx);
-    encode_status *st = (encode_status *)cs->scalars;
     DAT_CUDA_TRY(cudaMemsetAsync(&st->first_bad, 0xff, sizeof st->first_bad, cs->stream));
     DAT_CUDA_TRY(cudaMemsetAsync(&st->kind, 0, sizeof st->kind, cs->stream));
+    if (n == 0)
+        return DAT_OK;
     bucket_geom g = geom_of(c, n);
     uint8_t *out = (uint8_t *)codes;
     if (c->bits == DAT_QUANT_PASSTHROUGH) {
@@ -287,6 +290,20 @@ dat_status dat_cuda_quant_encode(dat_ctx *ctx, const char *func, const dat_quant
             DAT_CUDA_CHECK_LAUNCH("residual_kernel");
         }
     }
+    return DAT_OK;
+}
+
+dat_status dat_cuda_quant_encode(dat_ctx *ctx, const char *func, const dat_quant_config *c,
+                                 const float *x, size_t n, float *residual, uint64_t key,
+                                 uint64_t stream, uint64_t counter0, void *codes,
+                                 uint64_t index_base)
+{
+    DAT_TRY(dat_cuda_use_device(ctx));
+    if (n == 0)
+        return DAT_OK;
+    dat_cuda_state *cs = dat_cuda(ctx);
+    encode_status *st = (encode_status *)cs->scalars;
+    DAT_TRY(queue_encode(cs, c, x, n, residual, key, stream, counter0, codes, st));
     encode_status h;
     DAT_CUDA_TRY(cudaMemcpyAsync(&h, st, sizeof h, cudaMemcpyDeviceToHost, cs->stream));
     DAT_CUDA_TRY(cudaStreamSynchronize(cs->stream));
@@ -295,6 +312,16 @@ dat_status dat_cuda_quant_encode(dat_ctx *ctx, const char *func, const dat_quant
     if (residual)
         DAT_CUDA_TRY(cudaMemsetAsync(residual, 0, n * sizeof *residual, cs->stream));
     return dat_quant_numeric_error(func, h.kind, index_base + h.first_bad, residual != NULL);
+}
+
+dat_status dat_cuda_quant_encode_deferred(dat_ctx *ctx, const dat_quant_config *c,
+                                          const float *x, size_t n, float *residual,
+                                          uint64_t key, uint64_t stream, uint64_t counter0,
+                                          void *codes, dat_quant_status *status)
+{
+    DAT_TRY(dat_cuda_use_device(ctx));
+    return queue_encode(dat_cuda(ctx), c, x, n, residual, key, stream, counter0, codes,
+                        (encode_status *)status);
 }
 
 dat_status dat_cuda_quant_decode(dat_ctx *ctx, const dat_quant_config *c, const void *codes,

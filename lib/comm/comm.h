@@ -67,12 +67,16 @@ typedef struct dat_comm_ops {
      * all-reduce of buf queued behind the work already queued on the context's
      * stream, returning at once (a dat_grad_sync's buckets during the
      * backward pass); every rank starts the same ones in the same order.
-     * allreduce_finish waits for all those started. */
+     * allreduce_finish waits for all those started (all-gathers included). */
     dat_status (*allreduce_start)(dat_comm *c, float *buf, size_t n, dat_reduction op);
     dat_status (*allreduce_finish)(dat_comm *c);
     /* Optional: the context's stream waits on the device (not the host) for
      * the all-reduces started; what a recorded step does (lib/core/capture.h). */
     dat_status (*allreduce_join)(dat_comm *c);
+    /* Optional: allgatherv queued as allreduce_start is (a quantized
+     * synchronizer's buckets of codes); allreduce_finish waits for it. */
+    dat_status (*allgatherv_start)(dat_comm *c, void *buf, const size_t *counts,
+                                   const size_t *displs);
 } dat_comm_ops;
 
 struct dat_comm {
@@ -161,6 +165,18 @@ dat_status dat_comm_recorded_call(dat_comm *c, double t0, uint64_t bytes);
 dat_status dat_comm_quantized(dat_comm *c, const char *func, float *x, size_t n,
                               uint64_t offset, dat_quantizer *q, dat_quant_mode mode,
                               uint64_t step);
+
+/* The ranks agree on a quantized exchange of n elements (q's settings, mode,
+ * step) and on each rank's encode status `local`: DAT_OK only if every rank
+ * encoded. */
+dat_status dat_comm_quantized_agree(dat_comm *c, const char *func, size_t n, dat_quantizer *q,
+                                    dat_quant_mode mode, uint64_t step, dat_status local);
+
+/* x = the mean of the M ranks' codes of n elements, rank j's at codes +
+ * displs[j] (q->exec's memory), decoded in rank order: the same bits on every
+ * rank. */
+dat_status dat_comm_decode_average(dat_quantizer *q, const uint8_t *codes, const size_t *displs,
+                                   int m, size_t n, float *x);
 
 /* NCCL (kernels/comm_nccl.cu), in builds with CUDA. */
 dat_status dat_comm_nccl_unique_id(dat_comm_id *id);

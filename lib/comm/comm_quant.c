@@ -88,9 +88,17 @@ static dat_status codes_alltoallv(dat_comm *c, dat_quantizer *q, const void *sen
     return q->exec->be->copy_from_host(q->exec, recv, h + soff, rtotal);
 }
 
-/* Decodes M blocks of codes into x, averaging: the last decode scales by 1/M. */
-static dat_status decode_average(dat_quantizer *q, const uint8_t *codes, const size_t *displs,
-                                 int m, size_t n, float *x)
+dat_status dat_comm_quantized_agree(dat_comm *c, const char *func, size_t n, dat_quantizer *q,
+                                    dat_quant_mode mode, uint64_t step, dat_status local)
+{
+    int64_t h[DAT_HDR_LEN];
+    quant_header(c, h, DAT_COMM_OP_QUANTIZED, n, q, mode, step, local);
+    return dat_comm_agree(c, func, h);
+}
+
+/* The last decode scales by 1/M. */
+dat_status dat_comm_decode_average(dat_quantizer *q, const uint8_t *codes, const size_t *displs,
+                                   int m, size_t n, float *x)
 {
     float inv = 1.0f / (float)m;
     for (int j = 0; j < m; ++j)
@@ -110,9 +118,7 @@ static dat_status one_sided(dat_comm *c, const char *func, float *x, size_t n, u
     dat_status local = dat_quantizer_encode_slice(q, func, x, n, offset, (uint32_t)r, step,
                                                   DAT_QUANT_PHASE_WORKER, 1,
                                                   buf + (size_t)r * stride);
-    int64_t h[DAT_HDR_LEN];
-    quant_header(c, h, DAT_COMM_OP_QUANTIZED, n, q, DAT_QUANT_ONE_SIDED, step, local);
-    DAT_TRY(dat_comm_agree(c, func, h));
+    DAT_TRY(dat_comm_quantized_agree(c, func, n, q, DAT_QUANT_ONE_SIDED, step, local));
     size_t *counts = c->tables, *displs = c->tables + m;
     for (int j = 0; j < m; ++j) {
         counts[j] = e;
@@ -123,7 +129,7 @@ static dat_status one_sided(dat_comm *c, const char *func, float *x, size_t n, u
         if (s != DAT_OK)
             return dat_error_context(dat_comm_failed(c, s), func);
     }
-    DAT_TRY(decode_average(q, buf, displs, m, n, x));
+    DAT_TRY(dat_comm_decode_average(q, buf, displs, m, n, x));
     c->stats.bytes_sent += (uint64_t)(m - 1) * e;
     c->stats.bytes_received += (uint64_t)(m - 1) * e;
     return DAT_OK;
@@ -164,15 +170,14 @@ static dat_status two_sided(dat_comm *c, const char *func, float *x, size_t n, u
     /* Phase 1: the workers' codes of every shard, to the shard's server. */
     dat_status local = dat_quantizer_encode_slice(q, func, x, n, offset, (uint32_t)r, step,
                                                   DAT_QUANT_PHASE_WORKER, 1, send);
+    DAT_TRY(dat_comm_quantized_agree(c, func, n, q, DAT_QUANT_TWO_SIDED, step, local));
     int64_t h[DAT_HDR_LEN];
-    quant_header(c, h, DAT_COMM_OP_QUANTIZED, n, q, DAT_QUANT_TWO_SIDED, step, local);
-    DAT_TRY(dat_comm_agree(c, func, h));
     dat_status s = m > 1 ? codes_alltoallv(c, q, send, scounts, sdispls, stotal, recv, rcounts,
                                            rdispls, rstride * (size_t)m)
                          : q->exec->be->copy(q->exec, recv, send, e_r);
     if (s != DAT_OK)
         return dat_error_context(dat_comm_failed(c, s), func);
-    DAT_TRY(decode_average(q, recv, rdispls, m, n_r, x + lo_r));
+    DAT_TRY(dat_comm_decode_average(q, recv, rdispls, m, n_r, x + lo_r));
 
     /* Phase 2: the server's codes of its average, to everyone. */
     local = dat_quantizer_encode_slice(q, func, x + lo_r, n_r, offset + lo_r, 0, step,

@@ -91,6 +91,7 @@ typedef struct dat_bn_desc {
 
 struct dat_optim;        /* lib/optim/optim.h */
 struct dat_quant_config; /* lib/quant/quantize.h */
+struct dat_quant_status; /* lib/quant/quantize.h */
 
 typedef struct dat_backend {
     const char *name;
@@ -307,6 +308,18 @@ typedef struct dat_backend {
                                uint64_t index_base);
     dat_status (*quant_decode)(dat_ctx *ctx, const struct dat_quant_config *c, const void *codes,
                                size_t n, float *out, int accumulate, float post_scale);
+    /*
+     * quant_encode without waiting to report (NULL where a backend has none):
+     * the same codes and residual update, queued, the outcome written to
+     * *status (ctx's memory; lib/quant/quantize.h; the bad index relative to
+     * x) instead of returned, and the residual not zeroed on a failure (the
+     * caller, once it reads the status, does). What a gradient synchronizer
+     * encodes during the backward pass, with no synchronization per bucket.
+     */
+    dat_status (*quant_encode_deferred)(dat_ctx *ctx, const struct dat_quant_config *c,
+                                        const float *x, size_t n, float *residual, uint64_t key,
+                                        uint64_t stream, uint64_t counter0, void *codes,
+                                        struct dat_quant_status *status);
 
     /*
      * Graphs of queued work (NULL where a backend has none). capture_begin:

@@ -58,6 +58,15 @@ enum {
     DAT_QUANT_BUCKET_OVERFLOW = 2,  /* the l2 norm overflows float: index = the bucket's start */
 };
 
+/* What a deferred encode (backend.h, quant_encode_deferred) leaves in its
+ * context's memory: the first bad element (relative to the encoded slice;
+ * UINT64_MAX when none) and the largest DAT_QUANT_BUCKET_* kind found. */
+typedef struct dat_quant_status {
+    uint64_t first_bad;
+    int32_t kind;
+    int32_t pad;
+} dat_quant_status;
+
 /* The DAT_ERR_NUMERIC of a failed encode (shared with the CUDA encode). */
 dat_status dat_quant_numeric_error(const char *func, int kind, uint64_t index, int have_residual);
 

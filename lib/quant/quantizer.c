@@ -201,19 +201,63 @@ dat_status dat_quantizer_tensor_out(dat_quantizer *q, dat_tensor *t, const float
     return copy_across(t->ctx, t->data, q->exec, p, t->nbytes);
 }
 
+/* The residual of elements offset .. offset + n (NULL without error feedback). */
+static dat_status residual_of(dat_quantizer *q, uint64_t offset, size_t n, int use_residual,
+                              float **residual)
+{
+    *residual = NULL;
+    if (!q->opts.error_feedback || !use_residual)
+        return DAT_OK;
+    DAT_TRY(grow_residual(q, (size_t)offset + n));
+    *residual = q->residual + offset;
+    return DAT_OK;
+}
+
 dat_status dat_quantizer_encode_slice(dat_quantizer *q, const char *func, const float *x,
                                       size_t n, uint64_t offset, uint32_t rank, uint64_t step,
                                       uint32_t phase, int use_residual, void *codes)
 {
-    float *residual = NULL;
-    if (q->opts.error_feedback && use_residual) {
-        DAT_TRY(grow_residual(q, (size_t)offset + n));
-        residual = q->residual + offset;
-    }
+    float *residual;
+    DAT_TRY(residual_of(q, offset, n, use_residual, &residual));
     uint64_t stream = dat_quant_stream(q->opts.seed, rank, step, phase);
     dat_ctx *ctx = q->exec; /* the key is the seed of the caller's context */
     return DAT_OP(ctx, quant_encode, func, &q->cfg, x, n, residual, q->ctx->opts.seed, stream,
                   offset, codes, offset);
+}
+
+dat_status dat_quantizer_encode_slice_deferred(dat_quantizer *q, const float *x, size_t n,
+                                               uint64_t offset, uint32_t rank, uint64_t step,
+                                               int use_residual, void *codes,
+                                               dat_quant_status *status)
+{
+    float *residual;
+    DAT_TRY(residual_of(q, offset, n, use_residual, &residual));
+    uint64_t stream = dat_quant_stream(q->opts.seed, rank, step, DAT_QUANT_PHASE_WORKER);
+    dat_ctx *ctx = q->exec;
+    return DAT_OP(ctx, quant_encode_deferred, &q->cfg, x, n, residual, q->ctx->opts.seed,
+                  stream, offset, codes, status);
+}
+
+dat_status dat_quantizer_deferred_outcome(dat_quantizer *q, const char *func,
+                                          const dat_quant_status *st, const uint64_t *offsets,
+                                          size_t count, size_t n)
+{
+    uint64_t first = UINT64_MAX;
+    int kind = DAT_QUANT_BUCKET_OK;
+    for (size_t k = 0; k < count; ++k)
+        if (st[k].kind != DAT_QUANT_BUCKET_OK && offsets[k] + st[k].first_bad < first) {
+            first = offsets[k] + st[k].first_bad;
+            kind = st[k].kind;
+        }
+    if (kind == DAT_QUANT_BUCKET_OK)
+        return DAT_OK;
+    int ef = q->opts.error_feedback && q->residual;
+    if (ef) { /* the state is spoiled, as a failed quant_encode leaves it */
+        const float zero = 0.0f;
+        size_t len = n < q->residual_len ? n : q->residual_len;
+        DAT_TRY(q->exec->be->fill(q->exec, q->residual, len, &zero, sizeof zero));
+    }
+    return dat_quant_numeric_error(func, kind, first, ef);
 }
 
 dat_status dat_quantizer_decode_slice(dat_quantizer *q, const void *codes, size_t n, float *out,

@@ -36,6 +36,22 @@ dat_status dat_quantizer_encode_slice(dat_quantizer *q, const char *func, const 
                                       size_t n, uint64_t offset, uint32_t rank, uint64_t step,
                                       uint32_t phase, int use_residual, void *codes);
 
+/* dat_quantizer_encode_slice of a worker (phase DAT_QUANT_PHASE_WORKER),
+ * queued on q->exec's backend without waiting for the outcome, which goes
+ * to *status (q->exec's memory; backend.h, quant_encode_deferred). */
+dat_status dat_quantizer_encode_slice_deferred(dat_quantizer *q, const float *x, size_t n,
+                                               uint64_t offset, uint32_t rank, uint64_t step,
+                                               int use_residual, void *codes,
+                                               dat_quant_status *status);
+
+/* The outcome of `count` deferred encodes of slices at offsets[k] of a
+ * buffer of n elements, their statuses st[k] read back to the host: DAT_OK,
+ * or the DAT_ERR_NUMERIC of the first bad element (naming `func`), the
+ * residual of the n elements zeroed as a failed encode leaves it. */
+dat_status dat_quantizer_deferred_outcome(dat_quantizer *q, const char *func,
+                                          const dat_quant_status *st, const uint64_t *offsets,
+                                          size_t count, size_t n);
+
 /* out = (accumulate ? out + q : q) * post_scale for n elements, codes and out
  * in the memory of q->exec. */
 dat_status dat_quantizer_decode_slice(dat_quantizer *q, const void *codes, size_t n, float *out,

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # dat-train on 2 ranks over NCCL gives the checkpoint of the same run over MPI,
 # byte for byte, and so does --step-graph on (the all-reduce recorded in the
-# step) with NCCL, with --overlap on and off. Exact where NCCL adds in rank
-# order as MPI does: the gpu_emulation build, whose ranks are processes on the
-# CPU (kernels/emu/rendezvous.h).
+# step) with NCCL, with --overlap on and off; quantized (--bits 8, one-sided:
+# overlapped on NCCL's stream) too. Exact where NCCL adds in rank order as MPI
+# does: the gpu_emulation build, whose ranks are processes on the CPU
+# (kernels/emu/rendezvous.h).
 #   nccl_same.sh DAT_TRAIN MPIRUN [MPIRUN ARGS...]
 # Skips (77) without Fashion-MNIST or a CUDA device.
 set -uo pipefail
@@ -13,13 +14,15 @@ dir=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
 [ -f "$dir/train-images-idx3-ubyte.gz" ] || { echo "no Fashion-MNIST in $dir: skipped"; exit 77; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-runs=("mpi off on" "nccl off on" "nccl on on" "nccl on off")
+# comm, step graph, overlap, bits; each is compared with MPI's run of its bits
+runs=("mpi off on 32" "nccl off on 32" "nccl on on 32" "nccl on off 32" "mpi off on 8"
+      "nccl off on 8")
 for cfg in "${runs[@]}"; do
-    read -r comm sg overlap <<<"$cfg"
-    name=$comm-graph_$sg-overlap_$overlap
+    read -r comm sg overlap bits <<<"$cfg"
+    name=$comm-graph_$sg-overlap_$overlap-bits_$bits
     out=$("$@" -np 2 "$train" --device cuda --data "$dir" --train-subset 256 --batch 32 \
           --epochs 2 --steps 2 --eval-count 64 --eval-steps 2 --progress none --comm "$comm" \
-          --step-graph "$sg" --overlap "$overlap" --checkpoint-dir "$tmp/$name" 2>&1)
+          --step-graph "$sg" --overlap "$overlap" --bits "$bits" --checkpoint-dir "$tmp/$name" 2>&1)
     rc=$?
     printf '%s\n' "$out" | tail -n 1
     if [ $rc -ne 0 ]; then
@@ -29,16 +32,22 @@ for cfg in "${runs[@]}"; do
         echo "$name: exit status $rc"; exit 1
     fi
     last=$(printf '%s\n' "$out" | tail -n 1)
-    case $last in *"\"comm\":\"$comm\""*) ;; *) echo "$name: the run did not use $comm"; exit 1;; esac
-    printf '%s\n' "$last" | sed 's/"images_per_s":[0-9.]*,//; s/"seconds":[0-9.]*,//; s/"comm":"[a-z]*",//' \
+    case $last in
+        *"\"comm\":\"$comm\""*) ;;
+        *) echo "$name: the run did not use $comm"; exit 1;;
+    esac
+    printf '%s\n' "$last" |
+        sed 's/"images_per_s":[0-9.]*,//; s/"seconds":[0-9.]*,//; s/"comm":"[a-z]*",//' \
         > "$tmp/$name.json"
 done
-ref=mpi-graph_off-overlap_on
-for cfg in "${runs[@]:1}"; do
-    read -r comm sg overlap <<<"$cfg"
-    name=$comm-graph_$sg-overlap_$overlap
+for cfg in "${runs[@]}"; do
+    read -r comm sg overlap bits <<<"$cfg"
+    name=$comm-graph_$sg-overlap_$overlap-bits_$bits
+    ref=mpi-graph_off-overlap_on-bits_$bits
+    [ "$name" = "$ref" ] && continue
     cmp "$tmp/$ref/last.safetensors" "$tmp/$name/last.safetensors" ||
         { echo "$name: the checkpoint differs from MPI's"; exit 1; }
-    cmp "$tmp/$ref.json" "$tmp/$name.json" || { echo "$name: TA / RA / bytes differ from MPI's"; exit 1; }
+    cmp "$tmp/$ref.json" "$tmp/$name.json" ||
+        { echo "$name: TA / RA / bytes differ from MPI's"; exit 1; }
 done
-echo "NCCL on 2 ranks (op by op and recorded): the checkpoint of MPI, $(cat "$tmp/$ref.json")"
+echo "NCCL on 2 ranks (op by op, recorded, 8 bits): the checkpoints of MPI"

@@ -8,8 +8,9 @@
  *  - a mismatched size or a NaN on one rank: every rank gets an error naming
  *    it, and the communicator still works;
  *  - dat_grad_sync over NCCL (buckets on the communicator's stream during the
- *    backward pass; quantized at the end) against dat_comm_allreduce_grads
- *    over MPI;
+ *    backward pass, exact or quantized one-sided; two-sided at the end)
+ *    against dat_comm_allreduce_grads over MPI, and a NaN in one rank's
+ *    gradient reported by every rank;
  *  - a recorded step (dat_capture.h) whose all-reduce runs during the
  *    backward pass, replayed, against the same steps op by op.
  * With the CUDA emulation (kernels/emu, DAT_TEST_EMULATED_GPU=1) every rank
@@ -237,8 +238,8 @@ static void batch(dat_tensor *x, dat_tensor *y, uint64_t step)
 }
 
 /* Model a reduced over MPI after its backward pass, model b by a synchronizer
- * over NCCL: on the stream during the pass when exact, at its end when
- * quantized. */
+ * over NCCL: on the stream during the pass when exact or one-sided, at its
+ * end when two-sided. */
 static void test_grad_sync_case(int bits, dat_quant_mode mode)
 {
     dat_model *a = model(), *b = model();
@@ -252,7 +253,8 @@ static void test_grad_sync_case(int bits, dat_quant_mode mode)
     EXPECT_OK(dat_grad_sync_create(&sync, nccl, b, &so));
     int32_t overlaps = -1;
     EXPECT_OK(dat_grad_sync_overlaps(sync, &overlaps));
-    EXPECT(overlaps == !bits, "overlaps = %d with %d bits", overlaps, bits);
+    EXPECT(overlaps == (!bits || mode == DAT_QUANT_ONE_SIDED), "overlaps = %d with %d bits, "
+           "mode %d", overlaps, bits, (int)mode);
     int64_t xs[4] = {4, 1, 28, 28}, ys[1] = {4};
     dat_tensor *x, *y, *ga, *gb;
     EXPECT_OK(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
@@ -262,6 +264,7 @@ static void test_grad_sync_case(int bits, dat_quant_mode mode)
     for (uint64_t step = 0; step < 2; ++step) { /* the second step meets the residual */
         batch(x, y, step);
         EXPECT_OK(dat_model_loss_backward(a, x, y, NULL, NULL));
+        dat_comm_stats n0 = stats(nccl), m0 = stats(mpi);
         EXPECT_OK(dat_comm_allreduce_grads(mpi, a, qa, mode, step));
         EXPECT_OK(dat_grad_sync_begin(sync, step));
         EXPECT_OK(dat_model_loss_backward(b, x, y, NULL, NULL));
@@ -270,6 +273,8 @@ static void test_grad_sync_case(int bits, dat_quant_mode mode)
         snprintf(what, sizeof what, "grad sync bits %d mode %d step %llu", bits, (int)mode,
                  (unsigned long long)step);
         expect_same(what, gb, ga, bits != 0);
+        if (bits) /* exact buckets book each bucket's ring all-reduce */
+            expect_same_bytes(what, n0, m0);
     }
     dat_grad_sync_destroy(sync);
     dat_quantizer_destroy(qa);
@@ -278,6 +283,53 @@ static void test_grad_sync_case(int bits, dat_quant_mode mode)
     dat_tensor_destroy(y);
     dat_model_destroy(a);
     dat_model_destroy(b);
+}
+
+/* A NaN parameter on the last rank (the last one, behind every ReLU) makes
+ * its gradient NaN: that rank's
+ * synchronizer reports the element, every other rank the failed rank, and
+ * the communicator still works. */
+static void test_grad_sync_nan(int bits)
+{
+    dat_model *m = model();
+    dat_quantizer *q = bits ? quantizer(bits, 1) : NULL;
+    dat_grad_sync_options so;
+    dat_grad_sync_options_init(&so);
+    so.bucket_elems = 512 * 37;
+    so.quantizer = q;
+    dat_grad_sync *sync = NULL;
+    EXPECT_OK(dat_grad_sync_create(&sync, nccl, m, &so));
+    int64_t xs[4] = {4, 1, 28, 28}, ys[1] = {4};
+    dat_tensor *x, *y, *p;
+    EXPECT_OK(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
+    EXPECT_OK(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
+    batch(x, y, 0);
+    dat_model_params(m, &p);
+    if (g_rank == g_size - 1) {
+        size_t bytes = 0;
+        dat_tensor_nbytes(p, &bytes);
+        float *v = host(p);
+        v[bytes / sizeof *v - 1] = NAN;
+        EXPECT_OK(dat_tensor_write(p, v, bytes));
+        free(v);
+    }
+    EXPECT_OK(dat_grad_sync_begin(sync, 0));
+    if (g_rank == g_size - 1) /* the gradient is computed, and reported at the end */
+        EXPECT_ERR(dat_model_loss_backward(m, x, y, NULL, NULL), DAT_ERR_NUMERIC, "the loss");
+    else
+        EXPECT_OK(dat_model_loss_backward(m, x, y, NULL, NULL));
+    char who[64];
+    snprintf(who, sizeof who, "rank %d failed its part with DAT_ERR_NUMERIC", g_size - 1);
+    if (g_rank == g_size - 1)
+        EXPECT_ERR(dat_grad_sync_end(sync), DAT_ERR_NUMERIC, "is NaN or Inf");
+    else
+        EXPECT_ERR(dat_grad_sync_end(sync), DAT_ERR_COMM, who);
+    dat_grad_sync_destroy(sync);
+    dat_quantizer_destroy(q);
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(y);
+    dat_model_destroy(m);
+    test_allreduce(10);
 }
 
 /* One side of the recorded-step case: a model, its optimizer and its
@@ -393,6 +445,7 @@ static void run_all(void)
     test_grad_sync_case(0, DAT_QUANT_ONE_SIDED);
     test_grad_sync_case(8, DAT_QUANT_ONE_SIDED);
     test_grad_sync_case(4, DAT_QUANT_TWO_SIDED);
+    test_grad_sync_nan(8);
     test_recorded_step();
 }
 

@@ -1565,6 +1565,47 @@ static void check_quant_encode(void)
     }
 }
 
+/* The encode a synchronizer queues per bucket (CUDA only): the CPU encode's
+ * codes and residual; its outcome left in the status, the bad index relative
+ * to the slice, and the residual not zeroed (the caller does that). */
+static void check_quant_encode_deferred(void)
+{
+    ck_assert_msg(gpu->be->quant_encode_deferred, "the CUDA backend has no deferred encode");
+    const size_t n = 4000, at = 1234;
+    dat_quant_config c = {8, 512, DAT_QUANT_NORM_L2};
+    dat_quant_status *st = NULL, h;
+    ck_assert_dat_ok(gpu->be->alloc(gpu, sizeof *st, (void **)&st));
+    for (int bad = 0; bad < 2; ++bad) {
+        pair x = quant_input(n, 512), e = pair_uniform(n, -1e-3f, 1e-3f);
+        pair codes = quant_codes(dat_quant_encoded_bytes(&c, n));
+        if (bad) {
+            cpu_f(&x)[at] = NAN;
+            pair_sync(&x);
+        }
+        dat_status want = cpu->be->quant_encode(cpu, "check", &c, cpu_f(&x), n, cpu_f(&e), 3, 4,
+                                                100, codes.c, 0);
+        ck_assert_int_eq(want, bad ? DAT_ERR_NUMERIC : DAT_OK);
+        ck_assert_dat_ok(gpu->be->quant_encode_deferred(gpu, &c, x.g, n, e.g, 3, 4, 100, codes.g,
+                                                        st));
+        ck_assert_dat_ok(gpu->be->copy_to_host(gpu, &h, st, sizeof h));
+        ck_assert_int_eq(h.kind, bad ? DAT_QUANT_BUCKET_NONFINITE : DAT_QUANT_BUCKET_OK);
+        ck_assert_uint_eq(h.first_bad, bad ? at : UINT64_MAX);
+        if (!bad) {
+            expect_same_bytes("quant_encode_deferred", "codes", "8 bits, bucket 512", &codes);
+            expect_same_bytes("quant_encode_deferred", "residual", "8 bits, bucket 512", &e);
+        } else {
+            float *g = (float *)gpu_read(&e);
+            ck_assert_msg(isfinite(g[0]) && g[0] != 0.0f,
+                          "quant_encode_deferred zeroed the residual: the caller does");
+            free(g);
+        }
+        pair_free(&codes);
+        pair_free(&e);
+        pair_free(&x);
+    }
+    gpu->be->free(gpu, st);
+}
+
 static void check_quant_decode(void)
 {
     NEED(quant_decode);
@@ -1693,6 +1734,7 @@ static const op_check checks[] = {
     CHECK(optim_update, check_optim_update),
     CHECK(quant_encode, check_quant_encode),
     CHECK(quant_decode, check_quant_decode),
+    CHECK(quant_encode_deferred, check_quant_encode_deferred),
     CHECK(capture_begin, check_graphs),
     COVERED(capture_end, "check_graphs"),
     COVERED(graph_launch, "check_graphs"),
