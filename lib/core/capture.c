@@ -65,10 +65,11 @@ uint32_t *dat_fault_word(const dat_ctx *ctx)
 
 dat_status dat_take_faults(dat_ctx *ctx)
 {
-    if (!ctx->fault)
+    if (!ctx->fault || !ctx->fault_unread) /* only replays set it */
         return DAT_OK;
     uint32_t f = 0;
     DAT_TRY(ctx->be->copy_to_host(ctx, &f, ctx->fault, sizeof f));
+    ctx->fault_unread = 0;
     if (f == 0)
         return DAT_OK;
     const uint32_t zero = 0;
@@ -201,6 +202,7 @@ dat_status dat_step_graph_launch(dat_step_graph *graph)
                          "the context's workspace has grown since the step was recorded: "
                          "record it again");
     DAT_TRY(s);
+    ctx->fault_unread = 1;
     advance(graph->counters, graph->n, 1);
     return DAT_OK;
 }

@@ -47,7 +47,8 @@ dat_status dat_capture_refuse(dat_ctx *ctx, const char *func, const char *what);
 uint32_t *dat_fault_word(const dat_ctx *ctx);
 
 /* After the device has finished: the faults found since the last call, as a
- * status with a message (DAT_OK if none), and the word cleared. */
+ * status with a message (DAT_OK if none), and the word cleared; read back
+ * only when a replay ran since (nothing else sets it). */
 dat_status dat_take_faults(dat_ctx *ctx);
 
 /* Frees what the context holds for recordings (dat_ctx_destroy). */

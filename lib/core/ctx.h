@@ -13,6 +13,7 @@ struct dat_ctx {
     dat_act_fmt act_fmt;       /* models' activation format: precision and layout resolved */
     struct dat_capture *capture; /* the recording in progress, or NULL (capture.c) */
     uint32_t *fault;           /* backend memory: faults of device-side checks (capture.h) */
+    int fault_unread;          /* a replay ran since the fault word was last read */
 };
 
 /* Host threads an op called from this thread may use: the context's, or fewer
