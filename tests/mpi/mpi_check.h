@@ -38,4 +38,17 @@ static int g_fails __attribute__((unused));
                dat_status_string(e_s_), dat_last_error(), dat_status_string(want), (needle)); \
     } while (0)
 
+/* expr fails on the last rank only, with `want` mentioning needle there; the
+ * other ranks learn it through the header agreement: DAT_ERR_COMM naming it. */
+#define EXPECT_LAST_RANK_FAILS(expr, want, needle)                                        \
+    do {                                                                                  \
+        char who_[96];                                                                    \
+        snprintf(who_, sizeof who_, "rank %d failed its part with %s", g_size - 1,        \
+                 dat_status_string(want));                                                \
+        if (g_rank == g_size - 1)                                                         \
+            EXPECT_ERR(expr, want, needle);                                               \
+        else                                                                              \
+            EXPECT_ERR(expr, DAT_ERR_COMM, who_);                                         \
+    } while (0)
+
 #endif
