@@ -278,13 +278,13 @@ static dat_status nccl_allgatherv_start(dat_comm *c, void *buf, const size_t *co
     return queue_allgatherv(c, buf, counts, displs);
 }
 
-static dat_status nccl_alltoallv(dat_comm *c, const void *send, const size_t *scounts,
-                                 const size_t *sdispls, void *recv, const size_t *rcounts,
-                                 const size_t *rdispls)
+/* Queues the all-to-all: block j of send to rank j, into its recv. */
+static dat_status queue_alltoallv(dat_comm *c, const void *send, const size_t *scounts,
+                                  const size_t *sdispls, void *recv, const size_t *rcounts,
+                                  const size_t *rdispls)
 {
     nccl_impl *m = impl(c);
     int r = c->rank;
-    DAT_TRY(begin(c));
     DAT_CUDA_TRY(cudaMemcpyAsync((uint8_t *)recv + rdispls[r], (const uint8_t *)send + sdispls[r],
                                  scounts[r], cudaMemcpyDeviceToDevice, m->stream));
     DAT_TRY(enqueued(c, "ncclGroupStart", ncclGroupStart()));
@@ -301,8 +301,26 @@ static dat_status nccl_alltoallv(dat_comm *c, const void *send, const size_t *sc
             return enqueued(c, "ncclSend / ncclRecv (all-to-all)", e);
         }
     }
-    DAT_TRY(enqueued(c, "ncclGroupEnd", ncclGroupEnd()));
+    ncclResult_t e = ncclGroupEnd();
+    DAT_TRY(enqueued(c, "ncclGroupEnd", e));
+    return e == ncclInProgress ? poll_until(c, "ncclGroupEnd (all-to-all)", 0) : DAT_OK;
+}
+
+static dat_status nccl_alltoallv(dat_comm *c, const void *send, const size_t *scounts,
+                                 const size_t *sdispls, void *recv, const size_t *rcounts,
+                                 const size_t *rdispls)
+{
+    DAT_TRY(begin(c));
+    DAT_TRY(queue_alltoallv(c, send, scounts, sdispls, recv, rcounts, rdispls));
     return wait_done(c, "the all-to-all");
+}
+
+static dat_status nccl_alltoallv_start(dat_comm *c, const void *send, const size_t *scounts,
+                                       const size_t *sdispls, void *recv, const size_t *rcounts,
+                                       const size_t *rdispls)
+{
+    DAT_TRY(follow_context(c));
+    return queue_alltoallv(c, send, scounts, sdispls, recv, rcounts, rdispls);
 }
 
 static void nccl_abort(dat_comm *c)
@@ -324,6 +342,7 @@ static const dat_comm_ops nccl_ops = {
     nccl_allreduce_finish,
     nccl_allreduce_join,
     nccl_allgatherv_start,
+    nccl_alltoallv_start,
 };
 
 extern "C" dat_status dat_comm_nccl_unique_id(dat_comm_id *id)

@@ -241,11 +241,11 @@ DAT_API dat_status dat_grad_sync_options_init(dat_grad_sync_options *opts);
  * initialized with MPI_THREAD_SERIALIZED or MPI_THREAD_MULTIPLE) and a model
  * in a CPU context; on the NCCL communicator's stream (behind the backward
  * pass's kernels queued before them) for a model in the communicator's
- * context, exact or quantized one-sided (each bucket encoded on the device
- * and its codes all-gathered; the ranks agree on the encodes' outcome once,
- * in dat_grad_sync_end(), which decodes). Otherwise (MPI_THREAD_FUNNELED, a
- * CUDA model with MPI, two-sided with NCCL) the whole reduction runs in
- * dat_grad_sync_end(), with the same result. dat_grad_sync_overlaps() tells
+ * context, exact or quantized (each bucket encoded on the device and its
+ * codes all-gathered, or sent to the ranks that serve its shards; the ranks
+ * agree on the encodes' outcome once, in dat_grad_sync_end(), which serves
+ * and decodes). Otherwise (MPI_THREAD_FUNNELED, a CUDA model with MPI) the
+ * whole reduction runs in dat_grad_sync_end(), with the same result. dat_grad_sync_overlaps() tells
  * which.
  * @param[out] out  receives the synchronizer, owned by the caller and freed with
  *                  dat_grad_sync_destroy() before @p comm and @p model; NULL on failure.

@@ -67,7 +67,7 @@ typedef struct dat_comm_ops {
      * all-reduce of buf queued behind the work already queued on the context's
      * stream, returning at once (a dat_grad_sync's buckets during the
      * backward pass); every rank starts the same ones in the same order.
-     * allreduce_finish waits for all those started (all-gathers included). */
+     * allreduce_finish waits for all those started (all-gathers and all-to-alls included). */
     dat_status (*allreduce_start)(dat_comm *c, float *buf, size_t n, dat_reduction op);
     dat_status (*allreduce_finish)(dat_comm *c);
     /* Optional: the context's stream waits on the device (not the host) for
@@ -77,6 +77,10 @@ typedef struct dat_comm_ops {
      * synchronizer's buckets of codes); allreduce_finish waits for it. */
     dat_status (*allgatherv_start)(dat_comm *c, void *buf, const size_t *counts,
                                    const size_t *displs);
+    /* Optional: alltoallv queued the same way. */
+    dat_status (*alltoallv_start)(dat_comm *c, const void *send, const size_t *scounts,
+                                  const size_t *sdispls, void *recv, const size_t *rcounts,
+                                  const size_t *rdispls);
 } dat_comm_ops;
 
 struct dat_comm {
@@ -166,11 +170,12 @@ dat_status dat_comm_quantized(dat_comm *c, const char *func, float *x, size_t n,
                               uint64_t offset, dat_quantizer *q, dat_quant_mode mode,
                               uint64_t step);
 
-/* The ranks agree on a quantized exchange of n elements (q's settings, mode,
- * step) and on each rank's encode status `local`: DAT_OK only if every rank
- * encoded. */
-dat_status dat_comm_quantized_agree(dat_comm *c, const char *func, size_t n, dat_quantizer *q,
-                                    dat_quant_mode mode, uint64_t step, dat_status local);
+/* The ranks agree on a quantized exchange `op` (DAT_COMM_OP_QUANTIZED or
+ * _SERVE) of n elements (q's settings, mode, step) and on each rank's encode
+ * status `local`: DAT_OK only if every rank encoded. */
+dat_status dat_comm_quantized_agree(dat_comm *c, const char *func, int op, size_t n,
+                                    dat_quantizer *q, dat_quant_mode mode, uint64_t step,
+                                    dat_status local);
 
 /* x = the mean of the M ranks' codes of n elements, rank j's at codes +
  * displs[j] (q->exec's memory), decoded in rank order: the same bits on every

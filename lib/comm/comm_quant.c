@@ -88,11 +88,12 @@ static dat_status codes_alltoallv(dat_comm *c, dat_quantizer *q, const void *sen
     return q->exec->be->copy_from_host(q->exec, recv, h + soff, rtotal);
 }
 
-dat_status dat_comm_quantized_agree(dat_comm *c, const char *func, size_t n, dat_quantizer *q,
-                                    dat_quant_mode mode, uint64_t step, dat_status local)
+dat_status dat_comm_quantized_agree(dat_comm *c, const char *func, int op, size_t n,
+                                    dat_quantizer *q, dat_quant_mode mode, uint64_t step,
+                                    dat_status local)
 {
     int64_t h[DAT_HDR_LEN];
-    quant_header(c, h, DAT_COMM_OP_QUANTIZED, n, q, mode, step, local);
+    quant_header(c, h, op, n, q, mode, step, local);
     return dat_comm_agree(c, func, h);
 }
 
@@ -118,7 +119,8 @@ static dat_status one_sided(dat_comm *c, const char *func, float *x, size_t n, u
     dat_status local = dat_quantizer_encode_slice(q, func, x, n, offset, (uint32_t)r, step,
                                                   DAT_QUANT_PHASE_WORKER, 1,
                                                   buf + (size_t)r * stride);
-    DAT_TRY(dat_comm_quantized_agree(c, func, n, q, DAT_QUANT_ONE_SIDED, step, local));
+    DAT_TRY(dat_comm_quantized_agree(c, func, DAT_COMM_OP_QUANTIZED, n, q, DAT_QUANT_ONE_SIDED,
+                                     step, local));
     size_t *counts = c->tables, *displs = c->tables + m;
     for (int j = 0; j < m; ++j) {
         counts[j] = e;
@@ -170,8 +172,8 @@ static dat_status two_sided(dat_comm *c, const char *func, float *x, size_t n, u
     /* Phase 1: the workers' codes of every shard, to the shard's server. */
     dat_status local = dat_quantizer_encode_slice(q, func, x, n, offset, (uint32_t)r, step,
                                                   DAT_QUANT_PHASE_WORKER, 1, send);
-    DAT_TRY(dat_comm_quantized_agree(c, func, n, q, DAT_QUANT_TWO_SIDED, step, local));
-    int64_t h[DAT_HDR_LEN];
+    DAT_TRY(dat_comm_quantized_agree(c, func, DAT_COMM_OP_QUANTIZED, n, q, DAT_QUANT_TWO_SIDED,
+                                     step, local));
     dat_status s = m > 1 ? codes_alltoallv(c, q, send, scounts, sdispls, stotal, recv, rcounts,
                                            rdispls, rstride * (size_t)m)
                          : q->exec->be->copy(q->exec, recv, send, e_r);
@@ -182,8 +184,8 @@ static dat_status two_sided(dat_comm *c, const char *func, float *x, size_t n, u
     /* Phase 2: the server's codes of its average, to everyone. */
     local = dat_quantizer_encode_slice(q, func, x + lo_r, n_r, offset + lo_r, 0, step,
                                        DAT_QUANT_PHASE_SERVER, 0, send + sdispls[r]);
-    quant_header(c, h, DAT_COMM_OP_QUANTIZED_SERVE, n, q, DAT_QUANT_TWO_SIDED, step, local);
-    DAT_TRY(dat_comm_agree(c, func, h));
+    DAT_TRY(dat_comm_quantized_agree(c, func, DAT_COMM_OP_QUANTIZED_SERVE, n, q,
+                                     DAT_QUANT_TWO_SIDED, step, local));
     if (m > 1) {
         s = codes_allgatherv(c, q, send, scounts, sdispls, stotal);
         if (s != DAT_OK)

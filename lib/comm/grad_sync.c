@@ -6,11 +6,8 @@
  * above it is started, highest first, while the backward pass goes on: on a
  * communication thread for the host kinds (self, MPI), which reduces the
  * buckets one by one; on the communicator's stream for a device kind (NCCL,
- * allreduce_start), behind the backward pass's work queued so far. Quantized
- * (one-sided) on the stream, a bucket is encoded on the context's stream
- * without waiting for its outcome (quant_encode_deferred) and its codes
- * all-gathered on the communicator's (allgatherv_start); end reads the
- * buckets' statuses once, agrees with the other ranks on them and decodes.
+ * allreduce_start), behind the backward pass's work queued so far; quantized,
+ * there, as sync_codes.h tells.
  *
  * Bit-identity with dat_comm_allreduce_grads: the exact all-reduce of the
  * host kinds sums each element over the ranks in rank order whatever slice it
@@ -31,6 +28,7 @@
 #include "../model/model.h"
 #include "../quant/quantizer.h"
 #include "comm.h"
+#include "sync_codes.h"
 
 #define DEFAULT_BUCKET ((int64_t)1 << 20)
 
@@ -49,13 +47,7 @@ struct dat_grad_sync {
     int64_t queued;         /* buckets queued so far; the next to queue is buckets - 1 - queued */
     int64_t done;           /* buckets the thread has finished */
     uint64_t bytes;         /* the exact buckets' payload, each way (as dat_comm_allreduce) */
-    /* Quantized on the stream: every rank's codes of the whole gradient, rank
-     * j's at j * stride (bucket k's at E(k B) within), in q's memory; the
-     * outcome of each bucket's encode on the device and, read back, on the host. */
-    uint8_t *codes;
-    size_t stride;
-    dat_quant_status *status, *status_host;
-    uint64_t *offsets;
+    dat_sync_codes codes;   /* quantized on the stream */
     dat_status failed;      /* the first failure of a bucket, with its message */
     char message[DAT_ERROR_CAPACITY];
     /* The thread, and the lock of queued, done and failed. */
@@ -106,24 +98,6 @@ static void bucket_range(const dat_grad_sync *s, int64_t j, size_t *lo, size_t *
     *n = s->total - *lo < b ? s->total - *lo : b;
 }
 
-/* Encodes bucket j into this rank's block, queued; all-gathers its codes on
- * the communicator's stream. */
-static dat_status start_codes(dat_grad_sync *s, int64_t j, size_t lo, size_t n)
-{
-    dat_comm *c = s->comm;
-    dat_quantizer *q = s->o.quantizer;
-    size_t at = dat_quant_encoded_bytes(&q->cfg, lo), e = dat_quant_encoded_bytes(&q->cfg, n);
-    uint8_t *mine = s->codes + (size_t)c->rank * s->stride + at;
-    DAT_TRY(dat_quantizer_encode_slice_deferred(q, s->grads + lo, n, lo, (uint32_t)c->rank,
-                                                s->step, 1, mine, &s->status[j]));
-    size_t *counts = c->tables, *displs = c->tables + c->size;
-    for (int k = 0; k < c->size; ++k) {
-        counts[k] = e;
-        displs[k] = (size_t)k * s->stride + at;
-    }
-    return c->ops->allgatherv_start(c, s->codes, counts, displs);
-}
-
 static dat_status reduce_bucket(dat_grad_sync *s, int64_t j)
 {
     size_t lo, n;
@@ -157,7 +131,8 @@ static void start_bucket(dat_grad_sync *s, int64_t j)
     bucket_range(s, j, &lo, &n);
     dat_comm *c = s->comm;
     if (s->o.quantizer) {
-        fail(s, dat_comm_failed(c, start_codes(s, j, lo, n)));
+        fail(s, dat_comm_failed(c, dat_sync_codes_start(&s->codes, (size_t)j, lo, n, s->grads,
+                                                        s->step)));
         return;
     }
     dat_status st = c->ops->allreduce_start(c, s->grads + lo, n, DAT_REDUCE_MEAN);
@@ -210,21 +185,14 @@ static void queue_from(void *user, size_t lo)
 /* A thread for the host kinds that allow one (the self communicator, MPI
  * with MPI_THREAD_SERIALIZED) with a CPU model whose gradient the quantizer
  * reads in place; the stream for a device kind in the model's own context,
- * exact, or quantized one-sided where the context's backend encodes without
- * a read-back (two-sided needs the servers' averages before their second
- * encode, so it runs in end). */
-static int where(const dat_comm *c, const dat_model *m, const dat_quantizer *q,
-                 dat_quant_mode mode)
+ * exact, or quantized where the context's backend encodes without a
+ * read-back (sync_codes.h). */
+static int where(const dat_comm *c, const dat_model *m, const dat_quantizer *q)
 {
     if (c->ops->device_buffers) {
         if (!c->ops->allreduce_start || c->ctx != m->ctx)
             return AT_END;
-        if (!q)
-            return ON_STREAM;
-        return mode == DAT_QUANT_ONE_SIDED && q->exec == c->ctx && c->ops->allgatherv_start &&
-                       c->ctx->be->quant_encode_deferred
-                   ? ON_STREAM
-                   : AT_END;
+        return !q || dat_sync_codes_possible(c, m->ctx, q) ? ON_STREAM : AT_END;
     }
     if (!c->threads_ok || m->ctx->opts.device != DAT_DEVICE_CPU)
         return AT_END;
@@ -272,7 +240,7 @@ dat_status dat_grad_sync_create(dat_grad_sync **out, dat_comm *comm, dat_model *
     s->o = o;
     s->total = (size_t)model->grads->numel;
     s->buckets = (int64_t)((s->total + (size_t)o.bucket_elems - 1) / (size_t)o.bucket_elems);
-    s->how = where(comm, model, o.quantizer, o.mode);
+    s->how = where(comm, model, o.quantizer);
     dat_status st = start_thread(s);
     if (st != DAT_OK) {
         dat_grad_sync_destroy(s);
@@ -312,10 +280,7 @@ void dat_grad_sync_destroy(dat_grad_sync *s)
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->wake);
     pthread_cond_destroy(&s->idle);
-    if (s->status)
-        s->model->ctx->be->free(s->model->ctx, s->status);
-    free(s->status_host);
-    free(s->offsets);
+    dat_sync_codes_free(&s->codes, s->model->ctx);
     free(s);
 }
 
@@ -334,28 +299,6 @@ static dat_status agree(dat_grad_sync *s, dat_status local)
     return dat_comm_agree(c, "dat_grad_sync_begin", h);
 }
 
-/* The quantized buckets' codes and statuses on the stream (the code scratch
- * is q's, shared with its other collectives; the statuses are sized once). */
-static dat_status codes_in(dat_grad_sync *s)
-{
-    dat_quantizer *q = s->o.quantizer;
-    dat_ctx *ctx = s->model->ctx;
-    s->stride = (dat_quant_encoded_bytes(&q->cfg, s->total) + 63) & ~(size_t)63;
-    DAT_TRY(dat_quantizer_scratch(q, DAT_QSCRATCH_CODES, s->stride * (size_t)s->comm->size,
-                                  (void **)&s->codes));
-    if (s->status)
-        return DAT_OK;
-    size_t b = (size_t)s->buckets;
-    s->status_host = malloc(b * sizeof *s->status_host);
-    s->offsets = malloc(b * sizeof *s->offsets);
-    if (!s->status_host || !s->offsets)
-        return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_grad_sync_begin",
-                         "cannot allocate the buckets' statuses");
-    for (size_t k = 0; k < b; ++k)
-        s->offsets[k] = (uint64_t)k * (uint64_t)s->o.bucket_elems;
-    return ctx->be->alloc(ctx, b * sizeof *s->status, (void **)&s->status);
-}
-
 /* The gradient where the buckets are reduced: in place for the overlap; for
  * end()'s whole reduction, the generic layer stages it. */
 static dat_status grads_in(dat_grad_sync *s)
@@ -364,7 +307,10 @@ static dat_status grads_in(dat_grad_sync *s)
         return DAT_OK;
     if (s->o.quantizer) {
         DAT_TRY(dat_quantizer_tensor_in(s->o.quantizer, s->model->grads, 1, &s->grads));
-        return s->how == ON_STREAM ? codes_in(s) : DAT_OK;
+        if (s->how != ON_STREAM)
+            return DAT_OK;
+        return dat_sync_codes_prepare(&s->codes, s->comm, s->o.quantizer, s->o.mode, s->total,
+                                      (size_t)s->o.bucket_elems);
     }
     s->grads = s->model->grads->data;
     return DAT_OK;
@@ -395,27 +341,14 @@ dat_status dat_grad_sync_begin(dat_grad_sync *sync, uint64_t step)
     return DAT_OK;
 }
 
-/* The quantized buckets gathered on the stream: the ranks agree on their
- * encodes' outcome (read back once), then every rank decodes the mean of all
- * blocks in rank order, as dat_comm_allreduce_quantized's one-sided path does. */
+/* The quantized buckets moved on the stream: agreed on, served (two-sided)
+ * and decoded. */
 static dat_status finish_codes(dat_grad_sync *s, double t0)
 {
-    const char *func = "dat_grad_sync_end";
-    dat_comm *c = s->comm;
-    dat_quantizer *q = s->o.quantizer;
-    dat_ctx *ctx = s->model->ctx;
-    size_t b = (size_t)s->buckets;
-    DAT_TRY(ctx->be->copy_to_host(ctx, s->status_host, s->status, b * sizeof *s->status));
-    dat_status local =
-        dat_quantizer_deferred_outcome(q, func, s->status_host, s->offsets, b, s->total);
-    DAT_TRY(dat_comm_quantized_agree(c, func, s->total, q, DAT_QUANT_ONE_SIDED, s->step, local));
-    size_t *displs = c->tables + c->size;
-    for (int k = 0; k < c->size; ++k)
-        displs[k] = (size_t)k * s->stride;
-    DAT_TRY(dat_comm_decode_average(q, s->codes, displs, c->size, s->total, s->grads));
-    DAT_TRY(dat_quantizer_tensor_out(q, s->model->grads, s->grads));
-    uint64_t bytes = (uint64_t)(c->size - 1) * dat_quant_encoded_bytes(&q->cfg, s->total);
-    dat_comm_count_call(c, t0, bytes, bytes);
+    uint64_t bytes = 0;
+    DAT_TRY(dat_sync_codes_finish(&s->codes, s->grads, s->step, &bytes));
+    DAT_TRY(dat_quantizer_tensor_out(s->o.quantizer, s->model->grads, s->grads));
+    dat_comm_count_call(s->comm, t0, bytes, bytes);
     return DAT_OK;
 }
 
