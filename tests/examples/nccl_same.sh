@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # dat-train on 2 ranks over NCCL gives the checkpoint of the same run over MPI,
 # byte for byte, and so does --step-graph on (the all-reduce recorded in the
-# step) with NCCL, with --overlap on and off; quantized (--bits 8, one-sided:
-# overlapped on NCCL's stream) too. Exact where NCCL adds in rank order as MPI
+# step) with NCCL, with --overlap on and off; quantized (--bits 8, one- and
+# two-sided, overlapped on NCCL's stream) too. Exact where NCCL adds in rank order as MPI
 # does: the gpu_emulation build, whose ranks are processes on the CPU
 # (kernels/emu/rendezvous.h).
 #   nccl_same.sh DAT_TRAIN MPIRUN [MPIRUN ARGS...]
@@ -14,15 +14,18 @@ dir=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
 [ -f "$dir/train-images-idx3-ubyte.gz" ] || { echo "no Fashion-MNIST in $dir: skipped"; exit 77; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# comm, step graph, overlap, bits; each is compared with MPI's run of its bits
-runs=("mpi off on 32" "nccl off on 32" "nccl on on 32" "nccl on off 32" "mpi off on 8"
-      "nccl off on 8")
+# comm, step graph, overlap, bits, quantization mode; each is compared with
+# MPI's run of its bits and mode
+runs=("mpi off on 32 one-sided" "nccl off on 32 one-sided" "nccl on on 32 one-sided"
+      "nccl on off 32 one-sided" "mpi off on 8 one-sided" "nccl off on 8 one-sided"
+      "mpi off on 8 two-sided" "nccl off on 8 two-sided")
 for cfg in "${runs[@]}"; do
-    read -r comm sg overlap bits <<<"$cfg"
-    name=$comm-graph_$sg-overlap_$overlap-bits_$bits
+    read -r comm sg overlap bits mode <<<"$cfg"
+    name=$comm-graph_$sg-overlap_$overlap-bits_$bits-$mode
     out=$("$@" -np 2 "$train" --device cuda --data "$dir" --train-subset 256 --batch 32 \
           --epochs 2 --steps 2 --eval-count 64 --eval-steps 2 --progress none --comm "$comm" \
-          --step-graph "$sg" --overlap "$overlap" --bits "$bits" --checkpoint-dir "$tmp/$name" 2>&1)
+          --step-graph "$sg" --overlap "$overlap" --bits "$bits" --quant-mode "$mode" \
+          --checkpoint-dir "$tmp/$name" 2>&1)
     rc=$?
     printf '%s\n' "$out" | tail -n 1
     if [ $rc -ne 0 ]; then
@@ -41,13 +44,13 @@ for cfg in "${runs[@]}"; do
         > "$tmp/$name.json"
 done
 for cfg in "${runs[@]}"; do
-    read -r comm sg overlap bits <<<"$cfg"
-    name=$comm-graph_$sg-overlap_$overlap-bits_$bits
-    ref=mpi-graph_off-overlap_on-bits_$bits
+    read -r comm sg overlap bits mode <<<"$cfg"
+    name=$comm-graph_$sg-overlap_$overlap-bits_$bits-$mode
+    ref=mpi-graph_off-overlap_on-bits_$bits-$mode
     [ "$name" = "$ref" ] && continue
     cmp "$tmp/$ref/last.safetensors" "$tmp/$name/last.safetensors" ||
         { echo "$name: the checkpoint differs from MPI's"; exit 1; }
     cmp "$tmp/$ref.json" "$tmp/$name.json" ||
         { echo "$name: TA / RA / bytes differ from MPI's"; exit 1; }
 done
-echo "NCCL on 2 ranks (op by op, recorded, 8 bits): the checkpoints of MPI"
+echo "NCCL on 2 ranks (op by op, recorded, 8 bits one- and two-sided): MPI's checkpoints"
