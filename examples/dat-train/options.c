@@ -74,7 +74,7 @@ static const char usage[] =
     "  --overlap on|off     all-reduce the gradient bucket by bucket during the\n"
     "                       backward pass (CPU with MPI; CUDA with NCCL)     [on]\n"
     "  --comm C             auto | mpi | nccl: NCCL moves CUDA gradients between\n"
-    "                       GPUs (auto: nccl for --device cuda on several ranks) [auto]\n"
+    "                       GPUs (auto: nccl for cuda on several ranks)    [auto]\n"
     "  --comm-timeout S     seconds to wait for the other ranks, then fail  [300]\n"
     "\n"
     "Run\n"
