@@ -245,8 +245,8 @@ DAT_API dat_status dat_grad_sync_options_init(dat_grad_sync_options *opts);
  * codes all-gathered, or sent to the ranks that serve its shards; the ranks
  * agree on the encodes' outcome once, in dat_grad_sync_end(), which serves
  * and decodes). Otherwise (MPI_THREAD_FUNNELED, a CUDA model with MPI) the
- * whole reduction runs in dat_grad_sync_end(), with the same result. dat_grad_sync_overlaps() tells
- * which.
+ * whole reduction runs in dat_grad_sync_end(), with the same result.
+ * dat_grad_sync_overlaps() tells which.
  * @param[out] out  receives the synchronizer, owned by the caller and freed with
  *                  dat_grad_sync_destroy() before @p comm and @p model; NULL on failure.
  * @param comm  the communicator; between begin and end it belongs to the

@@ -51,14 +51,11 @@ static dat_status tables(dat_sync_codes *sc, dat_ctx *ctx)
         return DAT_OK;
     size_t b = sc->buckets;
     sc->status_host = malloc(b * sizeof *sc->status_host);
-    sc->offsets = malloc(b * sizeof *sc->offsets);
     sc->recv_at = malloc(b * sizeof *sc->recv_at);
     sc->recv_stride = malloc(b * sizeof *sc->recv_stride);
-    if (!sc->status_host || !sc->offsets || !sc->recv_at || !sc->recv_stride)
+    if (!sc->status_host || !sc->recv_at || !sc->recv_stride)
         return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_grad_sync_begin",
                          "cannot allocate the buckets' tables");
-    for (size_t k = 0; k < b; ++k)
-        sc->offsets[k] = (uint64_t)(k * sc->bucket);
     return ctx->be->alloc(ctx, b * sizeof *sc->status, (void **)&sc->status);
 }
 
@@ -169,7 +166,7 @@ dat_status dat_sync_codes_finish(dat_sync_codes *sc, float *grads, uint64_t step
     size_t b = sc->buckets;
     DAT_TRY(ctx->be->copy_to_host(ctx, sc->status_host, sc->status, b * sizeof *sc->status));
     dat_status local =
-        dat_quantizer_deferred_outcome(sc->q, func, sc->status_host, sc->offsets, b, sc->total);
+        dat_quantizer_deferred_outcome(sc->q, func, sc->status_host, b, sc->bucket, sc->total);
     DAT_TRY(dat_comm_quantized_agree(c, func, DAT_COMM_OP_QUANTIZED, sc->total, sc->q, sc->mode,
                                      step, local));
     if (sc->mode == DAT_QUANT_TWO_SIDED)
@@ -187,7 +184,6 @@ void dat_sync_codes_free(dat_sync_codes *sc, dat_ctx *ctx)
     if (sc->status)
         ctx->be->free(ctx, sc->status);
     free(sc->status_host);
-    free(sc->offsets);
     free(sc->recv_at);
     free(sc->recv_stride);
 }

@@ -37,7 +37,6 @@ typedef struct dat_sync_codes {
     size_t *recv_at, *recv_stride;
     /* Each bucket's encode: its outcome on the device and, read back, here. */
     dat_quant_status *status, *status_host;
-    uint64_t *offsets;
 } dat_sync_codes;
 
 /* Whether a synchronizer of model context ctx over c can keep q's buckets

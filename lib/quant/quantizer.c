@@ -239,14 +239,14 @@ dat_status dat_quantizer_encode_slice_deferred(dat_quantizer *q, const float *x,
 }
 
 dat_status dat_quantizer_deferred_outcome(dat_quantizer *q, const char *func,
-                                          const dat_quant_status *st, const uint64_t *offsets,
-                                          size_t count, size_t n)
+                                          const dat_quant_status *st, size_t count,
+                                          size_t slice, size_t n)
 {
     uint64_t first = UINT64_MAX;
     int kind = DAT_QUANT_BUCKET_OK;
     for (size_t k = 0; k < count; ++k)
-        if (st[k].kind != DAT_QUANT_BUCKET_OK && offsets[k] + st[k].first_bad < first) {
-            first = offsets[k] + st[k].first_bad;
+        if (st[k].kind != DAT_QUANT_BUCKET_OK && k * slice + st[k].first_bad < first) {
+            first = k * slice + st[k].first_bad;
             kind = st[k].kind;
         }
     if (kind == DAT_QUANT_BUCKET_OK)

@@ -44,13 +44,13 @@ dat_status dat_quantizer_encode_slice_deferred(dat_quantizer *q, const float *x,
                                                int use_residual, void *codes,
                                                dat_quant_status *status);
 
-/* The outcome of `count` deferred encodes of slices at offsets[k] of a
+/* The outcome of `count` deferred encodes of the slices at k * slice of a
  * buffer of n elements, their statuses st[k] read back to the host: DAT_OK,
  * or the DAT_ERR_NUMERIC of the first bad element (naming `func`), the
  * residual of the n elements zeroed as a failed encode leaves it. */
 dat_status dat_quantizer_deferred_outcome(dat_quantizer *q, const char *func,
-                                          const dat_quant_status *st, const uint64_t *offsets,
-                                          size_t count, size_t n);
+                                          const dat_quant_status *st, size_t count,
+                                          size_t slice, size_t n);
 
 /* out = (accumulate ? out + q : q) * post_scale for n elements, codes and out
  * in the memory of q->exec. */
