@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "progress.h"
 #include "run.h"
 
 /* The objective of the chosen variant: Madry AT (lambda = 0), DAT's
@@ -24,6 +23,13 @@ dat_loss_options train_objective(const run *r)
     return lo;
 }
 
+void epoch_progress(const run *r, int64_t epoch, progress *pg)
+{
+    char what[32];
+    snprintf(what, sizeof what, "epoch %lld", (long long)epoch + 1);
+    progress_start(pg, r->rank == 0 ? r->o.progress : "none", what, r->steps_per_epoch);
+}
+
 int train_epoch(run *r, int64_t epoch, double *loss)
 {
     if (r->o.step_graph)
@@ -33,9 +39,7 @@ int train_epoch(run *r, int64_t epoch, double *loss)
     dat_quant_mode mode = strcmp(r->o.quant_mode, "two-sided") == 0 ? DAT_QUANT_TWO_SIDED
                                                                     : DAT_QUANT_ONE_SIDED;
     progress pg;
-    char what[32];
-    snprintf(what, sizeof what, "epoch %lld", (long long)epoch + 1);
-    progress_start(&pg, r->rank == 0 ? r->o.progress : "none", what, r->steps_per_epoch);
+    epoch_progress(r, epoch, &pg);
     double t0 = now_seconds(), sum = 0;
     int64_t b = 0;
     for (;; ++b) {

@@ -5,6 +5,7 @@
 #include <libdat/dat.h>
 
 #include "options.h"
+#include "progress.h"
 
 typedef struct run {
     train_options o;
@@ -50,6 +51,8 @@ dat_status create_model(const run *r, dat_model **out);
 /* The options every training attack shares: --eps, --alpha, --steps, --seed, the rank. */
 void attack_options(const run *r, dat_attack_options *a);
 
+/* Starts an epoch's progress display (rank 0's only). */
+void epoch_progress(const run *r, int64_t epoch, progress *pg);
 /* One training epoch; *loss receives the mean training loss. */
 int train_epoch(run *r, int64_t epoch, double *loss);
 /* The objective of the chosen variant (Madry AT, DAT's lambda, TRADES). */

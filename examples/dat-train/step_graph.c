@@ -7,7 +7,6 @@
  * epoch. */
 #include <stdio.h>
 
-#include "progress.h"
 #include "run.h"
 
 /* The gradient's mean over the ranks, as the op-by-op loop takes it. */
@@ -80,9 +79,7 @@ int train_epoch_graph(run *r, int64_t epoch, double *loss)
     dat_loss_options lo = train_objective(r);
     lo.loss_sum = r->loss_sum;
     progress pg;
-    char what[32];
-    snprintf(what, sizeof what, "epoch %lld", (long long)epoch + 1);
-    progress_start(&pg, r->rank == 0 ? r->o.progress : "none", what, r->steps_per_epoch);
+    epoch_progress(r, epoch, &pg);
     dat_comm_stats before = {.size = sizeof before}, after = {.size = sizeof after};
     dat_comm_get_stats(r->comm, &before);
     double t0 = now_seconds();
