@@ -8,6 +8,7 @@
 #   nccl_same.sh DAT_TRAIN MPIRUN [MPIRUN ARGS...]
 # Skips (77) without Fashion-MNIST or a CUDA device.
 set -uo pipefail
+. "$(dirname "$0")/dat_train_run.sh"
 train=$1
 shift
 dir=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
@@ -22,26 +23,15 @@ runs=("mpi off on 32 one-sided" "nccl off on 32 one-sided" "nccl on on 32 one-si
 for cfg in "${runs[@]}"; do
     read -r comm sg overlap bits mode <<<"$cfg"
     name=$comm-graph_$sg-overlap_$overlap-bits_$bits-$mode
-    out=$("$@" -np 2 "$train" --device cuda --data "$dir" --train-subset 256 --batch 32 \
-          --epochs 2 --steps 2 --eval-count 64 --eval-steps 2 --progress none --comm "$comm" \
-          --step-graph "$sg" --overlap "$overlap" --bits "$bits" --quant-mode "$mode" \
-          --checkpoint-dir "$tmp/$name" 2>&1)
-    rc=$?
-    printf '%s\n' "$out" | tail -n 1
-    if [ $rc -ne 0 ]; then
-        printf '%s\n' "$out" | grep -q 'DAT_ERR_NO_DEVICE\|DAT_ERR_UNSUPPORTED' &&
-            { echo "no CUDA device: skipped"; exit 77; }
-        printf '%s\n' "$out" | tail -n 20
-        echo "$name: exit status $rc"; exit 1
-    fi
-    last=$(printf '%s\n' "$out" | tail -n 1)
+    dat_train_run "$name" "$tmp/$name.json" \
+        "$@" -np 2 "$train" --device cuda --data "$dir" --train-subset 256 --batch 32 \
+        --epochs 2 --steps 2 --eval-count 64 --eval-steps 2 --progress none --comm "$comm" \
+        --step-graph "$sg" --overlap "$overlap" --bits "$bits" --quant-mode "$mode" \
+        --checkpoint-dir "$tmp/$name"
     case $last in
         *"\"comm\":\"$comm\""*) ;;
         *) echo "$name: the run did not use $comm"; exit 1;;
     esac
-    printf '%s\n' "$last" |
-        sed 's/"images_per_s":[0-9.]*,//; s/"seconds":[0-9.]*,//; s/"comm":"[a-z]*",//' \
-        > "$tmp/$name.json"
 done
 for cfg in "${runs[@]}"; do
     read -r comm sg overlap bits mode <<<"$cfg"
