@@ -399,6 +399,8 @@ static dat_backend make_cuda_backend(void)
     be.quant_encode = dat_cuda_quant_encode;
     be.quant_decode = dat_cuda_quant_decode;
     be.quant_encode_deferred = dat_cuda_quant_encode_deferred;
+    be.quant_flag_failed = dat_cuda_quant_flag_failed;
+    be.quant_apply_failure = dat_cuda_quant_apply_failure;
     be.capture_begin = dat_cuda_capture_begin;
     be.capture_end = dat_cuda_capture_end;
     be.graph_launch = dat_cuda_graph_launch;

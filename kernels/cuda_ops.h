@@ -96,8 +96,13 @@ dat_status dat_cuda_quant_encode(dat_ctx *ctx, const char *func,
                                  uint64_t counter0, void *codes, uint64_t index_base);
 dat_status dat_cuda_quant_encode_deferred(dat_ctx *ctx, const struct dat_quant_config *c,
                                           const float *x, size_t n, float *residual,
-                                          uint64_t key, uint64_t stream, uint64_t counter0,
+                                          const struct dat_quant_draw *draw, uint64_t counter0,
                                           void *codes, struct dat_quant_status *status);
+dat_status dat_cuda_quant_flag_failed(dat_ctx *ctx, const struct dat_quant_status *status,
+                                      size_t count, float *flag);
+dat_status dat_cuda_quant_apply_failure(dat_ctx *ctx, const float *flag, float *residual,
+                                        size_t r, float *x, size_t n, uint32_t *fault,
+                                        uint32_t bit);
 dat_status dat_cuda_quant_decode(dat_ctx *ctx, const struct dat_quant_config *c,
                                  const void *codes, size_t n, float *out, int accumulate,
                                  float post_scale);

@@ -155,6 +155,12 @@ __device__ inline coder coder_of(const bucket_geom &g, const uint8_t *codes, siz
     return c;
 }
 
+/* The stream of the draws (quantize.h, dat_quant_draw). */
+__device__ inline uint64_t stream_of(const dat_quant_draw &d)
+{
+    return d.step ? dat_quant_stream(d.salt, d.rank, *d.step, d.phase) : d.stream;
+}
+
 __device__ inline uint32_t code_at(const coder &c, int bits, float v, uint64_t key,
                                    uint64_t stream, uint64_t elem)
 {
@@ -165,9 +171,10 @@ __device__ inline uint32_t code_at(const coder &c, int bits, float v, uint64_t k
 }
 
 __global__ void __launch_bounds__(THREADS)
-code_kernel(bucket_geom g, const float *x, const float *e, uint64_t key, uint64_t stream,
-            uint64_t counter0, uint8_t *codes, size_t slots, size_t words_per_bucket)
+code_kernel(bucket_geom g, const float *x, const float *e, dat_quant_draw d, uint64_t counter0,
+            uint8_t *codes, size_t slots, size_t words_per_bucket)
 {
+    const uint64_t key = d.key, stream = stream_of(d);
     DAT_GRID_STRIDE(t, slots)
     {
         size_t b = t / words_per_bucket, j = t % words_per_bucket;
@@ -191,9 +198,10 @@ code_kernel(bucket_geom g, const float *x, const float *e, uint64_t key, uint64_
 }
 
 __global__ void __launch_bounds__(THREADS)
-residual_kernel(bucket_geom g, const float *x, float *e, uint64_t key, uint64_t stream,
-                uint64_t counter0, const uint8_t *codes)
+residual_kernel(bucket_geom g, const float *x, float *e, dat_quant_draw d, uint64_t counter0,
+                const uint8_t *codes)
 {
+    const uint64_t key = d.key, stream = stream_of(d);
     DAT_GRID_STRIDE(i, g.n)
     {
         size_t b = i / g.bucket;
@@ -261,7 +269,7 @@ static_assert(sizeof(encode_status) == sizeof(dat_quant_status) &&
 
 /* Queues the encode of x[0..n); its outcome goes to *st. */
 static dat_status queue_encode(dat_cuda_state *cs, const dat_quant_config *c, const float *x,
-                               size_t n, float *residual, uint64_t key, uint64_t stream,
+                               size_t n, float *residual, const dat_quant_draw &d,
                                uint64_t counter0, void *codes, encode_status *st)
 {
     DAT_CUDA_TRY(cudaMemsetAsync(&st->first_bad, 0xff, sizeof st->first_bad, cs->stream));
@@ -282,11 +290,11 @@ static dat_status queue_encode(dat_cuda_state *cs, const dat_quant_config *c, co
                                     st);
         DAT_CUDA_CHECK_LAUNCH("norm_kernel");
         code_kernel<<<dat_cuda_grid(slots, THREADS), THREADS, 0, cs->stream>>>(
-            g, x, residual, key, stream, counter0, out, slots, words);
+            g, x, residual, d, counter0, out, slots, words);
         DAT_CUDA_CHECK_LAUNCH("code_kernel");
         if (residual) {
             residual_kernel<<<dat_cuda_grid(n, THREADS), THREADS, 0, cs->stream>>>(
-                g, x, residual, key, stream, counter0, out);
+                g, x, residual, d, counter0, out);
             DAT_CUDA_CHECK_LAUNCH("residual_kernel");
         }
     }
@@ -303,7 +311,10 @@ dat_status dat_cuda_quant_encode(dat_ctx *ctx, const char *func, const dat_quant
         return DAT_OK;
     dat_cuda_state *cs = dat_cuda(ctx);
     encode_status *st = (encode_status *)cs->scalars;
-    DAT_TRY(queue_encode(cs, c, x, n, residual, key, stream, counter0, codes, st));
+    dat_quant_draw d = {};
+    d.key = key;
+    d.stream = stream;
+    DAT_TRY(queue_encode(cs, c, x, n, residual, d, counter0, codes, st));
     encode_status h;
     DAT_CUDA_TRY(cudaMemcpyAsync(&h, st, sizeof h, cudaMemcpyDeviceToHost, cs->stream));
     DAT_CUDA_TRY(cudaStreamSynchronize(cs->stream));
@@ -316,12 +327,59 @@ dat_status dat_cuda_quant_encode(dat_ctx *ctx, const char *func, const dat_quant
 
 dat_status dat_cuda_quant_encode_deferred(dat_ctx *ctx, const dat_quant_config *c,
                                           const float *x, size_t n, float *residual,
-                                          uint64_t key, uint64_t stream, uint64_t counter0,
+                                          const dat_quant_draw *draw, uint64_t counter0,
                                           void *codes, dat_quant_status *status)
 {
     DAT_TRY(dat_cuda_use_device(ctx));
-    return queue_encode(dat_cuda(ctx), c, x, n, residual, key, stream, counter0, codes,
+    return queue_encode(dat_cuda(ctx), c, x, n, residual, *draw, counter0, codes,
                         (encode_status *)status);
+}
+
+/* One thread: a step has a few buckets. */
+__global__ void flag_failed_kernel(const dat_quant_status *st, size_t count, float *flag)
+{
+    int failed = 0;
+    for (size_t k = 0; k < count; ++k)
+        failed |= st[k].kind != DAT_QUANT_BUCKET_OK;
+    *flag = failed ? 1.0f : 0.0f;
+}
+
+dat_status dat_cuda_quant_flag_failed(dat_ctx *ctx, const dat_quant_status *status,
+                                      size_t count, float *flag)
+{
+    DAT_TRY(dat_cuda_use_device(ctx));
+    flag_failed_kernel<<<1, 1, 0, dat_cuda(ctx)->stream>>>(status, count, flag);
+    DAT_CUDA_CHECK_LAUNCH("flag_failed_kernel");
+    return DAT_OK;
+}
+
+__global__ void __launch_bounds__(THREADS)
+apply_failure_kernel(const float *flag, float *residual, size_t r, float *x, size_t n,
+                     uint32_t *fault, uint32_t bit)
+{
+    if (*flag == 0.0f)
+        return;
+    if (blockIdx.x == 0 && threadIdx.x == 0)
+        atomicOr(fault, bit);
+    DAT_GRID_STRIDE(i, r > n ? r : n)
+    {
+        if (i < r)
+            residual[i] = 0.0f;
+        if (i < n)
+            x[i] = NAN;
+    }
+}
+
+dat_status dat_cuda_quant_apply_failure(dat_ctx *ctx, const float *flag, float *residual,
+                                        size_t r, float *x, size_t n, uint32_t *fault,
+                                        uint32_t bit)
+{
+    DAT_TRY(dat_cuda_use_device(ctx));
+    size_t len = r > n ? r : n;
+    apply_failure_kernel<<<dat_cuda_grid(len ? len : 1, THREADS), THREADS, 0,
+                           dat_cuda(ctx)->stream>>>(flag, residual, r, x, n, fault, bit);
+    DAT_CUDA_CHECK_LAUNCH("apply_failure_kernel");
+    return DAT_OK;
 }
 
 dat_status dat_cuda_quant_decode(dat_ctx *ctx, const dat_quant_config *c, const void *codes,

@@ -228,15 +228,17 @@ static int make_tensors(run *r)
 }
 
 /* --comm: NCCL when asked, or by default for CUDA on several ranks (the
- * gradients stay on the GPUs); MPI otherwise. */
+ * gradients stay on the GPUs) or for a recorded quantized step (whose
+ * all-reduce must run on the device, even on one process); MPI otherwise. */
 static int make_comm(run *r)
 {
     dat_comm_options co;
     dat_comm_options_init(&co);
     co.timeout_s = r->o.comm_timeout;
     const char *c = r->o.comm;
-    r->nccl = strcmp(c, "nccl") == 0 ||
-              (strcmp(c, "auto") == 0 && strcmp(r->o.device, "cuda") == 0 && r->ranks > 1);
+    int quantized_graph = r->o.step_graph && r->o.bits < 32;
+    r->nccl = strcmp(c, "nccl") == 0 || (strcmp(c, "auto") == 0 && strcmp(r->o.device, "cuda") == 0 &&
+                                         (r->ranks > 1 || quantized_graph));
 #if DAT_HAVE_MPI
     if (r->nccl)
         TRY_RUN("NCCL communicator",

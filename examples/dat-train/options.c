@@ -89,7 +89,7 @@ static const char usage[] =
     "                       (faster; the choice can differ between runs)    [off]\n"
     "  --cuda-graphs on|off replay the attack's steps from a CUDA graph      [on]\n"
     "  --step-graph on|off  record the whole training step once and replay it per\n"
-    "                       batch (CUDA, --bits 32; several ranks need NCCL) [off]\n"
+    "                       batch (CUDA; several ranks or --bits < 32 need NCCL) [off]\n"
     "  --checkpoint-dir D   write last.safetensors (and best.safetensors) here\n"
     "  --resume             continue from D/last.safetensors bit-exactly\n"
     "  --stop-after E       stop after epoch E, as if interrupted (to test --resume)\n"
@@ -312,10 +312,12 @@ static int finish(train_options *o)
         if (o->warmup_epochs == 0)
             o->warmup_epochs = 5 < o->epochs ? 5 : o->epochs / 2.0f;
     }
-    if (o->step_graph && (strcmp(o->device, "cuda") != 0 || o->bits != 32 || o->smooth_sigma > 0))
-        return cli_bad("--step-graph", NULL, "needs --device cuda and --bits 32, without "
-                       "--smooth-sigma (the quantized all-reduce and the noise copies cannot be "
-                       "recorded yet)");
+    if (o->step_graph && (strcmp(o->device, "cuda") != 0 || o->smooth_sigma > 0))
+        return cli_bad("--step-graph", NULL, "needs --device cuda, without --smooth-sigma (the "
+                       "noise copies cannot be recorded yet)");
+    if (o->step_graph && o->bits < 32 && !o->overlap)
+        return cli_bad("--step-graph", NULL, "with --bits < 32 needs --overlap on (the quantized "
+                       "all-reduce is recorded bucket by bucket)");
     if (strcmp(o->comm, "nccl") == 0 && strcmp(o->device, "cuda") != 0)
         return cli_bad("--comm", "nccl", "needs --device cuda (NCCL moves GPU memory)");
     if (o->new_head && !o->init_from)

@@ -1,18 +1,25 @@
 /* --step-graph on: the training step (attack, loss + backward, gradient
  * all-reduce, LALR step) recorded once as a step graph (dat_capture.h) and
  * replayed for every later batch, which the data set writes into the same
- * tensors. On several ranks the all-reduce is NCCL's, recorded with the rest
- * (bucket by bucket during the backward pass with --overlap on); one process
- * has no all-reduce. The losses are summed on the device and read once per
- * epoch. */
+ * tensors. On several ranks, or quantized (--bits < 32, which one process
+ * applies too), the all-reduce is NCCL's, recorded with the rest (bucket by
+ * bucket during the backward pass with --overlap on; quantized, always);
+ * one process has none otherwise. The losses are summed on the device and
+ * read once per epoch. */
 #include <stdio.h>
 
 #include "run.h"
 
+/* Whether the step reduces the gradient (as the op-by-op loop does). */
+static int reduces(const run *r)
+{
+    return r->ranks > 1 || r->quant;
+}
+
 /* The gradient's mean over the ranks, as the op-by-op loop takes it. */
 static dat_status all_reduce(run *r)
 {
-    if (r->ranks == 1)
+    if (!reduces(r))
         return DAT_OK;
     return r->sync ? dat_grad_sync_end(r->sync)
                    : dat_comm_allreduce_grads(r->comm, r->model, NULL, DAT_QUANT_ONE_SIDED, 0);
@@ -28,8 +35,11 @@ static dat_status step_ops(run *r, const dat_loss_options *lo)
         s = dat_attack_perturb(r->attack, r->model, r->x, r->y, r->x_adv);
         input = r->x_adv;
     }
-    if (s == DAT_OK && r->ranks > 1 && r->sync)
-        s = dat_grad_sync_begin(r->sync, 0);
+    if (s == DAT_OK && reduces(r) && r->sync) { /* the quantizer's step: the optimizer's */
+        int64_t step = 0;
+        dat_optim_get_step(r->optim, &step);
+        s = dat_grad_sync_begin(r->sync, (uint64_t)step);
+    }
     if (s == DAT_OK)
         s = dat_model_loss_backward(r->model, input, r->y, lo, NULL);
     if (s == DAT_OK)
@@ -65,9 +75,10 @@ static int one_batch(run *r, const dat_loss_options *lo)
 
 int train_epoch_graph(run *r, int64_t epoch, double *loss)
 {
-    if (r->ranks > 1 && !r->nccl) {
-        fprintf(stderr, "dat-train: --step-graph on with several ranks needs --comm nccl (MPI's "
-                        "all-reduce goes through the host and cannot be recorded)\n");
+    if (reduces(r) && !r->nccl) {
+        fprintf(stderr, "dat-train: --step-graph on with several ranks or --bits < 32 needs "
+                        "--comm nccl (MPI's all-reduce goes through the host and cannot be "
+                        "recorded)\n");
         return 1;
     }
     TRY_RUN("data", dat_dataset_set_epoch(r->train, epoch));

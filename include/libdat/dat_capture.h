@@ -20,15 +20,20 @@
  *   the next dat_ctx_synchronize() returns (DAT_ERR_NUMERIC or
  *   DAT_ERR_INVALID_ARG, naming the check), and an optimizer step whose
  *   gradient is not finite updates nothing (its step number is used up);
- * - of the collectives, the exact all-reduce on a NCCL communicator of the
- *   same context is recorded: dat_comm_allreduce() (so
+ * - of the collectives, on a NCCL communicator of the same context, the
+ *   exact all-reduce is recorded (dat_comm_allreduce(), so
  *   dat_comm_allreduce_grads() without a quantizer) and a dat_grad_sync's
- *   buckets during the backward pass, without the ranks' agreement on the
- *   arguments, which reads back: every rank must record the same step;
+ *   buckets during the backward pass, exact or quantized, without the ranks'
+ *   agreement on the arguments, which reads back: every rank must record the
+ *   same step. A quantized synchronizer draws anew at each replay (its step
+ *   advances); an encode that meets NaN, Inf or an overflowing norm on any
+ *   rank leaves NaN as the mean on every rank, so each optimizer skips the
+ *   update, sets a fault (DAT_ERR_NUMERIC) on every rank and zeroes the
+ *   error-feedback residual, as a failed op-by-op call does;
  * - what cannot be recorded fails with DAT_ERR_STATE and a message naming it:
  *   an attack with restarts, an l2 random start or smoothing, the other
  *   collectives and host communicators (their ranks agree through the host;
- *   the quantized all-reduce), anything that reads back or allocates.
+ *   dat_comm_allreduce_quantized()), anything that reads back or allocates.
  *   dat_capture_end() then returns that failure.
  *
  * Everything a graph refers to (tensors, model, attack, optimizer,

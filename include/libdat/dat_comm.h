@@ -274,6 +274,11 @@ DAT_API void dat_grad_sync_destroy(dat_grad_sync *sync);
  * The model's next dat_model_loss_backward() (its last backward pass, for the
  * losses that run several) starts the buckets' reductions; with gradient
  * accumulation over several calls, arm it before the last one only.
+ *
+ * In a recorded step (dat_capture.h) the ranks do not agree on the arguments
+ * (that reads back), and a quantized synchronizer's @p step is the step of
+ * the first replay, each later replay taking the next one (after op-by-op
+ * steps in between, the one after theirs).
  * @param sync  the synchronizer.
  * @param step  the training step (the quantizer's random stream; all ranks the same).
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL; DAT_ERR_STATE if already armed or

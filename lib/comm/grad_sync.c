@@ -242,6 +242,8 @@ dat_status dat_grad_sync_create(dat_grad_sync **out, dat_comm *comm, dat_model *
     s->buckets = (int64_t)((s->total + (size_t)o.bucket_elems - 1) / (size_t)o.bucket_elems);
     s->how = where(comm, model, o.quantizer);
     dat_status st = start_thread(s);
+    if (st == DAT_OK && s->how == ON_STREAM && o.quantizer)
+        st = dat_sync_codes_init(&s->codes, model->ctx, (size_t)s->buckets);
     if (st != DAT_OK) {
         dat_grad_sync_destroy(s);
         return st;
@@ -316,6 +318,16 @@ static dat_status grads_in(dat_grad_sync *s)
     return DAT_OK;
 }
 
+/* Whether a step of the synchronizer can be recorded: on the stream, and for
+ * the quantized buckets, with the backend's device-side outcome. */
+static int recordable(const dat_grad_sync *s)
+{
+    const dat_backend *be = s->model->ctx->be;
+    if (s->how != ON_STREAM || !s->comm->ops->allreduce_join)
+        return 0;
+    return !s->o.quantizer || (be->quant_flag_failed && be->quant_apply_failure);
+}
+
 dat_status dat_grad_sync_begin(dat_grad_sync *sync, uint64_t step)
 {
     DAT_CHECK_NOT_NULL(sync);
@@ -325,10 +337,9 @@ dat_status dat_grad_sync_begin(dat_grad_sync *sync, uint64_t step)
     DAT_TRY(dat_comm_usable(sync->comm, __func__));
     sync->step = step;
     if (dat_capturing(sync->model->ctx)) { /* agree() would read back */
-        if (sync->how != ON_STREAM || sync->o.quantizer || !sync->comm->ops->allreduce_join)
+        if (!recordable(sync))
             return dat_capture_refuse(sync->model->ctx, __func__,
-                                      "a synchronizer that reduces on a thread, at the end or "
-                                      "quantized");
+                                      "a synchronizer that reduces on a thread or at the end");
         DAT_TRY(grads_in(sync));
     } else {
         DAT_TRY(agree(sync, grads_in(sync)));
@@ -342,23 +353,24 @@ dat_status dat_grad_sync_begin(dat_grad_sync *sync, uint64_t step)
 }
 
 /* The quantized buckets moved on the stream: agreed on, served (two-sided)
- * and decoded. */
+ * and decoded. A recorded step's quantizer step is a counter the replays
+ * advance (its word on the device set before each; dat_grad_sync_end). */
 static dat_status finish_codes(dat_grad_sync *s, double t0)
 {
     uint64_t bytes = 0;
     DAT_TRY(dat_sync_codes_finish(&s->codes, s->grads, s->step, &bytes));
     DAT_TRY(dat_quantizer_tensor_out(s->o.quantizer, s->model->grads, s->grads));
-    dat_comm_count_call(s->comm, t0, bytes, bytes);
-    return DAT_OK;
+    if (!s->codes.recorded) {
+        dat_comm_count_call(s->comm, t0, bytes, bytes);
+        return DAT_OK;
+    }
+    DAT_TRY(dat_capture_counter(s->model->ctx, (int64_t *)&s->step, 1, s->codes.step_at));
+    return dat_comm_recorded_call(s->comm, t0, bytes);
 }
 
-dat_status dat_grad_sync_end(dat_grad_sync *sync)
+/* dat_grad_sync_end's reduction of the step. */
+static dat_status reduce_rest(dat_grad_sync *sync)
 {
-    DAT_CHECK_NOT_NULL(sync);
-    if (!sync->armed)
-        return dat_error(DAT_ERR_STATE, __func__, "not armed: call dat_grad_sync_begin() first");
-    sync->armed = 0;
-    sync->model->grad_hook_armed = 0;
     dat_comm *c = sync->comm;
     if (sync->how == AT_END)
         return dat_comm_allreduce_grads(c, sync->model, sync->o.quantizer, sync->o.mode,
@@ -388,6 +400,21 @@ dat_status dat_grad_sync_end(dat_grad_sync *sync)
         return dat_comm_recorded_call(c, t0, sync->bytes);
     dat_comm_count_call(c, t0, sync->bytes, sync->bytes);
     return DAT_OK;
+}
+
+dat_status dat_grad_sync_end(dat_grad_sync *sync)
+{
+    DAT_CHECK_NOT_NULL(sync);
+    if (!sync->armed)
+        return dat_error(DAT_ERR_STATE, __func__, "not armed: call dat_grad_sync_begin() first");
+    sync->armed = 0;
+    sync->model->grad_hook_armed = 0;
+    dat_status st = reduce_rest(sync);
+    /* The next step: a recorded step's counter (finish_codes), which the
+     * recording takes back and each replay advances, so that a replay after
+     * op-by-op steps draws after theirs. */
+    sync->step++;
+    return st;
 }
 
 dat_status dat_grad_sync_overlaps(const dat_grad_sync *sync, int32_t *overlaps)

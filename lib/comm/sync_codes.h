@@ -14,6 +14,12 @@
  * mode and step: the buckets are whole quantizer buckets, every element
  * draws at its own offset, and a server's draws do not depend on which rank
  * serves.
+ *
+ * In a recorded step (lib/core/capture.h) nothing is read back: the encodes
+ * read the step from a word each replay sets, the servers' encodes are
+ * deferred too, and the ranks agree by summing, on the communicator's
+ * stream, a flag of whether any of their encodes failed; a failure leaves
+ * NaN in the gradient on every rank (dat_quantizer_recorded_outcome).
  */
 #ifndef LIBDAT_COMM_SYNC_CODES_H
 #define LIBDAT_COMM_SYNC_CODES_H
@@ -35,16 +41,26 @@ typedef struct dat_sync_codes {
     uint8_t *codes;
     size_t stride;
     size_t *recv_at, *recv_stride;
-    /* Each bucket's encode: its outcome on the device and, read back, here. */
+    /* Each bucket's encode, then (two-sided, recorded) each served shard's:
+     * the outcome on the device and, read back, here. */
     dat_quant_status *status, *status_host;
+    /* In a recording: the step (set before each replay) and the ranks' count
+     * of failed encodes, in the context's memory after the statuses. */
+    int recorded;
+    uint64_t *step_at;
+    float *flag;
 } dat_sync_codes;
 
 /* Whether a synchronizer of model context ctx over c can keep q's buckets
  * on the stream. */
 int dat_sync_codes_possible(const dat_comm *c, const dat_ctx *ctx, const dat_quantizer *q);
 
+/* The per-bucket tables of a synchronizer of `buckets` buckets, in ctx's
+ * memory and the host's (at its creation: a recording cannot allocate). */
+dat_status dat_sync_codes_init(dat_sync_codes *sc, dat_ctx *ctx, size_t buckets);
+
 /* Sizes the buffers for a step (in begin: nothing is allocated during the
- * backward pass). */
+ * backward pass), which is recorded if q's context is recording. */
 dat_status dat_sync_codes_prepare(dat_sync_codes *sc, dat_comm *c, dat_quantizer *q,
                                   dat_quant_mode mode, size_t total, size_t bucket);
 
@@ -52,9 +68,9 @@ dat_status dat_sync_codes_prepare(dat_sync_codes *sc, dat_comm *c, dat_quantizer
 dat_status dat_sync_codes_start(dat_sync_codes *sc, size_t j, size_t lo, size_t n,
                                 const float *grads, uint64_t step);
 
-/* After every bucket was started and the communicator's stream finished:
- * agrees on the outcome, leaves the mean in grads and adds this rank's
- * payload bytes (each way) to *bytes. */
+/* After every bucket was started and the communicator's stream finished
+ * (recorded: joined): agrees on the outcome, leaves the mean in grads and
+ * adds this rank's payload bytes (each way) to *bytes. */
 dat_status dat_sync_codes_finish(dat_sync_codes *sc, float *grads, uint64_t step,
                                  uint64_t *bytes);
 

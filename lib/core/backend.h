@@ -92,6 +92,7 @@ typedef struct dat_bn_desc {
 struct dat_optim;        /* lib/optim/optim.h */
 struct dat_quant_config; /* lib/quant/quantize.h */
 struct dat_quant_status; /* lib/quant/quantize.h */
+struct dat_quant_draw;   /* lib/quant/quantize.h */
 
 typedef struct dat_backend {
     const char *name;
@@ -317,9 +318,22 @@ typedef struct dat_backend {
      * encodes during the backward pass, with no synchronization per bucket.
      */
     dat_status (*quant_encode_deferred)(dat_ctx *ctx, const struct dat_quant_config *c,
-                                        const float *x, size_t n, float *residual, uint64_t key,
-                                        uint64_t stream, uint64_t counter0, void *codes,
-                                        struct dat_quant_status *status);
+                                        const float *x, size_t n, float *residual,
+                                        const struct dat_quant_draw *draw, uint64_t counter0,
+                                        void *codes, struct dat_quant_status *status);
+    /*
+     * The outcome of a recorded quantized all-reduce, which reads nothing back
+     * (NULL where a backend has none; both in ctx's memory): quant_flag_failed
+     * sets *flag to 1 if any of the count statuses reports a failed encode,
+     * else to 0;
+     * quant_apply_failure, when *flag != 0 (the ranks' flags summed), ors
+     * `bit` into *fault, zeroes residual[0..r) and fills x[0..n) with NaN, so
+     * that the step's update is skipped on every rank.
+     */
+    dat_status (*quant_flag_failed)(dat_ctx *ctx, const struct dat_quant_status *status,
+                                    size_t count, float *flag);
+    dat_status (*quant_apply_failure)(dat_ctx *ctx, const float *flag, float *residual, size_t r,
+                                      float *x, size_t n, uint32_t *fault, uint32_t bit);
 
     /*
      * Graphs of queued work (NULL where a backend has none). capture_begin:

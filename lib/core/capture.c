@@ -87,6 +87,9 @@ dat_status dat_take_faults(dat_ctx *ctx)
     if (f & DAT_FAULT_RANGE)
         return dat_error(DAT_ERR_INVALID_ARG, fn, "an attack's input was outside its range "
                          "[lo, hi] %s%s", where, skipped);
+    if (f & DAT_FAULT_QUANTIZE)
+        return dat_error(DAT_ERR_NUMERIC, fn, "the quantized all-reduce met NaN, Inf or an "
+                         "overflowing norm in a rank's gradient %s%s", where, skipped);
     return dat_error(DAT_ERR_NUMERIC, fn, "a gradient held NaN or Inf %s%s", where, skipped);
 }
 

@@ -13,6 +13,7 @@ enum {
     DAT_FAULT_RANGE = 2u,    /* an attack's input was outside its range */
     DAT_FAULT_LABELS = 4u,   /* a label was outside [0, classes) */
     DAT_FAULT_GRADIENT = 8u, /* an optimizer skipped a step: the gradient was not finite */
+    DAT_FAULT_QUANTIZE = 16u, /* a rank's quantized encode failed (NaN, Inf, overflow) */
 };
 
 /*

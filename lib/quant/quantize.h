@@ -67,6 +67,17 @@ typedef struct dat_quant_status {
     int32_t pad;
 } dat_quant_status;
 
+/* The Philox draws of a deferred encode: (key, stream), or, with step not
+ * NULL (a uint64 in the context's memory: a recorded step's counter), the
+ * stream dat_quant_stream(salt, rank, *step, phase) computed when the op
+ * runs, so that each replay of a recorded step draws anew. */
+typedef struct dat_quant_draw {
+    uint64_t key, stream;
+    const uint64_t *step;
+    uint64_t salt;
+    uint32_t rank, phase;
+} dat_quant_draw;
+
 /* The DAT_ERR_NUMERIC of a failed encode (shared with the CUDA encode). */
 dat_status dat_quant_numeric_error(const char *func, int kind, uint64_t index, int have_residual);
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../core/backend.h"
+#include "../core/capture.h"
 #include "../core/ctx.h"
 #include "../core/error.h"
 #include "../core/tensor.h"
@@ -227,15 +228,20 @@ dat_status dat_quantizer_encode_slice(dat_quantizer *q, const char *func, const 
 
 dat_status dat_quantizer_encode_slice_deferred(dat_quantizer *q, const float *x, size_t n,
                                                uint64_t offset, uint32_t rank, uint64_t step,
+                                               const uint64_t *step_at, uint32_t phase,
                                                int use_residual, void *codes,
                                                dat_quant_status *status)
 {
     float *residual;
     DAT_TRY(residual_of(q, offset, n, use_residual, &residual));
-    uint64_t stream = dat_quant_stream(q->opts.seed, rank, step, DAT_QUANT_PHASE_WORKER);
+    dat_quant_draw d = {.key = q->ctx->opts.seed,
+                        .stream = dat_quant_stream(q->opts.seed, rank, step, phase),
+                        .step = step_at,
+                        .salt = q->opts.seed,
+                        .rank = rank,
+                        .phase = phase};
     dat_ctx *ctx = q->exec;
-    return DAT_OP(ctx, quant_encode_deferred, &q->cfg, x, n, residual, q->ctx->opts.seed,
-                  stream, offset, codes, status);
+    return DAT_OP(ctx, quant_encode_deferred, &q->cfg, x, n, residual, &d, offset, codes, status);
 }
 
 dat_status dat_quantizer_deferred_outcome(dat_quantizer *q, const char *func,
@@ -258,6 +264,15 @@ dat_status dat_quantizer_deferred_outcome(dat_quantizer *q, const char *func,
         DAT_TRY(q->exec->be->fill(q->exec, q->residual, len, &zero, sizeof zero));
     }
     return dat_quant_numeric_error(func, kind, first, ef);
+}
+
+dat_status dat_quantizer_recorded_outcome(dat_quantizer *q, const float *flag, float *x,
+                                          size_t n, uint32_t bit)
+{
+    dat_ctx *ctx = q->exec;
+    size_t r = q->opts.error_feedback && q->residual ? n : 0;
+    r = r < q->residual_len ? r : q->residual_len;
+    return DAT_OP(ctx, quant_apply_failure, flag, q->residual, r, x, n, dat_fault_word(ctx), bit);
 }
 
 dat_status dat_quantizer_decode_slice(dat_quantizer *q, const void *codes, size_t n, float *out,

@@ -36,11 +36,14 @@ dat_status dat_quantizer_encode_slice(dat_quantizer *q, const char *func, const 
                                       size_t n, uint64_t offset, uint32_t rank, uint64_t step,
                                       uint32_t phase, int use_residual, void *codes);
 
-/* dat_quantizer_encode_slice of a worker (phase DAT_QUANT_PHASE_WORKER),
- * queued on q->exec's backend without waiting for the outcome, which goes
- * to *status (q->exec's memory; backend.h, quant_encode_deferred). */
+/* dat_quantizer_encode_slice queued on q->exec's backend without waiting
+ * for the outcome, which goes to *status (q->exec's memory; backend.h,
+ * quant_encode_deferred). With step_at not NULL (a uint64 in q->exec's
+ * memory: a recorded step's counter) the step is read from there when the
+ * encode runs, instead of `step`. */
 dat_status dat_quantizer_encode_slice_deferred(dat_quantizer *q, const float *x, size_t n,
                                                uint64_t offset, uint32_t rank, uint64_t step,
+                                               const uint64_t *step_at, uint32_t phase,
                                                int use_residual, void *codes,
                                                dat_quant_status *status);
 
@@ -51,6 +54,15 @@ dat_status dat_quantizer_encode_slice_deferred(dat_quantizer *q, const float *x,
 dat_status dat_quantizer_deferred_outcome(dat_quantizer *q, const char *func,
                                           const dat_quant_status *st, size_t count,
                                           size_t slice, size_t n);
+
+/* dat_quantizer_deferred_outcome in a recorded step, nothing read back:
+ * when *flag (q->exec's memory; the ranks' counts of failed encodes, summed)
+ * is not 0 when it runs, the residual of the n elements is zeroed, x[0..n)
+ * filled with NaN (the mean is not defined: whatever takes the step skips
+ * it, as for a NaN that an exact all-reduce spreads) and `bit` ored into
+ * the context's fault word (capture.h). */
+dat_status dat_quantizer_recorded_outcome(dat_quantizer *q, const float *flag, float *x,
+                                          size_t n, uint32_t bit);
 
 /* out = (accumulate ? out + q : q) * post_scale for n elements, codes and out
  * in the memory of q->exec. */

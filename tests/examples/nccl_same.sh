@@ -2,7 +2,7 @@
 # dat-train on 2 ranks over NCCL gives the checkpoint of the same run over MPI,
 # byte for byte, and so does --step-graph on (the all-reduce recorded in the
 # step) with NCCL, with --overlap on and off; quantized (--bits 8, one- and
-# two-sided, overlapped on NCCL's stream) too. Exact where NCCL adds in rank order as MPI
+# two-sided, overlapped on NCCL's stream, op by op and recorded) too. Exact where NCCL adds in rank order as MPI
 # does: the gpu_emulation build, whose ranks are processes on the CPU
 # (kernels/emu/rendezvous.h).
 #   nccl_same.sh DAT_TRAIN MPIRUN [MPIRUN ARGS...]
@@ -19,7 +19,8 @@ trap 'rm -rf "$tmp"' EXIT
 # MPI's run of its bits and mode
 runs=("mpi off on 32 one-sided" "nccl off on 32 one-sided" "nccl on on 32 one-sided"
       "nccl on off 32 one-sided" "mpi off on 8 one-sided" "nccl off on 8 one-sided"
-      "mpi off on 8 two-sided" "nccl off on 8 two-sided")
+      "nccl on on 8 one-sided" "mpi off on 8 two-sided" "nccl off on 8 two-sided"
+      "nccl on on 8 two-sided")
 for cfg in "${runs[@]}"; do
     read -r comm sg overlap bits mode <<<"$cfg"
     name=$comm-graph_$sg-overlap_$overlap-bits_$bits-$mode
@@ -43,4 +44,4 @@ for cfg in "${runs[@]}"; do
     cmp "$tmp/$ref.json" "$tmp/$name.json" ||
         { echo "$name: TA / RA / bytes differ from MPI's"; exit 1; }
 done
-echo "NCCL on 2 ranks (op by op, recorded, 8 bits one- and two-sided): MPI's checkpoints"
+echo "NCCL on 2 ranks (op by op and recorded, 32 and 8 bits, one- and two-sided): MPI's checkpoints"

@@ -11,8 +11,10 @@
  *    backward pass, exact or quantized one- and two-sided) against
  *    dat_comm_allreduce_grads over MPI, and a NaN in one rank's gradient
  *    reported by every rank;
- *  - a recorded step (dat_capture.h) whose all-reduce runs during the
- *    backward pass, replayed, against the same steps op by op.
+ *  - a recorded step (dat_capture.h) whose all-reduce (exact, quantized
+ *    one- and two-sided) runs during the backward pass, replayed, against the
+ *    same steps op by op; a NaN on one rank in a replay skips the update on
+ *    every rank, each reporting it.
  * With the CUDA emulation (kernels/emu, DAT_TEST_EMULATED_GPU=1) every rank
  * is a process of its own on the CPU and NCCL adds in rank order, as the MPI
  * communicator does, so the exact paths are compared bit for bit; on GPUs,
@@ -318,16 +320,18 @@ static void test_grad_sync_nan(int bits)
     test_allreduce(10);
 }
 
-/* One side of the recorded-step case: a model, its optimizer and its
- * synchronizer over its own NCCL communicator. */
+/* One side of the recorded-step cases: a model, its optimizer, its
+ * quantizer (none for bits 0) and its synchronizer over its own NCCL
+ * communicator. */
 typedef struct side {
     dat_model *model;
     dat_optim *optim;
+    dat_quantizer *q;
     dat_comm *comm;
     dat_grad_sync *sync;
 } side;
 
-static void side_init(side *s)
+static void side_init(side *s, int bits, dat_quant_mode mode)
 {
     s->model = model();
     dat_optim_options oo;
@@ -336,9 +340,12 @@ static void side_init(side *s)
     oo.lalr = 1;
     EXPECT_OK(dat_optim_create_for_model(&s->optim, s->model, &oo));
     EXPECT_OK(dat_comm_create_nccl_mpi(&s->comm, ctx, MPI_COMM_WORLD, NULL));
+    s->q = bits ? quantizer(bits, 1) : NULL;
     dat_grad_sync_options so;
     dat_grad_sync_options_init(&so);
     so.bucket_elems = 4096;
+    so.quantizer = s->q;
+    so.mode = mode;
     EXPECT_OK(dat_grad_sync_create(&s->sync, s->comm, s->model, &so));
 }
 
@@ -346,13 +353,14 @@ static void side_fini(side *s)
 {
     dat_grad_sync_destroy(s->sync);
     dat_comm_destroy(s->comm);
+    dat_quantizer_destroy(s->q);
     dat_optim_destroy(s->optim);
     dat_model_destroy(s->model);
 }
 
-static dat_status train_step(side *s, dat_tensor *x, dat_tensor *y)
+static dat_status train_step(side *s, dat_tensor *x, dat_tensor *y, uint64_t step)
 {
-    dat_status st = dat_grad_sync_begin(s->sync, 0);
+    dat_status st = dat_grad_sync_begin(s->sync, step);
     if (st == DAT_OK)
         st = dat_model_loss_backward(s->model, x, y, NULL, NULL);
     if (st == DAT_OK)
@@ -360,41 +368,51 @@ static dat_status train_step(side *s, dat_tensor *x, dat_tensor *y)
     return st == DAT_OK ? dat_optim_step_model(s->optim, s->model) : st;
 }
 
-/* Steps 0..3 op by op on side a; on side b step 0 op by op (it sizes the
- * scratch), then recorded and replayed for steps 1..3: the parameters and
- * the statistics must agree. */
-static void test_recorded_step(void)
+/* Side s's step 0 op by op (it sizes the scratch), then step 1 recorded. */
+static dat_step_graph *record(side *s, dat_tensor *x, dat_tensor *y)
+{
+    batch(x, y, 0);
+    EXPECT_OK(train_step(s, x, y, 0));
+    dat_step_graph *g = NULL;
+    EXPECT_OK(dat_capture_begin(ctx));
+    EXPECT_OK(train_step(s, x, y, 1));
+    EXPECT_OK(dat_capture_end(ctx, &g));
+    return g;
+}
+
+/* Steps 0..4 op by op on side a; on side b step 0 op by op, then recorded
+ * and replayed for steps 1 and 2, step 3 op by op, step 4 replayed (the
+ * quantizer's step advancing on the device, after the op-by-op one): the
+ * parameters and the statistics must agree. */
+static void test_recorded_step(int bits, dat_quant_mode mode)
 {
     side a, b;
-    side_init(&a);
-    side_init(&b);
+    side_init(&a, bits, mode);
+    side_init(&b, bits, mode);
     int64_t xs[4] = {4, 1, 28, 28}, ys[1] = {4};
     dat_tensor *x, *y, *pa, *pb;
     EXPECT_OK(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
     EXPECT_OK(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
-    for (uint64_t k = 0; k < 4; ++k) {
+    for (uint64_t k = 0; k < 5; ++k) {
         batch(x, y, k);
-        EXPECT_OK(train_step(&a, x, y));
+        EXPECT_OK(train_step(&a, x, y, k));
     }
-    batch(x, y, 0);
-    EXPECT_OK(train_step(&b, x, y));
-    dat_step_graph *g = NULL;
-    EXPECT_OK(dat_capture_begin(ctx));
-    EXPECT_OK(train_step(&b, x, y));
-    EXPECT_OK(dat_capture_end(ctx, &g));
-    for (uint64_t k = 1; k < 4 && g; ++k) {
+    dat_step_graph *g = record(&b, x, y);
+    for (uint64_t k = 1; k < 5 && g; ++k) {
         batch(x, y, k);
-        EXPECT_OK(dat_step_graph_launch(g));
+        EXPECT_OK(k == 3 ? train_step(&b, x, y, k) : dat_step_graph_launch(g));
     }
     EXPECT_OK(dat_ctx_synchronize(ctx));
     dat_model_params(a.model, &pa);
     dat_model_params(b.model, &pb);
-    expect_same("recorded step: parameters", pb, pa, 0);
+    char what[80];
+    snprintf(what, sizeof what, "recorded step, bits %d mode %d: parameters", bits, (int)mode);
+    expect_same(what, pb, pa, 0);
     dat_comm_stats sa = {.size = sizeof sa}, sb = {.size = sizeof sb};
     EXPECT_OK(dat_comm_get_stats(a.comm, &sa));
     EXPECT_OK(dat_comm_get_stats(b.comm, &sb));
     EXPECT(sa.calls == sb.calls && sa.bytes_sent == sb.bytes_sent,
-           "recorded step: %llu calls, %llu bytes; op by op %llu, %llu",
+           "%s: %llu calls, %llu bytes; op by op %llu, %llu", what,
            (unsigned long long)sb.calls, (unsigned long long)sb.bytes_sent,
            (unsigned long long)sa.calls, (unsigned long long)sa.bytes_sent);
     dat_step_graph_destroy(g);
@@ -402,6 +420,63 @@ static void test_recorded_step(void)
     dat_tensor_destroy(y);
     side_fini(&a);
     side_fini(&b);
+}
+
+/* A replay whose input holds NaN on the last rank: its encodes fail, so on
+ * every rank the update is skipped and dat_ctx_synchronize reports it (the
+ * last rank the input, the others the quantized all-reduce); the next
+ * replay goes on, the ranks' parameters still alike. */
+static void test_recorded_nan(dat_quant_mode mode)
+{
+    side s;
+    side_init(&s, 8, mode);
+    int64_t xs[4] = {4, 1, 28, 28}, ys[1] = {4};
+    dat_tensor *x, *y, *p;
+    EXPECT_OK(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
+    EXPECT_OK(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
+    dat_step_graph *g = record(&s, x, y);
+    dat_model_params(s.model, &p);
+    int64_t n = 0;
+    dat_tensor_numel(p, &n);
+    float *before = host(p);
+    batch(x, y, 1);
+    if (g_rank == g_size - 1) {
+        float *v = host(x);
+        v[5] = NAN;
+        EXPECT_OK(dat_tensor_write(x, v, 4 * 28 * 28 * sizeof *v));
+        free(v);
+    }
+    EXPECT_OK(g ? dat_step_graph_launch(g) : DAT_ERR_STATE);
+    if (g_rank == g_size - 1)
+        EXPECT_ERR(dat_ctx_synchronize(ctx), DAT_ERR_NUMERIC, "a model input held NaN");
+    else
+        EXPECT_ERR(dat_ctx_synchronize(ctx), DAT_ERR_NUMERIC,
+                   "quantized all-reduce met NaN, Inf or an overflowing norm in a rank's "
+                   "gradient (a device-side check of a replayed step graph); the optimizer "
+                   "skipped the step");
+    float *after = host(p);
+    EXPECT(memcmp(before, after, (size_t)n * sizeof *after) == 0,
+           "mode %d: the parameters changed in a step whose encode failed", (int)mode);
+    batch(x, y, 2);
+    EXPECT_OK(g ? dat_step_graph_launch(g) : DAT_ERR_STATE);
+    EXPECT_OK(dat_ctx_synchronize(ctx));
+    free(after);
+    after = host(p);
+    EXPECT(memcmp(before, after, (size_t)n * sizeof *after) != 0,
+           "mode %d: the replay after the failed one did not update", (int)mode);
+    float *first = malloc((size_t)n * sizeof *first);
+    if (g_rank == 0)
+        memcpy(first, after, (size_t)n * sizeof *first);
+    MPI_Bcast(first, (int)n, MPI_FLOAT, 0, MPI_COMM_WORLD);
+    EXPECT(memcmp(first, after, (size_t)n * sizeof *after) == 0,
+           "mode %d: the ranks' parameters differ after the failed replay", (int)mode);
+    free(first);
+    free(after);
+    free(before);
+    dat_step_graph_destroy(g);
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(y);
+    side_fini(&s);
 }
 
 /* Whether every rank has a GPU of its own (the emulation shares one). */
@@ -433,7 +508,11 @@ static void run_all(void)
     test_grad_sync_case(4, DAT_QUANT_TWO_SIDED);
     test_grad_sync_case(8, DAT_QUANT_TWO_SIDED);
     test_grad_sync_nan(8);
-    test_recorded_step();
+    test_recorded_step(0, DAT_QUANT_ONE_SIDED);
+    test_recorded_step(8, DAT_QUANT_ONE_SIDED);
+    test_recorded_step(4, DAT_QUANT_TWO_SIDED);
+    test_recorded_nan(DAT_QUANT_ONE_SIDED);
+    test_recorded_nan(DAT_QUANT_TWO_SIDED);
 }
 
 int main(int argc, char **argv)

@@ -30,6 +30,7 @@
 #include "core/bf16.h"
 #include "core/ctx.h"
 #include "optim/optim.h"
+#include "quant/quant_math.h"
 #include "quant/quantize.h"
 
 /* Tolerances of the normalized error, per op class. */
@@ -1567,32 +1568,45 @@ static void check_quant_encode(void)
 
 /* The encode a synchronizer queues per bucket (CUDA only): the CPU encode's
  * codes and residual; its outcome left in the status, the bad index relative
- * to the slice, and the residual not zeroed (the caller does that). */
+ * to the slice, and the residual not zeroed (the caller does that). The
+ * stream given, or (a recorded step's) computed from a step on the device. */
 static void check_quant_encode_deferred(void)
 {
     ck_assert_msg(gpu->be->quant_encode_deferred, "the CUDA backend has no deferred encode");
     const size_t n = 4000, at = 1234;
+    const uint64_t step = 41;
     dat_quant_config c = {8, 512, DAT_QUANT_NORM_L2};
     dat_quant_status *st = NULL, h;
+    uint64_t *step_at = NULL;
     ck_assert_dat_ok(gpu->be->alloc(gpu, sizeof *st, (void **)&st));
-    for (int bad = 0; bad < 2; ++bad) {
+    ck_assert_dat_ok(gpu->be->alloc(gpu, sizeof *step_at, (void **)&step_at));
+    ck_assert_dat_ok(gpu->be->copy_from_host(gpu, step_at, &step, sizeof step));
+    for (int k = 0; k < 3; ++k) {
+        int bad = k == 1, on_device = k == 2;
         pair x = quant_input(n, 512), e = pair_uniform(n, -1e-3f, 1e-3f);
         pair codes = quant_codes(dat_quant_encoded_bytes(&c, n));
         if (bad) {
             cpu_f(&x)[at] = NAN;
             pair_sync(&x);
         }
-        dat_status want = cpu->be->quant_encode(cpu, "check", &c, cpu_f(&x), n, cpu_f(&e), 3, 4,
-                                                100, codes.c, 0);
+        dat_quant_draw d = {.key = 3, .stream = 4};
+        if (on_device)
+            d = (dat_quant_draw){.key = 3, .stream = 4, .step = step_at, .salt = 7, .rank = 2,
+                                 .phase = DAT_QUANT_PHASE_SERVER};
+        uint64_t stream = on_device ? dat_quant_stream(7, 2, step, DAT_QUANT_PHASE_SERVER) : 4;
+        dat_status want = cpu->be->quant_encode(cpu, "check", &c, cpu_f(&x), n, cpu_f(&e), 3,
+                                                stream, 100, codes.c, 0);
         ck_assert_int_eq(want, bad ? DAT_ERR_NUMERIC : DAT_OK);
-        ck_assert_dat_ok(gpu->be->quant_encode_deferred(gpu, &c, x.g, n, e.g, 3, 4, 100, codes.g,
+        ck_assert_dat_ok(gpu->be->quant_encode_deferred(gpu, &c, x.g, n, e.g, &d, 100, codes.g,
                                                         st));
         ck_assert_dat_ok(gpu->be->copy_to_host(gpu, &h, st, sizeof h));
         ck_assert_int_eq(h.kind, bad ? DAT_QUANT_BUCKET_NONFINITE : DAT_QUANT_BUCKET_OK);
         ck_assert_uint_eq(h.first_bad, bad ? at : UINT64_MAX);
         if (!bad) {
-            expect_same_bytes("quant_encode_deferred", "codes", "8 bits, bucket 512", &codes);
-            expect_same_bytes("quant_encode_deferred", "residual", "8 bits, bucket 512", &e);
+            const char *shape = on_device ? "8 bits, bucket 512, step on the device"
+                                          : "8 bits, bucket 512";
+            expect_same_bytes("quant_encode_deferred", "codes", shape, &codes);
+            expect_same_bytes("quant_encode_deferred", "residual", shape, &e);
         } else {
             float *g = (float *)gpu_read(&e);
             ck_assert_msg(isfinite(g[0]) && g[0] != 0.0f,
@@ -1603,7 +1617,70 @@ static void check_quant_encode_deferred(void)
         pair_free(&e);
         pair_free(&x);
     }
+    gpu->be->free(gpu, step_at);
     gpu->be->free(gpu, st);
+}
+
+/* A recorded quantized all-reduce's outcome (CUDA only): the flag of a
+ * failed encode among several statuses; on a flag, the fault bit, the
+ * residual zeroed and the gradient NaN; without one, nothing touched. */
+static void check_quant_flag_failed(void)
+{
+    ck_assert_msg(gpu->be->quant_flag_failed, "the CUDA backend has no quant_flag_failed");
+    dat_quant_status h[5], *st = NULL;
+    float *flag = NULL, got;
+    ck_assert_dat_ok(gpu->be->alloc(gpu, sizeof h, (void **)&st));
+    ck_assert_dat_ok(gpu->be->alloc(gpu, sizeof *flag, (void **)&flag));
+    for (int bad = -1; bad < 5; ++bad) {
+        for (int k = 0; k < 5; ++k)
+            h[k] = (dat_quant_status){.first_bad = UINT64_MAX, .kind = DAT_QUANT_BUCKET_OK};
+        if (bad >= 0)
+            h[bad] = (dat_quant_status){.first_bad = 7, .kind = DAT_QUANT_BUCKET_OVERFLOW};
+        const float junk = 5.0f;
+        ck_assert_dat_ok(gpu->be->copy_from_host(gpu, st, h, sizeof h));
+        ck_assert_dat_ok(gpu->be->copy_from_host(gpu, flag, &junk, sizeof junk));
+        ck_assert_dat_ok(gpu->be->quant_flag_failed(gpu, st, 5, flag));
+        ck_assert_dat_ok(gpu->be->copy_to_host(gpu, &got, flag, sizeof got));
+        ck_assert_msg(got == (bad >= 0 ? 1.0f : 0.0f), "quant_flag_failed: %g with bucket %d bad",
+                      (double)got, bad);
+    }
+    gpu->be->free(gpu, flag);
+    gpu->be->free(gpu, st);
+}
+
+static void check_quant_apply_failure(void)
+{
+    ck_assert_msg(gpu->be->quant_apply_failure, "the CUDA backend has no quant_apply_failure");
+    const size_t n = 3000, r = 2000;
+    float *flag = NULL;
+    uint32_t *fault = NULL, f;
+    ck_assert_dat_ok(gpu->be->alloc(gpu, sizeof *flag, (void **)&flag));
+    ck_assert_dat_ok(gpu->be->alloc(gpu, sizeof *fault, (void **)&fault));
+    for (int failed = 0; failed < 2; ++failed) {
+        pair x = pair_uniform(n, -1.0f, 1.0f), e = pair_uniform(n, -1e-3f, 1e-3f);
+        const float v = failed ? 2.0f : 0.0f; /* two ranks failed, or none */
+        const uint32_t before = 1u;
+        ck_assert_dat_ok(gpu->be->copy_from_host(gpu, flag, &v, sizeof v));
+        ck_assert_dat_ok(gpu->be->copy_from_host(gpu, fault, &before, sizeof before));
+        ck_assert_dat_ok(gpu->be->quant_apply_failure(gpu, flag, e.g, r, x.g, n, fault, 16u));
+        ck_assert_dat_ok(gpu->be->copy_to_host(gpu, &f, fault, sizeof f));
+        ck_assert_uint_eq(f, failed ? 17u : 1u);
+        float *gx = (float *)gpu_read(&x), *ge = (float *)gpu_read(&e);
+        for (size_t i = 0; i < n; ++i) {
+            ck_assert_msg(failed ? isnan(gx[i]) : gx[i] == cpu_f(&x)[i],
+                          "quant_apply_failure: x[%zu] = %g (flag %g)", i, (double)gx[i],
+                          (double)v);
+            float want = failed && i < r ? 0.0f : cpu_f(&e)[i];
+            ck_assert_msg(ge[i] == want, "quant_apply_failure: residual[%zu] = %g, expected %g",
+                          i, (double)ge[i], (double)want);
+        }
+        free(gx);
+        free(ge);
+        pair_free(&e);
+        pair_free(&x);
+    }
+    gpu->be->free(gpu, fault);
+    gpu->be->free(gpu, flag);
 }
 
 static void check_quant_decode(void)
@@ -1735,6 +1812,8 @@ static const op_check checks[] = {
     CHECK(quant_encode, check_quant_encode),
     CHECK(quant_decode, check_quant_decode),
     CHECK(quant_encode_deferred, check_quant_encode_deferred),
+    CHECK(quant_flag_failed, check_quant_flag_failed),
+    CHECK(quant_apply_failure, check_quant_apply_failure),
     CHECK(capture_begin, check_graphs),
     COVERED(capture_end, "check_graphs"),
     COVERED(graph_launch, "check_graphs"),

@@ -429,6 +429,26 @@ START_TEST(test_refusals)
     ck_assert_dat_err(dat_capture_end(ctx, &g), DAT_ERR_STATE, "recorded");
     ck_assert_dat_ok(dat_attack_get_step(r, &at));
     ck_assert_uint_eq(at, 1);
+    /* A synchronizer that reduces at the end (a host communicator's) agrees
+     * through the host, quantized or not. */
+    dat_comm *self = NULL;
+    ck_assert_dat_ok(dat_comm_create_self(&self, ctx));
+    dat_quantizer *q = NULL;
+    ck_assert_dat_ok(dat_quantizer_create(&q, ctx, NULL));
+    for (int quantized = 0; quantized < 2; ++quantized) {
+        dat_grad_sync_options so;
+        dat_grad_sync_options_init(&so);
+        so.quantizer = quantized ? q : NULL;
+        so.bucket_elems = 4096;
+        dat_grad_sync *sync = NULL;
+        ck_assert_dat_ok(dat_grad_sync_create(&sync, self, s.model, &so));
+        ck_assert_dat_ok(dat_capture_begin(ctx));
+        ck_assert_dat_err(dat_grad_sync_begin(sync, 0), DAT_ERR_STATE, "at the end");
+        ck_assert_dat_err(dat_capture_end(ctx, &g), DAT_ERR_STATE, "at the end");
+        dat_grad_sync_destroy(sync);
+    }
+    dat_quantizer_destroy(q);
+    dat_comm_destroy(self);
     dat_attack_destroy(r);
     side_fini(&s);
     dat_ctx_destroy(ctx);

@@ -4,7 +4,8 @@
  * (a CUDA context's quantizer must give the CPU one's bits; where the backend
  * runs quantizers, nothing touches the host),
  * statistics, abort; a gradient synchronizer on the communicator's stream
- * (exact, quantized one- and two-sided).
+ * (exact, quantized one- and two-sided), op by op and recorded in a step
+ * graph.
  * Exits 77 (skipped) without CUDA or a GPU.
  */
 #include <math.h>
@@ -160,6 +161,105 @@ START_TEST(test_grad_sync_nccl)
 }
 END_TEST
 
+/* One step of the recorded test: the loss backward inside the synchronizer's bracket. */
+static dat_status sync_step(dat_grad_sync *sync, dat_model *m, dat_tensor *x, dat_tensor *y,
+                            uint64_t step)
+{
+    dat_status s = dat_grad_sync_begin(sync, step);
+    if (s == DAT_OK)
+        s = dat_model_loss_backward(m, x, y, NULL, NULL);
+    return s == DAT_OK ? dat_grad_sync_end(sync) : s;
+}
+
+/* A quantized synchronizer (error feedback) recorded in a step graph: each
+ * replay gives dat_comm_allreduce_grads' gradient of its step (the step
+ * advancing on the device); a NaN gradient makes the mean NaN and
+ * dat_ctx_synchronize report the quantized all-reduce. */
+START_TEST(test_grad_sync_recorded)
+{
+    dat_comm *nc = one_rank_nccl();
+    dat_model_options mo;
+    dat_model_options_init(&mo);
+    mo.init_seed = 5;
+    dat_model *a, *b;
+    ck_assert_dat_ok(dat_model_create_preset(&a, gpu, "cnn_small", &mo));
+    ck_assert_dat_ok(dat_model_create_preset(&b, gpu, "cnn_small", &mo));
+    int64_t xs[4] = {8, 1, 28, 28}, ys[1] = {8};
+    dat_tensor *x, *y, *ga, *gb, *pb;
+    ck_assert_dat_ok(dat_tensor_create(&x, gpu, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&y, gpu, DAT_INT32, 1, ys));
+    ck_assert_dat_ok(dat_tensor_fill(y, 3));
+    dat_model_grads(a, &ga);
+    dat_model_grads(b, &gb);
+    int64_t np;
+    dat_tensor_numel(ga, &np);
+    float *ha = malloc((size_t)np * 4), *hb = malloc((size_t)np * 4);
+    for (int two = 0; two < 2; ++two) {
+        dat_quant_mode mode = two ? DAT_QUANT_TWO_SIDED : DAT_QUANT_ONE_SIDED;
+        dat_quantizer_options qo;
+        dat_quantizer_options_init(&qo);
+        qo.error_feedback = 1;
+        dat_quantizer *qa = NULL, *qb = NULL;
+        ck_assert_dat_ok(dat_quantizer_create(&qa, gpu, &qo));
+        ck_assert_dat_ok(dat_quantizer_create(&qb, gpu, &qo));
+        dat_grad_sync_options so;
+        dat_grad_sync_options_init(&so);
+        so.bucket_elems = 512 * 8;
+        so.quantizer = qb;
+        so.mode = mode;
+        dat_grad_sync *sync;
+        ck_assert_dat_ok(dat_grad_sync_create(&sync, nc, b, &so));
+        dat_step_graph *g = NULL;
+        for (uint64_t k = 0; k < 4; ++k) {
+            ck_assert_dat_ok(dat_tensor_fill_uniform(x, 0, 1, k, 0));
+            ck_assert_dat_ok(dat_model_loss_backward(a, x, y, NULL, NULL));
+            ck_assert_dat_ok(dat_comm_allreduce_grads(nc, a, qa, mode, k));
+            if (k == 0) { /* op by op, then recorded for step 1 */
+                ck_assert_dat_ok(sync_step(sync, b, x, y, 0));
+                ck_assert_dat_ok(dat_capture_begin(gpu));
+                ck_assert_dat_ok(sync_step(sync, b, x, y, 1));
+                ck_assert_dat_ok(dat_capture_end(gpu, &g));
+            } else {
+                ck_assert_dat_ok(dat_step_graph_launch(g));
+                ck_assert_dat_ok(dat_ctx_synchronize(gpu));
+            }
+            ck_assert_dat_ok(dat_tensor_read(ga, ha, (size_t)np * 4));
+            ck_assert_dat_ok(dat_tensor_read(gb, hb, (size_t)np * 4));
+            double e = dat_test_rel_err(ha, hb, (size_t)np);
+            ck_assert_msg(e < 1e-5, "mode %d, step %llu: gradients differ by %g", (int)mode,
+                          (unsigned long long)k, e);
+        }
+        /* A NaN weight: the gradient is NaN, the step's mean too. */
+        dat_model_params(b, &pb);
+        float *p = malloc((size_t)np * 4);
+        ck_assert_dat_ok(dat_tensor_read(pb, p, (size_t)np * 4));
+        float keep = p[np - 1];
+        p[np - 1] = NAN;
+        ck_assert_dat_ok(dat_tensor_write(pb, p, (size_t)np * 4));
+        ck_assert_dat_ok(dat_step_graph_launch(g));
+        ck_assert_dat_err(dat_ctx_synchronize(gpu), DAT_ERR_NUMERIC,
+                          "the quantized all-reduce met NaN");
+        ck_assert_dat_ok(dat_tensor_read(gb, hb, (size_t)np * 4));
+        ck_assert_msg(isnan(hb[0]) && isnan(hb[np - 1]), "mode %d: the failed mean is not NaN",
+                      (int)mode);
+        p[np - 1] = keep;
+        ck_assert_dat_ok(dat_tensor_write(pb, p, (size_t)np * 4));
+        free(p);
+        dat_step_graph_destroy(g);
+        dat_grad_sync_destroy(sync);
+        dat_quantizer_destroy(qa);
+        dat_quantizer_destroy(qb);
+    }
+    free(ha);
+    free(hb);
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(y);
+    dat_model_destroy(a);
+    dat_model_destroy(b);
+    dat_comm_destroy(nc);
+}
+END_TEST
+
 int main(void)
 {
     if (!dat_test_have_gpu()) {
@@ -184,6 +284,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_one_rank);
     tcase_add_test(tc, test_grad_sync_nccl);
+    tcase_add_test(tc, test_grad_sync_recorded);
     suite_add_tcase(s, tc);
     int rc = dat_run_suite(s);
     dat_ctx_destroy(cpu);
