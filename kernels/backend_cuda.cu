@@ -391,6 +391,7 @@ static dat_backend make_cuda_backend(void)
     be.check_finite = dat_cuda_check_finite;
     be.flag_range = dat_cuda_flag_range;
     be.flag_labels = dat_cuda_flag_labels;
+    be.copy_if_flagged = dat_cuda_copy_if_flagged;
     be.attack_linf_step = dat_cuda_attack_linf_step;
     be.attack_l2_step = dat_cuda_attack_l2_step;
     be.rows_renorm = dat_cuda_rows_renorm;

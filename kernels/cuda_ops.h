@@ -58,6 +58,8 @@ dat_status dat_cuda_scale(dat_ctx *ctx, size_t n, float alpha, float *x);
 dat_status dat_cuda_check_finite(dat_ctx *ctx, size_t n, const float *x, int *bad);
 dat_status dat_cuda_flag_range(dat_ctx *ctx, size_t n, const float *x, float lo, float hi,
                                uint32_t *flags, uint32_t bit);
+dat_status dat_cuda_copy_if_flagged(dat_ctx *ctx, float *dst, const float *src, size_t n,
+                                    const uint32_t *flag);
 dat_status dat_cuda_flag_labels(dat_ctx *ctx, int n, const int32_t *y, int classes,
                                 uint32_t *flags, uint32_t bit);
 

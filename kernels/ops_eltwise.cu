@@ -115,6 +115,15 @@ __global__ void flag_labels_kernel(int n, const int32_t *y, int classes, uint32_
         atomicOr(flags, bit);
 }
 
+__global__ void copy_if_flagged_kernel(float *dst, const float *src, size_t n,
+                                       const uint32_t *flag)
+{
+    if (*flag == 0)
+        return;
+    DAT_GRID_STRIDE(i, n)
+    dst[i] = src[i];
+}
+
 #define LAUNCH(ctx, n, kernel, ...)                                                       \
     do {                                                                                  \
         DAT_TRY(dat_cuda_use_device(ctx));                                                \
@@ -218,4 +227,10 @@ dat_status dat_cuda_flag_labels(dat_ctx *ctx, int n, const int32_t *y, int class
                                 uint32_t *flags, uint32_t bit)
 {
     LAUNCH(ctx, (size_t)n, flag_labels_kernel, n, y, classes, flags, bit);
+}
+
+dat_status dat_cuda_copy_if_flagged(dat_ctx *ctx, float *dst, const float *src, size_t n,
+                                    const uint32_t *flag)
+{
+    LAUNCH(ctx, n, copy_if_flagged_kernel, dst, src, n, flag);
 }

@@ -193,12 +193,20 @@ static int make_attacks(run *r)
         q.rank = r->rank;
         TRY_RUN("quantizer", dat_quantizer_create(&r->quant, r->ctx, &q));
     }
-    if (o->overlap) {
+    /* A recorded quantized step reduces through a synchronizer even without
+     * overlap: one bucket, started when the backward pass has ended. */
+    int one_bucket = !o->overlap && o->step_graph && r->quant;
+    if (o->overlap || one_bucket) {
         dat_grad_sync_options so;
         dat_grad_sync_options_init(&so);
         so.quantizer = r->quant;
         so.mode = strcmp(o->quant_mode, "two-sided") == 0 ? DAT_QUANT_TWO_SIDED
                                                           : DAT_QUANT_ONE_SIDED;
+        if (one_bucket) {
+            dat_tensor *g;
+            dat_model_grads(r->model, &g);
+            dat_tensor_numel(g, &so.bucket_elems);
+        }
         if (r->quant) /* whole quantizer buckets */
             so.bucket_elems = (so.bucket_elems + o->bucket - 1) / o->bucket * o->bucket;
         TRY_RUN("gradient synchronizer", dat_grad_sync_create(&r->sync, r->comm, r->model, &so));

@@ -315,9 +315,6 @@ static int finish(train_options *o)
     if (o->step_graph && (strcmp(o->device, "cuda") != 0 || o->smooth_sigma > 0))
         return cli_bad("--step-graph", NULL, "needs --device cuda, without --smooth-sigma (the "
                        "noise copies cannot be recorded yet)");
-    if (o->step_graph && o->bits < 32 && !o->overlap)
-        return cli_bad("--step-graph", NULL, "with --bits < 32 needs --overlap on (the quantized "
-                       "all-reduce is recorded bucket by bucket)");
     if (strcmp(o->comm, "nccl") == 0 && strcmp(o->device, "cuda") != 0)
         return cli_bad("--comm", "nccl", "needs --device cuda (NCCL moves GPU memory)");
     if (o->new_head && !o->init_from)

@@ -3,8 +3,9 @@
  * replayed for every later batch, which the data set writes into the same
  * tensors. On several ranks, or quantized (--bits < 32, which one process
  * applies too), the all-reduce is NCCL's, recorded with the rest (bucket by
- * bucket during the backward pass with --overlap on; quantized, always);
- * one process has none otherwise. The losses are summed on the device and
+ * bucket during the backward pass with --overlap on; quantized, through a
+ * synchronizer of one bucket with --overlap off); one process has none
+ * otherwise. The losses are summed on the device and
  * read once per epoch. */
 #include <stdio.h>
 

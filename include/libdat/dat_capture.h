@@ -18,8 +18,10 @@
  *   attack's range, labels inside [0, classes), a finite gradient before the
  *   optimizer's update) run on the device: a failing check sets a fault that
  *   the next dat_ctx_synchronize() returns (DAT_ERR_NUMERIC or
- *   DAT_ERR_INVALID_ARG, naming the check), and an optimizer step whose
- *   gradient is not finite updates nothing (its step number is used up);
+ *   DAT_ERR_INVALID_ARG, naming the check), an optimizer step whose
+ *   gradient is not finite updates nothing (its step number is used up), and
+ *   batch-norm running statistics that a step would leave NaN or Inf keep
+ *   their values from before it;
  * - of the collectives, on a NCCL communicator of the same context, the
  *   exact all-reduce is recorded (dat_comm_allreduce(), so
  *   dat_comm_allreduce_grads() without a quantizer) and a dat_grad_sync's

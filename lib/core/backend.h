@@ -264,6 +264,11 @@ typedef struct dat_backend {
                              uint32_t *flags, uint32_t bit);
     dat_status (*flag_labels)(dat_ctx *ctx, int n, const int32_t *y, int classes,
                               uint32_t *flags, uint32_t bit);
+    /* dst[0..n) = src[0..n) if *flag (a uint32 in backend memory) is not 0
+     * when the op runs: a captured step puts back what a failed check spoilt
+     * (NULL where a backend has no graphs). */
+    dat_status (*copy_if_flagged)(dat_ctx *ctx, float *dst, const float *src, size_t n,
+                                  const uint32_t *flag);
 
     /*
      * Attack steps (the Attack issue), in one pass each. x0 is the clean input,

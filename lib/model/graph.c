@@ -1,5 +1,6 @@
 /* Running the layer graph: activation buffers, the forward pass and the
  * backward pass, op by op through the context's backend. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,7 +31,9 @@ static void free_runtime(dat_model *m)
     ctx->be->free(ctx, m->ones);
     ctx->be->free(ctx, m->x_norm);
     ctx->be->free(ctx, m->wshadow);
+    ctx->be->free(ctx, m->bn_saved);
     m->scratch = m->z_clean = m->dz = m->dz_clean = m->sample_loss = m->ones = m->x_norm = NULL;
+    m->bn_saved = NULL;
     m->wshadow = NULL;
     free(m->host_loss);
     free(m->host_weights);
@@ -95,6 +98,8 @@ static dat_status alloc_runtime(dat_model *m, int32_t cap)
     if (m->nodes[0].fmt != DAT_FMT_F32)
         DAT_TRY(ctx->be->alloc(ctx, (size_t)m->params->numel * dat_fmt_size(m->nodes[0].fmt),
                                &m->wshadow));
+    if (m->n_bn && ctx->be->copy_if_flagged) /* the statistics, then the flag */
+        DAT_TRY(alloc_floats(ctx, m->buffers->numel + 1, &m->bn_saved));
     m->host_loss = malloc((size_t)cap * sizeof *m->host_loss);
     m->host_weights = malloc((size_t)cap * sizeof *m->host_weights);
     m->host_labels = malloc((size_t)cap * sizeof *m->host_labels);
@@ -297,9 +302,27 @@ static dat_status forward_node(dat_model *m, dat_node *n, int32_t batch, int upd
     }
 }
 
+/* After a recorded forward pass that updated the BN running statistics: if
+ * any came out NaN or Inf (a NaN input, which the op-by-op check refuses
+ * before the pass), they are put back as they were, so that one bad batch
+ * in a replay does not spoil the model's evaluation for good. */
+static dat_status keep_finite_stats(dat_model *m)
+{
+    dat_ctx *ctx = m->ctx;
+    size_t n = (size_t)m->buffers->numel;
+    uint32_t *flag = (uint32_t *)(m->bn_saved + n);
+    const uint32_t zero = 0;
+    DAT_TRY(ctx->be->fill(ctx, flag, 1, &zero, sizeof zero));
+    DAT_TRY(DAT_OP(ctx, flag_range, n, m->buffers->data, -INFINITY, INFINITY, flag, 1u));
+    return DAT_OP(ctx, copy_if_flagged, m->buffers->data, m->bn_saved, n, flag);
+}
+
 dat_status dat_graph_forward(dat_model *m, const float *x, int32_t n, int update_running)
 {
     dat_ctx *ctx = m->ctx;
+    int guard = update_running && m->mode == DAT_MODE_TRAIN && m->bn_saved && dat_capturing(ctx);
+    if (guard)
+        DAT_TRY(ctx->be->copy(ctx, m->bn_saved, m->buffers->data, m->buffers->nbytes));
     dat_node *in = &m->nodes[0];
     if (m->x_norm) {
         DAT_TRY(DAT_OP(ctx, act_convert, n, m->in_c, m->in_h * m->in_w, DAT_FMT_F32, x,
@@ -315,7 +338,7 @@ dat_status dat_graph_forward(dat_model *m, const float *x, int32_t n, int update
         if (m->nodes[i].fused_relu)
             ++i; /* the convolution or batch norm computed its ReLU */
     }
-    return DAT_OK;
+    return guard ? keep_finite_stats(m) : DAT_OK;
 }
 
 /* Gradients flowing into node j: the first contribution is written into its dy

@@ -62,6 +62,9 @@ struct dat_model {
     float *sample_loss;               /* [capacity] */
     float *ones;                      /* [capacity] of 1: sums sample_loss on the device */
     float *x_norm;                    /* the input normalized and / or in node 0's format */
+    float *bn_saved;                  /* the BN running statistics before a recorded
+                                         forward pass, then a uint32 flag (graph.c's
+                                         keep_finite_stats); NULL without BN or graphs */
     void *wshadow;                    /* convolution weights in their layers' format, at the
                                          weights' offsets (NULL: all layers float32 NCHW) */
     float *host_loss;                 /* host copy of sample_loss */

@@ -20,7 +20,7 @@ trap 'rm -rf "$tmp"' EXIT
 runs=("mpi off on 32 one-sided" "nccl off on 32 one-sided" "nccl on on 32 one-sided"
       "nccl on off 32 one-sided" "mpi off on 8 one-sided" "nccl off on 8 one-sided"
       "nccl on on 8 one-sided" "mpi off on 8 two-sided" "nccl off on 8 two-sided"
-      "nccl on on 8 two-sided")
+      "nccl on on 8 two-sided" "nccl on off 8 two-sided")
 for cfg in "${runs[@]}"; do
     read -r comm sg overlap bits mode <<<"$cfg"
     name=$comm-graph_$sg-overlap_$overlap-bits_$bits-$mode

@@ -1289,6 +1289,28 @@ static void check_flag_labels(void)
     }
 }
 
+/* Graphs only (the CPU backend records none): copies when the flag is set. */
+static void check_copy_if_flagged(void)
+{
+    ck_assert_msg(gpu->be->copy_if_flagged, "the CUDA backend has no copy_if_flagged");
+    const size_t n = 5000;
+    uint32_t *flag = NULL;
+    ck_assert_dat_ok(gpu->be->alloc(gpu, sizeof *flag, (void **)&flag));
+    for (uint32_t f = 0; f < 3; f += 2) {
+        pair dst = pair_uniform(n, -1, 1), src = pair_uniform(n, 2, 3);
+        ck_assert_dat_ok(gpu->be->copy_from_host(gpu, flag, &f, sizeof f));
+        ck_assert_dat_ok(gpu->be->copy_if_flagged(gpu, dst.g, src.g, n, flag));
+        float *got = (float *)gpu_read(&dst);
+        const float *want = f ? cpu_f(&src) : cpu_f(&dst);
+        ck_assert_msg(memcmp(got, want, n * sizeof *got) == 0,
+                      "copy_if_flagged with flag %u: %s", f, f ? "not copied" : "copied");
+        free(got);
+        pair_free(&src);
+        pair_free(&dst);
+    }
+    gpu->be->free(gpu, flag);
+}
+
 /* ---------------- attack steps ---------------- */
 
 static void check_attack_linf_step(void)
@@ -1804,6 +1826,7 @@ static const op_check checks[] = {
     CHECK(check_finite, check_check_finite),
     CHECK(flag_range, check_flag_range),
     CHECK(flag_labels, check_flag_labels),
+    CHECK(copy_if_flagged, check_copy_if_flagged),
     CHECK(attack_linf_step, check_attack_linf_step),
     CHECK(attack_l2_step, check_attack_l2_step),
     CHECK(rows_renorm, check_rows_renorm),

@@ -340,12 +340,15 @@ START_TEST(test_faults_reported_and_nothing_lost)
     side s;
     warmed_up(&s, ctx);
     dat_step_graph *g = record(&s);
-    dat_tensor *params = NULL;
+    dat_tensor *params = NULL, *stats = NULL;
     ck_assert_dat_ok(dat_model_params(s.model, &params));
-    size_t n = 0;
+    ck_assert_dat_ok(dat_model_buffers(s.model, &stats));
+    size_t n = 0, ns = 0;
     float *before = dat_test_read_floats(params, &n);
+    float *stats_before = dat_test_read_floats(stats, &ns);
 
-    /* A NaN pixel: the gradient is NaN, the update is skipped. */
+    /* A NaN pixel: the gradient is NaN, the update is skipped, and the BN
+     * running statistics stay as they were. */
     float nan_px = NAN;
     write_batch_with(&s, 1, &nan_px, NULL);
     ck_assert_dat_ok(dat_step_graph_launch(g));
@@ -353,6 +356,10 @@ START_TEST(test_faults_reported_and_nothing_lost)
     float *after = dat_test_read_floats(params, NULL);
     ck_assert_msg(memcmp(before, after, n * sizeof *before) == 0,
                   "a step on a NaN input changed the parameters");
+    free(after);
+    after = dat_test_read_floats(stats, NULL);
+    ck_assert_msg(memcmp(stats_before, after, ns * sizeof *after) == 0,
+                  "a step on a NaN input changed the BN running statistics");
     free(after);
     ck_assert_dat_ok(dat_ctx_synchronize(ctx)); /* reported once */
 
@@ -379,6 +386,11 @@ START_TEST(test_faults_reported_and_nothing_lost)
     after = dat_test_read_floats(params, NULL);
     ck_assert_msg(memcmp(before, after, n * sizeof *before) != 0, "a valid step did nothing");
     free(after);
+    after = dat_test_read_floats(stats, NULL);
+    ck_assert_msg(memcmp(stats_before, after, ns * sizeof *after) != 0,
+                  "a valid step left the BN running statistics");
+    free(after);
+    free(stats_before);
     free(before);
     dat_step_graph_destroy(g);
     side_fini(&s);

@@ -98,26 +98,67 @@ static dat_comm *one_rank_nccl(void)
     return nc;
 }
 
+/* Two models alike (a reduced by dat_comm_allreduce_grads, b by a
+ * synchronizer), a batch of 8 for them, and host room for their gradients. */
+typedef struct twins {
+    dat_model *a, *b;
+    dat_tensor *x, *y, *ga, *gb;
+    int64_t np;
+    float *ha, *hb;
+} twins;
+
+static void twins_init(twins *t, const char *preset, int64_t channels, int64_t side, int seed)
+{
+    dat_model_options mo;
+    dat_model_options_init(&mo);
+    mo.init_seed = (uint64_t)seed;
+    ck_assert_dat_ok(dat_model_create_preset(&t->a, gpu, preset, &mo));
+    ck_assert_dat_ok(dat_model_create_preset(&t->b, gpu, preset, &mo));
+    int64_t xs[4] = {8, channels, side, side}, ys[1] = {8};
+    ck_assert_dat_ok(dat_tensor_create(&t->x, gpu, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&t->y, gpu, DAT_INT32, 1, ys));
+    ck_assert_dat_ok(dat_tensor_fill_uniform(t->x, 0, 1, 2, 0));
+    ck_assert_dat_ok(dat_tensor_fill(t->y, 7));
+    dat_model_grads(t->a, &t->ga);
+    dat_model_grads(t->b, &t->gb);
+    dat_tensor_numel(t->ga, &t->np);
+    t->ha = malloc((size_t)t->np * 4);
+    t->hb = malloc((size_t)t->np * 4);
+}
+
+/* The relative difference of the two models' gradients. */
+static double twins_err(twins *t)
+{
+    ck_assert_dat_ok(dat_tensor_read(t->ga, t->ha, (size_t)t->np * 4));
+    ck_assert_dat_ok(dat_tensor_read(t->gb, t->hb, (size_t)t->np * 4));
+    return dat_test_rel_err(t->ha, t->hb, (size_t)t->np);
+}
+
+static void twins_fini(twins *t)
+{
+    free(t->ha);
+    free(t->hb);
+    dat_tensor_destroy(t->x);
+    dat_tensor_destroy(t->y);
+    dat_model_destroy(t->a);
+    dat_model_destroy(t->b);
+}
+
+/* The loss backward inside the synchronizer's bracket. */
+static dat_status sync_step(dat_grad_sync *sync, dat_model *m, dat_tensor *x, dat_tensor *y,
+                            uint64_t step)
+{
+    dat_status s = dat_grad_sync_begin(sync, step);
+    if (s == DAT_OK)
+        s = dat_model_loss_backward(m, x, y, NULL, NULL);
+    return s == DAT_OK ? dat_grad_sync_end(sync) : s;
+}
+
 START_TEST(test_grad_sync_nccl)
 {
     dat_comm *nc = one_rank_nccl();
-    dat_model_options mo;
-    dat_model_options_init(&mo);
-    mo.init_seed = 4;
-    dat_model *a, *b;
-    ck_assert_dat_ok(dat_model_create_preset(&a, gpu, "preact_resnet18", &mo));
-    ck_assert_dat_ok(dat_model_create_preset(&b, gpu, "preact_resnet18", &mo));
-    int64_t xs[4] = {8, 3, 32, 32}, ys[1] = {8};
-    dat_tensor *x, *y, *ga, *gb;
-    ck_assert_dat_ok(dat_tensor_create(&x, gpu, DAT_FLOAT32, 4, xs));
-    ck_assert_dat_ok(dat_tensor_create(&y, gpu, DAT_INT32, 1, ys));
-    ck_assert_dat_ok(dat_tensor_fill_uniform(x, 0, 1, 2, 0));
-    ck_assert_dat_ok(dat_tensor_fill(y, 7));
-    dat_model_grads(a, &ga);
-    dat_model_grads(b, &gb);
-    int64_t np;
-    dat_tensor_numel(ga, &np);
-    float *ha = malloc((size_t)np * 4), *hb = malloc((size_t)np * 4);
+    twins t;
+    twins_init(&t, "preact_resnet18", 3, 32, 4);
     /* exact, one- and two-sided, all on the stream */
     for (int quantized = 0; quantized < 3; ++quantized) {
         dat_quant_mode mode = quantized == 2 ? DAT_QUANT_TWO_SIDED : DAT_QUANT_ONE_SIDED;
@@ -132,44 +173,25 @@ START_TEST(test_grad_sync_nccl)
         so.quantizer = qb;
         so.mode = mode;
         dat_grad_sync *sync;
-        ck_assert_dat_ok(dat_grad_sync_create(&sync, nc, b, &so));
+        ck_assert_dat_ok(dat_grad_sync_create(&sync, nc, t.b, &so));
         int32_t overlaps = -1;
         ck_assert_dat_ok(dat_grad_sync_overlaps(sync, &overlaps));
         ck_assert_int_eq(overlaps, 1);
-        ck_assert_dat_ok(dat_model_loss_backward(a, x, y, NULL, NULL));
-        ck_assert_dat_ok(dat_comm_allreduce_grads(nc, a, qa, mode, 1));
-        ck_assert_dat_ok(dat_grad_sync_begin(sync, 1));
-        ck_assert_dat_ok(dat_model_loss_backward(b, x, y, NULL, NULL));
-        ck_assert_dat_ok(dat_grad_sync_end(sync));
-        ck_assert_dat_ok(dat_tensor_read(ga, ha, (size_t)np * 4));
-        ck_assert_dat_ok(dat_tensor_read(gb, hb, (size_t)np * 4));
+        ck_assert_dat_ok(dat_model_loss_backward(t.a, t.x, t.y, NULL, NULL));
+        ck_assert_dat_ok(dat_comm_allreduce_grads(nc, t.a, qa, mode, 1));
+        ck_assert_dat_ok(sync_step(sync, t.b, t.x, t.y, 1));
         /* cuDNN's algorithms may differ in the last bits between two backward
          * passes; the all-reduce of one rank must not add to that. */
-        double e = dat_test_rel_err(ha, hb, (size_t)np);
+        double e = twins_err(&t);
         ck_assert_msg(e < 1e-5, "quantized %d: gradients differ by %g", quantized, e);
         dat_grad_sync_destroy(sync);
         dat_quantizer_destroy(qa);
         dat_quantizer_destroy(qb);
     }
-    free(ha);
-    free(hb);
-    dat_tensor_destroy(x);
-    dat_tensor_destroy(y);
-    dat_model_destroy(a);
-    dat_model_destroy(b);
+    twins_fini(&t);
     dat_comm_destroy(nc);
 }
 END_TEST
-
-/* One step of the recorded test: the loss backward inside the synchronizer's bracket. */
-static dat_status sync_step(dat_grad_sync *sync, dat_model *m, dat_tensor *x, dat_tensor *y,
-                            uint64_t step)
-{
-    dat_status s = dat_grad_sync_begin(sync, step);
-    if (s == DAT_OK)
-        s = dat_model_loss_backward(m, x, y, NULL, NULL);
-    return s == DAT_OK ? dat_grad_sync_end(sync) : s;
-}
 
 /* A quantized synchronizer (error feedback) recorded in a step graph: each
  * replay gives dat_comm_allreduce_grads' gradient of its step (the step
@@ -178,22 +200,10 @@ static dat_status sync_step(dat_grad_sync *sync, dat_model *m, dat_tensor *x, da
 START_TEST(test_grad_sync_recorded)
 {
     dat_comm *nc = one_rank_nccl();
-    dat_model_options mo;
-    dat_model_options_init(&mo);
-    mo.init_seed = 5;
-    dat_model *a, *b;
-    ck_assert_dat_ok(dat_model_create_preset(&a, gpu, "cnn_small", &mo));
-    ck_assert_dat_ok(dat_model_create_preset(&b, gpu, "cnn_small", &mo));
-    int64_t xs[4] = {8, 1, 28, 28}, ys[1] = {8};
-    dat_tensor *x, *y, *ga, *gb, *pb;
-    ck_assert_dat_ok(dat_tensor_create(&x, gpu, DAT_FLOAT32, 4, xs));
-    ck_assert_dat_ok(dat_tensor_create(&y, gpu, DAT_INT32, 1, ys));
-    ck_assert_dat_ok(dat_tensor_fill(y, 3));
-    dat_model_grads(a, &ga);
-    dat_model_grads(b, &gb);
-    int64_t np;
-    dat_tensor_numel(ga, &np);
-    float *ha = malloc((size_t)np * 4), *hb = malloc((size_t)np * 4);
+    twins t;
+    twins_init(&t, "cnn_small", 1, 28, 5);
+    int64_t np = t.np;
+    dat_tensor *x = t.x, *y = t.y, *pb;
     for (int two = 0; two < 2; ++two) {
         dat_quant_mode mode = two ? DAT_QUANT_TWO_SIDED : DAT_QUANT_ONE_SIDED;
         dat_quantizer_options qo;
@@ -208,29 +218,27 @@ START_TEST(test_grad_sync_recorded)
         so.quantizer = qb;
         so.mode = mode;
         dat_grad_sync *sync;
-        ck_assert_dat_ok(dat_grad_sync_create(&sync, nc, b, &so));
+        ck_assert_dat_ok(dat_grad_sync_create(&sync, nc, t.b, &so));
         dat_step_graph *g = NULL;
         for (uint64_t k = 0; k < 4; ++k) {
             ck_assert_dat_ok(dat_tensor_fill_uniform(x, 0, 1, k, 0));
-            ck_assert_dat_ok(dat_model_loss_backward(a, x, y, NULL, NULL));
-            ck_assert_dat_ok(dat_comm_allreduce_grads(nc, a, qa, mode, k));
+            ck_assert_dat_ok(dat_model_loss_backward(t.a, x, y, NULL, NULL));
+            ck_assert_dat_ok(dat_comm_allreduce_grads(nc, t.a, qa, mode, k));
             if (k == 0) { /* op by op, then recorded for step 1 */
-                ck_assert_dat_ok(sync_step(sync, b, x, y, 0));
+                ck_assert_dat_ok(sync_step(sync, t.b, x, y, 0));
                 ck_assert_dat_ok(dat_capture_begin(gpu));
-                ck_assert_dat_ok(sync_step(sync, b, x, y, 1));
+                ck_assert_dat_ok(sync_step(sync, t.b, x, y, 1));
                 ck_assert_dat_ok(dat_capture_end(gpu, &g));
             } else {
                 ck_assert_dat_ok(dat_step_graph_launch(g));
                 ck_assert_dat_ok(dat_ctx_synchronize(gpu));
             }
-            ck_assert_dat_ok(dat_tensor_read(ga, ha, (size_t)np * 4));
-            ck_assert_dat_ok(dat_tensor_read(gb, hb, (size_t)np * 4));
-            double e = dat_test_rel_err(ha, hb, (size_t)np);
+            double e = twins_err(&t);
             ck_assert_msg(e < 1e-5, "mode %d, step %llu: gradients differ by %g", (int)mode,
                           (unsigned long long)k, e);
         }
         /* A NaN weight: the gradient is NaN, the step's mean too. */
-        dat_model_params(b, &pb);
+        dat_model_params(t.b, &pb);
         float *p = malloc((size_t)np * 4);
         ck_assert_dat_ok(dat_tensor_read(pb, p, (size_t)np * 4));
         float keep = p[np - 1];
@@ -239,8 +247,8 @@ START_TEST(test_grad_sync_recorded)
         ck_assert_dat_ok(dat_step_graph_launch(g));
         ck_assert_dat_err(dat_ctx_synchronize(gpu), DAT_ERR_NUMERIC,
                           "the quantized all-reduce met NaN");
-        ck_assert_dat_ok(dat_tensor_read(gb, hb, (size_t)np * 4));
-        ck_assert_msg(isnan(hb[0]) && isnan(hb[np - 1]), "mode %d: the failed mean is not NaN",
+        ck_assert_dat_ok(dat_tensor_read(t.gb, t.hb, (size_t)np * 4));
+        ck_assert_msg(isnan(t.hb[0]) && isnan(t.hb[np - 1]), "mode %d: the failed mean is not NaN",
                       (int)mode);
         p[np - 1] = keep;
         ck_assert_dat_ok(dat_tensor_write(pb, p, (size_t)np * 4));
@@ -250,12 +258,7 @@ START_TEST(test_grad_sync_recorded)
         dat_quantizer_destroy(qa);
         dat_quantizer_destroy(qb);
     }
-    free(ha);
-    free(hb);
-    dat_tensor_destroy(x);
-    dat_tensor_destroy(y);
-    dat_model_destroy(a);
-    dat_model_destroy(b);
+    twins_fini(&t);
     dat_comm_destroy(nc);
 }
 END_TEST
