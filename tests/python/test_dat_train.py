@@ -146,7 +146,8 @@ def test_smooth_at_with_trades_is_refused():
     assert p.returncode != 0 and "--smooth-sigma" in p.stderr
 
 
-def test_step_graph_needs_cuda_and_32_bits():
-    for extra in ([], ["--device", "cuda", "--bits", "8"]):
+def test_step_graph_needs_cuda_without_smoothing():
+    for extra in ([], ["--device", "cuda", "--bits", "8", "--smooth-sigma", "0.25"]):
         p = run("--step-graph", "on", *extra, check=False)
-        assert p.returncode != 0 and "--step-graph" in p.stderr and "--bits 32" in p.stderr
+        assert p.returncode != 0 and "--step-graph" in p.stderr
+        assert "needs --device cuda, without --smooth-sigma" in p.stderr
