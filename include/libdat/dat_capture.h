@@ -29,8 +29,8 @@
  *   agreement on the arguments, which reads back: every rank must record the
  *   same step. A quantized synchronizer draws anew at each replay (its step
  *   advances); an encode that meets NaN, Inf or an overflowing norm on any
- *   rank leaves NaN as the mean on every rank, so each optimizer skips the
- *   update, sets a fault (DAT_ERR_NUMERIC) on every rank and zeroes the
+ *   rank leaves NaN as the mean on every rank (so every optimizer skips the
+ *   update), sets a fault (DAT_ERR_NUMERIC) on every rank and zeroes the
  *   error-feedback residual, as a failed op-by-op call does;
  * - what cannot be recorded fails with DAT_ERR_STATE and a message naming it:
  *   an attack with restarts, an l2 random start or smoothing, the other

@@ -72,6 +72,7 @@ dat_status dat_sync_codes_prepare(dat_sync_codes *sc, dat_comm *c, dat_quantizer
     sc->total = total;
     sc->bucket = bucket;
     sc->recorded = dat_capturing(q->exec);
+    DAT_TRY(dat_quantizer_reserve(q, total));
     int m = c->size;
     sc->stride = ALIGN64(bytes_of(sc, total));
     size_t need = sc->stride * (size_t)m;

@@ -202,6 +202,11 @@ dat_status dat_quantizer_tensor_out(dat_quantizer *q, dat_tensor *t, const float
     return copy_across(t->ctx, t->data, q->exec, p, t->nbytes);
 }
 
+dat_status dat_quantizer_reserve(dat_quantizer *q, size_t n)
+{
+    return q->opts.error_feedback ? grow_residual(q, n) : DAT_OK;
+}
+
 /* The residual of elements offset .. offset + n (NULL without error feedback). */
 static dat_status residual_of(dat_quantizer *q, uint64_t offset, size_t n, int use_residual,
                               float **residual)

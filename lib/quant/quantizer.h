@@ -36,6 +36,11 @@ dat_status dat_quantizer_encode_slice(dat_quantizer *q, const char *func, const 
                                       size_t n, uint64_t offset, uint32_t rank, uint64_t step,
                                       uint32_t phase, int use_residual, void *codes);
 
+/* Grows the error-feedback residual (if on) to n elements now, so that the
+ * encodes of a buffer of n elements allocate nothing (a synchronizer's,
+ * during the backward pass; a recording's). */
+dat_status dat_quantizer_reserve(dat_quantizer *q, size_t n);
+
 /* dat_quantizer_encode_slice queued on q->exec's backend without waiting
  * for the outcome, which goes to *status (q->exec's memory; backend.h,
  * quant_encode_deferred). With step_at not NULL (a uint64 in q->exec's
