@@ -144,6 +144,19 @@ static void twins_fini(twins *t)
     dat_model_destroy(t->b);
 }
 
+static dat_grad_sync *sync_of(dat_comm *nc, dat_model *m, dat_quantizer *q, dat_quant_mode mode,
+                              int64_t bucket)
+{
+    dat_grad_sync_options so;
+    dat_grad_sync_options_init(&so);
+    so.bucket_elems = bucket;
+    so.quantizer = q;
+    so.mode = mode;
+    dat_grad_sync *sync = NULL;
+    ck_assert_dat_ok(dat_grad_sync_create(&sync, nc, m, &so));
+    return sync;
+}
+
 /* The loss backward inside the synchronizer's bracket. */
 static dat_status sync_step(dat_grad_sync *sync, dat_model *m, dat_tensor *x, dat_tensor *y,
                             uint64_t step)
@@ -167,13 +180,7 @@ START_TEST(test_grad_sync_nccl)
             ck_assert_dat_ok(dat_quantizer_create(&qa, gpu, NULL));
             ck_assert_dat_ok(dat_quantizer_create(&qb, gpu, NULL));
         }
-        dat_grad_sync_options so;
-        dat_grad_sync_options_init(&so);
-        so.bucket_elems = 512 * 1000;
-        so.quantizer = qb;
-        so.mode = mode;
-        dat_grad_sync *sync;
-        ck_assert_dat_ok(dat_grad_sync_create(&sync, nc, t.b, &so));
+        dat_grad_sync *sync = sync_of(nc, t.b, qb, mode, 512 * 1000);
         int32_t overlaps = -1;
         ck_assert_dat_ok(dat_grad_sync_overlaps(sync, &overlaps));
         ck_assert_int_eq(overlaps, 1);
@@ -212,13 +219,7 @@ START_TEST(test_grad_sync_recorded)
         dat_quantizer *qa = NULL, *qb = NULL;
         ck_assert_dat_ok(dat_quantizer_create(&qa, gpu, &qo));
         ck_assert_dat_ok(dat_quantizer_create(&qb, gpu, &qo));
-        dat_grad_sync_options so;
-        dat_grad_sync_options_init(&so);
-        so.bucket_elems = 512 * 8;
-        so.quantizer = qb;
-        so.mode = mode;
-        dat_grad_sync *sync;
-        ck_assert_dat_ok(dat_grad_sync_create(&sync, nc, t.b, &so));
+        dat_grad_sync *sync = sync_of(nc, t.b, qb, mode, 512 * 8);
         dat_step_graph *g = NULL;
         for (uint64_t k = 0; k < 4; ++k) {
             ck_assert_dat_ok(dat_tensor_fill_uniform(x, 0, 1, k, 0));
