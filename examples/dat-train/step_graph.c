@@ -67,7 +67,8 @@ static int one_batch(run *r, const dat_loss_options *lo)
             TRY_RUN("step graph", s);
             return 0;
         }
-        /* The workspace grew since the recording (the evaluation's batches, say). */
+        /* Memory the step refers to moved since the recording (the evaluation's
+         * larger batches, say). */
         dat_step_graph_destroy(r->graph);
         r->graph = NULL;
     }

@@ -87,8 +87,10 @@ DAT_API dat_status dat_capture_end(dat_ctx *ctx, dat_step_graph **out);
  * dat_ctx_synchronize().
  * @param graph  the graph.
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL; DAT_ERR_STATE, running
- *         nothing, if the context's workspace has grown since the recording
- *         (record the step again); DAT_ERR_CUDA.
+ *         nothing, if the context's workspace or a buffer that libdat grows
+ *         (a model's, an attack's or a quantizer's: a larger batch passed
+ *         through them, say) was reallocated since the recording (record the
+ *         step again); DAT_ERR_CUDA.
  */
 DAT_API dat_status dat_step_graph_launch(dat_step_graph *graph);
 

@@ -189,6 +189,8 @@ dat_status dat_attack_reserve(dat_attack *a, dat_model *m, int32_t n, size_t d)
     DAT_TRY(dat_model_reserve(m, a->o.kind == DAT_ATTACK_SMOOTH_PGD ? rows : n));
     if ((size_t)n * d <= a->cap && rows <= a->cap_rows)
         return DAT_OK;
+    if (a->cap)
+        dat_capture_buffers_moved(a->ctx);
     free_scratch(a);
     dat_status s = alloc_scratch(a, n, d, m->classes);
     if (s != DAT_OK)

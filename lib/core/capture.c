@@ -24,6 +24,7 @@ struct dat_step_graph {
     void *graph;                     /* the backend's */
     dat_capture_counter_ref *counters;
     size_t n;
+    uint64_t buffer_moves;           /* the context's when recorded */
 };
 
 dat_status dat_capture_counter(dat_ctx *ctx, int64_t *counter, int64_t per_step, void *mirror)
@@ -182,7 +183,11 @@ dat_status dat_capture_end(dat_ctx *ctx, dat_step_graph **out)
         free(c);
         return s;
     }
-    *g = (dat_step_graph){.ctx = ctx, .graph = graph, .counters = c->counters, .n = c->n};
+    *g = (dat_step_graph){.ctx = ctx,
+                          .graph = graph,
+                          .counters = c->counters,
+                          .n = c->n,
+                          .buffer_moves = ctx->buffer_moves};
     free(c);
     *out = g;
     return DAT_OK;
@@ -194,6 +199,10 @@ dat_status dat_step_graph_launch(dat_step_graph *graph)
     dat_ctx *ctx = graph->ctx;
     if (ctx->capture)
         return dat_error(DAT_ERR_STATE, __func__, "the context is recording");
+    if (graph->buffer_moves != ctx->buffer_moves)
+        return dat_error(DAT_ERR_STATE, __func__,
+                         "buffers the step refers to have been reallocated since it was "
+                         "recorded (a larger batch, say): record it again");
     for (size_t k = 0; k < graph->n; ++k) {
         const dat_capture_counter_ref *r = &graph->counters[k];
         if (r->mirror)

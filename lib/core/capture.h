@@ -37,6 +37,15 @@ static inline int dat_capturing(const dat_ctx *ctx)
     return ctx->capture != NULL;
 }
 
+/* A buffer the library owns and grows (a model's run-time buffers, an
+ * attack's scratch, a quantizer's scratch or residual) was reallocated: a
+ * step graph recorded before may hold its old address, so its launches are
+ * refused (DAT_ERR_STATE: record again) instead of using freed memory. */
+static inline void dat_capture_buffers_moved(dat_ctx *ctx)
+{
+    ctx->buffer_moves++;
+}
+
 /* Registers a counter with the recording (a no-op when not recording). */
 dat_status dat_capture_counter(dat_ctx *ctx, int64_t *counter, int64_t per_step, void *mirror);
 

@@ -14,6 +14,7 @@ struct dat_ctx {
     struct dat_capture *capture; /* the recording in progress, or NULL (capture.c) */
     uint32_t *fault;           /* backend memory: faults of device-side checks (capture.h) */
     int fault_unread;          /* a replay ran since the fault word was last read */
+    uint64_t buffer_moves;     /* library-owned buffers reallocated (capture.h) */
 };
 
 /* Host threads an op called from this thread may use: the context's, or fewer

@@ -122,6 +122,8 @@ dat_status dat_model_reserve(dat_model *m, int32_t n)
 {
     if (n <= m->capacity)
         return DAT_OK;
+    if (m->capacity)
+        dat_capture_buffers_moved(m->ctx);
     free_runtime(m);
     m->runtime_gen = next_runtime_gen();
     dat_status s = alloc_runtime(m, n);

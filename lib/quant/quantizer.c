@@ -133,6 +133,7 @@ static dat_status grow_residual(dat_quantizer *q, size_t n)
             ctx->be->free(ctx, p);
             return s;
         }
+        dat_capture_buffers_moved(ctx);
         ctx->be->free(ctx, q->residual);
     }
     q->residual = p;
@@ -144,8 +145,10 @@ dat_status dat_quantizer_scratch(dat_quantizer *q, int which, size_t bytes, void
 {
     if (bytes > q->scratch_bytes[which]) {
         dat_ctx *ctx = q->exec;
-        if (q->scratch[which])
+        if (q->scratch[which]) {
+            dat_capture_buffers_moved(ctx);
             ctx->be->free(ctx, q->scratch[which]);
+        }
         q->scratch[which] = NULL;
         q->scratch_bytes[which] = 0;
         DAT_TRY(ctx->be->alloc(ctx, bytes, &q->scratch[which]));

@@ -467,6 +467,51 @@ START_TEST(test_refusals)
 }
 END_TEST
 
+/* A larger batch through the model after the recording reallocates its
+ * run-time buffers, which the graph points into: the launch is refused and
+ * runs nothing; a new recording runs. */
+START_TEST(test_launch_refused_after_growth)
+{
+    dat_ctx *ctx = make_ctx(DAT_DEVICE_CUDA);
+    side s;
+    warmed_up(&s, ctx);
+    dat_step_graph *g = record(&s);
+    write_batch(&s, 1);
+    ck_assert_dat_ok(dat_step_graph_launch(g));
+    int64_t xs[4] = {4 * BATCH, 3, 8, 8}, zs[2] = {4 * BATCH, 10};
+    dat_tensor *x = NULL, *z = NULL, *params = NULL;
+    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&z, ctx, DAT_FLOAT32, 2, zs));
+    ck_assert_dat_ok(dat_tensor_fill_uniform(x, 0, 1, 3, 0));
+    ck_assert_dat_ok(dat_model_forward(s.model, x, z));
+    ck_assert_dat_ok(dat_model_params(s.model, &params));
+    size_t n = 0;
+    float *before = dat_test_read_floats(params, &n);
+    uint64_t step = 0;
+    ck_assert_dat_ok(dat_attack_get_step(s.attack, &step));
+    ck_assert_dat_err(dat_step_graph_launch(g), DAT_ERR_STATE, "have been reallocated");
+    float *after = dat_test_read_floats(params, NULL);
+    ck_assert_msg(memcmp(before, after, n * sizeof *before) == 0, "a refused launch ran");
+    free(after);
+    uint64_t step_after = 0;
+    ck_assert_dat_ok(dat_attack_get_step(s.attack, &step_after));
+    ck_assert_uint_eq(step_after, step); /* the counters did not move either */
+    dat_step_graph_destroy(g);
+    g = record(&s);
+    ck_assert_dat_ok(dat_step_graph_launch(g));
+    ck_assert_dat_ok(dat_ctx_synchronize(ctx));
+    after = dat_test_read_floats(params, NULL);
+    ck_assert_msg(memcmp(before, after, n * sizeof *before) != 0, "the new recording did nothing");
+    free(after);
+    free(before);
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(z);
+    dat_step_graph_destroy(g);
+    side_fini(&s);
+    dat_ctx_destroy(ctx);
+}
+END_TEST
+
 START_TEST(test_cpu_records_nothing)
 {
     dat_ctx *ctx = make_ctx(DAT_DEVICE_CPU);
@@ -488,6 +533,7 @@ int main(void)
         tcase_add_loop_test(tc, test_replays_with_nccl_allreduce, 0, 2);
         tcase_add_test(tc, test_faults_reported_and_nothing_lost);
         tcase_add_test(tc, test_refusals);
+        tcase_add_test(tc, test_launch_refused_after_growth);
     }
     suite_add_tcase(s, tc);
     int rc = dat_run_suite(s);
