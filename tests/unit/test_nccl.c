@@ -16,6 +16,11 @@
 
 static dat_ctx *gpu, *cpu;
 
+/* Quantized gradients of two backward passes: a last-bit difference (cuDNN's
+ * algorithms) can flip a few stochastic roundings, by a level each; the
+ * emulation gives 0, and another step's draws 0.07 - 0.12 (measured). */
+#define QUANT_TOL 1e-3
+
 static dat_tensor *vec(dat_ctx *c, int64_t n)
 {
     dat_tensor *t = NULL;
@@ -190,7 +195,8 @@ START_TEST(test_grad_sync_nccl)
         /* cuDNN's algorithms may differ in the last bits between two backward
          * passes; the all-reduce of one rank must not add to that. */
         double e = twins_err(&t);
-        ck_assert_msg(e < 1e-5, "quantized %d: gradients differ by %g", quantized, e);
+        ck_assert_msg(e < (quantized ? QUANT_TOL : 1e-5), "quantized %d: gradients differ by %g",
+                      quantized, e);
         dat_grad_sync_destroy(sync);
         dat_quantizer_destroy(qa);
         dat_quantizer_destroy(qb);
@@ -235,7 +241,7 @@ START_TEST(test_grad_sync_recorded)
                 ck_assert_dat_ok(dat_ctx_synchronize(gpu));
             }
             double e = twins_err(&t);
-            ck_assert_msg(e < 1e-5, "mode %d, step %llu: gradients differ by %g", (int)mode,
+            ck_assert_msg(e < QUANT_TOL, "mode %d, step %llu: gradients differ by %g", (int)mode,
                           (unsigned long long)k, e);
         }
         /* A NaN weight: the gradient is NaN, the step's mean too. */
