@@ -244,9 +244,9 @@ static int make_comm(run *r)
     dat_comm_options_init(&co);
     co.timeout_s = r->o.comm_timeout;
     const char *c = r->o.comm;
-    int quantized_graph = r->o.step_graph && r->o.bits < 32;
-    r->nccl = strcmp(c, "nccl") == 0 || (strcmp(c, "auto") == 0 && strcmp(r->o.device, "cuda") == 0 &&
-                                         (r->ranks > 1 || quantized_graph));
+    int wants_device = r->ranks > 1 || (r->o.step_graph && r->o.bits < 32);
+    r->nccl = strcmp(c, "nccl") == 0 ||
+              (strcmp(c, "auto") == 0 && strcmp(r->o.device, "cuda") == 0 && wants_device);
 #if DAT_HAVE_MPI
     if (r->nccl)
         TRY_RUN("NCCL communicator",

@@ -5,8 +5,7 @@
  * applies too), the all-reduce is NCCL's, recorded with the rest (bucket by
  * bucket during the backward pass with --overlap on; quantized, through a
  * synchronizer of one bucket with --overlap off); one process has none
- * otherwise. The losses are summed on the device and
- * read once per epoch. */
+ * otherwise. The losses are summed on the device and read once per epoch. */
 #include <stdio.h>
 
 #include "run.h"
