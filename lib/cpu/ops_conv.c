@@ -1,13 +1,18 @@
 /*
  * 2-D convolution of the CPU backend, as im2col + GEMM in one of two ways.
  *
- * Per sample (when there are at least as many samples as threads): each thread
- * takes whole samples; one sample's columns col [K][hw_out] (K = c_in * kh * kw)
- * stay in its cache and one single-threaded GEMM per sample reads or writes the
- * sample's NCHW plane directly, with bias, ReLU and the ReLU mask applied in cache.
- * A 1x1 convolution without stride or padding uses the input as its columns.
+ * Per group (when there are at least as many groups as threads): each thread takes
+ * groups of consecutive samples. A group's columns col [K][s * hw_out]
+ * (K = c_in * kh * kw; sample j's block from column j * hw_out) stay in the
+ * thread's cache and one single-threaded GEMM per group covers them. Groups are
+ * sized for GEMMs of about DAT_CONV_GROUP_COLS columns: one sample of a 4x4 or 8x8
+ * plane gives 16 or 64, which OpenBLAS runs at half its speed while it streams the
+ * whole weight once per sample. A group of one sample (the large planes) reads and
+ * writes its NCHW plane directly, with bias, ReLU and the ReLU mask applied in
+ * cache; larger groups go through a channel-major buffer. A 1x1 convolution
+ * without stride or padding of one sample uses the input as its columns.
  *
- * Chunked (fewer samples than threads, or per-thread buffers over the budget):
+ * Chunked (fewer groups than threads, or per-thread buffers over the budget):
  * im2col over a chunk of s samples, then one large multi-threaded GEMM per chunk:
  *   col [K][s * hw_out],  Y' [c_out][s * hw_out],
  * and Y' is transposed into NCHW. The chunk is sized so the workspace stays
@@ -23,6 +28,7 @@
 #include "cpu.h"
 
 #define DAT_CONV_WS_FLOATS ((size_t)12 << 20) /* 48 MiB */
+#define DAT_CONV_GROUP_COLS 256               /* columns a group's GEMM aims at */
 
 typedef struct conv_geom {
     int K, hw_in, hw_out;
@@ -183,14 +189,14 @@ static void to_sample_major(dat_ctx *ctx, const float *src, int s, int c, int hw
                       dst + ((size_t)j * (size_t)c + (size_t)ch) * (size_t)hw);
 }
 
-/* ---- Per-sample path ---- */
+/* ---- Per-group path ---- */
 
 static int pointwise(const dat_conv_desc *d)
 {
     return d->k_h == 1 && d->k_w == 1 && d->stride == 1 && d->pad == 0;
 }
 
-/* The per-sample path reads its input zero-padded and in "phase" order: each
+/* The per-group path reads its input zero-padded and in "phase" order: each
  * padded row (pw = w_in + 2 pad columns) becomes its stride s phases one after
  * another (columns r, r + s, r + 2s, ... for r = 0 .. s-1). Every row of columns
  * is then a contiguous copy of w_out floats without bounds checks: output column
@@ -313,69 +319,50 @@ static size_t tap_offset(const dat_conv_desc *d, const padded *q, int ky, int kx
     return (size_t)ky * (size_t)q->pw + (size_t)(phase_start(q->pw, s, kx % s) + kx / s);
 }
 
-/* col[k][hw_out], k = (ci, ky, kx), from the padded phase-ordered input. */
-static void im2col_padded(const dat_conv_desc *d, const padded *q, const float *pp, float *col)
+/* Row k = (ci, ky, kx) of the columns at col + k ld (hw_out floats), from the padded
+ * phase-ordered input. */
+static void im2col_padded(const dat_conv_desc *d, const padded *q, const float *pp, float *col,
+                          size_t ld)
 {
-    size_t hw = (size_t)d->h_out * (size_t)d->w_out, kk = (size_t)d->k_h * (size_t)d->k_w;
+    size_t kk = (size_t)d->k_h * (size_t)d->k_w;
     size_t step = (size_t)d->stride * (size_t)q->pw; /* one output row down */
     for (int ky = 0; ky < d->k_h; ++ky)
         for (int kx = 0; kx < d->k_w; ++kx) {
             size_t tap = tap_offset(d, q, ky, kx), k0 = (size_t)ky * (size_t)d->k_w + (size_t)kx;
             for (int ci = 0; ci < d->c_in; ++ci) {
                 const float *src = pp + (size_t)ci * q->plane + tap;
-                dat_cpu_copy_rows(col + ((size_t)ci * kk + k0) * hw, (size_t)d->w_out, src, step,
+                dat_cpu_copy_rows(col + ((size_t)ci * kk + k0) * ld, (size_t)d->w_out, src, step,
                                   d->h_out, d->w_out);
             }
         }
 }
 
-/* The padded phase-ordered pp += col2im(dcol); pp zeroed by the caller. */
-static void col2im_padded(const dat_conv_desc *d, const padded *q, const float *col, float *pp)
+/* The padded phase-ordered pp += col2im(dcol), dcol's rows ld apart; pp zeroed by
+ * the caller. */
+static void col2im_padded(const dat_conv_desc *d, const padded *q, const float *col, size_t ld,
+                          float *pp)
 {
-    size_t hw = (size_t)d->h_out * (size_t)d->w_out, kk = (size_t)d->k_h * (size_t)d->k_w;
+    size_t kk = (size_t)d->k_h * (size_t)d->k_w;
     size_t step = (size_t)d->stride * (size_t)q->pw;
     for (int ci = 0; ci < d->c_in; ++ci)
         for (int ky = 0; ky < d->k_h; ++ky)
             for (int kx = 0; kx < d->k_w; ++kx) {
                 float *dst = pp + (size_t)ci * q->plane + tap_offset(d, q, ky, kx);
                 const float *c = col + ((size_t)ci * kk + (size_t)ky * (size_t)d->k_w +
-                                        (size_t)kx) * hw;
+                                        (size_t)kx) * ld;
                 dat_cpu_add_rows(dst, step, c, (size_t)d->w_out, d->h_out, d->w_out);
             }
 }
 
-/* Floats of a sample's scratch in the per-sample path: its columns, the padded
- * phase-ordered input (or input gradient) and one padded row. */
-static size_t sample_col_floats(const dat_conv_desc *d, const conv_geom *g)
-{
-    if (pointwise(d))
-        return 0;
-    padded q = padded_of(d);
-    return (size_t)g->K * (size_t)g->hw_out + (size_t)d->c_in * q.plane + (size_t)q.pw;
-}
-
-/* The sample's columns: its input itself for a pointwise convolution. */
-static const float *sample_cols(const dat_conv_desc *d, const conv_geom *g, const float *xs,
-                                float *col)
-{
-    if (pointwise(d))
-        return xs;
-    padded q = padded_of(d);
-    float *pp = col + (size_t)g->K * (size_t)g->hw_out, *row = pp + (size_t)d->c_in * q.plane;
-    pad_split(d, &q, xs, pp, row);
-    im2col_padded(d, &q, pp, col);
-    return col;
-}
-
-/* dx of the sample = col2im(dcol), dcol in `col` (the layout of sample_cols). */
-static void sample_col2im(const dat_conv_desc *d, const conv_geom *g, float *col, float *dxs)
+/* dx of one sample from dcol (the layout of im2col_padded, rows ld apart); pp
+ * is the sample's padded scratch (c_in planes and one padded row). */
+static void sample_col2im(const dat_conv_desc *d, const float *dcol, size_t ld, float *pp,
+                          float *dxs)
 {
     padded q = padded_of(d);
-    float *pp = col + (size_t)g->K * (size_t)g->hw_out;
-    float *row = pp + (size_t)d->c_in * q.plane;
     memset(pp, 0, (size_t)d->c_in * q.plane * sizeof *pp);
-    col2im_padded(d, &q, col, pp);
-    merge_unpad(d, &q, pp, dxs, row);
+    col2im_padded(d, &q, dcol, ld, pp);
+    merge_unpad(d, &q, pp, dxs, pp + (size_t)d->c_in * q.plane);
 }
 
 /* Floats rounded up to whole 64-byte lines: every buffer of a thread's slice starts
@@ -385,143 +372,212 @@ static size_t lines(size_t floats)
     return (floats + 15) & ~(size_t)15;
 }
 
-/* Threads of the per-sample path and the workspace each needs, or 0 threads when
- * the chunked path should run. `extra` floats per thread (whole lines) come on top
- * of a sample's columns. */
-typedef struct sample_plan {
+/* Threads and group size of the per-group path, and each thread's slice of the
+ * workspace, or 0 threads when the chunked path should run. A slice holds the
+ * group's columns, one sample's padded input, the group's channel-major output
+ * or dy (`chan`), and `extra` floats for the caller. */
+typedef struct group_plan {
     conv_geom g;
-    int nt;
-    size_t col_floats, per_thread;
+    int nt, group, groups; /* threads, samples per group, groups in the batch */
+    size_t cols, pad, chan, per_thread; /* floats, whole lines */
     float *ws;
-} sample_plan;
+} group_plan;
 
-static dat_status sample_plan_make(dat_ctx *ctx, const dat_conv_desc *d, size_t extra,
-                                   sample_plan *p)
+typedef struct slice {
+    float *col, *pp, *chan, *extra;
+} slice;
+
+static slice slice_of(const group_plan *p, int t)
+{
+    slice s;
+    s.col = p->ws + (size_t)t * p->per_thread;
+    s.pp = s.col + p->cols;
+    s.chan = s.pp + p->pad;
+    s.extra = s.chan + p->chan;
+    return s;
+}
+
+/* Groups of about `want` samples, as many groups for every thread, sizes within one. */
+static void split_batch(int n, int nt, int want, group_plan *p)
+{
+    int per_round = nt * want, rounds = (n + per_round - 1) / per_round;
+    p->group = (n + rounds * nt - 1) / (rounds * nt);
+    p->groups = (n + p->group - 1) / p->group;
+}
+
+/* chan_single: a group of one sample needs `chan` too (to mask dy). */
+static void slice_sizes(const dat_conv_desc *d, int chan_single, size_t extra, group_plan *p)
+{
+    size_t cols = (size_t)p->group * (size_t)p->g.hw_out;
+    padded q = padded_of(d);
+    p->cols = pointwise(d) ? (p->group > 1 ? lines((size_t)d->c_in * cols) : 0)
+                           : lines((size_t)p->g.K * cols);
+    p->pad = pointwise(d) ? 0 : lines((size_t)d->c_in * q.plane + (size_t)q.pw);
+    p->chan = p->group > 1 || chan_single ? lines((size_t)d->c_out * cols) : 0;
+    p->per_thread = p->cols + p->pad + p->chan + lines(extra);
+}
+
+static dat_status group_plan_make(dat_ctx *ctx, const dat_conv_desc *d, int chan_single,
+                                  size_t extra, group_plan *p)
 {
     p->g = geom(d);
     p->nt = dat_cpu_threads(ctx, (size_t)d->n * (size_t)p->g.K * (size_t)p->g.hw_out);
-    p->col_floats = lines(sample_col_floats(d, &p->g));
-    p->per_thread = p->col_floats + lines(extra);
-    if (d->n < p->nt || (size_t)p->nt * p->per_thread > DAT_CONV_WS_FLOATS) {
+    int want = (DAT_CONV_GROUP_COLS + p->g.hw_out - 1) / p->g.hw_out;
+    for (;;) {
+        split_batch(d->n, p->nt, want, p);
+        slice_sizes(d, chan_single, extra, p);
+        if ((size_t)p->nt * p->per_thread <= DAT_CONV_WS_FLOATS || p->group == 1)
+            break;
+        want = p->group / 2;
+    }
+    if (p->groups < p->nt || (size_t)p->nt * p->per_thread > DAT_CONV_WS_FLOATS) {
         p->nt = 0;
         return DAT_OK;
     }
     return dat_cpu_workspace(ctx, (size_t)p->nt * p->per_thread, &p->ws);
 }
 
-/* dy of one sample, masked by a fused ReLU's output into buf (or dy itself). */
-static const float *sample_dy(const float *dys, const float *mask, size_t count, float *buf)
+/* The columns [K][s hw_out] of the s samples from x on, sample j's at column
+ * j hw_out; a pointwise convolution of one sample reads its input instead. */
+static const float *group_cols(const dat_conv_desc *d, const conv_geom *g, const slice *t,
+                               const float *x, int s)
 {
-    if (!mask)
-        return dys;
-    dat_cpu_relu_mask(dys, mask, count, buf);
-    return buf;
+    size_t in = (size_t)d->c_in * (size_t)g->hw_in, hw = (size_t)g->hw_out, ld = (size_t)s * hw;
+    if (pointwise(d)) {
+        if (s == 1)
+            return x;
+        for (int j = 0; j < s; ++j)
+            dat_cpu_copy_rows(t->col + (size_t)j * hw, ld, x + (size_t)j * in, hw, d->c_in,
+                              g->hw_out);
+        return t->col;
+    }
+    padded q = padded_of(d);
+    for (int j = 0; j < s; ++j) {
+        pad_split(d, &q, x + (size_t)j * in, t->pp, t->pp + (size_t)d->c_in * q.plane);
+        im2col_padded(d, &q, t->pp, t->col + (size_t)j * hw, ld);
+    }
+    return t->col;
 }
 
-static void fwd_samples(dat_ctx *ctx, const dat_conv_desc *d, const sample_plan *p,
-                        const float *x, const float *w, const float *bias, float *y)
+/* dy of the s samples from sample j0 on, channel-major [c_out][s hw_out] and
+ * masked by a fused ReLU's output; one sample without a mask: dy itself. */
+static const float *group_dy(const dat_conv_desc *d, const conv_geom *g, const slice *t,
+                             const float *dy, int j0, int s)
+{
+    size_t hw = (size_t)g->hw_out, out = (size_t)d->c_out * hw, ld = (size_t)s * hw;
+    size_t at = (size_t)j0 * out;
+    const float *mask = dat_cpu_mask_at(d->relu_mask, at);
+    if (s == 1 && !mask)
+        return dy + at;
+    for (int j = 0; j < s; ++j)
+        for (int c = 0; c < d->c_out; ++c) {
+            size_t from = (size_t)j * out + (size_t)c * hw;
+            float *to = t->chan + (size_t)c * ld + (size_t)j * hw;
+            if (mask)
+                dat_cpu_relu_mask(dy + at + from, mask + from, hw, to);
+            else
+                memcpy(to, dy + at + from, hw * sizeof *to);
+        }
+    return t->chan;
+}
+
+static void fwd_groups(dat_ctx *ctx, const dat_conv_desc *d, const group_plan *p,
+                       const float *x, const float *w, const float *bias, float *y)
 {
     const conv_geom g = p->g;
     size_t in = (size_t)d->c_in * g.hw_in, out = (size_t)d->c_out * g.hw_out;
 #pragma omp parallel num_threads(p->nt)
     {
-        float *col = p->ws + (size_t)omp_get_thread_num() * p->per_thread;
+        slice t = slice_of(p, omp_get_thread_num());
 #pragma omp for schedule(static)
-        for (int j = 0; j < d->n; ++j) {
-            float *ys = y + (size_t)j * out;
-            const float *cols = sample_cols(d, &g, x + (size_t)j * in, col);
-            dat_cpu_gemm(ctx, 0, 0, d->c_out, g.hw_out, g.K, 1.0f, w, g.K, cols, g.hw_out,
-                         0.0f, ys, g.hw_out);
-            if (!bias && !d->relu_out)
+        for (int q = 0; q < p->groups; ++q) {
+            int j0 = q * p->group, s = d->n - j0 < p->group ? d->n - j0 : p->group;
+            int ld = s * g.hw_out;
+            const float *cols = group_cols(d, &g, &t, x + (size_t)j0 * in, s);
+            float *ys = y + (size_t)j0 * out, *yt = s == 1 ? ys : t.chan;
+            dat_cpu_gemm(ctx, 0, 0, d->c_out, ld, g.K, 1.0f, w, g.K, cols, ld, 0.0f, yt, ld);
+            if (s == 1 && !bias && !d->relu_out)
                 continue;
-            for (int ch = 0; ch < d->c_out; ++ch) {
-                float *r = ys + (size_t)ch * (size_t)g.hw_out;
-                bias_relu(r, g.hw_out, bias ? bias[ch] : 0.0f, d->relu_out, r);
+            for (int j = 0; j < s; ++j) /* into NCHW, in place for one sample */
+                for (int ch = 0; ch < d->c_out; ++ch)
+                    bias_relu(yt + (size_t)ch * (size_t)ld + (size_t)j * g.hw_out, g.hw_out,
+                              bias ? bias[ch] : 0.0f, d->relu_out,
+                              ys + (size_t)j * out + (size_t)ch * g.hw_out);
+        }
+    }
+}
+
+static void bwd_data_groups(dat_ctx *ctx, const dat_conv_desc *d, const group_plan *p,
+                            const float *dy, const float *w, float *dx)
+{
+    const conv_geom g = p->g;
+    size_t in = (size_t)d->c_in * g.hw_in;
+#pragma omp parallel num_threads(p->nt)
+    {
+        slice t = slice_of(p, omp_get_thread_num());
+#pragma omp for schedule(static)
+        for (int q = 0; q < p->groups; ++q) {
+            int j0 = q * p->group, s = d->n - j0 < p->group ? d->n - j0 : p->group;
+            int ld = s * g.hw_out;
+            const float *dys = group_dy(d, &g, &t, dy, j0, s);
+            float *dxs = dx + (size_t)j0 * in;
+            /* dcol [K][ld] = W^T [K][c_out] x dy [c_out][ld]; one pointwise sample: dx */
+            float *dcol = pointwise(d) && s == 1 ? dxs : t.col;
+            dat_cpu_gemm(ctx, 1, 0, g.K, ld, d->c_out, 1.0f, w, g.K, dys, ld, 0.0f, dcol, ld);
+            for (int j = 0; j < s && dcol != dxs; ++j) {
+                const float *dj = dcol + (size_t)j * g.hw_out;
+                if (pointwise(d))
+                    dat_cpu_copy_rows(dxs + (size_t)j * in, g.hw_in, dj, (size_t)ld, d->c_in,
+                                      g.hw_in);
+                else
+                    sample_col2im(d, dj, (size_t)ld, t.pp, dxs + (size_t)j * in);
             }
         }
     }
 }
 
-static void bwd_data_samples(dat_ctx *ctx, const dat_conv_desc *d, const sample_plan *p,
-                             const float *dy, const float *w, float *dx)
-{
-    const conv_geom g = p->g;
-    size_t in = (size_t)d->c_in * g.hw_in, out = (size_t)d->c_out * g.hw_out;
-#pragma omp parallel num_threads(p->nt)
-    {
-        float *col = p->ws + (size_t)omp_get_thread_num() * p->per_thread;
-        float *dyb = col + p->col_floats;
-#pragma omp for schedule(static)
-        for (int j = 0; j < d->n; ++j) {
-            const float *dys = sample_dy(dy + (size_t)j * out,
-                                         dat_cpu_mask_at(d->relu_mask, (size_t)j * out), out,
-                                         dyb);
-            float *dxs = dx + (size_t)j * in;
-            /* dcol [K][hw_out] = W^T [K][c_out] x dy [c_out][hw_out]; pointwise: dx */
-            float *dcol = pointwise(d) ? dxs : col;
-            dat_cpu_gemm(ctx, 1, 0, g.K, g.hw_out, d->c_out, 1.0f, w, g.K, dys, g.hw_out,
-                         0.0f, dcol, g.hw_out);
-            if (!pointwise(d))
-                sample_col2im(d, &g, col, dxs);
-        }
-    }
-}
-
-/* Each thread sums its samples' dW into its own partial (and dbias in double);
+/* Each thread sums its groups' dW into its own partial (and dbias in double);
  * the partials are then added in thread order, so a thread count gives one result.
- * A thread's slice: columns, masked dy (filter_dy floats), dW partial, dbias sums. */
-static size_t filter_dy(const dat_conv_desc *d)
-{
-    return lines((size_t)d->c_out * d->h_out * d->w_out);
-}
-
+ * `extra` of a thread's slice: the dW partial, then the dbias sums. */
 static size_t filter_wlen(const dat_conv_desc *d)
 {
     return (size_t)d->c_out * d->c_in * d->k_h * d->k_w;
 }
 
-static float *filter_part(const dat_conv_desc *d, const sample_plan *p, int t)
+static double *filter_bsum(const dat_conv_desc *d, const slice *t)
 {
-    return p->ws + (size_t)t * p->per_thread + p->col_floats + filter_dy(d);
+    return (double *)(t->extra + lines(filter_wlen(d)));
 }
 
-static double *filter_bsum(const dat_conv_desc *d, const sample_plan *p, int t)
-{
-    return (double *)(filter_part(d, p, t) + lines(filter_wlen(d)));
-}
-
-static void bwd_filter_samples(dat_ctx *ctx, const dat_conv_desc *d, const sample_plan *p,
-                               const float *x, const float *dy, float *dw, float *dbias,
-                               float beta)
+static void bwd_filter_groups(dat_ctx *ctx, const dat_conv_desc *d, const group_plan *p,
+                              const float *x, const float *dy, float *dw, float *dbias,
+                              float beta)
 {
     const conv_geom g = p->g;
-    size_t in = (size_t)d->c_in * g.hw_in, out = (size_t)d->c_out * g.hw_out;
-    size_t wlen = filter_wlen(d);
+    size_t in = (size_t)d->c_in * g.hw_in, wlen = filter_wlen(d);
 #pragma omp parallel num_threads(p->nt)
     {
-        int t = omp_get_thread_num();
-        float *col = p->ws + (size_t)t * p->per_thread, *dyb = col + p->col_floats;
-        float *part = filter_part(d, p, t);
-        double *bsum = filter_bsum(d, p, t);
+        slice t = slice_of(p, omp_get_thread_num());
+        double *bsum = filter_bsum(d, &t);
         int first = 1;
         for (int c = 0; c < d->c_out; ++c)
             bsum[c] = 0.0;
 #pragma omp for schedule(static)
-        for (int j = 0; j < d->n; ++j) {
-            const float *dys = sample_dy(dy + (size_t)j * out,
-                                         dat_cpu_mask_at(d->relu_mask, (size_t)j * out), out,
-                                         dyb);
-            const float *cols = sample_cols(d, &g, x + (size_t)j * in, col);
-            /* part [c_out][K] (+)= dy [c_out][hw_out] x cols^T [hw_out][K] */
-            dat_cpu_gemm(ctx, 0, 1, d->c_out, g.K, g.hw_out, 1.0f, dys, g.hw_out, cols,
-                         g.hw_out, first ? 0.0f : 1.0f, part, g.K);
+        for (int q = 0; q < p->groups; ++q) {
+            int j0 = q * p->group, s = d->n - j0 < p->group ? d->n - j0 : p->group;
+            int ld = s * g.hw_out;
+            const float *dys = group_dy(d, &g, &t, dy, j0, s);
+            const float *cols = group_cols(d, &g, &t, x + (size_t)j0 * in, s);
+            /* part [c_out][K] (+)= dy [c_out][ld] x cols^T [ld][K] */
+            dat_cpu_gemm(ctx, 0, 1, d->c_out, g.K, ld, 1.0f, dys, ld, cols, ld,
+                         first ? 0.0f : 1.0f, t.extra, g.K);
             first = 0;
             for (int c = 0; c < d->c_out; ++c) {
-                const float *r = dys + (size_t)c * (size_t)g.hw_out;
+                const float *r = dys + (size_t)c * (size_t)ld;
                 double sum = 0;
 #pragma omp simd reduction(+ : sum)
-                for (int q = 0; q < g.hw_out; ++q)
-                    sum += r[q];
+                for (int e = 0; e < ld; ++e)
+                    sum += r[e];
                 bsum[c] += sum;
             }
         }
@@ -530,15 +586,17 @@ static void bwd_filter_samples(dat_ctx *ctx, const dat_conv_desc *d, const sampl
         for (size_t i = 0; i < wlen; ++i) {
             float v = beta == 0.0f ? 0.0f : beta * dw[i]; /* beta 0 overwrites */
             for (int u = 0; u < p->nt; ++u)
-                v += filter_part(d, p, u)[i];
+                v += slice_of(p, u).extra[i];
             dw[i] = v;
         }
 #pragma omp single
         if (dbias)
             for (int c = 0; c < d->c_out; ++c) {
                 double sum = 0;
-                for (int u = 0; u < p->nt; ++u)
-                    sum += filter_bsum(d, p, u)[c];
+                for (int u = 0; u < p->nt; ++u) {
+                    slice tu = slice_of(p, u);
+                    sum += filter_bsum(d, &tu)[c];
+                }
                 dbias[c] = (beta == 0.0f ? 0.0f : beta * dbias[c]) + (float)sum;
             }
     }
@@ -578,10 +636,10 @@ static void transpose_dy(dat_ctx *ctx, const dat_conv_desc *d, const conv_plan *
 dat_status dat_cpu_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
                               const float *w, const float *bias, float *y)
 {
-    sample_plan sp;
-    DAT_TRY(sample_plan_make(ctx, d, 0, &sp));
-    if (sp.nt) {
-        fwd_samples(ctx, d, &sp, x, w, bias, y);
+    group_plan gp;
+    DAT_TRY(group_plan_make(ctx, d, 0, 0, &gp));
+    if (gp.nt) {
+        fwd_groups(ctx, d, &gp, x, w, bias, y);
         return DAT_OK;
     }
     conv_plan p;
@@ -603,11 +661,10 @@ dat_status dat_cpu_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const float 
 dat_status dat_cpu_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const float *dy,
                                    const float *w, float *dx)
 {
-    sample_plan sp;
-    DAT_TRY(sample_plan_make(ctx, d, d->relu_mask ? (size_t)d->c_out * d->h_out * d->w_out : 0,
-                             &sp));
-    if (sp.nt) {
-        bwd_data_samples(ctx, d, &sp, dy, w, dx);
+    group_plan gp;
+    DAT_TRY(group_plan_make(ctx, d, d->relu_mask != NULL, 0, &gp));
+    if (gp.nt) {
+        bwd_data_groups(ctx, d, &gp, dy, w, dx);
         return DAT_OK;
     }
     conv_plan p;
@@ -630,11 +687,11 @@ dat_status dat_cpu_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const f
 dat_status dat_cpu_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, const float *x,
                                      const float *dy, float *dw, float *dbias, float beta)
 {
-    sample_plan sp;
-    DAT_TRY(sample_plan_make(
-        ctx, d, filter_dy(d) + lines(filter_wlen(d)) + lines(2 * (size_t)d->c_out), &sp));
-    if (sp.nt) {
-        bwd_filter_samples(ctx, d, &sp, x, dy, dw, dbias, beta);
+    group_plan gp;
+    DAT_TRY(group_plan_make(ctx, d, d->relu_mask != NULL,
+                            lines(filter_wlen(d)) + lines(2 * (size_t)d->c_out), &gp));
+    if (gp.nt) {
+        bwd_filter_groups(ctx, d, &gp, x, dy, dw, dbias, beta);
         return DAT_OK;
     }
     conv_plan p;
