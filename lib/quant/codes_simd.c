@@ -4,7 +4,7 @@
 
 #include <string.h>
 
-#include "clones.h"
+#include "../core/clones.h"
 #include "pack.h"
 
 enum { G = DAT_QUANT_GROUP, H = DAT_QUANT_GROUP / 2 };
@@ -12,7 +12,7 @@ enum { G = DAT_QUANT_GROUP, H = DAT_QUANT_GROUP / 2 };
 /* Element j of a group takes the low half of word j (j < H), element H + j
  * the high half. The loop is cloned for the widths so each stays vectorized. */
 #define DAT_CODES_PORTABLE(name, T)                                                         \
-    DAT_QUANT_CLONES                                                                        \
+    DAT_CLONES                                                                        \
     static void name(const float *v, const uint32_t *w, size_t len, dat_quant_scale ks,     \
                      uint32_t s, int bits, T *out)                                          \
     {                                                                                       \

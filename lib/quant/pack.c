@@ -2,7 +2,7 @@
  * Little-endian hosts only, as the rest of libdat. */
 #include "pack.h"
 
-#include "clones.h"
+#include "../core/clones.h"
 
 void dat_packer_init(dat_packer *p, uint32_t *out, int bits)
 {
@@ -13,7 +13,7 @@ void dat_packer_init(dat_packer *p, uint32_t *out, int bits)
 }
 
 /* Whole words of 32 / b codes, when the packer is word-aligned and b divides 32. */
-DAT_QUANT_CLONES
+DAT_CLONES
 static size_t pack_aligned(dat_packer *p, const uint32_t *codes, size_t m)
 {
     int b = p->bits;
@@ -92,7 +92,7 @@ void dat_unpacker_init(dat_unpacker *u, const uint32_t *in, int bits)
     u->bits = bits;
 }
 
-DAT_QUANT_CLONES
+DAT_CLONES
 static size_t unpack_aligned(dat_unpacker *u, uint32_t *codes, size_t m)
 {
     int b = u->bits;

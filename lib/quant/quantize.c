@@ -12,7 +12,7 @@
 
 #include "../core/ctx.h"
 #include "../core/error.h"
-#include "clones.h"
+#include "../core/clones.h"
 #include "codes_simd.h"
 #include "pack.h"
 #include "philox_simd.h"
@@ -71,7 +71,7 @@ typedef struct lanes {
 /* fresh: the bucket's first chunk, whose lanes start at zero in registers (a
  * vector load of lanes just zeroed or copied by narrower stores would wait for
  * those stores to retire). */
-DAT_QUANT_CLONES
+DAT_CLONES
 static void lanes_add_chunk(lanes *acc, lanes *chk, const float *v, size_t len, int max_norm,
                             int fresh)
 {
@@ -129,7 +129,7 @@ typedef int32_t dat_v4i __attribute__((vector_size(16)));
 /* The lanes are read whole, as lanes_add_chunk's clone stored them (a narrower
  * load of part of a wider store still in flight waits for it), then folded in
  * halves: lane j with lane j + 8, then j + 4, j + 2, j + 1. */
-DAT_QUANT_CLONES
+DAT_CLONES
 static float lanes_reduce(const lanes *l, int max_norm)
 {
     _Static_assert(DAT_QUANT_LANES == 16, "the tree below folds 16 lanes");
@@ -260,7 +260,7 @@ static void stream_uniforms(uint64_t key, uint64_t stream, uint64_t g0, size_t l
 }
 
 /* The residual e = v - q(v) of one chunk. */
-DAT_QUANT_CLONES
+DAT_CLONES
 static void chunk_residual(const float *v, const uint32_t *code, size_t len, float step,
                            int bits, float *e)
 {
@@ -270,7 +270,7 @@ static void chunk_residual(const float *v, const uint32_t *code, size_t len, flo
 }
 
 /* Codes of one chunk from its uniforms. */
-DAT_QUANT_CLONES
+DAT_CLONES
 static void chunk_codes(const float *v, const uint32_t *u, size_t len, dat_quant_scale ks,
                         uint32_t s, int bits, uint32_t *code)
 {
@@ -470,7 +470,7 @@ dat_status dat_quant_encode_host(const char *func, const dat_quant_config *c, co
 }
 
 /* out = (accumulate ? out + q : q) * post for one chunk of codes. */
-DAT_QUANT_CLONES
+DAT_CLONES
 static void chunk_values(const uint32_t *code, size_t len, float step, int bits, float *out,
                          int accumulate, float post)
 {

@@ -239,7 +239,7 @@ static void conv_ref_bwd(const dat_conv_desc *d, const double *x, const double *
 }
 
 /* A convolution large enough for 2 threads, with its ReLU fused: n < threads takes
- * the chunked path, n >= threads the per-sample path; both against the reference. */
+ * the chunked path, n >= threads the per-group path; both against the reference. */
 static void check_conv_fused(int n, int cin, int hw, int cout, int k, int stride, int pad)
 {
     dat_conv_desc d = {.n = n, .c_in = cin, .h_in = hw, .w_in = hw, .c_out = cout, .k_h = k,
@@ -280,6 +280,11 @@ START_TEST(test_conv_paths)
         check_conv_fused(n, 16, 32, 16, 3, 2, 1);
         check_conv_fused(n, 64, 24, 24, 1, 1, 0); /* pointwise: no im2col */
     }
+    /* small planes: groups of several samples per GEMM, the last one shorter */
+    check_conv_fused(7, 64, 4, 32, 3, 1, 1);  /* groups of 4 and 3 */
+    check_conv_fused(37, 32, 8, 16, 3, 1, 1); /* 9 groups of 4 and one of 1 */
+    check_conv_fused(9, 32, 8, 16, 3, 2, 1);  /* 4x4 out: groups of 5 and 4 */
+    check_conv_fused(9, 128, 6, 16, 1, 1, 0); /* pointwise, gathered: 5 and 4 */
 }
 END_TEST
 
@@ -556,7 +561,8 @@ START_TEST(test_batchnorm)
     for (int train = 0; train < 2; ++train) {
         check_bn(train, 3, 4, 5, 0.0);
         check_bn(train, 4, 3, 16, 20.0);
-        check_bn(train, 8, 2, 1, 0.5); /* BatchNorm1d shape */
+        check_bn(train, 3, 3, 21, 20.0); /* planes of whole 8-lane blocks and a tail */
+        check_bn(train, 8, 2, 1, 0.5);   /* BatchNorm1d shape */
     }
 }
 END_TEST
