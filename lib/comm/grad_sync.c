@@ -90,18 +90,11 @@ static dat_status check_options(const dat_grad_sync_options *o, const dat_model 
     return DAT_OK;
 }
 
-/* Bucket j: elements [lo, lo + n). */
-static void bucket_range(const dat_grad_sync *s, int64_t j, size_t *lo, size_t *n)
-{
-    size_t b = (size_t)s->o.bucket_elems;
-    *lo = (size_t)j * b;
-    *n = s->total - *lo < b ? s->total - *lo : b;
-}
-
+/* All-reduces bucket j over a host communicator (on the communication thread). */
 static dat_status reduce_bucket(dat_grad_sync *s, int64_t j)
 {
     size_t lo, n;
-    bucket_range(s, j, &lo, &n);
+    dat_bucket_range(s->total, (size_t)s->o.bucket_elems, (size_t)j, &lo, &n);
     dat_comm *c = s->comm;
     if (s->o.quantizer)
         return dat_comm_quantized(c, "dat_grad_sync_end", s->grads + lo, n, lo, s->o.quantizer,
@@ -128,7 +121,7 @@ static void start_bucket(dat_grad_sync *s, int64_t j)
     if (s->failed != DAT_OK)
         return;
     size_t lo, n;
-    bucket_range(s, j, &lo, &n);
+    dat_bucket_range(s->total, (size_t)s->o.bucket_elems, (size_t)j, &lo, &n);
     dat_comm *c = s->comm;
     if (s->o.quantizer) {
         fail(s, dat_comm_failed(c, dat_sync_codes_start(&s->codes, (size_t)j, lo, n, s->grads,

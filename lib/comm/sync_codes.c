@@ -32,12 +32,6 @@ static void shard(const dat_sync_codes *sc, size_t lo, size_t n, int k, size_t *
     *s_n = b - a;
 }
 
-static void bucket_range(const dat_sync_codes *sc, size_t j, size_t *lo, size_t *n)
-{
-    *lo = j * sc->bucket;
-    *n = sc->total - *lo < sc->bucket ? sc->total - *lo : sc->bucket;
-}
-
 int dat_sync_codes_possible(const dat_comm *c, const dat_ctx *ctx, const dat_quantizer *q)
 {
     return c->ops->device_buffers && q->exec == ctx && c->ctx == ctx &&
@@ -80,7 +74,7 @@ dat_status dat_sync_codes_prepare(dat_sync_codes *sc, dat_comm *c, dat_quantizer
         need = sc->stride;
         for (size_t j = 0; j < sc->buckets; ++j) {
             size_t lo, n, s_lo, s_n;
-            bucket_range(sc, j, &lo, &n);
+            dat_bucket_range(sc->total, sc->bucket, j, &lo, &n);
             shard(sc, lo, n, c->rank, &s_lo, &s_n);
             sc->recv_at[j] = need;
             sc->recv_stride[j] = ALIGN64(bytes_of(sc, s_n));
@@ -132,7 +126,7 @@ static uint64_t payload_bytes(const dat_sync_codes *sc)
     uint64_t bytes = 0;
     for (size_t j = 0; j < sc->buckets; ++j) {
         size_t lo, n, s_lo, s_n;
-        bucket_range(sc, j, &lo, &n);
+        dat_bucket_range(sc->total, sc->bucket, j, &lo, &n);
         shard(sc, lo, n, sc->comm->rank, &s_lo, &s_n);
         size_t e_r = bytes_of(sc, s_n);
         bytes += (uint64_t)(bytes_of(sc, n) - e_r) + (uint64_t)(m - 1) * e_r;
@@ -147,7 +141,7 @@ static dat_status average_shard(dat_sync_codes *sc, size_t j, float *grads, size
 {
     dat_comm *c = sc->comm;
     size_t lo, n, *displs = c->tables + c->size;
-    bucket_range(sc, j, &lo, &n);
+    dat_bucket_range(sc->total, sc->bucket, j, &lo, &n);
     shard(sc, lo, n, c->rank, s_lo, s_n);
     for (int k = 0; k < c->size; ++k)
         displs[k] = sc->recv_at[j] + (size_t)k * sc->recv_stride[j];
@@ -163,7 +157,7 @@ static dat_status gather_served(dat_sync_codes *sc)
     size_t *counts = c->tables, *displs = c->tables + m;
     for (size_t j = 0; j < sc->buckets; ++j) {
         size_t lo, n, s_lo, s_n;
-        bucket_range(sc, j, &lo, &n);
+        dat_bucket_range(sc->total, sc->bucket, j, &lo, &n);
         for (int k = 0; k < m; ++k) {
             shard(sc, lo, n, k, &s_lo, &s_n);
             counts[k] = bytes_of(sc, s_n);

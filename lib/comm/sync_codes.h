@@ -27,6 +27,14 @@
 #include "../quant/quantizer.h"
 #include "comm.h"
 
+/* Bucket j of a gradient of `total` elements cut in buckets of `bucket`: its first
+ * element and its length (the last bucket may be shorter). */
+static inline void dat_bucket_range(size_t total, size_t bucket, size_t j, size_t *lo, size_t *n)
+{
+    *lo = j * bucket;
+    *n = total - *lo < bucket ? total - *lo : bucket;
+}
+
 typedef struct dat_sync_codes {
     dat_comm *comm;
     dat_quantizer *q;
