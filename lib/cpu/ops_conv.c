@@ -437,6 +437,13 @@ static dat_status group_plan_make(dat_ctx *ctx, const dat_conv_desc *d, int chan
     return dat_cpu_workspace(ctx, (size_t)p->nt * p->per_thread, &p->ws);
 }
 
+/* Samples in group q (the last group may be shorter). */
+static int group_size(const group_plan *p, const dat_conv_desc *d, int q)
+{
+    int left = d->n - q * p->group;
+    return left < p->group ? left : p->group;
+}
+
 /* The columns [K][s hw_out] of the s samples from x on, sample j's at column
  * j hw_out; a pointwise convolution of one sample reads its input instead. */
 static const float *group_cols(const dat_conv_desc *d, const conv_geom *g, const slice *t,
@@ -491,8 +498,7 @@ static void fwd_groups(dat_ctx *ctx, const dat_conv_desc *d, const group_plan *p
         slice t = slice_of(p, omp_get_thread_num());
 #pragma omp for schedule(static)
         for (int q = 0; q < p->groups; ++q) {
-            int j0 = q * p->group, s = d->n - j0 < p->group ? d->n - j0 : p->group;
-            int ld = s * g.hw_out;
+            int j0 = q * p->group, s = group_size(p, d, q), ld = s * g.hw_out;
             const float *cols = group_cols(d, &g, &t, x + (size_t)j0 * in, s);
             float *ys = y + (size_t)j0 * out, *yt = s == 1 ? ys : t.chan;
             dat_cpu_gemm(ctx, 0, 0, d->c_out, ld, g.K, 1.0f, w, g.K, cols, ld, 0.0f, yt, ld);
@@ -517,8 +523,7 @@ static void bwd_data_groups(dat_ctx *ctx, const dat_conv_desc *d, const group_pl
         slice t = slice_of(p, omp_get_thread_num());
 #pragma omp for schedule(static)
         for (int q = 0; q < p->groups; ++q) {
-            int j0 = q * p->group, s = d->n - j0 < p->group ? d->n - j0 : p->group;
-            int ld = s * g.hw_out;
+            int j0 = q * p->group, s = group_size(p, d, q), ld = s * g.hw_out;
             const float *dys = group_dy(d, &g, &t, dy, j0, s);
             float *dxs = dx + (size_t)j0 * in;
             /* dcol [K][ld] = W^T [K][c_out] x dy [c_out][ld]; one pointwise sample: dx */
@@ -564,8 +569,7 @@ static void bwd_filter_groups(dat_ctx *ctx, const dat_conv_desc *d, const group_
             bsum[c] = 0.0;
 #pragma omp for schedule(static)
         for (int q = 0; q < p->groups; ++q) {
-            int j0 = q * p->group, s = d->n - j0 < p->group ? d->n - j0 : p->group;
-            int ld = s * g.hw_out;
+            int j0 = q * p->group, s = group_size(p, d, q), ld = s * g.hw_out;
             const float *dys = group_dy(d, &g, &t, dy, j0, s);
             const float *cols = group_cols(d, &g, &t, x + (size_t)j0 * in, s);
             /* part [c_out][K] (+)= dy [c_out][ld] x cols^T [ld][K] */
