@@ -122,7 +122,9 @@ static cudnnStatus_t algo_workspace(dat_cuda_state *st, int dir, int algo, size_
 }
 
 /* The first of cuDNN's ranked candidates (by heuristics, or by time) that
- * succeeds, runs in an admitted math type and fits the workspace cap, into
+ * succeeds, runs in an admitted math type, is deterministic where the context
+ * asks for it (some algorithms add partial sums with atomics) and fits the
+ * workspace cap, into
  * plan; 0 if none does. Without tensor math (fp32 data under FP32) the plan
  * runs with FMA math whatever the candidate reported, so TF32 stays off. The
  * workspace is asked for under the math type the plan runs with (the
@@ -134,7 +136,8 @@ static int pick_algo(dat_ctx *ctx, int dir, const dat_conv_desc *d, const Perf *
 {
     dat_cuda_state *st = dat_cuda(ctx);
     for (int i = 0; i < count; ++i) {
-        if (perf[i].status != CUDNN_STATUS_SUCCESS || !math_ok(ctx, d, perf[i].mathType))
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || !math_ok(ctx, d, perf[i].mathType) ||
+            (ctx->opts.deterministic && perf[i].determinism != CUDNN_DETERMINISTIC))
             continue;
         cudnnMathType_t math = tensor_math(ctx, d) ? perf[i].mathType : CUDNN_FMA_MATH;
         size_t need = 0;
@@ -172,6 +175,9 @@ static dat_status tune_algo(dat_ctx *ctx, int dir, const dat_conv_desc *d, const
 {
     dat_cuda_state *st = dat_cuda(ctx);
     void *ws, *out = NULL;
+    if (dat_capturing(ctx)) /* the search allocates and synchronizes */
+        return dat_capture_refuse(ctx, "dat_cuda_conv", "timing cuDNN's algorithms for a "
+                                  "convolution shape not seen before (run the step once first)");
     DAT_TRY(dat_cuda_workspace(ctx, DAT_CONV_TUNE_WORKSPACE, &ws));
     DAT_CUDA_TRY(cudaMalloc(&out, io->out_bytes));
     cudnnStatus_t e;
@@ -237,11 +243,11 @@ static dat_status choose_algo(dat_ctx *ctx, int dir, const dat_conv_desc *d, con
         DAT_TRY(heuristic_algo(ctx, dir, d, plan, &returned, &found));
     if (!found)
         return dat_error(DAT_ERR_UNSUPPORTED, "dat_cuda_conv",
-                         "cuDNN offers no %s%s %s algorithm within %zu MiB of workspace for "
+                         "cuDNN offers no %s%s%s %s algorithm within %zu MiB of workspace for "
                          "n %d, c_in %d, %dx%d, c_out %d, kernel %dx%d, stride %d, pad %d "
                          "(%d candidates)",
-                         fmt_name(d), !is_bf16(d) && tensor_math(ctx, d) ? " (TF32)" : "",
-                         dir_name(dir),
+                         ctx->opts.deterministic ? "deterministic " : "", fmt_name(d),
+                         !is_bf16(d) && tensor_math(ctx, d) ? " (TF32)" : "", dir_name(dir),
                          DAT_CONV_MAX_WORKSPACE >> 20, d->n, d->c_in, d->h_in, d->w_in,
                          d->c_out, d->k_h, d->k_w, d->stride, d->pad, returned);
     plan->dir = dir;
@@ -257,10 +263,6 @@ struct conv_ws {
     void *cudnn;
 };
 
-/* Sets the descriptors for d and finds (or chooses and caches) the plan of
- * direction dir, with a workspace of own_bytes for the op and the plan's. A
- * format other than fp32 NCHW for which cuDNN offers no algorithm gets the
- * plan algo = -1 (cached too): the op then runs in float32 copies. */
 /* Adds plan to the context's cache. */
 static dat_status cache_plan(dat_cuda_state *st, const dat_cuda_conv_plan *plan)
 {

@@ -417,6 +417,7 @@ static int setup(run *r)
         if (dat_cuda_device_count(&gpus) == DAT_OK && gpus > 0)
             co.device_ordinal = r->rank % gpus; /* ranks of one host share its GPUs */
         co.tune_convolutions = r->o.tune_conv;
+        co.deterministic = r->o.deterministic;
         co.cuda_graphs = r->o.cuda_graphs;
     }
     TRY_RUN("context", dat_ctx_create(&r->ctx, &co));

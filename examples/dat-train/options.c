@@ -87,6 +87,8 @@ static const char usage[] =
     "                       (auto: the backend's choice)                   [auto]\n"
     "  --tune-conv on|off   time cuDNN's convolution algorithms once per shape\n"
     "                       (faster; the choice can differ between runs)    [off]\n"
+    "  --deterministic on|off  only deterministic cuDNN algorithms: the same bits\n"
+    "                       every run, and --step-graph on as off (CUDA)    [off]\n"
     "  --cuda-graphs on|off replay the attack's steps from a CUDA graph      [on]\n"
     "  --step-graph on|off  record the whole training step once and replay it per\n"
     "                       batch (CUDA; several ranks or --bits < 32 need NCCL) [off]\n"
@@ -267,6 +269,7 @@ static int parse_one(train_options *o, const char *k, const char *v)
     if (IS("--precision")) return cli_choice(k, v, precisions, &o->precision);
     if (IS("--channels-last")) return cli_choice(k, v, layouts, &o->channels_last);
     if (IS("--tune-conv")) return cli_onoff(k, v, &o->tune_conv);
+    if (IS("--deterministic")) return cli_onoff(k, v, &o->deterministic);
     if (IS("--cuda-graphs")) return cli_onoff(k, v, &o->cuda_graphs);
     if (IS("--overlap")) return cli_onoff(k, v, &o->overlap);
     if (IS("--comm")) return cli_choice(k, v, comms, &o->comm);

@@ -56,6 +56,7 @@ typedef struct train_options {
     const char *precision;     /* fp32 | tf32 (CUDA) | bf16 */
     const char *channels_last; /* auto | on | off */
     int tune_conv;             /* time cuDNN's convolution algorithms (CUDA) */
+    int deterministic;         /* only deterministic cuDNN algorithms (CUDA) */
     int cuda_graphs;           /* replay the attack's steps from a CUDA graph */
     int overlap;               /* all-reduce gradient buckets during the backward pass */
     int step_graph;            /* record the training step once, replay it per batch */

@@ -82,7 +82,15 @@ typedef struct dat_ctx_options {
                                    0 = NCHW; 1 = channels last (NHWC), which spares cuDNN's
                                    tensor-core kernels their layout transposes. Tensors a
                                    caller sees are NCHW whatever is chosen. */
-    int32_t reserved1;        /**< Unused: keeps the struct free of tail padding. */
+    /* 0.6.0: was reserved1 (0 in every older caller's struct). */
+    int32_t deterministic;    /**< CUDA: 1 = only convolution algorithms cuDNN marks
+                                   deterministic, so the same inputs give the same bits
+                                   every run and a step graph's replay gives op by op's
+                                   bits (as torch.backends.cudnn.deterministic); 0
+                                   (default) = the fastest, some of which add partial sums
+                                   in whatever order the GPU finishes them (the last bits
+                                   vary). Ignored on the CPU, which is always
+                                   deterministic for a thread count. */
 } dat_ctx_options;
 
 /**

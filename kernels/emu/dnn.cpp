@@ -25,6 +25,14 @@
  * (cuDNN's DEFAULT / TENSOR_OP math, cuBLAS's TF32_TENSOR_OP_MATH) round the
  * inputs to TF32 here, so that a path which promises full fp32 but leaves TF32
  * on fails its tolerances on the CPU too.
+ *
+ * Determinism: the backward-filter queries offer CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0
+ * first, marked CUDNN_NON_DETERMINISTIC as the real library marks it (it adds
+ * partial sums with atomics, in whatever order the GPU's blocks finish), then
+ * the deterministic ALGO_1. ALGO_0 here adds its chunks' partial filters in
+ * float, from a chunk that changes from call to call: two identical calls give
+ * different last bits, as they may on a GPU, so a test that needs the same bits
+ * twice must ask for deterministic algorithms (dat_ctx_options::deterministic).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -32,6 +40,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <vector>
 
@@ -512,6 +521,36 @@ void backward_filter(const problem &pb, const void *x, const void *dy, void *dw,
     store_cl(pb.w, dw, acc, alpha, beta, flips(pb));
 }
 
+/* CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, non-deterministic: as backward_filter,
+ * but each chunk of positions gives a partial filter rounded to float, and the
+ * partials are added in float starting from a chunk that rotates with every
+ * call (a GPU's atomics add them in the order its blocks finish). */
+void backward_filter_atomic(const problem &pb, const void *x, const void *dy, void *dw,
+                            float alpha, float beta)
+{
+    static std::atomic<unsigned> calls{0};
+    const geometry g(pb);
+    const size_t len = g.filter_size(), K = (size_t)g.K;
+    const size_t chunks = (g.positions() + CHUNK - 1) / CHUNK, first = calls++ % chunks;
+    const std::vector<float> xs = load_cl(pb.x, x, uses_tf32(pb), false);
+    const std::vector<float> dys = load_cl(pb.y, dy, uses_tf32(pb), false);
+    std::vector<double> part(K * len), acc(K * len);
+    std::vector<float> sum(K * len, 0.0f);
+    std::vector<float> fields(CHUNK * len), fields_t(len * CHUNK), dy_t(K * CHUNK);
+    for (size_t i = 0; i < chunks; ++i) {
+        const size_t m0 = (first + i) % chunks * CHUNK, t = std::min(CHUNK, g.positions() - m0);
+        std::fill(part.begin(), part.end(), 0.0);
+        gather(g, xs.data(), m0, t, fields.data());
+        transpose(fields.data(), t, len, fields_t.data());
+        transpose(&dys[m0 * K], t, K, dy_t.data());
+        gemm_nt(dy_t.data(), K, fields_t.data(), len, t, part.data(), len);
+        for (size_t j = 0; j < K * len; ++j)
+            sum[j] += (float)part[j];
+    }
+    std::copy(sum.begin(), sum.end(), acc.begin());
+    store_cl(pb.w, dw, acc, alpha, beta, flips(pb));
+}
+
 /* ---- the entry points' common parts ---- */
 
 /* The descriptors of one call, in the problem's roles. */
@@ -579,22 +618,27 @@ const int algo_count[3] = {CUDNN_CONVOLUTION_FWD_ALGO_COUNT, CUDNN_CONVOLUTION_B
                            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT};
 const conv_kernel kernels[3] = {forward, backward_data, backward_filter};
 
-/* The answer of an algorithm query: the offered algorithm, or, where this
- * cuDNN has none for the problem, every algorithm of the direction with a
- * NOT_SUPPORTED status (what the real heuristics and searches report), the
- * call itself succeeding. */
+/* The answer of an algorithm query: the offered algorithms (backward filter:
+ * the non-deterministic ALGO_0 ranked first), or, where this cuDNN has none for
+ * the problem, every algorithm of the direction with a NOT_SUPPORTED status
+ * (what the real heuristics and searches report), the call itself succeeding. */
 template <typename Perf, typename Algo>
 void report(int dir, const problem &pb, int requested, float ms, int *returned, Perf *perf)
 {
     const bool none = unsupported(pb) != nullptr;
-    const int count = none ? std::min(requested, algo_count[dir]) : 1;
+    const bool atomic = !none && dir == 2; /* DIR_BWD_FILTER */
+    const int offered = atomic ? 2 : 1;
+    const int count = std::min(requested, none ? algo_count[dir] : offered);
     for (int i = 0; i < count; ++i) {
+        const bool nondet = atomic && i == 0;
         perf[i] = Perf();
-        perf[i].algo = (Algo)(none ? i : offered_algo[dir]);
+        perf[i].algo = (Algo)(none     ? i
+                              : nondet ? (int)CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0
+                                       : offered_algo[dir]);
         perf[i].status = none ? CUDNN_STATUS_NOT_SUPPORTED_DATA_TYPE : CUDNN_STATUS_SUCCESS;
         perf[i].time = none ? -1.0f : ms;
         perf[i].memory = 0;
-        perf[i].determinism = CUDNN_DETERMINISTIC;
+        perf[i].determinism = nondet ? CUDNN_NON_DETERMINISTIC : CUDNN_DETERMINISTIC;
         perf[i].mathType = pb.c.math;
     }
     *returned = count;
@@ -1022,7 +1066,10 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *a
 {
     (void)workSpace;
     (void)workSpaceSizeInBytes;
-    return convolve("cudnnConvolutionBackwardFilter", handle, backward_filter, (int)algo,
+    return convolve("cudnnConvolutionBackwardFilter", handle,
+                    algo == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0 ? backward_filter_atomic
+                                                                : backward_filter,
+                    (int)algo,
                     algo_count[DIR_BWD_FILTER], alpha, beta, x, dy, dw,
                     {xDesc, dwDesc, convDesc, dyDesc});
 }

@@ -39,7 +39,7 @@ dat_status dat_ctx_options_init(dat_ctx_options *opts)
         .reserved0 = 0,
         .cuda_graphs = 1,
         .channels_last = -1,
-        .reserved1 = 0,
+        .deterministic = 0,
     };
     return DAT_OK;
 }
@@ -75,6 +75,9 @@ static dat_status check_options(const dat_ctx_options *o)
     if (o->cuda_graphs != 0 && o->cuda_graphs != 1)
         return dat_error(DAT_ERR_INVALID_ARG, "dat_ctx_create",
                          "opts->cuda_graphs = %d must be 0 or 1", (int)o->cuda_graphs);
+    if (o->deterministic != 0 && o->deterministic != 1)
+        return dat_error(DAT_ERR_INVALID_ARG, "dat_ctx_create",
+                         "opts->deterministic = %d must be 0 or 1", (int)o->deterministic);
     if (o->channels_last < -1 || o->channels_last > 1)
         return dat_error(DAT_ERR_INVALID_ARG, "dat_ctx_create",
                          "opts->channels_last = %d must be -1 (the backend's choice), 0 or 1",

@@ -2,7 +2,8 @@
 # dat-train on 2 ranks over NCCL gives the checkpoint of the same run over MPI,
 # byte for byte, and so does --step-graph on (the all-reduce recorded in the
 # step) with NCCL, with --overlap on and off; quantized (--bits 8, one- and
-# two-sided, overlapped on NCCL's stream, op by op and recorded) too. Exact where NCCL adds in rank order as MPI
+# two-sided, overlapped on NCCL's stream, op by op and recorded) too, all with
+# --deterministic on. Exact where NCCL adds in rank order as MPI
 # does: the gpu_emulation build, whose ranks are processes on the CPU
 # (kernels/emu/rendezvous.h).
 #   nccl_same.sh DAT_TRAIN MPIRUN [MPIRUN ARGS...]
@@ -28,7 +29,7 @@ for cfg in "${runs[@]}"; do
         "$@" -np 2 "$train" --device cuda --data "$dir" --train-subset 256 --batch 32 \
         --epochs 2 --steps 2 --eval-count 64 --eval-steps 2 --progress none --comm "$comm" \
         --step-graph "$sg" --overlap "$overlap" --bits "$bits" --quant-mode "$mode" \
-        --checkpoint-dir "$tmp/$name"
+        --deterministic on --checkpoint-dir "$tmp/$name"
     case $last in
         *"\"comm\":\"$comm\""*) ;;
         *) echo "$name: the run did not use $comm"; exit 1;;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # dat-train --step-graph on gives the checkpoint of --step-graph off, byte for
-# byte, exact and with --bits 8 (quantized on one process too), on a CUDA
-# device (or the gpu_emulation build):
+# byte (with --deterministic on), exact and with --bits 8 (quantized on one
+# process too), on a CUDA device (or the gpu_emulation build):
 #   step_graph_same.sh DAT_TRAIN
 # Skips (77) without Fashion-MNIST or a CUDA device.
 set -uo pipefail
@@ -16,7 +16,7 @@ for bits in 32 8; do # 8: the quantized all-reduce of one process, recorded over
         dat_train_run "--step-graph $sg --bits $bits" "$tmp/$sg-$bits.json" \
             "$train" --device cuda --data "$dir" --train-subset 256 --batch 64 --epochs 2 \
             --steps 2 --eval-count 64 --eval-steps 2 --progress none --step-graph "$sg" \
-            --bits "$bits" --checkpoint-dir "$tmp/$sg-$bits"
+            --bits "$bits" --deterministic on --checkpoint-dir "$tmp/$sg-$bits"
     done
     cmp "$tmp/off-$bits/last.safetensors" "$tmp/on-$bits/last.safetensors" ||
         { echo "the step graph's checkpoint differs (--bits $bits)"; exit 1; }

@@ -533,6 +533,7 @@ int main(int argc, char **argv)
     dat_ctx_options co;
     dat_ctx_options_init(&co);
     co.device = DAT_DEVICE_CUDA;
+    co.deterministic = 1; /* replays are compared with op-by-op steps */
     co.device_ordinal = g_rank % count;
     co.seed = 11;
     EXPECT_OK(dat_ctx_create(&ctx, &co));

@@ -87,15 +87,17 @@ def test_library_facts(ctx):
 
 
 def test_cuda_only_options_on_the_cpu():
-    # precision, tune_convolutions and cuda_graphs are accepted and ignored on the CPU.
+    # precision, tune_convolutions, cuda_graphs and deterministic are accepted and
+    # ignored on the CPU.
     with Context(precision=libdat.Precision.TF32, tune_convolutions=True,
-                 cuda_graphs=True) as c:
+                 cuda_graphs=True, deterministic=True) as c:
         assert c.device == (libdat.Device.CPU, -1)
     # Each mirrored field lands where the C library reads it: a bad value in it is
     # refused by name.
     import ctypes
     from libdat._lib import CtxOptions, c_ctx_p, lib
-    for field in ("precision", "tune_convolutions", "cuda_graphs", "channels_last"):
+    for field in ("precision", "tune_convolutions", "cuda_graphs", "channels_last",
+                  "deterministic"):
         opts = CtxOptions()
         assert lib.dat_ctx_options_init(ctypes.byref(opts)) == 0
         setattr(opts, field, 7)

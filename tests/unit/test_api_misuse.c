@@ -85,6 +85,9 @@ START_TEST(test_ctx_misuse)
     o.tune_convolutions = 2;
     ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "tune_convolutions");
     dat_ctx_options_init(&o);
+    o.deterministic = -1;
+    ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "deterministic");
+    dat_ctx_options_init(&o);
     o.cuda_graphs = -1;
     ck_assert_dat_err(dat_ctx_create(&c, &o), DAT_ERR_INVALID_ARG, "cuda_graphs");
     ck_assert_ptr_null(c);

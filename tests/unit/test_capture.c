@@ -37,6 +37,7 @@ static dat_ctx *make_ctx(dat_device_kind kind)
     dat_ctx_options_init(&o);
     o.device = kind;
     o.seed = 11;
+    o.deterministic = 1; /* replays are compared with op by op bit for bit */
     dat_ctx *ctx = NULL;
     ck_assert_dat_ok(dat_ctx_create(&ctx, &o));
     return ctx;

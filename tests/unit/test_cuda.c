@@ -1,8 +1,8 @@
 /* The CUDA backend against the CPU: tensors, fills, bit-identical Philox
  * streams, and the public quantizer on a CUDA context (on the device where the
  * backend runs quantizers, else staged through the host) giving a CPU
- * quantizer's bytes; out of device memory as a status. Exits 77 (skipped)
- * where no GPU is present. */
+ * quantizer's bytes; out of device memory as a status; deterministic
+ * convolutions. Exits 77 (skipped) where no GPU is present. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -187,6 +187,64 @@ static dat_tensor *matrix(dat_ctx *ctx, int64_t rows, int64_t cols)
     return t;
 }
 
+static int emulated(void)
+{
+    const char *emu = getenv("DAT_TEST_EMULATED_GPU");
+    return emu && *emu && *emu != '0';
+}
+
+/* The gradient of cnn_small's loss on one batch, twice, on a context with
+ * dat_ctx_options::deterministic = det: the two gradients' bytes, and whether
+ * they are the same. */
+static int same_gradients_twice(int det)
+{
+    dat_ctx_options o;
+    dat_ctx_options_init(&o);
+    o.device = DAT_DEVICE_CUDA;
+    o.deterministic = det;
+    dat_ctx *g = NULL;
+    ck_assert_dat_ok(dat_ctx_create(&g, &o));
+    dat_model *m = NULL;
+    ck_assert_dat_ok(dat_model_create_preset(&m, g, "cnn_small", NULL));
+    const int64_t n = 64, shape[1] = {n};
+    dat_tensor *x = images(g, n), *y = NULL, *grads = NULL;
+    ck_assert_dat_ok(dat_tensor_create(&y, g, DAT_INT32, 1, shape));
+    int32_t labels[64];
+    for (int i = 0; i < n; ++i)
+        labels[i] = (i * 7) % 10;
+    ck_assert_dat_ok(dat_tensor_write(y, labels, sizeof labels));
+    ck_assert_dat_ok(dat_model_grads(m, &grads));
+    float *first = NULL, *second = NULL;
+    size_t count = 0;
+    for (int pass = 0; pass < 2; ++pass) {
+        float loss = 0;
+        ck_assert_dat_ok(dat_model_loss_backward(m, x, y, NULL, &loss));
+        *(pass ? &second : &first) = dat_test_read_floats(grads, &count);
+    }
+    int same = memcmp(first, second, count * sizeof *first) == 0;
+    free(first);
+    free(second);
+    dat_tensor_destroy(y);
+    dat_tensor_destroy(x);
+    dat_model_destroy(m);
+    dat_ctx_destroy(g);
+    return same;
+}
+
+/* deterministic = 1 keeps cuDNN's non-deterministic algorithms out: the same
+ * batch gives the same gradient bits twice. The emulation ranks a
+ * non-deterministic backward-filter algorithm first, whose sums change order
+ * from call to call; there the default (0) must then differ, which shows the
+ * first half can fail. On a GPU the default may or may not differ. */
+START_TEST(test_deterministic_convolutions)
+{
+    ck_assert_msg(same_gradients_twice(1), "deterministic = 1 gave two different gradients");
+    if (emulated())
+        ck_assert_msg(!same_gradients_twice(0),
+                      "the emulated non-deterministic algorithm was not chosen by default");
+}
+END_TEST
+
 /* Running out of device memory is a status with a message and loses nothing:
  * the context and the model work once memory is back. A tensor no GPU can hold
  * fails on any device; under the CUDA emulation (DAT_TEST_EMULATED_GPU) the
@@ -200,8 +258,7 @@ START_TEST(test_out_of_memory)
     ck_assert_dat_err(dat_tensor_create(&huge, g, DAT_FLOAT32, 1, huge_shape),
                       DAT_ERR_OUT_OF_MEMORY, "");
     ck_assert_ptr_null(huge);
-    const char *emu = getenv("DAT_TEST_EMULATED_GPU");
-    if (emu && *emu && *emu != '0') {
+    if (emulated()) {
         const int64_t n = 512;
         dat_model *ref = NULL, *m = NULL;
         ck_assert_dat_ok(dat_model_create_preset(&ref, g, "cnn_small", NULL));
@@ -242,6 +299,7 @@ int main(void)
     tcase_add_test(tc, test_quantizer_on_device);
     tcase_add_test(tc, test_bad_ordinal);
     tcase_add_test(tc, test_out_of_memory);
+    tcase_add_test(tc, test_deterministic_convolutions);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }

@@ -38,7 +38,8 @@ static dat_ctx *cpu, *gpu, *gpu_tf32, *gpu_graphs, *cpu_bf16, *gpu_bf16;
 /* Under the CUDA emulation (meson's gpu_emulation sets DAT_TEST_EMULATED_GPU)
  * convolutions are loops on one core: the preact_resnet18 cases would take most
  * of an hour, so they are left to a GPU, and the graphs case runs cnn_small.
- * The emulation is deterministic, so there replays must match bit for bit. */
+ * The emulation rounds as op by op does and the contexts ask for deterministic
+ * convolutions, so there replays must match bit for bit. */
 static int emulated;
 static int graph_warnings; /* warnings logged by gpu_graphs (a failed capture is one) */
 
@@ -353,6 +354,7 @@ static dat_ctx *make_ctx(dat_device_kind kind, dat_precision precision, int tune
     o.precision = precision;
     o.tune_convolutions = tune;
     o.cuda_graphs = graphs;
+    o.deterministic = 1; /* graph replays are compared with op by op */
     if (graphs)
         o.log_fn = count_warnings;
     o.seed = 1234;

@@ -64,7 +64,7 @@ class CtxOptions(ctypes.Structure):
         ("reserved0", ctypes.c_int32),
         ("cuda_graphs", ctypes.c_int32),
         ("channels_last", ctypes.c_int32),
-        ("reserved1", ctypes.c_int32),
+        ("deterministic", ctypes.c_int32),
     ]
 
 

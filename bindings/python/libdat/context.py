@@ -41,9 +41,11 @@ class Context(Handle):
                  log: Optional[Callable[[LogLevel, str], None]] = None,
                  log_level: LogLevel = LogLevel.WARN,
                  precision: Precision = Precision.FP32, tune_convolutions: bool = False,
-                 cuda_graphs: bool = True, channels_last: Optional[bool] = None):
+                 cuda_graphs: bool = True, channels_last: Optional[bool] = None,
+                 deterministic: bool = False):
         """log, if given, receives libdat's log messages (level, line) up to log_level.
-        tune_convolutions and cuda_graphs matter on CUDA only; precision BF16 and
+        tune_convolutions, cuda_graphs and deterministic (only deterministic cuDNN
+        algorithms) matter on CUDA only; precision BF16 and
         channels_last (None: the backend's choice) are emulated on the CPU
         (dat_ctx_options)."""
         opts = CtxOptions()
@@ -56,6 +58,7 @@ class Context(Handle):
         opts.tune_convolutions = int(bool(tune_convolutions))
         opts.cuda_graphs = int(bool(cuda_graphs))
         opts.channels_last = -1 if channels_last is None else int(bool(channels_last))
+        opts.deterministic = int(bool(deterministic))
         if log is not None:
             def relay(level: int, message: bytes, _user) -> None:
                 log(LogLevel(level), message.decode(errors="replace"))

@@ -115,7 +115,7 @@ pub struct dat_ctx_options {
     pub reserved0: i32,
     pub cuda_graphs: i32,
     pub channels_last: i32,
-    pub reserved1: i32,
+    pub deterministic: i32,
 }
 
 extern "C" {
