@@ -273,7 +273,9 @@ __device__ inline T dat_block_sum(T v)
 #define DAT_TILE_R 8
 
 /* Sums each v[k] over threadIdx.y in a fixed order (the same bits every run);
- * threads with threadIdx.y == 0 get the totals of their column. */
+ * threads with threadIdx.y == 0 get the totals of their column. Every thread
+ * of the block must call it; it ends with a barrier, so it may be called again
+ * (the shared buffer is then rewritten only after every read). */
 template <int K>
 __device__ inline void dat_column_sum(double (&v)[K])
 {
@@ -288,6 +290,7 @@ __device__ inline void dat_column_sum(double (&v)[K])
                 s += part[k][r][threadIdx.x];
             v[k] = s;
         }
+    __syncthreads();
 }
 
 #endif
