@@ -16,14 +16,15 @@ static inline size_t at(const dat_bn_desc *d, int i, int c)
     return ((size_t)i * (size_t)d->c + (size_t)c) * (size_t)d->hw;
 }
 
-/* Sums in double over 8 lanes: element k of every plane goes to lane k % 8 (a
- * plane's tail to the first lanes), and the lanes are folded in a fixed tree at
- * the end. Independent lanes run as vectors where one running sum is a chain of
- * dependent additions (4 cycles each); the order follows the shape alone, so a
- * shape always gives the same bits, in every clone (lib/core/clones.h). */
-/* Only static functions pass these vectors, so the calling convention GCC warns
- * about (a 64-byte vector without AVX-512) never crosses this file. */
+/* Only static functions pass the vectors below, so the calling convention GCC
+ * warns about (a 64-byte vector without AVX-512) never crosses this file. */
 #pragma GCC diagnostic ignored "-Wpsabi"
+
+/* Sums in double over 8 lanes: element k of every plane goes to lane k % 8, and
+ * the lanes are folded in a fixed tree at the end. Independent lanes run as
+ * vectors where one running sum is a chain of dependent additions (4 cycles
+ * each); the order follows the shape alone, so a shape always gives the same
+ * bits, in every clone (lib/core/clones.h). */
 typedef double lanes __attribute__((vector_size(64)));
 typedef float floats8 __attribute__((vector_size(32)));
 enum { L = 8 };
