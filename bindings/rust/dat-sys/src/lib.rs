@@ -12,7 +12,7 @@
 use std::os::raw::{c_char, c_int, c_void};
 
 pub const DAT_VERSION_MAJOR: u32 = 0;
-pub const DAT_VERSION_MINOR: u32 = 5;
+pub const DAT_VERSION_MINOR: u32 = 6;
 pub const DAT_VERSION_PATCH: u32 = 0;
 pub const DAT_VERSION_NUMBER: u32 =
     DAT_VERSION_MAJOR * 10000 + DAT_VERSION_MINOR * 100 + DAT_VERSION_PATCH;
