@@ -500,24 +500,38 @@ void backward_data(const problem &pb, const void *w, const void *dy, void *dx, f
     store_cl(pb.x, dx, acc, alpha, beta, false);
 }
 
-/* dw[k][l] = the sum over positions m of dy[m][k] field(m)[l], as dot
- * products over each chunk's positions. */
+/* The filter gradient's terms of one chunk of positions, m0 .. m0 + t - 1:
+ * acc[k][l] += the sum over them of dy[m][k] field(m)[l], as dot products. */
+struct filter_chunks {
+    const geometry &g;
+    const size_t len, K;
+    std::vector<float> xs, dys, fields, fields_t, dy_t;
+
+    filter_chunks(const geometry &geo, const problem &pb, const void *x, const void *dy)
+        : g(geo), len(geo.filter_size()), K((size_t)geo.K),
+          xs(load_cl(pb.x, x, uses_tf32(pb), false)),
+          dys(load_cl(pb.y, dy, uses_tf32(pb), false)), fields(CHUNK * len),
+          fields_t(len * CHUNK), dy_t(K * CHUNK)
+    {
+    }
+    void add(size_t m0, size_t t, double *acc)
+    {
+        gather(g, xs.data(), m0, t, fields.data());
+        transpose(fields.data(), t, len, fields_t.data());
+        transpose(&dys[m0 * K], t, K, dy_t.data());
+        gemm_nt(dy_t.data(), K, fields_t.data(), len, t, acc, len);
+    }
+};
+
+/* dw[k][l] = the sum over positions m of dy[m][k] field(m)[l], chunk by chunk. */
 void backward_filter(const problem &pb, const void *x, const void *dy, void *dw, float alpha,
                      float beta)
 {
     const geometry g(pb);
-    const size_t len = g.filter_size(), K = (size_t)g.K;
-    const std::vector<float> xs = load_cl(pb.x, x, uses_tf32(pb), false);
-    const std::vector<float> dys = load_cl(pb.y, dy, uses_tf32(pb), false);
-    std::vector<double> acc(K * len);
-    std::vector<float> fields(CHUNK * len), fields_t(len * CHUNK), dy_t(K * CHUNK);
-    for (size_t m0 = 0; m0 < g.positions(); m0 += CHUNK) {
-        const size_t t = std::min(CHUNK, g.positions() - m0);
-        gather(g, xs.data(), m0, t, fields.data());
-        transpose(fields.data(), t, len, fields_t.data());
-        transpose(&dys[m0 * K], t, K, dy_t.data());
-        gemm_nt(dy_t.data(), K, fields_t.data(), len, t, acc.data(), len);
-    }
+    filter_chunks fc(g, pb, x, dy);
+    std::vector<double> acc(fc.K * fc.len);
+    for (size_t m0 = 0; m0 < g.positions(); m0 += CHUNK)
+        fc.add(m0, std::min(CHUNK, g.positions() - m0), acc.data());
     store_cl(pb.w, dw, acc, alpha, beta, flips(pb));
 }
 
@@ -530,21 +544,16 @@ void backward_filter_atomic(const problem &pb, const void *x, const void *dy, vo
 {
     static std::atomic<unsigned> calls{0};
     const geometry g(pb);
-    const size_t len = g.filter_size(), K = (size_t)g.K;
+    filter_chunks fc(g, pb, x, dy);
+    const size_t size = fc.K * fc.len;
     const size_t chunks = (g.positions() + CHUNK - 1) / CHUNK, first = calls++ % chunks;
-    const std::vector<float> xs = load_cl(pb.x, x, uses_tf32(pb), false);
-    const std::vector<float> dys = load_cl(pb.y, dy, uses_tf32(pb), false);
-    std::vector<double> part(K * len), acc(K * len);
-    std::vector<float> sum(K * len, 0.0f);
-    std::vector<float> fields(CHUNK * len), fields_t(len * CHUNK), dy_t(K * CHUNK);
+    std::vector<double> part(size), acc(size);
+    std::vector<float> sum(size, 0.0f);
     for (size_t i = 0; i < chunks; ++i) {
         const size_t m0 = (first + i) % chunks * CHUNK, t = std::min(CHUNK, g.positions() - m0);
         std::fill(part.begin(), part.end(), 0.0);
-        gather(g, xs.data(), m0, t, fields.data());
-        transpose(fields.data(), t, len, fields_t.data());
-        transpose(&dys[m0 * K], t, K, dy_t.data());
-        gemm_nt(dy_t.data(), K, fields_t.data(), len, t, part.data(), len);
-        for (size_t j = 0; j < K * len; ++j)
+        fc.add(m0, t, part.data());
+        for (size_t j = 0; j < size; ++j)
             sum[j] += (float)part[j];
     }
     std::copy(sum.begin(), sum.end(), acc.begin());
