@@ -35,6 +35,7 @@
  * twice must ask for deterministic algorithms (dat_ctx_options::deterministic).
  */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -584,6 +585,16 @@ cudnnStatus_t check_algo(const char *func, int algo, int count)
                       count);
 }
 
+/* cuDNN requires tensor and filter pointers aligned to at least 4 bytes, bf16
+ * data included (a known limitation since cuDNN 7.6); cuDNN 9 names the status. */
+cudnnStatus_t check_aligned(const char *func, const void *a, const void *b, const void *out)
+{
+    uintptr_t bits = (uintptr_t)a | (uintptr_t)b | (uintptr_t)out;
+    return bits % 4 == 0 ? CUDNN_STATUS_SUCCESS
+                         : fail(CUDNN_STATUS_BAD_PARAM_MISALIGNED_POINTER, "%s: a data pointer "
+                                "(%p, %p, %p) is not 4-byte aligned", func, a, b, out);
+}
+
 /* Queues out = alpha kernel(a, b) + beta out on the handle's stream. */
 cudnnStatus_t convolve(const char *func, cudnnHandle_t h, conv_kernel kernel, int algo,
                        int algo_count, const void *alpha, const void *beta, const void *a,
@@ -594,6 +605,8 @@ cudnnStatus_t convolve(const char *func, cudnnHandle_t h, conv_kernel kernel, in
         return fail(CUDNN_STATUS_BAD_PARAM, "%s: the handle, alpha, beta or a data pointer is "
                     "NULL", func);
     cudnnStatus_t s = check_algo(func, algo, algo_count);
+    if (s == CUDNN_STATUS_SUCCESS)
+        s = check_aligned(func, a, b, out);
     if (s == CUDNN_STATUS_SUCCESS)
         s = checked_problem(func, d, &pb);
     if (s != CUDNN_STATUS_SUCCESS)
@@ -692,7 +705,9 @@ cudnnStatus_t search(const char *func, int dir, cudnnHandle_t h, const descs &d,
         return fail(CUDNN_STATUS_EXECUTION_FAILED_CUDART, "%s: %s", func, cudaGetErrorString(e));
     if (!a || !b || !out)
         return fail(CUDNN_STATUS_BAD_PARAM, "%s: a data pointer is NULL", func);
-    s = make_problem(func, d.x, d.w, d.conv, d.y, &pb);
+    s = check_aligned(func, a, b, out);
+    if (s == CUDNN_STATUS_SUCCESS)
+        s = make_problem(func, d.x, d.w, d.conv, d.y, &pb);
     if (s != CUDNN_STATUS_SUCCESS)
         return s;
     float ms = 0.0f;

@@ -50,6 +50,26 @@ static dat_status alloc_floats(dat_ctx *ctx, int64_t count, float **p)
     return ctx->be->alloc(ctx, (size_t)count * sizeof(float), (void **)p);
 }
 
+/* Where each converted convolution weight sits in wshadow; returns its size.
+ * Each starts on a 256-byte boundary (cudaMalloc's): at its flat parameter
+ * offset a custom model's weight could sit 2 bytes from one, and cuDNN's
+ * tensor-core kernels want 16-byte aligned operands. */
+static size_t shadow_layout(dat_model *m)
+{
+    size_t end = 0;
+    for (int32_t i = 1; i < m->n_nodes; ++i) {
+        dat_node *n = &m->nodes[i];
+        if (n->kind != DAT_LAYER_CONV2D || n->fmt == DAT_FMT_F32)
+            continue;
+        const dat_node *in = &m->nodes[n->in[0]];
+        size_t len = (size_t)n->c * (size_t)in->c * (size_t)n->spec.kernel *
+                     (size_t)n->spec.kernel * dat_fmt_size(n->fmt);
+        n->shadow_off = (int64_t)((end + 255) & ~(size_t)255);
+        end = (size_t)n->shadow_off + len;
+    }
+    return end;
+}
+
 /* own_y = 0: the node's output lives elsewhere (the input's; a fused conv's ReLU). */
 static dat_status alloc_node(dat_model *m, dat_node *n, int32_t cap, int own_y)
 {
@@ -95,9 +115,9 @@ static dat_status alloc_runtime(dat_model *m, int32_t cap)
     DAT_TRY(ctx->be->fill(ctx, m->ones, (size_t)cap, &one, sizeof one));
     if (m->norm_scale || m->nodes[0].fmt != DAT_FMT_F32)
         DAT_TRY(alloc_floats(ctx, (int64_t)cap * dat_node_numel(&m->nodes[0]), &m->x_norm));
-    if (m->nodes[0].fmt != DAT_FMT_F32)
-        DAT_TRY(ctx->be->alloc(ctx, (size_t)m->params->numel * dat_fmt_size(m->nodes[0].fmt),
-                               &m->wshadow));
+    size_t shadow = shadow_layout(m);
+    if (shadow)
+        DAT_TRY(ctx->be->alloc(ctx, shadow, &m->wshadow));
     if (m->n_bn && ctx->be->copy_if_flagged) /* the statistics, then the flag */
         DAT_TRY(alloc_floats(ctx, m->buffers->numel + 1, &m->bn_saved));
     m->host_loss = malloc((size_t)cap * sizeof *m->host_loss);
@@ -156,7 +176,7 @@ static const void *conv_weight(const dat_model *m, const dat_node *n)
 {
     if (n->fmt == DAT_FMT_F32)
         return param(m, n->w_off);
-    return (const char *)m->wshadow + (size_t)n->w_off * dat_fmt_size(n->fmt);
+    return (const char *)m->wshadow + n->shadow_off;
 }
 
 /* Converts the convolution weights into their layers' format, once per forward

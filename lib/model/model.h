@@ -23,6 +23,8 @@ typedef struct dat_node {
                               inside it (backends with fuses_conv_relu / fuses_bn_relu);
                               its y is that ReLU's output */
     dat_act_fmt fmt;       /* of y and dy (graph.c's plan_formats) */
+    int64_t shadow_off;    /* conv not float32 NCHW: byte offset of its weight's converted
+                              copy in the model's wshadow */
     /* Run-time buffers in device memory, for `capacity` samples. */
     float *y;              /* output */
     float *dy;             /* gradient of the output */
@@ -65,8 +67,8 @@ struct dat_model {
     float *bn_saved;                  /* the BN running statistics before a recorded
                                          forward pass, then a uint32 flag (graph.c's
                                          keep_finite_stats); NULL without BN or graphs */
-    void *wshadow;                    /* convolution weights in their layers' format, at the
-                                         weights' offsets (NULL: all layers float32 NCHW) */
+    void *wshadow;                    /* convolution weights in their layers' format, each at
+                                         its node's shadow_off (NULL: all float32 NCHW) */
     float *host_loss;                 /* host copy of sample_loss */
     float *host_weights;              /* host copy of per-sample weights */
     int32_t *host_labels;             /* host copy of labels, for range checks */

@@ -2,7 +2,7 @@
  * streams, and the public quantizer on a CUDA context (on the device where the
  * backend runs quantizers, else staged through the host) giving a CPU
  * quantizer's bytes; out of device memory as a status; deterministic
- * convolutions. Exits 77 (skipped) where no GPU is present. */
+ * convolutions; bf16 weights at any parameter offset. Exits 77 (skipped) where no GPU is present. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -245,6 +245,75 @@ START_TEST(test_deterministic_convolutions)
 }
 END_TEST
 
+/* conv(1 -> 3, no bias) then conv(3 -> 4): the second weight starts at
+ * parameter 27, an odd offset, where a bf16 copy laid out like the float32
+ * parameters would sit 2 bytes off the 4-byte alignment cuDNN requires. */
+static dat_model *odd_offsets_model(dat_ctx *ctx)
+{
+    dat_model_builder *b = NULL;
+    ck_assert_dat_ok(dat_model_builder_create(&b, ctx, 1, 8, 8));
+    dat_layer_spec conv1, conv2, relu, flat, fc;
+    ck_assert_dat_ok(dat_layer_spec_init(&conv1, DAT_LAYER_CONV2D));
+    conv1.name = "conv1";
+    conv1.out_features = 3;
+    conv1.padding = 1;
+    conv1.bias = 0;
+    conv2 = conv1;
+    conv2.name = "conv2";
+    conv2.out_features = 4;
+    ck_assert_dat_ok(dat_layer_spec_init(&relu, DAT_LAYER_RELU));
+    ck_assert_dat_ok(dat_layer_spec_init(&flat, DAT_LAYER_FLATTEN));
+    ck_assert_dat_ok(dat_layer_spec_init(&fc, DAT_LAYER_LINEAR));
+    fc.name = "fc";
+    fc.out_features = 10;
+    int32_t node = 0;
+    ck_assert_dat_ok(dat_model_builder_add(b, &conv1, node, -1, &node));
+    ck_assert_dat_ok(dat_model_builder_add(b, &conv2, node, -1, &node));
+    ck_assert_dat_ok(dat_model_builder_add(b, &relu, node, -1, &node));
+    ck_assert_dat_ok(dat_model_builder_add(b, &flat, node, -1, &node));
+    ck_assert_dat_ok(dat_model_builder_add(b, &fc, node, -1, &node));
+    dat_model *m = NULL;
+    ck_assert_dat_ok(dat_model_builder_finish(b, node, 3, &m));
+    dat_model_builder_destroy(b);
+    return m;
+}
+
+/* The logits of odd_offsets_model on 16 images in a bf16 context. */
+static float *bf16_logits(dat_device_kind kind, size_t *count)
+{
+    dat_ctx_options o;
+    dat_ctx_options_init(&o);
+    o.device = kind;
+    o.precision = DAT_PRECISION_BF16;
+    dat_ctx *ctx = NULL;
+    ck_assert_dat_ok(dat_ctx_create(&ctx, &o));
+    dat_model *m = odd_offsets_model(ctx);
+    int64_t shape[4] = {16, 1, 8, 8};
+    dat_tensor *x = NULL, *z = matrix(ctx, 16, 10);
+    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, shape));
+    ck_assert_dat_ok(dat_tensor_fill_uniform(x, 0.0f, 1.0f, 13, 0));
+    ck_assert_dat_ok(dat_model_forward(m, x, z));
+    float *logits = dat_test_read_floats(z, count);
+    dat_tensor_destroy(z);
+    dat_tensor_destroy(x);
+    dat_model_destroy(m);
+    dat_ctx_destroy(ctx);
+    return logits;
+}
+
+/* bf16 convolution weights whatever their parameter offsets: each copy gets
+ * its own aligned place (the emulated cuDNN refuses misaligned pointers). */
+START_TEST(test_bf16_weights_at_odd_offsets)
+{
+    size_t n = 0;
+    float *want = bf16_logits(DAT_DEVICE_CPU, &n), *got = bf16_logits(DAT_DEVICE_CUDA, NULL);
+    double e = dat_test_rel_err(want, got, n);
+    ck_assert_msg(e < 1e-2, "bf16 logits off by %.3g from the CPU's", e);
+    free(want);
+    free(got);
+}
+END_TEST
+
 /* Running out of device memory is a status with a message and loses nothing:
  * the context and the model work once memory is back. A tensor no GPU can hold
  * fails on any device; under the CUDA emulation (DAT_TEST_EMULATED_GPU) the
@@ -300,6 +369,7 @@ int main(void)
     tcase_add_test(tc, test_bad_ordinal);
     tcase_add_test(tc, test_out_of_memory);
     tcase_add_test(tc, test_deterministic_convolutions);
+    tcase_add_test(tc, test_bf16_weights_at_odd_offsets);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }
