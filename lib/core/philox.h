@@ -140,8 +140,10 @@ DAT_HD void dat_rng_sincos_octant(double x, double *s, double *c)
 }
 
 /*
- * sin and cos of 2*pi*t for t = k / 2^24 in [0, 1). The turn splits exactly
- * into an octant index and a remainder, so no large-argument reduction is needed.
+ * sin and cos of 2*pi*t for t in [0, 1). The turn splits into an octant index
+ * and a remainder, so no large-argument reduction is needed; for the normals'
+ * t = k / 2^24 every step of it is exact (other t round in the mirror, 1 - f,
+ * the same way on both sides; lib/optim/schedule.h's cosine).
  */
 DAT_HD void dat_rng_sincos_turn(double t, double *s, double *c)
 {

@@ -1,13 +1,16 @@
 /* The scalars of step t that depend on nothing but the options and t: the
  * learning rate of the schedule (formulas in include/libdat/dat_optim.h) and
  * the momentum and bias-correction factors. Host and device code, so that a
- * step recorded in a graph computes them on the device from a counter. */
+ * step recorded in a graph computes them on the device from a counter. Both
+ * sides must compute the same bits (a replay is compared with op by op), so
+ * cos and pow, whose last bits differ between glibc and CUDA, are replaced by
+ * the Philox header's series and by multiplications, each rounded on its own. */
 #ifndef LIBDAT_OPTIM_SCHEDULE_H
 #define LIBDAT_OPTIM_SCHEDULE_H
 
 #include <math.h>
 
-#include "../core/philox.h" /* DAT_HD */
+#include "../core/philox.h" /* DAT_HD, DAT_RN_DMUL, dat_rng_sincos_turn */
 #include "libdat/dat_optim.h"
 
 DAT_HD double dat_optim_scaled_base(const dat_optim_options *o)
@@ -18,6 +21,27 @@ DAT_HD double dat_optim_scaled_base(const dat_optim_options *o)
     case DAT_LR_SCALING_SQRT: return o->lr * sqrt(r);
     default: return o->lr;
     }
+}
+
+/* b^n for n >= 0 by repeated squaring: within about n ulps of pow, which is
+ * far below float resolution wherever b^n is not ~0 (Adam's beta2^t). */
+DAT_HD double dat_optim_pow_int(double b, int64_t n)
+{
+    double r = 1.0;
+    for (; n > 0; n >>= 1) {
+        if (n & 1)
+            r = DAT_RN_DMUL(r, b);
+        b = DAT_RN_DMUL(b, b);
+    }
+    return r;
+}
+
+/* cos(pi a) for a in [0, 1): half a turn (a / 2 is exact). */
+DAT_HD double dat_optim_cos_pi(double a)
+{
+    double s, c;
+    dat_rng_sincos_turn(DAT_RN_DMUL(a, 0.5), &s, &c);
+    return c;
 }
 
 /* The learning rate of step t. */
@@ -37,13 +61,13 @@ DAT_HD double dat_optim_lr_at(const dat_optim_options *o, int64_t t)
         int k = 0;
         while (k < o->num_milestones && o->milestones[k] <= t)
             ++k;
-        return eta * pow((double)o->gamma, k);
+        return eta * dat_optim_pow_int((double)o->gamma, k);
     }
     case DAT_SCHEDULE_COSINE: {
         if (t >= o->total_steps)
             return 0.0;
         double span = (double)(o->total_steps - o->warmup_steps);
-        return eta * 0.5 * (1.0 + cos(M_PI * (double)(t - o->warmup_steps) / span));
+        return eta * 0.5 * (1.0 + dat_optim_cos_pi((double)(t - o->warmup_steps) / span));
     }
     default:
         return eta;
@@ -56,10 +80,11 @@ DAT_HD void dat_optim_step_factors(const dat_optim_options *o, int64_t t, float 
                                    float *c1, float *c2)
 {
     const int adam = o->kind == DAT_OPTIM_ADAM || o->kind == DAT_OPTIM_ADAMW;
-    const double n = (double)(t + 1);
     *keep = t == 0 ? 0.0f : o->momentum;
-    *c1 = adam && o->bias_correction ? (float)(1.0 / (1.0 - pow(o->momentum, n))) : 1.0f;
-    *c2 = adam && o->bias_correction ? (float)(1.0 / (1.0 - pow(o->beta2, n))) : 1.0f;
+    *c1 = adam && o->bias_correction ? (float)(1.0 / (1.0 - dat_optim_pow_int(o->momentum, t + 1)))
+                                     : 1.0f;
+    *c2 = adam && o->bias_correction ? (float)(1.0 / (1.0 - dat_optim_pow_int(o->beta2, t + 1)))
+                                     : 1.0f;
 }
 
 #endif

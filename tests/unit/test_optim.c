@@ -104,6 +104,51 @@ START_TEST(test_zero_theta_uses_trust_one)
 }
 END_TEST
 
+/* The learning rate of `o` at step t (dat_optim_set_step, dat_optim_lr). */
+static double lr_at(const dat_optim_options *o, int64_t t)
+{
+    dat_segment seg = {.size = sizeof seg, .name = "w", .offset = 0, .length = 4};
+    dat_optim *opt;
+    ck_assert_dat_ok(dat_optim_create(&opt, ctx, &seg, 1, o));
+    ck_assert_dat_ok(dat_optim_set_step(opt, t));
+    double lr = -1;
+    ck_assert_dat_ok(dat_optim_lr(opt, &lr));
+    dat_optim_destroy(opt);
+    return lr;
+}
+
+/* The schedules compute cos and pow with their own series and products (the
+ * same bits on the CPU and the GPU); they must still be libm's values to a few
+ * ulps, at every step of a long cosine and over many piecewise decays. */
+START_TEST(test_schedules_match_libm)
+{
+    dat_optim_options o;
+    dat_optim_options_init(&o);
+    o.lr = 0.4f;
+    o.schedule = DAT_SCHEDULE_COSINE;
+    o.warmup_steps = 7;
+    o.total_steps = 3007;
+    for (int64_t t = o.warmup_steps; t < o.total_steps; t += 3) {
+        double want = 0.5 * (double)o.lr *
+                      (1.0 + cos(M_PI * (double)(t - 7) / (double)(o.total_steps - 7)));
+        double got = lr_at(&o, t);
+        ck_assert_msg(fabs(got - want) <= 1e-15 * (double)o.lr, "cosine step %lld: %.17g, not %.17g",
+                      (long long)t, got, want);
+    }
+    o.schedule = DAT_SCHEDULE_PIECEWISE;
+    o.warmup_steps = 0;
+    o.num_milestones = 8;
+    for (int k = 0; k < 8; ++k)
+        o.milestones[k] = 10 * (k + 1);
+    o.gamma = 0.7f;
+    for (int k = 0; k <= 8; ++k) {
+        double want = (double)o.lr * pow((double)o.gamma, k), got = lr_at(&o, 10 * k + 5);
+        ck_assert_msg(fabs(got - want) <= 4e-16 * k * want, "after %d milestones: %.17g, not %.17g",
+                      k, got, want);
+    }
+}
+END_TEST
+
 START_TEST(test_model_optimizer)
 {
     dat_model *m;
@@ -196,6 +241,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_update_norm_is_clipped_theta_norm);
     tcase_add_test(tc, test_zero_theta_uses_trust_one);
+    tcase_add_test(tc, test_schedules_match_libm);
     tcase_add_test(tc, test_model_optimizer);
     tcase_add_test(tc, test_lr_scale_freezes_and_scales);
     suite_add_tcase(s, tc);
