@@ -8,13 +8,15 @@
 
 #include "check_util.h"
 
-static dat_ctx *make_ctx_det(dat_device_kind kind, uint64_t seed, int deterministic)
+static dat_ctx *make_ctx_with(dat_device_kind kind, uint64_t seed, int deterministic,
+                              dat_precision precision)
 {
     dat_ctx_options o;
     dat_ctx_options_init(&o);
     o.device = kind;
     o.seed = seed;
     o.deterministic = deterministic;
+    o.precision = precision;
     dat_ctx *ctx = NULL;
     ck_assert_dat_ok(dat_ctx_create(&ctx, &o));
     return ctx;
@@ -22,7 +24,7 @@ static dat_ctx *make_ctx_det(dat_device_kind kind, uint64_t seed, int determinis
 
 static dat_ctx *make_ctx(dat_device_kind kind, uint64_t seed)
 {
-    return make_ctx_det(kind, seed, 0);
+    return make_ctx_with(kind, seed, 0, DAT_PRECISION_FP32);
 }
 
 START_TEST(test_roundtrip_and_fill)
@@ -203,7 +205,7 @@ static int emulated(void)
  * with dat_ctx_options::deterministic = det, comes out the same bits. */
 static int same_gradients_twice(int det)
 {
-    dat_ctx *g = make_ctx_det(DAT_DEVICE_CUDA, 0, det);
+    dat_ctx *g = make_ctx_with(DAT_DEVICE_CUDA, 0, det, DAT_PRECISION_FP32);
     dat_model *m = NULL;
     ck_assert_dat_ok(dat_model_create_preset(&m, g, "cnn_small", NULL));
     const int64_t n = 64, shape[1] = {n};
@@ -281,12 +283,7 @@ static dat_model *odd_offsets_model(dat_ctx *ctx)
 /* The logits of odd_offsets_model on 16 images in a bf16 context. */
 static float *bf16_logits(dat_device_kind kind, size_t *count)
 {
-    dat_ctx_options o;
-    dat_ctx_options_init(&o);
-    o.device = kind;
-    o.precision = DAT_PRECISION_BF16;
-    dat_ctx *ctx = NULL;
-    ck_assert_dat_ok(dat_ctx_create(&ctx, &o));
+    dat_ctx *ctx = make_ctx_with(kind, 0, 0, DAT_PRECISION_BF16);
     dat_model *m = odd_offsets_model(ctx);
     int64_t shape[4] = {16, 1, 8, 8};
     dat_tensor *x = NULL, *z = matrix(ctx, 16, 10);
