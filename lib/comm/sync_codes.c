@@ -49,8 +49,8 @@ dat_status dat_sync_codes_init(dat_sync_codes *sc, dat_ctx *ctx, size_t buckets)
     if (!sc->status_host || !sc->recv_at || !sc->recv_stride)
         return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_grad_sync_create",
                          "cannot allocate the buckets' tables");
-    /* 2 b statuses (workers', servers'), the step, the flag */
-    size_t bytes = 2 * b * sizeof *sc->status + sizeof *sc->step_at + sizeof *sc->flag;
+    /* 2 b statuses (workers', servers'), the step, the flags (summed, own) */
+    size_t bytes = 2 * b * sizeof *sc->status + sizeof *sc->step_at + 2 * sizeof *sc->flag;
     DAT_TRY(ctx->be->alloc(ctx, bytes, (void **)&sc->status));
     sc->step_at = (uint64_t *)(sc->status + 2 * b);
     sc->flag = (float *)(sc->step_at + 1);
@@ -219,6 +219,7 @@ static dat_status finish_recorded(dat_sync_codes *sc, float *grads)
         }
         statuses = 2 * b;
     }
+    DAT_TRY(DAT_OP(ctx, quant_flag_failed, sc->status, b, sc->flag + 1)); /* own encodes */
     DAT_TRY(DAT_OP(ctx, quant_flag_failed, sc->status, statuses, sc->flag));
     DAT_TRY(dat_comm_failed(c, c->ops->allreduce_start(c, sc->flag, 1, DAT_REDUCE_SUM)));
     if (sc->mode == DAT_QUANT_TWO_SIDED)
@@ -227,7 +228,7 @@ static dat_status finish_recorded(dat_sync_codes *sc, float *grads)
     DAT_TRY(sc->mode == DAT_QUANT_TWO_SIDED
                 ? dat_quantizer_decode_slice(sc->q, sc->codes, sc->total, grads, 0, 1.0f)
                 : decode_all(sc, grads));
-    return dat_quantizer_recorded_outcome(sc->q, sc->flag, grads, sc->total,
+    return dat_quantizer_recorded_outcome(sc->q, sc->flag, sc->flag + 1, grads, sc->total,
                                           DAT_FAULT_QUANTIZE);
 }
 

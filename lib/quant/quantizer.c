@@ -274,13 +274,14 @@ dat_status dat_quantizer_deferred_outcome(dat_quantizer *q, const char *func,
     return dat_quant_numeric_error(func, kind, first, ef);
 }
 
-dat_status dat_quantizer_recorded_outcome(dat_quantizer *q, const float *flag, float *x,
-                                          size_t n, uint32_t bit)
+dat_status dat_quantizer_recorded_outcome(dat_quantizer *q, const float *flag, const float *own,
+                                          float *x, size_t n, uint32_t bit)
 {
     dat_ctx *ctx = q->exec;
     size_t r = q->opts.error_feedback && q->residual ? n : 0;
     r = r < q->residual_len ? r : q->residual_len;
-    return DAT_OP(ctx, quant_apply_failure, flag, q->residual, r, x, n, dat_fault_word(ctx), bit);
+    return DAT_OP(ctx, quant_apply_failure, flag, own, q->residual, r, x, n, dat_fault_word(ctx),
+                  bit);
 }
 
 dat_status dat_quantizer_decode_slice(dat_quantizer *q, const void *codes, size_t n, float *out,

@@ -62,12 +62,14 @@ dat_status dat_quantizer_deferred_outcome(dat_quantizer *q, const char *func,
 
 /* dat_quantizer_deferred_outcome in a recorded step, nothing read back:
  * when *flag (q->exec's memory; the ranks' counts of failed encodes, summed)
- * is not 0 when it runs, the residual of the n elements is zeroed, x[0..n)
- * filled with NaN (the mean is not defined: whatever takes the step skips
- * it, as for a NaN that an exact all-reduce spreads) and `bit` ored into
- * the context's fault word (capture.h). */
-dat_status dat_quantizer_recorded_outcome(dat_quantizer *q, const float *flag, float *x,
-                                          size_t n, uint32_t bit);
+ * is not 0 when it runs, x[0..n) is filled with NaN (the mean is not
+ * defined: whatever takes the step skips it, as for a NaN that an exact
+ * all-reduce spreads) and `bit` ored into the context's fault word
+ * (capture.h); the residual of the n elements is zeroed if *own (this rank's
+ * failed encodes) is not 0, as op by op, where only the rank whose encode
+ * failed loses its residual. */
+dat_status dat_quantizer_recorded_outcome(dat_quantizer *q, const float *flag, const float *own,
+                                          float *x, size_t n, uint32_t bit);
 
 /* out = (accumulate ? out + q : q) * post_scale for n elements, codes and out
  * in the memory of q->exec. */

@@ -479,6 +479,67 @@ static void test_recorded_nan(dat_quant_mode mode)
     side_fini(&s);
 }
 
+/* On the last rank, the model's last parameter := v; returns what it was. */
+static float set_last_param(dat_model *m, float v)
+{
+    dat_tensor *p;
+    dat_model_params(m, &p);
+    size_t bytes = 0;
+    dat_tensor_nbytes(p, &bytes);
+    float *h = host(p), old = h[bytes / sizeof *h - 1];
+    if (g_rank == g_size - 1) {
+        h[bytes / sizeof *h - 1] = v;
+        EXPECT_OK(dat_tensor_write(p, h, bytes));
+    }
+    free(h);
+    return old;
+}
+
+/* Step 1 with a NaN gradient on the last rank (a NaN parameter, put back
+ * after it), op by op on side a and replayed on side b, then step 2: the
+ * parameters must agree. They do only if the failed replay leaves every
+ * rank's error-feedback residual as op by op leaves it: zeroed where the
+ * rank's own encode failed, as its encode made it elsewhere. */
+static void test_recorded_failure_residuals(dat_quant_mode mode)
+{
+    side a, b;
+    side_init(&a, 8, mode);
+    side_init(&b, 8, mode);
+    int64_t xs[4] = {4, 1, 28, 28}, ys[1] = {4};
+    dat_tensor *x, *y, *pa, *pb;
+    EXPECT_OK(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
+    EXPECT_OK(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
+    batch(x, y, 0);
+    EXPECT_OK(train_step(&a, x, y, 0));
+    dat_step_graph *g = record(&b, x, y);
+    batch(x, y, 1);
+    float kept = set_last_param(a.model, NAN);
+    set_last_param(b.model, NAN);
+    EXPECT_OK(dat_grad_sync_begin(a.sync, 1));
+    dat_status st = dat_model_loss_backward(a.model, x, y, NULL, NULL);
+    EXPECT(g_rank == g_size - 1 ? st == DAT_ERR_NUMERIC : st == DAT_OK,
+           "the NaN step's backward pass: %s", dat_status_string(st));
+    EXPECT(dat_grad_sync_end(a.sync) != DAT_OK, "the NaN step's synchronization passed");
+    EXPECT_OK(g ? dat_step_graph_launch(g) : DAT_ERR_STATE);
+    EXPECT(dat_ctx_synchronize(ctx) == DAT_ERR_NUMERIC, "the NaN replay was not reported");
+    set_last_param(a.model, kept);
+    set_last_param(b.model, kept);
+    batch(x, y, 2);
+    EXPECT_OK(train_step(&a, x, y, 2));
+    EXPECT_OK(g ? dat_step_graph_launch(g) : DAT_ERR_STATE);
+    EXPECT_OK(dat_ctx_synchronize(ctx));
+    dat_model_params(a.model, &pa);
+    dat_model_params(b.model, &pb);
+    char what[96];
+    snprintf(what, sizeof what, "mode %d: parameters after a failed replay", (int)mode);
+    expect_same(what, pb, pa, 0);
+    dat_step_graph_destroy(g);
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(y);
+    side_fini(&a);
+    side_fini(&b);
+}
+
 /* Whether every rank has a GPU of its own (the emulation shares one). */
 static int gpus_for_all(void)
 {
@@ -513,6 +574,8 @@ static void run_all(void)
     test_recorded_step(4, DAT_QUANT_TWO_SIDED);
     test_recorded_nan(DAT_QUANT_ONE_SIDED);
     test_recorded_nan(DAT_QUANT_TWO_SIDED);
+    test_recorded_failure_residuals(DAT_QUANT_ONE_SIDED);
+    test_recorded_failure_residuals(DAT_QUANT_TWO_SIDED);
 }
 
 int main(int argc, char **argv)
