@@ -61,11 +61,10 @@ static size_t shadow_layout(dat_model *m)
         dat_node *n = &m->nodes[i];
         if (n->kind != DAT_LAYER_CONV2D || n->fmt == DAT_FMT_F32)
             continue;
-        const dat_node *in = &m->nodes[n->in[0]];
-        size_t len = (size_t)n->c * (size_t)in->c * (size_t)n->spec.kernel *
-                     (size_t)n->spec.kernel * dat_fmt_size(n->fmt);
+        int64_t wlen, blen;
+        dat_node_param_sizes(m, n, &wlen, &blen);
         n->shadow_off = (int64_t)((end + 255) & ~(size_t)255);
-        end = (size_t)n->shadow_off + len;
+        end = (size_t)n->shadow_off + (size_t)wlen * dat_fmt_size(n->fmt);
     }
     return end;
 }

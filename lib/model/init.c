@@ -25,8 +25,7 @@ static dat_status add_segment(dat_model *m, const char *prefix, const char *suff
     return DAT_OK;
 }
 
-/* Parameter counts of a node: weight (or gamma) and bias (or beta). */
-static void node_param_sizes(const dat_model *m, const dat_node *n, int64_t *wlen, int64_t *blen)
+void dat_node_param_sizes(const dat_model *m, const dat_node *n, int64_t *wlen, int64_t *blen)
 {
     const dat_node *in = &m->nodes[n->in[0]];
     *wlen = *blen = 0;
@@ -80,7 +79,7 @@ dat_status dat_model_layout(dat_model *m)
     for (int32_t i = 1; i < m->n_nodes; ++i) {
         dat_node *n = &m->nodes[i];
         int64_t wlen, blen;
-        node_param_sizes(m, n, &wlen, &blen);
+        dat_node_param_sizes(m, n, &wlen, &blen);
         int bn = n->kind == DAT_LAYER_BATCHNORM;
         if (wlen) {
             n->w_off = off;
@@ -138,7 +137,7 @@ dat_status dat_model_init_params(dat_model *m, uint64_t seed)
                              : (int64_t)in->c * n->spec.kernel * n->spec.kernel;
         float bound = (float)(1.0 / sqrt((double)fan_in));
         int64_t wlen, blen;
-        node_param_sizes(m, n, &wlen, &blen);
+        dat_node_param_sizes(m, n, &wlen, &blen);
         DAT_TRY(ctx->be->rng_uniform(ctx, p + n->w_off, (size_t)wlen, -bound, bound, seed,
                                      (uint64_t)(2 * i), NULL, 0));
         if (n->b_off >= 0)

@@ -90,6 +90,10 @@ static inline int64_t dat_node_numel(const dat_node *n)
     return (int64_t)n->c * n->h * n->w;
 }
 
+/* Parameter counts of a node: weight (or gamma) and bias (or beta); 0 where
+ * it has none (init.c). */
+void dat_node_param_sizes(const dat_model *m, const dat_node *n, int64_t *wlen, int64_t *blen);
+
 /* Grows the run-time buffers to hold batches of n samples. */
 dat_status dat_model_reserve(dat_model *m, int32_t n);
 

@@ -278,6 +278,22 @@ static void test_grad_sync_case(int bits, dat_quant_mode mode)
     dat_model_destroy(b);
 }
 
+/* On the last rank, the model's last parameter := v; returns what it was. */
+static float set_last_param(dat_model *m, float v)
+{
+    dat_tensor *p;
+    dat_model_params(m, &p);
+    size_t bytes = 0;
+    dat_tensor_nbytes(p, &bytes);
+    float *h = host(p), old = h[bytes / sizeof *h - 1];
+    if (g_rank == g_size - 1) {
+        h[bytes / sizeof *h - 1] = v;
+        EXPECT_OK(dat_tensor_write(p, h, bytes));
+    }
+    free(h);
+    return old;
+}
+
 /* A NaN parameter on the last rank (the last one, behind every ReLU) makes
  * its gradient NaN: that rank's
  * synchronizer reports the element, every other rank the failed rank, and
@@ -293,19 +309,11 @@ static void test_grad_sync_nan(int bits)
     dat_grad_sync *sync = NULL;
     EXPECT_OK(dat_grad_sync_create(&sync, nccl, m, &so));
     int64_t xs[4] = {4, 1, 28, 28}, ys[1] = {4};
-    dat_tensor *x, *y, *p;
+    dat_tensor *x, *y;
     EXPECT_OK(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
     EXPECT_OK(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
     batch(x, y, 0);
-    dat_model_params(m, &p);
-    if (g_rank == g_size - 1) {
-        size_t bytes = 0;
-        dat_tensor_nbytes(p, &bytes);
-        float *v = host(p);
-        v[bytes / sizeof *v - 1] = NAN;
-        EXPECT_OK(dat_tensor_write(p, v, bytes));
-        free(v);
-    }
+    set_last_param(m, NAN);
     EXPECT_OK(dat_grad_sync_begin(sync, 0));
     if (g_rank == g_size - 1) /* the gradient is computed, and reported at the end */
         EXPECT_ERR(dat_model_loss_backward(m, x, y, NULL, NULL), DAT_ERR_NUMERIC, "the loss");
@@ -477,22 +485,6 @@ static void test_recorded_nan(dat_quant_mode mode)
     dat_tensor_destroy(x);
     dat_tensor_destroy(y);
     side_fini(&s);
-}
-
-/* On the last rank, the model's last parameter := v; returns what it was. */
-static float set_last_param(dat_model *m, float v)
-{
-    dat_tensor *p;
-    dat_model_params(m, &p);
-    size_t bytes = 0;
-    dat_tensor_nbytes(p, &bytes);
-    float *h = host(p), old = h[bytes / sizeof *h - 1];
-    if (g_rank == g_size - 1) {
-        h[bytes / sizeof *h - 1] = v;
-        EXPECT_OK(dat_tensor_write(p, h, bytes));
-    }
-    free(h);
-    return old;
 }
 
 /* Step 1 with a NaN gradient on the last rank (a NaN parameter, put back
