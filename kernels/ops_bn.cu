@@ -11,7 +11,7 @@
  * variance exact when |mean| >> std, and the backward recomputes the batch
  * statistics from x in the same pass, as the CPU backend does, instead of
  * trusting the float-rounded saved mean (which would leak sum(dy) into
- * dgamma). A one-thread-per-channel kernel then combines the blocks and writes
+ * dgamma). A warp per channel then combines the blocks and writes
  * per-channel coefficients in double for the element-wise pass.
  *
  * In NHWC the reduction reads rows of channels coalesced (bn_sums_nhwc_kernel)
@@ -26,11 +26,17 @@
 #include <math.h>
 
 #include "cuda_ops.h"
+#include "map.h"
 
 #define BN_THREADS 256
-#define BN_PER_BLOCK 2048 /* values of a channel per reduction block, at least (NCHW) */
-#define BN_ROWS_PER_BLOCK 256 /* rows per reduction block, at least (NHWC) */
-#define BN_MAX_SPLITS 128
+/* Reduction blocks take at least 2048 values of their channels (NHWC: 64 rows of
+ * 32 channels), and a channel (a tile) is split over at most BN_MAX_SPLITS
+ * blocks: enough blocks to fill a GPU even where there are few channels (64 in
+ * preact_resnet18's first stage: 128 blocks were half an H100's SMs, two warps
+ * each, in NHWC). */
+#define BN_PER_BLOCK 2048
+#define BN_ROWS_PER_BLOCK 64
+#define BN_MAX_SPLITS 512
 
 enum { S_X = 0, S_XX = 1, S_DY = 2, S_DYX = 3, N_SUMS = 4 };
 
@@ -70,28 +76,45 @@ __device__ inline float shift_of(const T *x, const float *shift, int ch, size_t 
     return shift ? shift[ch] : dat_ld(x, (size_t)ch * first);
 }
 
-/* dy[i], or 0 where a fused ReLU's output mask[i] is not positive (as relu_bwd). */
+/* dy, or 0 where a fused ReLU's output is not positive (as relu_bwd). */
+template <typename T>
+__device__ inline float grad_of(T dy, T mask, int masked)
+{
+    return masked && !(dat_val(mask) > 0.0f) ? 0.0f : dat_val(dy);
+}
+
 template <typename T>
 __device__ inline float grad_at(const T *dy, const T *mask, size_t i)
 {
-    float g = dat_ld(dy, i);
-    return mask && !(dat_ld(mask, i) > 0.0f) ? 0.0f : g;
+    return grad_of(dy[i], mask ? mask[i] : T(), mask != NULL);
 }
 
-/* Adds element `at` (shifted by k) to the sums of v. */
-template <typename T>
-__device__ inline void add_sums(const T *x, const T *dy, const T *mask, size_t at, double k,
-                                double v[N_SUMS])
+/* Adds the elements at[0 .. U-1] (shifted by k) to the sums of v, in that
+ * order, after loading all of them: U loads in flight per thread instead of
+ * one, which a reduction that reads each value once needs to approach the
+ * memory's bandwidth. */
+template <int U, typename T>
+__device__ inline void add_sums(const T *x, const T *dy, const T *mask, const size_t (&at)[U],
+                                double k, double v[N_SUMS])
 {
-    double u = (double)dat_ld(x, at) - k;
-    v[S_X] += u;
-    v[S_XX] += u * u;
-    if (dy) {
-        double g = grad_at(dy, mask, at);
-        v[S_DY] += g;
-        v[S_DYX] += g * u;
+    float xv[U], g[U];
+    for (int u = 0; u < U; ++u)
+        xv[u] = dat_ld(x, at[u]);
+    if (dy)
+        for (int u = 0; u < U; ++u)
+            g[u] = grad_at(dy, mask, at[u]);
+    for (int u = 0; u < U; ++u) {
+        double d = (double)xv[u] - k;
+        v[S_X] += d;
+        v[S_XX] += d * d;
+        if (dy) {
+            v[S_DY] += g[u];
+            v[S_DYX] += g[u] * d;
+        }
     }
 }
+
+#define BN_UNROLL 4
 
 /* NCHW: grid (c, splits): block (ch, s) sums values [s * per, (s + 1) * per)
  * of channel ch into part[(ch * splits + s) * N_SUMS + k]. dy may be NULL;
@@ -104,9 +127,29 @@ __global__ void bn_sums_kernel(const T *x, const T *dy, const T *mask, const flo
     size_t begin = (size_t)s * per, end = begin + per < count ? begin + per : count;
     double k = shift_of(x, shift, ch, (size_t)hw);
     double v[N_SUMS] = {0, 0, 0, 0};
-    for (size_t j = begin + threadIdx.x; j < end; j += blockDim.x) {
-        size_t i = j / (size_t)hw, p = j - i * (size_t)hw;
-        add_sums(x, dy, mask, (i * (size_t)c + (size_t)ch) * (size_t)hw + p, k, v);
+    /* Value j is position p of sample i; both advance by the block's stride
+     * without a division per value (a 64-bit one costs more than the load). */
+    size_t step = blockDim.x, j = begin + threadIdx.x, plane = (size_t)hw;
+    size_t i = j / plane, p = j - i * plane, di = step / plane, dp = step - di * plane;
+    auto next = [&]() -> size_t {
+        size_t at = (i * (size_t)c + (size_t)ch) * plane + p;
+        i += di;
+        p += dp;
+        if (p >= plane) {
+            p -= plane;
+            ++i;
+        }
+        return at;
+    };
+    for (; j + (BN_UNROLL - 1) * step < end; j += BN_UNROLL * step) {
+        size_t at[BN_UNROLL];
+        for (int u = 0; u < BN_UNROLL; ++u)
+            at[u] = next();
+        add_sums(x, dy, mask, at, k, v);
+    }
+    for (; j < end; j += step) {
+        size_t at[1] = {next()};
+        add_sums(x, dy, mask, at, k, v);
     }
     v[S_X] = dat_block_sum(v[S_X]);
     v[S_XX] = dat_block_sum(v[S_XX]);
@@ -134,8 +177,17 @@ __global__ void bn_sums_nhwc_kernel(const T *x, const T *dy, const T *mask, cons
     double v[N_SUMS] = {0, 0, 0, 0};
     if (ch < c) {
         double k = shift_of(x, shift, ch, 1);
-        for (size_t r = begin + threadIdx.y; r < end; r += DAT_TILE_R)
-            add_sums(x, dy, mask, r * (size_t)c + (size_t)ch, k, v);
+        size_t r = begin + threadIdx.y;
+        for (; r + (BN_UNROLL - 1) * DAT_TILE_R < end; r += BN_UNROLL * DAT_TILE_R) {
+            size_t at[BN_UNROLL];
+            for (int u = 0; u < BN_UNROLL; ++u)
+                at[u] = (r + (size_t)u * DAT_TILE_R) * (size_t)c + (size_t)ch;
+            add_sums(x, dy, mask, at, k, v);
+        }
+        for (; r < end; r += DAT_TILE_R) {
+            size_t at[1] = {r * (size_t)c + (size_t)ch};
+            add_sums(x, dy, mask, at, k, v);
+        }
     }
     dat_column_sum(v);
     if (threadIdx.y == 0 && ch < c) {
@@ -145,14 +197,34 @@ __global__ void bn_sums_nhwc_kernel(const T *x, const T *dy, const T *mask, cons
     }
 }
 
-/* Sums of channel ch over its blocks. */
+/* The combining kernels give each channel a warp (BN_COMBINE_WARPS channels
+ * per block): one thread walking a channel's hundreds of block sums waits on
+ * each load in turn. */
+#define BN_COMBINE_WARPS 4
+
+__device__ inline int combine_channel(void)
+{
+    return blockIdx.x * BN_COMBINE_WARPS + threadIdx.x / DAT_WARP;
+}
+
+/* Sums of channel ch over its blocks, by the calling warp (every lane gets
+ * them): lane l adds blocks l, l + 32, ... in order, then the lanes meet in
+ * the shuffle tree, a fixed order (the same bits every run). */
 __device__ inline void combine(const double *part, int ch, int splits, double sum[N_SUMS])
 {
     for (int k = 0; k < N_SUMS; ++k)
         sum[k] = 0;
-    for (int s = 0; s < splits; ++s)
+    for (int s = threadIdx.x % DAT_WARP; s < splits; s += DAT_WARP)
         for (int k = 0; k < N_SUMS; ++k)
             sum[k] += part[((size_t)ch * (size_t)splits + (size_t)s) * N_SUMS + k];
+    for (int k = 0; k < N_SUMS; ++k)
+        sum[k] = dat_warp_sum(sum[k]);
+}
+
+/* Whether this thread writes its warp's channel's results (lane 0). */
+__device__ inline bool combine_writer(void)
+{
+    return threadIdx.x % DAT_WARP == 0;
 }
 
 /* Mean minus the shift, and the biased variance, from the shifted sums. */
@@ -178,11 +250,13 @@ __global__ void bn_train_stats_kernel(const double *part, int splits, const T *x
                                       float *running_var, float *save_mean, float *save_invstd,
                                       double *coef)
 {
-    int ch = blockIdx.x * blockDim.x + threadIdx.x;
-    if (ch >= c)
+    int ch = combine_channel();
+    if (ch >= c) /* the whole warp */
         return;
     double sum[N_SUMS], dmean, var;
     combine(part, ch, splits, sum);
+    if (!combine_writer())
+        return;
     moments(sum, count, &dmean, &var);
     double mean = (double)shift_of(x, NULL, ch, first) + dmean;
     double invstd = 1.0 / sqrt(var + (double)eps);
@@ -215,16 +289,18 @@ __global__ void bn_eval_coef_kernel(int c, float eps, const float *gamma, const 
  * the format): outputs near 0 must be accurate, because the ReLU after a BN
  * turns a sign error into a wrong gradient. relu: max(y, 0), NaN to 0, as
  * relu_fwd. */
-template <typename T>
-__global__ void bn_normalize_kernel(const T *x, const double *coef, size_t total,
-                                    dat_channel_of ch, int relu, T *y)
-{
-    DAT_GRID_STRIDE(i, total) {
+struct bn_normalize_op {
+    const double *coef;
+    dat_channel_of ch;
+    int relu;
+    template <typename T>
+    __device__ T operator()(size_t i, const T (&x)[1]) const
+    {
         const double *k = coef + 3 * ch(i);
-        float v = (float)(((double)dat_ld(x, i) - k[0]) * k[1] + k[2]);
-        dat_st(y, i, relu ? (v > 0.0f ? v : 0.0f) : v);
+        float v = (float)(((double)dat_val(x[0]) - k[0]) * k[1] + k[2]);
+        return dat_rounded<T>(relu ? (v > 0.0f ? v : 0.0f) : v);
     }
-}
+};
 
 /* Train backward: parameter gradients, and coef[ch] = {mean, invstd, gamma invstd,
  * mean(dy), mean(dy xhat)} for dx = gamma invstd (dy - mean(dy) - xhat mean(dy xhat)). */
@@ -233,11 +309,13 @@ __global__ void bn_train_grad_kernel(const double *part, int splits, const T *x,
                                      size_t first, double count, float eps, const float *gamma,
                                      float *dgamma, float *dbeta, float beta, double *coef)
 {
-    int ch = blockIdx.x * blockDim.x + threadIdx.x;
-    if (ch >= c)
+    int ch = combine_channel();
+    if (ch >= c) /* the whole warp */
         return;
     double sum[N_SUMS], dmean, var;
     combine(part, ch, splits, sum);
+    if (!combine_writer())
+        return;
     moments(sum, count, &dmean, &var);
     double invstd = 1.0 / sqrt(var + (double)eps);
     /* sum dy (x - mean) = sum dy (x - K) - (mean - K) sum dy */
@@ -252,16 +330,20 @@ __global__ void bn_train_grad_kernel(const double *part, int splits, const T *x,
     k[4] = sdyx / count;
 }
 
-template <typename T>
-__global__ void bn_train_dx_kernel(const T *x, const T *dy, const T *mask, const double *coef,
-                                   size_t total, dat_channel_of ch, T *dx)
-{
-    DAT_GRID_STRIDE(i, total) {
+/* Inputs x, dy and the fused ReLU's output (NULL without one). */
+struct bn_train_dx_op {
+    const double *coef;
+    dat_channel_of ch;
+    int masked;
+    template <typename T>
+    __device__ T operator()(size_t i, const T (&x_dy_mask)[3]) const
+    {
         const double *k = coef + 5 * ch(i);
-        double xhat = ((double)dat_ld(x, i) - k[0]) * k[1];
-        dat_st(dx, i, (float)(k[2] * ((double)grad_at(dy, mask, i) - k[3] - xhat * k[4])));
+        double xhat = ((double)dat_val(x_dy_mask[0]) - k[0]) * k[1];
+        double g = grad_of(x_dy_mask[1], x_dy_mask[2], masked);
+        return dat_rounded<T>((float)(k[2] * (g - k[3] - xhat * k[4])));
     }
-}
+};
 
 /* Eval backward: parameter gradients (sums around the running mean, which was
  * the shift) and the float factor gamma / sqrt(running_var + eps) of dx. */
@@ -269,26 +351,33 @@ __global__ void bn_eval_grad_kernel(const double *part, int splits, int c, float
                                     const float *gamma, const float *running_var, float *dgamma,
                                     float *dbeta, float beta, float *factor)
 {
-    int ch = blockIdx.x * blockDim.x + threadIdx.x;
-    if (ch >= c)
+    int ch = combine_channel();
+    if (ch >= c) /* the whole warp */
+        return;
+    double sum[N_SUMS];
+    if (part) /* the same for every warp */
+        combine(part, ch, splits, sum);
+    if (!combine_writer())
         return;
     double invstd = 1.0 / sqrt((double)running_var[ch] + (double)eps);
     if (part) {
-        double sum[N_SUMS];
-        combine(part, ch, splits, sum);
         accumulate(dgamma, ch, beta, invstd * sum[S_DYX]);
         accumulate(dbeta, ch, beta, sum[S_DY]);
     }
     factor[ch] = (float)(gamma[ch] * invstd);
 }
 
-template <typename T>
-__global__ void bn_eval_dx_kernel(const T *dy, const T *mask, const float *factor, size_t total,
-                                  dat_channel_of ch, T *dx)
-{
-    DAT_GRID_STRIDE(i, total)
-        dat_st(dx, i, grad_at(dy, mask, i) * factor[ch(i)]);
-}
+/* Inputs dy and the fused ReLU's output (NULL without one). */
+struct bn_eval_dx_op {
+    const float *factor;
+    dat_channel_of ch;
+    int masked;
+    template <typename T>
+    __device__ T operator()(size_t i, const T (&dy_mask)[2]) const
+    {
+        return dat_rounded<T>(grad_of(dy_mask[0], dy_mask[1], masked) * factor[ch(i)]);
+    }
+};
 
 static size_t total_of(const dat_bn_desc *d)
 {
@@ -332,10 +421,26 @@ static dat_status launch_sums(dat_ctx *ctx, const dat_bn_desc *d, const bn_plan 
     return DAT_OK;
 }
 
+template <typename T>
+static dat_status normalize(dat_ctx *ctx, const dat_bn_desc *d, const T *x, const double *coef,
+                            T *y)
+{
+    return dat_map(ctx, total_of(d), dat_map_io<T, 1>{{x}, y},
+                   bn_normalize_op{coef, channel_of(d), d->relu_out});
+}
+
 static unsigned channel_blocks(const dat_bn_desc *d)
 {
     return (unsigned)((d->c + 127) / 128);
 }
+
+/* Blocks of a combining kernel (a warp per channel), and their threads. */
+static unsigned combine_blocks(const dat_bn_desc *d)
+{
+    return (unsigned)((d->c + BN_COMBINE_WARPS - 1) / BN_COMBINE_WARPS);
+}
+
+#define BN_COMBINE_THREADS (BN_COMBINE_WARPS * DAT_WARP)
 
 dat_status dat_cuda_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
                                  const float *gamma, const float *beta, float *running_mean,
@@ -353,15 +458,12 @@ dat_status dat_cuda_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const void 
     return dat_fmt_dispatch(d->fmt, [&](auto t) -> dat_status {
         using T = decltype(t);
         DAT_TRY(launch_sums(ctx, d, p, (const T *)x, (const T *)NULL, NULL, part));
-        bn_train_stats_kernel<<<channel_blocks(d), 128, 0, s>>>(
+        bn_train_stats_kernel<<<combine_blocks(d), BN_COMBINE_THREADS, 0, s>>>(
             part, p.splits, (const T *)x, d->c, first_of(d), (double)p.count, d->eps,
             d->momentum, gamma, beta, running_mean, running_var, save_mean, save_invstd,
             (double *)coef);
         DAT_CUDA_CHECK_LAUNCH("bn_train_stats_kernel");
-        bn_normalize_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
-            (const T *)x, (const double *)coef, total_of(d), channel_of(d), d->relu_out, (T *)y);
-        DAT_CUDA_CHECK_LAUNCH("bn_normalize_kernel");
-        return DAT_OK;
+        return normalize(ctx, d, (const T *)x, (const double *)coef, (T *)y);
     });
 }
 
@@ -381,10 +483,7 @@ dat_status dat_cuda_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const void *
     DAT_CUDA_CHECK_LAUNCH("bn_eval_coef_kernel");
     return dat_fmt_dispatch(d->fmt, [&](auto t) -> dat_status {
         using T = decltype(t);
-        bn_normalize_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
-            (const T *)x, (const double *)coef, total_of(d), channel_of(d), d->relu_out, (T *)y);
-        DAT_CUDA_CHECK_LAUNCH("bn_normalize_kernel");
-        return DAT_OK;
+        return normalize(ctx, d, (const T *)x, (const double *)coef, (T *)y);
     });
 }
 
@@ -406,15 +505,14 @@ dat_status dat_cuda_bn_bwd_train(dat_ctx *ctx, const dat_bn_desc *d, const void 
     return dat_fmt_dispatch(d->fmt, [&](auto t) -> dat_status {
         using T = decltype(t);
         DAT_TRY(launch_sums(ctx, d, p, (const T *)x, (const T *)dy, NULL, part));
-        bn_train_grad_kernel<<<channel_blocks(d), 128, 0, s>>>(
+        bn_train_grad_kernel<<<combine_blocks(d), BN_COMBINE_THREADS, 0, s>>>(
             part, p.splits, (const T *)x, d->c, first_of(d), (double)p.count, d->eps, gamma,
             dgamma, dbeta, beta, (double *)coef);
         DAT_CUDA_CHECK_LAUNCH("bn_train_grad_kernel");
-        bn_train_dx_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
-            (const T *)x, (const T *)dy, (const T *)d->relu_mask, (const double *)coef,
-            total_of(d), channel_of(d), (T *)dx);
-        DAT_CUDA_CHECK_LAUNCH("bn_train_dx_kernel");
-        return DAT_OK;
+        const T *mask = (const T *)d->relu_mask;
+        return dat_map(ctx, total_of(d),
+                       dat_map_io<T, 3>{{(const T *)x, (const T *)dy, mask}, (T *)dx},
+                       bn_train_dx_op{(const double *)coef, channel_of(d), mask != NULL});
     });
 }
 
@@ -437,14 +535,12 @@ dat_status dat_cuda_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const void *
         using T = decltype(t);
         if (sums)
             DAT_TRY(launch_sums(ctx, d, p, (const T *)x, (const T *)dy, running_mean, part));
-        bn_eval_grad_kernel<<<channel_blocks(d), 128, 0, s>>>(
+        bn_eval_grad_kernel<<<combine_blocks(d), BN_COMBINE_THREADS, 0, s>>>(
             sums ? part : NULL, p.splits, d->c, d->eps, gamma, running_var, dgamma, dbeta, beta,
             (float *)factor);
         DAT_CUDA_CHECK_LAUNCH("bn_eval_grad_kernel");
-        bn_eval_dx_kernel<<<dat_cuda_grid(total_of(d), 256), 256, 0, s>>>(
-            (const T *)dy, (const T *)d->relu_mask, (const float *)factor, total_of(d),
-            channel_of(d), (T *)dx);
-        DAT_CUDA_CHECK_LAUNCH("bn_eval_dx_kernel");
-        return DAT_OK;
+        const T *mask = (const T *)d->relu_mask;
+        return dat_map(ctx, total_of(d), dat_map_io<T, 2>{{(const T *)dy, mask}, (T *)dx},
+                       bn_eval_dx_op{(const float *)factor, channel_of(d), mask != NULL});
     });
 }

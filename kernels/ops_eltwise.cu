@@ -6,33 +6,35 @@
  * inputs where lib/core/backend.h allows it: each element is read before it is
  * written, by the same thread. */
 #include "cuda_ops.h"
+#include "map.h"
 
-/* Activations are float or bfloat16 bits (dat_ld / dat_st, cuda_common.h):
+/* Activations are float or bfloat16 bits, mapped in 16-byte packs (map.h):
  * computed in float, rounded once on the store, as the CPU reference. */
-template <typename T>
-__global__ void relu_fwd_kernel(size_t n, const T *x, T *y)
-{
-    DAT_GRID_STRIDE(i, n)
+struct relu_fwd_op {
+    template <typename T>
+    __device__ T operator()(size_t, const T (&x)[1]) const
     {
-        float v = dat_ld(x, i);
-        dat_st(y, i, v > 0.0f ? v : 0.0f);
+        float v = dat_val(x[0]);
+        return dat_rounded<T>(v > 0.0f ? v : 0.0f);
     }
-}
+};
 
 /* dy's bits pass through (T() is +0 in both types), as the CPU's. */
-template <typename T>
-__global__ void relu_bwd_kernel(size_t n, const T *y, const T *dy, T *dx)
-{
-    DAT_GRID_STRIDE(i, n)
-    dx[i] = dat_ld(y, i) > 0.0f ? dy[i] : T();
-}
+struct relu_bwd_op {
+    template <typename T>
+    __device__ T operator()(size_t, const T (&y_dy)[2]) const
+    {
+        return dat_val(y_dy[0]) > 0.0f ? y_dy[1] : T();
+    }
+};
 
-template <typename T>
-__global__ void add_kernel(size_t n, const T *a, const T *b, T *y)
-{
-    DAT_GRID_STRIDE(i, n)
-    dat_st(y, i, dat_ld(a, i) + dat_ld(b, i));
-}
+struct add_op {
+    template <typename T>
+    __device__ T operator()(size_t, const T (&ab)[2]) const
+    {
+        return dat_rounded<T>(dat_val(ab[0]) + dat_val(ab[1]));
+    }
+};
 
 /* Element o of dst (layout DST_NHWC) is element `from` of src (layout
  * SRC_NHWC), channel ch, of an n x c x hw tensor. Within one layout the index
@@ -138,7 +140,7 @@ dat_status dat_cuda_relu_fwd(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void
 {
     return dat_fmt_dispatch(fmt, [&](auto t) -> dat_status {
         using T = decltype(t);
-        LAUNCH(ctx, n, relu_fwd_kernel<T>, n, (const T *)x, (T *)y);
+        return dat_map(ctx, n, dat_map_io<T, 1>{{(const T *)x}, (T *)y}, relu_fwd_op());
     });
 }
 
@@ -147,7 +149,8 @@ dat_status dat_cuda_relu_bwd(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void
 {
     return dat_fmt_dispatch(fmt, [&](auto t) -> dat_status {
         using T = decltype(t);
-        LAUNCH(ctx, n, relu_bwd_kernel<T>, n, (const T *)y, (const T *)dy, (T *)dx);
+        return dat_map(ctx, n, dat_map_io<T, 2>{{(const T *)y, (const T *)dy}, (T *)dx},
+                       relu_bwd_op());
     });
 }
 
@@ -156,7 +159,7 @@ dat_status dat_cuda_add(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *a, 
 {
     return dat_fmt_dispatch(fmt, [&](auto t) -> dat_status {
         using T = decltype(t);
-        LAUNCH(ctx, n, add_kernel<T>, n, (const T *)a, (const T *)b, (T *)y);
+        return dat_map(ctx, n, dat_map_io<T, 2>{{(const T *)a, (const T *)b}, (T *)y}, add_op());
     });
 }
 

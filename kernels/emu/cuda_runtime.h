@@ -139,6 +139,11 @@ int lane(void);
 
 void block_barrier(void);
 
+/* A GPU faults (cudaErrorMisalignedAddress) on an access of `bytes` at an
+ * address that is not a multiple of it; the emulation stops the process with
+ * the kernel's coordinates, as it does on a deadlock. */
+void check_aligned(const void *p, size_t bytes);
+
 /* A launch, make_launch(kernel, grid, block, shared, stream)(args...) (the
  * rewrite of kernel<<<grid, block, shared, stream>>>(args...)): copies the
  * arguments, as CUDA does, and queues (or records) the grid's run. */

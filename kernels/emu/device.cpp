@@ -205,6 +205,18 @@ int lane(void) { return current->linear % 32; }
 
 void block_barrier(void) { wait_at(AT_BLOCK); }
 
+void check_aligned(const void *p, size_t bytes)
+{
+    if ((uintptr_t)p % bytes == 0)
+        return;
+    const dim3 &t = thread_idx();
+    fprintf(stderr,
+            "CUDA emulation: thread (%u, %u, %u) of block (%u, %u, %u): a %zu-byte access at %p, "
+            "which is not a multiple of %zu (misaligned address)\n",
+            t.x, t.y, t.z, block_idx.x, block_idx.y, block_idx.z, bytes, p, bytes);
+    abort();
+}
+
 uint64_t exchange(uint64_t mine, int src)
 {
     int me = current->linear, base = me - me % 32;

@@ -250,6 +250,9 @@ static void expect_close_fmt(const char *op, const char *what, const char *shape
 
 /* Inside BOTH, P(x) is x's buffer on the backend being called. */
 #define P(p) (side ? (p).g : (p).c)
+/* Value k of pair p on this side: at an odd k, not 16-byte aligned, so the
+ * CUDA kernels that move 16-byte packs must take their one-value path. */
+#define AT(p, k) ((void *)((char *)P(p) + (size_t)(k) * (p).esize))
 
 /* Calls op on the CPU backend, then on the CUDA backend, and waits for both. */
 #define BOTH(op, ...)                                                              \
@@ -629,6 +632,7 @@ static const bn_case bn_cases[] = {
     {64, 128, 256, -1.0f, 3.0f, "preact_resnet18 layer2"},
     {64, 256, 64, -1.0f, 3.0f, "preact_resnet18 layer3"},
     {64, 512, 16, -1.0f, 3.0f, "preact_resnet18 layer4"},
+    {32, 16, 49, -1.0f, 3.0f, "7x7 planes (resnet50's last stage)"},
     {64, 64, 256, 99.98f, 100.02f, "|mean| >> std"},
     {3, 5, 7, -2.0f, 1.0f, "odd"},
     {2, 4, 1, -1.0f, 1.0f, "two values per channel"},
@@ -849,6 +853,13 @@ static void check_relu_fwd(void)
         snprintf(shape, sizeof shape, "n %zu", n);
         BOTH(relu_fwd, f, n, P(x), P(y));
         expect_close_fmt("relu_fwd", "y", shape, &y, f, (int)n, 1, 1, TOL_ELTWISE);
+        if (n > 1) { /* the input one value further: misaligned */
+            pair y1 = pair_out_fmt(n, f);
+            BOTH(relu_fwd, f, n - 1, AT(x, 1), P(y1));
+            expect_close_fmt("relu_fwd", "y (input at offset 1)", shape, &y1, f, (int)n - 1, 1,
+                             1, TOL_ELTWISE);
+            pair_free(&y1);
+        }
         BOTH(relu_fwd, f, n, P(x), P(x)); /* in place */
         expect_close_fmt("relu_fwd", "y (in place)", shape, &x, f, (int)n, 1, 1, TOL_ELTWISE);
         pair_free(&x32);
@@ -873,6 +884,13 @@ static void check_relu_bwd(void)
         snprintf(shape, sizeof shape, "n %zu", n);
         BOTH(relu_bwd, f, n, P(y), P(dy), P(dx));
         expect_close_fmt("relu_bwd", "dx", shape, &dx, f, (int)n, 1, 1, TOL_ELTWISE);
+        if (n > 1) { /* y one value further: misaligned */
+            pair dx1 = pair_out_fmt(n, f);
+            BOTH(relu_bwd, f, n - 1, AT(y, 1), P(dy), P(dx1));
+            expect_close_fmt("relu_bwd", "dx (y at offset 1)", shape, &dx1, f, (int)n - 1, 1, 1,
+                             TOL_ELTWISE);
+            pair_free(&dx1);
+        }
         BOTH(relu_bwd, f, n, P(y), P(dy), P(dy)); /* in place */
         expect_close_fmt("relu_bwd", "dx (in place)", shape, &dy, f, (int)n, 1, 1, TOL_ELTWISE);
         pair_free(&y32);
@@ -936,6 +954,12 @@ static void check_add(void)
         snprintf(shape, sizeof shape, "n %zu", n);
         BOTH(add, f, n, P(a), P(b), P(y));
         expect_close_fmt("add", "y", shape, &y, f, ni, 1, 1, TOL_ELTWISE);
+        if (n > 1) { /* b one value further: misaligned */
+            pair y1 = pair_out_fmt(n, f);
+            BOTH(add, f, n - 1, P(a), AT(b, 1), P(y1));
+            expect_close_fmt("add", "y (b at offset 1)", shape, &y1, f, ni - 1, 1, 1, TOL_ELTWISE);
+            pair_free(&y1);
+        }
         BOTH(add, f, n, P(a), P(b), P(a)); /* y aliases a: accumulation */
         expect_close_fmt("add", "y (= a)", shape, &a, f, ni, 1, 1, TOL_ELTWISE);
         BOTH(add, f, n, P(a), P(b), P(b)); /* y aliases b */
@@ -1889,10 +1913,25 @@ static void teardown(void)
     gpu = cpu = NULL;
 }
 
+/* DAT_TEST_BACKEND_OPS_ONLY="op op ...": only those ops' checks (to iterate
+ * on a few kernels, or to spend little device time). */
+static int selected(const char *op)
+{
+    const char *only = getenv("DAT_TEST_BACKEND_OPS_ONLY");
+    if (!only || !*only)
+        return 1;
+    size_t len = strlen(op);
+    for (const char *p = only; (p = strstr(p, op)) != NULL; p += len)
+        if ((p == only || p[-1] == ' ' || p[-1] == ',') &&
+            (p[len] == '\0' || p[len] == ' ' || p[len] == ','))
+            return 1;
+    return 0;
+}
+
 START_TEST(test_op)
 {
     const op_check *c = &checks[_i];
-    if (c->check)
+    if (c->check && selected(c->op))
         c->check();
 }
 END_TEST
