@@ -1,7 +1,8 @@
 /*
- * The element-wise map kernel of the CUDA backend: out[i] = f(i, in_0[i], ..,
+ * The element-wise map kernels of the CUDA backend: out[i] = f(i, in_0[i], ..,
  * in_{K-1}[i]) over n values of one activation type, read and written in
- * 16-byte packs (4 floats, 8 bfloat16) where every operand is 16-byte aligned.
+ * 16-byte packs (4 floats, 8 bfloat16) where every operand is 16-byte aligned;
+ * per-channel maps (below) for ops with per-channel coefficients.
  *
  * Why packs: a thread that loads one float (or one bfloat16) per iteration
  * keeps 128 (64) bytes per warp in flight; at full occupancy that is about
@@ -14,9 +15,9 @@
  * The functor sees raw values (float or bfloat16 bits, dat_val / dat_rounded)
  * so an op may pass bits through unchanged (relu_bwd); a NULL input is not
  * read and its values are T() (zero). Alignment is checked on the host
- * (dat_map): a misaligned operand (a slice of a tensor at an odd
- * offset) takes the same kernel one value at a time, with the same results,
- * since each output depends only on its own position.
+ * (dat_map): a misaligned operand (a slice of a tensor at an odd offset) takes
+ * the same kernel one value at a time, with the same results, since each
+ * output depends only on its own position.
  */
 #ifndef LIBDAT_KERNELS_MAP_H
 #define LIBDAT_KERNELS_MAP_H
@@ -83,6 +84,26 @@ struct dat_map_io {
     T *out;
 };
 
+/* Pack j of every input (T() for a NULL one). */
+template <typename T, int K>
+__device__ inline void dat_load_packs(const dat_map_io<T, K> &io, size_t j, dat_pack<T> (&a)[K])
+{
+    for (int k = 0; k < K; ++k)
+        if (io.in[k])
+            a[k] = *dat_pack_at(io.in[k], j);
+        else
+            for (int e = 0; e < dat_pack<T>::N; ++e)
+                a[k].v[e] = T();
+}
+
+/* The inputs' values at position e of their packs. */
+template <typename T, int K>
+__device__ inline void dat_pack_values(const dat_pack<T> (&a)[K], int e, T (&v)[K])
+{
+    for (int k = 0; k < K; ++k)
+        v[k] = a[k].v[e];
+}
+
 /* Packs first (when `packs`), then the values after the last whole pack, one
  * per thread; without packs every value goes the second way. */
 template <typename T, int K, typename F>
@@ -94,16 +115,10 @@ __global__ void dat_map_kernel(size_t n, dat_map_io<T, K> io, F f, int packs)
     size_t whole = packs ? n / N : 0;
     for (size_t j = tid; j < whole; j += stride) {
         dat_pack<T> a[K], y;
-        for (int k = 0; k < K; ++k)
-            if (io.in[k])
-                a[k] = *dat_pack_at(io.in[k], j);
-            else
-                for (int e = 0; e < N; ++e)
-                    a[k].v[e] = T();
+        dat_load_packs(io, j, a);
         for (int e = 0; e < N; ++e) {
             T v[K];
-            for (int k = 0; k < K; ++k)
-                v[k] = a[k].v[e];
+            dat_pack_values(a, e, v);
             y.v[e] = f(j * N + e, v);
         }
         *dat_pack_at(io.out, j) = y;
@@ -116,9 +131,83 @@ __global__ void dat_map_kernel(size_t n, dat_map_io<T, K> io, F f, int packs)
     }
 }
 
+/*
+ * Per-channel maps (batch norm's passes): out[i] = f(f.at(ch), in[i]...), ch
+ * the channel of i, f.at(ch) what the op needs of channel ch (coefficients in
+ * double, loaded from memory). Loading them per value costs more L1 traffic
+ * than the values themselves (24 bytes of coefficients per 2-byte bfloat16),
+ * so packs share them: in NCHW with hw a multiple of the pack, a pack lies in
+ * one channel, whose coefficients the warp's lanes mostly share; in NHWC with
+ * c a multiple of it, a pack holds N consecutive channels, the lanes of a warp
+ * different ones, and the grid is kept small (DAT_CHANNEL_MAP_BLOCKS) with a
+ * stride that is a multiple of c, so that a thread meets the same channels in
+ * each of the many packs it maps and loads them once.
+ */
+#define DAT_CHANNEL_MAP_BLOCKS 1024 /* of 256 threads: about an H100's resident threads */
+
+template <typename T, int K, typename F, bool NHWC>
+__global__ void dat_channel_map_kernel(size_t packs, int c, dat_channel_of chan,
+                                       dat_map_io<T, K> io, F f)
+{
+    enum { N = dat_pack<T>::N };
+    size_t tid = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+    size_t stride = (size_t)gridDim.x * blockDim.x;
+    if (tid >= packs)
+        return;
+    typename F::chan k[NHWC ? N : 1];
+    if (NHWC) {
+        int ch0 = (int)((tid * N) % (size_t)c);
+        for (int e = 0; e < N; ++e)
+            k[NHWC ? e : 0] = f.at(ch0 + e);
+    }
+    for (size_t j = tid; j < packs; j += stride) {
+        if (!NHWC)
+            k[0] = f.at((int)chan(j * N));
+        dat_pack<T> a[K], y;
+        dat_load_packs(io, j, a);
+        for (int e = 0; e < N; ++e) {
+            T v[K];
+            dat_pack_values(a, e, v);
+            y.v[e] = f(k[NHWC ? e : 0], v);
+        }
+        *dat_pack_at(io.out, j) = y;
+    }
+}
+
+/* A per-channel functor as a plain map's: the channel of each value. */
+template <typename F>
+struct dat_per_value {
+    F f;
+    dat_channel_of chan;
+    template <typename T, int K>
+    __device__ T operator()(size_t i, const T (&v)[K]) const
+    {
+        return f(f.at((int)chan(i)), v);
+    }
+};
+
 static inline bool dat_aligned16(const void *p)
 {
     return ((uintptr_t)p & 15u) == 0;
+}
+
+template <typename T, int K>
+static bool dat_all_aligned16(const dat_map_io<T, K> &io)
+{
+    bool ok = dat_aligned16(io.out);
+    for (int k = 0; k < K; ++k)
+        ok = ok && dat_aligned16(io.in[k]);
+    return ok;
+}
+
+static inline size_t dat_gcd(size_t a, size_t b)
+{
+    while (b) {
+        size_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
 }
 
 /* Queues the map over n values on the context's stream. */
@@ -128,13 +217,44 @@ static dat_status dat_map(dat_ctx *ctx, size_t n, dat_map_io<T, K> io, F f)
     DAT_TRY(dat_cuda_use_device(ctx));
     if (n == 0)
         return DAT_OK;
-    int packs = dat_aligned16(io.out);
-    for (int k = 0; k < K; ++k)
-        packs = packs && dat_aligned16(io.in[k]);
+    int packs = dat_all_aligned16(io);
     size_t items = packs ? n / dat_pack<T>::N + n % dat_pack<T>::N : n;
     dat_map_kernel<<<dat_cuda_grid(items, 256), 256, 0, dat_cuda(ctx)->stream>>>(n, io, f,
                                                                                  packs);
     DAT_CUDA_CHECK_LAUNCH("dat_map_kernel");
+    return DAT_OK;
+}
+
+/* Queues the per-channel map over the n x c x hw values of format fmt;
+ * without whole packs that share channels (misaligned operands, a plane or a
+ * channel count that is not a multiple of the pack), a plain map. */
+template <typename T, int K, typename F>
+static dat_status dat_channel_map(dat_ctx *ctx, int n, int c, int hw, dat_act_fmt fmt,
+                                  dat_map_io<T, K> io, F f)
+{
+    const size_t N = dat_pack<T>::N, total = (size_t)n * (size_t)c * (size_t)hw;
+    bool nhwc = (fmt & DAT_FMT_NHWC) != 0;
+    dat_channel_of chan = dat_channel_of_fmt(total, c, hw, fmt);
+    if (!dat_all_aligned16(io) || (size_t)(nhwc ? c : hw) % N != 0)
+        return dat_map(ctx, total, io, dat_per_value<F>{f, chan});
+    DAT_TRY(dat_cuda_use_device(ctx));
+    if (total == 0)
+        return DAT_OK;
+    size_t packs = total / N;
+    unsigned blocks = dat_cuda_grid(packs, 256);
+    cudaStream_t s = dat_cuda(ctx)->stream;
+    if (nhwc) {
+        /* A multiple of c / gcd(c, 256 N) blocks makes the stride, 256 N values
+         * per block, a multiple of c. */
+        size_t m = (size_t)c / dat_gcd((size_t)c, 256 * N);
+        if (blocks > DAT_CHANNEL_MAP_BLOCKS)
+            blocks = DAT_CHANNEL_MAP_BLOCKS;
+        blocks = (unsigned)((blocks + m - 1) / m * m);
+        dat_channel_map_kernel<T, K, F, true><<<blocks, 256, 0, s>>>(packs, c, chan, io, f);
+    } else {
+        dat_channel_map_kernel<T, K, F, false><<<blocks, 256, 0, s>>>(packs, c, chan, io, f);
+    }
+    DAT_CUDA_CHECK_LAUNCH("dat_channel_map_kernel");
     return DAT_OK;
 }
 

@@ -291,13 +291,19 @@ __global__ void bn_eval_coef_kernel(int c, float eps, const float *gamma, const 
  * relu_fwd. */
 struct bn_normalize_op {
     const double *coef;
-    dat_channel_of ch;
     int relu;
-    template <typename T>
-    __device__ T operator()(size_t i, const T (&x)[1]) const
+    struct chan {
+        double mean, scale, shift;
+    };
+    __device__ chan at(int ch) const
     {
-        const double *k = coef + 3 * ch(i);
-        float v = (float)(((double)dat_val(x[0]) - k[0]) * k[1] + k[2]);
+        const double *k = coef + 3 * ch;
+        return chan{k[0], k[1], k[2]};
+    }
+    template <typename T>
+    __device__ T operator()(const chan &k, const T (&x)[1]) const
+    {
+        float v = (float)(((double)dat_val(x[0]) - k.mean) * k.scale + k.shift);
         return dat_rounded<T>(relu ? (v > 0.0f ? v : 0.0f) : v);
     }
 };
@@ -333,12 +339,21 @@ __global__ void bn_train_grad_kernel(const double *part, int splits, const T *x,
 /* Inputs x, dy and the fused ReLU's output (NULL without one). */
 struct bn_train_dx_op {
     const double *coef;
-    dat_channel_of ch;
     int masked;
-    template <typename T>
-    __device__ T operator()(size_t i, const T (&x_dy_mask)[3]) const
+    struct chan {
+        double k[5];
+    };
+    __device__ chan at(int ch) const
     {
-        const double *k = coef + 5 * ch(i);
+        chan c;
+        for (int j = 0; j < 5; ++j)
+            c.k[j] = coef[5 * ch + j];
+        return c;
+    }
+    template <typename T>
+    __device__ T operator()(const chan &c, const T (&x_dy_mask)[3]) const
+    {
+        const double *k = c.k;
         double xhat = ((double)dat_val(x_dy_mask[0]) - k[0]) * k[1];
         double g = grad_of(x_dy_mask[1], x_dy_mask[2], masked);
         return dat_rounded<T>((float)(k[2] * (g - k[3] - xhat * k[4])));
@@ -370,23 +385,24 @@ __global__ void bn_eval_grad_kernel(const double *part, int splits, int c, float
 /* Inputs dy and the fused ReLU's output (NULL without one). */
 struct bn_eval_dx_op {
     const float *factor;
-    dat_channel_of ch;
     int masked;
-    template <typename T>
-    __device__ T operator()(size_t i, const T (&dy_mask)[2]) const
+    struct chan {
+        float factor;
+    };
+    __device__ chan at(int ch) const
     {
-        return dat_rounded<T>(grad_of(dy_mask[0], dy_mask[1], masked) * factor[ch(i)]);
+        return chan{factor[ch]};
+    }
+    template <typename T>
+    __device__ T operator()(const chan &c, const T (&dy_mask)[2]) const
+    {
+        return dat_rounded<T>(grad_of(dy_mask[0], dy_mask[1], masked) * c.factor);
     }
 };
 
 static size_t total_of(const dat_bn_desc *d)
 {
     return (size_t)d->n * (size_t)d->c * (size_t)d->hw;
-}
-
-static dat_channel_of channel_of(const dat_bn_desc *d)
-{
-    return dat_channel_of_fmt(total_of(d), d->c, d->hw, d->fmt);
 }
 
 /* Workspace for the block sums of `p` and `coef_bytes` of per-channel coefficients. */
@@ -425,8 +441,8 @@ template <typename T>
 static dat_status normalize(dat_ctx *ctx, const dat_bn_desc *d, const T *x, const double *coef,
                             T *y)
 {
-    return dat_map(ctx, total_of(d), dat_map_io<T, 1>{{x}, y},
-                   bn_normalize_op{coef, channel_of(d), d->relu_out});
+    return dat_channel_map(ctx, d->n, d->c, d->hw, d->fmt, dat_map_io<T, 1>{{x}, y},
+                           bn_normalize_op{coef, d->relu_out});
 }
 
 static unsigned channel_blocks(const dat_bn_desc *d)
@@ -510,9 +526,9 @@ dat_status dat_cuda_bn_bwd_train(dat_ctx *ctx, const dat_bn_desc *d, const void 
             dgamma, dbeta, beta, (double *)coef);
         DAT_CUDA_CHECK_LAUNCH("bn_train_grad_kernel");
         const T *mask = (const T *)d->relu_mask;
-        return dat_map(ctx, total_of(d),
-                       dat_map_io<T, 3>{{(const T *)x, (const T *)dy, mask}, (T *)dx},
-                       bn_train_dx_op{(const double *)coef, channel_of(d), mask != NULL});
+        return dat_channel_map(ctx, d->n, d->c, d->hw, d->fmt,
+                               dat_map_io<T, 3>{{(const T *)x, (const T *)dy, mask}, (T *)dx},
+                               bn_train_dx_op{(const double *)coef, mask != NULL});
     });
 }
 
@@ -540,7 +556,8 @@ dat_status dat_cuda_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const void *
             (float *)factor);
         DAT_CUDA_CHECK_LAUNCH("bn_eval_grad_kernel");
         const T *mask = (const T *)d->relu_mask;
-        return dat_map(ctx, total_of(d), dat_map_io<T, 2>{{(const T *)dy, mask}, (T *)dx},
-                       bn_eval_dx_op{(const float *)factor, channel_of(d), mask != NULL});
+        return dat_channel_map(ctx, d->n, d->c, d->hw, d->fmt,
+                               dat_map_io<T, 2>{{(const T *)dy, mask}, (T *)dx},
+                               bn_eval_dx_op{(const float *)factor, mask != NULL});
     });
 }

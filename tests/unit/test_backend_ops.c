@@ -633,6 +633,9 @@ static const bn_case bn_cases[] = {
     {64, 256, 64, -1.0f, 3.0f, "preact_resnet18 layer3"},
     {64, 512, 16, -1.0f, 3.0f, "preact_resnet18 layer4"},
     {32, 16, 49, -1.0f, 3.0f, "7x7 planes (resnet50's last stage)"},
+    /* NHWC: more packs than the per-channel map's threads, whose grid is then a
+     * multiple of 3 blocks so that each thread keeps its channels. */
+    {96, 24, 1024, -1.0f, 3.0f, "24 channels"},
     {64, 64, 256, 99.98f, 100.02f, "|mean| >> std"},
     {3, 5, 7, -2.0f, 1.0f, "odd"},
     {2, 4, 1, -1.0f, 1.0f, "two values per channel"},
