@@ -293,4 +293,71 @@ __device__ inline void dat_column_sum(double (&v)[K])
     __syncthreads();
 }
 
+/* One channel's values of an NCHW tensor (n x c x hw) in the order j = n
+ * hw-major, taken every `step` from j: value j is position p of sample i, and
+ * both advance by the step without a division per value (a 64-bit one costs
+ * more than the value's load). */
+struct dat_nchw_walk {
+    size_t i, p, di, dp, plane, c, ch;
+    __device__ dat_nchw_walk(size_t j, size_t step, int c_, int hw, int ch_)
+        : plane((size_t)hw), c((size_t)c_), ch((size_t)ch_)
+    {
+        i = j / plane;
+        p = j - i * plane;
+        di = step / plane;
+        dp = step - di * plane;
+    }
+    /* The index of the current value; then moves to the next. */
+    __device__ size_t next()
+    {
+        size_t at = (i * c + ch) * plane + p;
+        i += di;
+        p += dp;
+        if (p >= plane) {
+            p -= plane;
+            ++i;
+        }
+        return at;
+    }
+};
+
+/* Sums of channel ch over the `splits` blocks of a split reduction, whose
+ * block s left its K sums at part[(ch splits + s) K + k], by the calling warp
+ * (every lane gets them): lane l adds blocks l, l + 32, ... in order, then the
+ * lanes meet in the shuffle tree, a fixed order (the same bits every run). A
+ * warp per channel: one thread walking hundreds of block sums waits on each
+ * load in turn. */
+template <int K>
+__device__ inline void dat_warp_combine(const double *part, int ch, int splits, double (&sum)[K])
+{
+    for (int k = 0; k < K; ++k)
+        sum[k] = 0;
+    for (int s = threadIdx.x % DAT_WARP; s < splits; s += DAT_WARP)
+        for (int k = 0; k < K; ++k)
+            sum[k] += part[((size_t)ch * (size_t)splits + (size_t)s) * K + k];
+    for (int k = 0; k < K; ++k)
+        sum[k] = dat_warp_sum(sum[k]);
+}
+
+/* Warps per block of a combining kernel, a warp per channel: the channel of
+ * this thread's warp, and the kernel's blocks for c channels. */
+#define DAT_COMBINE_WARPS 4
+#define DAT_COMBINE_THREADS (DAT_COMBINE_WARPS * DAT_WARP)
+
+__device__ inline int dat_combine_channel(void)
+{
+    return blockIdx.x * DAT_COMBINE_WARPS + threadIdx.x / DAT_WARP;
+}
+
+/* Whether this thread writes its warp's channel's results (lane 0). */
+__device__ inline bool dat_combine_writer(void)
+{
+    return threadIdx.x % DAT_WARP == 0;
+}
+
+static inline unsigned dat_combine_blocks(int c)
+{
+    return (unsigned)((c + DAT_COMBINE_WARPS - 1) / DAT_COMBINE_WARPS);
+}
+
 #endif

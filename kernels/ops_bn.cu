@@ -127,28 +127,16 @@ __global__ void bn_sums_kernel(const T *x, const T *dy, const T *mask, const flo
     size_t begin = (size_t)s * per, end = begin + per < count ? begin + per : count;
     double k = shift_of(x, shift, ch, (size_t)hw);
     double v[N_SUMS] = {0, 0, 0, 0};
-    /* Value j is position p of sample i; both advance by the block's stride
-     * without a division per value (a 64-bit one costs more than the load). */
-    size_t step = blockDim.x, j = begin + threadIdx.x, plane = (size_t)hw;
-    size_t i = j / plane, p = j - i * plane, di = step / plane, dp = step - di * plane;
-    auto next = [&]() -> size_t {
-        size_t at = (i * (size_t)c + (size_t)ch) * plane + p;
-        i += di;
-        p += dp;
-        if (p >= plane) {
-            p -= plane;
-            ++i;
-        }
-        return at;
-    };
+    size_t step = blockDim.x, j = begin + threadIdx.x;
+    dat_nchw_walk w(j, step, c, hw, ch);
     for (; j + (BN_UNROLL - 1) * step < end; j += BN_UNROLL * step) {
         size_t at[BN_UNROLL];
         for (int u = 0; u < BN_UNROLL; ++u)
-            at[u] = next();
+            at[u] = w.next();
         add_sums(x, dy, mask, at, k, v);
     }
     for (; j < end; j += step) {
-        size_t at[1] = {next()};
+        size_t at[1] = {w.next()};
         add_sums(x, dy, mask, at, k, v);
     }
     v[S_X] = dat_block_sum(v[S_X]);
@@ -197,36 +185,6 @@ __global__ void bn_sums_nhwc_kernel(const T *x, const T *dy, const T *mask, cons
     }
 }
 
-/* The combining kernels give each channel a warp (BN_COMBINE_WARPS channels
- * per block): one thread walking a channel's hundreds of block sums waits on
- * each load in turn. */
-#define BN_COMBINE_WARPS 4
-
-__device__ inline int combine_channel(void)
-{
-    return blockIdx.x * BN_COMBINE_WARPS + threadIdx.x / DAT_WARP;
-}
-
-/* Sums of channel ch over its blocks, by the calling warp (every lane gets
- * them): lane l adds blocks l, l + 32, ... in order, then the lanes meet in
- * the shuffle tree, a fixed order (the same bits every run). */
-__device__ inline void combine(const double *part, int ch, int splits, double sum[N_SUMS])
-{
-    for (int k = 0; k < N_SUMS; ++k)
-        sum[k] = 0;
-    for (int s = threadIdx.x % DAT_WARP; s < splits; s += DAT_WARP)
-        for (int k = 0; k < N_SUMS; ++k)
-            sum[k] += part[((size_t)ch * (size_t)splits + (size_t)s) * N_SUMS + k];
-    for (int k = 0; k < N_SUMS; ++k)
-        sum[k] = dat_warp_sum(sum[k]);
-}
-
-/* Whether this thread writes its warp's channel's results (lane 0). */
-__device__ inline bool combine_writer(void)
-{
-    return threadIdx.x % DAT_WARP == 0;
-}
-
 /* Mean minus the shift, and the biased variance, from the shifted sums. */
 __device__ inline void moments(const double sum[N_SUMS], double count, double *dmean, double *var)
 {
@@ -250,12 +208,12 @@ __global__ void bn_train_stats_kernel(const double *part, int splits, const T *x
                                       float *running_var, float *save_mean, float *save_invstd,
                                       double *coef)
 {
-    int ch = combine_channel();
+    int ch = dat_combine_channel();
     if (ch >= c) /* the whole warp */
         return;
     double sum[N_SUMS], dmean, var;
-    combine(part, ch, splits, sum);
-    if (!combine_writer())
+    dat_warp_combine(part, ch, splits, sum);
+    if (!dat_combine_writer())
         return;
     moments(sum, count, &dmean, &var);
     double mean = (double)shift_of(x, NULL, ch, first) + dmean;
@@ -315,12 +273,12 @@ __global__ void bn_train_grad_kernel(const double *part, int splits, const T *x,
                                      size_t first, double count, float eps, const float *gamma,
                                      float *dgamma, float *dbeta, float beta, double *coef)
 {
-    int ch = combine_channel();
+    int ch = dat_combine_channel();
     if (ch >= c) /* the whole warp */
         return;
     double sum[N_SUMS], dmean, var;
-    combine(part, ch, splits, sum);
-    if (!combine_writer())
+    dat_warp_combine(part, ch, splits, sum);
+    if (!dat_combine_writer())
         return;
     moments(sum, count, &dmean, &var);
     double invstd = 1.0 / sqrt(var + (double)eps);
@@ -366,13 +324,13 @@ __global__ void bn_eval_grad_kernel(const double *part, int splits, int c, float
                                     const float *gamma, const float *running_var, float *dgamma,
                                     float *dbeta, float beta, float *factor)
 {
-    int ch = combine_channel();
+    int ch = dat_combine_channel();
     if (ch >= c) /* the whole warp */
         return;
     double sum[N_SUMS];
     if (part) /* the same for every warp */
-        combine(part, ch, splits, sum);
-    if (!combine_writer())
+        dat_warp_combine(part, ch, splits, sum);
+    if (!dat_combine_writer())
         return;
     double invstd = 1.0 / sqrt((double)running_var[ch] + (double)eps);
     if (part) {
@@ -450,13 +408,6 @@ static unsigned channel_blocks(const dat_bn_desc *d)
     return (unsigned)((d->c + 127) / 128);
 }
 
-/* Blocks of a combining kernel (a warp per channel), and their threads. */
-static unsigned combine_blocks(const dat_bn_desc *d)
-{
-    return (unsigned)((d->c + BN_COMBINE_WARPS - 1) / BN_COMBINE_WARPS);
-}
-
-#define BN_COMBINE_THREADS (BN_COMBINE_WARPS * DAT_WARP)
 
 dat_status dat_cuda_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
                                  const float *gamma, const float *beta, float *running_mean,
@@ -474,7 +425,7 @@ dat_status dat_cuda_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const void 
     return dat_fmt_dispatch(d->fmt, [&](auto t) -> dat_status {
         using T = decltype(t);
         DAT_TRY(launch_sums(ctx, d, p, (const T *)x, (const T *)NULL, NULL, part));
-        bn_train_stats_kernel<<<combine_blocks(d), BN_COMBINE_THREADS, 0, s>>>(
+        bn_train_stats_kernel<<<dat_combine_blocks(d->c), DAT_COMBINE_THREADS, 0, s>>>(
             part, p.splits, (const T *)x, d->c, first_of(d), (double)p.count, d->eps,
             d->momentum, gamma, beta, running_mean, running_var, save_mean, save_invstd,
             (double *)coef);
@@ -521,7 +472,7 @@ dat_status dat_cuda_bn_bwd_train(dat_ctx *ctx, const dat_bn_desc *d, const void 
     return dat_fmt_dispatch(d->fmt, [&](auto t) -> dat_status {
         using T = decltype(t);
         DAT_TRY(launch_sums(ctx, d, p, (const T *)x, (const T *)dy, NULL, part));
-        bn_train_grad_kernel<<<combine_blocks(d), BN_COMBINE_THREADS, 0, s>>>(
+        bn_train_grad_kernel<<<dat_combine_blocks(d->c), DAT_COMBINE_THREADS, 0, s>>>(
             part, p.splits, (const T *)x, d->c, first_of(d), (double)p.count, d->eps, gamma,
             dgamma, dbeta, beta, (double *)coef);
         DAT_CUDA_CHECK_LAUNCH("bn_train_grad_kernel");
@@ -551,7 +502,7 @@ dat_status dat_cuda_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const void *
         using T = decltype(t);
         if (sums)
             DAT_TRY(launch_sums(ctx, d, p, (const T *)x, (const T *)dy, running_mean, part));
-        bn_eval_grad_kernel<<<combine_blocks(d), BN_COMBINE_THREADS, 0, s>>>(
+        bn_eval_grad_kernel<<<dat_combine_blocks(d->c), DAT_COMBINE_THREADS, 0, s>>>(
             sums ? part : NULL, p.splits, d->c, d->eps, gamma, running_var, dgamma, dbeta, beta,
             (float *)factor);
         DAT_CUDA_CHECK_LAUNCH("bn_eval_grad_kernel");

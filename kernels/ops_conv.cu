@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "cuda_ops.h"
+#include "map.h"
 
 /* An algorithm that needs more scratch than this is passed over for the next. */
 #define DAT_CONV_MAX_WORKSPACE ((size_t)1 << 30)
@@ -366,20 +367,28 @@ static dat_status grad_of(dat_ctx *ctx, const dat_conv_desc *d, const void *dy, 
 }
 
 /* y = y + bias[c] (bias may be NULL), then max(y, 0) when relu, in float,
- * rounded once to the format. */
-template <typename T>
-__global__ void epilogue_kernel(T *y, const float *bias, int relu, size_t total,
-                                dat_channel_of ch)
-{
-    DAT_GRID_STRIDE(i, total) {
-        float v = dat_ld(y, i);
-        if (bias)
-            v += bias[ch(i)];
+ * rounded once to the format: a per-channel map (map.h). */
+struct epilogue_op {
+    const float *bias;
+    int relu;
+    struct chan {
+        float bias;
+    };
+    __device__ chan at(int ch) const
+    {
+        return chan{bias ? bias[ch] : 0.0f};
+    }
+    template <typename T>
+    __device__ T operator()(const chan &c, const T (&y)[1]) const
+    {
+        float v = dat_val(y[0]);
+        if (bias) /* not + 0: -0 stays -0 */
+            v += c.bias;
         if (relu)
             v = v > 0.0f ? v : 0.0f;
-        dat_st(y, i, v);
+        return dat_rounded<T>(v);
     }
-}
+};
 
 /* db[ch] = beta db[ch] + s; beta 0 overwrites. */
 __device__ inline void store_bias_grad(float *db, int ch, float beta, double s)
@@ -387,20 +396,32 @@ __device__ inline void store_bias_grad(float *db, int ch, float beta, double s)
     db[ch] = (float)(beta == 0.0f ? s : (double)__fmul_rn(beta, db[ch]) + s);
 }
 
-/* NCHW: one block per channel sums dy over samples and positions, in double. */
+#define BIAS_UNROLL 4 /* loads in flight per thread */
+
+/* NCHW, first pass: grid (c, splits), block (ch, s) sums values
+ * [s * per, (s + 1) * per) of channel ch (n * hw of them) into
+ * part[ch * splits + s], in double. */
 template <typename T>
-__global__ void bias_grad_kernel(const T *dy, int n, int c, int hw, float *db, float beta)
+__global__ void bias_part_nchw_kernel(const T *dy, int c, int hw, size_t count, size_t per,
+                                      double *part)
 {
     int ch = blockIdx.x;
-    size_t count = (size_t)n * (size_t)hw;
+    size_t begin = (size_t)blockIdx.y * per, end = begin + per < count ? begin + per : count;
+    size_t step = blockDim.x, j = begin + threadIdx.x;
+    dat_nchw_walk w(j, step, c, hw, ch);
     double s = 0;
-    for (size_t j = threadIdx.x; j < count; j += blockDim.x) {
-        size_t i = j / (size_t)hw, p = j - i * (size_t)hw;
-        s += dat_ld(dy, (i * (size_t)c + (size_t)ch) * (size_t)hw + p);
+    for (; j + (BIAS_UNROLL - 1) * step < end; j += BIAS_UNROLL * step) {
+        float v[BIAS_UNROLL];
+        for (int u = 0; u < BIAS_UNROLL; ++u)
+            v[u] = dat_ld(dy, w.next());
+        for (int u = 0; u < BIAS_UNROLL; ++u)
+            s += v[u];
     }
+    for (; j < end; j += step)
+        s += dat_ld(dy, w.next());
     s = dat_block_sum(s);
     if (threadIdx.x == 0)
-        store_bias_grad(db, ch, beta, s);
+        part[(size_t)ch * gridDim.y + blockIdx.y] = s;
 }
 
 /* NHWC, first pass: grid (channel tiles, splits), block (t, s) sums rows
@@ -412,36 +433,50 @@ __global__ void bias_part_nhwc_kernel(const T *dy, int c, size_t rows, size_t pe
     int ch = blockIdx.x * DAT_TILE_C + threadIdx.x;
     size_t begin = (size_t)blockIdx.y * per, end = begin + per < rows ? begin + per : rows;
     double v[1] = {0};
-    if (ch < c)
-        for (size_t r = begin + threadIdx.y; r < end; r += DAT_TILE_R)
+    if (ch < c) {
+        size_t r = begin + threadIdx.y;
+        for (; r + (BIAS_UNROLL - 1) * DAT_TILE_R < end; r += BIAS_UNROLL * DAT_TILE_R) {
+            float u[BIAS_UNROLL];
+            for (int k = 0; k < BIAS_UNROLL; ++k)
+                u[k] = dat_ld(dy, (r + (size_t)k * DAT_TILE_R) * (size_t)c + (size_t)ch);
+            for (int k = 0; k < BIAS_UNROLL; ++k)
+                v[0] += u[k];
+        }
+        for (; r < end; r += DAT_TILE_R)
             v[0] += dat_ld(dy, r * (size_t)c + (size_t)ch);
+    }
     dat_column_sum(v);
     if (threadIdx.y == 0 && ch < c)
         part[(size_t)ch * gridDim.y + blockIdx.y] = v[0];
 }
 
-/* NHWC, second pass: one thread per channel adds its blocks' sums. */
+/* Second pass: a warp per channel adds its blocks' sums. */
 __global__ void bias_finish_kernel(const double *part, int splits, int c, float *db, float beta)
 {
-    int ch = blockIdx.x * blockDim.x + threadIdx.x;
-    if (ch >= c)
+    int ch = dat_combine_channel();
+    if (ch >= c) /* the whole warp */
         return;
-    double s = 0;
-    for (int k = 0; k < splits; ++k)
-        s += part[(size_t)ch * (size_t)splits + (size_t)k];
-    store_bias_grad(db, ch, beta, s);
+    double s[1];
+    dat_warp_combine(part, ch, splits, s);
+    if (dat_combine_writer())
+        store_bias_grad(db, ch, beta, s[0]);
 }
 
-#define BIAS_ROWS_PER_BLOCK 256
-#define BIAS_MAX_SPLITS 128
+/* Blocks take at least 2048 values of their channel (NHWC: 64 rows of a tile
+ * of 32 channels), at most 512 blocks per channel (tile), as batch norm's. */
+#define BIAS_PER_BLOCK 2048
+#define BIAS_ROWS_PER_BLOCK 64
+#define BIAS_MAX_SPLITS 512
 
-/* Blocks per channel tile of the NHWC bias gradient, and rows per block. */
+/* Blocks per channel (NHWC: per channel tile) of the bias gradient, and
+ * values (rows) per block. */
 static int bias_splits(const dat_conv_desc *d, size_t *per)
 {
-    size_t rows = (size_t)d->n * (size_t)d->h_out * (size_t)d->w_out;
-    size_t s = (rows + BIAS_ROWS_PER_BLOCK - 1) / BIAS_ROWS_PER_BLOCK;
+    size_t count = (size_t)d->n * (size_t)d->h_out * (size_t)d->w_out;
+    size_t min_per = is_nhwc(d) ? BIAS_ROWS_PER_BLOCK : BIAS_PER_BLOCK;
+    size_t s = (count + min_per - 1) / min_per;
     int splits = s < 1 ? 1 : s > BIAS_MAX_SPLITS ? BIAS_MAX_SPLITS : (int)s;
-    *per = (rows + (size_t)splits - 1) / (size_t)splits;
+    *per = (count + (size_t)splits - 1) / (size_t)splits;
     return splits;
 }
 
@@ -451,26 +486,26 @@ static size_t bias_part_bytes(const dat_conv_desc *d)
     return (size_t)d->c_out * (size_t)bias_splits(d, &per) * sizeof(double);
 }
 
-/* dbias = beta dbias + sum of g per channel; part: the NHWC pass's scratch. */
+/* dbias = beta dbias + sum of g per channel; part: the first pass's scratch. */
 template <typename T>
 static dat_status bias_grad(dat_ctx *ctx, const dat_conv_desc *d, const T *g, float *dbias,
                             float beta, double *part)
 {
     cudaStream_t s = dat_cuda(ctx)->stream;
-    if (!is_nhwc(d)) {
-        bias_grad_kernel<<<(unsigned)d->c_out, 256, 0, s>>>(g, d->n, d->c_out,
-                                                            d->h_out * d->w_out, dbias, beta);
-        DAT_CUDA_CHECK_LAUNCH("bias_grad_kernel");
-        return DAT_OK;
-    }
-    size_t per;
+    size_t per, count = (size_t)d->n * (size_t)d->h_out * (size_t)d->w_out;
     int splits = bias_splits(d, &per);
-    dim3 grid((unsigned)((d->c_out + DAT_TILE_C - 1) / DAT_TILE_C), (unsigned)splits);
-    bias_part_nhwc_kernel<<<grid, dim3(DAT_TILE_C, DAT_TILE_R), 0, s>>>(
-        g, d->c_out, (size_t)d->n * (size_t)d->h_out * (size_t)d->w_out, per, part);
-    DAT_CUDA_CHECK_LAUNCH("bias_part_nhwc_kernel");
-    bias_finish_kernel<<<(unsigned)((d->c_out + 127) / 128), 128, 0, s>>>(part, splits, d->c_out,
-                                                                        dbias, beta);
+    if (is_nhwc(d)) {
+        dim3 grid((unsigned)((d->c_out + DAT_TILE_C - 1) / DAT_TILE_C), (unsigned)splits);
+        bias_part_nhwc_kernel<<<grid, dim3(DAT_TILE_C, DAT_TILE_R), 0, s>>>(g, d->c_out, count,
+                                                                           per, part);
+        DAT_CUDA_CHECK_LAUNCH("bias_part_nhwc_kernel");
+    } else {
+        bias_part_nchw_kernel<<<dim3((unsigned)d->c_out, (unsigned)splits), 256, 0, s>>>(
+            g, d->c_out, d->h_out * d->w_out, count, per, part);
+        DAT_CUDA_CHECK_LAUNCH("bias_part_nchw_kernel");
+    }
+    bias_finish_kernel<<<dat_combine_blocks(d->c_out), DAT_COMBINE_THREADS, 0, s>>>(
+        part, splits, d->c_out, dbias, beta);
     DAT_CUDA_CHECK_LAUNCH("bias_finish_kernel");
     return DAT_OK;
 }
@@ -636,14 +671,11 @@ dat_status dat_cuda_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const void 
                                               y));
     if (!bias && !d->relu_out)
         return DAT_OK;
-    size_t total = y_count(d);
-    dat_channel_of ch = dat_channel_of_fmt(total, d->c_out, d->h_out * d->w_out, d->fmt);
     return dat_fmt_dispatch(d->fmt, [&](auto t) -> dat_status {
         using T = decltype(t);
-        epilogue_kernel<<<dat_cuda_grid(total, 256), 256, 0, st->stream>>>((T *)y, bias,
-                                                                          d->relu_out, total, ch);
-        DAT_CUDA_CHECK_LAUNCH("epilogue_kernel");
-        return DAT_OK;
+        return dat_channel_map(ctx, d->n, d->c_out, d->h_out * d->w_out, d->fmt,
+                               dat_map_io<T, 1>{{(const T *)y}, (T *)y},
+                               epilogue_op{bias, d->relu_out});
     });
 }
 
@@ -672,7 +704,7 @@ dat_status dat_cuda_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const 
  * (fp32 NCHW) is dw's own, where cuDNN's beta accumulates directly (it does
  * not read dw when beta is 0, so 0 overwrites as documented). Every other
  * format stages cuDNN's dw in the workspace and folds it in (fold_dw). The
- * workspace's own part holds [masked dy][staged dw][NHWC bias sums]. */
+ * workspace's own part holds [masked dy][staged dw][bias block sums]. */
 dat_status dat_cuda_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, const void *x,
                                       const void *dy, float *dw, float *dbias, float beta)
 {
@@ -682,7 +714,7 @@ dat_status dat_cuda_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, cons
     int staged = is_bf16(d) || is_nhwc(d);
     size_t mask_bytes = d->relu_mask ? act_bytes(d, y_count(d)) : 0;
     size_t dw_bytes = staged ? act_bytes(d, w_count(d)) : 0;
-    size_t part_bytes = dbias && is_nhwc(d) ? bias_part_bytes(d) : 0;
+    size_t part_bytes = dbias ? bias_part_bytes(d) : 0;
     const conv_io io = {x, dy, act_bytes(d, w_count(d))};
     DAT_TRY(prepare(ctx, DAT_CONV_BWD_FILTER, d, &io, mask_bytes + dw_bytes + part_bytes, &plan,
                     &ws));
