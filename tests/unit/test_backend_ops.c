@@ -532,7 +532,10 @@ static const conv_case conv_cases[] = {
     {2, 4, 8, 8, 4, 3, 3, 1, 1, 0, 1, "TF32 probe"},
 };
 
-static void check_conv_case(const conv_case *t, int which, dat_act_fmt f)
+/* which: 0 forward, 1 backward data, 2 backward filter; relu: the fused ReLU
+ * (relu_out forward, a ReLU output as relu_mask backward), which a backend
+ * honours whatever its fuses_conv_relu says. */
+static void check_conv_case(const conv_case *t, int which, dat_act_fmt f, int relu)
 {
     dat_conv_desc d = {.n = t->n, .c_in = t->c_in, .h_in = t->h, .w_in = t->w,
                        .c_out = t->c_out, .k_h = t->k_h, .k_w = t->k_w,
@@ -542,9 +545,10 @@ static void check_conv_case(const conv_case *t, int which, dat_act_fmt f)
     size_t nw = (size_t)d.c_out * d.c_in * d.k_h * d.k_w;
     size_t ny = (size_t)d.n * d.c_out * d.h_out * d.w_out;
     char shape[192];
-    snprintf(shape, sizeof shape, "%s: n %d, %dx%dx%d -> %dx%dx%d, kernel %dx%d, stride %d, pad %d",
-             t->what, d.n, d.c_in, d.h_in, d.w_in, d.c_out, d.h_out, d.w_out, d.k_h, d.k_w,
-             d.stride, d.pad);
+    snprintf(shape, sizeof shape,
+             "%s: n %d, %dx%dx%d -> %dx%dx%d, kernel %dx%d, stride %d, pad %d%s", t->what, d.n,
+             d.c_in, d.h_in, d.w_in, d.c_out, d.h_out, d.w_out, d.k_h, d.k_w, d.stride, d.pad,
+             relu ? ", fused ReLU" : "");
     int hw_in = d.h_in * d.w_in, hw_out = d.h_out * d.w_out, kk = d.k_h * d.k_w;
     pair x32 = t->probe ? pair_const(nx, TF32_PROBE) : pair_uniform(nx, -1.0f, 1.0f);
     pair w32 = t->probe ? pair_const(nw, 1.0f) : pair_uniform(nw, -0.2f, 0.2f);
@@ -557,15 +561,29 @@ static void check_conv_case(const conv_case *t, int which, dat_act_fmt f)
     pair_free(&x32);
     pair_free(&w32);
     pair_free(&dy32);
+    /* The ReLU's output, zeros and positives, on each side's descriptor. */
+    pair mask = {0};
+    dat_conv_desc e[2] = {d, d};
+    if (relu && which == 0) {
+        e[0].relu_out = e[1].relu_out = 1;
+    } else if (relu) {
+        pair m32 = pair_uniform(ny, -1.0f, 1.0f);
+        for (size_t i = 0; i < ny; ++i)
+            cpu_f(&m32)[i] = cpu_f(&m32)[i] > 0 ? cpu_f(&m32)[i] : 0.0f;
+        mask = pair_in_fmt(&m32, f, d.n, d.c_out, hw_out);
+        pair_free(&m32);
+        e[0].relu_mask = mask.c;
+        e[1].relu_mask = mask.g;
+    }
     if (which == 0) {
         pair b = pair_uniform((size_t)d.c_out, -0.5f, 0.5f), y = pair_out_fmt(ny, f);
-        BOTH(conv2d_fwd, &d, P(x), P(w), t->bias ? P(b) : NULL, P(y));
+        BOTH(conv2d_fwd, &e[side], P(x), P(w), t->bias ? P(b) : NULL, P(y));
         expect_close_fmt("conv2d_fwd", "y", shape, &y, f, d.n, d.c_out, hw_out, TOL_CONV);
         pair_free(&b);
         pair_free(&y);
     } else if (which == 1) {
         pair dx = pair_out_fmt(nx, f);
-        BOTH(conv2d_bwd_data, &d, P(dy), P(w), P(dx));
+        BOTH(conv2d_bwd_data, &e[side], P(dy), P(w), P(dx));
         expect_close_fmt("conv2d_bwd_data", "dx", shape, &dx, f, d.n, d.c_in, hw_in, TOL_CONV);
         pair_free(&dx);
     } else {
@@ -574,7 +592,7 @@ static void check_conv_case(const conv_case *t, int which, dat_act_fmt f)
             pair dw = acc ? pair_uniform(nw, -1.0f, 1.0f) : pair_out(nw);
             pair db = acc ? pair_uniform((size_t)d.c_out, -1.0f, 1.0f) : pair_out(d.c_out);
             /* With a bias the layer has one; without, dbias NULL must work. */
-            BOTH(conv2d_bwd_filter, &d, P(x), P(dy), P(dw), t->bias ? P(db) : NULL, beta);
+            BOTH(conv2d_bwd_filter, &e[side], P(x), P(dy), P(dw), t->bias ? P(db) : NULL, beta);
             char s2[224];
             snprintf(s2, sizeof s2, "%s, beta %g, %s", shape, beta, fmt_name(f));
             /* dw is float32 in every format, but computed in bf16 in a bf16 one. */
@@ -589,15 +607,20 @@ static void check_conv_case(const conv_case *t, int which, dat_act_fmt f)
     pair_free(&x);
     pair_free(&w);
     pair_free(&dy);
+    if (relu && which != 0)
+        pair_free(&mask);
 }
 
 static void check_conv(int which)
 {
     for (int k = 0; k < N_FMTS; ++k) {
         for (size_t i = 0; i < sizeof conv_cases / sizeof *conv_cases; ++i)
-            check_conv_case(&conv_cases[i], which, all_fmts[k]);
+            check_conv_case(&conv_cases[i], which, all_fmts[k], 0);
         /* Once more at the first shape: the cached algorithm must give the same answer. */
-        check_conv_case(&conv_cases[0], which, all_fmts[k]);
+        check_conv_case(&conv_cases[0], which, all_fmts[k], 0);
+        /* With the fused ReLU: cnn_small's first convolution, and odd sizes. */
+        check_conv_case(&conv_cases[0], which, all_fmts[k], 1);
+        check_conv_case(&conv_cases[11], which, all_fmts[k], 1);
     }
 }
 
