@@ -321,6 +321,25 @@ struct dat_nchw_walk {
     }
 };
 
+/* A per-channel reduction's split: each block takes at least 2048 values of
+ * its channel (NHWC: 64 rows of a tile of 32 channels), and a channel (tile)
+ * is split over at most 512 blocks: enough blocks to fill a GPU even where
+ * there are few channels (64 in preact_resnet18's first stage: 128 blocks were
+ * half an H100's SMs, two warps each, in NHWC). Returns the blocks per channel
+ * (tile) for `count` values (rows) per channel; *per: values (rows) per block. */
+#define DAT_SPLIT_PER_BLOCK 2048
+#define DAT_SPLIT_ROWS_PER_BLOCK 64
+#define DAT_SPLIT_MAX 512
+
+static inline int dat_channel_splits(size_t count, bool nhwc, size_t *per)
+{
+    size_t min_per = nhwc ? DAT_SPLIT_ROWS_PER_BLOCK : DAT_SPLIT_PER_BLOCK;
+    size_t s = (count + min_per - 1) / min_per;
+    int splits = s < 1 ? 1 : s > DAT_SPLIT_MAX ? DAT_SPLIT_MAX : (int)s;
+    *per = (count + (size_t)splits - 1) / (size_t)splits;
+    return splits;
+}
+
 /* Sums of channel ch over the `splits` blocks of a split reduction, whose
  * block s left its K sums at part[(ch splits + s) K + k], by the calling warp
  * (every lane gets them): lane l adds blocks l, l + 32, ... in order, then the

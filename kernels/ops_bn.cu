@@ -29,14 +29,6 @@
 #include "map.h"
 
 #define BN_THREADS 256
-/* Reduction blocks take at least 2048 values of their channels (NHWC: 64 rows of
- * 32 channels), and a channel (a tile) is split over at most BN_MAX_SPLITS
- * blocks: enough blocks to fill a GPU even where there are few channels (64 in
- * preact_resnet18's first stage: 128 blocks were half an H100's SMs, two warps
- * each, in NHWC). */
-#define BN_PER_BLOCK 2048
-#define BN_ROWS_PER_BLOCK 64
-#define BN_MAX_SPLITS 512
 
 enum { S_X = 0, S_XX = 1, S_DY = 2, S_DYX = 3, N_SUMS = 4 };
 
@@ -55,10 +47,7 @@ static bn_plan plan_of(const dat_bn_desc *d)
 {
     bn_plan p;
     p.count = (size_t)d->n * (size_t)d->hw;
-    size_t min_per = nhwc(d) ? BN_ROWS_PER_BLOCK : BN_PER_BLOCK;
-    size_t s = (p.count + min_per - 1) / min_per;
-    p.splits = s < 1 ? 1 : s > BN_MAX_SPLITS ? BN_MAX_SPLITS : (int)s;
-    p.per = (p.count + (size_t)p.splits - 1) / (size_t)p.splits;
+    p.splits = dat_channel_splits(p.count, nhwc(d), &p.per);
     return p;
 }
 

@@ -462,22 +462,12 @@ __global__ void bias_finish_kernel(const double *part, int splits, int c, float 
         store_bias_grad(db, ch, beta, s[0]);
 }
 
-/* Blocks take at least 2048 values of their channel (NHWC: 64 rows of a tile
- * of 32 channels), at most 512 blocks per channel (tile), as batch norm's. */
-#define BIAS_PER_BLOCK 2048
-#define BIAS_ROWS_PER_BLOCK 64
-#define BIAS_MAX_SPLITS 512
-
-/* Blocks per channel (NHWC: per channel tile) of the bias gradient, and
- * values (rows) per block. */
+/* Blocks per channel (NHWC: per channel tile) of the bias gradient, split as
+ * batch norm's sums; *per: values (rows) per block. */
 static int bias_splits(const dat_conv_desc *d, size_t *per)
 {
     size_t count = (size_t)d->n * (size_t)d->h_out * (size_t)d->w_out;
-    size_t min_per = is_nhwc(d) ? BIAS_ROWS_PER_BLOCK : BIAS_PER_BLOCK;
-    size_t s = (count + min_per - 1) / min_per;
-    int splits = s < 1 ? 1 : s > BIAS_MAX_SPLITS ? BIAS_MAX_SPLITS : (int)s;
-    *per = (count + (size_t)splits - 1) / (size_t)splits;
-    return splits;
+    return dat_channel_splits(count, is_nhwc(d), per);
 }
 
 static size_t bias_part_bytes(const dat_conv_desc *d)
