@@ -144,13 +144,26 @@ void block_barrier(void);
  * the kernel's coordinates, as it does on a deadlock. */
 void check_aligned(const void *p, size_t bytes);
 
-/* A launch, make_launch(kernel, grid, block, shared, stream)(args...) (the
- * rewrite of kernel<<<grid, block, shared, stream>>>(args...)): copies the
- * arguments, as CUDA does, and queues (or records) the grid's run. */
+/* Where a piece of queued work comes from, for the launch census
+ * (DAT_EMU_LAUNCHES, census.cpp); every string is static. A kernel launch:
+ * its source file and line, the kernel expression and the launching
+ * function's __PRETTY_FUNCTION__ (which names a template's arguments); a
+ * library call: the API as `file`, the call as `what`. */
+struct site {
+    const char *file;
+    int line;
+    const char *what;
+    const char *func;
+};
+
+/* A launch, make_launch(kernel, grid, block, shared, stream, from)(args...)
+ * (the rewrite of kernel<<<grid, block, shared, stream>>>(args...)): copies
+ * the arguments, as CUDA does, and queues (or records) the grid's run. */
 template <typename K> struct launch {
     K kernel;
     dim3 grid, block;
     cudaStream_t stream;
+    site from;
 
     template <typename... A> void operator()(A... args) const;
 };
@@ -158,20 +171,22 @@ template <typename K> struct launch {
 /* Queues (or records, on a captured stream) a run of `thread` in every thread
  * of every block of the grid: the blocks one after another on the thread that
  * runs the queue, a block's threads switching at their barrier calls. */
-cudaError_t queue_grid(cudaStream_t s, dim3 grid, dim3 block, std::function<void()> thread);
+cudaError_t queue_grid(cudaStream_t s, dim3 grid, dim3 block, std::function<void()> thread,
+                       const site &from);
 
 template <typename K>
 template <typename... A>
 void launch<K>::operator()(A... args) const
 {
-    queue_grid(stream, grid, block, [k = kernel, args...]() { k(args...); });
+    queue_grid(stream, grid, block, [k = kernel, args...]() { k(args...); }, from);
 }
 
 template <typename K>
-launch<K> make_launch(K kernel, dim3 grid, dim3 block, size_t shared, cudaStream_t stream)
+launch<K> make_launch(K kernel, dim3 grid, dim3 block, size_t shared, cudaStream_t stream,
+                      site from)
 {
     (void)shared;
-    return launch<K>{kernel, grid, block, stream};
+    return launch<K>{kernel, grid, block, stream, from};
 }
 
 } // namespace dat_emu

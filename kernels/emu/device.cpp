@@ -239,15 +239,15 @@ unsigned ballot(int pred)
     return bits;
 }
 
-cudaError_t queue_grid(cudaStream_t s, dim3 grid, dim3 block, std::function<void()> thread)
+cudaError_t queue_grid(cudaStream_t s, dim3 grid, dim3 block, std::function<void()> thread,
+                       const site &from)
 {
     size_t threads = (size_t)block.x * block.y * block.z;
     if (threads == 0 || threads > MAX_THREADS || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
         grid.y > 65535 || grid.z > 65535 || block.z > 64)
         return fail(cudaErrorInvalidConfiguration);
-    return enqueue(s, [grid, block, thread = std::move(thread)]() {
-        run_grid(grid, block, thread);
-    });
+    return enqueue(
+        s, [grid, block, thread = std::move(thread)]() { run_grid(grid, block, thread); }, from);
 }
 
 } // namespace dat_emu

@@ -612,7 +612,8 @@ cudnnStatus_t convolve(const char *func, cudnnHandle_t h, conv_kernel kernel, in
     if (s != CUDNN_STATUS_SUCCESS)
         return s;
     const float al = *(const float *)alpha, be = *(const float *)beta;
-    cudaError_t e = dat_emu::enqueue(h->stream, [=]() { kernel(pb, a, b, out, al, be); });
+    cudaError_t e = dat_emu::enqueue(h->stream, [=]() { kernel(pb, a, b, out, al, be); },
+                                     {"cuDNN", 0, func, ""});
     return e == cudaSuccess ? CUDNN_STATUS_SUCCESS
                             : fail(CUDNN_STATUS_EXECUTION_FAILED_CUDART, "%s: %s", func,
                                    cudaGetErrorString(e));
@@ -1255,7 +1256,8 @@ cublasStatus_t cublasSgemm_v2(cublasHandle_t handle, cublasOperation_t transa,
     int base = (int)handle->math & ~(int)CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION;
     const gemm_call g{ta, tb, m, n, k, *alpha, *beta, A, B, lda, ldb, C, ldc,
                       base == CUBLAS_TF32_TENSOR_OP_MATH};
-    cudaError_t e = dat_emu::enqueue(handle->stream, [g]() { run_gemm(g); });
+    cudaError_t e =
+        dat_emu::enqueue(handle->stream, [g]() { run_gemm(g); }, {"cuBLAS", 0, "cublasSgemm", ""});
     return e == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
 }
 

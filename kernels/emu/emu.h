@@ -16,8 +16,12 @@
 
 namespace dat_emu {
 
-/* Runs op now, or records it when stream s is being captured. */
-cudaError_t enqueue(cudaStream_t s, std::function<void()> op);
+/* Runs op now, or records it when stream s is being captured; `from` names
+ * it in the launch census (census.cpp). */
+cudaError_t enqueue(cudaStream_t s, std::function<void()> op, const site &from);
+
+/* op, counted under `from` each time it runs when the census is on. */
+std::function<void()> counted(std::function<void()> op, const site &from);
 
 /* A call that waits for the host (a synchronous copy, a stream sync): fails
  * with cudaErrorStreamCaptureUnsupported, and spoils the capture, while s (or,

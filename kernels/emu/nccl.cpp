@@ -190,7 +190,7 @@ ncclResult_t check_peer(const char *func, ncclComm_t comm, int peer)
 
 ncclResult_t queue(const char *what, cudaStream_t s, std::function<void()> run)
 {
-    cudaError_t e = dat_emu::enqueue(s, std::move(run));
+    cudaError_t e = dat_emu::enqueue(s, std::move(run), {"NCCL", 0, what, ""});
     return e == cudaSuccess ? ncclSuccess
                             : fail(ncclUnhandledCudaError, "%s: %s", what, cudaGetErrorString(e));
 }

@@ -130,9 +130,10 @@ cudaError_t fail(cudaError_t err)
     return err;
 }
 
-cudaError_t enqueue(cudaStream_t s, std::function<void()> op)
+cudaError_t enqueue(cudaStream_t s, std::function<void()> op, const site &from)
 {
     guard g(big_lock);
+    op = counted(std::move(op), from);
     CUstream_st *st = stream_of(s);
     if (st->capture)
         st->capture->ops.push_back(std::move(op));
@@ -285,7 +286,8 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t bytes, cudaMemcpy
     cudaError_t e = check_copy(dst, src, bytes, kind);
     if (e != cudaSuccess || bytes == 0)
         return e;
-    return dat_emu::enqueue(stream, [=]() { memmove(dst, src, bytes); });
+    return dat_emu::enqueue(stream, [=]() { memmove(dst, src, bytes); },
+                            {"CUDA", 0, "cudaMemcpyAsync", ""});
 }
 
 cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t stream)
@@ -296,7 +298,8 @@ cudaError_t cudaMemsetAsync(void *dst, int value, size_t bytes, cudaStream_t str
                 bytes, dst);
         return fail(cudaErrorInvalidValue);
     }
-    return dat_emu::enqueue(stream, [=]() { memset(dst, value, bytes); });
+    return dat_emu::enqueue(stream, [=]() { memset(dst, value, bytes); },
+                            {"CUDA", 0, "cudaMemsetAsync", ""});
 }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *stream, unsigned flags)
@@ -396,10 +399,13 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t *exec, cudaGraph_t graph,
 cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream)
 {
     std::shared_ptr<const op_list> ops = exec->ops;
-    return dat_emu::enqueue(stream, [ops]() {
-        for (const auto &op : *ops)
-            op();
-    });
+    return dat_emu::enqueue(
+        stream,
+        [ops]() {
+            for (const auto &op : *ops)
+                op();
+        },
+        {"CUDA", 0, "cudaGraphLaunch", ""});
 }
 
 cudaError_t cudaGraphDestroy(cudaGraph_t graph)

@@ -6,9 +6,11 @@ Usage: unchevron.py INPUT.cu OUTPUT.cpp
 The only syntax nvcc accepts and a C++ compiler does not is the launch
 `kernel<<<grid, block[, shared[, stream]]>>>(args)`; it becomes
 `dat_emu::make_launch([=](auto... a) { kernel(a...); }, grid, block, shared,
-stream)(args)`, on the same lines, so that compiler messages point at the
+stream, site)(args)`, on the same lines, so that compiler messages point at the
 source's lines. The generic lambda lets a kernel template deduce its
-arguments, as a launch does; it copies `kernel` where that is a variable.
+arguments, as a launch does; it copies `kernel` where that is a variable. The
+site (file, line, kernel text, launching function) names the launch in the
+emulator's launch census.
 """
 import re
 import sys
@@ -39,8 +41,10 @@ def launch(m):
         raise SystemExit(f"unchevron: cannot read the launch configuration <<<{m.group(2)}>>>")
     cfg += ["0", "0"][: 4 - len(cfg)]
     lines = "\n" * m.group(0).count("\n")
+    name = " ".join(m.group(1).split()).replace("\\", "").replace('"', "")
+    site = f'dat_emu::site{{__FILE__, __LINE__, "{name}", __PRETTY_FUNCTION__}}'
     return (f"dat_emu::make_launch([=](auto... a) {{ {m.group(1)}(a...); }}, dim3({cfg[0]}), dim3({cfg[1]}), "
-            f"(size_t)({cfg[2]}), ({cfg[3]})){lines}")
+            f"(size_t)({cfg[2]}), ({cfg[3]}), {site}){lines}")
 
 
 def main():
