@@ -15,7 +15,8 @@ static void free_runtime(dat_model *m)
         dat_node *n = &m->nodes[i];
         if (i > 0 && !n->fused_relu) /* a fused conv's or BN's y is its ReLU's */
             ctx->be->free(ctx, n->y);
-        ctx->be->free(ctx, n->dy);
+        if (n->grad_root == i)
+            ctx->be->free(ctx, n->dy);
         ctx->be->free(ctx, n->save_mean);
         ctx->be->free(ctx, n->save_invstd);
         ctx->be->free(ctx, n->idx);
@@ -69,14 +70,16 @@ static size_t shadow_layout(dat_model *m)
     return end;
 }
 
-/* own_y = 0: the node's output lives elsewhere (the input's; a fused conv's ReLU). */
-static dat_status alloc_node(dat_model *m, dat_node *n, int32_t cap, int own_y)
+/* own_y = 0: the node's output lives elsewhere (the input's; a fused conv's ReLU);
+ * own_dy = 0: its gradient is in an add's buffer (grad_share.c). */
+static dat_status alloc_node(dat_model *m, dat_node *n, int32_t cap, int own_y, int own_dy)
 {
     dat_ctx *ctx = m->ctx;
     int64_t len = (int64_t)cap * dat_node_numel(n);
     if (own_y)
         DAT_TRY(alloc_floats(ctx, len, &n->y));
-    DAT_TRY(alloc_floats(ctx, len, &n->dy));
+    if (own_dy)
+        DAT_TRY(alloc_floats(ctx, len, &n->dy));
     if (n->kind == DAT_LAYER_BATCHNORM) {
         DAT_TRY(alloc_floats(ctx, n->c, &n->save_mean));
         DAT_TRY(alloc_floats(ctx, n->c, &n->save_invstd));
@@ -92,11 +95,15 @@ static dat_status alloc_runtime(dat_model *m, int32_t cap)
 {
     dat_ctx *ctx = m->ctx;
     int64_t largest = 0;
-    for (int32_t i = m->n_nodes - 1; i >= 0; --i) { /* ReLUs before the convs that alias them */
+    /* Downwards: ReLUs before the convs that alias them, adds before the inputs that
+     * share their gradient buffer. */
+    for (int32_t i = m->n_nodes - 1; i >= 0; --i) {
         dat_node *nd = &m->nodes[i];
-        DAT_TRY(alloc_node(m, nd, cap, i > 0 && !nd->fused_relu));
+        DAT_TRY(alloc_node(m, nd, cap, i > 0 && !nd->fused_relu, nd->grad_root == i));
         if (nd->fused_relu)
             nd->y = m->nodes[i + 1].y;
+        if (nd->grad_root != i)
+            nd->dy = m->nodes[nd->grad_root].dy;
         int64_t len = (int64_t)cap * dat_node_numel(&m->nodes[i]);
         largest = len > largest ? len : largest;
     }
@@ -277,6 +284,7 @@ void dat_graph_plan(dat_model *m)
             consumers += (m->nodes[j].in[0] == i) + (m->nodes[j].in[1] == i);
         n->fused_relu = consumers == 1 && m->output != i;
     }
+    dat_graph_plan_grad_sharing(m);
 }
 
 static dat_status forward_node(dat_model *m, dat_node *n, int32_t batch, int update_running)
@@ -485,6 +493,10 @@ static dat_status backward_node(dat_model *m, dat_node *n, const backward_pass *
             int32_t jk = n->in[k];
             if (!needs_grad(bp, jk))
                 continue;
+            if (m->nodes[jk].grad_root == n->grad_root) { /* it is there already */
+                m->grad_ready[jk] = 1;
+                continue;
+            }
             DAT_TRY(ctx->be->copy(ctx, grad_target(m, jk), n->dy, dat_node_bytes(n, bp->batch)));
             DAT_TRY(grad_commit(m, jk, bp->batch));
         }

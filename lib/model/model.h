@@ -23,6 +23,8 @@ typedef struct dat_node {
                               inside it (backends with fuses_conv_relu / fuses_bn_relu);
                               its y is that ReLU's output */
     dat_act_fmt fmt;       /* of y and dy (graph.c's plan_formats) */
+    int32_t grad_root;     /* the node whose dy buffer holds this node's gradient: itself,
+                              or the root of the adds' tree it shares (grad_share.c) */
     int64_t shadow_off;    /* conv not float32 NCHW: byte offset of its weight's converted
                               copy in the model's wshadow */
     /* Run-time buffers in device memory, for `capacity` samples. */
@@ -153,6 +155,10 @@ dat_status dat_model_write(dat_model *model, const char *path, dat_model_extra_f
 /* Marks the convolutions and batch norms whose ReLU can be fused into them,
  * and gives every node its activation format (graph.c). */
 void dat_graph_plan(dat_model *m);
+
+/* Sets every node's grad_root: which inputs of adds take the add's gradient
+ * buffer instead of a copy (grad_share.c). Part of dat_graph_plan. */
+void dat_graph_plan_grad_sharing(dat_model *m);
 
 /* Bytes of the output of node i for `batch` samples. */
 static inline size_t dat_node_bytes(const dat_node *n, int32_t batch)

@@ -1,5 +1,6 @@
 /* Models: preset layouts (parameter counts are PyTorch's), seeded initialization,
- * the segment table, and a finite-difference check of a whole small graph. */
+ * the segment table, fused layers, the gradient buffers the adds share, the op profile
+ * and the loss's sum. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 #include <unistd.h>
 
 #include "check_util.h"
+#include "model/model.h"
 
 static dat_ctx *ctx;
 
@@ -212,6 +214,35 @@ START_TEST(test_activation_of_fused_layers)
 }
 END_TEST
 
+/* In the residual presets every input of every add takes the add's gradient buffer
+ * (lib/model/grad_share.c): no copy per input and block in a backward pass. The
+ * residual stream of preact_resnet18's stages, whose inputs also feed the next block's
+ * first batch norm, shares one buffer per stage; its correctness is
+ * tests/python/test_graph_gradients.py's. */
+START_TEST(test_adds_share_gradient_buffers)
+{
+    static const char *presets[] = {"preact_resnet18", "resnet50"};
+    static const int adds[] = {8, 16}, trees[] = {4, 16};
+    for (int p = 0; p < 2; ++p) {
+        dat_model *m;
+        ck_assert_dat_ok(dat_model_create_preset(&m, ctx, presets[p], NULL));
+        int n_adds = 0, roots = 0;
+        for (int32_t i = 1; i < m->n_nodes; ++i) {
+            const dat_node *n = &m->nodes[i];
+            if (n->kind != DAT_LAYER_ADD)
+                continue;
+            ++n_adds;
+            roots += n->grad_root == i;
+            ck_assert_int_eq(m->nodes[n->in[0]].grad_root, n->grad_root);
+            ck_assert_int_eq(m->nodes[n->in[1]].grad_root, n->grad_root);
+        }
+        ck_assert_int_eq(n_adds, adds[p]);
+        ck_assert_int_eq(roots, trees[p]);
+        dat_model_destroy(m);
+    }
+}
+END_TEST
+
 /* DAT_PROFILE_OPS=1: the context books the host time of each backend op and
  * prints the table to stderr when it is destroyed. */
 /* loss_sum adds each call's loss on the device: plain, weighted and TRADES. */
@@ -322,6 +353,7 @@ int main(void)
     tcase_add_test(tc, test_seeded_initialization);
     tcase_add_test(tc, test_bn_buffers_start_at_zero_mean_unit_variance);
     tcase_add_test(tc, test_activation_of_fused_layers);
+    tcase_add_test(tc, test_adds_share_gradient_buffers);
     tcase_add_test(tc, test_op_profile);
     tcase_add_test(tc, test_loss_sum);
     suite_add_tcase(s, tc);
