@@ -291,7 +291,9 @@ dat_status dat_attack_perturb(dat_attack *attack, dat_model *model, const dat_te
     DAT_TRY(dat_attack_check(__func__, attack, model, x, y, x_adv, &b));
     dat_model_mode saved = model->mode;
     model->mode = attack->o.mode;
+    dat_graph_pin_weights(model, 1);
     dat_status s = perturb(attack, model, &b, x_adv->data);
+    dat_graph_pin_weights(model, 0);
     model->mode = saved;
     attack->step++; /* a failed call uses up its step too, recorded or not */
     dat_status h = dat_attack_recorded(attack);

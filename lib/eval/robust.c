@@ -71,7 +71,9 @@ dat_status dat_eval_robust_accuracy(dat_attack *attack, dat_model *model, const 
     dat_model_mode saved = model->mode;
     model->mode = attack->o.mode;
     int32_t clean = 0;
+    dat_graph_pin_weights(model, 1);
     dat_status s = evaluate(attack, model, &b, &clean);
+    dat_graph_pin_weights(model, 0);
     model->mode = saved;
     attack->step++;
     DAT_TRY(dat_attack_recorded(attack)); /* refused in a recording: the step comes back */

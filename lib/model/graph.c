@@ -186,9 +186,12 @@ static const void *conv_weight(const dat_model *m, const dat_node *n)
 }
 
 /* Converts the convolution weights into their layers' format, once per forward
- * pass: the caller may have changed the parameters since the last one. */
+ * pass: the caller may have changed the parameters since the last one, unless
+ * they are pinned. */
 static dat_status refresh_weights(dat_model *m)
 {
+    if (m->weights_pinned && m->wshadow_fresh)
+        return DAT_OK;
     for (int32_t i = 1; m->wshadow && i < m->n_nodes; ++i) {
         const dat_node *n = &m->nodes[i];
         if (n->kind != DAT_LAYER_CONV2D || n->fmt == DAT_FMT_F32)
@@ -197,7 +200,14 @@ static dat_status refresh_weights(dat_model *m)
                        n->spec.kernel * n->spec.kernel, DAT_FMT_F32, param(m, n->w_off), NULL,
                        NULL, n->fmt, (void *)conv_weight(m, n)));
     }
+    m->wshadow_fresh = m->weights_pinned;
     return DAT_OK;
+}
+
+void dat_graph_pin_weights(dat_model *m, int pinned)
+{
+    m->weights_pinned = pinned;
+    m->wshadow_fresh = 0;
 }
 
 static dat_pool_desc pool_desc(const dat_model *m, const dat_node *n, int32_t batch)

@@ -71,6 +71,8 @@ struct dat_model {
                                          keep_finite_stats); NULL without BN or graphs */
     void *wshadow;                    /* convolution weights in their layers' format, each at
                                          its node's shadow_off (NULL: all float32 NCHW) */
+    int weights_pinned;               /* dat_graph_pin_weights: the parameters cannot change */
+    int wshadow_fresh;                /* wshadow converted since the pin */
     float *host_loss;                 /* host copy of sample_loss */
     float *host_weights;              /* host copy of per-sample weights */
     int32_t *host_labels;             /* host copy of labels, for range checks */
@@ -155,6 +157,11 @@ dat_status dat_model_write(dat_model *model, const char *path, dat_model_extra_f
 /* Marks the convolutions and batch norms whose ReLU can be fused into them,
  * and gives every node its activation format (graph.c). */
 void dat_graph_plan(dat_model *m);
+
+/* Pinned (pinned = 1) while nothing can change the parameters: inside one attack,
+ * whose k forward passes then convert the convolution weights into their layers'
+ * format once instead of k times. Unpinning (0) makes the next pass convert again. */
+void dat_graph_pin_weights(dat_model *m, int pinned);
 
 /* Sets every node's grad_root: which inputs of adds take the add's gradient
  * buffer instead of a copy (grad_share.c). Part of dat_graph_plan. */

@@ -191,6 +191,64 @@ START_TEST(test_mlp_stays_float32)
 }
 END_TEST
 
+/* The adversarial examples of a PGD-3 attack on cnn_small in a bf16 channels-last
+ * context, after the model's parameters were set to `seed`'s values; `warm` first
+ * runs the attack once with the parameters the model was made with. */
+static float *attack_after_new_params(uint64_t seed, int warm, size_t *n)
+{
+    dat_ctx_options co;
+    dat_ctx_options_init(&co);
+    co.num_threads = 2;
+    co.precision = DAT_PRECISION_BF16;
+    co.channels_last = 1;
+    dat_ctx *ctx;
+    ck_assert_dat_ok(dat_ctx_create(&ctx, &co));
+    dat_model *m;
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "cnn_small", NULL));
+    dat_attack_options ao;
+    dat_attack_options_init(&ao);
+    ao.eps = 0.1f;
+    ao.steps = 3;
+    ao.random_start = 0;
+    dat_attack *a;
+    ck_assert_dat_ok(dat_attack_create(&a, ctx, &ao));
+    int64_t xs[4] = {BATCH, 1, 28, 28}, ys[1] = {BATCH};
+    dat_tensor *x, *xa, *y, *p;
+    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&xa, ctx, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
+    ck_assert_dat_ok(dat_tensor_fill_uniform(x, 0.0f, 1.0f, 7, 0));
+    ck_assert_dat_ok(dat_tensor_fill(y, 3));
+    if (warm)
+        ck_assert_dat_ok(dat_attack_perturb(a, m, x, y, xa));
+    ck_assert_dat_ok(dat_model_params(m, &p));
+    ck_assert_dat_ok(dat_tensor_fill_uniform(p, -0.2f, 0.2f, seed, 0));
+    ck_assert_dat_ok(dat_attack_perturb(a, m, x, y, xa));
+    float *out = dat_test_read_floats(xa, n);
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(xa);
+    dat_tensor_destroy(y);
+    dat_attack_destroy(a);
+    dat_model_destroy(m);
+    dat_ctx_destroy(ctx);
+    return out;
+}
+
+/* An attack converts the convolution weights into their bf16 copies once, as its
+ * passes cannot change them, but a new attack must convert them again: with new
+ * parameters between two attacks, the second gives what a model made with them gives. */
+START_TEST(test_attack_sees_new_parameters)
+{
+    size_t n1, n2;
+    float *after = attack_after_new_params(5, 1, &n1);
+    float *fresh = attack_after_new_params(5, 0, &n2);
+    ck_assert_uint_eq(n1, n2);
+    ck_assert_int_eq(memcmp(after, fresh, n1 * sizeof *after), 0);
+    free(after);
+    free(fresh);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("formats");
@@ -199,6 +257,7 @@ int main(void)
     tcase_add_test(tc, test_cnn_small);
     tcase_add_test(tc, test_preact_resnet18);
     tcase_add_test(tc, test_mlp_stays_float32);
+    tcase_add_test(tc, test_attack_sees_new_parameters);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }
