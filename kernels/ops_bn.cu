@@ -12,7 +12,9 @@
  * statistics from x in the same pass, as the CPU backend does, instead of
  * trusting the float-rounded saved mean (which would leak sum(dy) into
  * dgamma). A warp per channel then combines the blocks and writes
- * per-channel coefficients in double for the element-wise pass.
+ * per-channel coefficients in double for the element-wise pass. In eval mode
+ * the element-wise passes compute their channels' coefficients from the
+ * running statistics themselves: no launch before them.
  *
  * In NHWC the reduction reads rows of channels coalesced (bn_sums_nhwc_kernel)
  * into the same per-block sums; the element-wise passes only find the channel
@@ -219,33 +221,56 @@ __global__ void bn_train_stats_kernel(const double *part, int splits, const T *x
     coef[3 * ch + 2] = beta[ch];
 }
 
-__global__ void bn_eval_coef_kernel(int c, float eps, const float *gamma, const float *beta,
-                                    const float *running_mean, const float *running_var,
-                                    double *coef)
-{
-    int ch = blockIdx.x * blockDim.x + threadIdx.x;
-    if (ch >= c)
-        return;
-    double invstd = 1.0 / sqrt((double)running_var[ch] + (double)eps);
-    coef[3 * ch + 0] = running_mean[ch];
-    coef[3 * ch + 1] = gamma[ch] * invstd;
-    coef[3 * ch + 2] = beta[ch];
-}
+/* The running statistics of an eval pass: its coefficients are computed where
+ * they are used, a channel per thread (NHWC) or per pack (NCHW), instead of by
+ * a launch of their own before each pass. */
+struct bn_running {
+    float eps;
+    const float *gamma, *beta, *mean, *var;
+
+    __device__ double invstd(int ch) const
+    {
+        return 1.0 / sqrt((double)var[ch] + (double)eps);
+    }
+};
+
+/* The coefficients {mean, scale, shift} of y = (x - mean) * scale + shift. */
+struct bn_coef {
+    double mean, scale, shift;
+};
+
+/* From the train pass's statistics (bn_train_stats_kernel's coef). */
+struct bn_batch_coef {
+    const double *coef;
+
+    __device__ bn_coef at(int ch) const
+    {
+        const double *k = coef + 3 * ch;
+        return bn_coef{k[0], k[1], k[2]};
+    }
+};
+
+/* From the running statistics. */
+struct bn_running_coef {
+    bn_running r;
+
+    __device__ bn_coef at(int ch) const
+    {
+        return bn_coef{r.mean[ch], r.gamma[ch] * r.invstd(ch), r.beta[ch]};
+    }
+};
 
 /* y = (x - mean) * scale + shift in double, rounded once to float (then to
  * the format): outputs near 0 must be accurate, because the ReLU after a BN
  * turns a sign error into a wrong gradient. relu: max(y, 0), NaN to 0, as
  * relu_fwd. */
-struct bn_normalize_op {
-    const double *coef;
+template <typename C> struct bn_normalize_op {
+    C coef;
     int relu;
-    struct chan {
-        double mean, scale, shift;
-    };
+    typedef bn_coef chan;
     __device__ chan at(int ch) const
     {
-        const double *k = coef + 3 * ch;
-        return chan{k[0], k[1], k[2]};
+        return coef.at(ch);
     }
     template <typename T>
     __device__ T operator()(const chan &k, const T (&x)[1]) const
@@ -307,38 +332,33 @@ struct bn_train_dx_op {
     }
 };
 
-/* Eval backward: parameter gradients (sums around the running mean, which was
- * the shift) and the float factor gamma / sqrt(running_var + eps) of dx. */
-__global__ void bn_eval_grad_kernel(const double *part, int splits, int c, float eps,
-                                    const float *gamma, const float *running_var, float *dgamma,
-                                    float *dbeta, float beta, float *factor)
+/* Eval backward's parameter gradients, from the sums around the running mean
+ * (which was the shift). */
+__global__ void bn_eval_grad_kernel(const double *part, int splits, int c, bn_running r,
+                                    float *dgamma, float *dbeta, float beta)
 {
     int ch = dat_combine_channel();
     if (ch >= c) /* the whole warp */
         return;
     double sum[N_SUMS];
-    if (part) /* the same for every warp */
-        dat_warp_combine(part, ch, splits, sum);
+    dat_warp_combine(part, ch, splits, sum);
     if (!dat_combine_writer())
         return;
-    double invstd = 1.0 / sqrt((double)running_var[ch] + (double)eps);
-    if (part) {
-        accumulate(dgamma, ch, beta, invstd * sum[S_DYX]);
-        accumulate(dbeta, ch, beta, sum[S_DY]);
-    }
-    factor[ch] = (float)(gamma[ch] * invstd);
+    accumulate(dgamma, ch, beta, r.invstd(ch) * sum[S_DYX]);
+    accumulate(dbeta, ch, beta, sum[S_DY]);
 }
 
-/* Inputs dy and the fused ReLU's output (NULL without one). */
+/* dx = dy gamma / sqrt(running_var + eps), the factor rounded to float. Inputs dy
+ * and the fused ReLU's output (NULL without one). */
 struct bn_eval_dx_op {
-    const float *factor;
+    bn_running r;
     int masked;
     struct chan {
         float factor;
     };
     __device__ chan at(int ch) const
     {
-        return chan{factor[ch]};
+        return chan{(float)(r.gamma[ch] * r.invstd(ch))};
     }
     template <typename T>
     __device__ T operator()(const chan &c, const T (&dy_mask)[2]) const
@@ -384,19 +404,12 @@ static dat_status launch_sums(dat_ctx *ctx, const dat_bn_desc *d, const bn_plan 
     return DAT_OK;
 }
 
-template <typename T>
-static dat_status normalize(dat_ctx *ctx, const dat_bn_desc *d, const T *x, const double *coef,
-                            T *y)
+template <typename T, typename C>
+static dat_status normalize(dat_ctx *ctx, const dat_bn_desc *d, const T *x, C coef, T *y)
 {
     return dat_channel_map(ctx, d->n, d->c, d->hw, d->fmt, dat_map_io<T, 1>{{x}, y},
-                           bn_normalize_op{coef, d->relu_out});
+                           bn_normalize_op<C>{coef, d->relu_out});
 }
-
-static unsigned channel_blocks(const dat_bn_desc *d)
-{
-    return (unsigned)((d->c + 127) / 128);
-}
-
 
 dat_status dat_cuda_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
                                  const float *gamma, const float *beta, float *running_mean,
@@ -419,7 +432,7 @@ dat_status dat_cuda_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const void 
             d->momentum, gamma, beta, running_mean, running_var, save_mean, save_invstd,
             (double *)coef);
         DAT_CUDA_CHECK_LAUNCH("bn_train_stats_kernel");
-        return normalize(ctx, d, (const T *)x, (const double *)coef, (T *)y);
+        return normalize(ctx, d, (const T *)x, bn_batch_coef{(const double *)coef}, (T *)y);
     });
 }
 
@@ -430,16 +443,10 @@ dat_status dat_cuda_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const void *
     DAT_TRY(dat_cuda_use_device(ctx));
     if (total_of(d) == 0)
         return DAT_OK;
-    cudaStream_t s = dat_cuda(ctx)->stream;
-    void *coef;
-    DAT_TRY(dat_cuda_workspace(ctx, (size_t)d->c * 3 * sizeof(double), &coef));
-    bn_eval_coef_kernel<<<channel_blocks(d), 128, 0, s>>>(d->c, d->eps, gamma, beta,
-                                                          running_mean, running_var,
-                                                          (double *)coef);
-    DAT_CUDA_CHECK_LAUNCH("bn_eval_coef_kernel");
+    bn_running r{d->eps, gamma, beta, running_mean, running_var};
     return dat_fmt_dispatch(d->fmt, [&](auto t) -> dat_status {
         using T = decltype(t);
-        return normalize(ctx, d, (const T *)x, (const double *)coef, (T *)y);
+        return normalize(ctx, d, (const T *)x, bn_running_coef{r}, (T *)y);
     });
 }
 
@@ -480,24 +487,23 @@ dat_status dat_cuda_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const void *
     DAT_TRY(dat_cuda_use_device(ctx));
     if (total_of(d) == 0)
         return DAT_OK;
-    cudaStream_t s = dat_cuda(ctx)->stream;
-    bn_plan p = plan_of(d);
-    int sums = dgamma || dbeta;
-    double *part;
-    void *factor;
-    DAT_TRY(bn_scratch(ctx, d, sums ? p : bn_plan{0, 0, 0}, (size_t)d->c * sizeof(float), &part,
-                       &factor));
+    bn_running r{d->eps, gamma, NULL, running_mean, running_var};
     return dat_fmt_dispatch(d->fmt, [&](auto t) -> dat_status {
         using T = decltype(t);
-        if (sums)
+        if (dgamma || dbeta) {
+            bn_plan p = plan_of(d);
+            double *part;
+            void *unused;
+            DAT_TRY(bn_scratch(ctx, d, p, 0, &part, &unused));
             DAT_TRY(launch_sums(ctx, d, p, (const T *)x, (const T *)dy, running_mean, part));
-        bn_eval_grad_kernel<<<dat_combine_blocks(d->c), DAT_COMBINE_THREADS, 0, s>>>(
-            sums ? part : NULL, p.splits, d->c, d->eps, gamma, running_var, dgamma, dbeta, beta,
-            (float *)factor);
-        DAT_CUDA_CHECK_LAUNCH("bn_eval_grad_kernel");
+            bn_eval_grad_kernel<<<dat_combine_blocks(d->c), DAT_COMBINE_THREADS, 0,
+                                  dat_cuda(ctx)->stream>>>(part, p.splits, d->c, r, dgamma,
+                                                           dbeta, beta);
+            DAT_CUDA_CHECK_LAUNCH("bn_eval_grad_kernel");
+        }
         const T *mask = (const T *)d->relu_mask;
         return dat_channel_map(ctx, d->n, d->c, d->hw, d->fmt,
                                dat_map_io<T, 2>{{(const T *)dy, mask}, (T *)dx},
-                               bn_eval_dx_op{(const float *)factor, mask != NULL});
+                               bn_eval_dx_op{r, mask != NULL});
     });
 }
