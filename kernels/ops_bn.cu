@@ -308,10 +308,19 @@ __global__ void bn_train_grad_kernel(const double *part, int splits, const T *x,
     k[4] = sdyx / count;
 }
 
-/* Inputs x, dy and the fused ReLU's output (NULL without one). */
+/* dx's value v in float, rounded once to T: with dx_add, added to the old dx
+ * first (lib/core/backend.h). */
+template <typename T>
+__device__ inline T bn_dx(float v, T old, int add)
+{
+    return dat_rounded<T>(add ? dat_val(old) + v : v);
+}
+
+/* Inputs x, dy, the fused ReLU's output (NULL without one) and the old dx (NULL
+ * without dx_add). */
 struct bn_train_dx_op {
     const double *coef;
-    int masked;
+    int masked, add;
     struct chan {
         double k[5];
     };
@@ -323,12 +332,12 @@ struct bn_train_dx_op {
         return c;
     }
     template <typename T>
-    __device__ T operator()(const chan &c, const T (&x_dy_mask)[3]) const
+    __device__ T operator()(const chan &c, const T (&x_dy_mask_dx)[4]) const
     {
         const double *k = c.k;
-        double xhat = ((double)dat_val(x_dy_mask[0]) - k[0]) * k[1];
-        double g = grad_of(x_dy_mask[1], x_dy_mask[2], masked);
-        return dat_rounded<T>((float)(k[2] * (g - k[3] - xhat * k[4])));
+        double xhat = ((double)dat_val(x_dy_mask_dx[0]) - k[0]) * k[1];
+        double g = grad_of(x_dy_mask_dx[1], x_dy_mask_dx[2], masked);
+        return bn_dx((float)(k[2] * (g - k[3] - xhat * k[4])), x_dy_mask_dx[3], add);
     }
 };
 
@@ -348,11 +357,11 @@ __global__ void bn_eval_grad_kernel(const double *part, int splits, int c, bn_ru
     accumulate(dbeta, ch, beta, sum[S_DY]);
 }
 
-/* dx = dy gamma / sqrt(running_var + eps), the factor rounded to float. Inputs dy
- * and the fused ReLU's output (NULL without one). */
+/* dx = dy gamma / sqrt(running_var + eps), the factor rounded to float. Inputs dy,
+ * the fused ReLU's output (NULL without one) and the old dx (NULL without dx_add). */
 struct bn_eval_dx_op {
     bn_running r;
-    int masked;
+    int masked, add;
     struct chan {
         float factor;
     };
@@ -361,9 +370,10 @@ struct bn_eval_dx_op {
         return chan{(float)(r.gamma[ch] * r.invstd(ch))};
     }
     template <typename T>
-    __device__ T operator()(const chan &c, const T (&dy_mask)[2]) const
+    __device__ T operator()(const chan &c, const T (&dy_mask_dx)[3]) const
     {
-        return dat_rounded<T>(grad_of(dy_mask[0], dy_mask[1], masked) * c.factor);
+        return bn_dx(grad_of(dy_mask_dx[0], dy_mask_dx[1], masked) * c.factor, dy_mask_dx[2],
+                     add);
     }
 };
 
@@ -472,10 +482,11 @@ dat_status dat_cuda_bn_bwd_train(dat_ctx *ctx, const dat_bn_desc *d, const void 
             part, p.splits, (const T *)x, d->c, first_of(d), (double)p.count, d->eps, gamma,
             dgamma, dbeta, beta, (double *)coef);
         DAT_CUDA_CHECK_LAUNCH("bn_train_grad_kernel");
-        const T *mask = (const T *)d->relu_mask;
-        return dat_channel_map(ctx, d->n, d->c, d->hw, d->fmt,
-                               dat_map_io<T, 3>{{(const T *)x, (const T *)dy, mask}, (T *)dx},
-                               bn_train_dx_op{(const double *)coef, mask != NULL});
+        const T *mask = (const T *)d->relu_mask, *old = d->dx_add ? (const T *)dx : NULL;
+        return dat_channel_map(
+            ctx, d->n, d->c, d->hw, d->fmt,
+            dat_map_io<T, 4>{{(const T *)x, (const T *)dy, mask, old}, (T *)dx},
+            bn_train_dx_op{(const double *)coef, mask != NULL, d->dx_add});
     });
 }
 
@@ -501,9 +512,9 @@ dat_status dat_cuda_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const void *
                                                            dbeta, beta);
             DAT_CUDA_CHECK_LAUNCH("bn_eval_grad_kernel");
         }
-        const T *mask = (const T *)d->relu_mask;
+        const T *mask = (const T *)d->relu_mask, *old = d->dx_add ? (const T *)dx : NULL;
         return dat_channel_map(ctx, d->n, d->c, d->hw, d->fmt,
-                               dat_map_io<T, 2>{{(const T *)dy, mask}, (T *)dx},
-                               bn_eval_dx_op{r, mask != NULL});
+                               dat_map_io<T, 3>{{(const T *)dy, mask, old}, (T *)dx},
+                               bn_eval_dx_op{r, mask != NULL, d->dx_add});
     });
 }

@@ -607,6 +607,9 @@ static dat_status bwd_data_in_f32(dat_ctx *ctx, const dat_conv_desc *d, const vo
     DAT_TRY(to_f32(ctx, d->n, d->c_out, hw_out, d->fmt, dy, b[0], &dyf));
     DAT_TRY(to_f32(ctx, d->n, d->c_out, hw_out, d->fmt, d->relu_mask, b[1], &maskf));
     DAT_TRY(to_f32(ctx, d->c_out, d->c_in, kk, d->fmt, w, b[2], &wf));
+    if (d->dx_add) /* the float32 convolution adds to a float32 copy of dx */
+        DAT_TRY(dat_cuda_act_convert(ctx, d->n, d->c_in, hw_in, d->fmt, dx, NULL, NULL,
+                                     DAT_FMT_F32, b[3]));
     dat_conv_desc f = f32_desc(d);
     f.relu_mask = maskf;
     DAT_TRY(dat_cuda_conv2d_bwd_data(ctx, &f, dyf, wf, b[3]));
@@ -682,10 +685,10 @@ dat_status dat_cuda_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const 
         return bwd_data_in_f32(ctx, d, dy, w, dx);
     const void *g;
     DAT_TRY(grad_of(ctx, d, dy, ws.own, &g));
-    const float one = 1.0f, zero = 0.0f;
+    const float one = 1.0f, beta = d->dx_add ? 1.0f : 0.0f;
     DAT_CUDNN_TRY(cudnnConvolutionBackwardData(
         st->dnn, &one, st->w_desc, w, st->y_desc, g, st->conv_desc,
-        (cudnnConvolutionBwdDataAlgo_t)plan.algo, ws.cudnn, plan.workspace_bytes, &zero,
+        (cudnnConvolutionBwdDataAlgo_t)plan.algo, ws.cudnn, plan.workspace_bytes, &beta,
         st->x_desc, dx));
     return DAT_OK;
 }

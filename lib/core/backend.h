@@ -55,6 +55,10 @@ typedef struct dat_conv_desc {
      * being that ReLU's output, laid out as y. */
     int relu_out;
     const void *relu_mask;
+    /* conv2d_bwd_data adds its result to what dx holds instead of overwriting it:
+     * dx = dx + v in float, rounded once to the format (cuDNN's beta = 1), v being
+     * the result in float. The backward pass gathers a node's gradient so. */
+    int dx_add;
     /* The format of x, y, dy, dx, relu_mask and of the weight w the ops read:
      * in an NHWC format w is c_out x k_h x k_w x c_in (act_convert of the
      * c_out x c_in x (k_h k_w) weight), in a bf16 format bfloat16. The bias,
@@ -86,6 +90,9 @@ typedef struct dat_bn_desc {
      * as x. */
     int relu_out;
     const void *relu_mask;
+    /* The backward ops add their dx to what dx holds, as conv2d_bwd_data does
+     * with dat_conv_desc's dx_add. */
+    int dx_add;
     dat_act_fmt fmt;               /* of x, y, dy, dx, relu_mask; statistics float32 */
 } dat_bn_desc;
 
@@ -158,7 +165,7 @@ typedef struct dat_backend {
     /* y = conv(x, w) + bias (bias may be NULL). */
     dat_status (*conv2d_fwd)(dat_ctx *ctx, const dat_conv_desc *d, const void *x,
                              const void *w, const float *bias, void *y);
-    /* dx = conv_transpose(dy, w); overwrites dx. */
+    /* dx = conv_transpose(dy, w); overwrites dx, or adds to it (dx_add). */
     dat_status (*conv2d_bwd_data)(dat_ctx *ctx, const dat_conv_desc *d, const void *dy,
                                   const void *w, void *dx);
     /* dw = beta dw + corr(x, dy); dbias = beta dbias + sum(dy) (dbias may be NULL). */
@@ -185,7 +192,8 @@ typedef struct dat_backend {
     dat_status (*bn_fwd_eval)(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
                               const float *gamma, const float *beta_, const float *running_mean,
                               const float *running_var, void *y);
-    /* Backward of bn_fwd_train: dx overwritten; dgamma / dbeta = beta dgamma + ... (may be NULL). */
+    /* Backward of bn_fwd_train: dx overwritten (or added to: dx_add); dgamma / dbeta =
+     * beta dgamma + ... (may be NULL). */
     dat_status (*bn_bwd_train)(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
                                const void *dy, const float *gamma, const float *save_mean,
                                const float *save_invstd, void *dx, float *dgamma, float *dbeta,

@@ -105,6 +105,21 @@ static dat_status out_fmt(dat_ctx *ctx, int n, int c, int hw, const float *f32, 
     return dat_cpu_act_convert(ctx, n, c, hw, DAT_FMT_F32, f32, NULL, NULL, f, p);
 }
 
+/* dst (format f, n x c x hw) = dst + v, v float32 NCHW, rounded once to the
+ * format: what a backward op with dx_add leaves (lib/core/backend.h). A float32
+ * NCHW dst is added to in place; any other goes through a copy from `a`. */
+static dat_status add_into(dat_ctx *ctx, arena *a, int n, int c, int hw, const float *v,
+                           dat_act_fmt f, void *dst)
+{
+    size_t len = (size_t)n * (size_t)c * (size_t)hw;
+    float *t = f == DAT_FMT_F32 ? dst : (float *)in_f32(ctx, a, n, c, hw, f, dst);
+    int nt = dat_cpu_threads(ctx, len);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (size_t i = 0; i < len; ++i)
+        t[i] += v[i];
+    return f == DAT_FMT_F32 ? DAT_OK : out_fmt(ctx, n, c, hw, t, f, dst);
+}
+
 /* dst = beta dst + new (beta 0 overwrites), new rounded to bf16 first where asked. */
 static void accumulate(float *dst, const float *add, size_t count, float beta, int round_bf16)
 {
@@ -184,18 +199,23 @@ dat_status dat_cpu_fmt_conv2d_fwd(dat_ctx *ctx, const dat_conv_desc *d, const vo
 dat_status dat_cpu_fmt_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, const void *dy,
                                        const void *w, void *dx)
 {
-    if (d->fmt == DAT_FMT_F32)
+    if (d->fmt == DAT_FMT_F32 && !d->dx_add)
         return dat_cpu_conv2d_bwd_data(ctx, d, dy, w, dx);
     arena a;
-    DAT_TRY(arena_open(ctx, room(y_len(d), y_len(d), w_len(d), x_len(d)), &a));
+    /* and add_into's copy of dx, with its padding */
+    DAT_TRY(arena_open(ctx, room(y_len(d), y_len(d), w_len(d), x_len(d)) + x_len(d) + 16, &a));
     dat_conv_desc f = *d;
     f.fmt = DAT_FMT_F32;
+    f.dx_add = 0;
     f.relu_mask = y_f32(ctx, &a, d, d->relu_mask);
     const float *dyf = y_f32(ctx, &a, d, dy);
     const float *wf = weight_f32(ctx, &a, d, w);
     float *dxf = take(&a, x_len(d));
     DAT_TRY(dat_cpu_conv2d_bwd_data(ctx, &f, dyf, wf, dxf));
-    return out_fmt(ctx, d->n, d->c_in, d->h_in * d->w_in, dxf, d->fmt, dx);
+    int hw = d->h_in * d->w_in;
+    if (d->dx_add)
+        return add_into(ctx, &a, d->n, d->c_in, hw, dxf, d->fmt, dx);
+    return out_fmt(ctx, d->n, d->c_in, hw, dxf, d->fmt, dx);
 }
 
 dat_status dat_cpu_fmt_conv2d_bwd_filter(dat_ctx *ctx, const dat_conv_desc *d, const void *x,
@@ -233,25 +253,28 @@ typedef struct bn_call {
     dat_bn_desc d;
     const float *x, *dy;
     float *out;
+    arena a; /* what is left: room for add_into's copy */
 } bn_call;
 
 static dat_status bn_enter(dat_ctx *ctx, const dat_bn_desc *d, const void *x, const void *dy,
                            bn_call *f)
 {
-    arena a;
     size_t len = (size_t)d->n * (size_t)d->c * (size_t)d->hw;
-    DAT_TRY(arena_open(ctx, room(len, len, len, len), &a));
+    DAT_TRY(arena_open(ctx, room(len, len, len, len) + len + 16, &f->a)); /* + add_into's */
     f->d = *d;
     f->d.fmt = DAT_FMT_F32;
-    f->d.relu_mask = bn_f32(ctx, &a, d, d->relu_mask);
-    f->x = bn_f32(ctx, &a, d, x);
-    f->dy = bn_f32(ctx, &a, d, dy);
-    f->out = take(&a, len);
+    f->d.dx_add = 0;
+    f->d.relu_mask = bn_f32(ctx, &f->a, d, d->relu_mask);
+    f->x = bn_f32(ctx, &f->a, d, x);
+    f->dy = bn_f32(ctx, &f->a, d, dy);
+    f->out = take(&f->a, len);
     return DAT_OK;
 }
 
-static dat_status bn_leave(dat_ctx *ctx, const dat_bn_desc *d, const bn_call *f, void *out)
+static dat_status bn_leave(dat_ctx *ctx, const dat_bn_desc *d, bn_call *f, void *out)
 {
+    if (d->dx_add)
+        return add_into(ctx, &f->a, d->n, d->c, d->hw, f->out, d->fmt, out);
     return out_fmt(ctx, d->n, d->c, d->hw, f->out, d->fmt, out);
 }
 
@@ -287,7 +310,7 @@ dat_status dat_cpu_fmt_bn_bwd_train(dat_ctx *ctx, const dat_bn_desc *d, const vo
                                     const float *save_invstd, void *dx, float *dgamma,
                                     float *dbeta, float beta)
 {
-    if (d->fmt == DAT_FMT_F32)
+    if (d->fmt == DAT_FMT_F32 && !d->dx_add)
         return dat_cpu_bn_bwd_train(ctx, d, x, dy, gamma, save_mean, save_invstd, dx, dgamma,
                                     dbeta, beta);
     bn_call f;
@@ -302,7 +325,7 @@ dat_status dat_cpu_fmt_bn_bwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const voi
                                    const float *running_var, void *dx, float *dgamma,
                                    float *dbeta, float beta)
 {
-    if (d->fmt == DAT_FMT_F32)
+    if (d->fmt == DAT_FMT_F32 && !d->dx_add)
         return dat_cpu_bn_bwd_eval(ctx, d, x, dy, gamma, running_mean, running_var, dx, dgamma,
                                    dbeta, beta);
     bn_call f;

@@ -381,8 +381,9 @@ dat_status dat_graph_forward(dat_model *m, const float *x, int32_t n, int update
 }
 
 /* Gradients flowing into node j: the first contribution is written into its dy
- * directly; later ones (a node with several consumers) go through scratch and
- * are added. */
+ * directly; later ones (a node with several consumers) are added to it, by the
+ * op itself where it can (convolutions' and batch norms' dx_add), else through
+ * scratch and the add op. */
 static float *grad_target(dat_model *m, int32_t j)
 {
     return m->grad_ready[j] ? m->scratch : m->nodes[j].dy;
@@ -409,10 +410,12 @@ static int needs_grad(const backward_pass *bp, int32_t j)
     return j != 0 || bp->want_dx;
 }
 
-static dat_status backward_bn(dat_model *m, dat_node *n, const backward_pass *bp, float *dx)
+static dat_status backward_bn(dat_model *m, dat_node *n, const backward_pass *bp, float *dx,
+                              int dx_add)
 {
     dat_ctx *ctx = m->ctx;
     dat_bn_desc d = bn_desc(n, bp->batch);
+    d.dx_add = dx_add;
     /* Fused: the gradient arrives at the ReLU; its output is the mask. */
     const dat_node *relu = n->fused_relu ? n + 1 : NULL;
     const float *dy = relu ? relu->dy : n->dy;
@@ -466,17 +469,23 @@ static dat_status backward_node(dat_model *m, dat_node *n, const backward_pass *
         if (bp->beta >= 0)
             DAT_TRY(DAT_OP(ctx, conv2d_bwd_filter, &d, x, dy, grad(m, n->w_off, bp->beta),
                            grad(m, n->b_off, bp->beta), beta));
-        if (need)
-            DAT_TRY(DAT_OP(ctx, conv2d_bwd_data, &d, dy, conv_weight(m, n), dx));
-        break;
+        if (!need)
+            return DAT_OK;
+        d.dx_add = m->grad_ready[j];
+        DAT_TRY(DAT_OP(ctx, conv2d_bwd_data, &d, dy, conv_weight(m, n), m->nodes[j].dy));
+        m->grad_ready[j] = 1;
+        return DAT_OK;
     }
     case DAT_LAYER_LINEAR:
         DAT_TRY(backward_linear(m, n, bp, dx));
         break;
     case DAT_LAYER_BATCHNORM:
         /* The batch-norm backward always produces dx; without a consumer it goes to scratch. */
-        DAT_TRY(backward_bn(m, n, bp, need ? dx : m->scratch));
-        break;
+        DAT_TRY(backward_bn(m, n, bp, need ? m->nodes[j].dy : m->scratch,
+                            need && m->grad_ready[j]));
+        if (need)
+            m->grad_ready[j] = 1;
+        return DAT_OK;
     case DAT_LAYER_RELU:
         if (need)
             DAT_TRY(DAT_OP(ctx, relu_bwd, n->fmt, len, n->y, n->dy, dx));

@@ -582,10 +582,17 @@ static void check_conv_case(const conv_case *t, int which, dat_act_fmt f, int re
         pair_free(&b);
         pair_free(&y);
     } else if (which == 1) {
-        pair dx = pair_out_fmt(nx, f);
-        BOTH(conv2d_bwd_data, &e[side], P(dy), P(w), P(dx));
-        expect_close_fmt("conv2d_bwd_data", "dx", shape, &dx, f, d.n, d.c_in, hw_in, TOL_CONV);
-        pair_free(&dx);
+        for (int add = 0; add < 2; ++add) { /* overwriting dx, then adding to it (dx_add) */
+            pair old32 = pair_uniform(nx, -1.0f, 1.0f);
+            pair dx = add ? pair_in_fmt(&old32, f, d.n, d.c_in, hw_in) : pair_out_fmt(nx, f);
+            pair_free(&old32);
+            e[0].dx_add = e[1].dx_add = add;
+            BOTH(conv2d_bwd_data, &e[side], P(dy), P(w), P(dx));
+            char s2[224];
+            snprintf(s2, sizeof s2, "%s%s", shape, add ? ", dx_add" : "");
+            expect_close_fmt("conv2d_bwd_data", "dx", s2, &dx, f, d.n, d.c_in, hw_in, TOL_CONV);
+            pair_free(&dx);
+        }
     } else {
         for (int acc = 0; acc < 2; ++acc) {
             float beta = acc ? 1.0f : 0.0f;
@@ -811,11 +818,15 @@ static void check_bn_bwd(int train)
             cpu_f(&mask32)[j] = cpu_f(&mask32)[j] > 0.0f ? cpu_f(&mask32)[j] : 0.0f;
         pair mask = pair_in_fmt(&mask32, b.d.fmt, b.d.n, b.d.c, b.d.hw);
         pair_free(&mask32);
-        /* 0: all outputs, beta 0; 1: accumulated; 2: dx only; 3: 0 with a fused ReLU */
-        for (int mode = 0; mode < 4; ++mode) {
+        /* 0: all outputs, beta 0; 1: accumulated; 2: dx only; 3: 0 with a fused ReLU;
+         * 4: 3 adding dx to what it holds (dx_add) */
+        for (int mode = 0; mode < 5; ++mode) {
             float beta = mode == 1 ? 1.0f : 0.0f;
-            const pair *mk = mode == 3 ? &mask : NULL;
-            pair dx = bn_out(&b);
+            const pair *mk = mode >= 3 ? &mask : NULL;
+            pair old32 = pair_uniform(b.total, -1.0f, 1.0f);
+            pair dx = mode == 4 ? pair_in_fmt(&old32, b.d.fmt, b.d.n, b.d.c, b.d.hw) : bn_out(&b);
+            pair_free(&old32);
+            b.d.dx_add = mode == 4;
             pair dg = mode == 1 ? pair_uniform(b.d.c, -1.0f, 1.0f) : pair_out(b.d.c);
             pair db = mode == 1 ? pair_uniform(b.d.c, -1.0f, 1.0f) : pair_out(b.d.c);
             int params = mode != 2;
