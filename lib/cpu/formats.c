@@ -88,12 +88,13 @@ static size_t room(size_t a, size_t b, size_t c, size_t d)
     return a + b + c + d + 64;
 }
 
-/* A float32 NCHW copy of n x c x hw values of format f (NULL stays NULL). */
+/* A float32 NCHW copy of n x c x hw values of format f (NULL stays NULL; float32
+ * NCHW values are read where they are: a backward op with dx_add comes this way). */
 static const float *in_f32(dat_ctx *ctx, arena *a, int n, int c, int hw, dat_act_fmt f,
                            const void *p)
 {
-    if (!p)
-        return NULL;
+    if (!p || f == DAT_FMT_F32)
+        return p;
     float *out = take(a, (size_t)n * (size_t)c * (size_t)hw);
     dat_cpu_act_convert(ctx, n, c, hw, f, p, NULL, NULL, DAT_FMT_F32, out);
     return out;
@@ -112,7 +113,7 @@ static dat_status add_into(dat_ctx *ctx, arena *a, int n, int c, int hw, const f
                            dat_act_fmt f, void *dst)
 {
     size_t len = (size_t)n * (size_t)c * (size_t)hw;
-    float *t = f == DAT_FMT_F32 ? dst : (float *)in_f32(ctx, a, n, c, hw, f, dst);
+    float *t = (float *)in_f32(ctx, a, n, c, hw, f, dst);
     int nt = dat_cpu_threads(ctx, len);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (size_t i = 0; i < len; ++i)
