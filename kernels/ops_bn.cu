@@ -232,6 +232,7 @@ struct bn_running {
     {
         return 1.0 / sqrt((double)var[ch] + (double)eps);
     }
+    __device__ struct bn_coef at(int ch) const;
 };
 
 /* The coefficients {mean, scale, shift} of y = (x - mean) * scale + shift. */
@@ -239,7 +240,13 @@ struct bn_coef {
     double mean, scale, shift;
 };
 
-/* From the train pass's statistics (bn_train_stats_kernel's coef). */
+__device__ inline bn_coef bn_running::at(int ch) const
+{
+    return bn_coef{mean[ch], gamma[ch] * invstd(ch), beta[ch]};
+}
+
+/* Coefficients from the train pass's statistics (bn_train_stats_kernel's coef);
+ * bn_running gives them from the running statistics. */
 struct bn_batch_coef {
     const double *coef;
 
@@ -247,16 +254,6 @@ struct bn_batch_coef {
     {
         const double *k = coef + 3 * ch;
         return bn_coef{k[0], k[1], k[2]};
-    }
-};
-
-/* From the running statistics. */
-struct bn_running_coef {
-    bn_running r;
-
-    __device__ bn_coef at(int ch) const
-    {
-        return bn_coef{r.mean[ch], r.gamma[ch] * r.invstd(ch), r.beta[ch]};
     }
 };
 
@@ -456,7 +453,7 @@ dat_status dat_cuda_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const void *
     bn_running r{d->eps, gamma, beta, running_mean, running_var};
     return dat_fmt_dispatch(d->fmt, [&](auto t) -> dat_status {
         using T = decltype(t);
-        return normalize(ctx, d, (const T *)x, bn_running_coef{r}, (T *)y);
+        return normalize(ctx, d, (const T *)x, r, (T *)y);
     });
 }
 

@@ -203,8 +203,11 @@ dat_status dat_cpu_fmt_conv2d_bwd_data(dat_ctx *ctx, const dat_conv_desc *d, con
     if (d->fmt == DAT_FMT_F32 && !d->dx_add)
         return dat_cpu_conv2d_bwd_data(ctx, d, dy, w, dx);
     arena a;
-    /* and add_into's copy of dx, with its padding */
-    DAT_TRY(arena_open(ctx, room(y_len(d), y_len(d), w_len(d), x_len(d)) + x_len(d) + 16, &a));
+    /* Copies of the ReLU mask, dy and w (none in float32 NCHW), dx, add_into's copy of dx
+     * (only with dx_add, none in float32 NCHW), and the fifth buffer's padding. */
+    size_t copy = d->fmt == DAT_FMT_F32 ? 0 : 1, y = copy * y_len(d);
+    size_t old = copy && d->dx_add ? x_len(d) : 0;
+    DAT_TRY(arena_open(ctx, room(2 * y, copy * w_len(d), x_len(d), old) + 16, &a));
     dat_conv_desc f = *d;
     f.fmt = DAT_FMT_F32;
     f.dx_add = 0;
@@ -261,7 +264,10 @@ static dat_status bn_enter(dat_ctx *ctx, const dat_bn_desc *d, const void *x, co
                            bn_call *f)
 {
     size_t len = (size_t)d->n * (size_t)d->c * (size_t)d->hw;
-    DAT_TRY(arena_open(ctx, room(len, len, len, len) + len + 16, &f->a)); /* + add_into's */
+    /* Copies of the ReLU mask, x and dy, the output, add_into's copy of dx (only with
+     * dx_add; no copy in float32 NCHW), and the fifth buffer's padding. */
+    size_t copy = d->fmt == DAT_FMT_F32 ? 0 : len, old = d->dx_add ? copy : 0;
+    DAT_TRY(arena_open(ctx, room(copy, copy, copy, len) + old + 16, &f->a));
     f->d = *d;
     f->d.fmt = DAT_FMT_F32;
     f->d.dx_add = 0;

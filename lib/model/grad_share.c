@@ -11,10 +11,10 @@
  * An input with other consumers (a residual stream: the block's input feeds
  * its first layer and the add) may share too, when the add is its last
  * consumer: the add's gradient is then its first contribution, and the others
- * are added into the shared buffer as they come (graph.c's grad_commit). That
- * changes the buffer under every other node that shares it, so it is only
- * allowed when each of those reads the buffer before it changes, or needs the
- * change. Sharers form a tree: the root owns the buffer, every other member
+ * are added into the shared buffer as they come (graph.c: an op's dx_add, or
+ * grad_commit). That changes the buffer under every other node that shares it,
+ * so it is only allowed when each of those reads the buffer before it changes,
+ * or needs the change. Sharers form a tree: the root owns the buffer, every other member
  * joined through its last consumer, an add (its parent), and needs the
  * root's gradient plus what was added for itself and its ancestors. The
  * backward pass runs node by node, highest index first; node j reads its
