@@ -24,6 +24,8 @@
 
 #include <stdint.h>
 
+#include <utility>
+
 #include "cuda_common.h"
 
 /* Values of T in one 16-byte pack. */
@@ -77,12 +79,76 @@ __device__ inline uint16_t dat_rounded<uint16_t>(float v)
 
 /* The pointers of one map: K inputs (NULL: not read) and the output, which
  * may alias an input (each position is read before it is written, by the
- * same thread). */
+ * same thread); out2 takes the second result of a functor that returns two
+ * (dat_two), and is NULL for the others. */
 template <typename T, int K>
 struct dat_map_io {
     const T *in[K];
     T *out;
+    T *out2 = nullptr;
 };
+
+/* A functor's two results at one position: first to out, second to out2. Two
+ * outputs save a pass where an op's input is wanted too (a residual add's sum
+ * that a batch norm normalizes and the next add reads). */
+template <typename T>
+struct dat_two {
+    T first, second;
+};
+
+/* Puts a functor's result at position e of the output packs y (y[1]: out2's). */
+template <typename T>
+__device__ inline void dat_put(dat_pack<T> (&y)[2], int e, T v)
+{
+    y[0].v[e] = v;
+}
+
+template <typename T>
+__device__ inline void dat_put(dat_pack<T> (&y)[2], int e, dat_two<T> v)
+{
+    y[0].v[e] = v.first;
+    y[1].v[e] = v.second;
+}
+
+/* Whether a functor's result type R is a dat_two. */
+template <typename R>
+struct dat_is_two {
+    static constexpr bool value = false;
+};
+
+template <typename T>
+struct dat_is_two<dat_two<T>> {
+    static constexpr bool value = true;
+};
+
+/* Whether functor F, called with A and K values of T, returns a dat_two. */
+template <typename F, typename A, typename T, int K>
+using dat_returns_two = dat_is_two<decltype(std::declval<const F &>()(
+    std::declval<const A &>(), std::declval<const T (&)[K]>()))>;
+
+/* Stores the output packs y at pack j; y[1] only for a functor of two results. */
+template <bool TWO, typename T, int K>
+__device__ inline void dat_store_packs(const dat_map_io<T, K> &io, size_t j,
+                                       const dat_pack<T> (&y)[2])
+{
+    *dat_pack_at(io.out, j) = y[0];
+    if constexpr (TWO)
+        *dat_pack_at(io.out2, j) = y[1];
+}
+
+/* Stores a functor's result at position i, one value at a time. */
+template <typename T, int K>
+__device__ inline void dat_store(const dat_map_io<T, K> &io, size_t i, T v)
+{
+    io.out[i] = v;
+}
+
+template <typename T, int K>
+__device__ inline void dat_store(const dat_map_io<T, K> &io, size_t i, dat_two<T> v)
+{
+    io.out[i] = v.first;
+    io.out2[i] = v.second;
+}
 
 /* Pack j of every input (T() for a NULL one). */
 template <typename T, int K>
@@ -114,20 +180,20 @@ __global__ void dat_map_kernel(size_t n, dat_map_io<T, K> io, F f, int packs)
     size_t stride = (size_t)gridDim.x * blockDim.x;
     size_t whole = packs ? n / N : 0;
     for (size_t j = tid; j < whole; j += stride) {
-        dat_pack<T> a[K], y;
+        dat_pack<T> a[K], y[2];
         dat_load_packs(io, j, a);
         for (int e = 0; e < N; ++e) {
             T v[K];
             dat_pack_values(a, e, v);
-            y.v[e] = f(j * N + e, v);
+            dat_put(y, e, f(j * N + e, v));
         }
-        *dat_pack_at(io.out, j) = y;
+        dat_store_packs<dat_returns_two<F, size_t, T, K>::value>(io, j, y);
     }
     for (size_t i = whole * N + tid; i < n; i += stride) {
         T v[K];
         for (int k = 0; k < K; ++k)
             v[k] = io.in[k] ? io.in[k][i] : T();
-        io.out[i] = f(i, v);
+        dat_store(io, i, f(i, v));
     }
 }
 
@@ -163,14 +229,14 @@ __global__ void dat_channel_map_kernel(size_t packs, int c, dat_channel_of chan,
     for (size_t j = tid; j < packs; j += stride) {
         if (!NHWC)
             k[0] = f.at((int)chan(j * N));
-        dat_pack<T> a[K], y;
+        dat_pack<T> a[K], y[2];
         dat_load_packs(io, j, a);
         for (int e = 0; e < N; ++e) {
             T v[K];
             dat_pack_values(a, e, v);
-            y.v[e] = f(k[NHWC ? e : 0], v);
+            dat_put(y, e, f(k[NHWC ? e : 0], v));
         }
-        *dat_pack_at(io.out, j) = y;
+        dat_store_packs<dat_returns_two<F, typename F::chan, T, K>::value>(io, j, y);
     }
 }
 
@@ -180,7 +246,7 @@ struct dat_per_value {
     F f;
     dat_channel_of chan;
     template <typename T, int K>
-    __device__ T operator()(size_t i, const T (&v)[K]) const
+    __device__ auto operator()(size_t i, const T (&v)[K]) const
     {
         return f(f.at((int)chan(i)), v);
     }
@@ -194,7 +260,7 @@ static inline bool dat_aligned16(const void *p)
 template <typename T, int K>
 static bool dat_all_aligned16(const dat_map_io<T, K> &io)
 {
-    bool ok = dat_aligned16(io.out);
+    bool ok = dat_aligned16(io.out) && dat_aligned16(io.out2);
     for (int k = 0; k < K; ++k)
         ok = ok && dat_aligned16(io.in[k]);
     return ok;

@@ -260,7 +260,8 @@ struct bn_batch_coef {
 /* y = (x - mean) * scale + shift in double, rounded once to float (then to
  * the format): outputs near 0 must be accurate, because the ReLU after a BN
  * turns a sign error into a wrong gradient. relu: max(y, 0), NaN to 0, as
- * relu_fwd. */
+ * relu_fwd. With two inputs (dat_bn_desc's x2) x is their sum, rounded as the
+ * add op rounds it, and the sum is the second result. */
 template <typename C> struct bn_normalize_op {
     C coef;
     int relu;
@@ -274,6 +275,12 @@ template <typename C> struct bn_normalize_op {
     {
         float v = (float)(((double)dat_val(x[0]) - k.mean) * k.scale + k.shift);
         return dat_rounded<T>(relu ? (v > 0.0f ? v : 0.0f) : v);
+    }
+    template <typename T>
+    __device__ dat_two<T> operator()(const chan &k, const T (&x_x2)[2]) const
+    {
+        const T sum[1] = {dat_rounded<T>(dat_val(x_x2[0]) + dat_val(x_x2[1]))};
+        return dat_two<T>{(*this)(k, sum), sum[0]};
     }
 };
 
@@ -411,11 +418,16 @@ static dat_status launch_sums(dat_ctx *ctx, const dat_bn_desc *d, const bn_plan 
     return DAT_OK;
 }
 
+/* y = bn(x), or y = bn(x + x2) and x_sum = x + x2 where x2 is not NULL. */
 template <typename T, typename C>
-static dat_status normalize(dat_ctx *ctx, const dat_bn_desc *d, const T *x, C coef, T *y)
+static dat_status normalize(dat_ctx *ctx, const dat_bn_desc *d, const T *x, const T *x2,
+                            C coef, T *y, T *x_sum)
 {
-    return dat_channel_map(ctx, d->n, d->c, d->hw, d->fmt, dat_map_io<T, 1>{{x}, y},
-                           bn_normalize_op<C>{coef, d->relu_out});
+    bn_normalize_op<C> op{coef, d->relu_out};
+    if (x2)
+        return dat_channel_map(ctx, d->n, d->c, d->hw, d->fmt,
+                               dat_map_io<T, 2>{{x, x2}, y, x_sum}, op);
+    return dat_channel_map(ctx, d->n, d->c, d->hw, d->fmt, dat_map_io<T, 1>{{x}, y}, op);
 }
 
 dat_status dat_cuda_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
@@ -439,7 +451,8 @@ dat_status dat_cuda_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const void 
             d->momentum, gamma, beta, running_mean, running_var, save_mean, save_invstd,
             (double *)coef);
         DAT_CUDA_CHECK_LAUNCH("bn_train_stats_kernel");
-        return normalize(ctx, d, (const T *)x, bn_batch_coef{(const double *)coef}, (T *)y);
+        return normalize(ctx, d, (const T *)x, (const T *)NULL,
+                         bn_batch_coef{(const double *)coef}, (T *)y, (T *)NULL);
     });
 }
 
@@ -453,7 +466,7 @@ dat_status dat_cuda_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const void *
     bn_running r{d->eps, gamma, beta, running_mean, running_var};
     return dat_fmt_dispatch(d->fmt, [&](auto t) -> dat_status {
         using T = decltype(t);
-        return normalize(ctx, d, (const T *)x, r, (T *)y);
+        return normalize(ctx, d, (const T *)x, (const T *)d->x2, r, (T *)y, (T *)d->x_sum);
     });
 }
 

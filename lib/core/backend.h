@@ -93,6 +93,12 @@ typedef struct dat_bn_desc {
     /* The backward ops add their dx to what dx holds, as conv2d_bwd_data does
      * with dat_conv_desc's dx_add. */
     int dx_add;
+    /* A residual add before the batch norm, done by bn_fwd_eval (the other ops
+     * ignore these): with x2 not NULL it normalizes x + x2, the sum rounded to
+     * the format as the add op rounds it, and writes that sum to x_sum too, in
+     * one pass where the add op and the batch norm take two. */
+    const void *x2;
+    void *x_sum;
     dat_act_fmt fmt;               /* of x, y, dy, dx, relu_mask; statistics float32 */
 } dat_bn_desc;
 

@@ -304,6 +304,11 @@ dat_status dat_cpu_fmt_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const voi
                                    const float *gamma, const float *beta,
                                    const float *running_mean, const float *running_var, void *y)
 {
+    if (d->x2) { /* the reference: the add op, then the batch norm of its sum */
+        size_t total = (size_t)d->n * (size_t)d->c * (size_t)d->hw;
+        DAT_TRY(dat_cpu_fmt_add(ctx, d->fmt, total, x, d->x2, d->x_sum));
+        x = d->x_sum;
+    }
     if (d->fmt == DAT_FMT_F32)
         return dat_cpu_bn_fwd_eval(ctx, d, x, gamma, beta, running_mean, running_var, y);
     bn_call f;

@@ -236,9 +236,16 @@ static dat_status forward_bn(dat_model *m, dat_node *n, const float *x, int32_t 
     dat_bn_desc d = bn_desc(n, batch);
     d.relu_out = n->fused_relu; /* then n->y is the ReLU's output */
     float *rm = (float *)m->buffers->data + n->buf_off, *rv = rm + n->c;
-    if (m->mode == DAT_MODE_EVAL)
+    if (m->mode == DAT_MODE_EVAL) {
+        if (n->takes_add) {
+            const dat_node *add = n - 1;
+            x = m->nodes[add->in[0]].y;
+            d.x2 = m->nodes[add->in[1]].y;
+            d.x_sum = add->y;
+        }
         return DAT_OP(ctx, bn_fwd_eval, &d, x, param(m, n->w_off), param(m, n->b_off), rm, rv,
                       n->y);
+    }
     if (update_running) {
         m->num_batches_tracked[n->bn_index]++;
         DAT_TRY(dat_capture_counter(ctx, m->num_batches_tracked + n->bn_index, 1, NULL));
@@ -293,6 +300,11 @@ void dat_graph_plan(dat_model *m)
         for (int32_t j = i + 1; j < m->n_nodes; ++j)
             consumers += (m->nodes[j].in[0] == i) + (m->nodes[j].in[1] == i);
         n->fused_relu = consumers == 1 && m->output != i;
+    }
+    for (int32_t i = 2; i < m->n_nodes; ++i) {
+        dat_node *n = &m->nodes[i];
+        n->takes_add = n->kind == DAT_LAYER_BATCHNORM && n->in[0] == i - 1 &&
+                       m->nodes[i - 1].kind == DAT_LAYER_ADD;
     }
     dat_graph_plan_grad_sharing(m);
 }
@@ -373,6 +385,8 @@ dat_status dat_graph_forward(dat_model *m, const float *x, int32_t n, int update
     DAT_TRY(refresh_weights(m));
     m->last_batch = n;
     for (int32_t i = 1; i < m->n_nodes; ++i) {
+        if (m->mode == DAT_MODE_EVAL && i + 1 < m->n_nodes && m->nodes[i + 1].takes_add)
+            continue; /* the batch norm after the add computes its sum (forward_bn) */
         DAT_TRY(forward_node(m, &m->nodes[i], n, update_running));
         if (m->nodes[i].fused_relu)
             ++i; /* the convolution or batch norm computed its ReLU */

@@ -22,6 +22,8 @@ typedef struct dat_node {
     int fused_relu;        /* conv or BN: node + 1 is a ReLU that only it feeds, computed
                               inside it (backends with fuses_conv_relu / fuses_bn_relu);
                               its y is that ReLU's output */
+    int takes_add;         /* BN: its input is the add at node - 1, whose sum it computes
+                              in eval mode (dat_bn_desc's x2), the add skipped */
     dat_act_fmt fmt;       /* of y and dy (graph.c's plan_formats) */
     int32_t grad_root;     /* the node whose dy buffer holds this node's gradient: itself,
                               or the root of the adds' tree it shares (grad_share.c) */

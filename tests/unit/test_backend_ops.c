@@ -769,14 +769,27 @@ static void check_bn_fwd_eval(void)
     for (int k = 0; k < N_FMTS; ++k)
     for (size_t i = 0; i < sizeof bn_cases / sizeof *bn_cases; ++i) {
         bn_data b = bn_make(&bn_cases[i], all_fmts[k]);
-        for (int relu = 0; relu < 2; ++relu) {
-            pair y = bn_out(&b);
-            BOTH(bn_fwd_eval, bn_side(&b, relu, NULL, side), P(b.x), P(b.gamma), P(b.beta),
-                 P(b.rmean), P(b.rvar), P(y));
+        /* mode 0, 1: without, with a fused ReLU; 2, 3: the same normalizing x + dy,
+         * the residual add before it (x2), whose sum is an output too */
+        for (int mode = 0; mode < 4; ++mode) {
+            int relu = mode & 1, add = mode >> 1;
+            pair y = bn_out(&b), sum = bn_out(&b);
+            dat_bn_desc d[2];
+            for (int side = 0; side < 2; ++side) {
+                d[side] = *bn_side(&b, relu, NULL, side);
+                d[side].x2 = add ? (side ? b.dy.g : b.dy.c) : NULL;
+                d[side].x_sum = add ? (side ? sum.g : sum.c) : NULL;
+            }
+            BOTH(bn_fwd_eval, &d[side], P(b.x), P(b.gamma), P(b.beta), P(b.rmean), P(b.rvar),
+                 P(y));
             char shape[160];
-            snprintf(shape, sizeof shape, "%s%s", b.shape, relu ? ", fused ReLU" : "");
+            snprintf(shape, sizeof shape, "%s%s%s", b.shape, relu ? ", fused ReLU" : "",
+                     add ? ", x + x2" : "");
             bn_expect("bn_fwd_eval", "y", shape, &b, &y);
+            if (add)
+                bn_expect("bn_fwd_eval", "x_sum", shape, &b, &sum);
             pair_free(&y);
+            pair_free(&sum);
         }
         bn_free(&b);
     }
