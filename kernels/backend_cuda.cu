@@ -383,6 +383,7 @@ static dat_backend make_cuda_backend(void)
     be.pool_bwd = dat_cuda_pool_bwd;
     be.act_convert = dat_cuda_act_convert;
     be.add = dat_cuda_add;
+    be.add_relu = dat_cuda_add_relu;
     be.axpy = dat_cuda_axpy;
     be.scale = dat_cuda_scale;
     be.softmax_xent = dat_cuda_softmax_xent;

@@ -53,6 +53,8 @@ dat_status dat_cuda_act_convert(dat_ctx *ctx, int n, int c, int hw, dat_act_fmt 
                                 dat_act_fmt dst_fmt, void *dst);
 dat_status dat_cuda_add(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *a, const void *b,
                         void *y);
+dat_status dat_cuda_add_relu(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *a,
+                             const void *b, void *y);
 dat_status dat_cuda_axpy(dat_ctx *ctx, size_t n, float alpha, const float *x, float *y);
 dat_status dat_cuda_scale(dat_ctx *ctx, size_t n, float alpha, float *x);
 dat_status dat_cuda_check_finite(dat_ctx *ctx, size_t n, const float *x, int *bad);

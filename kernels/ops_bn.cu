@@ -284,6 +284,26 @@ template <typename C> struct bn_normalize_op {
     }
 };
 
+/* bn(x) rounded to the format (bn.relu 0), plus the residual, rounded again,
+ * then the ReLU where relu is set: the batch norm, the add and the ReLU after it
+ * as their own passes compute them (dat_bn_desc's residual). */
+template <typename C> struct bn_residual_op {
+    bn_normalize_op<C> bn;
+    int relu;
+    typedef bn_coef chan;
+    __device__ chan at(int ch) const
+    {
+        return bn.at(ch);
+    }
+    template <typename T>
+    __device__ T operator()(const chan &k, const T (&x_r)[2]) const
+    {
+        const T x[1] = {x_r[0]};
+        T sum = dat_rounded<T>(dat_val(bn(k, x)) + dat_val(x_r[1]));
+        return !relu || dat_val(sum) > 0.0f ? sum : T();
+    }
+};
+
 /* Train backward: parameter gradients, and coef[ch] = {mean, invstd, gamma invstd,
  * mean(dy), mean(dy xhat)} for dx = gamma invstd (dy - mean(dy) - xhat mean(dy xhat)). */
 template <typename T>
@@ -418,15 +438,22 @@ static dat_status launch_sums(dat_ctx *ctx, const dat_bn_desc *d, const bn_plan 
     return DAT_OK;
 }
 
-/* y = bn(x), or y = bn(x + x2) and x_sum = x + x2 where x2 is not NULL. */
+/* y = bn(x); y = bn(x + x2) and x_sum = x + x2 where x2 is not NULL; y =
+ * bn(x) + residual where residual is not NULL (relu_out: the ReLU last). */
 template <typename T, typename C>
 static dat_status normalize(dat_ctx *ctx, const dat_bn_desc *d, const T *x, const T *x2,
-                            C coef, T *y, T *x_sum)
+                            const T *residual, C coef, T *y, T *x_sum)
 {
     bn_normalize_op<C> op{coef, d->relu_out};
+    if (x2 && residual)
+        return dat_error(DAT_ERR_INTERNAL, __func__, "a batch norm with both x2 and residual");
     if (x2)
         return dat_channel_map(ctx, d->n, d->c, d->hw, d->fmt,
                                dat_map_io<T, 2>{{x, x2}, y, x_sum}, op);
+    if (residual)
+        return dat_channel_map(ctx, d->n, d->c, d->hw, d->fmt,
+                               dat_map_io<T, 2>{{x, residual}, y},
+                               bn_residual_op<C>{{coef, 0}, d->relu_out});
     return dat_channel_map(ctx, d->n, d->c, d->hw, d->fmt, dat_map_io<T, 1>{{x}, y}, op);
 }
 
@@ -451,7 +478,7 @@ dat_status dat_cuda_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const void 
             d->momentum, gamma, beta, running_mean, running_var, save_mean, save_invstd,
             (double *)coef);
         DAT_CUDA_CHECK_LAUNCH("bn_train_stats_kernel");
-        return normalize(ctx, d, (const T *)x, (const T *)NULL,
+        return normalize(ctx, d, (const T *)x, (const T *)NULL, (const T *)d->residual,
                          bn_batch_coef{(const double *)coef}, (T *)y, (T *)NULL);
     });
 }
@@ -466,7 +493,8 @@ dat_status dat_cuda_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const void *
     bn_running r{d->eps, gamma, beta, running_mean, running_var};
     return dat_fmt_dispatch(d->fmt, [&](auto t) -> dat_status {
         using T = decltype(t);
-        return normalize(ctx, d, (const T *)x, (const T *)d->x2, r, (T *)y, (T *)d->x_sum);
+        return normalize(ctx, d, (const T *)x, (const T *)d->x2, (const T *)d->residual, r,
+                         (T *)y, (T *)d->x_sum);
     });
 }
 

@@ -36,6 +36,16 @@ struct add_op {
     }
 };
 
+/* relu_fwd of add_op's result. */
+struct add_relu_op {
+    template <typename T>
+    __device__ T operator()(size_t i, const T (&ab)[2]) const
+    {
+        T sum = add_op()(i, ab);
+        return dat_val(sum) > 0.0f ? sum : T();
+    }
+};
+
 /* Element o of dst (layout DST_NHWC) is element `from` of src (layout
  * SRC_NHWC), channel ch, of an n x c x hw tensor. Within one layout the index
  * is the same and the channel comes from the fast functor; the transposing
@@ -160,6 +170,16 @@ dat_status dat_cuda_add(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *a, 
     return dat_fmt_dispatch(fmt, [&](auto t) -> dat_status {
         using T = decltype(t);
         return dat_map(ctx, n, dat_map_io<T, 2>{{(const T *)a, (const T *)b}, (T *)y}, add_op());
+    });
+}
+
+dat_status dat_cuda_add_relu(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *a,
+                             const void *b, void *y)
+{
+    return dat_fmt_dispatch(fmt, [&](auto t) -> dat_status {
+        using T = decltype(t);
+        return dat_map(ctx, n, dat_map_io<T, 2>{{(const T *)a, (const T *)b}, (T *)y},
+                       add_relu_op());
     });
 }
 

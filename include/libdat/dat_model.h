@@ -473,9 +473,11 @@ DAT_API dat_status dat_model_node_info(const dat_model *model, int32_t node, int
  *                  batch of that pass.
  * @return DAT_OK; DAT_ERR_STATE before any forward pass; DAT_ERR_INVALID_ARG
  *         for NULL pointers, a bad node or an output of the wrong size;
- *         DAT_ERR_UNSUPPORTED for a convolution or batch norm that the backend
- *         computes together with the ReLU after it (its own output is not kept;
- *         the ReLU's node, @p node + 1, has the result).
+ *         DAT_ERR_UNSUPPORTED for a convolution, batch norm or add that the
+ *         backend computes together with the ReLU after it (its own output is
+ *         not kept; the ReLU's node, @p node + 1, has the result), and for a
+ *         batch norm that only the residual add after it reads, which that add
+ *         computes (its own output is not kept either).
  */
 DAT_API dat_status dat_model_activation(dat_model *model, int32_t node, dat_tensor *out);
 

@@ -99,6 +99,13 @@ typedef struct dat_bn_desc {
      * one pass where the add op and the batch norm take two. */
     const void *x2;
     void *x_sum;
+    /* A residual add after the batch norm, done by bn_fwd_train and bn_fwd_eval
+     * (the backward ops ignore it; not with x2): with residual not NULL, y is
+     * the add op's result of bn(x), rounded to the format, and residual, a fused
+     * ReLU (relu_out) applied after the add: what the batch norm's normalizing
+     * pass, the add and the ReLU after it give in three passes, in one. y
+     * must not alias residual. */
+    const void *residual;
     dat_act_fmt fmt;               /* of x, y, dy, dx, relu_mask; statistics float32 */
 } dat_bn_desc;
 
@@ -241,6 +248,11 @@ typedef struct dat_backend {
      * alias a or b (residual add). dx accumulation: y += x with a == y. */
     dat_status (*add)(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *a, const void *b,
                       void *y);
+    /* y = relu(a + b), the sum rounded to the format first, the ReLU as relu_fwd
+     * (NaN to 0): an add with the ReLU after it (a residual block's end) in one
+     * pass. y may alias a or b. */
+    dat_status (*add_relu)(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *a,
+                           const void *b, void *y);
     /* y = alpha * x + y. */
     dat_status (*axpy)(dat_ctx *ctx, size_t n, float alpha, const float *x, float *y);
     /* x = alpha * x. */

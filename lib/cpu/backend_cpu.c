@@ -218,6 +218,7 @@ const dat_backend dat_backend_cpu = {
     .relu_bwd = dat_cpu_fmt_relu_bwd,
     .act_convert = dat_cpu_act_convert,
     .add = dat_cpu_fmt_add,
+    .add_relu = dat_cpu_fmt_add_relu,
     .axpy = dat_cpu_axpy,
     .scale = dat_cpu_scale,
     .softmax_xent = dat_cpu_softmax_xent,

@@ -131,6 +131,8 @@ dat_status dat_cpu_fmt_relu_bwd(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const v
                                 const void *dy, void *dx);
 dat_status dat_cpu_fmt_add(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *a, const void *b,
                            void *y);
+dat_status dat_cpu_fmt_add_relu(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *a,
+                                const void *b, void *y);
 
 /* Attack steps (ops_attack.c); semantics in lib/core/backend.h. */
 dat_status dat_cpu_attack_linf_step(dat_ctx *ctx, size_t n, float *x_adv, const float *g,

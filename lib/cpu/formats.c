@@ -285,11 +285,35 @@ static dat_status bn_leave(dat_ctx *ctx, const dat_bn_desc *d, bn_call *f, void 
     return out_fmt(ctx, d->n, d->c, d->hw, f->out, d->fmt, out);
 }
 
+/* The reference of dat_bn_desc's residual: the batch norm without its ReLU
+ * (without_residual), then the add op of its output and the residual, with
+ * the ReLU where the desc has it (add_residual). */
+static dat_bn_desc without_residual(const dat_bn_desc *d)
+{
+    dat_bn_desc bn = *d;
+    bn.residual = NULL;
+    bn.relu_out = 0;
+    return bn;
+}
+
+static dat_status add_residual(dat_ctx *ctx, const dat_bn_desc *d, void *y)
+{
+    size_t total = (size_t)d->n * (size_t)d->c * (size_t)d->hw;
+    return (d->relu_out ? dat_cpu_fmt_add_relu : dat_cpu_fmt_add)(ctx, d->fmt, total, y,
+                                                                  d->residual, y);
+}
+
 dat_status dat_cpu_fmt_bn_fwd_train(dat_ctx *ctx, const dat_bn_desc *d, const void *x,
                                     const float *gamma, const float *beta, float *running_mean,
                                     float *running_var, float *save_mean, float *save_invstd,
                                     void *y)
 {
+    if (d->residual) {
+        dat_bn_desc bn = without_residual(d);
+        DAT_TRY(dat_cpu_fmt_bn_fwd_train(ctx, &bn, x, gamma, beta, running_mean, running_var,
+                                         save_mean, save_invstd, y));
+        return add_residual(ctx, d, y);
+    }
     if (d->fmt == DAT_FMT_F32)
         return dat_cpu_bn_fwd_train(ctx, d, x, gamma, beta, running_mean, running_var, save_mean,
                                     save_invstd, y);
@@ -304,10 +328,17 @@ dat_status dat_cpu_fmt_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const voi
                                    const float *gamma, const float *beta,
                                    const float *running_mean, const float *running_var, void *y)
 {
+    if (d->x2 && d->residual)
+        return dat_error(DAT_ERR_INTERNAL, __func__, "a batch norm with both x2 and residual");
     if (d->x2) { /* the reference: the add op, then the batch norm of its sum */
         size_t total = (size_t)d->n * (size_t)d->c * (size_t)d->hw;
         DAT_TRY(dat_cpu_fmt_add(ctx, d->fmt, total, x, d->x2, d->x_sum));
         x = d->x_sum;
+    }
+    if (d->residual) {
+        dat_bn_desc bn = without_residual(d);
+        DAT_TRY(dat_cpu_fmt_bn_fwd_eval(ctx, &bn, x, gamma, beta, running_mean, running_var, y));
+        return add_residual(ctx, d, y);
     }
     if (d->fmt == DAT_FMT_F32)
         return dat_cpu_bn_fwd_eval(ctx, d, x, gamma, beta, running_mean, running_var, y);
@@ -433,6 +464,14 @@ dat_status dat_cpu_fmt_relu_bwd(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const v
         dxs[i] = m > 0.0f ? dys[i] : dat_f32_to_bf16_bits(0.0f);
     }
     return DAT_OK;
+}
+
+/* The reference of the fused op: the add, then the ReLU of its rounded sum. */
+dat_status dat_cpu_fmt_add_relu(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *a,
+                                const void *b, void *y)
+{
+    DAT_TRY(dat_cpu_fmt_add(ctx, fmt, n, a, b, y));
+    return dat_cpu_fmt_relu_fwd(ctx, fmt, n, y, y);
 }
 
 dat_status dat_cpu_fmt_add(dat_ctx *ctx, dat_act_fmt fmt, size_t n, const void *a, const void *b,

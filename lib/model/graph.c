@@ -8,12 +8,20 @@
 #include "../core/error.h"
 #include "model.h"
 
+/* Whether node i has an output buffer of its own: not the input (the caller's),
+ * not a node fused with its ReLU (its y is the ReLU's), not a batch norm that
+ * an add computes (nothing reads its output). */
+static int owns_y(const dat_model *m, int32_t i)
+{
+    return i > 0 && !m->nodes[i].fused_relu && !(i + 1 < m->n_nodes && m->nodes[i + 1].takes_bn);
+}
+
 static void free_runtime(dat_model *m)
 {
     dat_ctx *ctx = m->ctx;
     for (int32_t i = 0; i < m->n_nodes; ++i) {
         dat_node *n = &m->nodes[i];
-        if (i > 0 && !n->fused_relu) /* a fused conv's or BN's y is its ReLU's */
+        if (owns_y(m, i))
             ctx->be->free(ctx, n->y);
         if (n->grad_root == i)
             ctx->be->free(ctx, n->dy);
@@ -70,8 +78,8 @@ static size_t shadow_layout(dat_model *m)
     return end;
 }
 
-/* own_y = 0: the node's output lives elsewhere (the input's; a fused conv's ReLU);
- * own_dy = 0: its gradient is in an add's buffer (grad_share.c). */
+/* own_y = 0: see owns_y; own_dy = 0: its gradient is in an add's buffer
+ * (grad_share.c). */
 static dat_status alloc_node(dat_model *m, dat_node *n, int32_t cap, int own_y, int own_dy)
 {
     dat_ctx *ctx = m->ctx;
@@ -99,7 +107,7 @@ static dat_status alloc_runtime(dat_model *m, int32_t cap)
      * share their gradient buffer. */
     for (int32_t i = m->n_nodes - 1; i >= 0; --i) {
         dat_node *nd = &m->nodes[i];
-        DAT_TRY(alloc_node(m, nd, cap, i > 0 && !nd->fused_relu, nd->grad_root == i));
+        DAT_TRY(alloc_node(m, nd, cap, owns_y(m, i), nd->grad_root == i));
         if (nd->fused_relu)
             nd->y = m->nodes[i + 1].y;
         if (nd->grad_root != i)
@@ -229,22 +237,32 @@ static dat_bn_desc bn_desc(const dat_node *n, int32_t batch)
     return d;
 }
 
+/* Batch norm n of x, written to n->y; with `add` (the add that takes it,
+ * forward_add) plus that add's other input, the add's fused ReLU after, written
+ * to add->y. In eval mode n may take the add before it too. */
 static dat_status forward_bn(dat_model *m, dat_node *n, const float *x, int32_t batch,
-                             int update_running)
+                             int update_running, const dat_node *add)
 {
     dat_ctx *ctx = m->ctx;
     dat_bn_desc d = bn_desc(n, batch);
     d.relu_out = n->fused_relu; /* then n->y is the ReLU's output */
+    float *y = n->y;
+    if (add) {
+        const dat_node *a = &m->nodes[add->in[0]], *b = &m->nodes[add->in[1]];
+        d.residual = a == n ? b->y : a->y;
+        d.relu_out = add->fused_relu;
+        y = add->y;
+    }
     float *rm = (float *)m->buffers->data + n->buf_off, *rv = rm + n->c;
     if (m->mode == DAT_MODE_EVAL) {
         if (n->takes_add) {
-            const dat_node *add = n - 1;
-            x = m->nodes[add->in[0]].y;
-            d.x2 = m->nodes[add->in[1]].y;
-            d.x_sum = add->y;
+            const dat_node *sum = n - 1;
+            x = m->nodes[sum->in[0]].y;
+            d.x2 = m->nodes[sum->in[1]].y;
+            d.x_sum = sum->y;
         }
         return DAT_OP(ctx, bn_fwd_eval, &d, x, param(m, n->w_off), param(m, n->b_off), rm, rv,
-                      n->y);
+                      y);
     }
     if (update_running) {
         m->num_batches_tracked[n->bn_index]++;
@@ -252,7 +270,7 @@ static dat_status forward_bn(dat_model *m, dat_node *n, const float *x, int32_t 
     }
     return DAT_OP(ctx, bn_fwd_train, &d, x, param(m, n->w_off), param(m, n->b_off),
                   update_running ? rm : NULL, update_running ? rv : NULL, n->save_mean,
-                  n->save_invstd, n->y);
+                  n->save_invstd, y);
 }
 
 void dat_graph_count_forwards(dat_model *m, int32_t count)
@@ -286,6 +304,38 @@ static void plan_formats(dat_model *m, dat_act_fmt want)
         m->nodes[i].fmt = DAT_FMT_F32;
 }
 
+/* How many inputs of later nodes read node i. */
+static int consumers(const dat_model *m, int32_t i)
+{
+    int count = 0;
+    for (int32_t j = i + 1; j < m->n_nodes; ++j)
+        count += (m->nodes[j].in[0] == i) + (m->nodes[j].in[1] == i);
+    return count;
+}
+
+/* Residual adds done inside the batch norm next to them: the BN before an add
+ * that alone reads it (takes_bn: the add computes the BN, whose output nothing
+ * else needs) and, in eval mode (an attack's passes), the add before a BN that
+ * reads it (takes_add: the BN normalizes the sum, which it writes too; in train
+ * mode the statistics of the sum would have to be summed from the add's two
+ * inputs). */
+static void plan_bn_adds(dat_model *m)
+{
+    for (int32_t i = 2; i < m->n_nodes; ++i) {
+        dat_node *n = &m->nodes[i];
+        n->takes_add = n->kind == DAT_LAYER_BATCHNORM && n->in[0] == i - 1 &&
+                       m->nodes[i - 1].kind == DAT_LAYER_ADD;
+    }
+    for (int32_t i = 2; i < m->n_nodes; ++i) {
+        dat_node *n = &m->nodes[i], *bn = n - 1;
+        int skipped = i + 1 < m->n_nodes && m->nodes[i + 1].takes_add;
+        n->takes_bn = n->kind == DAT_LAYER_ADD && !skipped && n->in[0] != n->in[1] &&
+                      (n->in[0] == i - 1 || n->in[1] == i - 1) &&
+                      bn->kind == DAT_LAYER_BATCHNORM && !bn->takes_add &&
+                      consumers(m, i - 1) == 1 && m->output != i - 1;
+    }
+}
+
 void dat_graph_plan(dat_model *m)
 {
     const dat_backend *be = m->ctx->be;
@@ -293,20 +343,30 @@ void dat_graph_plan(dat_model *m)
     for (int32_t i = 1; i + 1 < m->n_nodes; ++i) {
         dat_node *n = &m->nodes[i], *next = &m->nodes[i + 1];
         int fusable = (n->kind == DAT_LAYER_CONV2D && be->fuses_conv_relu) ||
-                      (n->kind == DAT_LAYER_BATCHNORM && be->fuses_bn_relu);
+                      (n->kind == DAT_LAYER_BATCHNORM && be->fuses_bn_relu) ||
+                      n->kind == DAT_LAYER_ADD;
         if (!fusable || next->kind != DAT_LAYER_RELU || next->in[0] != i)
             continue;
-        int consumers = 0;
-        for (int32_t j = i + 1; j < m->n_nodes; ++j)
-            consumers += (m->nodes[j].in[0] == i) + (m->nodes[j].in[1] == i);
-        n->fused_relu = consumers == 1 && m->output != i;
+        n->fused_relu = consumers(m, i) == 1 && m->output != i;
     }
-    for (int32_t i = 2; i < m->n_nodes; ++i) {
-        dat_node *n = &m->nodes[i];
-        n->takes_add = n->kind == DAT_LAYER_BATCHNORM && n->in[0] == i - 1 &&
-                       m->nodes[i - 1].kind == DAT_LAYER_ADD;
-    }
+    plan_bn_adds(m);
     dat_graph_plan_grad_sharing(m);
+}
+
+/* An add, with the ReLU after it where fused, and the batch norm before it where
+ * it takes it (that input of the add is then never written). */
+static dat_status forward_add(dat_model *m, dat_node *n, int32_t batch, int update_running)
+{
+    dat_ctx *ctx = m->ctx;
+    if (n->takes_bn) {
+        dat_node *bn = n - 1;
+        return forward_bn(m, bn, m->nodes[bn->in[0]].y, batch, update_running, n);
+    }
+    const float *a = m->nodes[n->in[0]].y, *b = m->nodes[n->in[1]].y;
+    size_t len = (size_t)batch * (size_t)dat_node_numel(n);
+    if (n->fused_relu)
+        return DAT_OP(ctx, add_relu, n->fmt, len, a, b, n->y);
+    return DAT_OP(ctx, add, n->fmt, len, a, b, n->y);
 }
 
 static dat_status forward_node(dat_model *m, dat_node *n, int32_t batch, int update_running)
@@ -330,7 +390,7 @@ static dat_status forward_node(dat_model *m, dat_node *n, int32_t batch, int upd
         return DAT_OP(ctx, linear_fwd, batch, n->in_features, n->c, x, param(m, n->w_off),
                       param(m, n->b_off), n->y);
     case DAT_LAYER_BATCHNORM:
-        return forward_bn(m, n, x, batch, update_running);
+        return forward_bn(m, n, x, batch, update_running, NULL);
     case DAT_LAYER_RELU:
         return DAT_OP(ctx, relu_fwd, n->fmt, len, x, n->y);
     case DAT_LAYER_MAXPOOL:
@@ -347,7 +407,7 @@ static dat_status forward_node(dat_model *m, dat_node *n, int32_t batch, int upd
                       DAT_FMT_F32, n->y);
     }
     case DAT_LAYER_ADD:
-        return DAT_OP(ctx, add, n->fmt, len, x, m->nodes[n->in[1]].y, n->y);
+        return forward_add(m, n, batch, update_running);
     default:
         return dat_error(DAT_ERR_INTERNAL, __func__, "node kind %d", (int)n->kind);
     }
@@ -385,11 +445,12 @@ dat_status dat_graph_forward(dat_model *m, const float *x, int32_t n, int update
     DAT_TRY(refresh_weights(m));
     m->last_batch = n;
     for (int32_t i = 1; i < m->n_nodes; ++i) {
-        if (m->mode == DAT_MODE_EVAL && i + 1 < m->n_nodes && m->nodes[i + 1].takes_add)
-            continue; /* the batch norm after the add computes its sum (forward_bn) */
+        const dat_node *next = i + 1 < m->n_nodes ? &m->nodes[i + 1] : NULL;
+        if (next && (next->takes_bn || (next->takes_add && m->mode == DAT_MODE_EVAL)))
+            continue; /* the node after it computes it (forward_add, forward_bn) */
         DAT_TRY(forward_node(m, &m->nodes[i], n, update_running));
         if (m->nodes[i].fused_relu)
-            ++i; /* the convolution or batch norm computed its ReLU */
+            ++i; /* the node computed its ReLU */
     }
     return guard ? keep_finite_stats(m) : DAT_OK;
 }
@@ -522,6 +583,10 @@ static dat_status backward_node(dat_model *m, dat_node *n, const backward_pass *
         break;
     }
     case DAT_LAYER_ADD:
+        if (n->fused_relu) { /* the gradient arrives at the ReLU; its output is the mask */
+            const dat_node *relu = n + 1;
+            DAT_TRY(DAT_OP(ctx, relu_bwd, n->fmt, len, relu->y, relu->dy, n->dy));
+        }
         for (int k = 0; k < 2; ++k) {
             int32_t jk = n->in[k];
             if (!needs_grad(bp, jk))

@@ -537,6 +537,11 @@ dat_status dat_model_activation(dat_model *model, int32_t node, dat_tensor *out)
                          "node %d computes the ReLU of node %d with it on the %s backend, so "
                          "its own output is not kept (node %d's is)", (int)node, (int)node + 1,
                          model->ctx->be->name, (int)node + 1);
+    if (node + 1 < model->n_nodes && model->nodes[node + 1].takes_bn)
+        return dat_error(DAT_ERR_UNSUPPORTED, __func__,
+                         "node %d is computed inside the add at node %d, so its own output is "
+                         "not kept (node %d's output is computed from it)", (int)node,
+                         (int)node + 1, (int)node + 1 + model->nodes[node + 1].fused_relu);
     int64_t want = (int64_t)model->last_batch * dat_node_numel(n);
     if (out->ctx != model->ctx || out->dtype != DAT_FLOAT32 || out->numel != want)
         return dat_error(DAT_ERR_INVALID_ARG, __func__,

@@ -19,11 +19,13 @@ typedef struct dat_node {
     int64_t w_off, b_off;  /* parameter offsets (weight / gamma, bias / beta); -1 if none */
     int64_t buf_off;       /* BN: running_mean at buf_off, running_var at buf_off + c */
     int32_t bn_index;      /* BN: index into num_batches_tracked */
-    int fused_relu;        /* conv or BN: node + 1 is a ReLU that only it feeds, computed
-                              inside it (backends with fuses_conv_relu / fuses_bn_relu);
-                              its y is that ReLU's output */
+    int fused_relu;        /* conv, BN or add: node + 1 is a ReLU that only it feeds,
+                              computed inside it (conv and BN: backends with
+                              fuses_conv_relu / fuses_bn_relu); its y is that ReLU's output */
     int takes_add;         /* BN: its input is the add at node - 1, whose sum it computes
                               in eval mode (dat_bn_desc's x2), the add skipped */
+    int takes_bn;          /* add: node - 1 is a BN that only it reads, which it computes
+                              (dat_bn_desc's residual), the BN's output never written */
     dat_act_fmt fmt;       /* of y and dy (graph.c's plan_formats) */
     int32_t grad_root;     /* the node whose dy buffer holds this node's gradient: itself,
                               or the root of the adds' tree it shares (grad_share.c) */

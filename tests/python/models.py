@@ -75,7 +75,58 @@ class PreActResNet18(nn.Module):
         return self.linear(torch.flatten(out, 1))
 
 
-PRESETS = {"mlp": MLP, "cnn_small": CNNSmall, "preact_resnet18": PreActResNet18}
+class Bottleneck(nn.Module):
+    """torchvision's, stride on the 3x3 convolution; the ReLUs called in libdat's node
+    order, the downsample's BN registered after bn3 (libdat's buffer order)."""
+
+    def __init__(self, in_planes, planes, stride=1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, 4 * planes, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(4 * planes)
+        if stride != 1 or in_planes != 4 * planes:
+            self.downsample = nn.Sequential(nn.Conv2d(in_planes, 4 * planes, 1, stride, bias=False),
+                                            nn.BatchNorm2d(4 * planes))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        identity = self.downsample(x) if hasattr(self, "downsample") else x
+        return F.relu(out + identity)
+
+
+class ResNet50(nn.Module):
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        in_planes = 64
+        for i, (planes, blocks) in enumerate([(64, 3), (128, 4), (256, 6), (512, 3)]):
+            layer = []
+            for b in range(blocks):
+                layer.append(Bottleneck(in_planes, planes, 2 if b == 0 and i > 0 else 1))
+                in_planes = 4 * planes
+            setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
+        self.fc = nn.Linear(2048, classes)
+
+    def forward(self, x):
+        out = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
+        out = F.adaptive_avg_pool2d(out, 1)
+        return self.fc(torch.flatten(out, 1))
+
+
+PRESETS = {"mlp": MLP, "cnn_small": CNNSmall, "preact_resnet18": PreActResNet18,
+           "resnet50": ResNet50}
+# Model options of the parity tests' presets where they differ from the preset's own:
+# resnet50 at 64 x 64 with 10 classes (its graph is the same at any size). At 32 x 32, or a
+# batch of 4, its gradient at initialization is too ill-conditioned for float32: PyTorch's
+# own float32 run is 1.1e-4 to 3.7e-4 off float64 there (libdat's as much), 6.3e-5 here.
+PRESET_OPTIONS = {"resnet50": {"num_classes": 10, "input_shape": (3, 64, 64)}}
 
 
 def load_flat(model, segments, flat):

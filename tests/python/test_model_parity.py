@@ -16,9 +16,12 @@ import torch.nn.functional as F
 
 import libdat
 from libdat import Context, DType, Mode, Model, Reduction, Tensor
-from models import PRESETS, bn_buffers, flat_grads, load_flat, relu_branch
+from models import PRESET_OPTIONS, PRESETS, bn_buffers, flat_grads, load_flat, relu_branch
 
 TOL = 1e-4
+# resnet50's gradient at initialization is ill-conditioned for float32: PyTorch's own float32
+# run of these cases is up to 1.25e-4 off float64 per parameter tensor (libdat's 1.4e-4).
+PRESET_TOL = {"resnet50": 3e-4}
 torch.set_num_threads(2)
 
 
@@ -41,7 +44,7 @@ def masks(m, n):
 
 
 def make_pair(ctx, preset, mean=None, std=None, seed=3):
-    m = Model(ctx, preset, init_seed=seed, mean=mean, std=std)
+    m = Model(ctx, preset, init_seed=seed, mean=mean, std=std, **PRESET_OPTIONS.get(preset, {}))
     t = PRESETS[preset]().double()
     load_flat(t, m.segments(), m.params.numpy())
     return m, t
@@ -70,12 +73,14 @@ def torch_in(x, mean, std):
 
 
 CASES = [("cnn_small", 16, None, None), ("cnn_small", 8, [0.3], [0.2]),
-         ("preact_resnet18", 4, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26])]
+         ("preact_resnet18", 4, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]),
+         ("resnet50", 8, None, None)]
 
 
 @pytest.mark.parametrize("preset,n,mean,std", CASES)
 @pytest.mark.parametrize("mode", [Mode.TRAIN, Mode.EVAL])
 def test_step_matches_pytorch(preset, n, mean, std, mode):
+    tol = PRESET_TOL.get(preset, TOL)
     with Context(num_threads=2) as ctx:
         m, t = make_pair(ctx, preset, mean, std)
         if mode == Mode.EVAL:
@@ -97,22 +102,22 @@ def test_step_matches_pytorch(preset, n, mean, std, mode):
         with relu_branch(masks(m, n)):
             ref = F.cross_entropy(t(xn), torch.from_numpy(y).long())
         ref.backward()
-        assert_close("loss", loss, ref.item())
+        assert_close("loss", loss, ref.item(), tol)
         segs = m.segments()
         g_ref = flat_grads(t, segs)
         g = m.grads.numpy()
-        assert_close("all gradients", g, g_ref)
+        assert_close("all gradients", g, g_ref, tol)
         for name, off, ln, _ in segs:
-            assert_close(f"gradient {name}", g[off:off + ln], g_ref[off:off + ln])
+            assert_close(f"gradient {name}", g[off:off + ln], g_ref[off:off + ln], tol)
         if bn_buffers(t) is not None:
-            assert_close("BN running statistics", m.buffers.numpy(), bn_buffers(t))
+            assert_close("BN running statistics", m.buffers.numpy(), bn_buffers(t), tol)
 
         # Logits.
         logits = Tensor(ctx, (n, m.shape[3]))
         m.forward(xd, logits)
         with torch.no_grad(), relu_branch(masks(m, n)):
             z_ref = t(torch_in(x, mean, std)[1])
-        assert_close("logits", logits.numpy(), z_ref.numpy())
+        assert_close("logits", logits.numpy(), z_ref.numpy(), tol)
 
         # Input gradient only: the parameter gradients must not change.
         before = m.grads.numpy()
@@ -123,12 +128,12 @@ def test_step_matches_pytorch(preset, n, mean, std, mode):
             l_ref = F.cross_entropy(t(normalize(xt, mean, std)), torch.from_numpy(y).long(),
                                     reduction="sum")
         dx_ref, = torch.autograd.grad(l_ref, xt)
-        assert_close("input-gradient loss", lsum, l_ref.item())
-        assert_close("input gradient", dx.numpy(), dx_ref.numpy())
+        assert_close("input-gradient loss", lsum, l_ref.item(), tol)
+        assert_close("input gradient", dx.numpy(), dx_ref.numpy(), tol)
         np.testing.assert_array_equal(m.grads.numpy(), before)
         if bn_buffers(t) is not None:
             assert_close("BN running statistics after all passes", m.buffers.numpy(),
-                         bn_buffers(t))
+                         bn_buffers(t), tol)
 
 
 @pytest.mark.parametrize("objective", ["clean+adv", "trades"])

@@ -739,16 +739,23 @@ static void check_bn_fwd_train(void)
     for (int k = 0; k < N_FMTS; ++k)
     for (size_t i = 0; i < sizeof bn_cases / sizeof *bn_cases; ++i) {
         bn_data b = bn_make(&bn_cases[i], all_fmts[k]);
-        /* running statistics updated, NULL, then updated with a fused ReLU */
-        for (int mode = 0; mode < 3; ++mode) {
-            int update = mode != 1, relu = mode == 2;
+        /* running statistics updated, NULL, then updated with a fused ReLU; 3, 4:
+         * updated, dy added after the batch norm (residual), without and with the
+         * ReLU after the add */
+        for (int mode = 0; mode < 5; ++mode) {
+            int update = mode != 1, relu = mode == 2 || mode == 4, residual = mode >= 3;
             pair y = bn_out(&b), sm = pair_out(b.d.c), si = pair_out(b.d.c);
-            BOTH(bn_fwd_train, bn_side(&b, relu, NULL, side), P(b.x), P(b.gamma), P(b.beta),
+            dat_bn_desc d[2];
+            for (int side = 0; side < 2; ++side) {
+                d[side] = *bn_side(&b, relu, NULL, side);
+                d[side].residual = residual ? (side ? b.dy.g : b.dy.c) : NULL;
+            }
+            BOTH(bn_fwd_train, &d[side], P(b.x), P(b.gamma), P(b.beta),
                  update ? P(b.rmean) : NULL, update ? P(b.rvar) : NULL, P(sm), P(si), P(y));
-            char shape[160];
-            snprintf(shape, sizeof shape, "%s, running %s%s, %s", b.shape,
-                     update ? "updated" : "NULL", relu ? ", fused ReLU" : "",
-                     fmt_name(b.d.fmt));
+            char shape[200];
+            snprintf(shape, sizeof shape, "%s, running %s%s%s, %s", b.shape,
+                     update ? "updated" : "NULL", residual ? ", + residual" : "",
+                     relu ? ", fused ReLU" : "", fmt_name(b.d.fmt));
             bn_expect("bn_fwd_train", "y", shape, &b, &y);
             expect_close("bn_fwd_train", "save_mean", shape, &sm, TOL_REDUCE);
             expect_close("bn_fwd_train", "save_invstd", shape, &si, TOL_REDUCE);
@@ -770,23 +777,27 @@ static void check_bn_fwd_eval(void)
     for (size_t i = 0; i < sizeof bn_cases / sizeof *bn_cases; ++i) {
         bn_data b = bn_make(&bn_cases[i], all_fmts[k]);
         /* mode 0, 1: without, with a fused ReLU; 2, 3: the same normalizing x + dy,
-         * the residual add before it (x2), whose sum is an output too */
-        for (int mode = 0; mode < 4; ++mode) {
+         * the residual add before it (x2), whose sum is an output too; 4, 5: dy
+         * added after it (residual), the ReLU after the add */
+        for (int mode = 0; mode < 6; ++mode) {
             int relu = mode & 1, add = mode >> 1;
             pair y = bn_out(&b), sum = bn_out(&b);
             dat_bn_desc d[2];
             for (int side = 0; side < 2; ++side) {
+                const void *dy = side ? b.dy.g : b.dy.c;
                 d[side] = *bn_side(&b, relu, NULL, side);
-                d[side].x2 = add ? (side ? b.dy.g : b.dy.c) : NULL;
-                d[side].x_sum = add ? (side ? sum.g : sum.c) : NULL;
+                d[side].x2 = add == 1 ? dy : NULL;
+                d[side].x_sum = add == 1 ? (side ? sum.g : sum.c) : NULL;
+                d[side].residual = add == 2 ? dy : NULL;
             }
             BOTH(bn_fwd_eval, &d[side], P(b.x), P(b.gamma), P(b.beta), P(b.rmean), P(b.rvar),
                  P(y));
             char shape[160];
-            snprintf(shape, sizeof shape, "%s%s%s", b.shape, relu ? ", fused ReLU" : "",
-                     add ? ", x + x2" : "");
+            snprintf(shape, sizeof shape, "%s%s%s", b.shape,
+                     add == 1 ? ", x + x2" : add == 2 ? ", + residual" : "",
+                     relu ? ", fused ReLU" : "");
             bn_expect("bn_fwd_eval", "y", shape, &b, &y);
-            if (add)
+            if (add == 1)
                 bn_expect("bn_fwd_eval", "x_sum", shape, &b, &sum);
             pair_free(&y);
             pair_free(&sum);
@@ -986,6 +997,40 @@ static void check_act_convert(void)
         pair_free(&x32);
         pair_free(&scale);
         pair_free(&shift);
+    }
+}
+
+static void check_add_relu(void)
+{
+    NEED(add_relu);
+    for (int k = 0; k < 2; ++k)
+    for (size_t i = 0; i < sizeof eltwise_sizes / sizeof *eltwise_sizes; ++i) {
+        dat_act_fmt f = value_fmts[k];
+        size_t n = eltwise_sizes[i];
+        int ni = (int)n;
+        pair a32 = pair_uniform(n, -1.0f, 1.0f), b32 = pair_uniform(n, -1.0f, 1.0f);
+        for (size_t j = 0; j < n; j += 5) /* sums of exactly 0 and NaN */
+            cpu_f(&b32)[j] = j % 10 ? -cpu_f(&a32)[j] : NAN;
+        pair a = pair_in_fmt(&a32, f, ni, 1, 1), b = pair_in_fmt(&b32, f, ni, 1, 1);
+        pair y = pair_out_fmt(n, f);
+        char shape[64];
+        snprintf(shape, sizeof shape, "n %zu", n);
+        BOTH(add_relu, f, n, P(a), P(b), P(y));
+        expect_close_fmt("add_relu", "y", shape, &y, f, ni, 1, 1, TOL_ELTWISE);
+        if (n > 1) { /* b one value further: misaligned */
+            pair y1 = pair_out_fmt(n, f);
+            BOTH(add_relu, f, n - 1, P(a), AT(b, 1), P(y1));
+            expect_close_fmt("add_relu", "y (b at offset 1)", shape, &y1, f, ni - 1, 1, 1,
+                             TOL_ELTWISE);
+            pair_free(&y1);
+        }
+        BOTH(add_relu, f, n, P(a), P(b), P(b)); /* y aliases b */
+        expect_close_fmt("add_relu", "y (= b)", shape, &b, f, ni, 1, 1, TOL_ELTWISE);
+        pair_free(&a32);
+        pair_free(&b32);
+        pair_free(&a);
+        pair_free(&b);
+        pair_free(&y);
     }
 }
 
@@ -1895,6 +1940,7 @@ static const op_check checks[] = {
     CHECK(pool_bwd, check_pool_bwd),
     CHECK(act_convert, check_act_convert),
     CHECK(add, check_add),
+    CHECK(add_relu, check_add_relu),
     CHECK(axpy, check_axpy),
     CHECK(scale, check_scale),
     CHECK(softmax_xent, check_softmax_xent),

@@ -219,6 +219,46 @@ END_TEST
  * residual stream of preact_resnet18's stages, whose inputs also feed the next block's
  * first batch norm, shares one buffer per stage; its correctness is
  * tests/python/test_graph_gradients.py's. */
+/* resnet50's blocks end with bn3, the add and a ReLU: the add computes both (the
+ * ReLU fused, the batch norm through dat_bn_desc's residual), in either mode, so
+ * neither the batch norm's output nor the add's own is kept; the ReLU's is. */
+START_TEST(test_activation_of_layers_inside_adds)
+{
+    dat_model_options mo;
+    dat_model_options_init(&mo);
+    mo.num_classes = 10;
+    mo.in_height = mo.in_width = 32;
+    dat_model *m;
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "resnet50", &mo));
+    int32_t nodes = 0, add = -1, kind, bn_kind, c, h, w;
+    ck_assert_dat_ok(dat_model_num_nodes(m, &nodes));
+    for (int32_t i = 1; i < nodes && add < 0; ++i) {
+        ck_assert_dat_ok(dat_model_node_info(m, i, &kind, NULL, NULL, NULL));
+        add = kind == DAT_LAYER_ADD ? i : -1;
+    }
+    ck_assert_int_gt(add, 0);
+    ck_assert_dat_ok(dat_model_node_info(m, add - 1, &bn_kind, &c, &h, &w));
+    ck_assert_int_eq(bn_kind, DAT_LAYER_BATCHNORM);
+    int64_t xs[4] = {2, 3, 32, 32}, zs[2] = {2, 10}, as[4] = {2, c, h, w};
+    dat_tensor *x, *z, *a;
+    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
+    ck_assert_dat_ok(dat_tensor_create(&z, ctx, DAT_FLOAT32, 2, zs));
+    ck_assert_dat_ok(dat_tensor_create(&a, ctx, DAT_FLOAT32, 4, as));
+    ck_assert_dat_ok(dat_tensor_fill_uniform(x, 0.0f, 1.0f, 3, 0));
+    for (int train = 0; train < 2; ++train) {
+        ck_assert_dat_ok(dat_model_set_mode(m, train ? DAT_MODE_TRAIN : DAT_MODE_EVAL));
+        ck_assert_dat_ok(dat_model_forward(m, x, z));
+        ck_assert_dat_err(dat_model_activation(m, add - 1, a), DAT_ERR_UNSUPPORTED, "not kept");
+        ck_assert_dat_err(dat_model_activation(m, add, a), DAT_ERR_UNSUPPORTED, "not kept");
+        ck_assert_dat_ok(dat_model_activation(m, add + 1, a));
+    }
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(z);
+    dat_tensor_destroy(a);
+    dat_model_destroy(m);
+}
+END_TEST
+
 START_TEST(test_adds_share_gradient_buffers)
 {
     static const char *presets[] = {"preact_resnet18", "resnet50"};
@@ -353,6 +393,7 @@ int main(void)
     tcase_add_test(tc, test_seeded_initialization);
     tcase_add_test(tc, test_bn_buffers_start_at_zero_mean_unit_variance);
     tcase_add_test(tc, test_activation_of_fused_layers);
+    tcase_add_test(tc, test_activation_of_layers_inside_adds);
     tcase_add_test(tc, test_adds_share_gradient_buffers);
     tcase_add_test(tc, test_op_profile);
     tcase_add_test(tc, test_loss_sum);
