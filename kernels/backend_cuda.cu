@@ -107,7 +107,7 @@ static dat_status grow(dat_ctx *ctx, void **buf, size_t *cap, size_t bytes, void
         return DAT_OK;
     }
     *out = NULL;
-    if (dat_capturing(ctx))
+    if (dat_cuda_capturing(ctx))
         return dat_capture_refuse(ctx, "dat_cuda_workspace",
                                   "growing the workspace (run the step once op by op first)");
     /* Queued kernels may still read the old buffer. */
@@ -149,7 +149,7 @@ dat_status dat_cuda_f32_copies(dat_ctx *ctx, size_t bytes, void **p)
 
 static dat_status cuda_synchronize(dat_ctx *ctx)
 {
-    if (dat_capturing(ctx))
+    if (dat_cuda_capturing(ctx))
         return dat_capture_refuse(ctx, "dat_ctx_synchronize", "a synchronization");
     DAT_TRY(use_device(ctx));
     DAT_CUDA_TRY(cudaStreamSynchronize(dat_cuda(ctx)->stream));
@@ -159,7 +159,7 @@ static dat_status cuda_synchronize(dat_ctx *ctx)
 static dat_status cuda_alloc(dat_ctx *ctx, size_t nbytes, void **ptr)
 {
     *ptr = NULL;
-    if (dat_capturing(ctx))
+    if (dat_cuda_capturing(ctx))
         return dat_capture_refuse(ctx, "dat_cuda_alloc",
                                   "an allocation (run the step once op by op first)");
     DAT_TRY(use_device(ctx));
@@ -184,7 +184,7 @@ static void cuda_free(dat_ctx *ctx, void *ptr)
 
 static dat_status cuda_copy_from_host(dat_ctx *ctx, void *dst, const void *src, size_t nbytes)
 {
-    if (dat_capturing(ctx))
+    if (dat_cuda_capturing(ctx))
         return dat_capture_refuse(ctx, "dat_cuda_copy_from_host", "a copy from host memory");
     DAT_TRY(use_device(ctx));
     cudaStream_t s = dat_cuda(ctx)->stream;
@@ -196,7 +196,7 @@ static dat_status cuda_copy_from_host(dat_ctx *ctx, void *dst, const void *src, 
 
 static dat_status cuda_copy_to_host(dat_ctx *ctx, void *dst, const void *src, size_t nbytes)
 {
-    if (dat_capturing(ctx))
+    if (dat_cuda_capturing(ctx))
         return dat_capture_refuse(ctx, "dat_cuda_copy_to_host", "reading back to the host");
     DAT_TRY(use_device(ctx));
     cudaStream_t s = dat_cuda(ctx)->stream;

@@ -81,6 +81,7 @@ static dat_status poll_until(dat_comm *c, const char *what, int stream_idle)
                 return DAT_OK;
             if (e != cudaErrorNotReady) {
                 abort_comm(m);
+                c->broken = 1; /* as after a timeout: nothing may use the aborted handle */
                 return dat_cuda_error(e, "dat_comm_nccl", what);
             }
         }

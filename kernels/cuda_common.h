@@ -54,11 +54,21 @@ struct dat_cuda_state {
     /* Convolution algorithms chosen so far, one per shape and direction. */
     dat_cuda_conv_plan *plans;
     size_t n_plans, cap_plans;
+    int capturing; /* between capture_begin and capture_end (graph.cu) */
 };
 
 static inline dat_cuda_state *dat_cuda(dat_ctx *ctx)
 {
     return (dat_cuda_state *)ctx->backend_state;
+}
+
+/* Whether the stream is being captured: a step's recording (dat_capturing) or
+ * a capture without one (an attack's steps, lib/attack/graph.c). What
+ * allocates, synchronizes or reads back is refused then, with a message,
+ * before CUDA sees it and invalidates the capture. */
+static inline int dat_cuda_capturing(dat_ctx *ctx)
+{
+    return dat_capturing(ctx) || dat_cuda(ctx)->capturing;
 }
 
 /* Maps a CUDA error to a status and records "func: what: CUDA message". */

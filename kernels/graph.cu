@@ -15,6 +15,7 @@ dat_status dat_cuda_capture_begin(dat_ctx *ctx)
     DAT_TRY(dat_cuda_use_device(ctx));
     /* Thread-local: another thread's unrelated CUDA calls cannot spoil it. */
     DAT_CUDA_TRY(cudaStreamBeginCapture(dat_cuda(ctx)->stream, cudaStreamCaptureModeThreadLocal));
+    dat_cuda(ctx)->capturing = 1;
     return DAT_OK;
 }
 
@@ -22,6 +23,7 @@ dat_status dat_cuda_capture_end(dat_ctx *ctx, void **graph)
 {
     *graph = NULL;
     dat_cuda_state *st = dat_cuda(ctx);
+    st->capturing = 0;
     cudaGraph_t g = NULL;
     cudaError_t e = cudaStreamEndCapture(st->stream, &g);
     if (e != cudaSuccess) {

@@ -148,6 +148,8 @@ dat_status dat_cuda_minmax(dat_ctx *ctx, size_t n, const float *x, float *lo, fl
 {
     *lo = INFINITY;
     *hi = -INFINITY;
+    if (dat_cuda_capturing(ctx))
+        return dat_capture_refuse(ctx, __func__, "reading the range back to the host");
     DAT_TRY(dat_cuda_use_device(ctx));
     if (n == 0)
         return DAT_OK;

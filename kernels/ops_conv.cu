@@ -176,7 +176,7 @@ static dat_status tune_algo(dat_ctx *ctx, int dir, const dat_conv_desc *d, const
 {
     dat_cuda_state *st = dat_cuda(ctx);
     void *ws, *out = NULL;
-    if (dat_capturing(ctx)) /* the search allocates and synchronizes */
+    if (dat_cuda_capturing(ctx)) /* the search allocates and synchronizes */
         return dat_capture_refuse(ctx, "dat_cuda_conv", "timing cuDNN's algorithms for a "
                                   "convolution shape not seen before (run the step once first)");
     DAT_TRY(dat_cuda_workspace(ctx, DAT_CONV_TUNE_WORKSPACE, &ws));

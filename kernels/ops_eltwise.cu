@@ -226,6 +226,8 @@ dat_status dat_cuda_scale(dat_ctx *ctx, size_t n, float alpha, float *x)
 dat_status dat_cuda_check_finite(dat_ctx *ctx, size_t n, const float *x, int *bad)
 {
     *bad = 0;
+    if (dat_cuda_capturing(ctx)) /* recordings check with flag_range */
+        return dat_capture_refuse(ctx, __func__, "reading the check back to the host");
     DAT_TRY(dat_cuda_use_device(ctx));
     if (n == 0)
         return DAT_OK;

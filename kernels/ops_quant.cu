@@ -306,6 +306,8 @@ dat_status dat_cuda_quant_encode(dat_ctx *ctx, const char *func, const dat_quant
                                  uint64_t stream, uint64_t counter0, void *codes,
                                  uint64_t index_base)
 {
+    if (dat_cuda_capturing(ctx)) /* recordings encode deferred (quant_encode_deferred) */
+        return dat_capture_refuse(ctx, __func__, "reading the encode's status back to the host");
     DAT_TRY(dat_cuda_use_device(ctx));
     if (n == 0)
         return DAT_OK;

@@ -50,7 +50,7 @@ dat_status dat_capture_counter(dat_ctx *ctx, int64_t *counter, int64_t per_step,
 
 dat_status dat_capture_refuse(dat_ctx *ctx, const char *func, const char *what)
 {
-    dat_status s = dat_error(DAT_ERR_STATE, func, "%s cannot be recorded in a step graph", what);
+    dat_status s = dat_error(DAT_ERR_STATE, func, "%s cannot be recorded in a graph", what);
     struct dat_capture *c = ctx->capture;
     if (c && c->refused == DAT_OK) {
         c->refused = s;

@@ -1885,15 +1885,27 @@ static void check_graphs(void)
     ck_assert_dat_ok(be->synchronize(gpu));
     expect_same_bytes("graph_launch", "y", "scale + axpy, 3 launches", &y);
     be->graph_destroy(gpu, graph);
-    /* An op that cannot be recorded (it reads back to the host) fails the capture,
-     * and the context runs ops again afterwards. */
+    /* Ops that cannot be recorded (they read back to the host, synchronize or
+     * allocate) are refused before CUDA sees them, with a message, also in a
+     * capture made without a step recording (an attack's): the capture stays
+     * valid, and the context runs them again afterwards. */
     float lo = 0, hi = 0;
+    int bad = 0;
+    void *p = NULL;
     ck_assert_dat_ok(be->capture_begin(gpu));
-    (void)be->minmax(gpu, n, x.g, &lo, &hi);
-    graph = (void *)1;
-    ck_assert_int_ne(be->capture_end(gpu, &graph), DAT_OK);
-    ck_assert_ptr_null(graph);
+    ck_assert_dat_err(be->minmax(gpu, n, x.g, &lo, &hi), DAT_ERR_STATE, "cannot be recorded");
+    ck_assert_dat_err(be->check_finite(gpu, n, x.g, &bad), DAT_ERR_STATE, "cannot be recorded");
+    ck_assert_dat_err(be->synchronize(gpu), DAT_ERR_STATE, "cannot be recorded");
+    ck_assert_dat_err(be->alloc(gpu, 64, &p), DAT_ERR_STATE, "cannot be recorded");
+    ck_assert_dat_err(be->copy_to_host(gpu, &lo, x.g, sizeof lo), DAT_ERR_STATE,
+                      "cannot be recorded");
+    ck_assert_dat_ok(be->scale(gpu, n, 0.5f, y.g));
+    ck_assert_dat_ok(be->capture_end(gpu, &graph));
+    ck_assert_ptr_nonnull(graph);
+    be->graph_destroy(gpu, graph);
     ck_assert_dat_ok(be->minmax(gpu, n, x.g, &lo, &hi));
+    ck_assert_dat_ok(be->check_finite(gpu, n, x.g, &bad));
+    ck_assert_dat_ok(be->synchronize(gpu));
     pair_free(&x);
     pair_free(&y);
 }
