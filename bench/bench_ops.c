@@ -1,14 +1,19 @@
 /*
  * Bandwidth of the backend's memory-bound layer ops against the backend's own
  * copy of a buffer, same run, same device: ReLU forward and backward, the
- * residual add, and batch norm in train mode with the fused ReLU (forward:
- * statistics, then normalize; backward: sums, then dx), in the activation
- * formats the models use (float32 NCHW, float32 NHWC, bfloat16 NHWC).
+ * residual add (with the ReLU after it), batch norm in train mode with the
+ * fused ReLU (forward: statistics, then normalize; backward: sums, then dx),
+ * and the eval-mode batch norms of an attack's steps (the add before it, the
+ * add and ReLU after it, the masked dx), in the activation formats the models
+ * use (float32 NCHW, float32 NHWC, bfloat16 NHWC).
  *
  * GB/s count the bytes the op's passes must move at the least: ReLU forward
- * 2 values (read x, write y), backward and add 3, batch-norm forward 3 (x read
- * by both passes, y written), backward 7 (x, dy and the ReLU's output read by
- * both passes, dx written). A copy moves 2 per value. ratio = op GB/s / copy
+ * 2 values (read x, write y), backward, add and add + ReLU 3, batch-norm
+ * forward 3 (x read by both passes, y written), backward 7 (x, dy and the
+ * ReLU's output read by both passes, dx written); eval mode: the add before it
+ * 4 (x, x2 read; the sum and y written), the add after it 3 (x, the residual
+ * read, y written), dx 3 (dy, the mask read, dx written). A copy moves 2 per
+ * value. ratio = op GB/s / copy
  * GB/s: near 1, the op runs at the memory's speed; far below, its kernels
  * wait on something else (latency, instruction issue, too few blocks).
  *
@@ -63,6 +68,38 @@ static dat_status op_add(bench_bufs *b, const dat_bn_desc *d)
 {
     (void)d;
     return BE(b)->add(b->ctx, b->fmt, b->count, b->x, b->dy, b->dx);
+}
+
+static dat_status op_add_relu(bench_bufs *b, const dat_bn_desc *d)
+{
+    (void)d;
+    return BE(b)->add_relu(b->ctx, b->fmt, b->count, b->x, b->dy, b->dx);
+}
+
+/* Eval mode, the residual add before the batch norm: y = bn(x + dy), dx = x + dy. */
+static dat_status op_bn_eval_x2(bench_bufs *b, const dat_bn_desc *d)
+{
+    dat_bn_desc e = *d;
+    e.x2 = b->dy;
+    e.x_sum = b->dx;
+    return BE(b)->bn_fwd_eval(b->ctx, &e, b->x, b->gamma, b->beta, b->rmean, b->rvar, b->y);
+}
+
+/* Eval mode, the residual add and ReLU after the batch norm: y = relu(bn(x) + dy). */
+static dat_status op_bn_eval_residual(bench_bufs *b, const dat_bn_desc *d)
+{
+    dat_bn_desc e = *d;
+    e.residual = b->dy;
+    return BE(b)->bn_fwd_eval(b->ctx, &e, b->x, b->gamma, b->beta, b->rmean, b->rvar, b->y);
+}
+
+/* Eval mode, the input gradient only (an attack's), masked by the ReLU's output. */
+static dat_status op_bn_eval_dx(bench_bufs *b, const dat_bn_desc *d)
+{
+    dat_bn_desc m = *d;
+    m.relu_mask = b->y;
+    return BE(b)->bn_bwd_eval(b->ctx, &m, b->x, b->dy, b->gamma, b->rmean, b->rvar, b->dx, NULL,
+                              NULL, 0.0f);
 }
 
 static dat_status op_bn_fwd(bench_bufs *b, const dat_bn_desc *d)
@@ -134,7 +171,9 @@ static const struct {
     double values_moved; /* per element, see the top of the file */
 } ops[] = {
     {"relu_fwd", op_relu_fwd, 2}, {"relu_bwd", op_relu_bwd, 3}, {"add", op_add, 3},
-    {"bn_fwd_train+relu", op_bn_fwd, 3}, {"bn_bwd_train+relu", op_bn_bwd, 7},
+    {"add_relu", op_add_relu, 3}, {"bn_fwd_train+relu", op_bn_fwd, 3},
+    {"bn_bwd_train+relu", op_bn_bwd, 7}, {"bn_eval(x+x2)+relu", op_bn_eval_x2, 4},
+    {"bn_eval+res+relu", op_bn_eval_residual, 3}, {"bn_eval_dx+relu", op_bn_eval_dx, 3},
 };
 
 static const struct {
