@@ -1,21 +1,26 @@
-"""Gradients through hand-built graphs of linear, ReLU and add layers against PyTorch
-(float64, the same weights, libdat's ReLU branch): the loss's parameter gradient and the
-input gradient.
+"""Gradients through hand-built graphs of linear, batch-norm, ReLU and add layers against
+PyTorch (float64, the same weights, libdat's ReLU branch): the loss's parameter gradient
+and the input gradient, in train mode and in eval mode.
 
 What this holds: the backward pass's routing of gradients through adds and nodes with
 several consumers, in particular the sharing of gradient buffers between an add and its
 inputs (lib/model/grad_share.c), whose rule is easy to get wrong in ways residual networks
 do not show: an input with another consumer that runs between the add's other readers, an
 add of a node with itself, chains of adds, branches that do not lead to the output, an
-output with layers after it. Random graphs cover what the cases do not name."""
+output with layers after it. Random graphs cover what the cases do not name, and the
+fusions the plan makes where batch norms, adds and ReLUs meet (a layer computing the ReLU
+after it, an add computing the batch norm before it, in eval mode a batch norm computing
+the add before it: lib/model/graph.c's dat_graph_plan), which change where each pass
+writes its output."""
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from libdat import Context, LayerKind, ModelBuilder, Reduction, Tensor
+from libdat import Context, LayerKind, Mode, ModelBuilder, Reduction, Tensor
 
-D, CLASSES, N = 6, 4, 5
+D, CLASSES, N = 6, 4, 16
+EPS = 1e-5  # the builder's batch-norm default, PyTorch's
 
 
 def rel(a, b):
@@ -30,7 +35,8 @@ class Graph:
         self.layers = [("input", (), None, D)]
 
     def add(self, kind, *inputs, out=D):
-        name = f"fc{len(self.layers)}" if kind == LayerKind.LINEAR else None
+        prefix = {LayerKind.LINEAR: "fc", LayerKind.BATCHNORM: "bn"}.get(kind)
+        name = f"{prefix}{len(self.layers)}" if prefix else None
         self.layers.append((kind, inputs, name, out))
         return len(self.layers) - 1
 
@@ -41,8 +47,10 @@ class Graph:
             b.add(kind, inputs[0], inputs[1] if len(inputs) > 1 else -1, name=name, **extra)
         return b.finish(output, init_seed=5)
 
-    def torch_loss(self, m, x, y, output):
-        """Mean cross-entropy of node `output`, with libdat's weights and ReLU masks."""
+    def torch_loss(self, m, x, y, output, mode):
+        """Mean cross-entropy of node `output`, with libdat's weights and ReLU masks; batch
+        norms with the batch's statistics in train mode, the running ones (still 0 and 1)
+        in eval mode."""
         p = torch.from_numpy(m.params.numpy().astype(np.float64))
         seg = {name: (off, ln) for name, off, ln, _ in m.segments()}
         vals = [x.reshape(N, -1)]
@@ -54,6 +62,15 @@ class Graph:
                 bias = p[bo:bo + bl].clone().requires_grad_(True)
                 self.params[name] = (w, bias)
                 vals.append(a @ w.T + bias)
+            elif kind == LayerKind.BATCHNORM:
+                (wo, wl), (bo, bl) = seg[name + ".weight"], seg[name + ".bias"]
+                w = p[wo:wo + wl].clone().requires_grad_(True)
+                bias = p[bo:bo + bl].clone().requires_grad_(True)
+                self.params[name] = (w, bias)
+                train = mode == Mode.TRAIN
+                mean = a.mean(0) if train else torch.zeros(a.shape[1], dtype=a.dtype)
+                var = a.var(0, unbiased=False) if train else torch.ones(a.shape[1], dtype=a.dtype)
+                vals.append((a - mean) / torch.sqrt(var + EPS) * w + bias)
             elif kind == LayerKind.RELU:
                 mask = m.activation(i, N).reshape(N, -1) > 0
                 vals.append(a * torch.from_numpy(mask.astype(np.float64)))
@@ -62,12 +79,13 @@ class Graph:
         return F.cross_entropy(vals[output], torch.from_numpy(y).long())
 
 
-def check(g, output):
+def check(g, output, mode=Mode.TRAIN):
     rng = np.random.default_rng(len(g.layers) * 7919 + output)
     x = rng.uniform(-1, 1, (N, D, 1, 1)).astype(np.float32)
     y = rng.integers(0, CLASSES, N).astype(np.int32)
     with Context(num_threads=1) as ctx:
         m = g.build(ctx, output)
+        m.mode = mode
         xd, yd = Tensor.from_numpy(ctx, x), Tensor.from_numpy(ctx, y)
         loss = m.loss_backward(xd, yd)
         grads = m.grads.numpy()
@@ -75,14 +93,23 @@ def check(g, output):
         m.input_grad(xd, yd, dx, reduction=Reduction.MEAN)
         g.params = {}
         xt = torch.from_numpy(x).double().requires_grad_(True)
-        ref = g.torch_loss(m, xt, y, output)
+        ref = g.torch_loss(m, xt, y, output, mode)
         ref.backward()
         assert abs(loss - ref.item()) <= 1e-5 * max(1.0, abs(ref.item()))
+        ref_grads = np.zeros_like(grads, dtype=np.float64)
         for name, off, ln, _ in m.segments():
             w, b = g.params[name.rsplit(".", 1)[0]]
             t = (w if name.endswith("weight") else b).grad
-            t = np.zeros(ln) if t is None else t.numpy().ravel()  # a layer off the output's path
-            assert rel(grads[off:off + ln], t) <= 1e-4, f"gradient {name}"
+            if t is not None:  # None: a layer off the output's path
+                ref_grads[off:off + ln] = t.numpy().ravel()
+        # A batch norm's input gradient sums to 0 over the batch, so the bias gradient of a
+        # linear layer before one is 0 but for rounding: each parameter tensor's error is
+        # measured against the larger of its own norm and 1 % of the whole gradient's.
+        floor = 1e-2 * np.linalg.norm(ref_grads)
+        for name, off, ln, _ in m.segments():
+            a, t = grads[off:off + ln], ref_grads[off:off + ln]
+            err = np.linalg.norm(a - t) / max(np.linalg.norm(t), floor, 1e-30)
+            assert err <= 1e-4, f"gradient {name}: {err:.3g}"
         assert rel(dx.numpy(), xt.grad.numpy()) <= 1e-4, "input gradient"
 
 
@@ -136,8 +163,24 @@ def test_an_add_input_is_the_output():
     check(g, out)
 
 
+def test_batch_norms_next_to_adds():
+    # An add reading a batch norm that nothing else reads (the add computes it, with the
+    # ReLU after the add), a batch norm reading an add (in eval mode it computes the sum),
+    # and a batch norm whose output has a second reader (not computed by the add).
+    for mode in (Mode.TRAIN, Mode.EVAL):
+        g = Graph()
+        x = g.add(LayerKind.LINEAR, 0)
+        b = g.add(LayerKind.BATCHNORM, g.add(LayerKind.LINEAR, x))
+        s = g.add(LayerKind.RELU, g.add(LayerKind.ADD, b, x))
+        t = g.add(LayerKind.ADD, g.add(LayerKind.LINEAR, s), s)
+        u = g.add(LayerKind.BATCHNORM, t)
+        v = g.add(LayerKind.ADD, u, g.add(LayerKind.RELU, u))
+        check(g, g.add(LayerKind.LINEAR, v, out=CLASSES), mode)
+
+
+@pytest.mark.parametrize("mode", [Mode.TRAIN, Mode.EVAL])
 @pytest.mark.parametrize("seed", range(40))
-def test_random_graph(seed):
+def test_random_graph(seed, mode):
     rng = np.random.default_rng(seed)
     g = Graph()
     nodes = [g.add(LayerKind.LINEAR, 0)]
@@ -146,11 +189,13 @@ def test_random_graph(seed):
         return nodes[max(0, len(nodes) - int(rng.geometric(0.4)))]
 
     for _ in range(rng.integers(4, 14)):
-        kind = rng.choice(["linear", "relu", "add", "add"])
+        kind = rng.choice(["linear", "bn", "relu", "add", "add"])
         if kind == "linear":
             nodes.append(g.add(LayerKind.LINEAR, pick()))
+        elif kind == "bn":
+            nodes.append(g.add(LayerKind.BATCHNORM, pick()))
         elif kind == "relu":
             nodes.append(g.add(LayerKind.RELU, pick()))
         else:
             nodes.append(g.add(LayerKind.ADD, pick(), pick()))
-    check(g, g.add(LayerKind.LINEAR, pick(), out=CLASSES))
+    check(g, g.add(LayerKind.LINEAR, pick(), out=CLASSES), mode)
