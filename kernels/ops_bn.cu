@@ -259,8 +259,10 @@ struct bn_batch_coef {
 
 /* y = (x - mean) * scale + shift in double, rounded once to float (then to
  * the format): outputs near 0 must be accurate, because the ReLU after a BN
- * turns a sign error into a wrong gradient. relu: max(y, 0), NaN to 0, as
- * relu_fwd. With two inputs (dat_bn_desc's x2) x is their sum, rounded as the
+ * turns a sign error into a wrong gradient. The product and the sum are
+ * rounded separately, as the CPU's (nvcc would fuse them into an FMA), so eval
+ * mode, whose coefficients both compute alike, gives the CPU's bits. relu:
+ * max(y, 0), NaN to 0, as relu_fwd. With two inputs (dat_bn_desc's x2) x is their sum, rounded as the
  * add op rounds it, and the sum is the second result. */
 template <typename C> struct bn_normalize_op {
     C coef;
@@ -273,7 +275,7 @@ template <typename C> struct bn_normalize_op {
     template <typename T>
     __device__ T operator()(const chan &k, const T (&x)[1]) const
     {
-        float v = (float)(((double)dat_val(x[0]) - k.mean) * k.scale + k.shift);
+        float v = (float)__dadd_rn(__dmul_rn((double)dat_val(x[0]) - k.mean, k.scale), k.shift);
         return dat_rounded<T>(relu ? (v > 0.0f ? v : 0.0f) : v);
     }
     template <typename T>
@@ -333,11 +335,11 @@ __global__ void bn_train_grad_kernel(const double *part, int splits, const T *x,
 }
 
 /* dx's value v in float, rounded once to T: with dx_add, added to the old dx
- * first (lib/core/backend.h). */
+ * first (lib/core/backend.h; a separate rounding, as the CPU's). */
 template <typename T>
 __device__ inline T bn_dx(float v, T old, int add)
 {
-    return dat_rounded<T>(add ? dat_val(old) + v : v);
+    return dat_rounded<T>(add ? __fadd_rn(dat_val(old), v) : v);
 }
 
 /* Inputs x, dy, the fused ReLU's output (NULL without one) and the old dx (NULL
@@ -396,8 +398,8 @@ struct bn_eval_dx_op {
     template <typename T>
     __device__ T operator()(const chan &c, const T (&dy_mask_dx)[3]) const
     {
-        return bn_dx(grad_of(dy_mask_dx[0], dy_mask_dx[1], masked) * c.factor, dy_mask_dx[2],
-                     add);
+        return bn_dx(__fmul_rn(grad_of(dy_mask_dx[0], dy_mask_dx[1], masked), c.factor),
+                     dy_mask_dx[2], add);
     }
 };
 
