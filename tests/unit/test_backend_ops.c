@@ -1000,32 +1000,42 @@ static void check_act_convert(void)
     }
 }
 
-static void check_add_relu(void)
+/* add, or add_relu (relu): y = a + b, then the ReLU, on both sides. */
+#define BOTH_ADD(relu, ...)                                                        \
+    do {                                                                           \
+        if (relu)                                                                  \
+            BOTH(add_relu, __VA_ARGS__)                                            \
+        else                                                                       \
+            BOTH(add, __VA_ARGS__)                                                 \
+    } while (0)
+
+static void check_adds(int relu)
 {
-    NEED(add_relu);
+    const char *op = relu ? "add_relu" : "add";
     for (int k = 0; k < 2; ++k)
     for (size_t i = 0; i < sizeof eltwise_sizes / sizeof *eltwise_sizes; ++i) {
         dat_act_fmt f = value_fmts[k];
         size_t n = eltwise_sizes[i];
         int ni = (int)n;
         pair a32 = pair_uniform(n, -1.0f, 1.0f), b32 = pair_uniform(n, -1.0f, 1.0f);
-        for (size_t j = 0; j < n; j += 5) /* sums of exactly 0 and NaN */
+        for (size_t j = 0; relu && j < n; j += 5) /* sums of exactly 0, and NaN (ReLU: 0) */
             cpu_f(&b32)[j] = j % 10 ? -cpu_f(&a32)[j] : NAN;
         pair a = pair_in_fmt(&a32, f, ni, 1, 1), b = pair_in_fmt(&b32, f, ni, 1, 1);
         pair y = pair_out_fmt(n, f);
         char shape[64];
         snprintf(shape, sizeof shape, "n %zu", n);
-        BOTH(add_relu, f, n, P(a), P(b), P(y));
-        expect_close_fmt("add_relu", "y", shape, &y, f, ni, 1, 1, TOL_ELTWISE);
+        BOTH_ADD(relu, f, n, P(a), P(b), P(y));
+        expect_close_fmt(op, "y", shape, &y, f, ni, 1, 1, TOL_ELTWISE);
         if (n > 1) { /* b one value further: misaligned */
             pair y1 = pair_out_fmt(n, f);
-            BOTH(add_relu, f, n - 1, P(a), AT(b, 1), P(y1));
-            expect_close_fmt("add_relu", "y (b at offset 1)", shape, &y1, f, ni - 1, 1, 1,
-                             TOL_ELTWISE);
+            BOTH_ADD(relu, f, n - 1, P(a), AT(b, 1), P(y1));
+            expect_close_fmt(op, "y (b at offset 1)", shape, &y1, f, ni - 1, 1, 1, TOL_ELTWISE);
             pair_free(&y1);
         }
-        BOTH(add_relu, f, n, P(a), P(b), P(b)); /* y aliases b */
-        expect_close_fmt("add_relu", "y (= b)", shape, &b, f, ni, 1, 1, TOL_ELTWISE);
+        BOTH_ADD(relu, f, n, P(a), P(b), P(a)); /* y aliases a: accumulation */
+        expect_close_fmt(op, "y (= a)", shape, &a, f, ni, 1, 1, TOL_ELTWISE);
+        BOTH_ADD(relu, f, n, P(a), P(b), P(b)); /* y aliases b */
+        expect_close_fmt(op, "y (= b)", shape, &b, f, ni, 1, 1, TOL_ELTWISE);
         pair_free(&a32);
         pair_free(&b32);
         pair_free(&a);
@@ -1037,34 +1047,13 @@ static void check_add_relu(void)
 static void check_add(void)
 {
     NEED(add);
-    for (int k = 0; k < 2; ++k)
-    for (size_t i = 0; i < sizeof eltwise_sizes / sizeof *eltwise_sizes; ++i) {
-        dat_act_fmt f = value_fmts[k];
-        size_t n = eltwise_sizes[i];
-        int ni = (int)n;
-        pair a32 = pair_uniform(n, -1.0f, 1.0f), b32 = pair_uniform(n, -1.0f, 1.0f);
-        pair a = pair_in_fmt(&a32, f, ni, 1, 1), b = pair_in_fmt(&b32, f, ni, 1, 1);
-        pair y = pair_out_fmt(n, f);
-        char shape[64];
-        snprintf(shape, sizeof shape, "n %zu", n);
-        BOTH(add, f, n, P(a), P(b), P(y));
-        expect_close_fmt("add", "y", shape, &y, f, ni, 1, 1, TOL_ELTWISE);
-        if (n > 1) { /* b one value further: misaligned */
-            pair y1 = pair_out_fmt(n, f);
-            BOTH(add, f, n - 1, P(a), AT(b, 1), P(y1));
-            expect_close_fmt("add", "y (b at offset 1)", shape, &y1, f, ni - 1, 1, 1, TOL_ELTWISE);
-            pair_free(&y1);
-        }
-        BOTH(add, f, n, P(a), P(b), P(a)); /* y aliases a: accumulation */
-        expect_close_fmt("add", "y (= a)", shape, &a, f, ni, 1, 1, TOL_ELTWISE);
-        BOTH(add, f, n, P(a), P(b), P(b)); /* y aliases b */
-        expect_close_fmt("add", "y (= b)", shape, &b, f, ni, 1, 1, TOL_ELTWISE);
-        pair_free(&a32);
-        pair_free(&b32);
-        pair_free(&a);
-        pair_free(&b);
-        pair_free(&y);
-    }
+    check_adds(0);
+}
+
+static void check_add_relu(void)
+{
+    NEED(add_relu);
+    check_adds(1);
 }
 
 static void check_axpy(void)
