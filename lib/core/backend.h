@@ -95,8 +95,9 @@ typedef struct dat_bn_desc {
     int dx_add;
     /* A residual add before the batch norm, done by bn_fwd_eval (the other ops
      * ignore these): with x2 not NULL it normalizes x + x2, the sum rounded to
-     * the format as the add op rounds it, and writes that sum to x_sum too, in
-     * one pass where the add op and the batch norm take two. */
+     * the format as the add op rounds it, and writes that sum to x_sum too (not
+     * NULL then; it may alias x or x2, not y), in one pass where the add op and
+     * the batch norm take two. */
     const void *x2;
     void *x_sum;
     /* A residual add after the batch norm, done by bn_fwd_train and bn_fwd_eval

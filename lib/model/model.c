@@ -534,9 +534,10 @@ dat_status dat_model_activation(dat_model *model, int32_t node, dat_tensor *out)
     const dat_node *n = &model->nodes[node];
     if (n->fused_relu)
         return dat_error(DAT_ERR_UNSUPPORTED, __func__,
-                         "node %d computes the ReLU of node %d with it on the %s backend, so "
-                         "its own output is not kept (node %d's is)", (int)node, (int)node + 1,
-                         model->ctx->be->name, (int)node + 1);
+                         "node %d computes the ReLU of node %d with it (%s), so its own output "
+                         "is not kept (node %d's is)", (int)node, (int)node + 1,
+                         n->kind == DAT_LAYER_ADD ? "every backend" : model->ctx->be->name,
+                         (int)node + 1);
     if (node + 1 < model->n_nodes && model->nodes[node + 1].takes_bn)
         return dat_error(DAT_ERR_UNSUPPORTED, __func__,
                          "node %d is computed inside the add at node %d, so its own output is "

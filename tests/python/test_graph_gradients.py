@@ -49,9 +49,11 @@ class Graph:
 
     def torch_loss(self, m, x, y, output, mode):
         """Mean cross-entropy of node `output`, with libdat's weights and ReLU masks; batch
-        norms with the batch's statistics in train mode, the running ones (still 0 and 1)
-        in eval mode."""
+        norms with the batch's statistics in train mode, libdat's running ones in eval
+        mode."""
         p = torch.from_numpy(m.params.numpy().astype(np.float64))
+        stats = m.buffers.numpy().astype(np.float64) if m.buffers is not None else None
+        bn_index = 0
         seg = {name: (off, ln) for name, off, ln, _ in m.segments()}
         vals = [x.reshape(N, -1)]
         for i, (kind, inputs, name, out) in enumerate(self.layers[1:], start=1):
@@ -67,9 +69,13 @@ class Graph:
                 w = p[wo:wo + wl].clone().requires_grad_(True)
                 bias = p[bo:bo + bl].clone().requires_grad_(True)
                 self.params[name] = (w, bias)
-                train = mode == Mode.TRAIN
-                mean = a.mean(0) if train else torch.zeros(a.shape[1], dtype=a.dtype)
-                var = a.var(0, unbiased=False) if train else torch.ones(a.shape[1], dtype=a.dtype)
+                if mode == Mode.TRAIN:
+                    mean, var = a.mean(0), a.var(0, unbiased=False)
+                else:  # per batch norm, in node order: D running means, D variances
+                    k = 2 * D * bn_index
+                    mean, var = (torch.from_numpy(stats[k:k + D]),
+                                 torch.from_numpy(stats[k + D:k + 2 * D]))
+                bn_index += 1
                 vals.append((a - mean) / torch.sqrt(var + EPS) * w + bias)
             elif kind == LayerKind.RELU:
                 mask = m.activation(i, N).reshape(N, -1) > 0
@@ -86,6 +92,19 @@ def check(g, output, mode=Mode.TRAIN):
     with Context(num_threads=1) as ctx:
         m = g.build(ctx, output)
         m.mode = mode
+        # Batch norms far from the identity: scales, shifts and running statistics drawn
+        # (otherwise a fused batch norm that forgot to normalize would pass in eval mode).
+        p = m.params.numpy()
+        for name, off, ln, _ in m.segments():
+            if name.startswith("bn"):
+                lo, hi = (0.5, 1.5) if name.endswith("weight") else (-0.5, 0.5)
+                p[off:off + ln] = rng.uniform(lo, hi, ln)
+        m.params.write(p)
+        if m.buffers is not None:
+            blocks = m.buffers.numpy().size // (2 * D)
+            m.buffers.write(np.concatenate([np.concatenate(
+                [rng.uniform(-0.5, 0.5, D), rng.uniform(0.5, 1.5, D)]) for _ in range(blocks)])
+                .astype(np.float32))
         xd, yd = Tensor.from_numpy(ctx, x), Tensor.from_numpy(ctx, y)
         loss = m.loss_backward(xd, yd)
         grads = m.grads.numpy()
@@ -166,7 +185,8 @@ def test_an_add_input_is_the_output():
 def test_batch_norms_next_to_adds():
     # An add reading a batch norm that nothing else reads (the add computes it, with the
     # ReLU after the add), a batch norm reading an add (in eval mode it computes the sum),
-    # and a batch norm whose output has a second reader (not computed by the add).
+    # an add right after a batch norm that a later layer reads too (the add does not
+    # compute it), and a batch norm with two readers before its ReLU (not fused).
     for mode in (Mode.TRAIN, Mode.EVAL):
         g = Graph()
         x = g.add(LayerKind.LINEAR, 0)
@@ -174,8 +194,11 @@ def test_batch_norms_next_to_adds():
         s = g.add(LayerKind.RELU, g.add(LayerKind.ADD, b, x))
         t = g.add(LayerKind.ADD, g.add(LayerKind.LINEAR, s), s)
         u = g.add(LayerKind.BATCHNORM, t)
-        v = g.add(LayerKind.ADD, u, g.add(LayerKind.RELU, u))
-        check(g, g.add(LayerKind.LINEAR, v, out=CLASSES), mode)
+        v = g.add(LayerKind.ADD, u, t)
+        w = g.add(LayerKind.ADD, g.add(LayerKind.LINEAR, u), v)
+        z = g.add(LayerKind.BATCHNORM, w)
+        o = g.add(LayerKind.ADD, z, g.add(LayerKind.RELU, z))
+        check(g, g.add(LayerKind.LINEAR, o, out=CLASSES), mode)
 
 
 @pytest.mark.parametrize("mode", [Mode.TRAIN, Mode.EVAL])

@@ -214,14 +214,11 @@ START_TEST(test_activation_of_fused_layers)
 }
 END_TEST
 
-/* In the residual presets every input of every add takes the add's gradient buffer
- * (lib/model/grad_share.c): no copy per input and block in a backward pass. The
- * residual stream of preact_resnet18's stages, whose inputs also feed the next block's
- * first batch norm, shares one buffer per stage; its correctness is
- * tests/python/test_graph_gradients.py's. */
-/* resnet50's blocks end with bn3, the add and a ReLU: the add computes both (the
- * ReLU fused, the batch norm through dat_bn_desc's residual), in either mode, so
- * neither the batch norm's output nor the add's own is kept; the ReLU's is. */
+/* resnet50's blocks end with bn3, the add and a ReLU (the first block: the downsample's
+ * batch norm, the add's second input, right before the add): the add computes both (the
+ * ReLU fused, the batch norm through dat_bn_desc's residual), in either mode, so neither
+ * the batch norm's output nor the add's own is kept; the ReLU's is, and bn3's, which the
+ * add does not compute. */
 START_TEST(test_activation_of_layers_inside_adds)
 {
     dat_model_options mo;
@@ -239,6 +236,8 @@ START_TEST(test_activation_of_layers_inside_adds)
     ck_assert_int_gt(add, 0);
     ck_assert_dat_ok(dat_model_node_info(m, add - 1, &bn_kind, &c, &h, &w));
     ck_assert_int_eq(bn_kind, DAT_LAYER_BATCHNORM);
+    ck_assert_dat_ok(dat_model_node_info(m, add - 3, &bn_kind, NULL, NULL, NULL));
+    ck_assert_int_eq(bn_kind, DAT_LAYER_BATCHNORM);
     int64_t xs[4] = {2, 3, 32, 32}, zs[2] = {2, 10}, as[4] = {2, c, h, w};
     dat_tensor *x, *z, *a;
     ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
@@ -251,6 +250,7 @@ START_TEST(test_activation_of_layers_inside_adds)
         ck_assert_dat_err(dat_model_activation(m, add - 1, a), DAT_ERR_UNSUPPORTED, "not kept");
         ck_assert_dat_err(dat_model_activation(m, add, a), DAT_ERR_UNSUPPORTED, "not kept");
         ck_assert_dat_ok(dat_model_activation(m, add + 1, a));
+        ck_assert_dat_ok(dat_model_activation(m, add - 3, a)); /* bn3 */
     }
     dat_tensor_destroy(x);
     dat_tensor_destroy(z);
@@ -259,6 +259,11 @@ START_TEST(test_activation_of_layers_inside_adds)
 }
 END_TEST
 
+/* In the residual presets every input of every add takes the add's gradient buffer
+ * (lib/model/grad_share.c): no copy per input and block in a backward pass. The
+ * residual stream of preact_resnet18's stages, whose inputs also feed the next block's
+ * first batch norm, shares one buffer per stage; its correctness is
+ * tests/python/test_graph_gradients.py's. */
 START_TEST(test_adds_share_gradient_buffers)
 {
     static const char *presets[] = {"preact_resnet18", "resnet50"};
