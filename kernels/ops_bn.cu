@@ -262,8 +262,8 @@ struct bn_batch_coef {
  * turns a sign error into a wrong gradient. The product and the sum are
  * rounded separately, as the CPU's (nvcc would fuse them into an FMA), so eval
  * mode, whose coefficients both compute alike, gives the CPU's bits. relu:
- * max(y, 0), NaN to 0, as relu_fwd. With two inputs (dat_bn_desc's x2) x is their sum, rounded as the
- * add op rounds it, and the sum is the second result. */
+ * max(y, 0), NaN to 0, as relu_fwd. With two inputs (dat_bn_desc's x2) x is
+ * their sum, rounded as the add op rounds it, and the sum is the second result. */
 template <typename C> struct bn_normalize_op {
     C coef;
     int relu;
