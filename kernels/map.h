@@ -77,6 +77,28 @@ __device__ inline uint16_t dat_rounded<uint16_t>(float v)
     return dat_f32_to_bf16_bits(v);
 }
 
+/* The residual add, rounded once to the value type, and the add with the ReLU
+ * after it (relu_fwd's: NaN and -0 to +0): the add ops' functors, which the
+ * batch norms that compute a residual add (ops_bn.cu) call too, so that both
+ * round alike. */
+struct add_op {
+    template <typename T>
+    __device__ T operator()(size_t, const T (&ab)[2]) const
+    {
+        return dat_rounded<T>(dat_val(ab[0]) + dat_val(ab[1]));
+    }
+};
+
+/* relu_fwd of add_op's result. */
+struct add_relu_op {
+    template <typename T>
+    __device__ T operator()(size_t i, const T (&ab)[2]) const
+    {
+        T sum = add_op()(i, ab);
+        return dat_val(sum) > 0.0f ? sum : T();
+    }
+};
+
 /* The pointers of one map: K inputs (NULL: not read) and the output, which
  * may alias an input (each position is read before it is written, by the
  * same thread); out2 takes the second result of a functor that returns two

@@ -281,7 +281,7 @@ template <typename C> struct bn_normalize_op {
     template <typename T>
     __device__ dat_two<T> operator()(const chan &k, const T (&x_x2)[2]) const
     {
-        const T sum[1] = {dat_rounded<T>(dat_val(x_x2[0]) + dat_val(x_x2[1]))};
+        const T sum[1] = {add_op()(0, x_x2)};
         return dat_two<T>{(*this)(k, sum), sum[0]};
     }
 };
@@ -300,9 +300,8 @@ template <typename C> struct bn_residual_op {
     template <typename T>
     __device__ T operator()(const chan &k, const T (&x_r)[2]) const
     {
-        const T x[1] = {x_r[0]};
-        T sum = dat_rounded<T>(dat_val(bn(k, x)) + dat_val(x_r[1]));
-        return !relu || dat_val(sum) > 0.0f ? sum : T();
+        const T x[1] = {x_r[0]}, ab[2] = {bn(k, x), x_r[1]};
+        return relu ? add_relu_op()(0, ab) : add_op()(0, ab);
     }
 };
 

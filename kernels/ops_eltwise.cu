@@ -28,24 +28,6 @@ struct relu_bwd_op {
     }
 };
 
-struct add_op {
-    template <typename T>
-    __device__ T operator()(size_t, const T (&ab)[2]) const
-    {
-        return dat_rounded<T>(dat_val(ab[0]) + dat_val(ab[1]));
-    }
-};
-
-/* relu_fwd of add_op's result. */
-struct add_relu_op {
-    template <typename T>
-    __device__ T operator()(size_t i, const T (&ab)[2]) const
-    {
-        T sum = add_op()(i, ab);
-        return dat_val(sum) > 0.0f ? sum : T();
-    }
-};
-
 /* Element o of dst (layout DST_NHWC) is element `from` of src (layout
  * SRC_NHWC), channel ch, of an n x c x hw tensor. Within one layout the index
  * is the same and the channel comes from the fast functor; the transposing

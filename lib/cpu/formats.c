@@ -147,6 +147,12 @@ static size_t w_len(const dat_conv_desc *d)
     return (size_t)d->c_out * (size_t)d->c_in * (size_t)d->k_h * (size_t)d->k_w;
 }
 
+/* Values of a batch norm's x (and y, dy, dx). */
+static size_t bn_len(const dat_bn_desc *d)
+{
+    return (size_t)d->n * (size_t)d->c * (size_t)d->hw;
+}
+
 /* The weight as c_out x c_in x k_h x k_w float32. */
 static const float *weight_f32(dat_ctx *ctx, arena *a, const dat_conv_desc *d, const void *w)
 {
@@ -263,7 +269,7 @@ typedef struct bn_call {
 static dat_status bn_enter(dat_ctx *ctx, const dat_bn_desc *d, const void *x, const void *dy,
                            bn_call *f)
 {
-    size_t len = (size_t)d->n * (size_t)d->c * (size_t)d->hw;
+    size_t len = bn_len(d);
     /* Copies of the ReLU mask, x and dy, the output, add_into's copy of dx (only with
      * dx_add; no copy in float32 NCHW), and the fifth buffer's padding. */
     size_t copy = d->fmt == DAT_FMT_F32 ? 0 : len, old = d->dx_add ? copy : 0;
@@ -298,8 +304,7 @@ static dat_bn_desc without_residual(const dat_bn_desc *d)
 
 static dat_status add_residual(dat_ctx *ctx, const dat_bn_desc *d, void *y)
 {
-    size_t total = (size_t)d->n * (size_t)d->c * (size_t)d->hw;
-    return (d->relu_out ? dat_cpu_fmt_add_relu : dat_cpu_fmt_add)(ctx, d->fmt, total, y,
+    return (d->relu_out ? dat_cpu_fmt_add_relu : dat_cpu_fmt_add)(ctx, d->fmt, bn_len(d), y,
                                                                   d->residual, y);
 }
 
@@ -331,8 +336,7 @@ dat_status dat_cpu_fmt_bn_fwd_eval(dat_ctx *ctx, const dat_bn_desc *d, const voi
     if (d->x2 && d->residual)
         return dat_error(DAT_ERR_INTERNAL, __func__, "a batch norm with both x2 and residual");
     if (d->x2) { /* the reference: the add op, then the batch norm of its sum */
-        size_t total = (size_t)d->n * (size_t)d->c * (size_t)d->hw;
-        DAT_TRY(dat_cpu_fmt_add(ctx, d->fmt, total, x, d->x2, d->x_sum));
+        DAT_TRY(dat_cpu_fmt_add(ctx, d->fmt, bn_len(d), x, d->x2, d->x_sum));
         x = d->x_sum;
     }
     if (d->residual) {
