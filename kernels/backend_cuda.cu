@@ -72,8 +72,17 @@ static void cuda_fini(dat_ctx *ctx)
     if (!st)
         return;
     cudaSetDevice(st->device);
+    if (st->capturing) { /* destroyed while capturing: end it, so the frees work */
+        cudaGraph_t g = NULL;
+        if (cudaStreamEndCapture(st->stream, &g) == cudaSuccess && g)
+            cudaGraphDestroy(g);
+        (void)cudaGetLastError();
+        st->capturing = 0;
+    }
     if (st->stream)
         cudaStreamSynchronize(st->stream);
+    dat_cuda_release_deferred(st);
+    free(st->deferred_frees);
     /* Any of these may be missing after a failed init. */
     if (st->conv_desc)
         cudnnDestroyConvolutionDescriptor(st->conv_desc);
@@ -174,11 +183,44 @@ static dat_status cuda_alloc(dat_ctx *ctx, size_t nbytes, void **ptr)
     return DAT_OK;
 }
 
+/* Keeps ptr for dat_cuda_release_deferred; 0 if the list cannot grow. */
+static int defer_free(dat_cuda_state *st, void *ptr)
+{
+    if (st->n_deferred_frees == st->cap_deferred_frees) {
+        size_t cap = st->cap_deferred_frees ? 2 * st->cap_deferred_frees : 8;
+        void **p = (void **)realloc(st->deferred_frees, cap * sizeof *p);
+        if (!p)
+            return 0;
+        st->deferred_frees = p;
+        st->cap_deferred_frees = cap;
+    }
+    st->deferred_frees[st->n_deferred_frees++] = ptr;
+    return 1;
+}
+
+size_t dat_cuda_release_deferred(dat_cuda_state *st)
+{
+    size_t n = st->n_deferred_frees;
+    for (size_t k = 0; k < n; ++k)
+        cudaFree(st->deferred_frees[k]);
+    st->n_deferred_frees = 0;
+    return n;
+}
+
 static void cuda_free(dat_ctx *ctx, void *ptr)
 {
     if (!ptr)
         return;
-    cudaSetDevice(dat_cuda(ctx)->device);
+    dat_cuda_state *st = dat_cuda(ctx);
+    if (dat_cuda_capturing(ctx)) {
+        /* The recording fails either way (the graph might use the buffer);
+         * without room to defer, cudaFree spoils the capture and the buffer
+         * leaks, as it would without this check. */
+        (void)dat_capture_refuse(ctx, "dat_cuda_free", "freeing device memory (a destroy call)");
+        if (defer_free(st, ptr))
+            return;
+    }
+    cudaSetDevice(st->device);
     cudaFree(ptr); /* synchronizes with pending work on the buffer */
 }
 

@@ -55,6 +55,10 @@ struct dat_cuda_state {
     dat_cuda_conv_plan *plans;
     size_t n_plans, cap_plans;
     int capturing; /* between capture_begin and capture_end (graph.cu) */
+    /* Buffers freed while capturing (cudaFree would spoil the capture): freed
+     * when it ends, which then fails, as the graph might use them. */
+    void **deferred_frees;
+    size_t n_deferred_frees, cap_deferred_frees;
 };
 
 static inline dat_cuda_state *dat_cuda(dat_ctx *ctx)
@@ -70,6 +74,10 @@ static inline int dat_cuda_capturing(dat_ctx *ctx)
 {
     return dat_capturing(ctx) || dat_cuda(ctx)->capturing;
 }
+
+/* Frees the buffers freed during the capture that just ended (graph.cu);
+ * returns how many there were. */
+size_t dat_cuda_release_deferred(dat_cuda_state *st);
 
 /* Maps a CUDA error to a status and records "func: what: CUDA message". */
 static inline dat_status dat_cuda_error(cudaError_t err, const char *func, const char *what)

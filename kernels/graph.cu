@@ -26,6 +26,13 @@ dat_status dat_cuda_capture_end(dat_ctx *ctx, void **graph)
     st->capturing = 0;
     cudaGraph_t g = NULL;
     cudaError_t e = cudaStreamEndCapture(st->stream, &g);
+    if (dat_cuda_release_deferred(st) > 0) {
+        if (g)
+            cudaGraphDestroy(g);
+        return dat_error(DAT_ERR_STATE, __func__,
+                         "device memory was freed during the capture (a destroy call while "
+                         "recording), which the graph might use: freed now, nothing recorded");
+    }
     if (e != cudaSuccess) {
         if (g)
             cudaGraphDestroy(g);

@@ -419,6 +419,24 @@ START_TEST(test_refusals)
     /* The context works op by op after a failed recording. */
     ck_assert_dat_ok(step(&s, &loss));
     ck_assert(isfinite(loss));
+    /* Freeing device memory would spoil the capture: the buffer is freed when
+     * it ends (the sanitizer build sees no leak), and the recording fails. */
+    int64_t shape[1] = {1000};
+    dat_tensor *doomed = NULL;
+    ck_assert_dat_ok(dat_tensor_create(&doomed, ctx, DAT_FLOAT32, 1, shape));
+    ck_assert_dat_ok(dat_capture_begin(ctx));
+    ck_assert_dat_ok(step(&s, NULL));
+    dat_tensor_destroy(doomed);
+    ck_assert_dat_err(dat_capture_end(ctx, &g), DAT_ERR_STATE, "freeing device memory");
+    ck_assert_ptr_null(g);
+    ck_assert_dat_ok(step(&s, &loss));
+    ck_assert(isfinite(loss));
+    /* So does a context destroyed while recording. */
+    dat_ctx *other = make_ctx(DAT_DEVICE_CUDA);
+    ck_assert_dat_ok(dat_tensor_create(&doomed, other, DAT_FLOAT32, 1, shape));
+    ck_assert_dat_ok(dat_capture_begin(other));
+    dat_tensor_destroy(doomed);
+    dat_ctx_destroy(other);
     /* Restarts compare losses on the host. */
     dat_attack_options ao;
     dat_attack_options_init(&ao);
