@@ -388,12 +388,14 @@ dat_status dat_comm_allreduce(dat_comm *comm, dat_tensor *t, dat_reduction op)
     else if (op != DAT_REDUCE_SUM && op != DAT_REDUCE_MEAN)
         local = dat_error(DAT_ERR_INVALID_ARG, __func__, "op = %d is not a dat_reduction",
                           (int)op);
+    void *buf = NULL;
+    if (local == DAT_OK) /* staged before agreeing: a failure here reaches every rank */
+        local = to_comm_memory(comm, t, 1, &buf);
     int64_t h[DAT_HDR_LEN];
-    dat_comm_header(comm, h, DAT_COMM_OP_ALLREDUCE, t ? (int64_t)t->dtype : -1, t ? t->numel : -1, op, local);
+    dat_comm_header(comm, h, DAT_COMM_OP_ALLREDUCE, t ? (int64_t)t->dtype : -1,
+                    t ? t->numel : -1, op, local);
     DAT_TRY(dat_comm_agree(comm, __func__, h));
     size_t n = (size_t)t->numel;
-    void *buf;
-    DAT_TRY(to_comm_memory(comm, t, 1, &buf));
     dat_status s = comm->ops->allreduce(comm, buf, n, op);
     if (s != DAT_OK)
         return dat_error_context(dat_comm_failed(comm, s), __func__);
@@ -414,11 +416,13 @@ dat_status dat_comm_broadcast(dat_comm *comm, dat_tensor *t, int32_t root)
     else if (root < 0 || root >= comm->size)
         local = dat_error(DAT_ERR_INVALID_ARG, __func__, "root = %d is not a rank in [0, %d)",
                           (int)root, comm->size);
+    void *buf = NULL;
+    if (local == DAT_OK)
+        local = to_comm_memory(comm, t, comm->rank == root, &buf);
     int64_t h[DAT_HDR_LEN];
-    dat_comm_header(comm, h, DAT_COMM_OP_BROADCAST, t ? (int64_t)t->dtype : -1, t ? t->numel : -1, root, local);
+    dat_comm_header(comm, h, DAT_COMM_OP_BROADCAST, t ? (int64_t)t->dtype : -1,
+                    t ? t->numel : -1, root, local);
     DAT_TRY(dat_comm_agree(comm, __func__, h));
-    void *buf;
-    DAT_TRY(to_comm_memory(comm, t, comm->rank == root, &buf));
     dat_status s = comm->ops->broadcast(comm, buf, t->nbytes, root);
     if (s != DAT_OK)
         return dat_error_context(dat_comm_failed(comm, s), __func__);
@@ -428,6 +432,24 @@ dat_status dat_comm_broadcast(dat_comm *comm, dat_tensor *t, int32_t root)
     uint64_t recv = comm->rank == root ? 0 : t->nbytes;
     dat_comm_count_call(comm, t0, sent, recv);
     return DAT_OK;
+}
+
+/* Copies in to its block (own) of the gathered buffer in the kind's memory,
+ * through the host when in lives on another device than the communicator. */
+static dat_status own_block(dat_comm *c, const dat_tensor *in, void *own)
+{
+    size_t n = in->nbytes;
+    if (!c->ops->device_buffers)
+        return in->ctx->opts.device == DAT_DEVICE_CPU ? (memcpy(own, in->data, n), DAT_OK)
+                                                      : dat_tensor_read(in, own, n);
+    if (in->ctx == c->ctx)
+        return c->ctx->be->copy(c->ctx, own, in->data, n);
+    if (in->ctx->opts.device == DAT_DEVICE_CPU)
+        return c->ctx->be->copy_from_host(c->ctx, own, in->data, n);
+    float *s = NULL;
+    DAT_TRY(stage_buffer(c, (n + 3) / 4, &s));
+    DAT_TRY(dat_tensor_read(in, s, n));
+    return c->ctx->be->copy_from_host(c->ctx, own, s, n);
 }
 
 dat_status dat_comm_allgather(dat_comm *comm, const dat_tensor *in, dat_tensor *out)
@@ -447,32 +469,22 @@ dat_status dat_comm_allgather(dat_comm *comm, const dat_tensor *in, dat_tensor *
                           "out has %lld elements, expected %d ranks x %lld = %lld",
                           (long long)out->numel, comm->size, (long long)in->numel,
                           (long long)(in->numel * comm->size));
+    void *buf = NULL;
+    if (local == DAT_OK)
+        local = to_comm_memory(comm, out, 0, &buf);
+    if (local == DAT_OK)
+        local = own_block(comm, in, (uint8_t *)buf + (size_t)comm->rank * in->nbytes);
     int64_t h[DAT_HDR_LEN];
-    dat_comm_header(comm, h, DAT_COMM_OP_ALLGATHER, in ? (int64_t)in->dtype : -1, in ? in->numel : -1, 0, local);
+    dat_comm_header(comm, h, DAT_COMM_OP_ALLGATHER, in ? (int64_t)in->dtype : -1,
+                    in ? in->numel : -1, 0, local);
     DAT_TRY(dat_comm_agree(comm, __func__, h));
-    void *buf;
-    DAT_TRY(to_comm_memory(comm, out, 0, &buf));
     size_t block = in->nbytes;
     size_t *counts = comm->tables, *displs = comm->tables + comm->size;
     for (int j = 0; j < comm->size; ++j) {
         counts[j] = block;
         displs[j] = (size_t)j * block;
     }
-    /* This rank's block goes in place first. */
-    uint8_t *own = (uint8_t *)buf + (size_t)comm->rank * block;
-    dat_status s;
-    if (!comm->ops->device_buffers)
-        s = in->ctx->opts.device == DAT_DEVICE_CPU ? (memcpy(own, in->data, block), DAT_OK)
-                                                   : dat_tensor_read(in, own, block);
-    else if (in->ctx == comm->ctx)
-        s = comm->ctx->be->copy(comm->ctx, own, in->data, block);
-    else if (in->ctx->opts.device == DAT_DEVICE_CPU)
-        s = comm->ctx->be->copy_from_host(comm->ctx, own, in->data, block);
-    else
-        s = dat_error(DAT_ERR_UNSUPPORTED, __func__,
-                      "in lives on another device than the communicator's context");
-    DAT_TRY(s);
-    s = comm->ops->allgatherv(comm, buf, counts, displs);
+    dat_status s = comm->ops->allgatherv(comm, buf, counts, displs);
     if (s != DAT_OK)
         return dat_error_context(dat_comm_failed(comm, s), __func__);
     DAT_TRY(from_comm_memory(comm, out, buf));

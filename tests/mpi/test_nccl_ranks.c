@@ -149,6 +149,27 @@ static void test_broadcast_allgather(void)
     EXPECT_OK(dat_comm_allgather(mpi, in, ref));
     expect_same("all-gather", out, ref, 1);
     expect_same_bytes("all-gather", n0, m0);
+    /* Tensors of another CUDA context go through the host, in and out. */
+    dat_ctx_options co;
+    dat_ctx_options_init(&co);
+    co.device = DAT_DEVICE_CUDA;
+    EXPECT_OK(dat_ctx_device(ctx, NULL, &co.device_ordinal));
+    dat_ctx *other = NULL;
+    EXPECT_OK(dat_ctx_create(&other, &co));
+    if (other) {
+        int64_t n_in = 777, n_out = 777 * (int64_t)g_size;
+        dat_tensor *in2 = NULL, *out2 = NULL;
+        EXPECT_OK(dat_tensor_create(&in2, other, DAT_FLOAT32, 1, &n_in));
+        EXPECT_OK(dat_tensor_create(&out2, other, DAT_FLOAT32, 1, &n_out));
+        float *v = host(in);
+        EXPECT_OK(dat_tensor_write(in2, v, 777 * sizeof *v));
+        free(v);
+        EXPECT_OK(dat_comm_allgather(nccl, in2, out2));
+        expect_same("all-gather of another context's tensors", out2, ref, 1);
+        dat_tensor_destroy(in2);
+        dat_tensor_destroy(out2);
+        dat_ctx_destroy(other);
+    }
     dat_tensor_destroy(t);
     dat_tensor_destroy(want);
     dat_tensor_destroy(in);
