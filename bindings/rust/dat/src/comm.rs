@@ -13,12 +13,14 @@ pub struct Quantizer<'c> {
 }
 
 impl<'c> Quantizer<'c> {
+    /// Creates a quantizer computing on `ctx` (dat_quantizer_create).
     pub fn new(ctx: &'c Context, opts: &QuantizerOptions) -> Result<Quantizer<'c>> {
         let mut raw = ptr::null_mut();
         check(unsafe { sys::dat_quantizer_create(&mut raw, ctx.as_ptr(), opts) })?;
         Ok(Quantizer { raw, _ctx: PhantomData })
     }
 
+    /// The C handle, owned by this `Quantizer`.
     pub fn as_ptr(&self) -> *mut sys::dat_quantizer {
         self.raw
     }
@@ -75,12 +77,14 @@ impl Drop for Quantizer<'_> {
 /// Algorithm of the quantized all-reduce.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QuantMode {
+    /// Each rank quantizes, the codes are all-gathered and averaged (DAT_QUANT_ONE_SIDED).
     OneSided,
+    /// Shards exchanged, averaged and quantized again (DAT_QUANT_TWO_SIDED).
     TwoSided,
 }
 
 impl QuantMode {
-    fn raw(self) -> sys::dat_quant_mode {
+    pub(crate) fn raw(self) -> sys::dat_quant_mode {
         match self {
             QuantMode::OneSided => sys::DAT_QUANT_ONE_SIDED,
             QuantMode::TwoSided => sys::DAT_QUANT_TWO_SIDED,
@@ -91,9 +95,13 @@ impl QuantMode {
 /// Counters of a communicator.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct CommStats {
+    /// Successful collectives.
     pub calls: u64,
+    /// Payload bytes this rank sent.
     pub bytes_sent: u64,
+    /// Payload bytes this rank received.
     pub bytes_received: u64,
+    /// Wall time inside successful collectives.
     pub seconds: f64,
 }
 
@@ -109,6 +117,7 @@ impl UniqueId {
         Ok(UniqueId(id))
     }
 
+    /// The id of 128 bytes made elsewhere (moved by the host's own channel).
     pub fn from_bytes(bytes: &[u8]) -> Result<UniqueId> {
         if bytes.len() != 128 {
             return Err(invalid("a unique id has 128 bytes"));
@@ -118,6 +127,7 @@ impl UniqueId {
         Ok(UniqueId(id))
     }
 
+    /// The id's 128 bytes, to move to the other ranks.
     pub fn bytes(&self) -> &[u8] {
         &self.0.internal
     }
@@ -134,6 +144,18 @@ impl UniqueId {
         let mut id = sys::dat_comm_id::default();
         check(unsafe { sys::dat_comm_unique_id_read(&mut id, p.as_ptr(), timeout_s) })?;
         Ok(UniqueId(id))
+    }
+
+    /// Collective over the ranks of `comm`: every rank receives rank `root`'s id
+    /// (make it with [`UniqueId::new`] on the root first), waiting at most
+    /// `timeout_s` (dat_comm_unique_id_broadcast_mpi).
+    ///
+    /// # Safety
+    /// `comm` must be a valid communicator of an initialized MPI.
+    #[cfg(feature = "mpi")]
+    pub unsafe fn broadcast_mpi(&mut self, root: i32, comm: sys::MPI_Comm, timeout_s: f64)
+                                -> Result<()> {
+        check(sys::dat_comm_unique_id_broadcast_mpi(&mut self.0, root, comm, timeout_s))
     }
 }
 
@@ -155,7 +177,9 @@ impl<'c> Comm<'c> {
     pub fn nccl(ctx: &'c Context, nranks: i32, rank: i32, id: &UniqueId, opts: &CommOptions)
                 -> Result<Comm<'c>> {
         let mut raw = ptr::null_mut();
-        check(unsafe { sys::dat_comm_create_nccl(&mut raw, ctx.as_ptr(), nranks, rank, &id.0, opts) })?;
+        check(unsafe {
+            sys::dat_comm_create_nccl(&mut raw, ctx.as_ptr(), nranks, rank, &id.0, opts)
+        })?;
         Ok(Comm { raw, _ctx: PhantomData })
     }
 
@@ -172,30 +196,55 @@ impl<'c> Comm<'c> {
         Ok(Comm { raw, _ctx: PhantomData })
     }
 
+    /// NCCL over the ranks of an MPI communicator (collective; CUDA contexts):
+    /// rank 0 makes the unique id, MPI moves it, every rank joins with its MPI
+    /// rank (dat_comm_create_nccl_mpi).
+    ///
+    /// # Safety
+    /// `comm` must be a valid communicator of an initialized MPI.
+    #[cfg(feature = "mpi")]
+    pub unsafe fn nccl_mpi(ctx: &'c Context, comm: sys::MPI_Comm, opts: &CommOptions)
+                           -> Result<Comm<'c>> {
+        let mut raw = ptr::null_mut();
+        check(sys::dat_comm_create_nccl_mpi(&mut raw, ctx.as_ptr(), comm, opts))?;
+        Ok(Comm { raw, _ctx: PhantomData })
+    }
+
+    /// The C handle, owned by this `Comm`.
+    pub fn as_ptr(&self) -> *mut sys::dat_comm {
+        self.raw
+    }
+
+    /// Rank of this process, 0 .. size − 1.
     pub fn rank(&self) -> Result<i32> {
         let mut r = 0;
         check(unsafe { sys::dat_comm_rank(self.raw, &mut r) })?;
         Ok(r)
     }
 
+    /// Number of ranks M.
     pub fn size(&self) -> Result<i32> {
         let mut r = 0;
         check(unsafe { sys::dat_comm_size(self.raw, &mut r) })?;
         Ok(r)
     }
 
+    /// In-place all-reduce (sum or mean) of a float32 tensor. Collective.
     pub fn allreduce(&mut self, t: &mut Tensor, op: sys::dat_reduction) -> Result<()> {
         check(unsafe { sys::dat_comm_allreduce(self.raw, t.as_ptr(), op) })
     }
 
+    /// Broadcast of a tensor from rank `root`. Collective.
     pub fn broadcast(&mut self, t: &mut Tensor, root: i32) -> Result<()> {
         check(unsafe { sys::dat_comm_broadcast(self.raw, t.as_ptr(), root) })
     }
 
+    /// `out` receives every rank's `x`, rank by rank. Collective.
     pub fn allgather(&mut self, x: &Tensor, out: &mut Tensor) -> Result<()> {
         check(unsafe { sys::dat_comm_allgather(self.raw, x.as_ptr(), out.as_ptr()) })
     }
 
+    /// Quantized all-reduce (mean) of a float32 tensor, in place. Collective.
     pub fn allreduce_quantized(&mut self, t: &mut Tensor, q: &mut Quantizer, mode: QuantMode,
                                step: u64) -> Result<()> {
         check(unsafe {
@@ -207,7 +256,9 @@ impl<'c> Comm<'c> {
     pub fn allreduce_grads(&mut self, model: &mut Model, q: Option<&mut Quantizer>,
                            mode: QuantMode, step: u64) -> Result<()> {
         let q = q.map(|q| q.as_ptr()).unwrap_or(ptr::null_mut());
-        check(unsafe { sys::dat_comm_allreduce_grads(self.raw, model.as_ptr(), q, mode.raw(), step) })
+        check(unsafe {
+            sys::dat_comm_allreduce_grads(self.raw, model.as_ptr(), q, mode.raw(), step)
+        })
     }
 
     /// Every rank takes rank `root`'s parameters and running statistics.
@@ -215,6 +266,7 @@ impl<'c> Comm<'c> {
         check(unsafe { sys::dat_comm_broadcast_model(self.raw, model.as_ptr(), root) })
     }
 
+    /// The statistics: calls, payload bytes, seconds.
     pub fn stats(&self) -> Result<CommStats> {
         let mut s = sys::dat_comm_stats::default();
         check(unsafe { sys::dat_comm_get_stats(self.raw, &mut s) })?;
@@ -222,6 +274,7 @@ impl<'c> Comm<'c> {
                        seconds: s.seconds })
     }
 
+    /// Zeroes the statistics.
     pub fn reset_stats(&mut self) -> Result<()> {
         check(unsafe { sys::dat_comm_reset_stats(self.raw) })
     }

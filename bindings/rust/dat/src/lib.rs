@@ -9,6 +9,8 @@
 //!
 //! The option structs are those of `dat-sys`, re-exported here with their C
 //! names; `Default::default()` fills them with the library's defaults.
+//! [`GradSyncOptions`] is the exception: its quantizer is a borrow passed to
+//! [`GradSync::new`] instead of a raw pointer.
 //!
 //! ```no_run
 //! use dat::{Context, Model, Attack, Optimizer, Tensor, DType};
@@ -34,6 +36,7 @@ mod attack;
 mod capture;
 mod comm;
 mod data;
+mod grad_sync;
 pub mod eval;
 mod model;
 mod optim;
@@ -43,6 +46,7 @@ pub use attack::Attack;
 pub use capture::StepGraph;
 pub use comm::{Comm, CommStats, QuantMode, Quantizer, UniqueId};
 pub use data::Dataset;
+pub use grad_sync::{GradSync, GradSyncOptions};
 pub use model::{Loss, Model, ModelBuilder};
 pub use optim::{load_checkpoint, save_checkpoint, Optimizer, Position};
 pub use tensor::{DType, Element, Tensor};
@@ -219,6 +223,18 @@ impl Drop for Context {
 /// let p = m.params().unwrap();
 /// drop(m); // error: `m` is borrowed by `p`
 /// p.numel().unwrap();
+/// ```
+///
+/// and a gradient synchronizer borrows its communicator and model, which are
+/// reached through it while it lives:
+///
+/// ```compile_fail
+/// let ctx = dat::Context::cpu(0, 1).unwrap();
+/// let mut comm = dat::Comm::new_self(&ctx).unwrap();
+/// let mut m = dat::Model::preset(&ctx, "mlp", &Default::default()).unwrap();
+/// let mut sync = dat::GradSync::new(&mut comm, &mut m, None, &Default::default()).unwrap();
+/// drop(m); // error: `m` is borrowed by `sync`
+/// sync.begin(0).unwrap();
 /// ```
 pub mod lifetimes {}
 

@@ -1,7 +1,7 @@
 //! The safe wrappers against the built library: values, errors with their
 //! messages, and one training step through every part.
-use dat::{sys, Attack, Comm, Context, DType, Dataset, Loss, Model, ModelBuilder, Optimizer,
-          Position, QuantMode, Quantizer, Tensor, UniqueId};
+use dat::{sys, Attack, Comm, Context, DType, Dataset, GradSync, GradSyncOptions, Loss, Model,
+          ModelBuilder, Optimizer, Position, QuantMode, Quantizer, Tensor, UniqueId};
 
 fn ctx() -> Context {
     Context::cpu(1234, 2).unwrap()
@@ -123,6 +123,101 @@ fn builder_quantizer_and_communicator() {
     assert_eq!(comm.stats().unwrap().calls, 0);
     comm.abort().unwrap();
     assert_eq!(comm.broadcast(&mut t, 0).unwrap_err().status, sys::DAT_ERR_STATE);
+}
+
+fn batch(c: &Context) -> (Tensor<'_>, Tensor<'_>) {
+    let mut x = Tensor::new(c, DType::Float32, &[4, 1, 28, 28]).unwrap();
+    x.fill_uniform(0.0, 1.0, 5, 0).unwrap();
+    (x, Tensor::from_slice(c, &[4], &[3i32, 1, 4, 1]).unwrap())
+}
+
+#[test]
+fn grad_sync_gives_the_gradient_of_allreduce_grads() {
+    let c = ctx();
+    let (x, y) = batch(&c);
+    let mut comm = Comm::new_self(&c).unwrap();
+    // Exact: the mean over one rank is the gradient itself.
+    let mut plain = Model::preset(&c, "mlp", &Default::default()).unwrap();
+    plain.loss_backward(&x, Some(&y), &Loss::default()).unwrap();
+    let want = plain.grads().unwrap().to_vec::<f32>().unwrap();
+    let mut m = Model::preset(&c, "mlp", &Default::default()).unwrap();
+    let opts = GradSyncOptions { bucket_elems: 1000, ..Default::default() };
+    assert_eq!(GradSyncOptions::default().bucket_elems, 1 << 20);
+    {
+        let mut sync = GradSync::new(&mut comm, &mut m, None, &opts).unwrap();
+        assert!(sync.overlaps().unwrap(), "self communicator, CPU model: a thread");
+        for step in 0..2 {
+            sync.begin(step).unwrap();
+            assert!(sync.is_armed());
+            let loss = sync.loss_backward(&x, Some(&y), &Loss::default()).unwrap();
+            assert!(loss > 0.0);
+            sync.end().unwrap();
+            let got = sync.model().unwrap().grads().unwrap().to_vec::<f32>().unwrap();
+            assert_eq!(got, want, "step {}", step);
+        }
+        assert_eq!(sync.comm().unwrap().stats().unwrap().calls, 2);
+    }
+    // Dropped: the model and the communicator are free again.
+    assert_eq!(m.grads().unwrap().to_vec::<f32>().unwrap(), want);
+    comm.reset_stats().unwrap();
+
+    // Quantized: the bits of allreduce_grads with the same quantizer settings and step.
+    let mut q = dat::QuantizerOptions::default();
+    q.bits = 4;
+    q.bucket_size = 64;
+    let mut qa = Quantizer::new(&c, &q).unwrap();
+    let mut qb = Quantizer::new(&c, &q).unwrap();
+    for mode in [QuantMode::OneSided, QuantMode::TwoSided] {
+        plain.loss_backward(&x, Some(&y), &Loss::default()).unwrap();
+        comm.allreduce_grads(&mut plain, Some(&mut qa), mode, 7).unwrap();
+        let want = plain.grads().unwrap().to_vec::<f32>().unwrap();
+        let opts = GradSyncOptions { bucket_elems: 64 * 20, mode };
+        let mut sync = GradSync::new(&mut comm, &mut m, Some(&mut qb), &opts).unwrap();
+        sync.begin(7).unwrap();
+        sync.loss_backward(&x, Some(&y), &Loss::default()).unwrap();
+        sync.end().unwrap();
+        drop(sync);
+        assert_eq!(m.grads().unwrap().to_vec::<f32>().unwrap(), want, "{:?}", mode);
+    }
+}
+
+#[test]
+fn grad_sync_refuses_wrong_usage() {
+    let c = ctx();
+    let (x, y) = batch(&c);
+    let mut comm = Comm::new_self(&c).unwrap();
+    let mut m = Model::preset(&c, "mlp", &Default::default()).unwrap();
+    let bad = GradSyncOptions { bucket_elems: 0, ..Default::default() };
+    let e = GradSync::new(&mut comm, &mut m, None, &bad).err().unwrap();
+    assert_eq!(e.status, sys::DAT_ERR_INVALID_ARG);
+    assert!(e.message.contains("bucket_elems"), "{}", e.message);
+    let mut q = Quantizer::new(&c, &Default::default()).unwrap();
+    let odd = GradSyncOptions { bucket_elems: 1000, ..Default::default() };
+    let e = GradSync::new(&mut comm, &mut m, Some(&mut q), &odd).err().unwrap();
+    assert!(e.message.contains("not a multiple"), "{}", e.message);
+
+    let mut sync = GradSync::new(&mut comm, &mut m, None, &Default::default()).unwrap();
+    let e = sync.end().unwrap_err();
+    assert_eq!(e.status, sys::DAT_ERR_STATE);
+    assert!(e.message.contains("not armed"), "{}", e.message);
+    sync.begin(0).unwrap();
+    let e = sync.begin(1).unwrap_err();
+    assert_eq!(e.status, sys::DAT_ERR_STATE);
+    assert!(e.message.contains("already armed"), "{}", e.message);
+    assert_eq!(sync.model().err().unwrap().status, sys::DAT_ERR_STATE);
+    assert_eq!(sync.comm().err().unwrap().status, sys::DAT_ERR_STATE);
+    sync.loss_backward(&x, Some(&y), &Loss::default()).unwrap();
+    let e = sync.loss_backward(&x, Some(&y), &Loss::default()).unwrap_err();
+    assert!(e.message.contains("end() first"), "{}", e.message);
+    sync.end().unwrap();
+    assert!(!sync.is_armed());
+    // Unarmed, backward passes accumulate freely (the earlier ones of a step).
+    let accumulate = Loss { accumulate: true, ..Loss::default() };
+    sync.loss_backward(&x, Some(&y), &accumulate).unwrap();
+    sync.loss_backward(&x, Some(&y), &accumulate).unwrap();
+    // A broken communicator fails begin.
+    sync.comm().unwrap().abort().unwrap();
+    assert_eq!(sync.begin(2).unwrap_err().status, sys::DAT_ERR_STATE);
 }
 
 #[test]
