@@ -142,8 +142,13 @@ static int make_model_and_optim(run *r)
     for (int i = 0; i < 5; ++i)
         if (strcmp(o->optimizer, kinds[i]) == 0)
             p.kind = (dat_optim_kind)i;
+    if (strcmp(o->optimizer, "lars") == 0 || strcmp(o->optimizer, "lamb") == 0)
+        p.kind = o->optimizer[2] == 'r' ? DAT_OPTIM_MOMENTUM : DAT_OPTIM_ADAMW;
     p.lr = o->lr;
     p.momentum = o->momentum;
+    p.beta2 = o->beta2;
+    p.eps = o->adam_eps;
+    p.bias_correction = o->bias_correction;
     p.weight_decay = o->weight_decay;
     p.lalr = o->lalr;
     p.c_l = o->c_l;

@@ -48,12 +48,17 @@ static const char usage[] =
     "  --noise-copies N     Smooth-AT: noisy copies per image                 [1]\n"
     "\n"
     "Optimizer\n"
-    "  --optimizer O        sgd | momentum | nesterov | adam | adamw   [momentum]\n"
+    "  --optimizer O        sgd | momentum | nesterov | adam | adamw | lars | lamb\n"
+    "                       (lars: momentum with LALR; lamb: the paper's LAMB, adamw\n"
+    "                       with LALR, no bias correction, adam-eps 1e-6) [momentum]\n"
     "  --lalr on|off        layer-wise adaptive rate (LARS / LAMB)          [off]\n"
     "  --c-l X, --c-u X     LALR trust-ratio clipping bounds             [0, 10]\n"
     "  --lr X               base learning rate                             [0.05]\n"
     "  --head-lr X          learning rate of the classifier (last layer) [= lr]\n"
     "  --momentum X         momentum / Adam beta1                           [0.9]\n"
+    "  --beta2 X            Adam beta2                                    [0.999]\n"
+    "  --adam-eps X         Adam epsilon                       [1e-8; lamb: 1e-6]\n"
+    "  --bias-correction on|off  Adam's bias correction         [on; lamb: off]\n"
     "  --weight-decay X                                                    [5e-4]\n"
     "  --schedule S         const | piecewise | cosine | onecycle     [piecewise]\n"
     "  --warmup-epochs X    linear warm-up                                    [0]\n"
@@ -120,6 +125,10 @@ static void defaults(train_options *o)
     o->lr = 0.05f;
     o->head_lr = -1.0f;
     o->momentum = 0.9f;
+    o->beta2 = 0.999f;
+    o->adam_eps = 0.0f;        /* unset: the optimizer's default */
+    o->bias_correction = -1;   /* unset: the optimizer's default */
+    o->lalr = -1;              /* unset: on for lars and lamb, else off */
     o->weight_decay = 5e-4f;
     o->c_l = 0.0f;
     o->c_u = 10.0f;
@@ -202,7 +211,8 @@ static const char *const formats[] = {"idx", "cifar10", "cifar100", "npy", NULL}
 static const char *const models[] = {"mlp", "cnn_small", "preact_resnet18", "wrn_28_10",
                                      "resnet50", NULL};
 static const char *const attacks[] = {"pgd", "fgsm", "trades", "none", NULL};
-static const char *const optimizers[] = {"sgd", "momentum", "nesterov", "adam", "adamw", NULL};
+static const char *const optimizers[] = {"sgd",   "momentum", "nesterov", "adam",
+                                         "adamw", "lars",     "lamb",     NULL};
 static const char *const schedules[] = {"const", "piecewise", "cosine", "onecycle", NULL};
 static const char *const scalings[] = {"none", "linear", "sqrt", NULL};
 static const char *const qmodes[] = {"one-sided", "two-sided", NULL};
@@ -244,6 +254,9 @@ static int parse_one(train_options *o, const char *k, const char *v)
     if (IS("--lr")) return cli_float(k, v, 0, 1e6, 0, &o->lr);
     if (IS("--head-lr")) return cli_float(k, v, 0, 1e6, 0, &o->head_lr);
     if (IS("--momentum")) return cli_float(k, v, 0, 0.999999, 0, &o->momentum);
+    if (IS("--beta2")) return cli_float(k, v, 0, 0.999999, 0, &o->beta2);
+    if (IS("--adam-eps")) return cli_float(k, v, 0, 1, 1, &o->adam_eps);
+    if (IS("--bias-correction")) return cli_onoff(k, v, &o->bias_correction);
     if (IS("--weight-decay")) return cli_float(k, v, 0, 1e6, 0, &o->weight_decay);
     if (IS("--schedule")) return cli_choice(k, v, schedules, &o->schedule);
     if (IS("--warmup-epochs")) return cli_float(k, v, 0, 1e6, 0, &o->warmup_epochs);
@@ -286,6 +299,24 @@ static int parse_one(train_options *o, const char *k, const char *v)
 }
 
 /* Checks between options, and what --baseline lsgd implies. */
+/* lars and lamb are LALR over momentum and AdamW; lamb also takes the paper's
+ * Adam settings (no bias correction, eps 1e-6) unless they are given. */
+static int finish_optimizer(train_options *o)
+{
+    int lamb = strcmp(o->optimizer, "lamb") == 0, lars = strcmp(o->optimizer, "lars") == 0;
+    if ((lamb || lars) && o->lalr == 0)
+        return cli_bad("--lalr", "off", lamb ? "lamb is adamw with LALR (use --optimizer adamw)"
+                                             : "lars is momentum with LALR (use --optimizer "
+                                               "momentum)");
+    if (o->lalr < 0)
+        o->lalr = lamb || lars;
+    if (o->bias_correction < 0)
+        o->bias_correction = !lamb;
+    if (o->adam_eps == 0)
+        o->adam_eps = lamb ? 1e-6f : 1e-8f;
+    return 0;
+}
+
 static int finish(train_options *o)
 {
     if (o->bits > 16 && o->bits != 32)
@@ -315,6 +346,8 @@ static int finish(train_options *o)
         if (o->warmup_epochs == 0)
             o->warmup_epochs = 5 < o->epochs ? 5 : o->epochs / 2.0f;
     }
+    if (finish_optimizer(o))
+        return -1;
     if (o->step_graph && (strcmp(o->device, "cuda") != 0 || o->smooth_sigma > 0))
         return cli_bad("--step-graph", NULL, "needs --device cuda, without --smooth-sigma (the "
                        "noise copies cannot be recorded yet)");
@@ -361,7 +394,8 @@ int train_options_json(const train_options *o, char *buf, size_t size)
         "{\"data_format\":\"%s\",\"model\":\"%s\",\"attack\":\"%s\",\"eps\":%g,\"alpha\":%g,"
         "\"steps\":%d,\"lambda\":%g,\"beta\":%g,\"smooth_sigma\":%g,\"noise_copies\":%d,"
         "\"optimizer\":\"%s\",\"lalr\":%d,\"c_l\":%g,\"c_u\":%g,\"lr\":%g,\"head_lr\":%g,"
-        "\"momentum\":%g,\"weight_decay\":%g,\"schedule\":\"%s\",\"warmup_epochs\":%g,"
+        "\"momentum\":%g,\"beta2\":%g,\"adam_eps\":%g,\"bias_correction\":%d,"
+        "\"weight_decay\":%g,\"schedule\":\"%s\",\"warmup_epochs\":%g,"
         "\"gamma\":%g,\"lr_scaling\":\"%s\",\"ref_batch\":%d,\"baseline\":\"%s\",\"batch\":%d,"
         "\"epochs\":%d,\"bits\":%d,\"quant_mode\":\"%s\",\"bucket\":%d,\"seed\":%llu,"
         "\"train_subset\":%d,\"val\":%d,\"classes\":[%s],\"unlabeled\":%d,\"augment\":%d,"
@@ -369,7 +403,8 @@ int train_options_json(const train_options *o, char *buf, size_t size)
         o->data_format, o->model, o->attack, (double)o->eps, (double)o->alpha, (int)o->steps,
         (double)o->lambda, (double)o->beta, (double)o->smooth_sigma, (int)o->noise_copies,
         o->optimizer, o->lalr, (double)o->c_l, (double)o->c_u, (double)o->lr,
-        (double)o->head_lr, (double)o->momentum, (double)o->weight_decay, o->schedule,
+        (double)o->head_lr, (double)o->momentum, (double)o->beta2, (double)o->adam_eps,
+        o->bias_correction, (double)o->weight_decay, o->schedule,
         (double)o->warmup_epochs, (double)o->gamma, o->lr_scaling, (int)o->ref_batch,
         o->baseline ? o->baseline : "", (int)o->batch, (int)o->epochs, (int)o->bits,
         o->quant_mode, (int)o->bucket, (unsigned long long)o->seed, (int)o->train_subset,

@@ -35,6 +35,8 @@ typedef struct train_options {
     const char *baseline;      /* NULL or "lsgd" */
     int lalr;
     float lr, head_lr, momentum, weight_decay, c_l, c_u;
+    float beta2, adam_eps;     /* Adam's */
+    int bias_correction;       /* Adam's: 1 on, 0 off */
     const char *schedule;      /* const | piecewise | cosine | onecycle */
     float warmup_epochs, gamma;
     float milestones[MAX_MILESTONES];
