@@ -72,9 +72,9 @@ def torch_in(x, mean, std):
     return xt, normalize(xt, mean, std)
 
 
-CASES = [("cnn_small", 16, None, None), ("cnn_small", 8, [0.3], [0.2]),
+CASES = [("mlp", 8, None, None), ("cnn_small", 16, None, None), ("cnn_small", 8, [0.3], [0.2]),
          ("preact_resnet18", 4, [0.49, 0.48, 0.45], [0.25, 0.24, 0.26]),
-         ("resnet50", 8, None, None)]
+         ("wrn_28_10", 2, None, None), ("resnet50", 8, None, None)]
 
 
 @pytest.mark.parametrize("preset,n,mean,std", CASES)
