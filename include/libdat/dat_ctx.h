@@ -5,7 +5,10 @@
  *
  * Every other libdat object is created from a context and must be destroyed
  * before it. A context is not thread-safe: use one per host thread, or
- * serialize calls.
+ * serialize calls. On the CPU each matrix product sets OpenBLAS's thread count,
+ * which is one for the whole process, to its context's num_threads: contexts
+ * with different counts that run at the same time on different host threads
+ * may run some products with the other's count (same results, other speed).
  */
 #ifndef LIBDAT_DAT_CTX_H
 #define LIBDAT_DAT_CTX_H

@@ -1,13 +1,30 @@
 /* GEMM and the linear layer of the CPU backend, through OpenBLAS (cblas). */
 #include <cblas.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "cpu.h"
+
+/* OpenBLAS's thread count is one for the process: each GEMM sets it to its
+ * context's, so that a context created later with another count does not
+ * change this one's. (Inside a parallel region OpenBLAS runs on the calling
+ * thread whatever the count.) */
+static void use_context_threads(const dat_ctx *ctx)
+{
+#ifdef _OPENMP
+    if (omp_in_parallel())
+        return;
+#endif
+    if (openblas_get_num_threads() != ctx->opts.num_threads)
+        openblas_set_num_threads(ctx->opts.num_threads);
+}
 
 dat_status dat_cpu_gemm(dat_ctx *ctx, int trans_a, int trans_b, int m, int n, int k,
                         float alpha, const float *a, int lda, const float *b, int ldb,
                         float beta, float *c, int ldc)
 {
-    (void)ctx;
+    use_context_threads(ctx);
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return DAT_OK;

@@ -816,6 +816,25 @@ START_TEST(test_blas_kernels)
 }
 END_TEST
 
+/* OpenBLAS's thread count is one for the process; a GEMM runs with its own
+ * context's, whichever context was created last. */
+START_TEST(test_blas_threads_follow_the_context)
+{
+    dat_ctx_options o;
+    dat_ctx_options_init(&o);
+    o.num_threads = 1;
+    dat_ctx *one = NULL;
+    ck_assert_dat_ok(dat_ctx_create(&one, &o));
+    float a[4] = {1, 2, 3, 4}, c[4] = {0};
+    ck_assert_dat_ok(dat_cpu_gemm(ctx, 0, 0, 2, 2, 2, 1.0f, a, 2, a, 2, 0.0f, c, 2));
+    ck_assert_int_eq(openblas_get_num_threads(), 2);
+    ck_assert(c[0] == 7 && c[1] == 10 && c[2] == 15 && c[3] == 22);
+    ck_assert_dat_ok(dat_cpu_gemm(one, 0, 0, 2, 2, 2, 1.0f, a, 2, a, 2, 0.0f, c, 2));
+    ck_assert_int_eq(openblas_get_num_threads(), 1);
+    dat_ctx_destroy(one);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cpu_ops");
@@ -833,6 +852,7 @@ int main(void)
     tcase_add_test(tc, test_small_ops);
     tcase_add_test(tc, test_attack_steps);
     tcase_add_test(tc, test_blas_kernels);
+    tcase_add_test(tc, test_blas_threads_follow_the_context);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }
