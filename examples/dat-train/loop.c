@@ -23,6 +23,17 @@ dat_loss_options train_objective(const run *r)
     return lo;
 }
 
+void training_at(run *r, int64_t epoch, int64_t batch)
+{
+    int64_t step = 0;
+    dat_optim_get_step(r->optim, &step);
+    if (batch < 0)
+        snprintf(r->at, sizeof r->at, "epoch %lld", (long long)epoch + 1);
+    else
+        snprintf(r->at, sizeof r->at, "epoch %lld, batch %lld, step %lld", (long long)epoch + 1,
+                 (long long)batch + 1, (long long)step);
+}
+
 void epoch_progress(const run *r, int64_t epoch, progress *pg)
 {
     char what[32];
@@ -43,6 +54,7 @@ int train_epoch(run *r, int64_t epoch, double *loss)
     double t0 = now_seconds(), sum = 0;
     int64_t b = 0;
     for (;; ++b) {
+        training_at(r, epoch, b);
         int32_t count = 0;
         TRY_RUN("data", dat_dataset_next_batch(r->train, r->x, r->y, &count));
         if (count == 0)
@@ -83,6 +95,7 @@ int train_epoch(run *r, int64_t epoch, double *loss)
         progress_update(&pg, b + 1, (double)(b + 1) * r->o.batch * r->ranks, status);
     }
     progress_end(&pg);
+    r->at[0] = '\0';
     r->train_seconds += now_seconds() - t0;
     r->train_images += (double)b * r->o.batch * r->ranks;
     *loss = b ? sum / (double)b : 0;

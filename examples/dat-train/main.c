@@ -22,8 +22,9 @@
 
 int fail(const run *r, const char *what, dat_status s)
 {
-    fprintf(stderr, "dat-train%s%.0d: %s: %s: %s\n", r->ranks > 1 ? " rank " : "",
-            r->ranks > 1 ? r->rank : 0, what, dat_status_string(s), dat_last_error());
+    fprintf(stderr, "dat-train%s%.0d: %s%s%s%s: %s: %s\n", r->ranks > 1 ? " rank " : "",
+            r->ranks > 1 ? r->rank : 0, what, r->at[0] ? " (" : "", r->at, r->at[0] ? ")" : "",
+            dat_status_string(s), dat_last_error());
     return 1;
 }
 

@@ -33,9 +33,11 @@ typedef struct run {
     double train_seconds, train_images;
     double grad_bytes, grad_steps; /* sent by the gradient all-reduces (not the evaluation's) */
     FILE *metrics;
+    char at[96];             /* where the training loop is, for fail(); "" outside it */
 } run;
 
-/* Prints "dat-train: what: status: message" (rank-tagged) and returns 1. */
+/* Prints "dat-train: what (at): status: message" (rank-tagged; " (at)" only
+ * inside the training loop) and returns 1. */
 int fail(const run *r, const char *what, dat_status s);
 
 /* In a function of a `run *r` returning int: fails with `what` unless call is DAT_OK. */
@@ -51,6 +53,9 @@ dat_status create_model(const run *r, dat_model **out);
 /* The options every training attack shares: --eps, --alpha, --steps, --seed, the rank. */
 void attack_options(const run *r, dat_attack_options *a);
 
+/* Notes where the training loop is (epoch, batch and step; the epoch alone for
+ * batch < 0) for fail()'s messages. */
+void training_at(run *r, int64_t epoch, int64_t batch);
 /* Starts an epoch's progress display (rank 0's only). */
 void epoch_progress(const run *r, int64_t epoch, progress *pg);
 /* One training epoch; *loss receives the mean training loss. */

@@ -97,6 +97,7 @@ int train_epoch_graph(run *r, int64_t epoch, double *loss)
     double t0 = now_seconds();
     int64_t b = 0;
     for (;; ++b) {
+        training_at(r, epoch, b);
         int32_t count = 0;
         TRY_RUN("data", dat_dataset_next_batch(r->train, r->x, r->y, &count));
         if (count == 0)
@@ -106,9 +107,11 @@ int train_epoch_graph(run *r, int64_t epoch, double *loss)
         r->grad_steps += 1;
         progress_update(&pg, b + 1, (double)(b + 1) * r->o.batch * r->ranks, "");
     }
-    /* The faults of the device-side checks come back here. */
+    /* The faults of the device-side checks come back here, for the epoch. */
+    training_at(r, epoch, -1);
     TRY_RUN("step graph", dat_ctx_synchronize(r->ctx));
     progress_end(&pg);
+    r->at[0] = '\0';
     r->train_seconds += now_seconds() - t0;
     r->train_images += (double)b * r->o.batch * r->ranks;
     dat_comm_get_stats(r->comm, &after); /* replays book their all-reduces too */
