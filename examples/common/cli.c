@@ -67,6 +67,52 @@ int cli_onoff(const char *opt, const char *v, int *out)
     return cli_bad(opt, v, "expected on or off");
 }
 
+/* One item of a class list at *p: "a" or "a-b", *p moved past it. */
+static int class_range(const char *opt, const char *v, const char **p, long *a, long *b)
+{
+    char *end;
+    *a = *b = strtol(*p, &end, 10);
+    if (end == *p)
+        return cli_bad(opt, v, "expected a list such as 0-4 or 1,3,5");
+    *p = end;
+    if (**p == '-') {
+        *b = strtol(*p + 1, &end, 10);
+        if (end == *p + 1)
+            return cli_bad(opt, v, "a range needs an end, e.g. 0-4");
+        *p = end;
+    }
+    return 0;
+}
+
+int cli_classes(const char *opt, const char *v, int32_t *classes, int max, int32_t *count)
+{
+    int32_t n = 0;
+    for (const char *p = v; *p;) {
+        long a, b;
+        if (class_range(opt, v, &p, &a, &b))
+            return -1;
+        if (a < 0 || b < a || b >= max) {
+            char why[80];
+            snprintf(why, sizeof why, "classes must be in [0, %d) and ranges ascending", max);
+            return cli_bad(opt, v, why);
+        }
+        for (long c = a; c <= b; ++c) {
+            for (int32_t i = 0; i < n; ++i)
+                if (classes[i] == c)
+                    return cli_bad(opt, v, "a class is listed twice");
+            classes[n++] = (int32_t)c;
+        }
+        if (*p == ',')
+            ++p;
+        else if (*p)
+            return cli_bad(opt, v, "unexpected character");
+    }
+    if (n == 0)
+        return cli_bad(opt, v, "empty list");
+    *count = n;
+    return 0;
+}
+
 int cli_parse(int argc, char **argv, const char *usage, const cli_flag *flags,
               int (*value)(void *opts, const char *opt, const char *v), void *opts)
 {

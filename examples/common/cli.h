@@ -19,6 +19,9 @@ int cli_float(const char *opt, const char *v, double lo, double hi, int open, fl
 int cli_choice(const char *opt, const char *v, const char *const *choices, const char **out);
 /* "on" (1) or "off" (0). */
 int cli_onoff(const char *opt, const char *v, int *out);
+/* A class subset, "0-4" or "1,3,5" (ranges allowed in lists): distinct classes in
+ * [0, max) into classes[0 .. *count - 1], in the order given. */
+int cli_classes(const char *opt, const char *v, int32_t *classes, int max, int32_t *count);
 
 /* An option without a value: its presence sets *flag to 1. */
 typedef struct cli_flag {

@@ -10,73 +10,10 @@
 #include "eval.h"
 #include "progress.h"
 
-static int fail(const char *what, dat_status s)
+int eval_fail(const char *what, dat_status s)
 {
     fprintf(stderr, "dat-eval: %s: %s: %s\n", what, dat_status_string(s), dat_last_error());
     return 1;
-}
-
-#define TRY(what, call)                 \
-    do {                                \
-        dat_status s_ = (call);         \
-        if (s_ != DAT_OK)               \
-            return fail((what), s_);    \
-    } while (0)
-
-static int open_data(evaluation *e)
-{
-    const eval_options *o = &e->o;
-    char images[4096], labels[4096];
-    dat_dataset_options d;
-    dat_dataset_options_init(&d);
-    if (strcmp(o->data_format, "idx") == 0) {
-        snprintf(images, sizeof images, "%s/t10k-images-idx3-ubyte.gz", o->data_dir);
-        snprintf(labels, sizeof labels, "%s/t10k-labels-idx1-ubyte.gz", o->data_dir);
-        d.labels_path = labels;
-    } else if (strcmp(o->data_format, "cifar10") == 0) {
-        d.format = DAT_DATASET_CIFAR10;
-        snprintf(images, sizeof images, "%s/test_batch.bin", o->data_dir);
-    } else {
-        d.format = DAT_DATASET_NPY;
-        snprintf(images, sizeof images, "%s", o->npy_images);
-        d.labels_path = o->npy_labels;
-    }
-    d.images_path = images;
-    d.limit = o->count;
-    d.shuffle = 0;
-    d.batch_size = o->batch;
-    TRY("test data", dat_dataset_open(&e->ds, e->ctx, &d));
-    TRY("test data", dat_dataset_num_samples(e->ds, &e->total));
-    return 0;
-}
-
-static int open_model(evaluation *e)
-{
-    int32_t c, h, w;
-    dat_dataset_sample_shape(e->ds, &c, &h, &w);
-    dat_dataset_num_classes(e->ds, &e->classes);
-    dat_model_options mo;
-    dat_model_options_init(&mo);
-    mo.num_classes = e->classes;
-    mo.in_channels = c;
-    mo.in_height = h;
-    mo.in_width = w;
-    TRY("model", dat_model_create_preset(&e->model, e->ctx, e->o.model, &mo));
-    /* dat_model_load reads both a dat-train checkpoint (its optimizer and
-     * position tensors are skipped) and a PyTorch state_dict of the preset. */
-    TRY("checkpoint", dat_model_load(e->model, e->o.checkpoint, NULL));
-    TRY("model", dat_model_set_mode(e->model, DAT_MODE_EVAL));
-    if (!e->o.pgd)
-        return 0;
-    dat_attack_options a;
-    dat_attack_options_init(&a);
-    a.norm = strcmp(e->o.norm, "l2") == 0 ? DAT_NORM_L2 : DAT_NORM_LINF;
-    a.eps = e->o.eps;
-    a.steps = e->o.pgd_steps;
-    a.restarts = e->o.pgd_restarts;
-    a.seed = e->o.seed;
-    TRY("PGD", dat_attack_create(&e->pgd, e->ctx, &a));
-    return 0;
 }
 
 static int alloc_results(evaluation *e)
@@ -115,7 +52,7 @@ static int clean_accuracy(evaluation *e, dat_tensor *x, int64_t off, int32_t n)
     }
     free(logits);
     dat_tensor_destroy(z);
-    return s == DAT_OK ? 0 : fail("clean accuracy", s);
+    return s == DAT_OK ? 0 : eval_fail("clean accuracy", s);
 }
 
 static int pgd_accuracy(evaluation *e, dat_tensor *x, dat_tensor *y, int64_t off, int32_t n)
@@ -129,7 +66,7 @@ static int pgd_accuracy(evaluation *e, dat_tensor *x, dat_tensor *y, int64_t off
         s = dat_tensor_read(mask, e->pgd_robust + off, (size_t)n);
     dat_tensor_destroy(mask);
     e->pgd_count += robust;
-    return s == DAT_OK ? 0 : fail("PGD", s);
+    return s == DAT_OK ? 0 : eval_fail("PGD", s);
 }
 
 static int autoattack(evaluation *e, dat_tensor *x, dat_tensor *y, int64_t off)
@@ -140,7 +77,7 @@ static int autoattack(evaluation *e, dat_tensor *x, dat_tensor *y, int64_t off)
     a.eps = e->o.eps;
     a.attacks = e->o.attacks;
     a.apgd_steps = e->o.apgd_steps;
-    a.target_classes = e->o.targets < e->classes - 1 ? e->o.targets : e->classes - 1;
+    a.target_classes = eval_aa_targets(e);
     a.fab_steps = e->o.fab_steps;
     a.square_queries = e->o.square_queries;
     a.seed = e->o.seed;
@@ -241,7 +178,7 @@ static int run_all(evaluation *e)
         if (s == DAT_OK)
             s = dat_tensor_read(y, e->label + off, (size_t)count * sizeof(int32_t));
         if (s != DAT_OK || count != want) {
-            rc = s != DAT_OK ? fail("test data", s) : 1;
+            rc = s != DAT_OK ? eval_fail("test data", s) : 1;
             break;
         }
         rc = one_batch(e, x, y, off, count);
@@ -297,15 +234,7 @@ int main(int argc, char **argv)
     int rc = eval_options_parse(&e.o, argc, argv);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
-    dat_ctx_options co;
-    dat_ctx_options_init(&co);
-    co.num_threads = e.o.threads;
-    co.seed = e.o.seed;
-    dat_status s = dat_ctx_create(&e.ctx, &co);
-    if (s != DAT_OK)
-        return fail("context", s);
-    rc = open_data(&e) || open_model(&e) || alloc_results(&e) || run_all(&e) ||
-         write_result(&e);
+    rc = eval_setup(&e) || alloc_results(&e) || run_all(&e) || write_result(&e);
     cleanup(&e);
     return rc;
 }

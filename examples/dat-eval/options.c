@@ -20,11 +20,15 @@ static const char usage[] =
     "  --checkpoint FILE    safetensors of the model (required)\n"
     "  --model NAME         mlp | cnn_small | preact_resnet18 | wrn_28_10 |\n"
     "                       resnet50                                  [cnn_small]\n"
-    "  --data-format F      idx | cifar10 | npy                             [idx]\n"
-    "  --data DIR           folder of the test files\n"
+    "  --data-format F      idx | cifar10 | cifar100 | npy                  [idx]\n"
+    "  --data DIR           folder of the test files: t10k-*-ubyte.gz (idx),\n"
+    "                       test_batch.bin (cifar10), test.bin (cifar100)\n"
     "                       [/usr/share/datasets/fashion-mnist]\n"
     "  --npy-images F, --npy-labels F   test set as .npy (with --data-format npy)\n"
-    "  --count N            evaluate the first N test images (0: all)        [0]\n"
+    "  --classes LIST       class subset, e.g. 0-4 or 1,3,5; relabeled 0..k-1 [all]\n"
+    "                       (the model has k classes: give dat-train's LIST)\n"
+    "  --count N            evaluate the first N test images (0: all); with\n"
+    "                       --classes, those of the subset among them         [0]\n"
     "  --batch N            images per batch (progress is shown per batch)\n"
     "                                          [500; 10 with --eval certify]\n"
     "\n"
@@ -51,6 +55,11 @@ static const char usage[] =
     "Run\n"
     "  --seed N             key of every random draw                         [0]\n"
     "  --threads N          compute threads (0 = all cores)                  [0]\n"
+    "  --device D           cpu | cuda (GPU 0 of CUDA_VISIBLE_DEVICES)      [cpu]\n"
+    "  --precision P        fp32 | tf32 (CUDA) | bf16 (CUDA; the CPU emulates it,\n"
+    "                       slowly)                                         [fp32]\n"
+    "  --channels-last L    auto | on | off: activations NHWC inside models\n"
+    "                       (auto: the backend's choice)                   [auto]\n"
     "  --json FILE          also write the result to FILE\n"
     "  --per-sample on|off  per-sample results in the JSON                 [off]\n"
     "  --progress P         auto | bar | lines | none                     [auto]\n"
@@ -84,6 +93,9 @@ static void defaults(eval_options *o)
     memcpy(o->radii, radii, sizeof radii);
     o->num_radii = 7;
     o->progress = "auto";
+    o->device = "cpu";
+    o->precision = "fp32";
+    o->channels_last = "auto";
 }
 
 /* Comma-separated names: the index of each in `names` sets bit index of *bits. */
@@ -118,7 +130,7 @@ static int parse_radii(const char *opt, const char *v, eval_options *o)
     return o->num_radii ? 0 : cli_bad(opt, v, "empty list");
 }
 
-static const char *const formats[] = {"idx", "cifar10", "npy", NULL};
+static const char *const formats[] = {"idx", "cifar10", "cifar100", "npy", NULL};
 static const char *const models[] = {"mlp", "cnn_small", "preact_resnet18", "wrn_28_10",
                                      "resnet50", NULL};
 static const char *const evals[] = {"ta", "pgd", "aa", "certify", NULL};
@@ -126,6 +138,9 @@ static const char *const aa_names[] = {"apgd-ce", "apgd-t", "fab-t", "square", N
 static const char *const norms[] = {"linf", "l2", NULL};
 static const char *const progresses[] = {"auto", "bar", "lines", "none", NULL};
 static const char *const onoff[] = {"off", "on", NULL};
+static const char *const devices[] = {"cpu", "cuda", NULL};
+static const char *const precisions[] = {"fp32", "tf32", "bf16", NULL};
+static const char *const layouts[] = {"auto", "on", "off", NULL};
 
 static int parse_one(eval_options *o, const char *k, const char *v)
 {
@@ -136,6 +151,8 @@ static int parse_one(eval_options *o, const char *k, const char *v)
     if (IS("--data")) return (o->data_dir = v, 0);
     if (IS("--npy-images")) return (o->npy_images = v, 0);
     if (IS("--npy-labels")) return (o->npy_labels = v, 0);
+    if (IS("--classes"))
+        return cli_classes(k, v, o->classes, MAX_CLASSES, &o->num_classes_subset);
     if (IS("--count")) return cli_int(k, v, 0, INT_MAX, &o->count);
     if (IS("--batch")) return cli_int(k, v, 1, 1 << 20, &o->batch);
     if (IS("--eval")) {
@@ -168,6 +185,9 @@ static int parse_one(eval_options *o, const char *k, const char *v)
         return r;
     }
     if (IS("--threads")) return cli_int(k, v, 0, 4096, &o->threads);
+    if (IS("--device")) return cli_choice(k, v, devices, &o->device);
+    if (IS("--precision")) return cli_choice(k, v, precisions, &o->precision);
+    if (IS("--channels-last")) return cli_choice(k, v, layouts, &o->channels_last);
     if (IS("--json")) return (o->json = v, 0);
     if (IS("--per-sample")) {
         const char *c;
@@ -189,6 +209,9 @@ static int finish(eval_options *o)
         return cli_bad("--checkpoint", NULL, "is required");
     if (o->certify && o->n0 > o->n)
         return cli_bad("--n0", NULL, "must not exceed --n");
+    if (o->aa && o->num_classes_subset == 1) /* its targeted attacks need a second class */
+        return cli_bad("--classes", NULL, "one class leaves AutoAttack nothing to attack; "
+                       "leave aa out of --eval");
     if (strcmp(o->data_format, "npy") == 0 && (!o->npy_images || !o->npy_labels))
         return cli_bad("--data-format", "npy", "needs --npy-images and --npy-labels");
     return 0;

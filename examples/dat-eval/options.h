@@ -4,7 +4,7 @@
 
 #include <stdint.h>
 
-enum { MAX_RADII = 32 };
+enum { MAX_RADII = 32, MAX_CLASSES = 1000 };
 
 typedef struct eval_options {
     /* what */
@@ -12,9 +12,11 @@ typedef struct eval_options {
     const char *model;          /* preset */
     int ta, pgd, aa, certify;   /* evaluations chosen by --eval */
     /* data */
-    const char *data_format;    /* idx | cifar10 | npy */
-    const char *data_dir;       /* idx / cifar10 folder */
+    const char *data_format;    /* idx | cifar10 | cifar100 | npy */
+    const char *data_dir;       /* idx / cifar10 / cifar100 folder */
     const char *npy_images, *npy_labels;
+    int32_t classes[MAX_CLASSES]; /* subset, class classes[i] relabeled i (dat-train's) */
+    int32_t num_classes_subset; /* 0: all classes */
     int32_t count;              /* first N test images; 0 = all */
     int32_t batch;
     /* threat model */
@@ -34,6 +36,9 @@ typedef struct eval_options {
     /* run */
     uint64_t seed;
     int32_t threads;
+    const char *device;         /* cpu | cuda */
+    const char *precision;      /* fp32 | tf32 (CUDA) | bf16 */
+    const char *channels_last;  /* auto | on | off */
     const char *json;           /* file for the JSON result; NULL: stdout only */
     int per_sample;             /* per-sample arrays in the JSON */
     const char *progress;       /* auto | bar | lines | none */

@@ -21,8 +21,8 @@ static double frac(int64_t k, int64_t n)
 static void write_aa(FILE *f, const evaluation *e)
 {
     const eval_options *o = &e->o;
-    fprintf(f, ",\"autoattack\":{\"ra\":%.6f,\"robust\":%lld,\"attacks\":[", frac(e->aa_count, e->total),
-            (long long)e->aa_count);
+    fprintf(f, ",\"autoattack\":{\"ra\":%.6f,\"robust\":%lld,\"attacks\":[",
+            frac(e->aa_count, e->total), (long long)e->aa_count);
     int first = 1;
     for (int a = 0; a < DAT_AA_COUNT; ++a)
         if (o->attacks & DAT_AA_BIT(a)) {
@@ -43,7 +43,7 @@ static void write_aa(FILE *f, const evaluation *e)
     fprintf(f,
             "},\"apgd_steps\":%d,\"targets\":%d,\"fab_steps\":%d,\"square_queries\":%d,"
             "\"seconds\":%.3f}",
-            (int)o->apgd_steps, (int)o->targets, (int)o->fab_steps, (int)o->square_queries,
+            (int)o->apgd_steps, (int)eval_aa_targets(e), (int)o->fab_steps, (int)o->square_queries,
             e->seconds[2]);
 }
 
@@ -57,7 +57,9 @@ static void write_certify(FILE *f, const evaluation *e)
     int64_t abstain = 0;
     for (int64_t i = 0; i < e->total; ++i)
         abstain += e->cert_pred[i] == DAT_SMOOTH_ABSTAIN;
-    fprintf(f, ",\"certify\":{\"sigma\":%g,\"n0\":%d,\"n\":%d,\"alpha\":%g,\"abstain\":%lld,\"radii\":[",
+    fprintf(f,
+            ",\"certify\":{\"sigma\":%g,\"n0\":%d,\"n\":%d,\"alpha\":%g,\"abstain\":%lld,"
+            "\"radii\":[",
             (double)o->sigma, (int)o->n0, (int)o->n, (double)o->alpha, (long long)abstain);
     for (int j = 0; j < o->num_radii; ++j)
         fprintf(f, "%s%g", j ? "," : "", (double)o->radii[j]);
@@ -92,6 +94,21 @@ static void write_per_sample(FILE *f, const evaluation *e)
     fputc('}', f);
 }
 
+/* The data and the arithmetic the figures hold for: a subset's accuracy is not the whole
+ * test set's, and bf16 / tf32 change the last digits. */
+static void write_setting(FILE *f, const evaluation *e)
+{
+    const eval_options *o = &e->o;
+    fprintf(f, ",\"data_format\":\"%s\"", o->data_format);
+    if (o->num_classes_subset) {
+        fputs(",\"classes\":[", f);
+        for (int i = 0; i < o->num_classes_subset; ++i)
+            fprintf(f, "%s%d", i ? "," : "", (int)o->classes[i]);
+        fputc(']', f);
+    }
+    fprintf(f, ",\"device\":\"%s\",\"precision\":\"%s\"", o->device, o->precision);
+}
+
 void write_json(FILE *f, const evaluation *e)
 {
     const eval_options *o = &e->o;
@@ -100,6 +117,7 @@ void write_json(FILE *f, const evaluation *e)
         fprintf(f, (*c == '"' || *c == '\\') ? "\\%c" : "%c", *c);
     fprintf(f, "\",\"images\":%lld,\"norm\":\"%s\",\"eps\":%g,\"seed\":%llu", (long long)e->total,
             o->norm, (double)o->eps, (unsigned long long)o->seed);
+    write_setting(f, e);
     if (o->ta)
         fprintf(f, ",\"ta\":%.6f", frac(e->clean, e->total));
     if (o->pgd)

@@ -49,25 +49,54 @@ static int open_eval(run *r, dat_dataset_options *d, const char *what, dat_datas
     return 0;
 }
 
+/* The training and test files of --data-format in --data (see --help). */
+typedef struct data_files {
+    char train_x[4096], train_y[4096], test_x[4096], test_y[4096];
+    char extra[4][4096];     /* CIFAR-10: data_batch_2.bin .. data_batch_5.bin */
+    const char *extra_paths[4];
+} data_files;
+
+static void name_files(const train_options *o, dat_dataset_options *d, data_files *f)
+{
+    const char *dir = o->data_dir, *fmt = o->data_format;
+    if (strcmp(fmt, "idx") == 0) {
+        snprintf(f->train_x, sizeof f->train_x, "%s/train-images-idx3-ubyte.gz", dir);
+        snprintf(f->train_y, sizeof f->train_y, "%s/train-labels-idx1-ubyte.gz", dir);
+        snprintf(f->test_x, sizeof f->test_x, "%s/t10k-images-idx3-ubyte.gz", dir);
+        snprintf(f->test_y, sizeof f->test_y, "%s/t10k-labels-idx1-ubyte.gz", dir);
+    } else if (strcmp(fmt, "npy") == 0) {
+        d->format = DAT_DATASET_NPY;
+        snprintf(f->train_x, sizeof f->train_x, "%s/train_images.npy", dir);
+        snprintf(f->train_y, sizeof f->train_y, "%s/train_labels.npy", dir);
+        snprintf(f->test_x, sizeof f->test_x, "%s/test_images.npy", dir);
+        snprintf(f->test_y, sizeof f->test_y, "%s/test_labels.npy", dir);
+    } else if (strcmp(fmt, "cifar100") == 0) { /* the records carry their labels */
+        d->format = DAT_DATASET_CIFAR100;
+        snprintf(f->train_x, sizeof f->train_x, "%s/train.bin", dir);
+        snprintf(f->test_x, sizeof f->test_x, "%s/test.bin", dir);
+    } else {
+        d->format = DAT_DATASET_CIFAR10;
+        snprintf(f->train_x, sizeof f->train_x, "%s/data_batch_1.bin", dir);
+        for (int k = 0; k < 4; ++k) {
+            snprintf(f->extra[k], sizeof f->extra[k], "%s/data_batch_%d.bin", dir, k + 2);
+            f->extra_paths[k] = f->extra[k];
+        }
+        snprintf(f->test_x, sizeof f->test_x, "%s/test_batch.bin", dir);
+    }
+}
+
 static int open_data(run *r)
 {
     const train_options *o = &r->o;
-    char train_x[4096], train_y[4096], test_x[4096], test_y[4096];
+    static data_files f; /* 36 KiB of paths: off the stack */
     dat_dataset_options d;
     dat_dataset_options_init(&d);
-    if (strcmp(o->data_format, "idx") == 0) {
-        snprintf(train_x, sizeof train_x, "%s/train-images-idx3-ubyte.gz", o->data_dir);
-        snprintf(train_y, sizeof train_y, "%s/train-labels-idx1-ubyte.gz", o->data_dir);
-        snprintf(test_x, sizeof test_x, "%s/t10k-images-idx3-ubyte.gz", o->data_dir);
-        snprintf(test_y, sizeof test_y, "%s/t10k-labels-idx1-ubyte.gz", o->data_dir);
-    } else {
-        d.format = DAT_DATASET_CIFAR10;
-        snprintf(train_x, sizeof train_x, "%s/data_batch.bin", o->data_dir);
-        snprintf(test_x, sizeof test_x, "%s/test_batch.bin", o->data_dir);
-    }
-    int cifar = d.format == DAT_DATASET_CIFAR10;
-    d.images_path = train_x;
-    d.labels_path = cifar ? NULL : train_y; /* CIFAR records carry their labels */
+    name_files(o, &d, &f);
+    int cifar = d.format == DAT_DATASET_CIFAR10 || d.format == DAT_DATASET_CIFAR100;
+    d.images_path = f.train_x;
+    d.labels_path = cifar ? NULL : f.train_y;
+    d.extra_paths = d.format == DAT_DATASET_CIFAR10 ? f.extra_paths : NULL;
+    d.num_extra_paths = d.extra_paths ? 4 : 0;
     d.limit = o->train_subset;
     d.validation_count = o->val_count;
     d.classes = o->classes;
@@ -86,8 +115,10 @@ static int open_data(run *r)
     /* Evaluation: the test set (or its first eval_count images), in batches that
      * divide it exactly so every batch is full. */
     int64_t n_test = o->eval_count;
-    d.images_path = test_x;
-    d.labels_path = cifar ? NULL : test_y;
+    d.images_path = f.test_x;
+    d.labels_path = cifar ? NULL : f.test_y;
+    d.extra_paths = NULL;
+    d.num_extra_paths = 0;
     d.limit = n_test;
     d.rank = 0;
     d.world_size = 1;
@@ -100,8 +131,10 @@ static int open_data(run *r)
     if (o->val_count == 0)
         return 0;
     /* Validation: the held-out end of the training files, shared out like the test set. */
-    d.images_path = train_x;
-    d.labels_path = cifar ? NULL : train_y;
+    d.images_path = f.train_x;
+    d.labels_path = cifar ? NULL : f.train_y;
+    d.extra_paths = d.format == DAT_DATASET_CIFAR10 ? f.extra_paths : NULL;
+    d.num_extra_paths = d.extra_paths ? 4 : 0;
     d.limit = o->train_subset;
     d.validation_count = o->val_count;
     d.part = DAT_PART_VALIDATION;

@@ -16,7 +16,10 @@ static const char usage[] =
     "\n"
     "Data\n"
     "  --data-format F      idx | cifar10 | cifar100 | npy                  [idx]\n"
-    "  --data DIR           folder of the dataset files\n"
+    "  --data DIR           folder of the dataset files: idx: {train,t10k}-{images-idx3,\n"
+    "                       labels-idx1}-ubyte.gz; cifar10: data_batch_1.bin ..\n"
+    "                       data_batch_5.bin, test_batch.bin; cifar100: train.bin,\n"
+    "                       test.bin; npy: {train,test}_{images,labels}.npy\n"
     "                       [/usr/share/datasets/fashion-mnist, from the Debian\n"
     "                        package dataset-fashion-mnist]\n"
     "  --train-subset N     train on the first N training images only      [all]\n"
@@ -153,39 +156,6 @@ static void defaults(train_options *o)
     o->comm = "auto";
 }
 
-/* "0-4" or "1,3,5" (ranges allowed in lists): classes in [0, 1000). */
-static int parse_classes(const char *opt, const char *v, train_options *o)
-{
-    o->num_classes_subset = 0;
-    const char *p = v;
-    while (*p) {
-        char *end;
-        long a = strtol(p, &end, 10), b = a;
-        if (end == p)
-            return cli_bad(opt, v, "expected a list such as 0-4 or 1,3,5");
-        p = end;
-        if (*p == '-') {
-            b = strtol(p + 1, &end, 10);
-            if (end == p + 1)
-                return cli_bad(opt, v, "a range needs an end, e.g. 0-4");
-            p = end;
-        }
-        if (a < 0 || b < a || b >= MAX_CLASSES)
-            return cli_bad(opt, v, "classes must be in [0, 1000) and ranges ascending");
-        for (long c = a; c <= b; ++c) {
-            for (int i = 0; i < o->num_classes_subset; ++i)
-                if (o->classes[i] == c)
-                    return cli_bad(opt, v, "a class is listed twice");
-            o->classes[o->num_classes_subset++] = (int32_t)c;
-        }
-        if (*p == ',')
-            ++p;
-        else if (*p)
-            return cli_bad(opt, v, "unexpected character");
-    }
-    return o->num_classes_subset ? 0 : cli_bad(opt, v, "empty list");
-}
-
 static int parse_milestones(const char *opt, const char *v, train_options *o)
 {
     o->num_milestones = 0;
@@ -230,7 +200,8 @@ static int parse_one(train_options *o, const char *k, const char *v)
     if (IS("--data-format")) return cli_choice(k, v, formats, &o->data_format);
     if (IS("--data")) return (o->data_dir = v, 0);
     if (IS("--train-subset")) return cli_int(k, v, 1, INT_MAX, &o->train_subset);
-    if (IS("--classes")) return parse_classes(k, v, o);
+    if (IS("--classes"))
+        return cli_classes(k, v, o->classes, MAX_CLASSES, &o->num_classes_subset);
     if (IS("--val")) return cli_int(k, v, 0, INT_MAX, &o->val_count);
     if (IS("--augment")) return cli_onoff(k, v, &o->augment);
     if (IS("--unlabeled")) return cli_int(k, v, 0, INT_MAX, &o->unlabeled_count);

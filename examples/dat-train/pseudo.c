@@ -246,6 +246,8 @@ int pseudo_label_data(run *r, dat_dataset_options *train)
     n.format = DAT_DATASET_NPY;
     n.images_path = images;
     n.labels_path = labels;
+    n.extra_paths = NULL; /* CIFAR-10's other record files: read into the pool */
+    n.num_extra_paths = 0;
     dat_dataset_num_classes(r->train, &n.num_classes);
     n.classes = NULL; /* already applied, and relabeled */
     n.num_subset_classes = 0;
