@@ -445,7 +445,8 @@ typedef struct linear_case {
 
 static const linear_case linear_cases[] = {
     {128, 3136, 128, "cnn_small fc1"}, {128, 128, 10, "cnn_small fc2"},
-    {64, 512, 10, "preact_resnet18 fc"}, {5, 7, 3, "odd"}, {1, 1, 1, "1x1"},
+    {64, 512, 10, "preact_resnet18 fc"}, {8, 640, 10, "wrn_28_10 fc"},
+    {4, 2048, 1000, "resnet50 fc"}, {5, 7, 3, "odd"}, {1, 1, 1, "1x1"},
 };
 
 static void check_linear_fwd(void)
@@ -527,6 +528,21 @@ static const conv_case conv_cases[] = {
     {64, 256, 8, 8, 512, 3, 3, 2, 1, 0, 0, "preact_resnet18 layer4 down"},
     {64, 256, 8, 8, 512, 1, 1, 2, 0, 0, 0, "preact_resnet18 layer4 shortcut"},
     {64, 512, 4, 4, 512, 3, 3, 1, 1, 0, 0, "preact_resnet18 layer4"},
+    {8, 3, 32, 32, 16, 3, 3, 1, 1, 0, 0, "wrn_28_10 stem"},
+    {8, 16, 32, 32, 160, 3, 3, 1, 1, 0, 0, "wrn_28_10 block1 widen"},
+    {8, 16, 32, 32, 160, 1, 1, 1, 0, 0, 0, "wrn_28_10 block1 shortcut"},
+    {8, 160, 32, 32, 160, 3, 3, 1, 1, 0, 0, "wrn_28_10 block1"},
+    {8, 160, 32, 32, 320, 3, 3, 2, 1, 0, 0, "wrn_28_10 block2 down"},
+    {8, 320, 16, 16, 640, 3, 3, 2, 1, 0, 0, "wrn_28_10 block3 down"},
+    {8, 320, 16, 16, 640, 1, 1, 2, 0, 0, 0, "wrn_28_10 block3 shortcut"},
+    {8, 640, 8, 8, 640, 3, 3, 1, 1, 0, 0, "wrn_28_10 block3"},
+    {4, 3, 224, 224, 64, 7, 7, 2, 3, 0, 0, "resnet50 stem"},
+    {4, 64, 56, 56, 256, 1, 1, 1, 0, 0, 0, "resnet50 layer1 expand"},
+    {4, 256, 56, 56, 128, 1, 1, 1, 0, 0, 0, "resnet50 layer2 reduce"},
+    {4, 128, 56, 56, 128, 3, 3, 2, 1, 0, 0, "resnet50 layer2 down"},
+    {4, 1024, 14, 14, 2048, 1, 1, 2, 0, 0, 0, "resnet50 layer4 shortcut"},
+    {4, 512, 7, 7, 2048, 1, 1, 1, 0, 0, 0, "resnet50 layer4 expand"},
+    {4, 2048, 7, 7, 512, 1, 1, 1, 0, 0, 0, "resnet50 layer4 reduce"},
     {3, 5, 11, 7, 6, 5, 3, 2, 2, 1, 0, "rectangular kernel, odd sizes"},
     {2, 4, 9, 9, 3, 7, 7, 3, 0, 1, 0, "kernel nearly the input"},
     {2, 4, 8, 8, 4, 3, 3, 1, 1, 0, 1, "TF32 probe"},
@@ -1105,6 +1121,9 @@ static const pool_case pool_cases[] = {
     {DAT_POOL_MAX, 8, 3, 7, 5, 2, 2, 0, 0, "odd sizes"},
     {DAT_POOL_MAX, 2, 3, 9, 9, 3, 1, 1, 1, "stride 1 with ties"},
     {DAT_POOL_AVG, 64, 512, 4, 4, 4, 4, 0, 0, "preact_resnet18 head"},
+    {DAT_POOL_AVG, 8, 640, 8, 8, 8, 8, 0, 0, "wrn_28_10 head"},
+    {DAT_POOL_AVG, 4, 2048, 7, 7, 7, 7, 0, 0, "resnet50 head"},
+    {DAT_POOL_MAX, 4, 64, 112, 112, 3, 2, 1, 0, "resnet50 stem pool"},
     {DAT_POOL_AVG, 4, 6, 9, 9, 3, 1, 1, 0, "stride 1, padding counted"},
     {DAT_POOL_AVG, 2, 3, 5, 5, 2, 2, 1, 0, "padded 2x2"},
     {DAT_POOL_AVG, 3, 2, 8, 8, 3, 3, 0, 0, "stride 3"},
