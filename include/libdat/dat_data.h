@@ -56,10 +56,16 @@
  *   serves the fine labels (100 classes).
  * - DAT_DATASET_NPY: images_path is a .npy array (version 1, 2 or 3, C order)
  *   of uint8 (|u1) or float32 (<f4) of shape (N, H, W), (N, C, H, W) or
- *   (N, H, W, C), the last transposed to CHW at load; see ::dat_dataset_layout.
- *   labels_path is a .npy of shape (N,) or (N, 1) of uint8, int32 or int64
- *   labels (>= 0), or NULL for unlabeled data (then num_classes is 0 unless
- *   given in the options and no labels are served).
+ *   (N, H, W, C), the last served as CHW batches; see ::dat_dataset_layout.
+ *   The images are memory-mapped, not read: a rank reads the pages of the
+ *   samples it serves, so arrays larger than memory (ImageNet's) work, and
+ *   ranks on one machine share the page cache. The file must not be changed
+ *   or truncated while the dataset is open (reading a truncated mapping
+ *   kills the process). labels_path is a .npy of shape (N,) or (N, 1) of
+ *   uint8, int32 or int64 labels (>= 0), read whole, or NULL for unlabeled
+ *   data (then num_classes is 0 unless given in the options and no labels
+ *   are served). float32 images are checked for NaN and Inf at open, which
+ *   reads them once.
  *
  * **Threads**: with prefetch on (the default), one background thread prepares
  * the next batch into a host buffer while the host works on the current one.

@@ -23,33 +23,33 @@ dat_augment_draw dat_augment_sample(uint64_t seed, int64_t epoch, int64_t sample
     return d;
 }
 
-/* A run of n stored pixels from src[first] on, to floats, left to right or
- * mirrored (dst[k] = src[first - k]). uint8 becomes v / 255, a correctly
- * rounded float division as PyTorch's ToTensor computes it. The loops are
- * branch-free so the compiler vectorizes them. */
-static void convert_run(const void *src, dat_dtype dtype, size_t first, int32_t n, int mirrored,
-                        float *dst)
+/* A run of n stored pixels src[first + k step], k = 0 .. n - 1, to floats:
+ * step 1 (a CHW row), -1 (mirrored), or +-c (an HWC row). uint8 becomes
+ * v / 255, a correctly rounded float division as PyTorch's ToTensor computes
+ * it. The loops are branch-free so the compiler vectorizes the CHW ones. */
+static void convert_run(const void *src, dat_dtype dtype, size_t first, int32_t n,
+                        ptrdiff_t step, float *dst)
 {
     if (dtype == DAT_UINT8) {
         const unsigned char *s = (const unsigned char *)src + first;
-        if (mirrored)
-            for (int32_t k = 0; k < n; ++k)
-                dst[k] = (float)s[-k] / 255.0f;
-        else
+        if (step == 1)
             for (int32_t k = 0; k < n; ++k)
                 dst[k] = (float)s[k] / 255.0f;
+        else
+            for (int32_t k = 0; k < n; ++k)
+                dst[k] = (float)s[k * step] / 255.0f;
     } else {
         const float *s = (const float *)src + first;
-        if (mirrored)
-            for (int32_t k = 0; k < n; ++k)
-                dst[k] = s[-k];
-        else
+        if (step == 1)
             memcpy(dst, s, (size_t)n * sizeof *dst);
+        else
+            for (int32_t k = 0; k < n; ++k)
+                dst[k] = s[k * step];
     }
 }
 
-void dat_augment_render(const void *src, dat_dtype dtype, int32_t c, int32_t h, int32_t w,
-                        int32_t padding, dat_augment_draw d, float *dst)
+void dat_augment_render(const void *src, dat_dtype dtype, int nhwc, int32_t c, int32_t h,
+                        int32_t w, int32_t padding, dat_augment_draw d, float *dst)
 {
     int32_t oy = d.dy - padding, ox = d.dx - padding; /* source = output + offset */
     /* Output column x reads source column x + ox (or w - 1 - x + ox when
@@ -58,6 +58,7 @@ void dat_augment_render(const void *src, dat_dtype dtype, int32_t c, int32_t h, 
     x0 = x0 < 0 ? 0 : x0 > w ? w : x0;
     x1 = x1 < x0 ? x0 : x1 > w ? w : x1;
     size_t plane = (size_t)h * w;
+    ptrdiff_t pixel = nhwc ? c : 1; /* elements from one column to the next */
     for (int32_t ch = 0; ch < c; ++ch) {
         for (int32_t y = 0; y < h; ++y) {
             float *row = dst + ch * plane + (size_t)y * w;
@@ -66,10 +67,11 @@ void dat_augment_render(const void *src, dat_dtype dtype, int32_t c, int32_t h, 
                 memset(row, 0, (size_t)w * sizeof *row);
                 continue;
             }
-            size_t srow = ch * plane + (size_t)sy * w;
             int32_t sx0 = (d.flip ? w - 1 - x0 : x0) + ox;
+            size_t first = nhwc ? ((size_t)sy * w + (size_t)sx0) * (size_t)c + (size_t)ch
+                                : ch * plane + (size_t)sy * w + (size_t)sx0;
             memset(row, 0, (size_t)x0 * sizeof *row);
-            convert_run(src, dtype, srow + (size_t)sx0, x1 - x0, d.flip, row + x0);
+            convert_run(src, dtype, first, x1 - x0, d.flip ? -pixel : pixel, row + x0);
             memset(row + x1, 0, (size_t)(w - x1) * sizeof *row);
         }
     }

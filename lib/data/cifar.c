@@ -19,10 +19,10 @@ static dat_status grow_source(const char *what, dat_data_source *acc, int64_t mo
     if (n >= DAT_DATA_MAX_SAMPLES)
         return dat_error(DAT_ERR_FORMAT, "cifar", "%s: more than %lld records in all", what,
                          (long long)DAT_DATA_MAX_SAMPLES);
-    unsigned char *px = realloc(acc->pixels, (size_t)n * CIFAR_PIXELS);
+    unsigned char *px = realloc(acc->owned, (size_t)n * CIFAR_PIXELS);
     if (px == NULL)
         return dat_error(DAT_ERR_OUT_OF_MEMORY, "cifar", "%s: %lld records", what, (long long)n);
-    acc->pixels = px;
+    acc->pixels = acc->owned = px;
     int32_t *lb = realloc(acc->labels, (size_t)n * sizeof *lb);
     if (lb == NULL)
         return dat_error(DAT_ERR_OUT_OF_MEMORY, "cifar", "%s: %lld labels", what, (long long)n);
@@ -53,7 +53,7 @@ dat_status dat_cifar_append(const char *what, const unsigned char *buf, size_t s
                              classes, name);
     }
     DAT_TRY(grow_source(what, acc, count));
-    unsigned char *px = (unsigned char *)acc->pixels + (size_t)acc->n * CIFAR_PIXELS;
+    unsigned char *px = (unsigned char *)acc->owned + (size_t)acc->n * CIFAR_PIXELS;
     for (int64_t i = 0; i < count; ++i) {
         const unsigned char *r = buf + (size_t)i * record;
         acc->labels[acc->n + i] = r[label_bytes - 1];

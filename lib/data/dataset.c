@@ -264,7 +264,7 @@ static void fill_batch(void *arg, int64_t epoch, int64_t batch, float *x, int32_
         dat_augment_draw d = dat_augment_sample(o->seed, epoch, idx, o->random_crop,
                                                 o->horizontal_flip, o->crop_padding);
         const unsigned char *px = (const unsigned char *)src->pixels + (size_t)(idx * elems) * item;
-        dat_augment_render(px, src->dtype, src->c, src->h, src->w, o->crop_padding, d,
+        dat_augment_render(px, src->dtype, src->nhwc, src->c, src->h, src->w, o->crop_padding, d,
                            x + (size_t)i * elems);
         if (y != NULL)
             y[i] = src->labels[idx];

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -53,34 +54,63 @@ static dat_status read_all(int fd, const char *path, unsigned char *b, size_t si
     return DAT_OK;
 }
 
+/* Opens a regular file for reading: *fd and its size, or an error naming the path. */
+static dat_status open_regular(const char *path, int *fd, size_t *size)
+{
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0)
+        return io_error(path, "open", errno);
+    struct stat st;
+    dat_status s = DAT_OK;
+    if (fstat(*fd, &st) != 0)
+        s = io_error(path, "stat", errno);
+    else if (!S_ISREG(st.st_mode))
+        s = dat_error(DAT_ERR_IO, "dataset", "%s: cannot read: not a regular file%s", path,
+                      S_ISDIR(st.st_mode) ? " (a folder)" : "");
+    if (s != DAT_OK) {
+        close(*fd);
+        *fd = -1;
+        return s;
+    }
+    *size = (size_t)st.st_size;
+    return DAT_OK;
+}
+
 dat_status dat_read_file(const char *path, unsigned char **buf, size_t *size)
 {
     *buf = NULL;
     *size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return io_error(path, "open", errno);
-    struct stat st;
+    int fd;
+    size_t n;
+    DAT_TRY(open_regular(path, &fd, &n));
+    /* One spare byte so that an empty file still gives a non-NULL buffer. */
+    unsigned char *b = malloc(n + 1);
     dat_status s = DAT_OK;
-    if (fstat(fd, &st) != 0) {
-        s = io_error(path, "stat", errno);
-    } else if (!S_ISREG(st.st_mode)) {
-        s = dat_error(DAT_ERR_IO, "dataset", "%s: cannot read: not a regular file%s", path,
-                      S_ISDIR(st.st_mode) ? " (a folder)" : "");
-    } else {
-        size_t n = (size_t)st.st_size;
-        /* One spare byte so that an empty file still gives a non-NULL buffer. */
-        unsigned char *b = malloc(n + 1);
-        if (b == NULL)
-            s = dat_error(DAT_ERR_OUT_OF_MEMORY, "dataset", "%s: cannot hold its %zu bytes", path,
-                          n);
-        else if ((s = read_all(fd, path, b, n)) != DAT_OK)
-            free(b);
-        else {
-            *buf = b;
-            *size = n;
-        }
+    if (b == NULL)
+        s = dat_error(DAT_ERR_OUT_OF_MEMORY, "dataset", "%s: cannot hold its %zu bytes", path, n);
+    else if ((s = read_all(fd, path, b, n)) != DAT_OK)
+        free(b);
+    else {
+        *buf = b;
+        *size = n;
     }
     close(fd);
     return s;
+}
+
+dat_status dat_map_file(const char *path, void **map, size_t *size)
+{
+    *map = NULL;
+    *size = 0;
+    int fd;
+    size_t n;
+    DAT_TRY(open_regular(path, &fd, &n));
+    void *p = n ? mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+    int err = errno;
+    close(fd); /* the mapping stays */
+    if (p == MAP_FAILED)
+        return io_error(path, "map", err);
+    *map = p;
+    *size = n;
+    return DAT_OK;
 }

@@ -90,7 +90,7 @@ static dat_status images_raw(const char *what, const unsigned char *buf, size_t 
     out->h = (int32_t)d[1];
     out->w = (int32_t)d[2];
     out->dtype = DAT_UINT8;
-    out->pixels = px;
+    out->pixels = out->owned = px;
     return DAT_OK;
 }
 

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "../core/error.h"
 
@@ -50,15 +51,24 @@ static dat_status load_cifar(const dat_dataset_options *o, dat_data_source *src)
     return DAT_OK;
 }
 
+/* The images stay in the file, mapped: a rank reads the pages of the samples
+ * it serves, so arrays larger than memory (ImageNet's) work. */
 static dat_status load_npy(const dat_dataset_options *o, dat_data_source *src)
 {
-    unsigned char *buf;
+    void *map;
     size_t size;
-    DAT_TRY(dat_read_file(o->images_path, &buf, &size));
-    dat_status s = dat_npy_parse_images(o->images_path, buf, size, (int)o->layout, src);
-    free(buf);
-    if (s != DAT_OK || o->labels_path == NULL)
+    DAT_TRY(dat_map_file(o->images_path, &map, &size));
+    dat_status s = dat_npy_view_images(o->images_path, map ? map : "", size, (int)o->layout,
+                                       src);
+    if (s != DAT_OK) {
+        if (map)
+            munmap(map, size);
         return s;
+    }
+    src->mapping = map;
+    src->mapping_size = size;
+    if (o->labels_path == NULL)
+        return DAT_OK;
     return load_labels(o->images_path, o->labels_path, dat_npy_parse_labels, src);
 }
 

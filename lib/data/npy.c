@@ -316,31 +316,6 @@ static dat_status image_geometry(const char *what, const dat_npy_header *h, int 
     return DAT_OK;
 }
 
-/* Copies sample after sample, moving HWC to CHW when asked. Elements are
- * copied bytewise: the data need not be aligned in the buffer. */
-static void copy_pixels(const unsigned char *src, unsigned char *dst, const dat_data_source *g,
-                        size_t item, int nhwc)
-{
-    size_t plane = (size_t)g->h * g->w, sample = plane * g->c * item;
-    if (!nhwc) {
-        memcpy(dst, src, sample * (size_t)g->n);
-        return;
-    }
-    for (int64_t i = 0; i < g->n; ++i) {
-        const unsigned char *s = src + (size_t)i * sample;
-        unsigned char *d = dst + (size_t)i * sample;
-        /* Constant-size copies, so the compiler turns them into plain moves. */
-        for (size_t p = 0; p < plane; ++p)
-            for (int32_t c = 0; c < g->c; ++c) {
-                size_t to = (size_t)c * plane + p, from = p * g->c + (size_t)c;
-                if (item == 1)
-                    d[to] = s[from];
-                else
-                    memcpy(d + to * 4, s + from * 4, 4);
-            }
-    }
-}
-
 static dat_status check_finite(const char *what, const float *px, int64_t count)
 {
     for (int64_t i = 0; i < count; ++i)
@@ -350,8 +325,8 @@ static dat_status check_finite(const char *what, const float *px, int64_t count)
     return DAT_OK;
 }
 
-dat_status dat_npy_parse_images(const char *what, const unsigned char *buf, size_t size,
-                                int layout, dat_data_source *out)
+dat_status dat_npy_view_images(const char *what, const unsigned char *buf, size_t size,
+                               int layout, dat_data_source *out)
 {
     memset(out, 0, sizeof *out);
     dat_npy_header h;
@@ -362,18 +337,23 @@ dat_status dat_npy_parse_images(const char *what, const unsigned char *buf, size
     dat_data_source g = {0};
     int nhwc;
     DAT_TRY(image_geometry(what, &h, layout, &g, &nhwc));
-    size_t item = itemsize(h.dtype);
-    void *px = malloc((size_t)h.count * item);
-    if (px == NULL)
-        return dat_error(DAT_ERR_OUT_OF_MEMORY, "npy", "%s: %lld pixels", what,
-                         (long long)h.count);
-    copy_pixels(buf + h.data_offset, px, &g, item, nhwc);
+    g.nhwc = nhwc;
     g.dtype = h.dtype == DAT_NPY_U1 ? DAT_UINT8 : DAT_FLOAT32;
-    g.pixels = px;
+    g.pixels = buf + h.data_offset;
+    if (g.dtype == DAT_FLOAT32 && (uintptr_t)g.pixels % sizeof(float) != 0) {
+        /* A header whose length misaligns the floats (numpy pads it to 64 bytes). */
+        size_t bytes = (size_t)h.count * sizeof(float);
+        g.owned = malloc(bytes ? bytes : 1);
+        if (g.owned == NULL)
+            return dat_error(DAT_ERR_OUT_OF_MEMORY, "npy", "%s: %lld pixels", what,
+                             (long long)h.count);
+        memcpy(g.owned, g.pixels, bytes);
+        g.pixels = g.owned;
+    }
     if (g.dtype == DAT_FLOAT32) {
-        dat_status s = check_finite(what, px, h.count);
+        dat_status s = check_finite(what, g.pixels, h.count);
         if (s != DAT_OK) {
-            free(px);
+            free(g.owned);
             return s;
         }
     }

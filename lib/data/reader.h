@@ -1,8 +1,8 @@
 /*
  * The dataset readers: IDX (raw or gzip), CIFAR-10 / -100 binary records and
  * .npy, each parsing a file held in memory into one common form, a
- * dat_data_source: n samples of c x h x w pixels (uint8 or float32, CHW per
- * sample) plus n int32 labels, or none.
+ * dat_data_source: n samples of c x h x w pixels (uint8 or float32, CHW or,
+ * for .npy, HWC per sample) plus n int32 labels, or none.
  *
  * Every parser takes `what` (the file's name, for messages) and a buffer it
  * does not keep; it copies what it needs. It checks every size against the
@@ -30,12 +30,16 @@ typedef struct dat_data_source {
     int64_t n;
     int32_t c, h, w;
     dat_dtype dtype;     /* DAT_UINT8 or DAT_FLOAT32 */
-    void *pixels;        /* n * c * h * w elements, owned */
+    const void *pixels;  /* n * c * h * w elements, read only */
+    int32_t nhwc;        /* 1: HWC per sample (a .npy file's layout), 0: CHW */
+    void *owned;         /* the malloc'ed block pixels point into, or NULL (a view) */
+    void *mapping;       /* a read-only file mapping pixels point into, or NULL */
+    size_t mapping_size;
     int32_t *labels;     /* n labels >= 0, owned; NULL for unlabeled data */
     int32_t num_classes; /* fixed by the format (CIFAR), else 0 until labels are attached */
 } dat_data_source;
 
-/* Frees what a source owns and zeroes it; a zeroed source is a no-op. */
+/* Frees (or unmaps) what a source owns and zeroes it; a zeroed source is a no-op. */
 void dat_data_source_free(dat_data_source *src);
 
 /* Elements of one sample: c * h * w. */
@@ -109,10 +113,12 @@ dat_status dat_npy_parse_header(const char *what, const unsigned char *buf, size
                                 dat_npy_header *h);
 
 /* Images of shape (N, H, W), (N, C, H, W) or (N, H, W, C), uint8 or float32
- * (finite). layout: 0 = decide (see dat_dataset_layout), 1 = NCHW, 2 = NHWC;
- * NHWC is transposed to CHW per sample. */
-dat_status dat_npy_parse_images(const char *what, const unsigned char *buf, size_t size,
-                                int layout, dat_data_source *out);
+ * (finite). layout: 0 = decide (see dat_dataset_layout), 1 = NCHW, 2 = NHWC
+ * (kept: out->nhwc). The pixels are a view into buf, which must outlive out,
+ * except float32 elements that buf does not align to 4 bytes: those are
+ * copied (out->owned). */
+dat_status dat_npy_view_images(const char *what, const unsigned char *buf, size_t size,
+                               int layout, dat_data_source *out);
 
 /* Labels of shape (N,) or (N, 1), uint8, int32 or int64, each in [0, 2^31 - 2]. */
 dat_status dat_npy_parse_labels(const char *what, const unsigned char *buf, size_t size,
@@ -124,5 +130,9 @@ dat_status dat_npy_parse_labels(const char *what, const unsigned char *buf, size
  * for a missing file under /usr/share/datasets/NAME/ (or a Fashion-MNIST
  * path) the message says which Debian package provides it. */
 dat_status dat_read_file(const char *path, unsigned char **buf, size_t *size);
+
+/* Maps a whole file read-only (pages are read when touched): *map (of *size
+ * bytes; NULL for an empty file) until munmap. Errors as dat_read_file. */
+dat_status dat_map_file(const char *path, void **map, size_t *size);
 
 #endif

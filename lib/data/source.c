@@ -1,5 +1,6 @@
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "../core/error.h"
 #include "reader.h"
@@ -8,7 +9,9 @@ void dat_data_source_free(dat_data_source *src)
 {
     if (src == NULL)
         return;
-    free(src->pixels);
+    free(src->owned);
+    if (src->mapping)
+        munmap(src->mapping, src->mapping_size);
     free(src->labels);
     memset(src, 0, sizeof *src);
 }

@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (dat_cifar_append("fuzz.bin", data, size, cifar100, &acc) == DAT_OK &&
             dat_cifar_append("fuzz.bin", data, size, cifar100, &acc) == DAT_OK) {
             volatile unsigned char last =
-                ((unsigned char *)acc.pixels)[acc.n * dat_data_sample_elems(&acc) - 1];
+                ((const unsigned char *)acc.pixels)[acc.n * dat_data_sample_elems(&acc) - 1];
             volatile int32_t label = acc.labels[acc.n - 1];
             (void)last;
             (void)label;

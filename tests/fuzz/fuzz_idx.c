@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (dat_idx_parse_images("fuzz.idx", data, size, &src) == DAT_OK) {
         /* Touch the last pixel: a short allocation would show under ASan. */
         volatile unsigned char last =
-            ((unsigned char *)src.pixels)[src.n * dat_data_sample_elems(&src) - 1];
+            ((const unsigned char *)src.pixels)[src.n * dat_data_sample_elems(&src) - 1];
         (void)last;
         dat_data_source_free(&src);
     }

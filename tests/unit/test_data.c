@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -567,6 +569,71 @@ static dat_dataset_options indexed_opts(int n, int c, int h, int w)
     return o;
 }
 
+/* A .npy of ImageNet's shape larger than this process may hold (6 GB, sparse:
+ * zeros but for one sample written in place): the images are mapped, not
+ * read, so opening it and serving a batch of a rank's shard reads the pages of
+ * that batch only. The NHWC sample arrives as CHW floats. */
+START_TEST(test_npy_larger_than_memory)
+{
+    enum { N = 40000, H = 224, W = 224, C = 3 };
+    const size_t sample = (size_t)H * W * C;
+    const char *images = write_npy("huge.npy", "|u1", "(40000, 224, 224, 3)", NULL, 0);
+    struct stat st;
+    ck_assert_int_eq(stat(images, &st), 0);
+    off_t header = st.st_size;
+    ck_assert_int_eq(truncate(images, header + (off_t)(N * sample)), 0);
+    unsigned char *px = malloc(sample);
+    for (int y = 0; y < H; ++y)
+        for (int x = 0; x < W; ++x)
+            for (int c = 0; c < C; ++c)
+                px[((size_t)y * W + x) * C + c] = px_u8(7, c, y, x);
+    FILE *f = fopen(images, "r+b");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseeko(f, header + (off_t)(7 * sample), SEEK_SET), 0);
+    ck_assert_uint_eq(fwrite(px, 1, sample, f), sample);
+    fclose(f);
+    free(px);
+    int32_t *lab = malloc(N * sizeof *lab);
+    for (int i = 0; i < N; ++i)
+        lab[i] = i % 1000;
+    dat_dataset_options o =
+        base_opts(DAT_DATASET_NPY, images, write_npy("hugel.npy", "<i4", "(40000,)", lab,
+                                                     N * sizeof *lab));
+    free(lab);
+    o.batch_size = 8;
+    o.world_size = 4;
+    o.rank = 0; /* unshuffled: samples 0 .. 7 first */
+    struct rusage before, after;
+    getrusage(RUSAGE_SELF, &before);
+    dat_dataset *ds = open_ok(&o);
+    int64_t shape[4] = {8, C, H, W}, ys[1] = {8};
+    dat_tensor *x = NULL, *y = NULL;
+    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, shape));
+    ck_assert_dat_ok(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
+    int32_t count = 0;
+    ck_assert_dat_ok(dat_dataset_next_batch(ds, x, y, &count));
+    ck_assert_int_eq(count, 8);
+    getrusage(RUSAGE_SELF, &after);
+    float *xv = malloc(8 * sample * sizeof *xv);
+    ck_assert_dat_ok(dat_tensor_read(x, xv, 8 * sample * sizeof *xv));
+    for (int c = 0; c < C; ++c)
+        for (int yy = 0; yy < H; yy += 37)
+            for (int xx = 0; xx < W; xx += 41) {
+                float got = xv[((size_t)(7 * C + c) * H + yy) * W + xx];
+                ck_assert_msg(got == (float)px_u8(7, c, yy, xx) / 255.0f,
+                              "sample 7, channel %d, (%d, %d): %g", c, yy, xx, got);
+                ck_assert(xv[((size_t)c * H + yy) * W + xx] == 0.0f); /* sample 0: zeros */
+            }
+    long grown_mib = (after.ru_maxrss - before.ru_maxrss) / 1024;
+    ck_assert_msg(grown_mib < 512, "opening a 6 GB .npy grew the peak RSS by %ld MiB", grown_mib);
+    free(xv);
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(y);
+    dat_dataset_destroy(ds);
+    unlink(images);
+}
+END_TEST
+
 START_TEST(test_shards_disjoint_equal)
 {
     enum { N = 50, W = 3 }; /* 50 = 3 * 16 + 2: two samples left out per epoch */
@@ -938,30 +1005,34 @@ START_TEST(test_augment_crop_flip)
     for (int k = 0; k <= 2 * P; ++k)
         ck_assert_msg(fabs(off[k] - M * pk) < 5 * sd, "offset %d drawn %d times of %d", k,
                       off[k], M);
-    /* The renderer alone, from uint8 and float32 storage, for paddings up to
-     * more than the image (crops that are all zeros). */
+    /* The renderer alone, from uint8 and float32 storage, CHW and HWC, for
+     * paddings up to more than the image (crops that are all zeros). */
     enum { RC = 2, RH = 4, RW = 5 };
-    unsigned char u8[RC * RH * RW];
-    float f32s[RC * RH * RW], got[RC * RH * RW], ref[RC * RH * RW];
+    unsigned char u8[RC * RH * RW], u8_hwc[RC * RH * RW];
+    float f32s[RC * RH * RW], f32_hwc[RC * RH * RW], got[RC * RH * RW], ref[RC * RH * RW];
     const int pads[] = {0, 1, 3, 9};
     for (int pi = 0; pi < 4; ++pi)
         for (int64_t i = 0; i < 60; ++i) {
             for (int ch = 0; ch < RC; ++ch)
                 for (int y = 0; y < RH; ++y)
                     for (int x = 0; x < RW; ++x) {
-                        u8[(ch * RH + y) * RW + x] = px_u8(i, ch, y, x);
-                        f32s[(ch * RH + y) * RW + x] = (float)px_u8(i, ch, y, x) / 255.0f;
+                        int chw = (ch * RH + y) * RW + x, hwc = (y * RW + x) * RC + ch;
+                        u8[chw] = u8_hwc[hwc] = px_u8(i, ch, y, x);
+                        f32s[chw] = f32_hwc[hwc] = (float)px_u8(i, ch, y, x) / 255.0f;
                     }
             dat_augment_draw dr = dat_augment_sample(8, 1, i, 1, 1, pads[pi]);
             reference_augment(i, RC, RH, RW, pads[pi], dr, ref);
-            for (int t = 0; t < 2; ++t) {
-                dat_augment_render(t ? (const void *)f32s : u8, t ? DAT_FLOAT32 : DAT_UINT8, RC,
-                                   RH, RW, pads[pi], dr, got);
+            for (int t = 0; t < 4; ++t) {
+                int f32 = t & 1, hwc = t >> 1;
+                const void *px = f32 ? (hwc ? (const void *)f32_hwc : f32s)
+                                     : (hwc ? (const void *)u8_hwc : u8);
+                dat_augment_render(px, f32 ? DAT_FLOAT32 : DAT_UINT8, hwc, RC, RH, RW, pads[pi],
+                                   dr, got);
                 for (int k = 0; k < RC * RH * RW; ++k)
                     ck_assert_msg(got[k] == ref[k], "padding %d sample %lld (dy %d dx %d flip "
-                                  "%d) %s element %d: got %g, want %g", pads[pi], (long long)i,
-                                  dr.dy, dr.dx, dr.flip, t ? "float32" : "uint8", k, got[k],
-                                  ref[k]);
+                                  "%d) %s %s element %d: got %g, want %g", pads[pi],
+                                  (long long)i, dr.dy, dr.dx, dr.flip, f32 ? "float32" : "uint8",
+                                  hwc ? "HWC" : "CHW", k, got[k], ref[k]);
             }
         }
     /* Off switches give the identity's parts. */
@@ -1409,7 +1480,7 @@ static int replay_dir(const char *kind)
             }
         } else {
             for (int layout = 0; layout < 3; ++layout)
-                if (dat_npy_parse_images(file, buf, size, layout, &src) == DAT_OK) {
+                if (dat_npy_view_images(file, buf, size, layout, &src) == DAT_OK) {
                     ck_assert(src.n > 0 && src.c > 0);
                     dat_data_source_free(&src);
                 }
@@ -1507,6 +1578,7 @@ int main(void)
     tcase_add_test(tc, test_npy_images_dtypes_layouts);
     tcase_add_test(tc, test_npy_label_dtypes);
     tcase_add_test(tc, test_npy_ambiguous_layout);
+    tcase_add_test(tc, test_npy_larger_than_memory);
     tcase_add_test(tc, test_shards_disjoint_equal);
     tcase_add_test(tc, test_shuffle_per_epoch_and_seed);
     tcase_add_test(tc, test_shuffle_internals);
