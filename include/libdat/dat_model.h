@@ -384,8 +384,10 @@ DAT_API dat_status dat_model_layer_segments(const dat_model *model, int32_t laye
  * @brief Writes the model's state_dict to a safetensors file.
  *
  * Every parameter, and each batch-norm layer's running_mean, running_var and
- * num_batches_tracked, with PyTorch's names and shapes. The file is written to
- * a temporary name, fsync'ed and renamed, so @p path never holds a partial file.
+ * num_batches_tracked, with PyTorch's names and shapes; metadata "input_shape"
+ * (CxHxW) and "input_mean" / "input_std" (the input normalization's values,
+ * comma-separated, or "none"). The file is written to a temporary name,
+ * fsync'ed and renamed, so @p path never holds a partial file.
  * @param model  the model.
  * @param path  the file to write.
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers; DAT_ERR_IO naming the
@@ -438,7 +440,9 @@ DAT_API dat_status dat_model_load_options_init(dat_model_load_options *opts);
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers; DAT_ERR_IO if the file
  *         cannot be read; DAT_ERR_FORMAT for a malformed file (truncated,
  *         hostile header) or one of another model, with a message naming the
- *         file and the first mismatched tensor.
+ *         file and the first mismatched tensor; also for a file whose
+ *         metadata records another input normalization than the model's
+ *         (files without that record, PyTorch's, are not checked).
  */
 DAT_API dat_status dat_model_load(dat_model *model, const char *path,
                                   const dat_model_load_options *opts);

@@ -273,9 +273,15 @@ static dat_status upload_normalization(const dat_model_builder *b, dat_model *m)
     dat_ctx *ctx = m->ctx;
     int32_t c = m->in_c;
     float *scale = malloc((size_t)c * sizeof *scale), *shift = malloc((size_t)c * sizeof *shift);
+    m->norm_mean = malloc((size_t)c * sizeof *m->norm_mean);
+    m->norm_std = malloc((size_t)c * sizeof *m->norm_std);
     dat_status s = DAT_OK;
-    if (!scale || !shift)
+    if (!scale || !shift || !m->norm_mean || !m->norm_std)
         s = dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_model_builder_finish", "normalization");
+    else {
+        memcpy(m->norm_mean, b->mean, (size_t)c * sizeof *m->norm_mean);
+        memcpy(m->norm_std, b->std, (size_t)c * sizeof *m->norm_std);
+    }
     for (int32_t i = 0; s == DAT_OK && i < c; ++i) {
         scale[i] = 1.0f / b->std[i];
         shift[i] = -b->mean[i] / b->std[i];

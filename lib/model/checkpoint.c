@@ -88,6 +88,45 @@ static model_tensor *list_tensors(const dat_model *m, const host_state *h, int32
     return t;
 }
 
+/* One channel list of the input normalization as the metadata records it:
+ * "none", or the values with 9 digits (which give each float back exactly).
+ * malloc'ed; NULL when out of memory. */
+static char *normalization_text(const dat_model *m, const float *v)
+{
+    size_t cap = v ? (size_t)m->in_c * 16 + 1 : 5, used = 0;
+    char *t = malloc(cap);
+    if (!t || !v)
+        return t ? strcpy(t, "none") : NULL;
+    t[0] = '\0';
+    for (int32_t i = 0; i < m->in_c; ++i)
+        used += (size_t)snprintf(t + used, cap - used, "%s%.9g", i ? "," : "", (double)v[i]);
+    return t;
+}
+
+/* A checkpoint records its model's input normalization; weights trained on
+ * normalized inputs give wrong answers on others, so a model that normalizes
+ * differently is refused. Files without the record (PyTorch's, older
+ * libdat's) are not checked. */
+static dat_status check_normalization(const dat_model *m, const char *path, const dat_st_file *f)
+{
+    const char *fm = dat_st_meta(f, "input_mean"), *fs = dat_st_meta(f, "input_std");
+    if (!fm || !fs)
+        return DAT_OK;
+    char *mean = normalization_text(m, m->norm_mean), *std = normalization_text(m, m->norm_std);
+    dat_status s = DAT_OK;
+    if (!mean || !std)
+        s = dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_model_load", "normalization text");
+    else if (strcmp(fm, mean) != 0 || strcmp(fs, std) != 0)
+        s = dat_error(DAT_ERR_FORMAT, "dat_model_load",
+                      "%s: its model's input normalization is mean %.200s, std %.200s; this "
+                      "model's is mean %.200s, std %.200s (build it with the same "
+                      "dat_model_options mean and std)",
+                      path, fm, fs, mean, std);
+    free(mean);
+    free(std);
+    return s;
+}
+
 dat_status dat_model_write(dat_model *model, const char *path, dat_model_extra_fn extra,
                            void *user)
 {
@@ -108,9 +147,19 @@ dat_status dat_model_write(dat_model *model, const char *path, dat_model_extra_f
         dat_st_writer_meta(&w, "format", "pt");
         dat_st_writer_meta(&w, "libdat_version", DAT_VERSION_STRING);
         dat_st_writer_meta(&w, "input_shape", shape);
-        if (extra)
-            extra(&w, user);
-        s = dat_st_write(&w, path);
+        char *mean = normalization_text(model, model->norm_mean);
+        char *std = normalization_text(model, model->norm_std);
+        if (!mean || !std)
+            s = dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_model_save", "normalization text");
+        else {
+            dat_st_writer_meta(&w, "input_mean", mean);
+            dat_st_writer_meta(&w, "input_std", std);
+            if (extra)
+                extra(&w, user);
+            s = dat_st_write(&w, path);
+        }
+        free(mean);
+        free(std);
         dat_st_writer_free(&w);
     }
     release(&h);
@@ -257,7 +306,9 @@ dat_status dat_model_load(dat_model *model, const char *path, const dat_model_lo
     host_state h = {0};
     int32_t n = 0, *loaded = NULL;
     model_tensor *t = NULL;
-    dat_status s = fetch(model, &h, __func__);
+    dat_status s = check_normalization(model, path, &f);
+    if (s == DAT_OK)
+        s = fetch(model, &h, __func__);
     if (s == DAT_OK && (!(t = list_tensors(model, &h, &n)) ||
                         !(loaded = malloc((size_t)(n ? n : 1) * sizeof *loaded))))
         s = dat_error(DAT_ERR_OUT_OF_MEMORY, __func__, "tensor list");

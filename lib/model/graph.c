@@ -673,6 +673,8 @@ void dat_model_free(dat_model *m)
     dat_ctx *ctx = m->ctx;
     ctx->be->free(ctx, m->norm_scale);
     ctx->be->free(ctx, m->norm_shift);
+    free(m->norm_mean);
+    free(m->norm_std);
     for (int32_t i = 0; m->nodes && i < m->n_nodes; ++i)
         free(m->nodes[i].name);
     free(m->nodes);

@@ -54,6 +54,7 @@ struct dat_model {
     dat_node *nodes;
     int32_t n_nodes, output;
     float *norm_scale, *norm_shift;   /* device, in_c each; NULL without normalization */
+    float *norm_mean, *norm_std;      /* host, what they came from (checkpoints record it) */
     dat_tensor *params, *grads, *buffers;
     dat_seg_entry *segs;
     int32_t n_segs;

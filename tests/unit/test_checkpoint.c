@@ -150,6 +150,49 @@ START_TEST(test_other_model_refused_without_change)
 }
 END_TEST
 
+static dat_model *normalized(const float *mean, const float *std)
+{
+    dat_model_options o;
+    dat_model_options_init(&o);
+    o.mean = mean;
+    o.std = std;
+    dat_model *m = NULL;
+    ck_assert_dat_ok(dat_model_create_preset(&m, ctx, "preact_resnet18", &o));
+    return m;
+}
+
+/* A checkpoint records its model's input normalization, and a model that
+ * normalizes otherwise (or not at all) is refused without change. */
+START_TEST(test_normalization_recorded)
+{
+    const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, std[3] = {0.2471f, 0.2435f, 0.2616f};
+    const float other[3] = {0.5f, 0.5f, 0.5f};
+    dat_model *a = normalized(mean, std), *same = normalized(mean, std);
+    dat_model *shifted = normalized(other, std), *plain = normalized(NULL, NULL);
+    char path[192], plain_path[192];
+    snprintf(path, sizeof path, "%s/norm.safetensors", dir);
+    snprintf(plain_path, sizeof plain_path, "%s/plain.safetensors", dir);
+    ck_assert_dat_ok(dat_model_save(a, path));
+    ck_assert_dat_ok(dat_model_save(plain, plain_path));
+    ck_assert_dat_ok(dat_model_load(same, path, NULL));
+    size_t n0, n1;
+    float *before = params_copy(plain, &n0);
+    ck_assert_dat_err(dat_model_load(plain, path, NULL), DAT_ERR_FORMAT,
+                      "normalization is mean 0.491400003,0.482199997");
+    ck_assert_dat_err(dat_model_load(shifted, path, NULL), DAT_ERR_FORMAT,
+                      "this model's is mean 0.5,0.5,0.5");
+    ck_assert_dat_err(dat_model_load(a, plain_path, NULL), DAT_ERR_FORMAT, "mean none");
+    float *after = params_copy(plain, &n1);
+    ck_assert_mem_eq(before, after, n0);
+    free(before);
+    free(after);
+    dat_model_destroy(a);
+    dat_model_destroy(same);
+    dat_model_destroy(shifted);
+    dat_model_destroy(plain);
+}
+END_TEST
+
 static dat_model *preset_classes(const char *name, int32_t classes, uint64_t seed)
 {
     dat_model_options o;
@@ -422,6 +465,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_other_model_refused_without_change);
+    tcase_add_test(tc, test_normalization_recorded);
     tcase_add_test(tc, test_layers_group_segments_by_module);
     tcase_add_test(tc, test_reinit_head_keeps_the_rest);
     tcase_add_test(tc, test_reinit_head_refuses_other_architectures);
