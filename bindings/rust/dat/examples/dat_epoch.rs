@@ -70,7 +70,10 @@ fn run(dir: &str, out: Option<&str>) -> dat::Result<()> {
         let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
         std::fs::File::create(path)
             .and_then(|mut f| f.write_all(&bytes))
-            .map_err(|e| dat::Error { status: sys::DAT_ERR_IO, message: format!("{}: {}", path, e) })?;
+            .map_err(|e| dat::Error {
+                status: sys::DAT_ERR_IO,
+                message: format!("{}: {}", path, e),
+            })?;
     }
     Ok(())
 }

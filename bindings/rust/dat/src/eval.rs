@@ -3,7 +3,10 @@ use std::ptr;
 
 use crate::{check, invalid, sys, Model, Result, Tensor};
 
+// C structs re-exported as they are; their fields are documented in dat_eval.h.
+/// Options of [`autoattack`] (dat_autoattack_options, dat_eval.h).
 pub use sys::dat_autoattack_options as AutoAttackOptions;
+/// Options of [`smooth_predict`] and [`smooth_certify`] (dat_smooth_options, dat_eval.h).
 pub use sys::dat_smooth_options as SmoothOptions;
 
 fn double(f: impl FnOnce(*mut f64) -> sys::dat_status) -> Result<f64> {

@@ -26,10 +26,13 @@
 //! optim.step_model(&mut model)?;
 //! # Ok::<(), dat::Error>(())
 //! ```
+#![deny(missing_docs)]
+
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::ptr;
 
+/// The raw C API (the `dat-sys` crate), for what the safe wrappers leave out.
 pub use dat_sys as sys;
 
 mod attack;
@@ -47,24 +50,40 @@ pub use capture::StepGraph;
 pub use comm::{Comm, CommStats, QuantMode, Quantizer, UniqueId};
 pub use data::Dataset;
 pub use grad_sync::{GradSync, GradSyncOptions};
-pub use model::{Loss, Model, ModelBuilder};
+pub use model::{Loss, Model, ModelBuilder, Segment};
 pub use optim::{load_checkpoint, save_checkpoint, Optimizer, Position};
 pub use tensor::{DType, Element, Tensor};
 
+// The C structs below are re-exported as they are; their fields are
+// documented in include/libdat/*.h.
+/// Options of [`Attack::new`] (dat_attack_options, dat_attack.h).
 pub use sys::dat_attack_options as AttackOptions;
+/// Options of the communicators, e.g. [`Comm::nccl`] (dat_comm_options, dat_comm.h).
 pub use sys::dat_comm_options as CommOptions;
+/// Options of [`Context::new`] (dat_ctx_options, dat_ctx.h).
 pub use sys::dat_ctx_options as CtxOptions;
+/// Options of [`Dataset::open`] (dat_dataset_options, dat_data.h).
 pub use sys::dat_dataset_options as DatasetOptions;
+/// Options of [`Model::input_grad_with`] (dat_input_grad_options, dat_model.h).
 pub use sys::dat_input_grad_options as InputGradOptions;
+/// One layer for [`ModelBuilder::add`]; get it from [`ModelBuilder::spec`] (dat_layer_spec,
+/// dat_model.h).
 pub use sys::dat_layer_spec as LayerSpec;
+/// Options of [`Model::preset`] (dat_model_options, dat_model.h).
 pub use sys::dat_model_options as ModelOptions;
+/// Options of [`Optimizer::new`] and [`Optimizer::for_model`] (dat_optim_options,
+/// dat_optim.h).
 pub use sys::dat_optim_options as OptimOptions;
+/// Options of [`Quantizer::new`] (dat_quantizer_options, dat_quant.h).
 pub use sys::dat_quantizer_options as QuantizerOptions;
 
 /// A failed libdat call: its status and what `dat_last_error()` said.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
+    /// The status the call returned, never `DAT_OK`.
     pub status: sys::dat_status,
+    /// What was wrong and where, e.g. `dat_tensor_create: shape[1] = -3 must be
+    /// positive`.
     pub message: String,
 }
 
@@ -83,6 +102,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The result of a fallible call.
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Turns a status into a Result, taking the thread's message on failure.
@@ -171,6 +191,7 @@ impl Context {
         Context::new(&o)
     }
 
+    /// The C handle, owned by this `Context`.
     pub fn as_ptr(&self) -> *mut sys::dat_ctx {
         self.raw
     }
@@ -182,12 +203,14 @@ impl Context {
         Ok((k, o))
     }
 
+    /// Host threads it computes with; never 0 (dat_ctx_num_threads).
     pub fn num_threads(&self) -> Result<i32> {
         let mut n = 0;
         check(unsafe { sys::dat_ctx_num_threads(self.raw, &mut n) })?;
         Ok(n)
     }
 
+    /// Seed (Philox key) of its random generator (dat_ctx_seed).
     pub fn seed(&self) -> Result<u64> {
         let mut s = 0;
         check(unsafe { sys::dat_ctx_seed(self.raw, &mut s) })?;

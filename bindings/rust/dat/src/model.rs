@@ -14,12 +14,16 @@ pub struct Model<'c> {
     _ctx: PhantomData<&'c Context>,
 }
 
-/// One parameter tensor of the flat buffer.
+/// One parameter tensor of the flat buffer (dat_segment).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Segment {
+    /// Its state_dict name, e.g. "layer1.0.conv1.weight".
     pub name: String,
+    /// Its first element in the flat buffer.
     pub offset: i64,
+    /// Its number of elements.
     pub length: i64,
+    /// What it holds (`sys::DAT_SEGMENT_WEIGHT` ...).
     pub kind: sys::dat_segment_kind,
 }
 
@@ -27,12 +31,19 @@ pub struct Segment {
 /// adv_weight·CE(f(x), y) + clean_weight·CE(f(x_clean), y) + kl_weight·KL.
 #[derive(Clone, Copy)]
 pub struct Loss<'a> {
+    /// Weight of the cross-entropy on x; default 1.
     pub adv_weight: f32,
+    /// Weight of the cross-entropy on `x_clean`; default 0.
     pub clean_weight: f32,
+    /// Weight of KL(p(x_clean) || p(x)) (TRADES); default 0.
     pub kl_weight: f32,
+    /// The clean inputs, shaped as x; needed by `clean_weight` and `kl_weight`.
     pub x_clean: Option<&'a Tensor<'a>>,
+    /// Float32 `[N]` weights of the cross-entropy terms.
     pub sample_weights: Option<&'a Tensor<'a>>,
+    /// Reduction over the batch; default `sys::DAT_REDUCE_MEAN`.
     pub reduction: sys::dat_reduction,
+    /// Adds the gradient to the gradient buffer instead of overwriting it.
     pub accumulate: bool,
     /// A float32 tensor of one element the loss is added to on the device
     /// (nothing read back; what a recorded step uses).
@@ -56,22 +67,30 @@ impl Default for Loss<'_> {
 }
 
 impl<'c> Model<'c> {
-    /// A preset: "mlp", "cnn_small", "preact_resnet18", "wrn_28_10", "resnet50".
+    /// A preset: "mlp", "cnn_small", "preact_resnet18", "wrn_28_10", "resnet50"
+    /// (dat_model_create_preset).
     pub fn preset(ctx: &'c Context, name: &str, opts: &ModelOptions) -> Result<Model<'c>> {
         let name = cstring(name)?;
         let mut raw = ptr::null_mut();
-        check(unsafe { sys::dat_model_create_preset(&mut raw, ctx.as_ptr(), name.as_ptr(), opts) })?;
+        check(unsafe {
+            sys::dat_model_create_preset(&mut raw, ctx.as_ptr(), name.as_ptr(), opts)
+        })?;
         Ok(Model { raw, _ctx: PhantomData })
     }
 
+    /// The C handle, owned by this `Model`.
     pub fn as_ptr(&self) -> *mut sys::dat_model {
         self.raw
     }
 
+    /// Sets train or eval mode for batch norm; new models are in train mode
+    /// (dat_model_set_mode).
     pub fn set_mode(&mut self, mode: sys::dat_model_mode) -> Result<()> {
         check(unsafe { sys::dat_model_set_mode(self.raw, mode) })
     }
 
+    /// The current mode, `sys::DAT_MODE_TRAIN` or `sys::DAT_MODE_EVAL`
+    /// (dat_model_mode_get).
     pub fn mode(&self) -> Result<sys::dat_model_mode> {
         let mut m = 0;
         check(unsafe { sys::dat_model_mode_get(self.raw, &mut m) })?;
@@ -85,6 +104,9 @@ impl<'c> Model<'c> {
         Ok((c, h, w, k))
     }
 
+    /// Forward pass: `logits` [N, classes] of the inputs `x` [N, C, H, W] in
+    /// pixel space (dat_model_forward). In train mode it updates the running
+    /// statistics.
     pub fn forward(&mut self, x: &Tensor, logits: &mut Tensor) -> Result<()> {
         check(unsafe { sys::dat_model_forward(self.raw, x.as_ptr(), logits.as_ptr()) })
     }
@@ -170,6 +192,8 @@ impl<'c> Model<'c> {
         Tensor::borrowed(self.flat(sys::dat_model_params)?).to_vec()
     }
 
+    /// The parameter segments, in buffer order (dat_model_num_segments,
+    /// dat_model_segment).
     pub fn segments(&self) -> Result<Vec<Segment>> {
         let mut n = 0;
         check(unsafe { sys::dat_model_num_segments(self.raw, &mut n) })?;
@@ -232,6 +256,8 @@ impl<'c> Model<'c> {
         Ok((first, count))
     }
 
+    /// Number of nodes of the model's graph; node 0 is the input
+    /// (dat_model_num_nodes).
     pub fn num_nodes(&self) -> Result<i32> {
         let mut n = 0;
         check(unsafe { sys::dat_model_num_nodes(self.raw, &mut n) })?;
@@ -264,6 +290,8 @@ pub struct ModelBuilder<'c> {
 }
 
 impl<'c> ModelBuilder<'c> {
+    /// Starts a model whose input samples are [channels, height, width]
+    /// (dat_model_builder_create).
     pub fn new(ctx: &'c Context, channels: i32, height: i32, width: i32) -> Result<Self> {
         let mut raw = ptr::null_mut();
         check(unsafe {

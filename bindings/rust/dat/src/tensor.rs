@@ -8,14 +8,18 @@ use crate::{check, invalid, sys, Context, Result};
 /// Element types (dat_dtype).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DType {
+    /// 32-bit float, `f32` (DAT_FLOAT32).
     Float32,
-    /// held in Rust as u16 bit patterns
+    /// bfloat16, held in Rust as `u16` bit patterns (DAT_BFLOAT16).
     BFloat16,
+    /// 32-bit signed integer, `i32`, e.g. labels (DAT_INT32).
     Int32,
+    /// Unsigned byte, `u8`, e.g. masks (DAT_UINT8).
     UInt8,
 }
 
 impl DType {
+    /// The C value (`sys::DAT_FLOAT32` ...).
     pub fn raw(self) -> sys::dat_dtype {
         match self {
             DType::Float32 => sys::DAT_FLOAT32,
@@ -38,6 +42,7 @@ impl DType {
 
 /// Rust element types of tensors: f32, u16 (bfloat16 bits), i32, u8.
 pub trait Element: Copy + Default {
+    /// The dtype of tensors holding this type.
     const DTYPE: DType;
 }
 impl Element for f32 {
@@ -62,7 +67,8 @@ pub struct Tensor<'a> {
 }
 
 impl<'a> Tensor<'a> {
-    /// A zero-filled tensor of `dtype` and `shape` on the context's device.
+    /// A zero-filled tensor of `dtype` and `shape` on the context's device
+    /// (dat_tensor_create).
     pub fn new(ctx: &'a Context, dtype: DType, shape: &[i64]) -> Result<Tensor<'a>> {
         let mut raw = ptr::null_mut();
         check(unsafe {
@@ -73,7 +79,8 @@ impl<'a> Tensor<'a> {
     }
 
     /// A tensor of `shape` holding a copy of `data`.
-    pub fn from_slice<T: Element>(ctx: &'a Context, shape: &[i64], data: &[T]) -> Result<Tensor<'a>> {
+    pub fn from_slice<T: Element>(ctx: &'a Context, shape: &[i64], data: &[T])
+                                  -> Result<Tensor<'a>> {
         let mut t = Tensor::new(ctx, T::DTYPE, shape)?;
         t.write(data)?;
         Ok(t)
@@ -84,10 +91,12 @@ impl<'a> Tensor<'a> {
         Tensor { raw, owned: false, _from: PhantomData }
     }
 
+    /// The C handle, owned by this `Tensor` or by the model it borrows.
     pub fn as_ptr(&self) -> *mut sys::dat_tensor {
         self.raw
     }
 
+    /// The sizes of its dimensions; empty for a scalar (dat_tensor_shape).
     pub fn shape(&self) -> Result<Vec<i64>> {
         let mut nd = 0;
         let mut dims = [0i64; sys::DAT_TENSOR_MAX_DIMS];
@@ -95,24 +104,29 @@ impl<'a> Tensor<'a> {
         Ok(dims[..nd as usize].to_vec())
     }
 
+    /// Its element type (dat_tensor_dtype).
     pub fn dtype(&self) -> Result<DType> {
         let mut d = 0;
         check(unsafe { sys::dat_tensor_dtype(self.raw, &mut d) })?;
         DType::from_raw(d)
     }
 
+    /// Number of elements, 1 for a scalar (dat_tensor_numel).
     pub fn numel(&self) -> Result<i64> {
         let mut n = 0;
         check(unsafe { sys::dat_tensor_numel(self.raw, &mut n) })?;
         Ok(n)
     }
 
+    /// Size of its data in bytes (dat_tensor_nbytes).
     pub fn nbytes(&self) -> Result<usize> {
         let mut n = 0;
         check(unsafe { sys::dat_tensor_nbytes(self.raw, &mut n) })?;
         Ok(n)
     }
 
+    /// Changes the shape without moving data; the element count must stay
+    /// (dat_tensor_reshape).
     pub fn reshape(&mut self, shape: &[i64]) -> Result<()> {
         check(unsafe { sys::dat_tensor_reshape(self.raw, shape.len() as i32, shape.as_ptr()) })
     }
@@ -180,6 +194,8 @@ impl<'a> Tensor<'a> {
         check(unsafe { sys::dat_tensor_copy(self.raw, src.raw) })
     }
 
+    /// Sets every element to `value`, converted to the dtype; for integer dtypes
+    /// it must be an integer in range (dat_tensor_fill).
     pub fn fill(&mut self, value: f64) -> Result<()> {
         check(unsafe { sys::dat_tensor_fill(self.raw, value) })
     }
