@@ -98,11 +98,55 @@ static int only_classifier_differs(evaluation *e)
     return dat_model_load(e->model, e->o.checkpoint, &lo) == DAT_OK;
 }
 
+/* The class list a dat-train config records ("classes":[0,1,...]), as text, e.g. "0,1";
+ * "" when it records none (all classes) or the config is not dat-train's (NULL). */
+static const char *recorded_classes(const char *config, char *buf, size_t size)
+{
+    const char *p = strstr(config, "\"classes\":[");
+    if (!p)
+        return NULL;
+    p += strlen("\"classes\":[");
+    const char *end = strchr(p, ']');
+    if (!end)
+        return NULL;
+    snprintf(buf, size, "%.*s", (int)(end - p), p);
+    return buf;
+}
+
+/* A dat-train checkpoint records its --classes: another list (same size, or the classifier
+ * would not have fit) would evaluate the model against the wrong labels. */
+static int check_classes(const evaluation *e, const char *config)
+{
+    static char had[8192];
+    const char *trained = recorded_classes(config, had, sizeof had);
+    if (!trained)
+        return 0;
+    char given[8192] = "";
+    size_t used = 0;
+    for (int32_t i = 0; i < e->o.num_classes_subset && used + 12 < sizeof given; ++i)
+        used += (size_t)snprintf(given + used, sizeof given - used, "%s%d", i ? "," : "",
+                                 (int)e->o.classes[i]);
+    if (strcmp(trained, given) == 0)
+        return 0;
+    fprintf(stderr, "dat-eval: checkpoint: %s was trained with %s%s; this evaluation has %s%s\n",
+            e->o.checkpoint, *trained ? "--classes " : "all classes", trained,
+            *given ? "--classes " : "all classes", given);
+    return 1;
+}
+
 static int load_checkpoint(evaluation *e)
 {
-    /* dat_model_load reads both a dat-train checkpoint (its optimizer and position tensors
-     * are skipped) and a PyTorch state_dict of the preset. */
-    dat_status s = dat_model_load(e->model, e->o.checkpoint, NULL);
+    /* A dat-train checkpoint gives its config too; a PyTorch state_dict of the preset (no
+     * train.position) is refused by dat_checkpoint_load before it touches the model, and
+     * dat_model_load reads it. */
+    static char config[65536];
+    dat_checkpoint_info info = {.size = sizeof info};
+    dat_status s = dat_checkpoint_load(e->o.checkpoint, e->model, NULL, &info, config,
+                                       sizeof config);
+    if (s == DAT_OK)
+        return check_classes(e, config);
+    if (s == DAT_ERR_FORMAT)
+        s = dat_model_load(e->model, e->o.checkpoint, NULL);
     if (s == DAT_OK)
         return 0;
     eval_fail("checkpoint", s);

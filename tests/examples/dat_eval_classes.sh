@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # dat-eval evaluates what dat-train --classes writes: the checkpoint of a 5-class
 # subset loads with the same --classes, and its TA is dat-train's on the same test
-# images; without --classes it is refused with a message that names the option; a
-# bad list stops before any work; --device cuda runs on a GPU, and elsewhere fails
+# images; without --classes it is refused with a message that names the option, and
+# with another list of as many classes by the list the checkpoint records; a bad
+# list stops before any work; --device cuda runs on a GPU, and elsewhere fails
 # with the library's reason (no CUDA in this build, no device), never a crash:
 #   dat_eval_classes.sh DAT_TRAIN DAT_EVAL
 # Skips (77) without Fashion-MNIST.
@@ -44,6 +45,11 @@ grep -q '"classes":\[0,1,2,3,4\]' "$tmp/subset.log" ||
 run all
 [ $rc -eq 1 ] && grep -q 'only the classifier does not fit.*--classes' "$tmp/all.log" ||
     { cat "$tmp/all.log"; echo "without --classes: exit status $rc, no clear message"; exit 1; }
+
+run other --classes 5-9
+want='trained with --classes 0,1,2,3,4; this evaluation has --classes 5,6,7,8,9'
+[ $rc -eq 1 ] && grep -q "$want" "$tmp/other.log" ||
+    { cat "$tmp/other.log"; echo "--classes 5-9 on a 0-4 model: exit status $rc"; exit 1; }
 
 run bad --classes 4-0
 [ $rc -eq 2 ] && grep -q -- '--classes 4-0' "$tmp/bad.log" ||
