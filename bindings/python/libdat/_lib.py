@@ -10,11 +10,16 @@ _HERE = Path(__file__).resolve().parent
 
 
 def _candidates() -> list[str]:
-    """Where to look, in order: $LIBDAT_LIBRARY, the repository's build folder, the system."""
-    found = []
+    """Where to look: $LIBDAT_LIBRARY or $LIBDAT_BUILD/libdat.so alone when set (a
+    library asked for by name is that one or none); else the repository's build folders,
+    then the system."""
     env = os.environ.get("LIBDAT_LIBRARY")
     if env:
-        found.append(env)
+        return [env]
+    build = os.environ.get("LIBDAT_BUILD")
+    if build:
+        return [str(Path(build) / "libdat.so")]
+    found = []
     repo = _HERE.parent.parent.parent  # bindings/python/libdat -> repository root
     for build in ("build", "build-asan"):
         lib = repo / build / "libdat.so"

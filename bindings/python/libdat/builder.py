@@ -33,6 +33,7 @@ class ModelBuilder(Handle):
 
     def __init__(self, ctx: Context, channels: int, height: int, width: int):
         self._ctx = ctx
+        self._channels = channels
         handle = c_builder_p()
         check(lib.dat_model_builder_create(ctypes.byref(handle), ctx.handle, channels, height,
                                            width))
@@ -40,6 +41,10 @@ class ModelBuilder(Handle):
         ctx._adopt(self)
 
     def set_normalization(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        """Per-channel input normalization, one mean and std per input channel."""
+        if len(mean) != self._channels or len(std) != self._channels:
+            raise ValueError(f"libdat: {len(mean)} mean and {len(std)} std values for "
+                             f"{self._channels} input channels")
         m = (ctypes.c_float * len(mean))(*mean)
         s = (ctypes.c_float * len(std))(*std)
         check(lib.dat_model_builder_set_normalization(self.handle, m, s))

@@ -188,7 +188,7 @@ class GradSync(Handle):
 
         sync.begin(step); model.loss_backward(...); sync.end()
 
-    Closed before its communicator and model (they close it first)."""
+    Closed before its communicator, model and quantizer (they close it first)."""
 
     _what = "gradient synchronizer"
     _destroy = staticmethod(lib.dat_grad_sync_destroy)
@@ -204,9 +204,9 @@ class GradSync(Handle):
         check(lib.dat_grad_sync_create(ctypes.byref(h), comm.handle, model.handle,
                                        ctypes.byref(opts)))
         self._handle = h
-        self._keep = (comm, model, q)
-        comm._adopt(self)
-        model._adopt(self)
+        for owner in (comm, model, q):  # each outlives it, and closing one closes it first
+            if owner is not None:
+                owner._adopt(self)
 
     def begin(self, step: int) -> None:
         check(lib.dat_grad_sync_begin(self.handle, step))

@@ -7,7 +7,7 @@ from typing import Callable, Optional
 
 from ._lib import CtxOptions, c_ctx_p, c_log_fn, c_step_graph_p, lib
 from .errors import check
-from .handle import Handle
+from .handle import Handle, _recordings
 
 
 class Device(IntEnum):
@@ -99,6 +99,8 @@ class Context(Handle):
         recording ends whatever step() does; the first error wins."""
         check(lib.dat_capture_begin(self.handle))
         raw = c_step_graph_p()
+        used: set = set()  # what step() touched: the graph's launches write into them
+        _recordings.append(used)
         try:
             step()
         except BaseException:
@@ -106,15 +108,20 @@ class Context(Handle):
             if raw:
                 lib.dat_step_graph_destroy(raw)
             raise
+        finally:
+            _recordings.remove(used)
         check(lib.dat_capture_end(self.handle, ctypes.byref(raw)))
         graph = StepGraph(raw)
         self._adopt(graph)
+        for h in used - {self}:  # each outlives the graph; closing one closes it first
+            h._adopt(graph)
         return graph
 
 
 class StepGraph(Handle):
     """A recorded step (dat_step_graph): launch() replays it on what its tensors hold
-    then. Made by Context.record; closed before its context."""
+    then. Made by Context.record; closed before its context and before every object
+    the recorded step used (closing one of them closes the graph first)."""
 
     _what = "step graph"
     _destroy = staticmethod(lib.dat_step_graph_destroy)

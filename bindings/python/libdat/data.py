@@ -54,7 +54,8 @@ class Dataset(Handle):
         if classes:
             o.classes, o.num_subset_classes = subset, len(classes)
         for k, v in fields.items():
-            if not hasattr(o, k) or k in ("size", "extra_paths", "classes"):
+            if not hasattr(o, k) or k in ("size", "extra_paths", "classes", "num_extra_paths",
+                                          "num_subset_classes", "images_path", "labels_path"):
                 raise TypeError(f"libdat: no dataset option {k!r}")
             setattr(o, k, int(v) if isinstance(v, (IntEnum, bool)) else v)
         handle = c_dataset_p()

@@ -26,6 +26,9 @@ class Reduction(IntEnum):
     SUM = 1
 
 
+_PRESET_CHANNELS = 3  # the most input channels of a preset's default input
+
+
 class ReinitHead(IntEnum):
     """When load() keeps the model's own classifier (transfer learning)."""
     NEVER = 0
@@ -71,16 +74,25 @@ class Model(Handle):
         opts.init_seed = init_seed
         if input_shape:
             opts.in_channels, opts.in_height, opts.in_width = input_shape
+        if (mean is None) != (std is None) or (mean is not None and len(mean) != len(std)):
+            raise ValueError("libdat: mean and std go together, one value per input channel")
         if mean is not None:
-            self._mean = (ctypes.c_float * len(mean))(*mean)
-            self._std = (ctypes.c_float * len(std))(*std)
-            opts.mean = self._mean
-            opts.std = self._std
+            # libdat reads one value per input channel, which the preset may fix: NaN past
+            # the values given makes too few an error, not a read past the array.
+            n = max(len(mean), input_shape[0] if input_shape else 0, _PRESET_CHANNELS)
+            pad = [float("nan")] * (n - len(mean))
+            opts.mean = (ctypes.c_float * n)(*mean, *pad)
+            opts.std = (ctypes.c_float * n)(*std, *pad)
         handle = c_model_p()
         check(lib.dat_model_create_preset(ctypes.byref(handle), ctx.handle, preset.encode(),
                                           ctypes.byref(opts)))
         self._handle = handle
         ctx._adopt(self)
+        channels = self.shape[0]
+        if mean is not None and len(mean) != channels:
+            self.close()
+            raise ValueError(f"libdat: {len(mean)} mean and std values for a model of "
+                             f"{channels} input channels")
 
     @classmethod
     def _adopt_handle(cls, ctx: Context, handle) -> "Model":
@@ -215,12 +227,20 @@ class Model(Handle):
         check(lib.dat_model_load_options_init(ctypes.byref(o)))
         o.ignore_unexpected = int(ignore_unexpected)
         o.reinit_head = int(reinit_head)
+        raised: list[BaseException] = []
         if on_tensor is not None:
             def relay(name: bytes, loaded: int, _user) -> None:
-                on_tensor(name.decode(), bool(loaded))
+                if raised:
+                    return
+                try:
+                    on_tensor(name.decode(), bool(loaded))
+                except BaseException as e:  # ctypes would print and drop it
+                    raised.append(e)
             callback = c_on_tensor_fn(relay)  # alive until the call returns
             o.on_tensor = callback
         check(lib.dat_model_load(self.handle, path.encode(), ctypes.byref(o)))
+        if raised:  # the model is loaded; the caller's callback failed
+            raise raised[0]
 
     @property
     def num_layers(self) -> int:

@@ -45,6 +45,9 @@ class Optimizer(Handle):
     def __init__(self, ctx: Context, model: Optional[Model] = None,
                  segments: Optional[Sequence[tuple[int, int, int]]] = None,
                  milestones: Sequence[int] = (), **fields):
+        if model is not None and model._ctx is not ctx:
+            raise ValueError("libdat: the optimizer of a model lives in the model's context; "
+                             "pass that context")
         self._ctx = ctx
         o = OptimOptions()
         check(lib.dat_optim_options_init(ctypes.byref(o)))

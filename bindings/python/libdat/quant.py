@@ -19,14 +19,21 @@ class QuantNorm(IntEnum):
     MAX = 1
 
 
-def _buffer(codes: Union[np.ndarray, bytes, bytearray]) -> tuple[object, int]:
-    """(pointer, size) of a contiguous byte buffer, without copying it."""
+def _buffer(codes: Union[np.ndarray, bytes, bytearray],
+            writable: bool = False) -> tuple[object, int]:
+    """(pointer, size) of a contiguous byte buffer, without copying it; one libdat
+    writes into must be a writable array or a bytearray."""
     if isinstance(codes, np.ndarray):
         if not codes.flags.c_contiguous:
             raise ValueError("libdat: codes must be a contiguous array")
+        if writable and not codes.flags.writeable:
+            raise ValueError("libdat: out is a read-only array")
         return codes.ctypes.data_as(ctypes.c_void_p), codes.nbytes
     if isinstance(codes, bytearray):
         return (ctypes.c_char * len(codes)).from_buffer(codes), len(codes)
+    if writable:
+        raise TypeError(f"libdat: out must be a writable numpy array or a bytearray, not "
+                        f"{type(codes).__name__}")
     return ctypes.c_char_p(bytes(codes)), len(codes)
 
 
@@ -68,7 +75,7 @@ class Quantizer(Handle):
         check(lib.dat_tensor_numel(x.handle, ctypes.byref(n)))
         if out is None:
             out = np.empty(self.encoded_size(n.value), dtype=np.uint8)
-        ptr, size = _buffer(out)
+        ptr, size = _buffer(out, writable=True)
         check(lib.dat_quantizer_encode(self.handle, x.handle, step, ptr, size))
         return out
 

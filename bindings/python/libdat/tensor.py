@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import weakref
 from enum import IntEnum
 from typing import Sequence
 
@@ -103,13 +104,16 @@ class Tensor(Handle):
         return f"Tensor(shape={self.shape}, dtype={self.dtype.name})"
 
     def view(self) -> np.ndarray:
-        """A zero-copy numpy view of a CPU tensor's memory, valid while the tensor is
-        open (the view keeps the tensor alive)."""
+        """A zero-copy numpy view of a CPU tensor's memory. The memory stays as long as
+        the view (and any view of it) does, even past close() of the tensor or its
+        context, which then destroy their C objects when the last view goes."""
         ptr = ctypes.c_void_p()
         check(lib.dat_tensor_host_data(self.handle, ctypes.byref(ptr)))
         dtype = np.dtype(_NUMPY[self.dtype])
         buf = (ctypes.c_char * self.nbytes).from_address(ptr.value)
         buf._owner = self  # the ctypes buffer, and so the array, keeps the tensor alive
+        self._hold()
+        weakref.finalize(buf, self._release)
         return np.frombuffer(buf, dtype=dtype).reshape(self.shape)
 
     def copy_from(self, src: "Tensor") -> None:
