@@ -43,6 +43,7 @@ static void free_runtime(dat_model *m)
     ctx->be->free(ctx, m->bn_saved);
     m->scratch = m->z_clean = m->dz = m->dz_clean = m->sample_loss = m->ones = m->x_norm = NULL;
     m->bn_saved = NULL;
+    m->last_batch = 0; /* the activations went with the buffers */
     m->wshadow = NULL;
     free(m->host_loss);
     free(m->host_weights);

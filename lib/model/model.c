@@ -530,7 +530,8 @@ dat_status dat_model_activation(dat_model *model, int32_t node, dat_tensor *out)
                          "node = %d outside [1, %d) (node 0 is the caller's input)", (int)node,
                          (int)model->n_nodes);
     if (model->last_batch == 0)
-        return dat_error(DAT_ERR_STATE, __func__, "no forward pass has run yet");
+        return dat_error(DAT_ERR_STATE, __func__, "no forward pass has run yet (or the last "
+                         "one could not allocate its buffers)");
     const dat_node *n = &model->nodes[node];
     if (n->fused_relu)
         return dat_error(DAT_ERR_UNSUPPORTED, __func__,

@@ -174,6 +174,49 @@ START_TEST(test_bn_buffers_start_at_zero_mean_unit_variance)
 }
 END_TEST
 
+/* A forward pass whose buffers cannot be allocated (a batch of 2^22 x 2^20 floats) fails
+ * with DAT_ERR_OUT_OF_MEMORY, and the activations of the pass before went with the old
+ * buffers: asking for them is a state error, not a read of freed memory. */
+START_TEST(test_activation_after_a_failed_allocation)
+{
+    dat_model_builder *b;
+    ck_assert_dat_ok(dat_model_builder_create(&b, ctx, 1, 1, 1));
+    dat_layer_spec s;
+    dat_layer_spec_init(&s, DAT_LAYER_LINEAR);
+    s.name = "fc1";
+    s.out_features = 1 << 20;
+    int32_t fc1, fc2;
+    ck_assert_dat_ok(dat_model_builder_add(b, &s, 0, -1, &fc1));
+    dat_layer_spec_init(&s, DAT_LAYER_LINEAR);
+    s.name = "fc2";
+    s.out_features = 1;
+    ck_assert_dat_ok(dat_model_builder_add(b, &s, fc1, -1, &fc2));
+    dat_model *m;
+    ck_assert_dat_ok(dat_model_builder_finish(b, fc2, 0, &m));
+    dat_model_builder_destroy(b);
+    int64_t small[4] = {1, 1, 1, 1}, big[4] = {1 << 22, 1, 1, 1}, one[2] = {1, 1},
+            many[2] = {1 << 22, 1}, width[1] = {1 << 20};
+    dat_tensor *x, *z, *xb, *zb, *a;
+    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, small));
+    ck_assert_dat_ok(dat_tensor_create(&z, ctx, DAT_FLOAT32, 2, one));
+    ck_assert_dat_ok(dat_tensor_create(&xb, ctx, DAT_FLOAT32, 4, big));
+    ck_assert_dat_ok(dat_tensor_create(&zb, ctx, DAT_FLOAT32, 2, many));
+    ck_assert_dat_ok(dat_tensor_create(&a, ctx, DAT_FLOAT32, 1, width));
+    ck_assert_dat_ok(dat_model_forward(m, x, z));
+    ck_assert_dat_ok(dat_model_activation(m, fc1, a));
+    ck_assert_dat_err(dat_model_forward(m, xb, zb), DAT_ERR_OUT_OF_MEMORY, "");
+    ck_assert_dat_err(dat_model_activation(m, fc1, a), DAT_ERR_STATE, "could not allocate");
+    ck_assert_dat_ok(dat_model_forward(m, x, z)); /* small batches work again */
+    ck_assert_dat_ok(dat_model_activation(m, fc1, a));
+    dat_tensor_destroy(x);
+    dat_tensor_destroy(z);
+    dat_tensor_destroy(xb);
+    dat_tensor_destroy(zb);
+    dat_tensor_destroy(a);
+    dat_model_destroy(m);
+}
+END_TEST
+
 /* A layer fused with its ReLU does not keep its own output: asking for it is an
  * error that names the ReLU's node; the ReLU's output is there. */
 START_TEST(test_activation_of_fused_layers)
@@ -397,6 +440,7 @@ int main(void)
     tcase_add_test(tc, test_segment_names_and_kinds);
     tcase_add_test(tc, test_seeded_initialization);
     tcase_add_test(tc, test_bn_buffers_start_at_zero_mean_unit_variance);
+    tcase_add_test(tc, test_activation_after_a_failed_allocation);
     tcase_add_test(tc, test_activation_of_fused_layers);
     tcase_add_test(tc, test_activation_of_layers_inside_adds);
     tcase_add_test(tc, test_adds_share_gradient_buffers);
