@@ -121,6 +121,18 @@ static dat_status check_name(const dat_model_builder *b, const char *name)
 }
 
 /* Output shape of a layer from its input's; fills node->c, h, w. */
+/* The features of a node's output flattened (C x H x W), which must fit an int32. */
+static dat_status features(const char *f, const char *what, const dat_node *in, int32_t *out)
+{
+    int64_t n = (int64_t)in->c * in->h * in->w;
+    if (n > INT32_MAX)
+        return dat_error(DAT_ERR_INVALID_ARG, f, "%s: its input has %lld features (%d x %d x %d), "
+                         "more than %d", what, (long long)n, (int)in->c, (int)in->h, (int)in->w,
+                         INT32_MAX);
+    *out = (int32_t)n;
+    return DAT_OK;
+}
+
 static dat_status infer_shape(const dat_node *in, const dat_node *in2, dat_node *node)
 {
     const char *f = "dat_model_builder_add";
@@ -146,7 +158,7 @@ static dat_status infer_shape(const dat_node *in, const dat_node *in2, dat_node 
         if (s->out_features <= 0)
             return dat_error(DAT_ERR_INVALID_ARG, f, "linear '%s': out_features = %d must be > 0",
                              s->name, (int)s->out_features);
-        node->in_features = in->c * in->h * in->w;
+        DAT_TRY(features(f, "linear", in, &node->in_features));
         node->c = s->out_features;
         node->h = node->w = 1;
         return DAT_OK;
@@ -176,7 +188,7 @@ static dat_status infer_shape(const dat_node *in, const dat_node *in2, dat_node 
         node->h = node->w = 1;
         return DAT_OK;
     case DAT_LAYER_FLATTEN:
-        node->c = in->c * in->h * in->w;
+        DAT_TRY(features(f, "flatten", in, &node->c));
         node->h = node->w = 1;
         return DAT_OK;
     case DAT_LAYER_ADD:

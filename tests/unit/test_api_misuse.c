@@ -278,6 +278,10 @@ START_TEST(test_model_builder_misuse)
     ck_assert_dat_err(dat_model_builder_add(b, &spec, 0, -1, &node), DAT_ERR_INVALID_ARG,
                       "larger than the padded input");
     spec.kernel = 3;
+    spec.padding = 1 << 30; /* 2 x pad would overflow an int */
+    ck_assert_dat_err(dat_model_builder_add(b, &spec, 0, -1, &node), DAT_ERR_INVALID_ARG,
+                      "not supported");
+    spec.padding = 1;
     spec.out_features = 0;
     ck_assert_dat_err(dat_model_builder_add(b, &spec, 0, -1, &node), DAT_ERR_INVALID_ARG,
                       "out_features");
@@ -297,6 +301,18 @@ START_TEST(test_model_builder_misuse)
     ck_assert_dat_err(dat_model_builder_finish(b, 5, 0, &m), DAT_ERR_INVALID_ARG, "output = 5");
     ck_assert_dat_err(dat_model_builder_finish(b, 1, 0, &m), DAT_ERR_INVALID_ARG, "logits");
     ck_assert_ptr_null(m);
+    dat_model_builder_destroy(b);
+    /* 65536 x 65536 features overflow an int32: refused, not wrapped to 0. */
+    ck_assert_dat_ok(dat_model_builder_create(&b, ctx, 1, 65536, 65536));
+    dat_layer_spec flat;
+    dat_layer_spec_init(&flat, DAT_LAYER_FLATTEN);
+    ck_assert_dat_err(dat_model_builder_add(b, &flat, 0, -1, &node), DAT_ERR_INVALID_ARG,
+                      "4294967296 features");
+    dat_layer_spec_init(&spec, DAT_LAYER_LINEAR);
+    spec.name = "fc";
+    spec.out_features = 10;
+    ck_assert_dat_err(dat_model_builder_add(b, &spec, 0, -1, &node), DAT_ERR_INVALID_ARG,
+                      "4294967296 features");
     dat_model_builder_destroy(b);
     dat_model_builder_destroy(NULL);
 }
