@@ -95,6 +95,8 @@ dat_status dat_attack_gaussian_copies(dat_attack *attack, const dat_tensor *x,
                          "x_out must be float32 [%lld, ...] with %lld elements (%lld copies of x)",
                          (long long)(x->ndim ? x->shape[0] * reps : 0),
                          (long long)(x->numel * reps), (long long)reps);
+    if (x_out->data == x->data) /* the noise would overwrite x before it is added */
+        return dat_error(DAT_ERR_INVALID_ARG, __func__, "x_out must not be x");
     int32_t n = (int32_t)x->shape[0];
     size_t d = (size_t)(x->numel / x->shape[0]);
     if (y_out) {

@@ -12,8 +12,11 @@
 #include "error.h"
 #include "profile.h"
 
-/* The first released layout of dat_ctx_options: every field up to log_level. */
+/* The first released layout of dat_ctx_options: every field up to log_level. Its
+ * sizeof adds tail padding where precision now lies; 0.2 appended precision and
+ * tune_convolutions together, so a size short of the latter is the 0.1 layout. */
 #define DAT_CTX_OPTIONS_MIN_SIZE offsetof(dat_ctx_options, precision)
+#define DAT_CTX_OPTIONS_0_2_SIZE (offsetof(dat_ctx_options, tune_convolutions) + sizeof(int32_t))
 
 double dat_now(void)
 {
@@ -135,7 +138,8 @@ dat_status dat_ctx_create(dat_ctx **out, const dat_ctx_options *opts)
         DAT_CHECK_OPTIONS_SIZE(opts, dat_ctx_options, DAT_CTX_OPTIONS_MIN_SIZE);
         /* A caller built against older headers passed fewer fields: the rest keep
          * their defaults. */
-        memcpy(&o, opts, opts->size);
+        memcpy(&o, opts, opts->size < DAT_CTX_OPTIONS_0_2_SIZE ? DAT_CTX_OPTIONS_MIN_SIZE
+                                                                : opts->size);
         o.size = sizeof o;
     }
     DAT_TRY(check_options(&o));

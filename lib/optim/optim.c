@@ -228,9 +228,10 @@ dat_status dat_optim_step(dat_optim *optim, dat_tensor *params, const dat_tensor
                              "%s must be float32 with %lld elements (the segments' extent), got "
                              "%s with %lld", k ? "grads" : "params", (long long)optim->total,
                              dat_dtype_name(t->dtype), (long long)t->numel);
-        if (t->ctx->be != optim->ctx->be)
+        if (t->ctx != optim->ctx) /* another context: maybe another device or stream */
             return dat_error(DAT_ERR_INVALID_ARG, __func__,
-                             "%s are on the %s backend, the optimizer's state on %s", 
+                             "%s belong to another context than the optimizer (%s backend, "
+                             "the optimizer's %s)",
                              k ? "grads" : "params", t->ctx->be->name, optim->ctx->be->name);
     }
     if (dat_capturing(optim->ctx))

@@ -99,6 +99,13 @@ START_TEST(test_ctx_misuse)
     ck_assert_dat_ok(dat_ctx_create(&c, &o));
     dat_ctx_destroy(c);
     c = NULL;
+    /* ... as its sizeof, whose tail padding (what precision now holds) is garbage. */
+    o.size = (uint32_t)((offsetof(dat_ctx_options, precision) + _Alignof(dat_ctx_options) - 1) /
+                        _Alignof(dat_ctx_options) * _Alignof(dat_ctx_options));
+    ck_assert_uint_gt(o.size, offsetof(dat_ctx_options, precision));
+    ck_assert_dat_ok(dat_ctx_create(&c, &o));
+    dat_ctx_destroy(c);
+    c = NULL;
     /* A 0.2 caller's struct ends in tail padding where reserved0 now is; its
      * size stops before cuda_graphs, whatever that padding held. */
     ck_assert_uint_eq(offsetof(dat_ctx_options, reserved0) + sizeof(int32_t),
@@ -563,6 +570,8 @@ START_TEST(test_attack_misuse)
                       "x_out");
     ck_assert_dat_err(dat_attack_gaussian_copies(a, x, NULL, xa, y), DAT_ERR_INVALID_ARG,
                       "y must be int32");
+    ck_assert_dat_err(dat_attack_gaussian_copies(a, x, NULL, x, NULL), DAT_ERR_INVALID_ARG,
+                      "must not be x");
     int32_t c, r;
     ck_assert_dat_err(dat_eval_robust_accuracy(NULL, m, x, y, &c, &r, NULL), DAT_ERR_INVALID_ARG,
                       "attack");
@@ -1135,6 +1144,15 @@ START_TEST(test_optim_misuse)
     ck_assert_dat_err(dat_optim_step(opt, NULL, f32), DAT_ERR_INVALID_ARG, "params");
     ck_assert_dat_err(dat_optim_step(opt, f32, NULL), DAT_ERR_INVALID_ARG, "grads");
     ck_assert_dat_err(dat_optim_step(opt, short_t, f32), DAT_ERR_INVALID_ARG, "6 elements");
+    dat_ctx *other;
+    ck_assert_dat_ok(dat_ctx_create(&other, NULL));
+    int64_t n6 = 6;
+    dat_tensor *foreign;
+    ck_assert_dat_ok(dat_tensor_create(&foreign, other, DAT_FLOAT32, 1, &n6));
+    ck_assert_dat_err(dat_optim_step(opt, foreign, f32), DAT_ERR_INVALID_ARG,
+                      "another context");
+    dat_tensor_destroy(foreign);
+    dat_ctx_destroy(other);
     ck_assert_dat_err(dat_optim_step_model(NULL, NULL), DAT_ERR_INVALID_ARG, "optim");
     ck_assert_dat_err(dat_optim_step_model(opt, NULL), DAT_ERR_INVALID_ARG, "model");
     double lr;
