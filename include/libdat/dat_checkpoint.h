@@ -33,9 +33,11 @@ typedef struct dat_checkpoint_info {
  * @param model  the model whose state_dict is stored.
  * @param optim  its optimizer, or NULL (then no optimizer state is stored).
  * @param info  the position to store; info->size set by the caller.
- * @param config  text stored as metadata "config" (may be NULL).
- * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL required pointers or a wrong
- *         info->size; DAT_ERR_IO naming the path and the system's reason;
+ * @param config  text stored as metadata "config" (may be NULL), at most
+ *                65535 bytes.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL required pointers, a wrong
+ *         info->size or a longer config; DAT_ERR_IO naming the path and the
+ *         system's reason;
  *         DAT_ERR_OUT_OF_MEMORY.
  */
 DAT_API dat_status dat_checkpoint_save(const char *path, dat_model *model, dat_optim *optim,

@@ -185,7 +185,12 @@ static dat_status alloc_scratch(dat_attack *a, int32_t n, size_t d, int32_t clas
 
 dat_status dat_attack_reserve(dat_attack *a, dat_model *m, int32_t n, size_t d)
 {
-    int32_t rows = n * a->o.noise_samples;
+    int64_t rows64 = (int64_t)n * a->o.noise_samples;
+    if (rows64 > INT32_MAX)
+        return dat_error(DAT_ERR_INVALID_ARG, "dat_attack_perturb",
+                         "%d samples x %d noise copies = %lld rows: at most %d", (int)n,
+                         (int)a->o.noise_samples, (long long)rows64, INT32_MAX);
+    int32_t rows = (int32_t)rows64;
     DAT_TRY(dat_model_reserve(m, a->o.kind == DAT_ATTACK_SMOOTH_PGD ? rows : n));
     if ((size_t)n * d <= a->cap && rows <= a->cap_rows)
         return DAT_OK;

@@ -31,7 +31,7 @@ const char *dat_st_dtype_name(dat_st_dtype t)
 
 /* ---------------- header parser ---------------- */
 
-enum { MAX_STRING = 1 << 16, MAX_ENTRIES = 1 << 20 };
+enum { MAX_STRING = DAT_ST_MAX_STRING, MAX_ENTRIES = 1 << 20 };
 
 typedef struct parser {
     const char *what;

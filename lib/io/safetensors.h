@@ -18,6 +18,9 @@
 
 #define DAT_ST_MAX_DIMS 8
 #define DAT_ST_MAX_HEADER ((uint64_t)100 << 20)
+/* The longest name or metadata string (bytes, unescaped) the reader accepts, so the
+ * writer refuses longer ones. */
+#define DAT_ST_MAX_STRING (1 << 16)
 
 typedef enum dat_st_dtype {
     DAT_ST_BOOL, DAT_ST_U8, DAT_ST_I8, DAT_ST_I16, DAT_ST_U16, DAT_ST_F16, DAT_ST_BF16,

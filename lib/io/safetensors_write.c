@@ -17,6 +17,13 @@ void dat_st_writer_init(dat_st_writer *w)
 
 static char *dup_or_fail(dat_st_writer *w, const char *s)
 {
+    if (s && strlen(s) >= DAT_ST_MAX_STRING) { /* the reader would refuse the file */
+        if (w->status == DAT_OK)
+            w->status = dat_error(DAT_ERR_INVALID_ARG, "safetensors", "a name or metadata "
+                                  "value of %zu bytes: at most %d can be read back",
+                                  strlen(s), DAT_ST_MAX_STRING - 1);
+        return NULL;
+    }
     char *d = s ? strdup(s) : NULL;
     if (!d && w->status == DAT_OK)
         w->status = dat_error(DAT_ERR_OUT_OF_MEMORY, "safetensors", "writer");

@@ -63,6 +63,10 @@ static inline double dat_optim_trust(int lalr, double c_l, double c_u, double th
 }
 
 
+/* Whether buf holds a state dat_optim_state_load would take for optim
+ * (DAT_ERR_FORMAT with a message if not), changing nothing (state.c). */
+dat_status dat_optim_state_check(const dat_optim *optim, const void *buf, size_t size);
+
 /* The CPU backend's optim_update: one step of params from grads, both host memory,
  * opt->step not advanced (update.c). */
 dat_status dat_optim_update(dat_ctx *ctx, dat_optim *opt, float *params, const float *grads);

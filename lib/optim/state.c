@@ -52,26 +52,37 @@ dat_status dat_optim_state_save(const dat_optim *optim, void *buf, size_t size)
     return DAT_OK;
 }
 
-dat_status dat_optim_state_load(dat_optim *optim, const void *buf, size_t size)
+dat_status dat_optim_state_check(const dat_optim *optim, const void *buf, size_t size)
 {
-    DAT_CHECK_NOT_NULL(optim);
-    DAT_CHECK_NOT_NULL(buf);
     size_t need;
     dat_optim_state_size(optim, &need);
     state_header h;
     if (size < sizeof h)
-        return dat_error(DAT_ERR_FORMAT, __func__, "%zu bytes: too short for a state", size);
+        return dat_error(DAT_ERR_FORMAT, "dat_optim_state_load", "%zu bytes: too short for a "
+                         "state", size);
     memcpy(&h, buf, sizeof h);
     if (memcmp(h.magic, magic, sizeof magic) != 0)
-        return dat_error(DAT_ERR_FORMAT, __func__, "not a libdat optimizer state (bad magic)");
+        return dat_error(DAT_ERR_FORMAT, "dat_optim_state_load",
+                         "not a libdat optimizer state (bad magic)");
     if (h.kind != (int32_t)optim->o.kind || h.n_moments != moments(optim) ||
         h.total != optim->total || h.step < 0)
-        return dat_error(DAT_ERR_FORMAT, __func__,
+        return dat_error(DAT_ERR_FORMAT, "dat_optim_state_load",
                          "the state is of kind %d over %lld values, this optimizer is kind %d "
                          "over %lld", (int)h.kind, (long long)h.total, (int)optim->o.kind,
                          (long long)optim->total);
     if (size != need)
-        return dat_error(DAT_ERR_FORMAT, __func__, "%zu bytes, the state needs %zu", size, need);
+        return dat_error(DAT_ERR_FORMAT, "dat_optim_state_load", "%zu bytes, the state needs "
+                         "%zu", size, need);
+    return DAT_OK;
+}
+
+dat_status dat_optim_state_load(dat_optim *optim, const void *buf, size_t size)
+{
+    DAT_CHECK_NOT_NULL(optim);
+    DAT_CHECK_NOT_NULL(buf);
+    DAT_TRY(dat_optim_state_check(optim, buf, size));
+    state_header h;
+    memcpy(&h, buf, sizeof h);
     const unsigned char *p = buf;
     size_t len = (size_t)optim->total * sizeof(float);
     dat_ctx *ctx = optim->ctx;

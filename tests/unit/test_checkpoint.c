@@ -3,6 +3,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -190,6 +191,49 @@ START_TEST(test_normalization_recorded)
     dat_model_destroy(same);
     dat_model_destroy(shifted);
     dat_model_destroy(plain);
+}
+END_TEST
+
+/* Training checkpoints: an optimizer of another kind is refused before the model
+ * changes (all or nothing), and a config the reader could not take back is refused
+ * when saving. */
+START_TEST(test_training_checkpoint_all_or_nothing)
+{
+    dat_model *a = preset("mlp", 1), *b = preset("mlp", 2);
+    dat_optim *momentum, *adam;
+    ck_assert_dat_ok(dat_optim_create_for_model(&momentum, a, NULL));
+    dat_optim_options oo;
+    dat_optim_options_init(&oo);
+    oo.kind = DAT_OPTIM_ADAM;
+    ck_assert_dat_ok(dat_optim_create_for_model(&adam, b, &oo));
+    dat_checkpoint_info info = {.size = sizeof info, .epoch = 1, .step = 2, .attack_step = 3};
+    char path[192];
+    snprintf(path, sizeof path, "%s/train.safetensors", dir);
+    ck_assert_dat_ok(dat_checkpoint_save(path, a, momentum, &info, "{}"));
+    size_t n0, n1;
+    float *before = params_copy(b, &n0);
+    dat_checkpoint_info got = {.size = sizeof got};
+    ck_assert_dat_err(dat_checkpoint_load(path, b, adam, &got, NULL, 0), DAT_ERR_FORMAT,
+                      "kind");
+    float *after = params_copy(b, &n1);
+    ck_assert_mem_eq(before, after, n0);
+    ck_assert_dat_ok(dat_checkpoint_load(path, b, NULL, &got, NULL, 0));
+    ck_assert_int_eq(got.step, 2);
+    char *big = malloc(70001);
+    memset(big, 'a', 70000);
+    big[70000] = '\0';
+    char big_path[192];
+    snprintf(big_path, sizeof big_path, "%s/big.safetensors", dir);
+    ck_assert_dat_err(dat_checkpoint_save(big_path, a, momentum, &info, big),
+                      DAT_ERR_INVALID_ARG, "70000 bytes");
+    ck_assert_int_ne(access(big_path, F_OK), 0); /* nothing written */
+    free(big);
+    free(before);
+    free(after);
+    dat_optim_destroy(momentum);
+    dat_optim_destroy(adam);
+    dat_model_destroy(a);
+    dat_model_destroy(b);
 }
 END_TEST
 
@@ -466,6 +510,7 @@ int main(void)
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_other_model_refused_without_change);
     tcase_add_test(tc, test_normalization_recorded);
+    tcase_add_test(tc, test_training_checkpoint_all_or_nothing);
     tcase_add_test(tc, test_layers_group_segments_by_module);
     tcase_add_test(tc, test_reinit_head_keeps_the_rest);
     tcase_add_test(tc, test_reinit_head_refuses_other_architectures);
