@@ -74,6 +74,19 @@ typedef struct dat_comm_options {
  * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
  */
 DAT_API dat_status dat_comm_options_init(dat_comm_options *opts);
+/**
+ * @brief dat_comm_options_init() for a caller's struct of @p size bytes (its sizeof):
+ *        nothing past them is written, and size records them. The
+ *        dat_comm_options_init() macro passes sizeof *(opts), so a program built against
+ *        these headers keeps working with a later libdat whose struct has grown.
+ *        (0.7.0)
+ * @param[out] opts  the options to fill.
+ * @param size  bytes at @p opts, at least 4.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL or @p size < 4.
+ */
+DAT_API dat_status dat_comm_options_init_sized(dat_comm_options *opts, size_t size);
+/** @brief Fills @p opts (see dat_comm_options_init_sized()). */
+#define dat_comm_options_init(opts) dat_comm_options_init_sized((opts), sizeof *(opts))
 
 /** @brief Algorithm of dat_comm_allreduce_quantized(). Values are fixed. */
 typedef enum dat_quant_mode {
@@ -222,6 +235,19 @@ typedef struct dat_grad_sync_options {
  * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
  */
 DAT_API dat_status dat_grad_sync_options_init(dat_grad_sync_options *opts);
+/**
+ * @brief dat_grad_sync_options_init() for a caller's struct of @p size bytes (its sizeof):
+ *        nothing past them is written, and size records them. The
+ *        dat_grad_sync_options_init() macro passes sizeof *(opts), so a program built against
+ *        these headers keeps working with a later libdat whose struct has grown.
+ *        (0.7.0)
+ * @param[out] opts  the options to fill.
+ * @param size  bytes at @p opts, at least 4.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL or @p size < 4.
+ */
+DAT_API dat_status dat_grad_sync_options_init_sized(dat_grad_sync_options *opts, size_t size);
+/** @brief Fills @p opts (see dat_grad_sync_options_init_sized()). */
+#define dat_grad_sync_options_init(opts) dat_grad_sync_options_init_sized((opts), sizeof *(opts))
 
 /**
  * @brief Creates a gradient synchronizer of @p model over @p comm. (0.4.0)

@@ -98,6 +98,19 @@ typedef struct dat_smooth_options {
  * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
  */
 DAT_API dat_status dat_smooth_options_init(dat_smooth_options *opts);
+/**
+ * @brief dat_smooth_options_init() for a caller's struct of @p size bytes (its sizeof):
+ *        nothing past them is written, and size records them. The
+ *        dat_smooth_options_init() macro passes sizeof *(opts), so a program built against
+ *        these headers keeps working with a later libdat whose struct has grown.
+ *        (0.7.0)
+ * @param[out] opts  the options to fill.
+ * @param size  bytes at @p opts, at least 4.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL or @p size < 4.
+ */
+DAT_API dat_status dat_smooth_options_init_sized(dat_smooth_options *opts, size_t size);
+/** @brief Fills @p opts (see dat_smooth_options_init_sized()). */
+#define dat_smooth_options_init(opts) dat_smooth_options_init_sized((opts), sizeof *(opts))
 
 /** @brief The class value of an abstention in dat_smooth_predict() / _certify(). */
 #define DAT_SMOOTH_ABSTAIN (-1)
@@ -197,6 +210,19 @@ typedef struct dat_autoattack_options {
  * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
  */
 DAT_API dat_status dat_autoattack_options_init(dat_autoattack_options *opts);
+/**
+ * @brief dat_autoattack_options_init() for a caller's struct of @p size bytes (its sizeof):
+ *        nothing past them is written, and size records them. The
+ *        dat_autoattack_options_init() macro passes sizeof *(opts), so a program built against
+ *        these headers keeps working with a later libdat whose struct has grown.
+ *        (0.7.0)
+ * @param[out] opts  the options to fill.
+ * @param size  bytes at @p opts, at least 4.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL or @p size < 4.
+ */
+DAT_API dat_status dat_autoattack_options_init_sized(dat_autoattack_options *opts, size_t size);
+/** @brief Fills @p opts (see dat_autoattack_options_init_sized()). */
+#define dat_autoattack_options_init(opts) dat_autoattack_options_init_sized((opts), sizeof *(opts))
 
 /** @brief Per-sample outcome of dat_eval_autoattack(). Values are fixed. */
 typedef enum dat_aa_outcome {

@@ -70,6 +70,19 @@ typedef struct dat_layer_spec {
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL or an unknown kind.
  */
 DAT_API dat_status dat_layer_spec_init(dat_layer_spec *spec, dat_layer_kind kind);
+/**
+ * @brief dat_layer_spec_init() for a caller's struct of @p size bytes (its
+ *        sizeof): nothing past them is written, and size records them. The
+ *        dat_layer_spec_init() macro passes sizeof *(spec). (0.7.0)
+ * @param[out] spec  the spec to fill.
+ * @param kind  the layer kind.
+ * @param size  bytes at @p spec, at least 4.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL, an unknown kind or @p size < 4.
+ */
+DAT_API dat_status dat_layer_spec_init_sized(dat_layer_spec *spec, dat_layer_kind kind,
+                                             size_t size);
+/** @brief Fills @p spec (see dat_layer_spec_init_sized()). */
+#define dat_layer_spec_init(spec, kind) dat_layer_spec_init_sized((spec), (kind), sizeof *(spec))
 
 /**
  * @brief Starts a model whose input is [N, channels, height, width]. The
@@ -154,6 +167,19 @@ typedef struct dat_model_options {
  * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
  */
 DAT_API dat_status dat_model_options_init(dat_model_options *opts);
+/**
+ * @brief dat_model_options_init() for a caller's struct of @p size bytes (its sizeof):
+ *        nothing past them is written, and size records them. The
+ *        dat_model_options_init() macro passes sizeof *(opts), so a program built against
+ *        these headers keeps working with a later libdat whose struct has grown.
+ *        (0.7.0)
+ * @param[out] opts  the options to fill.
+ * @param size  bytes at @p opts, at least 4.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL or @p size < 4.
+ */
+DAT_API dat_status dat_model_options_init_sized(dat_model_options *opts, size_t size);
+/** @brief Fills @p opts (see dat_model_options_init_sized()). */
+#define dat_model_options_init(opts) dat_model_options_init_sized((opts), sizeof *(opts))
 
 /**
  * @brief Makes a model from a preset.
@@ -251,6 +277,19 @@ typedef struct dat_loss_options {
  * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
  */
 DAT_API dat_status dat_loss_options_init(dat_loss_options *opts);
+/**
+ * @brief dat_loss_options_init() for a caller's struct of @p size bytes (its sizeof):
+ *        nothing past them is written, and size records them. The
+ *        dat_loss_options_init() macro passes sizeof *(opts), so a program built against
+ *        these headers keeps working with a later libdat whose struct has grown.
+ *        (0.7.0)
+ * @param[out] opts  the options to fill.
+ * @param size  bytes at @p opts, at least 4.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL or @p size < 4.
+ */
+DAT_API dat_status dat_loss_options_init_sized(dat_loss_options *opts, size_t size);
+/** @brief Fills @p opts (see dat_loss_options_init_sized()). */
+#define dat_loss_options_init(opts) dat_loss_options_init_sized((opts), sizeof *(opts))
 
 /**
  * @brief Loss and its gradient w.r.t. every parameter, written into (or, with
@@ -293,6 +332,19 @@ typedef struct dat_input_grad_options {
  * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
  */
 DAT_API dat_status dat_input_grad_options_init(dat_input_grad_options *opts);
+/**
+ * @brief dat_input_grad_options_init() for a caller's struct of @p size bytes (its sizeof):
+ *        nothing past them is written, and size records them. The
+ *        dat_input_grad_options_init() macro passes sizeof *(opts), so a program built against
+ *        these headers keeps working with a later libdat whose struct has grown.
+ *        (0.7.0)
+ * @param[out] opts  the options to fill.
+ * @param size  bytes at @p opts, at least 4.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL or @p size < 4.
+ */
+DAT_API dat_status dat_input_grad_options_init_sized(dat_input_grad_options *opts, size_t size);
+/** @brief Fills @p opts (see dat_input_grad_options_init_sized()). */
+#define dat_input_grad_options_init(opts) dat_input_grad_options_init_sized((opts), sizeof *(opts))
 
 /**
  * @brief Gradient of the objective w.r.t. the input only: no parameter
@@ -429,6 +481,19 @@ typedef struct dat_model_load_options {
  * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL.
  */
 DAT_API dat_status dat_model_load_options_init(dat_model_load_options *opts);
+/**
+ * @brief dat_model_load_options_init() for a caller's struct of @p size bytes (its sizeof):
+ *        nothing past them is written, and size records them. The
+ *        dat_model_load_options_init() macro passes sizeof *(opts), so a program built against
+ *        these headers keeps working with a later libdat whose struct has grown.
+ *        (0.7.0)
+ * @param[out] opts  the options to fill.
+ * @param size  bytes at @p opts, at least 4.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL or @p size < 4.
+ */
+DAT_API dat_status dat_model_load_options_init_sized(dat_model_load_options *opts, size_t size);
+/** @brief Fills @p opts (see dat_model_load_options_init_sized()). */
+#define dat_model_load_options_init(opts) dat_model_load_options_init_sized((opts), sizeof *(opts))
 
 /**
  * @brief Loads a state_dict written by dat_model_save() or by PyTorch

@@ -11,7 +11,7 @@
 /** Major version of the headers: the ABI major (the soname's number). */
 #define DAT_VERSION_MAJOR 0
 /** Minor version of the headers: new functions and appended fields. */
-#define DAT_VERSION_MINOR 6
+#define DAT_VERSION_MINOR 7
 /** Patch version of the headers: fixes only. */
 #define DAT_VERSION_PATCH 0
 
@@ -20,6 +20,6 @@
     (DAT_VERSION_MAJOR * 10000 + DAT_VERSION_MINOR * 100 + DAT_VERSION_PATCH)
 
 /** The version as a string, "major.minor.patch". */
-#define DAT_VERSION_STRING "0.6.0"
+#define DAT_VERSION_STRING "0.7.0"
 
 #endif

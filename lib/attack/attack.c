@@ -5,8 +5,9 @@
 
 #include "../core/error.h"
 #include "attack.h"
+#include "../core/options.h"
 
-dat_status dat_attack_options_init(dat_attack_options *opts)
+dat_status (dat_attack_options_init)(dat_attack_options *opts) /* the 0.6 symbol: a whole struct */
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_attack_options){
@@ -28,6 +29,8 @@ dat_status dat_attack_options_init(dat_attack_options *opts)
     };
     return DAT_OK;
 }
+
+DAT_OPTIONS_INIT_SIZED(dat_attack_options)
 
 static dat_status check_options(const dat_attack_options *o)
 {

@@ -9,17 +9,20 @@
 #include "../core/error.h"
 #include "../core/tensor.h"
 #include "../quant/quantizer.h"
+#include "../core/options.h"
 
 #define DAT_COMM_OPTIONS_MIN_SIZE sizeof(dat_comm_options)
 #define DAT_COMM_STATS_MIN_SIZE sizeof(dat_comm_stats)
 
-dat_status dat_comm_options_init(dat_comm_options *opts)
+dat_status (dat_comm_options_init)(dat_comm_options *opts) /* the 0.6 symbol: a whole struct */
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_comm_options){.size = sizeof(dat_comm_options),
                                .timeout_s = DAT_COMM_DEFAULT_TIMEOUT};
     return DAT_OK;
 }
+
+DAT_OPTIONS_INIT_SIZED(dat_comm_options)
 
 dat_status dat_comm_resolve_options(const char *func, const dat_comm_options *opts,
                                     dat_comm_options *o)

@@ -29,6 +29,7 @@
 #include "../quant/quantizer.h"
 #include "comm.h"
 #include "sync_codes.h"
+#include "../core/options.h"
 
 #define DEFAULT_BUCKET ((int64_t)1 << 20)
 
@@ -57,7 +58,7 @@ struct dat_grad_sync {
     pthread_cond_t wake, idle;
 };
 
-dat_status dat_grad_sync_options_init(dat_grad_sync_options *opts)
+dat_status (dat_grad_sync_options_init)(dat_grad_sync_options *opts) /* the 0.6 symbol: a whole struct */
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_grad_sync_options){.size = sizeof *opts,
@@ -66,6 +67,8 @@ dat_status dat_grad_sync_options_init(dat_grad_sync_options *opts)
                                     .mode = DAT_QUANT_ONE_SIDED};
     return DAT_OK;
 }
+
+DAT_OPTIONS_INIT_SIZED(dat_grad_sync_options)
 
 static dat_status check_options(const dat_grad_sync_options *o, const dat_model *m)
 {

@@ -11,6 +11,7 @@
 #include "capture.h"
 #include "error.h"
 #include "profile.h"
+#include "options.h"
 
 /* The first released layout of dat_ctx_options: every field up to log_level. Its
  * sizeof adds tail padding where precision now lies; 0.2 appended precision and
@@ -25,7 +26,7 @@ double dat_now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-dat_status dat_ctx_options_init(dat_ctx_options *opts)
+dat_status (dat_ctx_options_init)(dat_ctx_options *opts) /* the 0.6 symbol: a whole struct */
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_ctx_options){
@@ -46,6 +47,8 @@ dat_status dat_ctx_options_init(dat_ctx_options *opts)
     };
     return DAT_OK;
 }
+
+DAT_OPTIONS_INIT_SIZED(dat_ctx_options)
 
 static int32_t online_cores(void)
 {

@@ -13,6 +13,7 @@
 #include "load.h"
 #include "prefetch.h"
 #include "shuffle.h"
+#include "../core/options.h"
 
 struct dat_dataset {
     dat_ctx *ctx;
@@ -29,7 +30,7 @@ struct dat_dataset {
     dat_prefetch pf;
 };
 
-dat_status dat_dataset_options_init(dat_dataset_options *opts)
+dat_status (dat_dataset_options_init)(dat_dataset_options *opts) /* the 0.6 symbol: a whole struct */
 {
     DAT_CHECK_NOT_NULL(opts);
     memset(opts, 0, sizeof *opts);
@@ -44,6 +45,8 @@ dat_status dat_dataset_options_init(dat_dataset_options *opts)
     opts->prefetch = 1;
     return DAT_OK;
 }
+
+DAT_OPTIONS_INIT_SIZED(dat_dataset_options)
 
 /* ---------------- option checks ---------------- */
 

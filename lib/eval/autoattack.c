@@ -6,8 +6,9 @@
 
 #include "../core/error.h"
 #include "eval.h"
+#include "../core/options.h"
 
-dat_status dat_autoattack_options_init(dat_autoattack_options *opts)
+dat_status (dat_autoattack_options_init)(dat_autoattack_options *opts) /* the 0.6 symbol: a whole struct */
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_autoattack_options){
@@ -27,6 +28,8 @@ dat_status dat_autoattack_options_init(dat_autoattack_options *opts)
     };
     return DAT_OK;
 }
+
+DAT_OPTIONS_INIT_SIZED(dat_autoattack_options)
 
 static dat_status check_options(const char *f, const dat_autoattack_options *o, int32_t classes)
 {

@@ -6,8 +6,9 @@
 
 #include "../core/error.h"
 #include "eval.h"
+#include "../core/options.h"
 
-dat_status dat_smooth_options_init(dat_smooth_options *opts)
+dat_status (dat_smooth_options_init)(dat_smooth_options *opts) /* the 0.6 symbol: a whole struct */
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_smooth_options){
@@ -22,6 +23,8 @@ dat_status dat_smooth_options_init(dat_smooth_options *opts)
     };
     return DAT_OK;
 }
+
+DAT_OPTIONS_INIT_SIZED(dat_smooth_options)
 
 static dat_status check_options(const char *f, const dat_smooth_options *o, int certify)
 {

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "../core/error.h"
+#include "../core/options.h"
 #include "model.h"
 
 struct dat_model_builder {
@@ -12,7 +13,7 @@ struct dat_model_builder {
     float *mean, *std; /* host, in_c each, or NULL */
 };
 
-dat_status dat_layer_spec_init(dat_layer_spec *spec, dat_layer_kind kind)
+dat_status (dat_layer_spec_init)(dat_layer_spec *spec, dat_layer_kind kind) /* 0.6 */
 {
     DAT_CHECK_NOT_NULL(spec);
     if ((int)kind < DAT_LAYER_CONV2D || kind > DAT_LAYER_ADD)
@@ -31,6 +32,13 @@ dat_status dat_layer_spec_init(dat_layer_spec *spec, dat_layer_kind kind)
         .bn_momentum = 0.1f,
     };
     return DAT_OK;
+}
+
+dat_status dat_layer_spec_init_sized(dat_layer_spec *spec, dat_layer_kind kind, size_t size)
+{
+    dat_layer_spec d;
+    DAT_TRY((dat_layer_spec_init)(&d, kind));
+    return dat_options_fill(__func__, spec, size, &d, sizeof d);
 }
 
 dat_status dat_model_builder_create(dat_model_builder **out, dat_ctx *ctx, int32_t channels,

@@ -8,6 +8,7 @@
 #include "../core/error.h"
 #include "../io/safetensors.h"
 #include "model.h"
+#include "../core/options.h"
 
 /* Host copies of the flat parameters and BN buffers (the tensors may be on a GPU). */
 typedef struct host_state {
@@ -175,12 +176,14 @@ dat_status dat_model_save(dat_model *model, const char *path)
     return s == DAT_OK ? DAT_OK : dat_error_context(s, __func__);
 }
 
-dat_status dat_model_load_options_init(dat_model_load_options *opts)
+dat_status (dat_model_load_options_init)(dat_model_load_options *opts) /* the 0.6 symbol: a whole struct */
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_model_load_options){.size = sizeof(dat_model_load_options)};
     return DAT_OK;
 }
+
+DAT_OPTIONS_INIT_SIZED(dat_model_load_options)
 
 /* Does the file hold tensor t with its dtype and shape? Else, with `why`, a
  * message naming it. */

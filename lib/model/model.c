@@ -9,6 +9,7 @@
 #include "../core/capture.h"
 #include "../core/error.h"
 #include "model.h"
+#include "../core/options.h"
 
 void dat_model_destroy(dat_model *model)
 {
@@ -129,7 +130,7 @@ dat_status dat_model_forward(dat_model *model, const dat_tensor *x, dat_tensor *
                                 (size_t)n * (size_t)model->classes * sizeof(float));
 }
 
-dat_status dat_loss_options_init(dat_loss_options *opts)
+dat_status (dat_loss_options_init)(dat_loss_options *opts) /* the 0.6 symbol: a whole struct */
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_loss_options){.size = sizeof(dat_loss_options), .adv_weight = 1.0f,
@@ -137,7 +138,9 @@ dat_status dat_loss_options_init(dat_loss_options *opts)
     return DAT_OK;
 }
 
-dat_status dat_input_grad_options_init(dat_input_grad_options *opts)
+DAT_OPTIONS_INIT_SIZED(dat_loss_options)
+
+dat_status (dat_input_grad_options_init)(dat_input_grad_options *opts) /* the 0.6 symbol: a whole struct */
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_input_grad_options){.size = sizeof(dat_input_grad_options),
@@ -145,6 +148,8 @@ dat_status dat_input_grad_options_init(dat_input_grad_options *opts)
                                      .reduction = DAT_REDUCE_SUM};
     return DAT_OK;
 }
+
+DAT_OPTIONS_INIT_SIZED(dat_input_grad_options)
 
 /* Adds weight * sum_i w_i * sample_loss_i (w_i = 1 without weights) to *acc,
  * and on the device to o->loss_sum when set (o may be NULL). */

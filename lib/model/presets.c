@@ -5,6 +5,7 @@
 
 #include "../core/error.h"
 #include "model.h"
+#include "../core/options.h"
 
 typedef struct net {
     dat_model_builder *b;
@@ -197,12 +198,14 @@ static const preset presets[] = {
     {"resnet50", 3, 224, 224, 1000, build_resnet50},
 };
 
-dat_status dat_model_options_init(dat_model_options *opts)
+dat_status (dat_model_options_init)(dat_model_options *opts) /* the 0.6 symbol: a whole struct */
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_model_options){.size = sizeof(dat_model_options)};
     return DAT_OK;
 }
+
+DAT_OPTIONS_INIT_SIZED(dat_model_options)
 
 static dat_status check_options(const dat_model_options *o)
 {

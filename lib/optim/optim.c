@@ -8,8 +8,9 @@
 #include "../core/tensor.h"
 #include "../model/model.h"
 #include "optim.h"
+#include "../core/options.h"
 
-dat_status dat_optim_options_init(dat_optim_options *opts)
+dat_status (dat_optim_options_init)(dat_optim_options *opts) /* the 0.6 symbol: a whole struct */
 {
     DAT_CHECK_NOT_NULL(opts);
     memset(opts, 0, sizeof *opts);
@@ -27,6 +28,8 @@ dat_status dat_optim_options_init(dat_optim_options *opts)
     opts->scaling = DAT_LR_SCALING_NONE;
     return DAT_OK;
 }
+
+DAT_OPTIONS_INIT_SIZED(dat_optim_options)
 
 static int in_unit(float b)
 {

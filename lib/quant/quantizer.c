@@ -11,11 +11,12 @@
 #include "../core/error.h"
 #include "../core/tensor.h"
 #include "quant_math.h"
+#include "../core/options.h"
 
 /* The first released layout of dat_quantizer_options: every field up to seed. */
 #define DAT_QUANTIZER_OPTIONS_MIN_SIZE sizeof(dat_quantizer_options)
 
-dat_status dat_quantizer_options_init(dat_quantizer_options *opts)
+dat_status (dat_quantizer_options_init)(dat_quantizer_options *opts) /* the 0.6 symbol: a whole struct */
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_quantizer_options){
@@ -29,6 +30,8 @@ dat_status dat_quantizer_options_init(dat_quantizer_options *opts)
     };
     return DAT_OK;
 }
+
+DAT_OPTIONS_INIT_SIZED(dat_quantizer_options)
 
 static dat_status check_options(const dat_quantizer_options *o)
 {

@@ -44,6 +44,68 @@ START_TEST(test_infallible_functions)
 }
 END_TEST
 
+/* A program built against older headers has smaller options structs: the sized
+ * initializers write its bytes only, and record its size, which the functions that
+ * take the struct accept (their newer fields keep the defaults). */
+START_TEST(test_options_init_writes_the_callers_size)
+{
+    size_t older = offsetof(dat_loss_options, loss_sum); /* a 0.4 caller's struct */
+    union {
+        dat_loss_options o;
+        unsigned char bytes[sizeof(dat_loss_options) + 8];
+    } u;
+    memset(&u, 0xab, sizeof u);
+    ck_assert_dat_ok(dat_loss_options_init_sized(&u.o, older));
+    ck_assert_uint_eq(u.o.size, older);
+    ck_assert_float_eq(u.o.adv_weight, 1.0f);
+    for (size_t i = older; i < sizeof u; ++i)
+        ck_assert_msg(u.bytes[i] == 0xab, "byte %zu past the caller's struct written", i);
+    ck_assert_dat_err(dat_loss_options_init_sized(&u.o, 2), DAT_ERR_INVALID_ARG, "size = 2");
+    dat_loss_options whole;
+    ck_assert_dat_ok(dat_loss_options_init(&whole)); /* the macro: the whole struct */
+    ck_assert_uint_eq(whole.size, sizeof whole);
+    dat_layer_spec spec;
+    ck_assert_dat_ok(dat_layer_spec_init_sized(&spec, DAT_LAYER_RELU, 1000));
+    ck_assert_uint_eq(spec.size, sizeof spec); /* a newer caller's: what this libdat has */
+    /* Every sized initializer: NULL and a size without room for the size field. */
+    union {
+        uint32_t size;
+        max_align_t align;
+        unsigned char bytes[4096];
+    } any;
+#define SIZED(call_null, call_short)                                            \
+    ck_assert_int_eq(call_null, DAT_ERR_INVALID_ARG);                            \
+    ck_assert_int_eq(call_short, DAT_ERR_INVALID_ARG)
+    SIZED(dat_ctx_options_init_sized(NULL, 64), dat_ctx_options_init_sized((void *)&any, 3));
+    SIZED(dat_model_options_init_sized(NULL, 64),
+          dat_model_options_init_sized((void *)&any, 3));
+    SIZED(dat_input_grad_options_init_sized(NULL, 64),
+          dat_input_grad_options_init_sized((void *)&any, 3));
+    SIZED(dat_model_load_options_init_sized(NULL, 64),
+          dat_model_load_options_init_sized((void *)&any, 3));
+    SIZED(dat_attack_options_init_sized(NULL, 64),
+          dat_attack_options_init_sized((void *)&any, 3));
+    SIZED(dat_optim_options_init_sized(NULL, 64), dat_optim_options_init_sized((void *)&any, 3));
+    SIZED(dat_quantizer_options_init_sized(NULL, 64),
+          dat_quantizer_options_init_sized((void *)&any, 3));
+    SIZED(dat_comm_options_init_sized(NULL, 64), dat_comm_options_init_sized((void *)&any, 3));
+    SIZED(dat_grad_sync_options_init_sized(NULL, 64),
+          dat_grad_sync_options_init_sized((void *)&any, 3));
+    SIZED(dat_dataset_options_init_sized(NULL, 64),
+          dat_dataset_options_init_sized((void *)&any, 3));
+    SIZED(dat_smooth_options_init_sized(NULL, 64),
+          dat_smooth_options_init_sized((void *)&any, 3));
+    SIZED(dat_autoattack_options_init_sized(NULL, 64),
+          dat_autoattack_options_init_sized((void *)&any, 3));
+    SIZED(dat_layer_spec_init_sized(NULL, DAT_LAYER_RELU, 64),
+          dat_layer_spec_init_sized((void *)&any, DAT_LAYER_RELU, 3));
+#undef SIZED
+    dat_ctx_options co; /* the 0.6 symbol, which fills a whole struct, stays */
+    ck_assert_dat_ok((dat_ctx_options_init)(&co));
+    ck_assert_uint_eq(co.size, sizeof co);
+}
+END_TEST
+
 START_TEST(test_ctx_misuse)
 {
     ck_assert_dat_err(dat_ctx_options_init(NULL), DAT_ERR_INVALID_ARG, "opts");
@@ -1279,6 +1341,7 @@ int main(void)
     TCase *tc = tcase_create("api_misuse");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_infallible_functions);
+    tcase_add_test(tc, test_options_init_writes_the_callers_size);
     tcase_add_test(tc, test_ctx_misuse);
     tcase_add_test(tc, test_tensor_create_misuse);
     tcase_add_test(tc, test_tensor_query_misuse);

@@ -95,6 +95,7 @@ _declare("dat_has_cuda", ctypes.c_int)
 _declare("dat_cuda_device_count", c_status, _P(ctypes.c_int32))
 
 _declare("dat_ctx_options_init", c_status, _P(CtxOptions))
+_declare("dat_ctx_options_init_sized", c_status, _P(CtxOptions), ctypes.c_size_t)
 _declare("dat_ctx_create", c_status, _P(c_ctx_p), _P(CtxOptions))
 _declare("dat_ctx_destroy", None, c_ctx_p)
 _declare("dat_ctx_synchronize", c_status, c_ctx_p)
@@ -177,6 +178,7 @@ class InputGradOptions(ctypes.Structure):
 
 _I32P = _P(ctypes.c_int32)
 _declare("dat_layer_spec_init", c_status, _P(LayerSpec), ctypes.c_int32)
+_declare("dat_layer_spec_init_sized", c_status, _P(LayerSpec), ctypes.c_int32, ctypes.c_size_t)
 _declare("dat_model_builder_create", c_status, _P(c_builder_p), c_ctx_p, ctypes.c_int32,
          ctypes.c_int32, ctypes.c_int32)
 _declare("dat_model_builder_destroy", None, c_builder_p)
@@ -187,6 +189,7 @@ _declare("dat_model_builder_add", c_status, c_builder_p, _P(LayerSpec), ctypes.c
 _declare("dat_model_builder_finish", c_status, c_builder_p, ctypes.c_int32, ctypes.c_uint64,
          _P(c_model_p))
 _declare("dat_model_options_init", c_status, _P(ModelOptions))
+_declare("dat_model_options_init_sized", c_status, _P(ModelOptions), ctypes.c_size_t)
 _declare("dat_model_create_preset", c_status, _P(c_model_p), c_ctx_p, ctypes.c_char_p,
          _P(ModelOptions))
 _declare("dat_model_destroy", None, c_model_p)
@@ -195,9 +198,11 @@ _declare("dat_model_mode_get", c_status, c_model_p, _I32P)
 _declare("dat_model_shape", c_status, c_model_p, _I32P, _I32P, _I32P, _I32P)
 _declare("dat_model_forward", c_status, c_model_p, c_tensor_p, c_tensor_p)
 _declare("dat_loss_options_init", c_status, _P(LossOptions))
+_declare("dat_loss_options_init_sized", c_status, _P(LossOptions), ctypes.c_size_t)
 _declare("dat_model_loss_backward", c_status, c_model_p, c_tensor_p, c_tensor_p,
          _P(LossOptions), _P(ctypes.c_float))
 _declare("dat_input_grad_options_init", c_status, _P(InputGradOptions))
+_declare("dat_input_grad_options_init_sized", c_status, _P(InputGradOptions), ctypes.c_size_t)
 _declare("dat_model_input_grad", c_status, c_model_p, c_tensor_p, c_tensor_p,
          _P(InputGradOptions), c_tensor_p, _P(ctypes.c_float))
 _declare("dat_model_params", c_status, c_model_p, _P(c_tensor_p))
@@ -221,6 +226,7 @@ class AttackOptions(ctypes.Structure):
 
 
 _declare("dat_attack_options_init", c_status, _P(AttackOptions))
+_declare("dat_attack_options_init_sized", c_status, _P(AttackOptions), ctypes.c_size_t)
 _declare("dat_attack_create", c_status, _P(c_attack_p), c_ctx_p, _P(AttackOptions))
 _declare("dat_attack_destroy", None, c_attack_p)
 _declare("dat_attack_set_step", c_status, c_attack_p, ctypes.c_uint64)
@@ -251,6 +257,7 @@ _declare("dat_model_save", c_status, c_model_p, ctypes.c_char_p)
 _declare("dat_model_num_layers", c_status, c_model_p, _I32P)
 _declare("dat_model_layer_segments", c_status, c_model_p, ctypes.c_int32, _I32P, _I32P)
 _declare("dat_model_load_options_init", c_status, _P(ModelLoadOptions))
+_declare("dat_model_load_options_init_sized", c_status, _P(ModelLoadOptions), ctypes.c_size_t)
 _declare("dat_model_load", c_status, c_model_p, ctypes.c_char_p, _P(ModelLoadOptions))
 
 c_optim_p = ctypes.c_void_p
@@ -273,6 +280,7 @@ class OptimOptions(ctypes.Structure):
 
 
 _declare("dat_optim_options_init", c_status, _P(OptimOptions))
+_declare("dat_optim_options_init_sized", c_status, _P(OptimOptions), ctypes.c_size_t)
 _declare("dat_optim_create", c_status, _P(c_optim_p), c_ctx_p, _P(Segment), ctypes.c_int32,
          _P(OptimOptions))
 _declare("dat_optim_create_for_model", c_status, _P(c_optim_p), c_model_p, _P(OptimOptions))
@@ -301,6 +309,7 @@ class QuantizerOptions(ctypes.Structure):
 
 
 _declare("dat_quantizer_options_init", c_status, _P(QuantizerOptions))
+_declare("dat_quantizer_options_init_sized", c_status, _P(QuantizerOptions), ctypes.c_size_t)
 _declare("dat_quantizer_create", c_status, _P(c_quantizer_p), c_ctx_p, _P(QuantizerOptions))
 _declare("dat_quantizer_destroy", None, c_quantizer_p)
 _declare("dat_quantizer_options_get", c_status, c_quantizer_p, _P(QuantizerOptions))
@@ -336,6 +345,7 @@ class CommId(ctypes.Structure):
 
 
 _declare("dat_comm_options_init", c_status, _P(CommOptions))
+_declare("dat_comm_options_init_sized", c_status, _P(CommOptions), ctypes.c_size_t)
 _declare("dat_comm_create_self", c_status, _P(c_comm_p), c_ctx_p)
 _declare("dat_comm_destroy", None, c_comm_p)
 _declare("dat_comm_rank", c_status, c_comm_p, _I32P)
@@ -360,6 +370,7 @@ class GradSyncOptions(ctypes.Structure):
 
 
 _declare("dat_grad_sync_options_init", c_status, _P(GradSyncOptions))
+_declare("dat_grad_sync_options_init_sized", c_status, _P(GradSyncOptions), ctypes.c_size_t)
 _declare("dat_grad_sync_create", c_status, _P(c_grad_sync_p), c_comm_p, c_model_p,
          _P(GradSyncOptions))
 _declare("dat_grad_sync_destroy", None, c_grad_sync_p)
@@ -418,6 +429,7 @@ class DatasetOptions(ctypes.Structure):
 
 _I64P = _P(ctypes.c_int64)
 _declare("dat_dataset_options_init", c_status, _P(DatasetOptions))
+_declare("dat_dataset_options_init_sized", c_status, _P(DatasetOptions), ctypes.c_size_t)
 _declare("dat_dataset_open", c_status, _P(c_dataset_p), c_ctx_p, _P(DatasetOptions))
 _declare("dat_dataset_destroy", None, c_dataset_p)
 _declare("dat_dataset_num_samples", c_status, c_dataset_p, _I64P)
@@ -471,10 +483,12 @@ _declare("dat_stat_normal_quantile", c_status, ctypes.c_double, _DP)
 _declare("dat_stat_clopper_pearson_lower", c_status, ctypes.c_int64, ctypes.c_int64,
          ctypes.c_double, _DP)
 _declare("dat_smooth_options_init", c_status, _P(SmoothOptions))
+_declare("dat_smooth_options_init_sized", c_status, _P(SmoothOptions), ctypes.c_size_t)
 _declare("dat_smooth_predict", c_status, c_model_p, c_tensor_p, _P(SmoothOptions), _I32P)
 _declare("dat_smooth_certify", c_status, c_model_p, c_tensor_p, _P(SmoothOptions), _I32P, _FP)
 _declare("dat_smooth_certified_accuracy", c_status, _I32P, _FP, _I32P, ctypes.c_int64, _FP,
          ctypes.c_int32, _DP)
 _declare("dat_autoattack_options_init", c_status, _P(AutoAttackOptions))
+_declare("dat_autoattack_options_init_sized", c_status, _P(AutoAttackOptions), ctypes.c_size_t)
 _declare("dat_eval_autoattack", c_status, c_model_p, c_tensor_p, c_tensor_p,
          _P(AutoAttackOptions), c_tensor_p, _I32P, _I32P)

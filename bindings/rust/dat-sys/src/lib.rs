@@ -12,7 +12,7 @@
 use std::os::raw::{c_char, c_int, c_void};
 
 pub const DAT_VERSION_MAJOR: u32 = 0;
-pub const DAT_VERSION_MINOR: u32 = 6;
+pub const DAT_VERSION_MINOR: u32 = 7;
 pub const DAT_VERSION_PATCH: u32 = 0;
 pub const DAT_VERSION_NUMBER: u32 =
     DAT_VERSION_MAJOR * 10000 + DAT_VERSION_MINOR * 100 + DAT_VERSION_PATCH;
@@ -120,6 +120,7 @@ pub struct dat_ctx_options {
 
 extern "C" {
     pub fn dat_ctx_options_init(opts: *mut dat_ctx_options) -> dat_status;
+    pub fn dat_ctx_options_init_sized(opts: *mut dat_ctx_options, size: usize) -> dat_status;
     pub fn dat_ctx_create(out: *mut *mut dat_ctx, opts: *const dat_ctx_options) -> dat_status;
     pub fn dat_ctx_destroy(ctx: *mut dat_ctx);
     pub fn dat_ctx_synchronize(ctx: *mut dat_ctx) -> dat_status;
@@ -283,12 +284,17 @@ pub struct dat_model_load_options {
 
 extern "C" {
     pub fn dat_layer_spec_init(spec: *mut dat_layer_spec, kind: dat_layer_kind) -> dat_status;
+    pub fn dat_layer_spec_init_sized(
+        spec: *mut dat_layer_spec, kind: dat_layer_kind,
+        size: usize,
+    ) -> dat_status;
     pub fn dat_model_builder_create(out: *mut *mut dat_model_builder, ctx: *mut dat_ctx, channels: i32, height: i32, width: i32) -> dat_status;
     pub fn dat_model_builder_destroy(builder: *mut dat_model_builder);
     pub fn dat_model_builder_set_normalization(builder: *mut dat_model_builder, mean: *const f32, std: *const f32) -> dat_status;
     pub fn dat_model_builder_add(builder: *mut dat_model_builder, spec: *const dat_layer_spec, input: i32, input2: i32, node: *mut i32) -> dat_status;
     pub fn dat_model_builder_finish(builder: *mut dat_model_builder, output: i32, init_seed: u64, out: *mut *mut dat_model) -> dat_status;
     pub fn dat_model_options_init(opts: *mut dat_model_options) -> dat_status;
+    pub fn dat_model_options_init_sized(opts: *mut dat_model_options, size: usize) -> dat_status;
     pub fn dat_model_create_preset(out: *mut *mut dat_model, ctx: *mut dat_ctx, preset: *const c_char, opts: *const dat_model_options) -> dat_status;
     pub fn dat_model_destroy(model: *mut dat_model);
     pub fn dat_model_set_mode(model: *mut dat_model, mode: dat_model_mode) -> dat_status;
@@ -296,8 +302,13 @@ extern "C" {
     pub fn dat_model_shape(model: *const dat_model, channels: *mut i32, height: *mut i32, width: *mut i32, num_classes: *mut i32) -> dat_status;
     pub fn dat_model_forward(model: *mut dat_model, x: *const dat_tensor, logits: *mut dat_tensor) -> dat_status;
     pub fn dat_loss_options_init(opts: *mut dat_loss_options) -> dat_status;
+    pub fn dat_loss_options_init_sized(opts: *mut dat_loss_options, size: usize) -> dat_status;
     pub fn dat_model_loss_backward(model: *mut dat_model, x: *const dat_tensor, y: *const dat_tensor, opts: *const dat_loss_options, loss: *mut f32) -> dat_status;
     pub fn dat_input_grad_options_init(opts: *mut dat_input_grad_options) -> dat_status;
+    pub fn dat_input_grad_options_init_sized(
+        opts: *mut dat_input_grad_options,
+        size: usize,
+    ) -> dat_status;
     pub fn dat_model_input_grad(model: *mut dat_model, x: *const dat_tensor, y: *const dat_tensor, opts: *const dat_input_grad_options, dx: *mut dat_tensor, loss: *mut f32) -> dat_status;
     pub fn dat_model_params(model: *mut dat_model, params: *mut *mut dat_tensor) -> dat_status;
     pub fn dat_model_grads(model: *mut dat_model, grads: *mut *mut dat_tensor) -> dat_status;
@@ -308,6 +319,10 @@ extern "C" {
     pub fn dat_model_layer_segments(model: *const dat_model, layer: i32, first_segment: *mut i32, num_segments: *mut i32) -> dat_status;
     pub fn dat_model_save(model: *mut dat_model, path: *const c_char) -> dat_status;
     pub fn dat_model_load_options_init(opts: *mut dat_model_load_options) -> dat_status;
+    pub fn dat_model_load_options_init_sized(
+        opts: *mut dat_model_load_options,
+        size: usize,
+    ) -> dat_status;
     pub fn dat_model_load(model: *mut dat_model, path: *const c_char, opts: *const dat_model_load_options) -> dat_status;
     pub fn dat_model_num_nodes(model: *const dat_model, count: *mut i32) -> dat_status;
     pub fn dat_model_node_info(model: *const dat_model, node: i32, kind: *mut i32, channels: *mut i32, height: *mut i32, width: *mut i32) -> dat_status;
@@ -355,6 +370,7 @@ pub struct dat_attack_options {
 
 extern "C" {
     pub fn dat_attack_options_init(opts: *mut dat_attack_options) -> dat_status;
+    pub fn dat_attack_options_init_sized(opts: *mut dat_attack_options, size: usize) -> dat_status;
     pub fn dat_attack_create(out: *mut *mut dat_attack, ctx: *mut dat_ctx, opts: *const dat_attack_options) -> dat_status;
     pub fn dat_attack_destroy(attack: *mut dat_attack);
     pub fn dat_attack_set_step(attack: *mut dat_attack, step: u64) -> dat_status;
@@ -390,6 +406,10 @@ pub struct dat_quantizer_options {
 
 extern "C" {
     pub fn dat_quantizer_options_init(opts: *mut dat_quantizer_options) -> dat_status;
+    pub fn dat_quantizer_options_init_sized(
+        opts: *mut dat_quantizer_options,
+        size: usize,
+    ) -> dat_status;
     pub fn dat_quantizer_create(out: *mut *mut dat_quantizer, ctx: *mut dat_ctx, opts: *const dat_quantizer_options) -> dat_status;
     pub fn dat_quantizer_destroy(q: *mut dat_quantizer);
     pub fn dat_quantizer_options_get(q: *const dat_quantizer, opts: *mut dat_quantizer_options) -> dat_status;
@@ -450,6 +470,7 @@ pub struct dat_grad_sync_options {
 
 extern "C" {
     pub fn dat_comm_options_init(opts: *mut dat_comm_options) -> dat_status;
+    pub fn dat_comm_options_init_sized(opts: *mut dat_comm_options, size: usize) -> dat_status;
     pub fn dat_comm_create_self(out: *mut *mut dat_comm, ctx: *mut dat_ctx) -> dat_status;
     pub fn dat_comm_destroy(comm: *mut dat_comm);
     pub fn dat_comm_rank(comm: *const dat_comm, rank: *mut i32) -> dat_status;
@@ -461,6 +482,10 @@ extern "C" {
     pub fn dat_comm_allreduce_grads(comm: *mut dat_comm, model: *mut dat_model, q: *mut dat_quantizer, mode: dat_quant_mode, step: u64) -> dat_status;
     pub fn dat_comm_broadcast_model(comm: *mut dat_comm, model: *mut dat_model, root: i32) -> dat_status;
     pub fn dat_grad_sync_options_init(opts: *mut dat_grad_sync_options) -> dat_status;
+    pub fn dat_grad_sync_options_init_sized(
+        opts: *mut dat_grad_sync_options,
+        size: usize,
+    ) -> dat_status;
     pub fn dat_grad_sync_create(out: *mut *mut dat_grad_sync, comm: *mut dat_comm, model: *mut dat_model, opts: *const dat_grad_sync_options) -> dat_status;
     pub fn dat_grad_sync_destroy(sync: *mut dat_grad_sync);
     pub fn dat_grad_sync_begin(sync: *mut dat_grad_sync, step: u64) -> dat_status;
@@ -533,6 +558,7 @@ pub struct dat_optim_options {
 
 extern "C" {
     pub fn dat_optim_options_init(opts: *mut dat_optim_options) -> dat_status;
+    pub fn dat_optim_options_init_sized(opts: *mut dat_optim_options, size: usize) -> dat_status;
     pub fn dat_optim_create(out: *mut *mut dat_optim, ctx: *mut dat_ctx, segments: *const dat_segment, num_segments: i32, opts: *const dat_optim_options) -> dat_status;
     pub fn dat_optim_create_for_model(out: *mut *mut dat_optim, model: *mut dat_model, opts: *const dat_optim_options) -> dat_status;
     pub fn dat_optim_destroy(optim: *mut dat_optim);
@@ -603,6 +629,10 @@ pub struct dat_dataset_options {
 
 extern "C" {
     pub fn dat_dataset_options_init(opts: *mut dat_dataset_options) -> dat_status;
+    pub fn dat_dataset_options_init_sized(
+        opts: *mut dat_dataset_options,
+        size: usize,
+    ) -> dat_status;
     pub fn dat_dataset_open(out: *mut *mut dat_dataset, ctx: *mut dat_ctx, opts: *const dat_dataset_options) -> dat_status;
     pub fn dat_dataset_destroy(ds: *mut dat_dataset);
     pub fn dat_dataset_num_samples(ds: *const dat_dataset, count: *mut i64) -> dat_status;
@@ -676,10 +706,15 @@ extern "C" {
     pub fn dat_stat_normal_quantile(p: f64, out: *mut f64) -> dat_status;
     pub fn dat_stat_clopper_pearson_lower(successes: i64, trials: i64, alpha: f64, out: *mut f64) -> dat_status;
     pub fn dat_smooth_options_init(opts: *mut dat_smooth_options) -> dat_status;
+    pub fn dat_smooth_options_init_sized(opts: *mut dat_smooth_options, size: usize) -> dat_status;
     pub fn dat_smooth_predict(model: *mut dat_model, x: *const dat_tensor, opts: *const dat_smooth_options, pred: *mut i32) -> dat_status;
     pub fn dat_smooth_certify(model: *mut dat_model, x: *const dat_tensor, opts: *const dat_smooth_options, pred: *mut i32, radius: *mut f32) -> dat_status;
     pub fn dat_smooth_certified_accuracy(pred: *const i32, radius: *const f32, labels: *const i32, count: i64, radii: *const f32, n_radii: i32, accuracy: *mut f64) -> dat_status;
     pub fn dat_autoattack_options_init(opts: *mut dat_autoattack_options) -> dat_status;
+    pub fn dat_autoattack_options_init_sized(
+        opts: *mut dat_autoattack_options,
+        size: usize,
+    ) -> dat_status;
     pub fn dat_eval_autoattack(model: *mut dat_model, x: *const dat_tensor, y: *const dat_tensor, opts: *const dat_autoattack_options, x_adv: *mut dat_tensor, outcome: *mut i32, robust_correct: *mut i32) -> dat_status;
 }
 
