@@ -73,8 +73,13 @@ dat_status dat_checkpoint_load(const char *path, dat_model *model, dat_optim *op
                       path);
     else if (optim && (!st || st->dtype != DAT_ST_U8 || st->ndim != 1))
         s = dat_error(DAT_ERR_FORMAT, __func__, "%s: no optimizer state (optim.state)", path);
-    else if (optim) /* before the model changes: all or nothing */
-        s = dat_optim_state_check(optim, st->data, (size_t)st->shape[0]);
+    else if (optim && dat_optim_state_check(optim, st->data, (size_t)st->shape[0]) != DAT_OK) {
+        /* checked before the model changes: all or nothing */
+        char why[256];
+        snprintf(why, sizeof why, "%s", dat_last_error());
+        s = dat_error(DAT_ERR_FORMAT, __func__, "%s: a checkpoint of another model or "
+                      "optimizer: %s", path, why);
+    }
     if (s == DAT_OK)
         s = dat_model_load(model, path, NULL);
     if (s == DAT_OK && optim)
