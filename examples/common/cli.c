@@ -113,6 +113,15 @@ int cli_classes(const char *opt, const char *v, int32_t *classes, int max, int32
     return 0;
 }
 
+void cli_classes_text(const int32_t *classes, int32_t count, char *buf)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int32_t i = 0; i < count && used + 12 < CLI_CLASSES_TEXT; ++i)
+        used += (size_t)snprintf(buf + used, CLI_CLASSES_TEXT - used, "%s%d", i ? "," : "",
+                                 (int)classes[i]);
+}
+
 int cli_parse(int argc, char **argv, const char *usage, const cli_flag *flags,
               int (*value)(void *opts, const char *opt, const char *v), void *opts)
 {

@@ -22,6 +22,10 @@ int cli_onoff(const char *opt, const char *v, int *out);
 /* A class subset, "0-4" or "1,3,5" (ranges allowed in lists): distinct classes in
  * [0, max) into classes[0 .. *count - 1], in the order given. */
 int cli_classes(const char *opt, const char *v, int32_t *classes, int max, int32_t *count);
+/* The list as dat-train records it in its config, "0,1,2" ("" for none); buf of
+ * CLI_CLASSES_TEXT bytes holds any list cli_classes takes. */
+enum { CLI_CLASSES_TEXT = 8192 };
+void cli_classes_text(const int32_t *classes, int32_t count, char *buf);
 
 /* An option without a value: its presence sets *flag to 1. */
 typedef struct cli_flag {

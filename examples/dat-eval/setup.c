@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli.h"
 #include "eval.h"
 
 /* The context as dat-train builds it from the same options, so a model is evaluated on the
@@ -117,15 +118,12 @@ static const char *recorded_classes(const char *config, char *buf, size_t size)
  * would not have fit) would evaluate the model against the wrong labels. */
 static int check_classes(const evaluation *e, const char *config)
 {
-    static char had[8192];
+    static char had[CLI_CLASSES_TEXT];
     const char *trained = recorded_classes(config, had, sizeof had);
     if (!trained)
         return 0;
-    char given[8192] = "";
-    size_t used = 0;
-    for (int32_t i = 0; i < e->o.num_classes_subset && used + 12 < sizeof given; ++i)
-        used += (size_t)snprintf(given + used, sizeof given - used, "%s%d", i ? "," : "",
-                                 (int)e->o.classes[i]);
+    char given[CLI_CLASSES_TEXT];
+    cli_classes_text(e->o.classes, e->o.num_classes_subset, given);
     if (strcmp(trained, given) == 0)
         return 0;
     fprintf(stderr, "dat-eval: checkpoint: %s was trained with %s%s; this evaluation has %s%s\n",

@@ -54,7 +54,8 @@ static const char usage[] =
     "  --optimizer O        sgd | momentum | nesterov | adam | adamw | lars | lamb\n"
     "                       (lars: momentum with LALR; lamb: the paper's LAMB, adamw\n"
     "                       with LALR, no bias correction, adam-eps 1e-6) [momentum]\n"
-    "  --lalr on|off        layer-wise adaptive rate (LARS / LAMB)          [off]\n"
+    "  --lalr on|off        layer-wise adaptive rate (LARS / LAMB)\n"
+    "                                                   [off; lars, lamb: on]\n"
     "  --c-l X, --c-u X     LALR trust-ratio clipping bounds             [0, 10]\n"
     "  --lr X               base learning rate                             [0.05]\n"
     "  --head-lr X          learning rate of the classifier (last layer) [= lr]\n"
@@ -269,7 +270,6 @@ static int parse_one(train_options *o, const char *k, const char *v)
     return cli_bad(k, NULL, "unknown option");
 }
 
-/* Checks between options, and what --baseline lsgd implies. */
 /* lars and lamb are LALR over momentum and AdamW; lamb also takes the paper's
  * Adam settings (no bias correction, eps 1e-6) unless they are given. */
 static int finish_optimizer(train_options *o)
@@ -288,6 +288,7 @@ static int finish_optimizer(train_options *o)
     return 0;
 }
 
+/* Checks between options, and what --baseline lsgd implies. */
 static int finish(train_options *o)
 {
     if (o->bits > 16 && o->bits != 32)
@@ -355,11 +356,8 @@ int train_options_parse(train_options *o, int argc, char **argv)
 
 int train_options_json(const train_options *o, char *buf, size_t size)
 {
-    char classes[4096] = "";
-    size_t used = 0;
-    for (int i = 0; i < o->num_classes_subset && used + 12 < sizeof classes; ++i)
-        used += (size_t)snprintf(classes + used, sizeof classes - used, "%s%d", i ? "," : "",
-                                 (int)o->classes[i]);
+    char classes[CLI_CLASSES_TEXT];
+    cli_classes_text(o->classes, o->num_classes_subset, classes);
     int n = snprintf(
         buf, size,
         "{\"data_format\":\"%s\",\"model\":\"%s\",\"attack\":\"%s\",\"eps\":%g,\"alpha\":%g,"

@@ -44,8 +44,9 @@ DAT_API dat_status dat_checkpoint_save(const char *path, dat_model *model, dat_o
                                        const dat_checkpoint_info *info, const char *config);
 
 /**
- * @brief Restores a checkpoint into @p model (and @p optim unless NULL): all or
- *        nothing for the model (dat_model_load), then the optimizer.
+ * @brief Restores a checkpoint into @p model (and @p optim unless NULL), all or
+ *        nothing: the optimizer state is checked against @p optim first, then
+ *        the model loads (dat_model_load), then the optimizer state.
  * @param path  the file to read.
  * @param model  the model to restore (of the same architecture).
  * @param optim  the optimizer to restore (same kind and parameter count), or
@@ -56,7 +57,8 @@ DAT_API dat_status dat_checkpoint_save(const char *path, dat_model *model, dat_o
  * @param config_size  bytes at @p config.
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL required pointers; DAT_ERR_IO;
  *         DAT_ERR_FORMAT for a file of another model (naming the first
- *         mismatched tensor), a missing optimizer state or position.
+ *         mismatched tensor), a missing optimizer state or position, or an
+ *         optimizer state of another kind or size than @p optim's.
  */
 DAT_API dat_status dat_checkpoint_load(const char *path, dat_model *model, dat_optim *optim,
                                        dat_checkpoint_info *info, char *config,

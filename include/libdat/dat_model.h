@@ -71,9 +71,10 @@ typedef struct dat_layer_spec {
  */
 DAT_API dat_status dat_layer_spec_init(dat_layer_spec *spec, dat_layer_kind kind);
 /**
- * @brief dat_layer_spec_init() for a caller's struct of @p size bytes (its
- *        sizeof): nothing past them is written, and size records them. The
- *        dat_layer_spec_init() macro passes sizeof *(spec). (0.7.0)
+ * @brief dat_layer_spec_init() for a caller's struct of @p size bytes (its sizeof): the library
+ *        writes min(size, sizeof) bytes and records that count in size, nothing past them. The
+ *        dat_layer_spec_init() macro passes sizeof *(spec), so a program built against these
+ *        headers keeps working with a later libdat whose struct has grown. (0.7.0)
  * @param[out] spec  the spec to fill.
  * @param kind  the layer kind.
  * @param size  bytes at @p spec, at least 4.
@@ -168,11 +169,10 @@ typedef struct dat_model_options {
  */
 DAT_API dat_status dat_model_options_init(dat_model_options *opts);
 /**
- * @brief dat_model_options_init() for a caller's struct of @p size bytes (its sizeof):
- *        nothing past them is written, and size records them. The
- *        dat_model_options_init() macro passes sizeof *(opts), so a program built against
- *        these headers keeps working with a later libdat whose struct has grown.
- *        (0.7.0)
+ * @brief dat_model_options_init() for a caller's struct of @p size bytes (its sizeof): the library
+ *        writes min(size, sizeof) bytes and records that count in size, nothing past them. The
+ *        dat_model_options_init() macro passes sizeof *(opts), so a program built against these
+ *        headers keeps working with a later libdat whose struct has grown. (0.7.0)
  * @param[out] opts  the options to fill.
  * @param size  bytes at @p opts, at least 4.
  * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL or @p size < 4.
@@ -278,11 +278,10 @@ typedef struct dat_loss_options {
  */
 DAT_API dat_status dat_loss_options_init(dat_loss_options *opts);
 /**
- * @brief dat_loss_options_init() for a caller's struct of @p size bytes (its sizeof):
- *        nothing past them is written, and size records them. The
- *        dat_loss_options_init() macro passes sizeof *(opts), so a program built against
- *        these headers keeps working with a later libdat whose struct has grown.
- *        (0.7.0)
+ * @brief dat_loss_options_init() for a caller's struct of @p size bytes (its sizeof): the library
+ *        writes min(size, sizeof) bytes and records that count in size, nothing past them. The
+ *        dat_loss_options_init() macro passes sizeof *(opts), so a program built against these
+ *        headers keeps working with a later libdat whose struct has grown. (0.7.0)
  * @param[out] opts  the options to fill.
  * @param size  bytes at @p opts, at least 4.
  * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL or @p size < 4.
@@ -333,11 +332,10 @@ typedef struct dat_input_grad_options {
  */
 DAT_API dat_status dat_input_grad_options_init(dat_input_grad_options *opts);
 /**
- * @brief dat_input_grad_options_init() for a caller's struct of @p size bytes (its sizeof):
- *        nothing past them is written, and size records them. The
- *        dat_input_grad_options_init() macro passes sizeof *(opts), so a program built against
- *        these headers keeps working with a later libdat whose struct has grown.
- *        (0.7.0)
+ * @brief dat_input_grad_options_init() for a caller's struct of @p size bytes (its sizeof): the
+ *        library writes min(size, sizeof) bytes and records that count in size, nothing past them.
+ *        The dat_input_grad_options_init() macro passes sizeof *(opts), so a program built against
+ *        these headers keeps working with a later libdat whose struct has grown. (0.7.0)
  * @param[out] opts  the options to fill.
  * @param size  bytes at @p opts, at least 4.
  * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL or @p size < 4.
@@ -482,11 +480,10 @@ typedef struct dat_model_load_options {
  */
 DAT_API dat_status dat_model_load_options_init(dat_model_load_options *opts);
 /**
- * @brief dat_model_load_options_init() for a caller's struct of @p size bytes (its sizeof):
- *        nothing past them is written, and size records them. The
- *        dat_model_load_options_init() macro passes sizeof *(opts), so a program built against
- *        these headers keeps working with a later libdat whose struct has grown.
- *        (0.7.0)
+ * @brief dat_model_load_options_init() for a caller's struct of @p size bytes (its sizeof): the
+ *        library writes min(size, sizeof) bytes and records that count in size, nothing past them.
+ *        The dat_model_load_options_init() macro passes sizeof *(opts), so a program built against
+ *        these headers keeps working with a later libdat whose struct has grown. (0.7.0)
  * @param[out] opts  the options to fill.
  * @param size  bytes at @p opts, at least 4.
  * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL or @p size < 4.

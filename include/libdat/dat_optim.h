@@ -118,11 +118,10 @@ typedef struct dat_optim_options {
  */
 DAT_API dat_status dat_optim_options_init(dat_optim_options *opts);
 /**
- * @brief dat_optim_options_init() for a caller's struct of @p size bytes (its sizeof):
- *        nothing past them is written, and size records them. The
- *        dat_optim_options_init() macro passes sizeof *(opts), so a program built against
- *        these headers keeps working with a later libdat whose struct has grown.
- *        (0.7.0)
+ * @brief dat_optim_options_init() for a caller's struct of @p size bytes (its sizeof): the library
+ *        writes min(size, sizeof) bytes and records that count in size, nothing past them. The
+ *        dat_optim_options_init() macro passes sizeof *(opts), so a program built against these
+ *        headers keeps working with a later libdat whose struct has grown. (0.7.0)
  * @param[out] opts  the options to fill.
  * @param size  bytes at @p opts, at least 4.
  * @return DAT_OK; DAT_ERR_INVALID_ARG if @p opts is NULL or @p size < 4.

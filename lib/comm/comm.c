@@ -292,6 +292,18 @@ static dat_status from_host(dat_comm *c, dat_tensor *t, void *p)
     return dat_tensor_write(t, p, t->nbytes);
 }
 
+/* Copies t, of another context than c's, into dst in c's device memory: from
+ * host memory directly, from another device through the host. */
+static dat_status to_device(dat_comm *c, const dat_tensor *t, void *dst)
+{
+    if (t->ctx->opts.device == DAT_DEVICE_CPU)
+        return c->ctx->be->copy_from_host(c->ctx, dst, t->data, t->nbytes);
+    float *s = NULL;
+    DAT_TRY(stage_buffer(c, (t->nbytes + 3) / 4, &s));
+    DAT_TRY(dat_tensor_read(t, s, t->nbytes));
+    return c->ctx->be->copy_from_host(c->ctx, dst, s, t->nbytes);
+}
+
 /* Buffer in the kind's memory: host pointer (self, MPI) or a device pointer of
  * the communicator's context (NCCL), staged when the tensor is elsewhere. */
 static dat_status to_comm_memory(dat_comm *c, dat_tensor *t, int read, void **p)
@@ -303,14 +315,7 @@ static dat_status to_comm_memory(dat_comm *c, dat_tensor *t, int read, void **p)
         return DAT_OK;
     }
     DAT_TRY(dev_scratch(c, t->nbytes, p));
-    if (!read)
-        return DAT_OK;
-    if (t->ctx->opts.device == DAT_DEVICE_CPU)
-        return c->ctx->be->copy_from_host(c->ctx, *p, t->data, t->nbytes);
-    float *s = NULL;
-    DAT_TRY(stage_buffer(c, (t->nbytes + 3) / 4, &s));
-    DAT_TRY(dat_tensor_read(t, s, t->nbytes));
-    return c->ctx->be->copy_from_host(c->ctx, *p, s, t->nbytes);
+    return read ? to_device(c, t, *p) : DAT_OK;
 }
 
 static dat_status from_comm_memory(dat_comm *c, dat_tensor *t, void *p)
@@ -447,12 +452,7 @@ static dat_status own_block(dat_comm *c, const dat_tensor *in, void *own)
                                                       : dat_tensor_read(in, own, n);
     if (in->ctx == c->ctx)
         return c->ctx->be->copy(c->ctx, own, in->data, n);
-    if (in->ctx->opts.device == DAT_DEVICE_CPU)
-        return c->ctx->be->copy_from_host(c->ctx, own, in->data, n);
-    float *s = NULL;
-    DAT_TRY(stage_buffer(c, (n + 3) / 4, &s));
-    DAT_TRY(dat_tensor_read(in, s, n));
-    return c->ctx->be->copy_from_host(c->ctx, own, s, n);
+    return to_device(c, in, own);
 }
 
 dat_status dat_comm_allgather(dat_comm *comm, const dat_tensor *in, dat_tensor *out)

@@ -128,7 +128,6 @@ static dat_status check_name(const dat_model_builder *b, const char *name)
     return DAT_OK;
 }
 
-/* Output shape of a layer from its input's; fills node->c, h, w. */
 /* The features of a node's output flattened (C x H x W), which must fit an int32. */
 static dat_status features(const char *f, const char *what, const dat_node *in, int32_t *out)
 {
@@ -141,6 +140,7 @@ static dat_status features(const char *f, const char *what, const dat_node *in, 
     return DAT_OK;
 }
 
+/* Output shape of a layer from its input's; fills node->c, h, w. */
 static dat_status infer_shape(const dat_node *in, const dat_node *in2, dat_node *node)
 {
     const char *f = "dat_model_builder_add";

@@ -38,7 +38,7 @@ class Attack(Handle):
                  seed: int = 0, rank: int = 0):
         self._ctx = ctx
         o = AttackOptions()
-        check(lib.dat_attack_options_init(ctypes.byref(o)))
+        check(lib.dat_attack_options_init_sized(ctypes.byref(o), ctypes.sizeof(o)))
         o.kind, o.norm, o.eps, o.alpha, o.steps = int(kind), int(norm), eps, alpha, steps
         o.random_start, o.restarts, o.mode = int(random_start), restarts, int(mode)
         o.lo, o.hi, o.sigma, o.noise_samples = lo, hi, sigma, noise_samples

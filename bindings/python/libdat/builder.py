@@ -54,7 +54,7 @@ class ModelBuilder(Handle):
         """Appends a layer; keyword arguments are the fields of dat_layer_spec
         (out_features, kernel, stride, padding, bias, bn_eps, bn_momentum)."""
         spec = LayerSpec()
-        check(lib.dat_layer_spec_init(ctypes.byref(spec), int(kind)))
+        check(lib.dat_layer_spec_init_sized(ctypes.byref(spec), int(kind), ctypes.sizeof(spec)))
         spec.name = name.encode() if name is not None else None
         for k, v in fields.items():
             if not hasattr(spec, k) or k in ("size", "kind", "name"):

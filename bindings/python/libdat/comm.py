@@ -32,7 +32,7 @@ class CommStatistics:
 
 def _options(timeout_s: Optional[float]) -> CommOptions:
     o = CommOptions()
-    check(lib.dat_comm_options_init(ctypes.byref(o)))
+    check(lib.dat_comm_options_init_sized(ctypes.byref(o), ctypes.sizeof(o)))
     if timeout_s is not None:
         o.timeout_s = timeout_s
     return o
@@ -196,7 +196,7 @@ class GradSync(Handle):
     def __init__(self, comm: Comm, model: Model, bucket_elems: int = 1 << 20,
                  q: Optional[Quantizer] = None, mode: QuantMode = QuantMode.ONE_SIDED):
         opts = GradSyncOptions()
-        check(lib.dat_grad_sync_options_init(ctypes.byref(opts)))
+        check(lib.dat_grad_sync_options_init_sized(ctypes.byref(opts), ctypes.sizeof(opts)))
         opts.bucket_elems = bucket_elems
         opts.quantizer = q.handle if q is not None else None
         opts.mode = int(mode)

@@ -49,7 +49,7 @@ class Context(Handle):
         channels_last (None: the backend's choice) are emulated on the CPU
         (dat_ctx_options)."""
         opts = CtxOptions()
-        check(lib.dat_ctx_options_init(ctypes.byref(opts)))
+        check(lib.dat_ctx_options_init_sized(ctypes.byref(opts), ctypes.sizeof(opts)))
         opts.device = int(device)
         opts.device_ordinal = device_ordinal
         opts.num_threads = num_threads
@@ -100,7 +100,7 @@ class Context(Handle):
         check(lib.dat_capture_begin(self.handle))
         raw = c_step_graph_p()
         used: set = set()  # what step() touched: the graph's launches write into them
-        _recordings.append(used)
+        _recordings().append(used)
         try:
             step()
         except BaseException:
@@ -109,7 +109,7 @@ class Context(Handle):
                 lib.dat_step_graph_destroy(raw)
             raise
         finally:
-            _recordings.remove(used)
+            _recordings().remove(used)
         check(lib.dat_capture_end(self.handle, ctypes.byref(raw)))
         graph = StepGraph(raw)
         self._adopt(graph)

@@ -42,7 +42,7 @@ class Dataset(Handle):
                  extra_paths: Sequence[str] = (), classes: Sequence[int] = (), **fields):
         self._ctx = ctx
         o = DatasetOptions()
-        check(lib.dat_dataset_options_init(ctypes.byref(o)))
+        check(lib.dat_dataset_options_init_sized(ctypes.byref(o), ctypes.sizeof(o)))
         o.format = int(format)
         o.images_path = images_path.encode()
         o.labels_path = labels_path.encode() if labels_path is not None else None

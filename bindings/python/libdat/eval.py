@@ -74,7 +74,7 @@ def _fill(o, fields: dict, what: str) -> None:
 
 def _smooth_options(fields: dict) -> SmoothOptions:
     o = SmoothOptions()
-    check(lib.dat_smooth_options_init(ctypes.byref(o)))
+    check(lib.dat_smooth_options_init_sized(ctypes.byref(o), ctypes.sizeof(o)))
     _fill(o, fields, "smoothing")
     return o
 
@@ -128,7 +128,7 @@ def autoattack(model: Model, x: Tensor, y: Tensor, x_adv: Optional[Tensor] = Non
     the AAAttack that broke the point). Keyword arguments are the fields of
     dat_autoattack_options (eps, attacks, apgd_steps, ...)."""
     o = AutoAttackOptions()
-    check(lib.dat_autoattack_options_init(ctypes.byref(o)))
+    check(lib.dat_autoattack_options_init_sized(ctypes.byref(o), ctypes.sizeof(o)))
     o.norm = int(norm)
     _fill(o, fields, "AutoAttack")
     outcome = np.empty(x.shape[0], np.int32)

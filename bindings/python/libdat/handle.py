@@ -1,11 +1,19 @@
 """The life cycle every libdat handle shares in Python."""
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Callable, Optional
 
-# The handles each step recording (Context.record) has used so far, innermost last.
-_recordings: list[set] = []
+# Per thread, the handles each step recording (Context.record) of that thread has used
+# so far: another thread's calls meanwhile are no part of it.
+_local = threading.local()
+
+
+def _recordings() -> list:
+    if not hasattr(_local, "stack"):
+        _local.stack = []
+    return _local.stack
 
 
 class Handle:
@@ -29,7 +37,7 @@ class Handle:
     def handle(self):
         if self._handle is None:
             raise ValueError(f"libdat: the {self._what} is closed")
-        for used in _recordings:
+        for used in getattr(_local, "stack", ()):
             used.add(self)
         return self._handle
 

@@ -69,7 +69,7 @@ class Model(Handle):
                  init_seed: int = 0, input_shape: Optional[tuple[int, int, int]] = None):
         self._ctx = ctx
         opts = ModelOptions()
-        check(lib.dat_model_options_init(ctypes.byref(opts)))
+        check(lib.dat_model_options_init_sized(ctypes.byref(opts), ctypes.sizeof(opts)))
         opts.num_classes = num_classes
         opts.init_seed = init_seed
         if input_shape:
@@ -166,7 +166,7 @@ class Model(Handle):
         added to on the device. read_loss=False reads nothing back and returns None (what a
         step recorded with Context.record does)."""
         o = LossOptions()
-        check(lib.dat_loss_options_init(ctypes.byref(o)))
+        check(lib.dat_loss_options_init_sized(ctypes.byref(o), ctypes.sizeof(o)))
         o.adv_weight, o.clean_weight, o.kl_weight = adv_weight, clean_weight, kl_weight
         o.x_clean = x_clean.handle if x_clean is not None else None
         o.sample_weights = sample_weights.handle if sample_weights is not None else None
@@ -184,7 +184,7 @@ class Model(Handle):
                    reduction: Reduction = Reduction.SUM, sample_losses: Optional[Tensor] = None,
                    logits: Optional[Tensor] = None) -> float:
         o = InputGradOptions()
-        check(lib.dat_input_grad_options_init(ctypes.byref(o)))
+        check(lib.dat_input_grad_options_init_sized(ctypes.byref(o), ctypes.sizeof(o)))
         o.objective = int(objective)
         o.target_logits = target_logits.handle if target_logits is not None else None
         o.reduction = int(reduction)
@@ -224,7 +224,7 @@ class Model(Handle):
         on_tensor(name, loaded) is called per tensor after a successful load: loaded is
         False where the model kept its own values (a re-initialized classifier)."""
         o = ModelLoadOptions()
-        check(lib.dat_model_load_options_init(ctypes.byref(o)))
+        check(lib.dat_model_load_options_init_sized(ctypes.byref(o), ctypes.sizeof(o)))
         o.ignore_unexpected = int(ignore_unexpected)
         o.reinit_head = int(reinit_head)
         raised: list[BaseException] = []

@@ -50,7 +50,7 @@ class Optimizer(Handle):
                              "pass that context")
         self._ctx = ctx
         o = OptimOptions()
-        check(lib.dat_optim_options_init(ctypes.byref(o)))
+        check(lib.dat_optim_options_init_sized(ctypes.byref(o), ctypes.sizeof(o)))
         for k, v in fields.items():
             if not hasattr(o, k):
                 raise TypeError(f"libdat: no optimizer option {k!r}")

@@ -48,7 +48,7 @@ class Quantizer(Handle):
                  seed: int = 0):
         self._ctx = ctx
         o = QuantizerOptions()
-        check(lib.dat_quantizer_options_init(ctypes.byref(o)))
+        check(lib.dat_quantizer_options_init_sized(ctypes.byref(o), ctypes.sizeof(o)))
         o.bits, o.bucket_size, o.norm, o.rank = bits, bucket_size, int(norm), rank
         o.error_feedback, o.seed = int(error_feedback), seed
         handle = c_quantizer_p()

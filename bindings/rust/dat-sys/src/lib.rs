@@ -745,13 +745,14 @@ extern "C" {
 macro_rules! default_by_init {
     ($($t:ident => $init:ident),* $(,)?) => {$(
         impl Default for $t {
-            /// The library's defaults (the `*_options_init` function).
+            /// The library's defaults (the `*_options_init_sized` function, given this
+            /// struct's size, so a later libdat with a larger struct writes only these bytes).
             fn default() -> Self {
                 let mut o = std::mem::MaybeUninit::<$t>::zeroed();
                 // Safety: init fills every field of a valid pointer; all-zero is a
                 // valid value of these plain-data structs in any case.
                 unsafe {
-                    $init(o.as_mut_ptr());
+                    $init(o.as_mut_ptr(), std::mem::size_of::<$t>());
                     o.assume_init()
                 }
             }
@@ -760,19 +761,19 @@ macro_rules! default_by_init {
 }
 
 default_by_init! {
-    dat_ctx_options => dat_ctx_options_init,
-    dat_model_options => dat_model_options_init,
-    dat_loss_options => dat_loss_options_init,
-    dat_input_grad_options => dat_input_grad_options_init,
-    dat_model_load_options => dat_model_load_options_init,
-    dat_attack_options => dat_attack_options_init,
-    dat_quantizer_options => dat_quantizer_options_init,
-    dat_comm_options => dat_comm_options_init,
-    dat_grad_sync_options => dat_grad_sync_options_init,
-    dat_optim_options => dat_optim_options_init,
-    dat_dataset_options => dat_dataset_options_init,
-    dat_smooth_options => dat_smooth_options_init,
-    dat_autoattack_options => dat_autoattack_options_init,
+    dat_ctx_options => dat_ctx_options_init_sized,
+    dat_model_options => dat_model_options_init_sized,
+    dat_loss_options => dat_loss_options_init_sized,
+    dat_input_grad_options => dat_input_grad_options_init_sized,
+    dat_model_load_options => dat_model_load_options_init_sized,
+    dat_attack_options => dat_attack_options_init_sized,
+    dat_quantizer_options => dat_quantizer_options_init_sized,
+    dat_comm_options => dat_comm_options_init_sized,
+    dat_grad_sync_options => dat_grad_sync_options_init_sized,
+    dat_optim_options => dat_optim_options_init_sized,
+    dat_dataset_options => dat_dataset_options_init_sized,
+    dat_smooth_options => dat_smooth_options_init_sized,
+    dat_autoattack_options => dat_autoattack_options_init_sized,
 }
 
 macro_rules! default_sized {

@@ -307,10 +307,11 @@ impl<'c> ModelBuilder<'c> {
         })
     }
 
-    /// The default spec of a layer kind (dat_layer_spec_init).
+    /// The default spec of a layer kind (dat_layer_spec_init_sized).
     pub fn spec(kind: sys::dat_layer_kind) -> Result<LayerSpec> {
         let mut s: LayerSpec = unsafe { std::mem::zeroed() };
-        check(unsafe { sys::dat_layer_spec_init(&mut s, kind) })?;
+        let size = std::mem::size_of::<LayerSpec>();
+        check(unsafe { sys::dat_layer_spec_init_sized(&mut s, kind, size) })?;
         Ok(s)
     }
 
