@@ -43,7 +43,8 @@ class Context(Handle):
                  precision: Precision = Precision.FP32, tune_convolutions: bool = False,
                  cuda_graphs: bool = True, channels_last: Optional[bool] = None,
                  deterministic: bool = False):
-        """log, if given, receives libdat's log messages (level, line) up to log_level.
+        """log, if given, receives libdat's log messages (level, line) up to log_level; it
+        must not raise (libdat calls it from C: ctypes prints an exception and drops it).
         tune_convolutions, cuda_graphs and deterministic (only deterministic cuDNN
         algorithms) matter on CUDA only; precision BF16 and
         channels_last (None: the backend's choice) are emulated on the CPU
