@@ -136,6 +136,25 @@ def test_on_tensor_exception_reaches_the_caller(tmp_path):
         assert len(calls) == 1  # the first failure stops the callbacks
 
 
+def test_errors_of_shapes_and_memory():
+    with Context(num_threads=1) as ctx:
+        with pytest.raises(libdat.InvalidArgumentError, match="ndim"):
+            Tensor(ctx, (1,) * 9)
+        if _overcommits():
+            pytest.skip("vm.overcommit_memory = 1: a 2 TiB allocation would succeed")
+        with pytest.raises(libdat.OutOfMemoryError) as e:
+            Tensor(ctx, (1 << 20, 1 << 19))  # 2 TiB of float32
+        assert isinstance(e.value, MemoryError)
+
+
+def _overcommits() -> bool:
+    try:
+        with open("/proc/sys/vm/overcommit_memory") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
+
+
 def test_a_named_library_loads_or_fails():
     package = os.path.dirname(os.path.dirname(libdat.__file__))
     env = dict(os.environ, LIBDAT_LIBRARY="/nonexistent/libdat.so", PYTHONPATH=package)

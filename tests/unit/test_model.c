@@ -179,6 +179,14 @@ END_TEST
  * buffers: asking for them is a state error, not a read of freed memory. */
 START_TEST(test_activation_after_a_failed_allocation)
 {
+    FILE *f = fopen("/proc/sys/vm/overcommit_memory", "r");
+    int mode = f && fgetc(f) == '1';
+    if (f)
+        fclose(f);
+    if (mode) { /* the allocation would succeed, and zeroing it exhaust the machine */
+        printf("test_activation_after_a_failed_allocation: skipped (vm.overcommit_memory = 1)\n");
+        return;
+    }
     dat_model_builder *b;
     ck_assert_dat_ok(dat_model_builder_create(&b, ctx, 1, 1, 1));
     dat_layer_spec s;

@@ -19,8 +19,8 @@ from .comm import Comm, CommStatistics, GradSync, QuantMode, UniqueId
 from .context import Context, Device, LogLevel, Precision, StepGraph
 from .data import Dataset, DatasetFormat, Layout, Part
 from .errors import (CommError, DatError, FormatError, InvalidArgumentError, IOFailure,
-                     NoDeviceError, NumericError, StateError, TimeoutFailure, UnsupportedError,
-                     check)
+                     NoDeviceError, NumericError, OutOfMemoryError, StateError, TimeoutFailure,
+                     UnsupportedError, check)
 from .eval import (AA_STANDARD, SMOOTH_ABSTAIN, AAAttack, AAOutcome, aa_bit, autoattack,
                    certified_accuracy, clopper_pearson_lower, incbeta, incbeta_inv,
                    normal_quantile, smooth_certify, smooth_predict)
@@ -31,7 +31,7 @@ from .tensor import DType, Tensor
 
 __all__ = ["Context", "StepGraph", "Device", "LogLevel", "Precision", "DType", "Tensor", "DatError",
            "InvalidArgumentError", "NoDeviceError", "FormatError", "NumericError",
-           "UnsupportedError", "IOFailure", "CommError", "TimeoutFailure", "StateError",
+           "OutOfMemoryError", "UnsupportedError", "IOFailure", "CommError", "TimeoutFailure", "StateError",
            "version", "version_number", "status_string", "last_error", "clear_error",
            "dtype_size", "dtype_name", "has_cuda", "cuda_device_count", "Model", "Mode",
            "Objective", "Reduction", "SegmentKind", "ModelBuilder", "LayerKind", "Attack", "AttackKind",

@@ -28,6 +28,10 @@ class InvalidArgumentError(DatError, ValueError):
     pass
 
 
+class OutOfMemoryError(DatError, MemoryError):
+    pass
+
+
 class NoDeviceError(DatError):
     pass
 
@@ -60,7 +64,7 @@ class StateError(DatError, RuntimeError):
     pass
 
 
-_BY_STATUS = {1: InvalidArgumentError, 3: NoDeviceError, 4: UnsupportedError, 5: IOFailure,
+_BY_STATUS = {1: InvalidArgumentError, 2: OutOfMemoryError, 3: NoDeviceError, 4: UnsupportedError, 5: IOFailure,
               6: FormatError, 7: NumericError, 9: CommError, 10: TimeoutFailure, 11: StateError}
 
 

@@ -16,6 +16,12 @@ from .handle import Handle
 MAX_DIMS = 8
 
 
+def _dims(shape: Sequence[int]):
+    """A shape as C's int64 array, room for all of it: libdat itself refuses more than
+    MAX_DIMS dimensions, with its message."""
+    return (ctypes.c_int64 * max(MAX_DIMS, len(shape)))(*shape)
+
+
 class DType(IntEnum):
     FLOAT32 = 0
     BFLOAT16 = 1  # held in numpy as uint16 bit patterns
@@ -38,7 +44,7 @@ class Tensor(Handle):
 
     def __init__(self, ctx: Context, shape: Sequence[int], dtype: DType = DType.FLOAT32):
         self._ctx = ctx  # keeps the context alive as long as the tensor
-        dims = (ctypes.c_int64 * MAX_DIMS)(*shape)
+        dims = _dims(shape)
         handle = c_tensor_p()
         check(lib.dat_tensor_create(ctypes.byref(handle), ctx.handle, int(dtype), len(shape),
                                     dims))
@@ -120,7 +126,7 @@ class Tensor(Handle):
         check(lib.dat_tensor_copy(self.handle, src.handle))
 
     def reshape(self, shape: Sequence[int]) -> None:
-        dims = (ctypes.c_int64 * MAX_DIMS)(*shape)
+        dims = _dims(shape)
         check(lib.dat_tensor_reshape(self.handle, len(shape), dims))
 
     def fill(self, value: float) -> None:
