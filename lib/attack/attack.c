@@ -4,10 +4,10 @@
 #include <string.h>
 
 #include "../core/error.h"
-#include "attack.h"
 #include "../core/options.h"
+#include "attack.h"
 
-dat_status (dat_attack_options_init)(dat_attack_options *opts) /* the 0.6 symbol: a whole struct */
+dat_status (dat_attack_options_init)(dat_attack_options *opts)
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_attack_options){

@@ -7,14 +7,14 @@
 
 #include "../core/capture.h"
 #include "../core/error.h"
+#include "../core/options.h"
 #include "../core/tensor.h"
 #include "../quant/quantizer.h"
-#include "../core/options.h"
 
 #define DAT_COMM_OPTIONS_MIN_SIZE sizeof(dat_comm_options)
 #define DAT_COMM_STATS_MIN_SIZE sizeof(dat_comm_stats)
 
-dat_status (dat_comm_options_init)(dat_comm_options *opts) /* the 0.6 symbol: a whole struct */
+dat_status (dat_comm_options_init)(dat_comm_options *opts)
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_comm_options){.size = sizeof(dat_comm_options),

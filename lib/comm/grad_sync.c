@@ -25,11 +25,11 @@
 
 #include "../core/capture.h"
 #include "../core/error.h"
+#include "../core/options.h"
 #include "../model/model.h"
 #include "../quant/quantizer.h"
 #include "comm.h"
 #include "sync_codes.h"
-#include "../core/options.h"
 
 #define DEFAULT_BUCKET ((int64_t)1 << 20)
 
@@ -58,7 +58,7 @@ struct dat_grad_sync {
     pthread_cond_t wake, idle;
 };
 
-dat_status (dat_grad_sync_options_init)(dat_grad_sync_options *opts) /* the 0.6 symbol: a whole struct */
+dat_status (dat_grad_sync_options_init)(dat_grad_sync_options *opts)
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_grad_sync_options){.size = sizeof *opts,

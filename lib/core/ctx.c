@@ -26,7 +26,7 @@ double dat_now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-dat_status (dat_ctx_options_init)(dat_ctx_options *opts) /* the 0.6 symbol: a whole struct */
+dat_status (dat_ctx_options_init)(dat_ctx_options *opts)
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_ctx_options){

@@ -13,7 +13,9 @@
 dat_status dat_options_fill(const char *func, void *opts, size_t size, const void *d,
                             size_t full);
 
-/* Defines type##_init_sized from the whole-struct type##_init. */
+/* Defines type##_init_sized from the whole-struct type##_init, the exported
+ * 0.6 symbol, which the library defines as `dat_status (type##_init)(...)`:
+ * the parentheses keep the header's macro of that name from expanding. */
 #define DAT_OPTIONS_INIT_SIZED(type)                                        \
     dat_status type##_init_sized(type *opts, size_t size)                   \
     {                                                                       \

@@ -7,13 +7,13 @@
 #include <string.h>
 
 #include "../core/error.h"
+#include "../core/options.h"
 #include "../core/tensor.h"
 #include "augment.h"
 #include "libdat/dat_data.h"
 #include "load.h"
 #include "prefetch.h"
 #include "shuffle.h"
-#include "../core/options.h"
 
 struct dat_dataset {
     dat_ctx *ctx;
@@ -30,7 +30,7 @@ struct dat_dataset {
     dat_prefetch pf;
 };
 
-dat_status (dat_dataset_options_init)(dat_dataset_options *opts) /* the 0.6 symbol: a whole struct */
+dat_status (dat_dataset_options_init)(dat_dataset_options *opts)
 {
     DAT_CHECK_NOT_NULL(opts);
     memset(opts, 0, sizeof *opts);

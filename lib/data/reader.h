@@ -6,8 +6,9 @@
  *
  * Every parser takes `what` (the file's name, for messages) and a buffer it
  * does not keep; it copies what it needs, except dat_npy_view_images, whose
- * pixels point into the buffer (a file mapping that the source then owns). It checks every size against the
- * buffer before reading, so a truncated or hostile file gives DAT_ERR_FORMAT
+ * pixels point into the buffer (a file mapping that the source then owns).
+ * It checks every size against the buffer before reading, so a truncated or
+ * hostile file gives DAT_ERR_FORMAT
  * with a message "WHAT: problem", never a read out of bounds. These are the
  * entry points of the fuzz harnesses (tests/fuzz/).
  */

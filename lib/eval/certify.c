@@ -5,10 +5,10 @@
 #include <string.h>
 
 #include "../core/error.h"
-#include "eval.h"
 #include "../core/options.h"
+#include "eval.h"
 
-dat_status (dat_smooth_options_init)(dat_smooth_options *opts) /* the 0.6 symbol: a whole struct */
+dat_status (dat_smooth_options_init)(dat_smooth_options *opts)
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_smooth_options){

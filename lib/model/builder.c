@@ -13,7 +13,7 @@ struct dat_model_builder {
     float *mean, *std; /* host, in_c each, or NULL */
 };
 
-dat_status (dat_layer_spec_init)(dat_layer_spec *spec, dat_layer_kind kind) /* 0.6 */
+dat_status (dat_layer_spec_init)(dat_layer_spec *spec, dat_layer_kind kind)
 {
     DAT_CHECK_NOT_NULL(spec);
     if ((int)kind < DAT_LAYER_CONV2D || kind > DAT_LAYER_ADD)

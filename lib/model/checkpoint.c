@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "../core/error.h"
+#include "../core/options.h"
 #include "../io/safetensors.h"
 #include "model.h"
-#include "../core/options.h"
 
 /* Host copies of the flat parameters and BN buffers (the tensors may be on a GPU). */
 typedef struct host_state {
@@ -176,7 +176,7 @@ dat_status dat_model_save(dat_model *model, const char *path)
     return s == DAT_OK ? DAT_OK : dat_error_context(s, __func__);
 }
 
-dat_status (dat_model_load_options_init)(dat_model_load_options *opts) /* the 0.6 symbol: a whole struct */
+dat_status (dat_model_load_options_init)(dat_model_load_options *opts)
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_model_load_options){.size = sizeof(dat_model_load_options)};

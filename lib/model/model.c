@@ -8,8 +8,8 @@
 
 #include "../core/capture.h"
 #include "../core/error.h"
-#include "model.h"
 #include "../core/options.h"
+#include "model.h"
 
 void dat_model_destroy(dat_model *model)
 {
@@ -130,7 +130,7 @@ dat_status dat_model_forward(dat_model *model, const dat_tensor *x, dat_tensor *
                                 (size_t)n * (size_t)model->classes * sizeof(float));
 }
 
-dat_status (dat_loss_options_init)(dat_loss_options *opts) /* the 0.6 symbol: a whole struct */
+dat_status (dat_loss_options_init)(dat_loss_options *opts)
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_loss_options){.size = sizeof(dat_loss_options), .adv_weight = 1.0f,
@@ -140,7 +140,7 @@ dat_status (dat_loss_options_init)(dat_loss_options *opts) /* the 0.6 symbol: a 
 
 DAT_OPTIONS_INIT_SIZED(dat_loss_options)
 
-dat_status (dat_input_grad_options_init)(dat_input_grad_options *opts) /* the 0.6 symbol: a whole struct */
+dat_status (dat_input_grad_options_init)(dat_input_grad_options *opts)
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_input_grad_options){.size = sizeof(dat_input_grad_options),

@@ -4,8 +4,8 @@
 #include <string.h>
 
 #include "../core/error.h"
-#include "model.h"
 #include "../core/options.h"
+#include "model.h"
 
 typedef struct net {
     dat_model_builder *b;
@@ -198,7 +198,7 @@ static const preset presets[] = {
     {"resnet50", 3, 224, 224, 1000, build_resnet50},
 };
 
-dat_status (dat_model_options_init)(dat_model_options *opts) /* the 0.6 symbol: a whole struct */
+dat_status (dat_model_options_init)(dat_model_options *opts)
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_model_options){.size = sizeof(dat_model_options)};

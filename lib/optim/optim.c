@@ -5,12 +5,12 @@
 
 #include "../core/capture.h"
 #include "../core/error.h"
+#include "../core/options.h"
 #include "../core/tensor.h"
 #include "../model/model.h"
 #include "optim.h"
-#include "../core/options.h"
 
-dat_status (dat_optim_options_init)(dat_optim_options *opts) /* the 0.6 symbol: a whole struct */
+dat_status (dat_optim_options_init)(dat_optim_options *opts)
 {
     DAT_CHECK_NOT_NULL(opts);
     memset(opts, 0, sizeof *opts);

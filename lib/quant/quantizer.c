@@ -9,14 +9,14 @@
 #include "../core/capture.h"
 #include "../core/ctx.h"
 #include "../core/error.h"
+#include "../core/options.h"
 #include "../core/tensor.h"
 #include "quant_math.h"
-#include "../core/options.h"
 
 /* The first released layout of dat_quantizer_options: every field up to seed. */
 #define DAT_QUANTIZER_OPTIONS_MIN_SIZE sizeof(dat_quantizer_options)
 
-dat_status (dat_quantizer_options_init)(dat_quantizer_options *opts) /* the 0.6 symbol: a whole struct */
+dat_status (dat_quantizer_options_init)(dat_quantizer_options *opts)
 {
     DAT_CHECK_NOT_NULL(opts);
     *opts = (dat_quantizer_options){

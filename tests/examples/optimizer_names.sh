@@ -41,11 +41,13 @@ k=0
 for opt in "--bias-correction off" "--adam-eps 1e-6" "--beta2 0.99"; do
     k=$((k + 1))
     run "adam-$k" --optimizer adamw --lalr on $opt
-    [ "$(tensors adamw-lalr)" != "$(tensors "adam-$k")" ] || { echo "$opt changed nothing"; exit 1; }
+    [ "$(tensors adamw-lalr)" != "$(tensors "adam-$k")" ] ||
+        { echo "$opt changed nothing"; exit 1; }
 done
 # (the config is a JSON string inside the header's JSON: its quotes escaped)
 grep -qF '\"optimizer\":\"lamb\",\"lalr\":1' "$tmp/lamb/last.safetensors" ||
     { echo "the checkpoint's config does not record lamb with LALR"; exit 1; }
-out=$("$train" --optimizer lamb --lalr off 2>&1) && { echo "--lalr off was accepted with lamb"; exit 1; }
+out=$("$train" --optimizer lamb --lalr off 2>&1) &&
+    { echo "--lalr off was accepted with lamb"; exit 1; }
 echo "$out" | grep -q "lamb is adamw with LALR" || { echo "unclear error: $out"; exit 1; }
 echo "optimizer names: lamb and lars are their spelled-out options; the Adam options apply"

@@ -12,8 +12,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         dat_data_source src;
         if (dat_npy_view_images("fuzz.npy", data, size, layout, &src) == DAT_OK) {
             size_t item = src.dtype == DAT_FLOAT32 ? 4 : 1;
-            volatile unsigned char last =
-                ((const unsigned char *)src.pixels)[(size_t)(src.n * dat_data_sample_elems(&src)) * item - 1];
+            size_t bytes = (size_t)(src.n * dat_data_sample_elems(&src)) * item;
+            volatile unsigned char last = ((const unsigned char *)src.pixels)[bytes - 1];
             (void)last;
             dat_data_source_free(&src);
         }

@@ -31,7 +31,8 @@ from .tensor import DType, Tensor
 
 __all__ = ["Context", "StepGraph", "Device", "LogLevel", "Precision", "DType", "Tensor", "DatError",
            "InvalidArgumentError", "NoDeviceError", "FormatError", "NumericError",
-           "OutOfMemoryError", "UnsupportedError", "IOFailure", "CommError", "TimeoutFailure", "StateError",
+           "OutOfMemoryError", "UnsupportedError", "IOFailure", "CommError", "TimeoutFailure",
+           "StateError",
            "version", "version_number", "status_string", "last_error", "clear_error",
            "dtype_size", "dtype_name", "has_cuda", "cuda_device_count", "Model", "Mode",
            "Objective", "Reduction", "SegmentKind", "ModelBuilder", "LayerKind", "Attack", "AttackKind",

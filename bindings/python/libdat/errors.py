@@ -64,8 +64,8 @@ class StateError(DatError, RuntimeError):
     pass
 
 
-_BY_STATUS = {1: InvalidArgumentError, 2: OutOfMemoryError, 3: NoDeviceError, 4: UnsupportedError, 5: IOFailure,
-              6: FormatError, 7: NumericError, 9: CommError, 10: TimeoutFailure, 11: StateError}
+_BY_STATUS = {1: InvalidArgumentError, 2: OutOfMemoryError, 3: NoDeviceError,
+              4: UnsupportedError, 5: IOFailure, 6: FormatError, 7: NumericError, 9: CommError, 10: TimeoutFailure, 11: StateError}
 
 
 def check(status: int) -> None:
