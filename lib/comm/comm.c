@@ -99,7 +99,7 @@ dat_status dat_comm_scratch(dat_comm *c, size_t bytes, uint8_t **p)
     return DAT_OK;
 }
 
-static dat_status dev_scratch(dat_comm *c, size_t bytes, void **p)
+dat_status dat_comm_dev_scratch(dat_comm *c, size_t bytes, void **p)
 {
     if (bytes > c->dev_bytes) {
         if (c->dev_scratch)
@@ -178,7 +178,7 @@ dat_status dat_comm_host_allgatherv(dat_comm *c, void *buf, const size_t *counts
     if (!c->ops->device_buffers)
         return c->ops->allgatherv(c, buf, counts, displs);
     void *d;
-    DAT_TRY(dev_scratch(c, total, &d));
+    DAT_TRY(dat_comm_dev_scratch(c, total, &d));
     DAT_TRY(c->ctx->be->copy_from_host(c->ctx, d, buf, total));
     DAT_TRY(c->ops->allgatherv(c, d, counts, displs));
     return c->ctx->be->copy_to_host(c->ctx, buf, d, total);
@@ -192,7 +192,7 @@ dat_status dat_comm_host_alltoallv(dat_comm *c, const void *send, const size_t *
         return c->ops->alltoallv(c, send, scounts, sdispls, recv, rcounts, rdispls);
     void *d;
     size_t soff = (stotal + 255) & ~(size_t)255;
-    DAT_TRY(dev_scratch(c, soff + rtotal, &d));
+    DAT_TRY(dat_comm_dev_scratch(c, soff + rtotal, &d));
     DAT_TRY(c->ctx->be->copy_from_host(c->ctx, d, send, stotal));
     DAT_TRY(c->ops->alltoallv(c, d, scounts, sdispls, (uint8_t *)d + soff, rcounts, rdispls));
     return c->ctx->be->copy_to_host(c->ctx, recv, (uint8_t *)d + soff, rtotal);
@@ -314,7 +314,7 @@ static dat_status to_comm_memory(dat_comm *c, dat_tensor *t, int read, void **p)
         *p = t->data;
         return DAT_OK;
     }
-    DAT_TRY(dev_scratch(c, t->nbytes, p));
+    DAT_TRY(dat_comm_dev_scratch(c, t->nbytes, p));
     return read ? to_device(c, t, *p) : DAT_OK;
 }
 
@@ -514,11 +514,15 @@ dat_status dat_comm_allreduce_quantized(dat_comm *comm, dat_tensor *t, dat_quant
                           (int)mode);
     if (local != DAT_OK) {
         int64_t h[DAT_HDR_LEN];
-        dat_comm_header(comm, h, DAT_COMM_OP_QUANTIZED, t ? (int64_t)t->dtype : -1, t ? t->numel : -1, mode, local);
+        dat_comm_header(comm, h, DAT_COMM_OP_QUANTIZED, t ? (int64_t)t->dtype : -1,
+                        t ? t->numel : -1, mode, local);
         return dat_comm_agree(comm, __func__, h);
     }
     float *buf;
-    DAT_TRY(dat_quantizer_tensor_in(q, t, 1, &buf));
+    local = dat_quantizer_tensor_in(q, t, 1, &buf);
+    if (local != DAT_OK) /* the peers learn it where they agree on their encodes */
+        return dat_comm_quantized_agree(comm, __func__, DAT_COMM_OP_QUANTIZED,
+                                        (size_t)t->numel, q, mode, step, local);
     uint64_t sent0 = comm->stats.bytes_sent, recv0 = comm->stats.bytes_received;
     dat_status s = dat_comm_quantized(comm, __func__, buf, (size_t)t->numel, 0, q, mode, step);
     if (s != DAT_OK) {

@@ -112,6 +112,10 @@ dat_status dat_comm_alloc(dat_comm **out, dat_ctx *ctx, const dat_comm_ops *ops,
 /* Host scratch of at least bytes, 64-byte aligned. */
 dat_status dat_comm_scratch(dat_comm *c, size_t bytes, uint8_t **p);
 
+/* Device scratch of at least bytes in the communicator's context (where a
+ * device-buffer kind stages host buffers). */
+dat_status dat_comm_dev_scratch(dat_comm *c, size_t bytes, void **p);
+
 /* Resolves options (NULL = defaults) and checks them. */
 dat_status dat_comm_resolve_options(const char *func, const dat_comm_options *opts,
                                     dat_comm_options *o);

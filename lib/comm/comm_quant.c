@@ -88,6 +88,26 @@ static dat_status codes_alltoallv(dat_comm *c, dat_quantizer *q, const void *sen
     return q->exec->be->copy_from_host(q->exec, recv, h + soff, rtotal);
 }
 
+/* Allocates before the ranks agree what exchanging up to `bytes` of codes
+ * stages (a bound of what codes_allgatherv and codes_alltoallv take): a rank
+ * that cannot allocate says so in the agreement instead of failing alone
+ * inside the collective while its peers wait for it. */
+static dat_status codes_reserve(dat_comm *c, dat_quantizer *q, size_t bytes)
+{
+    int place = codes_place(c, q);
+    if (c->size == 1 || place == CODES_IN_KIND)
+        return DAT_OK;
+    if (place == CODES_ELSEWHERE) {
+        uint8_t *h;
+        DAT_TRY(dat_comm_scratch(c, bytes, &h));
+    }
+    if (c->ops->device_buffers) {
+        void *d;
+        DAT_TRY(dat_comm_dev_scratch(c, bytes, &d));
+    }
+    return DAT_OK;
+}
+
 dat_status dat_comm_quantized_agree(dat_comm *c, const char *func, int op, size_t n,
                                     dat_quantizer *q, dat_quant_mode mode, uint64_t step,
                                     dat_status local)
@@ -114,11 +134,14 @@ static dat_status one_sided(dat_comm *c, const char *func, float *x, size_t n, u
     int m = c->size, r = c->rank;
     size_t e = dat_quant_encoded_bytes(&q->cfg, n);
     size_t stride = (e + 63) & ~(size_t)63; /* keep every block aligned */
-    uint8_t *buf;
-    DAT_TRY(dat_quantizer_scratch(q, DAT_QSCRATCH_CODES, stride * (size_t)m, (void **)&buf));
-    dat_status local = dat_quantizer_encode_slice(q, func, x, n, offset, (uint32_t)r, step,
-                                                  DAT_QUANT_PHASE_WORKER, 1,
-                                                  buf + (size_t)r * stride);
+    uint8_t *buf = NULL;
+    dat_status local = dat_quantizer_scratch(q, DAT_QSCRATCH_CODES, stride * (size_t)m,
+                                             (void **)&buf);
+    if (local == DAT_OK)
+        local = codes_reserve(c, q, stride * (size_t)m);
+    if (local == DAT_OK)
+        local = dat_quantizer_encode_slice(q, func, x, n, offset, (uint32_t)r, step,
+                                           DAT_QUANT_PHASE_WORKER, 1, buf + (size_t)r * stride);
     DAT_TRY(dat_comm_quantized_agree(c, func, DAT_COMM_OP_QUANTIZED, n, q, DAT_QUANT_ONE_SIDED,
                                      step, local));
     size_t *counts = c->tables, *displs = c->tables + m;
@@ -164,16 +187,19 @@ static dat_status two_sided(dat_comm *c, const char *func, float *x, size_t n, u
         rcounts[j] = e_r;
         rdispls[j] = (size_t)j * rstride;
     }
-    uint8_t *buf;
-    DAT_TRY(dat_quantizer_scratch(q, DAT_QSCRATCH_CODES, soff + rstride * (size_t)m,
-                                  (void **)&buf));
-    uint8_t *send = buf, *recv = buf + soff;
+    uint8_t *buf = NULL;
+    size_t codes = soff + rstride * (size_t)m;
+    dat_status local = dat_quantizer_scratch(q, DAT_QSCRATCH_CODES, codes, (void **)&buf);
+    if (local == DAT_OK) /* the host all-to-all aligns to 256 where this aligns to 64 */
+        local = codes_reserve(c, q, codes + 256);
 
     /* Phase 1: the workers' codes of every shard, to the shard's server. */
-    dat_status local = dat_quantizer_encode_slice(q, func, x, n, offset, (uint32_t)r, step,
-                                                  DAT_QUANT_PHASE_WORKER, 1, send);
+    if (local == DAT_OK)
+        local = dat_quantizer_encode_slice(q, func, x, n, offset, (uint32_t)r, step,
+                                           DAT_QUANT_PHASE_WORKER, 1, buf);
     DAT_TRY(dat_comm_quantized_agree(c, func, DAT_COMM_OP_QUANTIZED, n, q, DAT_QUANT_TWO_SIDED,
                                      step, local));
+    uint8_t *send = buf, *recv = buf + soff;
     dat_status s = m > 1 ? codes_alltoallv(c, q, send, scounts, sdispls, stotal, recv, rcounts,
                                            rdispls, rstride * (size_t)m)
                          : q->exec->be->copy(q->exec, recv, send, e_r);

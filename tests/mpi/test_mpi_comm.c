@@ -6,14 +6,17 @@
  *    rank, equal to a single-process simulation with the same draws (error
  *    feedback on and off, several steps, shards with no bucket);
  *  - the statistics equal the formulas of dat_comm.h;
- *  - a mismatched size or a NaN on one rank gives every rank an error that
- *    names it, and leaves the communicator usable;
+ *  - a mismatched size, a NaN or an allocation that fails on one rank gives
+ *    every rank an error that names it, and leaves the communicator usable;
  *  - a gradient synchronizer (dat_grad_sync) gives dat_comm_allreduce_grads'
  *    bits, overlapped (MPI_THREAD_SERIALIZED) or not (FUNNELED).
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "comm/comm.h"
 #include "core/philox.h"
@@ -226,6 +229,58 @@ static void test_quantized(dat_quant_mode mode, int bits, int ef, size_t n)
         dat_quantizer_destroy(sim[j]);
     free(sim);
     dat_quantizer_destroy(q);
+}
+
+/* Limits this process's address space to what it maps now plus `extra` bytes,
+ * so that a bigger allocation fails; restore(old) lifts it. 0 where that cannot
+ * work (AddressSanitizer reserves terabytes of shadow at start). */
+static int limit_memory(size_t extra, struct rlimit *old)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    (void)extra;
+    (void)old;
+    return 0;
+#else
+    unsigned long pages = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    int got = f && fscanf(f, "%lu", &pages) == 1;
+    if (f)
+        fclose(f);
+    if (!got || getrlimit(RLIMIT_AS, old) != 0)
+        return 0;
+    struct rlimit lim = *old;
+    lim.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + extra;
+    return setrlimit(RLIMIT_AS, &lim) == 0;
+#endif
+}
+
+/* One rank out of memory where the codes are staged (the quantizer's scratch,
+ * a quarter of the tensor and more): every rank hears of it in the agreement,
+ * none is left waiting in the exchange, and the communicator stays usable. */
+static void test_out_of_memory(void)
+{
+    dat_quantizer *q = NULL;
+    EXPECT_OK(dat_quantizer_create(&q, ctx, NULL));
+    dat_tensor *t = tensor(DAT_FLOAT32, 4 << 20);
+    if (!q || !t)
+        return;
+    for (int mode = 0; mode < 2; ++mode) {
+        struct rlimit old;
+        int limited = 0;
+        if (g_rank == g_size - 1)
+            limited = limit_memory(256 << 10, &old);
+        int all = 0; /* every rank runs the case or none does */
+        MPI_Allreduce(&limited, &all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+        if (all == 1)
+            EXPECT_LAST_RANK_FAILS(dat_comm_allreduce_quantized(comm, t, q,
+                                                                (dat_quant_mode)mode, 1),
+                                   DAT_ERR_OUT_OF_MEMORY, "cannot allocate");
+        if (limited)
+            setrlimit(RLIMIT_AS, &old);
+    }
+    dat_quantizer_destroy(q);
+    dat_tensor_destroy(t);
+    test_allreduce(10);
 }
 
 static void test_mismatch_and_failure(void)
@@ -452,6 +507,7 @@ int main(int argc, char **argv)
                     test_quantized((dat_quant_mode)mode, bits[b], ef, 700); /* 2 buckets */
                 }
         test_mismatch_and_failure();
+        test_out_of_memory();
         test_model_collectives();
         test_grad_sync(provided >= MPI_THREAD_SERIALIZED);
     }
