@@ -9,10 +9,7 @@
 # Skips (77) without Fashion-MNIST.
 set -uo pipefail
 train=$1 eval=$2
-dir=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
-[ -f "$dir/train-images-idx3-ubyte.gz" ] || { echo "no Fashion-MNIST in $dir: skipped"; exit 77; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/fashion_mnist.sh"
 
 "$train" --data "$dir" --classes 0-4 --train-subset 2000 --batch 64 --epochs 1 --attack none \
     --schedule const --eval-count 300 --eval-steps 1 --progress none \

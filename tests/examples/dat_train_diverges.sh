@@ -5,10 +5,7 @@
 # Skips (77) without Fashion-MNIST.
 set -uo pipefail
 train=$1
-dir=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
-[ -f "$dir/train-images-idx3-ubyte.gz" ] || { echo "no Fashion-MNIST in $dir: skipped"; exit 77; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/fashion_mnist.sh"
 out=$("$train" --data "$dir" --train-subset 512 --batch 64 --epochs 2 --steps 1 --eval-count 64 \
     --eval-steps 1 --progress none --optimizer sgd --lr 1e6 --weight-decay 0 \
     --checkpoint-dir "$tmp" 2>&1) && { echo "a diverging run exited 0"; exit 1; }

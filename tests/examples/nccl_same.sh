@@ -12,10 +12,7 @@ set -uo pipefail
 . "$(dirname "$0")/dat_train_run.sh"
 train=$1
 shift
-dir=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
-[ -f "$dir/train-images-idx3-ubyte.gz" ] || { echo "no Fashion-MNIST in $dir: skipped"; exit 77; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/fashion_mnist.sh"
 # comm, step graph, overlap, bits, quantization mode; each is compared with
 # MPI's run of its bits and mode
 runs=("mpi off on 32 one-sided" "nccl off on 32 one-sided" "nccl on on 32 one-sided"

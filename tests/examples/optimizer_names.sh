@@ -7,10 +7,7 @@
 # Skips (77) without Fashion-MNIST.
 set -uo pipefail
 train=$1
-dir=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
-[ -f "$dir/train-images-idx3-ubyte.gz" ] || { echo "no Fashion-MNIST in $dir: skipped"; exit 77; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/fashion_mnist.sh"
 
 # run NAME OPTIONS...: trains a few steps into $tmp/NAME
 run() {

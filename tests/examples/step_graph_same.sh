@@ -7,10 +7,7 @@
 set -uo pipefail
 . "$(dirname "$0")/dat_train_run.sh"
 train=$1
-dir=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
-[ -f "$dir/train-images-idx3-ubyte.gz" ] || { echo "no Fashion-MNIST in $dir: skipped"; exit 77; }
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/fashion_mnist.sh"
 for bits in 32 8; do # 8: the quantized all-reduce of one process, recorded over NCCL
     for sg in off on; do
         dat_train_run "--step-graph $sg --bits $bits" "$tmp/$sg-$bits.json" \
