@@ -3,7 +3,7 @@ use std::ffi::CString;
 use std::marker::PhantomData;
 use std::ptr;
 
-use crate::{check, cstring, sys, Context, DatasetOptions, Result, Tensor};
+use crate::{check, cstring, len_i32, sys, Context, DatasetOptions, Result, Tensor};
 
 /// A data set that serves this rank's shard, epoch by epoch, in batches of
 /// float32 images in [0, 1] and int32 labels.
@@ -32,9 +32,9 @@ impl<'c> Dataset<'c> {
         o.images_path = images.as_ptr();
         o.labels_path = labels.as_ref().map(|l| l.as_ptr()).unwrap_or(ptr::null());
         o.extra_paths = if extra.is_empty() { ptr::null() } else { extra_ptrs.as_ptr() };
-        o.num_extra_paths = extra.len() as i32;
+        o.num_extra_paths = len_i32(extra.len(), "Dataset::open: extra.len()")?;
         o.classes = if classes.is_empty() { ptr::null() } else { classes.as_ptr() };
-        o.num_subset_classes = classes.len() as i32;
+        o.num_subset_classes = len_i32(classes.len(), "Dataset::open: classes.len()")?;
         let mut raw = ptr::null_mut();
         check(unsafe { sys::dat_dataset_open(&mut raw, ctx.as_ptr(), &o) })?;
         Ok(Dataset { raw, batch_size: o.batch_size, _ctx: PhantomData })

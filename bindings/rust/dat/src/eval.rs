@@ -1,7 +1,7 @@
 //! Evaluation (dat_eval.h): AutoAttack, randomized smoothing, statistics.
 use std::ptr;
 
-use crate::{check, invalid, sys, Model, Result, Tensor};
+use crate::{check, invalid, len_i32, sys, Model, Result, Tensor};
 
 // C structs re-exported as they are; their fields are documented in dat_eval.h.
 /// Options of [`autoattack`] (dat_autoattack_options, dat_eval.h).
@@ -65,10 +65,11 @@ pub fn certified_accuracy(pred: &[i32], radius: &[f32], labels: &[i32], radii: &
     if pred.len() != radius.len() || pred.len() != labels.len() {
         return Err(invalid("pred, radius and labels must have one entry per sample"));
     }
+    let num_radii = len_i32(radii.len(), "certified_accuracy: radii.len()")?;
     let mut acc = vec![0f64; radii.len()];
     check(unsafe {
         sys::dat_smooth_certified_accuracy(pred.as_ptr(), radius.as_ptr(), labels.as_ptr(),
-                                           pred.len() as i64, radii.as_ptr(), radii.len() as i32,
+                                           pred.len() as i64, radii.as_ptr(), num_radii,
                                            acc.as_mut_ptr())
     })?;
     Ok(acc)

@@ -1,10 +1,13 @@
 //! Models: presets, the builder, forward, loss + backward, input gradients.
+use std::any::Any;
 use std::ffi::CStr;
 use std::marker::PhantomData;
+use std::os::raw::{c_char, c_void};
+use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 
 use crate::tensor::opt_ptr;
-use crate::{check, cstring, sys, Context, LayerSpec, ModelOptions, Result, Tensor};
+use crate::{check, cstring, invalid, sys, Context, LayerSpec, ModelOptions, Result, Tensor};
 
 /// A model. `'c` is its context. Its flat parameter, gradient and buffer
 /// tensors are lent out by `params` / `grads` / `buffers` while the model is
@@ -29,8 +32,9 @@ pub struct Segment {
 
 /// The objective of `Model::loss_backward` (dat_loss_options):
 /// adv_weight·CE(f(x), y) + clean_weight·CE(f(x_clean), y) + kl_weight·KL.
-#[derive(Clone, Copy)]
-pub struct Loss<'a> {
+/// `'a` is the borrow of its tensors, `'b` the lifetime of the `loss_sum`
+/// tensor (apart, as the mutable borrow fixes it).
+pub struct Loss<'a, 'b> {
     /// Weight of the cross-entropy on x; default 1.
     pub adv_weight: f32,
     /// Weight of the cross-entropy on `x_clean`; default 0.
@@ -46,11 +50,12 @@ pub struct Loss<'a> {
     /// Adds the gradient to the gradient buffer instead of overwriting it.
     pub accumulate: bool,
     /// A float32 tensor of one element the loss is added to on the device
-    /// (nothing read back; what a recorded step uses).
-    pub loss_sum: Option<&'a Tensor<'a>>,
+    /// (nothing read back; what a recorded step uses). Borrowed mutably since
+    /// libdat writes it: no view of it ([`Tensor::as_slice`]) may live meanwhile.
+    pub loss_sum: Option<&'a mut Tensor<'b>>,
 }
 
-impl Default for Loss<'_> {
+impl Default for Loss<'_, '_> {
     fn default() -> Self {
         let o = sys::dat_loss_options::default();
         Loss {
@@ -136,7 +141,9 @@ impl<'c> Model<'c> {
         o.sample_weights = opt_ptr(loss.sample_weights);
         o.reduction = loss.reduction;
         o.accumulate = loss.accumulate as i32;
-        o.loss_sum = opt_ptr(loss.loss_sum);
+        // Written through a shared borrow of `loss`, sound as `loss` holds the
+        // only (mutable) borrow of that tensor.
+        o.loss_sum = opt_ptr(loss.loss_sum.as_deref());
         check(unsafe { sys::dat_model_loss_backward(self.raw, x.as_ptr(), opt_ptr(y), &o, value) })
     }
 
@@ -224,22 +231,41 @@ impl<'c> Model<'c> {
     pub fn load_with(&mut self, path: &str, ignore_unexpected: bool,
                      reinit_head: sys::dat_reinit_head,
                      on_tensor: Option<&mut dyn FnMut(&str, bool)>) -> Result<()> {
-        unsafe extern "C" fn relay(name: *const std::os::raw::c_char, loaded: i32,
-                                   user: *mut std::os::raw::c_void) {
-            // Safety: user is the &mut &mut dyn FnMut below, alive during dat_model_load.
-            let f = &mut *(user as *mut &mut dyn FnMut(&str, bool));
-            f(&CStr::from_ptr(name).to_string_lossy(), loaded != 0);
+        // What libdat passes back to `relay` as `user`.
+        struct Report<'f> {
+            on_tensor: &'f mut dyn FnMut(&str, bool),
+            // A panic of `on_tensor`, caught in `relay`: it must not unwind
+            // through dat_model_load's C frames; raised again once it returns.
+            panic: Option<Box<dyn Any + Send>>,
+        }
+        unsafe extern "C" fn relay(name: *const c_char, loaded: i32, user: *mut c_void) {
+            // Safety: user is the Report below, alive and not otherwise used
+            // during dat_model_load; name is a NUL-terminated string.
+            let report = &mut *(user as *mut Report);
+            if report.panic.is_some() {
+                return; // on_tensor has no way to stop the C loop: skip the rest
+            }
+            let f = &mut *report.on_tensor;
+            let ran = panic::catch_unwind(AssertUnwindSafe(|| {
+                f(&CStr::from_ptr(name).to_string_lossy(), loaded != 0)
+            }));
+            report.panic = ran.err();
         }
         let p = cstring(path)?;
         let mut o = sys::dat_model_load_options::default();
         o.ignore_unexpected = ignore_unexpected as i32;
         o.reinit_head = reinit_head;
-        let mut callback = on_tensor;
-        if let Some(f) = callback.as_mut() {
+        let mut report = on_tensor.map(|on_tensor| Report { on_tensor, panic: None });
+        if let Some(r) = report.as_mut() {
             o.on_tensor = Some(relay);
-            o.user = f as *mut &mut dyn FnMut(&str, bool) as *mut std::os::raw::c_void;
+            o.user = r as *mut Report as *mut c_void;
         }
-        check(unsafe { sys::dat_model_load(self.raw, p.as_ptr(), &o) })
+        let status = unsafe { sys::dat_model_load(self.raw, p.as_ptr(), &o) };
+        // The load is complete (on_tensor runs after a successful one).
+        if let Some(payload) = report.and_then(|r| r.panic) {
+            panic::resume_unwind(payload);
+        }
+        check(status)
     }
 
     /// Layers with parameters (PyTorch modules); the last one is the classifier.
@@ -286,6 +312,7 @@ impl Drop for Model<'_> {
 /// Builds a model layer by layer; the input is node 0.
 pub struct ModelBuilder<'c> {
     raw: *mut sys::dat_model_builder,
+    channels: i32,
     _ctx: PhantomData<&'c Context>,
 }
 
@@ -297,11 +324,18 @@ impl<'c> ModelBuilder<'c> {
         check(unsafe {
             sys::dat_model_builder_create(&mut raw, ctx.as_ptr(), channels, height, width)
         })?;
-        Ok(ModelBuilder { raw, _ctx: PhantomData })
+        Ok(ModelBuilder { raw, channels, _ctx: PhantomData })
     }
 
-    /// Per-channel (x - mean) / std inside the model.
+    /// Per-channel (x - mean) / std inside the model: one value per input
+    /// channel in each (else `DAT_ERR_INVALID_ARG`: libdat reads that many).
     pub fn set_normalization(&mut self, mean: &[f32], std: &[f32]) -> Result<()> {
+        let channels = self.channels as usize;
+        if mean.len() != channels || std.len() != channels {
+            return Err(invalid(&format!("ModelBuilder::set_normalization: mean and std need \
+                                         one value per input channel ({}); got {} and {}",
+                                        channels, mean.len(), std.len())));
+        }
         check(unsafe {
             sys::dat_model_builder_set_normalization(self.raw, mean.as_ptr(), std.as_ptr())
         })

@@ -4,7 +4,7 @@ use std::os::raw::c_void;
 use std::ptr;
 
 use crate::model::Segment;
-use crate::{check, cstring, sys, Context, Model, OptimOptions, Result, Tensor};
+use crate::{check, cstring, len_i32, sys, Context, Model, OptimOptions, Result, Tensor};
 
 /// The optimizer: SGD, momentum, Nesterov, Adam or AdamW, with or without the
 /// layer-wise adaptive rate, and a learning-rate schedule.
@@ -36,10 +36,10 @@ impl<'c> Optimizer<'c> {
                 r
             })
             .collect();
+        let count = len_i32(raw_segs.len(), "Optimizer::new: segments.len()")?;
         let mut raw = ptr::null_mut();
         check(unsafe {
-            sys::dat_optim_create(&mut raw, ctx.as_ptr(), raw_segs.as_ptr(), raw_segs.len() as i32,
-                                  opts)
+            sys::dat_optim_create(&mut raw, ctx.as_ptr(), raw_segs.as_ptr(), count, opts)
         })?;
         Ok(Optimizer { raw, _ctx: PhantomData })
     }

@@ -3,7 +3,7 @@ use std::marker::PhantomData;
 use std::os::raw::c_void;
 use std::ptr;
 
-use crate::{check, invalid, sys, Context, Result};
+use crate::{check, invalid, len_i32, sys, Context, Result};
 
 /// Element types (dat_dtype).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,10 +70,10 @@ impl<'a> Tensor<'a> {
     /// A zero-filled tensor of `dtype` and `shape` on the context's device
     /// (dat_tensor_create).
     pub fn new(ctx: &'a Context, dtype: DType, shape: &[i64]) -> Result<Tensor<'a>> {
+        let ndim = len_i32(shape.len(), "Tensor::new: shape.len()")?;
         let mut raw = ptr::null_mut();
         check(unsafe {
-            sys::dat_tensor_create(&mut raw, ctx.as_ptr(), dtype.raw(), shape.len() as i32,
-                                   shape.as_ptr())
+            sys::dat_tensor_create(&mut raw, ctx.as_ptr(), dtype.raw(), ndim, shape.as_ptr())
         })?;
         Ok(Tensor { raw, owned: true, _from: PhantomData })
     }
@@ -128,7 +128,8 @@ impl<'a> Tensor<'a> {
     /// Changes the shape without moving data; the element count must stay
     /// (dat_tensor_reshape).
     pub fn reshape(&mut self, shape: &[i64]) -> Result<()> {
-        check(unsafe { sys::dat_tensor_reshape(self.raw, shape.len() as i32, shape.as_ptr()) })
+        let ndim = len_i32(shape.len(), "Tensor::reshape: shape.len()")?;
+        check(unsafe { sys::dat_tensor_reshape(self.raw, ndim, shape.as_ptr()) })
     }
 
     fn expect<T: Element>(&self, len: usize) -> Result<()> {

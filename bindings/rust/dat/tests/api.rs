@@ -143,21 +143,21 @@ fn grad_sync_gives_the_gradient_of_allreduce_grads() {
     let mut m = Model::preset(&c, "mlp", &Default::default()).unwrap();
     let opts = GradSyncOptions { bucket_elems: 1000, ..Default::default() };
     assert_eq!(GradSyncOptions::default().bucket_elems, 1 << 20);
-    {
-        let mut sync = GradSync::new(&mut comm, &mut m, None, &opts).unwrap();
-        assert!(sync.overlaps().unwrap(), "self communicator, CPU model: a thread");
+    let calls = GradSync::scope(&mut comm, &mut m, None, &opts, |sync| {
+        assert!(sync.overlaps()?, "self communicator, CPU model: a thread");
         for step in 0..2 {
-            sync.begin(step).unwrap();
+            sync.begin(step)?;
             assert!(sync.is_armed());
-            let loss = sync.loss_backward(&x, Some(&y), &Loss::default()).unwrap();
+            let loss = sync.loss_backward(&x, Some(&y), &Loss::default())?;
             assert!(loss > 0.0);
-            sync.end().unwrap();
-            let got = sync.model().unwrap().grads().unwrap().to_vec::<f32>().unwrap();
+            sync.end()?;
+            let got = sync.model()?.grads()?.to_vec::<f32>()?;
             assert_eq!(got, want, "step {}", step);
         }
-        assert_eq!(sync.comm().unwrap().stats().unwrap().calls, 2);
-    }
-    // Dropped: the model and the communicator are free again.
+        Ok(sync.comm()?.stats()?.calls)
+    }).unwrap();
+    assert_eq!(calls, 2);
+    // Destroyed: the model and the communicator are free again.
     assert_eq!(m.grads().unwrap().to_vec::<f32>().unwrap(), want);
     comm.reset_stats().unwrap();
 
@@ -172,11 +172,11 @@ fn grad_sync_gives_the_gradient_of_allreduce_grads() {
         comm.allreduce_grads(&mut plain, Some(&mut qa), mode, 7).unwrap();
         let want = plain.grads().unwrap().to_vec::<f32>().unwrap();
         let opts = GradSyncOptions { bucket_elems: 64 * 20, mode };
-        let mut sync = GradSync::new(&mut comm, &mut m, Some(&mut qb), &opts).unwrap();
-        sync.begin(7).unwrap();
-        sync.loss_backward(&x, Some(&y), &Loss::default()).unwrap();
-        sync.end().unwrap();
-        drop(sync);
+        GradSync::scope(&mut comm, &mut m, Some(&mut qb), &opts, |sync| {
+            sync.begin(7)?;
+            sync.loss_backward(&x, Some(&y), &Loss::default())?;
+            sync.end()
+        }).unwrap();
         assert_eq!(m.grads().unwrap().to_vec::<f32>().unwrap(), want, "{:?}", mode);
     }
 }
@@ -188,36 +188,116 @@ fn grad_sync_refuses_wrong_usage() {
     let mut comm = Comm::new_self(&c).unwrap();
     let mut m = Model::preset(&c, "mlp", &Default::default()).unwrap();
     let bad = GradSyncOptions { bucket_elems: 0, ..Default::default() };
-    let e = GradSync::new(&mut comm, &mut m, None, &bad).err().unwrap();
+    let e = GradSync::scope(&mut comm, &mut m, None, &bad, |_| Ok(())).unwrap_err();
     assert_eq!(e.status, sys::DAT_ERR_INVALID_ARG);
     assert!(e.message.contains("bucket_elems"), "{}", e.message);
     let mut q = Quantizer::new(&c, &Default::default()).unwrap();
     let odd = GradSyncOptions { bucket_elems: 1000, ..Default::default() };
-    let e = GradSync::new(&mut comm, &mut m, Some(&mut q), &odd).err().unwrap();
+    let e = GradSync::scope(&mut comm, &mut m, Some(&mut q), &odd, |_| Ok(())).unwrap_err();
     assert!(e.message.contains("not a multiple"), "{}", e.message);
 
-    let mut sync = GradSync::new(&mut comm, &mut m, None, &Default::default()).unwrap();
-    let e = sync.end().unwrap_err();
-    assert_eq!(e.status, sys::DAT_ERR_STATE);
-    assert!(e.message.contains("not armed"), "{}", e.message);
-    sync.begin(0).unwrap();
-    let e = sync.begin(1).unwrap_err();
-    assert_eq!(e.status, sys::DAT_ERR_STATE);
-    assert!(e.message.contains("already armed"), "{}", e.message);
-    assert_eq!(sync.model().err().unwrap().status, sys::DAT_ERR_STATE);
-    assert_eq!(sync.comm().err().unwrap().status, sys::DAT_ERR_STATE);
-    sync.loss_backward(&x, Some(&y), &Loss::default()).unwrap();
-    let e = sync.loss_backward(&x, Some(&y), &Loss::default()).unwrap_err();
-    assert!(e.message.contains("end() first"), "{}", e.message);
-    sync.end().unwrap();
-    assert!(!sync.is_armed());
-    // Unarmed, backward passes accumulate freely (the earlier ones of a step).
-    let accumulate = Loss { accumulate: true, ..Loss::default() };
-    sync.loss_backward(&x, Some(&y), &accumulate).unwrap();
-    sync.loss_backward(&x, Some(&y), &accumulate).unwrap();
-    // A broken communicator fails begin.
-    sync.comm().unwrap().abort().unwrap();
-    assert_eq!(sync.begin(2).unwrap_err().status, sys::DAT_ERR_STATE);
+    GradSync::scope(&mut comm, &mut m, None, &Default::default(), |sync| {
+        let e = sync.end().unwrap_err();
+        assert_eq!(e.status, sys::DAT_ERR_STATE);
+        assert!(e.message.contains("not armed"), "{}", e.message);
+        sync.begin(0)?;
+        let e = sync.begin(1).unwrap_err();
+        assert_eq!(e.status, sys::DAT_ERR_STATE);
+        assert!(e.message.contains("already armed"), "{}", e.message);
+        assert_eq!(sync.model().err().unwrap().status, sys::DAT_ERR_STATE);
+        assert_eq!(sync.comm().err().unwrap().status, sys::DAT_ERR_STATE);
+        sync.loss_backward(&x, Some(&y), &Loss::default())?;
+        let e = sync.loss_backward(&x, Some(&y), &Loss::default()).unwrap_err();
+        assert!(e.message.contains("end() first"), "{}", e.message);
+        sync.end()?;
+        assert!(!sync.is_armed());
+        // Unarmed, backward passes accumulate freely (the earlier ones of a step).
+        let accumulate = Loss { accumulate: true, ..Loss::default() };
+        sync.loss_backward(&x, Some(&y), &accumulate)?;
+        sync.loss_backward(&x, Some(&y), &accumulate)?;
+        // A broken communicator fails begin.
+        sync.comm()?.abort()?;
+        assert_eq!(sync.begin(2).unwrap_err().status, sys::DAT_ERR_STATE);
+        Ok(())
+    }).unwrap();
+    // What the closure returns comes back, its error too; the scope destroyed
+    // the synchronizer, so the model takes another.
+    let e = GradSync::scope(&mut comm, &mut m, None, &Default::default(), |_| -> dat::Result<()> {
+        Err(dat::Error { status: sys::DAT_ERR_IO, message: "mine".into() })
+    }).unwrap_err();
+    assert_eq!((e.status, e.message.as_str()), (sys::DAT_ERR_IO, "mine"));
+    assert_eq!(GradSync::scope(&mut comm, &mut m, None, &Default::default(), |_| Ok(7)), Ok(7));
+}
+
+#[test]
+fn grad_sync_scope_destroys_it_when_the_closure_panics() {
+    let c = ctx();
+    let (x, y) = batch(&c);
+    let mut m = Model::preset(&c, "mlp", &Default::default()).unwrap();
+    let opts = GradSyncOptions { bucket_elems: 1024, ..Default::default() };
+    {
+        let mut comm = Comm::new_self(&c).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            GradSync::scope(&mut comm, &mut m, None, &opts, |sync| -> dat::Result<()> {
+                sync.begin(0)?;
+                panic!("inside the scope, armed");
+            })
+        }));
+        assert!(r.is_err());
+    } // the communicator is freed: the synchronizer must be gone from the model
+    m.loss_backward(&x, Some(&y), &Loss::default()).unwrap(); // no hook fires
+    c.synchronize().unwrap();
+    let mut comm = Comm::new_self(&c).unwrap();
+    GradSync::scope(&mut comm, &mut m, None, &opts, |sync| {
+        sync.begin(1)?;
+        sync.loss_backward(&x, Some(&y), &Loss::default())?;
+        sync.end()
+    }).unwrap();
+}
+
+#[test]
+fn grad_sync_refuses_a_swapped_model_or_communicator() {
+    let c = ctx();
+    let (x, y) = batch(&c);
+    let mut comm = Comm::new_self(&c).unwrap();
+    let mut m = Model::preset(&c, "mlp", &Default::default()).unwrap();
+    let mut other = Model::preset(&c, "mlp", &Default::default()).unwrap();
+    let mut other_comm = Comm::new_self(&c).unwrap();
+    let opts = GradSyncOptions { bucket_elems: 1024, ..Default::default() };
+    let m_raw = m.as_ptr();
+    GradSync::scope(&mut comm, &mut m, None, &opts, |sync| {
+        std::mem::swap(sync.model()?, &mut other);
+        for e in [sync.begin(0).unwrap_err(),
+                  sync.loss_backward(&x, Some(&y), &Loss::default()).unwrap_err(),
+                  sync.loss_backward_on_device(&x, Some(&y), &Loss::default()).unwrap_err(),
+                  sync.end().unwrap_err()] {
+            assert_eq!(e.status, sys::DAT_ERR_STATE);
+            assert!(e.message.contains("replaced"), "{}", e.message);
+        }
+        assert!(!sync.is_armed());
+        std::mem::swap(sync.model()?, &mut other); // back: it works again
+        std::mem::swap(sync.comm()?, &mut other_comm);
+        assert!(sync.begin(0).unwrap_err().message.contains("replaced"));
+        std::mem::swap(sync.comm()?, &mut other_comm);
+        sync.begin(0)?;
+        sync.loss_backward(&x, Some(&y), &Loss::default())?;
+        sync.end()
+    }).unwrap();
+    assert_eq!(m.as_ptr(), m_raw);
+
+    // Left swapped: the C synchronizer is leaked, never destroyed with a model
+    // that may be gone; the C model it holds can be dropped, the other used.
+    GradSync::scope(&mut comm, &mut m, None, &opts, |sync| {
+        std::mem::swap(sync.model()?, &mut other);
+        Ok(())
+    }).unwrap();
+    drop(other); // the C model of the synchronizer
+    m.loss_backward(&x, Some(&y), &Loss::default()).unwrap();
+    GradSync::scope(&mut comm, &mut m, None, &opts, |sync| {
+        sync.begin(0)?;
+        sync.loss_backward(&x, Some(&y), &Loss::default())?;
+        sync.end()
+    }).unwrap();
 }
 
 #[test]
@@ -346,15 +426,142 @@ fn loss_on_the_device_and_step_graphs() {
     let mut x = Tensor::new(&c, DType::Float32, &[4, 1, 28, 28]).unwrap();
     x.fill_uniform(0.0, 1.0, 1, 0).unwrap();
     let y = Tensor::from_slice(&c, &[4], &[0i32, 1, 2, 3]).unwrap();
-    let sum = Tensor::from_slice(&c, &[1], &[0.5f32]).unwrap();
-    let objective = Loss { loss_sum: Some(&sum), ..Loss::default() };
+    let mut sum = Tensor::from_slice(&c, &[1], &[0.5f32]).unwrap();
+    let objective = Loss { loss_sum: Some(&mut sum), ..Loss::default() };
     let loss = model.loss_backward(&x, Some(&y), &objective).unwrap();
     model.loss_backward_on_device(&x, Some(&y), &objective).unwrap();
     let got = sum.to_vec::<f32>().unwrap()[0];
     assert!((got - (0.5 + 2.0 * loss)).abs() <= 1e-5 * got, "{} vs {}", got, 0.5 + 2.0 * loss);
     // The CPU records no graphs; the recording's closure never runs.
     let mut ran = false;
-    let e = c.record(|| { ran = true; Ok(()) }).err().unwrap();
+    let e = unsafe { c.record(|| { ran = true; Ok(()) }) }.err().unwrap();
     assert_eq!(e.status, sys::DAT_ERR_UNSUPPORTED);
     assert!(!ran);
+}
+
+/// A CUDA context (the CUDA emulation of a libdat built with gpu_emulation
+/// counts), or None where libdat has no CUDA backend or no device.
+fn cuda_ctx() -> Option<Context> {
+    if !dat::has_cuda() {
+        eprintln!("libdat without CUDA: skipped");
+        return None;
+    }
+    let mut o = dat::CtxOptions::default();
+    o.device = sys::DAT_DEVICE_CUDA;
+    match Context::new(&o) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!("no CUDA context ({}): skipped", e);
+            None
+        }
+    }
+}
+
+#[test]
+fn step_graph_replays_and_a_panicking_step_ends_the_recording() {
+    let c = match cuda_ctx() {
+        Some(c) => c,
+        None => return,
+    };
+    let mut model = Model::preset(&c, "mlp", &Default::default()).unwrap();
+    let mut x = Tensor::new(&c, DType::Float32, &[4, 1, 28, 28]).unwrap();
+    x.fill_uniform(0.0, 1.0, 1, 0).unwrap();
+    let y = Tensor::from_slice(&c, &[4], &[0i32, 1, 2, 3]).unwrap();
+    let mut sum = Tensor::new(&c, DType::Float32, &[1]).unwrap();
+    let loss = model.loss_backward(&x, Some(&y), &Loss::default()).unwrap(); // sizes scratch
+
+    // A panic inside the step: the recording ends while unwinding.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let step = || -> dat::Result<()> {
+            model.loss_backward_on_device(&x, Some(&y), &Loss::default())?;
+            panic!("inside the step")
+        };
+        // Safety: nothing is launched.
+        unsafe { c.record(step) }.map(|_| ())
+    }));
+    assert!(r.is_err());
+
+    // Safety: model, x, y and sum outlive the graph and keep their buffers.
+    let mut graph = unsafe {
+        c.record(|| {
+            let objective = Loss { loss_sum: Some(&mut sum), ..Loss::default() };
+            model.loss_backward_on_device(&x, Some(&y), &objective)
+        })
+    }.expect("the context is not left recording");
+    graph.launch().unwrap();
+    graph.launch().unwrap();
+    c.synchronize().unwrap();
+    drop(graph);
+    let got = sum.to_vec::<f32>().unwrap()[0];
+    assert!((got - 2.0 * loss).abs() <= 1e-4 * got, "{} vs {}", got, 2.0 * loss);
+}
+
+#[test]
+fn context_log_goes_to_a_closure_and_raw_log_fn_is_refused() {
+    use std::sync::{Arc, Mutex};
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let mut o = dat::CtxOptions::default();
+    o.log_level = sys::DAT_LOG_DEBUG;
+    let sink = Arc::clone(&lines);
+    let c = Context::with_log(&o, move |level, line| {
+        sink.lock().unwrap().push((level, line.to_string()))
+    }).unwrap();
+    assert!(!lines.lock().unwrap().is_empty(), "dat_ctx_create logs at DAT_LOG_DEBUG");
+    let moved = vec![c]; // the closure is boxed: moving the context keeps log_user valid
+    drop(moved);
+
+    unsafe extern "C" fn raw_log(_: i32, _: *const std::os::raw::c_char,
+                                 _: *mut std::os::raw::c_void) {}
+    o.log_fn = Some(raw_log);
+    let e = Context::new(&o).err().unwrap();
+    assert_eq!(e.status, sys::DAT_ERR_INVALID_ARG);
+    assert!(e.message.contains("Context::with_log"), "{}", e.message);
+    // Safety: raw_log never unwinds and ignores its user pointer.
+    unsafe { Context::with_raw_log(&o) }.unwrap();
+}
+
+#[test]
+fn a_panicking_log_closure_does_not_unwind_through_c() {
+    let mut o = dat::CtxOptions::default();
+    o.log_level = sys::DAT_LOG_DEBUG;
+    let r = std::panic::catch_unwind(|| {
+        Context::with_log(&o, |_, _| panic!("from the log closure")).map(|_| ())
+    });
+    let payload = r.expect_err("the panic is raised again in Rust");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"from the log closure"));
+    // Nothing is left pending on this thread.
+    assert!(Context::cpu(0, 1).is_ok());
+}
+
+#[test]
+fn a_panicking_load_report_does_not_unwind_through_c() {
+    let c = ctx();
+    let mut m = Model::preset(&c, "mlp", &Default::default()).unwrap();
+    let dir = std::env::temp_dir().join(format!("dat-rust-panic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("m.safetensors").to_str().unwrap().to_string();
+    m.save(&path).unwrap();
+    let mut calls = 0;
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut f = |_: &str, _: bool| {
+            calls += 1;
+            panic!("from the callback")
+        };
+        m.load_with(&path, false, sys::DAT_REINIT_HEAD_NEVER, Some(&mut f))
+    }));
+    let payload = r.expect_err("the panic is raised again after dat_model_load");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"from the callback"));
+    assert_eq!(calls, 1, "the report stops at its panic");
+    m.load(&path, false).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn lengths_are_checked() {
+    let c = ctx();
+    let mut b = ModelBuilder::new(&c, 3, 2, 2).unwrap();
+    let e = b.set_normalization(&[0.5], &[0.25]).unwrap_err();
+    assert_eq!(e.status, sys::DAT_ERR_INVALID_ARG);
+    assert!(e.message.contains("one value per input channel"), "{}", e.message);
+    b.set_normalization(&[0.5; 3], &[0.25; 3]).unwrap();
 }
