@@ -15,7 +15,7 @@ double now_seconds(void)
 void progress_start(progress *p, const char *mode, const char *what, int64_t total)
 {
     memset(p, 0, sizeof *p);
-    p->what = what;
+    snprintf(p->what, sizeof p->what, "%s", what);
     p->total = total;
     p->start = now_seconds();
     if (strcmp(mode, "none") == 0)

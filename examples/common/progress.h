@@ -6,7 +6,7 @@
 
 typedef struct progress {
     int mode;          /* 0 none, 1 bar, 2 lines */
-    const char *what;
+    char what[32];     /* a copy: callers pass labels they build on the stack */
     int64_t total, last_line;
     double start;
 } progress;
