@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,8 @@ void cli_set_program(const char *name)
 
 int cli_bad(const char *opt, const char *val, const char *why)
 {
-    fprintf(stderr, "%s: %s %s: %s (see --help)\n", program, opt, val ? val : "", why);
+    fprintf(stderr, "%s: %s%s%s: %s (see --help)\n", program, opt, val ? " " : "", val ? val : "",
+            why);
     return -1;
 }
 
@@ -36,9 +38,10 @@ int cli_float(const char *opt, const char *v, double lo, double hi, int open, fl
 {
     char *end;
     errno = 0;
-    double x = strtod(v, &end);
+    double d = strtod(v, &end);
+    float x = (float)d; /* checked as stored: 1e-50 would pass (0, 1) and be 0 */
     int in = open ? x > lo && x < hi : x >= lo && x <= hi;
-    if (errno || *end || end == v || !in) {
+    if (errno || *end || end == v || !in || !isfinite(x) || (d != 0 && !isnormal(x))) {
         char why[96];
         snprintf(why, sizeof why, "expected a number in %c%g, %g%c", open ? '(' : '[', lo, hi,
                  open ? ')' : ']');

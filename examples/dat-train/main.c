@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #if DAT_HAVE_MPI
 #include <libdat/dat_mpi.h>
@@ -16,15 +17,18 @@
 
 #include "progress.h"
 #include "pseudo.h"
+#include "resume.h"
 #include "run.h"
 #include "smooth.h"
 #include "transfer.h"
 
 int fail(const run *r, const char *what, dat_status s)
 {
-    fprintf(stderr, "dat-train%s%.0d: %s%s%s%s: %s: %s\n", r->ranks > 1 ? " rank " : "",
-            r->ranks > 1 ? r->rank : 0, what, r->at[0] ? " (" : "", r->at, r->at[0] ? ")" : "",
-            dat_status_string(s), dat_last_error());
+    char who[32] = "";
+    if (r->ranks > 1)
+        snprintf(who, sizeof who, " rank %d", r->rank);
+    fprintf(stderr, "dat-train%s: %s%s%s%s: %s: %s\n", who, what, r->at[0] ? " (" : "", r->at,
+            r->at[0] ? ")" : "", dat_status_string(s), dat_last_error());
     return 1;
 }
 
@@ -99,6 +103,8 @@ static int open_data(run *r)
     d.num_extra_paths = d.extra_paths ? 4 : 0;
     d.limit = o->train_subset;
     d.validation_count = o->val_count;
+    /* A corrupt label (200 in Fashion-MNIST) would otherwise make a model of 201 classes. */
+    d.num_classes = o->num_classes ? o->num_classes : strcmp(o->data_format, "idx") == 0 ? 10 : 0;
     d.classes = o->classes;
     d.num_subset_classes = o->num_classes_subset;
     d.random_crop = d.horizontal_flip = o->augment;
@@ -111,6 +117,8 @@ static int open_data(run *r)
     if ((o->unlabeled_count > 0 || o->unlabeled_path) && pseudo_label_data(r, &d))
         return 1;
     dat_dataset_batches_per_epoch(r->train, &r->steps_per_epoch);
+    if (d.num_classes == 0 && d.num_subset_classes == 0) /* the test set's labels must fit */
+        dat_dataset_num_classes(r->train, &d.num_classes);
 
     /* Evaluation: the test set (or its first eval_count images), in batches that
      * divide it exactly so every batch is full. */
@@ -304,32 +312,6 @@ static int make_comm(run *r)
     return 0;
 }
 
-/* --resume: every rank loads the same checkpoint; another model is refused. */
-static int resume(run *r)
-{
-    char path[4096], saved[8192];
-    snprintf(path, sizeof path, "%s/last.safetensors", r->o.checkpoint_dir);
-    dat_checkpoint_info info = {.size = sizeof info};
-    dat_status s = dat_checkpoint_load(path, r->model, r->optim, &info, saved, sizeof saved);
-    if (s != DAT_OK)
-        return fail(r, "resume", s);
-    char want[160];
-    snprintf(want, sizeof want, "\"model\":\"%s\"", r->o.model);
-    if (!strstr(saved, want)) {
-        fprintf(stderr, "dat-train: resume: %s was written by a run with another model (this run: "
-                        "%s); start without --resume or use another --checkpoint-dir\n",
-                path, r->o.model);
-        return 1;
-    }
-    if (r->attack)
-        dat_attack_set_step(r->attack, info.attack_step);
-    r->start_epoch = info.epoch;
-    const char *best = strstr(saved, "\"best_val_ra\":");
-    if (best)
-        r->best_ra = strtod(best + strlen("\"best_val_ra\":"), NULL);
-    return 0;
-}
-
 /* What one epoch measured; ta / ra only when evaluated, val_* only with --val. */
 typedef struct epoch_stats {
     double loss, ta, ra, val_ta, val_ra;
@@ -438,8 +420,45 @@ static int make_dirs(const char *path)
     return mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
 }
 
+/* Rank 0 makes --checkpoint-dir and checks, before any work, that it can
+ * take the checkpoints: a folder where a file can be created, whose
+ * last.safetensors, if any, is a file. */
+static int checkpoint_dir_ready(const run *r)
+{
+    const char *dir = r->o.checkpoint_dir;
+    if (!dir || r->rank != 0)
+        return 0;
+    char probe[4200];
+    struct stat st;
+    const char *why = NULL;
+    if (make_dirs(dir) != 0 || stat(dir, &st) != 0)
+        why = strerror(errno);
+    else if (!S_ISDIR(st.st_mode))
+        why = "not a folder";
+    if (!why) {
+        snprintf(probe, sizeof probe, "%s/last.safetensors", dir);
+        if (stat(probe, &st) == 0 && !S_ISREG(st.st_mode))
+            why = "its last.safetensors is not a file";
+    }
+    if (!why) {
+        snprintf(probe, sizeof probe, "%s/.dat-train-probe.XXXXXX", dir);
+        int fd = mkstemp(probe);
+        if (fd < 0)
+            why = strerror(errno);
+        else {
+            close(fd);
+            unlink(probe);
+        }
+    }
+    if (why)
+        fprintf(stderr, "dat-train: --checkpoint-dir %s: %s\n", dir, why);
+    return why != NULL;
+}
+
 static int setup(run *r)
 {
+    if (checkpoint_dir_ready(r))
+        return 1;
     dat_ctx_options co;
     dat_ctx_options_init(&co);
     co.num_threads = r->o.threads;
@@ -463,11 +482,6 @@ static int setup(run *r)
     if (make_comm(r) || open_data(r) || make_model_and_optim(r) || make_attacks(r) ||
         smooth_setup(r) || make_tensors(r))
         return 1;
-    if (r->o.checkpoint_dir && r->rank == 0 && make_dirs(r->o.checkpoint_dir) != 0) {
-        fprintf(stderr, "dat-train: --checkpoint-dir %s: %s\n", r->o.checkpoint_dir,
-                strerror(errno));
-        return 1;
-    }
     if ((r->o.resume && resume(r)) || transfer_setup(r, !r->o.resume))
         return 1;
     if (!r->o.resume) /* every worker starts from rank 0's weights */
@@ -513,7 +527,6 @@ int main(int argc, char **argv)
     int p = train_options_parse(&r.o, argc, argv);
     if (p != 0)
         return p > 0 ? 0 : 2;
-    train_options_json(&r.o, r.config, sizeof r.config);
     r.ranks = 1;
 #if DAT_HAVE_MPI
     /* SERIALIZED: the gradient synchronizer's thread may run the collectives. */
@@ -522,6 +535,7 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &r.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &r.ranks);
 #endif
+    train_options_json(&r.o, r.ranks, r.config, sizeof r.config);
     int rc = setup(&r) || train(&r);
     teardown(&r);
 #if DAT_HAVE_MPI

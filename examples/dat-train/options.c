@@ -23,6 +23,9 @@ static const char usage[] =
     "                       [/usr/share/datasets/fashion-mnist, from the Debian\n"
     "                        package dataset-fashion-mnist]\n"
     "  --train-subset N     train on the first N training images only      [all]\n"
+    "  --num-classes N      classes of the data; a label outside is an error\n"
+    "                       [idx: 10; cifar10 / cifar100: 10 / 100; npy: the\n"
+    "                        largest training label + 1]\n"
     "  --classes LIST       class subset, e.g. 0-4 or 1,3,5; relabeled 0..k-1 [all]\n"
     "  --val N              hold out N training images for validation       [0]\n"
     "  --augment on|off     random crop (pad 4) and horizontal flip         [off]\n"
@@ -163,9 +166,9 @@ static int parse_milestones(const char *opt, const char *v, train_options *o)
     const char *p = v;
     while (*p) {
         char *end;
-        double x = strtod(p, &end);
-        if (end == p || !(x > 0) || o->num_milestones == MAX_MILESTONES)
-            return cli_bad(opt, v, "expected up to 16 positive epochs, e.g. 5,8");
+        float x = (float)strtod(p, &end); /* as stored: 1e-50 is 0, 1e400 inf */
+        if (end == p || !(x > 0) || !(x <= 1e6f) || o->num_milestones == MAX_MILESTONES)
+            return cli_bad(opt, v, "expected up to 16 epochs in (0, 1e6], e.g. 5,8");
         if (o->num_milestones && x <= o->milestones[o->num_milestones - 1])
             return cli_bad(opt, v, "milestones must increase");
         o->milestones[o->num_milestones++] = (float)x;
@@ -201,6 +204,7 @@ static int parse_one(train_options *o, const char *k, const char *v)
     if (IS("--data-format")) return cli_choice(k, v, formats, &o->data_format);
     if (IS("--data")) return (o->data_dir = v, 0);
     if (IS("--train-subset")) return cli_int(k, v, 1, INT_MAX, &o->train_subset);
+    if (IS("--num-classes")) return cli_int(k, v, 2, 1 << 20, &o->num_classes);
     if (IS("--classes"))
         return cli_classes(k, v, o->classes, MAX_CLASSES, &o->num_classes_subset);
     if (IS("--val")) return cli_int(k, v, 0, INT_MAX, &o->val_count);
@@ -327,6 +331,12 @@ static int finish(train_options *o)
         return cli_bad("--comm", "nccl", "needs --device cuda (NCCL moves GPU memory)");
     if (o->new_head && !o->init_from)
         return cli_bad("--new-head", NULL, "needs --init-from CKPT");
+    if (o->num_classes_subset == 1)
+        return cli_bad("--classes", NULL, "needs at least 2 classes (one class leaves nothing "
+                       "to learn: every accuracy is 1)");
+    if (o->head_lr > 0 && o->lr == 0)
+        return cli_bad("--head-lr", NULL, "needs --lr > 0 (the classifier's rate scales the "
+                       "base rate); to train the classifier alone use --freeze 1");
     if (o->head_lr < 0)
         o->head_lr = o->lr;
     if (o->num_milestones == 0 && strcmp(o->schedule, "piecewise") == 0) {
@@ -354,7 +364,7 @@ int train_options_parse(train_options *o, int argc, char **argv)
     return rc != 0 ? rc : finish(o);
 }
 
-int train_options_json(const train_options *o, char *buf, size_t size)
+int train_options_json(const train_options *o, int ranks, char *buf, size_t size)
 {
     char classes[CLI_CLASSES_TEXT];
     cli_classes_text(o->classes, o->num_classes_subset, classes);
@@ -368,7 +378,7 @@ int train_options_json(const train_options *o, char *buf, size_t size)
         "\"gamma\":%g,\"lr_scaling\":\"%s\",\"ref_batch\":%d,\"baseline\":\"%s\",\"batch\":%d,"
         "\"epochs\":%d,\"bits\":%d,\"quant_mode\":\"%s\",\"bucket\":%d,\"seed\":%llu,"
         "\"train_subset\":%d,\"val\":%d,\"classes\":[%s],\"unlabeled\":%d,\"augment\":%d,"
-        "\"freeze\":%d,\"new_head\":%d}",
+        "\"freeze\":%d,\"new_head\":%d,\"ranks\":%d}",
         o->data_format, o->model, o->attack, (double)o->eps, (double)o->alpha, (int)o->steps,
         (double)o->lambda, (double)o->beta, (double)o->smooth_sigma, (int)o->noise_copies,
         o->optimizer, o->lalr, (double)o->c_l, (double)o->c_u, (double)o->lr,
@@ -378,6 +388,6 @@ int train_options_json(const train_options *o, char *buf, size_t size)
         o->baseline ? o->baseline : "", (int)o->batch, (int)o->epochs, (int)o->bits,
         o->quant_mode, (int)o->bucket, (unsigned long long)o->seed, (int)o->train_subset,
         (int)o->val_count, classes, (int)o->unlabeled_count, o->augment, (int)o->freeze,
-        o->new_head);
+        o->new_head, ranks);
     return n > 0 && (size_t)n < size ? 0 : -1;
 }

@@ -18,6 +18,7 @@ typedef struct train_options {
     int32_t val_count;         /* held-out validation images (early stopping) */
     int32_t classes[MAX_CLASSES];
     int32_t num_classes_subset; /* 0: all classes */
+    int32_t num_classes;       /* of the data; 0: idx 10, CIFAR its own, npy largest label + 1 */
     int augment;               /* random crop + flip (CIFAR) */
     /* model */
     const char *model;
@@ -77,7 +78,7 @@ typedef struct train_options {
  * 0), -1 on a bad option (the message is printed). */
 int train_options_parse(train_options *o, int argc, char **argv);
 
-/* The options as one JSON object (stored in checkpoints and the metrics). */
-int train_options_json(const train_options *o, char *buf, size_t size);
+/* The options and the number of ranks as one JSON object (stored in checkpoints). */
+int train_options_json(const train_options *o, int ranks, char *buf, size_t size);
 
 #endif

@@ -7,6 +7,7 @@
  * .npy files that the training data set then reads like any other; the
  * files are removed as soon as they are loaded.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@ typedef struct pool {
     uint8_t *images;
     int32_t *labels;
     int64_t n, cap, pixels;
+    int32_t c, h, w; /* the sample shape, from the training data */
 } pool;
 
 static int pool_add(run *r, pool *p, const float *x, const int32_t *y, int32_t count)
@@ -86,12 +88,15 @@ static int read_all(run *r, pool *p, dat_dataset_options *d, const char *what)
         fprintf(stderr, "dat-train: %s: out of memory for a batch\n", what);
         goto done;
     }
-    if (p->pixels && p->pixels != (int64_t)c * h * w) {
-        fprintf(stderr, "dat-train: %s: images of %dx%dx%d do not match the training images\n",
-                d->images_path, c, h, w);
+    if (p->pixels && (c != p->c || h != p->h || w != p->w)) {
+        fprintf(stderr, "dat-train: %s: images of %dx%dx%d do not match the training images "
+                "(%dx%dx%d)\n", d->images_path, c, h, w, p->c, p->h, p->w);
         goto done;
     }
     p->pixels = (int64_t)c * h * w;
+    p->c = c;
+    p->h = h;
+    p->w = w;
     for (;;) {
         int32_t count = 0;
         if ((s = dat_dataset_next_batch(ds, x, y, &count)) == DAT_OK && count > 0) {
@@ -174,17 +179,30 @@ static int label_with_teacher(run *r, pool *p, int64_t first)
     return rc;
 }
 
-static int write_npy(const char *path, const char *descr, const char *shape, const void *data,
-                     size_t bytes)
+/* Writes a new file <TMPDIR>/dat-train-XXXXXX<suffix> (its name into path):
+ * created exclusively (mkstemps), so nothing placed there beforehand, a link
+ * included, is written through. */
+static int write_npy(char *path, size_t size, const char *suffix, const char *descr,
+                     const char *shape, const void *data, size_t bytes)
 {
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(path, size, "%s/dat-train-XXXXXX%s", tmp, suffix);
+    int fd = mkstemps(path, (int)strlen(suffix));
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (!f) {
+        int err = errno;
+        if (fd >= 0) {
+            close(fd);
+            remove(path);
+        }
+        errno = err;
+        return 1;
+    }
     char header[128];
     int n = snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, "
                      "'shape': %s, }", descr, shape);
     int total = 10 + n + 1; /* magic, version, length, dict, newline: padded to 64 */
     int pad = (64 - total % 64) % 64;
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return 1;
     unsigned short len = (unsigned short)(n + pad + 1);
     fwrite("\x93NUMPY\x01\x00", 1, 8, f);
     fputc(len & 0xff, f);
@@ -194,24 +212,33 @@ static int write_npy(const char *path, const char *descr, const char *shape, con
         fputc(' ', f);
     fputc('\n', f);
     size_t wrote = fwrite(data, 1, bytes, f);
-    return (fclose(f) != 0) | (wrote != bytes);
+    int bad = (fclose(f) != 0) | (wrote != bytes);
+    if (bad) {
+        int err = errno;
+        remove(path);
+        errno = err;
+    }
+    return bad;
 }
 
-static int write_pool(run *r, const pool *p, char *images, char *labels, size_t size)
+/* The pool as two new .npy files under TMPDIR; on failure neither is left. */
+static int write_pool(const pool *p, char *images, char *labels, size_t size)
 {
-    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(images, size, "%s/dat-train-%d-%d-images.npy", tmp, (int)getpid(), r->rank);
-    snprintf(labels, size, "%s/dat-train-%d-%d-labels.npy", tmp, (int)getpid(), r->rank);
-    int32_t c, h, w;
-    dat_dataset_sample_shape(r->train, &c, &h, &w);
     char shape[96];
-    snprintf(shape, sizeof shape, "(%lld, %d, %d, %d)", (long long)p->n, c, h, w);
-    int bad = write_npy(images, "|u1", shape, p->images, (size_t)(p->n * p->pixels));
-    snprintf(shape, sizeof shape, "(%lld,)", (long long)p->n);
-    bad = bad || write_npy(labels, "<i4", shape, p->labels, (size_t)p->n * sizeof(int32_t));
-    if (bad)
-        fprintf(stderr, "dat-train: cannot write the pseudo-labeled data under %s\n", tmp);
-    return bad;
+    snprintf(shape, sizeof shape, "(%lld, %d, %d, %d)", (long long)p->n, p->c, p->h, p->w);
+    if (write_npy(images, size, "-images.npy", "|u1", shape, p->images,
+                  (size_t)(p->n * p->pixels)) == 0) {
+        snprintf(shape, sizeof shape, "(%lld,)", (long long)p->n);
+        if (write_npy(labels, size, "-labels.npy", "<i4", shape, p->labels,
+                      (size_t)p->n * sizeof(int32_t)) == 0)
+            return 0;
+        int err = errno;
+        remove(images);
+        errno = err;
+    }
+    fprintf(stderr, "dat-train: cannot write the pseudo-labeled data under %s: %s\n",
+            getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", strerror(errno));
+    return 1;
 }
 
 int pseudo_label_data(run *r, dat_dataset_options *train)
@@ -237,7 +264,7 @@ int pseudo_label_data(run *r, dat_dataset_options *train)
         if (read_all(r, &p, &u, "--unlabeled-data"))
             goto done;
     }
-    if (label_with_teacher(r, &p, labeled) || write_pool(r, &p, images, labels, sizeof images))
+    if (label_with_teacher(r, &p, labeled) || write_pool(&p, images, labels, sizeof images))
         goto done;
     if (r->rank == 0)
         fprintf(stderr, "dat-train: %lld labeled + %lld pseudo-labeled training images (teacher "

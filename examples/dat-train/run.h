@@ -2,6 +2,8 @@
 #ifndef DAT_TRAIN_RUN_H
 #define DAT_TRAIN_RUN_H
 
+#include <stdio.h>
+
 #include <libdat/dat.h>
 
 #include "options.h"

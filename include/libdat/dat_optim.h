@@ -103,8 +103,8 @@ typedef struct dat_optim_options {
     int64_t warmup_steps;          /**< default 0 */
     int64_t total_steps;           /**< COSINE and ONECYCLE: length of the run */
     int32_t num_milestones;        /**< PIECEWISE: 0 .. DAT_OPTIM_MAX_MILESTONES */
-    int64_t milestones[DAT_OPTIM_MAX_MILESTONES]; /**< non-decreasing steps (a repeated one
-                                                       applies gamma twice there) */
+    int64_t milestones[DAT_OPTIM_MAX_MILESTONES]; /**< non-decreasing steps >= 0 (a repeated
+                                                       one applies gamma twice there) */
     float gamma;                   /**< PIECEWISE decay factor; default 0.1 */
     dat_lr_scaling scaling;        /**< default DAT_LR_SCALING_NONE */
     int64_t global_batch;          /**< with scaling: M x per-worker batch */

@@ -2,6 +2,7 @@
  * of the folder. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -208,14 +209,29 @@ static void folder_of(const char *path, char *dir, size_t size)
         snprintf(dir, size, "%.*s", (int)(slash - path), path);
 }
 
+/* Creates path.tmp.<pid>.<n>, a name no other writer uses, with mode 0666
+ * less the umask, as a plain open would (mkstemp's 0600 made every checkpoint
+ * private), and without following a link placed there (O_EXCL). */
+static int open_temp(const char *path, char *tmp, size_t size)
+{
+    static atomic_uint counter;
+    for (int tries = 0; tries < 1000; ++tries) {
+        snprintf(tmp, size, "%s.tmp.%ld.%u", path, (long)getpid(),
+                 atomic_fetch_add(&counter, 1u));
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    return -1;
+}
+
 static dat_status write_file(const dat_st_writer *w, const char *path, const text *t)
 {
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
+    size_t plen = strlen(path), size = plen + 48;
+    char *tmp = malloc(size);
     if (!tmp)
         return dat_error(DAT_ERR_OUT_OF_MEMORY, "safetensors", "path");
-    snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
+    int fd = open_temp(path, tmp, size);
     if (fd < 0) {
         dat_status s = dat_error(DAT_ERR_IO, "safetensors", "%s: cannot create a temporary file: %s",
                                  path, strerror(errno));

@@ -53,6 +53,9 @@ static dat_status check_schedule(const dat_optim_options *o)
     if (o->num_milestones < 0 || o->num_milestones > DAT_OPTIM_MAX_MILESTONES)
         return dat_error(DAT_ERR_INVALID_ARG, f, "num_milestones = %d must be in [0, %d]",
                          (int)o->num_milestones, DAT_OPTIM_MAX_MILESTONES);
+    if (o->num_milestones > 0 && o->milestones[0] < 0)
+        return dat_error(DAT_ERR_INVALID_ARG, f, "milestones[0] = %lld must be >= 0",
+                         (long long)o->milestones[0]);
     for (int i = 1; i < o->num_milestones; ++i)
         if (o->milestones[i] < o->milestones[i - 1])
             return dat_error(DAT_ERR_INVALID_ARG, f, "milestones must not decrease (index %d)", i);

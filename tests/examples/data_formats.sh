@@ -13,7 +13,7 @@ for fmt in cifar10 cifar100 npy; do
     "$train" --data-format "$fmt" --data "$tmp/$fmt" --batch 20 --epochs 1 --attack none \
         --eval-count 20 --eval-steps 1 --progress lines --checkpoint-dir "$tmp/ck-$fmt" \
         > "$tmp/$fmt.log" 2>&1 || { cat "$tmp/$fmt.log"; echo "dat-train $fmt failed"; exit 1; }
-    steps=$(grep -c '^( *[0-9]*/10 ' "$tmp/$fmt.log")
+    steps=$(grep -c '^epoch 1 [0-9]*/10 ' "$tmp/$fmt.log")
     [ "$steps" -eq 10 ] || { cat "$tmp/$fmt.log"; echo "$fmt: $steps steps, not 10"; exit 1; }
     if [ "$fmt" = npy ]; then
         data=(--npy-images "$tmp/npy/test_images.npy" --npy-labels "$tmp/npy/test_labels.npy")

@@ -1170,7 +1170,8 @@ START_TEST(test_optim_misuse)
     } bad[] = {{"lr", "lr"},         {"clcu", "c_l <= c_u"}, {"beta1", "[0, 1)"},
                {"beta2", "[0, 1)"},  {"kind", "kind"},       {"eps", "eps"},
                {"wd", "weight_decay"}, {"sched", "schedule"}, {"miles", "decrease"},
-               {"cos", "total_steps"}, {"scale", "global_batch"}, {"size", "size"}};
+               {"miles_neg", "milestones[0] = -9"}, {"cos", "total_steps"},
+               {"scale", "global_batch"}, {"size", "size"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; ++i) {
         dat_optim_options_init(&o);
         const char *f = bad[i].field;
@@ -1183,6 +1184,7 @@ START_TEST(test_optim_misuse)
         if (!strcmp(f, "wd")) o.weight_decay = NAN;
         if (!strcmp(f, "sched")) o.schedule = (dat_schedule_kind)8;
         if (!strcmp(f, "miles")) { o.num_milestones = 2; o.milestones[0] = 5; o.milestones[1] = 4; }
+        if (!strcmp(f, "miles_neg")) { o.num_milestones = 1; o.milestones[0] = -9; }
         if (!strcmp(f, "cos")) { o.schedule = DAT_SCHEDULE_COSINE; o.total_steps = 0; }
         if (!strcmp(f, "scale")) o.scaling = DAT_LR_SCALING_LINEAR;
         if (!strcmp(f, "size")) o.size = 2;
