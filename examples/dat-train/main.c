@@ -392,10 +392,12 @@ static int train(run *r)
     char best[64] = "";
     if (r->val)
         snprintf(best, sizeof best, ",\"best_val_ra\":%.4f", r->best_ra);
-    printf("{\"ta\":%.4f,\"ra\":%.4f,\"images_per_s\":%.1f,\"epochs\":%d,\"ranks\":%d,"
-           "\"comm\":\"%s\",\"model\":\"%s\",\"attack\":\"%s\",\"eps\":%g,\"seconds\":%.1f,"
-           "\"bytes_sent_per_iter\":%.0f%s}\n",
-           es.ta, es.ra, images_per_s(r), (int)r->o.epochs, r->ranks,
+    int64_t tested = 0; /* --eval-count may exceed the test set */
+    dat_dataset_num_samples(r->test, &tested);
+    printf("{\"ta\":%.4f,\"ra\":%.4f,\"eval_images\":%lld,\"images_per_s\":%.1f,\"epochs\":%d,"
+           "\"ranks\":%d,\"comm\":\"%s\",\"model\":\"%s\",\"attack\":\"%s\",\"eps\":%g,"
+           "\"seconds\":%.1f,\"bytes_sent_per_iter\":%.0f%s}\n",
+           es.ta, es.ra, (long long)tested, images_per_s(r), (int)r->o.epochs, r->ranks,
            r->nccl ? "nccl" : DAT_HAVE_MPI ? "mpi" : "self", r->o.model, r->o.attack,
            (double)r->o.eps, r->train_seconds, bytes_per_iter(r), best);
     return 0;

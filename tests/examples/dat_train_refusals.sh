@@ -40,9 +40,11 @@ printf '\310' | dd of="$tmp/labels" bs=1 seek=13 conv=notrunc status=none # samp
 gzip -c "$tmp/labels" > "$tmp/bad/train-labels-idx1-ubyte.gz"
 refused "num_classes = 10" "${small[@]}" --data "$tmp/bad"
 
-# --resume: another batch size, or a checkpoint past --epochs.
-"$train" "${small[@]}" --epochs 2 --checkpoint-dir "$tmp/ck" > /dev/null 2>&1 ||
-    { echo "the run to resume failed"; exit 1; }
+# --resume: another batch size, or a checkpoint past --epochs. The final line says how many
+# test images were evaluated (--eval-count beyond the test set's 10 000).
+"$train" "${small[@]}" --epochs 2 --checkpoint-dir "$tmp/ck" --eval-count 20000 \
+    > "$tmp/out" 2>&1 || { echo "the run to resume failed"; exit 1; }
+grep -q '"eval_images":10000,' "$tmp/out" || { cat "$tmp/out"; echo "no eval_images"; exit 1; }
 mode=$(stat -c %a "$tmp/ck/last.safetensors")
 [ "$mode" = "$(printf '%o' $((0666 & ~$(umask))))" ] ||
     { echo "last.safetensors has mode $mode with umask $(umask)"; exit 1; }
