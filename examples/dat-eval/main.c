@@ -3,9 +3,12 @@
  * certification of a checkpoint on a test set; see --help and
  * docs/dat-eval.md.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "eval.h"
 #include "progress.h"
@@ -193,24 +196,146 @@ static int run_all(evaluation *e)
     return rc;
 }
 
-static int write_result(const evaluation *e)
+/* Where --json goes. Checked before the evaluation, which may take hours, so that a path
+ * that cannot take the result fails at once; written to a temporary file next to it and
+ * renamed over it at the end, so that an earlier result is replaced whole or not at all. */
+typedef struct json_output {
+    char *target;  /* the file to replace (symlinks resolved); NULL without --json */
+    int in_place;  /* an existing device or pipe (/dev/stdout): written as it is */
+    mode_t mode;   /* of the file written: the old file's, or 0666 less the umask */
+} json_output;
+
+static int json_fail(const char *path, const char *why, int err)
 {
-    if (e->o.json) {
-        FILE *f = fopen(e->o.json, "w");
-        if (!f) {
-            perror(e->o.json);
-            return 1;
-        }
-        write_json(f, e);
-        if (fclose(f) != 0) {
-            perror(e->o.json);
-            return 1;
-        }
+    fprintf(stderr, "dat-eval: --json %s: %s: %s\n", path, why, strerror(err));
+    return 1;
+}
+
+/* Creates "TARGET.XXXXXX", in the folder of the target; its descriptor, or -1 with errno. */
+static int json_temp(const char *target, char *name, size_t size)
+{
+    if (snprintf(name, size, "%s.XXXXXX", target) >= (int)size) {
+        errno = ENAMETOOLONG;
+        return -1;
     }
-    evaluation brief = *e; /* stdout gets the figures without per-sample arrays */
+    return mkstemp(name);
+}
+
+/* --json must not name an input (the checkpoint would be overwritten with the result),
+ * nor a folder, and its folder must take a new file. */
+static int json_check(json_output *out, const eval_options *o)
+{
+    memset(out, 0, sizeof *out);
+    if (!o->json)
+        return 0;
+    mode_t mask = umask(0); /* read before any thread starts */
+    umask(mask);
+    out->mode = 0666 & ~mask;
+    struct stat js;
+    if (stat(o->json, &js) != 0) {
+        if (errno != ENOENT)
+            return json_fail(o->json, "cannot stat", errno);
+        out->target = strdup(o->json);
+    } else {
+        const char *inputs[][2] = {{"--checkpoint", o->checkpoint},
+                                   {"--npy-images", o->npy_images},
+                                   {"--npy-labels", o->npy_labels}};
+        for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; ++i) {
+            struct stat is;
+            if (inputs[i][1] && stat(inputs[i][1], &is) == 0 && is.st_dev == js.st_dev &&
+                is.st_ino == js.st_ino) {
+                fprintf(stderr, "dat-eval: --json %s: is the %s file; the result would "
+                        "overwrite it\n", o->json, inputs[i][0]);
+                return 1;
+            }
+        }
+        if (S_ISDIR(js.st_mode)) {
+            fprintf(stderr, "dat-eval: --json %s: is a folder; give a file name\n", o->json);
+            return 1;
+        }
+        if (!S_ISREG(js.st_mode)) { /* a device or a pipe: nothing to replace */
+            out->in_place = 1;
+            out->target = strdup(o->json);
+            return out->target ? 0 : json_fail(o->json, "cannot hold its name", ENOMEM);
+        }
+        out->mode = js.st_mode & 07777;
+        out->target = realpath(o->json, NULL); /* a symlink stays, its file is replaced */
+        if (!out->target)
+            return json_fail(o->json, "cannot resolve", errno);
+    }
+    if (!out->target)
+        return json_fail(o->json, "cannot hold its name", ENOMEM);
+    size_t size = strlen(out->target) + 8;
+    char *name = malloc(size);
+    if (!name)
+        return json_fail(o->json, "cannot hold its name", ENOMEM);
+    int fd = json_temp(out->target, name, size);
+    int err = errno;
+    if (fd >= 0) {
+        close(fd);
+        unlink(name);
+    }
+    free(name);
+    return fd >= 0 ? 0 : json_fail(o->json, "cannot create a file in its folder", err);
+}
+
+/* Writes the result to a temporary file and renames it over the target. */
+static int json_write(const json_output *out, const evaluation *e)
+{
+    const char *path = e->o.json;
+    if (out->in_place) {
+        FILE *f = fopen(out->target, "w");
+        if (!f)
+            return json_fail(path, "cannot open", errno);
+        errno = 0;
+        write_json(f, e);
+        int err = fflush(f) != 0 || ferror(f) ? (errno ? errno : EIO) : 0;
+        if (fclose(f) != 0 && !err)
+            err = errno;
+        return err ? json_fail(path, "cannot write", err) : 0;
+    }
+    size_t size = strlen(out->target) + 8;
+    char *name = malloc(size);
+    if (!name)
+        return json_fail(path, "cannot hold its name", ENOMEM);
+    int fd = json_temp(out->target, name, size);
+    if (fd < 0) {
+        int err = errno;
+        free(name);
+        return json_fail(path, "cannot create a file in its folder", err);
+    }
+    FILE *f = fdopen(fd, "w");
+    int err = 0;
+    if (!f) {
+        err = errno;
+        close(fd);
+    } else {
+        errno = 0;
+        write_json(f, e);
+        if (fflush(f) != 0 || ferror(f))
+            err = errno ? errno : EIO;
+        if (!err && (fchmod(fd, out->mode) != 0 || fsync(fd) != 0))
+            err = errno;
+        if (fclose(f) != 0 && !err)
+            err = errno;
+    }
+    if (!err && rename(name, out->target) != 0)
+        err = errno;
+    if (err)
+        unlink(name);
+    free(name);
+    return err ? json_fail(path, "cannot write", err) : 0;
+}
+
+/* stdout gets the figures first (without per-sample arrays): a --json that fails at the
+ * end does not lose them. */
+static int write_result(const evaluation *e, const json_output *out)
+{
+    evaluation brief = *e;
     brief.o.per_sample = 0;
     write_json(stdout, &brief);
-    return 0;
+    fflush(stdout);
+    return out->target ? json_write(out, e) : 0;
 }
 
 static void cleanup(evaluation *e)
@@ -234,7 +359,10 @@ int main(int argc, char **argv)
     int rc = eval_options_parse(&e.o, argc, argv);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
-    rc = eval_setup(&e) || alloc_results(&e) || run_all(&e) || write_result(&e);
+    json_output out;
+    rc = json_check(&out, &e.o) || eval_setup(&e) || alloc_results(&e) || run_all(&e) ||
+         write_result(&e, &out);
+    free(out.target);
     cleanup(&e);
     return rc;
 }

@@ -98,35 +98,57 @@ static void defaults(eval_options *o)
     o->channels_last = "auto";
 }
 
+/* A copy of v to cut into tokens, whatever its length; NULL after printing why. */
+static char *copy_list(const char *opt, const char *v)
+{
+    char *buf = strdup(v);
+    if (!buf)
+        cli_bad(opt, NULL, "out of memory for its value");
+    return buf;
+}
+
 /* Comma-separated names: the index of each in `names` sets bit index of *bits. */
 static int parse_set(const char *opt, const char *v, const char *const *names, uint32_t *bits)
 {
     *bits = 0;
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", v);
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    char *buf = copy_list(opt, v);
+    if (!buf)
+        return -1;
+    int rc = 0;
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t && rc == 0;
+         t = strtok_r(NULL, ",", &save)) {
         int found = -1;
         for (int i = 0; names[i]; ++i)
             if (strcmp(t, names[i]) == 0)
                 found = i;
         if (found < 0)
-            return cli_bad(opt, t, "not one of the listed values");
-        *bits |= 1u << found;
+            rc = cli_bad(opt, t, "not one of the listed values");
+        else
+            *bits |= 1u << found;
     }
+    free(buf);
+    if (rc != 0)
+        return rc;
     return *bits ? 0 : cli_bad(opt, v, "empty list");
 }
 
 static int parse_radii(const char *opt, const char *v, eval_options *o)
 {
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", v);
+    char *buf = copy_list(opt, v);
+    if (!buf)
+        return -1;
+    int rc = 0;
     o->num_radii = 0;
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t && rc == 0;
+         t = strtok_r(NULL, ",", &save)) {
         if (o->num_radii == MAX_RADII)
-            return cli_bad(opt, v, "too many radii");
-        if (cli_float(opt, t, 0, 1e6, 0, &o->radii[o->num_radii++]))
-            return -1;
+            rc = cli_bad(opt, v, "too many radii");
+        else
+            rc = cli_float(opt, t, 0, 1e6, 0, &o->radii[o->num_radii++]);
     }
+    free(buf);
+    if (rc != 0)
+        return rc;
     return o->num_radii ? 0 : cli_bad(opt, v, "empty list");
 }
 
@@ -179,10 +201,11 @@ static int parse_one(eval_options *o, const char *k, const char *v)
     if (IS("--cert-batch")) return cli_int(k, v, 1, 1000000, &o->cert_batch);
     if (IS("--radii")) return parse_radii(k, v, o);
     if (IS("--seed")) {
-        int32_t s;
-        int r = cli_int(k, v, 0, INT_MAX, &s);
+        int32_t s = 0;
+        if (cli_int(k, v, 0, INT_MAX, &s))
+            return -1;
         o->seed = (uint64_t)s;
-        return r;
+        return 0;
     }
     if (IS("--threads")) return cli_int(k, v, 0, 4096, &o->threads);
     if (IS("--device")) return cli_choice(k, v, devices, &o->device);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../core/error.h"
 
@@ -466,9 +467,15 @@ dat_status dat_st_read(const char *path, dat_st_file *out)
     unsigned char *buf = NULL;
     size_t size = 0;
     dat_status s = DAT_OK;
-    if (fseek(fp, 0, SEEK_END) != 0 || (long)(size = (size_t)ftell(fp)) < 0 ||
-        fseek(fp, 0, SEEK_SET) != 0)
-        s = dat_error(DAT_ERR_IO, "safetensors", "%s: cannot seek: %s", path, strerror(errno));
+    /* The size of a regular file only: a folder (or a pipe) has none to read. */
+    struct stat st;
+    if (fstat(fileno(fp), &st) != 0)
+        s = dat_error(DAT_ERR_IO, "safetensors", "%s: cannot stat: %s", path, strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+        s = dat_error(DAT_ERR_IO, "safetensors", "%s: cannot read: not a regular file%s", path,
+                      S_ISDIR(st.st_mode) ? " (a folder)" : "");
+    else
+        size = (size_t)st.st_size;
     if (s == DAT_OK && !(buf = malloc(size ? size : 1)))
         s = dat_error(DAT_ERR_OUT_OF_MEMORY, "safetensors", "%s: %zu bytes", path, size);
     if (s == DAT_OK && fread(buf, 1, size, fp) != size)

@@ -501,6 +501,25 @@ START_TEST(test_atomic_write)
 }
 END_TEST
 
+/* A folder where a checkpoint is expected (--checkpoint /tmp, a --resume whose
+ * last.safetensors is a folder) is an I/O error that says so, not an allocation of
+ * the 2^63 bytes its "size" gives. */
+START_TEST(test_folder_refused)
+{
+    dat_model *a = preset("mlp", 1);
+    char sub[96];
+    snprintf(sub, sizeof sub, "%s/last.safetensors", dir);
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    dat_checkpoint_info got = {.size = sizeof got};
+    ck_assert_dat_err(dat_checkpoint_load(sub, a, NULL, &got, NULL, 0), DAT_ERR_IO,
+                      "not a regular file (a folder)");
+    ck_assert_dat_err(dat_checkpoint_load(dir, a, NULL, &got, NULL, 0), DAT_ERR_IO, dir);
+    ck_assert_dat_err(dat_model_load(a, sub, NULL), DAT_ERR_IO, "not a regular file (a folder)");
+    ck_assert_dat_err(dat_model_load(a, sub, NULL), DAT_ERR_IO, "last.safetensors");
+    dat_model_destroy(a);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("checkpoint");
@@ -517,6 +536,7 @@ int main(void)
     tcase_add_test(tc, test_truncated_files);
     tcase_add_test(tc, test_hostile_headers);
     tcase_add_test(tc, test_atomic_write);
+    tcase_add_test(tc, test_folder_refused);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }
