@@ -81,29 +81,21 @@ cmp -s "$tmp/result.json" "$tmp/result.copy" ||
 leftover=$(find "$tmp" -maxdepth 1 -name '*result.json?*')
 [ -z "$leftover" ] || { echo "FAIL: temporary files left: $leftover"; failed=1; }
 
+# whole NAME PATTERN OPTIONS...: a run with a long list uses all of it (its last
+# line has PATTERN)
+whole() {
+    local name=$1 pattern=$2
+    shift 2
+    run "$name" "$@"
+    [ $rc -eq 0 ] && tail -n 1 "$tmp/$name.log" | grep -q "$pattern" ||
+        { tail -n 3 "$tmp/$name.log"; echo "FAIL: $name lost the end of its list"; failed=1; }
+}
 # 100 x "ta," (300 characters) then certify, with a tiny certification.
-long=$(printf 'ta,%.0s' $(seq 100))certify
-run longeval --eval "$long" --count 4 --n0 5 --n 10 --cert-batch 10 --radii 0,1
-if [ $rc -eq 0 ]; then
-    tail -n 1 "$tmp/longeval.log" | grep -q '"certify":{' ||
-        { tail -n 1 "$tmp/longeval.log"; echo "FAIL: a long --eval lost its tail"; failed=1; }
-elif [ $rc -ne 2 ] || ! grep -q -- '^dat-eval: --eval' "$tmp/longeval.log"; then
-    cat "$tmp/longeval.log"
-    echo "FAIL: a long --eval: exit status $rc, no clear message"
-    failed=1
-fi
-
+whole longeval '"certify":{' --eval "$(printf 'ta,%.0s' $(seq 100))certify" --count 4 \
+    --n0 5 --n 10 --cert-batch 10 --radii 0,1
 # Radii 0 (written with 1100 zeros) and 1: 1,100+ characters.
-zeros=$(printf '0%.0s' $(seq 1100))
-run longradii --eval certify --count 4 --n0 5 --n 10 --cert-batch 10 --radii "0.$zeros,1"
-if [ $rc -eq 0 ]; then
-    tail -n 1 "$tmp/longradii.log" | grep -q '"radii":\[0,1\]' ||
-        { tail -n 1 "$tmp/longradii.log"; echo "FAIL: a long --radii lost its tail"; failed=1; }
-elif [ $rc -ne 2 ] || ! grep -q -- '^dat-eval: --radii' "$tmp/longradii.log"; then
-    cat "$tmp/longradii.log"
-    echo "FAIL: a long --radii: exit status $rc, no clear message"
-    failed=1
-fi
+whole longradii '"radii":\[0,1\]' --eval certify --count 4 --n0 5 --n 10 --cert-batch 10 \
+    --radii "0.$(printf '0%.0s' $(seq 1100)),1"
 
 [ $failed -eq 0 ] || exit 1
 echo "dat-eval --json: refused early when unusable, written whole or not at all;" \
