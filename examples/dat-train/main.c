@@ -3,6 +3,7 @@
  * worker (`mpirun -np M dat-train ...`); see --help and docs/dat-train.md.
  */
 #include <errno.h>
+#include <glob.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -424,7 +425,8 @@ static int make_dirs(const char *path)
 
 /* Rank 0 makes --checkpoint-dir and checks, before any work, that it can
  * take the checkpoints: a folder where a file can be created, whose
- * last.safetensors, if any, is a file. */
+ * last.safetensors, if any, is a file; it removes the temporary files a run
+ * killed while saving left there. */
 static int checkpoint_dir_ready(const run *r)
 {
     const char *dir = r->o.checkpoint_dir;
@@ -452,9 +454,18 @@ static int checkpoint_dir_ready(const run *r)
             unlink(probe);
         }
     }
-    if (why)
+    if (why) {
         fprintf(stderr, "dat-train: --checkpoint-dir %s: %s\n", dir, why);
-    return why != NULL;
+        return 1;
+    }
+    /* What a run killed while saving left: the temporary files of its checkpoints. */
+    glob_t g;
+    snprintf(probe, sizeof probe, "%s/*.safetensors.tmp.*", dir);
+    if (glob(probe, 0, NULL, &g) == 0)
+        for (size_t i = 0; i < g.gl_pathc; ++i)
+            remove(g.gl_pathv[i]);
+    globfree(&g);
+    return 0;
 }
 
 static int setup(run *r)
