@@ -22,8 +22,8 @@ extern "C" {
 /** @brief Where a run stands; set size to sizeof(dat_checkpoint_info). */
 typedef struct dat_checkpoint_info {
     uint32_t size;        /**< sizeof(dat_checkpoint_info), set by the caller */
-    int64_t epoch;        /**< epochs completed */
-    int64_t step;         /**< optimizer steps completed */
+    int64_t epoch;        /**< epochs completed, >= 0 */
+    int64_t step;         /**< optimizer steps completed, >= 0 */
     uint64_t attack_step; /**< the attack's step counter (its Philox position) */
 } dat_checkpoint_info;
 
@@ -36,7 +36,8 @@ typedef struct dat_checkpoint_info {
  * @param config  text stored as metadata "config" (may be NULL), at most
  *                65535 bytes.
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL required pointers, a wrong
- *         info->size or a longer config; DAT_ERR_IO naming the path and the
+ *         info->size, a negative epoch or step, or a longer config;
+ *         DAT_ERR_IO naming the path and the
  *         system's reason;
  *         DAT_ERR_OUT_OF_MEMORY.
  */
@@ -57,8 +58,8 @@ DAT_API dat_status dat_checkpoint_save(const char *path, dat_model *model, dat_o
  * @param config_size  bytes at @p config.
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL required pointers; DAT_ERR_IO;
  *         DAT_ERR_FORMAT for a file of another model (naming the first
- *         mismatched tensor), a missing optimizer state or position, or an
- *         optimizer state of another kind or size than @p optim's.
+ *         mismatched tensor), a missing or negative position, or an
+ *         optimizer state missing or of another kind or size than @p optim's.
  */
 DAT_API dat_status dat_checkpoint_load(const char *path, dat_model *model, dat_optim *optim,
                                        dat_checkpoint_info *info, char *config,

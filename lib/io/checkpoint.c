@@ -34,6 +34,9 @@ dat_status dat_checkpoint_save(const char *path, dat_model *model, dat_optim *op
     DAT_CHECK_NOT_NULL(model);
     DAT_CHECK_NOT_NULL(info);
     DAT_CHECK_OPTIONS_SIZE(info, dat_checkpoint_info, sizeof(dat_checkpoint_info));
+    if (info->epoch < 0 || info->step < 0)
+        return dat_error(DAT_ERR_INVALID_ARG, __func__, "info->epoch = %lld and info->step = "
+                         "%lld must be >= 0", (long long)info->epoch, (long long)info->step);
     extra e = {.position = {info->epoch, info->step, (int64_t)info->attack_step},
                .config = config};
     uint8_t *state = NULL;
@@ -68,9 +71,13 @@ dat_status dat_checkpoint_load(const char *path, dat_model *model, dat_optim *op
     const dat_st_entry *pos = dat_st_find(&f, "train.position");
     const dat_st_entry *st = dat_st_find(&f, "optim.state");
     dat_status s = DAT_OK;
+    int64_t p[3] = {0};
     if (!pos || pos->dtype != DAT_ST_I64 || pos->ndim != 1 || pos->shape[0] != 3)
         s = dat_error(DAT_ERR_FORMAT, __func__, "%s: no train.position: not a training checkpoint",
                       path);
+    else if (memcpy(p, pos->data, sizeof p), p[0] < 0 || p[1] < 0)
+        s = dat_error(DAT_ERR_FORMAT, __func__, "%s: train.position has epoch %lld and step %lld; "
+                      "neither can be negative", path, (long long)p[0], (long long)p[1]);
     else if (optim && (!st || st->dtype != DAT_ST_U8 || st->ndim != 1))
         s = dat_error(DAT_ERR_FORMAT, __func__, "%s: no optimizer state (optim.state)", path);
     else if (optim && dat_optim_state_check(optim, st->data, (size_t)st->shape[0]) != DAT_OK) {
@@ -85,8 +92,6 @@ dat_status dat_checkpoint_load(const char *path, dat_model *model, dat_optim *op
     if (s == DAT_OK && optim)
         s = dat_optim_state_load(optim, st->data, (size_t)st->shape[0]);
     if (s == DAT_OK) {
-        int64_t p[3];
-        memcpy(p, pos->data, sizeof p);
         info->epoch = p[0];
         info->step = p[1];
         info->attack_step = (uint64_t)p[2];

@@ -219,6 +219,33 @@ START_TEST(test_training_checkpoint_all_or_nothing)
     ck_assert_mem_eq(before, after, n0);
     ck_assert_dat_ok(dat_checkpoint_load(path, b, NULL, &got, NULL, 0));
     ck_assert_int_eq(got.step, 2);
+    /* A negative epoch: refused when saved, and when read (a file edited by hand). */
+    dat_checkpoint_info neg = info;
+    neg.epoch = -3;
+    ck_assert_dat_err(dat_checkpoint_save(path, a, momentum, &neg, "{}"), DAT_ERR_INVALID_ARG,
+                      "info->epoch = -3");
+    struct stat sb;
+    ck_assert_int_eq(stat(path, &sb), 0);
+    FILE *fp = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(fp);
+    unsigned char *bytes = malloc((size_t)sb.st_size);
+    size_t n = fread(bytes, 1, (size_t)sb.st_size, fp);
+    const int64_t position[3] = {1, 2, 3};
+    unsigned char *at = memmem(bytes, n, position, sizeof position);
+    ck_assert_ptr_nonnull(at);
+    const int64_t minus3 = -3;
+    memcpy(at, &minus3, sizeof minus3);
+    rewind(fp);
+    ck_assert_uint_eq(fwrite(bytes, 1, n, fp), n);
+    fclose(fp);
+    free(bytes);
+    float *kept = params_copy(b, &n1);
+    ck_assert_dat_err(dat_checkpoint_load(path, b, NULL, &got, NULL, 0), DAT_ERR_FORMAT,
+                      "epoch -3");
+    float *now = params_copy(b, &n1);
+    ck_assert_mem_eq(kept, now, n0); /* refused before the model changed */
+    free(kept);
+    free(now);
     char *big = malloc(70001);
     memset(big, 'a', 70000);
     big[70000] = '\0';
