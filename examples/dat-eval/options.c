@@ -235,8 +235,12 @@ static int finish(eval_options *o)
     if (o->aa && o->num_classes_subset == 1) /* its targeted attacks need a second class */
         return cli_bad("--classes", NULL, "one class leaves AutoAttack nothing to attack; "
                        "leave aa out of --eval");
-    if (strcmp(o->data_format, "npy") == 0 && (!o->npy_images || !o->npy_labels))
+    int npy = strcmp(o->data_format, "npy") == 0;
+    if (npy && (!o->npy_images || !o->npy_labels))
         return cli_bad("--data-format", "npy", "needs --npy-images and --npy-labels");
+    if (!npy && (o->npy_images || o->npy_labels))
+        return cli_bad(o->npy_images ? "--npy-images" : "--npy-labels", NULL,
+                       "needs --data-format npy (it would be ignored)");
     return 0;
 }
 

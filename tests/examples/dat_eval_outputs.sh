@@ -97,6 +97,11 @@ whole longeval '"certify":{' --eval "$(printf 'ta,%.0s' $(seq 100))certify" --co
 whole longradii '"radii":\[0,1\]' --eval certify --count 4 --n0 5 --n 10 --cert-batch 10 \
     --radii "0.$(printf '0%.0s' $(seq 1100)),1"
 
+# --npy-images without --data-format npy would be ignored: refused.
+"$eval" --checkpoint "$ck" --npy-images "$tmp/x.npy" > "$tmp/npy.log" 2>&1
+[ $? -eq 2 ] && grep -q -- '--npy-images: needs --data-format npy' "$tmp/npy.log" ||
+    { cat "$tmp/npy.log"; echo "FAIL: --npy-images without --data-format npy"; failed=1; }
+
 [ $failed -eq 0 ] || exit 1
 echo "dat-eval --json: refused early when unusable, written whole or not at all;" \
     "long --eval and --radii read to their end"
