@@ -327,6 +327,8 @@ static int finish(train_options *o)
     if (o->step_graph && (strcmp(o->device, "cuda") != 0 || o->smooth_sigma > 0))
         return cli_bad("--step-graph", NULL, "needs --device cuda, without --smooth-sigma (the "
                        "noise copies cannot be recorded yet)");
+    if (strcmp(o->precision, "tf32") == 0 && strcmp(o->device, "cuda") != 0)
+        return cli_bad("--precision", "tf32", "needs --device cuda (the CPU computes in fp32)");
     if (strcmp(o->comm, "nccl") == 0 && strcmp(o->device, "cuda") != 0)
         return cli_bad("--comm", "nccl", "needs --device cuda (NCCL moves GPU memory)");
     if (o->new_head && !o->init_from)

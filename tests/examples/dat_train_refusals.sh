@@ -29,6 +29,7 @@ refused "--milestones 1e-50" "${small[@]}" --schedule piecewise --milestones 1e-
 refused "--adam-eps 1e-50" "${small[@]}" --optimizer adam --adam-eps 1e-50
 refused "needs at least 2 classes" "${small[@]}" --classes 9
 refused "needs --lr > 0" "${small[@]}" --lr 0 --head-lr 0.5
+refused "needs --device cuda" "${small[@]}" --precision tf32
 
 # One label of 200 in a copy of the training labels (the images are links).
 mkdir "$tmp/bad"
