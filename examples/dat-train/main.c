@@ -2,8 +2,9 @@
  * dat-train: distributed adversarial training with libdat. One process per
  * worker (`mpirun -np M dat-train ...`); see --help and docs/dat-train.md.
  */
+#include <dirent.h>
 #include <errno.h>
-#include <glob.h>
+#include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -458,13 +459,15 @@ static int checkpoint_dir_ready(const run *r)
         fprintf(stderr, "dat-train: --checkpoint-dir %s: %s\n", dir, why);
         return 1;
     }
-    /* What a run killed while saving left: the temporary files of its checkpoints. */
-    glob_t g;
-    snprintf(probe, sizeof probe, "%s/*.safetensors.tmp.*", dir);
-    if (glob(probe, 0, NULL, &g) == 0)
-        for (size_t i = 0; i < g.gl_pathc; ++i)
-            remove(g.gl_pathv[i]);
-    globfree(&g);
+    /* What a run killed while saving left: the temporary files of its checkpoints
+     * (names matched alone: the folder's own name may hold pattern characters). */
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d)) != NULL;)
+        if (fnmatch("*.safetensors.tmp.*", e->d_name, 0) == 0 &&
+            snprintf(probe, sizeof probe, "%s/%s", dir, e->d_name) < (int)sizeof probe)
+            remove(probe);
+    if (d)
+        closedir(d);
     return 0;
 }
 
