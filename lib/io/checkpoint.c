@@ -71,11 +71,14 @@ dat_status dat_checkpoint_load(const char *path, dat_model *model, dat_optim *op
     const dat_st_entry *pos = dat_st_find(&f, "train.position");
     const dat_st_entry *st = dat_st_find(&f, "optim.state");
     dat_status s = DAT_OK;
-    int64_t p[3] = {0};
-    if (!pos || pos->dtype != DAT_ST_I64 || pos->ndim != 1 || pos->shape[0] != 3)
+    int64_t p[3] = {0}; /* epoch, step, attack step */
+    int has_pos = pos && pos->dtype == DAT_ST_I64 && pos->ndim == 1 && pos->shape[0] == 3;
+    if (has_pos)
+        memcpy(p, pos->data, sizeof p);
+    if (!has_pos)
         s = dat_error(DAT_ERR_FORMAT, __func__, "%s: no train.position: not a training checkpoint",
                       path);
-    else if (memcpy(p, pos->data, sizeof p), p[0] < 0 || p[1] < 0)
+    else if (p[0] < 0 || p[1] < 0)
         s = dat_error(DAT_ERR_FORMAT, __func__, "%s: train.position has epoch %lld and step %lld; "
                       "neither can be negative", path, (long long)p[0], (long long)p[1]);
     else if (optim && (!st || st->dtype != DAT_ST_U8 || st->ndim != 1))
