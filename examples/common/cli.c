@@ -15,8 +15,9 @@ void cli_set_program(const char *name)
 
 int cli_bad(const char *opt, const char *val, const char *why)
 {
-    fprintf(stderr, "%s: %s%s%s: %s (see --help)\n", program, opt, val ? " " : "", val ? val : "",
-            why);
+    int shown = val && *val;
+    fprintf(stderr, "%s: %s%s%s: %s (see --help)\n", program, opt, shown ? " " : "",
+            shown ? val : "", why);
     return -1;
 }
 
@@ -59,6 +60,19 @@ int cli_choice(const char *opt, const char *v, const char *const *choices, const
             return 0;
         }
     return cli_bad(opt, v, "not one of the listed values");
+}
+
+int cli_path(const char *opt, const char *v, const char **out)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > CLI_MAX_PATH) {
+        char why[96];
+        snprintf(why, sizeof why, "a name of %zu characters; expected 1 to %d", n,
+                 (int)CLI_MAX_PATH);
+        return cli_bad(opt, n > 64 ? "..." : v, why);
+    }
+    *out = v;
+    return 0;
 }
 
 int cli_onoff(const char *opt, const char *v, int *out)

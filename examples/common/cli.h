@@ -17,6 +17,10 @@ int cli_int(const char *opt, const char *v, long lo, long hi, int32_t *out);
 int cli_float(const char *opt, const char *v, double lo, double hi, int open, float *out);
 /* One of the NULL-terminated choices; *out points at the matching entry. */
 int cli_choice(const char *opt, const char *v, const char *const *choices, const char **out);
+/* A file or folder name of at most CLI_MAX_PATH characters: the programs build
+ * the names of the files inside a folder in buffers of PATH_MAX (4096) bytes. */
+enum { CLI_MAX_PATH = 4000 };
+int cli_path(const char *opt, const char *v, const char **out);
 /* "on" (1) or "off" (0). */
 int cli_onoff(const char *opt, const char *v, int *out);
 /* A class subset, "0-4" or "1,3,5" (ranges allowed in lists): distinct classes in

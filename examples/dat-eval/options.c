@@ -167,12 +167,12 @@ static const char *const layouts[] = {"auto", "on", "off", NULL};
 static int parse_one(eval_options *o, const char *k, const char *v)
 {
 #define IS(name) (strcmp(k, name) == 0)
-    if (IS("--checkpoint")) return (o->checkpoint = v, 0);
+    if (IS("--checkpoint")) return cli_path(k, v, &o->checkpoint);
     if (IS("--model")) return cli_choice(k, v, models, &o->model);
     if (IS("--data-format")) return cli_choice(k, v, formats, &o->data_format);
-    if (IS("--data")) return (o->data_dir = v, 0);
-    if (IS("--npy-images")) return (o->npy_images = v, 0);
-    if (IS("--npy-labels")) return (o->npy_labels = v, 0);
+    if (IS("--data")) return cli_path(k, v, &o->data_dir);
+    if (IS("--npy-images")) return cli_path(k, v, &o->npy_images);
+    if (IS("--npy-labels")) return cli_path(k, v, &o->npy_labels);
     if (IS("--classes"))
         return cli_classes(k, v, o->classes, MAX_CLASSES, &o->num_classes_subset);
     if (IS("--count")) return cli_int(k, v, 0, INT_MAX, &o->count);
@@ -211,7 +211,7 @@ static int parse_one(eval_options *o, const char *k, const char *v)
     if (IS("--device")) return cli_choice(k, v, devices, &o->device);
     if (IS("--precision")) return cli_choice(k, v, precisions, &o->precision);
     if (IS("--channels-last")) return cli_choice(k, v, layouts, &o->channels_last);
-    if (IS("--json")) return (o->json = v, 0);
+    if (IS("--json")) return cli_path(k, v, &o->json);
     if (IS("--per-sample")) {
         const char *c;
         if (cli_choice(k, v, onoff, &c))

@@ -202,7 +202,7 @@ static int parse_one(train_options *o, const char *k, const char *v)
 {
 #define IS(name) (strcmp(k, name) == 0)
     if (IS("--data-format")) return cli_choice(k, v, formats, &o->data_format);
-    if (IS("--data")) return (o->data_dir = v, 0);
+    if (IS("--data")) return cli_path(k, v, &o->data_dir);
     if (IS("--train-subset")) return cli_int(k, v, 1, INT_MAX, &o->train_subset);
     if (IS("--num-classes")) return cli_int(k, v, 2, 1 << 20, &o->num_classes);
     if (IS("--classes"))
@@ -210,10 +210,10 @@ static int parse_one(train_options *o, const char *k, const char *v)
     if (IS("--val")) return cli_int(k, v, 0, INT_MAX, &o->val_count);
     if (IS("--augment")) return cli_onoff(k, v, &o->augment);
     if (IS("--unlabeled")) return cli_int(k, v, 0, INT_MAX, &o->unlabeled_count);
-    if (IS("--unlabeled-data")) return (o->unlabeled_path = v, 0);
-    if (IS("--teacher")) return (o->teacher = v, 0);
+    if (IS("--unlabeled-data")) return cli_path(k, v, &o->unlabeled_path);
+    if (IS("--teacher")) return cli_path(k, v, &o->teacher);
     if (IS("--model")) return cli_choice(k, v, models, &o->model);
-    if (IS("--init-from")) return (o->init_from = v, 0);
+    if (IS("--init-from")) return cli_path(k, v, &o->init_from);
     if (IS("--freeze")) return cli_int(k, v, 0, INT_MAX, &o->freeze);
     if (IS("--attack")) return cli_choice(k, v, attacks, &o->attack);
     if (IS("--eps")) return cli_float(k, v, 0, 1e6, 0, &o->eps);
@@ -263,12 +263,12 @@ static int parse_one(train_options *o, const char *k, const char *v)
     if (IS("--overlap")) return cli_onoff(k, v, &o->overlap);
     if (IS("--comm")) return cli_choice(k, v, comms, &o->comm);
     if (IS("--step-graph")) return cli_onoff(k, v, &o->step_graph);
-    if (IS("--checkpoint-dir")) return (o->checkpoint_dir = v, 0);
+    if (IS("--checkpoint-dir")) return cli_path(k, v, &o->checkpoint_dir);
     if (IS("--stop-after")) return cli_int(k, v, 1, INT_MAX, &o->stop_after);
     if (IS("--eval-every")) return cli_int(k, v, 0, INT_MAX, &o->eval_every);
     if (IS("--eval-count")) return cli_int(k, v, 0, INT_MAX, &o->eval_count);
     if (IS("--eval-steps")) return cli_int(k, v, 0, 100000, &o->eval_steps);
-    if (IS("--metrics")) return (o->metrics = v, 0);
+    if (IS("--metrics")) return cli_path(k, v, &o->metrics);
     if (IS("--progress")) return cli_choice(k, v, progresses, &o->progress);
 #undef IS
     return cli_bad(k, NULL, "unknown option");

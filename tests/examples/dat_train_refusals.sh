@@ -4,7 +4,8 @@
 # not finite epochs, a float option that rounds to 0, a label outside the data
 # set's classes, one class, --head-lr without --lr, a --resume with other
 # options or past --epochs, a --checkpoint-dir that cannot take checkpoints,
-# unlabeled images of another shape. Checkpoints get the umask's mode:
+# unlabeled images of another shape, a folder name too long for the file names
+# built from it. Checkpoints get the umask's mode:
 #   dat_train_refusals.sh DAT_TRAIN
 # Skips (77) without Fashion-MNIST.
 set -uo pipefail
@@ -30,6 +31,7 @@ refused "--adam-eps 1e-50" "${small[@]}" --optimizer adam --adam-eps 1e-50
 refused "needs at least 2 classes" "${small[@]}" --classes 9
 refused "needs --lr > 0" "${small[@]}" --lr 0 --head-lr 0.5
 refused "needs --device cuda" "${small[@]}" --precision tf32
+refused "a name of 4100 characters" "${small[@]}" --data "$(printf 'a%.0s' $(seq 4100))"
 
 # One label of 200 in a copy of the training labels (the images are links).
 mkdir "$tmp/bad"
