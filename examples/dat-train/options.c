@@ -307,7 +307,8 @@ static int finish(train_options *o)
         return cli_bad(o->unlabeled_count ? "--unlabeled" : "--unlabeled-data", NULL,
                    "needs --teacher CKPT for the pseudo-labels");
     if (o->teacher && !o->unlabeled_count && !o->unlabeled_path)
-        return cli_bad("--teacher", NULL, "labels nothing without --unlabeled N or --unlabeled-data F");
+        return cli_bad("--teacher", NULL,
+                       "labels nothing without --unlabeled N or --unlabeled-data F");
     if (o->teacher && o->val_count)
         return cli_bad("--val", NULL, "cannot be combined with pseudo-labeled data (the held-out "
                    "images would be pseudo-labeled ones)");

@@ -233,8 +233,8 @@ static dat_status write_file(const dat_st_writer *w, const char *path, const tex
         return dat_error(DAT_ERR_OUT_OF_MEMORY, "safetensors", "path");
     int fd = open_temp(path, tmp, size);
     if (fd < 0) {
-        dat_status s = dat_error(DAT_ERR_IO, "safetensors", "%s: cannot create a temporary file: %s",
-                                 path, strerror(errno));
+        dat_status s = dat_error(DAT_ERR_IO, "safetensors",
+                                 "%s: cannot create a temporary file: %s", path, strerror(errno));
         free(tmp);
         return s;
     }
