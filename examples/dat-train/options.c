@@ -171,7 +171,7 @@ static int parse_milestones(const char *opt, const char *v, train_options *o)
             return cli_bad(opt, v, "expected up to 16 epochs in (0, 1e6], e.g. 5,8");
         if (o->num_milestones && x <= o->milestones[o->num_milestones - 1])
             return cli_bad(opt, v, "milestones must increase");
-        o->milestones[o->num_milestones++] = (float)x;
+        o->milestones[o->num_milestones++] = x;
         p = end;
         if (*p == ',')
             ++p;
