@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "eval.h"
+#include "files.h"
 #include "progress.h"
 
 int eval_fail(const char *what, dat_status s)
@@ -211,16 +212,6 @@ static int json_fail(const char *path, const char *why, int err)
     return 1;
 }
 
-/* Creates "TARGET.XXXXXX", in the folder of the target; its descriptor, or -1 with errno. */
-static int json_temp(const char *target, char *name, size_t size)
-{
-    if (snprintf(name, size, "%s.XXXXXX", target) >= (int)size) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    return mkstemp(name);
-}
-
 /* --json must not name an input (the checkpoint would be overwritten with the result),
  * nor a folder, and its folder must take a new file. */
 static int json_check(json_output *out, const eval_options *o)
@@ -265,18 +256,22 @@ static int json_check(json_output *out, const eval_options *o)
     }
     if (!out->target)
         return json_fail(o->json, "cannot hold its name", ENOMEM);
-    size_t size = strlen(out->target) + 8;
-    char *name = malloc(size);
-    if (!name)
-        return json_fail(o->json, "cannot hold its name", ENOMEM);
-    int fd = json_temp(out->target, name, size);
-    int err = errno;
-    if (fd >= 0) {
-        close(fd);
-        unlink(name);
-    }
-    free(name);
-    return fd >= 0 ? 0 : json_fail(o->json, "cannot create a file in its folder", err);
+    int err = temp_probe(out->target);
+    return err ? json_fail(o->json, "cannot create a file in its folder", err) : 0;
+}
+
+/* Writes the result into f and closes it; with mode, the file also gets that
+ * mode and reaches the disk first. Returns 0 or the errno of the first failure. */
+static int json_put(FILE *f, const evaluation *e, const mode_t *mode)
+{
+    errno = 0;
+    write_json(f, e);
+    int err = fflush(f) != 0 || ferror(f) ? (errno ? errno : EIO) : 0;
+    if (!err && mode && (fchmod(fileno(f), *mode) != 0 || fsync(fileno(f)) != 0))
+        err = errno;
+    if (fclose(f) != 0 && !err)
+        err = errno;
+    return err;
 }
 
 /* Writes the result to a temporary file and renames it over the target. */
@@ -287,37 +282,20 @@ static int json_write(const json_output *out, const evaluation *e)
         FILE *f = fopen(out->target, "w");
         if (!f)
             return json_fail(path, "cannot open", errno);
-        errno = 0;
-        write_json(f, e);
-        int err = fflush(f) != 0 || ferror(f) ? (errno ? errno : EIO) : 0;
-        if (fclose(f) != 0 && !err)
-            err = errno;
+        int err = json_put(f, e, NULL);
         return err ? json_fail(path, "cannot write", err) : 0;
     }
-    size_t size = strlen(out->target) + 8;
-    char *name = malloc(size);
-    if (!name)
-        return json_fail(path, "cannot hold its name", ENOMEM);
-    int fd = json_temp(out->target, name, size);
-    if (fd < 0) {
-        int err = errno;
-        free(name);
-        return json_fail(path, "cannot create a file in its folder", err);
-    }
+    char *name;
+    int fd = temp_create(out->target, &name);
+    if (fd < 0)
+        return json_fail(path, "cannot create a file in its folder", errno);
     FILE *f = fdopen(fd, "w");
     int err = 0;
     if (!f) {
         err = errno;
         close(fd);
     } else {
-        errno = 0;
-        write_json(f, e);
-        if (fflush(f) != 0 || ferror(f))
-            err = errno ? errno : EIO;
-        if (!err && (fchmod(fd, out->mode) != 0 || fsync(fd) != 0))
-            err = errno;
-        if (fclose(f) != 0 && !err)
-            err = errno;
+        err = json_put(f, e, &out->mode);
     }
     if (!err && rename(name, out->target) != 0)
         err = errno;

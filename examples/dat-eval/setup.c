@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "config.h"
 #include "eval.h"
 
 /* The context as dat-train builds it from the same options, so a model is evaluated on the
@@ -103,14 +104,11 @@ static int only_classifier_differs(evaluation *e)
  * "" when it records none (all classes) or the config is not dat-train's (NULL). */
 static const char *recorded_classes(const char *config, char *buf, size_t size)
 {
-    const char *p = strstr(config, "\"classes\":[");
-    if (!p)
+    size_t len;
+    const char *v = config_value(config, "classes", strlen("classes"), &len);
+    if (!v || len < 2 || v[0] != '[' || v[len - 1] != ']')
         return NULL;
-    p += strlen("\"classes\":[");
-    const char *end = strchr(p, ']');
-    if (!end)
-        return NULL;
-    snprintf(buf, size, "%.*s", (int)(end - p), p);
+    snprintf(buf, size, "%.*s", (int)(len - 2), v + 1);
     return buf;
 }
 

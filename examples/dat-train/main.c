@@ -10,13 +10,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #if DAT_HAVE_MPI
 #include <libdat/dat_mpi.h>
 #include <mpi.h>
 #endif
 
+#include "files.h"
 #include "progress.h"
 #include "pseudo.h"
 #include "resume.h"
@@ -446,14 +446,10 @@ static int checkpoint_dir_ready(const run *r)
             why = "its last.safetensors is not a file";
     }
     if (!why) {
-        snprintf(probe, sizeof probe, "%s/.dat-train-probe.XXXXXX", dir);
-        int fd = mkstemp(probe);
-        if (fd < 0)
-            why = strerror(errno);
-        else {
-            close(fd);
-            unlink(probe);
-        }
+        snprintf(probe, sizeof probe, "%s/.dat-train-probe", dir);
+        int err = temp_probe(probe);
+        if (err)
+            why = strerror(err);
     }
     if (why) {
         fprintf(stderr, "dat-train: --checkpoint-dir %s: %s\n", dir, why);

@@ -4,26 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The value at p in a flat JSON object (a number, a string or an array of
- * numbers, as train_options_json writes them): its length. */
-static size_t value_len(const char *p)
-{
-    const char *e = NULL;
-    if (*p == '"')
-        e = strchr(p + 1, '"');
-    else if (*p == '[')
-        e = strchr(p, ']');
-    return e ? (size_t)(e + 1 - p) : strcspn(p, ",}");
-}
-
-/* The value of key in the flat JSON object json, or NULL. */
-static const char *find_value(const char *json, const char *key, size_t key_len)
-{
-    char pat[80];
-    snprintf(pat, sizeof pat, "\"%.*s\":", (int)key_len, key);
-    const char *v = strstr(json, pat);
-    return v ? v + strlen(pat) : NULL;
-}
+#include "config.h"
 
 /* Compares this run's options (r->config) with those the checkpoint's run
  * recorded, key by key; a key the checkpoint lacks (written by an older
@@ -36,16 +17,18 @@ static int same_options(const run *r, const char *path, const char *saved)
         const char *key = p + 1, *colon = strchr(key, '"');
         if (!colon)
             break;
-        size_t key_len = (size_t)(colon - key);
-        const char *mine = colon + 2, *theirs = find_value(saved, key, key_len);
-        size_t n = value_len(mine);
+        size_t key_len = (size_t)(colon - key), n = 0, theirs_len = 0;
+        const char *mine = config_value(p, key, key_len, &n);
+        const char *theirs = config_value(saved, key, key_len, &theirs_len);
+        if (!mine)
+            break;
         int epochs = key_len == 6 && strncmp(key, "epochs", 6) == 0;
-        if (theirs && !epochs && (value_len(theirs) != n || strncmp(theirs, mine, n) != 0)) {
+        if (theirs && !epochs && (theirs_len != n || strncmp(theirs, mine, n) != 0)) {
             fprintf(stderr, "dat-train: resume: %s was written by a run with \"%.*s\":%.*s, this "
                             "run has %.*s; only --epochs may differ (the continuation is "
                             "bit-exact): pass that run's options, or start a new run without "
                             "--resume (--init-from CKPT starts from its weights)\n",
-                    path, (int)key_len, key, (int)value_len(theirs), theirs, (int)n, mine);
+                    path, (int)key_len, key, (int)theirs_len, theirs, (int)n, mine);
             return 1;
         }
         p = mine + n;
@@ -74,8 +57,9 @@ int resume(run *r)
     if (r->attack)
         dat_attack_set_step(r->attack, info.attack_step);
     r->start_epoch = info.epoch;
-    const char *best = strstr(saved, "\"best_val_ra\":");
+    size_t len;
+    const char *best = config_value(saved, "best_val_ra", strlen("best_val_ra"), &len);
     if (best)
-        r->best_ra = strtod(best + strlen("\"best_val_ra\":"), NULL);
+        r->best_ra = strtod(best, NULL);
     return 0;
 }
