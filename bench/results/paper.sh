@@ -8,10 +8,17 @@
 #   /usr/bin/python3 bench/results/summarize.py build/results
 #
 #   bash bench/results/paper.sh [SEEDS]      (default "1 2 3")
+#
+# SUBSET (training images, default 4000) and EPOCHS (default 2) make longer runs, past
+# the plateau at the start of training: docs/results.md's long runs are
+#   SUBSET=12000 EPOCHS=5 RESULTS=bench/results/runs-long bash bench/results/paper.sh
 set -euo pipefail
 source "$(dirname "$0")/run.sh"
 
-base=(--train-subset 4000 --epochs 2 --steps 3 --batch 64 --eval-count 500 --eval-steps 20)
+subset=${SUBSET:-4000}
+half=$((subset / 2))
+base=(--train-subset "$subset" --epochs "${EPOCHS:-2}" --steps 3 --batch 64 --eval-count 500
+      --eval-steps 20)
 lalr=(--lalr on --lr 0.02)        # LARS: momentum SGD with the layer-wise rate (eq. 3)
 ckpt="$RESULTS/ckpt"
 
@@ -29,12 +36,12 @@ for seed in ${1:-1 2 3}; do
         --quant-mode two-sided
     # (c) DAT-FGSM (DAT-PGD is dat-4rank-lalr)
     result dat-4rank-lalr-fgsm 4 "$seed" -- "${base[@]}" "${lalr[@]}" --attack fgsm
-    # (d) TRADES on the first 2 000 labeled images, alone or with the other 2 000 used
-    #     unlabeled, pseudo-labeled by a teacher trained (standard) on the labeled part
-    result teacher 1 "$seed" -- "${base[@]}" --train-subset 2000 --attack none \
+    # (d) TRADES on the first half of the subset labeled, alone or with the other half
+    #     used unlabeled, pseudo-labeled by a teacher trained (standard) on the labeled half
+    result teacher 1 "$seed" -- "${base[@]}" --train-subset "$half" --attack none \
         --checkpoint-dir "$ckpt/teacher-{seed}"
     result trades-labeled 4 "$seed" -- "${base[@]}" "${lalr[@]}" --attack trades \
-        --train-subset 2000
+        --train-subset "$half"
     result trades-pseudo 4 "$seed" -- "${base[@]}" "${lalr[@]}" --attack trades \
-        --unlabeled 2000 --teacher "$ckpt/teacher-{seed}/last.safetensors"
+        --unlabeled "$half" --teacher "$ckpt/teacher-{seed}/last.safetensors"
 done

@@ -7,7 +7,8 @@
 #
 # "{seed}" inside an argument becomes the seed (per-seed checkpoint folders).
 # Each run leaves $RESULTS/NAME.sSEED.json (dat-train's final JSON line),
-# .metrics.jsonl (one line per epoch) and .log (stderr). RESULTS defaults to
+# .metrics.jsonl (one line per epoch) and .log (stderr). A run whose loss became NaN
+# is finished too: its .json is {"diverged": "epoch E, step S"}. RESULTS defaults to
 # build/results; LIBDAT_BUILD to build.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -17,13 +18,19 @@ mkdir -p "$RESULTS"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 train="$build/examples/dat-train/dat-train"
 
+# "epoch E, step S" where dat-train stopped on a NaN loss (its error line), else fails.
+diverged_at() {
+    sed -En 's/.*: loss \(epoch ([0-9]+), batch [0-9]+, step ([0-9]+)\): DAT_ERR_NUMERIC: .*NaN.*/epoch \1, step \2/p' \
+        "$1" | head -n 1 | grep .
+}
+
 result() {
     local name=$1 ranks=$2 seeds=$3
     shift 4 # the "--"
     local seed
     for seed in $seeds; do
         local out="$RESULTS/$name.s$seed"
-        if [ -s "$out.json" ] && grep -q '"ta"' "$out.json"; then
+        if [ -s "$out.json" ] && grep -Eq '"(ta|diverged)"' "$out.json"; then
             continue
         fi
         rm -f "$out.metrics.jsonl"
@@ -38,6 +45,10 @@ result() {
                 --metrics "$out.metrics.jsonl" "${@//\{seed\}/$seed}" >"$out.out" \
                 2>"$out.log"; then
             tail -n 1 "$out.out" >"$out.json"
+            rm -f "$out.out"
+        elif where=$(diverged_at "$out.log"); then
+            echo "  diverged: $where"
+            printf '{"diverged":"%s"}\n' "$where" >"$out.json"
             rm -f "$out.out"
         else # the next configurations still run; this one is retried next time
             echo "  failed: see $out.log" >&2

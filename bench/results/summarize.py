@@ -1,6 +1,7 @@
 """Tables of docs/results.md from the runs of bench/results/*.sh: mean ± std over the
-seeds of every configuration (TA, RA, images/s, bytes sent per iteration), and for
-early stopping the test RA of the last epoch against that of the best validation epoch.
+seeds of every configuration (TA, RA, images/s, bytes sent per iteration; a run whose loss
+became NaN counts in the seeds, not in the means), and for early stopping the test RA of
+the last epoch against that of the best validation epoch.
 
     /usr/bin/python3 bench/results/summarize.py [RESULTS [SECTION...]]
 
@@ -54,12 +55,15 @@ def table(root, title, names):
     print("| run | seeds | TA % | RA % (PGD-20) | images/s | MB sent per iteration |")
     print("|---|---:|---:|---:|---:|---:|")
     for name in names:
-        rs = runs(root, name)
+        every = runs(root, name)
+        rs = [r for r in every if "diverged" not in r[0]]
+        lost = len(every) - len(rs)
+        seeds = f"{len(every)} ({lost} diverged)" if lost else f"{len(every)}"
         if not rs:
-            print(f"| {name} | 0 | - | - | - | - |")
+            print(f"| {name} | {seeds} | - | - | - | - |")
             continue
         get = lambda k: [r[0][k] for r in rs if k in r[0]]
-        print(f"| {name} | {len(rs)} | {mean_std(get('ta'), 100)} | {mean_std(get('ra'), 100)} "
+        print(f"| {name} | {seeds} | {mean_std(get('ta'), 100)} | {mean_std(get('ra'), 100)} "
               f"| {mean_std(get('images_per_s'), 1, 0)} "
               f"| {mean_std(get('bytes_sent_per_iter'), 1e-6, 3)} |")
 
