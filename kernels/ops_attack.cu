@@ -3,6 +3,7 @@
  * (l-inf, one thread each) or per sample (l2, one block each, norms summed in
  * double); per-row rescaling to given norms; and the range of an input.
  * Products and sums are rounded separately, as the CPU backend does. */
+#include <float.h>
 #include <math.h>
 
 #include "cuda_ops.h"
@@ -44,14 +45,17 @@ __global__ void l2_step_kernel(size_t d, float *x_adv, const float *g, const flo
 {
     float *x = x_adv + (size_t)blockIdx.x * d;
     const float *o = x0 + (size_t)blockIdx.x * d;
-    float s = 0.0f;
     if (g) {
         const float *gi = g + (size_t)blockIdx.x * d;
         double gn = row_norm(gi, d);
-        s = gn > 0 ? (float)(alpha / gn) : 0.0f;
+        double s = gn > 0 ? alpha / gn : 0.0;
+        const float sf = (float)s;
+        /* A gradient so small that s overflows float has its products taken
+         * in double, as on the CPU (s g_j is at most alpha; inf * 0 is NaN). */
         if (gn > 0)
             for (size_t j = threadIdx.x; j < d; j += blockDim.x)
-                x[j] = __fadd_rn(x[j], __fmul_rn(s, gi[j]));
+                x[j] = __fadd_rn(x[j], s <= FLT_MAX ? __fmul_rn(sf, gi[j])
+                                                    : __double2float_rn(s * gi[j]));
     }
     /* Each thread reads back only the elements it wrote itself. */
     double q = 0;
@@ -70,9 +74,10 @@ __global__ void rows_renorm_kernel(size_t d, float *x, const float *norms)
 {
     float *r = x + (size_t)blockIdx.x * d;
     double cur = row_norm(r, d);
-    float s = cur > 0 ? (float)(norms[blockIdx.x] / cur) : 0.0f;
-    for (size_t j = threadIdx.x; j < d; j += blockDim.x)
-        r[j] *= s;
+    double s = cur > 0 ? norms[blockIdx.x] / cur : 0.0;
+    const float sf = (float)s;
+    for (size_t j = threadIdx.x; j < d; j += blockDim.x) /* in double where sf overflows */
+        r[j] = s <= FLT_MAX ? __fmul_rn(r[j], sf) : __double2float_rn(s * r[j]);
 }
 
 /* Block-wise min of lo_src[i * step] and max of hi_src[i * step], i < n (NaN

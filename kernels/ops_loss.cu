@@ -15,8 +15,14 @@ __device__ inline int warp_row(int n)
     return row < n ? row : -1;
 }
 
-/* log sum_j exp(z_j), every lane of the warp gets it. */
-__device__ inline double row_lse(const float *z, int classes, int lane)
+/* A row's log-sum-exp as its max m and log s = log sum_j exp(z_j - m), kept
+ * apart as the CPU backend does (m + log s loses log s once |m| is large);
+ * every lane of the warp gets it. */
+struct lse {
+    double m, log_s;
+};
+
+__device__ inline lse row_lse(const float *z, int classes, int lane)
 {
     double m = -INFINITY;
     for (int j = lane; j < classes; j += DAT_WARP)
@@ -26,7 +32,13 @@ __device__ inline double row_lse(const float *z, int classes, int lane)
     for (int j = lane; j < classes; j += DAT_WARP)
         s += exp((double)z[j] - m);
     s = dat_warp_sum(s);
-    return m + log(s);
+    return lse{m, log(s)};
+}
+
+/* log softmax(z)_j from the row's lse. */
+__device__ inline double log_softmax(const float *z, lse l, int j)
+{
+    return ((double)z[j] - l.m) - l.log_s;
 }
 
 __global__ void softmax_xent_kernel(int n, int classes, const float *z, const int32_t *labels,
@@ -44,15 +56,15 @@ __global__ void softmax_xent_kernel(int n, int classes, const float *z, const in
             dz[(size_t)row * (size_t)classes + (size_t)j] = NAN;
         return;
     }
-    double lse = row_lse(zi, classes, lane);
+    lse l = row_lse(zi, classes, lane);
     if (loss && lane == 0)
-        loss[row] = (float)(lse - zi[y]);
+        loss[row] = (float)-log_softmax(zi, l, y);
     if (!dz)
         return;
     double w = (double)scale * (weights ? weights[row] : 1.0f);
     float *gi = dz + (size_t)row * (size_t)classes;
     for (int j = lane; j < classes; j += DAT_WARP)
-        gi[j] = (float)(w * (exp((double)zi[j] - lse) - (j == y)));
+        gi[j] = (float)(w * (exp(log_softmax(zi, l, j)) - (j == y)));
 }
 
 __global__ void kl_div_kernel(int n, int classes, const float *z_clean, const float *z_adv,
@@ -63,16 +75,17 @@ __global__ void kl_div_kernel(int n, int classes, const float *z_clean, const fl
         return;
     size_t base = (size_t)row * (size_t)classes;
     const float *zc = z_clean + base, *za = z_adv + base;
-    double lc = row_lse(zc, classes, lane), la = row_lse(za, classes, lane), kl = 0;
+    lse lc = row_lse(zc, classes, lane), la = row_lse(za, classes, lane);
+    double kl = 0;
     for (int j = lane; j < classes; j += DAT_WARP) {
-        double logp = zc[j] - lc, logq = za[j] - la;
+        double logp = log_softmax(zc, lc, j), logq = log_softmax(za, la, j);
         kl += exp(logp) * (logp - logq);
     }
     kl = dat_warp_sum(kl);
     if (loss && lane == 0)
         loss[row] = (float)kl;
     for (int j = lane; j < classes; j += DAT_WARP) {
-        double logp = zc[j] - lc, logq = za[j] - la, p = exp(logp);
+        double logp = log_softmax(zc, lc, j), logq = log_softmax(za, la, j), p = exp(logp);
         /* d/dz_adv = q - p;  d/dz_clean = p (log p - log q - KL) */
         if (dz_adv)
             dz_adv[base + (size_t)j] = (float)(scale * (exp(logq) - p));

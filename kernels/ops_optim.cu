@@ -11,6 +11,8 @@
  * The per-element arithmetic is the CPU loops' of
  * lib/optim/update.c with each product and sum rounded separately (no FMA
  * contraction), so both backends compute the same floats. */
+#include <float.h>
+
 #include "cuda_ops.h"
 
 extern "C" {
@@ -119,7 +121,7 @@ apply_kernel(seg_batch b, double lr, const step_vals *dv, double c_l, double c_u
             return;
         lr = dv->lr;
     }
-    __shared__ float scale;
+    __shared__ double scale;
     int s = seg_of(b, blockIdx.x);
     if (threadIdx.x == 0) {
         double tn = 0, un = 0;
@@ -128,13 +130,18 @@ apply_kernel(seg_batch b, double lr, const step_vals *dv, double c_l, double c_u
             un += part[2 * k + 1];
         }
         double trust = dat_optim_trust(b.lalr[s], c_l, c_u, tn, un);
-        scale = (float)(lr * (double)b.lr_scale[s] * trust);
+        scale = lr * (double)b.lr_scale[s] * trust;
     }
     __syncthreads();
     long long start = b.offset[s] + (long long)(blockIdx.x - b.first_chunk[s]) * CHUNK;
     long long end = min(start + CHUNK, b.offset[s] + b.length[s]);
+    const double sd = scale;
+    const float sf = (float)sd;
+    /* The trust of a tiny u (LALR) overflows float: its products in double, as
+     * on the CPU. */
     for (long long i = start + threadIdx.x; i < end; i += THREADS)
-        p[i] = __fsub_rn(p[i], __fmul_rn(scale, u[i]));
+        p[i] = __fsub_rn(p[i], sd <= FLT_MAX ? __fmul_rn(sf, u[i])
+                                             : __double2float_rn(sd * u[i]));
 }
 
 static dat_status launch(dat_ctx *ctx, dat_optim *opt, const seg_batch &b,

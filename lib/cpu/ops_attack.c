@@ -1,6 +1,7 @@
 /* The attack steps of the CPU backend: sign or normalized-gradient step and
  * the projections onto the eps-ball and the input range, fused per element
  * (l-inf) or per sample (l2). */
+#include <float.h>
 #include <math.h>
 
 #include "cpu.h"
@@ -36,6 +37,21 @@ static double row_norm(const float *v, size_t d)
     return sqrt(s);
 }
 
+/* x += s g. A gradient so small that s = alpha / ||g|| overflows float (a
+ * saturated softmax's, in denormals) has its products taken in double: s g_j
+ * is at most alpha, where inf * 0 would leave NaN. */
+static void add_scaled(float *x, const float *g, size_t d, double s)
+{
+    if (s <= FLT_MAX) {
+        const float sf = (float)s;
+        for (size_t j = 0; j < d; ++j)
+            x[j] += sf * g[j];
+    } else {
+        for (size_t j = 0; j < d; ++j)
+            x[j] += (float)(s * g[j]);
+    }
+}
+
 dat_status dat_cpu_attack_l2_step(dat_ctx *ctx, int n, size_t d, float *x_adv, const float *g,
                                   const float *x0, float alpha, float eps, float lo, float hi)
 {
@@ -47,11 +63,8 @@ dat_status dat_cpu_attack_l2_step(dat_ctx *ctx, int n, size_t d, float *x_adv, c
         if (g) {
             const float *gi = g + (size_t)i * d;
             double gn = row_norm(gi, d);
-            if (gn > 0) {
-                float s = (float)(alpha / gn);
-                for (size_t j = 0; j < d; ++j)
-                    x[j] += s * gi[j];
-            }
+            if (gn > 0)
+                add_scaled(x, gi, d, alpha / gn);
         }
         double dn = 0;
         for (size_t j = 0; j < d; ++j)
@@ -71,9 +84,10 @@ dat_status dat_cpu_rows_renorm(dat_ctx *ctx, int n, size_t d, float *x, const fl
     for (int i = 0; i < n; ++i) {
         float *r = x + (size_t)i * d;
         double cur = row_norm(r, d);
-        float s = cur > 0 ? (float)(norms[i] / cur) : 0.0f;
-        for (size_t j = 0; j < d; ++j)
-            r[j] *= s;
+        double s = cur > 0 ? norms[i] / cur : 0.0;
+        const float sf = (float)s;
+        for (size_t j = 0; j < d; ++j) /* in double where the factor overflows float */
+            r[j] = s <= FLT_MAX ? r[j] * sf : (float)(s * r[j]);
     }
     return DAT_OK;
 }

@@ -5,8 +5,14 @@
 
 #include "cpu.h"
 
-/* log-sum-exp of a row. */
-static double row_lse(const float *z, int classes)
+/* A row's log-sum-exp as its max m and log s = log sum_j exp(z_j - m), kept
+ * apart: log z's softmax is (z_j - m) - log s, where m + log s would lose log s
+ * to rounding once |m| is past 2^53 times it (logits of 1e15 and more). */
+typedef struct lse {
+    double m, log_s;
+} lse;
+
+static lse row_lse(const float *z, int classes)
 {
     double m = z[0];
     for (int j = 1; j < classes; ++j)
@@ -14,7 +20,13 @@ static double row_lse(const float *z, int classes)
     double s = 0;
     for (int j = 0; j < classes; ++j)
         s += exp((double)z[j] - m);
-    return m + log(s);
+    return (lse){m, log(s)};
+}
+
+/* log softmax(z)_j from the row's lse. */
+static double log_softmax(const float *z, lse l, int j)
+{
+    return ((double)z[j] - l.m) - l.log_s;
 }
 
 dat_status dat_cpu_softmax_xent(dat_ctx *ctx, int n, int classes, const float *z,
@@ -26,15 +38,15 @@ dat_status dat_cpu_softmax_xent(dat_ctx *ctx, int n, int classes, const float *z
     for (int i = 0; i < n; ++i) {
         const float *zi = z + (size_t)i * (size_t)classes;
         int y = labels[i];
-        double lse = row_lse(zi, classes);
+        lse l = row_lse(zi, classes);
         if (loss)
-            loss[i] = (float)(lse - zi[y]);
+            loss[i] = (float)-log_softmax(zi, l, y);
         if (!dz)
             continue;
         double w = (double)scale * (weights ? weights[i] : 1.0f);
         float *gi = dz + (size_t)i * (size_t)classes;
         for (int j = 0; j < classes; ++j)
-            gi[j] = (float)(w * (exp((double)zi[j] - lse) - (j == y)));
+            gi[j] = (float)(w * (exp(log_softmax(zi, l, j)) - (j == y)));
     }
     return DAT_OK;
 }
@@ -48,15 +60,16 @@ dat_status dat_cpu_kl_div(dat_ctx *ctx, int n, int classes, const float *z_clean
     for (int i = 0; i < n; ++i) {
         const float *zc = z_clean + (size_t)i * (size_t)classes;
         const float *za = z_adv + (size_t)i * (size_t)classes;
-        double lc = row_lse(zc, classes), la = row_lse(za, classes), kl = 0;
+        lse lc = row_lse(zc, classes), la = row_lse(za, classes);
+        double kl = 0;
         for (int j = 0; j < classes; ++j) {
-            double logp = zc[j] - lc, logq = za[j] - la;
+            double logp = log_softmax(zc, lc, j), logq = log_softmax(za, la, j);
             kl += exp(logp) * (logp - logq);
         }
         if (loss)
             loss[i] = (float)kl;
         for (int j = 0; j < classes; ++j) {
-            double logp = zc[j] - lc, logq = za[j] - la, p = exp(logp);
+            double logp = log_softmax(zc, lc, j), logq = log_softmax(za, la, j), p = exp(logp);
             /* d/dz_adv = q - p;  d/dz_clean = p (log p - log q - KL) */
             if (dz_adv)
                 dz_adv[(size_t)i * (size_t)classes + (size_t)j] = (float)(scale * (exp(logq) - p));

@@ -2,6 +2,7 @@
  * norms in one pass over the flat buffers, then the (layer-wise scaled) update.
  * The coefficients of a step are computed here for every backend
  * (kernels/ops_optim.cu mirrors the loops). */
+#include <float.h>
 #include <math.h>
 
 #include "../cpu/cpu.h"
@@ -91,11 +92,18 @@ dat_status dat_optim_update(dat_ctx *ctx, dat_optim *opt, float *params, const f
         direction(ctx, opt, s, params, grads, n2);
         double trust = dat_optim_trust(opt->o.lalr && !s->no_lalr, opt->o.c_l, opt->o.c_u,
                                        n2[0], n2[1]);
-        const float scale = (float)(lr * s->lr_scale * trust);
+        const double scale_d = lr * s->lr_scale * trust;
+        const float scale = (float)scale_d;
         const float *restrict u = opt->u + s->offset;
         float *restrict p = params + s->offset;
         const int64_t n = s->length;
         int nt = dat_cpu_threads(ctx, (size_t)n);
+        if (!(scale_d <= FLT_MAX)) { /* trust of a tiny u (LALR): its products in double */
+#pragma omp parallel for num_threads(nt) schedule(static)
+            for (int64_t i = 0; i < n; ++i)
+                p[i] -= (float)(scale_d * u[i]);
+            continue;
+        }
 #pragma omp parallel for simd num_threads(nt) schedule(static)
         for (int64_t i = 0; i < n; ++i)
             p[i] -= scale * u[i];

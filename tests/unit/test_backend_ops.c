@@ -1227,7 +1227,22 @@ typedef struct loss_case {
 
 static const loss_case loss_cases[] = {
     {128, 10, 8.0f}, {64, 10, 8.0f}, {7, 1000, 80.0f}, {33, 37, 80.0f}, {5, 1, 3.0f},
+    {16, 10, 1e30f}, /* in {-1e30, 0, 1e30}: ties at the max, log s kept apart from it */
 };
+
+/* Logits uniform in +-range; huge ranges are rounded to multiples of the range,
+ * so that rows tie at their max (where m + log s would lose log s). */
+static pair logits_for(const loss_case *t)
+{
+    size_t nz = (size_t)t->n * t->classes;
+    pair z = pair_uniform(nz, -t->range, t->range);
+    if (t->range >= 1e20f) {
+        for (size_t j = 0; j < nz; ++j)
+            cpu_f(&z)[j] = rintf(cpu_f(&z)[j] / t->range) * t->range;
+        pair_sync(&z);
+    }
+    return z;
+}
 
 static pair labels_for(int n, int classes)
 {
@@ -1248,7 +1263,7 @@ static void check_softmax_xent(void)
     for (size_t i = 0; i < sizeof loss_cases / sizeof *loss_cases; ++i) {
         const loss_case *t = &loss_cases[i];
         size_t nz = (size_t)t->n * t->classes;
-        pair z = pair_uniform(nz, -t->range, t->range), y = labels_for(t->n, t->classes);
+        pair z = logits_for(t), y = labels_for(t->n, t->classes);
         pair wts = pair_uniform((size_t)t->n, 0.0f, 2.0f);
         float scale = 1.0f / (float)t->n;
         /* 0: loss and gradient, no weights; 1: weighted; 2: loss only; 3: gradient only */
@@ -1280,7 +1295,7 @@ static void check_kl_div(void)
         const loss_case *t = &loss_cases[i];
         size_t nz = (size_t)t->n * t->classes;
         /* The adversarial logits near the clean ones, as in TRADES. */
-        pair zc = pair_uniform(nz, -t->range, t->range), za = pair_uniform(nz, -0.5f, 0.5f);
+        pair zc = logits_for(t), za = pair_uniform(nz, -0.5f, 0.5f);
         for (size_t j = 0; j < nz; ++j)
             cpu_f(&za)[j] += cpu_f(&zc)[j];
         pair_sync(&za);
@@ -1491,24 +1506,28 @@ static void check_attack_linf_step(void)
 static void check_attack_l2_step(void)
 {
     NEED(attack_l2_step);
-    /* n, d, spread of the start around x0 (0.1 in 784 dims: longer than eps) */
-    const struct { int n; size_t d; float spread; } cases[] = {
-        {128, 784, 0.1f}, {64, 3072, 0.001f}, {3, 5, 0.3f}};
+    /* n, d, spread of the start around x0 (0.1 in 784 dims: longer than eps), the
+     * gradient's scale (denormals: alpha / ||g|| overflows float) */
+    const struct { int n; size_t d; float spread, gscale; } cases[] = {
+        {128, 784, 0.1f, 1.0f}, {64, 3072, 0.001f, 1.0f}, {3, 5, 0.3f, 1.0f},
+        {8, 784, 0.001f, 1e-42f}};
     const float eps = 0.5f, alpha = 0.1f;
     for (size_t i = 0; i < sizeof cases / sizeof *cases; ++i) {
         size_t total = (size_t)cases[i].n * cases[i].d;
         pair x0 = pair_uniform(total, 0.0f, 1.0f);
         pair xa = pair_uniform(total, -cases[i].spread, cases[i].spread);
         pair g = pair_uniform(total, -1.0f, 1.0f);
-        for (size_t j = 0; j < total; ++j)
+        for (size_t j = 0; j < total; ++j) {
             cpu_f(&xa)[j] += cpu_f(&x0)[j];
+            cpu_f(&g)[j] *= cases[i].gscale;
+        }
         for (size_t j = 0; j < cases[i].d; ++j) /* sample 1 (or 0) has no gradient */
             cpu_f(&g)[(cases[i].n > 1 ? cases[i].d : 0) + j] = 0.0f;
         pair_sync(&xa);
         pair_sync(&g);
         char shape[96];
-        snprintf(shape, sizeof shape, "n %d, d %zu, start spread %g", cases[i].n, cases[i].d,
-                 cases[i].spread);
+        snprintf(shape, sizeof shape, "n %d, d %zu, start spread %g, gradient x %g", cases[i].n,
+                 cases[i].d, cases[i].spread, cases[i].gscale);
         for (int step = 0; step < 3; ++step) {
             BOTH(attack_l2_step, cases[i].n, cases[i].d, P(xa), step < 2 ? P(g) : NULL, P(x0),
                  alpha, eps, 0.0f, 1.0f);
@@ -1524,10 +1543,14 @@ static void check_attack_l2_step(void)
 static void check_rows_renorm(void)
 {
     NEED(rows_renorm);
-    const struct { int n; size_t d; } cases[] = {{128, 784}, {64, 3072}, {5, 3}};
+    /* rows of denormals too: norms[r] / ||row|| overflows float */
+    const struct { int n; size_t d; float scale; } cases[] = {
+        {128, 784, 1.0f}, {64, 3072, 1.0f}, {5, 3, 1.0f}, {6, 100, 1e-42f}};
     for (size_t i = 0; i < sizeof cases / sizeof *cases; ++i) {
         size_t total = (size_t)cases[i].n * cases[i].d;
         pair x = pair_uniform(total, -1.0f, 1.0f);
+        for (size_t j = 0; j < total; ++j)
+            cpu_f(&x)[j] *= cases[i].scale;
         for (size_t j = 0; j < cases[i].d; ++j) /* the last row is 0 and stays 0 */
             cpu_f(&x)[total - cases[i].d + j] = 0.0f;
         pair_sync(&x);
@@ -1538,7 +1561,8 @@ static void check_rows_renorm(void)
         BOTH(rows_renorm, cases[i].n, cases[i].d, P(x), norms);
         free(norms);
         char shape[64];
-        snprintf(shape, sizeof shape, "n %d, d %zu", cases[i].n, cases[i].d);
+        snprintf(shape, sizeof shape, "n %d, d %zu, x %g", cases[i].n, cases[i].d,
+                 cases[i].scale);
         expect_close("rows_renorm", "x", shape, &x, TOL_ELTWISE);
         pair_free(&x);
     }
@@ -1587,12 +1611,16 @@ static void check_optim_update(void)
         off += len + (k == 4 ? 11 : 0);
     }
     const size_t total = (size_t)off;
-    const struct { dat_optim_kind kind; int lalr, decoupled; const char *name; } cases[] = {
-        {DAT_OPTIM_MOMENTUM, 1, 0, "momentum + LALR (LARS)"},
-        {DAT_OPTIM_ADAMW, 1, 0, "AdamW + LALR (LAMB)"},
-        {DAT_OPTIM_NESTEROV, 0, 1, "Nesterov, decoupled decay"},
-        {DAT_OPTIM_ADAM, 0, 0, "Adam, bias correction"},
-        {DAT_OPTIM_SGD, 1, 0, "SGD + LALR"},
+    /* gscale: the gradients' scale; denormals without weight decay make the
+     * trust ratio overflow float */
+    const struct { dat_optim_kind kind; int lalr, decoupled; float gscale; const char *name; }
+    cases[] = {
+        {DAT_OPTIM_MOMENTUM, 1, 0, 1.0f, "momentum + LALR (LARS)"},
+        {DAT_OPTIM_ADAMW, 1, 0, 1.0f, "AdamW + LALR (LAMB)"},
+        {DAT_OPTIM_NESTEROV, 0, 1, 1.0f, "Nesterov, decoupled decay"},
+        {DAT_OPTIM_ADAM, 0, 0, 1.0f, "Adam, bias correction"},
+        {DAT_OPTIM_SGD, 1, 0, 1.0f, "SGD + LALR"},
+        {DAT_OPTIM_MOMENTUM, 1, 0, 1e-41f, "LARS, denormal gradients"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; ++i) {
         dat_optim_options oo;
@@ -1601,7 +1629,7 @@ static void check_optim_update(void)
         oo.lalr = cases[i].lalr;
         oo.decoupled_decay = cases[i].decoupled;
         oo.lr = 0.05f;
-        oo.weight_decay = 5e-4f;
+        oo.weight_decay = cases[i].gscale < 1.0f ? 0.0f : 5e-4f;
         oo.c_l = 0.01f;
         oo.c_u = 0.5f;
         oo.exclude_bias_bn_decay = 1;
@@ -1617,6 +1645,9 @@ static void check_optim_update(void)
         memcpy(frozen, cpu_f(&p) + segs[3].offset, (size_t)segs[3].length * sizeof(float));
         for (int step = 0; step < 3; ++step) {
             pair g = pair_uniform(total, -0.1f, 0.1f);
+            for (size_t j = 0; j < total; ++j)
+                cpu_f(&g)[j] *= cases[i].gscale;
+            pair_sync(&g);
             BOTH(optim_update, opt[side], P(p), P(g));
             for (int side = 0; side < 2; ++side)
                 opt[side]->step++; /* dat_optim_step's part */

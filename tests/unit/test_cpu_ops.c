@@ -699,6 +699,26 @@ START_TEST(test_softmax_xent_and_kl)
     for (int j = 0; j < K; ++j)
         ck_assert(isfinite(bd[j]));
 
+    /* Logits past 2^53 times log s: the softmax still sums to 1 (PyTorch's values). */
+    float hz[3][4] = {
+        {1e16f, 1e16f, 0, 0}, {3e38f, -3e38f, 3e38f, 0}, {-3e38f, -3e38f, -3e38f, -3e38f}};
+    int32_t hy[3] = {0, 1, 0};
+    float hl[3], hd[12];
+    ck_assert_dat_ok(ctx->be->softmax_xent(ctx, 3, 4, hz[0], hy, NULL, hl, hd, 1.0f));
+    const float want_hl[3] = {(float)log(2.0), INFINITY, (float)log(4.0)};
+    const float want_hd[12] = {-0.5f, 0.5f, 0, 0, 0.5f, -1, 0.5f, 0, -0.75f, 0.25f, 0.25f, 0.25f};
+    for (int i = 0; i < 3; ++i)
+        ck_assert_msg(i == 1 ? hl[i] > 1e38f : fabsf(hl[i] - want_hl[i]) < 1e-6f,
+                      "CE of huge logits, row %d: %g", i, (double)hl[i]);
+    for (int j = 0; j < 12; ++j)
+        ck_assert_msg(fabsf(hd[j] - want_hd[j]) < 1e-6f, "CE dz of huge logits [%d]: %g", j,
+                      (double)hd[j]);
+    float uni[4] = {0, 0, 0, 0};
+    ck_assert_dat_ok(ctx->be->kl_div(ctx, 1, 4, uni, hz[2], hl, hd, hd + 4, 1.0f));
+    ck_assert_msg(fabsf(hl[0]) < 1e-7f, "KL(uniform || uniform at -3e38) = %g", (double)hl[0]);
+    for (int j = 0; j < 8; ++j)
+        ck_assert_msg(fabsf(hd[j]) < 1e-7f, "KL gradient [%d] = %g", j, (double)hd[j]);
+
     ck_assert_dat_ok(ctx->be->kl_div(ctx, N, K, z.f, za.f, loss, dz, dz2, 1.0f));
     f.which = 1;
     dat_gc_numeric_grad(loss_total, &f, z.d, N * K, 1e-5, g);
@@ -795,9 +815,21 @@ START_TEST(test_attack_steps)
     ck_assert(fabsf(ya[0] - (0.5f + 0.1f * 0.6f)) < 1e-6f);
     ck_assert(fabsf(ya[2] - (0.5f + 0.1f * 0.8f)) < 1e-6f);
     ck_assert(ya[3] == 0.5f && ya[5] == 0.5f); /* zero gradient: no step */
+    /* A gradient of denormals (a saturated softmax's): alpha / ||g|| overflows
+     * float, the step is still alpha along g / ||g||. */
+    float gt[6] = {3e-42f, 0, 4e-42f, 0, 0, 0};
+    memcpy(ya, y0, sizeof ya);
+    ck_assert_dat_ok(ctx->be->attack_l2_step(ctx, 2, 3, ya, gt, y0, 0.25f, 1.0f, 0.0f, 1.0f));
+    ck_assert_msg(fabsf(ya[0] - 0.65f) < 1e-3f && ya[1] == 0.5f && fabsf(ya[2] - 0.7f) < 1e-3f,
+                  "l2 step of a denormal gradient: %g %g %g", (double)ya[0], (double)ya[1],
+                  (double)ya[2]);
     float rows[6] = {3, 4, 0, 0, 0, 0}, norms[2] = {10, 1};
     ck_assert_dat_ok(ctx->be->rows_renorm(ctx, 2, 3, rows, norms));
     ck_assert(fabsf(rows[0] - 6) < 1e-6f && fabsf(rows[1] - 8) < 1e-6f && rows[3] == 0);
+    float tiny[3] = {3e-42f, 4e-42f, 0}, one = 5;
+    ck_assert_dat_ok(ctx->be->rows_renorm(ctx, 1, 3, tiny, &one));
+    ck_assert_msg(fabsf(tiny[0] - 3) < 1e-2f && fabsf(tiny[1] - 4) < 1e-2f && tiny[2] == 0,
+                  "renorm of a denormal row: %g %g", (double)tiny[0], (double)tiny[1]);
 }
 END_TEST
 

@@ -20,8 +20,9 @@ static void teardown(void)
 
 enum { N = 64 };
 
-/* ||delta theta|| of one LALR SGD step on a segment of norm `norm`. */
-static double step_norm(double norm, float c_l, float c_u, int zero_grad)
+/* ||delta theta|| of one LALR SGD step on a segment of norm `norm`, the
+ * gradient N(0, grad_std^2) (0: zero). */
+static double step_norm(double norm, float c_l, float c_u, float grad_std)
 {
     dat_optim_options o;
     dat_optim_options_init(&o);
@@ -43,8 +44,8 @@ static double step_norm(double norm, float c_l, float c_u, int zero_grad)
         th[i] = (float)(norm / sqrt((double)N)) * (i % 2 ? 1.0f : -1.0f);
     memcpy(before, th, sizeof th);
     dat_tensor_write(p, th, sizeof th);
-    if (!zero_grad)
-        dat_tensor_fill_normal(g, 0.0f, 3.0f, 1, 0);
+    if (grad_std > 0)
+        dat_tensor_fill_normal(g, 0.0f, grad_std, 1, 0);
     ck_assert_dat_ok(dat_optim_step(opt, p, g));
     dat_tensor_read(p, th, sizeof th);
     double d = 0;
@@ -59,12 +60,14 @@ static double step_norm(double norm, float c_l, float c_u, int zero_grad)
 START_TEST(test_update_norm_is_clipped_theta_norm)
 {
     /* c_l < ||theta|| < c_u: the step is ||theta|| * eta, whatever ||g||. */
-    ck_assert_msg(fabs(step_norm(2.5, 0.0f, 10.0f, 0) - 0.025) < 1e-6, "inside the bounds");
+    ck_assert_msg(fabs(step_norm(2.5, 0.0f, 10.0f, 3.0f) - 0.025) < 1e-6, "inside the bounds");
     /* Above c_u: c_u * eta; below c_l: c_l * eta. */
-    ck_assert_msg(fabs(step_norm(50.0, 0.0f, 10.0f, 0) - 0.1) < 1e-5, "above c_u");
-    ck_assert_msg(fabs(step_norm(0.5, 2.0f, 10.0f, 0) - 0.02) < 1e-6, "below c_l");
+    ck_assert_msg(fabs(step_norm(50.0, 0.0f, 10.0f, 3.0f) - 0.1) < 1e-5, "above c_u");
+    ck_assert_msg(fabs(step_norm(0.5, 2.0f, 10.0f, 3.0f) - 0.02) < 1e-6, "below c_l");
+    /* A gradient of denormals too, whose trust ratio overflows float. */
+    ck_assert_msg(fabs(step_norm(2.5, 0.0f, 10.0f, 3e-42f) - 0.025) < 1e-5, "denormal gradient");
     /* A zero gradient moves nothing (trust ratio 1, u = 0). */
-    ck_assert(step_norm(2.5, 0.0f, 10.0f, 1) == 0.0);
+    ck_assert(step_norm(2.5, 0.0f, 10.0f, 0.0f) == 0.0);
 }
 END_TEST
 
