@@ -37,11 +37,12 @@ typedef enum dat_model_mode {
 typedef enum dat_layer_kind {
     DAT_LAYER_CONV2D = 0,         /**< out_features channels, kernel x kernel, stride, padding, bias */
     DAT_LAYER_LINEAR = 1,         /**< out_features outputs; the input is flattened */
-    DAT_LAYER_BATCHNORM = 2,      /**< BatchNorm2d (or 1d on [N, F]); bn_eps, bn_momentum */
+    DAT_LAYER_BATCHNORM = 2,      /**< BatchNorm2d (or 1d on [N, F]); bn_eps, bn_momentum;
+                                       in train mode a batch needs N x H x W > 1 */
     DAT_LAYER_RELU = 3,
     DAT_LAYER_MAXPOOL = 4,        /**< kernel, stride, padding */
     DAT_LAYER_AVGPOOL = 5,        /**< kernel, stride, padding (padding counted, as PyTorch) */
-    DAT_LAYER_GLOBAL_AVGPOOL = 6, /**< mean over H x W: [N, C, H, W] -> [N, C, 1, 1] */
+    DAT_LAYER_GLOBAL_AVGPOOL = 6, /**< mean over H x W (H = W): [N, C, H, W] -> [N, C, 1, 1] */
     DAT_LAYER_FLATTEN = 7,        /**< [N, C, H, W] -> [N, C*H*W] */
     DAT_LAYER_ADD = 8,            /**< element-wise sum of two nodes of the same shape */
     DAT_LAYER_KIND_FORCE_32BIT = 0x7fffffff

@@ -194,7 +194,12 @@ DAT_API dat_status dat_optim_step_model(dat_optim *optim, dat_model *model);
  * bit-identical (BN running statistics are the model's, not the optimizer's:
  * they still follow the data in train mode, as in PyTorch). The scales are
  * configuration, not state: they are not saved by dat_optim_state_save(); set
- * them again after a resume.
+ * them again after a resume. Adam's bias correction counts the optimizer's
+ * steps, frozen or not: a segment unfrozen after k frozen steps of t is
+ * corrected as at step t, where PyTorch, which counts each parameter's own
+ * updates, corrects as at step t - k: the first Adam updates after unfreezing
+ * differ from PyTorch's (about 0.5x after 10 frozen steps, 2.5x after 1000)
+ * until the moments build up again.
  * @param optim  the optimizer.
  * @param first_segment  the first segment, >= 0.
  * @param count  the number of segments, >= 0, within the optimizer's segments.
@@ -239,7 +244,8 @@ DAT_API dat_status dat_optim_state_size(const dat_optim *optim, size_t *bytes);
  * @brief Serializes the state into @p buf.
  * @param optim  the optimizer.
  * @param[out] buf  host memory owned by the caller.
- * @param size  bytes at @p buf: dat_optim_state_size() or more.
+ * @param size  bytes at @p buf: dat_optim_state_size() or more (the bytes past
+ *              the state are left as they are).
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or a short buffer.
  */
 DAT_API dat_status dat_optim_state_save(const dat_optim *optim, void *buf, size_t size);
@@ -249,7 +255,7 @@ DAT_API dat_status dat_optim_state_save(const dat_optim *optim, void *buf, size_
  *        uninterrupted run bit for bit.
  * @param optim  the optimizer.
  * @param buf  the serialized state; read during the call only.
- * @param size  bytes at @p buf.
+ * @param size  the state's bytes at @p buf: exactly dat_optim_state_size().
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers; DAT_ERR_FORMAT for a
  *         buffer of another optimizer or a corrupt one (nothing is changed then).
  */

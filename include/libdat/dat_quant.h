@@ -10,7 +10,11 @@
  *
  * where ξ_j rounds up with probability s|v_j|/‖v‖ − ⌊s|v_j|/‖v‖⌋, so that
  * E[q(v)] = v (up to 2^−16 of a level: the draw has 16 random bits). An
- * all-zero bucket encodes to zeros (never NaN).
+ * all-zero bucket encodes to zeros (never NaN). The decoded level ‖v‖ / s is a
+ * float32: for a bucket of denormals (‖v‖ below about s · 2^−126, ~4e-34 at
+ * b = 16) it loses bits to underflow and the decode is biased toward zero; such
+ * a bucket is far below any gradient a step can move (error feedback keeps
+ * what it loses).
  *
  * **Encoded layout** (little-endian), bucket after bucket: the bucket's norm
  * as a float32, then its m codes of b bits each, code k in bits [k·b, k·b+b) of
@@ -150,11 +154,11 @@ DAT_API dat_status dat_quantizer_encoded_size(const dat_quantizer *q, int64_t n,
  *           not in the memory of the quantizer's context).
  * @param step  training step; enters the stream of draws, so that each step
  *              draws afresh and a rerun draws the same.
- * @param[out] codes  host memory owned by the caller, at least E(n) bytes; E(n)
- *                    are written.
+ * @param[out] codes  host memory owned by the caller, 4-byte aligned, at least
+ *                    E(n) bytes; E(n) are written.
  * @param codes_bytes  size of @p codes.
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, a non-float32 @p x or
- *         a short @p codes; DAT_ERR_NUMERIC if @p x (plus the residual) holds a
+ *         a short or misaligned @p codes; DAT_ERR_NUMERIC if @p x (plus the residual) holds a
  *         NaN or Inf or a bucket's ℓ2 norm overflows float (the message gives
  *         the element index; the residual is zeroed then).
  */
@@ -164,8 +168,9 @@ DAT_API dat_status dat_quantizer_encode(dat_quantizer *q, const dat_tensor *x, u
 /**
  * @brief Decodes into a float32 tensor: out = q(x), or out += q(x).
  * @param q  the quantizer.
- * @param codes  host memory holding an encoding of numel(out) elements made by
- *               a quantizer with the same bits, bucket size and norm kind.
+ * @param codes  host memory, 4-byte aligned, holding an encoding of numel(out)
+ *               elements made by a quantizer with the same bits, bucket size and
+ *               norm kind.
  * @param codes_bytes  size of @p codes, at least E(numel(out)).
  * @param out  float32 tensor on any context (copied over and back if it is not
  *             in the memory of the quantizer's context).

@@ -144,11 +144,12 @@ DAT_API dat_status dat_tensor_fill(dat_tensor *tensor, double value);
 /**
  * @brief Fills a float32 or bfloat16 tensor with uniform values in [low, high).
  * @param tensor  the tensor.
- * @param low, high  the interval, finite, low <= high.
+ * @param low, high  the interval, finite, low <= high, its width high - low
+ *                   finite in float (at most FLT_MAX).
  * @param stream  selects an independent stream of the context's generator.
  * @param offset  position in the stream of element 0.
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL, an integer dtype, non-finite
- *         bounds or low > high.
+ *         bounds or width, or low > high.
  */
 DAT_API dat_status dat_tensor_fill_uniform(dat_tensor *tensor, float low, float high,
                                            uint64_t stream, uint64_t offset);

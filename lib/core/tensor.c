@@ -299,10 +299,12 @@ dat_status dat_tensor_fill_uniform(dat_tensor *tensor, float low, float high, ui
                                    uint64_t offset)
 {
     DAT_CHECK_NOT_NULL(tensor);
-    if (!isfinite(low) || !isfinite(high) || low > high)
+    /* The generator scales by high - low in float: a width past FLT_MAX would
+     * fill every element with inf. */
+    if (!isfinite(low) || !isfinite(high) || low > high || !isfinite(high - low))
         return dat_error(DAT_ERR_INVALID_ARG, __func__,
-                         "need finite low <= high, got low = %g, high = %g", (double)low,
-                         (double)high);
+                         "need finite low <= high with a finite width high - low, got low = %g, "
+                         "high = %g", (double)low, (double)high);
     return fill_random(__func__, tensor, tensor->ctx->be->rng_uniform, low, high, stream, offset);
 }
 

@@ -50,6 +50,24 @@ dat_status dat_model_shape(const dat_model *model, int32_t *channels, int32_t *h
 }
 
 /* x must be float32 [N, C, H, W] of the model's sample shape, in its context. */
+/* Batch norm in train mode normalizes each channel over the batch and the
+ * plane: one value per channel (batch 1 of 1x1 features) has no variance, and
+ * its output would be the shift alone, with no gradient (PyTorch refuses too). */
+static dat_status check_bn_batch(const char *func, const dat_model *m, int32_t n)
+{
+    if (m->mode != DAT_MODE_TRAIN)
+        return DAT_OK;
+    for (int32_t k = 0; k < m->n_nodes; ++k) {
+        const dat_node *d = &m->nodes[k];
+        if (d->kind == DAT_LAYER_BATCHNORM && (int64_t)n * d->h * d->w == 1)
+            return dat_error(DAT_ERR_INVALID_ARG, func,
+                             "batch norm layer %d in train mode needs more than one value per "
+                             "channel, got a batch of 1 of %d x %d features (use eval mode, or "
+                             "a larger batch)", (int)k, (int)d->h, (int)d->w);
+    }
+    return DAT_OK;
+}
+
 dat_status dat_model_check_input(const char *func, const dat_model *m, const char *what,
                               const dat_tensor *x, int32_t *n)
 {
@@ -66,6 +84,7 @@ dat_status dat_model_check_input(const char *func, const dat_model *m, const cha
                          (long long)(x->ndim > 2 ? x->shape[2] : 0),
                          (long long)(x->ndim > 3 ? x->shape[3] : 0));
     *n = (int32_t)x->shape[0];
+    DAT_TRY(check_bn_batch(func, m, *n));
     if (dat_capturing(m->ctx)) /* nothing comes back: the check sets the fault word */
         return DAT_OP(m->ctx, flag_range, (size_t)x->numel, x->data, -INFINITY, INFINITY,
                       dat_fault_word(m->ctx), DAT_FAULT_INPUT);

@@ -32,9 +32,9 @@ dat_status dat_optim_state_save(const dat_optim *optim, void *buf, size_t size)
     DAT_CHECK_NOT_NULL(buf);
     size_t need;
     dat_optim_state_size(optim, &need);
-    if (size != need)
-        return dat_error(DAT_ERR_INVALID_ARG, __func__, "size = %zu, the state has %zu bytes",
-                         size, need);
+    if (size < need)
+        return dat_error(DAT_ERR_INVALID_ARG, __func__,
+                         "size = %zu is short: the state has %zu bytes", size, need);
     state_header h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, magic, sizeof magic);

@@ -6,6 +6,7 @@
  */
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "check_util.h"
@@ -286,6 +287,8 @@ START_TEST(test_tensor_data_misuse)
     ck_assert_dat_err(dat_tensor_fill_uniform(i32, 0, 1, 0, 0), DAT_ERR_INVALID_ARG, "int32");
     ck_assert_dat_err(dat_tensor_fill_uniform(f32, 1, 0, 0, 0), DAT_ERR_INVALID_ARG, "low <= high");
     ck_assert_dat_err(dat_tensor_fill_uniform(f32, NAN, 1, 0, 0), DAT_ERR_INVALID_ARG, "finite");
+    ck_assert_dat_err(dat_tensor_fill_uniform(f32, -3e38f, 3e38f, 0, 0), DAT_ERR_INVALID_ARG,
+                      "width");
     ck_assert_dat_err(dat_tensor_fill_normal(NULL, 0, 1, 0, 0), DAT_ERR_INVALID_ARG, "tensor");
     ck_assert_dat_err(dat_tensor_fill_normal(i32, 0, 1, 0, 0), DAT_ERR_INVALID_ARG, "int32");
     ck_assert_dat_err(dat_tensor_fill_normal(f32, 0, -1, 0, 0), DAT_ERR_INVALID_ARG, "std");
@@ -1234,6 +1237,11 @@ START_TEST(test_optim_misuse)
     ck_assert_dat_err(dat_optim_state_load(opt, NULL, bytes), DAT_ERR_INVALID_ARG, "buf");
     ck_assert_dat_err(dat_optim_state_load(opt, buf, bytes), DAT_ERR_FORMAT, "magic");
     ck_assert_dat_err(dat_optim_state_load(opt, buf, 4), DAT_ERR_FORMAT, "too short");
+    memset(buf, 0xa5, sizeof buf); /* a larger buffer: the bytes past the state stay */
+    ck_assert_uint_lt(bytes, sizeof buf);
+    ck_assert_dat_ok(dat_optim_state_save(opt, buf, sizeof buf));
+    ck_assert_uint_eq(buf[bytes], 0xa5);
+    ck_assert_uint_eq(buf[sizeof buf - 1], 0xa5);
     ck_assert_dat_ok(dat_optim_state_save(opt, buf, bytes));
     ck_assert_dat_err(dat_optim_state_load(opt, buf, bytes - 1), DAT_ERR_FORMAT, "needs");
     ck_assert_dat_ok(dat_optim_state_load(opt, buf, bytes));

@@ -225,6 +225,49 @@ START_TEST(test_activation_after_a_failed_allocation)
 }
 END_TEST
 
+/* Batch norm over features in train mode: a batch of one sample has one value
+ * per channel and is refused (its output would be the shift alone); batch 2,
+ * and batch 1 in eval mode, run. */
+START_TEST(test_batchnorm_train_needs_two_values)
+{
+    dat_model_builder *b;
+    ck_assert_dat_ok(dat_model_builder_create(&b, ctx, 4, 1, 1));
+    dat_layer_spec s;
+    dat_layer_spec_init(&s, DAT_LAYER_LINEAR);
+    s.name = "fc1";
+    s.out_features = 3;
+    int32_t fc1, bn, fc2;
+    ck_assert_dat_ok(dat_model_builder_add(b, &s, 0, -1, &fc1));
+    dat_layer_spec_init(&s, DAT_LAYER_BATCHNORM);
+    s.name = "bn";
+    ck_assert_dat_ok(dat_model_builder_add(b, &s, fc1, -1, &bn));
+    dat_layer_spec_init(&s, DAT_LAYER_LINEAR);
+    s.name = "fc2";
+    s.out_features = 2;
+    ck_assert_dat_ok(dat_model_builder_add(b, &s, bn, -1, &fc2));
+    dat_model *m;
+    ck_assert_dat_ok(dat_model_builder_finish(b, fc2, 0, &m));
+    dat_model_builder_destroy(b);
+    int64_t one[4] = {1, 4, 1, 1}, two[4] = {2, 4, 1, 1}, z1[2] = {1, 2}, z2[2] = {2, 2};
+    dat_tensor *x1, *x2, *l1, *l2;
+    ck_assert_dat_ok(dat_tensor_create(&x1, ctx, DAT_FLOAT32, 4, one));
+    ck_assert_dat_ok(dat_tensor_create(&x2, ctx, DAT_FLOAT32, 4, two));
+    ck_assert_dat_ok(dat_tensor_create(&l1, ctx, DAT_FLOAT32, 2, z1));
+    ck_assert_dat_ok(dat_tensor_create(&l2, ctx, DAT_FLOAT32, 2, z2));
+    ck_assert_dat_ok(dat_model_set_mode(m, DAT_MODE_TRAIN));
+    ck_assert_dat_err(dat_model_forward(m, x1, l1), DAT_ERR_INVALID_ARG,
+                      "more than one value per channel");
+    ck_assert_dat_ok(dat_model_forward(m, x2, l2));
+    ck_assert_dat_ok(dat_model_set_mode(m, DAT_MODE_EVAL));
+    ck_assert_dat_ok(dat_model_forward(m, x1, l1));
+    dat_tensor_destroy(x1);
+    dat_tensor_destroy(x2);
+    dat_tensor_destroy(l1);
+    dat_tensor_destroy(l2);
+    dat_model_destroy(m);
+}
+END_TEST
+
 /* A layer fused with its ReLU does not keep its own output: asking for it is an
  * error that names the ReLU's node; the ReLU's output is there. */
 START_TEST(test_activation_of_fused_layers)
@@ -450,6 +493,7 @@ int main(void)
     tcase_add_test(tc, test_bn_buffers_start_at_zero_mean_unit_variance);
     tcase_add_test(tc, test_activation_after_a_failed_allocation);
     tcase_add_test(tc, test_activation_of_fused_layers);
+    tcase_add_test(tc, test_batchnorm_train_needs_two_values);
     tcase_add_test(tc, test_activation_of_layers_inside_adds);
     tcase_add_test(tc, test_adds_share_gradient_buffers);
     tcase_add_test(tc, test_op_profile);
