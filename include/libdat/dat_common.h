@@ -95,7 +95,9 @@ typedef enum dat_log_level {
 } dat_log_level;
 
 /**
- * @brief Log callback. libdat never prints by itself; it calls this instead.
+ * @brief Log callback. libdat never prints by itself (except the op profile
+ *        that the DAT_PROFILE_OPS environment variable asks for,
+ *        docs/building.md); it calls this instead.
  * @param level  severity of the message.
  * @param message  a NUL-terminated line without trailing newline, valid only
  *                 during the call.

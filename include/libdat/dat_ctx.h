@@ -5,10 +5,12 @@
  *
  * Every other libdat object is created from a context and must be destroyed
  * before it. A context is not thread-safe: use one per host thread, or
- * serialize calls. On the CPU each matrix product sets OpenBLAS's thread count,
- * which is one for the whole process, to its context's num_threads: contexts
- * with different counts that run at the same time on different host threads
- * may run some products with the other's count (same results, other speed).
+ * serialize calls. On the CPU, OpenBLAS's thread count is one for the whole
+ * process: matrix products of contexts with different num_threads that run at
+ * the same time on different host threads take turns, each with its own
+ * context's count (the same results as alone). libdat leaves the calling
+ * thread's OpenMP setting as it found it. See docs/building.md ("Threads") for
+ * the first context's OpenBLAS check, fork() and dlclose().
  */
 #ifndef LIBDAT_DAT_CTX_H
 #define LIBDAT_DAT_CTX_H

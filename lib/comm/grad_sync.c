@@ -340,10 +340,14 @@ dat_status dat_grad_sync_begin(dat_grad_sync *sync, uint64_t step)
     } else {
         DAT_TRY(agree(sync, grads_in(sync)));
     }
+    /* Under the lock: the worker reads queued and done under it, and a spurious
+     * wake-up between two unlocked stores would show it queued 0, done > 0. */
+    pthread_mutex_lock(&sync->lock);
     sync->queued = sync->done = 0;
     sync->failed = DAT_OK;
-    sync->armed = 1;
     sync->bytes = 0;
+    pthread_mutex_unlock(&sync->lock);
+    sync->armed = 1;
     sync->model->grad_hook_armed = 1;
     return DAT_OK;
 }

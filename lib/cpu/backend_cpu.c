@@ -1,5 +1,4 @@
 /* The CPU backend: the reference implementation of every op. */
-#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,9 +15,7 @@
 
 static dat_status cpu_init(dat_ctx *ctx)
 {
-    dat_cpu_blas_core(ctx);
-    /* BLAS threads and OpenMP threads must not oversubscribe the cores. */
-    openblas_set_num_threads(ctx->opts.num_threads);
+    dat_cpu_blas_core(ctx); /* OpenBLAS's thread count: each GEMM sets it (ops_gemm.c) */
     return dat_cpu_state_init(ctx);
 }
 

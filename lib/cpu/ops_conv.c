@@ -562,6 +562,10 @@ static void bwd_filter_groups(dat_ctx *ctx, const dat_conv_desc *d, const group_
     size_t in = (size_t)d->c_in * g.hw_in, wlen = filter_wlen(d);
 #pragma omp parallel num_threads(p->nt)
     {
+        /* The team may be smaller than planned (one thread when called inside
+         * someone else's parallel region): only its slices hold partials. Every
+         * member gets a group, since groups >= nt (group_plan_make). */
+        const int team = omp_get_num_threads();
         slice t = slice_of(p, omp_get_thread_num());
         double *bsum = filter_bsum(d, &t);
         int first = 1;
@@ -589,7 +593,7 @@ static void bwd_filter_groups(dat_ctx *ctx, const dat_conv_desc *d, const group_
 #pragma omp for schedule(static)
         for (size_t i = 0; i < wlen; ++i) {
             float v = beta == 0.0f ? 0.0f : beta * dw[i]; /* beta 0 overwrites */
-            for (int u = 0; u < p->nt; ++u)
+            for (int u = 0; u < team; ++u)
                 v += slice_of(p, u).extra[i];
             dw[i] = v;
         }
@@ -597,7 +601,7 @@ static void bwd_filter_groups(dat_ctx *ctx, const dat_conv_desc *d, const group_
         if (dbias)
             for (int c = 0; c < d->c_out; ++c) {
                 double sum = 0;
-                for (int u = 0; u < p->nt; ++u) {
+                for (int u = 0; u < team; ++u) {
                     slice tu = slice_of(p, u);
                     sum += filter_bsum(d, &tu)[c];
                 }

@@ -1,5 +1,6 @@
 /* dat_model_save / dat_model_load: the model's state_dict as safetensors, with
  * PyTorch's names and shapes, so weights move between PyTorch and libdat. */
+#include <locale.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,9 +99,19 @@ static char *normalization_text(const dat_model *m, const float *v)
     char *t = malloc(cap);
     if (!t || !v)
         return t ? strcpy(t, "none") : NULL;
+    /* In the C locale on this thread, whatever the host set: a file's text does
+     * not change with LC_NUMERIC (a decimal comma would also split the list). */
+    locale_t c = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    if (!c) {
+        free(t);
+        return NULL;
+    }
+    locale_t host = uselocale(c);
     t[0] = '\0';
     for (int32_t i = 0; i < m->in_c; ++i)
         used += (size_t)snprintf(t + used, cap - used, "%s%.9g", i ? "," : "", (double)v[i]);
+    uselocale(host);
+    freelocale(c);
     return t;
 }
 

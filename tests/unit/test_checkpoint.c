@@ -1,5 +1,6 @@
 /* Model checkpoints (safetensors): round trips, other models refused, and every
  * broken or hostile file rejected with DAT_ERR_FORMAT without touching the model. */
+#include <locale.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -190,6 +191,50 @@ START_TEST(test_normalization_recorded)
     dat_model_destroy(a);
     dat_model_destroy(same);
     dat_model_destroy(shifted);
+    dat_model_destroy(plain);
+}
+END_TEST
+
+/* The locale's LC_NUMERIC for this test: de_DE (decimal comma), generated into
+ * the test's folder; 0 where localedef or its sources (Debian's locales) are
+ * missing. */
+static int decimal_comma_locale(void)
+{
+    char loc[256], cmd[512];
+    snprintf(loc, sizeof loc, "%s/locale", dir);
+    snprintf(cmd, sizeof cmd, "localedef -i de_DE -f UTF-8 %s/de_DE.UTF-8 >/dev/null 2>&1", loc);
+    if (mkdir(loc, 0700) != 0 || system(cmd) != 0)
+        return 0;
+    setenv("LOCPATH", loc, 1);
+    return setlocale(LC_NUMERIC, "de_DE.UTF-8") != NULL;
+}
+
+/* A host in a locale with a decimal comma writes and reads the same text as
+ * one in the C locale: files move between them. */
+START_TEST(test_normalization_text_ignores_locale)
+{
+    if (!decimal_comma_locale()) {
+        fprintf(stderr, "test_normalization_text_ignores_locale: no de_DE locale, not run\n");
+        return;
+    }
+    const float mean[3] = {0.4914f, 0.4822f, 0.4465f}, std[3] = {0.2471f, 0.2435f, 0.2616f};
+    dat_model *a = normalized(mean, std), *b = normalized(mean, std);
+    dat_model *plain = normalized(NULL, NULL);
+    char path[192], c_path[192];
+    snprintf(path, sizeof path, "%s/comma.safetensors", dir);
+    snprintf(c_path, sizeof c_path, "%s/point.safetensors", dir);
+    ck_assert_dat_ok(dat_model_save(a, path)); /* in de_DE */
+    setlocale(LC_NUMERIC, "C");
+    ck_assert_dat_ok(dat_model_load(b, path, NULL));
+    ck_assert_dat_ok(dat_model_save(a, c_path));
+    ck_assert_ptr_nonnull(setlocale(LC_NUMERIC, "de_DE.UTF-8"));
+    ck_assert_dat_ok(dat_model_load(b, c_path, NULL));
+    ck_assert_dat_err(dat_model_load(plain, c_path, NULL), DAT_ERR_FORMAT,
+                      "mean 0.491400003,0.482199997");
+    setlocale(LC_NUMERIC, "C");
+    unsetenv("LOCPATH");
+    dat_model_destroy(a);
+    dat_model_destroy(b);
     dat_model_destroy(plain);
 }
 END_TEST
@@ -556,6 +601,7 @@ int main(void)
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_other_model_refused_without_change);
     tcase_add_test(tc, test_normalization_recorded);
+    tcase_add_test(tc, test_normalization_text_ignores_locale);
     tcase_add_test(tc, test_training_checkpoint_all_or_nothing);
     tcase_add_test(tc, test_layers_group_segments_by_module);
     tcase_add_test(tc, test_reinit_head_keeps_the_rest);
