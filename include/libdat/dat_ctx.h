@@ -9,8 +9,9 @@
  * process: matrix products of contexts with different num_threads that run at
  * the same time on different host threads take turns, each with its own
  * context's count (the same results as alone). libdat leaves the calling
- * thread's OpenMP setting as it found it. See docs/building.md ("Threads") for
- * the first context's OpenBLAS check, fork() and dlclose().
+ * thread's OpenMP setting as it found it. In a child of fork(), contexts run on
+ * one thread (libgomp's pool does not survive fork). See docs/building.md
+ * ("Threads") for the first context's OpenBLAS check and dlclose().
  */
 #ifndef LIBDAT_DAT_CTX_H
 #define LIBDAT_DAT_CTX_H

@@ -1,5 +1,7 @@
 #include "ctx.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -110,6 +112,22 @@ static dat_status pick_backend(const dat_ctx_options *o, const dat_backend **be)
 
 static _Thread_local int thread_cap;
 
+/* Set in a child of fork(): libgomp's thread pool does not survive fork, and a
+ * parallel region of more than one thread in the child hangs, so the child runs
+ * every context on the calling thread (as PyTorch does). */
+static volatile sig_atomic_t forked_child;
+static pthread_once_t fork_watch = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void)
+{
+    forked_child = 1;
+}
+
+static void watch_fork(void)
+{
+    pthread_atfork(NULL, NULL, on_fork_child);
+}
+
 void dat_set_thread_cap(int cap)
 {
     thread_cap = cap;
@@ -118,6 +136,8 @@ void dat_set_thread_cap(int cap)
 int dat_host_threads(const dat_ctx *ctx)
 {
     int n = ctx->opts.num_threads;
+    if (forked_child)
+        return 1;
     return thread_cap > 0 && thread_cap < n ? thread_cap : n;
 }
 
@@ -146,6 +166,7 @@ dat_status dat_ctx_create(dat_ctx **out, const dat_ctx_options *opts)
         o.size = sizeof o;
     }
     DAT_TRY(check_options(&o));
+    pthread_once(&fork_watch, watch_fork);
     if (o.num_threads == 0)
         o.num_threads = online_cores();
     if (o.device == DAT_DEVICE_CPU)

@@ -2,14 +2,17 @@
  * The CPU backend inside someone else's threads: contexts of different thread
  * counts used side by side from host threads, a context used inside the host's
  * own OpenMP parallel region, and the host's OpenMP setting, which a context
- * must leave as it found it. Each result is compared with the same work done
- * alone by the same context.
+ * must leave as it found it, and a child of fork(). Each result is compared with
+ * the same work done alone by the same context.
  */
 #include <math.h>
 #include <omp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "check_util.h"
 #include "core/backend.h"
@@ -161,6 +164,54 @@ START_TEST(test_conv_filter_grad_inside_host_region)
 }
 END_TEST
 
+/* ---- fork() ---- */
+
+/* OpenMP work of a context: a parallel fill and a threaded product. */
+static int parallel_work(dat_ctx *c)
+{
+    int64_t n = 1 << 20;
+    dat_tensor *t = NULL;
+    if (dat_tensor_create(&t, c, DAT_FLOAT32, 1, &n) != DAT_OK ||
+        dat_tensor_fill_normal(t, 0.0f, 1.0f, 0, 0) != DAT_OK)
+        return 1;
+    float *a = filled((size_t)M * K, 1), *b = filled((size_t)K * N, 2);
+    float *out = malloc((size_t)M * N * sizeof *out);
+    int bad = !out || dat_cpu_gemm(c, 0, 0, M, N, K, 1.0f, a, K, b, N, 0.0f, out, N) != DAT_OK;
+    free(a), free(b), free(out);
+    dat_tensor_destroy(t);
+    return bad;
+}
+
+/* A child of fork() keeps using its parent's 2-thread context: libgomp's pool
+ * is gone there, so the child runs on one thread instead of hanging. */
+START_TEST(test_fork_child_runs)
+{
+    dat_ctx *c = make_ctx(2);
+    ck_assert_int_eq(parallel_work(c), 0); /* the parent's pool is up */
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        _exit(parallel_work(c));
+    int status = 0, waited = 0;
+    pid_t done;
+    while ((done = waitpid(pid, &status, WNOHANG)) == 0 && waited < 600) {
+        usleep(100000);
+        ++waited;
+    }
+    if (done == 0) { /* a minute: hung */
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        ck_abort_msg("the child of fork() hung in its parent's context");
+    }
+    ck_assert_int_eq(done, pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the child %s %d", WIFEXITED(status) ? "exited with" : "was killed by signal",
+                  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+    ck_assert_int_eq(parallel_work(c), 0); /* and the parent goes on */
+    dat_ctx_destroy(c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cpu_threads");
@@ -169,6 +220,7 @@ int main(void)
     tcase_add_test(tc, test_gemm_contexts_side_by_side);
     tcase_add_test(tc, test_host_openmp_setting_kept);
     tcase_add_test(tc, test_conv_filter_grad_inside_host_region);
+    tcase_add_test(tc, test_fork_child_runs);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }
