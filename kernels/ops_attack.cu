@@ -39,6 +39,14 @@ __device__ inline double row_norm(const float *v, size_t d)
     return sqrt(dat_block_sum(s));
 }
 
+/* v s, with sf = (float)s, rounded as on the CPU: a factor that overflows float
+ * (alpha / ||g|| of a gradient in denormals, a norm over a tiny row) takes the
+ * product in double, where inf * 0 would leave NaN. */
+__device__ inline float scaled(float v, double s, float sf)
+{
+    return s <= FLT_MAX ? __fmul_rn(v, sf) : __double2float_rn(s * v);
+}
+
 /* One block per sample. */
 __global__ void l2_step_kernel(size_t d, float *x_adv, const float *g, const float *x0,
                                float alpha, float eps, float lo, float hi)
@@ -50,12 +58,9 @@ __global__ void l2_step_kernel(size_t d, float *x_adv, const float *g, const flo
         double gn = row_norm(gi, d);
         double s = gn > 0 ? alpha / gn : 0.0;
         const float sf = (float)s;
-        /* A gradient so small that s overflows float has its products taken
-         * in double, as on the CPU (s g_j is at most alpha; inf * 0 is NaN). */
         if (gn > 0)
             for (size_t j = threadIdx.x; j < d; j += blockDim.x)
-                x[j] = __fadd_rn(x[j], s <= FLT_MAX ? __fmul_rn(sf, gi[j])
-                                                    : __double2float_rn(s * gi[j]));
+                x[j] = __fadd_rn(x[j], scaled(gi[j], s, sf));
     }
     /* Each thread reads back only the elements it wrote itself. */
     double q = 0;
@@ -76,8 +81,8 @@ __global__ void rows_renorm_kernel(size_t d, float *x, const float *norms)
     double cur = row_norm(r, d);
     double s = cur > 0 ? norms[blockIdx.x] / cur : 0.0;
     const float sf = (float)s;
-    for (size_t j = threadIdx.x; j < d; j += blockDim.x) /* in double where sf overflows */
-        r[j] = s <= FLT_MAX ? __fmul_rn(r[j], sf) : __double2float_rn(s * r[j]);
+    for (size_t j = threadIdx.x; j < d; j += blockDim.x)
+        r[j] = scaled(r[j], s, sf);
 }
 
 /* Block-wise min of lo_src[i * step] and max of hi_src[i * step], i < n (NaN

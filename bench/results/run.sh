@@ -20,8 +20,8 @@ train="$build/examples/dat-train/dat-train"
 
 # "epoch E, step S" where dat-train stopped on a NaN loss (its error line), else fails.
 diverged_at() {
-    sed -En 's/.*: loss \(epoch ([0-9]+), batch [0-9]+, step ([0-9]+)\): DAT_ERR_NUMERIC: .*NaN.*/epoch \1, step \2/p' \
-        "$1" | head -n 1 | grep .
+    local at='.*: loss \(epoch ([0-9]+), batch [0-9]+, step ([0-9]+)\): DAT_ERR_NUMERIC: .*NaN.*'
+    sed -En "s/$at/epoch \\1, step \\2/p" "$1" | head -n 1 | grep .
 }
 
 result() {

@@ -37,19 +37,12 @@ static double row_norm(const float *v, size_t d)
     return sqrt(s);
 }
 
-/* x += s g. A gradient so small that s = alpha / ||g|| overflows float (a
- * saturated softmax's, in denormals) has its products taken in double: s g_j
- * is at most alpha, where inf * 0 would leave NaN. */
-static void add_scaled(float *x, const float *g, size_t d, double s)
+/* v s, with sf = (float)s. A factor that overflows float (alpha / ||g|| of a
+ * saturated softmax's gradient in denormals, a norm over a tiny row) takes the
+ * product in double: v s is finite, where inf * 0 would leave NaN. */
+static inline float scaled(float v, double s, float sf)
 {
-    if (s <= FLT_MAX) {
-        const float sf = (float)s;
-        for (size_t j = 0; j < d; ++j)
-            x[j] += sf * g[j];
-    } else {
-        for (size_t j = 0; j < d; ++j)
-            x[j] += (float)(s * g[j]);
-    }
+    return s <= FLT_MAX ? v * sf : (float)(s * v);
 }
 
 dat_status dat_cpu_attack_l2_step(dat_ctx *ctx, int n, size_t d, float *x_adv, const float *g,
@@ -62,9 +55,11 @@ dat_status dat_cpu_attack_l2_step(dat_ctx *ctx, int n, size_t d, float *x_adv, c
         const float *o = x0 + (size_t)i * d;
         if (g) {
             const float *gi = g + (size_t)i * d;
-            double gn = row_norm(gi, d);
+            double gn = row_norm(gi, d), s = gn > 0 ? alpha / gn : 0.0;
+            const float sf = (float)s;
             if (gn > 0)
-                add_scaled(x, gi, d, alpha / gn);
+                for (size_t j = 0; j < d; ++j)
+                    x[j] += scaled(gi[j], s, sf);
         }
         double dn = 0;
         for (size_t j = 0; j < d; ++j)
@@ -86,8 +81,8 @@ dat_status dat_cpu_rows_renorm(dat_ctx *ctx, int n, size_t d, float *x, const fl
         double cur = row_norm(r, d);
         double s = cur > 0 ? norms[i] / cur : 0.0;
         const float sf = (float)s;
-        for (size_t j = 0; j < d; ++j) /* in double where the factor overflows float */
-            r[j] = s <= FLT_MAX ? r[j] * sf : (float)(s * r[j]);
+        for (size_t j = 0; j < d; ++j)
+            r[j] = scaled(r[j], s, sf);
     }
     return DAT_OK;
 }

@@ -18,6 +18,7 @@
 #include "core/backend.h"
 #include "core/ctx.h"
 #include "cpu/cpu.h"
+#include "gradcheck.h"
 
 static dat_ctx *make_ctx(int threads)
 {
@@ -29,14 +30,15 @@ static dat_ctx *make_ctx(int threads)
     return c;
 }
 
+/* n floats of gradcheck.h's deterministic sequence. */
 static float *filled(size_t n, unsigned seed)
 {
+    double *d = malloc(n * sizeof *d);
     float *v = malloc(n * sizeof *v);
-    ck_assert_ptr_nonnull(v);
-    for (size_t i = 0; i < n; ++i) {
-        seed = seed * 1664525u + 1013904223u;
-        v[i] = (float)(seed >> 8) / (float)(1u << 24) - 0.5f;
-    }
+    ck_assert(d && v);
+    dat_gc_fill(d, n, seed);
+    dat_gc_to_float(d, v, n);
+    free(d);
     return v;
 }
 
