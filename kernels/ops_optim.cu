@@ -29,14 +29,18 @@ struct seg_batch {
     int n;
     int first_chunk[SEGS + 1];
     long long offset[SEGS], length[SEGS];
+    long long skipped[SEGS]; /* steps each segment sat out (lib/optim/optim.h) */
     float wd_g[SEGS], wd_u[SEGS], lr_scale[SEGS];
     int lalr[SEGS];
 };
+/* Kernel parameters have 4 KiB (the table, the coefficients, a few pointers). */
+static_assert(sizeof(seg_batch) + sizeof(dat_optim_coefs) + 128 <= 4096,
+              "seg_batch: fewer SEGS per launch");
 
 /* The scalars of the step being taken, where the device computes them. */
 struct step_vals {
     double lr;
-    float keep, c1, c2;
+    long long step;
     uint32_t skip;
 };
 
@@ -45,7 +49,7 @@ __global__ void step_vals_kernel(dat_optim_options o, const int64_t *step, const
 {
     int64_t t = *step;
     out->lr = dat_optim_lr_at(&o, t);
-    dat_optim_step_factors(&o, t, &out->keep, &out->c1, &out->c2);
+    out->step = t;
     out->skip = *skip;
     if (*skip)
         atomicOr(fault, *skip);
@@ -66,17 +70,18 @@ __device__ inline int seg_of(const seg_batch &b, int chunk)
 
 template <int RULE>
 __global__ void __launch_bounds__(THREADS)
-direction_kernel(seg_batch b, dat_optim_coefs c, const step_vals *dv, const float *th,
-                 const float *g, float *m, float *v, float *u, double *part)
+direction_kernel(seg_batch b, dat_optim_coefs c, long long step, const step_vals *dv,
+                 const float *th, const float *g, float *m, float *v, float *u, double *part)
 {
     if (dv) {
         if (dv->skip)
             return;
-        c.keep = dv->keep;
-        c.c1 = dv->c1;
-        c.c2 = dv->c2;
+        step = dv->step;
     }
     int s = seg_of(b, blockIdx.x);
+    /* The segment's own step: its factors (a few dozen multiplications) */
+    dat_optim_factors(c.bias_correction, c.mu, c.b2, dat_optim_seg_step(step, b.skipped[s]),
+                      &c.keep, &c.c1, &c.c2);
     long long start = b.offset[s] + (long long)(blockIdx.x - b.first_chunk[s]) * CHUNK;
     long long end = min(start + CHUNK, b.offset[s] + b.length[s]);
     const float wd_g = b.wd_g[s], wd_u = b.wd_u[s];
@@ -148,18 +153,19 @@ static dat_status launch(dat_ctx *ctx, dat_optim *opt, const seg_batch &b,
                          const dat_optim_coefs &c, double lr, const step_vals *dv, float *params,
                          const float *grads, double *part)
 {
+    const long long t = opt->step;
     int chunks = b.first_chunk[b.n];
     if (chunks == 0)
         return DAT_OK;
     cudaStream_t st = dat_cuda(ctx)->stream;
     if (c.rule == DAT_RULE_SGD)
-        direction_kernel<DAT_RULE_SGD><<<chunks, THREADS, 0, st>>>(b, c, dv, params, grads,
+        direction_kernel<DAT_RULE_SGD><<<chunks, THREADS, 0, st>>>(b, c, t, dv, params, grads,
                                                                   opt->m, opt->v, opt->u, part);
     else if (c.rule == DAT_RULE_MOMENTUM)
         direction_kernel<DAT_RULE_MOMENTUM><<<chunks, THREADS, 0, st>>>(
-            b, c, dv, params, grads, opt->m, opt->v, opt->u, part);
+            b, c, t, dv, params, grads, opt->m, opt->v, opt->u, part);
     else
-        direction_kernel<DAT_RULE_ADAM><<<chunks, THREADS, 0, st>>>(b, c, dv, params, grads,
+        direction_kernel<DAT_RULE_ADAM><<<chunks, THREADS, 0, st>>>(b, c, t, dv, params, grads,
                                                                    opt->m, opt->v, opt->u, part);
     DAT_CUDA_CHECK_LAUNCH("direction_kernel");
     apply_kernel<<<chunks, THREADS, 0, st>>>(b, lr, dv, (double)opt->o.c_l, (double)opt->o.c_u,
@@ -205,6 +211,7 @@ dat_status dat_cuda_optim_update(dat_ctx *ctx, struct dat_optim *opt, float *par
         b.wd_g[b.n] = c.wd_g;
         b.wd_u[b.n] = c.wd_u;
         b.lr_scale[b.n] = s->lr_scale;
+        b.skipped[b.n] = dat_optim_seg_skipped(opt, s);
         b.lalr[b.n] = opt->o.lalr && !s->no_lalr;
         b.first_chunk[b.n + 1] = b.first_chunk[b.n] + (int)n;
         if (++b.n == SEGS) {

@@ -38,6 +38,11 @@
  *   dat_comm_allreduce_quantized()), anything that reads back or allocates.
  *   dat_capture_end() then returns that failure.
  *
+ * A replay reads the host's counters (steps, positions) afresh, but keeps the
+ * configuration the calls had when recorded: a model's mode
+ * (dat_model_set_mode()) and an optimizer's learning-rate scales
+ * (dat_optim_set_lr_scale()) changed later are not seen; record again.
+ *
  * Everything a graph refers to (tensors, model, attack, optimizer,
  * communicator) must outlive it, and keep its buffers: a graph holds device
  * pointers. Only the CUDA backend records graphs.

@@ -16,7 +16,8 @@
  * LARS, with Adam(W) LAMB. The paper's reference LAMB is kind ADAMW,
  * bias_correction 0, eps 1e-6, weight_decay 1e-4, lalr 1.
  *
- * Directions, per element, at step t = 1, 2, ... (g the gradient, plus
+ * Directions, per element, at step t = 1, 2, ... of the element's segment
+ * (steps it sat out frozen not counted; g the gradient, plus
  * weight_decay * theta when the decay is coupled):
  *   SGD       u = g
  *   MOMENTUM  b = momentum * b + g (b = g at t = 1);  u = b          (PyTorch's SGD)
@@ -194,12 +195,11 @@ DAT_API dat_status dat_optim_step_model(dat_optim *optim, dat_model *model);
  * bit-identical (BN running statistics are the model's, not the optimizer's:
  * they still follow the data in train mode, as in PyTorch). The scales are
  * configuration, not state: they are not saved by dat_optim_state_save(); set
- * them again after a resume. Adam's bias correction counts the optimizer's
- * steps, frozen or not: a segment unfrozen after k frozen steps of t is
- * corrected as at step t, where PyTorch, which counts each parameter's own
- * updates, corrects as at step t - k: the first Adam updates after unfreezing
- * differ from PyTorch's (about 0.5x after 10 frozen steps, 2.5x after 1000)
- * until the moments build up again.
+ * them again after a resume. Adam's bias correction counts each segment's own
+ * steps, as PyTorch counts each parameter's updates: a segment unfrozen after
+ * k frozen steps of t is corrected as at step t - k (the state saves these
+ * counts, frozen steps included). A step graph (dat_capture.h) keeps the
+ * scales it was recorded with: record it again after changing them.
  * @param optim  the optimizer.
  * @param first_segment  the first segment, >= 0.
  * @param count  the number of segments, >= 0, within the optimizer's segments.
@@ -234,7 +234,8 @@ DAT_API dat_status dat_optim_get_step(const dat_optim *optim, int64_t *step);
 DAT_API dat_status dat_optim_set_step(dat_optim *optim, int64_t step);
 
 /**
- * @brief Bytes of the serialized state (moments and step).
+ * @brief Bytes of the serialized state (moments, step, and the steps each
+ *        segment sat out frozen).
  * @param optim  the optimizer.
  * @param[out] bytes  receives the size.
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers.
@@ -251,11 +252,16 @@ DAT_API dat_status dat_optim_state_size(const dat_optim *optim, size_t *bytes);
 DAT_API dat_status dat_optim_state_save(const dat_optim *optim, void *buf, size_t size);
 /**
  * @brief Restores a state written by dat_optim_state_save() for an optimizer
- *        of the same kind and parameter count; continuing then equals an
- *        uninterrupted run bit for bit.
+ *        of the same kind, parameter count and segment count; continuing then
+ *        equals an uninterrupted run bit for bit.
+ *
+ * States of libdat 0.7 and before, which lack the segments' frozen steps,
+ * load as if no segment had been frozen. A segment frozen when the state
+ * loads sits out from the loaded step on.
  * @param optim  the optimizer.
  * @param buf  the serialized state; read during the call only.
- * @param size  the state's bytes at @p buf: exactly dat_optim_state_size().
+ * @param size  the state's bytes at @p buf: exactly as many as were saved
+ *              (dat_optim_state_size() for a state of this version).
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers; DAT_ERR_FORMAT for a
  *         buffer of another optimizer or a corrupt one (nothing is changed then).
  */

@@ -111,7 +111,7 @@ static dat_status copy_segments(dat_optim *opt, const dat_segment *segs, int32_t
         int bias_bn = s->kind != DAT_SEGMENT_WEIGHT;
         opt->segs[i] = (dat_optim_seg){s->offset, s->length,
                                        bias_bn && opt->o.exclude_bias_bn_decay,
-                                       bias_bn && opt->o.exclude_bias_bn_lalr, 1.0f};
+                                       bias_bn && opt->o.exclude_bias_bn_lalr, 1.0f, 0, 0};
         end = s->offset + s->length;
     }
     opt->n_segs = n;
@@ -271,9 +271,22 @@ dat_status dat_optim_set_lr_scale(dat_optim *optim, int32_t first_segment, int32
     if (!(scale >= 0) || !isfinite(scale))
         return dat_error(DAT_ERR_INVALID_ARG, __func__, "scale = %g must be finite and >= 0",
                          (double)scale);
-    for (int32_t k = first_segment; k < first_segment + count; ++k)
-        optim->segs[k].lr_scale = scale;
+    for (int32_t k = first_segment; k < first_segment + count; ++k) {
+        dat_optim_seg *s = &optim->segs[k];
+        if (s->lr_scale != 0.0f && scale == 0.0f)
+            s->frozen_at = optim->step;
+        else if (s->lr_scale == 0.0f && scale != 0.0f)
+            s->skipped = dat_optim_seg_skipped(optim, s);
+        s->lr_scale = scale;
+    }
     return DAT_OK;
+}
+
+int64_t dat_optim_seg_skipped(const dat_optim *opt, const dat_optim_seg *s)
+{
+    if (s->lr_scale != 0.0f || opt->step <= s->frozen_at)
+        return s->skipped;
+    return s->skipped + (opt->step - s->frozen_at);
 }
 
 dat_status dat_optim_lr(const dat_optim *optim, double *lr)

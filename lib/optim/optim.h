@@ -12,6 +12,11 @@ typedef struct dat_optim_seg {
     int64_t offset, length;
     int no_decay, no_lalr;   /* from the kind and the exclusion options */
     float lr_scale;          /* dat_optim_set_lr_scale(); 0: frozen, skipped */
+    /* Steps the segment sat out, so that its own step count (Adam's bias
+     * correction, as PyTorch counts each parameter's updates) is the
+     * optimizer's minus these: `skipped` before the last unfreezing, and while
+     * frozen, the steps since `frozen_at`. */
+    int64_t skipped, frozen_at;
 } dat_optim_seg;
 
 struct dat_optim {
@@ -40,7 +45,7 @@ typedef enum dat_optim_rule {
 
 typedef struct dat_optim_coefs {
     dat_optim_rule rule;
-    int nesterov;
+    int nesterov, bias_correction; /* bias_correction: Adam's, on */
     float wd_g, wd_u;       /* weight decay coupled into g, or decoupled into u */
     float mu, keep;         /* momentum / beta1; keep = 0 on the first step (m starts at g) */
     float b2, eps, c1, c2;  /* Adam: beta2, eps, bias corrections (1 without) */
@@ -48,6 +53,19 @@ typedef struct dat_optim_coefs {
 
 /* The scalars of the current step for segment s (update.c). */
 void dat_optim_coefs_of(const dat_optim *opt, const dat_optim_seg *s, dat_optim_coefs *c);
+
+/* Steps segment s has taken before the optimizer's step t (the steps it sat
+ * out not counted; 0 where dat_optim_set_step() moved t back past them). */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline int64_t dat_optim_seg_step(int64_t t, int64_t skipped)
+{
+    return t > skipped ? t - skipped : 0;
+}
+
+/* Steps s has sat out up to the optimizer's current step, frozen or not. */
+int64_t dat_optim_seg_skipped(const dat_optim *opt, const dat_optim_seg *s);
 
 /* tau(||theta||) / ||u|| from the squared norms, or 1 where LALR is off for the
  * segment or a norm is 0; the same double arithmetic on every backend. */

@@ -74,17 +74,22 @@ DAT_HD double dat_optim_lr_at(const dat_optim_options *o, int64_t t)
     }
 }
 
-/* Of step t: keep, the momentum applied to the old moment (0 on the first step,
- * where m starts at g), and Adam's bias corrections c1, c2 (1 without). */
-DAT_HD void dat_optim_step_factors(const dat_optim_options *o, int64_t t, float *keep,
-                                   float *c1, float *c2)
+/* Of a segment's step t (its own count: steps it sat out frozen are not
+ * counted): keep, the momentum applied to the old moment (0 on the first step,
+ * where m starts at g), and Adam's bias corrections c1, c2 (1 without, that
+ * is where bias_correction is 0). */
+DAT_HD void dat_optim_factors(int bias_correction, float momentum, float beta2, int64_t t,
+                              float *keep, float *c1, float *c2)
 {
-    const int adam = o->kind == DAT_OPTIM_ADAM || o->kind == DAT_OPTIM_ADAMW;
-    *keep = t == 0 ? 0.0f : o->momentum;
-    *c1 = adam && o->bias_correction ? (float)(1.0 / (1.0 - dat_optim_pow_int(o->momentum, t + 1)))
-                                     : 1.0f;
-    *c2 = adam && o->bias_correction ? (float)(1.0 / (1.0 - dat_optim_pow_int(o->beta2, t + 1)))
-                                     : 1.0f;
+    *keep = t == 0 ? 0.0f : momentum;
+    *c1 = bias_correction ? (float)(1.0 / (1.0 - dat_optim_pow_int(momentum, t + 1))) : 1.0f;
+    *c2 = bias_correction ? (float)(1.0 / (1.0 - dat_optim_pow_int(beta2, t + 1))) : 1.0f;
+}
+
+/* Whether o's optimizer corrects Adam's moments for their bias. */
+DAT_HD int dat_optim_bias_corrected(const dat_optim_options *o)
+{
+    return (o->kind == DAT_OPTIM_ADAM || o->kind == DAT_OPTIM_ADAMW) && o->bias_correction;
 }
 
 #endif

@@ -17,12 +17,15 @@ void dat_optim_coefs_of(const dat_optim *opt, const dat_optim_seg *s, dat_optim_
     const float wd = s->no_decay ? 0.0f : o->weight_decay;
     c->rule = kind == DAT_OPTIM_SGD ? DAT_RULE_SGD : adam ? DAT_RULE_ADAM : DAT_RULE_MOMENTUM;
     c->nesterov = kind == DAT_OPTIM_NESTEROV;
+    c->bias_correction = dat_optim_bias_corrected(o);
     c->wd_g = decoupled ? 0.0f : wd;
     c->wd_u = decoupled ? wd : 0.0f;
     c->mu = o->momentum;
     c->b2 = o->beta2;
     c->eps = o->eps;
-    dat_optim_step_factors(o, opt->step, &c->keep, &c->c1, &c->c2);
+    dat_optim_factors(c->bias_correction, c->mu, c->b2,
+                      dat_optim_seg_step(opt->step, dat_optim_seg_skipped(opt, s)), &c->keep,
+                      &c->c1, &c->c2);
 }
 
 /* u over one segment; returns ||theta||^2 and ||u||^2 through n2. One loop per

@@ -140,3 +140,38 @@ def test_save_load_continue_is_bit_exact():
         for g in grads[4:]:
             c.step(pc, Tensor.from_numpy(ctx, g))
         assert pc.numpy().tobytes() == pa.numpy().tobytes()
+
+
+@pytest.mark.parametrize("kind", [OptimKind.ADAM, OptimKind.ADAMW])
+def test_unfrozen_segment_matches_torch(kind):
+    """A segment frozen for 10 steps (dat_optim_set_lr_scale 0), then unfrozen,
+    moves as the same parameter does under torch.optim.Adam(W) when its gradient
+    is None for those steps: PyTorch counts each parameter's own steps for the
+    bias correction, and so does libdat."""
+    torch = pytest.importorskip("torch")
+    frozen, after, n = 10, 5, 40
+    rng = np.random.default_rng(11)
+    # small parameters: their float32 rounding stays far below the moves compared
+    p0 = (0.01 * rng.standard_normal(2 * n)).astype(np.float32)
+    grads = [(0.1 * rng.standard_normal(2 * n)).astype(np.float32)
+             for _ in range(frozen + after)]
+    body = torch.nn.Parameter(torch.from_numpy(p0[:n].copy()))
+    head = torch.nn.Parameter(torch.from_numpy(p0[n:].copy()))
+    cls = torch.optim.Adam if kind == OptimKind.ADAM else torch.optim.AdamW
+    ref = cls([body, head], lr=1e-3, weight_decay=1e-2, eps=1e-8)
+    with Context(num_threads=2) as ctx:
+        opt = Optimizer(ctx, segments=[(0, n, WEIGHT), (n, n, WEIGHT)], kind=kind, lr=1e-3,
+                        weight_decay=1e-2, eps=1e-8)
+        opt.set_lr_scale(1, 1, 0.0)
+        params = Tensor.from_numpy(ctx, p0.copy())
+        for t, g in enumerate(grads):
+            if t == frozen:
+                opt.set_lr_scale(1, 1, 1.0)
+            opt.step(params, Tensor.from_numpy(ctx, g))
+            body.grad = torch.from_numpy(g[:n].copy())
+            head.grad = torch.from_numpy(g[n:].copy()) if t >= frozen else None
+            ref.step()
+            want = torch.cat([body, head]).detach().numpy().astype(np.float64) - p0
+            got = params.numpy().astype(np.float64) - p0
+            e = np.linalg.norm(got - want) / np.linalg.norm(want)
+            assert e <= 1e-5, f"step {t + 1}: relative error of the moves {e:.3g}"

@@ -1598,7 +1598,9 @@ static void check_optim_update(void)
 {
     NEED(optim_update);
     /* A weight over several chunks of the CUDA kernel, a bias, an empty segment,
-     * a frozen BN weight, a gap, and more segments than one CUDA launch takes. */
+     * a frozen BN weight, a gap, and more segments than one CUDA launch takes;
+     * segment 6 is unfrozen after a step (its own step count, Adam's bias
+     * correction), segment 50 frozen after two, in the second launch. */
     enum { N_SEGS = 60 };
     dat_segment segs[N_SEGS];
     int64_t off = 0;
@@ -1637,13 +1639,18 @@ static void check_optim_update(void)
         dat_optim *opt[2];
         ck_assert_dat_ok(dat_optim_create(&opt[0], cpu, segs, N_SEGS, &oo));
         ck_assert_dat_ok(dat_optim_create(&opt[1], gpu, segs, N_SEGS, &oo));
-        for (int side = 0; side < 2; ++side)
+        for (int side = 0; side < 2; ++side) {
             ck_assert_dat_ok(dat_optim_set_lr_scale(opt[side], 3, 1, 0.0f));
+            ck_assert_dat_ok(dat_optim_set_lr_scale(opt[side], 6, 1, 0.0f));
+        }
         pair p = pair_uniform(total, -1.0f, 1.0f);
         float *frozen = malloc((size_t)segs[3].length * sizeof(float));
         ck_assert_ptr_nonnull(frozen);
         memcpy(frozen, cpu_f(&p) + segs[3].offset, (size_t)segs[3].length * sizeof(float));
         for (int step = 0; step < 3; ++step) {
+            for (int side = 0; side < 2 && step > 0; ++side)
+                ck_assert_dat_ok(dat_optim_set_lr_scale(opt[side], step == 1 ? 6 : 50, 1,
+                                                        step == 1 ? 1.0f : 0.0f));
             pair g = pair_uniform(total, -0.1f, 0.1f);
             for (size_t j = 0; j < total; ++j)
                 cpu_f(&g)[j] *= cases[i].gscale;

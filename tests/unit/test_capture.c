@@ -273,6 +273,57 @@ START_TEST(test_replays_match_op_by_op)
 }
 END_TEST
 
+/* s's optimizer replaced by LAMB with Adam's bias correction, its first two
+ * segments frozen. */
+static void lamb_first_frozen(side *s)
+{
+    dat_optim_destroy(s->optim);
+    dat_optim_options oo;
+    dat_optim_options_init(&oo);
+    oo.kind = DAT_OPTIM_ADAMW;
+    oo.lr = 0.01f;
+    oo.weight_decay = 1e-2f;
+    oo.lalr = 1;
+    ck_assert_dat_ok(dat_optim_create_for_model(&s->optim, s->model, &oo));
+    ck_assert_dat_ok(dat_optim_set_lr_scale(s->optim, 0, 2, 0.0f));
+}
+
+/* Segments unfrozen after the first step count their own steps in the
+ * replays as op by op (the graph's optimizer step reads the step counter on
+ * the device, and takes each segment's bias corrections from it). */
+START_TEST(test_replays_unfrozen_segments)
+{
+    dat_ctx *ca = make_ctx(DAT_DEVICE_CUDA), *cb = make_ctx(DAT_DEVICE_CUDA);
+    side a, b;
+    side_init(&a, ca);
+    side_init(&b, cb);
+    lamb_first_frozen(&a);
+    lamb_first_frozen(&b);
+    float loss = 0;
+    for (int k = 0; k < STEPS; ++k) {
+        if (k == 1)
+            ck_assert_dat_ok(dat_optim_set_lr_scale(a.optim, 0, 2, 1.0f));
+        write_batch(&a, k);
+        ck_assert_dat_ok(step(&a, &loss));
+    }
+    write_batch(&b, 0);
+    ck_assert_dat_ok(step(&b, &loss));
+    ck_assert_dat_ok(dat_optim_set_lr_scale(b.optim, 0, 2, 1.0f));
+    dat_step_graph *g = record(&b);
+    for (int k = 1; k < STEPS; ++k) {
+        write_batch(&b, k);
+        ck_assert_dat_ok(dat_step_graph_launch(g));
+    }
+    ck_assert_dat_ok(dat_ctx_synchronize(cb));
+    expect_same_state(&a, &b);
+    dat_step_graph_destroy(g);
+    side_fini(&a);
+    side_fini(&b);
+    dat_ctx_destroy(ca);
+    dat_ctx_destroy(cb);
+}
+END_TEST
+
 /* A one-rank NCCL communicator for s, and with overlap its synchronizer. */
 static void with_nccl(side *s, int overlap)
 {
@@ -557,6 +608,7 @@ int main(void)
     tcase_add_test(tc, test_cpu_records_nothing);
     if (dat_test_have_gpu()) {
         tcase_add_test(tc, test_replays_match_op_by_op);
+        tcase_add_test(tc, test_replays_unfrozen_segments);
         tcase_add_loop_test(tc, test_replays_with_nccl_allreduce, 0, 2);
         tcase_add_test(tc, test_faults_reported_and_nothing_lost);
         tcase_add_test(tc, test_refusals);

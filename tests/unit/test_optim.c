@@ -237,6 +237,147 @@ START_TEST(test_lr_scale_freezes_and_scales)
 }
 END_TEST
 
+/* Adam counts each segment's own steps, as PyTorch counts each parameter's:
+ * a segment frozen for 7 steps and then unfrozen moves exactly as under a
+ * fresh optimizer created at the unfreezing (bias corrections of step 1, not
+ * of step 8), even across a save and load made while it was frozen. */
+enum { FROZEN = 7, AFTER = 4 };
+
+static dat_tensor *vec(const float *x, int64_t n)
+{
+    dat_tensor *t;
+    ck_assert_dat_ok(dat_tensor_create(&t, ctx, DAT_FLOAT32, 1, &n));
+    ck_assert_dat_ok(dat_tensor_write(t, x, (size_t)n * sizeof(float)));
+    return t;
+}
+
+/* theta of segment b (elements [N, 2N)) after FROZEN steps with b frozen,
+ * then AFTER steps with it unfrozen; `reload`: the state saved and loaded into
+ * a new optimizer in the middle of the frozen steps (the scales set again). */
+static void unfrozen_run(const dat_optim_options *o, int reload, float out[N])
+{
+    dat_segment segs[2] = {
+        {.size = sizeof segs[0], .name = "a.weight", .offset = 0, .length = N},
+        {.size = sizeof segs[0], .name = "b.weight", .offset = N, .length = N}};
+    dat_optim *opt;
+    ck_assert_dat_ok(dat_optim_create(&opt, ctx, segs, 2, o));
+    ck_assert_dat_ok(dat_optim_set_lr_scale(opt, 1, 1, 0.0f));
+    float th[2 * N], gr[2 * N];
+    for (int i = 0; i < 2 * N; ++i)
+        th[i] = 0.5f - (float)(i % 5) * 0.25f;
+    dat_tensor *p = vec(th, 2 * N);
+    for (int k = 0; k < FROZEN + AFTER; ++k) {
+        if (k == FROZEN)
+            ck_assert_dat_ok(dat_optim_set_lr_scale(opt, 1, 1, 1.0f));
+        if (reload && k == 3) {
+            size_t n;
+            ck_assert_dat_ok(dat_optim_state_size(opt, &n));
+            void *buf = malloc(n);
+            ck_assert_dat_ok(dat_optim_state_save(opt, buf, n));
+            dat_optim_destroy(opt);
+            ck_assert_dat_ok(dat_optim_create(&opt, ctx, segs, 2, o));
+            ck_assert_dat_ok(dat_optim_set_lr_scale(opt, 1, 1, 0.0f));
+            ck_assert_dat_ok(dat_optim_state_load(opt, buf, n));
+            free(buf);
+        }
+        for (int i = 0; i < 2 * N; ++i)
+            gr[i] = 0.01f * (float)((i * 7 + k * 3) % 11) - 0.05f;
+        dat_tensor *g = vec(gr, 2 * N);
+        ck_assert_dat_ok(dat_optim_step(opt, p, g));
+        dat_tensor_destroy(g);
+    }
+    ck_assert_dat_ok(dat_tensor_read(p, th, sizeof th));
+    memcpy(out, th + N, N * sizeof(float));
+    dat_tensor_destroy(p);
+    dat_optim_destroy(opt);
+}
+
+/* The same AFTER steps of segment b alone under a fresh optimizer. */
+static void fresh_run(const dat_optim_options *o, float out[N])
+{
+    dat_segment seg = {.size = sizeof seg, .name = "b.weight", .offset = 0, .length = N};
+    dat_optim *opt;
+    ck_assert_dat_ok(dat_optim_create(&opt, ctx, &seg, 1, o));
+    float th[N], gr[N];
+    for (int i = 0; i < N; ++i)
+        th[i] = 0.5f - (float)((i + N) % 5) * 0.25f;
+    dat_tensor *p = vec(th, N);
+    for (int k = FROZEN; k < FROZEN + AFTER; ++k) {
+        for (int i = 0; i < N; ++i)
+            gr[i] = 0.01f * (float)(((i + N) * 7 + k * 3) % 11) - 0.05f;
+        dat_tensor *g = vec(gr, N);
+        ck_assert_dat_ok(dat_optim_step(opt, p, g));
+        dat_tensor_destroy(g);
+    }
+    ck_assert_dat_ok(dat_tensor_read(p, out, N * sizeof(float)));
+    dat_tensor_destroy(p);
+    dat_optim_destroy(opt);
+}
+
+START_TEST(test_unfrozen_segment_counts_its_own_steps)
+{
+    const dat_optim_kind kinds[] = {DAT_OPTIM_ADAM, DAT_OPTIM_ADAMW, DAT_OPTIM_MOMENTUM};
+    for (size_t k = 0; k < sizeof kinds / sizeof *kinds; ++k) {
+        dat_optim_options o;
+        dat_optim_options_init(&o);
+        o.kind = kinds[k];
+        o.lr = 1e-3f;
+        o.weight_decay = 1e-2f;
+        o.lalr = k == 1;
+        float fresh[N], unfrozen[N], reloaded[N];
+        fresh_run(&o, fresh);
+        unfrozen_run(&o, 0, unfrozen);
+        unfrozen_run(&o, 1, reloaded);
+        ck_assert_msg(memcmp(fresh, unfrozen, sizeof fresh) == 0,
+                      "kind %d: the unfrozen segment moved otherwise than a fresh optimizer's "
+                      "(%g vs %g)", (int)o.kind, (double)unfrozen[0], (double)fresh[0]);
+        ck_assert_msg(memcmp(fresh, reloaded, sizeof fresh) == 0,
+                      "kind %d: the state loaded while frozen forgot the steps sat out",
+                      (int)o.kind);
+    }
+}
+END_TEST
+
+/* A state of libdat 0.7 (version 1: header and moments, no segment counts)
+ * still loads: moments and step as saved. */
+START_TEST(test_version_1_state_loads)
+{
+    dat_segment segs[2] = {
+        {.size = sizeof segs[0], .name = "a.weight", .offset = 0, .length = N},
+        {.size = sizeof segs[0], .name = "b.weight", .offset = N, .length = N}};
+    dat_optim_options o;
+    dat_optim_options_init(&o);
+    o.kind = DAT_OPTIM_ADAM;
+    dat_optim *opt;
+    ck_assert_dat_ok(dat_optim_create(&opt, ctx, segs, 2, &o));
+    struct { char magic[8]; int32_t kind, n_moments; int64_t total, step; } h = {
+        "DATOPT1", DAT_OPTIM_ADAM, 2, 2 * N, 5};
+    unsigned char buf[sizeof h + 4 * N * sizeof(float)];
+    float mom[4 * N];
+    for (int i = 0; i < 4 * N; ++i)
+        mom[i] = (float)i;
+    memcpy(buf, &h, sizeof h);
+    memcpy(buf + sizeof h, mom, sizeof mom);
+    ck_assert_dat_err(dat_optim_state_load(opt, buf, sizeof buf - 1), DAT_ERR_FORMAT, "bytes");
+    ck_assert_dat_ok(dat_optim_state_load(opt, buf, sizeof buf));
+    int64_t step;
+    ck_assert_dat_ok(dat_optim_get_step(opt, &step));
+    ck_assert_int_eq(step, 5);
+    size_t n;
+    ck_assert_dat_ok(dat_optim_state_size(opt, &n));
+    unsigned char *now = malloc(n);
+    ck_assert_dat_ok(dat_optim_state_save(opt, now, n));
+    ck_assert_mem_eq(now + n - sizeof mom, mom, sizeof mom);
+    ck_assert_mem_eq(now, "DATOPT2", 8);
+    /* A version 2 state with a count past its step is corrupt. */
+    int64_t bad = 6;
+    memcpy(now + sizeof h + 8 + sizeof bad, &bad, sizeof bad);
+    ck_assert_dat_err(dat_optim_state_load(opt, now, n), DAT_ERR_FORMAT, "segment 1 sat out 6");
+    free(now);
+    dat_optim_destroy(opt);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("optim");
@@ -247,6 +388,8 @@ int main(void)
     tcase_add_test(tc, test_schedules_match_libm);
     tcase_add_test(tc, test_model_optimizer);
     tcase_add_test(tc, test_lr_scale_freezes_and_scales);
+    tcase_add_test(tc, test_unfrozen_segment_counts_its_own_steps);
+    tcase_add_test(tc, test_version_1_state_loads);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }
