@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "run.h"
+#include "smooth.h"
 
 /* The objective of the chosen variant: Madry AT (lambda = 0), DAT's
  * lambda * CE(clean) + CE(adv), or TRADES' CE(clean) + beta * KL. */
@@ -60,15 +61,16 @@ int train_epoch(run *r, int64_t epoch, double *loss)
         if (count == 0)
             break;
         const dat_tensor *input = r->x, *labels = r->y;
+        uint64_t attack_step = 0;
         if (r->attack) { /* A1: the inner maximization, input gradients only */
+            dat_attack_get_step(r->attack, &attack_step);
             TRY_RUN("attack", dat_attack_perturb(r->attack, r->model, r->x, r->y, r->x_adv));
             input = r->x_adv;
         }
         int64_t step;
         dat_optim_get_step(r->optim, &step);
-        if (r->noise) { /* Smooth-AT: the loss of N Gaussian copies of each image */
-            dat_attack_set_step(r->noise, (uint64_t)step);
-            TRY_RUN("noise", dat_attack_gaussian_copies(r->noise, input, r->y, r->xn, r->yn));
+        if (r->xn) { /* Smooth-AT: the loss of N Gaussian copies of each image */
+            TRY_RUN("noise", smooth_copies(r, input, attack_step, step));
             input = r->xn;
             labels = r->yn;
         }

@@ -46,7 +46,7 @@ static const char usage[] =
     "Attack (inner maximization)\n"
     "  --attack A           pgd | fgsm | trades | none                      [pgd]\n"
     "  --eps E              l-inf radius (l2 with --smooth-sigma)           [0.1]\n"
-    "  --alpha A            step size; 0 = 2.5 eps / k (fgsm: 1.25 eps)      [0]\n"
+    "  --alpha A            step; 0 = 2.5 eps/k, fgsm 1.25 eps, smooth 2 eps/k [0]\n"
     "  --steps K            PGD / TRADES steps                               [10]\n"
     "  --lambda L           weight of the clean loss (0 = Madry AT)          [0]\n"
     "  --beta B             TRADES weight of the KL term                     [6]\n"

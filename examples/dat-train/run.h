@@ -26,7 +26,7 @@ typedef struct run {
     dat_step_graph *graph;   /* --step-graph on: the recorded step (step_graph.c) */
     dat_tensor *loss_sum;    /* --step-graph on: the epoch's losses, summed on the device */
     dat_tensor *x, *x_adv, *y, *ex, *ey, *vx, *vy;
-    dat_attack *noise;       /* Smooth-AT: makes the noise copies (smooth.c); else NULL */
+    dat_attack *noise;       /* Smooth-AT without an attack: makes the copies (smooth.c) */
     dat_tensor *xn, *yn;     /* Smooth-AT: noise_copies x batch copies and their labels */
     int64_t steps_per_epoch, start_epoch;
     int32_t eval_batch, val_batch;

@@ -15,11 +15,13 @@ int smooth_setup(run *r)
         dat_attack_destroy(r->attack);
         r->attack = NULL;
         a.kind = DAT_ATTACK_SMOOTH_PGD;
+        a.random_start = 0; /* SmoothAdv's attack starts at x */
         TRY_RUN("smoothed attack", dat_attack_create(&r->attack, r->ctx, &a));
+    } else {
+        a.kind = DAT_ATTACK_PGD; /* only its Gaussian copies are used */
+        a.seed = o->seed + 7919;
+        TRY_RUN("noise copies", dat_attack_create(&r->noise, r->ctx, &a));
     }
-    a.kind = DAT_ATTACK_PGD; /* only its Gaussian copies are used */
-    a.seed = o->seed + 7919;
-    TRY_RUN("noise copies", dat_attack_create(&r->noise, r->ctx, &a));
     int32_t c, h, w;
     dat_dataset_sample_shape(r->train, &c, &h, &w);
     int64_t rows = (int64_t)o->batch * o->noise_copies;
@@ -27,6 +29,16 @@ int smooth_setup(run *r)
     TRY_RUN("tensors", dat_tensor_create(&r->xn, r->ctx, DAT_FLOAT32, 4, xs));
     TRY_RUN("tensors", dat_tensor_create(&r->yn, r->ctx, DAT_INT32, 1, ys));
     return 0;
+}
+
+dat_status smooth_copies(run *r, const dat_tensor *input, uint64_t attack_step, int64_t step)
+{
+    if (r->attack) { /* the noise the attack saw at its step (SmoothAdv) */
+        dat_attack_set_step(r->attack, attack_step);
+        return dat_attack_gaussian_copies(r->attack, input, r->y, r->xn, r->yn);
+    }
+    dat_attack_set_step(r->noise, (uint64_t)step);
+    return dat_attack_gaussian_copies(r->noise, input, r->y, r->xn, r->yn);
 }
 
 void smooth_free(run *r)

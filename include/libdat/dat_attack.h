@@ -27,7 +27,9 @@ typedef enum dat_attack_kind {
     DAT_ATTACK_PGD = 0,        /**< k steps of size alpha, projection (Madry et al.) */
     DAT_ATTACK_FGSM = 1,       /**< FGSM with random start, one step (Wong et al. 2020) */
     DAT_ATTACK_TRADES = 2,     /**< maximizes KL(p(x) || p(x + delta)); no labels needed */
-    DAT_ATTACK_SMOOTH_PGD = 3, /**< l2 PGD on the soft smoothed classifier (SmoothAdv) */
+    DAT_ATTACK_SMOOTH_PGD = 3, /**< l2 PGD on the soft smoothed classifier (SmoothAdv):
+                                    its noise samples are drawn once per call and
+                                    attacked at every step */
     DAT_ATTACK_KIND_FORCE_32BIT = 0x7fffffff
 } dat_attack_kind;
 
@@ -45,12 +47,15 @@ typedef struct dat_attack_options {
     dat_norm norm;           /**< default DAT_NORM_LINF; SMOOTH_PGD is always l2 */
     float eps;               /**< radius; default 8/255 */
     float alpha;             /**< step; 0 (default): 2.5 eps / steps for PGD and TRADES,
+                                  2 eps / steps for SMOOTH_PGD (SmoothAdv's code),
                                   1.25 eps for FGSM */
     int32_t steps;           /**< k; default 10 (FGSM: always 1) */
     int32_t random_start;    /**< default 1: uniform in the eps-ball (l2: uniform radius
                                   along a Gaussian direction); TRADES starts at
-                                  x + 0.001 N(0, I) either way */
-    int32_t restarts;        /**< default 1; the largest-loss restart is kept */
+                                  x + 0.001 N(0, I) either way; SmoothAdv's code
+                                  starts at x (0) */
+    int32_t restarts;        /**< default 1; the largest-loss restart is kept (SMOOTH_PGD:
+                                  the largest smoothed loss under the call's noise) */
     dat_model_mode mode;     /**< model mode during the attack; default DAT_MODE_EVAL.
                                   The model's own mode is restored afterwards. */
     /** @{ */
@@ -137,8 +142,15 @@ DAT_API dat_status dat_attack_perturb(dat_attack *attack, dat_model *model, cons
 /**
  * @brief Gaussian noise copies for Smooth-AT: row j * N + i of @p x_out is
  *        x_i + sigma * noise (not clipped), and of @p y_out (if not NULL) y_i,
- *        for j < noise_samples.
- * @param attack  the attack (its sigma, noise_samples, seed and step).
+ *        for j < noise_samples; the attack's step advances by one.
+ *
+ * The noise is the one a DAT_ATTACK_SMOOTH_PGD perturbation by @p attack of a
+ * batch of N draws at the same attack step. SmoothAdv trains on the
+ * adversarial images plus the noise its attack saw: read the step before
+ * dat_attack_perturb() (dat_attack_get_step()), set it back after, and take
+ * the copies of x_adv from the same attack.
+ * @param attack  the attack (its sigma, noise_samples, seed, rank, restarts
+ *                and step).
  * @param x  float32 [N, C, H, W].
  * @param y  int32 [N], or NULL when @p y_out is NULL.
  * @param[out] x_out  float32 [N * noise_samples, C, H, W].
@@ -155,7 +167,10 @@ DAT_API dat_status dat_attack_gaussian_copies(dat_attack *attack, const dat_tens
  *
  * A point is robust only if the model classifies it correctly and every
  * restart fails (each restart is checked on its own). The model is evaluated
- * in the attack's mode and its mode is restored afterwards.
+ * in the attack's mode and its mode is restored afterwards. With
+ * DAT_ATTACK_SMOOTH_PGD the counts are the base classifier's at the attacked
+ * points; the smoothed classifier's are dat_smooth_predict()'s and
+ * dat_smooth_certify()'s (dat_eval.h).
  * @param attack  the attack to evaluate against.
  * @param model  the model.
  * @param x  float32 [N, C, H, W] inside [lo, hi].

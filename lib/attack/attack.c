@@ -66,8 +66,8 @@ static dat_status check_options(const dat_attack_options *o)
     return DAT_OK;
 }
 
-/* FGSM is one step of 1.25 eps; the others default to 2.5 eps / k, and SmoothAdv
- * is an l2 attack by definition. */
+/* FGSM is one step of 1.25 eps; SmoothAdv takes steps of 2 eps / k (its code's
+ * default) and is an l2 attack by definition; the others default to 2.5 eps / k. */
 static void resolve_defaults(dat_attack_options *o)
 {
     if (o->kind == DAT_ATTACK_FGSM) {
@@ -76,8 +76,11 @@ static void resolve_defaults(dat_attack_options *o)
         if (o->alpha == 0)
             o->alpha = 1.25f * o->eps;
     }
-    if (o->kind == DAT_ATTACK_SMOOTH_PGD)
+    if (o->kind == DAT_ATTACK_SMOOTH_PGD) {
         o->norm = DAT_NORM_L2;
+        if (o->alpha == 0 && o->steps > 0)
+            o->alpha = 2.0f * o->eps / (float)o->steps;
+    }
     if (o->alpha == 0 && o->steps > 0)
         o->alpha = 2.5f * o->eps / (float)o->steps;
 }
@@ -124,10 +127,12 @@ static void free_scratch(dat_attack *a)
     free(a->host_best);
     free(a->host_loss);
     free(a->host_w);
+    free(a->host_sum);
     free(a->host_pred);
     a->g = a->work = a->clean_logits = a->noisy = a->dnoisy = a->weights = NULL;
     a->labels_rep = NULL;
     a->host_best = a->host_loss = a->host_w = NULL;
+    a->host_sum = NULL;
     a->host_pred = NULL;
     a->cap = 0;
     a->cap_rows = 0;
@@ -178,8 +183,9 @@ static dat_status alloc_scratch(dat_attack *a, int32_t n, size_t d, int32_t clas
     a->host_best = malloc((size_t)n * sizeof(float));
     a->host_loss = malloc((size_t)n * sizeof(float));
     a->host_w = malloc(rows * sizeof(float));
+    a->host_sum = malloc((size_t)n * sizeof(double));
     a->host_pred = malloc((size_t)n * sizeof(int32_t));
-    if (!a->host_best || !a->host_loss || !a->host_w || !a->host_pred)
+    if (!a->host_best || !a->host_loss || !a->host_w || !a->host_sum || !a->host_pred)
         return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_attack_perturb", "host scratch");
     a->cap = nd;
     a->cap_rows = (int32_t)rows;
@@ -240,15 +246,24 @@ dat_status dat_attack_check(const char *func, dat_attack *a, dat_model *m, const
     return DAT_OK;
 }
 
+/* Each row's value of the attack's objective at x_adv, into host_loss. */
+static dat_status objective_at(dat_attack *a, dat_model *m, const dat_attack_batch *b,
+                               const float *x_adv)
+{
+    if (a->o.kind == DAT_ATTACK_SMOOTH_PGD) /* the smoothed classifier's, not f's */
+        return dat_attack_smooth_loss(a, m, b, x_adv);
+    dat_objective obj = a->o.kind == DAT_ATTACK_TRADES ? DAT_OBJECTIVE_KL : DAT_OBJECTIVE_CE;
+    DAT_TRY(dat_model_objective(m, x_adv, b->n, b->y, a->clean_logits, obj, 1.0f, NULL));
+    return a->ctx->be->copy_to_host(a->ctx, a->host_loss, m->sample_loss,
+                                    (size_t)b->n * sizeof(float));
+}
+
 /* Rows of `from` whose loss beats the best so far replace those of `to`. */
 static dat_status keep_best(dat_attack *a, dat_model *m, const dat_attack_batch *b,
                             const float *from, float *to, int first)
 {
     dat_ctx *ctx = a->ctx;
-    dat_objective obj = a->o.kind == DAT_ATTACK_TRADES ? DAT_OBJECTIVE_KL : DAT_OBJECTIVE_CE;
-    DAT_TRY(dat_model_objective(m, from, b->n, b->y, a->clean_logits, obj, 1.0f, NULL));
-    DAT_TRY(ctx->be->copy_to_host(ctx, a->host_loss, m->sample_loss,
-                                  (size_t)b->n * sizeof(float)));
+    DAT_TRY(objective_at(a, m, b, from));
     for (int32_t i = 0; i < b->n; ++i) {
         if (!first && !(a->host_loss[i] > a->host_best[i]))
             continue;

@@ -34,6 +34,7 @@ struct dat_attack {
     float *weights;         /* SMOOTH_PGD: N * m */
     int32_t *labels_rep;    /* SMOOTH_PGD: N * m */
     float *host_best, *host_loss, *host_w; /* host, N (host_w: N * m) */
+    double *host_sum;                      /* host, N: smoothing's sums (smooth.c) */
     int32_t *host_pred;     /* host, N */
     /* dat_ctx_options::cuda_graphs: one step captured as a graph, for `graph_key`. */
     void *graph;
@@ -92,6 +93,11 @@ dat_status dat_attack_graph_steps(dat_attack *a, dat_model *m, const dat_attack_
 
 /* Frees the captured graph, if any. */
 void dat_attack_graph_free(dat_attack *a);
+
+/* SMOOTH_PGD's objective at x_adv under the call's noise, -log of the mean of
+ * the copies' p(y), into host_loss (smooth.c): what its restarts compare. */
+dat_status dat_attack_smooth_loss(dat_attack *a, dat_model *m, const dat_attack_batch *b,
+                                  const float *x_adv);
 
 /* SMOOTH_PGD's iterations (smooth.c): x_adv holds the start on entry. */
 dat_status dat_attack_smooth_iterate(dat_attack *a, dat_model *m, const dat_attack_batch *b,

@@ -5,6 +5,10 @@
   component is ~0 and float32 and float64 disagree on its sign; the tolerance is
   therefore: at most 0.1 % of the coordinates differ by more than 1e-5. l2 steps are
   continuous: norm-wise relative error <= 1e-4.
+- SmoothAdv (l2 PGD on the soft smoothed classifier): against Salman et al.'s
+  multi-noise attack, one noise draw per call attacked at every step (the noise from
+  libdat's own Gaussian copies at the attack's step, which must be that noise);
+  norm-wise relative error of each step <= 2e-4.
 - TRADES-KL: libdat's input gradient against central finite differences of the
   float64 reference (directional derivatives along random directions, rel. 1e-4).
 - PGD-20 robust accuracy of a PyTorch-trained cnn_small on 1 000 Fashion-MNIST test
@@ -76,6 +80,62 @@ def test_pgd_iterates_match_pytorch(preset, n, norm, eps, alpha):
             else:
                 e = np.linalg.norm(got - want) / np.linalg.norm(want)
                 assert e <= 1e-4, f"step {k}: relative error {e:.3g}"
+
+
+def smoothadv_step(t, x, xa, y, noise, eps, alpha):
+    """One step of Salman et al.'s _attack_mutlinoise (smoothing-adversarial,
+    code/attacks.py) from xa, in float64: along the normalized gradient of
+    -log mean_j softmax(f(xa + eta_j))_y, the image clamped to [0, 1], the perturbation
+    renormed to the eps-ball; eta (rows j * N + i) is the same at every step."""
+    x0, xa = torch.from_numpy(x).double(), torch.from_numpy(xa).double()
+    n, m = x0.shape[0], noise.shape[0] // x0.shape[0]
+    eta = torch.from_numpy(noise).double().reshape(m, *x0.shape)
+    delta = (xa - x0).requires_grad_(True)
+    logits = t((x0 + delta).unsqueeze(0).add(eta).reshape(m * n, *x0.shape[1:]))
+    avg = F.softmax(logits, 1).reshape(m, n, -1).mean(0)
+    loss = F.nll_loss(torch.log(avg.clamp(min=1e-20)), torch.from_numpy(y).long())
+    g, = torch.autograd.grad(loss, delta)
+    with torch.no_grad():
+        delta = delta + alpha * g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        delta = (x0 + delta).clamp(0, 1) - x0
+        delta = delta.renorm(p=2, dim=0, maxnorm=eps)
+    return (x0 + delta).numpy()
+
+
+def test_smoothadv_matches_salman_et_al():
+    """Iterate by iterate (a step from libdat's previous iterate, as a trajectory can
+    cross a ReLU's kink in float32 and not in float64); every call at attack step 0
+    draws the same noise, which the Gaussian copies at that step must return."""
+    n, m, steps, eps = 6, 4, 5, 0.5
+    with Context(num_threads=2) as ctx:
+        model, t = pair(ctx, "cnn_small", seed=8)
+        rng = np.random.default_rng(5)
+        # inside (0, 1) by more than eps: the box never binds, so projecting onto the ball
+        # first (libdat) or clamping first (SmoothAdv) gives the same point
+        x = (0.3 + 0.4 * rng.random((n, 1, 28, 28))).astype(np.float32)
+        y = rng.integers(0, 10, n).astype(np.int32)
+        xd, yd, xa = Tensor.from_numpy(ctx, x), Tensor.from_numpy(ctx, y), Tensor(ctx, x.shape)
+        copies = Tensor(ctx, (m * n, 1, 28, 28))
+        prev, noise = x, None
+        for k in range(1, steps + 1):
+            # SmoothAdv's step is 2 eps / steps, libdat's default for SMOOTH_PGD
+            a = Attack(ctx, kind=AttackKind.SMOOTH_PGD, eps=eps, steps=k, random_start=False,
+                       alpha=0.0 if k == steps else 2 * eps / steps, sigma=0.25,
+                       noise_samples=m, seed=3)
+            if noise is None:
+                a.gaussian_copies(Tensor.from_numpy(ctx, np.zeros_like(x)), None, copies)
+                noise = copies.numpy()
+                a.step = 0
+            a.perturb(model, xd, yd, xa)
+            got = xa.numpy()
+            want = smoothadv_step(t, x, prev, y, noise, eps, 2 * eps / steps)
+            e = np.linalg.norm(got - want) / np.linalg.norm(want - prev)
+            assert e <= 2e-4, f"step {k}: relative error of the step {e:.3g}"
+            prev = got
+        a.step = 0
+        a.gaussian_copies(xa, None, copies)  # what SmoothAdv trains on: x_adv + that noise
+        assert a.step == 1
+        assert copies.numpy().tobytes() == (np.tile(got, (m, 1, 1, 1)) + noise).tobytes()
 
 
 def test_trades_kl_input_gradient_matches_finite_differences():

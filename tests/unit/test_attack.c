@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "attack/attack.h" /* the restarts' candidates: dat_attack_run_once */
 #include "check_util.h"
 
 static dat_ctx *ctx;
@@ -244,6 +245,52 @@ START_TEST(test_gaussian_copies)
 }
 END_TEST
 
+/* SmoothAdv with restarts keeps, per point, the restart with the largest
+ * smoothed loss -log mean_j p_j(y) under the call's noise (not the base
+ * classifier's loss at the noise-free point): the restarts are replayed one
+ * by one at the call's step and scored by the smoothed loss. */
+START_TEST(test_smooth_restarts_keep_the_smoothed_best)
+{
+    enum { R = 4 };
+    dat_attack_options o;
+    dat_attack_options_init(&o);
+    o.kind = DAT_ATTACK_SMOOTH_PGD;
+    o.eps = 1.0f;
+    o.steps = 1;
+    o.restarts = R;
+    o.sigma = 0.5f;
+    o.noise_samples = 4;
+    o.seed = 4;
+    dat_attack *a;
+    ck_assert_dat_ok(dat_attack_create(&a, ctx, &o));
+    ck_assert_dat_ok(dat_attack_perturb(a, model, x, y, x_adv));
+    ck_assert_dat_ok(dat_attack_set_step(a, 0));
+    dat_attack_batch b;
+    ck_assert_dat_ok(dat_attack_check("test", a, model, x, y, x_adv, &b));
+    dat_model_set_mode(model, DAT_MODE_EVAL);
+    static float cand[R][N * D];
+    float best[N], got[N * D];
+    int pick[N], differs = 0;
+    for (int r = 0; r < R; ++r) {
+        ck_assert_dat_ok(dat_attack_run_once(a, model, &b, r, cand[r]));
+        ck_assert_dat_ok(dat_attack_smooth_loss(a, model, &b, cand[r]));
+        for (int i = 0; i < N; ++i)
+            if (r == 0 || a->host_loss[i] > best[i]) {
+                best[i] = a->host_loss[i];
+                pick[i] = r;
+            }
+    }
+    ck_assert_dat_ok(dat_tensor_read(x_adv, got, sizeof got));
+    for (int i = 0; i < N; ++i) {
+        ck_assert_msg(memcmp(got + i * D, cand[pick[i]] + i * D, D * sizeof(float)) == 0,
+                      "point %d: not restart %d, the smoothed best", i, pick[i]);
+        differs += pick[i] != 0;
+    }
+    ck_assert_msg(differs > 0, "every point kept restart 0: the test shows nothing");
+    dat_attack_destroy(a);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("attack");
@@ -256,6 +303,7 @@ int main(void)
     tcase_add_test(tc, test_model_mode_is_restored);
     tcase_add_test(tc, test_robust_accuracy_counts);
     tcase_add_test(tc, test_gaussian_copies);
+    tcase_add_test(tc, test_smooth_restarts_keep_the_smoothed_best);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }
