@@ -52,8 +52,9 @@ DAT_API dat_status dat_stat_incbeta_inv(double a, double b, double p, double *ou
 
 /**
  * @brief Standard normal quantile Phi^-1(p): Abramowitz & Stegun 26.2.23
- *        refined by Newton steps on erfc of the smaller tail (relative error
- *        about 1e-15); -inf at 0, +inf at 1.
+ *        refined by Newton steps on erfc of the smaller tail, or for
+ *        1/4 < p < 3/4 on erf (relative error about 1e-15 everywhere but at
+ *        subnormal p); -inf at 0, +inf at 1.
  * @param p  the probability, 0 <= p <= 1.
  * @param[out] out  receives Phi^-1(p).
  * @return DAT_OK; DAT_ERR_INVALID_ARG for a NULL @p out or unless 0 <= p <= 1.
@@ -124,8 +125,8 @@ DAT_API dat_status dat_smooth_options_init_sized(dat_smooth_options *opts, size_
  * @param opts  options from dat_smooth_options_init() (NULL for the defaults).
  * @param[out] pred  host array of N classes, owned by the caller.
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, bad options
- *         (sigma <= 0, n < 1, alpha outside (0, 1), batch < 1) or shapes, with a
- *         message; DAT_ERR_OUT_OF_MEMORY.
+ *         (sigma <= 0, n < 1, alpha outside (0, 1), batch outside [1, 10^6],
+ *         first_index < 0) or shapes, with a message; DAT_ERR_OUT_OF_MEMORY.
  */
 DAT_API dat_status dat_smooth_predict(dat_model *model, const dat_tensor *x,
                                       const dat_smooth_options *opts, int32_t *pred);
@@ -134,8 +135,9 @@ DAT_API dat_status dat_smooth_predict(dat_model *model, const dat_tensor *x,
  * @brief CERTIFY: the top class c_A of n0 noisy copies, then p_A = the
  *        Clopper-Pearson lower bound of c_A's count in n fresh copies; abstains
  *        (pred DAT_SMOOTH_ABSTAIN, radius 0) when p_A <= 1/2, else the radius
- *        is sigma * Phi^-1(p_A). The model runs in eval mode (its own mode is
- *        restored afterwards).
+ *        is sigma * Phi^-1(p_A), rounded down to float (never above the
+ *        proven one). The model runs in eval mode (its own mode is restored
+ *        afterwards).
  * @param model  the base classifier f.
  * @param x  float32 [N, C, H, W] of the model.
  * @param opts  options from dat_smooth_options_init() (NULL for the defaults).

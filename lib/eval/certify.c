@@ -153,7 +153,10 @@ static dat_status certify_one(sampler *s, const float *x, uint64_t stream, int32
         *radius = 0.0f;
     } else {
         *pred = a;
-        *radius = (float)((double)s->o.sigma * dat_normal_quantile(pa));
+        /* rounded toward 0: a float above the double would claim more than proven */
+        double r = (double)s->o.sigma * dat_normal_quantile(pa);
+        float rf = (float)r;
+        *radius = (double)rf > r ? nextafterf(rf, 0.0f) : rf;
     }
     return DAT_OK;
 }

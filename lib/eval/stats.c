@@ -78,6 +78,22 @@ static double normal_upper(double x)
 
 /* Phi^-1: Abramowitz & Stegun 26.2.23 (error < 4.5e-4) as the start, then
  * Newton steps on the smaller tail, Q(x) = q, to full double precision. */
+/* Phi^-1 near the median, where the tail q ~ 1/2 holds x only to an absolute
+ * ~1e-16: Newton on Phi(x) - 1/2 = erf(x / sqrt 2) / 2 = d instead, with
+ * d = p - 1/2 exact (Sterbenz) and erf relatively accurate at small x. */
+static double central_quantile(double p)
+{
+    double d = p - 0.5, x = d * sqrt(2.0 * M_PI);
+    for (int i = 0; i < 60; ++i) {
+        double pdf = exp(-0.5 * x * x) / sqrt(2.0 * M_PI);
+        double dx = (0.5 * erf(x * M_SQRT1_2) - d) / pdf;
+        x -= dx;
+        if (fabs(dx) <= 1e-16 * fabs(x))
+            break;
+    }
+    return x;
+}
+
 double dat_normal_quantile(double p)
 {
     if (p <= 0.0)
@@ -86,6 +102,8 @@ double dat_normal_quantile(double p)
         return INFINITY;
     if (p == 0.5)
         return 0.0;
+    if (p > 0.25 && p < 0.75)
+        return central_quantile(p);
     double q = p < 0.5 ? p : 1.0 - p;
     double t = sqrt(-2.0 * log(q));
     double x = t - (2.515517 + t * (0.802853 + t * 0.010328)) /

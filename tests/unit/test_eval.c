@@ -119,6 +119,16 @@ START_TEST(test_normal_quantile)
             ck_assert_msg(fabs(got - tab[i]) < 1e-12, "Phi^-1(%g) = %.15f, table %.15f", p[i],
                           got, tab[i]);
     }
+    /* Next to the median Phi^-1(1/2 + d) = sqrt(2 pi) d (1 + pi d^2 / 3 + ...):
+     * relative accuracy holds there too (p - 1/2 is exact in double). */
+    static const double near[] = {0x1p-52, 1e-10, -0x1p-53, 1e-7};
+    for (size_t i = 0; i < sizeof near / sizeof near[0]; ++i) {
+        double p = 0.5 + near[i], d = p - 0.5, got;
+        double ref = sqrt(2.0 * M_PI) * d * (1.0 + M_PI * d * d / 3.0);
+        ck_assert_dat_ok(dat_stat_normal_quantile(p, &got));
+        ck_assert_msg(fabs(got - ref) <= 1e-14 * fabs(ref), "Phi^-1(1/2 + %g) = %.17g, "
+                      "series %.17g", d, got, ref);
+    }
     double v;
     ck_assert_dat_ok(dat_stat_normal_quantile(0.0, &v));
     ck_assert(isinf(v) && v < 0);
@@ -209,6 +219,40 @@ START_TEST(test_certify_linear_classifier_radius)
     ck_assert(fabs(acc[0] - 0.75) < 1e-12);
     ck_assert(fabs(acc[1] - 0.5) < 1e-12);
     ck_assert(fabs(acc[2] - 0.25) < 1e-12);
+    dat_tensor_destroy(x);
+    dat_model_destroy(m);
+    dat_ctx_destroy(ctx);
+}
+END_TEST
+
+/* Every copy of a point 20 sigma from the boundary is right: p_A is the
+ * Clopper-Pearson bound of n of n, and the radius the largest float not above
+ * sigma Phi^-1(p_A) (n = 100 rounds to nearest upward: 0.375118756030159). */
+START_TEST(test_certify_radius_never_above_the_proof)
+{
+    dat_ctx *ctx;
+    ck_assert_dat_ok(dat_ctx_create(&ctx, NULL));
+    const float w[2] = {3.0f, 4.0f};
+    dat_model *m = linear_model(ctx, w, -2.5f);
+    float xs[2] = {0.5f + 5.0f * 0.6f, 0.25f + 5.0f * 0.8f};
+    int64_t shape[4] = {1, 1, 1, 2};
+    dat_tensor *x;
+    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, shape));
+    ck_assert_dat_ok(dat_tensor_write(x, xs, sizeof xs));
+    dat_smooth_options o;
+    dat_smooth_options_init(&o);
+    o.sigma = 0.25f;
+    o.n = 100;
+    int32_t pred;
+    float radius;
+    ck_assert_dat_ok(dat_smooth_certify(m, x, &o, &pred, &radius));
+    double pa, z;
+    ck_assert_dat_ok(dat_stat_clopper_pearson_lower(o.n, o.n, o.alpha, &pa));
+    ck_assert_dat_ok(dat_stat_normal_quantile(pa, &z));
+    double proven = 0.25 * z;
+    ck_assert_int_eq(pred, 0);
+    ck_assert_msg((double)radius <= proven && (double)nextafterf(radius, INFINITY) > proven,
+                  "radius %.9g, proven %.17g", (double)radius, proven);
     dat_tensor_destroy(x);
     dat_model_destroy(m);
     dat_ctx_destroy(ctx);
@@ -433,6 +477,7 @@ int main(void)
     tcase_add_test(tc, test_incbeta_identities);
     tcase_add_test(tc, test_normal_quantile);
     tcase_add_test(tc, test_certify_linear_classifier_radius);
+    tcase_add_test(tc, test_certify_radius_never_above_the_proof);
     tcase_add_test(tc, test_smooth_bad_options);
     tcase_add_test(tc, test_each_attack_stays_in_the_ball_and_range);
     tcase_add_test(tc, test_sequence_is_stronger_than_each_and_than_pgd);
