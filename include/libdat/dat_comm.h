@@ -177,9 +177,12 @@ DAT_API dat_status dat_comm_allgather(dat_comm *comm, const dat_tensor *in, dat_
 /**
  * @brief Quantized all-reduce (mean) of a float32 tensor, in place. Collective.
  *
- * Worker draws use the stream of (quantizer seed, communicator rank, step);
- * the second quantization of the two-sided mode, done by the rank serving the
- * shard, uses a separate stream of the same rank and step. Error feedback, if
+ * Worker draws use the stream of (quantizer seed, communicator rank, step),
+ * keyed by the seed of the quantizer's context; the second quantization of
+ * the two-sided mode, done by the rank serving the shard, uses a separate
+ * stream of the step with rank 0's seeds (quantizer's and context's), so its
+ * bits do not depend on which rank serves an element, whatever seeds the
+ * other ranks were given. Error feedback, if
  * the quantizer has it, applies to the worker quantization. Averaging decodes
  * the ranks' codes in rank order into the tensor, adding, and multiplies the
  * sum by 1/M: every rank ends with identical bits.

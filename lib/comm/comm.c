@@ -136,7 +136,8 @@ dat_status dat_comm_failed(dat_comm *c, dat_status s)
 
 static const char *const hdr_names[DAT_HDR_LEN] = {
     "sequence number", "operation", "dtype", "element count", "reduce op / root / mode",
-    "quantizer bits", "quantizer bucket size", "quantizer norm", "step", "status"};
+    "quantizer bits", "quantizer bucket size", "quantizer norm", "step", "status",
+    "quantizer key", "quantizer salt"};
 
 dat_status dat_comm_agree(dat_comm *c, const char *func, const int64_t *mine)
 {

@@ -30,6 +30,10 @@ enum {
     DAT_HDR_NORM,
     DAT_HDR_STEP,
     DAT_HDR_STATUS, /* this rank's local status (argument checks, encode) */
+    /* Not agreed on: the quantizer's Philox key and salt, rank 0's of which
+     * key the servers' draws (dat_comm_quant_seeds) */
+    DAT_HDR_KEY,
+    DAT_HDR_SALT,
     DAT_HDR_LEN
 };
 
@@ -174,9 +178,16 @@ dat_status dat_comm_quantized(dat_comm *c, const char *func, float *x, size_t n,
                               uint64_t offset, dat_quantizer *q, dat_quant_mode mode,
                               uint64_t step);
 
+/* Writes q's key and salt into header h; after an agreement on such headers,
+ * q's servers draw with rank 0's (so that the bits do not depend on which rank
+ * serves an element, whatever seeds the ranks have). */
+void dat_comm_quant_seeds(int64_t *h, const dat_quantizer *q);
+void dat_comm_serve_as_rank0(const dat_comm *c, dat_quantizer *q);
+
 /* The ranks agree on a quantized exchange `op` (DAT_COMM_OP_QUANTIZED or
  * _SERVE) of n elements (q's settings, mode, step) and on each rank's encode
- * status `local`: DAT_OK only if every rank encoded. */
+ * status `local`: DAT_OK only if every rank encoded; q then serves with rank
+ * 0's seeds. */
 dat_status dat_comm_quantized_agree(dat_comm *c, const char *func, int op, size_t n,
                                     dat_quantizer *q, dat_quant_mode mode, uint64_t step,
                                     dat_status local);

@@ -11,9 +11,10 @@
  * (all-to-all). Rank j decodes and averages its shard as above, encodes the
  * average again (no error feedback) in place of its own shard's codes, and the
  * codes are all-gathered; every rank decodes all. The servers draw from one
- * server stream (that of rank 0), each element at its own offset, so the
- * result does not depend on which rank serves an element: a slice cut at
- * bucket boundaries gives the bits of the whole (dat_grad_sync).
+ * server stream (that of rank 0, keyed by rank 0's seeds, which the headers
+ * carry), each element at its own offset, so the result does not depend on
+ * which rank serves an element: a slice cut at bucket boundaries gives the
+ * bits of the whole (dat_grad_sync).
  *
  * Values and codes live in the memory of the quantizer's context, where its
  * backend encodes and decodes: on a CUDA context with NCCL nothing touches the
@@ -37,6 +38,19 @@ static void quant_header(dat_comm *c, int64_t *h, int op, size_t n, dat_quantize
     h[DAT_HDR_BUCKET] = q->cfg.bucket;
     h[DAT_HDR_NORM] = q->cfg.norm;
     h[DAT_HDR_STEP] = (int64_t)step;
+    dat_comm_quant_seeds(h, q);
+}
+
+void dat_comm_quant_seeds(int64_t *h, const dat_quantizer *q)
+{
+    h[DAT_HDR_KEY] = (int64_t)q->ctx->opts.seed;
+    h[DAT_HDR_SALT] = (int64_t)q->opts.seed;
+}
+
+void dat_comm_serve_as_rank0(const dat_comm *c, dat_quantizer *q)
+{
+    dat_quantizer_serve_as(q, (uint64_t)c->headers[DAT_HDR_KEY],
+                           (uint64_t)c->headers[DAT_HDR_SALT]);
 }
 
 /* Where q's codes live against what the kind moves: host codes go through the
@@ -114,7 +128,9 @@ dat_status dat_comm_quantized_agree(dat_comm *c, const char *func, int op, size_
 {
     int64_t h[DAT_HDR_LEN];
     quant_header(c, h, op, n, q, mode, step, local);
-    return dat_comm_agree(c, func, h);
+    DAT_TRY(dat_comm_agree(c, func, h));
+    dat_comm_serve_as_rank0(c, q);
+    return DAT_OK;
 }
 
 /* The last decode scales by 1/M. */

@@ -294,7 +294,12 @@ static dat_status agree(dat_grad_sync *s, dat_status local)
     h[DAT_HDR_BUCKET] = s->o.bucket_elems;
     h[DAT_HDR_NORM] = q ? (int64_t)q->cfg.norm : 0;
     h[DAT_HDR_STEP] = (int64_t)s->step;
-    return dat_comm_agree(c, "dat_grad_sync_begin", h);
+    if (q)
+        dat_comm_quant_seeds(h, q);
+    DAT_TRY(dat_comm_agree(c, "dat_grad_sync_begin", h));
+    if (q) /* a recorded step's servers draw with these too */
+        dat_comm_serve_as_rank0(c, s->o.quantizer);
+    return DAT_OK;
 }
 
 /* The gradient where the buckets are reduced: in place for the overlap; for

@@ -84,6 +84,7 @@ dat_status dat_quantizer_create(dat_quantizer **out, dat_ctx *ctx,
     }
     q->opts = o;
     q->cfg = (dat_quant_config){.bits = o.bits, .bucket = o.bucket_size, .norm = o.norm};
+    dat_quantizer_serve_as(q, ctx->opts.seed, o.seed);
     *out = q;
     return DAT_OK;
 }
@@ -225,16 +226,32 @@ static dat_status residual_of(dat_quantizer *q, uint64_t offset, size_t n, int u
     return DAT_OK;
 }
 
+void dat_quantizer_serve_as(dat_quantizer *q, uint64_t key, uint64_t salt)
+{
+    q->serve_key = key;
+    q->serve_salt = salt;
+}
+
+/* The key of a phase's draws (the seed of the caller's context, or the
+ * server's) and the salt of its stream. */
+static void seeds_of(const dat_quantizer *q, uint32_t phase, uint64_t *key, uint64_t *salt)
+{
+    int serve = phase == DAT_QUANT_PHASE_SERVER;
+    *key = serve ? q->serve_key : q->ctx->opts.seed;
+    *salt = serve ? q->serve_salt : q->opts.seed;
+}
+
 dat_status dat_quantizer_encode_slice(dat_quantizer *q, const char *func, const float *x,
                                       size_t n, uint64_t offset, uint32_t rank, uint64_t step,
                                       uint32_t phase, int use_residual, void *codes)
 {
     float *residual;
     DAT_TRY(residual_of(q, offset, n, use_residual, &residual));
-    uint64_t stream = dat_quant_stream(q->opts.seed, rank, step, phase);
-    dat_ctx *ctx = q->exec; /* the key is the seed of the caller's context */
-    return DAT_OP(ctx, quant_encode, func, &q->cfg, x, n, residual, q->ctx->opts.seed, stream,
-                  offset, codes, offset);
+    uint64_t key, salt;
+    seeds_of(q, phase, &key, &salt);
+    uint64_t stream = dat_quant_stream(salt, rank, step, phase);
+    return DAT_OP(q->exec, quant_encode, func, &q->cfg, x, n, residual, key, stream, offset,
+                  codes, offset);
 }
 
 dat_status dat_quantizer_encode_slice_deferred(dat_quantizer *q, const float *x, size_t n,
@@ -245,10 +262,12 @@ dat_status dat_quantizer_encode_slice_deferred(dat_quantizer *q, const float *x,
 {
     float *residual;
     DAT_TRY(residual_of(q, offset, n, use_residual, &residual));
-    dat_quant_draw d = {.key = q->ctx->opts.seed,
-                        .stream = dat_quant_stream(q->opts.seed, rank, step, phase),
+    uint64_t key, salt;
+    seeds_of(q, phase, &key, &salt);
+    dat_quant_draw d = {.key = key,
+                        .stream = dat_quant_stream(salt, rank, step, phase),
                         .step = step_at,
-                        .salt = q->opts.seed,
+                        .salt = salt,
                         .rank = rank,
                         .phase = phase};
     dat_ctx *ctx = q->exec;

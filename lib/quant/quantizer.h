@@ -22,11 +22,20 @@ struct dat_quantizer {
     size_t residual_len;
     void *scratch[DAT_QSCRATCH_COUNT]; /* ctx's memory; grow, never shrink */
     size_t scratch_bytes[DAT_QSCRATCH_COUNT];
+    /* The Philox key and stream salt of the server phase's draws: this
+     * quantizer's (ctx's seed, opts.seed) until a communicator sets rank 0's
+     * (dat_quantizer_serve_as), so that every rank serving an element draws
+     * alike whatever seeds the ranks were given. */
+    uint64_t serve_key, serve_salt;
 };
+
+/* The server phase's draws from now on use key and salt (rank 0's). */
+void dat_quantizer_serve_as(dat_quantizer *q, uint64_t key, uint64_t salt);
 
 /*
  * Encodes x[0..n), the elements offset .. offset + n of a flat buffer: draws
- * as elements offset + i of the stream of (seed, rank, step, phase); error
+ * as elements offset + i of the stream of (seed, rank, step, phase), or, in
+ * the server phase, of (serve_salt, rank, step, phase) keyed by serve_key; error
  * feedback (if on and use_residual) uses residual[offset ..]. x and codes are
  * in the memory of q->exec (host memory, or a CUDA context's device), whose
  * backend's quant_encode runs. Messages name `func` and the element index

@@ -378,9 +378,12 @@ typedef struct sync_case {
     dat_quant_mode mode;
     int error_feedback;
     int trades;           /* the TRADES loss: two backward passes, the hook on the last */
+    /* quantizers of other seeds on every rank (their own and their context's):
+     * the servers draw with rank 0's whichever rank serves an element */
+    int rank_seeds;
 } sync_case;
 
-static dat_quantizer *sync_quantizer(const sync_case *t)
+static dat_quantizer *sync_quantizer(const sync_case *t, dat_ctx *mctx)
 {
     if (!t->bits)
         return NULL;
@@ -388,20 +391,29 @@ static dat_quantizer *sync_quantizer(const sync_case *t)
     dat_quantizer_options_init(&qo);
     qo.bits = t->bits;
     qo.error_feedback = t->error_feedback;
+    qo.seed = t->rank_seeds ? 7 + (uint64_t)g_rank : 0;
     dat_quantizer *q = NULL;
-    EXPECT_OK(dat_quantizer_create(&q, ctx, &qo));
+    EXPECT_OK(dat_quantizer_create(&q, mctx, &qo));
     return q;
 }
 
 static void test_grad_sync_case(const sync_case *t, int want_overlap)
 {
+    dat_ctx_options co; /* another seed on every rank, or the shared context */
+    dat_ctx_options_init(&co);
+    co.seed = 20 + (uint64_t)g_rank;
+    co.num_threads = 1;
+    dat_ctx *seeded = NULL;
+    if (t->rank_seeds)
+        EXPECT_OK(dat_ctx_create(&seeded, &co));
+    dat_ctx *mctx = t->rank_seeds ? seeded : ctx;
     dat_model_options mo;
     dat_model_options_init(&mo);
     mo.init_seed = 300 + (uint64_t)g_rank;
     dat_model *a = NULL, *b = NULL;
-    EXPECT_OK(dat_model_create_preset(&a, ctx, "cnn_small", &mo));
-    EXPECT_OK(dat_model_create_preset(&b, ctx, "cnn_small", &mo));
-    dat_quantizer *qa = sync_quantizer(t), *qb = sync_quantizer(t);
+    EXPECT_OK(dat_model_create_preset(&a, mctx, "cnn_small", &mo));
+    EXPECT_OK(dat_model_create_preset(&b, mctx, "cnn_small", &mo));
+    dat_quantizer *qa = sync_quantizer(t, mctx), *qb = sync_quantizer(t, mctx);
     dat_grad_sync_options so;
     dat_grad_sync_options_init(&so);
     so.bucket_elems = 512 * 37; /* 25 buckets, the last one short */
@@ -416,9 +428,9 @@ static void test_grad_sync_case(const sync_case *t, int want_overlap)
     EXPECT_ERR(dat_grad_sync_create(&second, comm, b, &so), DAT_ERR_STATE, "already has");
     int64_t xs[4] = {4, 1, 28, 28}, ys[1] = {4};
     dat_tensor *x, *xc, *y, *ga, *gb;
-    EXPECT_OK(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, xs));
-    EXPECT_OK(dat_tensor_create(&xc, ctx, DAT_FLOAT32, 4, xs));
-    EXPECT_OK(dat_tensor_create(&y, ctx, DAT_INT32, 1, ys));
+    EXPECT_OK(dat_tensor_create(&x, mctx, DAT_FLOAT32, 4, xs));
+    EXPECT_OK(dat_tensor_create(&xc, mctx, DAT_FLOAT32, 4, xs));
+    EXPECT_OK(dat_tensor_create(&y, mctx, DAT_INT32, 1, ys));
     dat_model_grads(a, &ga);
     dat_model_grads(b, &gb);
     int64_t np = 0;
@@ -445,9 +457,9 @@ static void test_grad_sync_case(const sync_case *t, int want_overlap)
         EXPECT(after.calls == before.calls + 1, "grad sync: %llu calls booked, not 1",
                (unsigned long long)(after.calls - before.calls));
         EXPECT(memcmp(fdata(ga), fdata(gb), (size_t)np * 4) == 0,
-               "grad sync (bits %d, mode %d, ef %d, trades %d), step %llu: the gradient differs "
-               "from dat_comm_allreduce_grads'", t->bits, (int)t->mode, t->error_feedback,
-               t->trades, (unsigned long long)step);
+               "grad sync (bits %d, mode %d, ef %d, trades %d, rank seeds %d), step %llu: the "
+               "gradient differs from dat_comm_allreduce_grads'", t->bits, (int)t->mode,
+               t->error_feedback, t->trades, t->rank_seeds, (unsigned long long)step);
     }
     dat_grad_sync_destroy(sync);
     dat_quantizer_destroy(qa);
@@ -457,15 +469,17 @@ static void test_grad_sync_case(const sync_case *t, int want_overlap)
     dat_tensor_destroy(y);
     dat_model_destroy(a);
     dat_model_destroy(b);
+    dat_ctx_destroy(seeded); /* last: its objects first */
 }
 
 static void test_grad_sync(int want_overlap)
 {
     const sync_case cases[] = {
-        {0, DAT_QUANT_ONE_SIDED, 0, 0},
-        {0, DAT_QUANT_ONE_SIDED, 0, 1},
-        {8, DAT_QUANT_ONE_SIDED, 1, 0},
-        {4, DAT_QUANT_TWO_SIDED, 0, 0},
+        {0, DAT_QUANT_ONE_SIDED, 0, 0, 0},
+        {0, DAT_QUANT_ONE_SIDED, 0, 1, 0},
+        {8, DAT_QUANT_ONE_SIDED, 1, 0, 0},
+        {4, DAT_QUANT_TWO_SIDED, 0, 0, 0},
+        {4, DAT_QUANT_TWO_SIDED, 1, 0, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; ++i)
         test_grad_sync_case(&cases[i], want_overlap);

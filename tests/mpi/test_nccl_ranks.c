@@ -183,7 +183,7 @@ static dat_quantizer *quantizer(int bits, int ef)
     dat_quantizer_options_init(&o);
     o.bits = bits;
     o.error_feedback = ef;
-    o.seed = 31;
+    o.seed = 31 + (uint64_t)g_rank;
     o.norm = bits == 4 ? DAT_QUANT_NORM_MAX : DAT_QUANT_NORM_L2;
     dat_quantizer *q = NULL;
     EXPECT_OK(dat_quantizer_create(&q, ctx, &o));
@@ -611,7 +611,7 @@ int main(int argc, char **argv)
     co.device = DAT_DEVICE_CUDA;
     co.deterministic = 1; /* replays are compared with op-by-op steps */
     co.device_ordinal = g_rank % count;
-    co.seed = 11;
+    co.seed = 11 + (uint64_t)g_rank; /* the servers draw alike whatever the ranks' seeds */
     EXPECT_OK(dat_ctx_create(&ctx, &co));
     dat_comm_options opts;
     dat_comm_options_init(&opts);
