@@ -9,7 +9,9 @@
  *     q(v_j) = ‖v‖ · sign(v_j) · ξ_j / s,   ξ_j ∈ {⌊s|v_j|/‖v‖⌋, ⌈s|v_j|/‖v‖⌉},
  *
  * where ξ_j rounds up with probability s|v_j|/‖v‖ − ⌊s|v_j|/‖v‖⌋, so that
- * E[q(v)] = v (up to 2^−16 of a level: the draw has 16 random bits). An
+ * E[q(v)] = v up to rounding: the draw has 16 random bits (2^−16 of a level),
+ * and s|v_j|/‖v‖ is a float, whose fraction at b = 16 holds about 2^−9 of a
+ * level: at most about one float ulp of v_j. An
  * all-zero bucket encodes to zeros (never NaN). The decoded level ‖v‖ / s is a
  * float32: for a bucket of denormals (‖v‖ below about s · 2^−126, ~4e-34 at
  * b = 16) it loses bits to underflow and the decode is biased toward zero; such
@@ -140,7 +142,8 @@ DAT_API dat_status dat_quantizer_options_get(const dat_quantizer *q,
  * @param q  the quantizer.
  * @param n  element count, >= 0.
  * @param[out] bytes  receives E(n).
- * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or n < 0.
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or n outside
+ *         [0, 2^40] (the largest tensor).
  */
 DAT_API dat_status dat_quantizer_encoded_size(const dat_quantizer *q, int64_t n, size_t *bytes);
 

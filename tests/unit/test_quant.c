@@ -120,6 +120,14 @@ START_TEST(test_encoded_size)
                 free(codes);
                 free(x);
             }
+            /* The largest tensor's E, exact; past it a refusal, not a wrapped size_t
+             * (2^62 16-bit codes of buckets of 1 wrapped to 0 bytes, DAT_OK). */
+            size_t got = 0;
+            ck_assert_dat_ok(dat_quantizer_encoded_size(q, (int64_t)1 << 40, &got));
+            if (B == 1)
+                ck_assert_uint_eq(got, b == 32 ? (size_t)4 << 40 : (size_t)8 << 40);
+            ck_assert_dat_err(dat_quantizer_encoded_size(q, (int64_t)1 << 62, &got),
+                              DAT_ERR_INVALID_ARG, "2^40");
             dat_quantizer_destroy(q);
         }
     }
