@@ -104,9 +104,9 @@ dat_status dat_cuda_quant_encode_deferred(dat_ctx *ctx, const struct dat_quant_c
                                           void *codes, struct dat_quant_status *status);
 dat_status dat_cuda_quant_flag_failed(dat_ctx *ctx, const struct dat_quant_status *status,
                                       size_t count, float *flag);
-dat_status dat_cuda_quant_apply_failure(dat_ctx *ctx, const float *flag, const float *own,
-                                        float *residual, size_t r, float *x, size_t n,
-                                        uint32_t *fault, uint32_t bit);
+dat_status dat_cuda_quant_apply_failure(dat_ctx *ctx, const float *flag, float *residual,
+                                        size_t r, float *x, size_t n, uint32_t *fault,
+                                        uint32_t bit);
 dat_status dat_cuda_quant_decode(dat_ctx *ctx, const struct dat_quant_config *c,
                                  const void *codes, size_t n, float *out, int accumulate,
                                  float post_scale);

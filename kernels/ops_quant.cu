@@ -356,15 +356,13 @@ dat_status dat_cuda_quant_flag_failed(dat_ctx *ctx, const dat_quant_status *stat
 }
 
 __global__ void __launch_bounds__(THREADS)
-apply_failure_kernel(const float *flag, const float *own, float *residual, size_t r, float *x,
-                     size_t n, uint32_t *fault, uint32_t bit)
+apply_failure_kernel(const float *flag, float *residual, size_t r, float *x, size_t n,
+                     uint32_t *fault, uint32_t bit)
 {
     if (*flag == 0.0f)
         return;
     if (blockIdx.x == 0 && threadIdx.x == 0)
         atomicOr(fault, bit);
-    if (*own == 0.0f) /* another rank's encode failed: this rank's residual stays */
-        r = 0;
     DAT_GRID_STRIDE(i, r > n ? r : n)
     {
         if (i < r)
@@ -374,14 +372,14 @@ apply_failure_kernel(const float *flag, const float *own, float *residual, size_
     }
 }
 
-dat_status dat_cuda_quant_apply_failure(dat_ctx *ctx, const float *flag, const float *own,
-                                        float *residual, size_t r, float *x, size_t n,
-                                        uint32_t *fault, uint32_t bit)
+dat_status dat_cuda_quant_apply_failure(dat_ctx *ctx, const float *flag, float *residual,
+                                        size_t r, float *x, size_t n, uint32_t *fault,
+                                        uint32_t bit)
 {
     DAT_TRY(dat_cuda_use_device(ctx));
     size_t len = r > n ? r : n;
     apply_failure_kernel<<<dat_cuda_grid(len ? len : 1, THREADS), THREADS, 0,
-                           dat_cuda(ctx)->stream>>>(flag, own, residual, r, x, n, fault, bit);
+                           dat_cuda(ctx)->stream>>>(flag, residual, r, x, n, fault, bit);
     DAT_CUDA_CHECK_LAUNCH("apply_failure_kernel");
     return DAT_OK;
 }

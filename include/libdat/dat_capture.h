@@ -30,8 +30,8 @@
  *   same step. A quantized synchronizer draws anew at each replay (its step
  *   advances); an encode that meets NaN, Inf or an overflowing norm on any
  *   rank leaves NaN as the mean on every rank (so every optimizer skips the
- *   update), sets a fault (DAT_ERR_NUMERIC) on every rank and zeroes the
- *   error-feedback residual, as a failed op-by-op call does;
+ *   update), sets a fault (DAT_ERR_NUMERIC) on every rank and zeroes every
+ *   rank's error-feedback residual, as a failed op-by-op call does;
  * - what cannot be recorded fails with DAT_ERR_STATE and a message naming it:
  *   an attack with restarts, an l2 random start or smoothing, the other
  *   collectives and host communicators (their ranks agree through the host;

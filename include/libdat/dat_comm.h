@@ -192,7 +192,11 @@ DAT_API dat_status dat_comm_allgather(dat_comm *comm, const dat_tensor *in, dat_
  * @param mode  DAT_QUANT_ONE_SIDED or DAT_QUANT_TWO_SIDED.
  * @param step  the training step (all ranks the same).
  * @return DAT_OK; otherwise as dat_comm_allreduce(); DAT_ERR_NUMERIC on the rank whose input
- *         holds a NaN / Inf (the others get DAT_ERR_COMM naming that rank).
+ *         holds a NaN / Inf (the others get DAT_ERR_COMM naming that rank). A failed
+ *         call applies nothing: the tensor keeps its values (but where the two-sided
+ *         second quantization fails, its average overflowing float, on the serving
+ *         rank's shard, which holds the average), and every rank's error-feedback
+ *         residual of it is zeroed, so the ranks stay alike.
  */
 DAT_API dat_status dat_comm_allreduce_quantized(dat_comm *comm, dat_tensor *t, dat_quantizer *q,
                                                 dat_quant_mode mode, uint64_t step);

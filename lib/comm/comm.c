@@ -149,26 +149,24 @@ dat_status dat_comm_agree(dat_comm *c, const char *func, const int64_t *mine)
     dat_status s = c->ops->exchange_header(c, mine, all);
     if (s != DAT_OK)
         return dat_error_context(dat_comm_failed(c, s), func);
-    for (int f = 0; f < DAT_HDR_STATUS; ++f) {
-        for (int j = 1; j < c->size; ++j) {
-            int64_t a = all[f], b = all[(size_t)j * DAT_HDR_LEN + f];
-            if (a != b) {
-                if (mine[DAT_HDR_STATUS] != DAT_OK)
-                    return (dat_status)mine[DAT_HDR_STATUS];
-                return dat_error(DAT_ERR_COMM, func,
-                                 "the ranks disagree on the %s: rank 0 has %lld, rank %d has "
-                                 "%lld (this is rank %d)", hdr_names[f], (long long)a, j,
-                                 (long long)b, c->rank);
-            }
-        }
-    }
     if (mine[DAT_HDR_STATUS] != DAT_OK)
         return (dat_status)mine[DAT_HDR_STATUS];
+    /* A rank that failed first may not have filled the rest of its header. */
     for (int j = 0; j < c->size; ++j) {
         int64_t st = all[(size_t)j * DAT_HDR_LEN + DAT_HDR_STATUS];
         if (st != DAT_OK)
             return dat_error(DAT_ERR_COMM, func, "rank %d failed its part with %s (this is "
                              "rank %d)", j, dat_status_string((dat_status)st), c->rank);
+    }
+    for (int f = 0; f < DAT_HDR_STATUS; ++f) {
+        for (int j = 1; j < c->size; ++j) {
+            int64_t a = all[f], b = all[(size_t)j * DAT_HDR_LEN + f];
+            if (a != b)
+                return dat_error(DAT_ERR_COMM, func,
+                                 "the ranks disagree on the %s: rank 0 has %lld, rank %d has "
+                                 "%lld (this is rank %d)", hdr_names[f], (long long)a, j,
+                                 (long long)b, c->rank);
+        }
     }
     return DAT_OK;
 }
@@ -523,7 +521,7 @@ dat_status dat_comm_allreduce_quantized(dat_comm *comm, dat_tensor *t, dat_quant
     local = dat_quantizer_tensor_in(q, t, 1, &buf);
     if (local != DAT_OK) /* the peers learn it where they agree on their encodes */
         return dat_comm_quantized_agree(comm, __func__, DAT_COMM_OP_QUANTIZED,
-                                        (size_t)t->numel, q, mode, step, local);
+                                        (size_t)t->numel, 0, q, mode, step, local);
     uint64_t sent0 = comm->stats.bytes_sent, recv0 = comm->stats.bytes_received;
     dat_status s = dat_comm_quantized(comm, __func__, buf, (size_t)t->numel, 0, q, mode, step);
     if (s != DAT_OK) {

@@ -185,12 +185,14 @@ void dat_comm_quant_seeds(int64_t *h, const dat_quantizer *q);
 void dat_comm_serve_as_rank0(const dat_comm *c, dat_quantizer *q);
 
 /* The ranks agree on a quantized exchange `op` (DAT_COMM_OP_QUANTIZED or
- * _SERVE) of n elements (q's settings, mode, step) and on each rank's encode
- * status `local`: DAT_OK only if every rank encoded; q then serves with rank
- * 0's seeds. */
+ * _SERVE) of elements offset .. offset + n (q's settings, mode, step) and on
+ * each rank's encode status `local`: DAT_OK only if every rank encoded; q
+ * then serves with rank 0's seeds. On failure no rank applies the codes, and
+ * every rank forgets its error-feedback residual of the elements, so that the
+ * ranks stay alike. */
 dat_status dat_comm_quantized_agree(dat_comm *c, const char *func, int op, size_t n,
-                                    dat_quantizer *q, dat_quant_mode mode, uint64_t step,
-                                    dat_status local);
+                                    uint64_t offset, dat_quantizer *q, dat_quant_mode mode,
+                                    uint64_t step, dat_status local);
 
 /* x = the mean of the M ranks' codes of n elements, rank j's at codes +
  * displs[j] (q->exec's memory), decoded in rank order: the same bits on every

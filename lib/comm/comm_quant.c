@@ -123,12 +123,16 @@ static dat_status codes_reserve(dat_comm *c, dat_quantizer *q, size_t bytes)
 }
 
 dat_status dat_comm_quantized_agree(dat_comm *c, const char *func, int op, size_t n,
-                                    dat_quantizer *q, dat_quant_mode mode, uint64_t step,
-                                    dat_status local)
+                                    uint64_t offset, dat_quantizer *q, dat_quant_mode mode,
+                                    uint64_t step, dat_status local)
 {
     int64_t h[DAT_HDR_LEN];
     quant_header(c, h, op, n, q, mode, step, local);
-    DAT_TRY(dat_comm_agree(c, func, h));
+    dat_status s = dat_comm_agree(c, func, h);
+    if (s != DAT_OK) { /* no rank applies the codes (a failed encode forgot already) */
+        dat_quantizer_forget(q, offset, n);
+        return s;
+    }
     dat_comm_serve_as_rank0(c, q);
     return DAT_OK;
 }
@@ -158,8 +162,8 @@ static dat_status one_sided(dat_comm *c, const char *func, float *x, size_t n, u
     if (local == DAT_OK)
         local = dat_quantizer_encode_slice(q, func, x, n, offset, (uint32_t)r, step,
                                            DAT_QUANT_PHASE_WORKER, 1, buf + (size_t)r * stride);
-    DAT_TRY(dat_comm_quantized_agree(c, func, DAT_COMM_OP_QUANTIZED, n, q, DAT_QUANT_ONE_SIDED,
-                                     step, local));
+    DAT_TRY(dat_comm_quantized_agree(c, func, DAT_COMM_OP_QUANTIZED, n, offset, q,
+                                     DAT_QUANT_ONE_SIDED, step, local));
     size_t *counts = c->tables, *displs = c->tables + m;
     for (int j = 0; j < m; ++j) {
         counts[j] = e;
@@ -213,8 +217,8 @@ static dat_status two_sided(dat_comm *c, const char *func, float *x, size_t n, u
     if (local == DAT_OK)
         local = dat_quantizer_encode_slice(q, func, x, n, offset, (uint32_t)r, step,
                                            DAT_QUANT_PHASE_WORKER, 1, buf);
-    DAT_TRY(dat_comm_quantized_agree(c, func, DAT_COMM_OP_QUANTIZED, n, q, DAT_QUANT_TWO_SIDED,
-                                     step, local));
+    DAT_TRY(dat_comm_quantized_agree(c, func, DAT_COMM_OP_QUANTIZED, n, offset, q,
+                                     DAT_QUANT_TWO_SIDED, step, local));
     uint8_t *send = buf, *recv = buf + soff;
     dat_status s = m > 1 ? codes_alltoallv(c, q, send, scounts, sdispls, stotal, recv, rcounts,
                                            rdispls, rstride * (size_t)m)
@@ -226,7 +230,7 @@ static dat_status two_sided(dat_comm *c, const char *func, float *x, size_t n, u
     /* Phase 2: the server's codes of its average, to everyone. */
     local = dat_quantizer_encode_slice(q, func, x + lo_r, n_r, offset + lo_r, 0, step,
                                        DAT_QUANT_PHASE_SERVER, 0, send + sdispls[r]);
-    DAT_TRY(dat_comm_quantized_agree(c, func, DAT_COMM_OP_QUANTIZED_SERVE, n, q,
+    DAT_TRY(dat_comm_quantized_agree(c, func, DAT_COMM_OP_QUANTIZED_SERVE, n, offset, q,
                                      DAT_QUANT_TWO_SIDED, step, local));
     if (m > 1) {
         s = codes_allgatherv(c, q, send, scounts, sdispls, stotal);

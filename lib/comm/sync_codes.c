@@ -49,8 +49,8 @@ dat_status dat_sync_codes_init(dat_sync_codes *sc, dat_ctx *ctx, size_t buckets)
     if (!sc->status_host || !sc->recv_at || !sc->recv_stride)
         return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_grad_sync_create",
                          "cannot allocate the buckets' tables");
-    /* 2 b statuses (workers', servers'), the step, the flags (summed, own) */
-    size_t bytes = 2 * b * sizeof *sc->status + sizeof *sc->step_at + 2 * sizeof *sc->flag;
+    /* 2 b statuses (workers', servers'), the step, the ranks' flags summed */
+    size_t bytes = 2 * b * sizeof *sc->status + sizeof *sc->step_at + sizeof *sc->flag;
     DAT_TRY(ctx->be->alloc(ctx, bytes, (void **)&sc->status));
     sc->step_at = (uint64_t *)(sc->status + 2 * b);
     sc->flag = (float *)(sc->step_at + 1);
@@ -184,7 +184,7 @@ static dat_status serve(dat_sync_codes *sc, const char *func, float *grads, uint
                                                DAT_QUANT_PHASE_SERVER, 0,
                                                sc->codes + bytes_of(sc, s_lo));
     }
-    DAT_TRY(dat_comm_quantized_agree(c, func, DAT_COMM_OP_QUANTIZED_SERVE, sc->total, sc->q,
+    DAT_TRY(dat_comm_quantized_agree(c, func, DAT_COMM_OP_QUANTIZED_SERVE, sc->total, 0, sc->q,
                                      sc->mode, step, local));
     DAT_TRY(gather_served(sc));
     DAT_TRY(dat_comm_failed(c, c->ops->allreduce_finish(c)));
@@ -219,7 +219,6 @@ static dat_status finish_recorded(dat_sync_codes *sc, float *grads)
         }
         statuses = 2 * b;
     }
-    DAT_TRY(DAT_OP(ctx, quant_flag_failed, sc->status, b, sc->flag + 1)); /* own encodes */
     DAT_TRY(DAT_OP(ctx, quant_flag_failed, sc->status, statuses, sc->flag));
     DAT_TRY(dat_comm_failed(c, c->ops->allreduce_start(c, sc->flag, 1, DAT_REDUCE_SUM)));
     if (sc->mode == DAT_QUANT_TWO_SIDED)
@@ -228,7 +227,7 @@ static dat_status finish_recorded(dat_sync_codes *sc, float *grads)
     DAT_TRY(sc->mode == DAT_QUANT_TWO_SIDED
                 ? dat_quantizer_decode_slice(sc->q, sc->codes, sc->total, grads, 0, 1.0f)
                 : decode_all(sc, grads));
-    return dat_quantizer_recorded_outcome(sc->q, sc->flag, sc->flag + 1, grads, sc->total,
+    return dat_quantizer_recorded_outcome(sc->q, sc->flag, grads, sc->total,
                                           DAT_FAULT_QUANTIZE);
 }
 
@@ -244,7 +243,7 @@ dat_status dat_sync_codes_finish(dat_sync_codes *sc, float *grads, uint64_t step
     DAT_TRY(ctx->be->copy_to_host(ctx, sc->status_host, sc->status, b * sizeof *sc->status));
     dat_status local =
         dat_quantizer_deferred_outcome(sc->q, func, sc->status_host, b, sc->bucket, sc->total);
-    DAT_TRY(dat_comm_quantized_agree(sc->comm, func, DAT_COMM_OP_QUANTIZED, sc->total, sc->q,
+    DAT_TRY(dat_comm_quantized_agree(sc->comm, func, DAT_COMM_OP_QUANTIZED, sc->total, 0, sc->q,
                                      sc->mode, step, local));
     return sc->mode == DAT_QUANT_TWO_SIDED ? serve(sc, func, grads, step)
                                            : decode_all(sc, grads);

@@ -20,7 +20,7 @@
  * deferred too, and the ranks agree by summing, on the communicator's
  * stream, a flag of whether any of their encodes failed; a failure leaves
  * NaN in the gradient on every rank (dat_quantizer_recorded_outcome) and,
- * as op by op, zeroes the residual of the ranks whose own encodes failed.
+ * as op by op, zeroes every rank's residual.
  */
 #ifndef LIBDAT_COMM_SYNC_CODES_H
 #define LIBDAT_COMM_SYNC_CODES_H
@@ -53,9 +53,9 @@ typedef struct dat_sync_codes {
     /* Each bucket's encode, then (two-sided, recorded) each served shard's:
      * the outcome on the device and, read back, here. */
     dat_quant_status *status, *status_host;
-    /* In a recording: the step (set before each replay), then flag[0], the
-     * ranks' count of failed encodes, and flag[1], whether this rank's own
-     * encodes failed, in the context's memory after the statuses. */
+    /* In a recording: the step (set before each replay), then the flag, the
+     * ranks' count of failed encodes, in the context's memory after the
+     * statuses. */
     int recorded;
     uint64_t *step_at;
     float *flag;

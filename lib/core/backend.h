@@ -359,15 +359,15 @@ typedef struct dat_backend {
      * sets *flag to 1 if any of the count statuses reports a failed encode,
      * else to 0;
      * quant_apply_failure, when *flag != 0 (the ranks' flags summed), ors
-     * `bit` into *fault and fills x[0..n) with NaN, so that the step's update
-     * is skipped on every rank; it zeroes residual[0..r) when *own != 0 (this
-     * rank's own encodes failed), as a failed encode op by op does.
+     * `bit` into *fault, fills x[0..n) with NaN, so that the step's update
+     * is skipped on every rank, and zeroes residual[0..r), as a failed call
+     * op by op does on every rank.
      */
     dat_status (*quant_flag_failed)(dat_ctx *ctx, const struct dat_quant_status *status,
                                     size_t count, float *flag);
-    dat_status (*quant_apply_failure)(dat_ctx *ctx, const float *flag, const float *own,
-                                      float *residual, size_t r, float *x, size_t n,
-                                      uint32_t *fault, uint32_t bit);
+    dat_status (*quant_apply_failure)(dat_ctx *ctx, const float *flag, float *residual,
+                                      size_t r, float *x, size_t n, uint32_t *fault,
+                                      uint32_t bit);
 
     /*
      * Graphs of queued work (NULL where a backend has none). capture_begin:

@@ -290,22 +290,26 @@ dat_status dat_quantizer_deferred_outcome(dat_quantizer *q, const char *func,
     if (kind == DAT_QUANT_BUCKET_OK)
         return DAT_OK;
     int ef = q->opts.error_feedback && q->residual;
-    if (ef) { /* the state is spoiled, as a failed quant_encode leaves it */
-        const float zero = 0.0f;
-        size_t len = n < q->residual_len ? n : q->residual_len;
-        DAT_TRY(q->exec->be->fill(q->exec, q->residual, len, &zero, sizeof zero));
-    }
+    DAT_TRY(dat_quantizer_forget(q, 0, n)); /* as a failed quant_encode leaves it */
     return dat_quant_numeric_error(func, kind, first, ef);
 }
 
-dat_status dat_quantizer_recorded_outcome(dat_quantizer *q, const float *flag, const float *own,
-                                          float *x, size_t n, uint32_t bit)
+dat_status dat_quantizer_forget(dat_quantizer *q, uint64_t offset, size_t n)
+{
+    if (!q->opts.error_feedback || offset >= q->residual_len)
+        return DAT_OK;
+    const float zero = 0.0f;
+    size_t len = n < q->residual_len - offset ? n : q->residual_len - offset;
+    return q->exec->be->fill(q->exec, q->residual + offset, len, &zero, sizeof zero);
+}
+
+dat_status dat_quantizer_recorded_outcome(dat_quantizer *q, const float *flag, float *x,
+                                          size_t n, uint32_t bit)
 {
     dat_ctx *ctx = q->exec;
     size_t r = q->opts.error_feedback && q->residual ? n : 0;
     r = r < q->residual_len ? r : q->residual_len;
-    return DAT_OP(ctx, quant_apply_failure, flag, own, q->residual, r, x, n, dat_fault_word(ctx),
-                  bit);
+    return DAT_OP(ctx, quant_apply_failure, flag, q->residual, r, x, n, dat_fault_word(ctx), bit);
 }
 
 dat_status dat_quantizer_decode_slice(dat_quantizer *q, const void *codes, size_t n, float *out,

@@ -45,6 +45,10 @@ dat_status dat_quantizer_encode_slice(dat_quantizer *q, const char *func, const 
                                       size_t n, uint64_t offset, uint32_t rank, uint64_t step,
                                       uint32_t phase, int use_residual, void *codes);
 
+/* Zeroes the error-feedback residual (if on) of elements offset .. offset + n:
+ * after an exchange that failed, whose codes no rank applied. */
+dat_status dat_quantizer_forget(dat_quantizer *q, uint64_t offset, size_t n);
+
 /* Grows the error-feedback residual (if on) to n elements now, so that the
  * encodes of a buffer of n elements allocate nothing (a synchronizer's,
  * during the backward pass; a recording's). */
@@ -74,11 +78,10 @@ dat_status dat_quantizer_deferred_outcome(dat_quantizer *q, const char *func,
  * is not 0 when it runs, x[0..n) is filled with NaN (the mean is not
  * defined: whatever takes the step skips it, as for a NaN that an exact
  * all-reduce spreads) and `bit` ored into the context's fault word
- * (capture.h); the residual of the n elements is zeroed if *own (this rank's
- * failed encodes) is not 0, as op by op, where only the rank whose encode
- * failed loses its residual. */
-dat_status dat_quantizer_recorded_outcome(dat_quantizer *q, const float *flag, const float *own,
-                                          float *x, size_t n, uint32_t bit);
+ * (capture.h), and the residual of the n elements is zeroed, as op by op
+ * on every rank (dat_comm_quantized_agree). */
+dat_status dat_quantizer_recorded_outcome(dat_quantizer *q, const float *flag, float *x,
+                                          size_t n, uint32_t bit);
 
 /* out = (accumulate ? out + q : q) * post_scale for n elements, codes and out
  * in the memory of q->exec. */

@@ -283,6 +283,39 @@ static void test_out_of_memory(void)
     test_allreduce(10);
 }
 
+/* A quantized call that fails on one rank (a NaN on the last) is applied by
+ * none, and every rank forgets its error-feedback residual of the tensor: the
+ * next call equals a fresh quantizer's on every rank (the ranks' residuals
+ * stay alike; those that had encoded kept x - q(x) of a step never taken). */
+static void test_failure_forgets_residuals(void)
+{
+    for (int mode = 0; mode < 2; ++mode) {
+        dat_quantizer_options qo;
+        dat_quantizer_options_init(&qo);
+        qo.bits = 4;
+        qo.error_feedback = 1;
+        dat_quantizer *q = NULL, *fresh = NULL;
+        EXPECT_OK(dat_quantizer_create(&q, ctx, &qo));
+        EXPECT_OK(dat_quantizer_create(&fresh, ctx, &qo));
+        dat_tensor *t = tensor(DAT_FLOAT32, 700), *u = tensor(DAT_FLOAT32, 700);
+        EXPECT_OK(dat_tensor_fill_uniform(t, -1, 1, 5 + (uint64_t)g_rank, 0));
+        if (g_rank == g_size - 1)
+            fdata(t)[3] = NAN;
+        EXPECT_LAST_RANK_FAILS(dat_comm_allreduce_quantized(comm, t, q, (dat_quant_mode)mode, 1),
+                               DAT_ERR_NUMERIC, "element 3");
+        EXPECT_OK(dat_tensor_fill_uniform(t, -1, 1, 9 + (uint64_t)g_rank, 0));
+        EXPECT_OK(dat_tensor_copy(u, t));
+        EXPECT_OK(dat_comm_allreduce_quantized(comm, t, q, (dat_quant_mode)mode, 2));
+        EXPECT_OK(dat_comm_allreduce_quantized(comm, u, fresh, (dat_quant_mode)mode, 2));
+        EXPECT(memcmp(fdata(t), fdata(u), 700 * sizeof(float)) == 0,
+               "mode %d: after a failed call the residual was not forgotten", mode);
+        dat_tensor_destroy(t);
+        dat_tensor_destroy(u);
+        dat_quantizer_destroy(q);
+        dat_quantizer_destroy(fresh);
+    }
+}
+
 static void test_mismatch_and_failure(void)
 {
     /* Rank 1 passes one element more. */
@@ -301,13 +334,24 @@ static void test_mismatch_and_failure(void)
     for (int mode = 0; mode < 2; ++mode)
         EXPECT_LAST_RANK_FAILS(dat_comm_allreduce_quantized(comm, t, q, (dat_quant_mode)mode, 1),
                                DAT_ERR_NUMERIC, "element 555");
-    /* A bad argument on rank 0 only. */
+    /* A bad argument on rank 0 only: the others hear that it failed, not that
+     * the header it filled no further disagrees with theirs. */
     if (g_rank == 0)
         EXPECT_ERR(dat_comm_broadcast(comm, t, 99), DAT_ERR_INVALID_ARG, "root = 99");
     else
-        EXPECT_ERR(dat_comm_broadcast(comm, t, 99 * 0), DAT_ERR_COMM, "disagree");
+        EXPECT_ERR(dat_comm_broadcast(comm, t, 99 * 0), DAT_ERR_COMM,
+                   "rank 0 failed its part with DAT_ERR_INVALID_ARG");
+    dat_tensor *u = tensor(DAT_FLOAT32, 600);
+    if (g_rank == 0)
+        EXPECT_ERR(dat_comm_allreduce_quantized(comm, u, NULL, DAT_QUANT_ONE_SIDED, 1),
+                   DAT_ERR_INVALID_ARG, "q must not be NULL");
+    else
+        EXPECT_ERR(dat_comm_allreduce_quantized(comm, u, q, DAT_QUANT_ONE_SIDED, 1),
+                   DAT_ERR_COMM, "rank 0 failed its part with DAT_ERR_INVALID_ARG");
+    dat_tensor_destroy(u);
     dat_quantizer_destroy(q);
     dat_tensor_destroy(t);
+    test_failure_forgets_residuals();
     test_allreduce(10);
 }
 

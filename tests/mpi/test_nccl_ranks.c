@@ -511,8 +511,8 @@ static void test_recorded_nan(dat_quant_mode mode)
 /* Step 1 with a NaN gradient on the last rank (a NaN parameter, put back
  * after it), op by op on side a and replayed on side b, then step 2: the
  * parameters must agree. They do only if the failed replay leaves every
- * rank's error-feedback residual as op by op leaves it: zeroed where the
- * rank's own encode failed, as its encode made it elsewhere. */
+ * rank's error-feedback residual as op by op leaves it: zeroed on every
+ * rank. */
 static void test_recorded_failure_residuals(dat_quant_mode mode)
 {
     side a, b;
