@@ -109,7 +109,7 @@ dat_status dat_cuda_quant_apply_failure(dat_ctx *ctx, const float *flag, float *
                                         uint32_t bit);
 dat_status dat_cuda_quant_decode(dat_ctx *ctx, const struct dat_quant_config *c,
                                  const void *codes, size_t n, float *out, int accumulate,
-                                 float post_scale);
+                                 float scale);
 
 /* Graphs of the context's stream (graph.cu). */
 dat_status dat_cuda_capture_begin(dat_ctx *ctx);

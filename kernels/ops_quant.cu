@@ -228,7 +228,7 @@ passthrough_kernel(size_t n, const float *x, float *e, float *out, encode_status
 }
 
 __global__ void __launch_bounds__(THREADS)
-decode_kernel(bucket_geom g, const uint8_t *codes, float *out, int accumulate, float post)
+decode_kernel(bucket_geom g, const uint8_t *codes, float *out, int accumulate, float scale)
 {
     DAT_GRID_STRIDE(i, g.n)
     {
@@ -249,7 +249,8 @@ decode_kernel(bucket_geom g, const uint8_t *codes, float *out, int accumulate, f
             uint32_t code = (uint32_t)(both >> sh) & ((1u << g.bits) - 1u);
             q = dat_quant_value(code, dat_quant_step(norm, dat_quant_levels(g.bits)), g.bits);
         }
-        out[i] = accumulate ? __fmul_rn(__fadd_rn(out[i], q), post) : __fmul_rn(q, post);
+        q = __fmul_rn(q, scale);
+        out[i] = accumulate ? __fadd_rn(out[i], q) : q;
     }
 }
 
@@ -385,13 +386,13 @@ dat_status dat_cuda_quant_apply_failure(dat_ctx *ctx, const float *flag, float *
 }
 
 dat_status dat_cuda_quant_decode(dat_ctx *ctx, const dat_quant_config *c, const void *codes,
-                                 size_t n, float *out, int accumulate, float post_scale)
+                                 size_t n, float *out, int accumulate, float scale)
 {
     DAT_TRY(dat_cuda_use_device(ctx));
     if (n == 0)
         return DAT_OK;
     decode_kernel<<<dat_cuda_grid(n, THREADS), THREADS, 0, dat_cuda(ctx)->stream>>>(
-        geom_of(c, n), (const uint8_t *)codes, out, accumulate, post_scale);
+        geom_of(c, n), (const uint8_t *)codes, out, accumulate, scale);
     DAT_CUDA_CHECK_LAUNCH("decode_kernel");
     return DAT_OK;
 }

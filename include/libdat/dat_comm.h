@@ -184,8 +184,9 @@ DAT_API dat_status dat_comm_allgather(dat_comm *comm, const dat_tensor *in, dat_
  * bits do not depend on which rank serves an element, whatever seeds the
  * other ranks were given. Error feedback, if
  * the quantizer has it, applies to the worker quantization. Averaging decodes
- * the ranks' codes in rank order into the tensor, adding, and multiplies the
- * sum by 1/M: every rank ends with identical bits.
+ * the ranks' codes in rank order into the tensor, each times 1/M, adding
+ * (so a mean that fits in float does not overflow): every rank ends with
+ * identical bits.
  * @param comm  the communicator.
  * @param t  float32 tensor, the same element count on every rank.
  * @param q  quantizer; every rank must use the same bits, bucket size and norm.

@@ -2,8 +2,8 @@
  * The quantized all-reduce on a host slice, over any kind's ops.
  *
  * One-sided: every rank encodes its slice (worker stream of its rank), the
- * codes are all-gathered, every rank decodes rank 0's, adds rank 1's, ... and
- * multiplies by 1/M on the last: identical bits everywhere.
+ * codes are all-gathered, every rank decodes rank 0's times 1/M, adds rank
+ * 1's times 1/M, ...: identical bits everywhere.
  *
  * Two-sided: the slice's U buckets form M shards (shard j = buckets
  * floor(jU/M) .. floor((j+1)U/M) - 1). Every rank encodes its whole slice,
@@ -137,14 +137,14 @@ dat_status dat_comm_quantized_agree(dat_comm *c, const char *func, int op, size_
     return DAT_OK;
 }
 
-/* The last decode scales by 1/M. */
+/* Each rank's codes scaled by 1/M before they are added: a sum of M decodes,
+ * each up to the bucket's norm, would overflow long before the mean does. */
 dat_status dat_comm_decode_average(dat_quantizer *q, const uint8_t *codes, const size_t *displs,
                                    int m, size_t n, float *x)
 {
     float inv = 1.0f / (float)m;
     for (int j = 0; j < m; ++j)
-        DAT_TRY(dat_quantizer_decode_slice(q, codes + displs[j], n, x, j > 0,
-                                           j == m - 1 ? inv : 1.0f));
+        DAT_TRY(dat_quantizer_decode_slice(q, codes + displs[j], n, x, j > 0, inv));
     return DAT_OK;
 }
 

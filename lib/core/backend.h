@@ -333,14 +333,14 @@ typedef struct dat_backend {
      * feedback, updated) into codes, element i drawing position counter0 + i
      * of (key, stream); a NaN / Inf or an overflowing norm fails with
      * DAT_ERR_NUMERIC naming `func` and element index_base + i, the residual
-     * zeroed. quant_decode: out = (accumulate ? out + q : q) * post_scale.
+     * zeroed. quant_decode: out = (accumulate ? out : 0) + q * scale.
      */
     dat_status (*quant_encode)(dat_ctx *ctx, const char *func, const struct dat_quant_config *c,
                                const float *x, size_t n, float *residual, uint64_t key,
                                uint64_t stream, uint64_t counter0, void *codes,
                                uint64_t index_base);
     dat_status (*quant_decode)(dat_ctx *ctx, const struct dat_quant_config *c, const void *codes,
-                               size_t n, float *out, int accumulate, float post_scale);
+                               size_t n, float *out, int accumulate, float scale);
     /*
      * quant_encode without waiting to report (NULL where a backend has none):
      * the same codes and residual update, queued, the outcome written to

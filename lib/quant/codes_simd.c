@@ -190,13 +190,13 @@ __attribute__((target("avx512f"))) static inline __m512i load16(const uint8_t *i
  * the sign bit flipped in; each the bits of dat_quant_value. */
 __attribute__((target("avx512f"))) static void values_avx512(const uint8_t *in, size_t len,
                                                              float step, int bits, float *out,
-                                                             int accumulate, float post)
+                                                             int accumulate, float scale)
 {
     float t[16] = {0};
     for (uint32_t c = 0; bits <= 4 && c < (1u << bits); ++c)
         t[c] = dat_quant_value(c, step, bits);
     const __m512 table = _mm512_loadu_ps(t), vstep = _mm512_set1_ps(step);
-    const __m512 vpost = _mm512_set1_ps(post);
+    const __m512 vscale = _mm512_set1_ps(scale);
     const __m512i level = _mm512_set1_epi32((int)((1u << (bits - 1)) - 1u));
     for (size_t i = 0; i < len; i += 16) {
         __m512i c = load16(in, i, bits);
@@ -208,24 +208,25 @@ __attribute__((target("avx512f"))) static void values_avx512(const uint8_t *in, 
             __m512i sign = _mm512_slli_epi32(_mm512_srli_epi32(c, (unsigned)(bits - 1)), 31);
             q = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(m), sign));
         }
+        q = _mm512_mul_ps(q, vscale);
         if (accumulate)
             q = _mm512_add_ps(_mm512_loadu_ps(out + i), q);
-        _mm512_storeu_ps(out + i, _mm512_mul_ps(q, vpost));
+        _mm512_storeu_ps(out + i, q);
     }
 }
 
 int dat_quant_values_variant(int variant, const uint8_t *in, size_t len, float step, int bits,
-                             float *out, int accumulate, float post)
+                             float *out, int accumulate, float scale)
 {
     __builtin_cpu_init();
     if (variant != 1 || !__builtin_cpu_supports("avx512f"))
         return 0;
-    values_avx512(in, len, step, bits, out, accumulate, post);
+    values_avx512(in, len, step, bits, out, accumulate, scale);
     return 1;
 }
 
 int dat_quant_values_packed(const uint8_t *in, size_t len, float step, int bits, float *out,
-                            int accumulate, float post)
+                            int accumulate, float scale)
 {
     static int have = -1; /* a benign race, as above */
     int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
@@ -236,24 +237,24 @@ int dat_quant_values_packed(const uint8_t *in, size_t len, float step, int bits,
     }
     if (!h)
         return 0;
-    values_avx512(in, len, step, bits, out, accumulate, post);
+    values_avx512(in, len, step, bits, out, accumulate, scale);
     return 1;
 }
 
 #else
 
 int dat_quant_values_variant(int variant, const uint8_t *in, size_t len, float step, int bits,
-                             float *out, int accumulate, float post)
+                             float *out, int accumulate, float scale)
 {
     (void)variant, (void)in, (void)len, (void)step, (void)bits, (void)out, (void)accumulate;
-    (void)post;
+    (void)scale;
     return 0;
 }
 
 int dat_quant_values_packed(const uint8_t *in, size_t len, float step, int bits, float *out,
-                            int accumulate, float post)
+                            int accumulate, float scale)
 {
-    return dat_quant_values_variant(1, in, len, step, bits, out, accumulate, post);
+    return dat_quant_values_variant(1, in, len, step, bits, out, accumulate, scale);
 }
 
 int dat_quant_codes_variant(int variant, const float *v, const uint32_t *w, size_t len,

@@ -28,16 +28,16 @@ int dat_quant_codes_variant(int variant, const float *v, const uint32_t *w, size
                             dat_quant_scale ks, uint32_t s, int bits, void *out, int width);
 
 /*
- * out = (accumulate ? out + q : q) * post for len codes of `bits` (2, 4, 8 or
+ * out = (accumulate ? out : 0) + q * scale for len codes of `bits` (2, 4, 8 or
  * 16) packed from byte `in` on (len a multiple of DAT_QUANT_GROUP): q =
  * dat_quant_value(code, step, bits). Returns 0, doing nothing, where no fast
  * variant exists (the caller unpacks).
  */
 int dat_quant_values_packed(const uint8_t *in, size_t len, float step, int bits, float *out,
-                            int accumulate, float post);
+                            int accumulate, float scale);
 
 /* One variant of dat_quant_values_packed (1 AVX-512), for tests. */
 int dat_quant_values_variant(int variant, const uint8_t *in, size_t len, float step, int bits,
-                             float *out, int accumulate, float post);
+                             float *out, int accumulate, float scale);
 
 #endif

@@ -469,24 +469,24 @@ dat_status dat_quant_encode_host(const char *func, const dat_quant_config *c, co
     return DAT_OK;
 }
 
-/* out = (accumulate ? out + q : q) * post for one chunk of codes. */
+/* out = (accumulate ? out : 0) + q * scale for one chunk of codes. */
 DAT_CLONES
 static void chunk_values(const uint32_t *code, size_t len, float step, int bits, float *out,
-                         int accumulate, float post)
+                         int accumulate, float scale)
 {
     if (accumulate) {
 #pragma omp simd
         for (size_t k = 0; k < len; ++k)
-            out[k] = (out[k] + dat_quant_value(code[k], step, bits)) * post;
+            out[k] = out[k] + dat_quant_value(code[k], step, bits) * scale;
     } else {
 #pragma omp simd
         for (size_t k = 0; k < len; ++k)
-            out[k] = dat_quant_value(code[k], step, bits) * post;
+            out[k] = dat_quant_value(code[k], step, bits) * scale;
     }
 }
 
 static void decode_bucket(const dat_quant_config *c, const uint8_t *in, size_t m, float *out,
-                          int accumulate, float post)
+                          int accumulate, float scale)
 {
     float norm;
     memcpy(&norm, in, sizeof norm);
@@ -499,7 +499,7 @@ static void decode_bucket(const dat_quant_config *c, const uint8_t *in, size_t m
         for (; k0 < whole; k0 += DAT_QUANT_CHUNK) {
             size_t len = whole - k0 < DAT_QUANT_CHUNK ? whole - k0 : DAT_QUANT_CHUNK;
             if (!dat_quant_values_packed(codes + k0 * (size_t)bits / 8, len, step, bits,
-                                         out + k0, accumulate, post))
+                                         out + k0, accumulate, scale))
                 break;
         }
         k0 = k0 < whole ? k0 : whole;
@@ -510,12 +510,12 @@ static void decode_bucket(const dat_quant_config *c, const uint8_t *in, size_t m
     for (; k0 < m; k0 += DAT_QUANT_CHUNK) {
         size_t len = m - k0 < DAT_QUANT_CHUNK ? m - k0 : DAT_QUANT_CHUNK;
         dat_unpack(&up, code, len);
-        chunk_values(code, len, step, bits, out + k0, accumulate, post);
+        chunk_values(code, len, step, bits, out + k0, accumulate, scale);
     }
 }
 
 void dat_quant_decode_host(const dat_quant_config *c, const void *codes, size_t n, float *out,
-                           int accumulate, float post_scale, int nthreads)
+                           int accumulate, float scale, int nthreads)
 {
     int pass = c->bits == DAT_QUANT_PASSTHROUGH;
     size_t bsz = pass ? 4096 : (size_t)c->bucket;
@@ -526,17 +526,17 @@ void dat_quant_decode_host(const dat_quant_config *c, const void *codes, size_t 
         size_t lo = b * bsz, m = n - lo < bsz ? n - lo : bsz;
         if (!pass) {
             decode_bucket(c, (const uint8_t *)codes + b * full_bytes, m, out + lo, accumulate,
-                          post_scale);
+                          scale);
             continue;
         }
         const float *in = (const float *)codes + lo;
         float *o = out + lo;
         if (accumulate)
             for (size_t k = 0; k < m; ++k)
-                o[k] = (o[k] + in[k]) * post_scale;
+                o[k] = o[k] + in[k] * scale;
         else
             for (size_t k = 0; k < m; ++k)
-                o[k] = in[k] * post_scale;
+                o[k] = in[k] * scale;
     }
 }
 
@@ -550,9 +550,9 @@ dat_status dat_quant_encode_cpu(dat_ctx *ctx, const char *func, const dat_quant_
 }
 
 dat_status dat_quant_decode_cpu(dat_ctx *ctx, const dat_quant_config *c, const void *codes,
-                                size_t n, float *out, int accumulate, float post_scale)
+                                size_t n, float *out, int accumulate, float scale)
 {
-    dat_quant_decode_host(c, codes, n, out, accumulate, post_scale,
+    dat_quant_decode_host(c, codes, n, out, accumulate, scale,
                           dat_quant_threads(dat_host_threads(ctx), n));
     return DAT_OK;
 }

@@ -34,12 +34,12 @@ dat_status dat_quant_encode_host(const char *func, const dat_quant_config *c, co
                                  uint64_t index_base);
 
 /*
- * Decodes n elements: out = (accumulate ? out + q : q) * post_scale.
- * post_scale = 1 leaves the sum exact; the communicators use 1/M on the
- * last of M decodes to average without another pass.
+ * Decodes n elements: out = (accumulate ? out : 0) + q * scale. The
+ * communicators average M decodes with scale 1/M on each, without another
+ * pass and without a sum that overflows where the mean does not.
  */
 void dat_quant_decode_host(const dat_quant_config *c, const void *codes, size_t n, float *out,
-                           int accumulate, float post_scale, int nthreads);
+                           int accumulate, float scale, int nthreads);
 
 /* The CPU backend's quant_encode / quant_decode (lib/core/backend.h): the two
  * above with the context's threads. */
@@ -48,7 +48,7 @@ dat_status dat_quant_encode_cpu(dat_ctx *ctx, const char *func, const dat_quant_
                                 uint64_t stream, uint64_t counter0, void *codes,
                                 uint64_t index_base);
 dat_status dat_quant_decode_cpu(dat_ctx *ctx, const dat_quant_config *c, const void *codes,
-                                size_t n, float *out, int accumulate, float post_scale);
+                                size_t n, float *out, int accumulate, float scale);
 
 /* What the norm pass found in a bucket; a failed encode reports the largest
  * kind found in any bucket with the smallest bad index. */

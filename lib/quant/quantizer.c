@@ -313,10 +313,10 @@ dat_status dat_quantizer_recorded_outcome(dat_quantizer *q, const float *flag, f
 }
 
 dat_status dat_quantizer_decode_slice(dat_quantizer *q, const void *codes, size_t n, float *out,
-                                      int accumulate, float post_scale)
+                                      int accumulate, float scale)
 {
     dat_ctx *ctx = q->exec;
-    return DAT_OP(ctx, quant_decode, &q->cfg, codes, n, out, accumulate, post_scale);
+    return DAT_OP(ctx, quant_decode, &q->cfg, codes, n, out, accumulate, scale);
 }
 
 /* Checks a float32 tensor and a host code buffer of at least E(numel) bytes. */

@@ -83,10 +83,10 @@ dat_status dat_quantizer_deferred_outcome(dat_quantizer *q, const char *func,
 dat_status dat_quantizer_recorded_outcome(dat_quantizer *q, const float *flag, float *x,
                                           size_t n, uint32_t bit);
 
-/* out = (accumulate ? out + q : q) * post_scale for n elements, codes and out
+/* out = (accumulate ? out : 0) + q * scale for n elements, codes and out
  * in the memory of q->exec. */
 dat_status dat_quantizer_decode_slice(dat_quantizer *q, const void *codes, size_t n, float *out,
-                                      int accumulate, float post_scale);
+                                      int accumulate, float scale);
 
 /* Scratch buffer `which` (DAT_QSCRATCH_*) of at least bytes in the memory of
  * q->exec; its contents do not survive growing. */

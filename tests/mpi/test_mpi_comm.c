@@ -148,8 +148,7 @@ static void simulate(dat_quantizer **qs, dat_quant_mode mode, size_t n, uint64_t
     float inv = 1.0f / (float)m;
     if (mode == DAT_QUANT_ONE_SIDED) {
         for (int j = 0; j < m; ++j)
-            EXPECT_OK(dat_quantizer_decode_slice(qs[0], codes[j], n, result, j > 0,
-                                                 j == m - 1 ? inv : 1));
+            EXPECT_OK(dat_quantizer_decode_slice(qs[0], codes[j], n, result, j > 0, inv));
         *bytes_of_rank = (uint64_t)(m - 1) * e;
     } else {
         size_t b = (size_t)cfg->bucket, units = (n + b - 1) / b, off = 0;
@@ -160,7 +159,7 @@ static void simulate(dat_quantizer **qs, dat_quant_mode mode, size_t n, uint64_t
             size_t es = dat_quant_encoded_bytes(cfg, hi - lo);
             for (int j = 0; j < m; ++j)
                 EXPECT_OK(dat_quantizer_decode_slice(qs[0], codes[j] + off, hi - lo,
-                                                     result + lo, j > 0, j == m - 1 ? inv : 1));
+                                                     result + lo, j > 0, inv));
             uint8_t *served = malloc(es + 4);
             EXPECT_OK(dat_quantizer_encode_slice(qs[s], "sim", result + lo, hi - lo, lo, 0,
                                                  step, DAT_QUANT_PHASE_SERVER, 0, served));
@@ -314,6 +313,30 @@ static void test_failure_forgets_residuals(void)
         dat_quantizer_destroy(q);
         dat_quantizer_destroy(fresh);
     }
+}
+
+/* Values near float's top whose mean is finite: every rank's decode is scaled
+ * by 1/M before the ranks' are added (a sum of decodes, each 0 or the
+ * bucket's l2 norm, 3e38 here, overflowed to Inf with DAT_OK wherever two
+ * ranks rounded up, each with probability 1/2). (Two-sided, the servers'
+ * averages have norms past float: that encode fails, reported.) */
+static void test_quantized_huge(void)
+{
+    dat_quantizer_options qo;
+    dat_quantizer_options_init(&qo);
+    qo.bits = 2;
+    qo.bucket_size = 4;
+    dat_quantizer *q = NULL;
+    EXPECT_OK(dat_quantizer_create(&q, ctx, &qo));
+    dat_tensor *t = tensor(DAT_FLOAT32, 512);
+    EXPECT_OK(dat_tensor_fill(t, 1.5e38));
+    EXPECT_OK(dat_comm_allreduce_quantized(comm, t, q, DAT_QUANT_ONE_SIDED, 1));
+    int bad = 0;
+    for (int i = 0; i < 512; ++i)
+        bad += !isfinite(fdata(t)[i]);
+    EXPECT(bad == 0, "%d of 512 elements of a mean of 1.5e38 are not finite", bad);
+    dat_tensor_destroy(t);
+    dat_quantizer_destroy(q);
 }
 
 static void test_mismatch_and_failure(void)
@@ -564,6 +587,7 @@ int main(int argc, char **argv)
                     test_quantized((dat_quant_mode)mode, bits[b], ef, 100003);
                     test_quantized((dat_quant_mode)mode, bits[b], ef, 700); /* 2 buckets */
                 }
+        test_quantized_huge();
         test_mismatch_and_failure();
         test_out_of_memory();
         test_model_collectives();

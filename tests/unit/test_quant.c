@@ -722,8 +722,8 @@ static void ref_encode(const float *x, size_t n, uint64_t offset, int bits, size
     }
 }
 
-/* Decodes ref_encode's layout one bit at a time: out = (out + q) * post. */
-static void ref_decode_acc(const uint8_t *in, size_t n, int bits, size_t bucket, float post,
+/* Decodes ref_encode's layout one bit at a time: out = out + q * scale. */
+static void ref_decode_acc(const uint8_t *in, size_t n, int bits, size_t bucket, float scale,
                            float *out)
 {
     for (size_t lo = 0; lo < n; lo += bucket) {
@@ -738,7 +738,7 @@ static void ref_decode_acc(const uint8_t *in, size_t n, int bits, size_t bucket,
                 size_t bit = k * (size_t)bits + (size_t)i;
                 code |= ((words[bit / 32] >> (bit % 32)) & 1u) << i;
             }
-            out[lo + k] = (out[lo + k] + dat_quant_value(code, step, bits)) * post;
+            out[lo + k] = out[lo + k] + dat_quant_value(code, step, bits) * scale;
         }
         in += 4 + 4 * dat_pack_words(m, bits);
     }
