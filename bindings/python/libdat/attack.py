@@ -65,6 +65,9 @@ class Attack(Handle):
 
     def gaussian_copies(self, x: Tensor, y: Optional[Tensor], x_out: Tensor,
                         y_out: Optional[Tensor] = None) -> None:
+        """Row j * N + i of x_out is x_i + sigma * noise (j < noise_samples): the noise a
+        SMOOTH_PGD perturbation by this attack draws at the same step (set `step` back to
+        take the copies the attack saw, as SmoothAdv trains)."""
         check(lib.dat_attack_gaussian_copies(self.handle, x.handle,
                                              y.handle if y is not None else None, x_out.handle,
                                              y_out.handle if y_out is not None else None))

@@ -50,6 +50,8 @@ impl<'c> Attack<'c> {
 
     /// Noise copies of x (and y) for Smooth-AT: row j·N + i of x_out is
     /// x_i + sigma·noise, for j < noise_samples (dat_attack_gaussian_copies).
+    /// The noise is what a SMOOTH_PGD perturbation by this attack draws at the
+    /// same step: set the step back to take the copies the attack saw.
     pub fn gaussian_copies(&mut self, x: &Tensor, y: Option<&Tensor>, x_out: &mut Tensor,
                            y_out: Option<&mut Tensor>) -> Result<()> {
         let y_out = y_out.map(|t| t.as_ptr()).unwrap_or(ptr::null_mut());
