@@ -195,6 +195,16 @@ static unsigned char *saved(dat_model *m, size_t *len)
     return p;
 }
 
+/* Batches from .. to - 1 replayed on s's graph g, then waited for. */
+static void replay(side *s, dat_step_graph *g, int from, int to)
+{
+    for (int k = from; k < to; ++k) {
+        write_batch(s, k);
+        ck_assert_dat_ok(dat_step_graph_launch(g));
+    }
+    ck_assert_dat_ok(dat_ctx_synchronize(s->ctx));
+}
+
 static float loss_sum(const side *s)
 {
     float v = 0;
@@ -247,11 +257,7 @@ START_TEST(test_replays_match_op_by_op)
     int64_t t = -1;
     ck_assert_dat_ok(dat_optim_get_step(b.optim, &t));
     ck_assert_int_eq(t, 1); /* recording left the host's state alone */
-    for (int k = 1; k < STEPS; ++k) {
-        write_batch(&b, k);
-        ck_assert_dat_ok(dat_step_graph_launch(g));
-    }
-    ck_assert_dat_ok(dat_ctx_synchronize(cb));
+    replay(&b, g, 1, STEPS);
     expect_same_state(&a, &b);
     /* Op by op again after the replays: both sides still agree. */
     write_batch(&a, STEPS);
@@ -310,11 +316,7 @@ START_TEST(test_replays_unfrozen_segments)
     ck_assert_dat_ok(step(&b, &loss));
     ck_assert_dat_ok(dat_optim_set_lr_scale(b.optim, 0, 2, 1.0f));
     dat_step_graph *g = record(&b);
-    for (int k = 1; k < STEPS; ++k) {
-        write_batch(&b, k);
-        ck_assert_dat_ok(dat_step_graph_launch(g));
-    }
-    ck_assert_dat_ok(dat_ctx_synchronize(cb));
+    replay(&b, g, 1, STEPS);
     expect_same_state(&a, &b);
     dat_step_graph_destroy(g);
     side_fini(&a);
@@ -367,11 +369,7 @@ START_TEST(test_replays_with_nccl_allreduce)
     ck_assert_dat_ok(step(&b, &loss));
     dat_step_graph *g = record(&b);
     ck_assert_uint_eq(comm_calls(b.comm), comm_calls(a.comm) - 2);
-    for (int k = 1; k < 3; ++k) {
-        write_batch(&b, k);
-        ck_assert_dat_ok(dat_step_graph_launch(g));
-    }
-    ck_assert_dat_ok(dat_ctx_synchronize(cb));
+    replay(&b, g, 1, 3);
     expect_same_state(&a, &b);
     ck_assert_uint_eq(comm_calls(b.comm), comm_calls(a.comm));
     dat_step_graph_destroy(g);

@@ -164,6 +164,16 @@ static dat_model *linear_model(dat_ctx *ctx, const float w[2], float b)
     return m;
 }
 
+/* n inputs of the linear model, 1 x 1 x 2 each. */
+static dat_tensor *points(dat_ctx *ctx, const float *xs, int64_t n)
+{
+    int64_t shape[4] = {n, 1, 1, 2};
+    dat_tensor *x;
+    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, shape));
+    ck_assert_dat_ok(dat_tensor_write(x, xs, (size_t)(2 * n) * sizeof(float)));
+    return x;
+}
+
 START_TEST(test_certify_linear_classifier_radius)
 {
     dat_ctx *ctx;
@@ -178,10 +188,7 @@ START_TEST(test_certify_linear_classifier_radius)
         xs[2 * i] = xb[0] + dist[i] * w[0] / 5.0f;
         xs[2 * i + 1] = xb[1] + dist[i] * w[1] / 5.0f;
     }
-    int64_t shape[4] = {4, 1, 1, 2};
-    dat_tensor *x;
-    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, shape));
-    ck_assert_dat_ok(dat_tensor_write(x, xs, sizeof xs));
+    dat_tensor *x = points(ctx, xs, 4);
     dat_smooth_options o;
     dat_smooth_options_init(&o);
     o.sigma = 0.25f;
@@ -235,10 +242,7 @@ START_TEST(test_certify_radius_never_above_the_proof)
     const float w[2] = {3.0f, 4.0f};
     dat_model *m = linear_model(ctx, w, -2.5f);
     float xs[2] = {0.5f + 5.0f * 0.6f, 0.25f + 5.0f * 0.8f};
-    int64_t shape[4] = {1, 1, 1, 2};
-    dat_tensor *x;
-    ck_assert_dat_ok(dat_tensor_create(&x, ctx, DAT_FLOAT32, 4, shape));
-    ck_assert_dat_ok(dat_tensor_write(x, xs, sizeof xs));
+    dat_tensor *x = points(ctx, xs, 1);
     dat_smooth_options o;
     dat_smooth_options_init(&o);
     o.sigma = 0.25f;
