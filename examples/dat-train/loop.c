@@ -104,6 +104,22 @@ int train_epoch(run *r, int64_t epoch, double *loss)
     return 0;
 }
 
+int end_epoch(run *r, double *loss)
+{
+    if (r->ranks == 1)
+        return 0;
+    dat_tensor *bn = NULL;
+    TRY_RUN("batch-norm statistics", dat_model_buffers(r->model, &bn));
+    if (bn)
+        TRY_RUN("batch-norm statistics", dat_comm_allreduce(r->comm, bn, DAT_REDUCE_MEAN));
+    float mean[3] = {(float)*loss, 0.0f, 0.0f};
+    TRY_RUN("loss", dat_tensor_write(r->counts, mean, sizeof mean));
+    TRY_RUN("loss", dat_comm_allreduce(r->comm, r->counts, DAT_REDUCE_MEAN));
+    TRY_RUN("loss", dat_tensor_read(r->counts, mean, sizeof mean));
+    *loss = mean[0];
+    return 0;
+}
+
 int evaluate(run *r, dat_dataset *ds, dat_tensor *x, dat_tensor *y, double *ta, double *ra)
 {
     TRY_RUN("data", dat_dataset_set_epoch(ds, 0));
@@ -115,6 +131,9 @@ int evaluate(run *r, dat_dataset *ds, dat_tensor *x, dat_tensor *y, double *ta, 
             break;
         if (b % r->ranks != r->rank)
             continue; /* batch b belongs to rank b mod M */
+        /* The random starts of batch b: the same whichever rank evaluates it and
+         * whatever ran before (a resumed run measures what the uninterrupted did). */
+        dat_attack_set_step(r->eval_attack, (uint64_t)b);
         int32_t c = 0, rb = 0;
         TRY_RUN("evaluation",
                 dat_eval_robust_accuracy(r->eval_attack, r->model, x, y, &c, &rb, NULL));

@@ -232,6 +232,7 @@ static int make_attacks(run *r)
     a.alpha = 0.0f;
     a.steps = o->eval_steps;
     a.seed = o->seed + 1000003;
+    a.rank = 0; /* keyed by the batch alone (evaluate()) */
     TRY_RUN("evaluation attack", dat_attack_create(&r->eval_attack, r->ctx, &a));
     if (o->bits < 32) {
         dat_quantizer_options q;
@@ -375,7 +376,7 @@ static int train(run *r)
 {
     epoch_stats es = {0};
     for (int64_t e = r->start_epoch; e < r->o.epochs; ++e) {
-        if (train_epoch(r, e, &es.loss))
+        if (train_epoch(r, e, &es.loss) || end_epoch(r, &es.loss))
             return 1;
         int last = e + 1 == r->o.epochs;
         es.evaluated = last || (r->o.eval_every > 0 && (e + 1) % r->o.eval_every == 0);
@@ -491,6 +492,13 @@ static int setup(run *r)
         co.cuda_graphs = r->o.cuda_graphs;
     }
     TRY_RUN("context", dat_ctx_create(&r->ctx, &co));
+    int32_t threads = 0;
+    dat_ctx_num_threads(r->ctx, &threads);
+    if (train_options_json(&r->o, r->ranks, threads, r->config, sizeof r->config)) {
+        fprintf(stderr, "dat-train: the options do not fit in a checkpoint's %zu bytes\n",
+                sizeof r->config);
+        return 1;
+    }
     if (make_comm(r) || open_data(r) || make_model_and_optim(r) || make_attacks(r) ||
         smooth_setup(r) || make_tensors(r))
         return 1;
@@ -547,7 +555,6 @@ int main(int argc, char **argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &r.rank);
     MPI_Comm_size(MPI_COMM_WORLD, &r.ranks);
 #endif
-    train_options_json(&r.o, r.ranks, r.config, sizeof r.config);
     int rc = setup(&r) || train(&r);
     teardown(&r);
 #if DAT_HAVE_MPI

@@ -69,7 +69,8 @@ static const char usage[] =
     "  --weight-decay X                                                    [5e-4]\n"
     "  --schedule S         const | piecewise | cosine | onecycle     [piecewise]\n"
     "  --warmup-epochs X    linear warm-up                                    [0]\n"
-    "  --milestones LIST    piecewise decay epochs, e.g. 5,8      [50%,75% of run]\n"
+    "  --milestones LIST    piecewise decay epochs, e.g. 5,8\n"
+    "                       [50%,75% of the epochs after the warm-up]\n"
     "  --gamma X            piecewise decay factor                          [0.1]\n"
     "  --lr-scaling S       none | linear | sqrt scaling with the global batch\n"
     "                       (M x batch) against --ref-batch                [none]\n"
@@ -172,6 +173,7 @@ static int parse_milestones(const char *opt, const char *v, train_options *o)
         if (o->num_milestones && x <= o->milestones[o->num_milestones - 1])
             return cli_bad(opt, v, "milestones must increase");
         o->milestones[o->num_milestones++] = x;
+        o->milestones_given = 1;
         p = end;
         if (*p == ',')
             ++p;
@@ -343,8 +345,10 @@ static int finish(train_options *o)
     if (o->head_lr < 0)
         o->head_lr = o->lr;
     if (o->num_milestones == 0 && strcmp(o->schedule, "piecewise") == 0) {
-        o->milestones[0] = 0.5f * (float)o->epochs;
-        o->milestones[1] = 0.75f * (float)o->epochs;
+        /* after the warm-up, or a short run would decay before it peaks */
+        float w = o->warmup_epochs, span = fmaxf((float)o->epochs - w, 0.0f);
+        o->milestones[0] = w + 0.5f * span;
+        o->milestones[1] = w + 0.75f * span;
         o->num_milestones = 2;
     }
     return 0;
@@ -367,10 +371,21 @@ int train_options_parse(train_options *o, int argc, char **argv)
     return rc != 0 ? rc : finish(o);
 }
 
-int train_options_json(const train_options *o, int ranks, char *buf, size_t size)
+/* The milestones given as a JSON list's items (none for the default's, which
+ * follow --epochs, the option a resume may change). */
+static void milestones_text(const train_options *o, char *buf, size_t size)
 {
-    char classes[CLI_CLASSES_TEXT];
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int32_t k = 0; o->milestones_given && k < o->num_milestones && n < size; ++k)
+        n += (size_t)snprintf(buf + n, size - n, "%s%g", k ? "," : "", (double)o->milestones[k]);
+}
+
+int train_options_json(const train_options *o, int ranks, int threads, char *buf, size_t size)
+{
+    char classes[CLI_CLASSES_TEXT], milestones[MAX_MILESTONES * 16];
     cli_classes_text(o->classes, o->num_classes_subset, classes);
+    milestones_text(o, milestones, sizeof milestones);
     int n = snprintf(
         buf, size,
         "{\"data_format\":\"%s\",\"model\":\"%s\",\"attack\":\"%s\",\"eps\":%g,\"alpha\":%g,"
@@ -378,19 +393,23 @@ int train_options_json(const train_options *o, int ranks, char *buf, size_t size
         "\"optimizer\":\"%s\",\"lalr\":%d,\"c_l\":%g,\"c_u\":%g,\"lr\":%g,\"head_lr\":%g,"
         "\"momentum\":%g,\"beta2\":%g,\"adam_eps\":%g,\"bias_correction\":%d,"
         "\"weight_decay\":%g,\"schedule\":\"%s\",\"warmup_epochs\":%g,"
-        "\"gamma\":%g,\"lr_scaling\":\"%s\",\"ref_batch\":%d,\"baseline\":\"%s\",\"batch\":%d,"
+        "\"milestones\":[%s],\"gamma\":%g,\"lr_scaling\":\"%s\",\"ref_batch\":%d,"
+        "\"baseline\":\"%s\",\"batch\":%d,"
         "\"epochs\":%d,\"bits\":%d,\"quant_mode\":\"%s\",\"bucket\":%d,\"seed\":%llu,"
         "\"train_subset\":%d,\"val\":%d,\"classes\":[%s],\"unlabeled\":%d,\"augment\":%d,"
-        "\"freeze\":%d,\"new_head\":%d,\"ranks\":%d}",
+        "\"freeze\":%d,\"new_head\":%d,\"device\":\"%s\",\"precision\":\"%s\","
+        "\"channels_last\":\"%s\",\"tune_conv\":%d,\"deterministic\":%d,\"comm\":\"%s\","
+        "\"eval_steps\":%d,\"eval_count\":%d,\"threads\":%d,\"ranks\":%d}",
         o->data_format, o->model, o->attack, (double)o->eps, (double)o->alpha, (int)o->steps,
         (double)o->lambda, (double)o->beta, (double)o->smooth_sigma, (int)o->noise_copies,
         o->optimizer, o->lalr, (double)o->c_l, (double)o->c_u, (double)o->lr,
         (double)o->head_lr, (double)o->momentum, (double)o->beta2, (double)o->adam_eps,
         o->bias_correction, (double)o->weight_decay, o->schedule,
-        (double)o->warmup_epochs, (double)o->gamma, o->lr_scaling, (int)o->ref_batch,
+        (double)o->warmup_epochs, milestones, (double)o->gamma, o->lr_scaling, (int)o->ref_batch,
         o->baseline ? o->baseline : "", (int)o->batch, (int)o->epochs, (int)o->bits,
         o->quant_mode, (int)o->bucket, (unsigned long long)o->seed, (int)o->train_subset,
         (int)o->val_count, classes, (int)o->unlabeled_count, o->augment, (int)o->freeze,
-        o->new_head, ranks);
+        o->new_head, o->device, o->precision, o->channels_last, o->tune_conv, o->deterministic,
+        o->comm, (int)o->eval_steps, (int)o->eval_count, threads, ranks);
     return n > 0 && (size_t)n < size ? 0 : -1;
 }

@@ -42,6 +42,7 @@ typedef struct train_options {
     float warmup_epochs, gamma;
     float milestones[MAX_MILESTONES];
     int32_t num_milestones;
+    int milestones_given;      /* 0: the default's, which follow --epochs */
     const char *lr_scaling;    /* none | linear | sqrt */
     int32_t ref_batch;
     /* distribution and quantization */
@@ -78,7 +79,9 @@ typedef struct train_options {
  * 0), -1 on a bad option (the message is printed). */
 int train_options_parse(train_options *o, int argc, char **argv);
 
-/* The options and the number of ranks as one JSON object (stored in checkpoints). */
-int train_options_json(const train_options *o, int ranks, char *buf, size_t size);
+/* The options that decide a run's bits, with the number of ranks and the
+ * threads the context resolved, as one JSON object (stored in checkpoints;
+ * --resume compares it). Returns 0, or -1 if it does not fit in size bytes. */
+int train_options_json(const train_options *o, int ranks, int threads, char *buf, size_t size);
 
 #endif

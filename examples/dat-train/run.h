@@ -64,6 +64,11 @@ void epoch_progress(const run *r, int64_t epoch, progress *pg);
 int train_epoch(run *r, int64_t epoch, double *loss);
 /* The objective of the chosen variant (Madry AT, DAT's lambda, TRADES). */
 dat_loss_options train_objective(const run *r);
+/* After an epoch on M ranks: the batch-norm running statistics, which each
+ * rank's shard moved its own way, and *loss become their means over the ranks,
+ * so that the evaluation, the checkpoint and the logged loss are every rank's
+ * (and a resumed run continues from what every rank held). */
+int end_epoch(run *r, double *loss);
 /* train_epoch with --step-graph on: the first batch op by op, then replays. */
 int train_epoch_graph(run *r, int64_t epoch, double *loss);
 /* Clean and PGD robust accuracy over a dataset, in batches of x and y: every rank

@@ -29,6 +29,10 @@ typedef struct dat_checkpoint_info {
 
 /**
  * @brief Writes a checkpoint (temporary file, fsync, rename).
+ *
+ * A quantizer's error-feedback residual is not part of it: a run resumed
+ * from it starts the residual at zero (its continuation is then not the
+ * uninterrupted run's bits).
  * @param path  the file to write.
  * @param model  the model whose state_dict is stored.
  * @param optim  its optimizer, or NULL (then no optimizer state is stored).

@@ -54,8 +54,11 @@ mode=$(stat -c %a "$tmp/ck/last.safetensors")
 [ "$mode" = "$(printf '%o' $((0666 & ~$(umask))))" ] ||
     { echo "last.safetensors has mode $mode with umask $(umask)"; exit 1; }
 refused '"batch":64, this run has 32' "${small[@]}" --epochs 3 --checkpoint-dir "$tmp/ck" \
-    --resume --batch 32
-refused "past --epochs 1" "${small[@]}" --epochs 1 --checkpoint-dir "$tmp/ck" --resume
+    --resume --batch 32 --eval-count 20000
+refused '"eval_count":20000, this run has' "${small[@]}" --epochs 3 --checkpoint-dir "$tmp/ck" \
+    --resume
+refused "past --epochs 1" "${small[@]}" --epochs 1 --checkpoint-dir "$tmp/ck" --resume \
+    --eval-count 20000
 [ ! -e "$tmp/ck/last.safetensors.tmp.123.0" ] || { echo "a stale temporary file stayed"; exit 1; }
 
 # A --checkpoint-dir that is a file, or whose last.safetensors is a folder.

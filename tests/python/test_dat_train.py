@@ -42,16 +42,28 @@ def test_final_line_is_json(tmp_path):
     assert len(lines) == 1 and json.loads(lines[0])["epoch"] == 1
 
 
+def epoch_metrics(p):
+    """The epochs' (ta, ra) from a run's JSON lines."""
+    lines = [json.loads(x) for x in p.stderr.splitlines() if x.startswith("{\"epoch\"")]
+    return [(m["epoch"], m["ta"], m["ra"]) for m in lines]
+
+
 def test_resume_is_bit_exact(tmp_path):
+    """Weights, and the evaluations after the resume (their random starts are keyed by
+    the test batch, not by how many batches were evaluated before)."""
     a, b = tmp_path / "a", tmp_path / "b"
-    run("--epochs", "2", "--checkpoint-dir", str(a))
-    run("--epochs", "2", "--checkpoint-dir", str(b), "--stop-after", "1")
-    run("--epochs", "2", "--checkpoint-dir", str(b), "--resume")
+    # a model past chance, where the random starts change robust points
+    every = ("--eval-every", "1", "--eval-count", "500", "--eval-steps", "1",
+             "--train-subset", "2048", "--lr", "0.1", "--steps", "1", "--epochs", "3")
+    full = run("--checkpoint-dir", str(a), *every)
+    run("--checkpoint-dir", str(b), "--stop-after", "1", *every)
+    resumed = run("--checkpoint-dir", str(b), "--resume", *every)
     ta, _ = safetensors_np.load(a / "last.safetensors")
     tb, _ = safetensors_np.load(b / "last.safetensors")
     assert ta.keys() == tb.keys()
     for k in ta:
         assert ta[k].tobytes() == tb[k].tobytes(), f"{k} differs after resume"
+    assert epoch_metrics(full)[-1] == epoch_metrics(resumed)[-1]
 
 
 def test_resume_with_another_model_is_refused(tmp_path):
@@ -60,6 +72,27 @@ def test_resume_with_another_model_is_refused(tmp_path):
             check=False)
     assert p.returncode != 0
     assert "fc1.weight" in p.stderr or "another model" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("option,first,second", [("--milestones", "0.5", "0.25"),
+                                                  ("--threads", "1", "2"),
+                                                  ("--eval-steps", "2", "3")])
+def test_resume_with_other_bits_deciding_options_is_refused(tmp_path, option, first, second):
+    """Options that change the continuation's bits (or its metrics) were not recorded."""
+    run("--epochs", "1", "--checkpoint-dir", str(tmp_path), option, first)
+    p = run("--epochs", "2", "--checkpoint-dir", str(tmp_path), "--resume", option, second,
+            check=False)
+    assert p.returncode != 0 and option.lstrip("-").replace("-", "_") in p.stderr, p.stderr
+
+
+def test_lsgd_reaches_its_peak_rate_before_the_decay():
+    """--baseline lsgd on a short run: the default milestones follow the warm-up (at the
+    run's 50 % and 75 % they fell inside it, and the peak 0.05 x 64 / 128 was never
+    used)."""
+    p = run("--model", "mlp", "--attack", "none", "--train-subset", "256", "--eval-every", "0",
+            "--baseline", "lsgd", "--epochs", "4")
+    lrs = [json.loads(x)["lr"] for x in p.stderr.splitlines() if x.startswith("{\"epoch\"")]
+    assert max(lrs) == pytest.approx(0.025) and lrs[-1] < 0.025, lrs
 
 
 def test_missing_data_names_the_package(tmp_path):
@@ -122,6 +155,31 @@ def test_two_mpi_ranks(tmp_path):
                        timeout=600)
     assert q.returncode == 0, q.stderr
     assert json.loads((tmp_path / "eval.json").read_text())["ta"] == pytest.approx(last["ta"])
+
+
+def test_two_ranks_batch_norm_resume_is_bit_exact(tmp_path):
+    """Batch norm on two ranks: each rank's shard moves its running statistics, which the
+    training attack (eval mode) reads; the ranks average them after every epoch, so the
+    checkpoint holds what every rank holds and a resume continues bit for bit."""
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    args = ["--model", "preact_resnet18", "--steps", "1", "--train-subset", "32", "--batch",
+            "8", "--epochs", "2", "--eval-count", "40", "--eval-steps", "1", "--eval-every",
+            "0", "--threads", "1", "--progress", "none", "--seed", "2", "--lr", "0.02"]
+
+    def mpi(*more):
+        p = subprocess.run(["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none",
+                            str(TRAIN), *args, *more], capture_output=True, text=True,
+                           timeout=600, env=env)
+        assert p.returncode == 0, p.stderr
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    mpi("--checkpoint-dir", str(a))
+    mpi("--checkpoint-dir", str(b), "--stop-after", "1")
+    mpi("--checkpoint-dir", str(b), "--resume")
+    ta, _ = safetensors_np.load(a / "last.safetensors")
+    tb, _ = safetensors_np.load(b / "last.safetensors")
+    for k in ta:
+        assert ta[k].tobytes() == tb[k].tobytes(), f"{k} differs after resume"
 
 
 def test_smooth_at_resume_is_bit_exact(tmp_path):
