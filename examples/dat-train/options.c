@@ -398,8 +398,8 @@ int train_options_json(const train_options *o, int ranks, int threads, char *buf
         "\"epochs\":%d,\"bits\":%d,\"quant_mode\":\"%s\",\"bucket\":%d,\"seed\":%llu,"
         "\"train_subset\":%d,\"val\":%d,\"classes\":[%s],\"unlabeled\":%d,\"augment\":%d,"
         "\"freeze\":%d,\"new_head\":%d,\"device\":\"%s\",\"precision\":\"%s\","
-        "\"channels_last\":\"%s\",\"tune_conv\":%d,\"deterministic\":%d,\"comm\":\"%s\","
-        "\"eval_steps\":%d,\"eval_count\":%d,\"threads\":%d,\"ranks\":%d}",
+        "\"channels_last\":\"%s\",\"tune_conv\":%d,\"deterministic\":%d,\"eval_steps\":%d,"
+        "\"eval_count\":%d,\"threads\":%d,\"ranks\":%d}",
         o->data_format, o->model, o->attack, (double)o->eps, (double)o->alpha, (int)o->steps,
         (double)o->lambda, (double)o->beta, (double)o->smooth_sigma, (int)o->noise_copies,
         o->optimizer, o->lalr, (double)o->c_l, (double)o->c_u, (double)o->lr,
@@ -410,6 +410,6 @@ int train_options_json(const train_options *o, int ranks, int threads, char *buf
         o->quant_mode, (int)o->bucket, (unsigned long long)o->seed, (int)o->train_subset,
         (int)o->val_count, classes, (int)o->unlabeled_count, o->augment, (int)o->freeze,
         o->new_head, o->device, o->precision, o->channels_last, o->tune_conv, o->deterministic,
-        o->comm, (int)o->eval_steps, (int)o->eval_count, threads, ranks);
+        (int)o->eval_steps, (int)o->eval_count, threads, ranks);
     return n > 0 && (size_t)n < size ? 0 : -1;
 }
