@@ -35,7 +35,7 @@ __global__ void pool_fwd_kernel(dat_pool_desc d, const T *x, T *y, int32_t *idx)
     size_t out_plane = (size_t)d.h_out * (size_t)d.w_out;
     size_t total = (size_t)d.n * (size_t)d.c * out_plane;
     size_t step = NHWC ? (size_t)d.c : 1;
-    float inv = 1.0f / (float)(d.k * d.k);
+    float inv = 1.0f / ((float)d.k * (float)d.k); /* k * k may pass int */
     DAT_GRID_STRIDE(o, total) {
         int r;
         const T *xp = x + plane_of<NHWC>(o, out_plane, (size_t)d.h_in * (size_t)d.w_in, d.c, &r);
@@ -86,7 +86,7 @@ __global__ void pool_bwd_kernel(dat_pool_desc d, const T *dy, const int32_t *idx
     size_t out_plane = (size_t)d.h_out * (size_t)d.w_out;
     size_t total = (size_t)d.n * (size_t)d.c * in_plane;
     size_t step = NHWC ? (size_t)d.c : 1;
-    float inv = 1.0f / (float)(d.k * d.k);
+    float inv = 1.0f / ((float)d.k * (float)d.k); /* k * k may pass int */
     DAT_GRID_STRIDE(e, total) {
         int r;
         size_t base = plane_of<NHWC>(e, in_plane, out_plane, d.c, &r);

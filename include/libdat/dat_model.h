@@ -111,8 +111,8 @@ DAT_API void dat_model_builder_destroy(dat_model_builder *builder);
  * @param builder  the builder.
  * @param mean  one value per input channel; copied.
  * @param std  one value per input channel, each > 0; copied.
- * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or a std <= 0 (or not
- *         finite).
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, a std <= 0 or a mean
+ *         not finite, or a scale 1 / std or shift mean / std past float.
  */
 DAT_API dat_status dat_model_builder_set_normalization(dat_model_builder *builder,
                                                        const float *mean, const float *std);

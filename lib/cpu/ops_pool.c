@@ -10,7 +10,7 @@ dat_status dat_cpu_pool_fwd(dat_ctx *ctx, const dat_pool_desc *d, const float *x
 {
     int planes = d->n * d->c;
     int nt = dat_cpu_threads(ctx, (size_t)planes * (size_t)d->h_in * (size_t)d->w_in);
-    float inv = 1.0f / (float)(d->k * d->k);
+    float inv = 1.0f / ((float)d->k * (float)d->k); /* k * k may pass int */
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int p = 0; p < planes; ++p) {
         const float *xp = x + (size_t)p * (size_t)d->h_in * (size_t)d->w_in;
@@ -56,7 +56,7 @@ dat_status dat_cpu_pool_bwd(dat_ctx *ctx, const dat_pool_desc *d, const float *d
     size_t in_plane = (size_t)d->h_in * (size_t)d->w_in;
     size_t out_plane = (size_t)d->h_out * (size_t)d->w_out;
     int nt = dat_cpu_threads(ctx, (size_t)planes * in_plane);
-    float inv = 1.0f / (float)(d->k * d->k);
+    float inv = 1.0f / ((float)d->k * (float)d->k); /* k * k may pass int */
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int p = 0; p < planes; ++p) {
         float *xp = dx + (size_t)p * in_plane;

@@ -1,4 +1,5 @@
 /* The model builder: layers appended one by one, shapes checked as they come. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,10 +89,12 @@ dat_status dat_model_builder_set_normalization(dat_model_builder *builder, const
     DAT_CHECK_NOT_NULL(mean);
     DAT_CHECK_NOT_NULL(std);
     int32_t c = builder->nodes[0].c;
-    for (int32_t i = 0; i < c; ++i)
-        if (!(std[i] > 0) || !(mean[i] == mean[i]) || std[i] > 1e30f)
+    for (int32_t i = 0; i < c; ++i) /* scale 1 / std and shift -mean / std in float */
+        if (!(std[i] > 0) || !isfinite(mean[i]) || std[i] > 1e30f ||
+            !isfinite(1.0f / std[i]) || !isfinite(-mean[i] / std[i]))
             return dat_error(DAT_ERR_INVALID_ARG, __func__,
-                             "channel %d: need finite mean and std > 0, got mean %g, std %g",
+                             "channel %d: need finite mean and std > 0 with 1 / std and "
+                             "mean / std finite in float, got mean %g, std %g",
                              (int)i, (double)mean[i], (double)std[i]);
     float *m = malloc((size_t)c * sizeof *m), *s = malloc((size_t)c * sizeof *s);
     if (!m || !s) {

@@ -606,12 +606,37 @@ static dat_status backward_node(dat_model *m, dat_node *n, const backward_pass *
     return need ? grad_commit(m, j, bp->batch) : DAT_OK;
 }
 
+/* The first parameter offset of node i, or -1 for a node without any. */
+static int64_t first_param(const dat_node *n)
+{
+    return n->w_off >= 0 ? n->w_off : n->b_off;
+}
+
+/* Zeroes the gradient of node i's parameters (from its first to the next
+ * node's first: node order, init.c): an overwriting pass that does not reach
+ * the node still writes every parameter's gradient, as dat_model.h says. */
+static dat_status zero_param_grads(dat_model *m, int32_t i)
+{
+    int64_t lo = first_param(&m->nodes[i]), hi = m->grads->numel;
+    if (lo < 0)
+        return DAT_OK;
+    for (int32_t j = i + 1; j < m->n_nodes; ++j)
+        if (first_param(&m->nodes[j]) >= 0) {
+            hi = first_param(&m->nodes[j]);
+            break;
+        }
+    const float zero = 0.0f;
+    return m->ctx->be->fill(m->ctx, (float *)m->grads->data + lo, (size_t)(hi - lo), &zero,
+                            sizeof zero);
+}
+
 /* Node i's part of the backward pass. */
 static dat_status backward_at(dat_model *m, int32_t i, const backward_pass *bp)
 {
-    /* A node that does not lead to the output gets no gradient. */
+    /* A node that does not lead to the output gets no gradient: zero where the
+     * pass overwrites the parameters' gradients. */
     if (!m->grad_ready[i])
-        return DAT_OK;
+        return bp->beta == 0.0f ? zero_param_grads(m, i) : DAT_OK;
     if (m->nodes[i - 1].fused_relu) { /* the conv's or BN's backward applies the mask */
         m->grad_ready[i - 1] = 1;
         return DAT_OK;
@@ -624,8 +649,7 @@ static dat_status backward_at(dat_model *m, int32_t i, const backward_pass *bp)
  * layer's (offset 0) ends the pass: that is the synchronizer's end to queue. */
 static void report_final(dat_model *m, int32_t i)
 {
-    const dat_node *n = &m->nodes[i];
-    int64_t lo = n->w_off >= 0 ? n->w_off : n->b_off;
+    int64_t lo = first_param(&m->nodes[i]);
     if (lo > 0)
         m->grad_hook(m->grad_hook_user, (size_t)lo);
 }

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from libdat import Context, LayerKind, Mode, ModelBuilder, Reduction, Tensor
+from libdat.errors import InvalidArgumentError
 
 D, CLASSES, N = 6, 4, 16
 EPS = 1e-5  # the builder's batch-norm default, PyTorch's
@@ -222,3 +223,50 @@ def test_random_graph(seed, mode):
         else:
             nodes.append(g.add(LayerKind.ADD, pick(), pick()))
     check(g, g.add(LayerKind.LINEAR, pick(), out=CLASSES), mode)
+
+
+def test_average_pool_of_a_kernel_past_46340():
+    """The window's size k * k taken in float: in int it overflowed past k = 46340 (a
+    flipped sign at 46341, inf at 65536), with DAT_OK."""
+    x = np.array([[[[0.75]]], [[[-0.5]]]], np.float32)
+    with Context(num_threads=1) as ctx:
+        for k in (46341, 65536):
+            b = ModelBuilder(ctx, 1, 1, 1)
+            p = b.add(LayerKind.AVGPOOL, 0, kernel=k, stride=k, padding=k // 2)
+            m = b.finish(b.add(LayerKind.LINEAR, p, name="fc", out_features=2), init_seed=0)
+            m.params.write(np.array([1, -1, 0, 0], np.float32))
+            z = Tensor(ctx, (2, 2))
+            m.forward(Tensor.from_numpy(ctx, x), z)
+            want = x.reshape(2) / (float(k) * float(k))  # one value in the window, rest padding
+            np.testing.assert_allclose(z.numpy()[:, 0], want, rtol=1e-6)
+
+
+def test_overwriting_backward_writes_every_parameter_gradient():
+    """accumulate = 0 writes the gradient of every parameter: 0 for layers the loss does
+    not reach (a dead branch, a layer after the output); they kept stale values."""
+    with Context(num_threads=1) as ctx:
+        b = ModelBuilder(ctx, 2, 3, 3)
+        c1 = b.add(LayerKind.CONV2D, 0, name="conv1", out_features=2, kernel=3, padding=1)
+        b.add(LayerKind.CONV2D, 0, name="dead2", out_features=2, kernel=1)
+        fc = b.add(LayerKind.LINEAR, c1, name="fc3", out_features=3)
+        b.add(LayerKind.LINEAR, fc, name="after4", out_features=3)
+        m = b.finish(fc, init_seed=0)
+        x = np.random.default_rng(0).random((4, 2, 3, 3), dtype=np.float32)
+        y = np.array([0, 1, 2, 0], np.int32)
+        m.grads.write(np.full(m.grads.numpy().size, 7.0, np.float32))
+        m.loss_backward(Tensor.from_numpy(ctx, x), Tensor.from_numpy(ctx, y))
+        g = m.grads.numpy()
+        for name, off, n, _ in m.segments():
+            reached = name.startswith(("conv1", "fc3"))
+            assert reached == bool(np.any(g[off:off + n] != 0)), name
+            assert not np.any(g[off:off + n] == 7.0), f"{name} kept its stale gradient"
+
+
+@pytest.mark.parametrize("mean,std", [(np.inf, 1.0), (0.0, 1e-45), (3e38, 0.01)])
+def test_normalization_that_overflows_float_is_refused(mean, std):
+    """An infinite mean, or a scale 1 / std or shift mean / std past float, was accepted
+    and the forward pass gave NaN with DAT_OK."""
+    with Context(num_threads=1) as ctx:
+        b = ModelBuilder(ctx, 1, 2, 2)
+        with pytest.raises(InvalidArgumentError, match="finite"):
+            b.set_normalization([mean], [std])
