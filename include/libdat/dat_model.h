@@ -262,7 +262,8 @@ typedef struct dat_loss_options {
     float clean_weight;              /**< default 0; needs x_clean */
     float kl_weight;                 /**< default 0; needs x_clean */
     const dat_tensor *x_clean;       /**< clean inputs, same shape as x; default NULL */
-    const dat_tensor *sample_weights;/**< float32 [N] weights of the CE terms; default NULL */
+    const dat_tensor *sample_weights;/**< float32 [N] weights of the CE terms (MEAN still
+                                          divides by N, not by their sum); default NULL */
     dat_reduction reduction;         /**< default DAT_REDUCE_MEAN */
     int32_t accumulate;              /**< 1: add to the gradient buffer; 0 (default): overwrite */
     /* Appended in 0.5.0. */
