@@ -42,8 +42,7 @@ dat_status dat_shape_numel(const char *func, int32_t ndim, const int64_t *shape,
         if (shape[i] <= 0)
             return dat_error(DAT_ERR_INVALID_ARG, func, "shape[%d] = %lld must be positive",
                              (int)i, (long long)shape[i]);
-        /* 2^40 elements is far beyond any device, and keeps bytes in range. */
-        if (shape[i] > ((int64_t)1 << 40) / n)
+        if (shape[i] > DAT_TENSOR_MAX_NUMEL / n)
             return dat_error(DAT_ERR_INVALID_ARG, func,
                              "shape overflows: more than 2^40 elements at dimension %d", (int)i);
         n *= shape[i];

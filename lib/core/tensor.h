@@ -5,6 +5,10 @@
 #include "ctx.h"
 #include "libdat/dat_tensor.h"
 
+/* The most elements a tensor holds: far beyond any device, and it keeps byte
+ * counts (and encoded sizes, quantizer.c) far inside size_t. */
+#define DAT_TENSOR_MAX_NUMEL ((int64_t)1 << 40)
+
 struct dat_tensor {
     dat_ctx *ctx;
     dat_dtype dtype;

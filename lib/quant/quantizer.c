@@ -116,8 +116,7 @@ dat_status dat_quantizer_encoded_size(const dat_quantizer *q, int64_t n, size_t 
 {
     DAT_CHECK_NOT_NULL(q);
     DAT_CHECK_NOT_NULL(bytes);
-    /* a tensor's limit (tensor.c), which keeps E(n) far inside size_t */
-    if (n < 0 || n > ((int64_t)1 << 40))
+    if (n < 0 || n > DAT_TENSOR_MAX_NUMEL)
         return dat_error(DAT_ERR_INVALID_ARG, __func__, "n = %lld must be in [0, 2^40] (the "
                          "largest tensor)", (long long)n);
     *bytes = dat_quant_encoded_bytes(&q->cfg, (size_t)n);
