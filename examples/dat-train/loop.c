@@ -104,6 +104,15 @@ int train_epoch(run *r, int64_t epoch, double *loss)
     return 0;
 }
 
+/* v[0..3) reduced over the ranks in place, through r->counts. */
+static int reduce_over_ranks(run *r, const char *what, float v[3], dat_reduction op)
+{
+    TRY_RUN(what, dat_tensor_write(r->counts, v, 3 * sizeof *v));
+    TRY_RUN(what, dat_comm_allreduce(r->comm, r->counts, op));
+    TRY_RUN(what, dat_tensor_read(r->counts, v, 3 * sizeof *v));
+    return 0;
+}
+
 int end_epoch(run *r, double *loss)
 {
     if (r->ranks == 1)
@@ -113,9 +122,8 @@ int end_epoch(run *r, double *loss)
     if (bn)
         TRY_RUN("batch-norm statistics", dat_comm_allreduce(r->comm, bn, DAT_REDUCE_MEAN));
     float mean[3] = {(float)*loss, 0.0f, 0.0f};
-    TRY_RUN("loss", dat_tensor_write(r->counts, mean, sizeof mean));
-    TRY_RUN("loss", dat_comm_allreduce(r->comm, r->counts, DAT_REDUCE_MEAN));
-    TRY_RUN("loss", dat_tensor_read(r->counts, mean, sizeof mean));
+    if (reduce_over_ranks(r, "loss", mean, DAT_REDUCE_MEAN))
+        return 1;
     *loss = mean[0];
     return 0;
 }
@@ -141,9 +149,8 @@ int evaluate(run *r, dat_dataset *ds, dat_tensor *x, dat_tensor *y, double *ta, 
         counts[1] += (float)rb;
         counts[2] += (float)count;
     }
-    TRY_RUN("evaluation", dat_tensor_write(r->counts, counts, sizeof counts));
-    TRY_RUN("evaluation", dat_comm_allreduce(r->comm, r->counts, DAT_REDUCE_SUM));
-    TRY_RUN("evaluation", dat_tensor_read(r->counts, counts, sizeof counts));
+    if (reduce_over_ranks(r, "evaluation", counts, DAT_REDUCE_SUM))
+        return 1;
     *ta = counts[2] > 0 ? counts[0] / counts[2] : 0;
     *ra = counts[2] > 0 ? counts[1] / counts[2] : 0;
     return 0;

@@ -33,12 +33,10 @@ int smooth_setup(run *r)
 
 dat_status smooth_copies(run *r, const dat_tensor *input, uint64_t attack_step, int64_t step)
 {
-    if (r->attack) { /* the noise the attack saw at its step (SmoothAdv) */
-        dat_attack_set_step(r->attack, attack_step);
-        return dat_attack_gaussian_copies(r->attack, input, r->y, r->xn, r->yn);
-    }
-    dat_attack_set_step(r->noise, (uint64_t)step);
-    return dat_attack_gaussian_copies(r->noise, input, r->y, r->xn, r->yn);
+    /* with an attack, the noise it saw at its step (SmoothAdv) */
+    dat_attack *a = r->attack ? r->attack : r->noise;
+    dat_attack_set_step(a, r->attack ? attack_step : (uint64_t)step);
+    return dat_attack_gaussian_copies(a, input, r->y, r->xn, r->yn);
 }
 
 void smooth_free(run *r)
