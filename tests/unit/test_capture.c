@@ -195,6 +195,16 @@ static unsigned char *saved(dat_model *m, size_t *len)
     return p;
 }
 
+/* The two sides of a comparison and their contexts. */
+static void pair_fini(side *a, side *b)
+{
+    dat_ctx *ca = a->ctx, *cb = b->ctx;
+    side_fini(a);
+    side_fini(b);
+    dat_ctx_destroy(ca);
+    dat_ctx_destroy(cb);
+}
+
 /* Batches from .. to - 1 replayed on s's graph g, then waited for. */
 static void replay(side *s, dat_step_graph *g, int from, int to)
 {
@@ -272,10 +282,7 @@ START_TEST(test_replays_match_op_by_op)
     ck_assert_dat_ok(dat_ctx_synchronize(cb));
     expect_same_state(&a, &b);
     dat_step_graph_destroy(g);
-    side_fini(&a);
-    side_fini(&b);
-    dat_ctx_destroy(ca);
-    dat_ctx_destroy(cb);
+    pair_fini(&a, &b);
 }
 END_TEST
 
@@ -319,10 +326,7 @@ START_TEST(test_replays_unfrozen_segments)
     replay(&b, g, 1, STEPS);
     expect_same_state(&a, &b);
     dat_step_graph_destroy(g);
-    side_fini(&a);
-    side_fini(&b);
-    dat_ctx_destroy(ca);
-    dat_ctx_destroy(cb);
+    pair_fini(&a, &b);
 }
 END_TEST
 
@@ -377,10 +381,7 @@ START_TEST(test_replays_with_nccl_allreduce)
     dat_grad_sync_destroy(b.sync);
     dat_comm_destroy(a.comm);
     dat_comm_destroy(b.comm);
-    side_fini(&a);
-    side_fini(&b);
-    dat_ctx_destroy(ca);
-    dat_ctx_destroy(cb);
+    pair_fini(&a, &b);
 }
 END_TEST
 
