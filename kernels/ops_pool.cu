@@ -1,7 +1,8 @@
 /* Max and average pooling of the CUDA backend (square windows, zero padding;
  * average pooling divides by k*k, counting padding, as PyTorch's default and
  * the CPU backend), in every activation format: values are read as float,
- * summed in float and rounded once to the format. The forward is one thread
+ * summed in double as the CPU sums them and rounded once to float, then to the
+ * format (a float sum of a large plane lost 7e-6). The forward is one thread
  * per output, scanning its window in the CPU's order so ties and sums come
  * out the same. The backward gathers:
  * one thread per input element sums the outputs whose window holds it (max:
@@ -35,12 +36,13 @@ __global__ void pool_fwd_kernel(dat_pool_desc d, const T *x, T *y, int32_t *idx)
     size_t out_plane = (size_t)d.h_out * (size_t)d.w_out;
     size_t total = (size_t)d.n * (size_t)d.c * out_plane;
     size_t step = NHWC ? (size_t)d.c : 1;
-    float inv = 1.0f / ((float)d.k * (float)d.k); /* k * k may pass int */
+    double area = (double)d.k * (double)d.k; /* k * k may pass int */
     DAT_GRID_STRIDE(o, total) {
         int r;
         const T *xp = x + plane_of<NHWC>(o, out_plane, (size_t)d.h_in * (size_t)d.w_in, d.c, &r);
         int oy = r / d.w_out, ox = r - oy * d.w_out;
-        float best = -FLT_MAX, sum = 0.0f;
+        float best = -FLT_MAX;
+        double sum = 0.0;
         int32_t arg = -1;
         for (int ky = 0; ky < d.k; ++ky) {
             int iy = oy * d.stride - d.pad + ky;
@@ -63,7 +65,7 @@ __global__ void pool_fwd_kernel(dat_pool_desc d, const T *x, T *y, int32_t *idx)
             if (idx)
                 idx[o] = arg;
         } else {
-            dat_st(y, o, sum * inv);
+            dat_st(y, o, (float)(sum / area));
         }
     }
 }

@@ -1,5 +1,7 @@
 /* Max and average pooling of the CPU backend (square windows, zero padding;
- * average pooling divides by k*k, counting padding, as PyTorch's default). */
+ * average pooling divides by k*k, counting padding, as PyTorch's default).
+ * A window's sum runs in double and is rounded once to float: in float, one
+ * element after another, a global pooling of a 256 x 256 plane lost 7e-6. */
 #include <float.h>
 #include <string.h>
 
@@ -10,7 +12,7 @@ dat_status dat_cpu_pool_fwd(dat_ctx *ctx, const dat_pool_desc *d, const float *x
 {
     int planes = d->n * d->c;
     int nt = dat_cpu_threads(ctx, (size_t)planes * (size_t)d->h_in * (size_t)d->w_in);
-    float inv = 1.0f / ((float)d->k * (float)d->k); /* k * k may pass int */
+    double area = (double)d->k * (double)d->k; /* k * k may pass int */
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int p = 0; p < planes; ++p) {
         const float *xp = x + (size_t)p * (size_t)d->h_in * (size_t)d->w_in;
@@ -18,7 +20,8 @@ dat_status dat_cpu_pool_fwd(dat_ctx *ctx, const dat_pool_desc *d, const float *x
         int32_t *ip = idx ? idx + (size_t)p * (size_t)d->h_out * (size_t)d->w_out : NULL;
         for (int oy = 0; oy < d->h_out; ++oy)
             for (int ox = 0; ox < d->w_out; ++ox) {
-                float best = -FLT_MAX, sum = 0.0f;
+                float best = -FLT_MAX;
+                double sum = 0.0;
                 int32_t arg = -1;
                 for (int ky = 0; ky < d->k; ++ky) {
                     int iy = oy * d->stride - d->pad + ky;
@@ -42,7 +45,7 @@ dat_status dat_cpu_pool_fwd(dat_ctx *ctx, const dat_pool_desc *d, const float *x
                     if (ip)
                         ip[o] = arg;
                 } else {
-                    yp[o] = sum * inv;
+                    yp[o] = (float)(sum / area);
                 }
             }
     }

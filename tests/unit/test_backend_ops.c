@@ -1138,6 +1138,7 @@ static const pool_case pool_cases[] = {
     {DAT_POOL_AVG, 4, 6, 9, 9, 3, 1, 1, 0, "stride 1, padding counted"},
     {DAT_POOL_AVG, 2, 3, 5, 5, 2, 2, 1, 0, "padded 2x2"},
     {DAT_POOL_AVG, 3, 2, 8, 8, 3, 3, 0, 0, "stride 3"},
+    {DAT_POOL_AVG, 2, 3, 96, 96, 96, 1, 0, 0, "global over 96x96 (sums in double)"},
 };
 
 static dat_pool_desc pool_desc_of(const pool_case *t, dat_act_fmt f, char *shape, size_t len)

@@ -452,6 +452,31 @@ START_TEST(test_pool)
 }
 END_TEST
 
+/* A global average of a 256 x 256 plane comes out within half a float ulp of the
+ * exact mean (summed in float, one element after another, it was ~56 ulps off). */
+START_TEST(test_pool_avg_large_plane)
+{
+    enum { H = 256, C = 2 };
+    dat_pool_desc d = {.kind = DAT_POOL_AVG, .n = 1, .c = C, .h_in = H, .w_in = H, .k = H,
+                       .stride = 1, .pad = 0};
+    ck_assert_dat_ok(dat_pool_desc_init("test", &d));
+    size_t plane = (size_t)H * H;
+    float *x = malloc(C * plane * sizeof *x), y[C];
+    for (size_t i = 0; i < C * plane; ++i) /* plane c in [0.75 + c, 1.25 + c): exact sums */
+        x[i] = 0.75f + (float)((i * 7919) % plane) / (float)plane * 0.5f + (float)(i / plane);
+    ck_assert_dat_ok(ctx->be->pool_fwd(ctx, &d, x, y, NULL));
+    for (int c = 0; c < C; ++c) {
+        double sum = 0;
+        for (size_t i = 0; i < plane; ++i)
+            sum += x[c * plane + i];
+        double mean = sum / (double)plane, ulp = nextafterf((float)mean, INFINITY) - (float)mean;
+        ck_assert_msg(fabs(y[c] - mean) <= 0.5 * ulp, "plane %d: %.9g vs exact %.12g (%.2f ulp)",
+                      c, y[c], mean, fabs(y[c] - mean) / ulp);
+    }
+    free(x);
+}
+END_TEST
+
 /* ---------------- batch norm ---------------- */
 
 typedef struct bn_fd {
@@ -878,6 +903,7 @@ int main(void)
     tcase_add_test(tc, test_rows);
     tcase_add_test(tc, test_linear);
     tcase_add_test(tc, test_pool);
+    tcase_add_test(tc, test_pool_avg_large_plane);
     tcase_add_test(tc, test_batchnorm);
     tcase_add_test(tc, test_batchnorm_relu);
     tcase_add_test(tc, test_softmax_xent_and_kl);
