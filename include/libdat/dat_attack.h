@@ -126,7 +126,11 @@ DAT_API dat_status dat_attack_get_step(const dat_attack *attack, uint64_t *step)
  *
  * Only input gradients are computed (dat_model_input_grad): the model's
  * parameters and gradient buffer are not changed; its mode is set to
- * opts.mode during the attack and restored afterwards.
+ * opts.mode during the attack and restored afterwards (in train mode the
+ * attack's forward passes update the BN running statistics, as PyTorch's do;
+ * a call that fails part-way puts them back). The step advances by one, also
+ * when the call fails after its arguments were checked (out of memory, NaN):
+ * a retry draws new random starts.
  * @param attack  the attack.
  * @param model  the model attacked.
  * @param x  float32 [N, C, H, W] inside [lo, hi].

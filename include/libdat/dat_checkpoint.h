@@ -41,9 +41,8 @@ typedef struct dat_checkpoint_info {
  *                65535 bytes.
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL required pointers, a wrong
  *         info->size, a negative epoch or step, or a longer config;
- *         DAT_ERR_IO naming the path and the
- *         system's reason;
- *         DAT_ERR_OUT_OF_MEMORY.
+ *         DAT_ERR_IO naming the path and the system's reason (as
+ *         dat_model_save()); DAT_ERR_OUT_OF_MEMORY.
  */
 DAT_API dat_status dat_checkpoint_save(const char *path, dat_model *model, dat_optim *optim,
                                        const dat_checkpoint_info *info, const char *config);

@@ -241,7 +241,8 @@ DAT_API dat_status dat_model_shape(const dat_model *model, int32_t *channels, in
  * @param[out] logits  float32 [N, classes].
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or shapes that do not
  *         fit the model (the message gives both); DAT_ERR_NUMERIC if @p x holds
- *         NaN or Inf; DAT_ERR_OUT_OF_MEMORY when a larger batch needs buffers.
+ *         NaN or Inf; DAT_ERR_OUT_OF_MEMORY when a larger batch needs buffers
+ *         (the running statistics are then as they were).
  */
 DAT_API dat_status dat_model_forward(dat_model *model, const dat_tensor *x, dat_tensor *logits);
 
@@ -295,6 +296,11 @@ DAT_API dat_status dat_loss_options_init_sized(dat_loss_options *opts, size_t si
 /**
  * @brief Loss and its gradient w.r.t. every parameter, written into (or, with
  *        opts->accumulate, added to) the flat gradient buffer (dat_model_grads()).
+ *
+ * Parameters the loss does not reach (a dead branch, layers after the output)
+ * get gradient 0. PyTorch leaves theirs None and its optimizers skip them;
+ * dat_optim's weight decay and momentum still move them: freeze their segments
+ * (dat_optim_set_lr_scale() with 0) to keep them as they are.
  * @param model  the model (its mode decides batch statistics, as in forward).
  * @param x  float32 [N, C, H, W]: the (adversarial) inputs.
  * @param y  int32 labels [N] in [0, classes); may be NULL when only kl_weight is set.
@@ -304,7 +310,9 @@ DAT_API dat_status dat_loss_options_init_sized(dat_loss_options *opts, size_t si
  *                   the context records a step graph: use opts->loss_sum).
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, shapes or labels out
  *         of range (nothing is changed then); DAT_ERR_NUMERIC for NaN / Inf in
- *         the inputs or the loss; DAT_ERR_OUT_OF_MEMORY.
+ *         the inputs, or in the loss (found after the pass: the gradients and BN
+ *         statistics hold its results); DAT_ERR_OUT_OF_MEMORY (nothing is
+ *         changed then, also when memory ran out part-way through the pass).
  */
 DAT_API dat_status dat_model_loss_backward(dat_model *model, const dat_tensor *x,
                                            const dat_tensor *y, const dat_loss_options *opts,
@@ -443,7 +451,9 @@ DAT_API dat_status dat_model_layer_segments(const dat_model *model, int32_t laye
  * @param model  the model.
  * @param path  the file to write.
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers; DAT_ERR_IO naming the
- *         path and the system's reason.
+ *         path and the system's reason (a file already at @p path is kept, but
+ *         when only the folder's fsync after the rename fails: the new file is
+ *         then in place and may not survive a crash).
  */
 DAT_API dat_status dat_model_save(dat_model *model, const char *path);
 

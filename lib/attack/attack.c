@@ -303,6 +303,13 @@ dat_status dat_attack_recorded(dat_attack *a)
     return dat_capture_counter(a->ctx, (int64_t *)&a->step, 1, a->d_step);
 }
 
+uint64_t dat_attack_pass_kind(const dat_attack *a, const dat_model *m, int entry, int32_t n)
+{
+    uint64_t ops = (uint64_t)a->o.kind | (uint64_t)a->o.norm << 8 |
+                   (uint64_t)(uint32_t)a->o.noise_samples << 16;
+    return dat_model_pass_kind(entry, n, ops, m);
+}
+
 dat_status dat_attack_perturb(dat_attack *attack, dat_model *model, const dat_tensor *x,
                               const dat_tensor *y, dat_tensor *x_adv)
 {
@@ -315,7 +322,11 @@ dat_status dat_attack_perturb(dat_attack *attack, dat_model *model, const dat_te
     dat_model_mode saved = model->mode;
     model->mode = attack->o.mode;
     dat_graph_pin_weights(model, 1);
-    dat_status s = perturb(attack, model, &b, x_adv->data);
+    dat_model_undo u;
+    dat_status s = dat_model_undo_begin(
+        model, dat_attack_pass_kind(attack, model, DAT_PASS_ATTACK, b.n), 0, &u);
+    if (s == DAT_OK)
+        s = dat_model_undo_end(model, &u, perturb(attack, model, &b, x_adv->data));
     dat_graph_pin_weights(model, 0);
     model->mode = saved;
     attack->step++; /* a failed call uses up its step too, recorded or not */

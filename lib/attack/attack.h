@@ -69,6 +69,10 @@ static inline uint64_t dat_attack_rng_stream(const dat_attack *a, const uint64_t
 /* Registers the step of an attack a recorded call advanced (capture.h). */
 dat_status dat_attack_recorded(dat_attack *a);
 
+/* The kind of pass (model/undo.c) an attack's call on n points makes: its ops
+ * follow from the attack's kind, norm, noise samples and the model's mode. */
+uint64_t dat_attack_pass_kind(const dat_attack *a, const dat_model *m, int entry, int32_t n);
+
 /* Grows the scratch for a batch (and, for smoothing, n * m rows). */
 dat_status dat_attack_reserve(dat_attack *a, dat_model *m, int32_t n, size_t d);
 

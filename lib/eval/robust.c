@@ -42,16 +42,17 @@ static dat_status evaluate(dat_attack *a, dat_model *m, const dat_attack_batch *
     return DAT_OK;
 }
 
-static dat_status write_mask(dat_attack *a, const float *robust, int32_t n, dat_tensor *mask)
+/* The mask as bytes, made before anything is written, so that running out of
+ * memory here changes nothing the caller gave. */
+static dat_status mask_bytes(const float *robust, int32_t n, unsigned char **out)
 {
     unsigned char *bytes = malloc((size_t)n);
     if (!bytes)
         return dat_error(DAT_ERR_OUT_OF_MEMORY, "dat_eval_robust_accuracy", "mask");
     for (int32_t i = 0; i < n; ++i)
         bytes[i] = robust[i] != 0;
-    dat_status s = a->ctx->be->copy_from_host(a->ctx, mask->data, bytes, (size_t)n);
-    free(bytes);
-    return s;
+    *out = bytes;
+    return DAT_OK;
 }
 
 dat_status dat_eval_robust_accuracy(dat_attack *attack, dat_model *model, const dat_tensor *x,
@@ -72,12 +73,23 @@ dat_status dat_eval_robust_accuracy(dat_attack *attack, dat_model *model, const 
     model->mode = attack->o.mode;
     int32_t clean = 0;
     dat_graph_pin_weights(model, 1);
-    dat_status s = evaluate(attack, model, &b, &clean);
+    dat_model_undo u;
+    dat_status s = dat_model_undo_begin(
+        model, dat_attack_pass_kind(attack, model, DAT_PASS_ROBUST, b.n), 0, &u);
+    if (s == DAT_OK)
+        s = dat_model_undo_end(model, &u, evaluate(attack, model, &b, &clean));
     dat_graph_pin_weights(model, 0);
     model->mode = saved;
     attack->step++;
     DAT_TRY(dat_attack_recorded(attack)); /* refused in a recording: the step comes back */
     DAT_TRY(s);
+    unsigned char *bytes = NULL;
+    if (robust_mask) {
+        DAT_TRY(mask_bytes(attack->host_best, b.n, &bytes));
+        s = attack->ctx->be->copy_from_host(attack->ctx, robust_mask->data, bytes, (size_t)b.n);
+        free(bytes);
+        DAT_TRY(s);
+    }
     int32_t robust = 0;
     for (int32_t i = 0; i < b.n; ++i)
         robust += attack->host_best[i] != 0;
@@ -85,5 +97,5 @@ dat_status dat_eval_robust_accuracy(dat_attack *attack, dat_model *model, const 
         *clean_correct = clean;
     if (robust_correct)
         *robust_correct = robust;
-    return robust_mask ? write_mask(attack, attack->host_best, b.n, robust_mask) : DAT_OK;
+    return DAT_OK;
 }

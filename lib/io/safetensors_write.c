@@ -189,6 +189,8 @@ static int write_all(int fd, const void *p, size_t n)
         ssize_t k = write(fd, b, n);
         if (k < 0 && errno == EINTR)
             continue;
+        if (k == 0)
+            errno = ENOSPC; /* a write of nothing leaves errno as it was */
         if (k <= 0)
             return -1;
         b += k;
@@ -225,6 +227,21 @@ static int open_temp(const char *path, char *tmp, size_t size)
     return -1;
 }
 
+/* Makes a rename into path's folder durable: 0, or the errno of the failure.
+ * Folders one may write but not read, and file systems that cannot sync a
+ * folder, are let be (there is nothing more to do there). */
+static int sync_folder(const char *path)
+{
+    char dir[4096];
+    folder_of(path, dir, sizeof dir);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (dfd < 0)
+        return errno == EACCES ? 0 : errno;
+    int err = fsync(dfd) != 0 && errno != EINVAL && errno != ENOTSUP ? errno : 0;
+    close(dfd); /* read only: nothing to lose */
+    return err;
+}
+
 static dat_status write_file(const dat_st_writer *w, const char *path, const text *t)
 {
     size_t plen = strlen(path), size = plen + 48;
@@ -245,8 +262,11 @@ static dat_status write_file(const dat_st_writer *w, const char *path, const tex
     for (int i = 0; i < w->n && !bad; ++i)
         bad = write_all(fd, w->entries[i].data, w->entries[i].end - w->entries[i].begin);
     bad = bad || fsync(fd) != 0;
-    int err = errno;
-    bad = close(fd) != 0 || bad;
+    int err = bad ? errno : 0;
+    if (close(fd) != 0 && !bad) { /* NFS reports a failed write here */
+        bad = 1;
+        err = errno;
+    }
     if (!bad && rename(tmp, path) != 0) {
         bad = 1;
         err = errno;
@@ -257,13 +277,11 @@ static dat_status write_file(const dat_st_writer *w, const char *path, const tex
         return dat_error(DAT_ERR_IO, "safetensors", "%s: cannot write: %s", path, strerror(err));
     }
     free(tmp);
-    char dir[4096];
-    folder_of(path, dir, sizeof dir);
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) { /* makes the rename itself durable */
-        fsync(dfd);
-        close(dfd);
-    }
+    err = sync_folder(path);
+    if (err)
+        return dat_error(DAT_ERR_IO, "safetensors",
+                         "%s: written, but its folder's fsync failed (%s): the file may not "
+                         "survive a crash", path, strerror(err));
     return DAT_OK;
 }
 

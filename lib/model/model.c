@@ -144,7 +144,10 @@ dat_status dat_model_forward(dat_model *model, const dat_tensor *x, dat_tensor *
     DAT_TRY(dat_model_check_input(__func__, model, "x", x, &n));
     DAT_TRY(dat_model_check_matrix(__func__, model, "logits", logits, n, model->classes));
     DAT_TRY(dat_model_reserve(model, n));
-    DAT_TRY(dat_graph_forward(model, x->data, n, 1));
+    dat_model_undo u;
+    DAT_TRY(dat_model_undo_begin(model, dat_model_pass_kind(DAT_PASS_FORWARD, n, 0, model), 0,
+                                 &u));
+    DAT_TRY(dat_model_undo_end(model, &u, dat_graph_forward(model, x->data, n, 1)));
     return model->ctx->be->copy(model->ctx, logits->data, dat_model_logits(model),
                                 (size_t)n * (size_t)model->classes * sizeof(float));
 }
@@ -320,7 +323,12 @@ dat_status dat_model_loss_backward(dat_model *model, const dat_tensor *x, const 
     DAT_TRY(dat_model_reserve(model, n));
     DAT_TRY(check_loss_options(model, &o, y, n));
     double acc = 0;
-    DAT_TRY(loss_backward(model, x, y, &o, n, &acc));
+    uint64_t terms = (o.clean_weight > 0) | (o.kl_weight > 0) << 1 | (o.adv_weight > 0) << 2 |
+                     (o.sample_weights != NULL) << 3 | (o.accumulate != 0) << 4;
+    dat_model_undo u;
+    DAT_TRY(dat_model_undo_begin(model, dat_model_pass_kind(DAT_PASS_LOSS, n, terms, model), 1,
+                                 &u));
+    DAT_TRY(dat_model_undo_end(model, &u, loss_backward(model, x, y, &o, n, &acc)));
     if (dat_capturing(model->ctx))
         return DAT_OK;
     if (loss)
@@ -404,9 +412,14 @@ dat_status dat_model_input_grad(dat_model *model, const dat_tensor *x, const dat
     DAT_TRY(dat_model_reserve(model, n));
     DAT_TRY(check_input_grad_options(model, &o, y, n));
     float s = o.reduction == DAT_REDUCE_MEAN ? 1.0f / (float)n : 1.0f;
-    DAT_TRY(dat_model_objective(model, x->data, n, y ? y->data : NULL,
-                                o.target_logits ? o.target_logits->data : NULL, o.objective, s,
-                                dx->data));
+    dat_model_undo u;
+    DAT_TRY(dat_model_undo_begin(
+        model, dat_model_pass_kind(DAT_PASS_INPUT_GRAD, n, (uint64_t)o.objective, model), 0, &u));
+    DAT_TRY(dat_model_undo_end(
+        model, &u,
+        dat_model_objective(model, x->data, n, y ? y->data : NULL,
+                            o.target_logits ? o.target_logits->data : NULL, o.objective, s,
+                            dx->data)));
     double acc = 0;
     DAT_TRY(accumulate_loss(model, NULL, n, s, 0, &acc));
     DAT_TRY(input_grad_outputs(model, &o, n));

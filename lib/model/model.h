@@ -48,6 +48,8 @@ typedef struct dat_seg_entry {
     int64_t shape[4];
 } dat_seg_entry;
 
+#define DAT_MODEL_KINDS_RUN 8 /* kinds of pass undo.c remembers */
+
 struct dat_model {
     dat_ctx *ctx;
     int32_t in_c, in_h, in_w, classes;
@@ -91,6 +93,9 @@ struct dat_model {
     void *grad_hook_user;             /* the synchronizer attached, or NULL */
     int grad_hook_armed;              /* between its begin and end */
     int grad_hook_pass;               /* the loss backward's last pass is running */
+
+    uint64_t kinds_run[DAT_MODEL_KINDS_RUN]; /* undo.c: kinds of pass run (+ 1; 0: none) */
+    int next_kind_run;                /* where the next one goes, round robin */
 };
 
 /* Number of floats of one sample's output of node i. */
@@ -132,6 +137,26 @@ static inline float *dat_model_logits(dat_model *m)
 {
     return m->nodes[m->output].y;
 }
+
+/* undo.c: a pass that fails part-way leaves the model's state as it found it.
+ * The first run of each kind of pass (dat_model_pass_kind: the entry point, the
+ * batch, the mode and the entry's own flags) saves the BN running statistics and
+ * counters (in train mode) and, with `grads`, the gradient buffer; end() puts
+ * them back if s is not DAT_OK, and returns s. Later runs of a kind that has
+ * run save nothing: the backends' workspace, which grows inside the ops, then
+ * holds what the pass needs. Nothing is saved while the context records. */
+typedef struct dat_model_undo {
+    uint64_t kind;
+    int armed;                        /* the state below was saved */
+    float *buffers, *grads;           /* device copies, NULL where not saved */
+    int64_t *tracked;                 /* the BN counters */
+} dat_model_undo;
+
+enum { DAT_PASS_FORWARD = 1, DAT_PASS_LOSS, DAT_PASS_INPUT_GRAD, DAT_PASS_ATTACK,
+       DAT_PASS_ROBUST };
+uint64_t dat_model_pass_kind(int entry, int32_t n, uint64_t flags, const dat_model *m);
+dat_status dat_model_undo_begin(dat_model *m, uint64_t kind, int grads, dat_model_undo *u);
+dat_status dat_model_undo_end(dat_model *m, dat_model_undo *u, dat_status s);
 
 /* Forward pass and per-sample objective (left in m->sample_loss, the logits in
  * the output node); with dx, also the input gradient (scaled by `scale`).
