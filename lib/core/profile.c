@@ -1,5 +1,6 @@
 #include "profile.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,11 +13,17 @@ typedef struct op_time {
     double seconds;
 } op_time;
 
+/* A context's ops can run on two threads at once: a dat_grad_sync's thread
+ * encodes buckets on the model's context while the backward pass goes on. So
+ * the start time is the thread's and the table is locked. */
 struct dat_profile {
-    double created, mark;
+    double created;
+    pthread_mutex_t lock;
     int n;
     op_time ops[DAT_PROFILE_MAX_OPS];
 };
+
+static _Thread_local double mark;
 
 void dat_profile_start(dat_ctx *ctx)
 {
@@ -24,14 +31,16 @@ void dat_profile_start(dat_ctx *ctx)
     if (!on || strcmp(on, "1") != 0)
         return;
     ctx->prof = calloc(1, sizeof *ctx->prof);
-    if (ctx->prof) /* without memory the context simply runs unprofiled */
-        ctx->prof->created = dat_now();
+    if (!ctx->prof) /* without memory the context simply runs unprofiled */
+        return;
+    ctx->prof->created = dat_now();
+    pthread_mutex_init(&ctx->prof->lock, NULL);
 }
 
 void dat_prof_mark(dat_ctx *ctx)
 {
     if (ctx->prof)
-        ctx->prof->mark = dat_now();
+        mark = dat_now();
 }
 
 dat_status dat_prof_done(dat_ctx *ctx, const char *op, dat_status s)
@@ -39,17 +48,18 @@ dat_status dat_prof_done(dat_ctx *ctx, const char *op, dat_status s)
     dat_profile *p = ctx->prof;
     if (!p)
         return s;
-    double dt = dat_now() - p->mark;
+    double dt = dat_now() - mark;
+    pthread_mutex_lock(&p->lock);
     int i = 0;
     while (i < p->n && p->ops[i].name != op && strcmp(p->ops[i].name, op) != 0)
         ++i;
-    if (i == p->n) {
-        if (p->n == DAT_PROFILE_MAX_OPS)
-            return s;
+    if (i == p->n && p->n < DAT_PROFILE_MAX_OPS)
         p->ops[p->n++].name = op;
+    if (i < p->n) {
+        p->ops[i].calls++;
+        p->ops[i].seconds += dt;
     }
-    p->ops[i].calls++;
-    p->ops[i].seconds += dt;
+    pthread_mutex_unlock(&p->lock);
     return s;
 }
 
@@ -77,6 +87,7 @@ void dat_profile_finish(dat_ctx *ctx)
     }
     fprintf(stderr, "  ops %.2f ms of the context's %.2f ms (the rest: waits for the device, "
             "copies to the host, the caller)\n", 1e3 * total, 1e3 * wall);
+    pthread_mutex_destroy(&p->lock);
     free(p);
     ctx->prof = NULL;
 }
