@@ -301,6 +301,10 @@ DAT_API dat_status dat_loss_options_init_sized(dat_loss_options *opts, size_t si
  * get gradient 0. PyTorch leaves theirs None and its optimizers skip them;
  * dat_optim's weight decay and momentum still move them: freeze their segments
  * (dat_optim_set_lr_scale() with 0) to keep them as they are.
+ *
+ * The first call with a batch size and set of terms keeps a copy of the
+ * gradients (and BN statistics) while it runs, to put them back if it fails
+ * part-way: its peak memory is one gradient buffer above later calls'.
  * @param model  the model (its mode decides batch statistics, as in forward).
  * @param x  float32 [N, C, H, W]: the (adversarial) inputs.
  * @param y  int32 labels [N] in [0, classes); may be NULL when only kl_weight is set.

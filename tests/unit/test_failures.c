@@ -1,12 +1,15 @@
 /* A call that runs out of memory part-way changes nothing it was given
- * (docs/api/mainpage.md); a save whose fsync or close fails says so. Linked with -Wl,--wrap=aligned_alloc,--wrap=malloc,
- * --wrap=calloc: the k-th allocation libdat makes during the call (the CPU
- * backend's buffers and its workspace, which grows inside the ops the first
- * time a shape needs it; host scratch) fails, for k = 1, 2, ... until the call gets through. After each failure the
- * model's BN statistics and counters and its gradients are as before the call,
- * and the call made again ends where a run that never failed ends. Under the
- * CUDA emulation (kernels/emu, DAT_TEST_EMULATED_GPU) the same runs on the
- * CUDA backend, whose device memory the emulation takes with aligned_alloc. */
+ * (docs/api/mainpage.md); a save whose fsync or close fails says so.
+ *
+ * Linked with -Wl,--wrap for aligned_alloc, malloc, calloc, fsync and close:
+ * the k-th allocation libdat makes during a call (the CPU backend's buffers,
+ * its workspace, which grows inside the ops the first time a shape needs it,
+ * host scratch) fails, for k = 1, 2, ... until the call gets through. After
+ * each failure the model's BN statistics and counters and its gradients are as
+ * before the call, and the call made again ends where a run that never failed
+ * ends. Under the CUDA emulation (kernels/emu, DAT_TEST_EMULATED_GPU) the same
+ * runs on the CUDA backend, whose device memory the emulation takes with
+ * aligned_alloc. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -353,7 +356,8 @@ START_TEST(test_failed_sync_or_close_is_reported)
         ck_assert_ptr_nonnull(f);
         ck_assert_uint_eq(fread(head, 1, 3, f), 3);
         fclose(f);
-        ck_assert_msg((strcmp(head, "old") == 0) == cases[i].old_kept, "case %zu: file '%s'", i, head);
+        ck_assert_msg((strcmp(head, "old") == 0) == cases[i].old_kept, "case %zu: file '%s'", i,
+                      head);
     }
     unlink(path);
     drop(&w);
