@@ -304,7 +304,10 @@ DAT_API dat_status dat_loss_options_init_sized(dat_loss_options *opts, size_t si
  *
  * The first call with a batch size and set of terms keeps a copy of the
  * gradients (and BN statistics) while it runs, to put them back if it fails
- * part-way: its peak memory is one gradient buffer above later calls'.
+ * part-way: its peak memory is one gradient buffer above later calls'. While
+ * a dat_grad_sync is armed the gradients are the synchronizer's (its buckets
+ * are reduced as the pass goes): after a failure there, dat_grad_sync_end()
+ * still reduces what the pass left, and the step's gradients are not to be used.
  * @param model  the model (its mode decides batch statistics, as in forward).
  * @param x  float32 [N, C, H, W]: the (adversarial) inputs.
  * @param y  int32 labels [N] in [0, classes); may be NULL when only kl_weight is set.

@@ -325,9 +325,12 @@ dat_status dat_model_loss_backward(dat_model *model, const dat_tensor *x, const 
     double acc = 0;
     uint64_t terms = (o.clean_weight > 0) | (o.kl_weight > 0) << 1 | (o.adv_weight > 0) << 2 |
                      (o.sample_weights != NULL) << 3 | (o.accumulate != 0) << 4;
+    /* An armed dat_grad_sync reduces buckets of the gradient on its own thread
+     * as the pass goes: they are its until dat_grad_sync_end(), not ours to put back. */
+    int grads = !(model->grad_hook && model->grad_hook_armed);
     dat_model_undo u;
-    DAT_TRY(dat_model_undo_begin(model, dat_model_pass_kind(DAT_PASS_LOSS, n, terms, model), 1,
-                                 &u));
+    DAT_TRY(dat_model_undo_begin(model, dat_model_pass_kind(DAT_PASS_LOSS, n, terms, model),
+                                 grads, &u));
     DAT_TRY(dat_model_undo_end(model, &u, loss_backward(model, x, y, &o, n, &acc)));
     if (dat_capturing(model->ctx))
         return DAT_OK;
