@@ -12,6 +12,7 @@
 #ifndef LIBDAT_QUANT_QUANT_MATH_H
 #define LIBDAT_QUANT_QUANT_MATH_H
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 
@@ -116,11 +117,14 @@ DAT_HD uint32_t dat_quant_uniform16(uint32_t word, uint64_t g)
     return (g % DAT_QUANT_GROUP) >= DAT_QUANT_GROUP / 2 ? word >> 16 : word & 0xffffu;
 }
 
-/* Value of a code: sign * xi * (norm / s), with step = norm / s. */
+/* Value of a code: sign * xi * (norm / s), with step = norm / s. As xi <= s,
+ * the value is at most the norm; only the two roundings can carry a norm near
+ * FLT_MAX past it (to inf), and FLT_MAX is then within 2 ulps of the exact. */
 DAT_HD float dat_quant_value(uint32_t code, float step, int bits)
 {
     uint32_t xi = code & ((1u << (bits - 1)) - 1u);
     float m = DAT_RN_FMUL((float)xi, step);
+    m = m > FLT_MAX ? FLT_MAX : m;
     return (code >> (bits - 1)) ? -m : m;
 }
 

@@ -601,6 +601,44 @@ START_TEST(test_error_feedback)
 }
 END_TEST
 
+/* Values near FLT_MAX come back finite: xi * (norm / s) took two roundings,
+ * which carried a norm near FLT_MAX past it to inf (DAT_OK both ways). */
+START_TEST(test_decode_near_flt_max_stays_finite)
+{
+    static const float single[] = {FLT_MAX, -FLT_MAX, 3.0e38f, 2.0e38f};
+    static const float bucket[] = {FLT_MAX, -FLT_MAX, 1.0e38f, -3.0e38f};
+    static const int widths[] = {2, 3, 4, 8, 16};
+    dat_ctx *ctx = make_ctx(1, 3);
+    for (int nk = 0; nk < 2; ++nk)
+        for (size_t w = 0; w < sizeof widths / sizeof *widths; ++w)
+            for (size_t i = 0; i <= sizeof single / sizeof *single; ++i) {
+                /* One value alone (either norm), or, with the max norm, a bucket of four. */
+                int whole = i == sizeof single / sizeof *single;
+                if (whole && nk == 0)
+                    continue; /* their l2 norm overflows: refused, as documented */
+                const float *x = whole ? bucket : &single[i];
+                int64_t n = whole ? 4 : 1;
+                dat_quantizer *q = make_q(ctx, widths[w], 64,
+                                          nk ? DAT_QUANT_NORM_MAX : DAT_QUANT_NORM_L2, 0);
+                dat_tensor *in = make_tensor(ctx, n, x), *out = make_tensor(ctx, n, NULL);
+                size_t bytes = 0;
+                ck_assert_dat_ok(dat_quantizer_encoded_size(q, n, &bytes));
+                uint32_t codes[16];
+                ck_assert(bytes <= sizeof codes);
+                ck_assert_dat_ok(dat_quantizer_encode(q, in, 0, codes, bytes));
+                ck_assert_dat_ok(dat_quantizer_decode(q, codes, bytes, out, 0));
+                for (int64_t k = 0; k < n; ++k)
+                    ck_assert_msg(isfinite(host(out)[k]),
+                                  "%d bits, %s norm: %g decoded as %g", widths[w],
+                                  nk ? "max" : "l2", x[k], host(out)[k]);
+                dat_tensor_destroy(in);
+                dat_tensor_destroy(out);
+                dat_quantizer_destroy(q);
+            }
+    dat_ctx_destroy(ctx);
+}
+END_TEST
+
 START_TEST(test_decode_accumulate)
 {
     dat_ctx *ctx = make_ctx(1, 3);
@@ -937,6 +975,7 @@ int main(void)
     tcase_add_test(tc, test_slices_match_whole);
     tcase_add_test(tc, test_error_feedback);
     tcase_add_test(tc, test_decode_accumulate);
+    tcase_add_test(tc, test_decode_near_flt_max_stays_finite);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }
