@@ -83,6 +83,10 @@ typedef enum dat_lr_scaling {
 /** @brief Largest number of piecewise milestones. */
 #define DAT_OPTIM_MAX_MILESTONES 16
 
+/** @brief Largest step counter (2^53, exact in a double; a loaded state or
+ *         dat_optim_set_step() past it is refused). (0.7.0) */
+#define DAT_OPTIM_MAX_STEP ((int64_t)1 << 53)
+
 /** @brief Options of the optimizer; fill with dat_optim_options_init(). */
 typedef struct dat_optim_options {
     uint32_t size;                 /**< set by dat_optim_options_init() */
@@ -174,7 +178,8 @@ DAT_API void dat_optim_destroy(dat_optim *optim);
  * @param grads  float32, the same shape.
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers or sizes that do not
  *         fit the segments; DAT_ERR_NUMERIC (nothing changed) when the gradient
- *         holds NaN or Inf.
+ *         holds NaN or Inf; DAT_ERR_STATE (nothing changed) when the step
+ *         counter is at DAT_OPTIM_MAX_STEP.
  */
 DAT_API dat_status dat_optim_step(dat_optim *optim, dat_tensor *params, const dat_tensor *grads);
 
@@ -228,8 +233,8 @@ DAT_API dat_status dat_optim_get_step(const dat_optim *optim, int64_t *step);
 /**
  * @brief Sets the schedule's position (the moments are unchanged).
  * @param optim  the optimizer.
- * @param step  the new position, >= 0.
- * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL or a negative step.
+ * @param step  the new position, in [0, DAT_OPTIM_MAX_STEP].
+ * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL or a step outside that range.
  */
 DAT_API dat_status dat_optim_set_step(dat_optim *optim, int64_t step);
 
@@ -263,7 +268,9 @@ DAT_API dat_status dat_optim_state_save(const dat_optim *optim, void *buf, size_
  * @param size  the state's bytes at @p buf: exactly as many as were saved
  *              (dat_optim_state_size() for a state of this version).
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers; DAT_ERR_FORMAT for a
- *         buffer of another optimizer or a corrupt one (nothing is changed then).
+ *         buffer of another optimizer or a corrupt one: a step past
+ *         DAT_OPTIM_MAX_STEP, moments that are NaN or Inf, a negative second
+ *         moment (nothing is changed then).
  */
 DAT_API dat_status dat_optim_state_load(dat_optim *optim, const void *buf, size_t size);
 

@@ -240,6 +240,8 @@ dat_status dat_optim_step(dat_optim *optim, dat_tensor *params, const dat_tensor
                              "the optimizer's %s)",
                              k ? "grads" : "params", t->ctx->be->name, optim->ctx->be->name);
     }
+    if (optim->step >= DAT_OPTIM_MAX_STEP) /* past it, t + 1 would end in overflow */
+        return dat_error(DAT_ERR_STATE, __func__, "the step counter is at its limit, 2^53");
     if (dat_capturing(optim->ctx))
         return recorded_step(optim, params, grads);
     int bad = 0;
@@ -308,8 +310,9 @@ dat_status dat_optim_get_step(const dat_optim *optim, int64_t *step)
 dat_status dat_optim_set_step(dat_optim *optim, int64_t step)
 {
     DAT_CHECK_NOT_NULL(optim);
-    if (step < 0)
-        return dat_error(DAT_ERR_INVALID_ARG, __func__, "step = %lld must be >= 0", (long long)step);
+    if (step < 0 || step > DAT_OPTIM_MAX_STEP)
+        return dat_error(DAT_ERR_INVALID_ARG, __func__, "step = %lld is outside [0, 2^53]",
+                         (long long)step);
     optim->step = step;
     return DAT_OK;
 }

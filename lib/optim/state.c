@@ -2,6 +2,7 @@
  * (version 2), then the moments (copied from and to the backend's memory).
  * Version 1 (libdat 0.7 and before: no segment counts) still loads, as if no
  * segment had been frozen. */
+#include <math.h>
 #include <string.h>
 
 #include "../core/error.h"
@@ -99,6 +100,21 @@ static dat_status check_segments(const dat_optim *optim, const state_header *h,
     return DAT_OK;
 }
 
+/* The moments at p: finite, and Adam's second moments not negative (a state
+ * that breaks this came from no optimizer, and steps from it write NaN). */
+static dat_status check_moments(const dat_optim *optim, const unsigned char *p)
+{
+    size_t n = (size_t)optim->total;
+    for (size_t i = 0; i < (optim->v ? 2 * n : n); ++i) {
+        float x;
+        memcpy(&x, p + i * sizeof x, sizeof x);
+        if (!isfinite(x) || (i >= n && x < 0.0f))
+            return dat_error(DAT_ERR_FORMAT, "dat_optim_state_load", "%s moment %zu is %g",
+                             i < n ? "first" : "second", i % n, (double)x);
+    }
+    return DAT_OK;
+}
+
 dat_status dat_optim_state_check(const dat_optim *optim, const void *buf, size_t size)
 {
     state_header h;
@@ -111,7 +127,7 @@ dat_status dat_optim_state_check(const dat_optim *optim, const void *buf, size_t
         return dat_error(DAT_ERR_FORMAT, "dat_optim_state_load",
                          "not a libdat optimizer state (bad magic)");
     if (h.kind != (int32_t)optim->o.kind || h.n_moments != moments(optim) ||
-        h.total != optim->total || h.step < 0)
+        h.total != optim->total || h.step < 0 || h.step > DAT_OPTIM_MAX_STEP)
         return dat_error(DAT_ERR_FORMAT, "dat_optim_state_load",
                          "the state is of kind %d over %lld values, this optimizer is kind %d "
                          "over %lld", (int)h.kind, (long long)h.total, (int)optim->o.kind,
@@ -120,7 +136,10 @@ dat_status dat_optim_state_check(const dat_optim *optim, const void *buf, size_t
     if (size != need)
         return dat_error(DAT_ERR_FORMAT, "dat_optim_state_load", "%zu bytes, the state needs "
                          "%zu", size, need);
-    return v2 ? check_segments(optim, &h, (const unsigned char *)buf + sizeof h) : DAT_OK;
+    const unsigned char *p = (const unsigned char *)buf + sizeof h;
+    if (v2)
+        DAT_TRY(check_segments(optim, &h, p));
+    return check_moments(optim, p + (v2 ? segments_bytes(optim) : 0));
 }
 
 dat_status dat_optim_state_load(dat_optim *optim, const void *buf, size_t size)

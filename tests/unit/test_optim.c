@@ -378,6 +378,61 @@ START_TEST(test_version_1_state_loads)
 }
 END_TEST
 
+/* Corrupt states are refused whole (fuzzing found each): a step past
+ * DAT_OPTIM_MAX_STEP (INT64_MAX loaded, then t + 1 overflowed and the next step
+ * never returned), a NaN first moment, a negative second moment (the next
+ * steps wrote NaN). The counter's limit holds for dat_optim_set_step() and
+ * dat_optim_step() too. */
+START_TEST(test_corrupt_states_are_refused)
+{
+    dat_segment seg = {.size = sizeof seg, .name = "a.weight", .offset = 0, .length = N};
+    dat_optim_options o;
+    dat_optim_options_init(&o);
+    o.kind = DAT_OPTIM_ADAM;
+    dat_optim *opt;
+    ck_assert_dat_ok(dat_optim_create(&opt, ctx, &seg, 1, &o));
+    struct { char magic[8]; int32_t kind, n_moments; int64_t total, step; } h = {
+        "DATOPT1", DAT_OPTIM_ADAM, 2, N, INT64_MAX};
+    unsigned char buf[sizeof h + 2 * N * sizeof(float)];
+    float mom[2 * N] = {0};
+    memcpy(buf, &h, sizeof h);
+    memcpy(buf + sizeof h, mom, sizeof mom);
+    ck_assert_dat_err(dat_optim_state_load(opt, buf, sizeof buf), DAT_ERR_FORMAT, "kind");
+    h.step = DAT_OPTIM_MAX_STEP;
+    memcpy(buf, &h, sizeof h);
+    ck_assert_dat_ok(dat_optim_state_load(opt, buf, sizeof buf));
+    static const struct { int at; float value; const char *says; } bad[] = {
+        {0, NAN, "first moment 0 is nan"},
+        {N - 1, INFINITY, "first moment 63 is inf"},
+        {N + 2, -1.0f, "second moment 2 is -1"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; ++i) {
+        float m[2 * N] = {0};
+        m[bad[i].at] = bad[i].value;
+        memcpy(buf + sizeof h, m, sizeof m);
+        ck_assert_dat_err(dat_optim_state_load(opt, buf, sizeof buf), DAT_ERR_FORMAT,
+                          bad[i].says);
+    }
+    int64_t step;
+    ck_assert_dat_ok(dat_optim_get_step(opt, &step));
+    ck_assert_int_eq(step, DAT_OPTIM_MAX_STEP); /* the last good load's */
+    int64_t shape[1] = {N};
+    dat_tensor *p, *g;
+    ck_assert_dat_ok(dat_tensor_create(&p, ctx, DAT_FLOAT32, 1, shape));
+    ck_assert_dat_ok(dat_tensor_create(&g, ctx, DAT_FLOAT32, 1, shape));
+    ck_assert_dat_ok(dat_tensor_fill(p, 1.0));
+    ck_assert_dat_ok(dat_tensor_fill(g, 0.5));
+    ck_assert_dat_err(dat_optim_step(opt, p, g), DAT_ERR_STATE, "limit");
+    ck_assert_dat_err(dat_optim_set_step(opt, DAT_OPTIM_MAX_STEP + 1), DAT_ERR_INVALID_ARG,
+                      "outside");
+    ck_assert_dat_ok(dat_optim_set_step(opt, DAT_OPTIM_MAX_STEP - 1));
+    ck_assert_dat_ok(dat_optim_step(opt, p, g));
+    dat_tensor_destroy(p);
+    dat_tensor_destroy(g);
+    dat_optim_destroy(opt);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("optim");
@@ -390,6 +445,7 @@ int main(void)
     tcase_add_test(tc, test_lr_scale_freezes_and_scales);
     tcase_add_test(tc, test_unfrozen_segment_counts_its_own_steps);
     tcase_add_test(tc, test_version_1_state_loads);
+    tcase_add_test(tc, test_corrupt_states_are_refused);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }
