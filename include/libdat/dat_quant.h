@@ -179,7 +179,9 @@ DAT_API dat_status dat_quantizer_encode(dat_quantizer *q, const dat_tensor *x, u
  *             in the memory of the quantizer's context).
  * @param accumulate  0: overwrite @p out; 1: add to it.
  * @return DAT_OK; DAT_ERR_INVALID_ARG for NULL pointers, a non-float32 @p out, a
- *         short @p codes or @p accumulate not 0 / 1.
+ *         short @p codes or @p accumulate not 0 / 1; DAT_ERR_FORMAT for codes no
+ *         encoder writes (a bucket's norm NaN, Inf or negative; a pass-through
+ *         value NaN or Inf). Nothing is written then.
  */
 DAT_API dat_status dat_quantizer_decode(dat_quantizer *q, const void *codes, size_t codes_bytes,
                                         dat_tensor *out, int accumulate);

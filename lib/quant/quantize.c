@@ -514,6 +514,21 @@ static void decode_bucket(const dat_quant_config *c, const uint8_t *in, size_t m
     }
 }
 
+dat_status dat_quant_check_message(const char *func, const dat_quant_config *c,
+                                   const void *codes, size_t n)
+{
+    int pass = c->bits == DAT_QUANT_PASSTHROUGH;
+    size_t bsz = (size_t)c->bucket, full_bytes = bucket_bytes(c, bsz);
+    for (size_t i = 0; i < (pass ? n : (n + bsz - 1) / bsz); ++i) {
+        float v; /* a pass-through value, or bucket i's norm */
+        memcpy(&v, (const uint8_t *)codes + (pass ? i * sizeof v : i * full_bytes), sizeof v);
+        if (!isfinite(v) || (!pass && v < 0.0f))
+            return dat_error(DAT_ERR_FORMAT, func, "a corrupt message: %s %zu is %g",
+                             pass ? "value" : "the norm of bucket", i, (double)v);
+    }
+    return DAT_OK;
+}
+
 void dat_quant_decode_host(const dat_quant_config *c, const void *codes, size_t n, float *out,
                            int accumulate, float scale, int nthreads)
 {

@@ -41,6 +41,11 @@ dat_status dat_quant_encode_host(const char *func, const dat_quant_config *c, co
 void dat_quant_decode_host(const dat_quant_config *c, const void *codes, size_t n, float *out,
                            int accumulate, float scale, int nthreads);
 
+/* Whether a host message of n elements could come from an encoder: every
+ * bucket's norm finite and >= 0 (pass-through: every value finite), else
+ * DAT_ERR_FORMAT naming `func` and the first bad one. */
+dat_status dat_quant_check_message(const char *func, const dat_quant_config *c,
+                                   const void *codes, size_t n);
 /* The CPU backend's quant_encode / quant_decode (lib/core/backend.h): the two
  * above with the context's threads. */
 dat_status dat_quant_encode_cpu(dat_ctx *ctx, const char *func, const dat_quant_config *c,

@@ -374,6 +374,7 @@ dat_status dat_quantizer_decode(dat_quantizer *q, const void *codes, size_t code
         return dat_error(DAT_ERR_INVALID_ARG, __func__, "accumulate = %d must be 0 or 1",
                          accumulate);
     size_t n = (size_t)out->numel, bytes = dat_quant_encoded_bytes(&q->cfg, n);
+    DAT_TRY(dat_quant_check_message(__func__, &q->cfg, codes, n));
     float *v;
     void *c;
     DAT_TRY(dat_quantizer_tensor_in(q, out, accumulate, &v));

@@ -639,6 +639,47 @@ START_TEST(test_decode_near_flt_max_stays_finite)
 }
 END_TEST
 
+/* A message no encoder writes is refused, and out keeps its values: a bucket
+ * norm of NaN or Inf decoded to NaN, a negative one flipped the signs, with
+ * DAT_OK (a fuzzing review); so is a NaN among pass-through values. */
+START_TEST(test_corrupt_messages_are_refused)
+{
+    dat_ctx *ctx = make_ctx(1, 3);
+    const int64_t n = 40; /* buckets of 32: a whole one and a part */
+    float x[40], before[40];
+    fill_vector(x, (size_t)n, 5);
+    for (int pass = 0; pass < 2; ++pass) {
+        dat_quantizer *q = make_q(ctx, pass ? 32 : 8, 32, DAT_QUANT_NORM_L2, 0);
+        dat_tensor *in = make_tensor(ctx, n, x), *out = make_tensor(ctx, n, x);
+        size_t bytes = 0;
+        ck_assert_dat_ok(dat_quantizer_encoded_size(q, n, &bytes));
+        uint32_t *codes = malloc(bytes), *bad = malloc(bytes);
+        ck_assert_dat_ok(dat_quantizer_encode(q, in, 0, codes, bytes));
+        memcpy(before, host(out), sizeof before);
+        /* Word 0 is bucket 0's norm (pass-through: value 0); the second
+         * bucket's norm follows bucket 0's 4 + 32 bytes (value 9). */
+        static const float poison[] = {NAN, INFINITY, -2.0f};
+        for (int at = 0; at < 2; ++at)
+            for (size_t k = 0; k < sizeof poison / sizeof *poison; ++k) {
+                if (pass && poison[k] < 0)
+                    continue; /* a negative value is a value */
+                memcpy(bad, codes, bytes);
+                memcpy(&bad[at ? 9 : 0], &poison[k], sizeof(float));
+                ck_assert_dat_err(dat_quantizer_decode(q, bad, bytes, out, 1), DAT_ERR_FORMAT,
+                                  "corrupt");
+                ck_assert_mem_eq(host(out), before, sizeof before);
+            }
+        ck_assert_dat_ok(dat_quantizer_decode(q, codes, bytes, out, 0));
+        free(codes);
+        free(bad);
+        dat_tensor_destroy(in);
+        dat_tensor_destroy(out);
+        dat_quantizer_destroy(q);
+    }
+    dat_ctx_destroy(ctx);
+}
+END_TEST
+
 START_TEST(test_decode_accumulate)
 {
     dat_ctx *ctx = make_ctx(1, 3);
@@ -976,6 +1017,7 @@ int main(void)
     tcase_add_test(tc, test_error_feedback);
     tcase_add_test(tc, test_decode_accumulate);
     tcase_add_test(tc, test_decode_near_flt_max_stays_finite);
+    tcase_add_test(tc, test_corrupt_messages_are_refused);
     suite_add_tcase(s, tc);
     return dat_run_suite(s);
 }
