@@ -155,6 +155,16 @@ static dat_status check_options(const dat_dataset_options *o)
 
 /* ---------------- subset, split, shard ---------------- */
 
+typedef struct class_slot {
+    int32_t cls, label;
+} class_slot;
+
+static int by_class(const void *a, const void *b)
+{
+    int32_t x = ((const class_slot *)a)->cls, y = ((const class_slot *)b)->cls;
+    return (x > y) - (x < y);
+}
+
 /* Maps the labels through the subset (others become -1) and lists the kept
  * samples in file order. */
 static dat_status select_classes(dat_dataset *ds, const dat_dataset_options *o, int64_t **kept,
@@ -181,20 +191,24 @@ static dat_status select_classes(dat_dataset *ds, const dat_dataset_options *o, 
         *n_kept = src->n;
         return DAT_OK;
     }
-    int32_t *map = malloc((size_t)src->num_classes * sizeof *map);
-    if (map == NULL)
-        return dat_error(DAT_ERR_OUT_OF_MEMORY, f, "a map of %d classes", (int)src->num_classes);
-    for (int32_t c = 0; c < src->num_classes; ++c)
-        map[c] = -1;
+    /* The subset's classes sorted, each with its new label: a map over every
+     * class would be as large as the largest label (2^31 of them from a tiny
+     * .npy file). */
+    class_slot *slots = malloc((size_t)(uint32_t)k * sizeof *slots); /* k > 0 (checked) */
+    if (slots == NULL)
+        return dat_error(DAT_ERR_OUT_OF_MEMORY, f, "a map of %d classes", (int)k);
     for (int32_t i = 0; i < k; ++i)
-        map[o->classes[i]] = i;
+        slots[i] = (class_slot){o->classes[i], i};
+    qsort(slots, (size_t)k, sizeof *slots, by_class); /* no repeats: check_options */
     int64_t m = 0;
     for (int64_t i = 0; i < src->n; ++i) {
-        src->labels[i] = map[src->labels[i]];
+        class_slot key = {src->labels[i], 0};
+        const class_slot *hit = bsearch(&key, slots, (size_t)k, sizeof *slots, by_class);
+        src->labels[i] = hit ? hit->label : -1;
         if (src->labels[i] >= 0)
             (*kept)[m++] = i;
     }
-    free(map);
+    free(slots);
     *n_kept = m;
     ds->num_classes = k;
     return DAT_OK;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -791,6 +792,43 @@ START_TEST(test_class_subset)
     ck_assert_dat_err(dat_dataset_open(&ds, ctx, &o), DAT_ERR_INVALID_ARG, "both 3");
     free(bi);
     free(bl);
+}
+END_TEST
+
+/* A subset of a file whose largest label is 2^31 - 2 needs memory for the
+ * subset, not a map over every class up to that label (8 GiB, filled, from a
+ * 136-byte file). The open runs in a child whose address space is limited to
+ * 1 GiB, where the sanitizers' shadow memory does not stand in the way. */
+START_TEST(test_class_subset_of_huge_labels)
+{
+    static const unsigned char px[2 * 4] = {1, 2, 3, 4, 5, 6, 7, 8};
+    static const int32_t labels[2] = {0, 0x7ffffffe};
+    dat_dataset_options o =
+        base_opts(DAT_DATASET_NPY, write_npy("huge_i.npy", "|u1", "(2, 2, 2)", px, sizeof px),
+                  write_npy("huge_l.npy", "<i4", "(2,)", labels, sizeof labels));
+    const int32_t classes[] = {0};
+    o.classes = classes;
+    o.num_subset_classes = 1;
+    o.batch_size = 1;
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+        struct rlimit lim = {(rlim_t)1 << 30, (rlim_t)1 << 30};
+        setrlimit(RLIMIT_AS, &lim);
+#endif
+        dat_dataset *ds = NULL;
+        int64_t n = 0;
+        dat_status st = dat_dataset_open(&ds, ctx, &o);
+        if (st == DAT_OK)
+            st = dat_dataset_num_samples(ds, &n);
+        if (st != DAT_OK)
+            fprintf(stderr, "test_class_subset_of_huge_labels: %s\n", dat_last_error());
+        _exit(st == DAT_OK && n == 1 ? 0 : 1);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the subset's open failed");
 }
 END_TEST
 
@@ -1583,6 +1621,7 @@ int main(void)
     tcase_add_test(tc, test_shuffle_per_epoch_and_seed);
     tcase_add_test(tc, test_shuffle_internals);
     tcase_add_test(tc, test_class_subset);
+    tcase_add_test(tc, test_class_subset_of_huge_labels);
     tcase_add_test(tc, test_validation_split);
     tcase_add_test(tc, test_short_batch_and_drop_last);
     tcase_add_test(tc, test_augment_crop_flip);
