@@ -311,8 +311,8 @@ dat_status dat_optim_set_step(dat_optim *optim, int64_t step)
 {
     DAT_CHECK_NOT_NULL(optim);
     if (step < 0 || step > DAT_OPTIM_MAX_STEP)
-        return dat_error(DAT_ERR_INVALID_ARG, __func__, "step = %lld is outside [0, 2^53]",
-                         (long long)step);
+        return dat_error(DAT_ERR_INVALID_ARG, __func__, "step = %lld must be >= 0 and at most "
+                         "DAT_OPTIM_MAX_STEP (2^53)", (long long)step);
     optim->step = step;
     return DAT_OK;
 }

@@ -424,7 +424,7 @@ START_TEST(test_corrupt_states_are_refused)
     ck_assert_dat_ok(dat_tensor_fill(g, 0.5));
     ck_assert_dat_err(dat_optim_step(opt, p, g), DAT_ERR_STATE, "limit");
     ck_assert_dat_err(dat_optim_set_step(opt, DAT_OPTIM_MAX_STEP + 1), DAT_ERR_INVALID_ARG,
-                      "outside");
+                      "at most DAT_OPTIM_MAX_STEP");
     ck_assert_dat_ok(dat_optim_set_step(opt, DAT_OPTIM_MAX_STEP - 1));
     ck_assert_dat_ok(dat_optim_step(opt, p, g));
     dat_tensor_destroy(p);
