@@ -17,7 +17,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "attack/attack.h"
 #include "check_util.h"
 #include "model/model.h"
 
