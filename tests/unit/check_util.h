@@ -47,6 +47,14 @@ static inline int dat_test_have_gpu(void)
     return dat_has_cuda() && dat_cuda_device_count(&count) == DAT_OK && count > 0;
 }
 
+/* 1 where the GPU is the CUDA emulation (kernels/emu; meson's gpu_emulation
+ * sets DAT_TEST_EMULATED_GPU for the tests). */
+static inline int dat_test_emulated_gpu(void)
+{
+    const char *emu = getenv("DAT_TEST_EMULATED_GPU");
+    return emu && *emu && *emu != '0';
+}
+
 /* A float32 tensor's values on the host (caller frees); *n (may be NULL)
  * receives their count. */
 static inline float *dat_test_read_floats(const dat_tensor *t, size_t *n)

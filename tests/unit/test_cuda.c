@@ -195,12 +195,6 @@ static dat_tensor *matrix(dat_ctx *ctx, int64_t rows, int64_t cols)
     return t;
 }
 
-static int emulated(void)
-{
-    const char *emu = getenv("DAT_TEST_EMULATED_GPU");
-    return emu && *emu && *emu != '0';
-}
-
 /* Whether cnn_small's loss gradient on one batch, computed twice on a context
  * with dat_ctx_options::deterministic = det, comes out the same bits. */
 static int same_gradients_twice(int det)
@@ -241,7 +235,7 @@ static int same_gradients_twice(int det)
 START_TEST(test_deterministic_convolutions)
 {
     ck_assert_msg(same_gradients_twice(1), "deterministic = 1 gave two different gradients");
-    if (emulated())
+    if (dat_test_emulated_gpu())
         ck_assert_msg(!same_gradients_twice(0),
                       "the emulated non-deterministic algorithm was not chosen by default");
 }
@@ -324,7 +318,7 @@ START_TEST(test_out_of_memory)
     ck_assert_dat_err(dat_tensor_create(&huge, g, DAT_FLOAT32, 1, huge_shape),
                       DAT_ERR_OUT_OF_MEMORY, "");
     ck_assert_ptr_null(huge);
-    if (emulated()) {
+    if (dat_test_emulated_gpu()) {
         const int64_t n = 512;
         dat_model *ref = NULL, *m = NULL;
         ck_assert_dat_ok(dat_model_create_preset(&ref, g, "cnn_small", NULL));

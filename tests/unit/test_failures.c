@@ -259,17 +259,11 @@ static void expect_same(const char *what, long k, const state *a, const state *b
                       "%s, allocation %ld: %s differ", what, k, parts[i].name);
 }
 
-static int emulated(void)
-{
-    const char *emu = getenv("DAT_TEST_EMULATED_GPU");
-    return emu && *emu && *emu != '0';
-}
-
 START_TEST(test_failed_calls_change_nothing)
 {
     scenario sc = (scenario)(_i % (ROBUST + 1));
     dat_device_kind dev = _i > ROBUST ? DAT_DEVICE_CUDA : DAT_DEVICE_CPU;
-    if (dev == DAT_DEVICE_CUDA && !emulated())
+    if (dev == DAT_DEVICE_CUDA && !dat_test_emulated_gpu())
         return; /* a real GPU's memory is not the host's aligned_alloc */
     world w;
     state clean, before, after;

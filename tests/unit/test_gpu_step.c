@@ -368,8 +368,7 @@ int main(void)
         printf("no CUDA build or device: skipped\n");
         return DAT_TEST_SKIP;
     }
-    const char *emu = getenv("DAT_TEST_EMULATED_GPU");
-    emulated = emu && *emu && *emu != '0';
+    emulated = dat_test_emulated_gpu();
     cpu = make_ctx(DAT_DEVICE_CPU, DAT_PRECISION_FP32, 0, 0);
     gpu = make_ctx(DAT_DEVICE_CUDA, DAT_PRECISION_FP32, 0, 0);
     gpu_tf32 = make_ctx(DAT_DEVICE_CUDA, DAT_PRECISION_TF32, 1, 0);

@@ -338,6 +338,13 @@ START_TEST(test_unfrozen_segment_counts_its_own_steps)
 }
 END_TEST
 
+/* The header of a version-1 state (lib/optim/state.c), for hand-made states. */
+typedef struct v1_header {
+    char magic[8];
+    int32_t kind, n_moments;
+    int64_t total, step;
+} v1_header;
+
 /* A state of libdat 0.7 (version 1: header and moments, no segment counts)
  * still loads: moments and step as saved. */
 START_TEST(test_version_1_state_loads)
@@ -350,8 +357,7 @@ START_TEST(test_version_1_state_loads)
     o.kind = DAT_OPTIM_ADAM;
     dat_optim *opt;
     ck_assert_dat_ok(dat_optim_create(&opt, ctx, segs, 2, &o));
-    struct { char magic[8]; int32_t kind, n_moments; int64_t total, step; } h = {
-        "DATOPT1", DAT_OPTIM_ADAM, 2, 2 * N, 5};
+    v1_header h = {"DATOPT1", DAT_OPTIM_ADAM, 2, 2 * N, 5};
     unsigned char buf[sizeof h + 4 * N * sizeof(float)];
     float mom[4 * N];
     for (int i = 0; i < 4 * N; ++i)
@@ -391,8 +397,7 @@ START_TEST(test_corrupt_states_are_refused)
     o.kind = DAT_OPTIM_ADAM;
     dat_optim *opt;
     ck_assert_dat_ok(dat_optim_create(&opt, ctx, &seg, 1, &o));
-    struct { char magic[8]; int32_t kind, n_moments; int64_t total, step; } h = {
-        "DATOPT1", DAT_OPTIM_ADAM, 2, N, INT64_MAX};
+    v1_header h = {"DATOPT1", DAT_OPTIM_ADAM, 2, N, INT64_MAX};
     unsigned char buf[sizeof h + 2 * N * sizeof(float)];
     float mom[2 * N] = {0};
     memcpy(buf, &h, sizeof h);
